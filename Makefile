@@ -1,0 +1,30 @@
+# The commands a developer needs. `make test` is what CI runs.
+GO ?= go
+PKGS ?= ./...
+
+.PHONY: test ci check vet fmt-check unit fuzz bench
+
+## test: format and vet checks, then every test with the race detector (starts the emulators itself)
+test: check
+	$(GO) test -race -timeout 25m $(PKGS)
+
+## ci: what .ci/run runs
+ci: test
+
+check: fmt-check vet
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+## fuzz: a short run of every fuzz target
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./shared/channeltoken
+	$(GO) test -run '^$$' -fuzz FuzzParseNotification -fuzztime 30s ./functions/webhook
+
+## bench: the benchmarks, side by side
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)

@@ -1,0 +1,115 @@
+package channeltoken
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/calsync/calsync/shared/config"
+)
+
+func testKeys(t testing.TB, ids ...string) *Keys {
+	t.Helper()
+	var keys []config.Key
+	for _, id := range ids {
+		keys = append(keys, config.Key{ID: id, Material: bytes.Repeat([]byte(id[:1]), 32)})
+	}
+	k, err := New(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestMintVerify(t *testing.T) {
+	k := testKeys(t, "k1")
+	tok, err := k.Mint("chan-1", "cal_abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tok) > MaxLen || !strings.Contains(tok, "v=1") || !strings.Contains(tok, "k=k1") || !strings.Contains(tok, "c=cal_abc") {
+		t.Fatalf("unexpected token form %q", tok)
+	}
+	got, err := k.Verify("chan-1", tok)
+	if err != nil || got != "cal_abc" {
+		t.Fatalf("Verify = %q, %v", got, err)
+	}
+}
+
+func TestVerifyRejects(t *testing.T) {
+	k := testKeys(t, "k1")
+	tok, _ := k.Mint("chan-1", "cal")
+	other := testKeys(t, "x9")
+	foreign, _ := other.Mint("chan-1", "cal")
+	sameIDOtherKey, _ := (func() (string, error) {
+		k2, _ := New([]config.Key{{ID: "k1", Material: bytes.Repeat([]byte("z"), 32)}})
+		return k2.Mint("chan-1", "cal")
+	})()
+	for _, tc := range []struct {
+		name, channel, token string
+		want                 error
+	}{
+		{"missing", "chan-1", "", ErrMissing},
+		{"other channel", "chan-2", tok, ErrSignature},
+		{"calendar swapped", "chan-1", strings.Replace(tok, "c=cal", "c=evil", 1), ErrSignature},
+		{"unknown key", "chan-1", foreign, ErrUnknownKey},
+		{"forged with same key id", "chan-1", sameIDOtherKey, ErrSignature},
+		{"garbage", "chan-1", "%zz", ErrMalformed},
+		{"no signature", "chan-1", "v=1&k=k1&c=cal", ErrMalformed},
+		{"version", "chan-1", strings.Replace(tok, "v=1", "v=2", 1), ErrMalformed},
+		{"repeated field", "chan-1", tok + "&c=evil", ErrMalformed},
+		{"too long", "chan-1", tok + "&x=" + strings.Repeat("a", 300), ErrMalformed},
+	} {
+		if _, err := k.Verify(tc.channel, tc.token); !errors.Is(err, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestRotation(t *testing.T) {
+	old := testKeys(t, "k1")
+	tok, _ := old.Mint("c", "cal")
+	rotated := testKeys(t, "k2", "k1") // new key signs, old still verifies
+	if _, err := rotated.Verify("c", tok); err != nil {
+		t.Fatalf("old token must verify during rotation: %v", err)
+	}
+	newTok, _ := rotated.Mint("c", "cal")
+	if !strings.Contains(newTok, "k=k2") {
+		t.Fatalf("new key must sign: %q", newTok)
+	}
+	if _, err := testKeys(t, "k2").Verify("c", tok); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("dropped key must not verify: %v", err)
+	}
+}
+
+func TestMintTooLong(t *testing.T) {
+	if _, err := testKeys(t, "k1").Mint("c", strings.Repeat("x", 250)); err == nil {
+		t.Fatal("want error for a token over 256 chars")
+	}
+}
+
+func FuzzVerify(f *testing.F) {
+	k := testKeys(f, "k1")
+	tok, _ := k.Mint("chan-1", "cal")
+	f.Add("chan-1", tok)
+	f.Add("chan-1", "v=1&k=k1&c=cal&s=AAAA")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, channel, token string) {
+		cal, err := k.Verify(channel, token)
+		if err != nil {
+			return
+		}
+		// Whatever verified must be exactly what the key would mint.
+		want, mintErr := k.Mint(channel, cal)
+		if mintErr != nil {
+			t.Fatalf("verified a token that cannot be minted: %q", token)
+		}
+		if _, err := k.Verify(channel, want); err != nil {
+			t.Fatal(err)
+		}
+		if sign(k.byID["k1"], channel, cal) == "" {
+			t.Fatal("empty signature")
+		}
+	})
+}

@@ -1,0 +1,89 @@
+// Package config reads each function's settings from the environment with
+// go-envconfig and checks them all at once, so a broken deployment fails at
+// start with one message naming every bad variable.
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/calsync/calsync/shared/logging"
+	"github.com/sethvargo/go-envconfig"
+)
+
+// Common holds settings every function shares.
+type Common struct {
+	ProjectID string `env:"PROJECT_ID, required"`
+	LogLevel  string `env:"LOG_LEVEL, default=info"`
+}
+
+func (c Common) validate() error {
+	var errs []error
+	if strings.TrimSpace(c.ProjectID) == "" {
+		errs = append(errs, errors.New("PROJECT_ID must not be empty"))
+	}
+	if _, ok := logging.ParseLevel(c.LogLevel); !ok {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL %q is not one of debug, info, warning, error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// Webhook configures the Webhook function.
+type Webhook struct {
+	Common
+	NotificationsTopic string        `env:"NOTIFICATIONS_TOPIC, default=calsync-notifications"`
+	ChannelTokenKeys   string        `env:"CHANNEL_TOKEN_KEYS, required"`
+	PublishTimeout     time.Duration `env:"PUBLISH_TIMEOUT, default=10s"`
+}
+
+// Validate reports every problem with the Webhook config.
+func (c Webhook) Validate() error {
+	return errors.Join(
+		c.Common.validate(),
+		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic),
+		validKeys("CHANNEL_TOKEN_KEYS", c.ChannelTokenKeys),
+		positive("PUBLISH_TIMEOUT", c.PublishTimeout),
+	)
+}
+
+// Load reads a config struct from the environment (or from lookuper when not
+// nil, for tests) and validates it.
+func Load[T interface{ Validate() error }](ctx context.Context, lookuper envconfig.Lookuper) (T, error) {
+	var cfg T
+	if lookuper == nil {
+		lookuper = envconfig.OsLookuper()
+	}
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &cfg, Lookuper: lookuper}); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
+}
+
+func validTopic(name, v string) error {
+	if v == "" || strings.ContainsAny(v, "/ ") || len(v) > 255 {
+		return fmt.Errorf("%s %q is not a topic id (no slashes or spaces, 1-255 chars)", name, v)
+	}
+	return nil
+}
+
+func positive(name string, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%s must be a positive duration, got %s", name, d)
+	}
+	return nil
+}
+
+// validKeys checks the KEYID:BASE64 list format shared by channel-token and
+// credential keys, without revealing the key material in the message.
+func validKeys(name, v string) error {
+	if _, err := ParseKeys(v); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}

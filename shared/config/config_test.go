@@ -1,0 +1,70 @@
+package config
+
+import (
+	"context"
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+)
+
+var testKey = "k1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("s", 32)))
+
+func TestWebhookDefaults(t *testing.T) {
+	cfg, err := Load[Webhook](context.Background(), envconfig.MapLookuper(map[string]string{
+		"PROJECT_ID":         "p",
+		"CHANNEL_TOKEN_KEYS": testKey,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NotificationsTopic != "calsync-notifications" || cfg.PublishTimeout != 10*time.Second || cfg.LogLevel != "info" {
+		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+}
+
+func TestWebhookReportsEveryProblem(t *testing.T) {
+	_, err := Load[Webhook](context.Background(), envconfig.MapLookuper(map[string]string{
+		"PROJECT_ID":          " ",
+		"CHANNEL_TOKEN_KEYS":  "k1:short",
+		"NOTIFICATIONS_TOPIC": "a/b",
+		"PUBLISH_TIMEOUT":     "-1s",
+		"LOG_LEVEL":           "loud",
+	}))
+	if err == nil {
+		t.Fatal("want error")
+	}
+	for _, want := range []string{"PROJECT_ID", "CHANNEL_TOKEN_KEYS", "NOTIFICATIONS_TOPIC", "PUBLISH_TIMEOUT", "LOG_LEVEL"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "short") {
+		t.Errorf("error leaks key material: %v", err)
+	}
+}
+
+func TestMissingRequiredNamed(t *testing.T) {
+	_, err := Load[Webhook](context.Background(), envconfig.MapLookuper(map[string]string{}))
+	if err == nil || !strings.Contains(err.Error(), "PROJECT_ID") {
+		t.Fatalf("want error naming PROJECT_ID, got %v", err)
+	}
+}
+
+func TestParseKeys(t *testing.T) {
+	k2 := "k2:" + base64.RawURLEncoding.EncodeToString([]byte(strings.Repeat("t", 40)))
+	keys, err := ParseKeys(testKey + ", " + k2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys[0].ID != "k1" || keys[1].ID != "k2" || len(keys[1].Material) != 40 {
+		t.Fatalf("got %+v", keys)
+	}
+	for _, bad := range []string{"", "nokey", "k1:%%%", testKey + "," + testKey, "bad id!:" + strings.Repeat("A", 44)} {
+		if _, err := ParseKeys(bad); err == nil {
+			t.Errorf("ParseKeys(%q): want error", bad)
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+)
+
+// Store names the Firestore database.
+type Store struct {
+	FirestoreDatabase string `env:"FIRESTORE_DATABASE, default=(default)"`
+}
+
+// Calendar says how to reach the Calendar API and read user credentials.
+type Calendar struct {
+	// CalendarEndpoint overrides Google's endpoint (the local emulator).
+	CalendarEndpoint string `env:"CALENDAR_ENDPOINT"`
+	// CredentialKeys encrypt stored refresh tokens (AES-256-GCM), KEYID:BASE64 list.
+	CredentialKeys    string `env:"CREDENTIAL_KEYS, required"`
+	OAuthClientID     string `env:"OAUTH_CLIENT_ID"`
+	OAuthClientSecret string `env:"OAUTH_CLIENT_SECRET"`
+	OAuthTokenURL     string `env:"OAUTH_TOKEN_URL, default=https://oauth2.googleapis.com/token"`
+	OAuthAuthURL      string `env:"OAUTH_AUTH_URL, default=https://accounts.google.com/o/oauth2/auth"`
+	CalendarRateLimit int    `env:"CALENDAR_USER_RATE_LIMIT, default=500"`
+}
+
+func (c Calendar) validate() error {
+	var errs []error
+	if c.CalendarEndpoint != "" {
+		errs = append(errs, validURL("CALENDAR_ENDPOINT", c.CalendarEndpoint))
+	}
+	if keys, err := ParseKeys(c.CredentialKeys); err != nil {
+		errs = append(errs, fmt.Errorf("CREDENTIAL_KEYS: %w", err))
+	} else {
+		for _, k := range keys {
+			if len(k.Material) != 32 {
+				errs = append(errs, fmt.Errorf("CREDENTIAL_KEYS: key %s must be exactly 32 bytes (AES-256)", k.ID))
+			}
+		}
+	}
+	errs = append(errs, validURL("OAUTH_TOKEN_URL", c.OAuthTokenURL), validURL("OAUTH_AUTH_URL", c.OAuthAuthURL))
+	if (c.OAuthClientID == "") != (c.OAuthClientSecret == "") {
+		errs = append(errs, errors.New("OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET must be set together"))
+	}
+	if c.CalendarRateLimit <= 0 || c.CalendarRateLimit > 600 {
+		errs = append(errs, fmt.Errorf("CALENDAR_USER_RATE_LIMIT must be 1-600 requests a minute, got %d", c.CalendarRateLimit))
+	}
+	return errors.Join(errs...)
+}
+
+// SyncWorker configures the SyncWorker function.
+type SyncWorker struct {
+	Common
+	Store
+	Calendar
+	ChangesTopic string `env:"CHANGES_TOPIC, default=calsync-changes"`
+	// LeaseDuration is how long a sync holds a calendar before another worker may
+	// take over; the running sync extends it.
+	LeaseDuration time.Duration `env:"LEASE_DURATION, default=60s"`
+	// RerunInterval paces reruns during a burst (see README: coalescing).
+	RerunInterval time.Duration `env:"RERUN_INTERVAL, default=1s"`
+	// RetryBudget bounds in-process retries before Pub/Sub redelivers.
+	RetryBudget time.Duration `env:"RETRY_BUDGET, default=120s"`
+}
+
+// Validate reports every problem with the SyncWorker config.
+func (c SyncWorker) Validate() error {
+	errs := []error{
+		c.Common.validate(), c.Calendar.validate(),
+		validTopic("CHANGES_TOPIC", c.ChangesTopic),
+		positive("LEASE_DURATION", c.LeaseDuration),
+		positive("RERUN_INTERVAL", c.RerunInterval),
+		positive("RETRY_BUDGET", c.RetryBudget),
+	}
+	if c.LeaseDuration > 0 && c.LeaseDuration < 5*time.Second {
+		errs = append(errs, fmt.Errorf("LEASE_DURATION %s is too short (at least 5s)", c.LeaseDuration))
+	}
+	return errors.Join(errs...)
+}
+
+// RenewChannels configures the RenewChannels function.
+type RenewChannels struct {
+	Common
+	Store
+	Calendar
+	NotificationsTopic string `env:"NOTIFICATIONS_TOPIC, default=calsync-notifications"`
+	ChannelTokenKeys   string `env:"CHANNEL_TOKEN_KEYS, required"`
+	WebhookURL         string `env:"WEBHOOK_URL, required"`
+	// ChannelTTL is asked of Google; Google may grant less.
+	ChannelTTL time.Duration `env:"CHANNEL_TTL, default=168h"`
+	// RenewBefore renews channels expiring within this window.
+	RenewBefore time.Duration `env:"RENEW_BEFORE, default=26h"`
+	// ReconcileAfter asks for a sync of calendars quiet for this long.
+	ReconcileAfter time.Duration `env:"RECONCILE_AFTER, default=6h"`
+	Concurrency    int           `env:"RENEW_CONCURRENCY, default=8"`
+}
+
+// Validate reports every problem with the RenewChannels config.
+func (c RenewChannels) Validate() error {
+	errs := []error{
+		c.Common.validate(), c.Calendar.validate(),
+		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic),
+		validKeys("CHANNEL_TOKEN_KEYS", c.ChannelTokenKeys),
+		validURL("WEBHOOK_URL", c.WebhookURL),
+		positive("CHANNEL_TTL", c.ChannelTTL),
+		positive("RENEW_BEFORE", c.RenewBefore),
+		positive("RECONCILE_AFTER", c.ReconcileAfter),
+	}
+	if c.ChannelTTL > 0 && c.RenewBefore >= c.ChannelTTL {
+		errs = append(errs, fmt.Errorf("RENEW_BEFORE (%s) must be shorter than CHANNEL_TTL (%s)", c.RenewBefore, c.ChannelTTL))
+	}
+	if c.Concurrency < 1 || c.Concurrency > 64 {
+		errs = append(errs, fmt.Errorf("RENEW_CONCURRENCY must be 1-64, got %d", c.Concurrency))
+	}
+	return errors.Join(errs...)
+}
+
+func validURL(name, v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s %q is not an http(s) URL", name, v)
+	}
+	return nil
+}

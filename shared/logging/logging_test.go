@@ -1,0 +1,105 @@
+package logging
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func decode(t *testing.T, buf *bytes.Buffer) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+		t.Fatalf("not one JSON line: %q: %v", buf.String(), err)
+	}
+	return m
+}
+
+func TestCloudLoggingFields(t *testing.T) {
+	for _, tc := range []struct {
+		log  func(*slog.Logger)
+		want string
+	}{
+		{func(l *slog.Logger) { l.Debug("m") }, "DEBUG"},
+		{func(l *slog.Logger) { l.Info("m") }, "INFO"},
+		{func(l *slog.Logger) { l.Warn("m") }, "WARNING"},
+		{func(l *slog.Logger) { l.Error("m") }, "ERROR"},
+		{func(l *slog.Logger) { l.Log(context.Background(), LevelCritical, "m") }, "CRITICAL"},
+	} {
+		var buf bytes.Buffer
+		tc.log(New(&buf, slog.LevelDebug))
+		m := decode(t, &buf)
+		if m["severity"] != tc.want || m["message"] != "m" {
+			t.Errorf("got %v, want severity %s and message", m, tc.want)
+		}
+		if _, ok := m["level"]; ok {
+			t.Errorf("level key left in %v", m)
+		}
+		src, ok := m[FieldSourceLocation].(map[string]any)
+		if !ok || !strings.HasSuffix(src["file"].(string), "logging_test.go") || src["line"].(float64) <= 0 {
+			t.Errorf("source location missing or wrong: %v", m[FieldSourceLocation])
+		}
+	}
+}
+
+func TestTraceFromHeaders(t *testing.T) {
+	for _, tc := range []struct{ header, value, trace, span string }{
+		{"X-Cloud-Trace-Context", "105445AA7843BC8BF206B12000100000/1;o=1", "projects/p/traces/105445aa7843bc8bf206b12000100000", "1"},
+		{"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "projects/p/traces/0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"},
+		{"traceparent", "garbage", "", ""},
+		{"X-Cloud-Trace-Context", "00000000000000000000000000000000/0", "", ""},
+	} {
+		r := httptest.NewRequest("POST", "/", nil)
+		r.Header.Set(tc.header, tc.value)
+		var buf bytes.Buffer
+		New(&buf, slog.LevelInfo).Info("m", TraceAttrs("p", r)...)
+		m := decode(t, &buf)
+		got, _ := m[FieldTrace].(string)
+		span, _ := m[FieldSpanID].(string)
+		if got != tc.trace || span != tc.span {
+			t.Errorf("%s=%q: trace %q span %q, want %q %q", tc.header, tc.value, got, span, tc.trace, tc.span)
+		}
+	}
+}
+
+func TestSecretsNeverLogged(t *testing.T) {
+	const secret = "v=1&k=k1&c=cal&s=SUPERSECRETSIG"
+	var buf bytes.Buffer
+	l := New(&buf, slog.LevelDebug).With("channelToken", secret)
+	l.Info("m", "token", secret, "refresh_token", secret, slog.Group("req", "Authorization", "Bearer "+secret), "calendarKey", "ck1")
+	if strings.Contains(buf.String(), "SUPERSECRET") {
+		t.Fatalf("secret leaked: %s", buf.String())
+	}
+	m := decode(t, &buf)
+	if m["calendarKey"] != "ck1" {
+		t.Errorf("calendarKey must not be redacted: %v", m)
+	}
+	if m["token"] != Redacted {
+		t.Errorf("token not redacted: %v", m)
+	}
+}
+
+func TestLoggerInContext(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(&buf, slog.LevelInfo)
+	FromContext(WithLogger(context.Background(), l)).Info("here")
+	if decode(t, &buf)["message"] != "here" {
+		t.Fatal("context logger not used")
+	}
+	if FromContext(context.Background()) == nil {
+		t.Fatal("no default logger")
+	}
+}
+
+func TestParseLevel(t *testing.T) {
+	if l, ok := ParseLevel("WARNING"); !ok || l != slog.LevelWarn {
+		t.Fatal("WARNING")
+	}
+	if _, ok := ParseLevel("loud"); ok {
+		t.Fatal("loud accepted")
+	}
+}
