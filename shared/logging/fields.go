@@ -1,0 +1,49 @@
+package logging
+
+// Log field names shared by the functions, the Terraform log-based metrics and
+// the alerts: change one here and the Terraform check test tells you which
+// metric filter to change with it.
+const (
+	// KeyEvent names what a line reports; metrics filter on it.
+	KeyEvent = "event"
+
+	KeyCalendarKey   = "calendarKey"
+	KeyCalendarID    = "calendarId"
+	KeyChannelID     = "channelId"
+	KeyResourceState = "resourceState"
+	KeyMessageNumber = "messageNumber"
+	KeyLatencyMs     = "latencyMs"
+	KeyRemoteAddr    = "remoteAddr"
+	KeyReason        = "reason"
+	KeyError         = "error"
+
+	KeySyncKind    = "syncKind" // full or incremental
+	KeyPages       = "pages"
+	KeyListed      = "listed"
+	KeyWritten     = "written"
+	KeyDeleted     = "deleted"
+	KeyUnchanged   = "unchanged"
+	KeyDurationMs  = "durationMs"
+	KeyRerunReason = "rerunReason"
+	KeyLagMs       = "lagMs"
+
+	KeyRenewed    = "renewed"
+	KeyCreated    = "created"
+	KeyStopped    = "stopped"
+	KeyReconciles = "reconciles"
+	KeyFailed     = "failed"
+)
+
+// Values of KeyEvent.
+const (
+	EventNotification         = "notification"          // Webhook: accepted and published
+	EventNotificationRejected = "notification_rejected" // Webhook: forged or malformed
+	EventPublishFailed        = "publish_failed"        // Webhook: answered 503
+	EventSync                 = "sync"                  // SyncWorker: one sync done
+	EventSyncError            = "sync_error"            // SyncWorker: a sync failed
+	EventFullResync           = "full_resync"           // SyncWorker: 410, token dead
+	EventAuthRevoked          = "auth_revoked"          // any: invalid_grant
+	EventRenewRun             = "renew_run"             // RenewChannels: run summary
+	EventRenewFailure         = "renew_failure"         // RenewChannels: one item failed
+	EventChannelRenewed       = "channel_renewed"
+)
