@@ -1,0 +1,107 @@
+package calendaremu
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/api/calendar/v3"
+	"google.golang.org/api/googleapi"
+)
+
+// captured is one API response seen by the schema check.
+type captured struct {
+	method string
+	status int
+	body   []byte
+}
+
+var (
+	capMu sync.Mutex
+	caps  []captured
+)
+
+// startTest starts an emulator whose responses are recorded for the schema test.
+func startTest(t *testing.T, opts Options) (*Server, string, *calendar.Service) {
+	t.Helper()
+	if opts.PushRetryBaseDelay == 0 {
+		opts.PushRetryBaseDelay = 10 * time.Millisecond
+	}
+	srv := New(opts)
+	srv.respHook = func(method string, status int, body []byte) {
+		capMu.Lock()
+		caps = append(caps, captured{method, status, append([]byte(nil), body...)})
+		capMu.Unlock()
+	}
+	base, stop, err := srv.Listen(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stop(); srv.Close() })
+	svc, err := NewService(context.Background(), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, base, svc
+}
+
+func reasonOf(t *testing.T, err error) (int, string) {
+	t.Helper()
+	var ge *googleapi.Error
+	if !errors.As(err, &ge) {
+		t.Fatalf("want *googleapi.Error, got %T %v", err, err)
+	}
+	if len(ge.Errors) == 0 {
+		t.Fatalf("googleapi.Error without Errors: %v", ge)
+	}
+	return ge.Code, ge.Errors[0].Reason
+}
+
+func wantErr(t *testing.T, err error, code int, reason string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("want %d %s, got success", code, reason)
+	}
+	c, r := reasonOf(t, err)
+	if c != code || r != reason {
+		t.Fatalf("want %d %s, got %d %s (%v)", code, reason, c, r, err)
+	}
+}
+
+func timed(summary string, start time.Time, d time.Duration) *calendar.Event {
+	return &calendar.Event{Summary: summary,
+		Start: &calendar.EventDateTime{DateTime: start.Format(time.RFC3339)},
+		End:   &calendar.EventDateTime{DateTime: start.Add(d).Format(time.RFC3339)}}
+}
+
+// listAll follows pages and returns the items and the final sync token.
+func listAll(t *testing.T, call func(pageToken string) (*calendar.Events, error)) ([]*calendar.Event, string, int) {
+	t.Helper()
+	var all []*calendar.Event
+	pt, pages := "", 0
+	for {
+		res, err := call(pt)
+		if err != nil {
+			t.Fatalf("list page %d: %v", pages, err)
+		}
+		pages++
+		all = append(all, res.Items...)
+		if res.NextPageToken == "" {
+			if res.NextSyncToken == "" {
+				t.Fatal("last page without nextSyncToken")
+			}
+			return all, res.NextSyncToken, pages
+		}
+		if res.NextSyncToken != "" {
+			t.Fatal("nextSyncToken on a page that is not the last")
+		}
+		pt = res.NextPageToken
+	}
+}
+
+var _ = http.StatusOK
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

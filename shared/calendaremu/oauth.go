@@ -1,0 +1,300 @@
+package calendaremu
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// OAuth2: an authorization endpoint that needs no browser (login_hint or user
+// names the account and it redirects at once with a code), Google's token
+// endpoint (authorization_code and refresh_token grants) and /revoke.
+// A revoked grant answers invalid_grant at /token and 401 authError on API calls.
+
+type user struct {
+	email  string
+	grants []*grant
+}
+
+type grant struct {
+	user    string
+	refresh string
+	scope   string
+	revoked bool
+}
+
+type accessToken struct {
+	g      *grant
+	expiry time.Time
+}
+
+type authCode struct {
+	user, redirect, challenge, method, scope string
+	expiry                                   time.Time
+}
+
+type oauthState struct {
+	codes   map[string]*authCode
+	refresh map[string]*grant
+	access  map[string]*accessToken
+}
+
+func newOAuthState() oauthState {
+	return oauthState{codes: map[string]*authCode{}, refresh: map[string]*grant{}, access: map[string]*accessToken{}}
+}
+
+// ensureUserLocked creates a user and its primary calendar (id = email).
+func (s *Server) ensureUserLocked(email string) *user {
+	if u := s.users[email]; u != nil {
+		return u
+	}
+	u := &user{email: email}
+	s.users[email] = u
+	if s.calendars[email] == nil {
+		s.calendars[email] = newCalendar(email, email, email, s.opts.TimeZone, true, s.tick(), s.rng.Uint32())
+	}
+	return u
+}
+
+func (s *Server) authenticateLocked(h string) (string, *apiError) {
+	if h == "" {
+		return s.opts.DefaultUser, nil
+	}
+	scheme, tok, _ := strings.Cut(h, " ")
+	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return "", errAuth()
+	}
+	at := s.oauth.access[strings.TrimSpace(tok)]
+	if at == nil {
+		if s.opts.AllowUnknownTokens {
+			return s.opts.DefaultUser, nil
+		}
+		return "", errAuth()
+	}
+	if at.g.revoked || time.Now().After(at.expiry) {
+		return at.g.user, errAuth()
+	}
+	return at.g.user, nil
+}
+
+// Token is what IssueToken returns.
+type Token struct {
+	AccessToken  string    `json:"access_token"`
+	RefreshToken string    `json:"refresh_token"`
+	Expiry       time.Time `json:"expiry"`
+}
+
+// IssueToken creates a grant for user (created if needed) and returns its tokens,
+// as if the user had completed the consent flow.
+func (s *Server) IssueToken(email string) Token {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.newGrantLocked(email, "", "https://www.googleapis.com/auth/calendar")
+	at, exp := s.newAccessLocked(g)
+	return Token{AccessToken: at, RefreshToken: g.refresh, Expiry: exp}
+}
+
+func (s *Server) newGrantLocked(email, refresh, scope string) *grant {
+	u := s.ensureUserLocked(email)
+	if refresh == "" {
+		refresh = "1//" + randomBase32(30)
+	}
+	g := &grant{user: email, refresh: refresh, scope: scope}
+	u.grants = append(u.grants, g)
+	s.oauth.refresh[refresh] = g
+	return g
+}
+
+func (s *Server) newAccessLocked(g *grant) (string, time.Time) {
+	tok := "ya29." + randomBase32(40)
+	exp := time.Now().Add(s.opts.AccessTokenTTL)
+	s.oauth.access[tok] = &accessToken{g: g, expiry: exp}
+	return tok, exp
+}
+
+// CreateUser creates a user with a primary calendar. A non-empty refreshToken
+// becomes a valid grant for that user (for tests that seed stored tokens).
+func (s *Server) CreateUser(email, refreshToken string) error {
+	if email == "" {
+		return errors.New("calendaremu: empty user")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ensureUserLocked(email)
+	if refreshToken != "" {
+		if g := s.oauth.refresh[refreshToken]; g != nil {
+			if g.user != email {
+				return errors.New("calendaremu: refresh token belongs to another user")
+			}
+			return nil
+		}
+		s.newGrantLocked(email, refreshToken, "https://www.googleapis.com/auth/calendar")
+	}
+	return nil
+}
+
+// RevokeGrant revokes every grant of the user, as when the user removes the app's
+// access: refreshes answer invalid_grant and API calls with its tokens 401.
+func (s *Server) RevokeGrant(email string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.users[email]
+	if u == nil {
+		return errors.New("calendaremu: unknown user " + email)
+	}
+	for _, g := range u.grants {
+		g.revoked = true
+	}
+	s.log.Info("grant revoked", "user", email)
+	return nil
+}
+
+func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	redirect := q.Get("redirect_uri")
+	ru, err := url.Parse(redirect)
+	if redirect == "" || err != nil || ru.Scheme == "" {
+		http.Error(w, "Error 400: invalid_request\nMissing or invalid redirect_uri", http.StatusBadRequest)
+		return
+	}
+	if rt := q.Get("response_type"); rt != "" && rt != "code" {
+		http.Error(w, "Error 400: unsupported_response_type", http.StatusBadRequest)
+		return
+	}
+	email := q.Get("login_hint")
+	if email == "" {
+		email = q.Get("user")
+	}
+	if email == "" {
+		email = s.opts.DefaultUser
+	}
+	method := q.Get("code_challenge_method")
+	if method == "" && q.Get("code_challenge") != "" {
+		method = "plain"
+	}
+	code := "4/" + randomBase32(30)
+	s.mu.Lock()
+	s.ensureUserLocked(email)
+	s.oauth.codes[code] = &authCode{user: email, redirect: redirect, challenge: q.Get("code_challenge"),
+		method: method, scope: q.Get("scope"), expiry: time.Now().Add(10 * time.Minute)}
+	s.mu.Unlock()
+	v := ru.Query()
+	v.Set("code", code)
+	if st := q.Get("state"); st != "" {
+		v.Set("state", st)
+	}
+	if sc := q.Get("scope"); sc != "" {
+		v.Set("scope", sc)
+	}
+	ru.RawQuery = v.Encode()
+	s.log.Info("oauth authorize", "user", email)
+	http.Redirect(w, r, ru.String(), http.StatusFound)
+}
+
+type tokenReply struct {
+	AccessToken  string `json:"access_token"`
+	ExpiresIn    int    `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+	TokenType    string `json:"token_type"`
+}
+
+func oauthError(w http.ResponseWriter, code int, errCode, desc string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": errCode, "error_description": desc})
+}
+
+const revokedDesc = "Token has been expired or revoked."
+
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		oauthError(w, 405, "invalid_request", "Method not allowed")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, 400, "invalid_request", "Bad Request")
+		return
+	}
+	f := r.PostForm
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var g *grant
+	var newRefresh string
+	switch gt := f.Get("grant_type"); gt {
+	case "authorization_code":
+		c := s.oauth.codes[f.Get("code")]
+		if c == nil || time.Now().After(c.expiry) {
+			oauthError(w, 400, "invalid_grant", "Bad Request")
+			return
+		}
+		delete(s.oauth.codes, f.Get("code")) // codes are single-use
+		if ru := f.Get("redirect_uri"); ru != "" && ru != c.redirect {
+			oauthError(w, 400, "redirect_uri_mismatch", "Bad Request")
+			return
+		}
+		if c.challenge != "" && !pkceOK(c.challenge, c.method, f.Get("code_verifier")) {
+			oauthError(w, 400, "invalid_grant", "Invalid code verifier.")
+			return
+		}
+		g = s.newGrantLocked(c.user, "", c.scope)
+		newRefresh = g.refresh
+	case "refresh_token":
+		g = s.oauth.refresh[f.Get("refresh_token")]
+		if g == nil {
+			oauthError(w, 400, "invalid_grant", "Bad Request")
+			return
+		}
+		if g.revoked {
+			oauthError(w, 400, "invalid_grant", revokedDesc)
+			return
+		}
+	default:
+		oauthError(w, 400, "unsupported_grant_type", "Invalid grant_type: "+gt)
+		return
+	}
+	at, _ := s.newAccessLocked(g)
+	s.stats.Tokens++
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate")
+	_ = json.NewEncoder(w).Encode(tokenReply{AccessToken: at, ExpiresIn: int(s.opts.AccessTokenTTL/time.Second) - 1,
+		RefreshToken: newRefresh, Scope: g.scope, TokenType: "Bearer"})
+}
+
+func pkceOK(challenge, method, verifier string) bool {
+	want := verifier
+	if method == "S256" {
+		sum := sha256.Sum256([]byte(verifier))
+		want = base64.RawURLEncoding.EncodeToString(sum[:])
+	}
+	return subtle.ConstantTimeCompare([]byte(want), []byte(challenge)) == 1
+}
+
+// serveRevoke is Google's https://oauth2.googleapis.com/revoke: a refresh or
+// access token revokes its whole grant.
+func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	_ = r.ParseForm()
+	tok := r.Form.Get("token")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var g *grant
+	if at := s.oauth.access[tok]; at != nil {
+		g = at.g
+	} else {
+		g = s.oauth.refresh[tok]
+	}
+	if g == nil || g.revoked {
+		oauthError(w, 400, "invalid_token", "Token expired or revoked")
+		return
+	}
+	g.revoked = true
+	w.WriteHeader(http.StatusOK)
+}
