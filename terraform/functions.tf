@@ -1,0 +1,293 @@
+# The three functions (Cloud Run functions, gen2), built from one zip of the
+# repository root. Google's Go buildpack builds the package at the root of the
+# upload (calsync.go registers Webhook, SyncWorker and RenewChannels), and
+# FUNCTION_TARGET (entry_point) picks the one each function serves.
+
+# Everything the build needs and nothing else: tests, test data, Terraform,
+# CI and operator scripts stay out, so editing them does not redeploy.
+data "archive_file" "source" {
+  type        = "zip"
+  source_dir  = "${path.module}/.."
+  output_path = "${path.module}/function-source.zip"
+
+  excludes = [
+    ".git", ".git/**",
+    ".ci", ".ci/**",
+    ".devstack", ".devstack/**",
+    "bin", "bin/**",
+    "terraform", "terraform/**",
+    "scripts", "scripts/**",
+    "**/testdata", "**/testdata/**",
+    "**/*_test.go",
+  ]
+}
+
+resource "google_storage_bucket" "source" {
+  project                     = var.project_id
+  name                        = "${var.project_id}-${var.name_prefix}-source"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+  labels                      = local.labels
+
+  depends_on = [google_project_service.this]
+}
+
+# Named by the zip's MD5: a code change is a new object name, which changes
+# every function's build source, which rebuilds and redeploys them.
+resource "google_storage_bucket_object" "source" {
+  bucket = google_storage_bucket.source.name
+  name   = "source-${data.archive_file.source.output_md5}.zip"
+  source = data.archive_file.source.output_path
+}
+
+locals {
+  common_env = {
+    PROJECT_ID = var.project_id
+    LOG_LEVEL  = var.log_level
+  }
+
+  calendar_env = {
+    FIRESTORE_DATABASE       = var.firestore_database
+    OAUTH_CLIENT_ID          = var.oauth_client_id
+    CALENDAR_USER_RATE_LIMIT = tostring(var.calendar_user_rate_limit)
+    # CALENDAR_ENDPOINT stays unset in production (Google's endpoint); it
+    # points at the local emulator in development. OAUTH_TOKEN_URL and
+    # OAUTH_AUTH_URL keep their defaults (Google's).
+  }
+}
+
+# Webhook: public HTTP, answers Google's push deliveries. Light and I/O bound
+# (verify an HMAC, publish, wait for the ack), so one vCPU serves 80 requests
+# at once in 256Mi; 60s is ample for a publish bounded by PUBLISH_TIMEOUT (10s);
+# 20 instances x 80 = 1,600 deliveries in flight before Google sees 429s and
+# retries.
+resource "google_cloudfunctions2_function" "webhook" {
+  project     = var.project_id
+  location    = var.region
+  name        = local.fn.webhook
+  description = "calsync: verifies Google Calendar push notifications and publishes them."
+  labels      = local.labels
+
+  build_config {
+    runtime         = var.go_runtime
+    entry_point     = "Webhook"
+    service_account = google_service_account.build.id
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = "256Mi"
+    available_cpu                    = "1"
+    timeout_seconds                  = 60
+    max_instance_request_concurrency = 80
+    min_instance_count               = var.webhook_min_instances
+    max_instance_count               = var.webhook_max_instances
+    ingress_settings                 = "ALLOW_ALL" # Google's push servers are on the internet
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.webhook.email
+
+    environment_variables = merge(local.common_env, {
+      NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
+      PUBLISH_TIMEOUT     = var.publish_timeout
+    })
+
+    secret_environment_variables {
+      key        = "CHANNEL_TOKEN_KEYS"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["channel_token_keys"].secret_id
+      version    = var.secret_versions.channel_token_keys
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.build,
+    google_secret_manager_secret_iam_member.readers,
+  ]
+}
+
+# SyncWorker: one notification (one calendar) at a time per instance;
+# concurrency 1 keeps one sync's memory and Calendar quota to itself, and the
+# Firestore lease coalesces the rest (a busy calendar's extra notifications
+# only mark it dirty). 512Mi holds a full resync's pages; one vCPU keeps the
+# lag low. 540s timeout: a full resync of a large calendar with backoff, under
+# the push subscription's 600s ack deadline. 50 instances bound the load on
+# Firestore and the Calendar API (10,000 requests a minute per project).
+# Invoked only by the notifications push subscription (pubsub.tf).
+resource "google_cloudfunctions2_function" "sync" {
+  project     = var.project_id
+  location    = var.region
+  name        = local.fn.sync
+  description = "calsync: syncs a calendar into Firestore and publishes its changed events."
+  labels      = local.labels
+
+  build_config {
+    runtime         = var.go_runtime
+    entry_point     = "SyncWorker"
+    service_account = google_service_account.build.id
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = "512Mi"
+    available_cpu                    = "1"
+    timeout_seconds                  = 540
+    max_instance_request_concurrency = 1
+    min_instance_count               = 0
+    max_instance_count               = var.sync_worker_max_instances
+    # Reached only by Pub/Sub push with an OIDC token: no allUsers binding,
+    # so every other caller gets 403 from Cloud Run's IAM check.
+    ingress_settings               = "ALLOW_ALL"
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.sync.email
+
+    environment_variables = merge(local.common_env, local.calendar_env, {
+      CHANGES_TOPIC  = google_pubsub_topic.changes.name
+      LEASE_DURATION = var.lease_duration
+      RERUN_INTERVAL = var.rerun_interval
+      RETRY_BUDGET   = var.retry_budget
+    })
+
+    secret_environment_variables {
+      key        = "CREDENTIAL_KEYS"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["credential_keys"].secret_id
+      version    = var.secret_versions.credential_keys
+    }
+
+    # OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET go together (config validation).
+    dynamic "secret_environment_variables" {
+      for_each = var.oauth_client_id == "" ? [] : ["oauth"]
+      content {
+        key        = "OAUTH_CLIENT_SECRET"
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.this["oauth_client_secret"].secret_id
+        version    = var.secret_versions.oauth_client_secret
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.build,
+    google_project_iam_member.sync_firestore,
+    google_secret_manager_secret_iam_member.readers,
+  ]
+}
+
+# RenewChannels: one run an hour. A single instance with concurrency 1 means
+# two runs never overlap (a Scheduler retry while a run is going gets 429 and
+# retries later); the run's own parallelism is RENEW_CONCURRENCY. 1800s is
+# Cloud Scheduler's longest attempt deadline for HTTP targets, so a longer
+# timeout (gen2 HTTP allows 3600s) would only let a run outlive its caller.
+resource "google_cloudfunctions2_function" "renew" {
+  project     = var.project_id
+  location    = var.region
+  name        = local.fn.renew
+  description = "calsync: renews push channels, repairs missing ones, asks for reconcile syncs."
+  labels      = local.labels
+
+  build_config {
+    runtime         = var.go_runtime
+    entry_point     = "RenewChannels"
+    service_account = google_service_account.build.id
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = "512Mi"
+    available_cpu                    = "1"
+    timeout_seconds                  = 1800
+    max_instance_request_concurrency = 1
+    min_instance_count               = 0
+    max_instance_count               = 1
+    # Reached only by Cloud Scheduler with an OIDC token (no allUsers binding).
+    ingress_settings               = "ALLOW_ALL"
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.renew.email
+
+    environment_variables = merge(local.common_env, local.calendar_env, {
+      NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
+      # The Webhook's URL, given to Google in every events.watch. A different
+      # resource, so no dependency cycle.
+      WEBHOOK_URL       = google_cloudfunctions2_function.webhook.url
+      CHANNEL_TTL       = var.channel_ttl
+      RENEW_BEFORE      = var.renew_before
+      RECONCILE_AFTER   = var.reconcile_after
+      RENEW_CONCURRENCY = tostring(var.renew_concurrency)
+    })
+
+    secret_environment_variables {
+      key        = "CHANNEL_TOKEN_KEYS"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["channel_token_keys"].secret_id
+      version    = var.secret_versions.channel_token_keys
+    }
+
+    secret_environment_variables {
+      key        = "CREDENTIAL_KEYS"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["credential_keys"].secret_id
+      version    = var.secret_versions.credential_keys
+    }
+
+    dynamic "secret_environment_variables" {
+      for_each = var.oauth_client_id == "" ? [] : ["oauth"]
+      content {
+        key        = "OAUTH_CLIENT_SECRET"
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.this["oauth_client_secret"].secret_id
+        version    = var.secret_versions.oauth_client_secret
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.build,
+    google_project_iam_member.renew_firestore,
+    google_secret_manager_secret_iam_member.readers,
+  ]
+}
+
+# Invokers (run.invoker on each function's Cloud Run service, which has the
+# function's name). Only the Webhook is public: Google's push servers carry no
+# Google identity, and the channel token (an HMAC the Webhook verifies) is its
+# authentication.
+resource "google_cloud_run_service_iam_member" "webhook_public" {
+  project  = var.project_id
+  location = google_cloudfunctions2_function.webhook.location
+  service  = google_cloudfunctions2_function.webhook.name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
+resource "google_cloud_run_service_iam_member" "sync_pusher_invokes_sync" {
+  project  = var.project_id
+  location = google_cloudfunctions2_function.sync.location
+  service  = google_cloudfunctions2_function.sync.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.sync_pusher.member
+}
+
+resource "google_cloud_run_service_iam_member" "scheduler_invokes_renew" {
+  project  = var.project_id
+  location = google_cloudfunctions2_function.renew.location
+  service  = google_cloudfunctions2_function.renew.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.scheduler.member
+}

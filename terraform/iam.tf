@@ -1,0 +1,89 @@
+# Identities. One service account per function plus one per caller, each
+# granted on the one resource it needs (topics, secrets and services carry
+# their own bindings in pubsub.tf, secrets.tf and functions.tf). Firestore has
+# no finer grant than the project: roles/datastore.user is the least there is.
+
+resource "google_service_account" "webhook" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-webhook"
+  display_name = "calsync Webhook runtime"
+  description  = "Publishes verified push notifications to the notifications topic."
+  depends_on   = [google_project_service.this]
+}
+
+resource "google_service_account" "sync" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-sync"
+  display_name = "calsync SyncWorker runtime"
+  description  = "Syncs calendars into Firestore and publishes changes."
+  depends_on   = [google_project_service.this]
+}
+
+resource "google_service_account" "renew" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-renew"
+  display_name = "calsync RenewChannels runtime"
+  description  = "Renews push channels and asks for reconcile syncs."
+  depends_on   = [google_project_service.this]
+}
+
+# Pub/Sub pushes notifications to the SyncWorker with an OIDC token of this
+# account (the trigger identity); it may invoke the SyncWorker and nothing else.
+resource "google_service_account" "sync_pusher" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-sync-pusher"
+  display_name = "calsync SyncWorker trigger"
+  description  = "Identity of the notifications push subscription; run.invoker on the SyncWorker only."
+  depends_on   = [google_project_service.this]
+}
+
+# Cloud Scheduler calls RenewChannels with an OIDC token of this account.
+resource "google_service_account" "scheduler" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-scheduler"
+  display_name = "calsync RenewChannels scheduler"
+  description  = "Identity of the hourly Cloud Scheduler job; run.invoker on RenewChannels only."
+  depends_on   = [google_project_service.this]
+}
+
+# Cloud Build builds the function images as this account instead of the
+# project's default compute account.
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-build"
+  display_name = "calsync function builds"
+  description  = "Builds the calsync functions (Cloud Build)."
+  depends_on   = [google_project_service.this]
+}
+
+resource "google_project_iam_member" "build" {
+  project = var.project_id
+  role    = "roles/cloudbuild.builds.builder"
+  member  = google_service_account.build.member
+}
+
+# Firestore: the finest grant is the project (no per-database or per-collection IAM).
+resource "google_project_iam_member" "sync_firestore" {
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = google_service_account.sync.member
+}
+
+resource "google_project_iam_member" "renew_firestore" {
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = google_service_account.renew.member
+}
+
+# Pub/Sub mints the push subscription's OIDC tokens as the service agent. Only
+# needed for projects created before April 2021, harmless after, and granted on
+# the one account rather than the project.
+resource "google_service_account_iam_member" "pubsub_agent_mints_pusher_tokens" {
+  service_account_id = google_service_account.sync_pusher.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_agent
+}
+
+locals {
+  pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}

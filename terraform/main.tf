@@ -1,0 +1,29 @@
+# calsync on Google Cloud. Resources live one file per concern (see README.md);
+# this file holds the names shared by several of them. The function names are
+# also the names of their Cloud Run services and the service_name of their logs.
+locals {
+  fn = {
+    webhook = "${var.name_prefix}-webhook"
+    sync    = "${var.name_prefix}-sync-worker"
+    renew   = "${var.name_prefix}-renew-channels"
+  }
+
+  topic = {
+    notifications = "${var.name_prefix}-notifications"
+    dead_letter   = "${var.name_prefix}-notifications-dead-letter"
+    changes       = "${var.name_prefix}-changes"
+  }
+
+  firestore_location = coalesce(var.firestore_location, var.region)
+
+  labels = merge(var.labels, { app = "calsync" })
+
+  # Log-based metrics and alerts read the functions' structured logs: gen2
+  # functions log as Cloud Run revisions named after the function.
+  log_resource = {
+    webhook = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.fn.webhook}\""
+    sync    = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.fn.sync}\""
+    renew   = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.fn.renew}\""
+    any     = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(\"${local.fn.webhook}\" OR \"${local.fn.sync}\" OR \"${local.fn.renew}\")"
+  }
+}

@@ -1,0 +1,357 @@
+# Monitoring: log-based metrics from the functions' structured logs, alert
+# policies, and a dashboard (dashboard.json.tftpl).
+#
+# The functions write one JSON line per thing that happened, with "event"
+# naming it (shared/logging/fields.go holds every field and event name; the Go
+# test in this directory fails if a filter below names one the code does not
+# write). Gen2 functions log as Cloud Run revisions named after the function.
+
+locals {
+  # Counters: one point per matching line.
+  counter_metrics = {
+    notifications = {
+      description = "Push notifications accepted by the Webhook and published, by X-Goog-Resource-State (sync, exists)."
+      filter      = "${local.log_resource.webhook} AND jsonPayload.event=\"notification\""
+      labels      = { resource_state = "EXTRACT(jsonPayload.resourceState)" }
+    }
+    notifications_rejected = {
+      description = "Notifications the Webhook refused (forged or malformed: bad channel token, missing headers), by reason."
+      filter      = "${local.log_resource.webhook} AND jsonPayload.event=\"notification_rejected\""
+      labels      = { reason = "EXTRACT(jsonPayload.reason)" }
+    }
+    publish_failures = {
+      description = "Notifications the Webhook could not publish (answered 503, Google retries)."
+      filter      = "${local.log_resource.webhook} AND jsonPayload.event=\"publish_failed\""
+      labels      = {}
+    }
+    syncs = {
+      description = "Sync attempts by kind (full, incremental) and outcome (sync = done, sync_error = failed)."
+      filter      = "${local.log_resource.sync} AND (jsonPayload.event=\"sync\" OR jsonPayload.event=\"sync_error\")"
+      labels = {
+        outcome   = "EXTRACT(jsonPayload.event)"
+        sync_kind = "EXTRACT(jsonPayload.syncKind)"
+      }
+    }
+    sync_errors = {
+      description = "Syncs that failed (the message goes back to Pub/Sub and is retried)."
+      filter      = "${local.log_resource.sync} AND jsonPayload.event=\"sync_error\""
+      labels      = {}
+    }
+    full_resyncs = {
+      description = "410 Gone from events.list: the sync token died and the calendar was fully resynced."
+      filter      = "${local.log_resource.sync} AND jsonPayload.event=\"full_resync\""
+      labels      = {}
+    }
+    auth_revoked = {
+      description = "invalid_grant: a user's Calendar grant is gone (revoked or expired); the calendar stops syncing until re-authorised."
+      filter      = "${local.log_resource.any} AND jsonPayload.event=\"auth_revoked\""
+      labels      = {}
+    }
+    renew_runs = {
+      description = "RenewChannels runs that finished (one renew_run summary each)."
+      filter      = "${local.log_resource.renew} AND jsonPayload.event=\"renew_run\""
+      labels      = {}
+    }
+    renew_runs_expiring_soon = {
+      description = "RenewChannels runs that found active channels within 6 hours of expiry (jsonPayload.expiringSoon > 0): renewal is failing."
+      filter      = "${local.log_resource.renew} AND jsonPayload.event=\"renew_run\" AND jsonPayload.expiringSoon>0"
+      labels      = {}
+    }
+    renew_failures = {
+      description = "Channels RenewChannels failed to renew, create or stop, by reason."
+      filter      = "${local.log_resource.renew} AND jsonPayload.event=\"renew_failure\""
+      labels      = { reason = "EXTRACT(jsonPayload.reason)" }
+    }
+    channels_renewed = {
+      description = "Push channels renewed (a new channel made before the old one expired)."
+      filter      = "${local.log_resource.renew} AND jsonPayload.event=\"channel_renewed\""
+      labels      = {}
+    }
+  }
+
+  # Distributions: one value per matching line, extracted from a field.
+  distribution_metrics = {
+    sync_lag = {
+      description = "Sync lag: from the notification (or the change) to the end of the sync that wrote it, in ms."
+      filter      = "${local.log_resource.sync} AND jsonPayload.event=\"sync\""
+      value       = "EXTRACT(jsonPayload.lagMs)"
+      unit        = "ms"
+      labels      = { sync_kind = "EXTRACT(jsonPayload.syncKind)" }
+      # 10 ms x 1.5^40: up to about 30 hours.
+      buckets = { count = 40, growth = 1.5, scale = 10 }
+    }
+    sync_duration = {
+      description = "Duration of one sync, in ms."
+      filter      = "${local.log_resource.sync} AND jsonPayload.event=\"sync\""
+      value       = "EXTRACT(jsonPayload.durationMs)"
+      unit        = "ms"
+      labels      = { sync_kind = "EXTRACT(jsonPayload.syncKind)" }
+      buckets     = { count = 40, growth = 1.5, scale = 10 }
+    }
+    events_written = {
+      description = "Events changed (created or updated) in Firestore by one sync, each one a change message."
+      filter      = "${local.log_resource.sync} AND jsonPayload.event=\"sync\""
+      value       = "EXTRACT(jsonPayload.written)"
+      unit        = "1"
+      labels      = {}
+      buckets     = { count = 24, growth = 2, scale = 1 }
+    }
+    events_deleted = {
+      description = "Events deleted from the mirror by one sync, each one a change message."
+      filter      = "${local.log_resource.sync} AND jsonPayload.event=\"sync\""
+      value       = "EXTRACT(jsonPayload.deleted)"
+      unit        = "1"
+      labels      = {}
+      buckets     = { count = 24, growth = 2, scale = 1 }
+    }
+    notification_latency = {
+      description = "Webhook time to verify and publish one notification, in ms."
+      filter      = "${local.log_resource.webhook} AND jsonPayload.event=\"notification\""
+      value       = "EXTRACT(jsonPayload.latencyMs)"
+      unit        = "ms"
+      labels      = {}
+      buckets     = { count = 30, growth = 1.5, scale = 1 }
+    }
+  }
+
+  # metric.type of each log-based metric, by key.
+  metric_type = merge(
+    { for k, m in google_logging_metric.counter : k => "logging.googleapis.com/user/${m.name}" },
+    { for k, m in google_logging_metric.distribution : k => "logging.googleapis.com/user/${m.name}" },
+  )
+}
+
+resource "google_logging_metric" "counter" {
+  for_each = local.counter_metrics
+
+  project     = var.project_id
+  name        = "${var.name_prefix}/${each.key}"
+  description = each.value.description
+  filter      = each.value.filter
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "calsync ${replace(each.key, "_", " ")}"
+
+    dynamic "labels" {
+      for_each = each.value.labels
+      content {
+        key        = labels.key
+        value_type = "STRING"
+      }
+    }
+  }
+
+  label_extractors = each.value.labels
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_logging_metric" "distribution" {
+  for_each = local.distribution_metrics
+
+  project         = var.project_id
+  name            = "${var.name_prefix}/${each.key}"
+  description     = each.value.description
+  filter          = each.value.filter
+  value_extractor = each.value.value
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = each.value.unit
+    display_name = "calsync ${replace(each.key, "_", " ")}"
+
+    dynamic "labels" {
+      for_each = each.value.labels
+      content {
+        key        = labels.key
+        value_type = "STRING"
+      }
+    }
+  }
+
+  label_extractors = each.value.labels
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = each.value.buckets.count
+      growth_factor      = each.value.buckets.growth
+      scale              = each.value.buckets.scale
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+# --- Alerts ----------------------------------------------------------------
+# Every condition sums across time series first (no group_by): a new revision
+# starts new series, which must not look like the old ones going absent.
+
+resource "google_monitoring_alert_policy" "dead_letters" {
+  project               = var.project_id
+  display_name          = "calsync: notifications dead-lettered"
+  combiner              = "OR"
+  notification_channels = var.alert_notification_channels
+  user_labels           = local.labels
+
+  conditions {
+    display_name = "Messages waiting in ${google_pubsub_subscription.dead_letter_hold.name}"
+    condition_threshold {
+      filter          = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${google_pubsub_subscription.dead_letter_hold.name}\" AND metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_MAX"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      A notification failed ${var.dead_letter_max_delivery_attempts} deliveries to the SyncWorker and was moved to the dead-letter topic.
+      Look at the SyncWorker's sync_error lines, then at the messages:
+      `gcloud pubsub subscriptions pull ${google_pubsub_subscription.dead_letter_hold.name} --limit=10 --project=${var.project_id}`.
+      Once fixed, the next reconcile (RenewChannels) syncs the calendar anyway; ack or seek the dead letters away.
+    EOT
+  }
+}
+
+resource "google_monitoring_alert_policy" "sync_error_rate" {
+  project               = var.project_id
+  display_name          = "calsync: sync error rate"
+  combiner              = "OR"
+  notification_channels = var.alert_notification_channels
+  user_labels           = local.labels
+
+  conditions {
+    display_name = "Failed syncs above ${var.sync_error_ratio_threshold * 100}% over 15 minutes"
+    condition_threshold {
+      # Errors over all attempts (sync + sync_error) from the same metric, so
+      # the ratio is defined even when every sync fails.
+      filter             = "resource.type=\"cloud_run_revision\" AND metric.type=\"${local.metric_type["syncs"]}\" AND metric.labels.outcome=\"sync_error\""
+      denominator_filter = "resource.type=\"cloud_run_revision\" AND metric.type=\"${local.metric_type["syncs"]}\""
+      comparison         = "COMPARISON_GT"
+      threshold_value    = var.sync_error_ratio_threshold
+      duration           = "0s"
+      aggregations {
+        alignment_period     = "900s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+      denominator_aggregations {
+        alignment_period     = "900s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "SyncWorker syncs are failing. Read the sync_error lines of ${local.fn.sync} in Logging (field error, calendarKey). Calendar quota (403/429) and Firestore contention show there too."
+  }
+}
+
+resource "google_monitoring_alert_policy" "renew_not_running" {
+  project               = var.project_id
+  display_name          = "calsync: no RenewChannels run in 3 hours"
+  combiner              = "OR"
+  notification_channels = var.alert_notification_channels
+  user_labels           = local.labels
+
+  conditions {
+    display_name = "No renew_run summary logged for 3 hours"
+    condition_absent {
+      filter   = "resource.type=\"cloud_run_revision\" AND metric.type=\"${local.metric_type["renew_runs"]}\""
+      duration = "10800s"
+      aggregations {
+        alignment_period     = "600s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "RenewChannels has not finished a run for 3 hours: channels will expire silently. Check the Cloud Scheduler job ${google_cloud_scheduler_job.renew.name} (last attempt, status) and the function's logs (${local.fn.renew})."
+  }
+}
+
+resource "google_monitoring_alert_policy" "auth_revoked" {
+  project               = var.project_id
+  display_name          = "calsync: a user's Calendar grant was revoked"
+  combiner              = "OR"
+  notification_channels = var.alert_notification_channels
+  user_labels           = local.labels
+
+  conditions {
+    display_name = "auth_revoked logged"
+    condition_matched_log {
+      filter = "${local.log_resource.any} AND jsonPayload.event=\"auth_revoked\""
+      label_extractors = {
+        calendar_key = "EXTRACT(jsonPayload.calendarKey)"
+      }
+    }
+  }
+
+  # Log-match conditions need a rate limit; one notification an hour is enough
+  # to send someone to the logs.
+  alert_strategy {
+    notification_rate_limit {
+      period = "3600s"
+    }
+    auto_close = "86400s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "OAuth returned invalid_grant for calendar $${log.extracted_label.calendar_key}: the user revoked access (or an app in Testing mode let a 7-day token lapse). Its calendars stop syncing until the user authorises again."
+  }
+}
+
+resource "google_monitoring_alert_policy" "channels_expiring" {
+  project               = var.project_id
+  display_name          = "calsync: push channels within 6 hours of expiry"
+  combiner              = "OR"
+  notification_channels = var.alert_notification_channels
+  user_labels           = local.labels
+
+  conditions {
+    display_name = "A renew run reported channels expiring within 6 hours"
+    condition_threshold {
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"${local.metric_type["renew_runs_expiring_soon"]}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "3600s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "Channels are normally renewed ${var.renew_before} before they expire; some are now within 6 hours of it, so renewals have been failing for most of a day. Read the renew_failure lines of ${local.fn.renew} (reason, calendarKey). When a channel expires its calendar only syncs on reconciles."
+  }
+}
+
+resource "google_monitoring_dashboard" "calsync" {
+  project = var.project_id
+  dashboard_json = templatefile("${path.module}/dashboard.json.tftpl", {
+    title        = "calsync (${var.name_prefix})"
+    metric       = local.metric_type
+    fn           = local.fn
+    push_sub     = google_pubsub_subscription.sync_worker.name
+    dead_letters = google_pubsub_subscription.dead_letter_hold.name
+  })
+}

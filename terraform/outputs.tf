@@ -1,0 +1,64 @@
+output "webhook_url" {
+  description = "The Webhook's URL (WEBHOOK_URL of RenewChannels): the address Google Calendar pushes notifications to."
+  value       = google_cloudfunctions2_function.webhook.url
+}
+
+output "function_names" {
+  description = "Names of the three functions (and of their Cloud Run services, the service_name label of their logs)."
+  value       = local.fn
+}
+
+output "function_uris" {
+  description = "Cloud Run (run.app) URIs of the functions. Only the Webhook answers unauthenticated callers."
+  value = {
+    webhook = google_cloudfunctions2_function.webhook.service_config[0].uri
+    sync    = google_cloudfunctions2_function.sync.service_config[0].uri
+    renew   = google_cloudfunctions2_function.renew.service_config[0].uri
+  }
+}
+
+output "topics" {
+  description = "Pub/Sub topic ids: notifications (Webhook, RenewChannels -> SyncWorker), its dead-letter topic, and changes (one ordered message per changed event; subscribe with enable_message_ordering)."
+  value = {
+    notifications = google_pubsub_topic.notifications.id
+    dead_letter   = google_pubsub_topic.dead_letter.id
+    changes       = google_pubsub_topic.changes.id
+  }
+}
+
+output "dead_letter_subscription" {
+  description = "Subscription that keeps dead-lettered notifications for inspection (gcloud pubsub subscriptions pull)."
+  value       = google_pubsub_subscription.dead_letter_hold.id
+}
+
+output "secrets" {
+  description = "Secret Manager secret ids to add versions to (gcloud secrets versions add ID --data-file=-)."
+  value       = { for k, s in google_secret_manager_secret.this : k => s.secret_id }
+}
+
+output "service_accounts" {
+  description = "Service account emails: one per function, the SyncWorker's push identity, the scheduler's identity and the build account."
+  value = {
+    webhook     = google_service_account.webhook.email
+    sync        = google_service_account.sync.email
+    renew       = google_service_account.renew.email
+    sync_pusher = google_service_account.sync_pusher.email
+    scheduler   = google_service_account.scheduler.email
+    build       = google_service_account.build.email
+  }
+}
+
+output "firestore_database" {
+  description = "Firestore database id (FIRESTORE_DATABASE)."
+  value       = google_firestore_database.this.name
+}
+
+output "scheduler_job" {
+  description = "Cloud Scheduler job that runs RenewChannels (gcloud scheduler jobs run NAME --location=REGION to run it now)."
+  value       = google_cloud_scheduler_job.renew.name
+}
+
+output "dashboard_url" {
+  description = "The calsync dashboard in the Cloud console."
+  value       = "https://console.cloud.google.com/monitoring/dashboards/builder/${element(split("/", google_monitoring_dashboard.calsync.id), 3)}?project=${var.project_id}"
+}

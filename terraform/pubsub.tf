@@ -1,0 +1,171 @@
+# Pub/Sub: notifications (Webhook and RenewChannels -> SyncWorker), its
+# dead-letter topic, and changes (SyncWorker -> consumers).
+#
+# How the SyncWorker is triggered, and why not with an Eventarc trigger
+# (event_trigger in google_cloudfunctions2_function): Eventarc creates and owns
+# the Pub/Sub subscription behind the trigger. Neither the Cloud Functions nor
+# the Eventarc API lets Terraform set a dead-letter policy or ack deadline on
+# it, and its name is only known after creation, so the Pub/Sub service agent's
+# subscriber right and the dead-letter policy would need an out-of-band
+# `gcloud pubsub subscriptions update` that Eventarc may undo. Granting the
+# agent subscriber on the whole project does not help: the policy itself is
+# still missing. So this module uses Google's "direct Pub/Sub trigger": a push
+# subscription it owns, pushing to the SyncWorker's URL with an OIDC token of
+# its own identity (sync_pusher, run.invoker on that one service), with
+# exponential-backoff retries and a dead-letter policy, all in Terraform.
+#
+# The SyncWorker stays a CloudEvent function: the Functions Framework turns a
+# Pub/Sub push request ({"message":...,"subscription":...}) into the same
+# google.cloud.pubsub.topic.v1.messagePublished CloudEvent Eventarc would send
+# (data.message.data / attributes / messageId / publishTime), reading the topic
+# from the request path, which is why the push endpoint ends in
+# /projects/P/topics/T. A returned error answers 500, which nacks the message.
+
+resource "google_pubsub_topic" "notifications" {
+  project = var.project_id
+  name    = local.topic.notifications
+  labels  = local.labels
+
+  # Keep a day of messages even if the subscription is recreated.
+  message_retention_duration = "86400s"
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_pubsub_topic" "dead_letter" {
+  project = var.project_id
+  name    = local.topic.dead_letter
+  labels  = local.labels
+
+  depends_on = [google_project_service.this]
+}
+
+# Dead letters need a subscription to be kept (a topic stores nothing) and to
+# be counted: the dead-letter alert watches its num_undelivered_messages.
+# Inspect with `gcloud pubsub subscriptions pull ... --auto-ack=false`.
+resource "google_pubsub_subscription" "dead_letter_hold" {
+  project = var.project_id
+  name    = "${local.topic.dead_letter}-hold"
+  topic   = google_pubsub_topic.dead_letter.id
+  labels  = local.labels
+
+  message_retention_duration = "604800s" # the maximum: 7 days to look at them
+  ack_deadline_seconds       = 60
+
+  expiration_policy {
+    ttl = "" # never expire
+  }
+}
+
+resource "google_pubsub_subscription" "sync_worker" {
+  project = var.project_id
+  name    = "${local.fn.sync}-push"
+  topic   = google_pubsub_topic.notifications.id
+  labels  = local.labels
+
+  # Longer than the SyncWorker's 540s timeout, so Pub/Sub never redelivers a
+  # message whose sync is still running (600s is Pub/Sub's maximum).
+  ack_deadline_seconds       = 600
+  message_retention_duration = "604800s"
+
+  push_config {
+    push_endpoint = "${google_cloudfunctions2_function.sync.service_config[0].uri}/projects/${var.project_id}/topics/${google_pubsub_topic.notifications.name}"
+
+    oidc_token {
+      service_account_email = google_service_account.sync_pusher.email
+      audience              = google_cloudfunctions2_function.sync.service_config[0].uri
+    }
+  }
+
+  # RETRY with exponential backoff (the RETRY_POLICY_RETRY of an Eventarc trigger).
+  retry_policy {
+    minimum_backoff = "10s"
+    maximum_backoff = "600s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.dead_letter.id
+    max_delivery_attempts = var.dead_letter_max_delivery_attempts
+  }
+
+  expiration_policy {
+    ttl = "" # never expire, however quiet the calendars are
+  }
+
+  depends_on = [
+    google_cloud_run_service_iam_member.sync_pusher_invokes_sync,
+    google_pubsub_topic_iam_member.pubsub_agent_publishes_dead_letters,
+  ]
+}
+
+# The Pub/Sub service agent forwards undeliverable messages: it must publish
+# to the dead-letter topic and subscribe (acknowledge) on the source subscription.
+resource "google_pubsub_topic_iam_member" "pubsub_agent_publishes_dead_letters" {
+  project = var.project_id
+  topic   = google_pubsub_topic.dead_letter.name
+  role    = "roles/pubsub.publisher"
+  member  = local.pubsub_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_dead_letters" {
+  project      = var.project_id
+  subscription = google_pubsub_subscription.sync_worker.name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_agent
+}
+
+resource "google_pubsub_topic" "changes" {
+  project = var.project_id
+  name    = local.topic.changes
+  labels  = local.labels
+
+  # Consumers that fall behind (or subscribe late) can seek back a week.
+  message_retention_duration = "604800s"
+
+  depends_on = [google_project_service.this]
+}
+
+# Consumers create their own subscriptions to the changes topic with
+# enable_message_ordering = true: the SyncWorker publishes with an ordering key
+# per calendar event, so one event's changes arrive in order. This one is an
+# example, created only when changes_example_subscription is set.
+resource "google_pubsub_subscription" "changes_example" {
+  count = var.changes_example_subscription == "" ? 0 : 1
+
+  project = var.project_id
+  name    = var.changes_example_subscription
+  topic   = google_pubsub_topic.changes.id
+  labels  = local.labels
+
+  enable_message_ordering    = true
+  ack_deadline_seconds       = 60
+  message_retention_duration = "604800s"
+
+  retry_policy {
+    minimum_backoff = "10s"
+    maximum_backoff = "600s"
+  }
+}
+
+# Who publishes where: the Webhook and RenewChannels to notifications, the
+# SyncWorker to changes. Nothing else.
+resource "google_pubsub_topic_iam_member" "webhook_publishes_notifications" {
+  project = var.project_id
+  topic   = google_pubsub_topic.notifications.name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.webhook.member
+}
+
+resource "google_pubsub_topic_iam_member" "renew_publishes_notifications" {
+  project = var.project_id
+  topic   = google_pubsub_topic.notifications.name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.renew.member
+}
+
+resource "google_pubsub_topic_iam_member" "sync_publishes_changes" {
+  project = var.project_id
+  topic   = google_pubsub_topic.changes.name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.sync.member
+}

@@ -1,0 +1,326 @@
+# Inputs. Every variable is described and validated where a rule exists; the
+# Go duration ones use Go's time.ParseDuration syntax because the functions
+# read them with go-envconfig (see shared/config).
+
+variable "project_id" {
+  description = "Google Cloud project id that hosts calsync (PROJECT_ID of every function)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a Google Cloud project id: 6-30 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  description = "Region of the functions, the Cloud Scheduler job and (unless firestore_location says otherwise) the Firestore database, e.g. europe-west1."
+  type        = string
+  default     = "europe-west1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must look like europe-west1 or us-central1."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name: functions (PREFIX-webhook, PREFIX-sync-worker, PREFIX-renew-channels), topics, service accounts, metrics."
+  type        = string
+  default     = "calsync"
+
+  validation {
+    # Service account ids are at most 30 characters and the longest suffix
+    # used is "-sync-pusher" (12), so the prefix may have at most 18.
+    condition     = can(regex("^[a-z][a-z0-9-]{0,16}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 2-18 lowercase letters, digits or hyphens, start with a letter and not end with a hyphen."
+  }
+}
+
+variable "labels" {
+  description = "Labels added to every resource that takes labels."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", k)) && can(regex("^[a-z0-9_-]{0,63}$", v))])
+    error_message = "labels keys must start with a lowercase letter; keys and values may hold lowercase letters, digits, _ and - (at most 63)."
+  }
+}
+
+variable "go_runtime" {
+  description = "Cloud Run functions runtime; must match the go directive of go.mod (go 1.26 -> go126)."
+  type        = string
+  default     = "go126"
+
+  validation {
+    condition     = can(regex("^go1[0-9]{2}$", var.go_runtime))
+    error_message = "go_runtime must look like go126."
+  }
+}
+
+variable "firestore_database" {
+  description = "Firestore database id (FIRESTORE_DATABASE). \"(default)\" or a named database."
+  type        = string
+  default     = "(default)"
+
+  validation {
+    condition     = var.firestore_database == "(default)" || can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.firestore_database))
+    error_message = "firestore_database must be \"(default)\" or 4-63 lowercase letters, digits or hyphens starting with a letter."
+  }
+}
+
+variable "firestore_location" {
+  description = "Firestore location (a region such as europe-west1, or a multi-region such as eur3 or nam5). Null means the same as region. Cannot change after creation."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.firestore_location == null || can(regex("^([a-z]+-[a-z]+[0-9]+|eur3|nam5|nam7)$", coalesce(var.firestore_location, "x")))
+    error_message = "firestore_location must be a region (europe-west1) or a multi-region (eur3, nam5, nam7)."
+  }
+}
+
+variable "log_level" {
+  description = "LOG_LEVEL of every function: debug, info, warning or error."
+  type        = string
+  default     = "info"
+
+  validation {
+    condition     = contains(["debug", "info", "warning", "error"], var.log_level)
+    error_message = "log_level must be one of debug, info, warning, error."
+  }
+}
+
+variable "alert_notification_channels" {
+  description = "Monitoring notification channels (projects/P/notificationChannels/ID) every alert policy notifies. Empty: alerts open incidents without notifying anyone."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.alert_notification_channels : can(regex("^projects/[^/]+/notificationChannels/[0-9]+$", c))])
+    error_message = "alert_notification_channels entries must be full names: projects/PROJECT/notificationChannels/ID."
+  }
+}
+
+# --- Webhook ---------------------------------------------------------------
+
+variable "publish_timeout" {
+  description = "PUBLISH_TIMEOUT of the Webhook: how long it waits for Pub/Sub before answering 503 so Google retries (Go duration)."
+  type        = string
+  default     = "10s"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.publish_timeout))
+    error_message = "publish_timeout must be a Go duration such as 10s."
+  }
+}
+
+variable "webhook_max_instances" {
+  description = "Maximum Webhook instances. Each serves 80 concurrent requests, so 20 instances absorb 1,600 requests in flight."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.webhook_max_instances >= 1 && var.webhook_max_instances <= 1000 && floor(var.webhook_max_instances) == var.webhook_max_instances
+    error_message = "webhook_max_instances must be a whole number from 1 to 1000."
+  }
+}
+
+variable "webhook_min_instances" {
+  description = "Minimum (warm) Webhook instances. 0 costs nothing when idle; 1 removes cold starts from Google's push deliveries."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.webhook_min_instances >= 0 && var.webhook_min_instances <= 10 && floor(var.webhook_min_instances) == var.webhook_min_instances
+    error_message = "webhook_min_instances must be a whole number from 0 to 10."
+  }
+}
+
+# --- SyncWorker ------------------------------------------------------------
+
+variable "sync_worker_max_instances" {
+  description = "Maximum SyncWorker instances (one sync each). Bounds Firestore and Calendar API load: the project quota is 10,000 Calendar requests a minute."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.sync_worker_max_instances >= 1 && var.sync_worker_max_instances <= 1000 && floor(var.sync_worker_max_instances) == var.sync_worker_max_instances
+    error_message = "sync_worker_max_instances must be a whole number from 1 to 1000."
+  }
+}
+
+variable "lease_duration" {
+  description = "LEASE_DURATION: how long a sync holds a calendar before another worker may take over; the running sync extends it (Go duration, at least 5s)."
+  type        = string
+  default     = "60s"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.lease_duration))
+    error_message = "lease_duration must be a Go duration such as 60s."
+  }
+}
+
+variable "rerun_interval" {
+  description = "RERUN_INTERVAL: pause between reruns of one calendar during a burst of notifications (Go duration)."
+  type        = string
+  default     = "1s"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.rerun_interval))
+    error_message = "rerun_interval must be a Go duration such as 1s."
+  }
+}
+
+variable "retry_budget" {
+  description = "RETRY_BUDGET: in-process retries of one sync before the message is handed back to Pub/Sub (Go duration; keep well under the 540s function timeout)."
+  type        = string
+  default     = "120s"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.retry_budget))
+    error_message = "retry_budget must be a Go duration such as 120s."
+  }
+}
+
+variable "calendar_user_rate_limit" {
+  description = "CALENDAR_USER_RATE_LIMIT: Calendar API requests a minute per user the functions allow themselves (Google's limit is 600)."
+  type        = number
+  default     = 500
+
+  validation {
+    condition     = var.calendar_user_rate_limit >= 1 && var.calendar_user_rate_limit <= 600 && floor(var.calendar_user_rate_limit) == var.calendar_user_rate_limit
+    error_message = "calendar_user_rate_limit must be a whole number from 1 to 600."
+  }
+}
+
+variable "oauth_client_id" {
+  description = "OAUTH_CLIENT_ID of the OAuth client users grant Calendar access to. When set, the oauth-client-secret secret must hold its secret; when empty, neither is given to the functions."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.oauth_client_id == "" || can(regex("^[0-9A-Za-z-]+\\.apps\\.googleusercontent\\.com$", var.oauth_client_id))
+    error_message = "oauth_client_id must be empty or an OAuth client id ending in .apps.googleusercontent.com."
+  }
+}
+
+variable "dead_letter_max_delivery_attempts" {
+  description = "Deliveries of one notification to the SyncWorker before Pub/Sub moves it to the dead-letter topic (Pub/Sub allows 5-100)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.dead_letter_max_delivery_attempts >= 5 && var.dead_letter_max_delivery_attempts <= 100 && floor(var.dead_letter_max_delivery_attempts) == var.dead_letter_max_delivery_attempts
+    error_message = "dead_letter_max_delivery_attempts must be a whole number from 5 to 100."
+  }
+}
+
+variable "changes_example_subscription" {
+  description = "If not empty, the name of an example ordered pull subscription on the changes topic (enable_message_ordering). Real consumers create their own."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.changes_example_subscription == "" || can(regex("^[a-zA-Z][a-zA-Z0-9-_.~+%]{2,254}$", var.changes_example_subscription))
+    error_message = "changes_example_subscription must be empty or a Pub/Sub subscription id (3-255 chars, starting with a letter)."
+  }
+}
+
+# --- RenewChannels ---------------------------------------------------------
+
+variable "renew_schedule" {
+  description = "Cron schedule (Cloud Scheduler syntax, in scheduler_time_zone) of the RenewChannels run. Hourly by default; the renew_before window must span several runs."
+  type        = string
+  default     = "0 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.renew_schedule))) == 5
+    error_message = "renew_schedule must be a five-field cron expression such as \"0 * * * *\"."
+  }
+}
+
+variable "scheduler_time_zone" {
+  description = "Time zone of renew_schedule (tz database name)."
+  type        = string
+  default     = "Etc/UTC"
+
+  validation {
+    condition     = can(regex("^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", var.scheduler_time_zone))
+    error_message = "scheduler_time_zone must be a tz database name such as Etc/UTC or Europe/Paris."
+  }
+}
+
+variable "channel_ttl" {
+  description = "CHANNEL_TTL asked of Google for each push channel (Go duration). Google's default and usual maximum is 168h (7 days); it may grant less."
+  type        = string
+  default     = "168h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.channel_ttl))
+    error_message = "channel_ttl must be a Go duration such as 168h."
+  }
+}
+
+variable "renew_before" {
+  description = "RENEW_BEFORE: channels expiring within this window are renewed (Go duration, shorter than channel_ttl). 26h leaves a day of hourly retries."
+  type        = string
+  default     = "26h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.renew_before))
+    error_message = "renew_before must be a Go duration such as 26h."
+  }
+}
+
+variable "reconcile_after" {
+  description = "RECONCILE_AFTER: calendars not synced for this long get a reconcile sync (Google drops a small share of notifications). Go duration."
+  type        = string
+  default     = "6h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.reconcile_after))
+    error_message = "reconcile_after must be a Go duration such as 6h."
+  }
+}
+
+variable "renew_concurrency" {
+  description = "RENEW_CONCURRENCY: calendars RenewChannels works on at once inside its single instance."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.renew_concurrency >= 1 && var.renew_concurrency <= 64 && floor(var.renew_concurrency) == var.renew_concurrency
+    error_message = "renew_concurrency must be a whole number from 1 to 64."
+  }
+}
+
+# --- Secrets ---------------------------------------------------------------
+
+variable "secret_versions" {
+  description = "Secret Manager version each function mounts: \"latest\" (read when an instance starts) or a version number. Pinning a number and changing it rolls out a new revision at once, which is how a rotation is pushed (see README)."
+  type = object({
+    channel_token_keys  = optional(string, "latest")
+    credential_keys     = optional(string, "latest")
+    oauth_client_secret = optional(string, "latest")
+  })
+  default = {}
+
+  validation {
+    condition     = alltrue([for v in values(var.secret_versions) : v == "latest" || can(regex("^[1-9][0-9]*$", v))])
+    error_message = "secret_versions values must be \"latest\" or a version number."
+  }
+}
+
+# --- Alerts ----------------------------------------------------------------
+
+variable "sync_error_ratio_threshold" {
+  description = "Alert when sync errors exceed this share of syncs over 15 minutes (0-1)."
+  type        = number
+  default     = 0.1
+
+  validation {
+    condition     = var.sync_error_ratio_threshold > 0 && var.sync_error_ratio_threshold <= 1
+    error_message = "sync_error_ratio_threshold must be in (0, 1]."
+  }
+}
