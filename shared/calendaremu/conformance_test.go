@@ -19,8 +19,8 @@ func TestEventCRUD(t *testing.T) {
 	ctx := context.Background()
 	ev, err := svc.Events.Insert("primary", &calendar.Event{
 		Summary: "standup", Location: "room 1",
-		Start: &calendar.EventDateTime{DateTime: "2026-03-02T10:00:00+01:00", TimeZone: "Europe/Paris"},
-		End:   &calendar.EventDateTime{DateTime: "2026-03-02T10:15:00+01:00", TimeZone: "Europe/Paris"},
+		Start:              &calendar.EventDateTime{DateTime: "2026-03-02T10:00:00+01:00", TimeZone: "Europe/Paris"},
+		End:                &calendar.EventDateTime{DateTime: "2026-03-02T10:15:00+01:00", TimeZone: "Europe/Paris"},
 		ExtendedProperties: &calendar.EventExtendedProperties{Private: map[string]string{"calsync.source": "a.b:c"}},
 		Attendees:          []*calendar.EventAttendee{{Email: "x@example.com"}},
 	}).Context(ctx).Do()
@@ -221,8 +221,10 @@ func TestSyncTokenErrors(t *testing.T) {
 		"sharedExtendedProperty":  func(c *calendar.EventsListCall) *calendar.EventsListCall { return c.SharedExtendedProperty("a=b") },
 		"timeMin":                 func(c *calendar.EventsListCall) *calendar.EventsListCall { return c.TimeMin(t0.Format(time.RFC3339)) },
 		"timeMax":                 func(c *calendar.EventsListCall) *calendar.EventsListCall { return c.TimeMax(t0.Format(time.RFC3339)) },
-		"updatedMin":              func(c *calendar.EventsListCall) *calendar.EventsListCall { return c.UpdatedMin(t0.Format(time.RFC3339)) },
-		"showDeleted=false":       func(c *calendar.EventsListCall) *calendar.EventsListCall { return c.ShowDeleted(false) },
+		"updatedMin": func(c *calendar.EventsListCall) *calendar.EventsListCall {
+			return c.UpdatedMin(t0.Format(time.RFC3339))
+		},
+		"showDeleted=false": func(c *calendar.EventsListCall) *calendar.EventsListCall { return c.ShowDeleted(false) },
 	}
 	for name, f := range forbidden {
 		_, err := f(svc.Events.List("primary").SyncToken(tok)).Do()
