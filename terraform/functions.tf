@@ -19,6 +19,7 @@ data "archive_file" "source" {
     "scripts", "scripts/**",
     "**/testdata", "**/testdata/**",
     "**/*_test.go",
+    "**/*.md", "Makefile", ".gitignore",
   ]
 }
 
@@ -48,14 +49,16 @@ locals {
     LOG_LEVEL  = var.log_level
   }
 
-  calendar_env = {
+  calendar_env = merge({
     FIRESTORE_DATABASE       = var.firestore_database
-    OAUTH_CLIENT_ID          = var.oauth_client_id
     CALENDAR_USER_RATE_LIMIT = tostring(var.calendar_user_rate_limit)
     # CALENDAR_ENDPOINT stays unset in production (Google's endpoint); it
     # points at the local emulator in development. OAUTH_TOKEN_URL and
     # OAUTH_AUTH_URL keep their defaults (Google's).
-  }
+    },
+    # Set together with OAUTH_CLIENT_SECRET (see the functions), or neither.
+    var.oauth_client_id == "" ? tomap({}) : tomap({ OAUTH_CLIENT_ID = var.oauth_client_id }),
+  )
 }
 
 # Webhook: public HTTP, answers Google's push deliveries. Light and I/O bound
