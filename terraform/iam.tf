@@ -2,6 +2,7 @@
 # granted on the one resource it needs (topics, secrets and services carry
 # their own bindings in pubsub.tf, secrets.tf and functions.tf). Firestore has
 # no finer grant than the project: roles/datastore.user is the least there is.
+# The only project-level grants are Firestore's and the build account's.
 
 resource "google_service_account" "webhook" {
   project      = var.project_id
@@ -56,9 +57,18 @@ resource "google_service_account" "build" {
   depends_on   = [google_project_service.this]
 }
 
+# The minimum a Cloud Run functions build needs: read the staged source (in
+# the gcf-v2-sources bucket Cloud Functions manages, hence project level),
+# push the image to the gcf-artifacts repository it creates, write build logs.
 resource "google_project_iam_member" "build" {
+  for_each = toset([
+    "roles/artifactregistry.writer",
+    "roles/logging.logWriter",
+    "roles/storage.objectViewer",
+  ])
+
   project = var.project_id
-  role    = "roles/cloudbuild.builds.builder"
+  role    = each.value
   member  = google_service_account.build.member
 }
 
