@@ -90,7 +90,7 @@ func TestWatchNotifications(t *testing.T) {
 	h := msgs[0].h
 	want := map[string]string{"X-Goog-Channel-Id": "chan-1", "X-Goog-Channel-Token": "cal=abc&v=1",
 		"X-Goog-Message-Number": "1", "X-Goog-Resource-Id": ch.ResourceId, "X-Goog-Resource-State": "sync",
-		"X-Goog-Resource-Uri": ch.ResourceUri,
+		"X-Goog-Resource-Uri":       ch.ResourceUri,
 		"X-Goog-Channel-Expiration": time.UnixMilli(ch.Expiration).UTC().Format(http.TimeFormat)}
 	for k, v := range want {
 		if h.Get(k) != v {
