@@ -294,3 +294,24 @@ func TestListFilters(t *testing.T) {
 		t.Fatalf("iCalUID: %v %d", err, len(res.Items))
 	}
 }
+
+func TestConditionalRequests(t *testing.T) {
+	_, _, svc := startTest(t, Options{})
+	ev, err := svc.Events.Insert("primary", timed("x", t0, time.Hour)).Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.Events.Get("primary", ev.Id).IfNoneMatch(ev.Etag).Do()
+	if !googleapi.IsNotModified(err) {
+		t.Fatalf("If-None-Match: %v", err)
+	}
+	call := svc.Events.Patch("primary", ev.Id, &calendar.Event{Summary: "y"})
+	call.Header().Set("If-Match", `"1"`)
+	_, err = call.Do()
+	wantErr(t, err, 412, "conditionNotMet")
+	call = svc.Events.Patch("primary", ev.Id, &calendar.Event{Summary: "y"})
+	call.Header().Set("If-Match", ev.Etag)
+	if _, err := call.Do(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -2,6 +2,7 @@ package calendaremu
 
 import (
 	"encoding/json"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -177,6 +178,9 @@ func (s *Server) eventsGet(rq *request) (int, any, *apiError) {
 	if ev == nil {
 		return 0, nil, errNotFound()
 	}
+	if inm := rq.r.Header.Get("If-None-Match"); inm != "" && inm == ev.b.Etag {
+		return http.StatusNotModified, nil, nil
+	}
 	return 200, withMaxAttendees(ev.wire(true), maxAttendees(rq)), nil
 }
 
@@ -263,6 +267,9 @@ func (s *Server) write(rq *request, mk func(cur *event) (eventBody, *apiError)) 
 	if cur == nil {
 		return 0, nil, errNotFound()
 	}
+	if err := checkIfMatch(rq, cur); err != nil {
+		return 0, nil, err
+	}
 	in, err := mk(cur)
 	if err != nil {
 		return 0, nil, err
@@ -312,7 +319,18 @@ func (s *Server) eventsDelete(rq *request) (int, any, *apiError) {
 	if cur.cancelled() {
 		return 0, nil, errDeleted()
 	}
+	if err := checkIfMatch(rq, cur); err != nil {
+		return 0, nil, err
+	}
 	return s.deleteLocked(c, cur)
+}
+
+// checkIfMatch implements conditional writes: a stale If-Match etag is 412.
+func checkIfMatch(rq *request, cur *event) *apiError {
+	if im := rq.r.Header.Get("If-Match"); im != "" && im != "*" && im != cur.b.Etag {
+		return newErr(412, "global", "conditionNotMet", "Precondition Failed").at("header", "If-Match")
+	}
+	return nil
 }
 
 // deleteLocked stores a cancelled version. Deleting a series master also

@@ -111,7 +111,7 @@ func (s *Server) eventsWatch(rq *request) (int, any, *apiError) {
 	ch.msgNum = 1
 	s.enqueueLocked(ch, "sync", 1)
 	s.wg.Add(1)
-	go s.deliverLoop(ch)
+	go s.deliverLoop(ch, ch.expiry)
 	s.log.Info("channel created", "channel", ch.id, "calendar", c.id, "address", ch.address, "expiration", ch.expiry)
 	return 200, &channelBody{Kind: "api#channel", ID: ch.id, ResourceID: c.resourceID, ResourceURI: ch.resourceURI,
 		Token: ch.token, Expiration: strconv.FormatInt(ch.expiry.UnixMilli(), 10)}, nil
@@ -180,13 +180,22 @@ func (s *Server) enqueueLocked(ch *channel, state string, num int64) {
 	}
 }
 
-func (s *Server) deliverLoop(ch *channel) {
+func (s *Server) deliverLoop(ch *channel, expiry time.Time) {
 	defer s.wg.Done()
+	// The worker ends with its channel: stopped, expired by control, or past expiry.
+	expired := time.NewTimer(time.Until(expiry))
+	defer expired.Stop()
 	for {
 		select {
 		case <-ch.halt:
 			return
 		case <-s.done:
+			return
+		case <-expired.C:
+			s.mu.Lock()
+			ch.expired = true
+			s.mu.Unlock()
+			s.log.Info("channel expired", "channel", ch.id)
 			return
 		case <-ch.wake:
 		}
