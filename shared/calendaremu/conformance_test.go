@@ -88,6 +88,11 @@ func TestEventCRUD(t *testing.T) {
 	}
 	_, err = svc.Events.Insert("primary", &calendar.Event{Id: "abcdef0123", Start: u.Start, End: u.End}).Do()
 	wantErr(t, err, 409, "duplicate")
+	// An update without status restores a deleted event.
+	restored, err := svc.Events.Update("primary", "abcdef0123", &calendar.Event{Summary: "back", Start: u.Start, End: u.End}).Do()
+	if err != nil || restored.Status != "confirmed" {
+		t.Fatalf("restore: %v %+v", err, restored)
+	}
 	_, err = svc.Events.Get("primary", "nosuchevent").Do()
 	wantErr(t, err, 404, "notFound")
 	_, err = svc.Events.List("nobody@example.com").Do()

@@ -278,9 +278,6 @@ func (s *Server) write(rq *request, mk func(cur *event) (eventBody, *apiError)) 
 	// Fields the client cannot change.
 	in.ID, in.ICalUID, in.Created, in.Creator, in.Organizer = cur.b.ID, cur.b.ICalUID, cur.b.Created, cur.b.Creator, cur.b.Organizer
 	in.RecurringEventID, in.OriginalStartTime = cur.b.RecurringEventID, cur.b.OriginalStartTime
-	if cur.cancelled() && in.Status == "cancelled" && rq.method == "events.update" {
-		in.Status = "" // an update of a deleted event restores it, as at Google
-	}
 	ev := &event{orig: cur.orig}
 	if err := normalize(ev, in, c, isException); err != nil {
 		return 0, nil, err

@@ -276,7 +276,7 @@ func (s *Server) countNotif(f func(*NotificationStats)) {
 }
 
 func (s *Server) post(ch *channel, m pushMsg, expiry time.Time) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.PushTimeout)
+	ctx, cancel := context.WithTimeout(s.baseCtx, s.opts.PushTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ch.address, http.NoBody)
 	if err != nil {

@@ -72,6 +72,8 @@ type Server struct {
 	oauth     oauthState
 
 	done     chan struct{}
+	baseCtx  context.Context // cancelled by Close: aborts deliveries in flight
+	cancel   context.CancelFunc
 	closeOne sync.Once
 	wg       sync.WaitGroup
 
@@ -115,6 +117,7 @@ func New(opts Options) *Server {
 		seed = mrand.Uint64()
 	}
 	s := &Server{opts: opts, log: opts.Logger, rng: mrand.New(mrand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), done: make(chan struct{})}
+	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.resetLocked()
 	return s
 }
@@ -145,6 +148,7 @@ func (s *Server) Close() {
 		}
 		s.mu.Unlock()
 		close(s.done)
+		s.cancel()
 	})
 	s.wg.Wait()
 }
@@ -286,10 +290,6 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if s.respHook != nil {
 		s.respHook(rt.method, status, out)
 	}
-	lvl := slog.LevelInfo
-	if rt.method == "events.list" || rt.method == "events.get" {
-		lvl = slog.LevelDebug
-	}
 	attrs := []slog.Attr{slog.String("method", rt.method), slog.String("user", rq.user), slog.Int("status", status),
 		slog.Duration("latency", time.Since(start))}
 	if calID != "" {
@@ -297,9 +297,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	if aerr != nil {
 		attrs = append(attrs, slog.String("reason", aerr.Reason))
-		lvl = slog.LevelInfo
 	}
-	s.log.LogAttrs(r.Context(), lvl, "calendar api call", attrs...)
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "calendar api call", attrs...)
 }
 
 // dispatch authenticates, counts, applies injected faults and quota, then runs fn.
