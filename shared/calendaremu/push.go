@@ -282,16 +282,17 @@ func (s *Server) post(ch *channel, m pushMsg, expiry time.Time) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// Google's exact header spelling (set directly: Header.Set would canonicalize "ID" to "Id").
 	h := req.Header
-	h.Set("X-Goog-Channel-ID", ch.id)
+	h["X-Goog-Channel-ID"] = []string{ch.id}
 	if ch.token != "" {
-		h.Set("X-Goog-Channel-Token", ch.token)
+		h["X-Goog-Channel-Token"] = []string{ch.token}
 	}
-	h.Set("X-Goog-Channel-Expiration", expiry.UTC().Format(http.TimeFormat))
-	h.Set("X-Goog-Message-Number", strconv.FormatInt(m.num, 10))
-	h.Set("X-Goog-Resource-ID", ch.cal.resourceID)
-	h.Set("X-Goog-Resource-State", m.state)
-	h.Set("X-Goog-Resource-URI", ch.resourceURI)
+	h["X-Goog-Channel-Expiration"] = []string{expiry.UTC().Format(http.TimeFormat)}
+	h["X-Goog-Message-Number"] = []string{strconv.FormatInt(m.num, 10)}
+	h["X-Goog-Resource-ID"] = []string{ch.cal.resourceID}
+	h["X-Goog-Resource-State"] = []string{m.state}
+	h["X-Goog-Resource-URI"] = []string{ch.resourceURI}
 	h.Set("User-Agent", "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)")
 	resp, err := s.opts.HTTPClient.Do(req)
 	if err != nil {

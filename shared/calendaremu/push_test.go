@@ -1,6 +1,9 @@
 package calendaremu
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -96,6 +99,15 @@ func TestWatchNotifications(t *testing.T) {
 		if h.Get(k) != v {
 			t.Errorf("header %s = %q, want %q", k, h.Get(k), v)
 		}
+	}
+	var goog []string
+	for k := range h {
+		if strings.HasPrefix(k, "X-Goog-") {
+			goog = append(goog, k)
+		}
+	}
+	if len(goog) != len(want) {
+		t.Errorf("X-Goog headers %v, want exactly %d", goog, len(want))
 	}
 	if msgs[0].body != 0 {
 		t.Errorf("body length %d", msgs[0].body)
@@ -239,4 +251,56 @@ func waitStats(t *testing.T, srv *Server, ok func(NotificationStats) bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestHeaderSpelling reads the raw request: header names are Google's exact spelling.
+func TestHeaderSpelling(t *testing.T) {
+	_, _, svc := startTest(t, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	raw := make(chan string, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		req, err := http.ReadRequest(bufio.NewReader(io.TeeReader(conn, &headBuf{ch: raw})))
+		if err == nil {
+			req.Body.Close()
+		}
+		_, _ = conn.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+	}()
+	if _, err := svc.Events.Watch("primary", &calendar.Channel{Id: "raw", Type: "web_hook", Address: "http://" + ln.Addr().String() + "/hook"}).Do(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case head := <-raw:
+		for _, name := range []string{"X-Goog-Channel-ID: raw", "X-Goog-Resource-ID: ", "X-Goog-Resource-URI: ", "X-Goog-Resource-State: sync", "X-Goog-Message-Number: 1", "Content-Length: 0"} {
+			if !strings.Contains(head, "\r\n"+name) {
+				t.Errorf("raw request lacks %q:\n%s", name, head)
+			}
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no request")
+	}
+}
+
+// headBuf collects bytes until the end of the header block and sends them once.
+type headBuf struct {
+	b    []byte
+	ch   chan string
+	sent bool
+}
+
+func (h *headBuf) Write(p []byte) (int, error) {
+	h.b = append(h.b, p...)
+	if !h.sent && strings.Contains(string(h.b), "\r\n\r\n") {
+		h.sent = true
+		h.ch <- string(h.b)
+	}
+	return len(p), nil
 }

@@ -106,8 +106,9 @@ func decodePageToken(s string) (pageToken, bool) {
 	return t, true
 }
 
-// ignoredForHash are parameters that may differ between pages of one listing.
-var ignoredForHash = map[string]bool{"pageToken": true, "maxResults": true, "alt": true, "prettyPrint": true,
+// ignoredForHash are parameters that may differ between pages of one listing
+// (a client may or may not repeat syncToken next to pageToken).
+var ignoredForHash = map[string]bool{"pageToken": true, "syncToken": true, "maxResults": true, "alt": true, "prettyPrint": true,
 	"fields": true, "key": true, "quotaUser": true, "$.xgafv": true, "maxAttendees": true, "timeZone": true}
 
 func queryHash(q url.Values) uint32 {
