@@ -17,10 +17,14 @@ var (
 // TraceAttrs returns the Cloud Logging trace fields for a request, taken from
 // traceparent or X-Cloud-Trace-Context, or nothing when neither is present.
 func TraceAttrs(projectID string, r *http.Request) []any {
+	tp, ctc := r.Header.Get("traceparent"), r.Header.Get("X-Cloud-Trace-Context")
+	if tp == "" && ctc == "" {
+		return nil // the common case, without regexp work
+	}
 	traceID, spanID := "", ""
-	if m := traceparentRE.FindStringSubmatch(strings.TrimSpace(r.Header.Get("traceparent"))); m != nil {
+	if m := traceparentRE.FindStringSubmatch(strings.TrimSpace(tp)); m != nil {
 		traceID, spanID = m[1], m[2]
-	} else if m := cloudTraceRE.FindStringSubmatch(strings.TrimSpace(r.Header.Get("X-Cloud-Trace-Context"))); m != nil {
+	} else if m := cloudTraceRE.FindStringSubmatch(strings.TrimSpace(ctc)); m != nil {
 		traceID, spanID = strings.ToLower(m[1]), m[2]
 	}
 	if traceID == "" || traceID == strings.Repeat("0", 32) {

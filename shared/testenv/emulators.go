@@ -16,6 +16,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -65,11 +67,47 @@ func Firestore(tb testing.TB) string {
 // PUBSUB_EMULATOR_HOST for the clients of this process.
 func PubSub(tb testing.TB) string {
 	tb.Helper()
-	return pubsubEmu.get(tb, func(port int) []string {
-		return []string{filepath.Join(SDKRoot(), "platform/pubsub-emulator/bin/cloud-pubsub-emulator"),
-			"--host=127.0.0.1", fmt.Sprintf("--port=%d", port)}
-	})
+	return pubsubEmu.get(tb, pubsubArgs)
 }
+
+func pubsubArgs(port int) []string {
+	return []string{filepath.Join(SDKRoot(), "platform/pubsub-emulator/bin/cloud-pubsub-emulator"),
+		"--host=127.0.0.1", fmt.Sprintf("--port=%d", port)}
+}
+
+// Process is a Pub/Sub emulator of a test's own, for tests that stop and
+// restart it (the shared one must stay up for the other tests).
+type Process struct {
+	Host string
+	e    *emulator
+}
+
+// NewPubSub starts a private Pub/Sub emulator on port (0: a free one), stopped
+// when the test ends.
+func NewPubSub(tb testing.TB, port int) *Process {
+	tb.Helper()
+	e := &emulator{name: "Pub/Sub (private)"}
+	args := pubsubArgs
+	if port != 0 {
+		args = func(int) []string { return pubsubArgs(port) }
+	}
+	host, err := e.start(args)
+	if err != nil {
+		tb.Fatalf("testenv: private Pub/Sub emulator could not start: %v", err)
+	}
+	tb.Cleanup(e.stop)
+	return &Process{Host: host, e: e}
+}
+
+// Port is the emulator's TCP port.
+func (p *Process) Port() int {
+	_, port, _ := net.SplitHostPort(p.Host)
+	n, _ := strconv.Atoi(port)
+	return n
+}
+
+// Stop kills the emulator (and its whole process group) now.
+func (p *Process) Stop() { p.e.stop() }
 
 // Main runs the tests and then stops every emulator this package started.
 // Use it as TestMain: func TestMain(m *testing.M) { testenv.Main(m) }.
@@ -109,8 +147,13 @@ func (e *emulator) start(args func(port int) []string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	host := fmt.Sprintf("127.0.0.1:%d", port)
 	argv := args(port)
+	for _, a := range argv { // the args may name their own port
+		if v, ok := strings.CutPrefix(a, "--port="); ok {
+			port, _ = strconv.Atoi(v)
+		}
+	}
+	host := fmt.Sprintf("127.0.0.1:%d", port)
 	if _, err := exec.LookPath(argv[0]); err != nil {
 		return "", fmt.Errorf("%s: %w", argv[0], err)
 	}
