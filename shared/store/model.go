@@ -1,0 +1,113 @@
+// Package store holds calsync's Firestore data model and the code that reads
+// and writes it. This file is the model: collection names, document shapes and
+// the calendar key. See README.md for the whole layout.
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"strings"
+	"time"
+)
+
+// Collections.
+const (
+	CollCalendars   = "calendars"   // calendars/{calendarKey}
+	CollEvents      = "events"      // calendars/{calendarKey}/events/{eventId}
+	CollChannels    = "channels"    // channels/{channelId}
+	CollCredentials = "credentials" // credentials/{credentialId}
+)
+
+// Calendar statuses.
+const (
+	StatusActive      = "active"
+	StatusAuthRevoked = "auth_revoked"
+	StatusNotFound    = "not_found"
+	StatusError       = "error"
+	StatusUnwatched   = "unwatched"
+)
+
+// Auth modes: how a calendar is read.
+const (
+	AuthADC        = "adc"        // the function's own identity (calendar shared with its service account)
+	AuthDelegation = "delegation" // domain-wide delegation impersonating Subject
+	AuthOAuth      = "oauth"      // a user's refresh token, credentials/{CredentialID}
+)
+
+// Calendar is calendars/{calendarKey}.
+type Calendar struct {
+	CalendarID   string `firestore:"calendarId"`
+	AuthMode     string `firestore:"authMode"`
+	Subject      string `firestore:"subject,omitempty"`      // delegation: the Workspace user
+	CredentialID string `firestore:"credentialId,omitempty"` // oauth: the stored refresh token
+	Status       string `firestore:"status"`
+	StatusReason string `firestore:"statusReason,omitempty"`
+
+	// SyncToken is Google's nextSyncToken, stored only once every page of the
+	// sync that produced it is written.
+	SyncToken         string    `firestore:"syncToken,omitempty"`
+	LastSyncStartedAt time.Time `firestore:"lastSyncStartedAt,omitempty"`
+	LastSyncedAt      time.Time `firestore:"lastSyncedAt,omitempty"`
+	LastFullSyncAt    time.Time `firestore:"lastFullSyncAt,omitempty"`
+
+	// The lease: one sync per calendar at a time.
+	LeaseOwner string    `firestore:"leaseOwner,omitempty"`
+	LeaseUntil time.Time `firestore:"leaseUntil,omitempty"`
+	// Dirty: a notification arrived while a sync ran; the sync goes round once more.
+	Dirty      bool      `firestore:"dirty"`
+	DirtySince time.Time `firestore:"dirtySince,omitempty"`
+
+	// Counters.
+	EventCount    int64 `firestore:"eventCount"`
+	SyncCount     int64 `firestore:"syncCount"`
+	FullSyncCount int64 `firestore:"fullSyncCount"`
+	ChangeCount   int64 `firestore:"changeCount"`
+
+	CreatedAt time.Time `firestore:"createdAt"`
+	UpdatedAt time.Time `firestore:"updatedAt"`
+}
+
+// Channel states.
+const (
+	ChannelPending = "pending" // record written, watch call not yet answered
+	ChannelActive  = "active"
+	ChannelStopped = "stopped"
+	ChannelExpired = "expired"
+)
+
+// Channel is channels/{channelId}: one Google push channel.
+type Channel struct {
+	ChannelID   string    `firestore:"channelId"`
+	CalendarKey string    `firestore:"calendarKey"`
+	CalendarID  string    `firestore:"calendarId"`
+	ResourceID  string    `firestore:"resourceId,omitempty"`
+	ResourceURI string    `firestore:"resourceUri,omitempty"`
+	Expiration  time.Time `firestore:"expiration"` // as granted by Google
+	State       string    `firestore:"state"`
+	CreatedAt   time.Time `firestore:"createdAt"`
+	StoppedAt   time.Time `firestore:"stoppedAt,omitempty"`
+	// ExpireAt is the Firestore TTL field: the record is deleted after it.
+	ExpireAt time.Time `firestore:"expireAt,omitempty"`
+}
+
+// Credential is credentials/{credentialId}: a user's OAuth refresh token,
+// encrypted (AES-256-GCM) under the key KeyID. Never in clear at rest.
+type Credential struct {
+	Subject    string    `firestore:"subject"` // the user's email, for operators
+	KeyID      string    `firestore:"keyId"`
+	Ciphertext []byte    `firestore:"ciphertext"`
+	Status     string    `firestore:"status"` // active or auth_revoked
+	CreatedAt  time.Time `firestore:"createdAt"`
+	UpdatedAt  time.Time `firestore:"updatedAt"`
+	RevokedAt  time.Time `firestore:"revokedAt,omitempty"`
+}
+
+var keyEncoding = base32.HexEncoding.WithPadding(base32.NoPadding)
+
+// CalendarKey is the stable, document-id-safe key of a calendar id: "c" and
+// 26 base32hex characters of its SHA-256 (calendar ids contain '@', '#', '/'
+// and can be long; the key also travels in every channel token).
+func CalendarKey(calendarID string) string {
+	sum := sha256.Sum256([]byte(calendarID))
+	return "c" + strings.ToLower(keyEncoding.EncodeToString(sum[:16]))
+}
