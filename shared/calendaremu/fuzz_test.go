@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -64,6 +65,14 @@ func FuzzEventBody(f *testing.F) {
 		var ev eventBody
 		if err := json.Unmarshal(rec.Body.Bytes(), &ev); err != nil {
 			t.Fatal(err)
+		}
+		// Whatever was accepted must answer with a schema-valid Event.
+		dec := json.NewDecoder(bytes.NewReader(rec.Body.Bytes()))
+		dec.UseNumber()
+		var v any
+		_ = dec.Decode(&v)
+		if errs := fuzzDiscovery(t).check(&jschema{Ref: "Event"}, v, "Event"); len(errs) > 0 {
+			t.Fatalf("schema: %v for body %q", errs, body)
 		}
 		p := evPath + "/" + url.PathEscape(ev.ID)
 		call(t, srv, "PATCH", p, body)
@@ -157,4 +166,17 @@ func FuzzWatchBody(f *testing.F) {
 		call(t, srv, "POST", evPath+"/watch", body)
 		call(t, srv, "POST", "/calendar/v3/channels/stop", body)
 	})
+}
+
+var (
+	discOnce sync.Once
+	disc     *discovery
+)
+
+func fuzzDiscovery(t *testing.T) *discovery {
+	discOnce.Do(func() { disc = loadDiscovery(t) })
+	if disc == nil {
+		t.Fatal("discovery document not loaded")
+	}
+	return disc
 }

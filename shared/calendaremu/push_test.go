@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
 	"google.golang.org/api/calendar/v3"
+	"google.golang.org/api/option"
 )
 
 type received struct {
@@ -303,4 +305,22 @@ func (h *headBuf) Write(p []byte) (int, error) {
 		h.ch <- string(h.b)
 	}
 	return len(p), nil
+}
+
+func TestStopByAnotherUser(t *testing.T) {
+	srv, base, svc := startTest(t, Options{})
+	rc := newReceiver(t)
+	ch, err := svc.Events.Watch("primary", &calendar.Channel{Id: "mine", Type: "web_hook", Address: rc.URL}).Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := srv.IssueToken("mallory@calsync.test")
+	other, err := NewService(t.Context(), base, option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok.AccessToken})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, other.Channels.Stop(&calendar.Channel{Id: ch.Id, ResourceId: ch.ResourceId}).Do(), 403, "forbidden")
+	if err := svc.Channels.Stop(&calendar.Channel{Id: ch.Id, ResourceId: ch.ResourceId}).Do(); err != nil {
+		t.Fatal(err)
+	}
 }
