@@ -8,6 +8,8 @@ import (
 // Validation and normalization of event bodies, shared by insert, update and
 // patch. Messages follow Google's where known.
 
+var defaultReminders = &reminders{UseDefault: true}
+
 // validEventID applies Google's rule for client ids: base32hex (a-v, 0-9), 5-1024 chars.
 func validEventID(id string) bool {
 	if len(id) < 5 || len(id) > 1024 {
@@ -129,7 +131,7 @@ func normalize(ev *event, b eventBody, c *calData, isException bool) *apiError {
 		}
 	}
 	if b.Reminders == nil {
-		b.Reminders = &reminders{UseDefault: true}
+		b.Reminders = defaultReminders // shared: stored versions are never mutated
 	}
 	if len(b.Reminders.Overrides) > 5 {
 		return newErr(400, "calendar", "cannotUseMoreThanFiveOverrides", "Cannot specify more than 5 override reminders.")

@@ -48,8 +48,7 @@ func (s *Server) eventsInsert(rq *request) (int, any, *apiError) {
 	if b.ICalUID == "" {
 		b.ICalUID = b.ID + "@google.com"
 	}
-	b.Creator = &person{Email: rq.user, Self: true}
-	b.Organizer = organizerOf(c, rq.user)
+	b.Creator, b.Organizer = c.people(rq.user)
 	if b.Sequence == nil {
 		b.Sequence = int32p(0)
 	}
@@ -57,11 +56,23 @@ func (s *Server) eventsInsert(rq *request) (int, any, *apiError) {
 	return 200, ev.wire(true), nil
 }
 
-func organizerOf(c *calData, user string) *person {
-	if c.primary {
-		return &person{Email: c.id, Self: c.id == user}
+// people returns the creator and organizer of events user creates in c,
+// shared between events (stored versions are immutable) to keep 100k-event
+// calendars small.
+func (c *calData) people(user string) (*person, *person) {
+	if p, ok := c.creators[user]; ok {
+		return p[0], p[1]
 	}
-	return &person{Email: c.id, DisplayName: c.summary, Self: true}
+	creator := &person{Email: user, Self: true}
+	organizer := &person{Email: c.id, Self: c.id == user}
+	if !c.primary {
+		organizer = &person{Email: c.id, DisplayName: c.summary, Self: true}
+	}
+	if c.creators == nil {
+		c.creators = map[string][2]*person{}
+	}
+	c.creators[user] = [2]*person{creator, organizer}
+	return creator, organizer
 }
 
 // storeLocked stamps a new version and records it; watchers get "exists".

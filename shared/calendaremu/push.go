@@ -100,7 +100,7 @@ func (s *Server) eventsWatch(rq *request) (int, any, *apiError) {
 		return 0, nil, aerr
 	}
 	if old := s.channels[in.ID]; old != nil && !old.stopped {
-		return 0, nil, newErr(400, "push", "channelIdNotUnique", "Channel id not unique")
+		return 0, nil, newErr(400, "global", "channelIdNotUnique", "Channel id not unique")
 	}
 	ttl = min(ttl, s.opts.MaxTTL)
 	ch := &channel{id: in.ID, token: in.Token, address: in.Address, user: rq.user, cal: c,

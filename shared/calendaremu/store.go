@@ -32,6 +32,7 @@ type calData struct {
 	order      []*slot
 	log        []logEntry
 	exceptions map[string][]*slot // master id -> its exceptions
+	creators   map[string][2]*person
 }
 
 type slot struct{ cur *event }
