@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
 	"google.golang.org/api/calendar/v3"
 	"google.golang.org/api/googleapi"
+	"google.golang.org/api/option"
 )
 
 var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
@@ -323,4 +325,81 @@ func TestConditionalRequests(t *testing.T) {
 	if _, err := call.Do(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestPagesStableUnderChanges: untouched events appear exactly once however the
+// calendar changes between pages, and the next incremental list returns every
+// change made during the pagination.
+func TestPagesStableUnderChanges(t *testing.T) {
+	_, _, svc := startTest(t, Options{})
+	var ids []string
+	for i := range 100 {
+		ev, err := svc.Events.Insert("primary", timed(fmt.Sprint(i), t0.Add(time.Duration(i)*time.Hour), time.Hour)).Do()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, ev.Id)
+	}
+	touched := map[string]bool{}
+	count := map[string]int{}
+	page := 0
+	_, token, _ := listAll(t, func(pt string) (*calendar.Events, error) {
+		res, err := svc.Events.List("primary").MaxResults(10).PageToken(pt).Do()
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range res.Items {
+			count[it.Id]++
+		}
+		page++
+		// Between pages: delete a later event, patch an earlier one, insert one.
+		if del := ids[99-page]; !touched[del] {
+			touched[del] = true
+			if err := svc.Events.Delete("primary", del).Do(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		touched[ids[page]] = true
+		if _, err := svc.Events.Patch("primary", ids[page], &calendar.Event{Summary: "p"}).Do(); err != nil {
+			t.Fatal(err)
+		}
+		nw, err := svc.Events.Insert("primary", timed("new", t0, time.Hour)).Do()
+		if err != nil {
+			t.Fatal(err)
+		}
+		touched[nw.Id] = true
+		return res, nil
+	})
+	for _, id := range ids {
+		if !touched[id] && count[id] != 1 {
+			t.Errorf("untouched %s listed %d times", id, count[id])
+		}
+	}
+	inc, _, _ := listAll(t, func(pt string) (*calendar.Events, error) {
+		return svc.Events.List("primary").SyncToken(token).PageToken(pt).Do()
+	})
+	got := map[string]bool{}
+	for _, it := range inc {
+		got[it.Id] = true
+	}
+	for id := range touched {
+		if !got[id] {
+			t.Errorf("change to %s missing from the incremental list", id)
+		}
+	}
+}
+
+func TestAccessTokenExpiry(t *testing.T) {
+	srv, base, _ := startTest(t, Options{AccessTokenTTL: 20 * time.Millisecond})
+	tok := srv.IssueToken("erin@calsync.test")
+	svc, err := NewService(t.Context(), base, option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok.AccessToken})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Calendars.Get("primary").Do(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	_, err = svc.Calendars.Get("primary").Do()
+	wantErr(t, err, 401, "authError")
 }
