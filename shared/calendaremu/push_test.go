@@ -324,3 +324,22 @@ func TestStopByAnotherUser(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSeededDropProbability(t *testing.T) {
+	run := func() int {
+		srv := New(Options{})
+		defer srv.Close()
+		srv.SetNotificationFaults(NotificationFaults{DropProbability: 0.5, Seed: 99})
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		ch := &channel{wake: make(chan struct{}, 1), halt: make(chan struct{})}
+		for range 100 {
+			srv.enqueueLocked(ch, "exists", 1)
+		}
+		return len(ch.queue)
+	}
+	a, b := run(), run()
+	if a != b || a < 25 || a > 75 {
+		t.Fatalf("seeded drops not reproducible or off: %d %d", a, b)
+	}
+}

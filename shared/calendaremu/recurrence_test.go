@@ -174,3 +174,32 @@ func TestAllDaySeries(t *testing.T) {
 		t.Fatalf("window: %v %d", err, len(res.Items))
 	}
 }
+
+func TestSingleEventsIncremental(t *testing.T) {
+	_, _, svc := startTest(t, Options{})
+	m, err := svc.Events.Insert("primary", &calendar.Event{Summary: "s",
+		Start:      &calendar.EventDateTime{DateTime: "2026-03-02T09:00:00Z", TimeZone: "UTC"},
+		End:        &calendar.EventDateTime{DateTime: "2026-03-02T09:30:00Z", TimeZone: "UTC"},
+		Recurrence: []string{"RRULE:FREQ=DAILY;COUNT=3"}}).Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := svc.Events.List("primary").SingleEvents(true).Do()
+	if err != nil || len(full.Items) != 3 {
+		t.Fatalf("full: %v %d", err, len(full.Items))
+	}
+	if _, err := svc.Events.Patch("primary", m.Id, &calendar.Event{Summary: "s2"}).Do(); err != nil {
+		t.Fatal(err)
+	}
+	inc, err := svc.Events.List("primary").SingleEvents(true).SyncToken(full.NextSyncToken).Do()
+	if err != nil || len(inc.Items) != 3 || inc.Items[0].Summary != "s2" || inc.Items[0].RecurringEventId != m.Id {
+		t.Fatalf("changed master as instances: %v %+v", err, inc.Items)
+	}
+	if err := svc.Events.Delete("primary", full.Items[1].Id).Do(); err != nil {
+		t.Fatal(err)
+	}
+	inc2, err := svc.Events.List("primary").SingleEvents(true).SyncToken(inc.NextSyncToken).Do()
+	if err != nil || len(inc2.Items) != 1 || inc2.Items[0].Status != "cancelled" || inc2.Items[0].Id != full.Items[1].Id {
+		t.Fatalf("cancelled occurrence: %v %+v", err, inc2.Items)
+	}
+}
