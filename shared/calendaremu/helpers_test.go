@@ -3,7 +3,6 @@ package calendaremu
 import (
 	"context"
 	"errors"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -101,7 +100,5 @@ func listAll(t *testing.T, call func(pageToken string) (*calendar.Events, error)
 		pt = res.NextPageToken
 	}
 }
-
-var _ = http.StatusOK
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
