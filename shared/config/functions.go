@@ -23,6 +23,9 @@ type Calendar struct {
 	OAuthTokenURL     string `env:"OAUTH_TOKEN_URL, default=https://oauth2.googleapis.com/token"`
 	OAuthAuthURL      string `env:"OAUTH_AUTH_URL, default=https://accounts.google.com/o/oauth2/auth"`
 	CalendarRateLimit int    `env:"CALENDAR_USER_RATE_LIMIT, default=500"`
+	// DelegationServiceAccount is impersonated (IAM signJwt) with a calendar's
+	// subject for domain-wide delegation; empty: ADC must be a service-account key.
+	DelegationServiceAccount string `env:"DELEGATION_SERVICE_ACCOUNT"`
 }
 
 func (c Calendar) validate() error {

@@ -1,0 +1,365 @@
+// Package calclient builds Google Calendar API clients for calsync's calendars.
+// A Factory turns a store.Calendar into a *calendar.Service according to the
+// calendar's auth mode (adc, delegation, oauth) and puts every request of one
+// user identity behind one rate limiter, shared by all calendars and
+// goroutines of the process: that is how calsync stays under Google's 600
+// requests a minute per user.
+package calclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/google"
+	"golang.org/x/time/rate"
+	"google.golang.org/api/calendar/v3"
+	"google.golang.org/api/impersonate"
+	"google.golang.org/api/option"
+
+	"github.com/calsync/calsync/shared/config"
+	"github.com/calsync/calsync/shared/store"
+)
+
+// Scope is the OAuth scope calsync asks for: read events and manage channels.
+// (events.watch needs calendar.readonly at least; channels.stop any calendar scope.)
+const Scope = calendar.CalendarReadonlyScope
+
+// DefaultRatePerMinute is the per-user limit when none is configured: under
+// Google's 600/min with room for other callers of the same user.
+const DefaultRatePerMinute = 500
+
+// RefreshTokens gives the decrypted refresh token of a stored credential
+// (implemented by credentials.Store).
+type RefreshTokens interface {
+	RefreshToken(ctx context.Context, credentialID string) (string, error)
+}
+
+// Options configure a Factory.
+type Options struct {
+	// Endpoint overrides Google's base URL (e.g. the emulator's
+	// "http://127.0.0.1:PORT"; "/calendar/v3/" is appended when missing).
+	// With it, adc and delegation calendars send no credentials (the emulator's
+	// default user answers); oauth calendars still send their user's token.
+	Endpoint string
+	// RatePerMinute is each user's request budget (DefaultRatePerMinute if 0).
+	RatePerMinute int
+	// Burst is how many requests a user may send at once (default 10). Any
+	// sliding minute then sees at most Burst+RatePerMinute requests.
+	Burst int
+	// OAuth is the client (id, secret, token URL) refreshing users' tokens.
+	OAuth *oauth2.Config
+	// Tokens reads refresh tokens for oauth calendars.
+	Tokens RefreshTokens
+	// DelegationServiceAccount, when set, is the service account impersonated
+	// (IAM Credentials signJwt) with Subject for domain-wide delegation; the
+	// caller's ADC needs roles/iam.serviceAccountTokenCreator on it (on Cloud
+	// Functions: the function's own account on itself). When empty, delegation
+	// needs ADC to be a service-account JSON key (a JWT config with Subject).
+	DelegationServiceAccount string
+	// Base is the underlying transport (http.DefaultTransport if nil).
+	Base http.RoundTripper
+	// Timeout bounds one HTTP request (default 60 s).
+	Timeout time.Duration
+}
+
+// FromConfig returns the Options of a function's Calendar config.
+func FromConfig(c config.Calendar, tokens RefreshTokens) Options {
+	return Options{
+		Endpoint:      c.CalendarEndpoint,
+		RatePerMinute: c.CalendarRateLimit,
+		OAuth: &oauth2.Config{
+			ClientID:     c.OAuthClientID,
+			ClientSecret: c.OAuthClientSecret,
+			Endpoint:     oauth2.Endpoint{AuthURL: c.OAuthAuthURL, TokenURL: c.OAuthTokenURL, AuthStyle: oauth2.AuthStyleInParams},
+			Scopes:       []string{Scope},
+		},
+		Tokens:                   tokens,
+		DelegationServiceAccount: c.DelegationServiceAccount,
+	}
+}
+
+// Factory makes Calendar clients; safe for concurrent use. Clients are cached
+// per user identity, so token caches and limiters are shared.
+type Factory struct {
+	opts Options
+
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter
+	services map[string]*calendar.Service
+}
+
+// New returns a Factory.
+func New(opts Options) *Factory {
+	if opts.RatePerMinute <= 0 {
+		opts.RatePerMinute = DefaultRatePerMinute
+	}
+	if opts.Burst <= 0 {
+		opts.Burst = 10
+	}
+	if opts.Base == nil {
+		opts.Base = http.DefaultTransport
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 60 * time.Second
+	}
+	if opts.Endpoint != "" {
+		opts.Endpoint = strings.TrimSuffix(strings.TrimRight(opts.Endpoint, "/"), "/calendar/v3") + "/calendar/v3/"
+	}
+	return &Factory{opts: opts, limiters: map[string]*rate.Limiter{}, services: map[string]*calendar.Service{}}
+}
+
+// Identity is the user a calendar's requests count against at Google:
+// "adc", "subject:EMAIL" or "credential:ID". It keys the rate limiter.
+func Identity(cal store.Calendar) string {
+	switch cal.AuthMode {
+	case store.AuthDelegation:
+		return "subject:" + strings.ToLower(cal.Subject)
+	case store.AuthOAuth:
+		return "credential:" + cal.CredentialID
+	default:
+		return "adc"
+	}
+}
+
+// Limiter returns the shared limiter of a user identity.
+func (f *Factory) Limiter(identity string) *rate.Limiter {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.limiterLocked(identity)
+}
+
+func (f *Factory) limiterLocked(identity string) *rate.Limiter {
+	l, ok := f.limiters[identity]
+	if !ok {
+		l = rate.NewLimiter(rate.Limit(float64(f.opts.RatePerMinute)/60), f.opts.Burst)
+		f.limiters[identity] = l
+	}
+	return l
+}
+
+// Service returns the Calendar client for cal (cached per identity).
+func (f *Factory) Service(ctx context.Context, cal store.Calendar) (*calendar.Service, error) {
+	id := Identity(cal)
+	switch cal.AuthMode {
+	case store.AuthADC, "":
+	case store.AuthDelegation:
+		if cal.Subject == "" {
+			return nil, errors.New("calclient: delegation calendar without subject")
+		}
+	case store.AuthOAuth:
+		if cal.CredentialID == "" {
+			return nil, errors.New("calclient: oauth calendar without credentialId")
+		}
+	default:
+		return nil, fmt.Errorf("calclient: unknown auth mode %q", cal.AuthMode)
+	}
+	f.mu.Lock()
+	if s, ok := f.services[id]; ok {
+		f.mu.Unlock()
+		return s, nil
+	}
+	lim := f.limiterLocked(id)
+	f.mu.Unlock()
+
+	ts, err := f.tokenSource(ctx, cal)
+	if err != nil {
+		return nil, err
+	}
+	var rt http.RoundTripper = &limitedTransport{lim: lim, base: f.opts.Base}
+	if ts != nil {
+		rt = &authTransport{src: ts, base: rt}
+	}
+	opts := []option.ClientOption{option.WithHTTPClient(&http.Client{Transport: rt, Timeout: f.opts.Timeout})}
+	if f.opts.Endpoint != "" {
+		opts = append(opts, option.WithEndpoint(f.opts.Endpoint))
+	}
+	svc, err := calendar.NewService(context.WithoutCancel(ctx), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("calclient: %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s, ok := f.services[id]; ok { // another goroutine won
+		return s, nil
+	}
+	f.services[id] = svc
+	return svc, nil
+}
+
+// Forget drops the cached client of cal's identity (after its credential
+// changed or was revoked); the limiter stays.
+func (f *Factory) Forget(cal store.Calendar) {
+	f.mu.Lock()
+	delete(f.services, Identity(cal))
+	f.mu.Unlock()
+}
+
+// tokenSource returns the credentials of cal, or nil to send none (emulator).
+func (f *Factory) tokenSource(ctx context.Context, cal store.Calendar) (*cachingSource, error) {
+	// Token sources outlive the request that made them.
+	bg := context.WithoutCancel(ctx)
+	switch cal.AuthMode {
+	case store.AuthOAuth:
+		if f.opts.Tokens == nil || f.opts.OAuth == nil {
+			return nil, errors.New("calclient: oauth calendars need a credential store and an OAuth client")
+		}
+		refresh, err := f.opts.Tokens.RefreshToken(ctx, cal.CredentialID)
+		if err != nil {
+			return nil, err
+		}
+		cfg := f.opts.OAuth
+		return newCachingSource(func() (*oauth2.Token, error) {
+			// A fresh source each time: a forced refresh after a 401 must reach
+			// the token endpoint, not a cached access token.
+			return cfg.TokenSource(bg, &oauth2.Token{RefreshToken: refresh}).Token()
+		}), nil
+	case store.AuthDelegation:
+		if f.opts.Endpoint != "" {
+			return nil, nil
+		}
+		ts, err := f.delegationSource(bg, cal.Subject)
+		if err != nil {
+			return nil, err
+		}
+		return newCachingSource(ts.Token), nil
+	default: // adc
+		if f.opts.Endpoint != "" {
+			return nil, nil
+		}
+		ts, err := google.DefaultTokenSource(bg, Scope)
+		if err != nil {
+			return nil, fmt.Errorf("calclient: application default credentials: %w", err)
+		}
+		return newCachingSource(ts.Token), nil
+	}
+}
+
+// delegationSource impersonates subject: through IAM Credentials when a
+// delegation service account is configured (works on Cloud Functions, no key),
+// else with a JWT config from an ADC service-account key file.
+func (f *Factory) delegationSource(ctx context.Context, subject string) (oauth2.TokenSource, error) {
+	if sa := f.opts.DelegationServiceAccount; sa != "" {
+		ts, err := impersonate.CredentialsTokenSource(ctx, impersonate.CredentialsConfig{
+			TargetPrincipal: sa,
+			Scopes:          []string{Scope},
+			Subject:         subject,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("calclient: delegation via %s: %w", sa, err)
+		}
+		return ts, nil
+	}
+	creds, err := google.FindDefaultCredentialsWithParams(ctx, google.CredentialsParams{Scopes: []string{Scope}, Subject: subject})
+	if err != nil {
+		return nil, fmt.Errorf("calclient: delegation: %w", err)
+	}
+	var kind struct {
+		Type string `json:"type"`
+	}
+	if len(creds.JSON) == 0 || json.Unmarshal(creds.JSON, &kind) != nil || kind.Type != "service_account" {
+		// Metadata-server credentials would silently ignore Subject.
+		return nil, errors.New("calclient: delegation needs DELEGATION_SERVICE_ACCOUNT or a service-account key as ADC")
+	}
+	return creds.TokenSource, nil
+}
+
+// cachingSource caches an access token and can be told to drop it.
+type cachingSource struct {
+	fetch func() (*oauth2.Token, error)
+	mu    sync.Mutex
+	tok   *oauth2.Token
+}
+
+func newCachingSource(fetch func() (*oauth2.Token, error)) *cachingSource {
+	return &cachingSource{fetch: fetch}
+}
+
+func (c *cachingSource) token(force bool, stale string) (*oauth2.Token, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if force && c.tok != nil && c.tok.AccessToken != stale {
+		force = false // another request refreshed it already
+	}
+	if !force && c.tok.Valid() {
+		return c.tok, nil
+	}
+	t, err := c.fetch()
+	if err != nil {
+		return nil, err
+	}
+	c.tok = t
+	return t, nil
+}
+
+// authTransport adds the bearer token and, on a 401, refreshes the token once
+// and retries: a 401 that survives a refresh, or a refresh answered
+// invalid_grant, is a dead grant (see IsAuthRevoked).
+type authTransport struct {
+	src  *cachingSource
+	base http.RoundTripper
+}
+
+func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	tok, err := t.src.token(false, "")
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	resp, err := t.base.RoundTrip(withToken(req, tok))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	if req.Body != nil && req.GetBody == nil {
+		return resp, nil // cannot replay the body
+	}
+	retry := req.Clone(req.Context())
+	if req.GetBody != nil {
+		if retry.Body, err = req.GetBody(); err != nil {
+			return resp, nil
+		}
+	}
+	tok2, err := t.src.token(true, tok.AccessToken)
+	if err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	resp.Body.Close()
+	return t.base.RoundTrip(withToken(retry, tok2))
+}
+
+func withToken(req *http.Request, tok *oauth2.Token) *http.Request {
+	r := req.Clone(req.Context())
+	tok.SetAuthHeader(r)
+	return r
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// limitedTransport waits for the user's limiter before every request.
+type limitedTransport struct {
+	lim  *rate.Limiter
+	base http.RoundTripper
+}
+
+func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := t.lim.Wait(req.Context()); err != nil {
+		closeBody(req)
+		if cerr := req.Context().Err(); cerr != nil {
+			return nil, cerr
+		}
+		// The wait would outlast the deadline: the same as missing it.
+		return nil, fmt.Errorf("calclient: user rate limit: %w (%v)", context.DeadlineExceeded, err)
+	}
+	return t.base.RoundTrip(req)
+}

@@ -1,0 +1,96 @@
+package calclient
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"syscall"
+
+	"golang.org/x/oauth2"
+	"google.golang.org/api/googleapi"
+)
+
+// IsAuthRevoked reports a dead grant: the token endpoint answered
+// invalid_grant (a *oauth2.RetrieveError, often inside a *url.Error), or the
+// API answered 401 although the transport had just refreshed the token (a
+// Factory client retries a 401 once with a fresh token, so a 401 reaching the
+// caller has survived a refresh).
+func IsAuthRevoked(err error) bool {
+	if err == nil {
+		return false
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		return re.ErrorCode == "invalid_grant"
+	}
+	var ge *googleapi.Error
+	return errors.As(err, &ge) && ge.Code == http.StatusUnauthorized
+}
+
+// IsRetryable reports errors worth retrying with exponential backoff: 403
+// rateLimitExceeded / userRateLimitExceeded, 429, 5xx, and network failures.
+func IsRetryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var ge *googleapi.Error
+	if errors.As(err, &ge) {
+		switch {
+		case ge.Code == http.StatusTooManyRequests, ge.Code >= 500:
+			return true
+		case ge.Code == http.StatusForbidden:
+			return hasReason(ge, "rateLimitExceeded", "userRateLimitExceeded")
+		}
+		return false
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		return re.Response != nil && re.Response.StatusCode >= 500
+	}
+	var ne net.Error
+	var ue *url.Error
+	return errors.As(err, &ne) || errors.As(err, &ue) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// IsQuotaExceeded reports 403 quotaExceeded / dailyLimitExceeded: usage limits
+// that quick retries do not cure.
+func IsQuotaExceeded(err error) bool {
+	var ge *googleapi.Error
+	return errors.As(err, &ge) && ge.Code == http.StatusForbidden && hasReason(ge, "quotaExceeded", "dailyLimitExceeded")
+}
+
+// IsNotFound reports 404 (an unknown calendar or channel, or one the user
+// cannot see).
+func IsNotFound(err error) bool { return hasCode(err, http.StatusNotFound) }
+
+// IsGone reports 410 (sync token dead: full sync required; or deleted).
+func IsGone(err error) bool { return hasCode(err, http.StatusGone) }
+
+// Reason returns the first Google error reason of err ("" if none).
+func Reason(err error) string {
+	var ge *googleapi.Error
+	if errors.As(err, &ge) && len(ge.Errors) > 0 {
+		return ge.Errors[0].Reason
+	}
+	return ""
+}
+
+func hasCode(err error, code int) bool {
+	var ge *googleapi.Error
+	return errors.As(err, &ge) && ge.Code == code
+}
+
+func hasReason(ge *googleapi.Error, reasons ...string) bool {
+	for _, e := range ge.Errors {
+		for _, r := range reasons {
+			if e.Reason == r {
+				return true
+			}
+		}
+	}
+	return false
+}
