@@ -55,9 +55,11 @@ locals {
     # CALENDAR_ENDPOINT stays unset in production (Google's endpoint); it
     # points at the local emulator in development. OAUTH_TOKEN_URL and
     # OAUTH_AUTH_URL keep their defaults (Google's).
+    # Domain-wide delegation impersonates this account (iam.tf).
+    DELEGATION_SERVICE_ACCOUNT = google_service_account.calendar.email
     },
     # Set together with OAUTH_CLIENT_SECRET (see the functions), or neither.
-    var.oauth_client_id == "" ? tomap({}) : tomap({ OAUTH_CLIENT_ID = var.oauth_client_id }),
+    { for k, v in { OAUTH_CLIENT_ID = var.oauth_client_id } : k => v if v != "" },
   )
 }
 

@@ -97,3 +97,29 @@ resource "google_service_account_iam_member" "pubsub_agent_mints_pusher_tokens" 
 locals {
   pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 }
+
+# The Calendar identity for domain-wide delegation (calendars with authMode
+# "delegation"): SyncWorker and RenewChannels both impersonate this one account
+# (IAM Credentials signJwt, no key file) with the Workspace user as subject, so
+# a Workspace admin authorises a single client id (output
+# calendar_service_account.client_id) for the calendar.readonly scope.
+# Token Creator is granted on this account only, to the two functions.
+# The functions read it from DELEGATION_SERVICE_ACCOUNT (functions.tf).
+resource "google_service_account" "calendar" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-calendar"
+  display_name = "calsync Calendar identity (domain-wide delegation)"
+  description  = "Impersonated by SyncWorker and RenewChannels to read Workspace users' calendars."
+  depends_on   = [google_project_service.this]
+}
+
+resource "google_service_account_iam_member" "calendar_impersonators" {
+  for_each = {
+    sync  = google_service_account.sync.member
+    renew = google_service_account.renew.member
+  }
+
+  service_account_id = google_service_account.calendar.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = each.value
+}

@@ -18,7 +18,7 @@ output "function_uris" {
 }
 
 output "topics" {
-  description = "Pub/Sub topic ids: notifications (Webhook, RenewChannels -> SyncWorker), its dead-letter topic, and changes (one ordered message per changed event; subscribe with enable_message_ordering)."
+  description = "Pub/Sub topic ids: notifications (Webhook, RenewChannels -> SyncWorker), its dead-letter topic, and changes (one message per changed event, ordered per calendar; subscribe with enable_message_ordering)."
   value = {
     notifications = google_pubsub_topic.notifications.id
     dead_letter   = google_pubsub_topic.dead_letter.id
@@ -45,6 +45,15 @@ output "service_accounts" {
     sync_pusher = google_service_account.sync_pusher.email
     scheduler   = google_service_account.scheduler.email
     build       = google_service_account.build.email
+    calendar    = google_service_account.calendar.email
+  }
+}
+
+output "calendar_service_account" {
+  description = "The Calendar identity for domain-wide delegation: a Workspace admin authorises client_id for https://www.googleapis.com/auth/calendar.readonly (Admin console, Security, API controls, Domain-wide delegation)."
+  value = {
+    email     = google_service_account.calendar.email
+    client_id = google_service_account.calendar.unique_id
   }
 }
 

@@ -126,9 +126,10 @@ resource "google_pubsub_topic" "changes" {
 }
 
 # Consumers create their own subscriptions to the changes topic with
-# enable_message_ordering = true: the SyncWorker publishes with an ordering key
-# per calendar event, so one event's changes arrive in order. This one is an
-# example, created only when changes_example_subscription is set.
+# enable_message_ordering = true: the SyncWorker publishes with the calendar
+# key as ordering key, so each calendar's changes arrive in order (delivery is
+# at least once: deduplicate on eventId and etag). This one is an example,
+# created only when changes_example_subscription is set.
 resource "google_pubsub_subscription" "changes_example" {
   count = var.changes_example_subscription == "" ? 0 : 1
 
