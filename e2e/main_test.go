@@ -1,0 +1,63 @@
+// Package e2e drives the whole of calsync from outside: one local stack
+// (scripts/devstack/stack) per test binary, reached only through the Calendar
+// API, the functions' URLs, the CLI, Firestore and the changes topic.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/calsync/calsync/scripts/devstack/stack"
+	"github.com/calsync/calsync/shared/calendaremu"
+)
+
+// sys is the stack shared by every test of this package (the functions read
+// their config once per process).
+var sys *stack.Stack
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	logger := slog.New(slog.DiscardHandler)
+	if os.Getenv("E2E_VERBOSE") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	var err error
+	sys, err = stack.Start(ctx, stack.Options{
+		ProjectID:     fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1e9),
+		RenewInterval: -1, // the tests call RenewChannels themselves, like the scheduler
+		ChannelTTL:    2 * time.Minute,
+		RenewBefore:   time.Minute,
+		Calendar:      calendaremu.Options{PushRetryBaseDelay: 200 * time.Millisecond},
+		Bridge:        stack.BridgeOptions{RetryDelay: 300 * time.Millisecond},
+		Env: map[string]string{
+			"LOG_LEVEL":       envOr("E2E_LOG_LEVEL", "error"),
+			"LEASE_DURATION":  "10s",
+			"RERUN_INTERVAL":  "300ms",
+			"RETRY_BUDGET":    "20s",
+			"RECONCILE_AFTER": "1h",
+		},
+		Logger: logger,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: the local stack did not start:", err)
+		return 1
+	}
+	defer sys.Stop()
+	return m.Run()
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

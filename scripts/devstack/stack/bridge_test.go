@@ -1,0 +1,115 @@
+package stack
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+
+	"github.com/calsync/calsync/shared/pubsubx"
+	"github.com/calsync/calsync/shared/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// The bridge turns each message into Eventarc's binary-mode CloudEvent, acks on
+// 2xx, and nacks (so Pub/Sub redelivers) otherwise.
+func TestBridgeDeliversCloudEventsAndRedelivers(t *testing.T) {
+	host := testenv.PubSub(t)
+	project := testenv.ProjectID(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	var mu sync.Mutex
+	var got []cloudevents.Event
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ev, err := cloudevents.NewEventFromHTTPRequest(r)
+		if err != nil {
+			t.Errorf("not a CloudEvent: %v", err)
+			w.WriteHeader(400)
+			return
+		}
+		if r.Header.Get("ce-specversion") != "1.0" || r.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("not binary mode: %v", r.Header)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		got = append(got, *ev)
+		if calls == 1 {
+			w.WriteHeader(http.StatusInternalServerError) // first delivery fails: redelivered
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+
+	client, err := pubsubx.NewClient(ctx, project, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	s := &Stack{ProjectID: project, NotificationsTopic: "notif", Subscription: "notif-sub", SyncWorkerURL: srv.URL,
+		PubSub: client, log: slog.New(slog.DiscardHandler)}
+	if err := pubsubx.EnsureTopic(ctx, client, "notif"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pubsubx.EnsureSubscription(ctx, client, "notif", "notif-sub", false); err != nil {
+		t.Fatal(err)
+	}
+	b := newBridge(s, BridgeOptions{RetryDelay: 50 * time.Millisecond})
+	rctx, rcancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { b.run(rctx); close(done) }()
+	defer func() { rcancel(); <-done }()
+
+	pub := pubsubx.NewPublisher(client, "notif", false)
+	defer pub.Stop()
+	if err := pub.Publish(ctx, []byte(`{"calendarKey":"c1","resourceState":"exists"}`), map[string]string{"calendarKey": "c1"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for b.Stats().Acked < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not acked: %+v", b.Stats())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 {
+		t.Fatalf("deliveries = %d, want 2 (one failure, one redelivery)", len(got))
+	}
+	ev := got[1]
+	if ev.Type() != "google.cloud.pubsub.topic.v1.messagePublished" || ev.Source() != "//pubsub.googleapis.com/projects/"+project+"/topics/notif" || ev.ID() == "" || ev.Time().IsZero() {
+		t.Fatalf("attributes: %v", ev)
+	}
+	var data struct {
+		Message struct {
+			Data        string            `json:"data"`
+			Attributes  map[string]string `json:"attributes"`
+			MessageID   string            `json:"messageId"`
+			PublishTime time.Time         `json:"publishTime"`
+		} `json:"message"`
+		Subscription string `json:"subscription"`
+	}
+	if err := json.Unmarshal(ev.Data(), &data); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := base64.StdEncoding.DecodeString(data.Message.Data)
+	if string(raw) != `{"calendarKey":"c1","resourceState":"exists"}` || data.Message.Attributes["calendarKey"] != "c1" ||
+		data.Message.MessageID != ev.ID() || data.Subscription != "projects/"+project+"/subscriptions/notif-sub" || data.Message.PublishTime.IsZero() {
+		t.Fatalf("data: %+v (%s)", data, raw)
+	}
+	if st := b.Stats(); st.Failed != 1 || st.Nacked != 1 || st.Acked != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
