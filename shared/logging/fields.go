@@ -16,6 +16,7 @@ const (
 	KeyRemoteAddr    = "remoteAddr"
 	KeyReason        = "reason"
 	KeyError         = "error"
+	KeyCredentialID  = "credentialId"
 
 	KeySyncKind    = "syncKind" // full or incremental
 	KeyPages       = "pages"
@@ -32,6 +33,16 @@ const (
 	KeyStopped    = "stopped"
 	KeyReconciles = "reconciles"
 	KeyFailed     = "failed"
+
+	// RenewChannels and credentials.
+	KeyExpiringSoon = "expiringSoon" // channels expiring within 6 h that were not renewed
+	KeyExpired      = "expired"      // channel records found expired and closed
+	KeyBusy         = "busy"         // calendars skipped: another run holds them
+	KeyCalendars    = "calendars"
+	KeyAuthMode     = "authMode"
+	KeySubject      = "subject"
+	KeyExpiration   = "expiration"
+	KeyStep         = "step"
 )
 
 // Values of KeyEvent.
@@ -46,4 +57,6 @@ const (
 	EventRenewRun             = "renew_run"             // RenewChannels: run summary
 	EventRenewFailure         = "renew_failure"         // RenewChannels: one item failed
 	EventChannelRenewed       = "channel_renewed"
+	EventChannelCreated       = "channel_created" // RenewChannels/CLI: a calendar got a new channel
+	EventChannelStopped       = "channel_stopped" // RenewChannels/CLI: a channel was stopped
 )

@@ -49,6 +49,9 @@ type Calendar struct {
 	LastSyncStartedAt time.Time `firestore:"lastSyncStartedAt,omitempty"`
 	LastSyncedAt      time.Time `firestore:"lastSyncedAt,omitempty"`
 	LastFullSyncAt    time.Time `firestore:"lastFullSyncAt,omitempty"`
+	// LastCompletedSyncStartedAt is when the last COMPLETED sync started: a
+	// notification received before it is already covered.
+	LastCompletedSyncStartedAt time.Time `firestore:"lastCompletedSyncStartedAt,omitempty"`
 
 	// The lease: one sync per calendar at a time.
 	LeaseOwner string    `firestore:"leaseOwner,omitempty"`
@@ -56,6 +59,8 @@ type Calendar struct {
 	// Dirty: a notification arrived while a sync ran; the sync goes round once more.
 	Dirty      bool      `firestore:"dirty"`
 	DirtySince time.Time `firestore:"dirtySince,omitempty"`
+	// FullResyncRequested: a full_resync request arrived while a sync ran.
+	FullResyncRequested bool `firestore:"fullResyncRequested,omitempty"`
 
 	// Counters.
 	EventCount    int64 `firestore:"eventCount"`

@@ -1,0 +1,280 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/api/calendar/v3"
+	"google.golang.org/api/iterator"
+)
+
+// Derived fields added to every event document next to Google's own fields.
+// None of them is a field of the Calendar API's Event resource.
+const (
+	FieldStartTime = "startTime" // timestamp: start.dateTime, or start.date at 00:00 in the calendar's zone
+	FieldEndTime   = "endTime"   // timestamp: end.dateTime, or end.date at 00:00 in the calendar's zone
+	FieldSyncedAt  = "syncedAt"  // timestamp: when calsync wrote the document
+)
+
+var derived = []string{FieldStartTime, FieldEndTime, FieldSyncedAt}
+
+// EventDoc turns an event, as Google returns it, into the document stored at
+// calendars/{key}/events/{id}: the API's JSON field names and values (integers
+// as int64, so sequence stays an integer) plus the derived fields. loc is the
+// calendar's time zone (nil: UTC), used for all-day dates.
+func EventDoc(ev *calendar.Event, loc *time.Location, syncedAt time.Time) (map[string]any, error) {
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("event %s: %w", ev.Id, err)
+	}
+	doc, err := decodeJSONMap(raw)
+	if err != nil {
+		return nil, fmt.Errorf("event %s: %w", ev.Id, err)
+	}
+	start := ev.Start
+	if start == nil {
+		start = ev.OriginalStartTime // a cancelled occurrence carries only this
+	}
+	if t, ok := eventTime(start, loc); ok {
+		doc[FieldStartTime] = t
+	}
+	if t, ok := eventTime(ev.End, loc); ok {
+		doc[FieldEndTime] = t
+	}
+	doc[FieldSyncedAt] = syncedAt.UTC()
+	return doc, nil
+}
+
+// EventJSON is the inverse of EventDoc: the event's JSON as Google sent it
+// (derived fields removed; object keys sorted).
+func EventJSON(doc map[string]any) ([]byte, error) {
+	clean := make(map[string]any, len(doc))
+	for k, v := range doc {
+		clean[k] = v
+	}
+	for _, k := range derived {
+		delete(clean, k)
+	}
+	return json.Marshal(unescapeKeys(clean))
+}
+
+func unescapeKeys(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[unescapeKey(k)] = unescapeKeys(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = unescapeKeys(e)
+		}
+		return out
+	}
+	return v
+}
+
+// decodeJSONMap decodes a JSON object keeping integers as int64 (and other
+// numbers as float64), the types Firestore stores faithfully.
+func decodeJSONMap(raw []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	return convertNumbers(m).(map[string]any), nil
+}
+
+// KeyEscape prefixes map keys Firestore cannot store as field names: the
+// empty key and reserved names (__x__), and, so that the escape reverses,
+// keys that already start with it. Event JSON has free-form keys only in
+// extendedProperties.
+const KeyEscape = "~"
+
+func escapeKey(k string) string {
+	if k == "" || strings.HasPrefix(k, KeyEscape) || (len(k) >= 4 && strings.HasPrefix(k, "__") && strings.HasSuffix(k, "__")) {
+		return KeyEscape + k
+	}
+	return k
+}
+
+func unescapeKey(k string) string { return strings.TrimPrefix(k, KeyEscape) }
+
+func convertNumbers(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[escapeKey(k)] = convertNumbers(e)
+		}
+		return out
+	case []any:
+		for i, e := range x {
+			x[i] = convertNumbers(e)
+		}
+		return x
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	}
+	return v
+}
+
+// eventTime is the instant of an EventDateTime: dateTime as given, or an
+// all-day date at 00:00 in loc (UTC when loc is nil).
+func eventTime(t *calendar.EventDateTime, loc *time.Location) (time.Time, bool) {
+	if t == nil {
+		return time.Time{}, false
+	}
+	if t.DateTime != "" {
+		if v, err := time.Parse(time.RFC3339, t.DateTime); err == nil {
+			return v.UTC(), true
+		}
+		return time.Time{}, false
+	}
+	if t.Date != "" {
+		if loc == nil {
+			loc = time.UTC
+		}
+		if v, err := time.ParseInLocation(time.DateOnly, t.Date, loc); err == nil {
+			return v.UTC(), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// EventMeta is what the syncer needs to know of a stored event.
+type EventMeta struct {
+	ID               string
+	Exists           bool
+	Etag             string
+	Status           string
+	RecurringEventID string
+}
+
+func metaOf(snap *firestore.DocumentSnapshot) EventMeta {
+	m := EventMeta{ID: snap.Ref.ID, Exists: snap.Exists()}
+	if !m.Exists {
+		return m
+	}
+	d := snap.Data()
+	m.Etag, _ = d["etag"].(string)
+	m.Status, _ = d["status"].(string)
+	m.RecurringEventID, _ = d["recurringEventId"].(string)
+	return m
+}
+
+// GetEvents reads the stored state of the given events in one batch (GetAll).
+func (s *Store) GetEvents(ctx context.Context, key string, ids []string) (map[string]EventMeta, error) {
+	out := make(map[string]EventMeta, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	col := s.Events(key)
+	refs := make([]*firestore.DocumentRef, len(ids))
+	for i, id := range ids {
+		refs[i] = col.Doc(id)
+	}
+	snaps, err := s.Client.GetAll(ctx, refs)
+	if err != nil {
+		return nil, err
+	}
+	for _, snap := range snaps {
+		out[snap.Ref.ID] = metaOf(snap)
+	}
+	return out, nil
+}
+
+// Exceptions lists the stored exceptions of a recurring series (documents
+// whose recurringEventId is masterID), reading only their etag.
+func (s *Store) Exceptions(ctx context.Context, key, masterID string) ([]EventMeta, error) {
+	it := s.Events(key).Where("recurringEventId", "==", masterID).Select("etag").Documents(ctx)
+	defer it.Stop()
+	var out []EventMeta
+	for {
+		snap, err := it.Next()
+		if err == iterator.Done {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		m := EventMeta{ID: snap.Ref.ID, Exists: true, RecurringEventID: masterID}
+		m.Etag, _ = snap.Data()["etag"].(string)
+		out = append(out, m)
+	}
+}
+
+// ForEachEvent calls fn with the id and etag of every stored event of a
+// calendar, reading only the etag field (a Select projection).
+func (s *Store) ForEachEvent(ctx context.Context, key string, fn func(id, etag string) error) error {
+	it := s.Events(key).Select("etag").Documents(ctx)
+	defer it.Stop()
+	for {
+		snap, err := it.Next()
+		if err == iterator.Done {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		etag, _ := snap.Data()["etag"].(string)
+		if err := fn(snap.Ref.ID, etag); err != nil {
+			return err
+		}
+	}
+}
+
+// EventWrite is one write of an event document: Doc set, or deleted when Doc is nil.
+type EventWrite struct {
+	ID  string
+	Doc map[string]any
+}
+
+// WriteEvents applies writes with a BulkWriter (batched, parallel, with the
+// client's own retries of Unavailable/Aborted/ResourceExhausted) and returns
+// the first error. Documents are replaced whole (Set), never merged.
+func (s *Store) WriteEvents(ctx context.Context, key string, writes []EventWrite) error {
+	if len(writes) == 0 {
+		return nil
+	}
+	bw := s.Client.BulkWriter(ctx)
+	col := s.Events(key)
+	jobs := make([]*firestore.BulkWriterJob, 0, len(writes))
+	var firstErr error
+	for _, w := range writes {
+		var job *firestore.BulkWriterJob
+		var err error
+		if w.Doc == nil {
+			job, err = bw.Delete(col.Doc(w.ID))
+		} else {
+			job, err = bw.Set(col.Doc(w.ID), w.Doc)
+		}
+		if err != nil {
+			firstErr = fmt.Errorf("event %s: %w", w.ID, err)
+			break
+		}
+		jobs = append(jobs, job)
+	}
+	bw.End()
+	if firstErr != nil {
+		return firstErr
+	}
+	for i, j := range jobs {
+		if _, err := j.Results(); err != nil {
+			return fmt.Errorf("event %s: %w", writes[i].ID, err)
+		}
+	}
+	return nil
+}

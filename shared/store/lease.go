@@ -1,0 +1,287 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/firestore"
+)
+
+// ErrLeaseLost: another worker holds the calendar's lease now (ours expired
+// and was taken). The sync must stop without committing its token.
+var ErrLeaseLost = errors.New("store: lease lost")
+
+// Lease identifies one holder of a calendar's lease and how long it lasts.
+type Lease struct {
+	Owner    string        // unique per acquisition (e.g. a UUID)
+	Duration time.Duration // leaseUntil = now + Duration, renewed by Heartbeat
+	Now      func() time.Time
+}
+
+func (l Lease) now() time.Time {
+	if l.Now != nil {
+		return l.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// Outcome is what a notification leads to.
+type Outcome string
+
+// Outcomes of Admit. Only OutcomeSync gives the caller the lease; every other
+// outcome means: acknowledge the message.
+const (
+	OutcomeSync         Outcome = "sync"          // the caller holds the lease and must sync
+	OutcomeCovered      Outcome = "covered"       // a completed sync started after the notification
+	OutcomeNothingToDo  Outcome = "nothing_to_do" // "sync" state for a calendar that has a token
+	OutcomeMarkedDirty  Outcome = "marked_dirty"  // a sync runs; it will go round once more
+	OutcomeAlreadyDirty Outcome = "already_dirty" // a sync runs and is already marked (no write)
+	OutcomeInactive     Outcome = "inactive"      // status is not active
+	OutcomeUnknown      Outcome = "unknown"       // no such calendar registered
+)
+
+// Request is the part of a notification Admit needs.
+type Request struct {
+	ReceivedAt  time.Time // zero: never considered covered
+	FullResync  bool      // drop the token and list everything
+	InitialOnly bool      // Google's "sync" message: only a never-synced calendar needs work
+}
+
+// Admission is Admit's answer.
+type Admission struct {
+	Outcome  Outcome
+	Calendar Calendar // as read
+}
+
+// decide is the coalescing rule, a pure function of the calendar document.
+func decide(c Calendar, r Request, now time.Time) Outcome {
+	if c.Status != StatusActive {
+		return OutcomeInactive
+	}
+	if r.InitialOnly && c.SyncToken != "" {
+		return OutcomeNothingToDo
+	}
+	leased := c.LeaseOwner != "" && c.LeaseUntil.After(now)
+	// Covered: a sync that started after this notification was received has
+	// completed. Unless a crashed holder left the calendar dirty: take over.
+	if !r.FullResync && !r.ReceivedAt.IsZero() && r.ReceivedAt.Before(c.LastCompletedSyncStartedAt) && !(c.Dirty && !leased) {
+		return OutcomeCovered
+	}
+	if leased {
+		if c.Dirty && (!r.FullResync || c.FullResyncRequested) {
+			return OutcomeAlreadyDirty
+		}
+		return OutcomeMarkedDirty
+	}
+	return OutcomeSync
+}
+
+// Admit applies the coalescing rule to one notification. It reads the
+// calendar first without a transaction and only opens one when it has to
+// write (take the lease, or set the dirty flag), so a burst of notifications
+// for a calendar under sync costs one read each and a single write.
+func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admission, error) {
+	c, err := s.GetCalendar(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return Admission{Outcome: OutcomeUnknown}, nil
+	}
+	if err != nil {
+		return Admission{}, err
+	}
+	switch o := decide(c, r, l.now()); o {
+	case OutcomeSync, OutcomeMarkedDirty:
+	default:
+		return Admission{Outcome: o, Calendar: c}, nil
+	}
+	var a Admission
+	ref := s.CalendarRef(key)
+	err = s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		a = Admission{}
+		snap, err := tx.Get(ref)
+		if notFound(err) {
+			a.Outcome = OutcomeUnknown
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := snap.DataTo(&a.Calendar); err != nil {
+			return err
+		}
+		now := l.now()
+		a.Outcome = decide(a.Calendar, r, now)
+		switch a.Outcome {
+		case OutcomeSync:
+			return tx.Update(ref, []firestore.Update{
+				{Path: "leaseOwner", Value: l.Owner},
+				{Path: "leaseUntil", Value: now.Add(l.Duration)},
+				{Path: "updatedAt", Value: now},
+			})
+		case OutcomeMarkedDirty:
+			ups := []firestore.Update{{Path: "dirty", Value: true}, {Path: "updatedAt", Value: now}}
+			if !a.Calendar.Dirty {
+				since := r.ReceivedAt
+				if since.IsZero() {
+					since = now
+				}
+				ups = append(ups, firestore.Update{Path: "dirtySince", Value: since.UTC()})
+			}
+			if r.FullResync {
+				ups = append(ups, firestore.Update{Path: "fullResyncRequested", Value: true})
+			}
+			return tx.Update(ref, ups)
+		}
+		return nil
+	})
+	if err != nil {
+		return Admission{}, fmt.Errorf("admit %s: %w", key, err)
+	}
+	return a, nil
+}
+
+// Round is one sync of a calendar under a lease.
+type Round struct {
+	StartedAt  time.Time
+	Full       bool      // list without a token (and sweep)
+	Token      string    // the stored sync token ("" when Full)
+	DirtySince time.Time // oldest notification this round covers because the calendar was dirty (zero if not dirty)
+	Calendar   Calendar  // as read at the start
+}
+
+// StartRound begins a sync round under the lease: it clears the dirty flag
+// (every notification received before now is covered by this round), records
+// lastSyncStartedAt and extends the lease. forceFull asks for a full sync.
+func (s *Store) StartRound(ctx context.Context, key string, l Lease, forceFull bool) (Round, error) {
+	var rd Round
+	ref := s.CalendarRef(key)
+	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		c, err := s.leased(tx, ref, l)
+		if err != nil {
+			return err
+		}
+		now := l.now()
+		rd = Round{StartedAt: now, Calendar: c, Token: c.SyncToken}
+		rd.Full = forceFull || c.FullResyncRequested || c.SyncToken == ""
+		if rd.Full {
+			rd.Token = ""
+		}
+		if c.Dirty {
+			rd.DirtySince = c.DirtySince
+		}
+		return tx.Update(ref, []firestore.Update{
+			{Path: "dirty", Value: false},
+			{Path: "dirtySince", Value: firestore.Delete},
+			{Path: "fullResyncRequested", Value: firestore.Delete},
+			{Path: "lastSyncStartedAt", Value: now},
+			{Path: "leaseUntil", Value: now.Add(l.Duration)},
+			{Path: "updatedAt", Value: now},
+		})
+	})
+	if err != nil {
+		return Round{}, fmt.Errorf("start sync of %s: %w", key, err)
+	}
+	return rd, nil
+}
+
+// leased reads the calendar in tx and checks that l still holds its lease.
+func (s *Store) leased(tx *firestore.Transaction, ref *firestore.DocumentRef, l Lease) (Calendar, error) {
+	var c Calendar
+	snap, err := tx.Get(ref)
+	if err != nil {
+		return c, wrapNotFound(err, "calendar "+ref.ID)
+	}
+	if err := snap.DataTo(&c); err != nil {
+		return c, err
+	}
+	if c.LeaseOwner != l.Owner {
+		return c, ErrLeaseLost
+	}
+	return c, nil
+}
+
+// Heartbeat extends the lease while a long sync runs; ErrLeaseLost if
+// another worker holds it.
+func (s *Store) Heartbeat(ctx context.Context, key string, l Lease) error {
+	ref := s.CalendarRef(key)
+	return s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		if _, err := s.leased(tx, ref, l); err != nil {
+			return err
+		}
+		return tx.Update(ref, []firestore.Update{{Path: "leaseUntil", Value: l.now().Add(l.Duration)}})
+	})
+}
+
+// Completion is what a finished round reports.
+type Completion struct {
+	Round   Round
+	Token   string // nextSyncToken of the last page
+	Changes int    // change messages published
+	// EventDelta is added to eventCount (incremental rounds); for full rounds
+	// EventCount is the exact number of documents after the sweep.
+	EventDelta int64
+	EventCount int64
+}
+
+// Complete records a finished round in one transaction: the new sync token,
+// lastSyncedAt, lastCompletedSyncStartedAt and the counters. If the calendar
+// became dirty during the round the lease is kept (extended) and again is
+// true: the caller must run another round. Otherwise the lease is released.
+func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completion) (again bool, err error) {
+	ref := s.CalendarRef(key)
+	err = s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		c, err := s.leased(tx, ref, l)
+		if err != nil {
+			return err
+		}
+		now := l.now()
+		again = c.Dirty
+		ups := []firestore.Update{
+			{Path: "syncToken", Value: done.Token},
+			{Path: "lastSyncedAt", Value: now},
+			{Path: "lastCompletedSyncStartedAt", Value: done.Round.StartedAt},
+			{Path: "syncCount", Value: firestore.Increment(1)},
+			{Path: "changeCount", Value: firestore.Increment(done.Changes)},
+			{Path: "updatedAt", Value: now},
+		}
+		if done.Round.Full {
+			ups = append(ups,
+				firestore.Update{Path: "lastFullSyncAt", Value: now},
+				firestore.Update{Path: "fullSyncCount", Value: firestore.Increment(1)},
+				firestore.Update{Path: "eventCount", Value: done.EventCount})
+		} else if done.EventDelta != 0 {
+			ups = append(ups, firestore.Update{Path: "eventCount", Value: firestore.Increment(done.EventDelta)})
+		}
+		if again {
+			ups = append(ups, firestore.Update{Path: "leaseUntil", Value: now.Add(l.Duration)})
+		} else {
+			ups = append(ups,
+				firestore.Update{Path: "leaseOwner", Value: firestore.Delete},
+				firestore.Update{Path: "leaseUntil", Value: firestore.Delete})
+		}
+		return tx.Update(ref, ups)
+	})
+	if err != nil {
+		return false, fmt.Errorf("complete sync of %s: %w", key, err)
+	}
+	return again, nil
+}
+
+// Release gives the lease up after a failed round (the dirty flag stays, so
+// whoever syncs next goes round for it). No-op if l no longer holds it.
+func (s *Store) Release(ctx context.Context, key string, l Lease) error {
+	ref := s.CalendarRef(key)
+	return s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		if _, err := s.leased(tx, ref, l); err != nil {
+			if errors.Is(err, ErrLeaseLost) {
+				return nil
+			}
+			return err
+		}
+		return tx.Update(ref, []firestore.Update{
+			{Path: "leaseOwner", Value: firestore.Delete},
+			{Path: "leaseUntil", Value: firestore.Delete},
+		})
+	})
+}

@@ -1,0 +1,142 @@
+package syncer_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/api/calendar/v3"
+
+	"github.com/calsync/calsync/shared/calendaremu"
+	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/syncer"
+	"github.com/calsync/calsync/shared/syncer/synctest"
+	"github.com/calsync/calsync/shared/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+type env struct {
+	t     testing.TB
+	ctx   context.Context
+	srv   *calendaremu.Server
+	base  string
+	svc   *calendar.Service
+	fs    *firestore.Client
+	st    *store.Store
+	rec   *synctest.Recorder
+	calID string
+	key   string
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	testenv.Firestore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	srv, base := calendaremu.Start(t, calendaremu.Options{})
+	svc, err := calendaremu.NewService(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := firestore.NewClient(ctx, testenv.ProjectID(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fs.Close() })
+	e := &env{t: t, ctx: ctx, srv: srv, base: base, svc: svc, fs: fs, st: store.New(fs), rec: &synctest.Recorder{},
+		calID: calendaremu.DefaultUser}
+	e.key, err = e.st.PutCalendar(ctx, store.Calendar{CalendarID: e.calID, AuthMode: store.AuthADC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func quietLogger() *slog.Logger { return logging.New(io.Discard, slog.LevelDebug) }
+
+func (e *env) syncer(mod func(*syncer.Options)) *syncer.Syncer {
+	o := syncer.Options{
+		Store:         e.st,
+		Services:      syncer.ServicesFunc(func(context.Context, store.Calendar) (*calendar.Service, error) { return e.svc, nil }),
+		Publisher:     e.rec,
+		Logger:        quietLogger(),
+		LeaseDuration: 10 * time.Second,
+		RerunInterval: 50 * time.Millisecond,
+		RetryBudget:   2 * time.Second,
+		RetryInitial:  20 * time.Millisecond,
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	return syncer.New(o)
+}
+
+func (e *env) notify(s *syncer.Syncer, state string) error {
+	return s.HandleNotification(e.ctx, messages.Notification{CalendarKey: e.key, ResourceState: state, ReceivedAt: time.Now().UTC()})
+}
+
+func (e *env) mustNotify(s *syncer.Syncer, state string) {
+	e.t.Helper()
+	if err := e.notify(s, state); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) insert(summary string) *calendar.Event {
+	e.t.Helper()
+	ev, err := e.svc.Events.Insert(e.calID, &calendar.Event{
+		Summary: summary,
+		Start:   &calendar.EventDateTime{DateTime: "2026-12-01T10:00:00Z"},
+		End:     &calendar.EventDateTime{DateTime: "2026-12-01T11:00:00Z"},
+	}).Context(e.ctx).Do()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ev
+}
+
+func (e *env) update(id, summary string) *calendar.Event {
+	e.t.Helper()
+	ev, err := e.svc.Events.Patch(e.calID, id, &calendar.Event{Summary: summary}).Context(e.ctx).Do()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ev
+}
+
+func (e *env) remove(id string) {
+	e.t.Helper()
+	if err := e.svc.Events.Delete(e.calID, id).Context(e.ctx).Do(); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) assertMirror() {
+	e.t.Helper()
+	synctest.AssertMirror(e.t, e.ctx, e.st, e.svc, e.calID)
+}
+
+func (e *env) calendar() store.Calendar {
+	e.t.Helper()
+	c, err := e.st.GetCalendar(e.ctx, e.key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+func (e *env) lists() int { return e.srv.Stats().Requests["events.list"] }
+
+func (e *env) wantCounts(created, updated, deleted int) {
+	e.t.Helper()
+	got := synctest.Counts(e.rec.Changes())
+	if got[messages.ChangeCreated] != created || got[messages.ChangeUpdated] != updated || got[messages.ChangeDeleted] != deleted {
+		e.t.Fatalf("changes: got %v, want created %d updated %d deleted %d", got, created, updated, deleted)
+	}
+}

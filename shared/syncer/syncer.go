@@ -1,0 +1,328 @@
+// Package syncer is calsync's sync engine: it turns notifications into
+// coalesced incremental syncs of a calendar into the Firestore mirror and
+// publishes one change message per changed event. See README.md.
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/google/uuid"
+	"google.golang.org/api/calendar/v3"
+
+	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/store"
+)
+
+// Services gives the Calendar API client that reads a calendar with its own
+// credential (ADC, delegation or a stored refresh token).
+type Services interface {
+	ForCalendar(ctx context.Context, cal store.Calendar) (*calendar.Service, error)
+}
+
+// ServicesFunc adapts a function to Services.
+type ServicesFunc func(ctx context.Context, cal store.Calendar) (*calendar.Service, error)
+
+// ForCalendar calls f.
+func (f ServicesFunc) ForCalendar(ctx context.Context, cal store.Calendar) (*calendar.Service, error) {
+	return f(ctx, cal)
+}
+
+// Defaults.
+const (
+	DefaultPageSize      = 2500 // events.list maxResults maximum
+	DefaultLeaseDuration = 60 * time.Second
+	DefaultRerunInterval = time.Second
+	DefaultRetryBudget   = 120 * time.Second
+)
+
+// Options configure a Syncer. Store and Services are required.
+type Options struct {
+	Store    *store.Store
+	Services Services
+	// Publisher carries the change feed. Nil disables it (benchmarks only).
+	Publisher Publisher
+	Logger    *slog.Logger
+
+	LeaseDuration time.Duration // lease length; the heartbeat renews it every third of it
+	RerunInterval time.Duration // pacing of reruns during a burst, from the previous sync's start
+	RetryBudget   time.Duration // in-process retries of one operation before giving up
+	// RetryInitial is the first backoff interval (default 200 ms; doubled, ±50% jitter).
+	RetryInitial time.Duration
+	PageSize     int64 // events.list maxResults (default 2500)
+
+	Now func() time.Time
+	// OnSync, if set, sees every completed round (tests and benchmarks).
+	OnSync func(Report)
+}
+
+// Report describes one completed sync round.
+type Report struct {
+	CalendarKey string
+	Full        bool
+	StartedAt   time.Time
+	CompletedAt time.Time
+	Pages       int
+	Listed      int
+	Written     int
+	Deleted     int
+	Unchanged   int
+	Changes     int
+	// Lag is completion minus the oldest covered notification's receivedAt (0: unknown).
+	Lag         time.Duration
+	RerunReason string
+}
+
+// Stats are the Syncer's counters since it was made.
+type Stats struct {
+	Rounds      int64 // completed sync rounds
+	ListCalls   int64 // events.list calls
+	EventWrites int64 // event documents set
+	EventDels   int64 // event documents deleted
+	Changes     int64 // change messages published
+}
+
+// Syncer handles notifications. Safe for concurrent use: every call of
+// HandleNotification may run in parallel (Pub/Sub push does that).
+type Syncer struct {
+	o     Options
+	stats struct{ rounds, lists, writes, dels, changes atomic.Int64 }
+}
+
+// New returns a Syncer, filling defaults.
+func New(o Options) *Syncer {
+	if o.LeaseDuration <= 0 {
+		o.LeaseDuration = DefaultLeaseDuration
+	}
+	if o.RerunInterval <= 0 {
+		o.RerunInterval = DefaultRerunInterval
+	}
+	if o.RetryBudget <= 0 {
+		o.RetryBudget = DefaultRetryBudget
+	}
+	if o.RetryInitial <= 0 {
+		o.RetryInitial = 200 * time.Millisecond
+	}
+	if o.PageSize <= 0 || o.PageSize > DefaultPageSize {
+		o.PageSize = DefaultPageSize
+	}
+	if o.Logger == nil {
+		o.Logger = logging.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Syncer{o: o}
+}
+
+// Stats returns the counters.
+func (s *Syncer) Stats() Stats {
+	return Stats{Rounds: s.stats.rounds.Load(), ListCalls: s.stats.lists.Load(),
+		EventWrites: s.stats.writes.Load(), EventDels: s.stats.dels.Load(), Changes: s.stats.changes.Load()}
+}
+
+func (s *Syncer) now() time.Time { return s.o.Now().UTC() }
+
+// HandleNotification processes one notification. A nil error means
+// "acknowledge": done, covered by another sync, or permanently impossible
+// (logged). An error means "redeliver": a transient failure outlasted the
+// retry budget, or quota is exhausted.
+func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification) error {
+	log := s.o.Logger.With(logging.KeyCalendarKey, n.CalendarKey)
+	lease := store.Lease{Owner: uuid.NewString(), Duration: s.o.LeaseDuration, Now: s.o.Now}
+	req := store.Request{
+		ReceivedAt:  n.ReceivedAt,
+		FullResync:  n.ResourceState == messages.StateFullResync,
+		InitialOnly: n.ResourceState == messages.StateSync,
+	}
+	adm, err := retry(ctx, s, func() (store.Admission, error) {
+		return s.o.Store.Admit(ctx, n.CalendarKey, req, lease)
+	})
+	if err != nil {
+		log.Error("notification not admitted; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,
+			logging.KeyResourceState, n.ResourceState, logging.KeyError, err.Error())
+		return err
+	}
+	switch adm.Outcome {
+	case store.OutcomeSync:
+	case store.OutcomeUnknown:
+		log.Warn("notification for a calendar that is not registered; acknowledged", logging.KeyResourceState, n.ResourceState, logging.KeyReason, string(adm.Outcome))
+		return nil
+	case store.OutcomeInactive:
+		log.Info("notification for an inactive calendar; acknowledged", logging.KeyResourceState, n.ResourceState,
+			logging.KeyReason, adm.Calendar.Status)
+		return nil
+	default:
+		log.Debug("notification coalesced", logging.KeyResourceState, n.ResourceState, logging.KeyReason, string(adm.Outcome))
+		return nil
+	}
+	log = log.With(logging.KeyCalendarID, adm.Calendar.CalendarID)
+	return s.syncUnderLease(ctx, log, n, adm.Calendar, lease, req.FullResync)
+}
+
+// syncUnderLease runs rounds while the calendar keeps getting dirty, then
+// lets the lease go. A heartbeat extends the lease; losing it cancels the work.
+func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n messages.Notification, cal store.Calendar, lease store.Lease, full bool) error {
+	key := n.CalendarKey
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	hbDone := make(chan struct{})
+	go s.heartbeat(ctx, cancel, key, lease, hbDone)
+	defer func() { cancel(nil); <-hbDone }()
+
+	prevStart := cal.LastSyncStartedAt
+	oldest := n.ReceivedAt
+	reason := "notification"
+	if full {
+		reason = messages.StateFullResync
+	}
+	for {
+		// Pacing: a round starts at least RerunInterval after the previous one
+		// started. The first notification of a quiet calendar goes at once.
+		if wait := prevStart.Add(s.o.RerunInterval).Sub(s.now()); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return s.fail(log, key, cal, lease, context.Cause(ctx))
+			case <-t.C:
+			}
+		}
+		rd, err := retry(ctx, s, func() (store.Round, error) { return s.o.Store.StartRound(ctx, key, lease, full) })
+		if err != nil {
+			return s.fail(log, key, cal, lease, err)
+		}
+		cal = rd.Calendar
+		if !rd.DirtySince.IsZero() && (oldest.IsZero() || rd.DirtySince.Before(oldest)) {
+			oldest = rd.DirtySince
+		}
+		if rd.Full && reason == "dirty" && rd.Calendar.FullResyncRequested {
+			reason = messages.StateFullResync
+		}
+		res, err := s.round(ctx, log, key, rd)
+		if err == nil {
+			var again bool
+			again, err = retry(ctx, s, func() (bool, error) { return s.o.Store.Complete(ctx, key, lease, res.completion(rd)) })
+			if err == nil {
+				s.report(log, key, rd, res, oldest, reason)
+				if !again {
+					return nil
+				}
+				prevStart, oldest, reason, full = rd.StartedAt, time.Time{}, "dirty", false
+				continue
+			}
+		}
+		if c := context.Cause(ctx); c != nil && errors.Is(c, store.ErrLeaseLost) {
+			err = c
+		}
+		return s.fail(log, key, cal, lease, err)
+	}
+}
+
+func (s *Syncer) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, key string, lease store.Lease, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(lease.Duration / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			err := s.o.Store.Heartbeat(ctx, key, lease)
+			if errors.Is(err, store.ErrLeaseLost) {
+				cancel(store.ErrLeaseLost)
+				return
+			}
+			// Other errors: try again at the next tick; the lease has two more
+			// thirds of its life.
+		}
+	}
+}
+
+// fail handles a round that could not complete. It returns nil (ack) for
+// permanent conditions and an error (redeliver) otherwise.
+func (s *Syncer) fail(log *slog.Logger, key string, cal store.Calendar, lease store.Lease, err error) error {
+	// The request context may be gone: clean up on a short one of our own.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kind := Classify(err)
+	switch kind {
+	case KindLeaseLost:
+		// Another worker took over after our lease expired; its sync started
+		// after this notification, so it covers it.
+		log.Warn("lease lost during sync; the new holder covers this notification", logging.KeyEvent, logging.EventSyncError,
+			logging.KeyReason, kind.String(), logging.KeyError, err.Error())
+		return nil
+	case KindAuthRevoked:
+		serr := s.o.Store.SetStatus(ctx, key, store.StatusAuthRevoked, err.Error(), lease.Owner)
+		// Exactly one ERROR line an alert can match.
+		log.Error("calendar access revoked (invalid_grant or 401); calendar set to auth_revoked", logging.KeyEvent, logging.EventAuthRevoked,
+			logging.KeyCredentialID, cal.CredentialID, logging.KeyReason, kind.String(), logging.KeyError, err.Error())
+		if serr != nil {
+			return fmt.Errorf("record auth_revoked: %w", serr)
+		}
+		return nil
+	case KindNotFound:
+		serr := s.o.Store.SetStatus(ctx, key, store.StatusNotFound, err.Error(), lease.Owner)
+		log.Error("calendar not found; calendar set to not_found", logging.KeyEvent, logging.EventSyncError,
+			logging.KeyReason, kind.String(), logging.KeyError, err.Error())
+		if serr != nil {
+			return fmt.Errorf("record not_found: %w", serr)
+		}
+		return nil
+	}
+	if rerr := s.o.Store.Release(ctx, key, lease); rerr != nil {
+		err = errors.Join(err, fmt.Errorf("release lease: %w", rerr))
+	}
+	log.Error("sync failed; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,
+		logging.KeyReason, kind.String(), logging.KeyError, err.Error())
+	return fmt.Errorf("sync %s: %w", key, err)
+}
+
+func (s *Syncer) report(log *slog.Logger, key string, rd store.Round, res *result, oldest time.Time, reason string) {
+	done := s.now()
+	s.stats.rounds.Add(1)
+	kind := "incremental"
+	if res.full {
+		kind = "full"
+	}
+	r := Report{CalendarKey: key, Full: res.full, StartedAt: rd.StartedAt, CompletedAt: done, Pages: res.pages,
+		Listed: res.listed, Written: res.written, Deleted: res.deleted, Unchanged: res.unchanged, Changes: res.changes,
+		RerunReason: reason}
+	attrs := []any{logging.KeyEvent, logging.EventSync, logging.KeySyncKind, kind, logging.KeyPages, res.pages,
+		logging.KeyListed, res.listed, logging.KeyWritten, res.written, logging.KeyDeleted, res.deleted,
+		logging.KeyUnchanged, res.unchanged, logging.KeyDurationMs, done.Sub(rd.StartedAt).Milliseconds(),
+		logging.KeyRerunReason, reason}
+	if !oldest.IsZero() {
+		r.Lag = done.Sub(oldest)
+		attrs = append(attrs, logging.KeyLagMs, r.Lag.Milliseconds())
+	}
+	log.Info("sync done", attrs...)
+	if s.o.OnSync != nil {
+		s.o.OnSync(r)
+	}
+}
+
+// retry runs op with jittered exponential backoff while it fails with a
+// transient error, within the retry budget.
+func retry[T any](ctx context.Context, s *Syncer, op func() (T, error)) (T, error) {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     s.o.RetryInitial,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         30 * time.Second,
+	}
+	return backoff.Retry(ctx, func() (T, error) {
+		v, err := op()
+		if err != nil && Classify(err) != KindTransient {
+			return v, backoff.Permanent(err)
+		}
+		return v, err
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(s.o.RetryBudget))
+}

@@ -1,0 +1,163 @@
+// Package synctest holds test helpers for the sync engine that other
+// packages' tests (end-to-end, devstack) reuse: the mirror-versus-Calendar
+// comparison and an in-memory change-feed recorder.
+package synctest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/api/calendar/v3"
+
+	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/syncer"
+)
+
+// Expected lists a calendar as Google (or the emulator) has it now and returns
+// what the mirror must hold, id → etag: every live event, plus the cancelled
+// exceptions of live series.
+func Expected(ctx context.Context, svc *calendar.Service, calendarID string) (map[string]string, error) {
+	var items []*calendar.Event
+	err := svc.Events.List(calendarID).ShowDeleted(true).MaxResults(2500).Pages(ctx, func(p *calendar.Events) error {
+		items = append(items, p.Items...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	live := map[string]bool{}
+	for _, ev := range items {
+		if ev.RecurringEventId == "" && ev.Status != "cancelled" {
+			live[ev.Id] = true
+		}
+	}
+	want := map[string]string{}
+	for _, ev := range items {
+		switch {
+		case ev.Status != "cancelled":
+			want[ev.Id] = ev.Etag
+		case ev.RecurringEventId != "" && live[ev.RecurringEventId]:
+			want[ev.Id] = ev.Etag
+		}
+	}
+	return want, nil
+}
+
+// Mirror reads the mirror of a calendar, id → etag.
+func Mirror(ctx context.Context, st *store.Store, key string) (map[string]string, error) {
+	got := map[string]string{}
+	err := st.ForEachEvent(ctx, key, func(id, etag string) error {
+		got[id] = etag
+		return nil
+	})
+	return got, err
+}
+
+// Diff compares the mirror with the calendar event by event (id and etag);
+// "" means equal.
+func Diff(ctx context.Context, st *store.Store, svc *calendar.Service, calendarID string) (string, error) {
+	want, err := Expected(ctx, svc, calendarID)
+	if err != nil {
+		return "", fmt.Errorf("list calendar: %w", err)
+	}
+	got, err := Mirror(ctx, st, store.CalendarKey(calendarID))
+	if err != nil {
+		return "", fmt.Errorf("read mirror: %w", err)
+	}
+	var diffs []string
+	for id, etag := range want {
+		switch g, ok := got[id]; {
+		case !ok:
+			diffs = append(diffs, "missing "+id)
+		case g != etag:
+			diffs = append(diffs, fmt.Sprintf("stale %s: mirror %s, calendar %s", id, g, etag))
+		}
+	}
+	for id := range got {
+		if _, ok := want[id]; !ok {
+			diffs = append(diffs, "extra "+id)
+		}
+	}
+	sort.Strings(diffs)
+	if len(diffs) > 10 {
+		diffs = append(diffs[:10], fmt.Sprintf("... %d more", len(diffs)-10))
+	}
+	if len(diffs) == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("mirror of %s has %d events, calendar %d: %s", calendarID, len(got), len(want), strings.Join(diffs, "; ")), nil
+}
+
+// AssertMirror fails the test unless the mirror equals the calendar, event by
+// event (id and etag).
+func AssertMirror(tb testing.TB, ctx context.Context, st *store.Store, svc *calendar.Service, calendarID string) {
+	tb.Helper()
+	d, err := Diff(ctx, st, svc, calendarID)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if d != "" {
+		tb.Fatal(d)
+	}
+}
+
+// Recorder is an in-memory syncer.Publisher that keeps every change.
+type Recorder struct {
+	mu      sync.Mutex
+	changes []messages.Change
+	// Fail, if set, is returned by PublishAll instead of recording.
+	Fail func() error
+}
+
+var _ syncer.Publisher = (*Recorder)(nil)
+
+// PublishAll records the messages.
+func (r *Recorder) PublishAll(_ context.Context, key string, msgs []syncer.Message) error {
+	if r.Fail != nil {
+		if err := r.Fail(); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range msgs {
+		var c messages.Change
+		if err := json.Unmarshal(m.Data, &c); err != nil {
+			return err
+		}
+		if c.CalendarKey != key || m.Attributes[messages.AttrEventID] != c.EventID || m.Attributes[messages.AttrChange] != c.Change {
+			return fmt.Errorf("synctest: inconsistent change message %s %v (key %s)", m.Data, m.Attributes, key)
+		}
+		r.changes = append(r.changes, c)
+	}
+	return nil
+}
+
+// Changes returns what was recorded so far.
+func (r *Recorder) Changes() []messages.Change {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]messages.Change(nil), r.changes...)
+}
+
+// Reset forgets the recorded changes.
+func (r *Recorder) Reset() {
+	r.mu.Lock()
+	r.changes = nil
+	r.mu.Unlock()
+}
+
+// Counts returns the number of changes per kind (created, updated, deleted).
+func Counts(cs []messages.Change) map[string]int {
+	out := map[string]int{}
+	for _, c := range cs {
+		out[c.Change]++
+	}
+	return out
+}
