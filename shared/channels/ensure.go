@@ -1,0 +1,149 @@
+package channels
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/calsync/calsync/shared/store"
+)
+
+// ExpiringSoonWindow: a kept channel closer than this to its expiry and not
+// renewed is reported (summary field expiringSoon).
+const ExpiringSoonWindow = 6 * time.Hour
+
+// Outcome says what Ensure did for one calendar.
+type Outcome struct {
+	Created      bool // a calendar without a live channel got one (ask for a catch-up sync)
+	Renewed      bool // the kept channel was replaced (new first, then old stopped)
+	Stopped      int  // channels stopped: orphans, duplicates (not counting a renewal's old channel)
+	Expired      int  // records found expired (or abandoned pending) and closed
+	ExpiringSoon bool // the kept channel expires within ExpiringSoonWindow and was not renewed
+	Busy         bool // another run holds the calendar's next channel
+}
+
+// Ensure brings one calendar's channels to the wanted state: cal == nil or
+// not active: no live channel (orphans stopped); active: exactly one live
+// channel, renewed when it expires within renewBefore. chans are the
+// calendar's records (any states; ones read at the start of a run are fine:
+// the chain ids make stale views harmless). Dead records are closed.
+// Errors of one step do not stop the others; they are joined.
+func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, chans []store.Channel, renewBefore time.Duration) (Outcome, error) {
+	var out Outcome
+	now := m.now()
+	var live []store.Channel
+	var latest *store.Channel
+	resourceID := ""
+	busy := false
+	var errs []error
+	for i := range chans {
+		ch := chans[i]
+		if latest == nil || ch.CreatedAt.After(latest.CreatedAt) || (ch.CreatedAt.Equal(latest.CreatedAt) && ch.ChannelID > latest.ChannelID) {
+			latest = &chans[i]
+		}
+		if ch.ResourceID != "" {
+			resourceID = ch.ResourceID
+		}
+		switch ch.State {
+		case store.ChannelActive:
+			if ch.Expiration.After(now) {
+				live = append(live, ch)
+				continue
+			}
+			if err := m.end(ctx, ch, store.ChannelExpired); err != nil {
+				errs = append(errs, err)
+			} else {
+				out.Expired++
+			}
+		case store.ChannelPending:
+			if now.Sub(ch.CreatedAt) < m.pendingTimeout() {
+				busy = true
+			}
+		}
+	}
+	// Abandoned pending records: their watch may have succeeded before the
+	// run died, so try to stop them (Google's resourceId is per calendar).
+	for _, ch := range chans {
+		if ch.State != store.ChannelPending || now.Sub(ch.CreatedAt) < m.pendingTimeout() {
+			continue
+		}
+		ch.ResourceID = resourceID
+		if cal == nil || m.Stop(ctx, *cal, ch) != nil {
+			if err := m.end(ctx, ch, store.ChannelExpired); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		out.Expired++
+	}
+	if cal == nil || cal.Status != store.StatusActive {
+		for _, ch := range live {
+			c := store.Calendar{CalendarID: ch.CalendarID}
+			if cal != nil {
+				c = *cal
+			}
+			if err := m.Stop(ctx, c, ch); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out.Stopped++
+		}
+		return out, errors.Join(errs...)
+	}
+	if busy {
+		out.Busy = true
+		return out, errors.Join(errs...)
+	}
+	if len(live) == 0 {
+		after := ""
+		if latest != nil {
+			after = latest.ChannelID
+		}
+		_, err := m.Watch(ctx, *cal, after)
+		switch {
+		case errors.Is(err, ErrBusy):
+			out.Busy = true
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			out.Created = true
+		}
+		return out, errors.Join(errs...)
+	}
+	// Keep the newest (latest in its chain); stop the others.
+	sort.Slice(live, func(i, j int) bool {
+		if !live[i].CreatedAt.Equal(live[j].CreatedAt) {
+			return live[i].CreatedAt.After(live[j].CreatedAt)
+		}
+		return live[i].ChannelID > live[j].ChannelID
+	})
+	keep := live[0]
+	for _, ch := range live[1:] {
+		if err := m.Stop(ctx, *cal, ch); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out.Stopped++
+	}
+	if keep.Expiration.Sub(now) >= renewBefore {
+		return out, errors.Join(errs...)
+	}
+	nc, err := m.Watch(ctx, *cal, keep.ChannelID)
+	switch {
+	case errors.Is(err, ErrBusy):
+		out.Busy = true
+	case err != nil:
+		errs = append(errs, err)
+		out.ExpiringSoon = keep.Expiration.Sub(now) < ExpiringSoonWindow
+	default:
+		if m.afterWatch != nil {
+			m.afterWatch(keep, nc)
+		}
+		if err := m.Stop(ctx, *cal, keep); err != nil {
+			errs = append(errs, err)
+		}
+		out.Renewed = true
+	}
+	return out, errors.Join(errs...)
+}
