@@ -206,4 +206,3 @@ func statusLine(ctx context.Context, st *stack.Stack, f *feedStats, w io.Writer)
 			cs.Requests["events.watch"], cs.Requests["channels.stop"], cs.Notifications.Sent, bs.Acked, bs.Failed, st.RenewRuns())
 	}
 }
-

@@ -117,7 +117,7 @@ func (g *Gen) Do(ctx context.Context, op Op) (Op, error) {
 			Start: &calendar.EventDateTime{Date: day.Format("2006-01-02")},
 			End:   &calendar.EventDateTime{Date: day.AddDate(0, 0, 1+g.Rand.IntN(3)).Format("2006-01-02")}}, false)
 	case OpCreateRecurring:
-		start := g.Base.Add(time.Duration(9+g.Rand.IntN(8)) * time.Hour).AddDate(0, 0, g.Rand.IntN(5))
+		start := g.Base.Add(time.Duration(9+g.Rand.IntN(8))*time.Hour).AddDate(0, 0, g.Rand.IntN(5))
 		rule := []string{"RRULE:FREQ=WEEKLY;COUNT=" + fmt.Sprint(5+g.Rand.IntN(20)), "RRULE:FREQ=DAILY;COUNT=" + fmt.Sprint(3+g.Rand.IntN(10)),
 			"RRULE:FREQ=WEEKLY;BYDAY=MO,WE,FR;COUNT=" + fmt.Sprint(6+g.Rand.IntN(12)), "RRULE:FREQ=MONTHLY;COUNT=6"}[g.Rand.IntN(4)]
 		err = g.insert(ctx, &calendar.Event{Summary: g.title("Standup"), Recurrence: []string{rule},
