@@ -6,10 +6,12 @@ package calsync
 import (
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
+	"github.com/calsync/calsync/functions/renewchannels"
 	"github.com/calsync/calsync/functions/webhook"
 )
 
 func init() {
 	// Registration only: every handler builds its clients on first use.
 	functions.HTTP("Webhook", webhook.Handle)
+	functions.HTTP("RenewChannels", renewchannels.Handle)
 }

@@ -1,0 +1,183 @@
+package renewchannels
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"google.golang.org/api/calendar/v3"
+
+	"github.com/calsync/calsync/shared/calendaremu"
+	"github.com/calsync/calsync/shared/config"
+	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/pubsubx"
+	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+var (
+	tokenKeys = "k1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("t", 32)))
+	credKeys  = "c1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("c", 32)))
+)
+
+// syncBuf is a goroutine-safe log sink.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type env struct {
+	t       *testing.T
+	ctx     context.Context
+	project string
+	fs      *firestore.Client
+	ps      *pubsub.Client
+	pub     *pubsubx.Publisher
+	emu     *calendaremu.Server
+	base    string
+	hookURL string
+	logs    *syncBuf
+	cfg     config.RenewChannels
+}
+
+// newEnv starts what a run needs: Firestore and Pub/Sub emulators (a topic
+// and a subscription "worker"), calendaremu and a webhook that answers 200.
+func newEnv(t *testing.T, emuOpts calendaremu.Options) *env {
+	t.Helper()
+	ctx := context.Background()
+	testenv.Firestore(t)
+	host := testenv.PubSub(t)
+	project := testenv.ProjectID(t)
+	fs, err := firestore.NewClient(ctx, project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := pubsubx.NewClient(ctx, project, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pubsubx.EnsureTopic(ctx, ps, "notifications"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pubsubx.EnsureSubscription(ctx, ps, "notifications", "worker", false); err != nil {
+		t.Fatal(err)
+	}
+	pub := pubsubx.NewPublisher(ps, "notifications", false)
+	t.Cleanup(func() { pub.Stop(); ps.Close(); fs.Close() })
+	emu, base := calendaremu.Start(t, emuOpts)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(hook.Close)
+	e := &env{t: t, ctx: ctx, project: project, fs: fs, ps: ps, pub: pub, emu: emu, base: base, hookURL: hook.URL, logs: &syncBuf{}}
+	e.cfg = config.RenewChannels{
+		Common:             config.Common{ProjectID: project, LogLevel: "info"},
+		Store:              config.Store{FirestoreDatabase: "(default)"},
+		Calendar:           config.Calendar{CalendarEndpoint: base, CredentialKeys: credKeys, OAuthClientID: "cid", OAuthClientSecret: "sec", OAuthTokenURL: base + "/token", OAuthAuthURL: base + "/authorize", CalendarRateLimit: 6000},
+		NotificationsTopic: "notifications",
+		ChannelTokenKeys:   tokenKeys,
+		WebhookURL:         hook.URL,
+		ChannelTTL:         time.Hour,
+		RenewBefore:        10 * time.Minute,
+		ReconcileAfter:     6 * time.Hour,
+		Concurrency:        8,
+	}
+	return e
+}
+
+func (e *env) renewer(mod func(*config.RenewChannels)) (*Renewer, Parts) {
+	e.t.Helper()
+	cfg := e.cfg
+	if mod != nil {
+		mod(&cfg)
+	}
+	r, parts, err := Build(cfg, Deps{FS: e.fs, Publisher: e.pub, Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r, parts
+}
+
+// register adds a calendar (synced just now unless told otherwise).
+func (e *env) register(c store.Calendar, lastSynced time.Time) string {
+	e.t.Helper()
+	key, err := store.RegisterCalendar(e.ctx, e.fs, c, time.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !lastSynced.IsZero() {
+		if _, err := e.fs.Collection(store.CollCalendars).Doc(key).Update(e.ctx, []firestore.Update{{Path: "lastSyncedAt", Value: lastSynced}}); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return key
+}
+
+// newCalendar makes a secondary calendar of the default user at the emulator.
+func (e *env) newCalendar(name string) string {
+	e.t.Helper()
+	svc, _ := calendaremu.NewService(e.ctx, e.base)
+	c, err := svc.Calendars.Insert(&calendar.Calendar{Summary: name}).Do()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c.Id
+}
+
+// received collects the notifications on subscription "worker" for wait.
+func (e *env) received(wait time.Duration, want int) []messages.Notification {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.ctx, wait)
+	defer cancel()
+	var mu sync.Mutex
+	var got []messages.Notification
+	_ = e.ps.Subscriber("worker").Receive(ctx, func(_ context.Context, m *pubsub.Message) {
+		m.Ack()
+		n, err := messages.ParseNotification(m.Data)
+		if err != nil {
+			e.t.Errorf("bad message: %v", err)
+			return
+		}
+		mu.Lock()
+		got = append(got, n)
+		if len(got) >= want {
+			cancel()
+		}
+		mu.Unlock()
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	return got
+}
+
+// live lists the emulator's live channels by calendar id.
+func (e *env) live() map[string][]string {
+	out := map[string][]string{}
+	for _, c := range e.emu.Channels() {
+		if !c.Stopped && !c.Expired {
+			out[c.Calendar] = append(out[c.Calendar], c.ID)
+		}
+	}
+	return out
+}

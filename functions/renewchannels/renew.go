@@ -1,0 +1,279 @@
+// Package renewchannels is the RenewChannels function, called hourly by Cloud
+// Scheduler. Each run, in bounded parallel, one failure never stopping the
+// rest: it renews channels expiring within RENEW_BEFORE (new channel first,
+// then the old one stopped), gives every active calendar without a live
+// channel a new one and asks for a catch-up sync, stops channels of calendars
+// that are gone or not active, asks for a reconcile sync of calendars not
+// synced for RECONCILE_AFTER or left dirty by a crashed sync, and closes the
+// records of expired channels (expireAt: Firestore's TTL deletes them).
+// Overlapping runs are safe: see shared/channels (chained channel ids).
+package renewchannels
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/firestore"
+
+	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/channels"
+	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/store"
+)
+
+// Publisher stores one message durably before returning nil (pubsubx.Publisher).
+type Publisher interface {
+	Publish(ctx context.Context, data []byte, attrs map[string]string, orderingKey string) error
+}
+
+// Revoker handles a dead grant (credentials.Revoker).
+type Revoker interface {
+	Revoked(ctx context.Context, cal store.Calendar, cause error) error
+}
+
+// Summary is what one run did; the HTTP answer and the renew_run log line.
+type Summary struct {
+	Renewed      int   `json:"renewed"`      // channels replaced before expiry
+	Created      int   `json:"created"`      // calendars without a live channel that got one
+	Stopped      int   `json:"stopped"`      // orphan and duplicate channels stopped
+	Reconciles   int   `json:"reconciles"`   // reconcile syncs asked for
+	Failed       int   `json:"failed"`       // calendars or requests that failed
+	ExpiringSoon int   `json:"expiringSoon"` // channels expiring within 6 h not renewed
+	Expired      int   `json:"expired"`      // records of expired channels closed
+	Busy         int   `json:"busy"`         // calendars left to an overlapping run
+	Calendars    int   `json:"calendars"`    // calendars looked at
+	DurationMs   int64 `json:"durationMs"`
+}
+
+// Renewer runs the renewal.
+type Renewer struct {
+	FS        *firestore.Client
+	Channels  *channels.Manager
+	Revoker   Revoker
+	Publisher Publisher
+	// RenewBefore renews channels expiring within it.
+	RenewBefore time.Duration
+	// ReconcileAfter asks for a sync of calendars not synced for it.
+	ReconcileAfter time.Duration
+	// Concurrency bounds calendars handled at once.
+	Concurrency int
+	Logger      *slog.Logger
+	Now         func() time.Time
+	// Progress, if set, is called after each calendar (the CLI's progress line).
+	Progress func(done, total int)
+}
+
+func (r *Renewer) now() time.Time {
+	if r.Now != nil {
+		return r.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+type task struct {
+	key   string
+	cal   *store.Calendar
+	chans []store.Channel
+}
+
+// Run does one renewal run. The error is for a run that could not start
+// (Firestore unreadable); failures of single calendars are counted in
+// Summary.Failed and logged (event renew_failure), and the run goes on.
+func (r *Renewer) Run(ctx context.Context) (Summary, error) {
+	start := time.Now()
+	var sum Summary
+	cals, err := store.AllCalendars(ctx, r.FS)
+	if err != nil {
+		return sum, fmt.Errorf("renew: read calendars: %w", err)
+	}
+	open, err := store.ChannelsInStates(ctx, r.FS, store.ChannelPending, store.ChannelActive)
+	if err != nil {
+		return sum, fmt.Errorf("renew: read channels: %w", err)
+	}
+	byKey := map[string][]store.Channel{}
+	for _, ch := range open {
+		byKey[ch.CalendarKey] = append(byKey[ch.CalendarKey], ch)
+	}
+	var tasks []task
+	for key, c := range cals {
+		if c.Status == store.StatusActive || len(byKey[key]) > 0 {
+			tasks = append(tasks, task{key: key, cal: &c, chans: byKey[key]})
+		}
+	}
+	for key, chans := range byKey {
+		if _, ok := cals[key]; !ok {
+			tasks = append(tasks, task{key: key, chans: chans}) // calendar gone: orphans
+		}
+	}
+	tasks = interleave(tasks)
+	sum.Calendars = len(tasks)
+
+	conc := max(r.Concurrency, 1)
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, conc)
+		done int
+	)
+	for _, t := range tasks {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			one := r.handle(ctx, t)
+			mu.Lock()
+			sum.add(one)
+			done++
+			if r.Progress != nil {
+				r.Progress(done, len(tasks))
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		sum.Failed += len(tasks) - done
+	}
+	sum.DurationMs = time.Since(start).Milliseconds()
+	r.log(ctx).InfoContext(ctx, "renew run done",
+		logging.KeyEvent, logging.EventRenewRun,
+		logging.KeyRenewed, sum.Renewed, logging.KeyCreated, sum.Created, logging.KeyStopped, sum.Stopped,
+		logging.KeyReconciles, sum.Reconciles, logging.KeyFailed, sum.Failed, logging.KeyExpiringSoon, sum.ExpiringSoon,
+		logging.KeyExpired, sum.Expired, logging.KeyBusy, sum.Busy, logging.KeyCalendars, sum.Calendars,
+		logging.KeyDurationMs, sum.DurationMs)
+	return sum, nil
+}
+
+func (s *Summary) add(o Summary) {
+	s.Renewed += o.Renewed
+	s.Created += o.Created
+	s.Stopped += o.Stopped
+	s.Reconciles += o.Reconciles
+	s.Failed += o.Failed
+	s.ExpiringSoon += o.ExpiringSoon
+	s.Expired += o.Expired
+	s.Busy += o.Busy
+}
+
+// interleave orders tasks round-robin over user identities, so the calendars
+// in flight at any time are spread over users and no user's rate limit
+// starves the others' work.
+func interleave(tasks []task) []task {
+	byUser := map[string][]task{}
+	var users []string
+	for _, t := range tasks {
+		id := "orphan"
+		if t.cal != nil {
+			id = calclient.Identity(*t.cal)
+		}
+		if _, ok := byUser[id]; !ok {
+			users = append(users, id)
+		}
+		byUser[id] = append(byUser[id], t)
+	}
+	slices.Sort(users)
+	for _, u := range users {
+		slices.SortFunc(byUser[u], func(a, b task) int { return cmp.Compare(a.key, b.key) })
+	}
+	out := make([]task, 0, len(tasks))
+	for i := 0; len(out) < len(tasks); i++ {
+		for _, u := range users {
+			if i < len(byUser[u]) {
+				out = append(out, byUser[u][i])
+			}
+		}
+	}
+	return out
+}
+
+func (r *Renewer) handle(ctx context.Context, t task) Summary {
+	var s Summary
+	out, err := r.Channels.Ensure(ctx, t.key, t.cal, t.chans, r.RenewBefore)
+	s.Stopped, s.Expired = out.Stopped, out.Expired
+	if out.Renewed {
+		s.Renewed = 1
+	}
+	if out.Created {
+		s.Created = 1
+	}
+	if out.Busy {
+		s.Busy = 1
+	}
+	if out.ExpiringSoon {
+		s.ExpiringSoon = 1
+	}
+	if err != nil {
+		s.Failed++
+		r.failure(ctx, t.key, "channels", err)
+		if t.cal != nil && calclient.IsAuthRevoked(err) && r.Revoker != nil {
+			if rerr := r.Revoker.Revoked(ctx, *t.cal, err); rerr != nil {
+				r.failure(ctx, t.key, "revoke", rerr)
+			}
+			return s
+		}
+	}
+	if t.cal == nil || t.cal.Status != store.StatusActive {
+		return s
+	}
+	if out.Created || r.needsReconcile(*t.cal) {
+		if err := r.askReconcile(ctx, t.key); err != nil {
+			s.Failed++
+			r.failure(ctx, t.key, "publish", err)
+		} else {
+			s.Reconciles++
+		}
+	}
+	return s
+}
+
+// needsReconcile: not synced for ReconcileAfter (Google drops a few
+// notifications), or dirty with an expired lease (a sync crashed).
+func (r *Renewer) needsReconcile(c store.Calendar) bool {
+	now := r.now()
+	if r.ReconcileAfter > 0 && now.Sub(c.LastSyncedAt) >= r.ReconcileAfter {
+		return true
+	}
+	return c.Dirty && !c.LeaseUntil.After(now)
+}
+
+func (r *Renewer) askReconcile(ctx context.Context, key string) error {
+	if r.Publisher == nil {
+		return errors.New("no publisher")
+	}
+	return Ask(ctx, r.Publisher, key, messages.StateReconcile, r.now())
+}
+
+// Ask publishes a sync request (messages.StateReconcile or StateFullResync)
+// for a calendar to the notifications topic.
+func Ask(ctx context.Context, p Publisher, calendarKey, state string, now time.Time) error {
+	n := messages.Notification{ResourceState: state, CalendarKey: calendarKey, ReceivedAt: now.UTC()}
+	data, err := json.Marshal(n)
+	if err != nil {
+		return err
+	}
+	return p.Publish(ctx, data, n.Attributes(), "")
+}
+
+func (r *Renewer) failure(ctx context.Context, key, step string, err error) {
+	r.log(ctx).ErrorContext(ctx, "renewal failed for a calendar",
+		logging.KeyEvent, logging.EventRenewFailure, logging.KeyCalendarKey, key,
+		logging.KeyStep, step, logging.KeyReason, calclient.Reason(err), logging.KeyError, err.Error())
+}
+
+func (r *Renewer) log(ctx context.Context) *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return logging.FromContext(ctx)
+}

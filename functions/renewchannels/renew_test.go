@@ -1,0 +1,270 @@
+package renewchannels
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+
+	"github.com/calsync/calsync/shared/calendaremu"
+	"github.com/calsync/calsync/shared/config"
+	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/store"
+)
+
+func TestRepairExpiredChannelAsksCatchUp(t *testing.T) {
+	e := newEnv(t, calendaremu.Options{})
+	cal := store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}
+	key := e.register(cal, time.Now())
+	// A channel granted 1 s, then silence: it expires.
+	short, parts := e.renewer(func(c *config.RenewChannels) { c.ChannelTTL = time.Second })
+	_ = short
+	old, err := parts.Channels.Watch(e.ctx, cal, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+
+	r, _ := e.renewer(nil)
+	sum, err := r.Run(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Created != 1 || sum.Expired != 1 || sum.Reconciles != 1 || sum.Failed != 0 || sum.Renewed != 0 {
+		t.Fatalf("summary %+v", sum)
+	}
+	got := e.received(10*time.Second, 1)
+	if len(got) != 1 || got[0].CalendarKey != key || got[0].ResourceState != messages.StateReconcile || got[0].ReceivedAt.IsZero() {
+		t.Fatalf("published %+v", got)
+	}
+	if rec, _ := store.GetChannel(e.ctx, e.fs, old.ChannelID); rec.State != store.ChannelExpired || rec.ExpireAt.IsZero() {
+		t.Errorf("old record %+v", rec)
+	}
+	if l := e.live()[calendaremu.DefaultUser]; len(l) != 1 || l[0] == old.ChannelID {
+		t.Errorf("live channels %v", l)
+	}
+	// Nothing more to do.
+	if sum, _ := r.Run(e.ctx); sum.Created+sum.Renewed+sum.Stopped+sum.Reconciles+sum.Failed != 0 {
+		t.Errorf("second run %+v", sum)
+	}
+}
+
+func TestOrphansStopped(t *testing.T) {
+	e := newEnv(t, calendaremu.Options{})
+	r, parts := e.renewer(nil)
+	gone := store.Calendar{CalendarID: e.newCalendar("gone"), AuthMode: store.AuthADC}
+	unwatched := store.Calendar{CalendarID: e.newCalendar("unwatched"), AuthMode: store.AuthADC}
+	kept := store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}
+	for _, c := range []store.Calendar{gone, unwatched, kept} {
+		e.register(c, time.Now())
+		if _, err := parts.Channels.Watch(e.ctx, c, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.fs.Collection(store.CollCalendars).Doc(store.CalendarKey(gone.CalendarID)).Delete(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SetCalendarStatus(e.ctx, e.fs, store.CalendarKey(unwatched.CalendarID), store.StatusUnwatched, "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := r.Run(e.ctx)
+	if err != nil || sum.Stopped != 2 || sum.Created != 0 || sum.Failed != 0 {
+		t.Fatalf("summary %+v %v", sum, err)
+	}
+	live := e.live()
+	if len(live) != 1 || len(live[kept.CalendarID]) != 1 {
+		t.Errorf("live after orphans: %v", live)
+	}
+}
+
+// Two runs at once (two processes: own factories, managers and clients'
+// caches) leave exactly one live channel per calendar.
+func TestOverlappingRuns(t *testing.T) {
+	e := newEnv(t, calendaremu.Options{})
+	setupR, parts := e.renewer(func(c *config.RenewChannels) { c.ChannelTTL = 5 * time.Minute })
+	_ = setupR
+	var cals []store.Calendar
+	for i := range 12 {
+		c := store.Calendar{CalendarID: e.newCalendar("c"), AuthMode: store.AuthADC}
+		e.register(c, time.Now())
+		cals = append(cals, c)
+		if i%3 != 0 { // 8 with a channel inside the renew window, 4 without
+			if _, err := parts.Channels.Watch(e.ctx, c, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for round := range 3 {
+		a, _ := e.renewer(nil)
+		b, _ := e.renewer(nil)
+		var wg sync.WaitGroup
+		sums := make([]Summary, 2)
+		for i, r := range []*Renewer{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s, err := r.Run(e.ctx)
+				if err != nil {
+					t.Error(err)
+				}
+				sums[i] = s
+			}()
+		}
+		wg.Wait()
+		t.Logf("round %d: %+v / %+v", round, sums[0], sums[1])
+		if round == 0 {
+			if n := sums[0].Renewed + sums[1].Renewed; n != 8 {
+				t.Errorf("renewed %d, want 8", n)
+			}
+			if n := sums[0].Created + sums[1].Created; n != 4 {
+				t.Errorf("created %d, want 4", n)
+			}
+		}
+		if sums[0].Failed+sums[1].Failed != 0 {
+			t.Errorf("failures: %s", e.logs.String())
+		}
+		live := e.live()
+		for _, c := range cals {
+			if n := len(live[c.CalendarID]); n != 1 {
+				t.Errorf("round %d: calendar %s has %d live channels", round, c.CalendarID, n)
+			}
+			chans, _ := store.ChannelsOfCalendar(e.ctx, e.fs, store.CalendarKey(c.CalendarID))
+			active := 0
+			for _, ch := range chans {
+				if ch.State == store.ChannelActive {
+					active++
+				}
+			}
+			if active != 1 {
+				t.Errorf("round %d: calendar %s has %d active records", round, c.CalendarID, active)
+			}
+		}
+		// Next round: everything inside the window again.
+		e.cfg.RenewBefore = 2 * time.Hour
+	}
+}
+
+func TestRevokedGrant(t *testing.T) {
+	e := newEnv(t, calendaremu.Options{})
+	_, parts := e.renewer(func(c *config.RenewChannels) { c.ChannelTTL = 5 * time.Minute })
+	if err := e.emu.CreateUser("carol@x.test", "1//carol"); err != nil {
+		t.Fatal(err)
+	}
+	credID, err := parts.Credentials.Put(e.ctx, "carol@x.test", "1//carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cal := store.Calendar{CalendarID: "carol@x.test", AuthMode: store.AuthOAuth, CredentialID: credID}
+	key := e.register(cal, time.Now())
+	ch, err := parts.Channels.Watch(e.ctx, cal, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.emu.RevokeGrant("carol@x.test"); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := e.renewer(nil)
+	sum, err := r.Run(e.ctx)
+	if err != nil || sum.Failed != 1 || sum.Renewed != 0 {
+		t.Fatalf("summary %+v %v", sum, err)
+	}
+	got, _ := store.RegisteredCalendar(e.ctx, e.fs, key)
+	if got.Status != store.StatusAuthRevoked || !strings.Contains(got.StatusReason, "invalid_grant") {
+		t.Errorf("calendar %s %q", got.Status, got.StatusReason)
+	}
+	if cr, _ := store.GetCredential(e.ctx, e.fs, credID); cr.Status != store.StatusAuthRevoked {
+		t.Errorf("credential %s", cr.Status)
+	}
+	if rec, _ := store.GetChannel(e.ctx, e.fs, ch.ChannelID); rec.State != store.ChannelStopped {
+		t.Errorf("channel record %s", rec.State)
+	}
+	logs := e.logs.String()
+	if strings.Count(logs, `"event":"auth_revoked"`) != 1 || !strings.Contains(logs, `"event":"renew_failure"`) {
+		t.Errorf("logs: %s", logs)
+	}
+	if strings.Contains(logs, "1//carol") {
+		t.Error("refresh token logged")
+	}
+	// Revoked calendars are left alone afterwards: no channel, no failure.
+	if sum, _ := r.Run(e.ctx); sum.Failed != 0 || sum.Created != 0 {
+		t.Errorf("second run %+v", sum)
+	}
+}
+
+func TestReconcileStaleAndDirty(t *testing.T) {
+	e := newEnv(t, calendaremu.Options{})
+	r, parts := e.renewer(nil)
+	now := time.Now()
+	stale := store.Calendar{CalendarID: e.newCalendar("stale"), AuthMode: store.AuthADC}
+	dirty := store.Calendar{CalendarID: e.newCalendar("dirty"), AuthMode: store.AuthADC}
+	leased := store.Calendar{CalendarID: e.newCalendar("leased"), AuthMode: store.AuthADC}
+	fresh := store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}
+	e.register(stale, now.Add(-7*time.Hour))
+	kd := e.register(dirty, now)
+	kl := e.register(leased, now)
+	e.register(fresh, now)
+	for k, until := range map[string]time.Time{kd: now.Add(-time.Minute), kl: now.Add(time.Minute)} {
+		e.fs.Collection(store.CollCalendars).Doc(k).Update(e.ctx, []firestore.Update{{Path: "dirty", Value: true}, {Path: "leaseUntil", Value: until}})
+	}
+	for _, c := range []store.Calendar{stale, dirty, leased, fresh} {
+		if _, err := parts.Channels.Watch(e.ctx, c, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := r.Run(e.ctx)
+	if err != nil || sum.Reconciles != 2 || sum.Created != 0 {
+		t.Fatalf("summary %+v %v", sum, err)
+	}
+	got := e.received(10*time.Second, 2)
+	keys := map[string]bool{}
+	for _, n := range got {
+		keys[n.CalendarKey] = true
+	}
+	if len(got) != 2 || !keys[store.CalendarKey(stale.CalendarID)] || !keys[kd] {
+		t.Errorf("reconciles for %v", keys)
+	}
+}
+
+func TestHandlerSummaryAndExpiringSoon(t *testing.T) {
+	e := newEnv(t, calendaremu.Options{})
+	_, parts := e.renewer(func(c *config.RenewChannels) { c.ChannelTTL = time.Hour })
+	cal := store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}
+	e.register(cal, time.Now())
+	if _, err := parts.Channels.Watch(e.ctx, cal, ""); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := e.renewer(func(c *config.RenewChannels) { c.RenewBefore = 2 * time.Hour })
+	e.emu.FailNext("events.watch", 1, 400, "invalid")
+	rec := httptest.NewRecorder()
+	r.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
+	var sum Summary
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &sum) != nil {
+		t.Fatalf("answer %d %s", rec.Code, rec.Body)
+	}
+	if sum.Failed != 1 || sum.ExpiringSoon != 1 || sum.Renewed != 0 {
+		t.Errorf("summary %+v", sum)
+	}
+	logs := e.logs.String()
+	for _, want := range []string{`"event":"renew_run"`, `"expiringSoon":1`, `"failed":1`, `"renewed":0`, `"created":0`, `"stopped":0`, `"reconciles":0`, `"event":"renew_failure"`, `"level":"ERROR"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %s: %s", want, logs)
+		}
+	}
+	// The next run succeeds and renews.
+	rec = httptest.NewRecorder()
+	r.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
+	json.Unmarshal(rec.Body.Bytes(), &sum)
+	if sum.Renewed != 1 || sum.Failed != 0 {
+		t.Errorf("second run %+v", sum)
+	}
+	rec = httptest.NewRecorder()
+	r.ServeHTTP(rec, httptest.NewRequest(http.MethodDelete, "/", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("DELETE answered %d", rec.Code)
+	}
+}
