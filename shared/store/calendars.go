@@ -37,6 +37,7 @@ func (s *Store) PutCalendar(ctx context.Context, c Calendar) (string, error) {
 // SetStatus records a permanent problem (auth_revoked, not_found, error) and
 // releases the lease if owner holds it. It never resurrects a document.
 func (s *Store) SetStatus(ctx context.Context, key, status, reason, owner string) error {
+	defer s.lockCalendar(key)()
 	return s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		snap, err := tx.Get(s.CalendarRef(key))
 		if err != nil {

@@ -83,21 +83,17 @@ func decide(c Calendar, r Request, now time.Time) Outcome {
 // write (take the lease, or set the dirty flag), so a burst of notifications
 // for a calendar under sync costs one read each and a single write.
 func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admission, error) {
-	c, err := s.GetCalendar(ctx, key)
-	if errors.Is(err, ErrNotFound) {
-		return Admission{Outcome: OutcomeUnknown}, nil
+	if a, done, err := s.admitRead(ctx, key, r, l); done || err != nil {
+		return a, err
 	}
-	if err != nil {
-		return Admission{}, err
-	}
-	switch o := decide(c, r, l.now()); o {
-	case OutcomeSync, OutcomeMarkedDirty:
-	default:
-		return Admission{Outcome: o, Calendar: c}, nil
+	defer s.lockCalendar(key)()
+	// Others of this process may have written while we queued: read again.
+	if a, done, err := s.admitRead(ctx, key, r, l); done || err != nil {
+		return a, err
 	}
 	var a Admission
 	ref := s.CalendarRef(key)
-	err = s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		a = Admission{}
 		snap, err := tx.Get(ref)
 		if notFound(err) {
@@ -141,6 +137,23 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 	return a, nil
 }
 
+// admitRead decides from a plain read; done is false when a write is needed.
+func (s *Store) admitRead(ctx context.Context, key string, r Request, l Lease) (Admission, bool, error) {
+	c, err := s.GetCalendar(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return Admission{Outcome: OutcomeUnknown}, true, nil
+	}
+	if err != nil {
+		return Admission{}, false, err
+	}
+	switch o := decide(c, r, l.now()); o {
+	case OutcomeSync, OutcomeMarkedDirty:
+		return Admission{}, false, nil
+	default:
+		return Admission{Outcome: o, Calendar: c}, true, nil
+	}
+}
+
 // Round is one sync of a calendar under a lease.
 type Round struct {
 	StartedAt  time.Time
@@ -154,6 +167,7 @@ type Round struct {
 // (every notification received before now is covered by this round), records
 // lastSyncStartedAt and extends the lease. forceFull asks for a full sync.
 func (s *Store) StartRound(ctx context.Context, key string, l Lease, forceFull bool) (Round, error) {
+	defer s.lockCalendar(key)()
 	var rd Round
 	ref := s.CalendarRef(key)
 	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
@@ -204,6 +218,7 @@ func (s *Store) leased(tx *firestore.Transaction, ref *firestore.DocumentRef, l 
 // Heartbeat extends the lease while a long sync runs; ErrLeaseLost if
 // another worker holds it.
 func (s *Store) Heartbeat(ctx context.Context, key string, l Lease) error {
+	defer s.lockCalendar(key)()
 	ref := s.CalendarRef(key)
 	return s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		if _, err := s.leased(tx, ref, l); err != nil {
@@ -229,6 +244,7 @@ type Completion struct {
 // became dirty during the round the lease is kept (extended) and again is
 // true: the caller must run another round. Otherwise the lease is released.
 func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completion) (again bool, err error) {
+	defer s.lockCalendar(key)()
 	ref := s.CalendarRef(key)
 	err = s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		c, err := s.leased(tx, ref, l)
@@ -271,6 +287,7 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 // Release gives the lease up after a failed round (the dirty flag stays, so
 // whoever syncs next goes round for it). No-op if l no longer holds it.
 func (s *Store) Release(ctx context.Context, key string, l Lease) error {
+	defer s.lockCalendar(key)()
 	ref := s.CalendarRef(key)
 	return s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		if _, err := s.leased(tx, ref, l); err != nil {

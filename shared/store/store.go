@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"cloud.google.com/go/firestore"
 	"google.golang.org/grpc/codes"
@@ -15,6 +16,19 @@ var ErrNotFound = errors.New("store: not found")
 // Store reads and writes calsync's Firestore documents.
 type Store struct {
 	Client *firestore.Client
+	// locks serializes this process's transactions on one calendar document:
+	// concurrent transactions on a document only queue up in Firestore (and
+	// the emulator, which locks pessimistically, deadlocks them until its lock
+	// timeout), so there is no point sending them at once.
+	locks sync.Map // calendar key → *sync.Mutex
+}
+
+// lockCalendar takes this process's lock of a calendar document.
+func (s *Store) lockCalendar(key string) func() {
+	m, _ := s.locks.LoadOrStore(key, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
 }
 
 // New returns a Store on client.

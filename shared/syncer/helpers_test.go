@@ -1,14 +1,19 @@
 package syncer_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
+	"net/http"
+	"sync"
 	"log/slog"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/firestore"
 	"google.golang.org/api/calendar/v3"
+	"google.golang.org/api/option"
 
 	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/logging"
@@ -139,4 +144,70 @@ func (e *env) wantCounts(created, updated, deleted int) {
 	if got[messages.ChangeCreated] != created || got[messages.ChangeUpdated] != updated || got[messages.ChangeDeleted] != deleted {
 		e.t.Fatalf("changes: got %v, want created %d updated %d deleted %d", got, created, updated, deleted)
 	}
+}
+
+func (e *env) clearFaults() {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, e.base+"/emulator/v1/faults", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+}
+
+// serviceWith returns Services whose HTTP transport calls hook after each
+// response (tests inject faults between pages).
+func (e *env) serviceWith(hook func(req *http.Request)) syncer.Services {
+	hc := &http.Client{Transport: hookTransport{hook: hook}}
+	svc, err := calendaremu.NewService(e.ctx, e.base, option.WithHTTPClient(hc))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return syncer.ServicesFunc(func(context.Context, store.Calendar) (*calendar.Service, error) { return svc, nil })
+}
+
+type hookTransport struct{ hook func(*http.Request) }
+
+func (h hookTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil {
+		h.hook(r)
+	}
+	return resp, err
+}
+
+// logBuffer is a concurrency-safe log sink.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) lines() []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range bytes.Split(l.b.Bytes(), []byte("\n")) {
+		var m map[string]any
+		if json.Unmarshal(line, &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (l *logBuffer) count(severity, event string) int {
+	n := 0
+	for _, m := range l.lines() {
+		if m["severity"] == severity && m["event"] == event {
+			n++
+		}
+	}
+	return n
 }
