@@ -7,6 +7,7 @@ import (
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
 	"github.com/calsync/calsync/functions/renewchannels"
+	"github.com/calsync/calsync/functions/syncworker"
 	"github.com/calsync/calsync/functions/webhook"
 )
 
@@ -14,4 +15,5 @@ func init() {
 	// Registration only: every handler builds its clients on first use.
 	functions.HTTP("Webhook", webhook.Handle)
 	functions.HTTP("RenewChannels", renewchannels.Handle)
+	functions.CloudEvent("SyncWorker", syncworker.Handle)
 }

@@ -17,6 +17,10 @@ import (
 	"github.com/calsync/calsync/shared/store"
 )
 
+// ErrAuthRevoked marks an error of a Services implementation that means the
+// calendar's grant is gone (e.g. its stored credential is already revoked).
+var ErrAuthRevoked = errors.New("syncer: grant revoked")
+
 // Kind is how the worker reacts to an error.
 type Kind int
 
@@ -50,6 +54,9 @@ func Classify(err error) Kind {
 	}
 	if errors.Is(err, store.ErrLeaseLost) {
 		return KindLeaseLost
+	}
+	if errors.Is(err, ErrAuthRevoked) {
+		return KindAuthRevoked
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {

@@ -54,7 +54,7 @@ func (s *Syncer) round(ctx context.Context, log *slog.Logger, key string, rd sto
 		if err == nil {
 			return st.res, nil
 		}
-		if Classify(err) != KindSyncTokenGone {
+		if s.classify(err) != KindSyncTokenGone {
 			return nil, err
 		}
 		log.Warn("sync token no longer valid (410); full resync with mark and sweep", logging.KeyEvent, logging.EventFullResync,

@@ -34,6 +34,21 @@ func (f ServicesFunc) ForCalendar(ctx context.Context, cal store.Calendar) (*cal
 	return f(ctx, cal)
 }
 
+// Revoker handles a dead grant: it marks the calendars of the grant
+// auth_revoked and logs the single ERROR line (event auth_revoked) an alert
+// matches. credentials.Revoked is the production one.
+type Revoker interface {
+	Revoked(ctx context.Context, cal store.Calendar, cause error) error
+}
+
+// RevokerFunc adapts a function to Revoker.
+type RevokerFunc func(ctx context.Context, cal store.Calendar, cause error) error
+
+// Revoked calls f.
+func (f RevokerFunc) Revoked(ctx context.Context, cal store.Calendar, cause error) error {
+	return f(ctx, cal, cause)
+}
+
 // Defaults.
 const (
 	DefaultPageSize      = 2500 // events.list maxResults maximum
@@ -48,7 +63,13 @@ type Options struct {
 	Services Services
 	// Publisher carries the change feed. Nil disables it (benchmarks only).
 	Publisher Publisher
-	Logger    *slog.Logger
+	// Revoker, if set, handles invalid_grant/401 (else the Syncer sets the
+	// calendar's status and logs the auth_revoked ERROR itself).
+	Revoker Revoker
+	// AuthRevoked, if set, also reads an error as a dead grant (e.g.
+	// errors.Is(err, credentials.ErrRevoked)), next to Classify's own rules.
+	AuthRevoked func(error) bool
+	Logger      *slog.Logger
 
 	LeaseDuration time.Duration // lease length; the heartbeat renews it every third of it
 	RerunInterval time.Duration // pacing of reruns during a burst, from the previous sync's start
@@ -251,7 +272,7 @@ func (s *Syncer) fail(log *slog.Logger, key string, cal store.Calendar, lease st
 	// The request context may be gone: clean up on a short one of our own.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kind := Classify(err)
+	kind := s.classify(err)
 	switch kind {
 	case KindLeaseLost:
 		// Another worker took over after our lease expired; its sync started
@@ -260,6 +281,18 @@ func (s *Syncer) fail(log *slog.Logger, key string, cal store.Calendar, lease st
 			logging.KeyReason, kind.String(), logging.KeyError, err.Error())
 		return nil
 	case KindAuthRevoked:
+		if s.o.Revoker != nil {
+			rerr := s.o.Revoker.Revoked(ctx, cal, err)
+			if lerr := s.o.Store.Release(ctx, key, lease); lerr != nil {
+				rerr = errors.Join(rerr, lerr)
+			}
+			if rerr != nil {
+				log.Error("could not record a revoked grant; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,
+					logging.KeyReason, kind.String(), logging.KeyError, rerr.Error())
+				return fmt.Errorf("record auth_revoked: %w", rerr)
+			}
+			return nil
+		}
 		serr := s.o.Store.SetStatus(ctx, key, store.StatusAuthRevoked, err.Error(), lease.Owner)
 		// Exactly one ERROR line an alert can match.
 		log.Error("calendar access revoked (invalid_grant or 401); calendar set to auth_revoked", logging.KeyEvent, logging.EventAuthRevoked,
@@ -309,6 +342,13 @@ func (s *Syncer) report(log *slog.Logger, key string, rd store.Round, res *resul
 	}
 }
 
+func (s *Syncer) classify(err error) Kind {
+	if err != nil && s.o.AuthRevoked != nil && s.o.AuthRevoked(err) {
+		return KindAuthRevoked
+	}
+	return Classify(err)
+}
+
 // retry runs op with jittered exponential backoff while it fails with a
 // transient error, within the retry budget.
 func retry[T any](ctx context.Context, s *Syncer, op func() (T, error)) (T, error) {
@@ -320,7 +360,7 @@ func retry[T any](ctx context.Context, s *Syncer, op func() (T, error)) (T, erro
 	}
 	return backoff.Retry(ctx, func() (T, error) {
 		v, err := op()
-		if err != nil && Classify(err) != KindTransient {
+		if err != nil && s.classify(err) != KindTransient {
 			return v, backoff.Permanent(err)
 		}
 		return v, err
