@@ -50,7 +50,7 @@ func (s *syncBuf) String() string {
 }
 
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	ctx     context.Context
 	project string
 	fs      *firestore.Client
@@ -65,7 +65,7 @@ type env struct {
 
 // newEnv starts what a run needs: Firestore and Pub/Sub emulators (a topic
 // and a subscription "worker"), calendaremu and a webhook that answers 200.
-func newEnv(t *testing.T, emuOpts calendaremu.Options) *env {
+func newEnv(t testing.TB, emuOpts calendaremu.Options) *env {
 	t.Helper()
 	ctx := context.Background()
 	testenv.Firestore(t)
