@@ -33,9 +33,9 @@ locals {
       }
     }
     sync_errors = {
-      description = "Syncs that failed (the message goes back to Pub/Sub and is retried)."
+      description = "Sync errors by reason (most send the message back to Pub/Sub; lease_lost and invalid_message are acknowledged)."
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"sync_error\""
-      labels      = {}
+      labels      = { reason = "EXTRACT(jsonPayload.reason)" }
     }
     full_resyncs = {
       description = "410 Gone from events.list: the sync token died and the calendar was fully resynced."
@@ -58,13 +58,26 @@ locals {
       labels      = {}
     }
     renew_failures = {
-      description = "Channels RenewChannels failed to renew, create or stop, by reason."
+      description = "RenewChannels failures by step (renew, create, stop, ... or run: the whole run failed) and reason."
       filter      = "${local.log_resource.renew} AND jsonPayload.event=\"renew_failure\""
-      labels      = { reason = "EXTRACT(jsonPayload.reason)" }
+      labels = {
+        step   = "EXTRACT(jsonPayload.step)"
+        reason = "EXTRACT(jsonPayload.reason)"
+      }
     }
     channels_renewed = {
       description = "Push channels renewed (a new channel made before the old one expired)."
       filter      = "${local.log_resource.renew} AND jsonPayload.event=\"channel_renewed\""
+      labels      = {}
+    }
+    channels_created = {
+      description = "Push channels created for calendars that had none (new or repaired)."
+      filter      = "${local.log_resource.renew} AND jsonPayload.event=\"channel_created\""
+      labels      = {}
+    }
+    channels_stopped = {
+      description = "Push channels stopped (replaced, orphaned or unwatched)."
+      filter      = "${local.log_resource.renew} AND jsonPayload.event=\"channel_stopped\""
       labels      = {}
     }
   }
@@ -297,7 +310,8 @@ resource "google_monitoring_alert_policy" "auth_revoked" {
     condition_matched_log {
       filter = "${local.log_resource.any} AND jsonPayload.event=\"auth_revoked\""
       label_extractors = {
-        calendar_key = "EXTRACT(jsonPayload.calendarKey)"
+        calendar_key  = "EXTRACT(jsonPayload.calendarKey)"
+        credential_id = "EXTRACT(jsonPayload.credentialId)"
       }
     }
   }
@@ -313,7 +327,7 @@ resource "google_monitoring_alert_policy" "auth_revoked" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "OAuth returned invalid_grant for calendar $${log.extracted_label.calendar_key}: the user revoked access (or an app in Testing mode let a 7-day token lapse). Its calendars stop syncing until the user authorises again."
+    content   = "OAuth returned invalid_grant for calendar $${log.extracted_label.calendar_key} (credential $${log.extracted_label.credential_id}): the user revoked access (or an app in Testing mode let a 7-day token lapse). Its calendars stop syncing until the user authorises again."
   }
 }
 
@@ -341,7 +355,7 @@ resource "google_monitoring_alert_policy" "channels_expiring" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "Channels are normally renewed ${var.renew_before} before they expire; some are now within 6 hours of it, so renewals have been failing for most of a day. Read the renew_failure lines of ${local.fn.renew} (reason, calendarKey). When a channel expires its calendar only syncs on reconciles."
+    content   = "Channels are normally renewed ${var.renew_before} before they expire; some are now within 6 hours of it, so renewals have been failing for most of a day. Read the renew_failure lines of ${local.fn.renew} (step, reason, calendarKey). When a channel expires its calendar only syncs on reconciles."
   }
 }
 

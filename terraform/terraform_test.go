@@ -1,0 +1,882 @@
+// Package terraform_test holds the Terraform configuration in this directory
+// against the Go code it deploys. No provider can be downloaded in CI, so
+// `terraform validate` cannot run; instead this test parses the .tf files with
+// hashicorp/hcl and the Go sources with go/parser and checks that:
+//
+//   - every function's entry point is registered in the root package, with the
+//     signature its trigger needs (HTTP, or CloudEvent for Pub/Sub push);
+//   - every environment variable Terraform sets exists in that function's
+//     config struct (shared/config), every required one is set, and secrets
+//     come from Secret Manager;
+//   - every jsonPayload field a log filter reads, and every event value it
+//     matches, is one the code writes (shared/logging/fields.go);
+//   - every Firestore index the code needs (shared/store/indexes.json) exists;
+//   - the dashboard and alerts only name log-based metrics that exist, and a
+//     few timeouts and the runtime agree with each other and with go.mod.
+package terraform_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// root is the module root, seen from this package's directory.
+const root = ".."
+
+const functionsFrameworkImport = "github.com/GoogleCloudPlatform/functions-framework-go/functions"
+
+// pendingLogFields are jsonPayload fields Terraform reads that the code does
+// not write yet, with what they must mean. The test logs them instead of
+// failing; once fields.go defines one, drop it from here.
+var pendingLogFields = map[string]string{}
+
+// --- Terraform side --------------------------------------------------------
+
+type tfFile struct {
+	name string
+	src  []byte
+	body *hclsyntax.Body
+}
+
+type tfBlock struct {
+	*hclsyntax.Block
+	file *tfFile
+}
+
+type module struct {
+	files  []*tfFile
+	blocks []tfBlock // top-level blocks of every file
+	locals map[string]tfExpr
+}
+
+type tfExpr struct {
+	hclsyntax.Expression
+	file *tfFile
+}
+
+func (e tfExpr) raw() string { return string(e.Range().SliceBytes(e.file.src)) }
+
+func (e tfExpr) pos() string { return fmt.Sprintf("%s:%d", e.file.name, e.Range().Start.Line) }
+
+// literal evaluates an expression that needs no variables.
+func (e tfExpr) literal() (string, bool) {
+	v, diags := e.Value(nil)
+	if diags.HasErrors() || v.IsNull() || !v.IsKnown() {
+		return "", false
+	}
+	switch {
+	case v.Type().FriendlyName() == "string":
+		return v.AsString(), true
+	case v.Type().FriendlyName() == "number":
+		return v.AsBigFloat().Text('f', -1), true
+	case v.Type().FriendlyName() == "bool":
+		return strconv.FormatBool(v.True()), true
+	}
+	return "", false
+}
+
+func loadModule(t *testing.T) *module {
+	t.Helper()
+	names, err := filepath.Glob("*.tf")
+	if err != nil || len(names) == 0 {
+		t.Fatalf("no .tf files in terraform/ (err %v)", err)
+	}
+	m := &module{locals: map[string]tfExpr{}}
+	for _, name := range names {
+		src, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+		if diags.HasErrors() {
+			t.Fatalf("parse %s: %s", name, diags.Error())
+		}
+		tf := &tfFile{name: name, src: src, body: f.Body.(*hclsyntax.Body)}
+		m.files = append(m.files, tf)
+		for _, b := range tf.body.Blocks {
+			m.blocks = append(m.blocks, tfBlock{b, tf})
+			if b.Type == "locals" {
+				for name, a := range b.Body.Attributes {
+					m.locals[name] = tfExpr{a.Expr, tf}
+				}
+			}
+		}
+	}
+	return m
+}
+
+// resources returns the resource (or data, with kind "data") blocks of a type.
+func (m *module) resources(kind, typ string) []tfBlock {
+	var out []tfBlock
+	for _, b := range m.blocks {
+		if b.Type == kind && len(b.Labels) == 2 && b.Labels[0] == typ {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func (b tfBlock) attr(name string) (tfExpr, bool) {
+	a, ok := b.Body.Attributes[name]
+	if !ok {
+		return tfExpr{}, false
+	}
+	return tfExpr{a.Expr, b.file}, true
+}
+
+func (b tfBlock) literal(name string) (string, bool) {
+	e, ok := b.attr(name)
+	if !ok {
+		return "", false
+	}
+	return e.literal()
+}
+
+func (b tfBlock) children(typ string) []tfBlock {
+	var out []tfBlock
+	for _, c := range b.Body.Blocks {
+		if c.Type == typ {
+			out = append(out, tfBlock{c, b.file})
+		}
+	}
+	return out
+}
+
+func (b tfBlock) child(typ string) (tfBlock, bool) {
+	c := b.children(typ)
+	if len(c) == 0 {
+		return tfBlock{}, false
+	}
+	return c[0], true
+}
+
+// nested returns the blocks of a type, including the content of
+// `dynamic "typ"` blocks.
+func (b tfBlock) nested(typ string) []tfBlock {
+	out := b.children(typ)
+	for _, d := range b.children("dynamic") {
+		if len(d.Labels) == 1 && d.Labels[0] == typ {
+			out = append(out, d.children("content")...)
+		}
+	}
+	return out
+}
+
+func (b tfBlock) addr() string { return strings.Join(b.Labels, ".") }
+
+// objectKeys lists the keys of an object-valued expression: an object
+// constructor, merge() of such, or a reference to a local holding one.
+func (m *module) objectKeys(e tfExpr) ([]string, error) {
+	switch x := e.Expression.(type) {
+	case *hclsyntax.ObjectConsExpr:
+		var keys []string
+		for _, item := range x.Items {
+			if k := hcl.ExprAsKeyword(item.KeyExpr); k != "" {
+				keys = append(keys, k)
+				continue
+			}
+			k, ok := tfExpr{item.KeyExpr, e.file}.literal()
+			if !ok {
+				return nil, fmt.Errorf("%s: key %s is not a literal", e.pos(), tfExpr{item.KeyExpr, e.file}.raw())
+			}
+			keys = append(keys, k)
+		}
+		return keys, nil
+	case *hclsyntax.FunctionCallExpr:
+		if x.Name == "tomap" && len(x.Args) == 1 {
+			return m.objectKeys(tfExpr{x.Args[0], e.file})
+		}
+		if x.Name != "merge" {
+			break
+		}
+		var keys []string
+		for _, a := range x.Args {
+			k, err := m.objectKeys(tfExpr{a, e.file})
+			if err != nil {
+				return nil, err
+			}
+			keys = append(keys, k...)
+		}
+		return keys, nil
+	case *hclsyntax.ForExpr: // {for k, v in OBJ : k => ... if ...}: at most OBJ's keys
+		if kt, ok := x.KeyExpr.(*hclsyntax.ScopeTraversalExpr); ok && x.KeyVar != "" && len(kt.Traversal) == 1 && kt.Traversal.RootName() == x.KeyVar {
+			return m.objectKeys(tfExpr{x.CollExpr, e.file})
+		}
+	case *hclsyntax.ConditionalExpr: // either branch may be chosen: both count
+		var keys []string
+		for _, branch := range []hclsyntax.Expression{x.TrueResult, x.FalseResult} {
+			k, err := m.objectKeys(tfExpr{branch, e.file})
+			if err != nil {
+				return nil, err
+			}
+			keys = append(keys, k...)
+		}
+		return keys, nil
+	case *hclsyntax.ScopeTraversalExpr:
+		if len(x.Traversal) == 2 && x.Traversal.RootName() == "local" {
+			if attr, ok := x.Traversal[1].(hcl.TraverseAttr); ok {
+				l, ok := m.locals[attr.Name]
+				if !ok {
+					return nil, fmt.Errorf("%s: local.%s is not defined", e.pos(), attr.Name)
+				}
+				return m.objectKeys(l)
+			}
+		}
+	}
+	return nil, fmt.Errorf("%s: cannot read the keys of %q (use an object, merge(), tomap(), a conditional, {for k, v in OBJ : k => ...} or a local)", e.pos(), e.raw())
+}
+
+type tfFunction struct {
+	block      tfBlock
+	entryPoint string
+	env        map[string]string // name -> "plain" or "secret"
+}
+
+func (m *module) functions(t *testing.T) []tfFunction {
+	t.Helper()
+	var out []tfFunction
+	for _, b := range m.resources("resource", "google_cloudfunctions2_function") {
+		f := tfFunction{block: b, env: map[string]string{}}
+		bc, ok := b.child("build_config")
+		if !ok {
+			t.Errorf("%s: no build_config", b.addr())
+			continue
+		}
+		if f.entryPoint, ok = bc.literal("entry_point"); !ok {
+			t.Errorf("%s: build_config.entry_point must be a literal string", b.addr())
+			continue
+		}
+		sc, ok := b.child("service_config")
+		if !ok {
+			t.Errorf("%s: no service_config", b.addr())
+			continue
+		}
+		if e, ok := sc.attr("environment_variables"); ok {
+			keys, err := m.objectKeys(e)
+			if err != nil {
+				t.Errorf("%s environment_variables: %v", b.addr(), err)
+			}
+			for _, k := range keys {
+				f.env[k] = "plain"
+			}
+		}
+		for _, s := range sc.nested("secret_environment_variables") {
+			k, ok := s.literal("key")
+			if !ok {
+				t.Errorf("%s: secret_environment_variables.key must be a literal string", b.addr())
+				continue
+			}
+			if f.env[k] != "" {
+				t.Errorf("%s: %s is set twice (environment_variables and secret_environment_variables)", b.addr(), k)
+				continue
+			}
+			f.env[k] = "secret"
+		}
+		out = append(out, f)
+	}
+	if len(out) == 0 {
+		t.Fatal("no google_cloudfunctions2_function in terraform/")
+	}
+	return out
+}
+
+// --- Go side ---------------------------------------------------------------
+
+func parseDir(t *testing.T, dir string) []*ast.File {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []*ast.File
+	fset := token.NewFileSet()
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatalf("parse %s: %v", name, err)
+		}
+		files = append(files, f)
+	}
+	return files
+}
+
+// registrations finds functions.HTTP("Name", ...) and
+// functions.CloudEvent("Name", ...) calls in the root package.
+func registrations(t *testing.T) map[string]string {
+	t.Helper()
+	regs := map[string]string{}
+	for _, f := range parseDir(t, root) {
+		alias := ""
+		for _, imp := range f.Imports {
+			if p, _ := strconv.Unquote(imp.Path.Value); p == functionsFrameworkImport {
+				alias = "functions"
+				if imp.Name != nil {
+					alias = imp.Name.Name
+				}
+			}
+		}
+		if alias == "" {
+			continue
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) == 0 {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok {
+				return true
+			}
+			if x, ok := sel.X.(*ast.Ident); !ok || x.Name != alias || (sel.Sel.Name != "HTTP" && sel.Sel.Name != "CloudEvent") {
+				return true
+			}
+			if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				name, _ := strconv.Unquote(lit.Value)
+				regs[name] = sel.Sel.Name
+			}
+			return true
+		})
+	}
+	return regs
+}
+
+type envVar struct {
+	name     string
+	required bool
+}
+
+// configStructs reads the env tags of every struct in shared/config,
+// following embedded structs (Common, Store, Calendar).
+func configStructs(t *testing.T) map[string][]envVar {
+	t.Helper()
+	types := map[string]*ast.StructType{}
+	for _, f := range parseDir(t, filepath.Join(root, "shared", "config")) {
+		ast.Inspect(f, func(n ast.Node) bool {
+			if ts, ok := n.(*ast.TypeSpec); ok {
+				if st, ok := ts.Type.(*ast.StructType); ok {
+					types[ts.Name.Name] = st
+				}
+			}
+			return true
+		})
+	}
+	var flatten func(name string, seen map[string]bool) []envVar
+	flatten = func(name string, seen map[string]bool) []envVar {
+		st, ok := types[name]
+		if !ok || seen[name] {
+			return nil
+		}
+		seen[name] = true
+		var vars []envVar
+		for _, field := range st.Fields.List {
+			if len(field.Names) == 0 { // embedded
+				typ := field.Type
+				if star, ok := typ.(*ast.StarExpr); ok {
+					typ = star.X
+				}
+				if id, ok := typ.(*ast.Ident); ok {
+					vars = append(vars, flatten(id.Name, seen)...)
+				}
+				continue
+			}
+			if field.Tag == nil {
+				continue
+			}
+			tag, _ := strconv.Unquote(field.Tag.Value)
+			env, ok := reflect.StructTag(tag).Lookup("env")
+			if !ok {
+				continue
+			}
+			parts := strings.Split(env, ",")
+			v := envVar{name: strings.TrimSpace(parts[0])}
+			for _, opt := range parts[1:] {
+				if strings.TrimSpace(opt) == "required" {
+					v.required = true
+				}
+			}
+			if v.name != "" {
+				vars = append(vars, v)
+			}
+		}
+		return vars
+	}
+	out := map[string][]envVar{}
+	for name := range types {
+		if vars := flatten(name, map[string]bool{}); len(vars) > 0 {
+			out[name] = vars
+		}
+	}
+	return out
+}
+
+// logNames reads the Key* (field names) and Event* (event values) constants
+// of shared/logging.
+func logNames(t *testing.T) (fields, events map[string]bool) {
+	t.Helper()
+	fields, events = map[string]bool{}, map[string]bool{}
+	for _, f := range parseDir(t, filepath.Join(root, "shared", "logging")) {
+		for _, d := range f.Decls {
+			gd, ok := d.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, name := range vs.Names {
+					if i >= len(vs.Values) {
+						continue
+					}
+					lit, ok := vs.Values[i].(*ast.BasicLit)
+					if !ok || lit.Kind != token.STRING {
+						continue
+					}
+					v, _ := strconv.Unquote(lit.Value)
+					switch {
+					case strings.HasPrefix(name.Name, "Key"):
+						fields[v] = true
+					case strings.HasPrefix(name.Name, "Event"):
+						events[v] = true
+					}
+				}
+			}
+		}
+	}
+	if len(fields) == 0 || len(events) == 0 {
+		t.Fatal("found no Key*/Event* string constants in shared/logging")
+	}
+	return fields, events
+}
+
+// --- Tests -----------------------------------------------------------------
+
+func TestEntryPointsRegistered(t *testing.T) {
+	m := loadModule(t)
+	regs := registrations(t)
+
+	// A function that a push subscription (or an Eventarc trigger) calls
+	// receives Pub/Sub messages: it must be a CloudEvent function (the
+	// Functions Framework turns a push request into a CloudEvent). The others
+	// are plain HTTP.
+	pushed := map[string]bool{}
+	for _, s := range m.resources("resource", "google_pubsub_subscription") {
+		for _, pc := range s.children("push_config") {
+			if e, ok := pc.attr("push_endpoint"); ok {
+				for _, match := range regexp.MustCompile(`google_cloudfunctions2_function\.([A-Za-z0-9_-]+)\.`).FindAllStringSubmatch(e.raw(), -1) {
+					pushed[match[1]] = true
+				}
+			}
+		}
+	}
+
+	for _, f := range m.functions(t) {
+		want := "HTTP"
+		if _, ok := f.block.child("event_trigger"); ok || pushed[f.block.Labels[1]] {
+			want = "CloudEvent"
+		}
+		got, ok := regs[f.entryPoint]
+		switch {
+		case !ok:
+			t.Errorf("%s: entry point %q is not registered in the root package: add functions.%s(%q, ...) to a .go file at the module root (found: %v)",
+				f.block.addr(), f.entryPoint, want, f.entryPoint, sortedKeys(regs))
+		case got != want:
+			t.Errorf("%s: entry point %q is registered with functions.%s, but its trigger needs functions.%s", f.block.addr(), f.entryPoint, got, want)
+		}
+	}
+}
+
+// leftToDefault are config variables Terraform deliberately does not set.
+var leftToDefault = map[string]string{
+	"CALENDAR_ENDPOINT": "Google's endpoint in production; the emulator only in development",
+	"OAUTH_TOKEN_URL":   "Google's token endpoint",
+	"OAUTH_AUTH_URL":    "Google's consent page",
+}
+
+func TestEnvironmentMatchesConfig(t *testing.T) {
+	m := loadModule(t)
+	structs := configStructs(t)
+	for _, f := range m.functions(t) {
+		vars, ok := structs[f.entryPoint]
+		if !ok {
+			t.Errorf("%s: no config struct %s with env tags in shared/config", f.block.addr(), f.entryPoint)
+			continue
+		}
+		known := map[string]bool{}
+		for _, v := range vars {
+			known[v.name] = true
+			if v.required && f.env[v.name] == "" {
+				t.Errorf("%s: required %s (config.%s) is not set in environment_variables or secret_environment_variables", f.block.addr(), v.name, f.entryPoint)
+			}
+		}
+		for _, v := range vars {
+			if f.env[v.name] == "" && leftToDefault[v.name] == "" {
+				// Not a failure (the code's default applies), but the
+				// deployment may want to set it: say so in the test log.
+				t.Logf("NOTE: %s leaves %s (config.%s) to the code's default; set it in functions.tf or add it to leftToDefault", f.block.addr(), v.name, f.entryPoint)
+			}
+		}
+		for _, name := range sortedKeys(f.env) {
+			if !known[name] {
+				t.Errorf("%s: sets %s, which config.%s does not read (no env:%q tag)", f.block.addr(), name, f.entryPoint, name)
+			}
+			if f.env[name] == "plain" && (strings.Contains(name, "KEYS") || strings.Contains(name, "SECRET")) {
+				t.Errorf("%s: %s is secret material and must come from secret_environment_variables, not environment_variables", f.block.addr(), name)
+			}
+		}
+	}
+}
+
+var (
+	jsonPayloadRE = regexp.MustCompile(`jsonPayload\.([A-Za-z_][A-Za-z0-9_]*)`)
+	// jsonPayload.event compared with something: only ="value" is understood.
+	eventCompareRE = regexp.MustCompile(`jsonPayload\.event\s*([=:!<>~]+)\s*(\\?"([^"\\]*)\\?")?`)
+)
+
+func TestLogFiltersMatchCode(t *testing.T) {
+	fields, events := logNames(t)
+	files, _ := filepath.Glob("*.tf")
+	tpls, _ := filepath.Glob("*.tftpl")
+	pendingUsed := map[string]bool{}
+	for _, name := range append(files, tpls...) {
+		src, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(src), "\n") {
+			pos := fmt.Sprintf("%s:%d", name, i+1)
+			for _, match := range jsonPayloadRE.FindAllStringSubmatch(line, -1) {
+				field := match[1]
+				if _, ok := pendingLogFields[field]; ok {
+					pendingUsed[field] = true
+					continue
+				}
+				if fields[field] {
+					continue
+				}
+				t.Errorf("%s: jsonPayload.%s is not a log field the code writes (no Key* constant %q in shared/logging/fields.go)", pos, field, field)
+			}
+			for _, match := range eventCompareRE.FindAllStringSubmatch(line, -1) {
+				if match[1] != "=" || match[2] == "" {
+					t.Errorf("%s: compare jsonPayload.event only as jsonPayload.event=\"value\" so this test can check the value (found %q)", pos, match[0])
+					continue
+				}
+				if !events[match[3]] {
+					t.Errorf("%s: jsonPayload.event=%q is not an event the code logs (no Event* constant %q in shared/logging/fields.go)", pos, match[3], match[3])
+				}
+			}
+		}
+	}
+	for _, field := range sortedKeys(pendingUsed) {
+		if fields[field] {
+			t.Logf("pending log field %q is now in shared/logging/fields.go: remove it from pendingLogFields", field)
+		} else {
+			t.Logf("PENDING: the code must log jsonPayload.%s (%s)", field, pendingLogFields[field])
+		}
+	}
+}
+
+type requiredIndex struct {
+	Collection string `json:"collection"`
+	QueryScope string `json:"queryScope,omitempty"`
+	Fields     []struct {
+		Field string `json:"field"`
+		Order string `json:"order,omitempty"`
+		Array string `json:"arrayConfig,omitempty"`
+	} `json:"fields"`
+}
+
+func (ix requiredIndex) String() string {
+	var parts []string
+	for _, f := range ix.Fields {
+		parts = append(parts, f.Field+" "+f.Order+f.Array)
+	}
+	scope := ix.QueryScope
+	if scope == "" {
+		scope = "COLLECTION"
+	}
+	return fmt.Sprintf("%s (%s) [%s]", ix.Collection, scope, strings.Join(parts, ", "))
+}
+
+func TestFirestoreIndexes(t *testing.T) {
+	path := filepath.Join(root, "shared", "store", "indexes.json")
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		t.Skipf("%s does not exist: no required indexes declared", path)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var required []requiredIndex
+	if err := json.Unmarshal(data, &required); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	m := loadModule(t)
+	have := map[string]string{}
+	for _, b := range m.resources("resource", "google_firestore_index") {
+		var ix requiredIndex
+		ix.Collection, _ = b.literal("collection")
+		ix.QueryScope, _ = b.literal("query_scope")
+		for _, fb := range b.children("fields") {
+			var f struct {
+				Field string `json:"field"`
+				Order string `json:"order,omitempty"`
+				Array string `json:"arrayConfig,omitempty"`
+			}
+			f.Field, _ = fb.literal("field_path")
+			f.Order, _ = fb.literal("order")
+			f.Array, _ = fb.literal("array_config")
+			ix.Fields = append(ix.Fields, f)
+		}
+		have[ix.String()] = b.addr()
+	}
+	for _, ix := range required {
+		if _, ok := have[ix.String()]; !ok {
+			t.Errorf("no google_firestore_index for %s (required by %s); have: %v", ix, path, sortedKeys(have))
+		}
+	}
+}
+
+// logMetrics reads the log-based metric definitions (local.counter_metrics
+// and local.distribution_metrics): metric key -> its label keys.
+func (m *module) logMetrics(t *testing.T) map[string]map[string]bool {
+	t.Helper()
+	metrics := map[string]map[string]bool{}
+	for _, local := range []string{"counter_metrics", "distribution_metrics"} {
+		e, ok := m.locals[local]
+		if !ok {
+			t.Fatalf("local.%s is not defined", local)
+		}
+		obj, ok := e.Expression.(*hclsyntax.ObjectConsExpr)
+		if !ok {
+			t.Fatalf("%s: local.%s must be an object constructor", e.pos(), local)
+		}
+		for _, item := range obj.Items {
+			key := hcl.ExprAsKeyword(item.KeyExpr)
+			if key == "" {
+				t.Fatalf("%s: local.%s: metric keys must be bare names", e.pos(), local)
+			}
+			if metrics[key] != nil {
+				t.Errorf("log-based metric %q is defined twice", key)
+			}
+			labels := map[string]bool{}
+			if def, ok := item.ValueExpr.(*hclsyntax.ObjectConsExpr); ok {
+				for _, field := range def.Items {
+					if hcl.ExprAsKeyword(field.KeyExpr) != "labels" {
+						continue
+					}
+					keys, err := m.objectKeys(tfExpr{field.ValueExpr, e.file})
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, k := range keys {
+						labels[k] = true
+					}
+				}
+			}
+			metrics[key] = labels
+		}
+	}
+	return metrics
+}
+
+var (
+	tfMetricRE    = regexp.MustCompile(`local\.metric_type\["([A-Za-z0-9_]+)"\]`)
+	tplMetricRE   = regexp.MustCompile(`\$\{metric\.([A-Za-z0-9_]+)\}`)
+	metricLabelRE = regexp.MustCompile(`metric\.labels?\.([A-Za-z0-9_]+)`)
+	tplVarRE      = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)`)
+)
+
+func TestMetricReferences(t *testing.T) {
+	m := loadModule(t)
+	metrics := m.logMetrics(t)
+
+	// checkLabels: a filter or group-by naming metric labels of a log-based
+	// metric must name labels that metric has.
+	checkLabels := func(where, metric string, text ...string) {
+		labels, ok := metrics[metric]
+		if !ok {
+			t.Errorf("%s names log-based metric %q, which is not in local.counter_metrics or local.distribution_metrics", where, metric)
+			return
+		}
+		for _, s := range text {
+			for _, match := range metricLabelRE.FindAllStringSubmatch(s, -1) {
+				if !labels[match[1]] {
+					t.Errorf("%s uses label %q of log-based metric %q, which has labels %v", where, match[1], metric, sortedKeys(labels))
+				}
+			}
+		}
+	}
+
+	// Alerts (one filter a line).
+	for _, f := range m.files {
+		for i, line := range strings.Split(string(f.src), "\n") {
+			for _, match := range tfMetricRE.FindAllStringSubmatch(line, -1) {
+				checkLabels(fmt.Sprintf("%s:%d", f.name, i+1), match[1], line)
+			}
+		}
+	}
+
+	// Dashboard: valid JSON, every chart's metric and group-by labels exist,
+	// every template variable is passed by templatefile().
+	src, err := os.ReadFile("dashboard.json.tftpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash any
+	if err := json.Unmarshal(src, &dash); err != nil {
+		t.Fatalf("dashboard.json.tftpl is not valid JSON: %v", err)
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case map[string]any:
+			if tsf, ok := x["timeSeriesFilter"].(map[string]any); ok {
+				filter, _ := tsf["filter"].(string)
+				var texts []string
+				texts = append(texts, filter)
+				if agg, ok := tsf["aggregation"].(map[string]any); ok {
+					if gb, ok := agg["groupByFields"].([]any); ok {
+						for _, g := range gb {
+							s, _ := g.(string)
+							texts = append(texts, s)
+						}
+					}
+				}
+				for _, match := range tplMetricRE.FindAllStringSubmatch(filter, -1) {
+					checkLabels("dashboard.json.tftpl "+strconv.Quote(filter), match[1], texts...)
+				}
+			}
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(dash)
+
+	var passed []string
+	for _, d := range m.resources("resource", "google_monitoring_dashboard") {
+		e, ok := d.attr("dashboard_json")
+		call, isCall := e.Expression.(*hclsyntax.FunctionCallExpr)
+		if !ok || !isCall || call.Name != "templatefile" || len(call.Args) != 2 {
+			t.Fatalf("%s: dashboard_json must be templatefile(\"dashboard.json.tftpl\", {...})", d.addr())
+		}
+		keys, err := m.objectKeys(tfExpr{call.Args[1], e.file})
+		if err != nil {
+			t.Fatal(err)
+		}
+		passed = append(passed, keys...)
+	}
+	for _, match := range tplVarRE.FindAllStringSubmatch(string(src), -1) {
+		if !slices.Contains(passed, match[1]) {
+			t.Errorf("dashboard.json.tftpl uses ${%s...}, which templatefile() does not pass (it passes %v)", match[1], passed)
+		}
+	}
+}
+
+func TestTimeoutsAndRuntime(t *testing.T) {
+	m := loadModule(t)
+	num := func(b tfBlock, path ...string) int {
+		t.Helper()
+		for _, p := range path[:len(path)-1] {
+			c, ok := b.child(p)
+			if !ok {
+				t.Fatalf("%s: no %s block", b.addr(), p)
+			}
+			b = c
+		}
+		s, ok := b.literal(path[len(path)-1])
+		if !ok {
+			t.Fatalf("%s: %s must be a literal", b.addr(), strings.Join(path, "."))
+		}
+		n, err := strconv.Atoi(strings.TrimSuffix(s, "s"))
+		if err != nil {
+			t.Fatalf("%s: %s = %q: %v", b.addr(), strings.Join(path, "."), s, err)
+		}
+		return n
+	}
+	fns := map[string]tfBlock{}
+	for _, b := range m.resources("resource", "google_cloudfunctions2_function") {
+		fns[b.Labels[1]] = b
+	}
+	// A pushed function must finish before Pub/Sub redelivers its message.
+	for _, s := range m.resources("resource", "google_pubsub_subscription") {
+		pc, ok := s.child("push_config")
+		if !ok {
+			continue
+		}
+		e, _ := pc.attr("push_endpoint")
+		for name, fn := range fns {
+			if strings.Contains(e.raw(), "google_cloudfunctions2_function."+name+".") {
+				if timeout, ack := num(fn, "service_config", "timeout_seconds"), num(s, "ack_deadline_seconds"); timeout >= ack {
+					t.Errorf("%s: timeout %ds is not below %s's ack deadline %ds: Pub/Sub would redeliver running syncs", fn.addr(), timeout, s.addr(), ack)
+				}
+			}
+		}
+	}
+	// A scheduled function should not outlive the scheduler's attempt.
+	for _, j := range m.resources("resource", "google_cloud_scheduler_job") {
+		ht, ok := j.child("http_target")
+		if !ok {
+			continue
+		}
+		e, _ := ht.attr("uri")
+		for name, fn := range fns {
+			if strings.Contains(e.raw(), "google_cloudfunctions2_function."+name+".") {
+				if timeout, deadline := num(fn, "service_config", "timeout_seconds"), num(j, "attempt_deadline"); timeout > deadline {
+					t.Errorf("%s: timeout %ds exceeds %s's attempt deadline %ds", fn.addr(), timeout, j.addr(), deadline)
+				}
+			}
+		}
+	}
+
+	// The runtime default follows go.mod's go directive (go 1.26.x -> go126).
+	gomod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	match := regexp.MustCompile(`(?m)^go (\d+)\.(\d+)`).FindSubmatch(gomod)
+	if match == nil {
+		t.Fatal("go.mod has no go directive")
+	}
+	want := "go" + string(match[1]) + string(match[2])
+	for _, v := range m.blocks {
+		if v.Type == "variable" && v.Labels[0] == "go_runtime" {
+			if got, _ := v.literal("default"); got != want {
+				t.Errorf("variable go_runtime defaults to %q, but go.mod says %s: want %q", got, match[0], want)
+			}
+			return
+		}
+	}
+	t.Error("variable go_runtime is not declared")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return slices.Clip(keys)
+}
