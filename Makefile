@@ -2,14 +2,18 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: test ci check vet fmt-check unit fuzz bench
+.PHONY: test ci check vet fmt-check fuzz bench run terraform-check
 
 ## test: format and vet checks, then every test with the race detector (starts the emulators itself)
 test: check
 	$(GO) test -race -timeout 25m $(PKGS)
 
-## ci: what .ci/run runs
-ci: test
+## ci: what .ci/run runs: the tests, then terraform fmt -check and tflint
+ci: test terraform-check
+
+## terraform-check: terraform fmt -check and tflint (built from the Go module proxy on first use)
+terraform-check:
+	bash .ci/terraform-checks.sh
 
 check: fmt-check vet
 
