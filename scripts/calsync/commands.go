@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/mail"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/calsync/calsync/functions/renewchannels"
+	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/store"
+)
+
+func cmdWatch(ctx context.Context, c *cli, args []string) error {
+	fs := c.flagSet("watch")
+	calID := fs.String("calendar", "", "calendar id to watch (required), e.g. someone@example.com")
+	cred := fs.String("credential", "", "read it with this stored credential (from 'calsync connect')")
+	subject := fs.String("subject", "", "read it by domain-wide delegation as this Workspace user")
+	noSync := fs.Bool("no-sync", false, "do not ask for the first full sync")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if strings.TrimSpace(*calID) == "" {
+		return usagef("--calendar is required")
+	}
+	if *cred != "" && *subject != "" {
+		return usagef("give --credential or --subject, not both")
+	}
+	if *subject != "" {
+		if _, err := mail.ParseAddress(*subject); err != nil {
+			return usagef("--subject %q is not an email address", *subject)
+		}
+	}
+	cal := store.Calendar{CalendarID: *calID, AuthMode: store.AuthADC}
+	switch {
+	case *cred != "":
+		cal.AuthMode, cal.CredentialID = store.AuthOAuth, *cred
+	case *subject != "":
+		cal.AuthMode, cal.Subject = store.AuthDelegation, *subject
+	}
+	cfg, err := c.renewConfig(ctx)
+	if err != nil {
+		return err
+	}
+	r, parts, err := c.renewer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if cal.AuthMode == store.AuthOAuth {
+		cr, err := store.GetCredential(ctx, r.FS, cal.CredentialID)
+		if err != nil {
+			return fmt.Errorf("--credential %s: %w", cal.CredentialID, err)
+		}
+		if cr.Status == store.StatusAuthRevoked {
+			return fmt.Errorf("--credential %s was revoked; run 'calsync connect' again", cal.CredentialID)
+		}
+	}
+	now := time.Now().UTC()
+	key, err := store.RegisterCalendar(ctx, r.FS, cal, now)
+	if err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	cal.Status = store.StatusActive
+	fmt.Fprintf(c.stderr, "registered %s (key %s, auth %s)\n", cal.CalendarID, key, cal.AuthMode)
+	chans, err := store.ChannelsOfCalendar(ctx, r.FS, key)
+	if err != nil {
+		return err
+	}
+	out, err := parts.Channels.Ensure(ctx, key, &cal, chans, cfg.RenewBefore)
+	if err != nil {
+		switch {
+		case calclient.IsNotFound(err):
+			_ = store.SetCalendarStatus(ctx, r.FS, key, store.StatusNotFound, "watch: calendar not found or not visible", time.Now().UTC())
+			return fmt.Errorf("calendar %s is not visible to %s (status set to not_found): %w", cal.CalendarID, calclient.Identity(cal), err)
+		case calclient.IsAuthRevoked(err):
+			_ = parts.Revoker.Revoked(ctx, cal, err)
+			return fmt.Errorf("the grant of %s is revoked (status auth_revoked); run 'calsync connect' again: %w", calclient.Identity(cal), err)
+		}
+		return err
+	}
+	if out.Busy {
+		fmt.Fprintln(c.stderr, "another run is creating this calendar's channel right now; it will be live shortly")
+	}
+	live, _ := store.ChannelsOfCalendar(ctx, r.FS, key)
+	for _, ch := range live {
+		if ch.State == store.ChannelActive {
+			fmt.Fprintf(c.stdout, "watching %s: channel %s, expires %s\n", cal.CalendarID, ch.ChannelID, ch.Expiration.Format(time.RFC3339))
+		}
+	}
+	if *noSync {
+		return nil
+	}
+	if err := renewchannels.Ask(ctx, r.Publisher, key, messages.StateFullResync, time.Now()); err != nil {
+		return fmt.Errorf("ask for the first full sync: %w", err)
+	}
+	fmt.Fprintf(c.stdout, "asked for a full sync of %s\n", cal.CalendarID)
+	return nil
+}
+
+func cmdUnwatch(ctx context.Context, c *cli, args []string) error {
+	fs := c.flagSet("unwatch")
+	calID := fs.String("calendar", "", "calendar id to stop watching (required)")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if strings.TrimSpace(*calID) == "" {
+		return usagef("--calendar is required")
+	}
+	cfg, err := c.renewConfig(ctx)
+	if err != nil {
+		return err
+	}
+	r, parts, err := c.renewer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	key := store.CalendarKey(*calID)
+	cal, err := store.RegisteredCalendar(ctx, r.FS, key)
+	if err != nil {
+		return fmt.Errorf("calendar %s: %w", *calID, err)
+	}
+	if err := store.SetCalendarStatus(ctx, r.FS, key, store.StatusUnwatched, "unwatched by an operator", time.Now().UTC()); err != nil {
+		return err
+	}
+	n, err := parts.Channels.StopCalendar(ctx, cal, "unwatch")
+	fmt.Fprintf(c.stdout, "unwatched %s: %d channel(s) stopped\n", *calID, n)
+	if err != nil {
+		return fmt.Errorf("some channels could not be stopped (the next renewal run retries): %w", err)
+	}
+	return nil
+}
+
+// listRow is one calendar in 'calsync list'.
+type listRow struct {
+	CalendarID    string    `json:"calendarId"`
+	CalendarKey   string    `json:"calendarKey"`
+	Status        string    `json:"status"`
+	StatusReason  string    `json:"statusReason,omitempty"`
+	AuthMode      string    `json:"authMode"`
+	ChannelID     string    `json:"channelId,omitempty"`
+	ChannelExpiry time.Time `json:"channelExpiry,omitzero"`
+	LastSyncedAt  time.Time `json:"lastSyncedAt,omitzero"`
+	EventCount    int64     `json:"eventCount"`
+}
+
+func cmdList(ctx context.Context, c *cli, args []string) error {
+	fs := c.flagSet("list")
+	asJSON := fs.Bool("json", false, "print JSON")
+	status := fs.String("status", "", "only calendars with this status (active, auth_revoked, not_found, error, unwatched)")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	switch *status {
+	case "", store.StatusActive, store.StatusAuthRevoked, store.StatusNotFound, store.StatusError, store.StatusUnwatched:
+	default:
+		return usagef("--status %q is not one of active, auth_revoked, not_found, error, unwatched", *status)
+	}
+	cfg, err := c.basicConfig(ctx)
+	if err != nil {
+		return err
+	}
+	fsc, err := c.firestore(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
+	if err != nil {
+		return err
+	}
+	cals, err := store.AllCalendars(ctx, fsc)
+	if err != nil {
+		return err
+	}
+	open, err := store.ChannelsInStates(ctx, fsc, store.ChannelActive)
+	if err != nil {
+		return err
+	}
+	best := map[string]store.Channel{}
+	for _, ch := range open {
+		if b, ok := best[ch.CalendarKey]; !ok || ch.Expiration.After(b.Expiration) {
+			best[ch.CalendarKey] = ch
+		}
+	}
+	rows := []listRow{}
+	for key, cal := range cals {
+		if *status != "" && cal.Status != *status {
+			continue
+		}
+		row := listRow{CalendarID: cal.CalendarID, CalendarKey: key, Status: cal.Status, StatusReason: cal.StatusReason,
+			AuthMode: cal.AuthMode, LastSyncedAt: cal.LastSyncedAt, EventCount: cal.EventCount}
+		if ch, ok := best[key]; ok && ch.Expiration.After(time.Now()) {
+			row.ChannelID, row.ChannelExpiry = ch.ChannelID, ch.Expiration
+		}
+		rows = append(rows, row)
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].CalendarID < rows[j].CalendarID })
+	if *asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CALENDAR\tSTATUS\tAUTH\tCHANNEL EXPIRES\tLAST SYNC\tEVENTS")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", r.CalendarID, r.Status, r.AuthMode, when(r.ChannelExpiry, "none"), when(r.LastSyncedAt, "never"), r.EventCount)
+	}
+	return tw.Flush()
+}
+
+func when(t time.Time, zero string) string {
+	if t.IsZero() {
+		return zero
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+func cmdResync(ctx context.Context, c *cli, args []string) error {
+	fs := c.flagSet("resync")
+	calID := fs.String("calendar", "", "calendar id to sync")
+	all := fs.Bool("all", false, "every active calendar")
+	full := fs.Bool("full", false, "full resync: drop the sync token and list everything again")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if (*calID == "") == !*all {
+		return usagef("give --calendar ID or --all")
+	}
+	cfg, err := c.basicConfig(ctx)
+	if err != nil {
+		return err
+	}
+	state := messages.StateReconcile
+	if *full {
+		state = messages.StateFullResync
+	}
+	pub, err := c.publisher(ctx, cfg.ProjectID, cfg.NotificationsTopic)
+	if err != nil {
+		return err
+	}
+	fsc, err := c.firestore(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
+	if err != nil {
+		return err
+	}
+	var keys []string
+	if *all {
+		cals, err := store.ActiveCalendars(ctx, fsc)
+		if err != nil {
+			return err
+		}
+		for k := range cals {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+	} else {
+		key := store.CalendarKey(*calID)
+		cal, err := store.RegisteredCalendar(ctx, fsc, key)
+		if err != nil {
+			return fmt.Errorf("calendar %s: %w (watch it first)", *calID, err)
+		}
+		if cal.Status != store.StatusActive {
+			return fmt.Errorf("calendar %s has status %s; only active calendars sync", *calID, cal.Status)
+		}
+		keys = []string{key}
+	}
+	p := newProgress(c, "resync", len(keys))
+	var errs []error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for _, k := range keys {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := renewchannels.Ask(ctx, pub, k, state, time.Now())
+			mu.Lock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", k, err))
+			}
+			mu.Unlock()
+			p.step()
+		}()
+	}
+	wg.Wait()
+	p.done()
+	fmt.Fprintf(c.stdout, "asked for %s of %d calendar(s)\n", state, len(keys)-len(errs))
+	return errors.Join(errs...)
+}
+
+func cmdRenew(ctx context.Context, c *cli, args []string) error {
+	fs := c.flagSet("renew")
+	asJSON := fs.Bool("json", false, "print the summary as JSON")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := c.renewConfig(ctx)
+	if err != nil {
+		return err
+	}
+	r, _, err := c.renewer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	var p *progress
+	r.Progress = func(done, total int) {
+		if p == nil {
+			p = newProgress(c, "renew", total)
+		}
+		p.set(done)
+	}
+	sum, err := r.Run(ctx)
+	if p != nil {
+		p.done()
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(c.stdout).Encode(sum)
+	}
+	fmt.Fprintf(c.stdout, "renewed %d, created %d, stopped %d, reconciles %d, failed %d, expiring soon %d (closed %d expired records, %d calendars busy in another run; %d calendars, %s)\n",
+		sum.Renewed, sum.Created, sum.Stopped, sum.Reconciles, sum.Failed, sum.ExpiringSoon, sum.Expired, sum.Busy, sum.Calendars,
+		(time.Duration(sum.DurationMs) * time.Millisecond).String())
+	if sum.Failed > 0 {
+		return fmt.Errorf("%d failure(s); run with -v for details", sum.Failed)
+	}
+	return nil
+}
+
+// progress prints "name: done/total" on stderr at most twice a second.
+type progress struct {
+	c           *cli
+	name        string
+	total, n    int
+	last        time.Time
+	mu          sync.Mutex
+	printedOnce bool
+}
+
+func newProgress(c *cli, name string, total int) *progress {
+	return &progress{c: c, name: name, total: total}
+}
+
+func (p *progress) step() {
+	p.mu.Lock()
+	p.n++
+	n := p.n
+	p.mu.Unlock()
+	p.set(n)
+}
+
+func (p *progress) set(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n = n
+	if time.Since(p.last) < 500*time.Millisecond && n < p.total {
+		return
+	}
+	p.last = time.Now()
+	p.printedOnce = true
+	fmt.Fprintf(p.c.stderr, "\r%s: %d/%d calendars", p.name, n, p.total)
+}
+
+func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.printedOnce {
+		fmt.Fprintln(p.c.stderr)
+	}
+}

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"runtime"
+	"time"
+
+	"golang.org/x/oauth2"
+	"google.golang.org/api/option"
+
+	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/credentials"
+	"google.golang.org/api/calendar/v3"
+)
+
+// connectOptions drive the OAuth loopback flow.
+type connectOptions struct {
+	OAuth     *oauth2.Config // ClientID, ClientSecret, Endpoint, Scopes; RedirectURL is set here
+	LoginHint string
+	// CalendarEndpoint (the emulator) is where the user's primary calendar is
+	// read to learn the user's email; empty: Google.
+	CalendarEndpoint string
+	Timeout          time.Duration
+	// Open is given the consent URL (print it, open a browser, or, in tests,
+	// follow it).
+	Open func(url string) error
+	// Progress receives human-readable status lines.
+	Progress io.Writer
+}
+
+// connectResult is what a successful flow yields.
+type connectResult struct {
+	Email        string
+	RefreshToken string
+}
+
+// connectFlow runs the loopback flow: listen on 127.0.0.1:0, send the user to
+// the consent URL (access_type=offline, prompt=consent, PKCE S256, a random
+// state), receive the code on the loopback address, exchange it, and read the
+// user's primary calendar id (their email) with the new token.
+func connectFlow(ctx context.Context, o connectOptions) (connectResult, error) {
+	var res connectResult
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return res, fmt.Errorf("listen on loopback: %w", err)
+	}
+	defer ln.Close()
+	cfg := *o.OAuth
+	cfg.RedirectURL = "http://" + ln.Addr().String() + "/callback"
+	state := randomString()
+	verifier := oauth2.GenerateVerifier()
+
+	type answer struct {
+		code string
+		err  error
+	}
+	got := make(chan answer, 1)
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/callback" {
+			http.NotFound(w, r)
+			return
+		}
+		q := r.URL.Query()
+		var a answer
+		switch {
+		case q.Get("state") != state:
+			a.err = errors.New("the authorization answer carries a wrong state (not from this flow)")
+		case q.Get("error") != "":
+			a.err = fmt.Errorf("authorization refused: %s", q.Get("error"))
+		case q.Get("code") == "":
+			a.err = errors.New("authorization answer without a code")
+		default:
+			a.code = q.Get("code")
+		}
+		if a.err != nil {
+			http.Error(w, html.EscapeString(a.err.Error()), http.StatusBadRequest)
+		} else {
+			fmt.Fprintln(w, "calsync: authorized. You can close this window.")
+		}
+		select {
+		case got <- a:
+		default:
+		}
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	opts := []oauth2.AuthCodeOption{oauth2.AccessTypeOffline, oauth2.ApprovalForce, oauth2.S256ChallengeOption(verifier)}
+	if o.LoginHint != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("login_hint", o.LoginHint))
+	}
+	authURL := cfg.AuthCodeURL(state, opts...)
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, "Open this URL in a browser and grant access:\n\n  %s\n\nWaiting for the answer on %s ...\n", authURL, cfg.RedirectURL)
+	}
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	openErr := make(chan error, 1)
+	go func() { openErr <- o.Open(authURL) }()
+	var a answer
+	select {
+	case a = <-got:
+	case err := <-openErr:
+		if err != nil {
+			return res, fmt.Errorf("open consent URL: %w", err)
+		}
+		select {
+		case a = <-got:
+		case <-ctx.Done():
+			return res, fmt.Errorf("no authorization answer within %s", timeout)
+		}
+	case <-ctx.Done():
+		return res, fmt.Errorf("no authorization answer within %s", timeout)
+	}
+	if a.err != nil {
+		return res, a.err
+	}
+	tok, err := cfg.Exchange(ctx, a.code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		return res, fmt.Errorf("exchange the code: %w", err)
+	}
+	if tok.RefreshToken == "" {
+		return res, errors.New("no refresh token in the answer (remove the app's access in the Google account and connect again)")
+	}
+	copts := []option.ClientOption{option.WithTokenSource(cfg.TokenSource(ctx, tok))}
+	if o.CalendarEndpoint != "" {
+		copts = append(copts, option.WithEndpoint(calclientEndpoint(o.CalendarEndpoint)))
+	}
+	svc, err := calendar.NewService(ctx, copts...)
+	if err != nil {
+		return res, err
+	}
+	primary, err := svc.CalendarList.Get("primary").Context(ctx).Do()
+	if err != nil {
+		return res, fmt.Errorf("read the user's primary calendar: %w", err)
+	}
+	return connectResult{Email: primary.Id, RefreshToken: tok.RefreshToken}, nil
+}
+
+func calclientEndpoint(base string) string {
+	for len(base) > 0 && base[len(base)-1] == '/' {
+		base = base[:len(base)-1]
+	}
+	if len(base) >= len("/calendar/v3") && base[len(base)-len("/calendar/v3"):] == "/calendar/v3" {
+		return base + "/"
+	}
+	return base + "/calendar/v3/"
+}
+
+func randomString() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// openBrowser tries the desktop's URL opener; failing is fine (the URL was printed).
+func openBrowser(url string) error {
+	var cmd *exec.Cmd
+	switch runtime.GOOS {
+	case "darwin":
+		cmd = exec.Command("open", url)
+	case "windows":
+		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", url)
+	default:
+		cmd = exec.Command("xdg-open", url)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil
+	}
+	go cmd.Wait()
+	return nil
+}
+
+func cmdConnect(ctx context.Context, c *cli, args []string) error {
+	fs := c.flagSet("connect")
+	hint := fs.String("login-hint", "", "email of the account to connect (preselects it on the consent page)")
+	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait for the browser's answer")
+	noBrowser := fs.Bool("no-browser", false, "only print the consent URL")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if *timeout <= 0 {
+		return usagef("--timeout must be positive")
+	}
+	cfg, err := c.renewConfig(ctx)
+	if err != nil {
+		return err
+	}
+	if cfg.OAuthClientID == "" {
+		return errors.New("OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET are needed to connect a user (the OAuth client of type Desktop app)")
+	}
+	_, parts, err := c.renewer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	open := openBrowser
+	if *noBrowser {
+		open = func(string) error { return nil }
+	}
+	return connectAndStore(ctx, connectOptions{
+		OAuth:            calclient.FromConfig(cfg.Calendar, nil).OAuth,
+		LoginHint:        *hint,
+		CalendarEndpoint: cfg.CalendarEndpoint,
+		Timeout:          *timeout,
+		Open:             open,
+		Progress:         c.stderr,
+	}, parts.Credentials, c.stdout)
+}
+
+// connectAndStore runs the flow and stores the token encrypted; it prints the
+// credential id.
+func connectAndStore(ctx context.Context, o connectOptions, store *credentials.Store, out io.Writer) error {
+	res, err := connectFlow(ctx, o)
+	if err != nil {
+		return err
+	}
+	id, err := store.Put(ctx, res.Email, res.RefreshToken)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "connected %s\ncredential %s\n\nwatch a calendar with: calsync watch --calendar %s --credential %s\n", res.Email, id, res.Email, id)
+	return nil
+}

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"golang.org/x/oauth2"
+
+	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/calendaremu"
+	"github.com/calsync/calsync/shared/credentials"
+	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/pubsubx"
+	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+var (
+	tokenKeys = "k1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("t", 32)))
+	credKeys  = "c1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("c", 32)))
+)
+
+func run(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = realMain(context.Background(), args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Setenv("PROJECT_ID", "p")
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{nil, "usage: calsync"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"watch"}, "--calendar is required"},
+		{[]string{"watch", "--calendar", "a@x", "--credential", "c", "--subject", "s@x"}, "not both"},
+		{[]string{"watch", "--calendar", "a@x", "--subject", "not an email"}, "is not an email address"},
+		{[]string{"watch", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"unwatch"}, "--calendar is required"},
+		{[]string{"resync"}, "give --calendar ID or --all"},
+		{[]string{"resync", "--all", "--calendar", "x"}, "give --calendar ID or --all"},
+		{[]string{"list", "--status", "sleepy"}, `--status "sleepy" is not one of`},
+		{[]string{"list", "extra"}, `unexpected argument "extra"`},
+		{[]string{"connect", "--timeout", "-1s"}, "--timeout must be positive"},
+		{[]string{"list", "--state-file", "/nonexistent/state.json"}, "--state-file"},
+	}
+	for _, c := range cases {
+		code, _, stderr := run(c.args...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, stderr, c.want)
+		}
+	}
+	if code, out, _ := run("watch", "-h"); code != 0 || !strings.Contains(out, "-calendar") {
+		t.Errorf("watch -h: %d %q", code, out)
+	}
+	if code, out, _ := run("help"); code != 0 || !strings.Contains(out, "commands:") {
+		t.Errorf("help: %d %q", code, out)
+	}
+}
+
+func TestConfigErrorsNamed(t *testing.T) {
+	t.Setenv("PROJECT_ID", "")
+	t.Setenv("CHANNEL_TOKEN_KEYS", "")
+	t.Setenv("CALSYNC_STATE_FILE", "")
+	code, _, stderr := run("renew")
+	if code != 1 || !strings.Contains(stderr, "missing required value") {
+		t.Errorf("renew without config: %d %q", code, stderr)
+	}
+	bad := filepath.Join(t.TempDir(), "state.json")
+	os.WriteFile(bad, []byte("[1,2]"), 0o600)
+	if code, _, stderr := run("list", "--state-file", bad); code != 2 || !strings.Contains(stderr, "not a JSON object") {
+		t.Errorf("bad state file: %d %q", code, stderr)
+	}
+}
+
+// stack is the emulators and a state file as the devstack writes it.
+type stack struct {
+	emu       *calendaremu.Server
+	base      string
+	project   string
+	stateFile string
+	fs        *firestore.Client
+	ps        *pubsub.Client
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	ctx := context.Background()
+	fsHost := testenv.Firestore(t)
+	psHost := testenv.PubSub(t)
+	project := testenv.ProjectID(t)
+	emu, base := calendaremu.Start(t, calendaremu.Options{})
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	t.Cleanup(hook.Close)
+	ps, err := pubsubx.NewClient(ctx, project, psHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubx.EnsureTopic(ctx, ps, "notifications")
+	if err := pubsubx.EnsureSubscription(ctx, ps, "notifications", "worker", false); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := firestore.NewClient(ctx, project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fs.Close(); ps.Close() })
+	state, _ := json.Marshal(map[string]string{
+		"webhookUrl": hook.URL, "calendarEndpoint": base, "firestoreEmulatorHost": fsHost,
+		"pubsubEmulatorHost": psHost, "projectId": project, "changesTopic": "changes", "notificationsTopic": "notifications",
+	})
+	file := filepath.Join(t.TempDir(), "state.json")
+	if err := os.WriteFile(file, state, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CHANNEL_TOKEN_KEYS", tokenKeys)
+	t.Setenv("CREDENTIAL_KEYS", credKeys)
+	t.Setenv("OAUTH_CLIENT_ID", "calsync-test")
+	t.Setenv("OAUTH_CLIENT_SECRET", "secret")
+	t.Setenv("CALSYNC_STATE_FILE", file)
+	for _, v := range []string{"PROJECT_ID", "WEBHOOK_URL", "CALENDAR_ENDPOINT", "OAUTH_AUTH_URL", "OAUTH_TOKEN_URL", "PUBSUB_EMULATOR_HOST", "NOTIFICATIONS_TOPIC"} {
+		if _, ok := os.LookupEnv(v); ok {
+			t.Setenv(v, "")
+			os.Unsetenv(v)
+		}
+	}
+	return &stack{emu: emu, base: base, project: project, stateFile: file, fs: fs, ps: ps}
+}
+
+func (s *stack) received(t *testing.T, want int) []messages.Notification {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var got []messages.Notification
+	s.ps.Subscriber("worker").Receive(ctx, func(_ context.Context, m *pubsub.Message) {
+		m.Ack()
+		n, _ := messages.ParseNotification(m.Data)
+		mu.Lock()
+		got = append(got, n)
+		if len(got) >= want {
+			cancel()
+		}
+		mu.Unlock()
+	})
+	return got
+}
+
+// The connect flow against the emulator: /authorize answers at once with a
+// code on the loopback address; the code is exchanged (PKCE) and the refresh
+// token stored encrypted.
+func connectAlice(t *testing.T, s *stack) string {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.emu.CreateUser("alice@x.test", ""); err != nil {
+		t.Fatal(err)
+	}
+	ciph, _ := credentials.ParseCipher(credKeys)
+	cs := &credentials.Store{FS: s.fs, Cipher: ciph}
+	var consent string
+	var out bytes.Buffer
+	err := connectAndStore(ctx, connectOptions{
+		OAuth: &oauth2.Config{ClientID: "calsync-test", ClientSecret: "secret", Scopes: []string{calclient.Scope},
+			Endpoint: oauth2.Endpoint{AuthURL: s.base + "/authorize", TokenURL: s.base + "/token"}},
+		LoginHint:        "alice@x.test",
+		CalendarEndpoint: s.base,
+		Timeout:          10 * time.Second,
+		Open: func(u string) error {
+			consent = u
+			resp, err := http.Get(u) // follows the redirect to the loopback callback
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			return nil
+		},
+	}, cs, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"access_type=offline", "prompt=consent", "code_challenge_method=S256", "redirect_uri=http%3A%2F%2F127.0.0.1%3A", "login_hint=alice"} {
+		if !strings.Contains(consent, want) {
+			t.Errorf("consent URL lacks %s: %s", want, consent)
+		}
+	}
+	var id string
+	fmt.Sscanf(strings.Split(out.String(), "\n")[1], "credential %s", &id)
+	if !strings.HasPrefix(out.String(), "connected alice@x.test") || id == "" {
+		t.Fatalf("output %q", out.String())
+	}
+	refresh, err := cs.RefreshToken(ctx, id)
+	if err != nil || !strings.HasPrefix(refresh, "1//") {
+		t.Fatalf("stored token: %v", err)
+	}
+	return id
+}
+
+func TestConnectFlowRejectsForeignState(t *testing.T) {
+	ctx := context.Background()
+	_, base := calendaremu.Start(t, calendaremu.Options{})
+	_, err := connectFlow(ctx, connectOptions{
+		OAuth:   &oauth2.Config{ClientID: "c", ClientSecret: "s", Endpoint: oauth2.Endpoint{AuthURL: base + "/authorize", TokenURL: base + "/token"}},
+		Timeout: 5 * time.Second,
+		Open: func(u string) error {
+			// An attacker's redirect with its own state and code.
+			i := strings.Index(u, "redirect_uri=")
+			redirect := u[i+len("redirect_uri="):]
+			redirect = redirect[:strings.Index(redirect, "&")]
+			redirect = strings.NewReplacer("%3A", ":", "%2F", "/").Replace(redirect)
+			resp, err := http.Get(redirect + "?code=evil&state=forged")
+			if err == nil {
+				resp.Body.Close()
+			}
+			return nil
+		},
+	})
+	if err == nil || !strings.Contains(err.Error(), "wrong state") {
+		t.Fatalf("forged state: %v", err)
+	}
+	_, err = connectFlow(ctx, connectOptions{
+		OAuth:   &oauth2.Config{ClientID: "c", Endpoint: oauth2.Endpoint{AuthURL: base + "/authorize", TokenURL: base + "/token"}},
+		Timeout: 200 * time.Millisecond,
+		Open:    func(string) error { return nil },
+	})
+	if err == nil || !strings.Contains(err.Error(), "no authorization answer") {
+		t.Fatalf("timeout: %v", err)
+	}
+}
+
+func TestCommandsEndToEnd(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	cred := connectAlice(t, s)
+
+	code, out, errOut := run("watch", "--calendar", "alice@x.test", "--credential", cred)
+	if code != 0 || !strings.Contains(out, "watching alice@x.test: channel ") || !strings.Contains(out, "asked for a full sync") {
+		t.Fatalf("watch: %d %q %q", code, out, errOut)
+	}
+	live := 0
+	for _, c := range s.emu.Channels() {
+		if c.Calendar == "alice@x.test" && !c.Stopped && c.User == "alice@x.test" {
+			live++
+		}
+	}
+	if live != 1 {
+		t.Fatalf("live channels at the emulator: %d (%+v)", live, s.emu.Channels())
+	}
+	key := store.CalendarKey("alice@x.test")
+	if got := s.received(t, 1); len(got) != 1 || got[0].ResourceState != messages.StateFullResync || got[0].CalendarKey != key {
+		t.Fatalf("watch published %+v", got)
+	}
+	// Watching again is idempotent: same channel.
+	if code, _, e := run("watch", "--calendar", "alice@x.test", "--credential", cred, "--no-sync"); code != 0 {
+		t.Fatalf("second watch: %s", e)
+	}
+	if n := len(s.emu.Channels()); n != 1 {
+		t.Errorf("second watch made a channel: %d", n)
+	}
+	// Unknown calendar: clear error, status not_found.
+	if code, _, e := run("watch", "--calendar", "nobody@x.test", "--no-sync"); code != 1 || !strings.Contains(e, "not visible") {
+		t.Errorf("unknown calendar: %d %q", code, e)
+	}
+	if code, _, e := run("watch", "--calendar", "b@x.test", "--credential", "cred-nope"); code != 1 || !strings.Contains(e, "cred-nope") {
+		t.Errorf("unknown credential: %d %q", code, e)
+	}
+
+	code, out, _ = run("list", "--json")
+	var rows []listRow
+	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil {
+		t.Fatalf("list: %d %q", code, out)
+	}
+	found := false
+	for _, r := range rows {
+		if r.CalendarID == "alice@x.test" {
+			found = true
+			if r.Status != store.StatusActive || r.ChannelExpiry.IsZero() || r.AuthMode != store.AuthOAuth {
+				t.Errorf("row %+v", r)
+			}
+		}
+	}
+	if !found || len(rows) != 2 {
+		t.Errorf("rows %+v", rows)
+	}
+	if code, out, _ := run("list"); code != 0 || !strings.Contains(out, "CHANNEL EXPIRES") || !strings.Contains(out, "alice@x.test") {
+		t.Errorf("list table: %q", out)
+	}
+
+	if code, out, e := run("resync", "--calendar", "alice@x.test"); code != 0 || !strings.Contains(out, "reconcile of 1") {
+		t.Fatalf("resync: %d %q %q", code, out, e)
+	}
+	if code, out, _ := run("resync", "--all", "--full"); code != 0 || !strings.Contains(out, "full_resync of 1") {
+		t.Fatalf("resync --all: %d %q", code, out)
+	}
+	got := s.received(t, 2)
+	states := map[string]bool{}
+	for _, n := range got {
+		states[n.ResourceState] = n.CalendarKey == key
+	}
+	if !states[messages.StateReconcile] || !states[messages.StateFullResync] {
+		t.Errorf("resync published %+v", got)
+	}
+	if code, _, e := run("resync", "--calendar", "nobody@x.test"); code != 1 || !strings.Contains(e, "status not_found") {
+		t.Errorf("resync of not_found: %d %q", code, e)
+	}
+
+	code, out, e := run("renew", "--json")
+	var sum map[string]int
+	if code != 0 || json.Unmarshal([]byte(out), &sum) != nil || sum["failed"] != 0 {
+		t.Fatalf("renew: %d %q %q", code, out, e)
+	}
+
+	if code, out, e := run("unwatch", "--calendar", "alice@x.test"); code != 0 || !strings.Contains(out, "1 channel(s) stopped") {
+		t.Fatalf("unwatch: %d %q %q", code, out, e)
+	}
+	for _, c := range s.emu.Channels() {
+		if !c.Stopped {
+			t.Errorf("channel left live: %+v", c)
+		}
+	}
+	if cal, _ := store.RegisteredCalendar(ctx, s.fs, key); cal.Status != store.StatusUnwatched {
+		t.Errorf("status %s", cal.Status)
+	}
+	if code, _, e := run("unwatch", "--calendar", "never@x.test"); code != 1 || !strings.Contains(e, "not registered") {
+		t.Errorf("unwatch unknown: %d %q", code, e)
+	}
+}
