@@ -15,6 +15,15 @@ import (
 	"github.com/calsync/calsync/shared/calendaremu"
 )
 
+// Channels live 40s and are renewed when 30s or less remain, so a renewal
+// is due 10s after a channel is made; the stand-in for Cloud Scheduler runs
+// RenewChannels every 10s, and a calendar not synced for 3s is reconciled.
+const (
+	channelTTL  = 40 * time.Second
+	renewBefore = 30 * time.Second
+	renewEvery  = 10 * time.Second
+)
+
 // sys is the stack shared by every test of this package (the functions read
 // their config once per process).
 var sys *stack.Stack
@@ -33,9 +42,9 @@ func run(m *testing.M) int {
 	var err error
 	sys, err = stack.Start(ctx, stack.Options{
 		ProjectID:     fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1e9),
-		RenewInterval: -1, // the tests call RenewChannels themselves, like the scheduler
-		ChannelTTL:    2 * time.Minute,
-		RenewBefore:   time.Minute,
+		RenewInterval: renewEvery,
+		ChannelTTL:    channelTTL,
+		RenewBefore:   renewBefore,
 		Calendar:      calendaremu.Options{PushRetryBaseDelay: 200 * time.Millisecond},
 		Bridge:        stack.BridgeOptions{RetryDelay: 300 * time.Millisecond},
 		Env: map[string]string{
@@ -43,7 +52,7 @@ func run(m *testing.M) int {
 			"LEASE_DURATION":  "10s",
 			"RERUN_INTERVAL":  "300ms",
 			"RETRY_BUDGET":    "20s",
-			"RECONCILE_AFTER": "1h",
+			"RECONCILE_AFTER": "3s",
 		},
 		Logger: logger,
 	})

@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/calsync/calsync/scripts/devstack/calgen"
+	"github.com/calsync/calsync/scripts/devstack/stack"
+	"github.com/calsync/calsync/shared/calendaremu"
+	"github.com/calsync/calsync/shared/store"
+)
+
+// chaosSeeds: CHAOS_SEEDS seeds (default 3, what CI runs) from CHAOS_SEED (default 1).
+func chaosSeeds(t *testing.T) []uint64 {
+	n, first := 3, uint64(1)
+	if v := os.Getenv("CHAOS_SEEDS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("CHAOS_SEEDS=%q: want a positive number", v)
+		}
+	}
+	if v := os.Getenv("CHAOS_SEED"); v != "" {
+		var err error
+		if first, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("CHAOS_SEED=%q: want a number", v)
+		}
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = first + uint64(i)
+	}
+	return out
+}
+
+// Random mutations of a calendar (events, series, occurrences) while every
+// fault we know of is injected: dropped, duplicated and delayed notifications,
+// 410 on sync tokens, 403/429 rate limits, 5xx, SyncWorker requests killed
+// mid-sync, Pub/Sub redelivery, a channel expiring unrenewed. Once the system
+// is quiet and RenewChannels has run (the scheduler's safety net), the mirror
+// must equal the calendar event by event and every change must have been
+// announced on the changes topic.
+func TestChaos(t *testing.T) {
+	for _, seed := range chaosSeeds(t) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { chaos(t, seed) })
+	}
+}
+
+func chaos(t *testing.T, seed uint64) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	rng := mrand.New(mrand.NewPCG(seed, 0xc4a05))
+	svc := newService(t, ctx)
+	calID := newCalendar(t, ctx, svc, fmt.Sprintf("chaos %d", seed))
+	key := store.CalendarKey(calID)
+	gen := calgen.New(svc, calID, seed)
+	if err := gen.Seed(ctx, 15+rng.IntN(30)); err != nil {
+		t.Fatal(err)
+	}
+	changes := watchChanges(t, key)
+	faults := map[string]int{}
+	bridge0 := sys.Bridge.Stats()
+	defer func() {
+		clearCalendarFaults(t)
+		sys.Bridge.SetFaults(stack.BridgeFaults{})
+	}()
+
+	watchCalendar(t, ctx, calID)
+
+	// Faults for the whole storm: notifications and the bridge.
+	sys.Calendar.SetNotificationFaults(calendaremu.NotificationFaults{
+		DropProbability: 0.15, DuplicateProbability: 0.15, DelayProbability: 0.15,
+		Delay: time.Duration(50+rng.IntN(400)) * time.Millisecond, Seed: seed,
+	})
+	sys.Bridge.SetFaults(stack.BridgeFaults{NackProbability: 0.1, DuplicateProbability: 0.1,
+		KillProbability: 0.15, KillAfter: 80 * time.Millisecond, Seed: seed})
+
+	steps := 30 + rng.IntN(40)
+	for i := 0; i < steps; i++ {
+		if rng.IntN(100) < 15 {
+			// The channel may expire only in the second half, so the first
+			// half always runs on notifications.
+			faults[inject(t, rng, calID, i > steps/2)]++
+		}
+		if _, err := gen.Step(ctx); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		time.Sleep(time.Duration(rng.IntN(60)) * time.Millisecond)
+	}
+
+	// Quiet: faults off, nothing in flight, then the scheduler's safety net.
+	clearCalendarFaults(t)
+	sys.Bridge.SetFaults(stack.BridgeFaults{})
+	waitQuiet(t, 3500*time.Millisecond, 90*time.Second)
+	renew(t, ctx)
+	want := waitConverged(t, ctx, svc, calID, 90*time.Second)
+	changes.wait(t, want, 30*time.Second)
+	unwatchCalendar(t, ctx, calID)
+	b := sys.Bridge.Stats()
+	t.Logf("seed %d: %d steps, %d events mirrored, %d change messages, faults %v; bridge: %d delivered, %d acked, %d nacked, %d killed, %d duplicated; %s",
+		seed, steps, len(want), changes.count(), faults, b.Delivered-bridge0.Delivered, b.Acked-bridge0.Acked,
+		b.Nacked-bridge0.Nacked, b.Killed-bridge0.Killed, b.Duplicated-bridge0.Duplicated, time.Since(start).Round(time.Millisecond))
+}
+
+// inject adds one fault of a random kind and names it.
+func inject(t *testing.T, rng *mrand.Rand, calID string, mayExpire bool) string {
+	t.Helper()
+	n := 1 + rng.IntN(3)
+	switch k := rng.IntN(7); k {
+	case 0:
+		sys.Calendar.AddFault(calendaremu.Fault{Method: "events.list", Count: n, Code: 403, Reason: "rateLimitExceeded", Calendar: calID})
+		return "403-rateLimitExceeded"
+	case 1:
+		sys.Calendar.AddFault(calendaremu.Fault{Method: "events.list", Count: n, Code: 403, Reason: "userRateLimitExceeded", Calendar: calID})
+		return "403-userRateLimitExceeded"
+	case 2:
+		sys.Calendar.AddFault(calendaremu.Fault{Method: "events.list", Count: n, Code: 429, Reason: "rateLimitExceeded", Calendar: calID})
+		return "429"
+	case 3:
+		code := []int{500, 502, 503}[rng.IntN(3)]
+		sys.Calendar.AddFault(calendaremu.Fault{Method: "events.list", Count: n, Code: code, Reason: "backendError", Calendar: calID})
+		return "5xx"
+	case 4:
+		if err := sys.Calendar.InvalidateSyncTokens(calID); err != nil {
+			t.Fatal(err)
+		}
+		return "410-invalidated"
+	case 5:
+		if !mayExpire {
+			return "none"
+		}
+		for _, ch := range liveChannels(calID) {
+			if err := sys.Calendar.ExpireChannel(ch.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return "channel-expired"
+	default:
+		sys.Calendar.AddFault(calendaremu.Fault{Method: "events.watch", Count: 1, Code: 503, Reason: "backendError", Calendar: calID})
+		return "watch-5xx"
+	}
+}
