@@ -197,7 +197,7 @@ func (l *changeLog) add(m *pubsub.Message) {
 func (l *changeLog) missing(want map[string]string) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	seen := map[string]bool{}   // id + etag announced as present
+	seen := map[string]bool{}    // id + etag announced as present
 	deleted := map[string]bool{} // id announced as deleted
 	ids := map[string]bool{}
 	for _, c := range l.all {
