@@ -17,6 +17,7 @@ import (
 	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/pubsubx"
+	"github.com/calsync/calsync/shared/store"
 )
 
 // Deps are the clients a Renewer is built from; the CLI and the devstack make
@@ -50,9 +51,20 @@ func Build(cfg config.RenewChannels, d Deps) (*Renewer, Parts, error) {
 	mgr := &channels.Manager{FS: d.FS, Calendars: factory, Tokens: tokens, WebhookURL: cfg.WebhookURL,
 		TTL: cfg.ChannelTTL, Logger: d.Logger}
 	rev := &credentials.Revoker{FS: d.FS, Stopper: mgr, Logger: d.Logger}
-	r := &Renewer{FS: d.FS, Channels: mgr, Revoker: rev, Publisher: d.Publisher,
+	r := &Renewer{FS: d.FS, Channels: mgr, Revoker: forgetting{rev, factory}, Publisher: d.Publisher,
 		RenewBefore: cfg.RenewBefore, ReconcileAfter: cfg.ReconcileAfter, Concurrency: cfg.Concurrency, Logger: d.Logger}
 	return r, Parts{Factory: factory, Credentials: creds, Channels: mgr, Revoker: rev}, nil
+}
+
+// forgetting drops the cached client of a dead grant after recording it.
+type forgetting struct {
+	rev     *credentials.Revoker
+	factory *calclient.Factory
+}
+
+func (f forgetting) Revoked(ctx context.Context, cal store.Calendar, cause error) error {
+	f.factory.Forget(cal)
+	return f.rev.Revoked(ctx, cal, cause)
 }
 
 // New builds a Renewer with its own Firestore and Pub/Sub clients (ADC, or

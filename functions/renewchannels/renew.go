@@ -24,6 +24,7 @@ import (
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/channels"
+	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
@@ -216,7 +217,7 @@ func (r *Renewer) handle(ctx context.Context, t task) Summary {
 	if err != nil {
 		s.Failed++
 		r.failure(ctx, t.key, "channels", err)
-		if t.cal != nil && calclient.IsAuthRevoked(err) && r.Revoker != nil {
+		if t.cal != nil && r.Revoker != nil && (calclient.IsAuthRevoked(err) || errors.Is(err, credentials.ErrRevoked)) {
 			if rerr := r.Revoker.Revoked(ctx, *t.cal, err); rerr != nil {
 				r.failure(ctx, t.key, "revoke", rerr)
 			}

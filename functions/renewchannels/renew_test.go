@@ -194,6 +194,17 @@ func TestRevokedGrant(t *testing.T) {
 	if sum, _ := r.Run(e.ctx); sum.Failed != 0 || sum.Created != 0 {
 		t.Errorf("second run %+v", sum)
 	}
+	// A calendar registered later with the dead credential: marked too, once.
+	k2 := e.register(store.Calendar{CalendarID: "carol-second", AuthMode: store.AuthOAuth, CredentialID: credID}, time.Now())
+	if sum, _ := r.Run(e.ctx); sum.Failed != 1 || sum.Created != 0 {
+		t.Errorf("third run %+v", sum)
+	}
+	if got, _ := store.RegisteredCalendar(e.ctx, e.fs, k2); got.Status != store.StatusAuthRevoked {
+		t.Errorf("second calendar %s", got.Status)
+	}
+	if sum, _ := r.Run(e.ctx); sum.Failed != 0 {
+		t.Errorf("fourth run %+v", sum)
+	}
 }
 
 func TestReconcileStaleAndDirty(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/api/calendar/v3"
 
 	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/store"
 )
@@ -198,13 +199,19 @@ func (m *Manager) holds(ch store.Channel, now time.Time) bool {
 func (m *Manager) Stop(ctx context.Context, cal store.Calendar, ch store.Channel) error {
 	if ch.ResourceID != "" {
 		svc, err := m.Calendars.Service(ctx, cal)
-		if err != nil {
-			return err
+		if err == nil {
+			err = m.retry(ctx, func() error {
+				return svc.Channels.Stop(&calendar.Channel{Id: ch.ChannelID, ResourceId: ch.ResourceID}).Context(ctx).Do()
+			})
 		}
-		err = m.retry(ctx, func() error {
-			return svc.Channels.Stop(&calendar.Channel{Id: ch.ChannelID, ResourceId: ch.ResourceID}).Context(ctx).Do()
-		})
-		if err != nil && !calclient.IsNotFound(err) {
+		switch {
+		case err == nil, calclient.IsNotFound(err):
+		case calclient.IsAuthRevoked(err), errors.Is(err, credentials.ErrRevoked):
+			// Only the creator may stop a channel, and its grant is dead:
+			// Google stops delivering with it; the record is closed.
+			m.log(ctx).WarnContext(ctx, "channel cannot be stopped: its grant is revoked; record closed",
+				logging.KeyCalendarKey, ch.CalendarKey, logging.KeyChannelID, ch.ChannelID, logging.KeyError, err.Error())
+		default:
 			return fmt.Errorf("channels: stop %s: %w", ch.ChannelID, err)
 		}
 	}

@@ -98,9 +98,8 @@ func (r *Revoker) Revoked(ctx context.Context, cal store.Calendar, cause error) 
 			errs = append(errs, err)
 		}
 	}
-	if cal.AuthMode != store.AuthOAuth {
-		changed = flipped > 0
-	}
+	// Log when this call changed anything: the credential or a calendar.
+	changed = changed || flipped > 0
 	if changed {
 		log.ErrorContext(ctx, "calendar grant revoked: calendars marked auth_revoked, channels stopped; reconnect the user",
 			logging.KeyEvent, logging.EventAuthRevoked,
