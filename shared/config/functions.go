@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -45,6 +46,9 @@ func (c Calendar) validate() error {
 	errs = append(errs, validURL("OAUTH_TOKEN_URL", c.OAuthTokenURL), validURL("OAUTH_AUTH_URL", c.OAuthAuthURL))
 	if (c.OAuthClientID == "") != (c.OAuthClientSecret == "") {
 		errs = append(errs, errors.New("OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET must be set together"))
+	}
+	if sa := c.DelegationServiceAccount; sa != "" && (!strings.Contains(sa, "@") || strings.ContainsAny(sa, " /")) {
+		errs = append(errs, fmt.Errorf("DELEGATION_SERVICE_ACCOUNT %q is not a service account email", sa))
 	}
 	if c.CalendarRateLimit <= 0 || c.CalendarRateLimit > 600 {
 		errs = append(errs, fmt.Errorf("CALENDAR_USER_RATE_LIMIT must be 1-600 requests a minute, got %d", c.CalendarRateLimit))

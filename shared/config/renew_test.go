@@ -1,0 +1,74 @@
+package config
+
+import (
+	"context"
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+)
+
+var credKey = "c1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("c", 32)))
+
+func renewEnv(extra map[string]string) envconfig.Lookuper {
+	m := map[string]string{
+		"PROJECT_ID":         "p",
+		"CHANNEL_TOKEN_KEYS": testKey,
+		"CREDENTIAL_KEYS":    credKey,
+		"WEBHOOK_URL":        "https://example.com/webhook",
+	}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return envconfig.MapLookuper(m)
+}
+
+func TestRenewChannelsDefaults(t *testing.T) {
+	cfg, err := Load[RenewChannels](context.Background(), renewEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ChannelTTL != 168*time.Hour || cfg.RenewBefore != 26*time.Hour || cfg.ReconcileAfter != 6*time.Hour ||
+		cfg.Concurrency != 8 || cfg.CalendarRateLimit != 500 || cfg.NotificationsTopic != "calsync-notifications" ||
+		cfg.FirestoreDatabase != "(default)" || cfg.DelegationServiceAccount != "" || cfg.CalendarEndpoint != "" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	cfg, err = Load[RenewChannels](context.Background(), renewEnv(map[string]string{
+		"DELEGATION_SERVICE_ACCOUNT": "renew@p.iam.gserviceaccount.com",
+		"CALENDAR_ENDPOINT":          "http://127.0.0.1:8085",
+		"OAUTH_CLIENT_ID":            "id", "OAUTH_CLIENT_SECRET": "secret",
+	}))
+	if err != nil || cfg.DelegationServiceAccount != "renew@p.iam.gserviceaccount.com" {
+		t.Fatalf("%+v %v", cfg, err)
+	}
+}
+
+func TestRenewChannelsReportsEveryProblem(t *testing.T) {
+	_, err := Load[RenewChannels](context.Background(), renewEnv(map[string]string{
+		"WEBHOOK_URL":                "ftp://x",
+		"CHANNEL_TTL":                "1h",
+		"RENEW_BEFORE":               "2h",
+		"RECONCILE_AFTER":            "-1s",
+		"RENEW_CONCURRENCY":          "0",
+		"CALENDAR_USER_RATE_LIMIT":   "700",
+		"CREDENTIAL_KEYS":            "c1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 40))),
+		"DELEGATION_SERVICE_ACCOUNT": "not an email",
+		"OAUTH_CLIENT_ID":            "only-id",
+		"CALENDAR_ENDPOINT":          "localhost:1",
+		"NOTIFICATIONS_TOPIC":        "a/b",
+	}))
+	if err == nil {
+		t.Fatal("want error")
+	}
+	for _, want := range []string{"WEBHOOK_URL", "RENEW_BEFORE", "RECONCILE_AFTER", "RENEW_CONCURRENCY", "CALENDAR_USER_RATE_LIMIT",
+		"CREDENTIAL_KEYS", "DELEGATION_SERVICE_ACCOUNT", "OAUTH_CLIENT_SECRET", "CALENDAR_ENDPOINT", "NOTIFICATIONS_TOPIC"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), strings.Repeat("k", 8)) {
+		t.Errorf("key material leaked: %v", err)
+	}
+}
