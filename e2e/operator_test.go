@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/firestore"
-
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -15,11 +13,7 @@ import (
 // repair step make its channel, as the scheduler's next run would.
 func watchCalendar(t *testing.T, ctx context.Context, calID string) {
 	t.Helper()
-	now := time.Now().UTC()
-	_, err := firestoreClient(t).Collection(store.CollCalendars).Doc(store.CalendarKey(calID)).Set(ctx, store.Calendar{
-		CalendarID: calID, AuthMode: store.AuthADC, Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
-	})
-	if err != nil {
+	if _, err := store.RegisterCalendar(ctx, firestoreClient(t), store.Calendar{CalendarID: calID, AuthMode: store.AuthADC}, time.Now().UTC()); err != nil {
 		t.Fatalf("register %s: %v", calID, err)
 	}
 	renew(t, ctx)
@@ -31,10 +25,7 @@ func watchCalendar(t *testing.T, ctx context.Context, calID string) {
 // unwatchCalendar marks the calendar unwatched; RenewChannels stops its channels.
 func unwatchCalendar(t *testing.T, ctx context.Context, calID string) {
 	t.Helper()
-	_, err := firestoreClient(t).Collection(store.CollCalendars).Doc(store.CalendarKey(calID)).Update(ctx, []firestore.Update{
-		{Path: "status", Value: store.StatusUnwatched}, {Path: "updatedAt", Value: time.Now().UTC()},
-	})
-	if err != nil {
+	if err := store.SetCalendarStatus(ctx, firestoreClient(t), store.CalendarKey(calID), store.StatusUnwatched, "e2e unwatch", time.Now().UTC()); err != nil {
 		t.Fatalf("unwatch %s: %v", calID, err)
 	}
 	renew(t, ctx)

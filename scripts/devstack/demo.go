@@ -100,10 +100,7 @@ func watch(ctx context.Context, st *stack.Stack, svc *calendar.Service, calID, k
 		return err
 	}
 	defer fs.Close()
-	now := time.Now().UTC()
-	if _, err := fs.Collection(store.CollCalendars).Doc(key).Set(ctx, store.Calendar{
-		CalendarID: calID, AuthMode: store.AuthADC, Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
-	}); err != nil {
+	if _, err := store.RegisterCalendar(ctx, fs, store.Calendar{CalendarID: calID, AuthMode: store.AuthADC}, time.Now().UTC()); err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
 	r, err := st.RunRenew(ctx)
@@ -162,8 +159,8 @@ func (f *feedStats) print(w io.Writer, m *pubsub.Message) {
 	f.kinds[c.Change]++
 	if lag >= 0 {
 		f.lags = append(f.lags, lag)
-		if len(f.lags) > 500 {
-			f.lags = f.lags[len(f.lags)-500:]
+		if len(f.lags) > 100 {
+			f.lags = f.lags[len(f.lags)-100:]
 		}
 	}
 	f.mu.Unlock()
@@ -201,7 +198,7 @@ func statusLine(ctx context.Context, st *stack.Stack, f *feedStats, w io.Writer)
 			total += v
 		}
 		bs := st.Bridge.Stats()
-		fmt.Fprintf(w, "── %s changes %d %s | lag p50 %s max %s | Calendar API %d calls (list %d, watch %d, stop %d), push sent %d | bridge acked %d failed %d | RenewChannels runs %d\n",
+		fmt.Fprintf(w, "── %s changes %d %s | lag (last 100) p50 %s max %s | Calendar API %d calls (list %d, watch %d, stop %d), push sent %d | bridge acked %d failed %d | RenewChannels runs %d\n",
 			time.Now().Format("15:04:05"), n, kinds, fmtLag(p50), fmtLag(max), total, cs.Requests["events.list"],
 			cs.Requests["events.watch"], cs.Requests["channels.stop"], cs.Notifications.Sent, bs.Acked, bs.Failed, st.RenewRuns())
 	}

@@ -74,22 +74,33 @@ func (s *Stack) scheduler(ctx context.Context, every time.Duration) {
 // State is what --state-file holds: every endpoint of the stack and the
 // environment that points a program (the CLI, a test) at it.
 type State struct {
-	PID                   int               `json:"pid"`
-	StartedAt             time.Time         `json:"startedAt"`
-	ProjectID             string            `json:"projectId"`
-	FunctionsURL          string            `json:"functionsUrl"`
-	WebhookURL            string            `json:"webhookUrl"`
-	SyncWorkerURL         string            `json:"syncWorkerUrl"`
-	RenewChannelsURL      string            `json:"renewChannelsUrl"`
-	CalendarBaseURL       string            `json:"calendarBaseUrl"`
-	CalendarEndpoint      string            `json:"calendarEndpoint"`
-	CalendarControlURL    string            `json:"calendarControlUrl"`
-	FirestoreEmulatorHost string            `json:"firestoreEmulatorHost"`
-	PubSubEmulatorHost    string            `json:"pubsubEmulatorHost"`
-	NotificationsTopic    string            `json:"notificationsTopic"`
-	ChangesTopic          string            `json:"changesTopic"`
-	SyncWorkerSub         string            `json:"syncWorkerSubscription"`
-	Env                   map[string]string `json:"env"`
+	PID                   int       `json:"pid"`
+	StartedAt             time.Time `json:"startedAt"`
+	ProjectID             string    `json:"projectId"`
+	FunctionsURL          string    `json:"functionsUrl"`
+	WebhookURL            string    `json:"webhookUrl"`
+	SyncWorkerURL         string    `json:"syncWorkerUrl"`
+	RenewChannelsURL      string    `json:"renewChannelsUrl"`
+	CalendarBaseURL       string    `json:"calendarBaseUrl"`
+	CalendarEndpoint      string    `json:"calendarEndpoint"`
+	CalendarControlURL    string    `json:"calendarControlUrl"`
+	FirestoreEmulatorHost string    `json:"firestoreEmulatorHost"`
+	PubSubEmulatorHost    string    `json:"pubsubEmulatorHost"`
+	NotificationsTopic    string    `json:"notificationsTopic"`
+	ChangesTopic          string    `json:"changesTopic"`
+	SyncWorkerSub         string    `json:"syncWorkerSubscription"`
+	// The functions' secrets and OAuth settings, so the CLI
+	// (scripts/calsync --state-file) can act as RenewChannels does.
+	ChannelTokenKeys  string `json:"channelTokenKeys"`
+	CredentialKeys    string `json:"credentialKeys"`
+	OAuthClientID     string `json:"oauthClientId"`
+	OAuthClientSecret string `json:"oauthClientSecret"`
+	OAuthAuthURL      string `json:"oauthAuthUrl"`
+	OAuthTokenURL     string `json:"oauthTokenUrl"`
+	ChannelTTL        string `json:"channelTtl"`
+	RenewBefore       string `json:"renewBefore"`
+	// Env is every variable the functions run with.
+	Env map[string]string `json:"env"`
 }
 
 // State describes the running stack.
@@ -106,6 +117,10 @@ func (s *Stack) State() State {
 		FirestoreEmulatorHost: s.FirestoreHost, PubSubEmulatorHost: s.PubSubHost,
 		NotificationsTopic: s.NotificationsTopic, ChangesTopic: s.ChangesTopic,
 		SyncWorkerSub: s.Subscription, Env: env,
+		ChannelTokenKeys: env["CHANNEL_TOKEN_KEYS"], CredentialKeys: env["CREDENTIAL_KEYS"],
+		OAuthClientID: env["OAUTH_CLIENT_ID"], OAuthClientSecret: env["OAUTH_CLIENT_SECRET"],
+		OAuthAuthURL: env["OAUTH_AUTH_URL"], OAuthTokenURL: env["OAUTH_TOKEN_URL"],
+		ChannelTTL: env["CHANNEL_TTL"], RenewBefore: env["RENEW_BEFORE"],
 	}
 }
 
