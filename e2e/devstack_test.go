@@ -21,7 +21,11 @@ import (
 // state file; a second run starts clean.
 func TestDevstackBinaryStopsEverything(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "devstack")
-	build := exec.Command("go", "build", "-o", bin, "../scripts/devstack")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../scripts/devstack")...)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
