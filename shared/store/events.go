@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/api/calendar/v3"
 	"google.golang.org/api/iterator"
 )
@@ -242,39 +243,44 @@ type EventWrite struct {
 	Doc map[string]any
 }
 
-// WriteEvents applies writes with a BulkWriter (batched, parallel, with the
-// client's own retries of Unavailable/Aborted/ResourceExhausted) and returns
-// the first error. Documents are replaced whole (Set), never merged.
+// Write batching: a page's writes go out as WriteBatch commits of at most
+// maxBatch documents, writeParallel at a time. (Measured on the emulator:
+// BulkWriter, which sends 20 writes per request behind a rate limiter, was 4-15x
+// slower for 200-2,500 documents.)
+const (
+	maxBatch      = 500
+	minBatch      = 20
+	writeParallel = 8
+)
+
+// WriteEvents applies writes in parallel batched commits and returns the
+// first error. Documents are replaced whole (Set), never merged. Each batch
+// is atomic; a failed call may have applied some batches (callers retry the
+// whole, idempotent, set of writes).
 func (s *Store) WriteEvents(ctx context.Context, key string, writes []EventWrite) error {
 	if len(writes) == 0 {
 		return nil
 	}
-	bw := s.Client.BulkWriter(ctx)
+	size := min(max((len(writes)+writeParallel-1)/writeParallel, minBatch), maxBatch)
 	col := s.Events(key)
-	jobs := make([]*firestore.BulkWriterJob, 0, len(writes))
-	var firstErr error
-	for _, w := range writes {
-		var job *firestore.BulkWriterJob
-		var err error
-		if w.Doc == nil {
-			job, err = bw.Delete(col.Doc(w.ID))
-		} else {
-			job, err = bw.Set(col.Doc(w.ID), w.Doc)
-		}
-		if err != nil {
-			firstErr = fmt.Errorf("event %s: %w", w.ID, err)
-			break
-		}
-		jobs = append(jobs, job)
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(writeParallel)
+	for i := 0; i < len(writes); i += size {
+		part := writes[i:min(i+size, len(writes))]
+		g.Go(func() error {
+			b := s.Client.Batch() //lint:ignore SA1019 batches of ≤500 are the fastest bulk write (see above)
+			for _, w := range part {
+				if w.Doc == nil {
+					b.Delete(col.Doc(w.ID))
+				} else {
+					b.Set(col.Doc(w.ID), w.Doc)
+				}
+			}
+			if _, err := b.Commit(ctx); err != nil {
+				return fmt.Errorf("write %d events from %s: %w", len(part), part[0].ID, err)
+			}
+			return nil
+		})
 	}
-	bw.End()
-	if firstErr != nil {
-		return firstErr
-	}
-	for i, j := range jobs {
-		if _, err := j.Results(); err != nil {
-			return fmt.Errorf("event %s: %w", writes[i].ID, err)
-		}
-	}
-	return nil
+	return g.Wait()
 }

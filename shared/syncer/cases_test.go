@@ -217,6 +217,12 @@ func TestTwoWorkersCoalesce(t *testing.T) {
 	if c := e.calendar(); !c.Dirty || c.DirtySince.IsZero() {
 		t.Fatalf("not dirty: %+v", c)
 	}
+	// The holder's own process: marked or found dirty, then no Firestore call.
+	for i := 0; i < 5; i++ {
+		if err := e.notify(a, messages.StateExists); err != nil {
+			t.Fatal(err)
+		}
+	}
 	lists := e.lists()
 	close(release)
 	if err := <-errc; err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,7 +54,8 @@ func (f RevokerFunc) Revoked(ctx context.Context, cal store.Calendar, cause erro
 const (
 	DefaultPageSize      = 2500 // events.list maxResults maximum
 	DefaultLeaseDuration = 60 * time.Second
-	DefaultRerunInterval = time.Second
+	DefaultRerunInterval = 1500 * time.Millisecond
+	DefaultQuietPeriod   = 300 * time.Millisecond
 	DefaultRetryBudget   = 120 * time.Second
 )
 
@@ -73,7 +75,11 @@ type Options struct {
 
 	LeaseDuration time.Duration // lease length; the heartbeat renews it every third of it
 	RerunInterval time.Duration // pacing of reruns during a burst, from the previous sync's start
-	RetryBudget   time.Duration // in-process retries of one operation before giving up
+	// QuietPeriod ends the wait early: once this process has seen no
+	// notification for the calendar for this long (and has seen one since the
+	// previous round started), the burst is over and the final round goes.
+	QuietPeriod time.Duration
+	RetryBudget time.Duration // in-process retries of one operation before giving up
 	// RetryInitial is the first backoff interval (default 200 ms; doubled, ±50% jitter).
 	RetryInitial time.Duration
 	PageSize     int64 // events.list maxResults (default 2500)
@@ -114,6 +120,87 @@ type Stats struct {
 type Syncer struct {
 	o     Options
 	stats struct{ rounds, lists, writes, dels, changes atomic.Int64 }
+	seen  sync.Map // calendar key → *atomic.Int64: unix nanos of the last notification this process handled
+	held  sync.Map // calendar key → *held: leases this process holds
+}
+
+// held is this process's knowledge of a lease it holds. dirty is true only
+// while the calendar document's dirty flag is known to be set and no round
+// has started since: a notification arriving then is covered by the next
+// round without reading Firestore. mu is held across a round's start (the
+// transaction that clears the flag), and gen counts round starts, so a
+// notification can never record a flag that a round start already cleared.
+type held struct {
+	mu    sync.Mutex
+	gen   uint64
+	dirty bool
+}
+
+func (s *Syncer) heldState(key string) *held {
+	if v, ok := s.held.Load(key); ok {
+		return v.(*held)
+	}
+	return nil
+}
+
+// heldDirty says whether this process knows the calendar's dirty flag is
+// set under its lease, and otherwise returns the round generation to pass to
+// noteDirty.
+func (h *held) check() (dirty bool, gen uint64) {
+	if h == nil {
+		return false, 0
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.dirty, h.gen
+}
+
+// noteDirty records that the flag was found set (or was set), unless a round
+// started since gen was read.
+func (h *held) noteDirty(gen uint64) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	if h.gen == gen {
+		h.dirty = true
+	}
+	h.mu.Unlock()
+}
+
+func (s *Syncer) markSeen(key string) {
+	v, _ := s.seen.LoadOrStore(key, new(atomic.Int64))
+	v.(*atomic.Int64).Store(s.o.Now().UnixNano())
+}
+
+func (s *Syncer) lastSeen(key string) time.Time {
+	if v, ok := s.seen.Load(key); ok {
+		return time.Unix(0, v.(*atomic.Int64).Load())
+	}
+	return time.Time{}
+}
+
+// pace waits before a round: until RerunInterval after the previous round's
+// start, or less once the burst is over (quiet for QuietPeriod).
+func (s *Syncer) pace(ctx context.Context, key string, prevStart time.Time) error {
+	deadline := prevStart.Add(s.o.RerunInterval)
+	step := max(s.o.QuietPeriod/4, 5*time.Millisecond)
+	for {
+		now := s.o.Now()
+		if !now.Before(deadline) {
+			return nil
+		}
+		if ls := s.lastSeen(key); ls.After(prevStart) && now.Sub(ls) >= s.o.QuietPeriod {
+			return nil
+		}
+		t := time.NewTimer(min(step, deadline.Sub(now)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		case <-t.C:
+		}
+	}
 }
 
 // New returns a Syncer, filling defaults.
@@ -123,6 +210,9 @@ func New(o Options) *Syncer {
 	}
 	if o.RerunInterval <= 0 {
 		o.RerunInterval = DefaultRerunInterval
+	}
+	if o.QuietPeriod <= 0 {
+		o.QuietPeriod = DefaultQuietPeriod
 	}
 	if o.RetryBudget <= 0 {
 		o.RetryBudget = DefaultRetryBudget
@@ -156,11 +246,19 @@ func (s *Syncer) now() time.Time { return s.o.Now().UTC() }
 // retry budget, or quota is exhausted.
 func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification) error {
 	log := s.o.Logger.With(logging.KeyCalendarKey, n.CalendarKey)
+	s.markSeen(n.CalendarKey)
 	lease := store.Lease{Owner: uuid.NewString(), Duration: s.o.LeaseDuration, Now: s.o.Now}
 	req := store.Request{
 		ReceivedAt:  n.ReceivedAt,
 		FullResync:  n.ResourceState == messages.StateFullResync,
 		InitialOnly: n.ResourceState == messages.StateSync,
+	}
+	h := s.heldState(n.CalendarKey)
+	dirty, gen := h.check()
+	if dirty && !req.FullResync {
+		// This process holds the lease and the dirty flag is set: the next
+		// round covers this notification. No Firestore call.
+		return nil
 	}
 	adm, err := retry(ctx, s, func() (store.Admission, error) {
 		return s.o.Store.Admit(ctx, n.CalendarKey, req, lease)
@@ -172,6 +270,10 @@ func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification
 	}
 	switch adm.Outcome {
 	case store.OutcomeSync:
+	case store.OutcomeMarkedDirty, store.OutcomeAlreadyDirty:
+		h.noteDirty(gen)
+		log.Debug("notification coalesced", logging.KeyResourceState, n.ResourceState, logging.KeyReason, string(adm.Outcome))
+		return nil
 	case store.OutcomeUnknown:
 		log.Warn("notification for a calendar that is not registered; acknowledged", logging.KeyResourceState, n.ResourceState, logging.KeyReason, string(adm.Outcome))
 		return nil
@@ -191,6 +293,9 @@ func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification
 // lets the lease go. A heartbeat extends the lease; losing it cancels the work.
 func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n messages.Notification, cal store.Calendar, lease store.Lease, full bool) error {
 	key := n.CalendarKey
+	h := &held{}
+	s.held.Store(key, h)
+	defer s.held.CompareAndDelete(key, h)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	hbDone := make(chan struct{})
@@ -204,18 +309,17 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 		reason = messages.StateFullResync
 	}
 	for {
-		// Pacing: a round starts at least RerunInterval after the previous one
-		// started. The first notification of a quiet calendar goes at once.
-		if wait := prevStart.Add(s.o.RerunInterval).Sub(s.now()); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return s.fail(log, key, cal, lease, context.Cause(ctx))
-			case <-t.C:
-			}
+		// Pacing: during a burst a round starts RerunInterval after the
+		// previous one started; the first notification of a quiet calendar
+		// goes at once, and the final round as soon as the burst is over.
+		if err := s.pace(ctx, key, prevStart); err != nil {
+			return s.fail(log, key, cal, lease, err)
 		}
+		h.mu.Lock() // held across the transaction that clears the flag
+		h.gen++
+		h.dirty = false
 		rd, err := retry(ctx, s, func() (store.Round, error) { return s.o.Store.StartRound(ctx, key, lease, full) })
+		h.mu.Unlock()
 		if err != nil {
 			return s.fail(log, key, cal, lease, err)
 		}
