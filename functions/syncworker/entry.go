@@ -49,6 +49,7 @@ func FromConfig(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger)
 		Logger:        logger,
 		LeaseDuration: cfg.LeaseDuration,
 		RerunInterval: cfg.RerunInterval,
+		QuietPeriod:   cfg.QuietPeriod,
 		RetryBudget:   cfg.RetryBudget,
 	})
 	return w, func() { pub.Stop(); ps.Close(); fs.Close() }, nil

@@ -65,8 +65,12 @@ type SyncWorker struct {
 	// LeaseDuration is how long a sync holds a calendar before another worker may
 	// take over; the running sync extends it.
 	LeaseDuration time.Duration `env:"LEASE_DURATION, default=60s"`
-	// RerunInterval paces reruns during a burst (see README: coalescing).
-	RerunInterval time.Duration `env:"RERUN_INTERVAL, default=1s"`
+	// RerunInterval paces reruns during a burst, measured from the previous
+	// sync's start (see shared/syncer/README.md: tuned on the burst benchmark).
+	RerunInterval time.Duration `env:"RERUN_INTERVAL, default=1500ms"`
+	// QuietPeriod: once no notification arrived for this long, the burst is
+	// over and the final sync goes without waiting for RerunInterval.
+	QuietPeriod time.Duration `env:"QUIET_PERIOD, default=300ms"`
 	// RetryBudget bounds in-process retries before Pub/Sub redelivers.
 	RetryBudget time.Duration `env:"RETRY_BUDGET, default=120s"`
 }
@@ -78,7 +82,14 @@ func (c SyncWorker) Validate() error {
 		validTopic("CHANGES_TOPIC", c.ChangesTopic),
 		positive("LEASE_DURATION", c.LeaseDuration),
 		positive("RERUN_INTERVAL", c.RerunInterval),
+		positive("QUIET_PERIOD", c.QuietPeriod),
 		positive("RETRY_BUDGET", c.RetryBudget),
+	}
+	if c.QuietPeriod > 0 && c.RerunInterval > 0 && c.QuietPeriod >= c.RerunInterval {
+		errs = append(errs, fmt.Errorf("QUIET_PERIOD (%s) must be shorter than RERUN_INTERVAL (%s)", c.QuietPeriod, c.RerunInterval))
+	}
+	if c.LeaseDuration > 0 && c.RerunInterval >= c.LeaseDuration/3 {
+		errs = append(errs, fmt.Errorf("RERUN_INTERVAL (%s) must be shorter than a third of LEASE_DURATION (%s)", c.RerunInterval, c.LeaseDuration))
 	}
 	if c.LeaseDuration > 0 && c.LeaseDuration < 5*time.Second {
 		errs = append(errs, fmt.Errorf("LEASE_DURATION %s is too short (at least 5s)", c.LeaseDuration))
