@@ -162,6 +162,7 @@ type EventMeta struct {
 	Etag             string
 	Status           string
 	RecurringEventID string
+	Series           bool // a recurring series master (has recurrence)
 }
 
 func metaOf(snap *firestore.DocumentSnapshot) EventMeta {
@@ -173,6 +174,7 @@ func metaOf(snap *firestore.DocumentSnapshot) EventMeta {
 	m.Etag, _ = d["etag"].(string)
 	m.Status, _ = d["status"].(string)
 	m.RecurringEventID, _ = d["recurringEventId"].(string)
+	_, m.Series = d["recurrence"]
 	return m
 }
 

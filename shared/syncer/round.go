@@ -78,14 +78,21 @@ func (s *Syncer) round(ctx context.Context, log *slog.Logger, key string, rd sto
 	return st.res, nil
 }
 
-// listAll follows every page of one listing, writing each page before asking
-// for the next, then resolves orphans. The token comes from the last page.
+// listAll follows every page of one listing, writing each page before the
+// next is processed (the next page is fetched while the current one is
+// written: at most two pages in memory), then resolves orphans. The token
+// comes from the last page.
 func (s *Syncer) listAll(ctx context.Context, svc *calendar.Service, st *roundState, token string) error {
-	pageToken := ""
-	for {
-		page, err := retry(ctx, s, func() (*calendar.Events, error) {
+	type fetched struct {
+		page *calendar.Events
+		err  error
+	}
+	fctx, cancelFetch := context.WithCancel(ctx)
+	defer cancelFetch()
+	fetch := func(pageToken string) (*calendar.Events, error) {
+		return retry(fctx, s, func() (*calendar.Events, error) {
 			s.stats.lists.Add(1)
-			call := svc.Events.List(st.calendarID).ShowDeleted(true).MaxResults(s.o.PageSize).Context(ctx)
+			call := svc.Events.List(st.calendarID).ShowDeleted(true).MaxResults(s.o.PageSize).Context(fctx)
 			if token != "" {
 				call.SyncToken(token)
 			}
@@ -94,8 +101,19 @@ func (s *Syncer) listAll(ctx context.Context, svc *calendar.Service, st *roundSt
 			}
 			return call.Do()
 		})
+	}
+	page, err := fetch("")
+	for {
 		if err != nil {
 			return err
+		}
+		var next chan fetched
+		if page.NextPageToken != "" {
+			next = make(chan fetched, 1)
+			go func(pt string) {
+				p, err := fetch(pt)
+				next <- fetched{p, err}
+			}(page.NextPageToken)
 		}
 		st.res.pages++
 		st.res.listed += len(page.Items)
@@ -104,16 +122,21 @@ func (s *Syncer) listAll(ctx context.Context, svc *calendar.Service, st *roundSt
 			st.loc, _ = time.LoadLocation(page.TimeZone) // unknown zone: nil, all-day dates in UTC
 		}
 		if err := s.applyPage(ctx, st, page.Items); err != nil {
+			if next != nil {
+				cancelFetch()
+				<-next // let the prefetch end before returning
+			}
 			return err
 		}
-		if page.NextPageToken == "" {
+		if next == nil {
 			if err := s.resolveOrphans(ctx, st); err != nil {
 				return err
 			}
 			st.res.token = page.NextSyncToken
 			return nil
 		}
-		pageToken = page.NextPageToken
+		f := <-next
+		page, err = f.page, f.err
 	}
 }
 
@@ -136,7 +159,8 @@ func (b *pageBatch) current(id string) store.EventMeta {
 		if p.doc == nil {
 			return store.EventMeta{ID: id}
 		}
-		return store.EventMeta{ID: id, Exists: true, Etag: p.ev.Etag, Status: p.ev.Status, RecurringEventID: p.ev.RecurringEventId}
+		return store.EventMeta{ID: id, Exists: true, Etag: p.ev.Etag, Status: p.ev.Status, RecurringEventID: p.ev.RecurringEventId,
+			Series: len(p.ev.Recurrence) > 0}
 	}
 	return b.existing[id]
 }
@@ -214,8 +238,21 @@ func (s *Syncer) plan(ctx context.Context, st *roundState, b *pageBatch, ev *cal
 	switch {
 	case ev.Status == "cancelled" && ev.RecurringEventId == "":
 		// A deletion: the event, and if it was a series, its exceptions.
-		if b.current(ev.Id).Exists {
+		cur := b.current(ev.Id)
+		if cur.Exists {
 			b.put(ev.Id, store.EventMeta{}, ev, nil)
+		}
+		for _, id := range b.order { // exceptions planned earlier in this page
+			if p := b.plan[id]; p.doc != nil && p.ev.RecurringEventId == ev.Id {
+				p.doc = nil
+				p.ev = nil
+			}
+		}
+		if !cur.Series {
+			// Not a series in the mirror (or not there at all): no stored
+			// exceptions to look for. Tombstones of old single events are
+			// common in full listings; this spares each a query.
+			return nil
 		}
 		exc, err := retry(ctx, s, func() ([]store.EventMeta, error) { return s.o.Store.Exceptions(ctx, st.key, ev.Id) })
 		if err != nil {
@@ -227,12 +264,6 @@ func (s *Syncer) plan(ctx context.Context, st *roundState, b *pageBatch, ev *cal
 			}
 			if b.current(m.ID).Exists {
 				b.put(m.ID, m, nil, nil)
-			}
-		}
-		for _, id := range b.order { // exceptions planned earlier in this page
-			if p := b.plan[id]; p.doc != nil && p.ev.RecurringEventId == ev.Id {
-				p.doc = nil
-				p.ev = nil
 			}
 		}
 		return nil
