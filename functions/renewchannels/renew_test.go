@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"google.golang.org/api/calendar/v3"
 
 	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/config"
@@ -277,5 +278,77 @@ func TestHandlerSummaryAndExpiringSoon(t *testing.T) {
 	r.ServeHTTP(rec, httptest.NewRequest(http.MethodDelete, "/", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("DELETE answered %d", rec.Code)
+	}
+}
+
+// Google may grant less than asked: the emulator grants 3 s for a 1 h ask.
+// Runs every ~second with a 2 s window renew each channel before it expires
+// (the old one is stopped, never expired), and every change made along the
+// way reaches the webhook through a live channel.
+func TestRenewBeforeExpiryWithShortGrants(t *testing.T) {
+	e := newEnv(t, calendaremu.Options{MaxTTL: 3 * time.Second})
+	var mu sync.Mutex
+	exists := map[string]int{}
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Goog-Resource-State") == "exists" {
+			mu.Lock()
+			exists[r.Header.Get("X-Goog-Channel-ID")]++
+			mu.Unlock()
+		}
+	}))
+	defer hook.Close()
+	r, parts := e.renewer(func(c *config.RenewChannels) { c.WebhookURL = hook.URL; c.RenewBefore = 2 * time.Second })
+	cal := store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}
+	e.register(cal, time.Now())
+	first, err := parts.Channels.Watch(e.ctx, cal, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(first.Expiration); d > 3*time.Second {
+		t.Fatalf("granted %s, want the emulator's 3 s cap", d)
+	}
+	svc, _ := calendaremu.NewService(e.ctx, e.base)
+	changes, renewed := 0, 0
+	for range 4 {
+		time.Sleep(1100 * time.Millisecond)
+		if _, err := svc.Events.Insert(cal.CalendarID, &calendar.Event{Summary: "tick",
+			Start: &calendar.EventDateTime{Date: "2032-01-01"}, End: &calendar.EventDateTime{Date: "2032-01-02"}}).Do(); err != nil {
+			t.Fatal(err)
+		}
+		changes++
+		sum, err := r.Run(e.ctx)
+		if err != nil || sum.Failed != 0 || sum.Created != 0 {
+			t.Fatalf("run: %+v %v", sum, err)
+		}
+		renewed += sum.Renewed
+	}
+	if renewed < 2 {
+		t.Errorf("renewed %d times in 4.4 s of 3 s grants", renewed)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := 0
+		for _, c := range exists {
+			n += c
+		}
+		mu.Unlock()
+		if n >= changes {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d changes notified", n, changes)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Every replaced channel was stopped before its expiry, none lapsed.
+	chans := e.emu.Channels()
+	for i, c := range chans {
+		if i < len(chans)-1 && !c.Stopped {
+			t.Errorf("channel %d (%s) was not stopped (expired: %v)", i, c.ID, c.Expired)
+		}
+	}
+	if last := chans[len(chans)-1]; last.Stopped || last.Expired {
+		t.Errorf("the newest channel is not live: %+v", last)
 	}
 }
