@@ -34,6 +34,10 @@ var stateKeys = map[string]string{
 	"credentialKeys":        "CREDENTIAL_KEYS",
 	"oauthClientId":         "OAUTH_CLIENT_ID",
 	"oauthClientSecret":     "OAUTH_CLIENT_SECRET",
+	"oauthAuthUrl":          "OAUTH_AUTH_URL",
+	"oauthTokenUrl":         "OAUTH_TOKEN_URL",
+	"channelTtl":            "CHANNEL_TTL",
+	"renewBefore":           "RENEW_BEFORE",
 }
 
 // cli is one command's context: flags, the layered environment and the
@@ -94,6 +98,15 @@ func (c *cli) setupEnv() error {
 		if err := json.Unmarshal(raw, &m); err != nil {
 			return usagef("--state-file %s: not a JSON object: %v", c.stateFile, err)
 		}
+		// "env": every variable the stack's functions run with (lowest
+		// precedence), then the named keys.
+		if env, ok := m["env"].(map[string]any); ok {
+			for k, v := range env {
+				if s, ok := v.(string); ok && s != "" {
+					state[k] = s
+				}
+			}
+		}
 		for k, v := range m {
 			if env, ok := stateKeys[k]; ok {
 				if s, ok := v.(string); ok && s != "" {
@@ -102,9 +115,14 @@ func (c *cli) setupEnv() error {
 			}
 		}
 		if ep := state["CALENDAR_ENDPOINT"]; ep != "" {
-			ep = strings.TrimRight(ep, "/")
-			state["OAUTH_AUTH_URL"] = ep + "/authorize"
-			state["OAUTH_TOKEN_URL"] = ep + "/token"
+			// The emulator serves OAuth next to the API.
+			base := strings.TrimSuffix(strings.TrimRight(ep, "/"), "/calendar/v3")
+			if state["OAUTH_AUTH_URL"] == "" {
+				state["OAUTH_AUTH_URL"] = base + "/authorize"
+			}
+			if state["OAUTH_TOKEN_URL"] == "" {
+				state["OAUTH_TOKEN_URL"] = base + "/token"
+			}
 		}
 	}
 	flags := map[string]string{}

@@ -122,20 +122,21 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fs.Close(); ps.Close() })
-	state, _ := json.Marshal(map[string]string{
-		"webhookUrl": hook.URL, "calendarEndpoint": base, "firestoreEmulatorHost": fsHost,
+	// As the devstack writes it: named keys and the functions' "env".
+	state, _ := json.Marshal(map[string]any{
+		"webhookUrl": hook.URL, "calendarEndpoint": base + calendaremu.APIPath, "firestoreEmulatorHost": fsHost,
 		"pubsubEmulatorHost": psHost, "projectId": project, "changesTopic": "changes", "notificationsTopic": "notifications",
+		"pid": 1234, "env": map[string]string{"CHANNEL_TOKEN_KEYS": tokenKeys, "RENEW_BEFORE": "30m"},
 	})
 	file := filepath.Join(t.TempDir(), "state.json")
 	if err := os.WriteFile(file, state, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("CHANNEL_TOKEN_KEYS", tokenKeys)
 	t.Setenv("CREDENTIAL_KEYS", credKeys)
 	t.Setenv("OAUTH_CLIENT_ID", "calsync-test")
 	t.Setenv("OAUTH_CLIENT_SECRET", "secret")
 	t.Setenv("CALSYNC_STATE_FILE", file)
-	for _, v := range []string{"PROJECT_ID", "WEBHOOK_URL", "CALENDAR_ENDPOINT", "OAUTH_AUTH_URL", "OAUTH_TOKEN_URL", "PUBSUB_EMULATOR_HOST", "NOTIFICATIONS_TOPIC"} {
+	for _, v := range []string{"CHANNEL_TOKEN_KEYS", "PROJECT_ID", "WEBHOOK_URL", "CALENDAR_ENDPOINT", "OAUTH_AUTH_URL", "OAUTH_TOKEN_URL", "PUBSUB_EMULATOR_HOST", "NOTIFICATIONS_TOPIC"} {
 		if _, ok := os.LookupEnv(v); ok {
 			t.Setenv(v, "")
 			os.Unsetenv(v)
