@@ -38,7 +38,7 @@ func New(opts syncer.Options) *Worker {
 
 // HandleNotification syncs for one notification (see syncer.HandleNotification).
 func (w *Worker) HandleNotification(ctx context.Context, n messages.Notification) error {
-	return w.Syncer.HandleNotification(ctx, n)
+	return w.Syncer.HandleNotification(logging.WithLogger(ctx, w.Logger), n)
 }
 
 // PubSubMessage is the message inside Eventarc's

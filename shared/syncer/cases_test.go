@@ -422,3 +422,46 @@ func TestCrashedHolderTakenOver(t *testing.T) {
 		t.Fatalf("after takeover: %+v", c)
 	}
 }
+
+// A full_resync request that arrives during a sync makes the rerun full.
+func TestFullResyncDuringSync(t *testing.T) {
+	e := newEnv(t)
+	e.insert("a")
+	s0 := e.syncer(nil)
+	e.mustNotify(s0, messages.StateSync)
+	release := make(chan struct{})
+	var calls atomic.Int32
+	blocking := syncer.ServicesFunc(func(ctx context.Context, _ store.Calendar) (*calendar.Service, error) {
+		if calls.Add(1) == 1 {
+			<-release
+		}
+		return e.svc, nil
+	})
+	var reports []syncer.Report
+	var mu sync.Mutex
+	a := e.syncer(func(o *syncer.Options) {
+		o.Services = blocking
+		o.OnSync = func(r syncer.Report) { mu.Lock(); reports = append(reports, r); mu.Unlock() }
+	})
+	errc := make(chan error, 1)
+	go func() { errc <- e.notify(a, messages.StateExists) }()
+	waitFor(t, func() bool { return e.calendar().LeaseOwner != "" })
+	e.mustNotify(s0, messages.StateExists)     // dirty
+	e.mustNotify(s0, messages.StateFullResync) // dirty already, but needs its flag
+	if c := e.calendar(); !c.Dirty || !c.FullResyncRequested {
+		t.Fatalf("flags: %+v", c)
+	}
+	close(release)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reports) != 2 || reports[0].Full || !reports[1].Full || reports[1].RerunReason != messages.StateFullResync {
+		t.Fatalf("rounds: %+v", reports)
+	}
+	if c := e.calendar(); c.FullResyncRequested || c.FullSyncCount != 2 {
+		t.Fatalf("after: %+v", c)
+	}
+	e.assertMirror()
+}

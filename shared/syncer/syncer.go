@@ -313,7 +313,7 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 		// previous one started; the first notification of a quiet calendar
 		// goes at once, and the final round as soon as the burst is over.
 		if err := s.pace(ctx, key, prevStart); err != nil {
-			return s.fail(log, key, cal, lease, err)
+			return s.fail(ctx, log, key, cal, lease, err)
 		}
 		h.mu.Lock() // held across the transaction that clears the flag
 		h.gen++
@@ -321,7 +321,7 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 		rd, err := retry(ctx, s, func() (store.Round, error) { return s.o.Store.StartRound(ctx, key, lease, full) })
 		h.mu.Unlock()
 		if err != nil {
-			return s.fail(log, key, cal, lease, err)
+			return s.fail(ctx, log, key, cal, lease, err)
 		}
 		cal = rd.Calendar
 		if !rd.DirtySince.IsZero() && (oldest.IsZero() || rd.DirtySince.Before(oldest)) {
@@ -346,7 +346,7 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 		if c := context.Cause(ctx); c != nil && errors.Is(c, store.ErrLeaseLost) {
 			err = c
 		}
-		return s.fail(log, key, cal, lease, err)
+		return s.fail(ctx, log, key, cal, lease, err)
 	}
 }
 
@@ -372,9 +372,10 @@ func (s *Syncer) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, 
 
 // fail handles a round that could not complete. It returns nil (ack) for
 // permanent conditions and an error (redeliver) otherwise.
-func (s *Syncer) fail(log *slog.Logger, key string, cal store.Calendar, lease store.Lease, err error) error {
-	// The request context may be gone: clean up on a short one of our own.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal store.Calendar, lease store.Lease, err error) error {
+	// The request context may be done: clean up on a short one of our own
+	// that keeps its values (the logger).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	kind := s.classify(err)
 	switch kind {

@@ -1,0 +1,107 @@
+package syncworker
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"golang.org/x/oauth2"
+
+	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/calendaremu"
+	"github.com/calsync/calsync/shared/credentials"
+	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/syncer"
+	"github.com/calsync/calsync/shared/syncer/synctest"
+	"github.com/calsync/calsync/shared/testenv"
+)
+
+// The production wiring of a revoked grant: calclient refreshes the stored
+// token, the emulator answers invalid_grant, credentials.Revoked marks the
+// credential and its calendars auth_revoked and logs exactly one ERROR line;
+// the message is acknowledged, and a later one does not touch the API.
+func TestRevokedGrantWithCalclientAndCredentials(t *testing.T) {
+	testenv.Firestore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, base := calendaremu.Start(t, calendaremu.Options{})
+	const alice = "alice@calsync.test"
+	tok := srv.IssueToken(alice)
+	fs, err := firestore.NewClient(ctx, testenv.ProjectID(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	cipher, err := credentials.ParseCipher("k1:MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=")
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := &credentials.Store{FS: fs, Cipher: cipher}
+	credID, err := creds.Put(ctx, alice, tok.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(fs)
+	key, err := st.PutCalendar(ctx, store.Calendar{CalendarID: alice, AuthMode: store.AuthOAuth, CredentialID: credID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	factory := calclient.New(calclient.Options{Endpoint: base, Tokens: creds,
+		OAuth: &oauth2.Config{ClientID: "c", ClientSecret: "s", Endpoint: oauth2.Endpoint{TokenURL: base + "/token", AuthStyle: oauth2.AuthStyleInParams}}})
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logger := logging.New(lockedWriter{&mu, &logs}, slog.LevelInfo)
+	w := New(syncer.Options{
+		Store: st, Services: Services{Factory: factory}, Revoker: revoker{fs: fs, factory: factory}, Logger: logger,
+		Publisher:   &synctest.Recorder{},
+		AuthRevoked: func(err error) bool { return calclient.IsAuthRevoked(err) },
+		RetryBudget: 2 * time.Second,
+	})
+	ctx = logging.WithLogger(ctx, logger)
+	n := messages.Notification{CalendarKey: key, ResourceState: messages.StateSync, ReceivedAt: time.Now().UTC()}
+	if err := w.HandleNotification(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.RevokeGrant(alice); err != nil {
+		t.Fatal(err)
+	}
+	n.ResourceState, n.ReceivedAt = messages.StateExists, time.Now().UTC()
+	if err := w.HandleNotification(ctx, n); err != nil {
+		t.Fatalf("revoked grant must be acknowledged: %v", err)
+	}
+	c, _ := st.GetCalendar(ctx, key)
+	if c.Status != store.StatusAuthRevoked || c.LeaseOwner != "" {
+		t.Fatalf("calendar after revocation: %+v", c)
+	}
+	cr, err := store.GetCredential(ctx, fs, credID)
+	if err != nil || cr.Status != store.StatusAuthRevoked {
+		t.Fatalf("credential after revocation: %+v %v", cr, err)
+	}
+	lists := srv.Stats().Requests["events.list"]
+	n.ReceivedAt = time.Now().UTC()
+	if err := w.HandleNotification(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Stats().Requests["events.list"] != lists {
+		t.Fatal("a revoked calendar was listed again")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var errorLines []string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `"severity":"ERROR"`) {
+			errorLines = append(errorLines, line)
+		}
+	}
+	if len(errorLines) != 1 || !strings.Contains(errorLines[0], `"event":"auth_revoked"`) ||
+		!strings.Contains(errorLines[0], `"credentialId":"`+credID+`"`) || !strings.Contains(errorLines[0], `"calendarKey":"`+key+`"`) {
+		t.Fatalf("want one auth_revoked ERROR line with calendarKey and credentialId, got:\n%s", strings.Join(errorLines, "\n"))
+	}
+}
