@@ -331,6 +331,7 @@ func cmdRenew(ctx context.Context, c *cli, args []string) error {
 }
 
 // progress prints "name: done/total" on stderr at most twice a second.
+// The first line comes after a second: short runs print nothing.
 type progress struct {
 	c           *cli
 	name        string
@@ -341,7 +342,7 @@ type progress struct {
 }
 
 func newProgress(c *cli, name string, total int) *progress {
-	return &progress{c: c, name: name, total: total}
+	return &progress{c: c, name: name, total: total, last: time.Now().Add(500 * time.Millisecond)}
 }
 
 func (p *progress) step() {
@@ -356,7 +357,7 @@ func (p *progress) set(n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.n = n
-	if time.Since(p.last) < 500*time.Millisecond && n < p.total {
+	if time.Since(p.last) < 500*time.Millisecond || (n == p.total && !p.printedOnce) {
 		return
 	}
 	p.last = time.Now()
@@ -368,6 +369,6 @@ func (p *progress) done() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.printedOnce {
-		fmt.Fprintln(p.c.stderr)
+		fmt.Fprintf(p.c.stderr, "\r%s: %d/%d calendars\n", p.name, p.n, p.total)
 	}
 }

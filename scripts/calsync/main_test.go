@@ -342,3 +342,24 @@ func TestCommandsEndToEnd(t *testing.T) {
 		t.Errorf("unwatch unknown: %d %q", code, e)
 	}
 }
+
+func TestProgress(t *testing.T) {
+	var errb bytes.Buffer
+	c := &cli{stderr: &errb}
+	p := newProgress(c, "renew", 3)
+	p.step()
+	p.step()
+	p.step()
+	p.done()
+	if errb.Len() != 0 {
+		t.Errorf("short run printed %q", errb.String())
+	}
+	p = newProgress(c, "renew", 3)
+	p.last = time.Now().Add(-time.Second) // a long run
+	p.step()
+	p.step()
+	p.done()
+	if got := errb.String(); !strings.Contains(got, "renew: 1/3 calendars") || !strings.HasSuffix(got, "\rrenew: 2/3 calendars\n") {
+		t.Errorf("long run printed %q", got)
+	}
+}
