@@ -223,6 +223,14 @@ func (r *Renewer) handle(ctx context.Context, t task) Summary {
 			}
 			return s
 		}
+		if t.cal != nil && calclient.IsNotFound(err) {
+			// events.watch answered 404: the calendar is gone or no longer
+			// visible to its identity. Stop trying until an operator acts.
+			if serr := store.SetCalendarStatus(ctx, r.FS, t.key, store.StatusNotFound, "events.watch: 404 notFound", r.now()); serr != nil {
+				r.failure(ctx, t.key, "status", serr)
+			}
+			return s
+		}
 	}
 	if t.cal == nil || t.cal.Status != store.StatusActive {
 		return s

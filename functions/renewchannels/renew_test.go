@@ -208,6 +208,21 @@ func TestRevokedGrant(t *testing.T) {
 	}
 }
 
+func TestCalendarGoneMarkedNotFound(t *testing.T) {
+	e := newEnv(t, calendaremu.Options{})
+	r, _ := e.renewer(nil)
+	key := e.register(store.Calendar{CalendarID: "deleted@x.test", AuthMode: store.AuthADC}, time.Now())
+	if sum, err := r.Run(e.ctx); err != nil || sum.Failed != 1 || sum.Created != 0 {
+		t.Fatalf("summary %+v %v", sum, err)
+	}
+	if got, _ := store.RegisteredCalendar(e.ctx, e.fs, key); got.Status != store.StatusNotFound {
+		t.Errorf("status %s", got.Status)
+	}
+	if sum, _ := r.Run(e.ctx); sum.Failed != 0 || sum.Calendars != 0 {
+		t.Errorf("second run %+v", sum)
+	}
+}
+
 func TestReconcileStaleAndDirty(t *testing.T) {
 	e := newEnv(t, calendaremu.Options{})
 	r, parts := e.renewer(nil)
