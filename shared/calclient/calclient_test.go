@@ -231,3 +231,34 @@ func TestClassifiers(t *testing.T) {
 		t.Error("invalid_client is not a revoked grant")
 	}
 }
+
+// A 401 on a cached access token (the server forgot it) is retried once with
+// a refreshed token, body included; the caller never sees it.
+func TestStale401RefreshedAndRetried(t *testing.T) {
+	ctx := context.Background()
+	srv, base := calendaremu.Start(t, calendaremu.Options{})
+	srv.CreateUser("dave@x.test", "1//dave")
+	f := newFactory(base, 0, 0, mapTokens{"cred-d": "1//dave"})
+	cal := store.Calendar{CalendarID: "dave@x.test", AuthMode: store.AuthOAuth, CredentialID: "cred-d"}
+	svc, _ := f.Service(ctx, cal)
+	if _, err := svc.Events.List("dave@x.test").Do(); err != nil {
+		t.Fatal(err)
+	}
+	srv.Reset() // access tokens forgotten
+	srv.CreateUser("dave@x.test", "1//dave")
+	issued := srv.Stats().Tokens
+	ev, err := svc.Events.Insert("dave@x.test", &calendar.Event{Summary: "after 401",
+		Start: &calendar.EventDateTime{Date: "2030-01-01"}, End: &calendar.EventDateTime{Date: "2030-01-02"}}).Do()
+	if err != nil || ev.Summary != "after 401" {
+		t.Fatalf("insert after a stale token: %v", err)
+	}
+	if srv.Stats().Tokens != issued+1 {
+		t.Errorf("tokens issued %d, want one refresh", srv.Stats().Tokens-issued)
+	}
+	// Revoked: a request with a body (events.watch) also ends as auth revoked.
+	srv.RevokeGrant("dave@x.test")
+	_, err = svc.Events.Watch("dave@x.test", &calendar.Channel{Id: "w1", Type: "web_hook", Address: "http://127.0.0.1:1/x"}).Do()
+	if !IsAuthRevoked(err) {
+		t.Fatalf("watch with a revoked grant: %v", err)
+	}
+}
