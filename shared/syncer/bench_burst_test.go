@@ -94,7 +94,7 @@ func BenchmarkBurst(b *testing.B) {
 		b.ReportMetric(median(res[i].writes), v.name+"_writes")
 		b.ReportMetric(median(res[i].writes)/burstChanges, v.name+"_write_amp")
 		b.ReportMetric(median(res[i].lags), v.name+"_lag_ms")
-		b.Logf("%s: lists %v writes %v lag_ms %v", v.name, res[i].lists, res[i].writes, res[i].lags)
+		fmt.Fprintf(os.Stderr, "burst %s: lists %v writes %v lag_ms %.0f\n", v.name, res[i].lists, res[i].writes, res[i].lags)
 	}
 	b.ReportMetric(0, "ns/op")
 }

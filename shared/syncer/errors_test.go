@@ -1,0 +1,62 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"syscall"
+	"testing"
+
+	"golang.org/x/oauth2"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/calsync/calsync/shared/store"
+)
+
+func TestClassify(t *testing.T) {
+	gerr := func(code int, reason string) error {
+		return &googleapi.Error{Code: code, Errors: []googleapi.ErrorItem{{Reason: reason}}}
+	}
+	invalidGrant := &url.Error{Op: "Get", URL: "https://x", Err: &oauth2.RetrieveError{
+		Response: &http.Response{StatusCode: 400}, ErrorCode: "invalid_grant"}}
+	for _, tc := range []struct {
+		err  error
+		want Kind
+	}{
+		{gerr(403, "rateLimitExceeded"), KindTransient},
+		{gerr(403, "userRateLimitExceeded"), KindTransient},
+		{gerr(429, "rateLimitExceeded"), KindTransient},
+		{gerr(500, "backendError"), KindTransient},
+		{gerr(503, ""), KindTransient},
+		{gerr(403, "quotaExceeded"), KindQuota},
+		{gerr(403, "forbidden"), KindOther},
+		{gerr(400, "invalid"), KindOther},
+		{gerr(410, "fullSyncRequired"), KindSyncTokenGone},
+		{fmt.Errorf("page 2: %w", gerr(410, "fullSyncRequired")), KindSyncTokenGone},
+		{gerr(410, "deleted"), KindNotFound},
+		{gerr(404, "notFound"), KindNotFound},
+		{gerr(401, "authError"), KindAuthRevoked},
+		{invalidGrant, KindAuthRevoked},
+		{&oauth2.RetrieveError{Response: &http.Response{StatusCode: 503}, ErrorCode: "x"}, KindTransient},
+		{fmt.Errorf("wrapped: %w", ErrAuthRevoked), KindAuthRevoked},
+		{store.ErrLeaseLost, KindLeaseLost},
+		{status.Error(codes.Aborted, "contention"), KindTransient},
+		{status.Error(codes.Unavailable, "down"), KindTransient},
+		{fmt.Errorf("commit: %w", status.Error(codes.Aborted, "x")), KindTransient},
+		{status.Error(codes.InvalidArgument, "too big"), KindOther},
+		{status.Error(codes.PermissionDenied, "no"), KindOther},
+		{&url.Error{Op: "Get", URL: "https://x", Err: syscall.ECONNRESET}, KindTransient},
+		{io.ErrUnexpectedEOF, KindTransient},
+		{context.DeadlineExceeded, KindTransient},
+		{errors.New("mystery"), KindOther},
+	} {
+		if got := Classify(tc.err); got != tc.want {
+			t.Errorf("Classify(%v) = %s, want %s", tc.err, got, tc.want)
+		}
+	}
+}
