@@ -63,7 +63,7 @@ func (w *Worker) HandleCloudEvent(ctx context.Context, e event.Event) error {
 	n, id, err := decode(e)
 	if err != nil {
 		w.Logger.Warn("invalid notification message; acknowledged", logging.KeyEvent, logging.EventSyncError,
-			logging.KeyReason, "invalid_message", "messageId", id, "ceId", e.ID(), logging.KeyError, err.Error())
+			logging.KeyReason, "invalid_message", logging.KeyMessageID, id, logging.KeyError, err.Error())
 		return nil
 	}
 	return w.HandleNotification(ctx, n)

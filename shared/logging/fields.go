@@ -17,6 +17,7 @@ const (
 	KeyReason        = "reason"
 	KeyError         = "error"
 	KeyCredentialID  = "credentialId"
+	KeyMessageID     = "messageId" // a Pub/Sub message id
 
 	KeySyncKind    = "syncKind" // full or incremental
 	KeyPages       = "pages"
