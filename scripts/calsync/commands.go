@@ -372,3 +372,24 @@ func (p *progress) done() {
 		fmt.Fprintf(p.c.stderr, "\r%s: %d/%d calendars\n", p.name, p.n, p.total)
 	}
 }
+
+func cmdReseal(ctx context.Context, c *cli, args []string) error {
+	fs := c.flagSet("reseal")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := c.renewConfig(ctx)
+	if err != nil {
+		return err
+	}
+	_, parts, err := c.renewer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	n, err := parts.Credentials.Reseal(ctx)
+	fmt.Fprintf(c.stdout, "resealed %d credential(s) under the first key of CREDENTIAL_KEYS\n", n)
+	if err != nil {
+		return fmt.Errorf("some credentials could not be resealed (keep their key in CREDENTIAL_KEYS): %w", err)
+	}
+	return nil
+}

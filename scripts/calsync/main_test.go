@@ -341,6 +341,17 @@ func TestCommandsEndToEnd(t *testing.T) {
 	if code, _, e := run("unwatch", "--calendar", "never@x.test"); code != 1 || !strings.Contains(e, "not registered") {
 		t.Errorf("unwatch unknown: %d %q", code, e)
 	}
+
+	// Key rotation: a new key first, reseal, then the old key can go.
+	newKey := "c2:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("n", 32)))
+	t.Setenv("CREDENTIAL_KEYS", newKey+","+credKeys)
+	if code, out, e := run("reseal"); code != 0 || !strings.Contains(out, "resealed 1 credential(s)") {
+		t.Fatalf("reseal: %d %q %q", code, out, e)
+	}
+	ciph, _ := credentials.ParseCipher(newKey)
+	if tok, err := (&credentials.Store{FS: s.fs, Cipher: ciph}).RefreshToken(ctx, cred); err != nil || tok == "" {
+		t.Errorf("after reseal, the new key alone: %v", err)
+	}
 }
 
 func TestProgress(t *testing.T) {

@@ -68,3 +68,51 @@ func (s *Store) RefreshToken(ctx context.Context, credentialID string) (string, 
 	}
 	return string(pt), nil
 }
+
+// Reseal re-encrypts every credential sealed under a key other than the
+// first one of the Cipher, so the old key can then be dropped from
+// CREDENTIAL_KEYS. It returns how many were rewritten. Each rewrite is a
+// transaction; a credential sealed under a key the Cipher lacks is an error
+// (named by id) and the others go on.
+func (s *Store) Reseal(ctx context.Context) (int, error) {
+	it := s.FS.Collection(store.CollCredentials).Where("keyId", "!=", s.Cipher.sealID).Documents(ctx)
+	snaps, err := it.GetAll()
+	if err != nil {
+		return 0, fmt.Errorf("credentials: list: %w", err)
+	}
+	n := 0
+	var errs []error
+	for _, snap := range snaps {
+		id := snap.Ref.ID
+		err := s.FS.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+			cur, err := tx.Get(snap.Ref)
+			if err != nil {
+				return err
+			}
+			var c store.Credential
+			if err := cur.DataTo(&c); err != nil {
+				return err
+			}
+			if c.KeyID == s.Cipher.sealID {
+				return nil
+			}
+			pt, err := s.Cipher.Open(id, c.KeyID, c.Ciphertext)
+			if err != nil {
+				return err
+			}
+			keyID, ct, err := s.Cipher.Seal(id, pt)
+			if err != nil {
+				return err
+			}
+			return tx.Update(snap.Ref, []firestore.Update{
+				{Path: "keyId", Value: keyID}, {Path: "ciphertext", Value: ct}, {Path: "updatedAt", Value: s.now()},
+			})
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("credential %s: %w", id, err))
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}

@@ -213,3 +213,33 @@ func TestRevoked(t *testing.T) {
 		t.Errorf("y1 channel %s", ch.State)
 	}
 }
+
+func TestResealRotatesKeys(t *testing.T) {
+	ctx := context.Background()
+	fs := newFS(t)
+	old := &Store{FS: fs, Cipher: mustCipher(t, key("k1", "a"))}
+	id1, _ := old.Put(ctx, "a@x", "1//a")
+	id2, _ := old.Put(ctx, "b@x", "1//b")
+	rotated := &Store{FS: fs, Cipher: mustCipher(t, key("k2", "b")+","+key("k1", "a"))}
+	id3, _ := rotated.Put(ctx, "c@x", "1//c") // already under k2
+	n, err := rotated.Reseal(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("resealed %d: %v", n, err)
+	}
+	// The old key can go now.
+	only := &Store{FS: fs, Cipher: mustCipher(t, key("k2", "b"))}
+	for id, want := range map[string]string{id1: "1//a", id2: "1//b", id3: "1//c"} {
+		if got, err := only.RefreshToken(ctx, id); err != nil || got != want {
+			t.Errorf("%s: %q %v", id, got, err)
+		}
+	}
+	if n, err := only.Reseal(ctx); err != nil || n != 0 {
+		t.Errorf("second reseal: %d %v", n, err)
+	}
+	// A credential under a key the cipher lacks is named, the rest goes on.
+	lost := &Store{FS: fs, Cipher: mustCipher(t, key("k9", "z"))}
+	lostID, _ := lost.Put(ctx, "d@x", "1//d")
+	if _, err := only.Reseal(ctx); err == nil || !strings.Contains(err.Error(), lostID) {
+		t.Errorf("unknown key: %v", err)
+	}
+}
