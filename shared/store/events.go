@@ -22,6 +22,17 @@ const (
 	FieldSyncedAt  = "syncedAt"  // timestamp: when calsync wrote the document
 )
 
+// FieldTruncated marks a document that had to shed fields to fit Firestore's
+// 1 MiB document limit (see MaxEventJSON).
+const FieldTruncated = "calsyncTruncated"
+
+// MaxEventJSON bounds the event JSON stored in one document: Firestore
+// refuses documents over 1 MiB, and one refused document would block its
+// calendar's sync forever. A bigger event is stored without its largest
+// free-text and list fields (description, attendees), with FieldTruncated
+// set; the change message still carries the whole event.
+const MaxEventJSON = 900 * 1024
+
 var derived = []string{FieldStartTime, FieldEndTime, FieldSyncedAt}
 
 // EventDoc turns an event, as Google returns it, into the document stored at
@@ -36,6 +47,11 @@ func EventDoc(ev *calendar.Event, loc *time.Location, syncedAt time.Time) (map[s
 	doc, err := decodeJSONMap(raw)
 	if err != nil {
 		return nil, fmt.Errorf("event %s: %w", ev.Id, err)
+	}
+	if len(raw) > MaxEventJSON {
+		delete(doc, "description")
+		delete(doc, "attendees")
+		doc[FieldTruncated] = true
 	}
 	start := ev.Start
 	if start == nil {

@@ -86,6 +86,20 @@ func TestEventDocRoundTrip(t *testing.T) {
 			t.Errorf("%s: round trip differs:\n google %.300s\n mirror %.300s", tc.ev.Id, orig, back)
 		}
 	}
+	// Over Firestore's limit: stored without description and attendees.
+	huge := oddEvent()
+	huge.Id = "huge1"
+	huge.Description = strings.Repeat("x", 1100*1024)
+	doc, err := EventDoc(huge, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc[FieldTruncated] != true || doc["description"] != nil || doc["summary"] != huge.Summary {
+		t.Fatalf("oversize doc: truncated=%v", doc[FieldTruncated])
+	}
+	if err := s.WriteEvents(ctx, "ckey", []EventWrite{{ID: huge.Id, Doc: doc}}); err != nil {
+		t.Fatal(err)
+	}
 	m, err := s.GetEvents(ctx, "ckey", []string{"abc123", "nothere"})
 	if err != nil {
 		t.Fatal(err)
