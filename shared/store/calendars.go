@@ -54,7 +54,7 @@ func (s *Store) SetStatus(ctx context.Context, key, status, reason, owner string
 		}
 		if owner != "" && c.LeaseOwner == owner {
 			ups = append(ups, firestore.Update{Path: "leaseOwner", Value: firestore.Delete},
-				firestore.Update{Path: "leaseUntil", Value: firestore.Delete})
+				firestore.Update{Path: "leaseUntil", Value: time.Now().UTC()})
 		}
 		return tx.Update(s.CalendarRef(key), ups)
 	})

@@ -274,7 +274,7 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 		} else {
 			ups = append(ups,
 				firestore.Update{Path: "leaseOwner", Value: firestore.Delete},
-				firestore.Update{Path: "leaseUntil", Value: firestore.Delete})
+				firestore.Update{Path: "leaseUntil", Value: now}) // released: expired now (queries can compare it)
 		}
 		return tx.Update(ref, ups)
 	})
@@ -298,7 +298,7 @@ func (s *Store) Release(ctx context.Context, key string, l Lease) error {
 		}
 		return tx.Update(ref, []firestore.Update{
 			{Path: "leaseOwner", Value: firestore.Delete},
-			{Path: "leaseUntil", Value: firestore.Delete},
+			{Path: "leaseUntil", Value: l.now()}, // released: expired now (queries can compare it)
 		})
 	})
 }
