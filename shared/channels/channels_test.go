@@ -227,6 +227,7 @@ func TestRenewOverlap(t *testing.T) {
 	if newID != SuccessorID(old.ChannelID) {
 		t.Fatalf("new id %s", newID)
 	}
+	f.m.afterWatch = nil
 	if c, _ := emuChannel(f.emu, old.ChannelID); !c.Stopped {
 		t.Error("old channel not stopped after renewal")
 	}
@@ -236,10 +237,19 @@ func TestRenewOverlap(t *testing.T) {
 	if n := f.hook.count(old.ChannelID, "exists"); n != 1 {
 		t.Errorf("old channel delivered %d after its stop", n)
 	}
-	// Nothing to do on a fresh channel.
+	// Nothing to do on a fresh channel (1 h left: not due in a 30 min
+	// window, but inside the 6 h at-risk window, so reported).
 	chans, _ = store.ChannelsOfCalendar(ctx, f.fs, key)
-	if out, err := f.m.Ensure(ctx, key, &f.cal, chans, 30*time.Minute); err != nil || out != (Outcome{}) {
+	if out, err := f.m.Ensure(ctx, key, &f.cal, chans, 30*time.Minute); err != nil || out != (Outcome{ExpiringSoon: true}) {
 		t.Errorf("second ensure: %+v %v", out, err)
+	}
+	f.m.TTL = 7 * time.Hour
+	if out, err := f.m.Ensure(ctx, key, &f.cal, chans, 2*time.Hour); err != nil || !out.Renewed || out.ExpiringSoon {
+		t.Errorf("renewal to 7 h: %+v %v", out, err)
+	}
+	chans, _ = store.ChannelsOfCalendar(ctx, f.fs, key)
+	if out, err := f.m.Ensure(ctx, key, &f.cal, chans, 2*time.Hour); err != nil || out != (Outcome{}) {
+		t.Errorf("7 h channel: %+v %v", out, err)
 	}
 }
 

@@ -19,7 +19,7 @@ type Outcome struct {
 	Renewed      bool // the kept channel was replaced (new first, then old stopped)
 	Stopped      int  // channels stopped: orphans, duplicates (not counting a renewal's old channel)
 	Expired      int  // records found expired (or abandoned pending) and closed
-	ExpiringSoon bool // the kept channel expires within ExpiringSoonWindow and was not renewed
+	ExpiringSoon bool // the kept (pre-existing) channel expires within ExpiringSoonWindow and was not renewed
 	Busy         bool // another run holds the calendar's next channel
 }
 
@@ -126,7 +126,10 @@ func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, c
 		}
 		out.Stopped++
 	}
-	if keep.Expiration.Sub(now) >= renewBefore {
+	left := keep.Expiration.Sub(now)
+	if left >= renewBefore {
+		// Not due; still at risk when the window is shorter than 6 h.
+		out.ExpiringSoon = left < ExpiringSoonWindow
 		return out, errors.Join(errs...)
 	}
 	nc, err := m.Watch(ctx, *cal, keep.ChannelID)
@@ -135,7 +138,7 @@ func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, c
 		out.Busy = true
 	case err != nil:
 		errs = append(errs, err)
-		out.ExpiringSoon = keep.Expiration.Sub(now) < ExpiringSoonWindow
+		out.ExpiringSoon = left < ExpiringSoonWindow
 	default:
 		if m.afterWatch != nil {
 			m.afterWatch(keep, nc)
