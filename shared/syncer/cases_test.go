@@ -465,3 +465,75 @@ func TestFullResyncDuringSync(t *testing.T) {
 	}
 	e.assertMirror()
 }
+
+// The heartbeat keeps the lease of a sync that outlives LeaseDuration.
+func TestHeartbeatKeepsLongSync(t *testing.T) {
+	e := newEnv(t)
+	e.insert("a")
+	slow := syncer.ServicesFunc(func(ctx context.Context, _ store.Calendar) (*calendar.Service, error) {
+		time.Sleep(1200 * time.Millisecond) // four lease lengths
+		return e.svc, nil
+	})
+	s := e.syncer(func(o *syncer.Options) { o.Services = slow; o.LeaseDuration = 300 * time.Millisecond })
+	e.mustNotify(s, messages.StateSync)
+	if c := e.calendar(); c.SyncToken == "" || c.LeaseOwner != "" {
+		t.Fatalf("long sync did not complete: %+v", c)
+	}
+	e.assertMirror()
+}
+
+// Pacing: a rerun waits RerunInterval from the previous round's start, unless
+// this process saw the burst end (quiet for QuietPeriod).
+func TestPacing(t *testing.T) {
+	for _, local := range []bool{false, true} {
+		t.Run(map[bool]string{false: "other_instance", true: "same_instance"}[local], func(t *testing.T) {
+			e := newEnv(t)
+			e.insert("a")
+			release := make(chan struct{})
+			var calls atomic.Int32
+			blocking := syncer.ServicesFunc(func(ctx context.Context, _ store.Calendar) (*calendar.Service, error) {
+				if calls.Add(1) == 1 {
+					<-release
+				}
+				return e.svc, nil
+			})
+			var mu sync.Mutex
+			var starts []time.Time
+			a := e.syncer(func(o *syncer.Options) {
+				o.Services = blocking
+				o.RerunInterval = 1500 * time.Millisecond
+				o.QuietPeriod = 100 * time.Millisecond
+				o.OnSync = func(r syncer.Report) { mu.Lock(); starts = append(starts, r.StartedAt); mu.Unlock() }
+			})
+			other := e.syncer(nil)
+			errc := make(chan error, 1)
+			t0 := time.Now()
+			go func() { errc <- e.notify(a, messages.StateSync) }()
+			waitFor(t, func() bool { return e.calendar().LeaseOwner != "" })
+			if time.Since(t0) > time.Second {
+				t.Fatal("the first notification of a quiet calendar did not sync at once")
+			}
+			via := other
+			if local {
+				via = a
+			}
+			e.mustNotify(via, messages.StateExists)
+			close(release)
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(starts) != 2 {
+				t.Fatalf("%d rounds, want 2", len(starts))
+			}
+			gap := starts[1].Sub(starts[0])
+			if !local && gap < 1500*time.Millisecond {
+				t.Fatalf("rerun %v after the previous start, want ≥ 1.5s", gap)
+			}
+			if local && gap >= 1500*time.Millisecond {
+				t.Fatalf("rerun %v after the previous start: the quiet period should have ended the wait", gap)
+			}
+		})
+	}
+}
