@@ -3,6 +3,7 @@ package channels
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -104,7 +105,7 @@ func setup(t *testing.T) *fixture {
 	h := newHook(t, fs)
 	keys, _ := channeltoken.Parse(tokenKeys)
 	m := &Manager{FS: fs, Calendars: calclient.New(calclient.Options{Endpoint: base}), Tokens: keys,
-		WebhookURL: h.srv.URL, TTL: time.Hour}
+		WebhookURL: h.srv.URL, TTL: time.Hour, Logger: slog.New(slog.DiscardHandler)}
 	cal := store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC, Status: store.StatusActive}
 	if _, err := store.RegisterCalendar(ctx, fs, cal, time.Now()); err != nil {
 		t.Fatal(err)
