@@ -51,7 +51,7 @@ func Build(cfg config.RenewChannels, d Deps) (*Renewer, Parts, error) {
 	mgr := &channels.Manager{FS: d.FS, Calendars: factory, Tokens: tokens, WebhookURL: cfg.WebhookURL,
 		TTL: cfg.ChannelTTL, Logger: d.Logger}
 	rev := &credentials.Revoker{FS: d.FS, Stopper: mgr, Logger: d.Logger}
-	r := &Renewer{FS: d.FS, Channels: mgr, Revoker: forgetting{rev, factory}, Publisher: d.Publisher,
+	r := &Renewer{ProjectID: cfg.ProjectID, FS: d.FS, Channels: mgr, Revoker: forgetting{rev, factory}, Publisher: d.Publisher,
 		RenewBefore: cfg.RenewBefore, ReconcileAfter: cfg.ReconcileAfter, Concurrency: cfg.Concurrency, Logger: d.Logger}
 	return r, Parts{Factory: factory, Credentials: creds, Channels: mgr, Revoker: rev}, nil
 }
@@ -101,10 +101,16 @@ func (r *Renewer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	sum, err := r.Run(req.Context())
+	run := r
+	if attrs := logging.TraceAttrs(r.ProjectID, req); len(attrs) > 0 {
+		c := *r
+		c.Logger = r.log(req.Context()).With(attrs...)
+		run = &c
+	}
+	sum, err := run.Run(req.Context())
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
-		r.log(req.Context()).ErrorContext(req.Context(), "renew run failed", logging.KeyEvent, logging.EventRenewFailure,
+		run.log(req.Context()).ErrorContext(req.Context(), "renew run failed", logging.KeyEvent, logging.EventRenewFailure,
 			logging.KeyStep, "run", logging.KeyError, err.Error())
 		w.WriteHeader(http.StatusInternalServerError)
 		_ = json.NewEncoder(w).Encode(map[string]string{"error": "renewal run failed"})

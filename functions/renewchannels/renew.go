@@ -56,6 +56,7 @@ type Summary struct {
 
 // Renewer runs the renewal.
 type Renewer struct {
+	ProjectID string // for the trace field of request logs
 	FS        *firestore.Client
 	Channels  *channels.Manager
 	Revoker   Revoker

@@ -268,7 +268,9 @@ func TestHandlerSummaryAndExpiringSoon(t *testing.T) {
 	r, _ := e.renewer(func(c *config.RenewChannels) { c.RenewBefore = 2 * time.Hour })
 	e.emu.FailNext("events.watch", 1, 400, "invalid")
 	rec := httptest.NewRecorder()
-	r.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
+	req := httptest.NewRequest(http.MethodPost, "/", nil)
+	req.Header.Set("X-Cloud-Trace-Context", "0123456789abcdef0123456789abcdef/42;o=1")
+	r.ServeHTTP(rec, req)
 	var sum Summary
 	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &sum) != nil {
 		t.Fatalf("answer %d %s", rec.Code, rec.Body)
@@ -277,7 +279,7 @@ func TestHandlerSummaryAndExpiringSoon(t *testing.T) {
 		t.Errorf("summary %+v", sum)
 	}
 	logs := e.logs.String()
-	for _, want := range []string{`"event":"renew_run"`, `"expiringSoon":1`, `"failed":1`, `"renewed":0`, `"created":0`, `"stopped":0`, `"reconciles":0`, `"event":"renew_failure"`, `"level":"ERROR"`} {
+	for _, want := range []string{`"event":"renew_run"`, `"expiringSoon":1`, `"failed":1`, `"renewed":0`, `"created":0`, `"stopped":0`, `"reconciles":0`, `"event":"renew_failure"`, `"level":"ERROR"`, "/traces/0123456789abcdef0123456789abcdef"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s: %s", want, logs)
 		}
