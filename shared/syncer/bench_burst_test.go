@@ -81,7 +81,11 @@ func BenchmarkBurst(b *testing.B) {
 			l, w, lag := runBurst(b, variants[i])
 			res[i].lists = append(res[i].lists, float64(l))
 			res[i].writes = append(res[i].writes, float64(w))
-			res[i].lags = append(res[i].lags, lag.Seconds()*1000)
+			ms := float64(lag.Microseconds()) / 1000
+			if lag < 0 {
+				ms = -1 // never exact
+			}
+			res[i].lags = append(res[i].lags, ms)
 		}
 	}
 	median := func(v []float64) float64 {
