@@ -192,8 +192,10 @@ func TestTwoWorkersCoalesce(t *testing.T) {
 	e.insert("first")
 	release := make(chan struct{})
 	var calls atomic.Int32
+	entered := make(chan struct{})
 	blocking := syncer.ServicesFunc(func(ctx context.Context, _ store.Calendar) (*calendar.Service, error) {
 		if calls.Add(1) == 1 {
+			close(entered) // the round has started: StartRound is behind us
 			select {
 			case <-release:
 			case <-ctx.Done():
@@ -207,7 +209,7 @@ func TestTwoWorkersCoalesce(t *testing.T) {
 	b := e.syncer(nil)
 	errc := make(chan error, 1)
 	go func() { errc <- e.notify(a, messages.StateSync) }()
-	waitFor(t, func() bool { return e.calendar().LeaseOwner != "" })
+	waitClosed(t, entered)
 	e.insert("during")
 	for i := 0; i < 5; i++ { // the first marks dirty, the others find it marked
 		if err := e.notify(b, messages.StateExists); err != nil {
@@ -239,6 +241,15 @@ func TestTwoWorkersCoalesce(t *testing.T) {
 		t.Fatalf("after: %+v", c)
 	}
 	e.assertMirror()
+}
+
+func waitClosed(t *testing.T, c <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not reached in 10s")
+	}
 }
 
 func waitFor(t *testing.T, cond func() bool) {
@@ -431,8 +442,10 @@ func TestFullResyncDuringSync(t *testing.T) {
 	e.mustNotify(s0, messages.StateSync)
 	release := make(chan struct{})
 	var calls atomic.Int32
+	entered := make(chan struct{})
 	blocking := syncer.ServicesFunc(func(ctx context.Context, _ store.Calendar) (*calendar.Service, error) {
 		if calls.Add(1) == 1 {
+			close(entered) // the round has started: StartRound is behind us
 			<-release
 		}
 		return e.svc, nil
@@ -445,7 +458,7 @@ func TestFullResyncDuringSync(t *testing.T) {
 	})
 	errc := make(chan error, 1)
 	go func() { errc <- e.notify(a, messages.StateExists) }()
-	waitFor(t, func() bool { return e.calendar().LeaseOwner != "" })
+	waitClosed(t, entered)
 	e.mustNotify(s0, messages.StateExists)     // dirty
 	e.mustNotify(s0, messages.StateFullResync) // dirty already, but needs its flag
 	if c := e.calendar(); !c.Dirty || !c.FullResyncRequested {
@@ -491,8 +504,10 @@ func TestPacing(t *testing.T) {
 			e.insert("a")
 			release := make(chan struct{})
 			var calls atomic.Int32
+			entered := make(chan struct{})
 			blocking := syncer.ServicesFunc(func(ctx context.Context, _ store.Calendar) (*calendar.Service, error) {
 				if calls.Add(1) == 1 {
+					close(entered) // the round has started: StartRound is behind us
 					<-release
 				}
 				return e.svc, nil
@@ -509,7 +524,7 @@ func TestPacing(t *testing.T) {
 			errc := make(chan error, 1)
 			t0 := time.Now()
 			go func() { errc <- e.notify(a, messages.StateSync) }()
-			waitFor(t, func() bool { return e.calendar().LeaseOwner != "" })
+			waitClosed(t, entered)
 			if time.Since(t0) > time.Second {
 				t.Fatal("the first notification of a quiet calendar did not sync at once")
 			}

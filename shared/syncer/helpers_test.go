@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"sync"
 	"testing"
@@ -122,9 +123,18 @@ func (e *env) remove(id string) {
 	}
 }
 
+// assertMirror checks the mirror against the calendar, and that replaying
+// the whole change feed gives the mirror.
 func (e *env) assertMirror() {
 	e.t.Helper()
 	synctest.AssertMirror(e.t, e.ctx, e.st, e.svc, e.calID)
+	mirror, err := synctest.Mirror(e.ctx, e.st, e.key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if replay := synctest.Replay(e.rec.All()); !maps.Equal(replay, mirror) {
+		e.t.Fatalf("replaying the change feed gives %d events, the mirror has %d:\nreplay %v\nmirror %v", len(replay), len(mirror), replay, mirror)
+	}
 }
 
 func (e *env) calendar() store.Calendar {

@@ -111,6 +111,7 @@ func AssertMirror(tb testing.TB, ctx context.Context, st *store.Store, svc *cale
 type Recorder struct {
 	mu      sync.Mutex
 	changes []messages.Change
+	all     []messages.Change // never reset
 	// Fail, if set, is returned by PublishAll instead of recording.
 	Fail func() error
 }
@@ -135,6 +136,7 @@ func (r *Recorder) PublishAll(_ context.Context, key string, msgs []syncer.Messa
 			return fmt.Errorf("synctest: inconsistent change message %s %v (key %s)", m.Data, m.Attributes, key)
 		}
 		r.changes = append(r.changes, c)
+		r.all = append(r.all, c)
 	}
 	return nil
 }
@@ -146,7 +148,29 @@ func (r *Recorder) Changes() []messages.Change {
 	return append([]messages.Change(nil), r.changes...)
 }
 
-// Reset forgets the recorded changes.
+// All returns every change recorded, Reset or not.
+func (r *Recorder) All() []messages.Change {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]messages.Change(nil), r.all...)
+}
+
+// Replay applies a change feed, in order, to an empty mirror and returns
+// id → etag: what a consumer that started with the feed holds. Duplicates
+// (at-least-once) are harmless.
+func Replay(cs []messages.Change) map[string]string {
+	m := map[string]string{}
+	for _, c := range cs {
+		if c.Change == messages.ChangeDeleted {
+			delete(m, c.EventID)
+		} else {
+			m[c.EventID] = c.Etag
+		}
+	}
+	return m
+}
+
+// Reset forgets the recorded changes (All keeps them).
 func (r *Recorder) Reset() {
 	r.mu.Lock()
 	r.changes = nil
