@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/firestore"
+
 	"github.com/calsync/calsync/scripts/devstack/calgen"
 	"github.com/calsync/calsync/scripts/devstack/stack"
 	"github.com/calsync/calsync/shared/calendaremu"
@@ -111,7 +113,7 @@ func chaos(t *testing.T, seed uint64) {
 func inject(t *testing.T, rng *mrand.Rand, calID string, mayExpire bool) string {
 	t.Helper()
 	n := 1 + rng.IntN(3)
-	switch k := rng.IntN(7); k {
+	switch k := rng.IntN(8); k {
 	case 0:
 		sys.Calendar.AddFault(calendaremu.Fault{Method: "events.list", Count: n, Code: 403, Reason: "rateLimitExceeded", Calendar: calID})
 		return "403-rateLimitExceeded"
@@ -140,6 +142,20 @@ func inject(t *testing.T, rng *mrand.Rand, calID string, mayExpire bool) string 
 			}
 		}
 		return "channel-expired"
+	case 6:
+		// A worker died holding the lease (the process, not just its request):
+		// its lease stays until LEASE_DURATION passes; a sync running now loses
+		// its lease and must not commit. Notifications meanwhile only mark the
+		// calendar dirty; the next holder or RenewChannels' reconcile of a dirty
+		// calendar with an expired lease picks it up.
+		_, err := firestoreClient(t).Collection(store.CollCalendars).Doc(store.CalendarKey(calID)).Update(context.Background(), []firestore.Update{
+			{Path: "leaseOwner", Value: "chaos-dead-worker"},
+			{Path: "leaseUntil", Value: time.Now().UTC().Add(leaseDuration)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "lease-orphaned"
 	default:
 		sys.Calendar.AddFault(calendaremu.Fault{Method: "events.watch", Count: 1, Code: 503, Reason: "backendError", Calendar: calID})
 		return "watch-5xx"

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -308,10 +309,24 @@ func waitQuiet(t *testing.T, quiet, timeout time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("system not quiet after %s: %+v", timeout, st)
+			t.Fatalf("system not quiet after %s: %+v\n%s", timeout, st, workerStacks())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// workerStacks returns the goroutines inside calsync's functions, to say
+// where a delivery hangs.
+func workerStacks() string {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "calsync/shared/syncer") || strings.Contains(g, "calsync/functions/") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
 }
 
 func short(s string) string {

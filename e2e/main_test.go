@@ -22,6 +22,8 @@ const (
 	channelTTL  = 40 * time.Second
 	renewBefore = 30 * time.Second
 	renewEvery  = 10 * time.Second
+	// leaseDuration is the SyncWorker's LEASE_DURATION.
+	leaseDuration = 10 * time.Second
 )
 
 // sys is the stack shared by every test of this package (the functions read
@@ -49,8 +51,9 @@ func run(m *testing.M) int {
 		Bridge:        stack.BridgeOptions{RetryDelay: 300 * time.Millisecond},
 		Env: map[string]string{
 			"LOG_LEVEL":       envOr("E2E_LOG_LEVEL", "error"),
-			"LEASE_DURATION":  "10s",
-			"RERUN_INTERVAL":  "300ms",
+			"LEASE_DURATION":  leaseDuration.String(),
+			"RERUN_INTERVAL":  "600ms",
+			"QUIET_PERIOD":    "200ms",
 			"RETRY_BUDGET":    "20s",
 			"RECONCILE_AFTER": "3s",
 		},

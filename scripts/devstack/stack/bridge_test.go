@@ -113,3 +113,25 @@ func TestBridgeDeliversCloudEventsAndRedelivers(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// The environment Start gives the functions passes their config checks, and
+// Env overrides reach them.
+func TestEnvironmentIsValidForEveryFunction(t *testing.T) {
+	s := &Stack{ProjectID: "p", NotificationsTopic: "n-topic", ChangesTopic: "c-topic", FirestoreHost: "127.0.0.1:1",
+		PubSubHost: "127.0.0.1:2", CalendarBaseURL: "http://127.0.0.1:3", CalendarEndpoint: "http://127.0.0.1:3/calendar/v3/",
+		WebhookURL: "http://127.0.0.1:4/Webhook"}
+	env, err := s.environment(Options{}.withDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env["CHANNEL_TTL"] != "2m0s" || env["RENEW_BEFORE"] != "1m0s" || env["CALENDAR_ENDPOINT"] != s.CalendarEndpoint || env["OAUTH_TOKEN_URL"] != "http://127.0.0.1:3/token" {
+		t.Fatalf("env %v", env)
+	}
+	again, _ := s.environment(Options{}.withDefaults())
+	if again["CHANNEL_TOKEN_KEYS"] == env["CHANNEL_TOKEN_KEYS"] || again["CREDENTIAL_KEYS"] == env["CREDENTIAL_KEYS"] {
+		t.Fatal("keys are not random per run")
+	}
+	if _, err := s.environment(Options{Env: map[string]string{"LEASE_DURATION": "1s"}}.withDefaults()); err == nil {
+		t.Fatal("want an error for LEASE_DURATION=1s")
+	}
+}

@@ -31,10 +31,12 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
+	"github.com/sethvargo/go-envconfig"
 
 	// Registers Webhook, SyncWorker and RenewChannels, as the deployed build does.
 	_ "github.com/calsync/calsync"
 	"github.com/calsync/calsync/shared/calendaremu"
+	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/emulators"
 	"github.com/calsync/calsync/shared/pubsubx"
 )
@@ -64,12 +66,44 @@ type Options struct {
 	// RenewChannels (0: default 20s; negative: never, call RunRenew yourself).
 	RenewInterval time.Duration
 	// Env holds extra or overriding environment variables for the functions
-	// (e.g. LEASE_DURATION, RERUN_INTERVAL, RECONCILE_AFTER, LOG_LEVEL).
+	// (e.g. LEASE_DURATION, RERUN_INTERVAL, QUIET_PERIOD, RECONCILE_AFTER,
+	// LOG_LEVEL). Start checks the result against shared/config.
 	Env map[string]string
 	// Bridge tunes the notifications → SyncWorker delivery.
 	Bridge BridgeOptions
 	// Logger receives the stack's own log lines (default: discard).
 	Logger *slog.Logger
+}
+
+func (opts Options) withDefaults() Options {
+	if opts.ProjectID == "" {
+		opts.ProjectID = DefaultProjectID
+	}
+	if opts.NotificationsTopic == "" {
+		opts.NotificationsTopic = DefaultNotifications
+	}
+	if opts.ChangesTopic == "" {
+		opts.ChangesTopic = DefaultChanges
+	}
+	if opts.ChannelTTL == 0 {
+		opts.ChannelTTL = 2 * time.Minute
+	}
+	if opts.RenewBefore == 0 {
+		opts.RenewBefore = time.Minute
+	}
+	if opts.RenewInterval == 0 {
+		opts.RenewInterval = 20 * time.Second
+	}
+	if opts.CalendarAddr == "" {
+		opts.CalendarAddr = "127.0.0.1:0"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Calendar.Logger == nil {
+		opts.Calendar.Logger = opts.Logger
+	}
+	return opts
 }
 
 // Stack is a running local calsync.
@@ -124,33 +158,7 @@ var (
 // Start brings the stack up and returns once every part answers. On error
 // everything already started is stopped.
 func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
-	if opts.ProjectID == "" {
-		opts.ProjectID = DefaultProjectID
-	}
-	if opts.NotificationsTopic == "" {
-		opts.NotificationsTopic = DefaultNotifications
-	}
-	if opts.ChangesTopic == "" {
-		opts.ChangesTopic = DefaultChanges
-	}
-	if opts.ChannelTTL == 0 {
-		opts.ChannelTTL = 2 * time.Minute
-	}
-	if opts.RenewBefore == 0 {
-		opts.RenewBefore = time.Minute
-	}
-	if opts.RenewInterval == 0 {
-		opts.RenewInterval = 20 * time.Second
-	}
-	if opts.CalendarAddr == "" {
-		opts.CalendarAddr = "127.0.0.1:0"
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Calendar.Logger == nil {
-		opts.Calendar.Logger = opts.Logger
-	}
+	opts = opts.withDefaults()
 
 	funcMu.Lock()
 	defer funcMu.Unlock()
@@ -298,11 +306,26 @@ func (s *Stack) environment(opts Options) (map[string]string, error) {
 		"RENEW_BEFORE":            opts.RenewBefore.String(),
 		"RECONCILE_AFTER":         "10m",
 		"LEASE_DURATION":          "20s",
-		"RERUN_INTERVAL":          "1s",
 		"RETRY_BUDGET":            "30s",
 	}
 	for k, v := range opts.Env {
 		env[k] = v
+	}
+	// The functions would only say so on their first request: check now.
+	lookup := envconfig.MapLookuper(env)
+	ctx := context.Background()
+	var errs []error
+	if _, err := config.Load[config.Webhook](ctx, lookup); err != nil {
+		errs = append(errs, fmt.Errorf("Webhook %w", err))
+	}
+	if _, err := config.Load[config.SyncWorker](ctx, lookup); err != nil {
+		errs = append(errs, fmt.Errorf("SyncWorker %w", err))
+	}
+	if _, err := config.Load[config.RenewChannels](ctx, lookup); err != nil {
+		errs = append(errs, fmt.Errorf("RenewChannels %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("stack: the functions' environment is invalid: %w", err)
 	}
 	return env, nil
 }
