@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,6 +39,27 @@ func TestWatchChangeConvergeRenewUnwatch(t *testing.T) {
 	want = waitConverged(t, ctx, svc, calID, 45*time.Second)
 	changes.wait(t, want, 30*time.Second)
 
+	// The operator's view, and a full resync that finds nothing new: no
+	// event is rewritten, no change announced.
+	if out := cli(t, ctx, "list"); !strings.Contains(out, calID) || !strings.Contains(out, "active") {
+		t.Fatalf("calsync list does not show %s active:\n%s", calID, out)
+	}
+	before := changes.count()
+	full0 := calendarDoc(t, ctx, key).FullSyncCount
+	cli(t, ctx, "resync", "--calendar", calID, "--full")
+	deadline := time.Now().Add(45 * time.Second)
+	for calendarDoc(t, ctx, key).FullSyncCount == full0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the full resync asked by calsync resync --full did not run")
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	waitConverged(t, ctx, svc, calID, 30*time.Second)
+	time.Sleep(time.Second) // let any (wrong) change message arrive
+	if n := changes.count(); n != before {
+		t.Fatalf("a full resync of an unchanged calendar announced %d changes", n-before)
+	}
+
 	// Renew: a channel within RENEW_BEFORE of its expiry is replaced (new
 	// first, old stopped) and changes keep flowing through the new one.
 	old := liveChannels(calID)
@@ -65,4 +87,14 @@ func TestWatchChangeConvergeRenewUnwatch(t *testing.T) {
 	if ch := liveChannels(calID); len(ch) != 0 {
 		t.Fatalf("after unwatch live channels remain: %+v", ch)
 	}
+}
+
+// calendarDoc reads calendars/{key}.
+func calendarDoc(t *testing.T, ctx context.Context, key string) store.Calendar {
+	t.Helper()
+	c, err := store.RegisteredCalendar(ctx, firestoreClient(t), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

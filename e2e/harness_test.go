@@ -218,7 +218,13 @@ func (l *changeLog) missing(want map[string]string) string {
 	}
 	for id := range ids {
 		if _, ok := want[id]; !ok && !deleted[id] {
-			out = append(out, "no deletion of "+id)
+			var hist []string
+			for _, c := range l.all {
+				if c.EventID == id {
+					hist = append(hist, c.Change+" "+c.Etag+" at "+c.SyncedAt.Format("15:04:05.000"))
+				}
+			}
+			out = append(out, fmt.Sprintf("no deletion of %s (announced: %v)", id, hist))
 		}
 	}
 	sort.Strings(out)

@@ -1,32 +1,78 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
-	"time"
-
-	"github.com/calsync/calsync/shared/store"
 )
 
-// watchCalendar registers a calendar (auth mode adc: with the emulator
-// endpoint the functions act as its default user) and lets RenewChannels'
-// repair step make its channel, as the scheduler's next run would.
+var (
+	cliOnce  sync.Once
+	cliBin   string
+	cliErr   error
+	cliState string
+)
+
+// calsyncCLI builds the operator CLI (scripts/calsync) once, with -race when
+// the tests run under it, and writes the stack's state file for it.
+func calsyncCLI(t *testing.T) (bin, state string) {
+	t.Helper()
+	cliOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "e2e-cli-")
+		if err != nil {
+			cliErr = err
+			return
+		}
+		cliBin, cliState = filepath.Join(dir, "calsync"), filepath.Join(dir, "state.json")
+		args := []string{"build", "-o", cliBin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		if out, err := exec.Command("go", append(args, "../scripts/calsync")...).CombinedOutput(); err != nil {
+			cliErr = err
+			cliBin = string(out)
+			return
+		}
+		cliErr = sys.WriteState(cliState)
+	})
+	if cliErr != nil {
+		t.Fatalf("building the calsync CLI: %v\n%s", cliErr, cliBin)
+	}
+	return cliBin, cliState
+}
+
+// cli runs `calsync <args> --state-file <stack state>` as an operator would
+// and returns its stdout; a non-zero exit fails the test.
+func cli(t *testing.T, ctx context.Context, cmd string, args ...string) string {
+	t.Helper()
+	bin, state := calsyncCLI(t)
+	c := exec.CommandContext(ctx, bin, append([]string{cmd, "--state-file", state}, args...)...)
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	if err := c.Run(); err != nil {
+		t.Fatalf("calsync %s %s: %v\nstdout: %s\nstderr: %s", cmd, strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String()
+}
+
+// watchCalendar is `calsync watch`: register the calendar (auth mode adc:
+// with the emulator endpoint the functions act as its default user), create
+// its channel, ask for the first full sync.
 func watchCalendar(t *testing.T, ctx context.Context, calID string) {
 	t.Helper()
-	if _, err := store.RegisterCalendar(ctx, firestoreClient(t), store.Calendar{CalendarID: calID, AuthMode: store.AuthADC}, time.Now().UTC()); err != nil {
-		t.Fatalf("register %s: %v", calID, err)
-	}
-	renew(t, ctx)
+	cli(t, ctx, "watch", "--calendar", calID)
 	if len(liveChannels(calID)) == 0 {
-		t.Fatalf("RenewChannels made no channel for %s: %+v", calID, sys.Calendar.Channels())
+		t.Fatalf("calsync watch made no channel for %s: %+v", calID, sys.Calendar.Channels())
 	}
 }
 
-// unwatchCalendar marks the calendar unwatched; RenewChannels stops its channels.
+// unwatchCalendar is `calsync unwatch`: status unwatched, channels stopped.
 func unwatchCalendar(t *testing.T, ctx context.Context, calID string) {
 	t.Helper()
-	if err := store.SetCalendarStatus(ctx, firestoreClient(t), store.CalendarKey(calID), store.StatusUnwatched, "e2e unwatch", time.Now().UTC()); err != nil {
-		t.Fatalf("unwatch %s: %v", calID, err)
-	}
-	renew(t, ctx)
+	cli(t, ctx, "unwatch", "--calendar", calID)
 }
