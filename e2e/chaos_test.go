@@ -95,6 +95,8 @@ func chaos(t *testing.T, seed uint64) {
 		time.Sleep(time.Duration(rng.IntN(60)) * time.Millisecond)
 	}
 
+	t.Logf("seed %d: storm over: %d steps, faults %v", seed, steps, faults)
+
 	// Quiet: faults off, nothing in flight, then the scheduler's safety net.
 	clearCalendarFaults(t)
 	sys.Bridge.SetFaults(stack.BridgeFaults{})
