@@ -43,7 +43,8 @@ const (
 // BenchmarkBurst: 1,000 changes to one calendar at about 200 changes/s with
 // push delivery on (calendaremu → httptest webhook → handler, at most 8
 // notifications handled at once, as 8 function instances would). calsync
-// against a sync per notification without coalescing and the "forum answer"
+// (one process handling up to 8 at once), calsync with function concurrency
+// 1 (8 single-request instances), against a sync per notification without coalescing and the "forum answer"
 // (list every event on each notification, compare sequence). Figures per
 // burst: events.list calls, Firestore event writes, write amplification
 // (writes / distinct changed events), lag from the last change to the mirror
@@ -66,6 +67,39 @@ func BenchmarkBurst(b *testing.B) {
 				}
 			})
 			return s.HandleNotification, func() int64 { st := s.Stats(); return st.EventWrites + st.EventDels }
+		}},
+		{"calsync_conc1", func(b *testing.B, e *env) (func(context.Context, messages.Notification) error, func() int64) {
+			// Function concurrency 1: 8 instances, each handling one
+			// notification at a time, so the lease holder never sees the
+			// others' notifications (no in-process quiet detection or fast
+			// path). They share one store.Store, i.e. one in-process
+			// transaction lock: separate clients would only trip the
+			// emulator's pessimistic locking, which real Firestore does not have.
+			pool := make(chan *syncer.Syncer, burstConsumers)
+			var all []*syncer.Syncer
+			for i := 0; i < burstConsumers; i++ {
+				s := e.syncer(func(o *syncer.Options) {
+					o.RerunInterval = benchRerunInterval
+					o.QuietPeriod = benchQuietPeriod
+					o.RetryBudget = 30 * time.Second
+					o.LeaseDuration = 30 * time.Second
+					o.Publisher = nil
+				})
+				all = append(all, s)
+				pool <- s
+			}
+			return func(ctx context.Context, n messages.Notification) error {
+					s := <-pool
+					defer func() { pool <- s }()
+					return s.HandleNotification(ctx, n)
+				}, func() int64 {
+					var n int64
+					for _, s := range all {
+						st := s.Stats()
+						n += st.EventWrites + st.EventDels
+					}
+					return n
+				}
 		}},
 		{"per_notification", naiveVariant},
 		{"forum", forumVariant},
