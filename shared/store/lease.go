@@ -237,12 +237,16 @@ type Completion struct {
 	// EventCount is the exact number of documents after the sweep.
 	EventDelta int64
 	EventCount int64
+	// HandOver releases the lease even if the calendar is dirty (the flag
+	// stays): the holder has run long enough; the next message takes over.
+	HandOver bool
 }
 
 // Complete records a finished round in one transaction: the new sync token,
 // lastSyncedAt, lastCompletedSyncStartedAt and the counters. If the calendar
 // became dirty during the round the lease is kept (extended) and again is
-// true: the caller must run another round. Otherwise the lease is released.
+// true: the caller must run another round. Otherwise (or on HandOver) the
+// lease is released.
 func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completion) (again bool, err error) {
 	defer s.lockCalendar(key)()
 	ref := s.CalendarRef(key)
@@ -252,7 +256,7 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 			return err
 		}
 		now := l.now()
-		again = c.Dirty
+		again = c.Dirty && !done.HandOver
 		ups := []firestore.Update{
 			{Path: "syncToken", Value: done.Token},
 			{Path: "lastSyncedAt", Value: now},

@@ -552,3 +552,43 @@ func TestPacing(t *testing.T) {
 		})
 	}
 }
+
+// After MaxSession the holder lets the lease go with the calendar still
+// dirty; the next message takes over.
+func TestMaxSessionHandsOver(t *testing.T) {
+	e := newEnv(t)
+	e.insert("a")
+	release := make(chan struct{})
+	var calls atomic.Int32
+	entered := make(chan struct{})
+	blocking := syncer.ServicesFunc(func(ctx context.Context, _ store.Calendar) (*calendar.Service, error) {
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+		return e.svc, nil
+	})
+	a := e.syncer(func(o *syncer.Options) { o.Services = blocking; o.MaxSession = time.Nanosecond })
+	b := e.syncer(nil)
+	errc := make(chan error, 1)
+	go func() { errc <- e.notify(a, messages.StateSync) }()
+	waitClosed(t, entered)
+	e.insert("during")
+	e.mustNotify(b, messages.StateExists) // marks dirty
+	close(release)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if c := e.calendar(); !c.Dirty || c.LeaseOwner != "" || c.SyncCount != 1 {
+		t.Fatalf("after hand-over: %+v", c)
+	}
+	// A redelivered (covered) message takes over the dirty, free calendar.
+	if err := b.HandleNotification(e.ctx, messages.Notification{CalendarKey: e.key, ResourceState: messages.StateExists,
+		ReceivedAt: time.Now().Add(-time.Hour).UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.calendar(); c.Dirty || c.SyncCount != 2 {
+		t.Fatalf("after take-over: %+v", c)
+	}
+	e.assertMirror()
+}

@@ -23,9 +23,9 @@ type result struct {
 	count                                      int64 // full rounds: documents after the sweep
 }
 
-func (r *result) completion(rd store.Round) store.Completion {
+func (r *result) completion(rd store.Round, handOver bool) store.Completion {
 	return store.Completion{Round: store.Round{StartedAt: rd.StartedAt, Full: r.full}, Token: r.token,
-		Changes: r.changes, EventDelta: r.delta, EventCount: r.count}
+		Changes: r.changes, EventDelta: r.delta, EventCount: r.count, HandOver: handOver}
 }
 
 // roundState is the memory of one round: ids only, never events, except the

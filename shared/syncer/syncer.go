@@ -57,6 +57,7 @@ const (
 	DefaultRerunInterval = 1500 * time.Millisecond
 	DefaultQuietPeriod   = 300 * time.Millisecond
 	DefaultRetryBudget   = 120 * time.Second
+	DefaultMaxSession    = 5 * time.Minute
 )
 
 // Options configure a Syncer. Store and Services are required.
@@ -80,6 +81,11 @@ type Options struct {
 	// previous round started), the burst is over and the final round goes.
 	QuietPeriod time.Duration
 	RetryBudget time.Duration // in-process retries of one operation before giving up
+	// MaxSession bounds how long one message keeps a calendar busy with
+	// reruns (default 5 min, under the function's 540 s timeout): after it, a
+	// completed round lets the lease go with the dirty flag still set, and
+	// the next message (or RenewChannels' reconcile) takes over.
+	MaxSession time.Duration
 	// RetryInitial is the first backoff interval (default 200 ms; doubled, ±50% jitter).
 	RetryInitial time.Duration
 	PageSize     int64 // events.list maxResults (default 2500)
@@ -217,6 +223,9 @@ func New(o Options) *Syncer {
 	if o.RetryBudget <= 0 {
 		o.RetryBudget = DefaultRetryBudget
 	}
+	if o.MaxSession <= 0 {
+		o.MaxSession = DefaultMaxSession
+	}
 	if o.RetryInitial <= 0 {
 		o.RetryInitial = 200 * time.Millisecond
 	}
@@ -303,6 +312,7 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 	defer func() { cancel(nil); <-hbDone }()
 
 	prevStart := cal.LastSyncStartedAt
+	sessionStart := s.now()
 	oldest := n.ReceivedAt
 	reason := "notification"
 	if full {
@@ -333,9 +343,24 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 		res, err := s.round(ctx, log, key, rd)
 		if err == nil {
 			var again bool
-			again, err = retry(ctx, s, func() (bool, error) { return s.o.Store.Complete(ctx, key, lease, res.completion(rd)) })
+			handOver := s.now().Sub(sessionStart) >= s.o.MaxSession
+			if handOver {
+				// No more in-process acks on our behalf: we will not rerun.
+				h.mu.Lock()
+				h.gen++
+				h.dirty = false
+				h.mu.Unlock()
+				s.held.CompareAndDelete(key, h)
+			}
+			again, err = retry(ctx, s, func() (bool, error) {
+				return s.o.Store.Complete(ctx, key, lease, res.completion(rd, handOver))
+			})
 			if err == nil {
 				s.report(log, key, rd, res, oldest, reason)
+				if handOver {
+					log.Info("sync session reached MaxSession; lease let go, a dirty calendar is taken over by the next message",
+						logging.KeyReason, "max_session", logging.KeyDurationMs, s.now().Sub(sessionStart).Milliseconds())
+				}
 				if !again {
 					return nil
 				}
