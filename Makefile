@@ -4,6 +4,10 @@ PKGS ?= ./...
 
 .PHONY: test ci check vet fmt-check fuzz bench run terraform-check
 
+## run: the whole system on emulators, with a demo calendar and the live change feed (Ctrl-C stops it)
+run:
+	$(GO) run ./scripts/devstack --demo --state-file .devstack/state.json
+
 ## test: format and vet checks, then every test with the race detector (starts the emulators itself)
 test: check
 	$(GO) test -race -timeout 25m $(PKGS)
