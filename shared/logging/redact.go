@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Redacted replaces the value of any attribute whose key names a secret.
@@ -13,8 +15,26 @@ const Redacted = "[REDACTED]"
 // whatever the caller passed: a second line of defence behind careful callers.
 var secretKeys = []string{"token", "secret", "password", "authorization", "refresh", "key_material", "signature", "cookie"}
 
+// secretKeyCache remembers IsSecretKey per key: log keys are a small fixed
+// set. Bounded, in case some caller logs keys made from data.
+var (
+	secretKeyCache     sync.Map
+	secretKeyCacheSize atomic.Int32
+)
+
 // IsSecretKey reports whether an attribute key names a secret value.
 func IsSecretKey(key string) bool {
+	if v, ok := secretKeyCache.Load(key); ok {
+		return v.(bool)
+	}
+	secret := isSecretKey(key)
+	if secretKeyCacheSize.Add(1) <= 4096 {
+		secretKeyCache.Store(key, secret)
+	}
+	return secret
+}
+
+func isSecretKey(key string) bool {
 	k := strings.ToLower(key)
 	if k == "calendarkey" || k == "calendar_key" || k == "keyid" || k == "key_id" {
 		return false
@@ -30,6 +50,14 @@ func IsSecretKey(key string) bool {
 type redactingHandler struct{ slog.Handler }
 
 func (h *redactingHandler) Handle(ctx context.Context, r slog.Record) error {
+	clean := true
+	r.Attrs(func(a slog.Attr) bool {
+		clean = !needsRedaction(a)
+		return clean
+	})
+	if clean { // the usual case: no copy
+		return h.Handler.Handle(ctx, r)
+	}
 	nr := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		nr.AddAttrs(redact(a))
@@ -48,6 +76,20 @@ func (h *redactingHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h *redactingHandler) WithGroup(name string) slog.Handler {
 	return &redactingHandler{h.Handler.WithGroup(name)}
+}
+
+func needsRedaction(a slog.Attr) bool {
+	if IsSecretKey(a.Key) {
+		return true
+	}
+	if a.Value.Kind() == slog.KindGroup {
+		for _, ga := range a.Value.Group() {
+			if needsRedaction(ga) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func redact(a slog.Attr) slog.Attr {

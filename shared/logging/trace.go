@@ -17,6 +17,16 @@ var (
 // TraceAttrs returns the Cloud Logging trace fields for a request, taken from
 // traceparent or X-Cloud-Trace-Context, or nothing when neither is present.
 func TraceAttrs(projectID string, r *http.Request) []any {
+	attrs := TraceAttrList(projectID, r)
+	out := make([]any, len(attrs))
+	for i, a := range attrs {
+		out[i] = a
+	}
+	return out
+}
+
+// TraceAttrList is TraceAttrs as slog.Attr values, for Logger.LogAttrs.
+func TraceAttrList(projectID string, r *http.Request) []slog.Attr {
 	tp, ctc := r.Header.Get("traceparent"), r.Header.Get("X-Cloud-Trace-Context")
 	if tp == "" && ctc == "" {
 		return nil // the common case, without regexp work
@@ -30,7 +40,7 @@ func TraceAttrs(projectID string, r *http.Request) []any {
 	if traceID == "" || traceID == strings.Repeat("0", 32) {
 		return nil
 	}
-	attrs := []any{slog.String(FieldTrace, "projects/"+projectID+"/traces/"+traceID)}
+	attrs := []slog.Attr{slog.String(FieldTrace, "projects/"+projectID+"/traces/"+traceID)}
 	if spanID != "" {
 		attrs = append(attrs, slog.String(FieldSpanID, spanID))
 	}
