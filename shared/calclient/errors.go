@@ -31,7 +31,8 @@ func IsAuthRevoked(err error) bool {
 }
 
 // IsRetryable reports errors worth retrying with exponential backoff: 403
-// rateLimitExceeded / userRateLimitExceeded, 429, 5xx, and network failures.
+// rateLimitExceeded / userRateLimitExceeded, 429, 5xx (from the API or the
+// token endpoint), and network failures.
 func IsRetryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
@@ -48,12 +49,12 @@ func IsRetryable(err error) bool {
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
-		return re.Response != nil && re.Response.StatusCode >= 500
+		return re.Response != nil && (re.Response.StatusCode >= 500 || re.Response.StatusCode == http.StatusTooManyRequests)
 	}
 	var ne net.Error
 	var ue *url.Error
 	return errors.As(err, &ne) || errors.As(err, &ue) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED)
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // IsQuotaExceeded reports 403 quotaExceeded / dailyLimitExceeded: usage limits

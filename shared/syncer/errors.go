@@ -3,17 +3,13 @@ package syncer
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
-	"net/http"
-	"net/url"
-	"syscall"
 
 	"golang.org/x/oauth2"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -48,49 +44,29 @@ func (k Kind) String() string {
 }
 
 // Classify sorts an error from the Calendar API, OAuth, Firestore or Pub/Sub.
+// Calendar and OAuth errors are read with shared/calclient's classifiers, so
+// the worker and RenewChannels agree on what is transient or permanent.
 func Classify(err error) Kind {
-	if err == nil {
-		return KindOther
-	}
-	if errors.Is(err, store.ErrLeaseLost) {
-		return KindLeaseLost
-	}
-	if errors.Is(err, ErrAuthRevoked) {
-		return KindAuthRevoked
-	}
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
-		if re.ErrorCode == "invalid_grant" {
-			return KindAuthRevoked
-		}
-		if re.Response != nil && (re.Response.StatusCode >= 500 || re.Response.StatusCode == http.StatusTooManyRequests) {
-			return KindTransient
-		}
-		return KindOther
-	}
 	var ge *googleapi.Error
-	if errors.As(err, &ge) {
-		reason := ""
-		if len(ge.Errors) > 0 {
-			reason = ge.Errors[0].Reason
-		}
-		switch {
-		case ge.Code == http.StatusGone && reason == "fullSyncRequired":
-			return KindSyncTokenGone
-		case ge.Code == http.StatusGone, ge.Code == http.StatusNotFound:
-			return KindNotFound
-		case ge.Code == http.StatusUnauthorized:
-			return KindAuthRevoked
-		case ge.Code == http.StatusForbidden && (reason == "rateLimitExceeded" || reason == "userRateLimitExceeded"):
-			return KindTransient
-		case ge.Code == http.StatusForbidden && reason == "quotaExceeded":
-			return KindQuota
-		case ge.Code == http.StatusTooManyRequests, ge.Code >= 500:
-			return KindTransient
-		}
+	var re *oauth2.RetrieveError
+	switch {
+	case err == nil:
 		return KindOther
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	case errors.Is(err, store.ErrLeaseLost):
+		return KindLeaseLost
+	case errors.Is(err, ErrAuthRevoked), calclient.IsAuthRevoked(err):
+		return KindAuthRevoked
+	case calclient.IsGone(err) && calclient.Reason(err) == "fullSyncRequired":
+		return KindSyncTokenGone
+	case calclient.IsGone(err), calclient.IsNotFound(err):
+		return KindNotFound
+	case calclient.IsQuotaExceeded(err):
+		return KindQuota
+	case calclient.IsRetryable(err):
+		return KindTransient
+	case errors.As(err, &ge), errors.As(err, &re):
+		return KindOther // any other API or token-endpoint answer is not cured by retrying
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		// Our own context ended (or a server deadline passed): worth another try
 		// if there is time left; the retry loop stops when the context is done.
 		return KindTransient
@@ -101,12 +77,6 @@ func Classify(err error) Kind {
 			return KindTransient
 		}
 		return KindOther
-	}
-	var ue *url.Error
-	var ne net.Error
-	if errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) {
-		return KindTransient
 	}
 	return KindOther
 }
