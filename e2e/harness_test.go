@@ -315,7 +315,7 @@ func waitQuiet(t *testing.T, quiet, timeout time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("system not quiet after %s: %+v\n%s", timeout, st, workerStacks())
+			t.Fatalf("system not quiet after %s: %+v, in flight: %+v\n%s", timeout, st, sys.Bridge.InFlightDetails(), workerStacks())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -328,7 +328,7 @@ func workerStacks() string {
 	buf = buf[:runtime.Stack(buf, true)]
 	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "calsync/shared/syncer") || strings.Contains(g, "calsync/functions/") {
+		if strings.Contains(g, "calsync/shared/syncer") || strings.Contains(g, "calsync/functions/") || strings.Contains(g, "devstack/stack.(*Bridge)") {
 			out = append(out, g)
 		}
 	}

@@ -69,6 +69,7 @@ type Bridge struct {
 	mu     sync.Mutex
 	faults BridgeFaults
 	rng    *mrand.Rand
+	flying map[*pubsub.Message]*Flight
 
 	received, delivered, acked, failed, nacked, killed, duplicated, inFlight atomic.Int64
 	lastActivity                                                             atomic.Int64 // unix nanos
@@ -116,6 +117,42 @@ func (b *Bridge) LastError() string {
 	return v
 }
 
+// Flight is a message being handled: where it is and since when.
+type Flight struct {
+	MessageID string    `json:"messageId"`
+	Stage     string    `json:"stage"`
+	Since     time.Time `json:"since"`
+}
+
+// InFlightDetails lists the messages being handled now.
+func (b *Bridge) InFlightDetails() []Flight {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]Flight, 0, len(b.flying))
+	for _, f := range b.flying {
+		out = append(out, *f)
+	}
+	return out
+}
+
+func (b *Bridge) stage(m *pubsub.Message, stage string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if stage == "" {
+		delete(b.flying, m)
+		return
+	}
+	if b.flying == nil {
+		b.flying = map[*pubsub.Message]*Flight{}
+	}
+	f := b.flying[m]
+	if f == nil {
+		f = &Flight{MessageID: m.ID}
+		b.flying[m] = f
+	}
+	f.Stage, f.Since = stage, time.Now()
+}
+
 type decision struct{ nack, dup, kill bool }
 
 func (b *Bridge) decide() (decision, time.Duration) {
@@ -157,7 +194,8 @@ func (b *Bridge) handle(ctx context.Context, m *pubsub.Message) {
 	b.received.Add(1)
 	b.inFlight.Add(1)
 	b.touch()
-	defer func() { b.inFlight.Add(-1); b.touch() }()
+	b.stage(m, "received")
+	defer func() { b.stage(m, ""); b.inFlight.Add(-1); b.touch() }()
 
 	d, killAfter := b.decide()
 	if d.nack {
@@ -178,8 +216,10 @@ func (b *Bridge) handle(ctx context.Context, m *pubsub.Message) {
 	if d.kill {
 		cut = killAfter
 	}
+	b.stage(m, "posting to SyncWorker")
 	status, err := b.post(ctx, m, body, cut)
 	if err == nil && status >= 200 && status < 300 {
+		b.stage(m, "acking")
 		b.acked.Add(1)
 		m.Ack()
 		return
@@ -195,6 +235,7 @@ func (b *Bridge) handle(ctx context.Context, m *pubsub.Message) {
 
 func (b *Bridge) nack(ctx context.Context, m *pubsub.Message, reason string) {
 	b.s.log.Debug("bridge: nack", "messageId", m.ID, "reason", reason)
+	b.stage(m, "waiting to nack: "+reason)
 	select {
 	case <-ctx.Done():
 	case <-time.After(b.opts.RetryDelay):
