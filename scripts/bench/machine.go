@@ -43,9 +43,11 @@ func machine(ctx context.Context) Machine {
 		sdk = "/usr/lib/google-cloud-sdk"
 	}
 	m.SDK = strings.TrimSpace(readFile(filepath.Join(sdk, "VERSION")))
-	m.Commit = strings.TrimSpace(run(ctx, "git", "log", "-1", "--format=%h %s"))
-	if dirty := strings.TrimSpace(run(ctx, "git", "status", "--porcelain", "--untracked-files=no")); dirty != "" {
-		m.Commit += " (working tree modified)"
+	if c, err := exec.CommandContext(ctx, "git", "log", "-1", "--format=%h %s").Output(); err == nil {
+		m.Commit = strings.TrimSpace(string(c))
+		if dirty, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(dirty))) > 0 {
+			m.Commit += " (working tree modified)"
+		}
 	}
 	for _, mod := range []string{"github.com/GoogleCloudPlatform/functions-framework-go", "cloud.google.com/go/firestore",
 		"cloud.google.com/go/pubsub/v2", "google.golang.org/api"} {

@@ -39,6 +39,7 @@ type options struct {
 	pkgs      string
 	from      string
 	timeout   time.Duration
+	commit    string
 }
 
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -51,6 +52,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.pkgs, "pkgs", "", "comma-separated packages (default: every package with a Benchmark function)")
 	fs.StringVar(&o.from, "from", "", "build the report from saved go test -bench output instead of running")
 	fs.DurationVar(&o.timeout, "timeout", 40*time.Minute, "go test -timeout per package")
+	fs.StringVar(&o.commit, "commit", "", "the code benchmarked, for the header (default: git log -1 here)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -98,6 +100,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	results, problems := Parse(bytes.NewReader(raw.Bytes()))
+	if len(runs) == 0 {
+		runs = pkgRuns(raw.String())
+	}
 	sortResults(results)
 	charts := map[string]string{}
 	for _, r := range results {
@@ -115,7 +120,11 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		charts[r.Pkg+"."+r.Name] = name
 	}
 	var rep bytes.Buffer
-	Report(&rep, machine(ctx), runs, results, problems, charts, strings.Join(append([]string{"bench"}, args...), " "))
+	m := machine(ctx)
+	if o.commit != "" {
+		m.Commit = o.commit
+	}
+	Report(&rep, m, runs, results, problems, charts, strings.Join(append([]string{"bench"}, args...), " "))
 	path := filepath.Join(o.out, "report.md")
 	if err := os.WriteFile(path, rep.Bytes(), 0o644); err != nil {
 		return err
@@ -171,4 +180,20 @@ func fileSafe(s string) string {
 		}
 		return '_'
 	}, s)
+}
+
+var pkgDone = regexp.MustCompile(`(?m)^(ok|FAIL)\s+(\S+)\s+([0-9.]+s)`)
+
+// pkgRuns recovers each package's time and status from saved output.
+func pkgRuns(out string) []PkgRun {
+	var runs []PkgRun
+	for _, m := range pkgDone.FindAllStringSubmatch(out, -1) {
+		d, _ := time.ParseDuration(m[3])
+		r := PkgRun{Pkg: m[2], Duration: d}
+		if m[1] == "FAIL" {
+			r.Err = "FAIL"
+		}
+		runs = append(runs, r)
+	}
+	return runs
 }

@@ -120,7 +120,29 @@ func SideBySide(r Result) Table {
 			t.Other = append(t.Other, m)
 		}
 	}
-	return prune(t, r.Metrics)
+	return primaryFirst(prune(t, r.Metrics), r.Name)
+}
+
+// primaryFirst puts calsync's own variant first (named calsync, or named like
+// the benchmark, e.g. webhook in WebhookVsBaselines); go test prints metrics
+// sorted by unit, so the output order says nothing.
+func primaryFirst(t Table, bench string) Table {
+	lower := strings.ToLower(bench)
+	best := -1
+	for i, v := range t.Variants {
+		if v == "calsync" {
+			best = i
+			break
+		}
+		if best < 0 && strings.HasPrefix(lower, strings.ToLower(v)) {
+			best = i
+		}
+	}
+	if best > 0 {
+		v := t.Variants[best]
+		t.Variants = append([]string{v}, append(t.Variants[:best:best], t.Variants[best+1:]...)...)
+	}
+	return t
 }
 
 // prune moves to Other the "variants" that have fewer measures than the

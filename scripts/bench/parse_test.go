@@ -37,6 +37,9 @@ func TestParseAndSideBySide(t *testing.T) {
 	if len(burst.Other) != 3 { // ns/op, B/op, allocs/op
 		t.Fatalf("other %+v", burst.Other)
 	}
+	if got := SideBySide(Result{Name: "WebhookVsBaselines", Metrics: []Metric{{1, "bare_req/s"}, {2, "minimal_req/s"}, {3, "webhook_req/s"}}}); strings.Join(got.Variants, ",") != "webhook,bare,minimal" {
+		t.Fatalf("primary variant not first: %v", got.Variants)
+	}
 	wh := SideBySide(rs[1])
 	if strings.Join(wh.Variants, ",") != "webhook,minimal,bare" || strings.Join(wh.Measures, ",") != "req/s,p99_ms" || len(wh.Other) != 3 {
 		t.Fatalf("webhook table %+v", wh)
@@ -50,14 +53,15 @@ func TestReportFromSavedOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := realMain(t.Context(), []string{"--from", in, "--out", dir}, &out, &out); err != nil {
-		t.Fatal(err)
+	// The sample has a failed package: the report is written and the run fails.
+	if err := realMain(t.Context(), []string{"--from", in, "--out", dir}, &out, &out); err == nil || !strings.Contains(err.Error(), "functions/other") {
+		t.Fatalf("want the failed package reported, got %v", err)
 	}
 	rep, err := os.ReadFile(filepath.Join(dir, "report.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"# calsync benchmark report", "| Machine |", "## Burst", "| lists | 19 | 1000 (52.63×) | 1000 (52.63×) |", "![Burst](chart-Burst.svg)", "## WebhookVsBaselines"} {
+	for _, want := range []string{"# calsync benchmark report", "| Machine |", "## Burst", "| lists | 19 | 1000 (52.63×) | 1000 (52.63×) |", "![Burst](chart-Burst.svg)", "## WebhookVsBaselines", "| `github.com/calsync/calsync/shared/syncer` | 2m0s | ok |", "**failed**"} {
 		if !bytes.Contains(rep, []byte(want)) {
 			t.Errorf("report lacks %q:\n%s", want, rep)
 		}

@@ -34,8 +34,8 @@ func Chart(title string, t Table) string {
 	for _, meas := range t.Measures {
 		max := 0.0
 		for _, v := range t.Variants {
-			if x, ok := t.Cells[meas][v]; ok && math.Abs(x) > max {
-				max = math.Abs(x)
+			if x, ok := t.Cells[meas][v]; ok && x > max {
+				max = x
 			}
 		}
 		if max == 0 {
@@ -46,8 +46,11 @@ func Chart(title string, t Table) string {
 		for i, v := range t.Variants {
 			x, ok := t.Cells[meas][v]
 			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", labelW-6, y+barH-5, html.EscapeString(v))
-			if ok {
-				w := int(math.Round(math.Abs(x) / max * float64(width-labelW-valueW-10)))
+			if ok && x < 0 {
+				// The benchmarks use negative figures as "never" (e.g. lag -1: not exact in time).
+				fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#888">%s (none: never reached)</text>`+"\n", labelW+6, y+barH-5, fmtNum(x))
+			} else if ok {
+				w := int(math.Round(x / max * float64(width-labelW-valueW-10)))
 				fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="%s"><title>%s %s: %s</title></rect>`+"\n",
 					labelW, y, w, barH, palette[i%len(palette)], html.EscapeString(v), html.EscapeString(meas), fmtNum(x))
 				fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`+"\n", labelW+w+6, y+barH-5, fmtNum(x))
