@@ -239,7 +239,10 @@ func (s *Syncer) plan(ctx context.Context, st *roundState, b *pageBatch, ev *cal
 	case ev.Status == "cancelled" && ev.RecurringEventId == "":
 		// A deletion: the event, and if it was a series, its exceptions.
 		cur := b.current(ev.Id)
-		if cur.Exists {
+		if cur.Exists || !st.full {
+			// Incremental rounds announce it even when the mirror never had
+			// the event: a sync killed between publishing its "created" and
+			// writing it must not leave consumers a ghost (see flush).
 			b.put(ev.Id, store.EventMeta{}, ev, nil)
 		}
 		for _, id := range b.order { // exceptions planned earlier in this page
@@ -275,7 +278,7 @@ func (s *Syncer) plan(ctx context.Context, st *roundState, b *pageBatch, ev *cal
 			return nil
 		}
 		if !live {
-			if b.current(ev.Id).Exists {
+			if b.current(ev.Id).Exists || !st.full {
 				b.put(ev.Id, store.EventMeta{}, ev, nil)
 			}
 			return nil
@@ -315,7 +318,7 @@ func (s *Syncer) resolveOrphans(ctx context.Context, st *roundState) error {
 			live = m.Exists && m.Status != "cancelled"
 		}
 		if !live {
-			if b.current(ev.Id).Exists {
+			if b.current(ev.Id).Exists || !st.full {
 				b.put(ev.Id, store.EventMeta{}, ev, nil)
 			}
 			continue
@@ -338,8 +341,20 @@ func (s *Syncer) flush(ctx context.Context, st *roundState, b *pageBatch, synced
 		p := b.plan[id]
 		var kind string
 		switch {
-		case p.doc == nil && !p.before.Exists:
+		case p.doc == nil && !p.before.Exists && (p.ev == nil || st.full):
 			continue // created and deleted within the page, or never there
+		case p.doc == nil && !p.before.Exists:
+			// A tombstone of an incremental list that the mirror lacks:
+			// announced, nothing to remove. Its "created" may have gone out
+			// from a sync that died before writing; consumers deduplicate.
+			if s.o.Publisher != nil {
+				m, err := changeMessage(st, id, messages.ChangeDeleted, p, syncedAt)
+				if err != nil {
+					return err
+				}
+				msgs = append(msgs, m)
+			}
+			continue
 		case p.doc == nil:
 			kind = messages.ChangeDeleted
 			st.res.deleted++
@@ -368,7 +383,7 @@ func (s *Syncer) flush(ctx context.Context, st *roundState, b *pageBatch, synced
 }
 
 func (s *Syncer) publishAndWrite(ctx context.Context, st *roundState, writes []store.EventWrite, msgs []Message) error {
-	if len(writes) == 0 {
+	if len(writes) == 0 && len(msgs) == 0 {
 		return nil
 	}
 	if len(msgs) > 0 {
@@ -379,6 +394,9 @@ func (s *Syncer) publishAndWrite(ctx context.Context, st *roundState, writes []s
 		}
 		s.stats.changes.Add(int64(len(msgs)))
 		st.res.changes += len(msgs)
+	}
+	if len(writes) == 0 {
+		return nil
 	}
 	if _, err := retry(ctx, s, func() (struct{}, error) {
 		return struct{}{}, s.o.Store.WriteEvents(ctx, st.key, writes)
