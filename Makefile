@@ -1,6 +1,8 @@
 # The commands a developer needs. `make test` is what CI runs.
 GO ?= go
 PKGS ?= ./...
+# TESTFLAGS: extra go test flags; CI passes -count=1 so no cached result hides a flaky test.
+TESTFLAGS ?=
 
 .PHONY: test ci check vet fmt-check fuzz bench run terraform-check
 
@@ -10,7 +12,7 @@ run:
 
 ## test: format and vet checks, then every test with the race detector (starts the emulators itself)
 test: check
-	$(GO) test -race -timeout 25m $(PKGS)
+	$(GO) test -race -timeout 25m $(TESTFLAGS) $(PKGS)
 
 ## ci: what .ci/run runs: the tests, then terraform fmt -check and tflint
 ci: test terraform-check
