@@ -20,6 +20,7 @@ import (
 	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/syncer/synctest"
 )
 
 var (
@@ -36,37 +37,6 @@ func firestoreClient(t testing.TB) *firestore.Client {
 		t.Fatal(fsErr)
 	}
 	return fsClient
-}
-
-// wantMirror is what the mirror must hold for a calendar, read from the
-// Calendar API (showDeleted, singleEvents=false): every live event, and every
-// cancelled occurrence of a live series, by id → etag. Deleted events and the
-// cancelled occurrences of a deleted series are absent.
-func wantMirror(ctx context.Context, svc *calendar.Service, calID string) (map[string]string, error) {
-	var items []*calendar.Event
-	err := svc.Events.List(calID).ShowDeleted(true).SingleEvents(false).MaxResults(2500).Pages(ctx, func(p *calendar.Events) error {
-		items = append(items, p.Items...)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	live := map[string]bool{}
-	for _, ev := range items {
-		if ev.RecurringEventId == "" {
-			live[ev.Id] = ev.Status != "cancelled"
-		}
-	}
-	want := map[string]string{}
-	for _, ev := range items {
-		switch {
-		case ev.Status != "cancelled":
-			want[ev.Id] = ev.Etag
-		case ev.RecurringEventId != "" && live[ev.RecurringEventId]:
-			want[ev.Id] = ev.Etag
-		}
-	}
-	return want, nil
 }
 
 // gotMirror reads calendars/{key}/events: id → etag.
@@ -133,7 +103,7 @@ func waitConverged(t *testing.T, ctx context.Context, svc *calendar.Service, cal
 	deadline := time.Now().Add(timeout)
 	last := ""
 	for {
-		want, err := wantMirror(ctx, svc, calID)
+		want, err := synctest.Expected(ctx, svc, calID) // every live event and the cancelled occurrences of live series
 		if err != nil {
 			t.Fatalf("list calendar: %v", err)
 		}
