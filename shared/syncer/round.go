@@ -49,10 +49,15 @@ func (s *Syncer) round(ctx context.Context, log *slog.Logger, key string, rd sto
 		return nil, err
 	}
 	st := &roundState{key: key, calendarID: rd.Calendar.CalendarID, res: &result{}}
+	// Ids whose "created" a dead sync published without writing them.
+	leftover, err := retry(ctx, s, func() ([]string, error) { return s.o.Store.Announcing(ctx, key) })
+	if err != nil {
+		return nil, err
+	}
 	if !rd.Full {
 		err = s.listAll(ctx, svc, st, rd.Token)
 		if err == nil {
-			return st.res, nil
+			return st.res, s.resolveGhosts(ctx, st, leftover)
 		}
 		if s.classify(err) != KindSyncTokenGone {
 			return nil, err
@@ -75,7 +80,41 @@ func (s *Syncer) round(ctx context.Context, log *slog.Logger, key string, rd sto
 	if err := s.sweep(ctx, st); err != nil {
 		return nil, err
 	}
-	return st.res, nil
+	return st.res, s.resolveGhosts(ctx, st, leftover)
+}
+
+// resolveGhosts ends what a sync killed between publishing and writing left:
+// once this round has made the mirror exact, an announced id the mirror lacks
+// is an event deleted meanwhile, and consumers get its "deleted".
+func (s *Syncer) resolveGhosts(ctx context.Context, st *roundState, leftover []string) error {
+	if len(leftover) == 0 {
+		return nil
+	}
+	have, err := retry(ctx, s, func() (map[string]store.EventMeta, error) { return s.o.Store.GetEvents(ctx, st.key, leftover) })
+	if err != nil {
+		return err
+	}
+	var msgs []Message
+	syncedAt := s.now()
+	for _, id := range leftover {
+		if have[id].Exists || s.o.Publisher == nil {
+			continue
+		}
+		m, err := changeMessage(st, id, messages.ChangeDeleted, &pending{}, syncedAt)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
+	}
+	if len(msgs) > 0 {
+		if _, err := retry(ctx, s, func() (struct{}, error) { return struct{}{}, s.o.Publisher.PublishAll(ctx, st.key, msgs) }); err != nil {
+			return err
+		}
+		s.stats.changes.Add(int64(len(msgs)))
+		st.res.changes += len(msgs)
+	}
+	_, err = retry(ctx, s, func() (struct{}, error) { return struct{}{}, s.o.Store.UnmarkAnnouncing(ctx, st.key, leftover) })
+	return err
 }
 
 // listAll follows every page of one listing, writing each page before the
@@ -239,10 +278,7 @@ func (s *Syncer) plan(ctx context.Context, st *roundState, b *pageBatch, ev *cal
 	case ev.Status == "cancelled" && ev.RecurringEventId == "":
 		// A deletion: the event, and if it was a series, its exceptions.
 		cur := b.current(ev.Id)
-		if cur.Exists || !st.full {
-			// Incremental rounds announce it even when the mirror never had
-			// the event: a sync killed between publishing its "created" and
-			// writing it must not leave consumers a ghost (see flush).
+		if cur.Exists {
 			b.put(ev.Id, store.EventMeta{}, ev, nil)
 		}
 		for _, id := range b.order { // exceptions planned earlier in this page
@@ -278,7 +314,7 @@ func (s *Syncer) plan(ctx context.Context, st *roundState, b *pageBatch, ev *cal
 			return nil
 		}
 		if !live {
-			if b.current(ev.Id).Exists || !st.full {
+			if b.current(ev.Id).Exists {
 				b.put(ev.Id, store.EventMeta{}, ev, nil)
 			}
 			return nil
@@ -318,7 +354,7 @@ func (s *Syncer) resolveOrphans(ctx context.Context, st *roundState) error {
 			live = m.Exists && m.Status != "cancelled"
 		}
 		if !live {
-			if b.current(ev.Id).Exists || !st.full {
+			if b.current(ev.Id).Exists {
 				b.put(ev.Id, store.EventMeta{}, ev, nil)
 			}
 			continue
@@ -337,24 +373,13 @@ func (s *Syncer) resolveOrphans(ctx context.Context, st *roundState) error {
 func (s *Syncer) flush(ctx context.Context, st *roundState, b *pageBatch, syncedAt time.Time) error {
 	var writes []store.EventWrite
 	var msgs []Message
+	var created []string
 	for _, id := range b.order {
 		p := b.plan[id]
 		var kind string
 		switch {
-		case p.doc == nil && !p.before.Exists && (p.ev == nil || st.full):
-			continue // created and deleted within the page, or never there
 		case p.doc == nil && !p.before.Exists:
-			// A tombstone of an incremental list that the mirror lacks:
-			// announced, nothing to remove. Its "created" may have gone out
-			// from a sync that died before writing; consumers deduplicate.
-			if s.o.Publisher != nil {
-				m, err := changeMessage(st, id, messages.ChangeDeleted, p, syncedAt)
-				if err != nil {
-					return err
-				}
-				msgs = append(msgs, m)
-			}
-			continue
+			continue // created and deleted within the page, or never there
 		case p.doc == nil:
 			kind = messages.ChangeDeleted
 			st.res.deleted++
@@ -369,6 +394,7 @@ func (s *Syncer) flush(ctx context.Context, st *roundState, b *pageBatch, synced
 			kind = messages.ChangeCreated
 			st.res.written++
 			st.res.delta++
+			created = append(created, id)
 		}
 		writes = append(writes, store.EventWrite{ID: id, Doc: p.doc})
 		if s.o.Publisher != nil {
@@ -379,12 +405,21 @@ func (s *Syncer) flush(ctx context.Context, st *roundState, b *pageBatch, synced
 			msgs = append(msgs, m)
 		}
 	}
-	return s.publishAndWrite(ctx, st, writes, msgs)
+	return s.publishAndWrite(ctx, st, writes, msgs, created)
 }
 
-func (s *Syncer) publishAndWrite(ctx context.Context, st *roundState, writes []store.EventWrite, msgs []Message) error {
-	if len(writes) == 0 && len(msgs) == 0 {
+// publishAndWrite publishes a page's changes, then writes its documents. The
+// ids announced as created are recorded first and dropped after the write, so
+// a sync killed in between can be made good by the next round (resolveGhosts).
+func (s *Syncer) publishAndWrite(ctx context.Context, st *roundState, writes []store.EventWrite, msgs []Message, created []string) error {
+	if len(writes) == 0 {
 		return nil
+	}
+	if len(msgs) == 0 {
+		created = nil // nothing announced, nothing to record
+	}
+	if _, err := retry(ctx, s, func() (struct{}, error) { return struct{}{}, s.o.Store.MarkAnnouncing(ctx, st.key, created) }); err != nil {
+		return err
 	}
 	if len(msgs) > 0 {
 		if _, err := retry(ctx, s, func() (struct{}, error) {
@@ -395,12 +430,12 @@ func (s *Syncer) publishAndWrite(ctx context.Context, st *roundState, writes []s
 		s.stats.changes.Add(int64(len(msgs)))
 		st.res.changes += len(msgs)
 	}
-	if len(writes) == 0 {
-		return nil
-	}
 	if _, err := retry(ctx, s, func() (struct{}, error) {
 		return struct{}{}, s.o.Store.WriteEvents(ctx, st.key, writes)
 	}); err != nil {
+		return err
+	}
+	if _, err := retry(ctx, s, func() (struct{}, error) { return struct{}{}, s.o.Store.UnmarkAnnouncing(ctx, st.key, created) }); err != nil {
 		return err
 	}
 	for _, w := range writes {
