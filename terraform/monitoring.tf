@@ -118,12 +118,12 @@ locals {
       buckets     = { count = 24, growth = 2, scale = 1 }
     }
     notification_latency = {
-      description = "Webhook time to verify and publish one notification, in ms."
+      description = "Webhook time to verify and publish one notification, in µs."
       filter      = "${local.log_resource.webhook} AND jsonPayload.event=\"notification\""
-      value       = "EXTRACT(jsonPayload.latencyMs)"
-      unit        = "ms"
+      value       = "EXTRACT(jsonPayload.latencyUs)"
+      unit        = "us"
       labels      = {}
-      buckets     = { count = 30, growth = 1.5, scale = 1 }
+      buckets     = { count = 30, growth = 1.5, scale = 100 }
     }
   }
 

@@ -6,12 +6,18 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/calsync/calsync/shared/channeltoken"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/pubsubx"
 )
+
+// PublishHold is how long a notification may wait to share a publish request
+// with others. Google waits for our answer, so it is short: under load many
+// notifications still share a request, and alone one costs at most this.
+const PublishHold = time.Millisecond
 
 // FromConfig builds a Handler and its Pub/Sub publisher from config. The
 // returned stop flushes the publisher.
@@ -24,7 +30,7 @@ func FromConfig(ctx context.Context, cfg config.Webhook, logger *slog.Logger) (*
 	if err != nil {
 		return nil, nil, err
 	}
-	pub := pubsubx.NewPublisher(client, cfg.NotificationsTopic, false)
+	pub := pubsubx.NewPublisher(client, cfg.NotificationsTopic, false).HoldAtMost(PublishHold)
 	h := &Handler{
 		ProjectID:      cfg.ProjectID,
 		Verifier:       keys,

@@ -266,13 +266,24 @@ func TestLogLines(t *testing.T) {
 			t.Errorf("accepted line: %s = %v, want %v", k, ok[k], v)
 		}
 	}
-	if _, has := ok["latencyMs"]; !has {
-		t.Error("accepted line lacks latencyMs")
+	if _, has := ok["latencyUs"]; !has {
+		t.Error("accepted line lacks latencyUs")
 	}
 	if warn["severity"] != "WARNING" || warn["remoteAddr"] != "203.0.113.9" || warn["event"] != "notification_rejected" {
 		t.Errorf("forged line: %v", warn)
 	}
 	if strings.Contains(logs.String(), token) || strings.Contains(logs.String(), "SECRETFORGERY") || strings.Contains(logs.String(), "s=") {
 		t.Errorf("a token reached the logs:\n%s", logs.String())
+	}
+}
+
+// ParsePush looks headers up by these names directly, which is only right
+// while they are in the canonical form net/http stores received headers in.
+func TestHeaderNamesCanonical(t *testing.T) {
+	for _, name := range []string{HeaderChannelID, HeaderChannelToken, HeaderChannelExpiration,
+		HeaderMessageNumber, HeaderResourceID, HeaderResourceState, HeaderResourceURI} {
+		if c := http.CanonicalHeaderKey(name); c != name {
+			t.Errorf("%q is not canonical (%q)", name, c)
+		}
 	}
 }

@@ -41,7 +41,14 @@ type Push struct {
 // ParsePush reads and checks Google's push headers. Values are trimmed: Google's
 // own example carries stray spaces.
 func ParsePush(h http.Header) (Push, error) {
-	get := func(name string) string { return strings.TrimSpace(h.Get(name)) }
+	// The names are canonical and net/http canonicalizes what it receives, so
+	// a plain map lookup does what h.Get would, minus the key rewriting.
+	get := func(name string) string {
+		if v := h[name]; len(v) > 0 {
+			return strings.TrimSpace(v[0])
+		}
+		return ""
+	}
 	p := Push{
 		ChannelID:         get(HeaderChannelID),
 		Token:             get(HeaderChannelToken),

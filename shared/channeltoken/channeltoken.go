@@ -11,11 +11,14 @@ package channeltoken
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"net/url"
+	"strings"
+	"sync"
 
 	"github.com/calsync/calsync/shared/config"
 )
@@ -34,7 +37,32 @@ var (
 // Keys signs and verifies channel tokens.
 type Keys struct {
 	signing config.Key
-	byID    map[string][]byte
+	byID    map[string]*macKey
+}
+
+// macKey pools keyed HMAC states: the Webhook verifies one token per request,
+// and a fresh HMAC costs two SHA-256 states and a key schedule each time.
+type macKey struct {
+	material []byte
+	pool     sync.Pool
+}
+
+func newMACKey(material []byte) *macKey {
+	m := &macKey{material: material}
+	m.pool.New = func() any { return hmac.New(sha256.New, material) }
+	return m
+}
+
+// sum returns the HMAC of the token's signed text, appended to dst.
+func (m *macKey) sum(dst []byte, channelID, calendarKey string) []byte {
+	h := m.pool.Get().(hash.Hash)
+	defer m.pool.Put(h)
+	h.Reset()
+	io.WriteString(h, "v1\n")
+	io.WriteString(h, channelID)
+	io.WriteString(h, "\n")
+	io.WriteString(h, calendarKey)
+	return h.Sum(dst)
 }
 
 // New builds Keys from a parsed key list; the first key signs.
@@ -42,9 +70,9 @@ func New(keys []config.Key) (*Keys, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("channeltoken: no keys")
 	}
-	k := &Keys{signing: keys[0], byID: map[string][]byte{}}
+	k := &Keys{signing: keys[0], byID: map[string]*macKey{}}
 	for _, key := range keys {
-		k.byID[key.ID] = key.Material
+		k.byID[key.ID] = newMACKey(key.Material)
 	}
 	return k, nil
 }
@@ -81,31 +109,71 @@ func (k *Keys) Verify(channelID, token string) (calendarKey string, err error) {
 	if len(token) > MaxLen {
 		return "", ErrMalformed
 	}
-	q, err := url.ParseQuery(token)
-	if err != nil {
+	f, ok := parseFields(token)
+	if !ok || f.v != "1" {
 		return "", ErrMalformed
 	}
-	for _, f := range []string{"v", "k", "c", "s"} {
-		if len(q[f]) != 1 || q[f][0] == "" {
-			return "", ErrMalformed
-		}
-	}
-	if q.Get("v") != "1" {
-		return "", ErrMalformed
-	}
-	key, ok := k.byID[q.Get("k")]
+	key, ok := k.byID[f.k]
 	if !ok {
 		return "", ErrUnknownKey
 	}
-	want := sign(key, channelID, q.Get("c"))
-	if subtle.ConstantTimeCompare([]byte(want), []byte(q.Get("s"))) != 1 {
+	var got, want [sha256.Size]byte
+	// Strict: one signature has exactly one spelling, the one Mint wrote.
+	if n, err := base64.RawURLEncoding.Strict().Decode(got[:], []byte(f.s)); err != nil || n != len(got) ||
+		len(f.s) != base64.RawURLEncoding.EncodedLen(n) {
 		return "", ErrSignature
 	}
-	return q.Get("c"), nil
+	if !hmac.Equal(key.sum(want[:0], channelID, f.c), got[:]) {
+		return "", ErrSignature
+	}
+	return f.c, nil
+}
+
+// fields are the four parts of a token, unescaped.
+type fields struct{ v, k, c, s string }
+
+// parseFields reads the query form as url.ParseQuery would (same escapes,
+// semicolons refused, unknown parts ignored) but requires each of v, k, c, s
+// exactly once and non-empty, and allocates only for escaped values.
+func parseFields(token string) (fields, bool) {
+	if strings.Contains(token, ";") {
+		return fields{}, false
+	}
+	var f fields
+	seen := 0
+	for part := range strings.SplitSeq(token, "&") {
+		if part == "" {
+			continue
+		}
+		name, value, _ := strings.Cut(part, "=")
+		name, err1 := url.QueryUnescape(name)
+		value, err2 := url.QueryUnescape(value)
+		if err1 != nil || err2 != nil {
+			return fields{}, false
+		}
+		var dst *string
+		var bit int
+		switch name {
+		case "v":
+			dst, bit = &f.v, 1
+		case "k":
+			dst, bit = &f.k, 2
+		case "c":
+			dst, bit = &f.c, 4
+		case "s":
+			dst, bit = &f.s, 8
+		default:
+			continue
+		}
+		if seen&bit != 0 || value == "" {
+			return fields{}, false
+		}
+		seen |= bit
+		*dst = value
+	}
+	return f, seen == 15
 }
 
 func sign(key []byte, channelID, calendarKey string) string {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte("v1\n" + channelID + "\n" + calendarKey))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	return base64.RawURLEncoding.EncodeToString(newMACKey(key).sum(nil, channelID, calendarKey))
 }

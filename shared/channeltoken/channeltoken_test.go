@@ -3,6 +3,7 @@ package channeltoken
 import (
 	"bytes"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -60,9 +61,82 @@ func TestVerifyRejects(t *testing.T) {
 		{"version", "chan-1", strings.Replace(tok, "v=1", "v=2", 1), ErrMalformed},
 		{"repeated field", "chan-1", tok + "&c=evil", ErrMalformed},
 		{"too long", "chan-1", tok + "&x=" + strings.Repeat("a", 300), ErrMalformed},
+		{"semicolon", "chan-1", strings.Replace(tok, "&", ";", 1), ErrMalformed},
+		{"empty calendar", "chan-1", strings.Replace(tok, "c=cal", "c=", 1), ErrMalformed},
+		{"signature respelled", "chan-1", respell(tok), ErrSignature},
+		{"signature truncated", "chan-1", truncate(tok), ErrSignature},
 	} {
 		if _, err := k.Verify(tc.channel, tc.token); !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+// respell changes the unused low bits of the signature's last character:
+// the same bytes for a lax base64 decoder, a different token for Mint.
+func respell(tok string) string {
+	q, _ := url.ParseQuery(tok)
+	sig := q.Get("s")
+	i := strings.IndexByte(base64URL, sig[len(sig)-1])
+	q.Set("s", sig[:len(sig)-1]+string(base64URL[i^1]))
+	return q.Encode()
+}
+
+// truncate drops the signature's last character.
+func truncate(tok string) string {
+	q, _ := url.ParseQuery(tok)
+	q.Set("s", q.Get("s")[1:])
+	return q.Encode()
+}
+
+const base64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+func TestVerifyAcceptsEquivalentSpellings(t *testing.T) {
+	k := testKeys(t, "k1")
+	tok, _ := k.Mint("chan-1", "cal/é x")
+	for _, variant := range []string{
+		tok,
+		"&" + tok + "&&",                        // empty parts, as url.ParseQuery skips them
+		tok + "&extra=ignored",                  // unknown parts ignored
+		strings.Replace(tok, "v=1", "%76=1", 1), // escaped name
+	} {
+		if cal, err := k.Verify("chan-1", variant); err != nil || cal != "cal/é x" {
+			t.Errorf("Verify(%q) = %q, %v", variant, cal, err)
+		}
+	}
+}
+
+// FuzzParseFields holds the hand-written parser to url.ParseQuery: it accepts
+// exactly the tokens where ParseQuery finds each field once and non-empty,
+// and reads the same values.
+func FuzzParseFields(f *testing.F) {
+	f.Add("v=1&k=k1&c=cal&s=AAAA")
+	f.Add("v=1&k=k1&c=a%2Fb+c&s=AAAA&x=y")
+	f.Add("v=1;k=k1")
+	f.Add("%76=1&k=k&c=c&s=s&s=t")
+	f.Fuzz(func(t *testing.T, token string) {
+		got, ok := parseFields(token)
+		q, err := url.ParseQuery(token)
+		want := err == nil
+		for _, name := range []string{"v", "k", "c", "s"} {
+			want = want && len(q[name]) == 1 && q[name][0] != ""
+		}
+		if ok != want {
+			t.Fatalf("parseFields(%q) ok=%v, url.ParseQuery says %v (%v)", token, ok, want, err)
+		}
+		if ok && (got != fields{q.Get("v"), q.Get("k"), q.Get("c"), q.Get("s")}) {
+			t.Fatalf("parseFields(%q) = %+v, url.ParseQuery = %v", token, got, q)
+		}
+	})
+}
+
+func BenchmarkVerify(b *testing.B) {
+	k := testKeys(b, "k1")
+	tok, _ := k.Mint("4ba78bf0-6a47-11e2-bcfd-0800200c9a66", "cal_1")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.Verify("4ba78bf0-6a47-11e2-bcfd-0800200c9a66", tok); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
@@ -108,7 +182,7 @@ func FuzzVerify(f *testing.F) {
 		if _, err := k.Verify(channel, want); err != nil {
 			t.Fatal(err)
 		}
-		if sign(k.byID["k1"], channel, cal) == "" {
+		if sign(k.byID["k1"].material, channel, cal) == "" {
 			t.Fatal("empty signature")
 		}
 	})

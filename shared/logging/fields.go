@@ -12,7 +12,7 @@ const (
 	KeyChannelID     = "channelId"
 	KeyResourceState = "resourceState"
 	KeyMessageNumber = "messageNumber"
-	KeyLatencyMs     = "latencyMs"
+	KeyLatencyUs     = "latencyUs" // integer µs: slog writes floats through encoding/json, slowly
 	KeyRemoteAddr    = "remoteAddr"
 	KeyReason        = "reason"
 	KeyError         = "error"

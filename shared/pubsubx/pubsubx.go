@@ -93,6 +93,14 @@ func NewPublisher(c *pubsub.Client, topicID string, ordered bool) *Publisher {
 	return &Publisher{p: p, ordered: ordered}
 }
 
+// HoldAtMost bounds how long a message waits for others to share its batch.
+// The library's 10ms default suits throughput; a caller that answers someone
+// only after the publish (the Webhook) wants far less.
+func (p *Publisher) HoldAtMost(d time.Duration) *Publisher {
+	p.p.PublishSettings.DelayThreshold = d
+	return p
+}
+
 // Publish sends one message and returns only once Pub/Sub has stored it (or
 // failed, or ctx ended). A nil error means the message is durable.
 func (p *Publisher) Publish(ctx context.Context, data []byte, attrs map[string]string, orderingKey string) error {

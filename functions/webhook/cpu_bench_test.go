@@ -1,0 +1,55 @@
+package webhook
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	"github.com/calsync/calsync/shared/logging"
+)
+
+// BenchmarkHandlerCPU is the Webhook's own work per notification (parse,
+// verify, encode, log) with a publisher that stores nothing, beside the
+// minimal handler's work on the same request: the difference is what the
+// Webhook adds on a busy instance.
+//
+//	go test -run '^$' -bench HandlerCPU -benchmem ./functions/webhook
+func BenchmarkHandlerCPU(b *testing.B) {
+	headers := googleHeaders(b, "exists", "10")
+	noop := &countingPublisher{}
+	webhook := newTestHandler(b, noop, nil)
+	webhook.Logger = logging.New(io.Discard, slog.LevelInfo)
+	same := captureNotification(b, webhook, headers)
+	minimal := minimalHandler(noop, same)
+	for _, v := range []struct {
+		name string
+		h    http.Handler
+	}{{"webhook", webhook}, {"minimal", minimal}} {
+		b.Run(v.name, func(b *testing.B) {
+			r := httptest.NewRequest(http.MethodPost, "/", nil)
+			r.RemoteAddr = "203.0.113.9:4567"
+			r.Header = headers
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				v.h.ServeHTTP(w, r)
+				if w.Code != http.StatusOK {
+					b.Fatalf("status %d", w.Code)
+				}
+			}
+		})
+	}
+}
+
+// countingPublisher accepts every message and keeps only a count, so a
+// benchmark measures the handler and not the fake.
+type countingPublisher struct{ n atomic.Int64 }
+
+func (p *countingPublisher) Publish(context.Context, []byte, map[string]string, string) error {
+	p.n.Add(1)
+	return nil
+}
