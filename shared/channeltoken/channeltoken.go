@@ -118,9 +118,12 @@ func (k *Keys) Verify(channelID, token string) (calendarKey string, err error) {
 		return "", ErrUnknownKey
 	}
 	var got, want [sha256.Size]byte
-	// Strict: one signature has exactly one spelling, the one Mint wrote.
-	if n, err := base64.RawURLEncoding.Strict().Decode(got[:], []byte(f.s)); err != nil || n != len(got) ||
-		len(f.s) != base64.RawURLEncoding.EncodedLen(n) {
+	// Length first: Decode writes past got for a longer text. Strict: one
+	// signature has exactly one spelling, the one Mint wrote.
+	if len(f.s) != base64.RawURLEncoding.EncodedLen(len(got)) {
+		return "", ErrSignature
+	}
+	if n, err := base64.RawURLEncoding.Strict().Decode(got[:], []byte(f.s)); err != nil || n != len(got) {
 		return "", ErrSignature
 	}
 	if !hmac.Equal(key.sum(want[:0], channelID, f.c), got[:]) {

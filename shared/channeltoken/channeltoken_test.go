@@ -65,6 +65,7 @@ func TestVerifyRejects(t *testing.T) {
 		{"empty calendar", "chan-1", strings.Replace(tok, "c=cal", "c=", 1), ErrMalformed},
 		{"signature respelled", "chan-1", respell(tok), ErrSignature},
 		{"signature truncated", "chan-1", truncate(tok), ErrSignature},
+		{"signature too long", "chan-1", strings.Replace(tok, "s=", "s=AA", 1), ErrSignature},
 	} {
 		if _, err := k.Verify(tc.channel, tc.token); !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
