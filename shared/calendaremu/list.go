@@ -254,34 +254,44 @@ func (s *Server) expand(c *calData, ev *event, lq *listQuery, emit func(*event, 
 	return true
 }
 
+// listPage gathers one page of items and notes whether more would follow.
+type listPage struct {
+	items []item
+	max   int
+	more  bool
+}
+
+// add keeps x unless the page is full; false stops the scan.
+func (p *listPage) add(x *event, key itemKey) bool {
+	if len(p.items) == p.max {
+		p.more = true
+		return false
+	}
+	p.items = append(p.items, item{x, key})
+	return true
+}
+
 // scanOrder lists in creation order, key (cno, occurrence, 0).
 func (s *Server) scanOrder(c *calData, lq *listQuery, after itemKey) ([]item, bool) {
-	var items []item
-	more := false
+	pg := listPage{max: lq.maxResults}
 	start := max(after[0]-1, 0)
-	for i := start; i < int64(len(c.order)) && !more; i++ {
+	for i := start; i < int64(len(c.order)) && !pg.more; i++ {
 		ev := c.order[i].cur
 		s.expand(c, ev, lq, func(x *event, k int64) bool {
 			key := itemKey{ev.cno, k, 0}
 			if !after.less(key) || !s.matches(c, x, lq) {
 				return true
 			}
-			if len(items) == lq.maxResults {
-				more = true
-				return false
-			}
-			items = append(items, item{x, key})
-			return true
+			return pg.add(x, key)
 		})
 	}
-	return items, more
+	return pg.items, pg.more
 }
 
 // scanChanges lists versions changed after the cursor, in change order, key (seq, occurrence, 0).
 func (s *Server) scanChanges(c *calData, lq *listQuery, after itemKey) ([]item, bool) {
-	var items []item
-	more := false
-	for i := c.changedSince(after[0] - 1); i < len(c.log) && !more; i++ {
+	pg := listPage{max: lq.maxResults}
+	for i := c.changedSince(after[0] - 1); i < len(c.log) && !pg.more; i++ {
 		e := c.log[i]
 		ev := e.s.cur
 		if ev.seq != e.seq {
@@ -292,15 +302,10 @@ func (s *Server) scanChanges(c *calData, lq *listQuery, after itemKey) ([]item, 
 			if !after.less(key) || !typeMatches(lq) {
 				return true
 			}
-			if len(items) == lq.maxResults {
-				more = true
-				return false
-			}
-			items = append(items, item{x, key})
-			return true
+			return pg.add(x, key)
 		})
 	}
-	return items, more
+	return pg.items, pg.more
 }
 
 // scanSorted serves orderBy=startTime|updated: gather, sort, page by key.
