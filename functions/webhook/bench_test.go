@@ -76,15 +76,9 @@ func BenchmarkWebhookVsBaselines(b *testing.B) {
 			i := (n + k) % len(names) // rotate who goes first
 			keep(alone, i, load(b, httpClient, urls[i], headers, senders, box))
 		}
-		var mu sync.Mutex
 		var wg sync.WaitGroup
-		for i := range paired {
-			wg.Go(func() {
-				l := load(b, httpClient, urls[i], headers, senders, box)
-				mu.Lock()
-				defer mu.Unlock()
-				keep(paired, i, l)
-			})
+		for i := range paired { // each goroutine keeps into its own paired[i]
+			wg.Go(func() { keep(paired, i, load(b, httpClient, urls[i], headers, senders, box)) })
 		}
 		wg.Wait()
 	}

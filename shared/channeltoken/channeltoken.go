@@ -36,19 +36,16 @@ var (
 
 // Keys signs and verifies channel tokens.
 type Keys struct {
-	signing config.Key
-	byID    map[string]*macKey
+	signingID string
+	byID      map[string]*macKey
 }
 
 // macKey pools keyed HMAC states: the Webhook verifies one token per request,
 // and a fresh HMAC costs two SHA-256 states and a key schedule each time.
-type macKey struct {
-	material []byte
-	pool     sync.Pool
-}
+type macKey struct{ pool sync.Pool }
 
 func newMACKey(material []byte) *macKey {
-	m := &macKey{material: material}
+	m := &macKey{}
 	m.pool.New = func() any { return hmac.New(sha256.New, material) }
 	return m
 }
@@ -70,8 +67,11 @@ func New(keys []config.Key) (*Keys, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("channeltoken: no keys")
 	}
-	k := &Keys{signing: keys[0], byID: map[string]*macKey{}}
+	k := &Keys{signingID: keys[0].ID, byID: map[string]*macKey{}}
 	for _, key := range keys {
+		if k.byID[key.ID] != nil {
+			return nil, fmt.Errorf("channeltoken: key id %q appears twice", key.ID)
+		}
 		k.byID[key.ID] = newMACKey(key.Material)
 	}
 	return k, nil
@@ -90,9 +90,9 @@ func Parse(list string) (*Keys, error) {
 func (k *Keys) Mint(channelID, calendarKey string) (string, error) {
 	tok := url.Values{
 		"v": {"1"},
-		"k": {k.signing.ID},
+		"k": {k.signingID},
 		"c": {calendarKey},
-		"s": {sign(k.signing.Material, channelID, calendarKey)},
+		"s": {k.byID[k.signingID].signature(channelID, calendarKey)},
 	}.Encode()
 	if len(tok) > MaxLen {
 		return "", fmt.Errorf("channeltoken: token of %d chars exceeds Google's %d (calendar key too long)", len(tok), MaxLen)
@@ -177,6 +177,7 @@ func parseFields(token string) (fields, bool) {
 	return f, seen == 15
 }
 
-func sign(key []byte, channelID, calendarKey string) string {
-	return base64.RawURLEncoding.EncodeToString(newMACKey(key).sum(nil, channelID, calendarKey))
+// signature is the s field Mint writes.
+func (m *macKey) signature(channelID, calendarKey string) string {
+	return base64.RawURLEncoding.EncodeToString(m.sum(nil, channelID, calendarKey))
 }

@@ -158,6 +158,13 @@ func TestRotation(t *testing.T) {
 	}
 }
 
+func TestNewRefusesDuplicateKeyIDs(t *testing.T) {
+	_, err := New([]config.Key{{ID: "k1", Material: []byte("a")}, {ID: "k1", Material: []byte("b")}})
+	if err == nil || !strings.Contains(err.Error(), `"k1" appears twice`) {
+		t.Fatalf("New with a repeated key id: %v", err)
+	}
+}
+
 func TestMintTooLong(t *testing.T) {
 	if _, err := testKeys(t, "k1").Mint("c", strings.Repeat("x", 250)); err == nil {
 		t.Fatal("want error for a token over 256 chars")
@@ -183,7 +190,7 @@ func FuzzVerify(f *testing.F) {
 		if _, err := k.Verify(channel, want); err != nil {
 			t.Fatal(err)
 		}
-		if sign(k.byID["k1"].material, channel, cal) == "" {
+		if k.byID["k1"].signature(channel, cal) == "" {
 			t.Fatal("empty signature")
 		}
 	})
