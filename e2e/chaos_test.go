@@ -13,8 +13,8 @@ import (
 
 	"github.com/calsync/calsync/scripts/devstack/calgen"
 	"github.com/calsync/calsync/scripts/devstack/stack"
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
 )
 
 // chaosSeeds: CHAOS_SEEDS seeds (default 3, what CI runs) from CHAOS_SEED (default 1).

@@ -92,7 +92,7 @@ func TestWatchChangeConvergeRenewUnwatch(t *testing.T) {
 // calendarDoc reads calendars/{key}.
 func calendarDoc(t *testing.T, ctx context.Context, key string) store.Calendar {
 	t.Helper()
-	c, err := store.RegisteredCalendar(ctx, firestoreClient(t), key)
+	c, err := store.New(firestoreClient(t)).GetCalendar(ctx, key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,10 +17,10 @@ import (
 	"google.golang.org/api/calendar/v3"
 	"google.golang.org/api/iterator"
 
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
-	"github.com/calsync/calsync/shared/syncer/synctest"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
+	"github.com/calsync/calsync/shared/testing/syncertest"
 )
 
 var (
@@ -103,7 +103,7 @@ func waitConverged(t *testing.T, ctx context.Context, svc *calendar.Service, cal
 	deadline := time.Now().Add(timeout)
 	last := ""
 	for {
-		want, err := synctest.Expected(ctx, svc, calID) // every live event and the cancelled occurrences of live series
+		want, err := syncertest.Expected(ctx, svc, calID) // every live event and the cancelled occurrences of live series
 		if err != nil {
 			t.Fatalf("list calendar: %v", err)
 		}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/calsync/calsync/scripts/devstack/stack"
-	"github.com/calsync/calsync/shared/calendaremu"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
 )
 
 // Channels live 40s and are renewed when 30s or less remain, so a renewal

@@ -1,11 +1,9 @@
 package syncworker
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,14 +11,15 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/calsync/calsync/shared/calclient"
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/syncer"
-	"github.com/calsync/calsync/shared/syncer/synctest"
-	"github.com/calsync/calsync/shared/testenv"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
+	"github.com/calsync/calsync/shared/testing/syncertest"
+	"github.com/calsync/calsync/shared/testing/testenv"
+	"github.com/calsync/calsync/shared/testing/testlog"
 )
 
 // The production wiring of a revoked grant: calclient refreshes the stored
@@ -43,27 +42,25 @@ func TestRevokedGrantWithCalclientAndCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds := &credentials.Store{FS: fs, Cipher: cipher}
+	st := store.New(fs)
+	creds := &credentials.Store{Store: st, Cipher: cipher}
 	credID, err := creds.Put(ctx, alice, tok.RefreshToken)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := store.New(fs)
-	key, err := st.PutCalendar(ctx, store.Calendar{CalendarID: alice, AuthMode: store.AuthOAuth, CredentialID: credID})
+	key, err := st.RegisterCalendar(ctx, store.Calendar{CalendarID: alice, AuthMode: store.AuthOAuth, CredentialID: credID})
 	if err != nil {
 		t.Fatal(err)
 	}
 	factory := calclient.New(calclient.Options{Endpoint: base, Tokens: creds,
 		OAuth: &oauth2.Config{ClientID: "c", ClientSecret: "s", Endpoint: oauth2.Endpoint{TokenURL: base + "/token", AuthStyle: oauth2.AuthStyleInParams}}})
-	var logs bytes.Buffer
-	var mu sync.Mutex
-	logger := logging.New(lockedWriter{&mu, &logs}, slog.LevelInfo)
-	w := New(syncer.Options{
-		Store: st, Services: Services{Factory: factory}, Revoker: revoker{fs: fs, factory: factory}, Logger: logger,
-		Publisher:   &synctest.Recorder{},
-		AuthRevoked: func(err error) bool { return calclient.IsAuthRevoked(err) },
+	var logs testlog.Buffer
+	logger := logging.New(&logs, slog.LevelInfo)
+	w := &Worker{Logger: logger, Syncer: syncer.New(syncer.Options{
+		Store: st, Services: factory, Revoker: &credentials.Revoker{Store: st, Clients: factory, Logger: logger}, Logger: logger,
+		Publisher:   &syncertest.Recorder{},
 		RetryBudget: 2 * time.Second,
-	})
+	})}
 	ctx = logging.WithLogger(ctx, logger)
 	n := messages.Notification{CalendarKey: key, ResourceState: messages.StateSync, ReceivedAt: time.Now().UTC()}
 	if err := w.HandleNotification(ctx, n); err != nil {
@@ -80,7 +77,7 @@ func TestRevokedGrantWithCalclientAndCredentials(t *testing.T) {
 	if c.Status != store.StatusAuthRevoked || c.LeaseOwner != "" {
 		t.Fatalf("calendar after revocation: %+v", c)
 	}
-	cr, err := store.GetCredential(ctx, fs, credID)
+	cr, err := st.GetCredential(ctx, credID)
 	if err != nil || cr.Status != store.StatusAuthRevoked {
 		t.Fatalf("credential after revocation: %+v %v", cr, err)
 	}
@@ -92,8 +89,6 @@ func TestRevokedGrantWithCalclientAndCredentials(t *testing.T) {
 	if srv.Stats().Requests["events.list"] != lists {
 		t.Fatal("a revoked calendar was listed again")
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	var errorLines []string
 	for _, line := range strings.Split(logs.String(), "\n") {
 		if strings.Contains(line, `"severity":"ERROR"`) {

@@ -2,32 +2,30 @@ package syncworker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 
 	"cloud.google.com/go/firestore"
 	"github.com/cloudevents/sdk-go/v2/event"
 
-	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/credentials"
-	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/pubsubx"
+	"github.com/calsync/calsync/shared/startup"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/syncer"
 )
 
-// FromConfig builds a Worker and its clients (Firestore, Pub/Sub publisher
-// with ordering on the changes topic, Calendar clients from shared/calclient).
-// The returned stop flushes and closes them.
-func FromConfig(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger) (*Worker, func(), error) {
+// New builds the function from its config with its own clients: Firestore,
+// a Pub/Sub publisher with ordering on the changes topic, and the Calendar
+// access of shared/credentials. close flushes and closes them.
+func New(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger) (w *Worker, close func(), err error) {
 	fs, err := firestore.NewClientWithDatabase(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
 	if err != nil {
 		return nil, nil, fmt.Errorf("firestore: %w", err)
 	}
-	cipher, err := credentials.ParseCipher(cfg.CredentialKeys)
+	st := store.New(fs)
+	access, err := credentials.NewAccess(cfg.Calendar, st, logger)
 	if err != nil {
 		fs.Close()
 		return nil, nil, err
@@ -38,46 +36,30 @@ func FromConfig(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger)
 		return nil, nil, err
 	}
 	pub := pubsubx.NewPublisher(ps, cfg.ChangesTopic, true)
-	tokens := &credentials.Store{FS: fs, Cipher: cipher}
-	factory := calclient.New(calclient.FromConfig(cfg.Calendar, tokens))
-	w := New(syncer.Options{
-		Store:         store.New(fs),
-		Services:      Services{Factory: factory},
-		Publisher:     syncer.PubSub{P: pub},
-		Revoker:       revoker{fs: fs, factory: factory},
-		AuthRevoked:   func(err error) bool { return errors.Is(err, credentials.ErrRevoked) || calclient.IsAuthRevoked(err) },
+	w = &Worker{Logger: logger, Syncer: syncer.New(syncer.Options{
+		Store:         st,
+		Services:      access.Calendars,
+		Publisher:     pub,
+		Revoker:       access.Revoker,
 		Logger:        logger,
 		LeaseDuration: cfg.LeaseDuration,
 		RerunInterval: cfg.RerunInterval,
 		QuietPeriod:   cfg.QuietPeriod,
 		RetryBudget:   cfg.RetryBudget,
-	})
+	})}
 	return w, func() { pub.Stop(); ps.Close(); fs.Close() }, nil
 }
 
-var (
-	once    sync.Once
-	worker  *Worker
-	initErr error
-)
+var worker = startup.Function("SyncWorker", New)
 
 // Handle is the SyncWorker entry point (Eventarc Pub/Sub CloudEvent). The
-// worker is built on the first event, not in init. Broken config returns an
-// error (Pub/Sub redelivers while an operator fixes it) and logs CRITICAL.
+// worker is built on the first event (no work in init); while it cannot
+// start, every event gets an error (Pub/Sub redelivers, nothing is
+// acknowledged unprocessed) and the start is tried again after a backoff.
 func Handle(ctx context.Context, e event.Event) error {
-	once.Do(func() {
-		logger := logging.Default()
-		cfg, err := config.Load[config.SyncWorker](context.Background(), nil)
-		if err == nil {
-			worker, _, err = FromConfig(context.Background(), cfg, logger)
-		}
-		if err != nil {
-			initErr = err
-			logger.Log(context.Background(), logging.LevelCritical, fmt.Sprintf("SyncWorker cannot start: %v", err))
-		}
-	})
-	if initErr != nil {
-		return fmt.Errorf("SyncWorker misconfigured: %w", initErr)
+	w, err := worker.Get()
+	if err != nil {
+		return err
 	}
-	return worker.HandleCloudEvent(ctx, e)
+	return w.HandleCloudEvent(ctx, e)
 }

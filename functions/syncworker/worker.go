@@ -21,19 +21,10 @@ import (
 	"github.com/calsync/calsync/shared/syncer"
 )
 
-// Worker handles notifications.
+// Worker handles notifications with the sync engine.
 type Worker struct {
 	Syncer *syncer.Syncer
 	Logger *slog.Logger
-}
-
-// New returns a Worker running a Syncer made with opts (Store, Services
-// required; see syncer.Options).
-func New(opts syncer.Options) *Worker {
-	if opts.Logger == nil {
-		opts.Logger = logging.Default()
-	}
-	return &Worker{Syncer: syncer.New(opts), Logger: opts.Logger}
 }
 
 // HandleNotification syncs for one notification (see syncer.HandleNotification).

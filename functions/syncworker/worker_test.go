@@ -1,11 +1,11 @@
 package syncworker
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,15 +17,16 @@ import (
 	"google.golang.org/api/calendar/v3"
 
 	"github.com/calsync/calsync/shared/calclient"
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/syncer"
-	"github.com/calsync/calsync/shared/syncer/synctest"
-	"github.com/calsync/calsync/shared/testenv"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
+	"github.com/calsync/calsync/shared/testing/syncertest"
+	"github.com/calsync/calsync/shared/testing/testenv"
+	"github.com/calsync/calsync/shared/testing/testlog"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -78,18 +79,18 @@ func TestCloudEventToMirrorAndChangeFeed(t *testing.T) {
 	pub := pubsubx.NewPublisher(ps, "changes", true)
 	defer pub.Stop()
 	st := store.New(fs)
-	key, err := st.PutCalendar(ctx, store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC})
+	key, err := st.RegisterCalendar(ctx, store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
-	var logMu sync.Mutex
-	w := New(syncer.Options{
+	var logs testlog.Buffer
+	logger := logging.New(&logs, slog.LevelInfo)
+	w := &Worker{Logger: logger, Syncer: syncer.New(syncer.Options{
 		Store:     st,
-		Services:  Services{Factory: calclient.New(calclient.Options{Endpoint: base})},
-		Publisher: syncer.PubSub{P: pub},
-		Logger:    logging.New(lockedWriter{&logMu, &logs}, slog.LevelInfo),
-	})
+		Services:  calclient.New(calclient.Options{Endpoint: base}),
+		Publisher: pub,
+		Logger:    logger,
+	})}
 
 	var ids []string
 	for i := 0; i < 3; i++ {
@@ -115,7 +116,7 @@ func TestCloudEventToMirrorAndChangeFeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(messages.StateExists)
-	synctest.AssertMirror(t, ctx, st, svc, calendaremu.DefaultUser)
+	syncertest.AssertMirror(t, ctx, st, svc, calendaremu.DefaultUser)
 
 	// Invalid messages are acknowledged with a WARNING.
 	for _, bad := range [][]byte{[]byte("not json"), []byte(`{"calendarKey":"x","resourceState":"bogus"}`)} {
@@ -159,7 +160,7 @@ func TestCloudEventToMirrorAndChangeFeed(t *testing.T) {
 		m.Ack()
 	})
 	rcancel()
-	counts := synctest.Counts(got)
+	counts := syncertest.Counts(got)
 	if len(got) != 5 || counts[messages.ChangeCreated] != 3 || counts[messages.ChangeUpdated] != 1 || counts[messages.ChangeDeleted] != 1 {
 		t.Fatalf("change feed: %v (%d messages)", counts, len(got))
 	}
@@ -177,28 +178,15 @@ func TestCloudEventToMirrorAndChangeFeed(t *testing.T) {
 			}
 		}
 	}
-	logMu.Lock()
-	defer logMu.Unlock()
-	if n := bytes.Count(logs.Bytes(), []byte(`"event":"sync"`)); n != 2 {
+	if n := strings.Count(logs.String(), `"event":"sync"`); n != 2 {
 		t.Errorf("%d sync log lines, want 2:\n%s", n, logs.String())
 	}
-	if n := bytes.Count(logs.Bytes(), []byte(`"severity":"WARNING"`)); n != 3 {
+	if n := strings.Count(logs.String(), `"severity":"WARNING"`); n != 3 {
 		t.Errorf("%d WARNING lines for 3 invalid messages:\n%s", n, logs.String())
 	}
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func TestConfigDefaultsAndFromConfig(t *testing.T) {
+func TestConfigDefaultsAndNew(t *testing.T) {
 	testenv.Firestore(t)
 	testenv.PubSub(t)
 	key := "k1:MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="
@@ -208,7 +196,7 @@ func TestConfigDefaultsAndFromConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, stop, err := FromConfig(context.Background(), cfg, logging.New(io.Discard, slog.LevelInfo))
+	w, stop, err := New(context.Background(), cfg, logging.New(io.Discard, slog.LevelInfo))
 	if err != nil {
 		t.Fatal(err)
 	}

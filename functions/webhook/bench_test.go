@@ -13,7 +13,7 @@ import (
 
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/pubsubx"
-	"github.com/calsync/calsync/shared/testenv"
+	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
 // BenchmarkWebhookVsBaselines compares, in one run over loopback HTTP with 64

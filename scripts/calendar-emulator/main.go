@@ -17,8 +17,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
 )
 
 func main() {

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
 )
 
 func TestRealMain(t *testing.T) {

@@ -12,9 +12,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/calsync/calsync/functions/renewchannels"
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/renewer"
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -49,12 +49,12 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	r, parts, err := c.renewer(ctx, cfg)
+	r, err := c.renewer(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	if cal.AuthMode == store.AuthOAuth {
-		cr, err := store.GetCredential(ctx, r.FS, cal.CredentialID)
+		cr, err := r.Store.GetCredential(ctx, cal.CredentialID)
 		if err != nil {
 			return fmt.Errorf("--credential %s: %w", cal.CredentialID, err)
 		}
@@ -62,25 +62,24 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 			return fmt.Errorf("--credential %s was revoked; run 'calsync connect' again", cal.CredentialID)
 		}
 	}
-	now := time.Now().UTC()
-	key, err := store.RegisterCalendar(ctx, r.FS, cal, now)
+	key, err := r.Store.RegisterCalendar(ctx, cal)
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
 	cal.Status = store.StatusActive
 	fmt.Fprintf(c.stderr, "registered %s (key %s, auth %s)\n", cal.CalendarID, key, cal.AuthMode)
-	chans, err := store.ChannelsOfCalendar(ctx, r.FS, key)
+	chans, err := r.Store.ChannelsOfCalendar(ctx, key)
 	if err != nil {
 		return err
 	}
-	out, err := parts.Channels.Ensure(ctx, key, &cal, chans, cfg.RenewBefore)
+	out, err := r.Channels.Ensure(ctx, key, &cal, chans, cfg.RenewBefore)
 	if err != nil {
 		switch {
 		case calclient.IsNotFound(err):
-			_ = store.SetCalendarStatus(ctx, r.FS, key, store.StatusNotFound, "watch: calendar not found or not visible", time.Now().UTC())
+			_ = r.Store.SetStatus(ctx, key, store.StatusNotFound, "watch: calendar not found or not visible", "")
 			return fmt.Errorf("calendar %s is not visible to %s (status set to not_found): %w", cal.CalendarID, calclient.Identity(cal), err)
 		case calclient.IsAuthRevoked(err):
-			_ = parts.Revoker.Revoked(ctx, cal, err)
+			_ = r.Access.Revoker.Revoked(ctx, cal, err)
 			return fmt.Errorf("the grant of %s is revoked (status auth_revoked); run 'calsync connect' again: %w", calclient.Identity(cal), err)
 		}
 		return err
@@ -88,7 +87,7 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 	if out.Busy {
 		fmt.Fprintln(c.stderr, "another run is creating this calendar's channel right now; it will be live shortly")
 	}
-	live, _ := store.ChannelsOfCalendar(ctx, r.FS, key)
+	live, _ := r.Store.ChannelsOfCalendar(ctx, key)
 	for _, ch := range live {
 		if ch.State == store.ChannelActive {
 			fmt.Fprintf(c.stdout, "watching %s: channel %s, expires %s\n", cal.CalendarID, ch.ChannelID, ch.Expiration.Format(time.RFC3339))
@@ -97,7 +96,7 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 	if *noSync {
 		return nil
 	}
-	if err := renewchannels.Ask(ctx, r.Publisher, key, messages.StateFullResync, time.Now()); err != nil {
+	if err := renewer.Ask(ctx, r.Publisher, key, messages.StateFullResync, time.Now()); err != nil {
 		return fmt.Errorf("ask for the first full sync: %w", err)
 	}
 	fmt.Fprintf(c.stdout, "asked for a full sync of %s\n", cal.CalendarID)
@@ -117,19 +116,22 @@ func cmdUnwatch(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	r, parts, err := c.renewer(ctx, cfg)
+	r, err := c.renewer(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	key := store.CalendarKey(*calID)
-	cal, err := store.RegisteredCalendar(ctx, r.FS, key)
+	cal, err := r.Store.GetCalendar(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("calendar %s is not registered", *calID)
+	}
 	if err != nil {
 		return fmt.Errorf("calendar %s: %w", *calID, err)
 	}
-	if err := store.SetCalendarStatus(ctx, r.FS, key, store.StatusUnwatched, "unwatched by an operator", time.Now().UTC()); err != nil {
+	if err := r.Store.SetStatus(ctx, key, store.StatusUnwatched, "unwatched by an operator", ""); err != nil {
 		return err
 	}
-	n, err := parts.Channels.StopCalendar(ctx, cal, "unwatch")
+	n, err := r.Channels.StopCalendar(ctx, cal, "unwatch")
 	fmt.Fprintf(c.stdout, "unwatched %s: %d channel(s) stopped\n", *calID, n)
 	if err != nil {
 		return fmt.Errorf("some channels could not be stopped (the next renewal run retries): %w", err)
@@ -166,15 +168,15 @@ func cmdList(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	fsc, err := c.firestore(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
+	st, err := c.openStore(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
 	if err != nil {
 		return err
 	}
-	cals, err := store.AllCalendars(ctx, fsc)
+	cals, err := st.AllCalendars(ctx)
 	if err != nil {
 		return err
 	}
-	open, err := store.ChannelsInStates(ctx, fsc, store.ChannelActive)
+	open, err := st.ChannelsInStates(ctx, store.ChannelActive)
 	if err != nil {
 		return err
 	}
@@ -240,13 +242,13 @@ func cmdResync(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	fsc, err := c.firestore(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
+	st, err := c.openStore(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
 	if err != nil {
 		return err
 	}
 	var keys []string
 	if *all {
-		cals, err := store.ActiveCalendars(ctx, fsc)
+		cals, err := st.ActiveCalendars(ctx)
 		if err != nil {
 			return err
 		}
@@ -256,9 +258,12 @@ func cmdResync(ctx context.Context, c *cli, args []string) error {
 		sort.Strings(keys)
 	} else {
 		key := store.CalendarKey(*calID)
-		cal, err := store.RegisteredCalendar(ctx, fsc, key)
+		cal, err := st.GetCalendar(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("calendar %s is not registered (watch it first)", *calID)
+		}
 		if err != nil {
-			return fmt.Errorf("calendar %s: %w (watch it first)", *calID, err)
+			return fmt.Errorf("calendar %s: %w", *calID, err)
 		}
 		if cal.Status != store.StatusActive {
 			return fmt.Errorf("calendar %s has status %s; only active calendars sync", *calID, cal.Status)
@@ -275,7 +280,7 @@ func cmdResync(ctx context.Context, c *cli, args []string) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			err := renewchannels.Ask(ctx, pub, k, state, time.Now())
+			err := renewer.Ask(ctx, pub, k, state, time.Now())
 			mu.Lock()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", k, err))
@@ -300,7 +305,7 @@ func cmdRenew(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	r, _, err := c.renewer(ctx, cfg)
+	r, err := c.renewer(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -382,11 +387,11 @@ func cmdReseal(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	_, parts, err := c.renewer(ctx, cfg)
+	r, err := c.renewer(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	n, err := parts.Credentials.Reseal(ctx)
+	n, err := r.Access.Credentials.Reseal(ctx)
 	fmt.Fprintf(c.stdout, "resealed %d credential(s) under the first key of CREDENTIAL_KEYS\n", n)
 	if err != nil {
 		return fmt.Errorf("some credentials could not be resealed (keep their key in CREDENTIAL_KEYS): %w", err)

@@ -202,7 +202,7 @@ func cmdConnect(ctx context.Context, c *cli, args []string) error {
 	if cfg.OAuthClientID == "" {
 		return errors.New("OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET are needed to connect a user (the OAuth client of type Desktop app)")
 	}
-	_, parts, err := c.renewer(ctx, cfg)
+	r, err := c.renewer(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -217,7 +217,7 @@ func cmdConnect(ctx context.Context, c *cli, args []string) error {
 		Timeout:          *timeout,
 		Open:             open,
 		Progress:         c.stderr,
-	}, parts.Credentials, c.stdout)
+	}, r.Access.Credentials, c.stdout)
 }
 
 // connectAndStore runs the flow and stores the token encrypted; it prints the

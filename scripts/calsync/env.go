@@ -14,10 +14,11 @@ import (
 	"cloud.google.com/go/firestore"
 	"github.com/sethvargo/go-envconfig"
 
-	"github.com/calsync/calsync/functions/renewchannels"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/pubsubx"
+	"github.com/calsync/calsync/shared/renewer"
+	"github.com/calsync/calsync/shared/store"
 )
 
 // stateKeys maps devstack state-file keys to the environment variables they
@@ -184,13 +185,13 @@ func (c *cli) logger() *slog.Logger {
 	return logging.New(c.stderr, slog.LevelWarn)
 }
 
-func (c *cli) firestore(ctx context.Context, project, db string) (*firestore.Client, error) {
+func (c *cli) openStore(ctx context.Context, project, db string) (*store.Store, error) {
 	fs, err := firestore.NewClientWithDatabase(ctx, project, db)
 	if err != nil {
 		return nil, fmt.Errorf("firestore: %w", err)
 	}
 	c.closers = append(c.closers, func() { fs.Close() })
-	return fs, nil
+	return store.New(fs), nil
 }
 
 func (c *cli) publisher(ctx context.Context, project, topic string) (*pubsubx.Publisher, error) {
@@ -204,16 +205,16 @@ func (c *cli) publisher(ctx context.Context, project, topic string) (*pubsubx.Pu
 }
 
 // renewer builds the RenewChannels machinery on the CLI's clients.
-func (c *cli) renewer(ctx context.Context, cfg config.RenewChannels) (*renewchannels.Renewer, renewchannels.Parts, error) {
-	fs, err := c.firestore(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
+func (c *cli) renewer(ctx context.Context, cfg config.RenewChannels) (*renewer.Renewer, error) {
+	st, err := c.openStore(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
 	if err != nil {
-		return nil, renewchannels.Parts{}, err
+		return nil, err
 	}
 	pub, err := c.publisher(ctx, cfg.ProjectID, cfg.NotificationsTopic)
 	if err != nil {
-		return nil, renewchannels.Parts{}, err
+		return nil, err
 	}
-	return renewchannels.Build(cfg, renewchannels.Deps{FS: fs, Publisher: pub, Logger: c.logger()})
+	return renewer.New(cfg, st, pub, c.logger())
 }
 
 func (c *cli) close() {

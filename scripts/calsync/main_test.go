@@ -20,12 +20,12 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/calsync/calsync/shared/calclient"
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/store"
-	"github.com/calsync/calsync/shared/testenv"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
+	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -174,7 +174,7 @@ func connectAlice(t *testing.T, s *stack) string {
 		t.Fatal(err)
 	}
 	ciph, _ := credentials.ParseCipher(credKeys)
-	cs := &credentials.Store{FS: s.fs, Cipher: ciph}
+	cs := &credentials.Store{Store: store.New(s.fs), Cipher: ciph}
 	var consent string
 	var out bytes.Buffer
 	err := connectAndStore(ctx, connectOptions{
@@ -335,7 +335,7 @@ func TestCommandsEndToEnd(t *testing.T) {
 			t.Errorf("channel left live: %+v", c)
 		}
 	}
-	if cal, _ := store.RegisteredCalendar(ctx, s.fs, key); cal.Status != store.StatusUnwatched {
+	if cal, _ := store.New(s.fs).GetCalendar(ctx, key); cal.Status != store.StatusUnwatched {
 		t.Errorf("status %s", cal.Status)
 	}
 	if code, _, e := run("unwatch", "--calendar", "never@x.test"); code != 1 || !strings.Contains(e, "not registered") {
@@ -349,7 +349,7 @@ func TestCommandsEndToEnd(t *testing.T) {
 		t.Fatalf("reseal: %d %q %q", code, out, e)
 	}
 	ciph, _ := credentials.ParseCipher(newKey)
-	if tok, err := (&credentials.Store{FS: s.fs, Cipher: ciph}).RefreshToken(ctx, cred); err != nil || tok == "" {
+	if tok, err := (&credentials.Store{Store: store.New(s.fs), Cipher: ciph}).RefreshToken(ctx, cred); err != nil || tok == "" {
 		t.Errorf("after reseal, the new key alone: %v", err)
 	}
 }

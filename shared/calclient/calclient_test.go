@@ -12,8 +12,8 @@ import (
 	"golang.org/x/oauth2"
 	"google.golang.org/api/calendar/v3"
 
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
 )
 
 type mapTokens map[string]string

@@ -13,14 +13,22 @@ import (
 	"google.golang.org/api/googleapi"
 )
 
-// IsAuthRevoked reports a dead grant: the token endpoint answered
-// invalid_grant (a *oauth2.RetrieveError, often inside a *url.Error), or the
-// API answered 401 although the transport had just refreshed the token (a
-// Factory client retries a 401 once with a fresh token, so a 401 reaching the
-// caller has survived a refresh).
+// ErrAuthRevoked: the calendar's grant is known to be dead (e.g. its stored
+// credential is already marked auth_revoked), so no request was made.
+var ErrAuthRevoked = errors.New("calclient: grant revoked")
+
+// IsAuthRevoked is THE test for a dead grant, for every caller: the token
+// endpoint answered invalid_grant (a *oauth2.RetrieveError, often inside a
+// *url.Error), the API answered 401 although the transport had just refreshed
+// the token (a Factory client retries a 401 once with a fresh token, so a 401
+// reaching the caller has survived a refresh), or the grant was already known
+// dead (ErrAuthRevoked).
 func IsAuthRevoked(err error) bool {
 	if err == nil {
 		return false
+	}
+	if errors.Is(err, ErrAuthRevoked) {
+		return true
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {

@@ -18,12 +18,10 @@ import (
 	"strconv"
 	"time"
 
-	"cloud.google.com/go/firestore"
 	"github.com/google/uuid"
 	"google.golang.org/api/calendar/v3"
 
 	"github.com/calsync/calsync/shared/calclient"
-	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/store"
 )
@@ -43,7 +41,7 @@ type Minter interface {
 
 // Manager watches and stops channels.
 type Manager struct {
-	FS         *firestore.Client
+	Store      *store.Store
 	Calendars  Services
 	Tokens     Minter
 	WebhookURL string
@@ -129,15 +127,15 @@ func (m *Manager) Watch(ctx context.Context, cal store.Calendar, after string) (
 			return store.Channel{}, fmt.Errorf("channels: no free id in the chain of %s", key)
 		}
 		rec.ChannelID = id
-		err := store.CreateChannel(ctx, m.FS, rec)
+		err := m.Store.CreateChannel(ctx, rec)
 		if err == nil {
 			break
 		}
 		if !errors.Is(err, store.ErrChannelExists) {
 			return store.Channel{}, fmt.Errorf("channels: pending record: %w", err)
 		}
-		old, err := store.GetChannel(ctx, m.FS, id)
-		if errors.Is(err, store.ErrChannelNotFound) {
+		old, err := m.Store.GetChannel(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
 			continue // deleted meanwhile: try the same id again
 		}
 		if err != nil {
@@ -172,7 +170,7 @@ func (m *Manager) Watch(ctx context.Context, cal store.Calendar, after string) (
 	rec.ResourceID, rec.ResourceURI = got.ResourceId, got.ResourceUri
 	rec.Expiration = time.UnixMilli(got.Expiration).UTC()
 	rec.ExpireAt = rec.Expiration.Add(m.retention())
-	if err := store.ActivateChannel(ctx, m.FS, id, rec.ResourceID, rec.ResourceURI, rec.Expiration, rec.ExpireAt); err != nil {
+	if err := m.Store.ActivateChannel(ctx, id, rec.ResourceID, rec.ResourceURI, rec.Expiration, rec.ExpireAt); err != nil {
 		// A live channel without a usable record: stop it rather than leak it.
 		_ = m.Stop(ctx, cal, rec)
 		return store.Channel{}, fmt.Errorf("channels: activate record %s: %w", id, err)
@@ -206,7 +204,7 @@ func (m *Manager) Stop(ctx context.Context, cal store.Calendar, ch store.Channel
 		}
 		switch {
 		case err == nil, calclient.IsNotFound(err):
-		case calclient.IsAuthRevoked(err), errors.Is(err, credentials.ErrRevoked):
+		case calclient.IsAuthRevoked(err):
 			// Only the creator may stop a channel, and its grant is dead:
 			// Google stops delivering with it; the record is closed.
 			m.log(ctx).WarnContext(ctx, "channel cannot be stopped: its grant is revoked; record closed",
@@ -225,7 +223,7 @@ func (m *Manager) Stop(ctx context.Context, cal store.Calendar, ch store.Channel
 
 // StopCalendar stops every live or pending channel of cal.
 func (m *Manager) StopCalendar(ctx context.Context, cal store.Calendar, reason string) (int, error) {
-	chans, err := store.ChannelsOfCalendar(ctx, m.FS, store.CalendarKey(cal.CalendarID))
+	chans, err := m.Store.ChannelsOfCalendar(ctx, store.CalendarKey(cal.CalendarID))
 	if err != nil {
 		return 0, err
 	}
@@ -246,7 +244,7 @@ func (m *Manager) StopCalendar(ctx context.Context, cal store.Calendar, reason s
 
 func (m *Manager) end(ctx context.Context, ch store.Channel, state string) error {
 	now := m.now()
-	return store.EndChannel(ctx, m.FS, ch.ChannelID, state, now, now.Add(m.retention()))
+	return m.Store.EndChannel(ctx, ch.ChannelID, state, now, now.Add(m.retention()))
 }
 
 // retry runs f until it succeeds, fails for good, or Attempts are spent,

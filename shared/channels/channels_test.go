@@ -15,10 +15,10 @@ import (
 	"google.golang.org/api/calendar/v3"
 
 	"github.com/calsync/calsync/shared/calclient"
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/channeltoken"
 	"github.com/calsync/calsync/shared/store"
-	"github.com/calsync/calsync/shared/testenv"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
+	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -35,18 +35,18 @@ type push struct {
 type hook struct {
 	mu    sync.Mutex
 	got   []push
-	fs    *firestore.Client
+	st    *store.Store
 	srv   *httptest.Server
 	keys  *channeltoken.Keys
 	badTk int
 }
 
-func newHook(t *testing.T, fs *firestore.Client) *hook {
-	h := &hook{fs: fs}
+func newHook(t *testing.T, st *store.Store) *hook {
+	h := &hook{st: st}
 	h.keys, _ = channeltoken.Parse(tokenKeys)
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Goog-Channel-ID")
-		_, err := store.GetChannel(r.Context(), fs, id)
+		_, err := h.st.GetChannel(r.Context(), id)
 		p := push{channel: id, state: r.Header.Get("X-Goog-Resource-State"), token: r.Header.Get("X-Goog-Channel-Token"), recordFound: err == nil}
 		h.mu.Lock()
 		if _, err := h.keys.Verify(id, p.token); err != nil {
@@ -85,6 +85,7 @@ func waitFor(t *testing.T, what string, f func() bool) {
 
 type fixture struct {
 	fs   *firestore.Client
+	st   *store.Store
 	emu  *calendaremu.Server
 	base string
 	hook *hook
@@ -102,15 +103,16 @@ func setup(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { fs.Close() })
 	emu, base := calendaremu.Start(t, calendaremu.Options{PushRetryBaseDelay: 50 * time.Millisecond})
-	h := newHook(t, fs)
+	st := store.New(fs)
+	h := newHook(t, st)
 	keys, _ := channeltoken.Parse(tokenKeys)
-	m := &Manager{FS: fs, Calendars: calclient.New(calclient.Options{Endpoint: base}), Tokens: keys,
+	m := &Manager{Store: st, Calendars: calclient.New(calclient.Options{Endpoint: base}), Tokens: keys,
 		WebhookURL: h.srv.URL, TTL: time.Hour, Logger: slog.New(slog.DiscardHandler)}
 	cal := store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC, Status: store.StatusActive}
-	if _, err := store.RegisterCalendar(ctx, fs, cal, time.Now()); err != nil {
+	if _, err := st.RegisterCalendar(ctx, cal); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{fs: fs, emu: emu, base: base, hook: h, m: m, cal: cal}
+	return &fixture{fs: fs, st: st, emu: emu, base: base, hook: h, m: m, cal: cal}
 }
 
 func (f *fixture) insertEvent(t *testing.T) {
@@ -142,7 +144,7 @@ func TestWatchAndStop(t *testing.T) {
 	if ch.ChannelID != RootID(key) || ch.State != store.ChannelActive || ch.ResourceID == "" || ch.ResourceURI == "" {
 		t.Fatalf("channel %+v", ch)
 	}
-	rec, err := store.GetChannel(ctx, f.fs, ch.ChannelID)
+	rec, err := f.st.GetChannel(ctx, ch.ChannelID)
 	if err != nil || rec.State != store.ChannelActive || rec.CalendarKey != key || !rec.Expiration.Equal(ch.Expiration) || rec.ExpireAt.Before(rec.Expiration) {
 		t.Fatalf("record %+v %v", rec, err)
 	}
@@ -168,7 +170,7 @@ func TestWatchAndStop(t *testing.T) {
 	if c, _ := emuChannel(f.emu, ch.ChannelID); !c.Stopped {
 		t.Error("not stopped at the emulator")
 	}
-	rec, _ = store.GetChannel(ctx, f.fs, ch.ChannelID)
+	rec, _ = f.st.GetChannel(ctx, ch.ChannelID)
 	if rec.State != store.ChannelStopped || rec.StoppedAt.IsZero() || time.Until(rec.ExpireAt) < 71*time.Hour {
 		t.Errorf("stopped record %+v", rec)
 	}
@@ -186,7 +188,7 @@ func TestWatchAndStop(t *testing.T) {
 	if _, err := f.m.Watch(ctx, f.cal, ch2.ChannelID); err == nil {
 		t.Fatal("want watch error")
 	}
-	if rec, _ := store.GetChannel(ctx, f.fs, SuccessorID(ch2.ChannelID)); rec.State != store.ChannelExpired {
+	if rec, _ := f.st.GetChannel(ctx, SuccessorID(ch2.ChannelID)); rec.State != store.ChannelExpired {
 		t.Errorf("failed watch left %s", rec.State)
 	}
 	// Retryable errors are retried.
@@ -209,7 +211,7 @@ func TestRenewOverlap(t *testing.T) {
 		newID = n.ChannelID
 		// The new channel is active and the old one still live: a change now
 		// reaches the webhook through both.
-		if rec, _ := store.GetChannel(ctx, f.fs, n.ChannelID); rec.State != store.ChannelActive {
+		if rec, _ := f.st.GetChannel(ctx, n.ChannelID); rec.State != store.ChannelActive {
 			t.Errorf("new channel %s during overlap", rec.State)
 		}
 		if c, _ := emuChannel(f.emu, o.ChannelID); c.Stopped {
@@ -220,7 +222,7 @@ func TestRenewOverlap(t *testing.T) {
 			return f.hook.count(o.ChannelID, "exists") == 1 && f.hook.count(n.ChannelID, "exists") == 1
 		})
 	}
-	chans, _ := store.ChannelsOfCalendar(ctx, f.fs, key)
+	chans, _ := f.st.ChannelsOfCalendar(ctx, key)
 	out, err := f.m.Ensure(ctx, key, &f.cal, chans, 2*time.Hour) // 1h TTL < 2h window: renew now
 	if err != nil || !out.Renewed || out.Created || out.Stopped != 0 {
 		t.Fatalf("ensure: %+v %v", out, err)
@@ -240,7 +242,7 @@ func TestRenewOverlap(t *testing.T) {
 	}
 	// Nothing to do on a fresh channel (1 h left: not due in a 30 min
 	// window, but inside the 6 h at-risk window, so reported).
-	chans, _ = store.ChannelsOfCalendar(ctx, f.fs, key)
+	chans, _ = f.st.ChannelsOfCalendar(ctx, key)
 	if out, err := f.m.Ensure(ctx, key, &f.cal, chans, 30*time.Minute); err != nil || out != (Outcome{ExpiringSoon: true}) {
 		t.Errorf("second ensure: %+v %v", out, err)
 	}
@@ -248,7 +250,7 @@ func TestRenewOverlap(t *testing.T) {
 	if out, err := f.m.Ensure(ctx, key, &f.cal, chans, 2*time.Hour); err != nil || !out.Renewed || out.ExpiringSoon {
 		t.Errorf("renewal to 7 h: %+v %v", out, err)
 	}
-	chans, _ = store.ChannelsOfCalendar(ctx, f.fs, key)
+	chans, _ = f.st.ChannelsOfCalendar(ctx, key)
 	if out, err := f.m.Ensure(ctx, key, &f.cal, chans, 2*time.Hour); err != nil || out != (Outcome{}) {
 		t.Errorf("7 h channel: %+v %v", out, err)
 	}
@@ -265,23 +267,23 @@ func TestEnsureRepairsAndStopsOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1100 * time.Millisecond)
-	chans, _ := store.ChannelsOfCalendar(ctx, f.fs, key)
+	chans, _ := f.st.ChannelsOfCalendar(ctx, key)
 	out, err := f.m.Ensure(ctx, key, &f.cal, chans, 10*time.Minute)
 	if err != nil || !out.Created || out.Expired != 1 {
 		t.Fatalf("repair: %+v %v", out, err)
 	}
-	if rec, _ := store.GetChannel(ctx, f.fs, first.ChannelID); rec.State != store.ChannelExpired || rec.ExpireAt.IsZero() {
+	if rec, _ := f.st.GetChannel(ctx, first.ChannelID); rec.State != store.ChannelExpired || rec.ExpireAt.IsZero() {
 		t.Errorf("expired record %+v", rec)
 	}
 	// A duplicate live channel (made outside the chain) is stopped, the newest kept.
-	chans, _ = store.ChannelsOfCalendar(ctx, f.fs, key)
+	chans, _ = f.st.ChannelsOfCalendar(ctx, key)
 	dup, err := f.m.Watch(ctx, f.cal, "dup-seed")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Make the chained one the newest by timestamps: the duplicate is older.
 	f.fs.Collection(store.CollChannels).Doc(dup.ChannelID).Update(ctx, []firestore.Update{{Path: "createdAt", Value: time.Now().Add(-time.Hour)}})
-	chans, _ = store.ChannelsOfCalendar(ctx, f.fs, key)
+	chans, _ = f.st.ChannelsOfCalendar(ctx, key)
 	out, err = f.m.Ensure(ctx, key, &f.cal, chans, 10*time.Minute)
 	if err != nil || out.Stopped != 1 || out.Created || out.Renewed {
 		t.Fatalf("duplicate: %+v %v", out, err)
@@ -291,7 +293,7 @@ func TestEnsureRepairsAndStopsOrphans(t *testing.T) {
 	}
 	// Unwatched calendar: its channel is an orphan.
 	f.cal.Status = store.StatusUnwatched
-	chans, _ = store.ChannelsOfCalendar(ctx, f.fs, key)
+	chans, _ = f.st.ChannelsOfCalendar(ctx, key)
 	out, err = f.m.Ensure(ctx, key, &f.cal, chans, 10*time.Minute)
 	if err != nil || out.Stopped != 1 {
 		t.Fatalf("orphan: %+v %v", out, err)
@@ -303,7 +305,7 @@ func TestEnsureRepairsAndStopsOrphans(t *testing.T) {
 	}
 	// A pending record of a run that died is closed (and its id skipped).
 	f.cal.Status = store.StatusActive
-	chans, _ = store.ChannelsOfCalendar(ctx, f.fs, key)
+	chans, _ = f.st.ChannelsOfCalendar(ctx, key)
 	latest := chans[0]
 	for _, c := range chans {
 		if c.CreatedAt.After(latest.CreatedAt) {
@@ -312,18 +314,18 @@ func TestEnsureRepairsAndStopsOrphans(t *testing.T) {
 	}
 	dead := store.Channel{ChannelID: SuccessorID(latest.ChannelID), CalendarKey: key, CalendarID: f.cal.CalendarID,
 		State: store.ChannelPending, CreatedAt: time.Now().Add(-time.Hour)}
-	if err := store.CreateChannel(ctx, f.fs, dead); err != nil {
+	if err := f.st.CreateChannel(ctx, dead); err != nil {
 		t.Fatal(err)
 	}
-	chans, _ = store.ChannelsOfCalendar(ctx, f.fs, key)
+	chans, _ = f.st.ChannelsOfCalendar(ctx, key)
 	out, err = f.m.Ensure(ctx, key, &f.cal, chans, 10*time.Minute)
 	if err != nil || !out.Created || out.Expired != 1 {
 		t.Fatalf("abandoned pending: %+v %v", out, err)
 	}
 	// A young pending record means another run is at work: busy.
 	young := store.Channel{ChannelID: "young-" + strings.Repeat("x", 4), CalendarKey: key, State: store.ChannelPending, CreatedAt: time.Now()}
-	store.CreateChannel(ctx, f.fs, young)
-	chans, _ = store.ChannelsOfCalendar(ctx, f.fs, key)
+	f.st.CreateChannel(ctx, young)
+	chans, _ = f.st.ChannelsOfCalendar(ctx, key)
 	if out, _ := f.m.Ensure(ctx, key, &f.cal, chans, 2*time.Hour); !out.Busy || out.Renewed {
 		t.Errorf("young pending: %+v", out)
 	}

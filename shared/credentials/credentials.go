@@ -7,28 +7,17 @@ import (
 	"strings"
 	"time"
 
-	"cloud.google.com/go/firestore"
 	"github.com/google/uuid"
 
+	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/store"
 )
-
-// ErrRevoked: the credential is marked auth_revoked; it is not used again.
-var ErrRevoked = errors.New("credentials: grant revoked")
 
 // Store reads and writes encrypted credentials; it implements
 // calclient.RefreshTokens.
 type Store struct {
-	FS     *firestore.Client
+	Store  *store.Store
 	Cipher *Cipher
-	Now    func() time.Time
-}
-
-func (s *Store) now() time.Time {
-	if s.Now != nil {
-		return s.Now().UTC()
-	}
-	return time.Now().UTC()
 }
 
 // Put stores a refresh token for subject (the user's email, for operators)
@@ -42,8 +31,8 @@ func (s *Store) Put(ctx context.Context, subject, refreshToken string) (string, 
 	if err != nil {
 		return "", err
 	}
-	now := s.now()
-	err = store.CreateCredential(ctx, s.FS, id, store.Credential{
+	now := time.Now().UTC()
+	err = s.Store.CreateCredential(ctx, id, store.Credential{
 		Subject: subject, KeyID: keyID, Ciphertext: ct, Status: store.CredentialActive, CreatedAt: now, UpdatedAt: now,
 	})
 	if err != nil {
@@ -52,15 +41,15 @@ func (s *Store) Put(ctx context.Context, subject, refreshToken string) (string, 
 	return id, nil
 }
 
-// RefreshToken returns the decrypted refresh token of a credential;
-// ErrRevoked when it was marked auth_revoked.
+// RefreshToken returns the decrypted refresh token of a credential; an error
+// matching calclient.IsAuthRevoked when it was marked auth_revoked.
 func (s *Store) RefreshToken(ctx context.Context, credentialID string) (string, error) {
-	c, err := store.GetCredential(ctx, s.FS, credentialID)
+	c, err := s.Store.GetCredential(ctx, credentialID)
 	if err != nil {
 		return "", err
 	}
 	if c.Status == store.StatusAuthRevoked {
-		return "", fmt.Errorf("credential %s: %w", credentialID, ErrRevoked)
+		return "", fmt.Errorf("credential %s: %w", credentialID, calclient.ErrAuthRevoked)
 	}
 	pt, err := s.Cipher.Open(credentialID, c.KeyID, c.Ciphertext)
 	if err != nil {
@@ -75,38 +64,23 @@ func (s *Store) RefreshToken(ctx context.Context, credentialID string) (string, 
 // transaction; a credential sealed under a key the Cipher lacks is an error
 // (named by id) and the others go on.
 func (s *Store) Reseal(ctx context.Context) (int, error) {
-	it := s.FS.Collection(store.CollCredentials).Where("keyId", "!=", s.Cipher.sealID).Documents(ctx)
-	snaps, err := it.GetAll()
+	ids, err := s.Store.CredentialsNotSealedWith(ctx, s.Cipher.sealID)
 	if err != nil {
-		return 0, fmt.Errorf("credentials: list: %w", err)
+		return 0, fmt.Errorf("credentials: %w", err)
 	}
 	n := 0
 	var errs []error
-	for _, snap := range snaps {
-		id := snap.Ref.ID
-		err := s.FS.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-			cur, err := tx.Get(snap.Ref)
-			if err != nil {
-				return err
-			}
-			var c store.Credential
-			if err := cur.DataTo(&c); err != nil {
-				return err
-			}
+	for _, id := range ids {
+		err := s.Store.Reseal(ctx, id, func(c store.Credential) (string, []byte, bool, error) {
 			if c.KeyID == s.Cipher.sealID {
-				return nil
+				return "", nil, false, nil // resealed meanwhile
 			}
 			pt, err := s.Cipher.Open(id, c.KeyID, c.Ciphertext)
 			if err != nil {
-				return err
+				return "", nil, false, err
 			}
 			keyID, ct, err := s.Cipher.Seal(id, pt)
-			if err != nil {
-				return err
-			}
-			return tx.Update(snap.Ref, []firestore.Update{
-				{Path: "keyId", Value: keyID}, {Path: "ciphertext", Value: ct}, {Path: "updatedAt", Value: s.now()},
-			})
+			return keyID, ct, err == nil, err
 		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("credential %s: %w", id, err))

@@ -12,9 +12,10 @@ import (
 
 	"cloud.google.com/go/firestore"
 
+	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/store"
-	"github.com/calsync/calsync/shared/testenv"
+	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -87,7 +88,7 @@ func TestCipher(t *testing.T) {
 	}
 }
 
-func newFS(t *testing.T) *firestore.Client {
+func newStore(t *testing.T) *store.Store {
 	t.Helper()
 	testenv.Firestore(t)
 	fs, err := firestore.NewClient(context.Background(), testenv.ProjectID(t))
@@ -95,18 +96,18 @@ func newFS(t *testing.T) *firestore.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fs.Close() })
-	return fs
+	return store.New(fs)
 }
 
 func TestStoreEncryptedAtRest(t *testing.T) {
 	ctx := context.Background()
-	fs := newFS(t)
-	s := &Store{FS: fs, Cipher: mustCipher(t, key("k1", "a"))}
+	st := newStore(t)
+	s := &Store{Store: st, Cipher: mustCipher(t, key("k1", "a"))}
 	id, err := s.Put(ctx, "alice@x.test", "1//alice-refresh")
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := store.CredentialRef(fs, id).Get(ctx)
+	snap, err := st.CredentialRef(id).Get(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,20 +122,20 @@ func TestStoreEncryptedAtRest(t *testing.T) {
 	if tok, err := s.RefreshToken(ctx, id); err != nil || tok != "1//alice-refresh" {
 		t.Fatalf("RefreshToken: %q %v", tok, err)
 	}
-	other := &Store{FS: fs, Cipher: mustCipher(t, key("k1", "z"))}
+	other := &Store{Store: st, Cipher: mustCipher(t, key("k1", "z"))}
 	if _, err := other.RefreshToken(ctx, id); !errors.Is(err, ErrDecrypt) {
 		t.Errorf("wrong key: %v", err)
 	}
-	if _, err := s.RefreshToken(ctx, "cred-missing"); !errors.Is(err, store.ErrCredentialNotFound) {
+	if _, err := s.RefreshToken(ctx, "cred-missing"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("missing: %v", err)
 	}
 	if _, err := s.Put(ctx, "a", " "); err == nil {
 		t.Error("empty token accepted")
 	}
-	if changed, err := store.RevokeCredential(ctx, fs, id, time.Now()); err != nil || !changed {
+	if changed, err := st.RevokeCredential(ctx, id); err != nil || !changed {
 		t.Fatal(changed, err)
 	}
-	if _, err := s.RefreshToken(ctx, id); !errors.Is(err, ErrRevoked) {
+	if _, err := s.RefreshToken(ctx, id); !errors.Is(err, calclient.ErrAuthRevoked) {
 		t.Errorf("revoked: %v", err)
 	}
 }
@@ -148,8 +149,8 @@ func (s *stopRecorder) StopCalendar(_ context.Context, cal store.Calendar, _ str
 
 func TestRevoked(t *testing.T) {
 	ctx := context.Background()
-	fs := newFS(t)
-	s := &Store{FS: fs, Cipher: mustCipher(t, key("k1", "a"))}
+	st := newStore(t)
+	s := &Store{Store: st, Cipher: mustCipher(t, key("k1", "a"))}
 	credX, _ := s.Put(ctx, "x@x.test", "1//x")
 	credY, _ := s.Put(ctx, "y@x.test", "1//y")
 	now := time.Now().UTC()
@@ -159,18 +160,18 @@ func TestRevoked(t *testing.T) {
 		{CalendarID: "y1", AuthMode: store.AuthOAuth, CredentialID: credY},
 	}
 	for _, c := range regs {
-		key, err := store.RegisterCalendar(ctx, fs, c, now)
+		key, err := st.RegisterCalendar(ctx, c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := store.CreateChannel(ctx, fs, store.Channel{ChannelID: "ch-" + c.CalendarID, CalendarKey: key, CalendarID: c.CalendarID,
+		if err := st.CreateChannel(ctx, store.Channel{ChannelID: "ch-" + c.CalendarID, CalendarKey: key, CalendarID: c.CalendarID,
 			State: store.ChannelActive, ResourceID: "r", Expiration: now.Add(time.Hour), CreatedAt: now}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var buf bytes.Buffer
 	stopper := &stopRecorder{}
-	r := &Revoker{FS: fs, Stopper: stopper, Logger: slog.New(slog.NewJSONHandler(&buf, nil))}
+	r := &Revoker{Store: st, Stopper: stopper, Logger: slog.New(slog.NewJSONHandler(&buf, nil))}
 	for range 2 { // the second call changes nothing and logs nothing
 		if err := r.Revoked(ctx, regs[0], errors.New("oauth2: \"invalid_grant\"")); err != nil {
 			t.Fatal(err)
@@ -183,11 +184,11 @@ func TestRevoked(t *testing.T) {
 		t.Errorf("not an ERROR: %s", buf.String())
 	}
 	for _, c := range regs {
-		got, err := store.RegisteredCalendar(ctx, fs, store.CalendarKey(c.CalendarID))
+		got, err := st.GetCalendar(ctx, store.CalendarKey(c.CalendarID))
 		if err != nil {
 			t.Fatal(err)
 		}
-		ch, _ := store.GetChannel(ctx, fs, "ch-"+c.CalendarID)
+		ch, _ := st.GetChannel(ctx, "ch-"+c.CalendarID)
 		revoked := c.CredentialID == credX
 		if (got.Status == store.StatusAuthRevoked) != revoked {
 			t.Errorf("%s: status %s", c.CalendarID, got.Status)
@@ -196,38 +197,38 @@ func TestRevoked(t *testing.T) {
 			t.Errorf("%s: channel %+v", c.CalendarID, ch)
 		}
 	}
-	if cr, _ := store.GetCredential(ctx, fs, credX); cr.Status != store.StatusAuthRevoked || cr.RevokedAt.IsZero() {
+	if cr, _ := st.GetCredential(ctx, credX); cr.Status != store.StatusAuthRevoked || cr.RevokedAt.IsZero() {
 		t.Errorf("credential: %+v", cr)
 	}
-	if cr, _ := store.GetCredential(ctx, fs, credY); cr.Status != store.CredentialActive {
+	if cr, _ := st.GetCredential(ctx, credY); cr.Status != store.CredentialActive {
 		t.Errorf("other credential touched: %+v", cr)
 	}
 	if len(stopper.keys) == 0 {
 		t.Error("stopper not asked")
 	}
-	// The package function works without a stopper.
-	if err := Revoked(ctx, fs, regs[2], nil); err != nil {
+	// Without a stopper the records are closed all the same.
+	if err := (&Revoker{Store: st}).Revoked(ctx, regs[2], nil); err != nil {
 		t.Fatal(err)
 	}
-	if ch, _ := store.GetChannel(ctx, fs, "ch-y1"); ch.State != store.ChannelStopped {
+	if ch, _ := st.GetChannel(ctx, "ch-y1"); ch.State != store.ChannelStopped {
 		t.Errorf("y1 channel %s", ch.State)
 	}
 }
 
 func TestResealRotatesKeys(t *testing.T) {
 	ctx := context.Background()
-	fs := newFS(t)
-	old := &Store{FS: fs, Cipher: mustCipher(t, key("k1", "a"))}
+	st := newStore(t)
+	old := &Store{Store: st, Cipher: mustCipher(t, key("k1", "a"))}
 	id1, _ := old.Put(ctx, "a@x", "1//a")
 	id2, _ := old.Put(ctx, "b@x", "1//b")
-	rotated := &Store{FS: fs, Cipher: mustCipher(t, key("k2", "b")+","+key("k1", "a"))}
+	rotated := &Store{Store: st, Cipher: mustCipher(t, key("k2", "b")+","+key("k1", "a"))}
 	id3, _ := rotated.Put(ctx, "c@x", "1//c") // already under k2
 	n, err := rotated.Reseal(ctx)
 	if err != nil || n != 2 {
 		t.Fatalf("resealed %d: %v", n, err)
 	}
 	// The old key can go now.
-	only := &Store{FS: fs, Cipher: mustCipher(t, key("k2", "b"))}
+	only := &Store{Store: st, Cipher: mustCipher(t, key("k2", "b"))}
 	for id, want := range map[string]string{id1: "1//a", id2: "1//b", id3: "1//c"} {
 		if got, err := only.RefreshToken(ctx, id); err != nil || got != want {
 			t.Errorf("%s: %q %v", id, got, err)
@@ -237,7 +238,7 @@ func TestResealRotatesKeys(t *testing.T) {
 		t.Errorf("second reseal: %d %v", n, err)
 	}
 	// A credential under a key the cipher lacks is named, the rest goes on.
-	lost := &Store{FS: fs, Cipher: mustCipher(t, key("k9", "z"))}
+	lost := &Store{Store: st, Cipher: mustCipher(t, key("k9", "z"))}
 	lostID, _ := lost.Put(ctx, "d@x", "1//d")
 	if _, err := only.Reseal(ctx); err == nil || !strings.Contains(err.Error(), lostID) {
 		t.Errorf("unknown key: %v", err)

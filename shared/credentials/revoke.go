@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"cloud.google.com/go/firestore"
-
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/store"
 )
@@ -20,35 +18,37 @@ type ChannelStopper interface {
 	StopCalendar(ctx context.Context, cal store.Calendar, reason string) (stopped int, err error)
 }
 
-// Revoker handles a dead grant.
+// ClientCache drops the cached Calendar client of a calendar's identity
+// (calclient.Factory), so a dead grant's token is not used again.
+type ClientCache interface {
+	Forget(cal store.Calendar)
+}
+
+// Revoker handles a dead grant: the one place that does, for the SyncWorker,
+// RenewChannels and the CLI alike.
 type Revoker struct {
-	FS *firestore.Client
+	Store *store.Store
+	// Clients, if set, forgets the grant's cached client first.
+	Clients ClientCache
 	// Stopper stops the calendars' channels; nil: only the records are marked
 	// stopped (store.EndChannel), no Calendar API call.
 	Stopper ChannelStopper
 	Logger  *slog.Logger // nil: logging.FromContext(ctx)
-	Now     func() time.Time
 	// Retention is how long stopped records are kept (default 3 days).
 	Retention time.Duration
 }
 
-// Revoked is (&Revoker{FS: fs}).Revoked: for callers without a channel
-// stopper, e.g. the SyncWorker.
-func Revoked(ctx context.Context, fs *firestore.Client, cal store.Calendar, cause error) error {
-	return (&Revoker{FS: fs}).Revoked(ctx, cal, cause)
-}
-
-// Revoked handles invalid_grant (calclient.IsAuthRevoked) seen while reading
+// Revoked handles a dead grant (calclient.IsAuthRevoked) seen while reading
 // cal. For an oauth calendar, its credential and every calendar using it
 // (credentialId == X) become auth_revoked; for delegation, every calendar of
 // the subject; for adc, cal alone. Their channels are stopped. Exactly one
 // caller (the one that flips the credential, or the calendar) logs one ERROR
 // with event auth_revoked. Safe to call many times, concurrently.
 func (r *Revoker) Revoked(ctx context.Context, cal store.Calendar, cause error) error {
-	now := time.Now().UTC()
-	if r.Now != nil {
-		now = r.Now().UTC()
+	if r.Clients != nil {
+		r.Clients.Forget(cal)
 	}
+	now := time.Now().UTC()
 	log := r.Logger
 	if log == nil {
 		log = logging.FromContext(ctx)
@@ -61,16 +61,16 @@ func (r *Revoker) Revoked(ctx context.Context, cal store.Calendar, cause error) 
 	)
 	switch cal.AuthMode {
 	case store.AuthOAuth:
-		changed, err = store.RevokeCredential(ctx, r.FS, cal.CredentialID, now)
-		if err != nil && !errors.Is(err, store.ErrCredentialNotFound) {
+		changed, err = r.Store.RevokeCredential(ctx, cal.CredentialID)
+		if errors.Is(err, store.ErrNotFound) {
+			changed, err = true, nil
+		}
+		if err != nil {
 			return fmt.Errorf("credentials: revoke %s: %w", cal.CredentialID, err)
 		}
-		if errors.Is(err, store.ErrCredentialNotFound) {
-			changed = true
-		}
-		cals, err = store.CalendarsWithCredential(ctx, r.FS, cal.CredentialID)
+		cals, err = r.Store.CalendarsWithCredential(ctx, cal.CredentialID)
 	case store.AuthDelegation:
-		cals, err = store.CalendarsWithSubject(ctx, r.FS, cal.Subject)
+		cals, err = r.Store.CalendarsWithSubject(ctx, cal.Subject)
 	default:
 		cals = map[string]store.Calendar{}
 	}
@@ -88,7 +88,7 @@ func (r *Revoker) Revoked(ctx context.Context, cal store.Calendar, cause error) 
 	flipped := 0
 	for k, c := range cals {
 		if c.Status != store.StatusAuthRevoked {
-			if err := store.SetCalendarStatus(ctx, r.FS, k, store.StatusAuthRevoked, reason, now); err != nil && !errors.Is(err, store.ErrCalendarNotRegistered) {
+			if err := r.Store.SetStatus(ctx, k, store.StatusAuthRevoked, reason, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
 				errs = append(errs, err)
 				continue
 			}
@@ -121,7 +121,7 @@ func (r *Revoker) stop(ctx context.Context, key string, c store.Calendar, now ti
 		}
 		// Fall through: with a dead grant the API stop fails; end the records.
 	}
-	chans, err := store.ChannelsOfCalendar(ctx, r.FS, key)
+	chans, err := r.Store.ChannelsOfCalendar(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func (r *Revoker) stop(ctx context.Context, key string, c store.Calendar, now ti
 	}
 	for _, ch := range chans {
 		if ch.State == store.ChannelActive || ch.State == store.ChannelPending {
-			if err := store.EndChannel(ctx, r.FS, ch.ChannelID, store.ChannelStopped, now, now.Add(ret)); err != nil {
+			if err := r.Store.EndChannel(ctx, ch.ChannelID, store.ChannelStopped, now, now.Add(ret)); err != nil {
 				return err
 			}
 		}

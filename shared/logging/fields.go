@@ -44,6 +44,7 @@ const (
 	KeySubject      = "subject"
 	KeyExpiration   = "expiration"
 	KeyStep         = "step"
+	KeyRetryInMs    = "retryInMs" // a failed start: when the next try is
 )
 
 // Values of KeyEvent.
@@ -60,4 +61,5 @@ const (
 	EventChannelRenewed       = "channel_renewed"
 	EventChannelCreated       = "channel_created" // RenewChannels/CLI: a calendar got a new channel
 	EventChannelStopped       = "channel_stopped" // RenewChannels/CLI: a channel was stopped
+	EventStartFailed          = "start_failed"    // any function: config, secret or client failed at start (CRITICAL)
 )

@@ -4,6 +4,7 @@
 package pubsubx
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -119,6 +120,35 @@ func (p *Publisher) PublishAsync(ctx context.Context, data []byte, attrs map[str
 		orderingKey = ""
 	}
 	return p.p.Publish(ctx, &pubsub.Message{Data: data, Attributes: attrs, OrderingKey: orderingKey})
+}
+
+// Message is one message ready to publish.
+type Message struct {
+	Data       []byte
+	Attributes map[string]string
+}
+
+// PublishAll publishes msgs in order under one ordering key: it starts every
+// publish (the client batches them) and returns nil only once Pub/Sub has
+// stored every one.
+func (p *Publisher) PublishAll(ctx context.Context, orderingKey string, msgs []Message) error {
+	results := make([]*pubsub.PublishResult, len(msgs))
+	for i, m := range msgs {
+		results[i] = p.PublishAsync(ctx, m.Data, m.Attributes, orderingKey)
+	}
+	failed, first := 0, error(nil)
+	for _, r := range results {
+		if _, err := r.Get(ctx); err != nil {
+			failed++
+			first = cmp.Or(first, err)
+		}
+	}
+	if failed > 0 {
+		// An ordered key pauses after an error; let the retry go.
+		p.Resume(orderingKey)
+		return fmt.Errorf("%w: %d of %d messages: %w", ErrNotPublished, failed, len(msgs), first)
+	}
+	return nil
 }
 
 // Resume lets an ordering key publish again after a failure.

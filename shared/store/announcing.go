@@ -4,8 +4,6 @@ import (
 	"context"
 
 	"cloud.google.com/go/firestore"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // calendars/{key}/syncstate/announcing holds the ids of events whose
@@ -39,7 +37,7 @@ func (s *Store) UnmarkAnnouncing(ctx context.Context, key string, ids []string) 
 		return nil
 	}
 	_, err := s.announcingRef(key).Update(ctx, []firestore.Update{{Path: fieldAnnounced, Value: firestore.ArrayRemove(anySlice(ids)...)}})
-	if status.Code(err) == codes.NotFound {
+	if isNotFound(err) {
 		return nil
 	}
 	return err
@@ -49,7 +47,7 @@ func (s *Store) UnmarkAnnouncing(ctx context.Context, key string, ids []string) 
 // writing (nil when none).
 func (s *Store) Announcing(ctx context.Context, key string) ([]string, error) {
 	snap, err := s.announcingRef(key).Get(ctx)
-	if status.Code(err) == codes.NotFound {
+	if isNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 
 	"cloud.google.com/go/firestore"
 
-	"github.com/calsync/calsync/shared/testenv"
+	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
 func TestAnnouncingRecord(t *testing.T) {

@@ -2,60 +2,98 @@ package store
 
 import (
 	"context"
-	"time"
 
 	"cloud.google.com/go/firestore"
 )
 
 // GetCalendar reads calendars/{key}; ErrNotFound when it is not registered.
 func (s *Store) GetCalendar(ctx context.Context, key string) (Calendar, error) {
-	var c Calendar
-	snap, err := s.CalendarRef(key).Get(ctx)
-	if err != nil {
-		return c, wrapNotFound(err, "calendar "+key)
-	}
-	err = snap.DataTo(&c)
-	return c, err
+	return getDoc[Calendar](ctx, s.CalendarRef(key), "calendar "+key)
 }
 
-// PutCalendar writes a whole calendar document (registration by the CLI and
-// tests). Key defaults to CalendarKey(c.CalendarID).
-func (s *Store) PutCalendar(ctx context.Context, c Calendar) (string, error) {
-	key := CalendarKey(c.CalendarID)
-	now := time.Now().UTC()
-	if c.CreatedAt.IsZero() {
-		c.CreatedAt = now
-	}
-	c.UpdatedAt = now
-	if c.Status == "" {
-		c.Status = StatusActive
-	}
-	_, err := s.CalendarRef(key).Set(ctx, c)
+// RegisterCalendar creates calendars/{CalendarKey(cal.CalendarID)} with
+// status active, or, when it exists, sets its auth fields and status active
+// without touching sync state (token, counters, lease). It returns the key.
+func (s *Store) RegisterCalendar(ctx context.Context, cal Calendar) (string, error) {
+	key := CalendarKey(cal.CalendarID)
+	ref := s.CalendarRef(key)
+	now := s.now()
+	defer s.lockCalendar(key)()
+	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		_, err := tx.Get(ref)
+		if isNotFound(err) {
+			c := Calendar{CalendarID: cal.CalendarID, AuthMode: cal.AuthMode, Subject: cal.Subject,
+				CredentialID: cal.CredentialID, Status: StatusActive, CreatedAt: now, UpdatedAt: now}
+			return tx.Create(ref, c)
+		}
+		if err != nil {
+			return err
+		}
+		return tx.Update(ref, []firestore.Update{
+			{Path: "authMode", Value: cal.AuthMode},
+			{Path: "status", Value: StatusActive},
+			{Path: "statusReason", Value: firestore.Delete},
+			{Path: "updatedAt", Value: now},
+			optional("subject", cal.Subject),
+			optional("credentialId", cal.CredentialID),
+		})
+	})
 	return key, err
 }
 
-// SetStatus records a permanent problem (auth_revoked, not_found, error) and
-// releases the lease if owner holds it. It never resurrects a document.
-func (s *Store) SetStatus(ctx context.Context, key, status, reason, owner string) error {
+func optional(path, v string) firestore.Update {
+	if v == "" {
+		return firestore.Update{Path: path, Value: firestore.Delete}
+	}
+	return firestore.Update{Path: path, Value: v}
+}
+
+// SetStatus records a calendar's status and reason (an empty reason clears
+// it), e.g. a permanent problem (auth_revoked, not_found) or an operator's
+// unwatch. If leaseOwner is not empty and holds the lease, the lease is
+// released too. It never creates a document: ErrNotFound if missing.
+func (s *Store) SetStatus(ctx context.Context, key, status, reason, leaseOwner string) error {
+	ref := s.CalendarRef(key)
 	defer s.lockCalendar(key)()
 	return s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		snap, err := tx.Get(s.CalendarRef(key))
+		snap, err := tx.Get(ref)
 		if err != nil {
 			return wrapNotFound(err, "calendar "+key)
 		}
-		var c Calendar
-		if err := snap.DataTo(&c); err != nil {
-			return err
-		}
+		now := s.now()
 		ups := []firestore.Update{
 			{Path: "status", Value: status},
-			{Path: "statusReason", Value: reason},
-			{Path: "updatedAt", Value: time.Now().UTC()},
+			optional("statusReason", reason),
+			{Path: "updatedAt", Value: now},
 		}
-		if owner != "" && c.LeaseOwner == owner {
+		if owner, _ := snap.DataAt("leaseOwner"); leaseOwner != "" && owner == leaseOwner {
 			ups = append(ups, firestore.Update{Path: "leaseOwner", Value: firestore.Delete},
-				firestore.Update{Path: "leaseUntil", Value: time.Now().UTC()})
+				firestore.Update{Path: "leaseUntil", Value: now})
 		}
-		return tx.Update(s.CalendarRef(key), ups)
+		return tx.Update(ref, ups)
 	})
+}
+
+// AllCalendars returns every registered calendar by key.
+func (s *Store) AllCalendars(ctx context.Context) (map[string]Calendar, error) {
+	return readAll[Calendar](s.Client.Collection(CollCalendars).Documents(ctx), "calendar")
+}
+
+// ActiveCalendars returns the calendars with status active, by key.
+func (s *Store) ActiveCalendars(ctx context.Context) (map[string]Calendar, error) {
+	return s.calendarsWhere(ctx, "status", StatusActive)
+}
+
+// CalendarsWithCredential returns the calendars read with credential id, by key.
+func (s *Store) CalendarsWithCredential(ctx context.Context, credentialID string) (map[string]Calendar, error) {
+	return s.calendarsWhere(ctx, "credentialId", credentialID)
+}
+
+// CalendarsWithSubject returns the calendars read by delegation as subject, by key.
+func (s *Store) CalendarsWithSubject(ctx context.Context, subject string) (map[string]Calendar, error) {
+	return s.calendarsWhere(ctx, "subject", subject)
+}
+
+func (s *Store) calendarsWhere(ctx context.Context, field, value string) (map[string]Calendar, error) {
+	return readAll[Calendar](s.Client.Collection(CollCalendars).Where(field, "==", value).Documents(ctx), "calendar")
 }

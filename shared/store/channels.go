@@ -1,114 +1,93 @@
 package store
 
-// Channel records: channels/{channelId}. Free functions on a Firestore client
-// (used by shared/channels and RenewChannels).
+// Channel records: channels/{channelId} (shared/channels and RenewChannels).
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-// Channel record errors.
-var (
-	ErrChannelExists   = errors.New("store: channel record exists")
-	ErrChannelNotFound = errors.New("store: channel record not found")
-)
-
-// ChannelRef is channels/{id}.
-func ChannelRef(fs *firestore.Client, id string) *firestore.DocumentRef {
-	return fs.Collection(CollChannels).Doc(id)
-}
+// ErrChannelExists: CreateChannel found the id taken.
+var ErrChannelExists = errors.New("store: channel record exists")
 
 // CreateChannel writes a new channel record; ErrChannelExists if the id is
 // taken (the record doubles as a claim: only one writer creates an id).
-func CreateChannel(ctx context.Context, fs *firestore.Client, ch Channel) error {
-	_, err := ChannelRef(fs, ch.ChannelID).Create(ctx, ch)
+func (s *Store) CreateChannel(ctx context.Context, ch Channel) error {
+	_, err := s.ChannelRef(ch.ChannelID).Create(ctx, ch)
 	if status.Code(err) == codes.AlreadyExists {
 		return fmt.Errorf("channel %s: %w", ch.ChannelID, ErrChannelExists)
 	}
 	return err
 }
 
-// GetChannel reads one channel record.
-func GetChannel(ctx context.Context, fs *firestore.Client, id string) (Channel, error) {
-	var ch Channel
-	snap, err := ChannelRef(fs, id).Get(ctx)
-	if status.Code(err) == codes.NotFound {
-		return ch, fmt.Errorf("channel %s: %w", id, ErrChannelNotFound)
+// GetChannel reads one channel record; ErrNotFound when there is none.
+func (s *Store) GetChannel(ctx context.Context, id string) (Channel, error) {
+	ch, err := getDoc[Channel](ctx, s.ChannelRef(id), "channel "+id)
+	if err == nil && ch.ChannelID == "" {
+		ch.ChannelID = id
 	}
-	if err != nil {
-		return ch, err
-	}
-	err = snap.DataTo(&ch)
 	return ch, err
 }
 
 // ChannelsInStates lists every channel record in one of states (all records
 // when none given).
-func ChannelsInStates(ctx context.Context, fs *firestore.Client, states ...string) ([]Channel, error) {
-	q := fs.Collection(CollChannels).Query
+func (s *Store) ChannelsInStates(ctx context.Context, states ...string) ([]Channel, error) {
+	q := s.Client.Collection(CollChannels).Query
 	if len(states) == 1 {
 		q = q.Where("state", "==", states[0])
 	} else if len(states) > 1 {
 		q = q.Where("state", "in", states)
 	}
-	return readChannels(q.Documents(ctx))
+	return channelList(q.Documents(ctx))
 }
 
 // ChannelsOfCalendar lists the channel records of one calendar, every state.
-func ChannelsOfCalendar(ctx context.Context, fs *firestore.Client, calendarKey string) ([]Channel, error) {
-	return readChannels(fs.Collection(CollChannels).Where("calendarKey", "==", calendarKey).Documents(ctx))
+func (s *Store) ChannelsOfCalendar(ctx context.Context, calendarKey string) ([]Channel, error) {
+	return channelList(s.Client.Collection(CollChannels).Where("calendarKey", "==", calendarKey).Documents(ctx))
 }
 
-func readChannels(it *firestore.DocumentIterator) ([]Channel, error) {
-	defer it.Stop()
-	var out []Channel
-	for {
-		snap, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		var ch Channel
-		if err := snap.DataTo(&ch); err != nil {
-			return nil, fmt.Errorf("channel %s: %w", snap.Ref.ID, err)
-		}
+// channelList reads channel records in document id order.
+func channelList(it *firestore.DocumentIterator) ([]Channel, error) {
+	byID, err := readAll[Channel](it, "channel")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Channel, 0, len(byID))
+	for id, ch := range byID {
 		if ch.ChannelID == "" {
-			ch.ChannelID = snap.Ref.ID
+			ch.ChannelID = id
 		}
 		out = append(out, ch)
 	}
+	slices.SortFunc(out, func(a, b Channel) int { return strings.Compare(a.ChannelID, b.ChannelID) })
+	return out, nil
 }
 
 // ActivateChannel records Google's answer to the watch call: state active,
 // resource id and URI, granted expiration, and the TTL field.
-func ActivateChannel(ctx context.Context, fs *firestore.Client, id, resourceID, resourceURI string, expiration, expireAt time.Time) error {
-	_, err := ChannelRef(fs, id).Update(ctx, []firestore.Update{
+func (s *Store) ActivateChannel(ctx context.Context, id, resourceID, resourceURI string, expiration, expireAt time.Time) error {
+	_, err := s.ChannelRef(id).Update(ctx, []firestore.Update{
 		{Path: "state", Value: ChannelActive},
 		{Path: "resourceId", Value: resourceID},
 		{Path: "resourceUri", Value: resourceURI},
 		{Path: "expiration", Value: expiration},
 		{Path: "expireAt", Value: expireAt},
 	})
-	if status.Code(err) == codes.NotFound {
-		return fmt.Errorf("channel %s: %w", id, ErrChannelNotFound)
-	}
-	return err
+	return wrapNotFound(err, "channel "+id)
 }
 
 // EndChannel moves a record to stopped or expired and sets the TTL field
 // (expireAt), so Firestore deletes it later. stoppedAt is set for stopped.
 // A missing record is not an error.
-func EndChannel(ctx context.Context, fs *firestore.Client, id, state string, at, expireAt time.Time) error {
+func (s *Store) EndChannel(ctx context.Context, id, state string, at, expireAt time.Time) error {
 	ups := []firestore.Update{
 		{Path: "state", Value: state},
 		{Path: "expireAt", Value: expireAt},
@@ -116,8 +95,8 @@ func EndChannel(ctx context.Context, fs *firestore.Client, id, state string, at,
 	if state == ChannelStopped {
 		ups = append(ups, firestore.Update{Path: "stoppedAt", Value: at})
 	}
-	_, err := ChannelRef(fs, id).Update(ctx, ups)
-	if status.Code(err) == codes.NotFound {
+	_, err := s.ChannelRef(id).Update(ctx, ups)
+	if isNotFound(err) {
 		return nil
 	}
 	return err

@@ -11,7 +11,7 @@ import (
 	"cloud.google.com/go/firestore"
 	"google.golang.org/api/calendar/v3"
 
-	"github.com/calsync/calsync/shared/testenv"
+	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

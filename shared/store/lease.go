@@ -96,7 +96,7 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		a = Admission{}
 		snap, err := tx.Get(ref)
-		if notFound(err) {
+		if isNotFound(err) {
 			a.Outcome = OutcomeUnknown
 			return nil
 		}

@@ -17,12 +17,12 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/api/calendar/v3"
 
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/syncer"
-	"github.com/calsync/calsync/shared/syncer/synctest"
-	"github.com/calsync/calsync/shared/testenv"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
+	"github.com/calsync/calsync/shared/testing/syncertest"
+	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
 // burstVariant is one way of handling notifications.
@@ -199,7 +199,7 @@ func runBurst(b *testing.B, v burstVariant) (lists int, writes int64, lag time.D
 	}
 
 	// The mirror must become exactly the calendar: poll it.
-	want, err := synctest.Expected(ctx, e.svc, e.calID)
+	want, err := syncertest.Expected(ctx, e.svc, e.calID)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func runBurst(b *testing.B, v burstVariant) (lists int, writes int64, lag time.D
 	lag = -1
 	deadline := time.Time{}
 	for {
-		got, err := synctest.Mirror(ctx, e.st, e.key)
+		got, err := syncertest.Mirror(ctx, e.st, e.key)
 		if err != nil {
 			b.Fatal(err)
 		}

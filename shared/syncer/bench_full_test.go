@@ -18,12 +18,12 @@ import (
 	"cloud.google.com/go/firestore"
 	"google.golang.org/api/calendar/v3"
 
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/syncer"
-	"github.com/calsync/calsync/shared/syncer/synctest"
-	"github.com/calsync/calsync/shared/testenv"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
+	"github.com/calsync/calsync/shared/testing/syncertest"
+	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
 // BenchmarkFullSync: a full sync of 10,000 and 100,000 events into the
@@ -57,7 +57,7 @@ func BenchmarkFullSync(b *testing.B) {
 					b.Fatal(err)
 				}
 				st := store.New(fs)
-				key, err := st.PutCalendar(ctx, store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC})
+				key, err := st.RegisterCalendar(ctx, store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -73,7 +73,7 @@ func BenchmarkFullSync(b *testing.B) {
 				peakMB = peakRSSMB(b)
 				calsyncRate = float64(tc.n) / d.Seconds()
 				if i == 0 {
-					if diff, err := synctest.Diff(ctx, st, svc, calendaremu.DefaultUser); err != nil || diff != "" {
+					if diff, err := syncertest.Diff(ctx, st, svc, calendaremu.DefaultUser); err != nil || diff != "" {
 						b.Fatalf("mirror not exact: %v %s", err, diff)
 					}
 				}

@@ -15,11 +15,12 @@ import (
 	"google.golang.org/api/calendar/v3"
 	"google.golang.org/api/option"
 
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/syncer"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
+	"github.com/calsync/calsync/shared/testing/testlog"
 )
 
 // A list call fails beyond the retry budget on the 2nd page: no token is
@@ -92,7 +93,7 @@ func TestCrashBetweenPages(t *testing.T) {
 // full resync's mark and sweep.
 func TestSyncTokenGone(t *testing.T) {
 	e := newEnv(t)
-	logs := &logBuffer{}
+	logs := &testlog.Buffer{}
 	s := e.syncer(func(o *syncer.Options) { o.Logger = logging.New(logs, slog.LevelInfo); o.PageSize = 4 })
 	var ids []string
 	for i := 0; i < 9; i++ {
@@ -119,10 +120,10 @@ func TestSyncTokenGone(t *testing.T) {
 	if c.FullSyncCount != 2 || c.EventCount != 8 || c.SyncToken == "" {
 		t.Fatalf("after 410: %+v", c)
 	}
-	if n := logs.count("WARNING", logging.EventFullResync); n != 1 {
+	if n := logs.Count("WARNING", logging.EventFullResync); n != 1 {
 		t.Fatalf("%d full_resync warnings, want 1", n)
 	}
-	if n := logs.count("INFO", logging.EventSync); n != 2 {
+	if n := logs.Count("INFO", logging.EventSync); n != 2 {
 		t.Fatalf("%d sync lines, want 2", n)
 	}
 	// And an explicit full_resync request.
@@ -332,14 +333,14 @@ func TestAuthRevokedAndNotFound(t *testing.T) {
 	e := newEnv(t)
 	const alice = "alice@calsync.test"
 	tok := e.srv.IssueToken(alice)
-	logs := &logBuffer{}
+	logs := &testlog.Buffer{}
 	conf := &oauth2.Config{ClientID: "c", ClientSecret: "s", Endpoint: oauth2.Endpoint{TokenURL: e.base + "/token"}}
 	svcs := syncer.ServicesFunc(func(ctx context.Context, cal store.Calendar) (*calendar.Service, error) {
 		ts := conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: tok.RefreshToken})
 		return calendaremu.NewService(ctx, e.base, option.WithTokenSource(ts))
 	})
 	s := e.syncer(func(o *syncer.Options) { o.Services = svcs; o.Logger = logging.New(logs, slog.LevelInfo) })
-	key, err := e.st.PutCalendar(e.ctx, store.Calendar{CalendarID: alice, AuthMode: store.AuthOAuth, CredentialID: "cred1"})
+	key, err := e.st.RegisterCalendar(e.ctx, store.Calendar{CalendarID: alice, AuthMode: store.AuthOAuth, CredentialID: "cred1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +360,7 @@ func TestAuthRevokedAndNotFound(t *testing.T) {
 		t.Fatalf("after invalid_grant: %+v", c)
 	}
 	var errorLines []map[string]any
-	for _, m := range logs.lines() {
+	for _, m := range logs.Lines() {
 		if m["severity"] == "ERROR" {
 			errorLines = append(errorLines, m)
 		}
@@ -370,7 +371,7 @@ func TestAuthRevokedAndNotFound(t *testing.T) {
 
 	// A calendar that does not exist (404) is set to not_found.
 	s2 := e.syncer(nil)
-	key2, _ := e.st.PutCalendar(e.ctx, store.Calendar{CalendarID: "gone@calsync.test", AuthMode: store.AuthADC})
+	key2, _ := e.st.RegisterCalendar(e.ctx, store.Calendar{CalendarID: "gone@calsync.test", AuthMode: store.AuthADC})
 	if err := s2.HandleNotification(e.ctx, messages.Notification{CalendarKey: key2, ResourceState: messages.StateSync}); err != nil {
 		t.Fatal(err)
 	}

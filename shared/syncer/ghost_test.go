@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/syncer"
 )
 
@@ -17,7 +18,7 @@ type killAfterPublish struct {
 	cancel context.CancelFunc
 }
 
-func (k killAfterPublish) PublishAll(ctx context.Context, key string, msgs []syncer.Message) error {
+func (k killAfterPublish) PublishAll(ctx context.Context, key string, msgs []pubsubx.Message) error {
 	err := k.next.PublishAll(ctx, key, msgs)
 	k.cancel()
 	return err

@@ -1,14 +1,11 @@
 package syncer_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"maps"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,13 +13,13 @@ import (
 	"google.golang.org/api/calendar/v3"
 	"google.golang.org/api/option"
 
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/syncer"
-	"github.com/calsync/calsync/shared/syncer/synctest"
-	"github.com/calsync/calsync/shared/testenv"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
+	"github.com/calsync/calsync/shared/testing/syncertest"
+	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -35,7 +32,7 @@ type env struct {
 	svc   *calendar.Service
 	fs    *firestore.Client
 	st    *store.Store
-	rec   *synctest.Recorder
+	rec   *syncertest.Recorder
 	calID string
 	key   string
 }
@@ -55,9 +52,9 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fs.Close() })
-	e := &env{t: t, ctx: ctx, srv: srv, base: base, svc: svc, fs: fs, st: store.New(fs), rec: &synctest.Recorder{},
+	e := &env{t: t, ctx: ctx, srv: srv, base: base, svc: svc, fs: fs, st: store.New(fs), rec: &syncertest.Recorder{},
 		calID: calendaremu.DefaultUser}
-	e.key, err = e.st.PutCalendar(ctx, store.Calendar{CalendarID: e.calID, AuthMode: store.AuthADC})
+	e.key, err = e.st.RegisterCalendar(ctx, store.Calendar{CalendarID: e.calID, AuthMode: store.AuthADC})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,12 +124,12 @@ func (e *env) remove(id string) {
 // the whole change feed gives the mirror.
 func (e *env) assertMirror() {
 	e.t.Helper()
-	synctest.AssertMirror(e.t, e.ctx, e.st, e.svc, e.calID)
-	mirror, err := synctest.Mirror(e.ctx, e.st, e.key)
+	syncertest.AssertMirror(e.t, e.ctx, e.st, e.svc, e.calID)
+	mirror, err := syncertest.Mirror(e.ctx, e.st, e.key)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if replay := synctest.Replay(e.rec.All()); !maps.Equal(replay, mirror) {
+	if replay := syncertest.Replay(e.rec.All()); !maps.Equal(replay, mirror) {
 		e.t.Fatalf("replaying the change feed gives %d events, the mirror has %d:\nreplay %v\nmirror %v", len(replay), len(mirror), replay, mirror)
 	}
 }
@@ -150,7 +147,7 @@ func (e *env) lists() int { return e.srv.Stats().Requests["events.list"] }
 
 func (e *env) wantCounts(created, updated, deleted int) {
 	e.t.Helper()
-	got := synctest.Counts(e.rec.Changes())
+	got := syncertest.Counts(e.rec.Changes())
 	if got[messages.ChangeCreated] != created || got[messages.ChangeUpdated] != updated || got[messages.ChangeDeleted] != deleted {
 		e.t.Fatalf("changes: got %v, want created %d updated %d deleted %d", got, created, updated, deleted)
 	}
@@ -185,39 +182,4 @@ func (h hookTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		h.hook(r)
 	}
 	return resp, err
-}
-
-// logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) lines() []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, line := range bytes.Split(l.b.Bytes(), []byte("\n")) {
-		var m map[string]any
-		if json.Unmarshal(line, &m) == nil {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func (l *logBuffer) count(severity, event string) int {
-	n := 0
-	for _, m := range l.lines() {
-		if m["severity"] == severity && m["event"] == event {
-			n++
-		}
-	}
-	return n
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -44,7 +45,7 @@ type roundState struct {
 // round runs one sync: incremental with rd.Token, or full (with a sweep).
 // A 410 fullSyncRequired turns an incremental round into a full one.
 func (s *Syncer) round(ctx context.Context, log *slog.Logger, key string, rd store.Round) (*result, error) {
-	svc, err := retry(ctx, s, func() (*calendar.Service, error) { return s.o.Services.ForCalendar(ctx, rd.Calendar) })
+	svc, err := retry(ctx, s, func() (*calendar.Service, error) { return s.o.Services.Service(ctx, rd.Calendar) })
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +60,7 @@ func (s *Syncer) round(ctx context.Context, log *slog.Logger, key string, rd sto
 		if err == nil {
 			return st.res, s.resolveGhosts(ctx, st, leftover)
 		}
-		if s.classify(err) != KindSyncTokenGone {
+		if Classify(err) != KindSyncTokenGone {
 			return nil, err
 		}
 		log.Warn("sync token no longer valid (410); full resync with mark and sweep", logging.KeyEvent, logging.EventFullResync,
@@ -94,7 +95,7 @@ func (s *Syncer) resolveGhosts(ctx context.Context, st *roundState, leftover []s
 	if err != nil {
 		return err
 	}
-	var msgs []Message
+	var msgs []pubsubx.Message
 	syncedAt := s.now()
 	for _, id := range leftover {
 		if have[id].Exists || s.o.Publisher == nil {
@@ -107,13 +108,13 @@ func (s *Syncer) resolveGhosts(ctx context.Context, st *roundState, leftover []s
 		msgs = append(msgs, m)
 	}
 	if len(msgs) > 0 {
-		if _, err := retry(ctx, s, func() (struct{}, error) { return struct{}{}, s.o.Publisher.PublishAll(ctx, st.key, msgs) }); err != nil {
+		if err := s.try(ctx, func() error { return s.o.Publisher.PublishAll(ctx, st.key, msgs) }); err != nil {
 			return err
 		}
 		s.stats.changes.Add(int64(len(msgs)))
 		st.res.changes += len(msgs)
 	}
-	_, err = retry(ctx, s, func() (struct{}, error) { return struct{}{}, s.o.Store.UnmarkAnnouncing(ctx, st.key, leftover) })
+	err = s.try(ctx, func() error { return s.o.Store.UnmarkAnnouncing(ctx, st.key, leftover) })
 	return err
 }
 
@@ -372,7 +373,7 @@ func (s *Syncer) resolveOrphans(ctx context.Context, st *roundState) error {
 // writes the documents: a crash in between re-sends, never loses.
 func (s *Syncer) flush(ctx context.Context, st *roundState, b *pageBatch, syncedAt time.Time) error {
 	var writes []store.EventWrite
-	var msgs []Message
+	var msgs []pubsubx.Message
 	var created []string
 	for _, id := range b.order {
 		p := b.plan[id]
@@ -411,31 +412,27 @@ func (s *Syncer) flush(ctx context.Context, st *roundState, b *pageBatch, synced
 // publishAndWrite publishes a page's changes, then writes its documents. The
 // ids announced as created are recorded first and dropped after the write, so
 // a sync killed in between can be made good by the next round (resolveGhosts).
-func (s *Syncer) publishAndWrite(ctx context.Context, st *roundState, writes []store.EventWrite, msgs []Message, created []string) error {
+func (s *Syncer) publishAndWrite(ctx context.Context, st *roundState, writes []store.EventWrite, msgs []pubsubx.Message, created []string) error {
 	if len(writes) == 0 {
 		return nil
 	}
 	if len(msgs) == 0 {
 		created = nil // nothing announced, nothing to record
 	}
-	if _, err := retry(ctx, s, func() (struct{}, error) { return struct{}{}, s.o.Store.MarkAnnouncing(ctx, st.key, created) }); err != nil {
+	if err := s.try(ctx, func() error { return s.o.Store.MarkAnnouncing(ctx, st.key, created) }); err != nil {
 		return err
 	}
 	if len(msgs) > 0 {
-		if _, err := retry(ctx, s, func() (struct{}, error) {
-			return struct{}{}, s.o.Publisher.PublishAll(ctx, st.key, msgs)
-		}); err != nil {
+		if err := s.try(ctx, func() error { return s.o.Publisher.PublishAll(ctx, st.key, msgs) }); err != nil {
 			return err
 		}
 		s.stats.changes.Add(int64(len(msgs)))
 		st.res.changes += len(msgs)
 	}
-	if _, err := retry(ctx, s, func() (struct{}, error) {
-		return struct{}{}, s.o.Store.WriteEvents(ctx, st.key, writes)
-	}); err != nil {
+	if err := s.try(ctx, func() error { return s.o.Store.WriteEvents(ctx, st.key, writes) }); err != nil {
 		return err
 	}
-	if _, err := retry(ctx, s, func() (struct{}, error) { return struct{}{}, s.o.Store.UnmarkAnnouncing(ctx, st.key, created) }); err != nil {
+	if err := s.try(ctx, func() error { return s.o.Store.UnmarkAnnouncing(ctx, st.key, created) }); err != nil {
 		return err
 	}
 	for _, w := range writes {
@@ -448,7 +445,7 @@ func (s *Syncer) publishAndWrite(ctx context.Context, st *roundState, writes []s
 	return nil
 }
 
-func changeMessage(st *roundState, id, kind string, p *pending, syncedAt time.Time) (Message, error) {
+func changeMessage(st *roundState, id, kind string, p *pending, syncedAt time.Time) (pubsubx.Message, error) {
 	c := messages.Change{CalendarID: st.calendarID, CalendarKey: st.key, EventID: id, Change: kind,
 		PreviousEtag: p.before.Etag, SyncedAt: syncedAt}
 	var raw []byte
@@ -461,14 +458,14 @@ func changeMessage(st *roundState, id, kind string, p *pending, syncedAt time.Ti
 		raw, err = json.Marshal(map[string]string{"kind": "calendar#event", "id": id, "status": "cancelled"})
 	}
 	if err != nil {
-		return Message{}, err
+		return pubsubx.Message{}, err
 	}
 	c.Event = raw
 	data, err := json.Marshal(c)
 	if err != nil {
-		return Message{}, err
+		return pubsubx.Message{}, err
 	}
-	return Message{Data: data, Attributes: c.Attributes()}, nil
+	return pubsubx.Message{Data: data, Attributes: c.Attributes()}, nil
 }
 
 // sweep removes, after a full listing, every mirrored event the listing did
@@ -478,9 +475,9 @@ func (s *Syncer) sweep(ctx context.Context, st *roundState) error {
 	const chunk = 500
 	var gone []store.EventMeta
 	var total int64
-	_, err := retry(ctx, s, func() (struct{}, error) {
+	err := s.try(ctx, func() error {
 		gone, total = gone[:0], 0
-		return struct{}{}, s.o.Store.ForEachEvent(ctx, st.key, func(id, etag string) error {
+		return s.o.Store.ForEachEvent(ctx, st.key, func(id, etag string) error {
 			total++
 			if _, ok := st.listed[id]; !ok {
 				gone = append(gone, store.EventMeta{ID: id, Exists: true, Etag: etag})

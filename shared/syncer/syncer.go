@@ -6,48 +6,47 @@ package syncer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/google/uuid"
 	"google.golang.org/api/calendar/v3"
 
+	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/store"
 )
 
 // Services gives the Calendar API client that reads a calendar with its own
-// credential (ADC, delegation or a stored refresh token).
+// credential (ADC, delegation or a stored refresh token): calclient.Factory.
 type Services interface {
-	ForCalendar(ctx context.Context, cal store.Calendar) (*calendar.Service, error)
+	Service(ctx context.Context, cal store.Calendar) (*calendar.Service, error)
 }
 
 // ServicesFunc adapts a function to Services.
 type ServicesFunc func(ctx context.Context, cal store.Calendar) (*calendar.Service, error)
 
-// ForCalendar calls f.
-func (f ServicesFunc) ForCalendar(ctx context.Context, cal store.Calendar) (*calendar.Service, error) {
+// Service calls f.
+func (f ServicesFunc) Service(ctx context.Context, cal store.Calendar) (*calendar.Service, error) {
 	return f(ctx, cal)
+}
+
+// Publisher publishes a page of change messages, in order, under one
+// ordering key, and returns nil only once Pub/Sub has stored every one
+// (pubsubx.Publisher).
+type Publisher interface {
+	PublishAll(ctx context.Context, orderingKey string, msgs []pubsubx.Message) error
 }
 
 // Revoker handles a dead grant: it marks the calendars of the grant
 // auth_revoked and logs the single ERROR line (event auth_revoked) an alert
-// matches. credentials.Revoked is the production one.
+// matches (credentials.Revoker).
 type Revoker interface {
 	Revoked(ctx context.Context, cal store.Calendar, cause error) error
-}
-
-// RevokerFunc adapts a function to Revoker.
-type RevokerFunc func(ctx context.Context, cal store.Calendar, cause error) error
-
-// Revoked calls f.
-func (f RevokerFunc) Revoked(ctx context.Context, cal store.Calendar, cause error) error {
-	return f(ctx, cal, cause)
 }
 
 // Defaults.
@@ -66,13 +65,10 @@ type Options struct {
 	Services Services
 	// Publisher carries the change feed. Nil disables it (benchmarks only).
 	Publisher Publisher
-	// Revoker, if set, handles invalid_grant/401 (else the Syncer sets the
-	// calendar's status and logs the auth_revoked ERROR itself).
+	// Revoker handles a dead grant (default: a credentials.Revoker on Store
+	// that stops no channels).
 	Revoker Revoker
-	// AuthRevoked, if set, also reads an error as a dead grant (e.g.
-	// errors.Is(err, credentials.ErrRevoked)), next to Classify's own rules.
-	AuthRevoked func(error) bool
-	Logger      *slog.Logger
+	Logger  *slog.Logger
 
 	LeaseDuration time.Duration // lease length; the heartbeat renews it every third of it
 	RerunInterval time.Duration // pacing of reruns during a burst, from the previous sync's start
@@ -130,85 +126,6 @@ type Syncer struct {
 	held  sync.Map // calendar key → *held: leases this process holds
 }
 
-// held is this process's knowledge of a lease it holds. dirty is true only
-// while the calendar document's dirty flag is known to be set and no round
-// has started since: a notification arriving then is covered by the next
-// round without reading Firestore. mu is held across a round's start (the
-// transaction that clears the flag), and gen counts round starts, so a
-// notification can never record a flag that a round start already cleared.
-type held struct {
-	mu    sync.Mutex
-	gen   uint64
-	dirty bool
-}
-
-func (s *Syncer) heldState(key string) *held {
-	if v, ok := s.held.Load(key); ok {
-		return v.(*held)
-	}
-	return nil
-}
-
-// heldDirty says whether this process knows the calendar's dirty flag is
-// set under its lease, and otherwise returns the round generation to pass to
-// noteDirty.
-func (h *held) check() (dirty bool, gen uint64) {
-	if h == nil {
-		return false, 0
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.dirty, h.gen
-}
-
-// noteDirty records that the flag was found set (or was set), unless a round
-// started since gen was read.
-func (h *held) noteDirty(gen uint64) {
-	if h == nil {
-		return
-	}
-	h.mu.Lock()
-	if h.gen == gen {
-		h.dirty = true
-	}
-	h.mu.Unlock()
-}
-
-func (s *Syncer) markSeen(key string) {
-	v, _ := s.seen.LoadOrStore(key, new(atomic.Int64))
-	v.(*atomic.Int64).Store(s.o.Now().UnixNano())
-}
-
-func (s *Syncer) lastSeen(key string) time.Time {
-	if v, ok := s.seen.Load(key); ok {
-		return time.Unix(0, v.(*atomic.Int64).Load())
-	}
-	return time.Time{}
-}
-
-// pace waits before a round: until RerunInterval after the previous round's
-// start, or less once the burst is over (quiet for QuietPeriod).
-func (s *Syncer) pace(ctx context.Context, key string, prevStart time.Time) error {
-	deadline := prevStart.Add(s.o.RerunInterval)
-	step := max(s.o.QuietPeriod/4, 5*time.Millisecond)
-	for {
-		now := s.o.Now()
-		if !now.Before(deadline) {
-			return nil
-		}
-		if ls := s.lastSeen(key); ls.After(prevStart) && now.Sub(ls) >= s.o.QuietPeriod {
-			return nil
-		}
-		t := time.NewTimer(min(step, deadline.Sub(now)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return context.Cause(ctx)
-		case <-t.C:
-		}
-	}
-}
-
 // New returns a Syncer, filling defaults.
 func New(o Options) *Syncer {
 	if o.LeaseDuration <= 0 {
@@ -237,6 +154,9 @@ func New(o Options) *Syncer {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Revoker == nil {
+		o.Revoker = &credentials.Revoker{Store: o.Store, Logger: o.Logger}
 	}
 	return &Syncer{o: o}
 }
@@ -395,59 +315,6 @@ func (s *Syncer) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, 
 	}
 }
 
-// fail handles a round that could not complete. It returns nil (ack) for
-// permanent conditions and an error (redeliver) otherwise.
-func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal store.Calendar, lease store.Lease, err error) error {
-	// The request context may be done: clean up on a short one of our own
-	// that keeps its values (the logger).
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	kind := s.classify(err)
-	switch kind {
-	case KindLeaseLost:
-		// Another worker took over after our lease expired; its sync started
-		// after this notification, so it covers it.
-		log.Warn("lease lost during sync; the new holder covers this notification", logging.KeyEvent, logging.EventSyncError,
-			logging.KeyReason, kind.String(), logging.KeyError, err.Error())
-		return nil
-	case KindAuthRevoked:
-		if s.o.Revoker != nil {
-			rerr := s.o.Revoker.Revoked(ctx, cal, err)
-			if lerr := s.o.Store.Release(ctx, key, lease); lerr != nil {
-				rerr = errors.Join(rerr, lerr)
-			}
-			if rerr != nil {
-				log.Error("could not record a revoked grant; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,
-					logging.KeyReason, kind.String(), logging.KeyError, rerr.Error())
-				return fmt.Errorf("record auth_revoked: %w", rerr)
-			}
-			return nil
-		}
-		serr := s.o.Store.SetStatus(ctx, key, store.StatusAuthRevoked, err.Error(), lease.Owner)
-		// Exactly one ERROR line an alert can match.
-		log.Error("calendar access revoked (invalid_grant or 401); calendar set to auth_revoked", logging.KeyEvent, logging.EventAuthRevoked,
-			logging.KeyCredentialID, cal.CredentialID, logging.KeyReason, kind.String(), logging.KeyError, err.Error())
-		if serr != nil {
-			return fmt.Errorf("record auth_revoked: %w", serr)
-		}
-		return nil
-	case KindNotFound:
-		serr := s.o.Store.SetStatus(ctx, key, store.StatusNotFound, err.Error(), lease.Owner)
-		log.Error("calendar not found; calendar set to not_found", logging.KeyEvent, logging.EventSyncError,
-			logging.KeyReason, kind.String(), logging.KeyError, err.Error())
-		if serr != nil {
-			return fmt.Errorf("record not_found: %w", serr)
-		}
-		return nil
-	}
-	if rerr := s.o.Store.Release(ctx, key, lease); rerr != nil {
-		err = errors.Join(err, fmt.Errorf("release lease: %w", rerr))
-	}
-	log.Error("sync failed; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,
-		logging.KeyReason, kind.String(), logging.KeyError, err.Error())
-	return fmt.Errorf("sync %s: %w", key, err)
-}
-
 func (s *Syncer) report(log *slog.Logger, key string, rd store.Round, res *result, oldest time.Time, reason string) {
 	done := s.now()
 	s.stats.rounds.Add(1)
@@ -470,29 +337,4 @@ func (s *Syncer) report(log *slog.Logger, key string, rd store.Round, res *resul
 	if s.o.OnSync != nil {
 		s.o.OnSync(r)
 	}
-}
-
-func (s *Syncer) classify(err error) Kind {
-	if err != nil && s.o.AuthRevoked != nil && s.o.AuthRevoked(err) {
-		return KindAuthRevoked
-	}
-	return Classify(err)
-}
-
-// retry runs op with jittered exponential backoff while it fails with a
-// transient error, within the retry budget.
-func retry[T any](ctx context.Context, s *Syncer, op func() (T, error)) (T, error) {
-	b := &backoff.ExponentialBackOff{
-		InitialInterval:     s.o.RetryInitial,
-		RandomizationFactor: 0.5,
-		Multiplier:          2,
-		MaxInterval:         30 * time.Second,
-	}
-	return backoff.Retry(ctx, func() (T, error) {
-		v, err := op()
-		if err != nil && s.classify(err) != KindTransient {
-			return v, backoff.Permanent(err)
-		}
-		return v, err
-	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(s.o.RetryBudget))
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/calsync/calsync/shared/calendaremu"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
 )
 
 // Every mutation works against the emulator, and a seed replays the same calendar.

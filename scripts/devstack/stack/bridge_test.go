@@ -14,7 +14,7 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
 	"github.com/calsync/calsync/shared/pubsubx"
-	"github.com/calsync/calsync/shared/testenv"
+	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -35,10 +35,10 @@ import (
 
 	// Registers Webhook, SyncWorker and RenewChannels, as the deployed build does.
 	_ "github.com/calsync/calsync"
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/config"
-	"github.com/calsync/calsync/shared/emulators"
 	"github.com/calsync/calsync/shared/pubsubx"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
+	"github.com/calsync/calsync/shared/testing/emulators"
 )
 
 // Options configure a Stack. The zero value is a usable local stack.

@@ -1,4 +1,4 @@
-package renewchannels
+package renewer
 
 import (
 	"fmt"
@@ -13,11 +13,11 @@ import (
 	"google.golang.org/api/calendar/v3"
 	"google.golang.org/api/option"
 
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/channels"
 	"github.com/calsync/calsync/shared/channeltoken"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
 )
 
 // BenchmarkRenew renews 10,000 channels of 50 users (oauth credentials, 200
@@ -76,7 +76,7 @@ func benchSetup(b *testing.B, nChan, nUser int) (*env, *Renewer, int) {
 	b.Helper()
 	e := newEnv(b, calendaremu.Options{})
 	ctx := e.ctx
-	_, parts := e.renewer(nil)
+	parts := e.renewer(nil)
 	type user struct {
 		email, cred string
 		svc         *calendar.Service
@@ -88,7 +88,7 @@ func benchSetup(b *testing.B, nChan, nUser int) (*env, *Renewer, int) {
 		if err := e.emu.CreateUser(email, refresh); err != nil {
 			b.Fatal(err)
 		}
-		cred, err := parts.Credentials.Put(ctx, email, refresh)
+		cred, err := parts.Access.Credentials.Put(ctx, email, refresh)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -135,9 +135,9 @@ func benchSetup(b *testing.B, nChan, nUser int) (*env, *Renewer, int) {
 			}
 			exp := time.UnixMilli(got.Expiration).UTC()
 			mu.Lock()
-			_, err1 := bw.Create(e.fs.Collection(store.CollCalendars).Doc(key), store.Calendar{CalendarID: c.Id, AuthMode: store.AuthOAuth,
+			_, err1 := bw.Create(e.st.CalendarRef(key), store.Calendar{CalendarID: c.Id, AuthMode: store.AuthOAuth,
 				CredentialID: u.cred, Status: store.StatusActive, LastSyncedAt: now, CreatedAt: now, UpdatedAt: now})
-			_, err2 := bw.Create(store.ChannelRef(e.fs, id), store.Channel{ChannelID: id, CalendarKey: key, CalendarID: c.Id,
+			_, err2 := bw.Create(e.st.ChannelRef(id), store.Channel{ChannelID: id, CalendarKey: key, CalendarID: c.Id,
 				ResourceID: got.ResourceId, ResourceURI: got.ResourceUri, Expiration: exp, State: store.ChannelActive,
 				CreatedAt: now, ExpireAt: exp.Add(72 * time.Hour)})
 			mu.Unlock()
@@ -151,7 +151,7 @@ func benchSetup(b *testing.B, nChan, nUser int) (*env, *Renewer, int) {
 	if firstErr != nil {
 		b.Fatal(firstErr)
 	}
-	r, _ := e.renewer(func(c *config.RenewChannels) {
+	r := e.renewer(func(c *config.RenewChannels) {
 		c.RenewBefore = 2 * time.Hour
 		c.Concurrency = 64
 		c.CalendarRateLimit = 500

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/calsync/calsync/shared/emulators"
+	"github.com/calsync/calsync/shared/testing/emulators"
 )
 
 // shared is the emulator of one kind that all tests of a binary use.

@@ -1,7 +1,6 @@
-package renewchannels
+package renewer
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,10 +11,10 @@ import (
 	"cloud.google.com/go/firestore"
 	"google.golang.org/api/calendar/v3"
 
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
 )
 
 func TestRepairExpiredChannelAsksCatchUp(t *testing.T) {
@@ -23,15 +22,15 @@ func TestRepairExpiredChannelAsksCatchUp(t *testing.T) {
 	cal := store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}
 	key := e.register(cal, time.Now())
 	// A channel granted 1 s, then silence: it expires.
-	short, parts := e.renewer(func(c *config.RenewChannels) { c.ChannelTTL = time.Second })
+	short := e.renewer(func(c *config.RenewChannels) { c.ChannelTTL = time.Second })
 	_ = short
-	old, err := parts.Channels.Watch(e.ctx, cal, "")
+	old, err := short.Channels.Watch(e.ctx, cal, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(1100 * time.Millisecond)
 
-	r, _ := e.renewer(nil)
+	r := e.renewer(nil)
 	sum, err := r.Run(e.ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +42,7 @@ func TestRepairExpiredChannelAsksCatchUp(t *testing.T) {
 	if len(got) != 1 || got[0].CalendarKey != key || got[0].ResourceState != messages.StateReconcile || got[0].ReceivedAt.IsZero() {
 		t.Fatalf("published %+v", got)
 	}
-	if rec, _ := store.GetChannel(e.ctx, e.fs, old.ChannelID); rec.State != store.ChannelExpired || rec.ExpireAt.IsZero() {
+	if rec, _ := e.st.GetChannel(e.ctx, old.ChannelID); rec.State != store.ChannelExpired || rec.ExpireAt.IsZero() {
 		t.Errorf("old record %+v", rec)
 	}
 	if l := e.live()[calendaremu.DefaultUser]; len(l) != 1 || l[0] == old.ChannelID {
@@ -57,20 +56,20 @@ func TestRepairExpiredChannelAsksCatchUp(t *testing.T) {
 
 func TestOrphansStopped(t *testing.T) {
 	e := newEnv(t, calendaremu.Options{})
-	r, parts := e.renewer(nil)
+	r := e.renewer(nil)
 	gone := store.Calendar{CalendarID: e.newCalendar("gone"), AuthMode: store.AuthADC}
 	unwatched := store.Calendar{CalendarID: e.newCalendar("unwatched"), AuthMode: store.AuthADC}
 	kept := store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}
 	for _, c := range []store.Calendar{gone, unwatched, kept} {
 		e.register(c, time.Now())
-		if _, err := parts.Channels.Watch(e.ctx, c, ""); err != nil {
+		if _, err := r.Channels.Watch(e.ctx, c, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := e.fs.Collection(store.CollCalendars).Doc(store.CalendarKey(gone.CalendarID)).Delete(e.ctx); err != nil {
+	if _, err := e.st.CalendarRef(store.CalendarKey(gone.CalendarID)).Delete(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.SetCalendarStatus(e.ctx, e.fs, store.CalendarKey(unwatched.CalendarID), store.StatusUnwatched, "", time.Now()); err != nil {
+	if err := e.st.SetStatus(e.ctx, store.CalendarKey(unwatched.CalendarID), store.StatusUnwatched, "", ""); err != nil {
 		t.Fatal(err)
 	}
 	sum, err := r.Run(e.ctx)
@@ -87,7 +86,7 @@ func TestOrphansStopped(t *testing.T) {
 // caches) leave exactly one live channel per calendar.
 func TestOverlappingRuns(t *testing.T) {
 	e := newEnv(t, calendaremu.Options{})
-	setupR, parts := e.renewer(func(c *config.RenewChannels) { c.ChannelTTL = 5 * time.Minute })
+	setupR := e.renewer(func(c *config.RenewChannels) { c.ChannelTTL = 5 * time.Minute })
 	_ = setupR
 	var cals []store.Calendar
 	for i := range 12 {
@@ -95,14 +94,14 @@ func TestOverlappingRuns(t *testing.T) {
 		e.register(c, time.Now())
 		cals = append(cals, c)
 		if i%3 != 0 { // 8 with a channel inside the renew window, 4 without
-			if _, err := parts.Channels.Watch(e.ctx, c, ""); err != nil {
+			if _, err := setupR.Channels.Watch(e.ctx, c, ""); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	for round := range 3 {
-		a, _ := e.renewer(nil)
-		b, _ := e.renewer(nil)
+		a := e.renewer(nil)
+		b := e.renewer(nil)
 		var wg sync.WaitGroup
 		sums := make([]Summary, 2)
 		for i, r := range []*Renewer{a, b} {
@@ -134,7 +133,7 @@ func TestOverlappingRuns(t *testing.T) {
 			if n := len(live[c.CalendarID]); n != 1 {
 				t.Errorf("round %d: calendar %s has %d live channels", round, c.CalendarID, n)
 			}
-			chans, _ := store.ChannelsOfCalendar(e.ctx, e.fs, store.CalendarKey(c.CalendarID))
+			chans, _ := e.st.ChannelsOfCalendar(e.ctx, store.CalendarKey(c.CalendarID))
 			active := 0
 			for _, ch := range chans {
 				if ch.State == store.ChannelActive {
@@ -152,36 +151,36 @@ func TestOverlappingRuns(t *testing.T) {
 
 func TestRevokedGrant(t *testing.T) {
 	e := newEnv(t, calendaremu.Options{})
-	_, parts := e.renewer(func(c *config.RenewChannels) { c.ChannelTTL = 5 * time.Minute })
+	setup := e.renewer(func(c *config.RenewChannels) { c.ChannelTTL = 5 * time.Minute })
 	if err := e.emu.CreateUser("carol@x.test", "1//carol"); err != nil {
 		t.Fatal(err)
 	}
-	credID, err := parts.Credentials.Put(e.ctx, "carol@x.test", "1//carol")
+	credID, err := setup.Access.Credentials.Put(e.ctx, "carol@x.test", "1//carol")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cal := store.Calendar{CalendarID: "carol@x.test", AuthMode: store.AuthOAuth, CredentialID: credID}
 	key := e.register(cal, time.Now())
-	ch, err := parts.Channels.Watch(e.ctx, cal, "")
+	ch, err := setup.Channels.Watch(e.ctx, cal, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := e.emu.RevokeGrant("carol@x.test"); err != nil {
 		t.Fatal(err)
 	}
-	r, _ := e.renewer(nil)
+	r := e.renewer(nil)
 	sum, err := r.Run(e.ctx)
 	if err != nil || sum.Failed != 1 || sum.Renewed != 0 {
 		t.Fatalf("summary %+v %v", sum, err)
 	}
-	got, _ := store.RegisteredCalendar(e.ctx, e.fs, key)
+	got, _ := e.st.GetCalendar(e.ctx, key)
 	if got.Status != store.StatusAuthRevoked || !strings.Contains(got.StatusReason, "invalid_grant") {
 		t.Errorf("calendar %s %q", got.Status, got.StatusReason)
 	}
-	if cr, _ := store.GetCredential(e.ctx, e.fs, credID); cr.Status != store.StatusAuthRevoked {
+	if cr, _ := e.st.GetCredential(e.ctx, credID); cr.Status != store.StatusAuthRevoked {
 		t.Errorf("credential %s", cr.Status)
 	}
-	if rec, _ := store.GetChannel(e.ctx, e.fs, ch.ChannelID); rec.State != store.ChannelStopped {
+	if rec, _ := e.st.GetChannel(e.ctx, ch.ChannelID); rec.State != store.ChannelStopped {
 		t.Errorf("channel record %s", rec.State)
 	}
 	logs := e.logs.String()
@@ -200,7 +199,7 @@ func TestRevokedGrant(t *testing.T) {
 	if sum, _ := r.Run(e.ctx); sum.Failed != 1 || sum.Created != 0 {
 		t.Errorf("third run %+v", sum)
 	}
-	if got, _ := store.RegisteredCalendar(e.ctx, e.fs, k2); got.Status != store.StatusAuthRevoked {
+	if got, _ := e.st.GetCalendar(e.ctx, k2); got.Status != store.StatusAuthRevoked {
 		t.Errorf("second calendar %s", got.Status)
 	}
 	if sum, _ := r.Run(e.ctx); sum.Failed != 0 {
@@ -210,12 +209,12 @@ func TestRevokedGrant(t *testing.T) {
 
 func TestCalendarGoneMarkedNotFound(t *testing.T) {
 	e := newEnv(t, calendaremu.Options{})
-	r, _ := e.renewer(nil)
+	r := e.renewer(nil)
 	key := e.register(store.Calendar{CalendarID: "deleted@x.test", AuthMode: store.AuthADC}, time.Now())
 	if sum, err := r.Run(e.ctx); err != nil || sum.Failed != 1 || sum.Created != 0 {
 		t.Fatalf("summary %+v %v", sum, err)
 	}
-	if got, _ := store.RegisteredCalendar(e.ctx, e.fs, key); got.Status != store.StatusNotFound {
+	if got, _ := e.st.GetCalendar(e.ctx, key); got.Status != store.StatusNotFound {
 		t.Errorf("status %s", got.Status)
 	}
 	if sum, _ := r.Run(e.ctx); sum.Failed != 0 || sum.Calendars != 0 {
@@ -225,7 +224,7 @@ func TestCalendarGoneMarkedNotFound(t *testing.T) {
 
 func TestReconcileStaleAndDirty(t *testing.T) {
 	e := newEnv(t, calendaremu.Options{})
-	r, parts := e.renewer(nil)
+	r := e.renewer(nil)
 	now := time.Now()
 	stale := store.Calendar{CalendarID: e.newCalendar("stale"), AuthMode: store.AuthADC}
 	dirty := store.Calendar{CalendarID: e.newCalendar("dirty"), AuthMode: store.AuthADC}
@@ -236,10 +235,10 @@ func TestReconcileStaleAndDirty(t *testing.T) {
 	kl := e.register(leased, now)
 	e.register(fresh, now)
 	for k, until := range map[string]time.Time{kd: now.Add(-time.Minute), kl: now.Add(time.Minute)} {
-		e.fs.Collection(store.CollCalendars).Doc(k).Update(e.ctx, []firestore.Update{{Path: "dirty", Value: true}, {Path: "leaseUntil", Value: until}})
+		e.st.CalendarRef(k).Update(e.ctx, []firestore.Update{{Path: "dirty", Value: true}, {Path: "leaseUntil", Value: until}})
 	}
 	for _, c := range []store.Calendar{stale, dirty, leased, fresh} {
-		if _, err := parts.Channels.Watch(e.ctx, c, ""); err != nil {
+		if _, err := r.Channels.Watch(e.ctx, c, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -257,44 +256,29 @@ func TestReconcileStaleAndDirty(t *testing.T) {
 	}
 }
 
-func TestHandlerSummaryAndExpiringSoon(t *testing.T) {
+func TestRunSummaryAndExpiringSoon(t *testing.T) {
 	e := newEnv(t, calendaremu.Options{})
-	_, parts := e.renewer(func(c *config.RenewChannels) { c.ChannelTTL = time.Hour })
+	setup := e.renewer(func(c *config.RenewChannels) { c.ChannelTTL = time.Hour })
 	cal := store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}
 	e.register(cal, time.Now())
-	if _, err := parts.Channels.Watch(e.ctx, cal, ""); err != nil {
+	if _, err := setup.Channels.Watch(e.ctx, cal, ""); err != nil {
 		t.Fatal(err)
 	}
-	r, _ := e.renewer(func(c *config.RenewChannels) { c.RenewBefore = 2 * time.Hour })
+	r := e.renewer(func(c *config.RenewChannels) { c.RenewBefore = 2 * time.Hour })
 	e.emu.FailNext("events.watch", 1, 400, "invalid")
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest(http.MethodPost, "/", nil)
-	req.Header.Set("X-Cloud-Trace-Context", "0123456789abcdef0123456789abcdef/42;o=1")
-	r.ServeHTTP(rec, req)
-	var sum Summary
-	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &sum) != nil {
-		t.Fatalf("answer %d %s", rec.Code, rec.Body)
-	}
-	if sum.Failed != 1 || sum.ExpiringSoon != 1 || sum.Renewed != 0 {
-		t.Errorf("summary %+v", sum)
+	sum, err := r.Run(e.ctx)
+	if err != nil || sum.Failed != 1 || sum.ExpiringSoon != 1 || sum.Renewed != 0 {
+		t.Errorf("summary %+v %v", sum, err)
 	}
 	logs := e.logs.String()
-	for _, want := range []string{`"event":"renew_run"`, `"expiringSoon":1`, `"failed":1`, `"renewed":0`, `"created":0`, `"stopped":0`, `"reconciles":0`, `"event":"renew_failure"`, `"level":"ERROR"`, "/traces/0123456789abcdef0123456789abcdef"} {
+	for _, want := range []string{`"event":"renew_run"`, `"expiringSoon":1`, `"failed":1`, `"renewed":0`, `"created":0`, `"stopped":0`, `"reconciles":0`, `"event":"renew_failure"`, `"level":"ERROR"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s: %s", want, logs)
 		}
 	}
 	// The next run succeeds and renews.
-	rec = httptest.NewRecorder()
-	r.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
-	json.Unmarshal(rec.Body.Bytes(), &sum)
-	if sum.Renewed != 1 || sum.Failed != 0 {
-		t.Errorf("second run %+v", sum)
-	}
-	rec = httptest.NewRecorder()
-	r.ServeHTTP(rec, httptest.NewRequest(http.MethodDelete, "/", nil))
-	if rec.Code != http.StatusMethodNotAllowed {
-		t.Errorf("DELETE answered %d", rec.Code)
+	if sum, err := r.Run(e.ctx); err != nil || sum.Renewed != 1 || sum.Failed != 0 {
+		t.Errorf("second run %+v %v", sum, err)
 	}
 }
 
@@ -314,10 +298,10 @@ func TestRenewBeforeExpiryWithShortGrants(t *testing.T) {
 		}
 	}))
 	defer hook.Close()
-	r, parts := e.renewer(func(c *config.RenewChannels) { c.WebhookURL = hook.URL; c.RenewBefore = 2 * time.Second })
+	r := e.renewer(func(c *config.RenewChannels) { c.WebhookURL = hook.URL; c.RenewBefore = 2 * time.Second })
 	cal := store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}
 	e.register(cal, time.Now())
-	first, err := parts.Channels.Watch(e.ctx, cal, "")
+	first, err := r.Channels.Watch(e.ctx, cal, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
-// Package synctest holds test helpers for the sync engine that other
+// Package syncertest holds test helpers for the sync engine that other
 // packages' tests (end-to-end, devstack) reuse: the mirror-versus-Calendar
 // comparison and an in-memory change-feed recorder.
-package synctest
+package syncertest
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"google.golang.org/api/calendar/v3"
 
 	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/syncer"
 )
@@ -119,7 +120,7 @@ type Recorder struct {
 var _ syncer.Publisher = (*Recorder)(nil)
 
 // PublishAll records the messages.
-func (r *Recorder) PublishAll(_ context.Context, key string, msgs []syncer.Message) error {
+func (r *Recorder) PublishAll(_ context.Context, key string, msgs []pubsubx.Message) error {
 	if r.Fail != nil {
 		if err := r.Fail(); err != nil {
 			return err
@@ -133,7 +134,7 @@ func (r *Recorder) PublishAll(_ context.Context, key string, msgs []syncer.Messa
 			return err
 		}
 		if c.CalendarKey != key || m.Attributes[messages.AttrEventID] != c.EventID || m.Attributes[messages.AttrChange] != c.Change {
-			return fmt.Errorf("synctest: inconsistent change message %s %v (key %s)", m.Data, m.Attributes, key)
+			return fmt.Errorf("syncertest: inconsistent change message %s %v (key %s)", m.Data, m.Attributes, key)
 		}
 		r.changes = append(r.changes, c)
 		r.all = append(r.all, c)

@@ -1,7 +1,6 @@
-package renewchannels
+package renewer
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"log/slog"
@@ -16,12 +15,13 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"google.golang.org/api/calendar/v3"
 
-	"github.com/calsync/calsync/shared/calendaremu"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/store"
-	"github.com/calsync/calsync/shared/testenv"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
+	"github.com/calsync/calsync/shared/testing/testenv"
+	"github.com/calsync/calsync/shared/testing/testlog"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -31,35 +31,18 @@ var (
 	credKeys  = "c1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("c", 32)))
 )
 
-// syncBuf is a goroutine-safe log sink.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	t       testing.TB
 	ctx     context.Context
 	project string
 	fs      *firestore.Client
+	st      *store.Store
 	ps      *pubsub.Client
 	pub     *pubsubx.Publisher
 	emu     *calendaremu.Server
 	base    string
 	hookURL string
-	logs    *syncBuf
+	logs    *testlog.Buffer
 	cfg     config.RenewChannels
 }
 
@@ -90,7 +73,7 @@ func newEnv(t testing.TB, emuOpts calendaremu.Options) *env {
 	emu, base := calendaremu.Start(t, emuOpts)
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	t.Cleanup(hook.Close)
-	e := &env{t: t, ctx: ctx, project: project, fs: fs, ps: ps, pub: pub, emu: emu, base: base, hookURL: hook.URL, logs: &syncBuf{}}
+	e := &env{t: t, ctx: ctx, project: project, fs: fs, st: store.New(fs), ps: ps, pub: pub, emu: emu, base: base, hookURL: hook.URL, logs: &testlog.Buffer{}}
 	e.cfg = config.RenewChannels{
 		Common:             config.Common{ProjectID: project, LogLevel: "info"},
 		Store:              config.Store{FirestoreDatabase: "(default)"},
@@ -106,28 +89,28 @@ func newEnv(t testing.TB, emuOpts calendaremu.Options) *env {
 	return e
 }
 
-func (e *env) renewer(mod func(*config.RenewChannels)) (*Renewer, Parts) {
+func (e *env) renewer(mod func(*config.RenewChannels)) *Renewer {
 	e.t.Helper()
 	cfg := e.cfg
 	if mod != nil {
 		mod(&cfg)
 	}
-	r, parts, err := Build(cfg, Deps{FS: e.fs, Publisher: e.pub, Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
+	r, err := New(cfg, e.st, e.pub, slog.New(slog.NewJSONHandler(e.logs, nil)))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return r, parts
+	return r
 }
 
 // register adds a calendar (synced just now unless told otherwise).
 func (e *env) register(c store.Calendar, lastSynced time.Time) string {
 	e.t.Helper()
-	key, err := store.RegisterCalendar(e.ctx, e.fs, c, time.Now())
+	key, err := e.st.RegisterCalendar(e.ctx, c)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	if !lastSynced.IsZero() {
-		if _, err := e.fs.Collection(store.CollCalendars).Doc(key).Update(e.ctx, []firestore.Update{{Path: "lastSyncedAt", Value: lastSynced}}); err != nil {
+		if _, err := e.st.CalendarRef(key).Update(e.ctx, []firestore.Update{{Path: "lastSyncedAt", Value: lastSynced}}); err != nil {
 			e.t.Fatal(err)
 		}
 	}

@@ -1,5 +1,6 @@
-// Package renewchannels is the RenewChannels function, called hourly by Cloud
-// Scheduler. Each run, in bounded parallel, one failure never stopping the
+// Package renewer is calsync's channel renewal engine, run by the
+// RenewChannels function (hourly, from Cloud Scheduler) and the operator CLI.
+// Each run, in bounded parallel, one failure never stopping the
 // rest: it renews channels expiring within RENEW_BEFORE (new channel first,
 // then the old one stopped), gives every active calendar without a live
 // channel a new one and asks for a catch-up sync, stops channels of calendars
@@ -7,7 +8,7 @@
 // synced for RECONCILE_AFTER or left dirty by a crashed sync, and closes the
 // records of expired channels (expireAt: Firestore's TTL deletes them).
 // Overlapping runs are safe: see shared/channels (chained channel ids).
-package renewchannels
+package renewer
 
 import (
 	"cmp"
@@ -20,8 +21,6 @@ import (
 	"sync"
 	"time"
 
-	"cloud.google.com/go/firestore"
-
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/channels"
 	"github.com/calsync/calsync/shared/credentials"
@@ -33,11 +32,6 @@ import (
 // Publisher stores one message durably before returning nil (pubsubx.Publisher).
 type Publisher interface {
 	Publish(ctx context.Context, data []byte, attrs map[string]string, orderingKey string) error
-}
-
-// Revoker handles a dead grant (credentials.Revoker).
-type Revoker interface {
-	Revoked(ctx context.Context, cal store.Calendar, cause error) error
 }
 
 // Summary is what one run did; the HTTP answer and the renew_run log line.
@@ -57,9 +51,9 @@ type Summary struct {
 // Renewer runs the renewal.
 type Renewer struct {
 	ProjectID string // for the trace field of request logs
-	FS        *firestore.Client
+	Store     *store.Store
+	Access    *credentials.Access // Calendar clients, credentials, the dead-grant Revoker
 	Channels  *channels.Manager
-	Revoker   Revoker
 	Publisher Publisher
 	// RenewBefore renews channels expiring within it.
 	RenewBefore time.Duration
@@ -92,11 +86,11 @@ type task struct {
 func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	var sum Summary
-	cals, err := store.AllCalendars(ctx, r.FS)
+	cals, err := r.Store.AllCalendars(ctx)
 	if err != nil {
 		return sum, fmt.Errorf("renew: read calendars: %w", err)
 	}
-	open, err := store.ChannelsInStates(ctx, r.FS, store.ChannelPending, store.ChannelActive)
+	open, err := r.Store.ChannelsInStates(ctx, store.ChannelPending, store.ChannelActive)
 	if err != nil {
 		return sum, fmt.Errorf("renew: read channels: %w", err)
 	}
@@ -218,8 +212,8 @@ func (r *Renewer) handle(ctx context.Context, t task) Summary {
 	if err != nil {
 		s.Failed++
 		r.failure(ctx, t.key, "channels", err)
-		if t.cal != nil && r.Revoker != nil && (calclient.IsAuthRevoked(err) || errors.Is(err, credentials.ErrRevoked)) {
-			if rerr := r.Revoker.Revoked(ctx, *t.cal, err); rerr != nil {
+		if t.cal != nil && calclient.IsAuthRevoked(err) {
+			if rerr := r.Access.Revoker.Revoked(ctx, *t.cal, err); rerr != nil {
 				r.failure(ctx, t.key, "revoke", rerr)
 			}
 			return s
@@ -227,7 +221,7 @@ func (r *Renewer) handle(ctx context.Context, t task) Summary {
 		if t.cal != nil && calclient.IsNotFound(err) {
 			// events.watch answered 404: the calendar is gone or no longer
 			// visible to its identity. Stop trying until an operator acts.
-			if serr := store.SetCalendarStatus(ctx, r.FS, t.key, store.StatusNotFound, "events.watch: 404 notFound", r.now()); serr != nil {
+			if serr := r.Store.SetStatus(ctx, t.key, store.StatusNotFound, "events.watch: 404 notFound", ""); serr != nil {
 				r.failure(ctx, t.key, "status", serr)
 			}
 			return s

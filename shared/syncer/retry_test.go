@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -43,7 +44,7 @@ func TestClassify(t *testing.T) {
 		{gerr(401, "authError"), KindAuthRevoked},
 		{invalidGrant, KindAuthRevoked},
 		{&oauth2.RetrieveError{Response: &http.Response{StatusCode: 503}, ErrorCode: "x"}, KindTransient},
-		{fmt.Errorf("wrapped: %w", ErrAuthRevoked), KindAuthRevoked},
+		{fmt.Errorf("wrapped: %w", calclient.ErrAuthRevoked), KindAuthRevoked},
 		{store.ErrLeaseLost, KindLeaseLost},
 		{status.Error(codes.Aborted, "contention"), KindTransient},
 		{status.Error(codes.Unavailable, "down"), KindTransient},

@@ -1,0 +1,78 @@
+// Package renewchannels is the RenewChannels function: Cloud Scheduler calls
+// it hourly (OIDC), and each call runs the renewal engine (shared/renewer)
+// once and answers its summary.
+package renewchannels
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"cloud.google.com/go/firestore"
+
+	"github.com/calsync/calsync/shared/config"
+	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/pubsubx"
+	"github.com/calsync/calsync/shared/renewer"
+	"github.com/calsync/calsync/shared/startup"
+	"github.com/calsync/calsync/shared/store"
+)
+
+// Handler runs one renewal per request.
+type Handler struct {
+	Renewer *renewer.Renewer
+	Logger  *slog.Logger
+}
+
+// New builds the function from its config with its own Firestore and Pub/Sub
+// clients (ADC, or the emulators named by FIRESTORE_EMULATOR_HOST /
+// PUBSUB_EMULATOR_HOST). close releases them.
+func New(ctx context.Context, cfg config.RenewChannels, logger *slog.Logger) (h *Handler, close func(), err error) {
+	fs, err := firestore.NewClientWithDatabase(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
+	if err != nil {
+		return nil, nil, fmt.Errorf("firestore: %w", err)
+	}
+	ps, err := pubsubx.NewClient(ctx, cfg.ProjectID, "")
+	if err != nil {
+		fs.Close()
+		return nil, nil, err
+	}
+	pub := pubsubx.NewPublisher(ps, cfg.NotificationsTopic, false)
+	close = func() { pub.Stop(); ps.Close(); fs.Close() }
+	r, err := renewer.New(cfg, store.New(fs), pub, logger)
+	if err != nil {
+		close()
+		return nil, nil, err
+	}
+	return &Handler{Renewer: r, Logger: logger}, close, nil
+}
+
+// ServeHTTP runs one renewal and answers its Summary as JSON: 200 when the
+// run happened (single failures are in the summary and logged as
+// renew_failure), 500 when it could not run at all (Scheduler retries;
+// overlapping runs are safe).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodPost && req.Method != http.MethodGet {
+		w.Header().Set("Allow", "POST, GET")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	run := *h.Renewer // a copy per request: its logger carries the request's trace
+	run.Logger = h.Logger.With(logging.TraceAttrs(run.ProjectID, req)...)
+	sum, err := run.Run(req.Context())
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		run.Logger.ErrorContext(req.Context(), "renew run failed", logging.KeyEvent, logging.EventRenewFailure,
+			logging.KeyStep, "run", logging.KeyError, err.Error())
+		w.WriteHeader(http.StatusInternalServerError)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": "renewal run failed"})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(sum)
+}
+
+// Handle is the RenewChannels entry point: built on the first request (no
+// work in init); while it cannot start it answers 503 and retries later.
+var Handle = startup.HTTP(startup.Function("RenewChannels", New))

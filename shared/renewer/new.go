@@ -1,0 +1,30 @@
+package renewer
+
+import (
+	"log/slog"
+
+	"github.com/calsync/calsync/shared/channels"
+	"github.com/calsync/calsync/shared/channeltoken"
+	"github.com/calsync/calsync/shared/config"
+	"github.com/calsync/calsync/shared/credentials"
+	"github.com/calsync/calsync/shared/store"
+)
+
+// New builds a Renewer from RenewChannels' config on the given store and
+// publisher (the function's own clients, or the CLI's): Calendar access,
+// the channel manager, and the Revoker that stops a dead grant's channels.
+func New(cfg config.RenewChannels, st *store.Store, pub Publisher, logger *slog.Logger) (*Renewer, error) {
+	tokens, err := channeltoken.Parse(cfg.ChannelTokenKeys)
+	if err != nil {
+		return nil, err
+	}
+	access, err := credentials.NewAccess(cfg.Calendar, st, logger)
+	if err != nil {
+		return nil, err
+	}
+	mgr := &channels.Manager{Store: st, Calendars: access.Calendars, Tokens: tokens, WebhookURL: cfg.WebhookURL,
+		TTL: cfg.ChannelTTL, Logger: logger}
+	access.Revoker.Stopper = mgr
+	return &Renewer{ProjectID: cfg.ProjectID, Store: st, Access: access, Channels: mgr, Publisher: pub,
+		RenewBefore: cfg.RenewBefore, ReconcileAfter: cfg.ReconcileAfter, Concurrency: cfg.Concurrency, Logger: logger}, nil
+}
