@@ -28,6 +28,9 @@ const (
 	KeyDurationMs  = "durationMs"
 	KeyRerunReason = "rerunReason"
 	KeyLagMs       = "lagMs"
+	KeyStale       = "stale"    // listed versions older than the mirror's, left alone
+	KeyProblems    = "problems" // events stored only in part (calsyncProblem)
+	KeyEventID     = "eventId"
 
 	KeyRenewed    = "renewed"
 	KeyCreated    = "created"
@@ -55,6 +58,8 @@ const (
 	EventSync                 = "sync"                  // SyncWorker: one sync done
 	EventSyncError            = "sync_error"            // SyncWorker: a sync failed
 	EventFullResync           = "full_resync"           // SyncWorker: 410, token dead
+	EventLeaseLost            = "lease_lost"            // SyncWorker: a sync stopped because its lease was taken or could not be renewed (WARNING)
+	EventUnstorable           = "event_unstorable"      // SyncWorker: an event stored only in part (ERROR)
 	EventAuthRevoked          = "auth_revoked"          // any: invalid_grant
 	EventRenewRun             = "renew_run"             // RenewChannels: run summary
 	EventRenewFailure         = "renew_failure"         // RenewChannels: one item failed

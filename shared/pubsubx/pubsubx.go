@@ -4,7 +4,6 @@
 package pubsubx
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -83,6 +82,8 @@ func EnsureSubscription(ctx context.Context, c *pubsub.Client, topicID, subID st
 
 // Publisher publishes and waits for the server to take each message.
 type Publisher struct {
+	c       *pubsub.Client
+	topic   string // full resource name
 	p       *pubsub.Publisher
 	ordered bool
 }
@@ -91,7 +92,7 @@ type Publisher struct {
 func NewPublisher(c *pubsub.Client, topicID string, ordered bool) *Publisher {
 	p := c.Publisher(topicID)
 	p.EnableMessageOrdering = ordered
-	return &Publisher{p: p, ordered: ordered}
+	return &Publisher{c: c, topic: TopicName(c.Project(), topicID), p: p, ordered: ordered}
 }
 
 // HoldAtMost bounds how long a message waits for others to share its batch.
@@ -128,25 +129,42 @@ type Message struct {
 	Attributes map[string]string
 }
 
-// PublishAll publishes msgs in order under one ordering key: it starts every
-// publish (the client batches them) and returns nil only once Pub/Sub has
-// stored every one.
+// Limits of one Publish request (Pub/Sub: 1,000 messages, 10 MB).
+const (
+	maxRequestMessages = 1000
+	maxRequestBytes    = 9 << 20
+)
+
+// PublishAll publishes msgs in order under one ordering key and returns nil
+// only once Pub/Sub has stored every one. Unlike Publish it sends the
+// requests itself, with ctx: the client library sends its batches on a
+// context of its own, so a request could still go out after the caller gave
+// up; here none is sent after ctx's deadline, and the server drops one that
+// arrives later than that deadline. Requests go one after another (at most
+// 1,000 messages or 9 MB each), which keeps the order.
 func (p *Publisher) PublishAll(ctx context.Context, orderingKey string, msgs []Message) error {
-	results := make([]*pubsub.PublishResult, len(msgs))
-	for i, m := range msgs {
-		results[i] = p.PublishAsync(ctx, m.Data, m.Attributes, orderingKey)
+	if !p.ordered {
+		orderingKey = ""
 	}
-	failed, first := 0, error(nil)
-	for _, r := range results {
-		if _, err := r.Get(ctx); err != nil {
-			failed++
-			first = cmp.Or(first, err)
+	for len(msgs) > 0 {
+		req := &pubsubpb.PublishRequest{Topic: p.topic}
+		size := 0
+		for len(msgs) > 0 && len(req.Messages) < maxRequestMessages {
+			m := msgs[0]
+			n := len(m.Data) + len(orderingKey) + 64
+			for k, v := range m.Attributes {
+				n += len(k) + len(v)
+			}
+			if len(req.Messages) > 0 && size+n > maxRequestBytes {
+				break
+			}
+			size += n
+			req.Messages = append(req.Messages, &pubsubpb.PubsubMessage{Data: m.Data, Attributes: m.Attributes, OrderingKey: orderingKey})
+			msgs = msgs[1:]
 		}
-	}
-	if failed > 0 {
-		// An ordered key pauses after an error; let the retry go.
-		p.Resume(orderingKey)
-		return fmt.Errorf("%w: %d of %d messages: %w", ErrNotPublished, failed, len(msgs), first)
+		if _, err := p.c.TopicAdminClient.Publish(ctx, req); err != nil {
+			return fmt.Errorf("%w: %d messages to %s: %w", ErrNotPublished, len(req.Messages), p.topic, err)
+		}
 	}
 	return nil
 }

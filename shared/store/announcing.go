@@ -22,25 +22,32 @@ func (s *Store) announcingRef(key string) *firestore.DocumentRef {
 	return s.CalendarRef(key).Collection(CollSyncState).Doc(docAnnouncing)
 }
 
-// MarkAnnouncing records ids before their "created" changes are published.
-func (s *Store) MarkAnnouncing(ctx context.Context, key string, ids []string) error {
+// MarkAnnouncing records ids before their "created" changes are published
+// (a fenced write: only the lease holder's).
+func (s *Store) MarkAnnouncing(ctx context.Context, key string, l Lease, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := s.announcingRef(key).Set(ctx, map[string]any{fieldAnnounced: firestore.ArrayUnion(anySlice(ids)...)}, firestore.MergeAll)
-	return err
+	b, err := s.fenced(key, l)
+	if err != nil {
+		return err
+	}
+	b.Set(s.announcingRef(key), map[string]any{fieldAnnounced: firestore.ArrayUnion(anySlice(ids)...)}, firestore.MergeAll)
+	return commitFenced(ctx, b)
 }
 
 // UnmarkAnnouncing drops ids whose documents are written (or resolved).
-func (s *Store) UnmarkAnnouncing(ctx context.Context, key string, ids []string) error {
+func (s *Store) UnmarkAnnouncing(ctx context.Context, key string, l Lease, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := s.announcingRef(key).Update(ctx, []firestore.Update{{Path: fieldAnnounced, Value: firestore.ArrayRemove(anySlice(ids)...)}})
-	if isNotFound(err) {
-		return nil
+	b, err := s.fenced(key, l)
+	if err != nil {
+		return err
 	}
-	return err
+	// Set with merge, not Update: the record may not exist.
+	b.Set(s.announcingRef(key), map[string]any{fieldAnnounced: firestore.ArrayRemove(anySlice(ids)...)}, firestore.MergeAll)
+	return commitFenced(ctx, b)
 }
 
 // Announcing returns the ids left by syncs that died between publishing and

@@ -6,12 +6,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"cloud.google.com/go/firestore"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/api/calendar/v3"
 	"google.golang.org/api/iterator"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Derived fields added to every event document next to Google's own fields.
@@ -26,6 +30,19 @@ const (
 // 1 MiB document limit (see MaxEventJSON).
 const FieldTruncated = "calsyncTruncated"
 
+// FieldProblem marks an event Firestore could not store as Google sent it:
+// the document holds what could be stored, and says why (ProblemTooLarge,
+// ProblemTimeOutOfRange, or ProblemRejected with Firestore's reason). The
+// change feed still carries the whole event.
+const FieldProblem = "calsyncProblem"
+
+// Values of FieldProblem.
+const (
+	ProblemTooLarge       = "too_large"         // over MaxEventJSON even without description and attendees
+	ProblemTimeOutOfRange = "time_out_of_range" // a start or end outside Firestore's timestamps (years 1-9999)
+	ProblemRejected       = "rejected"          // Firestore refused the document
+)
+
 // MaxEventJSON bounds the event JSON stored in one document: Firestore
 // refuses documents over 1 MiB, and one refused document would block its
 // calendar's sync forever. A bigger event is stored without its largest
@@ -34,6 +51,12 @@ const FieldTruncated = "calsyncTruncated"
 const MaxEventJSON = 900 * 1024
 
 var derived = []string{FieldStartTime, FieldEndTime, FieldSyncedAt}
+
+// Firestore stores timestamps from 0001-01-01 to 9999-12-31 (UTC).
+var (
+	minTimestamp = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTimestamp = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+)
 
 // EventDoc turns an event, as Google returns it, into the document stored at
 // calendars/{key}/events/{id}: the API's JSON field names and values (integers
@@ -52,19 +75,66 @@ func EventDoc(ev *calendar.Event, loc *time.Location, syncedAt time.Time) (map[s
 		delete(doc, "description")
 		delete(doc, "attendees")
 		doc[FieldTruncated] = true
+		if rest, _ := json.Marshal(doc); len(rest) > MaxEventJSON {
+			doc = MinimalEventDoc(ev, ProblemTooLarge)
+		}
 	}
 	start := ev.Start
 	if start == nil {
 		start = ev.OriginalStartTime // a cancelled occurrence carries only this
 	}
-	if t, ok := eventTime(start, loc); ok {
-		doc[FieldStartTime] = t
-	}
-	if t, ok := eventTime(ev.End, loc); ok {
-		doc[FieldEndTime] = t
+	for field, when := range map[string]*calendar.EventDateTime{FieldStartTime: start, FieldEndTime: ev.End} {
+		t, ok := eventTime(when, loc)
+		switch {
+		case !ok:
+		case t.Before(minTimestamp) || t.After(maxTimestamp):
+			// Firestore would refuse the whole document: store it without
+			// the derived field, flagged.
+			doc[FieldProblem] = ProblemTimeOutOfRange
+		default:
+			doc[field] = t
+		}
 	}
 	doc[FieldSyncedAt] = syncedAt.UTC()
 	return doc, nil
+}
+
+// MinimalEventDoc is what is stored of an event Firestore cannot take whole:
+// its identity, version and timing fields as Google sent them (no derived
+// timestamps), flagged with problem. Never refused: its strings are short and
+// its values plain.
+func MinimalEventDoc(ev *calendar.Event, problem string) map[string]any {
+	doc := map[string]any{"kind": "calendar#event", "id": ev.Id, "etag": ev.Etag, "status": ev.Status,
+		"updated": ev.Updated, "sequence": ev.Sequence, FieldTruncated: true, FieldProblem: problem}
+	if ev.RecurringEventId != "" {
+		doc["recurringEventId"] = ev.RecurringEventId
+	}
+	if n := min(len(ev.Recurrence), 50); n > 0 {
+		rules := make([]any, n)
+		for i, r := range ev.Recurrence[:n] {
+			rules[i] = clip(r, 1024)
+		}
+		doc["recurrence"] = rules
+	}
+	for name, t := range map[string]*calendar.EventDateTime{"start": ev.Start, "end": ev.End, "originalStartTime": ev.OriginalStartTime} {
+		if t != nil {
+			doc[name] = map[string]any{"date": clip(t.Date, 64), "dateTime": clip(t.DateTime, 64), "timeZone": clip(t.TimeZone, 64)}
+		}
+	}
+	if ev.Summary != "" {
+		doc["summary"] = clip(ev.Summary, 1024)
+	}
+	return doc
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // EventJSON is the inverse of EventDoc: the event's JSON as Google sent it
@@ -176,6 +246,8 @@ type EventMeta struct {
 	ID               string
 	Exists           bool
 	Etag             string
+	Updated          string // RFC 3339, as Google sent it
+	Sequence         int64
 	Status           string
 	RecurringEventID string
 	Series           bool // a recurring series master (has recurrence)
@@ -188,6 +260,8 @@ func metaOf(snap *firestore.DocumentSnapshot) EventMeta {
 	}
 	d := snap.Data()
 	m.Etag, _ = d["etag"].(string)
+	m.Updated, _ = d["updated"].(string)
+	m.Sequence, _ = d["sequence"].(int64)
 	m.Status, _ = d["status"].(string)
 	m.RecurringEventID, _ = d["recurringEventId"].(string)
 	_, m.Series = d["recurrence"]
@@ -255,10 +329,20 @@ func (s *Store) ForEachEvent(ctx context.Context, key string, fn func(id, etag s
 	}
 }
 
-// EventWrite is one write of an event document: Doc set, or deleted when Doc is nil.
+// EventWrite is one write of an event document: Doc set, or deleted when
+// Doc is nil. Delta is its change to eventCount: +1 for a document created,
+// -1 for one deleted, 0 for one replaced.
 type EventWrite struct {
+	ID    string
+	Doc   map[string]any
+	Delta int64
+}
+
+// Rejected is an event write Firestore refused on its own (InvalidArgument:
+// e.g. a value it cannot store). Nothing of it was written.
+type Rejected struct {
 	ID  string
-	Doc map[string]any
+	Err error
 }
 
 // Write batching: a page's writes go out as WriteBatch commits of at most
@@ -271,34 +355,73 @@ const (
 	writeParallel = 8
 )
 
-// WriteEvents applies writes in parallel batched commits and returns the
-// first error. Documents are replaced whole (Set), never merged. Each batch
-// is atomic; a failed call may have applied some batches (callers retry the
-// whole, idempotent, set of writes).
-func (s *Store) WriteEvents(ctx context.Context, key string, writes []EventWrite) error {
+// WriteEvents applies writes under the lease l in parallel batched commits.
+// Documents are replaced whole (Set), never merged. Each batch is atomic and
+// fenced (fence.go) and adds its own writes to the calendar's eventCount and
+// changeCount, so the counters are exact whatever fails; a failed call may
+// have applied some batches: callers re-read and re-plan rather than resend.
+// A batch Firestore refuses as invalid is retried write by write, and the
+// writes refused on their own come back as rejected, the others applied.
+// ErrLeaseLost once another worker took the lease.
+func (s *Store) WriteEvents(ctx context.Context, key string, l Lease, writes []EventWrite) (rejected []Rejected, err error) {
 	if len(writes) == 0 {
-		return nil
+		return nil, nil
 	}
 	size := min(max((len(writes)+writeParallel-1)/writeParallel, minBatch), maxBatch)
-	col := s.Events(key)
-	g, ctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(writeParallel)
+	var mu sync.Mutex
 	for i := 0; i < len(writes); i += size {
 		part := writes[i:min(i+size, len(writes))]
 		g.Go(func() error {
-			b := s.Client.Batch() //lint:ignore SA1019 batches of ≤500 are the fastest bulk write (see above)
-			for _, w := range part {
-				if w.Doc == nil {
-					b.Delete(col.Doc(w.ID))
-				} else {
-					b.Set(col.Doc(w.ID), w.Doc)
+			err := s.writeBatch(gctx, key, l, part)
+			if status.Code(err) != codes.InvalidArgument || len(part) == 1 {
+				if status.Code(err) == codes.InvalidArgument {
+					mu.Lock()
+					rejected = append(rejected, Rejected{ID: part[0].ID, Err: err})
+					mu.Unlock()
+					return nil
 				}
+				return err
 			}
-			if _, err := b.Commit(ctx); err != nil {
-				return fmt.Errorf("write %d events from %s: %w", len(part), part[0].ID, err)
+			for _, w := range part { // find the refused one(s)
+				if err := s.writeBatch(gctx, key, l, []EventWrite{w}); status.Code(err) == codes.InvalidArgument {
+					mu.Lock()
+					rejected = append(rejected, Rejected{ID: w.ID, Err: err})
+					mu.Unlock()
+				} else if err != nil {
+					return err
+				}
 			}
 			return nil
 		})
 	}
-	return g.Wait()
+	return rejected, g.Wait()
+}
+
+// writeBatch commits writes, the fence and their counter increments at once.
+func (s *Store) writeBatch(ctx context.Context, key string, l Lease, writes []EventWrite) error {
+	b, err := s.fenced(key, l)
+	if err != nil {
+		return err
+	}
+	col := s.Events(key)
+	var delta int64
+	for _, w := range writes {
+		if w.Doc == nil {
+			b.Delete(col.Doc(w.ID))
+		} else {
+			b.Set(col.Doc(w.ID), w.Doc)
+		}
+		delta += w.Delta
+	}
+	ups := []firestore.Update{{Path: "changeCount", Value: firestore.Increment(len(writes))}}
+	if delta != 0 {
+		ups = append(ups, firestore.Update{Path: "eventCount", Value: firestore.Increment(delta)})
+	}
+	b.Update(s.CalendarRef(key), ups)
+	if err := commitFenced(ctx, b); err != nil {
+		return fmt.Errorf("write %d events from %s: %w", len(writes), writes[0].ID, err)
+	}
+	return nil
 }

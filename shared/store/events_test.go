@@ -41,6 +41,8 @@ func TestEventDocRoundTrip(t *testing.T) {
 	}
 	defer fs.Close()
 	s := New(fs)
+	l := holdLease(t, s, "odd@x")
+	ckey := CalendarKey("odd@x")
 	ev := oddEvent()
 	allDay := &calendar.Event{Id: "allday1", Etag: `"2"`, Status: "confirmed",
 		Start: &calendar.EventDateTime{Date: "2026-07-04"}, End: &calendar.EventDateTime{Date: "2026-07-05"}}
@@ -58,10 +60,10 @@ func TestEventDocRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.WriteEvents(ctx, "ckey", []EventWrite{{ID: tc.ev.Id, Doc: doc}}); err != nil {
+		if _, err := s.WriteEvents(ctx, ckey, l, []EventWrite{{ID: tc.ev.Id, Doc: doc}}); err != nil {
 			t.Fatal(err)
 		}
-		snap, err := s.Events("ckey").Doc(tc.ev.Id).Get(ctx)
+		snap, err := s.Events(ckey).Doc(tc.ev.Id).Get(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,10 +99,10 @@ func TestEventDocRoundTrip(t *testing.T) {
 	if doc[FieldTruncated] != true || doc["description"] != nil || doc["summary"] != huge.Summary {
 		t.Fatalf("oversize doc: truncated=%v", doc[FieldTruncated])
 	}
-	if err := s.WriteEvents(ctx, "ckey", []EventWrite{{ID: huge.Id, Doc: doc}}); err != nil {
+	if _, err := s.WriteEvents(ctx, ckey, l, []EventWrite{{ID: huge.Id, Doc: doc}}); err != nil {
 		t.Fatal(err)
 	}
-	m, err := s.GetEvents(ctx, "ckey", []string{"abc123", "nothere"})
+	m, err := s.GetEvents(ctx, ckey, []string{"abc123", "nothere"})
 	if err != nil {
 		t.Fatal(err)
 	}

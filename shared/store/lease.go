@@ -15,9 +15,14 @@ var ErrLeaseLost = errors.New("store: lease lost")
 
 // Lease identifies one holder of a calendar's lease and how long it lasts.
 type Lease struct {
-	Owner    string        // unique per acquisition (e.g. a UUID)
+	Owner    string        // unique per acquisition ("instance/uuid")
 	Duration time.Duration // leaseUntil = now + Duration, renewed by Heartbeat
 	Now      func() time.Time
+	// Fence is set by Admit when the lease is taken; every write under the
+	// lease carries it (fence.go).
+	Fence Fence
+	// Until is leaseUntil as this holder last wrote it (Admit, Heartbeat).
+	Until time.Time
 }
 
 func (l Lease) now() time.Time {
@@ -53,6 +58,7 @@ type Request struct {
 type Admission struct {
 	Outcome  Outcome
 	Calendar Calendar // as read
+	Lease    Lease    // OutcomeSync: the caller's lease with its fence
 }
 
 // decide is the coalescing rule, a pure function of the calendar document.
@@ -93,6 +99,8 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 	}
 	var a Admission
 	ref := s.CalendarRef(key)
+	var gen int64
+	var until time.Time
 	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		a = Admission{}
 		snap, err := tx.Get(ref)
@@ -110,9 +118,16 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 		a.Outcome = decide(a.Calendar, r, now)
 		switch a.Outcome {
 		case OutcomeSync:
+			// A new generation; the fence document moves with it, which
+			// fences out every earlier holder's writes.
+			gen, until = a.Calendar.LeaseGen+1, now.Add(l.Duration)
+			if err := tx.Set(s.fenceRef(key), map[string]any{"gen": gen, "owner": l.Owner, "takenAt": now}); err != nil {
+				return err
+			}
 			return tx.Update(ref, []firestore.Update{
 				{Path: "leaseOwner", Value: l.Owner},
-				{Path: "leaseUntil", Value: now.Add(l.Duration)},
+				{Path: "leaseGen", Value: gen},
+				{Path: "leaseUntil", Value: until},
 				{Path: "updatedAt", Value: now},
 			})
 		case OutcomeMarkedDirty:
@@ -133,6 +148,14 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 	})
 	if err != nil {
 		return Admission{}, fmt.Errorf("admit %s: %w", key, err)
+	}
+	if a.Outcome == OutcomeSync {
+		l.Fence, err = s.readFence(ctx, key, l, gen)
+		if err != nil {
+			return Admission{}, err
+		}
+		l.Until = until
+		a.Lease = l
 	}
 	return a, nil
 }
@@ -209,33 +232,34 @@ func (s *Store) leased(tx *firestore.Transaction, ref *firestore.DocumentRef, l 
 	if err := snap.DataTo(&c); err != nil {
 		return c, err
 	}
-	if c.LeaseOwner != l.Owner {
+	if c.LeaseOwner != l.Owner || c.LeaseGen != l.Fence.Gen {
 		return c, ErrLeaseLost
 	}
 	return c, nil
 }
 
-// Heartbeat extends the lease while a long sync runs; ErrLeaseLost if
-// another worker holds it.
-func (s *Store) Heartbeat(ctx context.Context, key string, l Lease) error {
+// Heartbeat extends the lease while a long sync runs and returns its new
+// end; ErrLeaseLost if another worker holds it.
+func (s *Store) Heartbeat(ctx context.Context, key string, l Lease) (time.Time, error) {
 	defer s.lockCalendar(key)()
 	ref := s.CalendarRef(key)
-	return s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	var until time.Time
+	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		if _, err := s.leased(tx, ref, l); err != nil {
 			return err
 		}
-		return tx.Update(ref, []firestore.Update{{Path: "leaseUntil", Value: l.now().Add(l.Duration)}})
+		until = l.now().Add(l.Duration)
+		return tx.Update(ref, []firestore.Update{{Path: "leaseUntil", Value: until}})
 	})
+	return until, err
 }
 
 // Completion is what a finished round reports.
 type Completion struct {
-	Round   Round
-	Token   string // nextSyncToken of the last page
-	Changes int    // change messages published
-	// EventDelta is added to eventCount (incremental rounds); for full rounds
-	// EventCount is the exact number of documents after the sweep.
-	EventDelta int64
+	Round Round
+	Token string // nextSyncToken of the last page
+	// EventCount, for full rounds, is the number of documents after the
+	// sweep (eventCount is otherwise kept by the fenced event batches).
 	EventCount int64
 	// HandOver releases the lease even if the calendar is dirty (the flag
 	// stays): the holder has run long enough; the next message takes over.
@@ -262,7 +286,6 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 			{Path: "lastSyncedAt", Value: now},
 			{Path: "lastCompletedSyncStartedAt", Value: done.Round.StartedAt},
 			{Path: "syncCount", Value: firestore.Increment(1)},
-			{Path: "changeCount", Value: firestore.Increment(done.Changes)},
 			{Path: "updatedAt", Value: now},
 		}
 		if done.Round.Full {
@@ -270,8 +293,6 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 				firestore.Update{Path: "lastFullSyncAt", Value: now},
 				firestore.Update{Path: "fullSyncCount", Value: firestore.Increment(1)},
 				firestore.Update{Path: "eventCount", Value: done.EventCount})
-		} else if done.EventDelta != 0 {
-			ups = append(ups, firestore.Update{Path: "eventCount", Value: firestore.Increment(done.EventDelta)})
 		}
 		if again {
 			ups = append(ups, firestore.Update{Path: "leaseUntil", Value: now.Add(l.Duration)})

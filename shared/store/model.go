@@ -53,8 +53,11 @@ type Calendar struct {
 	// notification received before it is already covered.
 	LastCompletedSyncStartedAt time.Time `firestore:"lastCompletedSyncStartedAt,omitempty"`
 
-	// The lease: one sync per calendar at a time.
+	// The lease: one sync per calendar at a time. LeaseOwner is unique per
+	// acquisition ("instance/uuid"); LeaseGen counts acquisitions and is the
+	// fencing token every write under the lease carries (see fence.go).
 	LeaseOwner string    `firestore:"leaseOwner,omitempty"`
+	LeaseGen   int64     `firestore:"leaseGen,omitempty"`
 	LeaseUntil time.Time `firestore:"leaseUntil,omitempty"`
 	// Dirty: a notification arrived while a sync ran; the sync goes round once more.
 	Dirty      bool      `firestore:"dirty"`
@@ -62,11 +65,13 @@ type Calendar struct {
 	// FullResyncRequested: a full_resync request arrived while a sync ran.
 	FullResyncRequested bool `firestore:"fullResyncRequested,omitempty"`
 
-	// Counters.
-	EventCount    int64 `firestore:"eventCount"`
-	SyncCount     int64 `firestore:"syncCount"`
+	// Counters, each updated atomically with what it counts: eventCount and
+	// changeCount in the same fenced batch as the event writes they count,
+	// syncCount and fullSyncCount in the transaction that completes a round.
+	EventCount    int64 `firestore:"eventCount"` // event documents in the mirror
+	SyncCount     int64 `firestore:"syncCount"`  // completed rounds
 	FullSyncCount int64 `firestore:"fullSyncCount"`
-	ChangeCount   int64 `firestore:"changeCount"`
+	ChangeCount   int64 `firestore:"changeCount"` // event documents written or deleted (changed versions only)
 
 	CreatedAt time.Time `firestore:"createdAt"`
 	UpdatedAt time.Time `firestore:"updatedAt"`

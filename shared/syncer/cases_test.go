@@ -107,7 +107,7 @@ func TestSyncTokenGone(t *testing.T) {
 	e.insert("new")
 	// A document the calendar never had (e.g. left by an old bug) is swept too.
 	stray, _ := store.EventDoc(&calendar.Event{Id: "stray0001", Etag: `"1"`, Status: "confirmed"}, nil, time.Now())
-	if err := e.st.WriteEvents(e.ctx, e.key, []store.EventWrite{{ID: "stray0001", Doc: stray}}); err != nil {
+	if _, err := e.st.Events(e.key).Doc("stray0001").Set(e.ctx, stray); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.srv.InvalidateSyncTokens(e.calID); err != nil {
@@ -485,10 +485,13 @@ func TestHeartbeatKeepsLongSync(t *testing.T) {
 	e := newEnv(t)
 	e.insert("a")
 	slow := syncer.ServicesFunc(func(ctx context.Context, _ store.Calendar) (*calendar.Service, error) {
-		time.Sleep(1200 * time.Millisecond) // four lease lengths
+		time.Sleep(7 * time.Second) // over two lease lengths
 		return e.svc, nil
 	})
-	s := e.syncer(func(o *syncer.Options) { o.Services = slow; o.LeaseDuration = 300 * time.Millisecond })
+	// (The lease leaves a heartbeat about a second to get through: far
+	// shorter leases are shorter than a Firestore transaction on a loaded
+	// machine under -race, and the holder would rightly give them up.)
+	s := e.syncer(func(o *syncer.Options) { o.Services = slow; o.LeaseDuration = 3 * time.Second })
 	e.mustNotify(s, messages.StateSync)
 	if c := e.calendar(); c.SyncToken == "" || c.LeaseOwner != "" {
 		t.Fatalf("long sync did not complete: %+v", c)

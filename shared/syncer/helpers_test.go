@@ -25,16 +25,17 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 type env struct {
-	t     testing.TB
-	ctx   context.Context
-	srv   *calendaremu.Server
-	base  string
-	svc   *calendar.Service
-	fs    *firestore.Client
-	st    *store.Store
-	rec   *syncertest.Recorder
-	calID string
-	key   string
+	t       testing.TB
+	ctx     context.Context
+	srv     *calendaremu.Server
+	base    string
+	svc     *calendar.Service
+	fs      *firestore.Client
+	st      *store.Store
+	rec     *syncertest.Recorder
+	calID   string
+	key     string
+	project string
 }
 
 func newEnv(t testing.TB) *env {
@@ -47,13 +48,14 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs, err := firestore.NewClient(ctx, testenv.ProjectID(t))
+	project := testenv.ProjectID(t)
+	fs, err := firestore.NewClient(ctx, project)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fs.Close() })
 	e := &env{t: t, ctx: ctx, srv: srv, base: base, svc: svc, fs: fs, st: store.New(fs), rec: &syncertest.Recorder{},
-		calID: calendaremu.DefaultUser}
+		calID: calendaremu.DefaultUser, project: project}
 	e.key, err = e.st.RegisterCalendar(ctx, store.Calendar{CalendarID: e.calID, AuthMode: store.AuthADC})
 	if err != nil {
 		t.Fatal(err)

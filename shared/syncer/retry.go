@@ -94,9 +94,11 @@ func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal sto
 	kind := Classify(err)
 	switch kind {
 	case KindLeaseLost:
-		// Another worker took over after our lease expired; its sync started
-		// after this notification, so it covers it.
-		log.Warn("lease lost during sync; the new holder covers this notification", logging.KeyEvent, logging.EventSyncError,
+		// Another worker took over after our lease expired (or will: we
+		// could not renew it in time); its sync starts after this
+		// notification, so it covers it. Nothing of ours was written after
+		// the takeover: every write is fenced.
+		log.Warn("lease lost during sync; the next holder covers this notification", logging.KeyEvent, logging.EventLeaseLost,
 			logging.KeyReason, kind.String(), logging.KeyError, err.Error())
 		return nil
 	case KindAuthRevoked:

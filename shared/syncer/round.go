@@ -19,20 +19,41 @@ type result struct {
 	full                                       bool
 	token                                      string
 	pages, listed, written, deleted, unchanged int
-	changes                                    int
-	delta                                      int64 // created - deleted
-	count                                      int64 // full rounds: documents after the sweep
+	stale                                      int // listed versions older than the mirror's: not written
+	problems                                   int // events stored only in part (store.FieldProblem)
+	changes                                    int // change messages published
+	count                                      int64
+}
+
+// tally is what one flush did; merged into the round's result only once the
+// flush succeeded, so a page retried after a failure is not counted twice.
+type tally struct {
+	written, deleted, unchanged, stale, changes int
+	problems                                    []problem
+}
+
+type problem struct{ id, reason string }
+
+func (r *result) add(t tally) {
+	r.written += t.written
+	r.deleted += t.deleted
+	r.unchanged += t.unchanged
+	r.stale += t.stale
+	r.changes += t.changes
+	r.problems += len(t.problems)
 }
 
 func (r *result) completion(rd store.Round, handOver bool) store.Completion {
 	return store.Completion{Round: store.Round{StartedAt: rd.StartedAt, Full: r.full}, Token: r.token,
-		Changes: r.changes, EventDelta: r.delta, EventCount: r.count, HandOver: handOver}
+		EventCount: r.count, HandOver: handOver}
 }
 
 // roundState is the memory of one round: ids only, never events, except the
 // rare cancelled exceptions whose series is not known yet.
 type roundState struct {
 	key, calendarID string
+	h               *holding
+	log             *slog.Logger
 	full            bool
 	listed          map[string]struct{} // full rounds: every id the listing returned
 	series          map[string]bool     // masters seen in this round: live (true) or cancelled (false)
@@ -44,14 +65,14 @@ type roundState struct {
 
 // round runs one sync: incremental with rd.Token, or full (with a sweep).
 // A 410 fullSyncRequired turns an incremental round into a full one.
-func (s *Syncer) round(ctx context.Context, log *slog.Logger, key string, rd store.Round) (*result, error) {
+func (s *Syncer) round(ctx context.Context, log *slog.Logger, h *holding, rd store.Round) (*result, error) {
 	svc, err := retry(ctx, s, func() (*calendar.Service, error) { return s.o.Services.Service(ctx, rd.Calendar) })
 	if err != nil {
 		return nil, err
 	}
-	st := &roundState{key: key, calendarID: rd.Calendar.CalendarID, res: &result{}}
+	st := &roundState{key: h.key, calendarID: rd.Calendar.CalendarID, h: h, log: log, res: &result{}}
 	// Ids whose "created" a dead sync published without writing them.
-	leftover, err := retry(ctx, s, func() ([]string, error) { return s.o.Store.Announcing(ctx, key) })
+	leftover, err := retry(ctx, s, func() ([]string, error) { return s.o.Store.Announcing(ctx, h.key) })
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +91,7 @@ func (s *Syncer) round(ctx context.Context, log *slog.Logger, key string, rd sto
 	// data, and etags make it idempotent), start a fresh listing.
 	prev := st.res
 	st.res = &result{full: true, pages: prev.pages, listed: prev.listed, written: prev.written, deleted: prev.deleted,
-		unchanged: prev.unchanged, changes: prev.changes}
+		unchanged: prev.unchanged, stale: prev.stale, problems: prev.problems, changes: prev.changes}
 	st.full = true
 	st.listed = make(map[string]struct{})
 	st.series = nil
@@ -91,31 +112,29 @@ func (s *Syncer) resolveGhosts(ctx context.Context, st *roundState, leftover []s
 	if len(leftover) == 0 {
 		return nil
 	}
-	have, err := retry(ctx, s, func() (map[string]store.EventMeta, error) { return s.o.Store.GetEvents(ctx, st.key, leftover) })
-	if err != nil {
-		return err
-	}
-	var msgs []pubsubx.Message
-	syncedAt := s.now()
-	for _, id := range leftover {
-		if have[id].Exists || s.o.Publisher == nil {
-			continue
-		}
-		m, err := changeMessage(st, id, messages.ChangeDeleted, &pending{}, syncedAt)
+	return s.try(ctx, func() error {
+		have, err := s.o.Store.GetEvents(ctx, st.key, leftover)
 		if err != nil {
 			return err
 		}
-		msgs = append(msgs, m)
-	}
-	if len(msgs) > 0 {
-		if err := s.try(ctx, func() error { return s.o.Publisher.PublishAll(ctx, st.key, msgs) }); err != nil {
+		var msgs []pubsubx.Message
+		syncedAt := s.now()
+		for _, id := range leftover {
+			if have[id].Exists || s.o.Publisher == nil {
+				continue
+			}
+			m, err := changeMessage(st, id, messages.ChangeDeleted, &pending{}, syncedAt)
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, m)
+		}
+		if err := s.publish(ctx, st, msgs); err != nil {
 			return err
 		}
-		s.stats.changes.Add(int64(len(msgs)))
 		st.res.changes += len(msgs)
-	}
-	err = s.try(ctx, func() error { return s.o.Store.UnmarkAnnouncing(ctx, st.key, leftover) })
-	return err
+		return s.o.Store.UnmarkAnnouncing(ctx, st.key, st.h.lease, leftover)
+	})
 }
 
 // listAll follows every page of one listing, writing each page before the
@@ -192,6 +211,12 @@ type pageBatch struct {
 	existing map[string]store.EventMeta
 	plan     map[string]*pending
 	order    []string
+	orphans  []*calendar.Event // cancelled exceptions whose series is not known yet
+	stale    int               // items older than the mirror's version: left alone
+}
+
+func newBatch(existing map[string]store.EventMeta) *pageBatch {
+	return &pageBatch{existing: existing, plan: map[string]*pending{}}
 }
 
 func (b *pageBatch) current(id string) store.EventMeta {
@@ -199,8 +224,8 @@ func (b *pageBatch) current(id string) store.EventMeta {
 		if p.doc == nil {
 			return store.EventMeta{ID: id}
 		}
-		return store.EventMeta{ID: id, Exists: true, Etag: p.ev.Etag, Status: p.ev.Status, RecurringEventID: p.ev.RecurringEventId,
-			Series: len(p.ev.Recurrence) > 0}
+		return store.EventMeta{ID: id, Exists: true, Etag: p.ev.Etag, Updated: p.ev.Updated, Sequence: p.ev.Sequence,
+			Status: p.ev.Status, RecurringEventID: p.ev.RecurringEventId, Series: len(p.ev.Recurrence) > 0}
 	}
 	return b.existing[id]
 }
@@ -217,8 +242,20 @@ func (b *pageBatch) put(id string, before store.EventMeta, ev *calendar.Event, d
 	b.order = append(b.order, id)
 }
 
-// applyPage reads the page's documents in one GetAll, plans the writes
-// (only changed etags), publishes their change messages and then writes them.
+// older reports whether item is an older version of the event than cur
+// holds: a stored event is never replaced by an older one.
+func (b *pageBatch) older(ev *calendar.Event, cur store.EventMeta) bool {
+	if cur.Exists && compareVersions(ev.Updated, ev.Sequence, ev.Etag, cur.Updated, cur.Sequence, cur.Etag) < 0 {
+		b.stale++
+		return true
+	}
+	return false
+}
+
+// applyPage writes one page: it reads the page's documents in one GetAll,
+// plans the writes (changed, newer versions only), publishes their change
+// messages and then writes them. A failure retries the whole page from a
+// fresh read, so nothing half-applied is applied twice.
 func (s *Syncer) applyPage(ctx context.Context, st *roundState, items []*calendar.Event) error {
 	if len(items) == 0 {
 		return nil
@@ -236,22 +273,34 @@ func (s *Syncer) applyPage(ctx context.Context, st *roundState, items []*calenda
 		if ev.Status == "cancelled" && ev.RecurringEventId != "" {
 			add(ev.RecurringEventId) // is the series alive?
 		}
-	}
-	existing, err := retry(ctx, s, func() (map[string]store.EventMeta, error) { return s.o.Store.GetEvents(ctx, st.key, ids) })
-	if err != nil {
-		return err
-	}
-	b := &pageBatch{existing: existing, plan: make(map[string]*pending, len(items))}
-	syncedAt := s.now()
-	for _, ev := range items {
 		if st.full {
 			st.listed[ev.Id] = struct{}{}
 		}
-		if err := s.plan(ctx, st, b, ev, syncedAt); err != nil {
-			return err
+		if ev.RecurringEventId == "" && (len(ev.Recurrence) > 0 || ev.Status == "cancelled") {
+			if st.series == nil {
+				st.series = make(map[string]bool)
+			}
+			st.series[ev.Id] = ev.Status != "cancelled"
 		}
 	}
-	return s.flush(ctx, st, b, syncedAt)
+	return s.try(ctx, func() error {
+		existing, err := s.o.Store.GetEvents(ctx, st.key, ids)
+		if err != nil {
+			return err
+		}
+		b := newBatch(existing)
+		syncedAt := s.now()
+		for _, ev := range items {
+			if err := s.plan(ctx, st, b, ev, syncedAt); err != nil {
+				return err
+			}
+		}
+		if err := s.flush(ctx, st, b, syncedAt); err != nil {
+			return err
+		}
+		st.orphans = append(st.orphans, b.orphans...)
+		return nil
+	})
 }
 
 func (st *roundState) seriesLive(b *pageBatch, master string) (live, known bool) {
@@ -269,16 +318,13 @@ func (st *roundState) seriesLive(b *pageBatch, master string) (live, known bool)
 }
 
 func (s *Syncer) plan(ctx context.Context, st *roundState, b *pageBatch, ev *calendar.Event, syncedAt time.Time) error {
-	if ev.RecurringEventId == "" && len(ev.Recurrence) > 0 || ev.RecurringEventId == "" && ev.Status == "cancelled" {
-		if st.series == nil {
-			st.series = make(map[string]bool)
-		}
-		st.series[ev.Id] = ev.Status != "cancelled"
-	}
 	switch {
 	case ev.Status == "cancelled" && ev.RecurringEventId == "":
 		// A deletion: the event, and if it was a series, its exceptions.
 		cur := b.current(ev.Id)
+		if b.older(ev, cur) {
+			return nil
+		}
 		if cur.Exists {
 			b.put(ev.Id, store.EventMeta{}, ev, nil)
 		}
@@ -294,7 +340,7 @@ func (s *Syncer) plan(ctx context.Context, st *roundState, b *pageBatch, ev *cal
 			// common in full listings; this spares each a query.
 			return nil
 		}
-		exc, err := retry(ctx, s, func() ([]store.EventMeta, error) { return s.o.Store.Exceptions(ctx, st.key, ev.Id) })
+		exc, err := s.o.Store.Exceptions(ctx, st.key, ev.Id)
 		if err != nil {
 			return err
 		}
@@ -311,7 +357,7 @@ func (s *Syncer) plan(ctx context.Context, st *roundState, b *pageBatch, ev *cal
 		// A cancelled occurrence: kept while its series lives.
 		live, known := st.seriesLive(b, ev.RecurringEventId)
 		if !known {
-			st.orphans = append(st.orphans, ev)
+			b.orphans = append(b.orphans, ev)
 			return nil
 		}
 		if !live {
@@ -320,6 +366,9 @@ func (s *Syncer) plan(ctx context.Context, st *roundState, b *pageBatch, ev *cal
 			}
 			return nil
 		}
+	}
+	if b.older(ev, b.current(ev.Id)) {
+		return nil
 	}
 	doc, err := store.EventDoc(ev, st.loc, syncedAt)
 	if err != nil {
@@ -337,67 +386,80 @@ func (s *Syncer) resolveOrphans(ctx context.Context, st *roundState) error {
 		return nil
 	}
 	orphans := st.orphans
-	st.orphans = nil
 	ids := make([]string, 0, 2*len(orphans))
 	for _, ev := range orphans {
 		ids = append(ids, ev.Id, ev.RecurringEventId)
 	}
-	existing, err := retry(ctx, s, func() (map[string]store.EventMeta, error) { return s.o.Store.GetEvents(ctx, st.key, ids) })
-	if err != nil {
-		return err
-	}
-	b := &pageBatch{existing: existing, plan: make(map[string]*pending)}
-	syncedAt := s.now()
-	for _, ev := range orphans {
-		live, known := st.series[ev.RecurringEventId]
-		if !known && !st.full {
-			m := existing[ev.RecurringEventId]
-			live = m.Exists && m.Status != "cancelled"
-		}
-		if !live {
-			if b.current(ev.Id).Exists {
-				b.put(ev.Id, store.EventMeta{}, ev, nil)
-			}
-			continue
-		}
-		doc, err := store.EventDoc(ev, st.loc, syncedAt)
+	err := s.try(ctx, func() error {
+		existing, err := s.o.Store.GetEvents(ctx, st.key, ids)
 		if err != nil {
 			return err
 		}
-		b.put(ev.Id, store.EventMeta{ID: ev.Id}, ev, doc)
+		b := newBatch(existing)
+		syncedAt := s.now()
+		for _, ev := range orphans {
+			live, known := st.series[ev.RecurringEventId]
+			if !known && !st.full {
+				m := existing[ev.RecurringEventId]
+				live = m.Exists && m.Status != "cancelled"
+			}
+			cur := b.current(ev.Id)
+			if b.older(ev, cur) {
+				continue
+			}
+			if !live {
+				if cur.Exists {
+					b.put(ev.Id, store.EventMeta{}, ev, nil)
+				}
+				continue
+			}
+			doc, err := store.EventDoc(ev, st.loc, syncedAt)
+			if err != nil {
+				return err
+			}
+			b.put(ev.Id, store.EventMeta{ID: ev.Id}, ev, doc)
+		}
+		return s.flush(ctx, st, b, syncedAt)
+	})
+	if err == nil {
+		st.orphans = nil
 	}
-	return s.flush(ctx, st, b, syncedAt)
+	return err
 }
 
-// flush publishes the page's change messages (and waits for Pub/Sub), then
-// writes the documents: a crash in between re-sends, never loses.
+// flush publishes a batch's change messages (and waits for Pub/Sub), then
+// writes the documents, fenced: a crash in between re-sends, never loses. The
+// round's result is updated only once it all succeeded.
 func (s *Syncer) flush(ctx context.Context, st *roundState, b *pageBatch, syncedAt time.Time) error {
+	t := tally{stale: b.stale}
 	var writes []store.EventWrite
 	var msgs []pubsubx.Message
 	var created []string
 	for _, id := range b.order {
 		p := b.plan[id]
 		var kind string
+		w := store.EventWrite{ID: id, Doc: p.doc}
 		switch {
 		case p.doc == nil && !p.before.Exists:
 			continue // created and deleted within the page, or never there
 		case p.doc == nil:
-			kind = messages.ChangeDeleted
-			st.res.deleted++
-			st.res.delta--
+			kind, w.Delta = messages.ChangeDeleted, -1
+			t.deleted++
 		case p.before.Exists && p.before.Etag == p.ev.Etag:
-			st.res.unchanged++
+			t.unchanged++
 			continue
 		case p.before.Exists:
 			kind = messages.ChangeUpdated
-			st.res.written++
+			t.written++
 		default:
-			kind = messages.ChangeCreated
-			st.res.written++
-			st.res.delta++
+			kind, w.Delta = messages.ChangeCreated, 1
+			t.written++
 			created = append(created, id)
 		}
-		writes = append(writes, store.EventWrite{ID: id, Doc: p.doc})
+		if reason, ok := p.doc[store.FieldProblem].(string); ok {
+			t.problems = append(t.problems, problem{id, reason})
+		}
+		writes = append(writes, w)
 		if s.o.Publisher != nil {
 			m, err := changeMessage(st, id, kind, p, syncedAt)
 			if err != nil {
@@ -406,33 +468,42 @@ func (s *Syncer) flush(ctx context.Context, st *roundState, b *pageBatch, synced
 			msgs = append(msgs, m)
 		}
 	}
-	return s.publishAndWrite(ctx, st, writes, msgs, created)
-}
-
-// publishAndWrite publishes a page's changes, then writes its documents. The
-// ids announced as created are recorded first and dropped after the write, so
-// a sync killed in between can be made good by the next round (resolveGhosts).
-func (s *Syncer) publishAndWrite(ctx context.Context, st *roundState, writes []store.EventWrite, msgs []pubsubx.Message, created []string) error {
 	if len(writes) == 0 {
+		st.res.add(t)
 		return nil
 	}
 	if len(msgs) == 0 {
 		created = nil // nothing announced, nothing to record
 	}
-	if err := s.try(ctx, func() error { return s.o.Store.MarkAnnouncing(ctx, st.key, created) }); err != nil {
+	// Record the ids announced as created before announcing them, so a sync
+	// killed before writing them leaves no ghost (resolveGhosts).
+	if err := s.o.Store.MarkAnnouncing(ctx, st.key, st.h.lease, created); err != nil {
 		return err
 	}
-	if len(msgs) > 0 {
-		if err := s.try(ctx, func() error { return s.o.Publisher.PublishAll(ctx, st.key, msgs) }); err != nil {
+	if err := s.publish(ctx, st, msgs); err != nil {
+		return err
+	}
+	t.changes = len(msgs)
+	rejected, err := s.o.Store.WriteEvents(ctx, st.key, st.h.lease, writes)
+	if err != nil {
+		return err
+	}
+	for _, r := range rejected {
+		p := b.plan[r.ID]
+		doc := store.MinimalEventDoc(p.ev, store.ProblemRejected)
+		w := store.EventWrite{ID: r.ID, Doc: doc}
+		if !p.before.Exists {
+			w.Delta = 1
+		}
+		if again, err := s.o.Store.WriteEvents(ctx, st.key, st.h.lease, []store.EventWrite{w}); err != nil || len(again) > 0 {
+			if err == nil {
+				err = again[0].Err
+			}
 			return err
 		}
-		s.stats.changes.Add(int64(len(msgs)))
-		st.res.changes += len(msgs)
+		t.problems = append(t.problems, problem{r.ID, store.ProblemRejected + ": " + clipError(r.Err)})
 	}
-	if err := s.try(ctx, func() error { return s.o.Store.WriteEvents(ctx, st.key, writes) }); err != nil {
-		return err
-	}
-	if err := s.try(ctx, func() error { return s.o.Store.UnmarkAnnouncing(ctx, st.key, created) }); err != nil {
+	if err := s.o.Store.UnmarkAnnouncing(ctx, st.key, st.h.lease, created); err != nil {
 		return err
 	}
 	for _, w := range writes {
@@ -442,7 +513,22 @@ func (s *Syncer) publishAndWrite(ctx context.Context, st *roundState, writes []s
 			s.stats.writes.Add(1)
 		}
 	}
+	s.stats.changes.Add(int64(len(msgs)))
+	for _, p := range t.problems {
+		// Stored as far as it could be, flagged; the sync goes on.
+		st.log.Error("event stored in part: Firestore cannot hold it as Google sent it", logging.KeyEvent, logging.EventUnstorable,
+			logging.KeyEventID, p.id, logging.KeyReason, p.reason)
+	}
+	st.res.add(t)
 	return nil
+}
+
+func clipError(err error) string {
+	msg := err.Error()
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	return msg
 }
 
 func changeMessage(st *roundState, id, kind string, p *pending, syncedAt time.Time) (pubsubx.Message, error) {
@@ -473,14 +559,14 @@ func changeMessage(st *roundState, id, kind string, p *pending, syncedAt time.Ti
 // chunks, publishing a deleted change for each.
 func (s *Syncer) sweep(ctx context.Context, st *roundState) error {
 	const chunk = 500
-	var gone []store.EventMeta
+	var gone []string
 	var total int64
 	err := s.try(ctx, func() error {
 		gone, total = gone[:0], 0
 		return s.o.Store.ForEachEvent(ctx, st.key, func(id, etag string) error {
 			total++
 			if _, ok := st.listed[id]; !ok {
-				gone = append(gone, store.EventMeta{ID: id, Exists: true, Etag: etag})
+				gone = append(gone, id)
 			}
 			return nil
 		})
@@ -490,12 +576,21 @@ func (s *Syncer) sweep(ctx context.Context, st *roundState) error {
 	}
 	syncedAt := s.now()
 	for i := 0; i < len(gone); i += chunk {
-		b := &pageBatch{existing: map[string]store.EventMeta{}, plan: map[string]*pending{}}
-		for _, m := range gone[i:min(i+chunk, len(gone))] {
-			b.existing[m.ID] = m
-			b.put(m.ID, m, nil, nil)
-		}
-		if err := s.flush(ctx, st, b, syncedAt); err != nil {
+		ids := gone[i:min(i+chunk, len(gone))]
+		err := s.try(ctx, func() error {
+			existing, err := s.o.Store.GetEvents(ctx, st.key, ids)
+			if err != nil {
+				return err
+			}
+			b := newBatch(existing)
+			for _, id := range ids {
+				if m := existing[id]; m.Exists {
+					b.put(id, m, nil, nil)
+				}
+			}
+			return s.flush(ctx, st, b, syncedAt)
+		})
+		if err != nil {
 			return err
 		}
 	}

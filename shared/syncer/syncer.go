@@ -6,7 +6,9 @@ package syncer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,6 +88,11 @@ type Options struct {
 	RetryInitial time.Duration
 	PageSize     int64 // events.list maxResults (default 2500)
 
+	// Instance names this process in lease owners ("instance/uuid"), so an
+	// operator (or a test) can tell which instance holds a calendar
+	// (default: "p" + pid + "-" + a random suffix).
+	Instance string
+
 	Now func() time.Time
 	// OnSync, if set, sees every completed round (tests and benchmarks).
 	OnSync func(Report)
@@ -102,6 +109,8 @@ type Report struct {
 	Written     int
 	Deleted     int
 	Unchanged   int
+	Stale       int // listed versions older than the mirror's: not written, not announced
+	Problems    int // events stored only in part
 	Changes     int
 	// Lag is completion minus the oldest covered notification's receivedAt (0: unknown).
 	Lag         time.Duration
@@ -155,6 +164,9 @@ func New(o Options) *Syncer {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Instance == "" {
+		o.Instance = fmt.Sprintf("p%d-%s", os.Getpid(), uuid.NewString()[:6])
+	}
 	if o.Revoker == nil {
 		o.Revoker = &credentials.Revoker{Store: o.Store, Logger: o.Logger}
 	}
@@ -176,7 +188,7 @@ func (s *Syncer) now() time.Time { return s.o.Now().UTC() }
 func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification) error {
 	log := s.o.Logger.With(logging.KeyCalendarKey, n.CalendarKey)
 	s.markSeen(n.CalendarKey)
-	lease := store.Lease{Owner: uuid.NewString(), Duration: s.o.LeaseDuration, Now: s.o.Now}
+	lease := store.Lease{Owner: s.o.Instance + "/" + uuid.NewString(), Duration: s.o.LeaseDuration, Now: s.o.Now}
 	req := store.Request{
 		ReceivedAt:  n.ReceivedAt,
 		FullResync:  n.ResourceState == messages.StateFullResync,
@@ -215,20 +227,21 @@ func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification
 		return nil
 	}
 	log = log.With(logging.KeyCalendarID, adm.Calendar.CalendarID)
-	return s.syncUnderLease(ctx, log, n, adm.Calendar, lease, req.FullResync)
+	return s.syncUnderLease(ctx, log, n, adm.Calendar, newHolding(n.CalendarKey, adm.Lease), req.FullResync)
 }
 
 // syncUnderLease runs rounds while the calendar keeps getting dirty, then
 // lets the lease go. A heartbeat extends the lease; losing it cancels the work.
-func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n messages.Notification, cal store.Calendar, lease store.Lease, full bool) error {
+func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n messages.Notification, cal store.Calendar, hl *holding, full bool) error {
 	key := n.CalendarKey
+	lease := hl.lease
 	h := &held{}
 	s.held.Store(key, h)
 	defer s.held.CompareAndDelete(key, h)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	hbDone := make(chan struct{})
-	go s.heartbeat(ctx, cancel, key, lease, hbDone)
+	go s.keepLease(ctx, cancel, log, hl, hbDone)
 	defer func() { cancel(nil); <-hbDone }()
 
 	prevStart := cal.LastSyncStartedAt
@@ -260,7 +273,7 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 		if rd.Full && reason == "dirty" && rd.Calendar.FullResyncRequested {
 			reason = messages.StateFullResync
 		}
-		res, err := s.round(ctx, log, key, rd)
+		res, err := s.round(ctx, log, hl, rd)
 		if err == nil {
 			var again bool
 			handOver := s.now().Sub(sessionStart) >= s.o.MaxSession
@@ -295,26 +308,6 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 	}
 }
 
-func (s *Syncer) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, key string, lease store.Lease, done chan<- struct{}) {
-	defer close(done)
-	t := time.NewTicker(lease.Duration / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			err := s.o.Store.Heartbeat(ctx, key, lease)
-			if errors.Is(err, store.ErrLeaseLost) {
-				cancel(store.ErrLeaseLost)
-				return
-			}
-			// Other errors: try again at the next tick; the lease has two more
-			// thirds of its life.
-		}
-	}
-}
-
 func (s *Syncer) report(log *slog.Logger, key string, rd store.Round, res *result, oldest time.Time, reason string) {
 	done := s.now()
 	s.stats.rounds.Add(1)
@@ -323,12 +316,18 @@ func (s *Syncer) report(log *slog.Logger, key string, rd store.Round, res *resul
 		kind = "full"
 	}
 	r := Report{CalendarKey: key, Full: res.full, StartedAt: rd.StartedAt, CompletedAt: done, Pages: res.pages,
-		Listed: res.listed, Written: res.written, Deleted: res.deleted, Unchanged: res.unchanged, Changes: res.changes,
+		Listed: res.listed, Written: res.written, Deleted: res.deleted, Unchanged: res.unchanged, Stale: res.stale, Problems: res.problems, Changes: res.changes,
 		RerunReason: reason}
 	attrs := []any{logging.KeyEvent, logging.EventSync, logging.KeySyncKind, kind, logging.KeyPages, res.pages,
 		logging.KeyListed, res.listed, logging.KeyWritten, res.written, logging.KeyDeleted, res.deleted,
 		logging.KeyUnchanged, res.unchanged, logging.KeyDurationMs, done.Sub(rd.StartedAt).Milliseconds(),
 		logging.KeyRerunReason, reason}
+	if res.stale > 0 {
+		attrs = append(attrs, logging.KeyStale, res.stale)
+	}
+	if res.problems > 0 {
+		attrs = append(attrs, logging.KeyProblems, res.problems)
+	}
 	if !oldest.IsZero() {
 		r.Lag = done.Sub(oldest)
 		attrs = append(attrs, logging.KeyLagMs, r.Lag.Milliseconds())
