@@ -36,10 +36,13 @@ func New(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger) (w *Wo
 		return nil, nil, err
 	}
 	pub := pubsubx.NewPublisher(ps, cfg.ChangesTopic, true)
+	requests := pubsubx.NewPublisher(ps, cfg.NotificationsTopic, false)
 	w = &Worker{Logger: logger, Syncer: syncer.New(syncer.Options{
 		Store:         st,
 		Services:      access.Calendars,
 		Publisher:     pub,
+		Requests:      requests,
+		MaxSession:    cfg.MaxSession,
 		Revoker:       access.Revoker,
 		Logger:        logger,
 		LeaseDuration: cfg.LeaseDuration,
@@ -47,7 +50,7 @@ func New(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger) (w *Wo
 		QuietPeriod:   cfg.QuietPeriod,
 		RetryBudget:   cfg.RetryBudget,
 	})}
-	return w, func() { pub.Stop(); ps.Close(); fs.Close() }, nil
+	return w, func() { pub.Stop(); requests.Stop(); ps.Close(); fs.Close() }, nil
 }
 
 var worker = startup.Function("SyncWorker", New)

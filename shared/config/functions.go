@@ -73,6 +73,11 @@ type SyncWorker struct {
 	QuietPeriod time.Duration `env:"QUIET_PERIOD, default=300ms"`
 	// RetryBudget bounds in-process retries before Pub/Sub redelivers.
 	RetryBudget time.Duration `env:"RETRY_BUDGET, default=120s"`
+	// MaxSession bounds one invocation's work on a calendar, under the
+	// function's timeout: a longer sync stops at a checkpoint and asks for
+	// its continuation on NOTIFICATIONS_TOPIC.
+	MaxSession         time.Duration `env:"MAX_SESSION, default=5m"`
+	NotificationsTopic string        `env:"NOTIFICATIONS_TOPIC, default=calsync-notifications"`
 }
 
 // Validate reports every problem with the SyncWorker config.
@@ -84,6 +89,8 @@ func (c SyncWorker) Validate() error {
 		positive("RERUN_INTERVAL", c.RerunInterval),
 		positive("QUIET_PERIOD", c.QuietPeriod),
 		positive("RETRY_BUDGET", c.RetryBudget),
+		positive("MAX_SESSION", c.MaxSession),
+		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic),
 	}
 	if c.QuietPeriod > 0 && c.RerunInterval > 0 && c.QuietPeriod >= c.RerunInterval {
 		errs = append(errs, fmt.Errorf("QUIET_PERIOD (%s) must be shorter than RERUN_INTERVAL (%s)", c.QuietPeriod, c.RerunInterval))

@@ -19,18 +19,22 @@ const (
 	KeyCredentialID  = "credentialId"
 	KeyMessageID     = "messageId" // a Pub/Sub message id
 
-	KeySyncKind    = "syncKind" // full or incremental
-	KeyPages       = "pages"
-	KeyListed      = "listed"
-	KeyWritten     = "written"
-	KeyDeleted     = "deleted"
-	KeyUnchanged   = "unchanged"
-	KeyDurationMs  = "durationMs"
-	KeyRerunReason = "rerunReason"
-	KeyLagMs       = "lagMs"
-	KeyStale       = "stale"    // listed versions older than the mirror's, left alone
-	KeyProblems    = "problems" // events stored only in part (calsyncProblem)
-	KeyEventID     = "eventId"
+	KeySyncKind          = "syncKind" // full or incremental
+	KeyPages             = "pages"
+	KeyListed            = "listed"
+	KeyWritten           = "written"
+	KeyDeleted           = "deleted"
+	KeyUnchanged         = "unchanged"
+	KeyDurationMs        = "durationMs"
+	KeyRerunReason       = "rerunReason"
+	KeyLagMs             = "lagMs"
+	KeyStale             = "stale"    // listed versions older than the mirror's, left alone
+	KeyProblems          = "problems" // events stored only in part (calsyncProblem)
+	KeyEventID           = "eventId"
+	KeyInvocations       = "invocations" // invocations a long round has taken
+	KeyResumed           = "resumed"     // the round continued one stopped at a checkpoint
+	KeyMidRound          = "midRound"    // a session handed over inside a round (at a checkpoint)
+	KeyContinuationAsked = "continuationAsked"
 
 	KeyRenewed    = "renewed"
 	KeyCreated    = "created"

@@ -46,6 +46,15 @@ func (n Notification) Attributes() map[string]string {
 	return map[string]string{AttrCalendarKey: n.CalendarKey, AttrResourceState: n.ResourceState}
 }
 
+// Request is calsync's own sync request for a calendar (state
+// StateReconcile or StateFullResync), ready to publish on the notifications
+// topic.
+func Request(calendarKey, state string, now time.Time) (data []byte, attrs map[string]string, err error) {
+	n := Notification{ResourceState: state, CalendarKey: calendarKey, ReceivedAt: now.UTC()}
+	data, err = json.Marshal(n)
+	return data, n.Attributes(), err
+}
+
 // ErrInvalid marks a message that can never be processed (acknowledge it).
 var ErrInvalid = errors.New("invalid message")
 

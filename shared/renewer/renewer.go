@@ -13,7 +13,6 @@ package renewer
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -261,12 +260,11 @@ func (r *Renewer) askReconcile(ctx context.Context, key string) error {
 // Ask publishes a sync request (messages.StateReconcile or StateFullResync)
 // for a calendar to the notifications topic.
 func Ask(ctx context.Context, p Publisher, calendarKey, state string, now time.Time) error {
-	n := messages.Notification{ResourceState: state, CalendarKey: calendarKey, ReceivedAt: now.UTC()}
-	data, err := json.Marshal(n)
+	data, attrs, err := messages.Request(calendarKey, state, now)
 	if err != nil {
 		return err
 	}
-	return p.Publish(ctx, data, n.Attributes(), "")
+	return p.Publish(ctx, data, attrs, "")
 }
 
 func (r *Renewer) failure(ctx context.Context, key, step string, err error) {

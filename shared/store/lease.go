@@ -184,6 +184,11 @@ type Round struct {
 	Token      string    // the stored sync token ("" when Full)
 	DirtySince time.Time // oldest notification this round covers because the calendar was dirty (zero if not dirty)
 	Calendar   Calendar  // as read at the start
+	// Resume, when set, is the checkpoint of a round an earlier holder
+	// stopped between pages: this round continues it. StartedAt is then the
+	// original round's start (what the round covers), and the calendar stays
+	// dirty, so a fresh round follows and covers what came since.
+	Resume *Checkpoint
 }
 
 // StartRound begins a sync round under the lease: it clears the dirty flag
@@ -198,6 +203,10 @@ func (s *Store) StartRound(ctx context.Context, key string, l Lease, forceFull b
 		if err != nil {
 			return err
 		}
+		cp, err := s.readCheckpoint(tx, key)
+		if err != nil {
+			return err
+		}
 		now := l.now()
 		rd = Round{StartedAt: now, Calendar: c, Token: c.SyncToken}
 		rd.Full = forceFull || c.FullResyncRequested || c.SyncToken == ""
@@ -207,14 +216,30 @@ func (s *Store) StartRound(ctx context.Context, key string, l Lease, forceFull b
 		if c.Dirty {
 			rd.DirtySince = c.DirtySince
 		}
-		return tx.Update(ref, []firestore.Update{
-			{Path: "dirty", Value: false},
-			{Path: "dirtySince", Value: firestore.Delete},
+		ups := []firestore.Update{
 			{Path: "fullResyncRequested", Value: firestore.Delete},
 			{Path: "lastSyncStartedAt", Value: now},
 			{Path: "leaseUntil", Value: now.Add(l.Duration)},
 			{Path: "updatedAt", Value: now},
-		})
+		}
+		switch {
+		case cp != nil && (cp.Full || !rd.Full):
+			// Continue the stopped round. It covers only what came before
+			// its start: stay dirty so that a fresh round follows.
+			rd.Resume, rd.StartedAt, rd.Full, rd.Token = cp, cp.StartedAt, cp.Full, cp.Token
+			ups = append(ups, firestore.Update{Path: "dirty", Value: true})
+			if !c.Dirty {
+				ups = append(ups, firestore.Update{Path: "dirtySince", Value: cp.StartedAt})
+			}
+		default:
+			// A full resync was asked for and the stopped round was not
+			// full: start over.
+			if err := s.deleteCheckpoint(tx, key, cp); err != nil {
+				return err
+			}
+			ups = append(ups, firestore.Update{Path: "dirty", Value: false}, firestore.Update{Path: "dirtySince", Value: firestore.Delete})
+		}
+		return tx.Update(ref, ups)
 	})
 	if err != nil {
 		return Round{}, fmt.Errorf("start sync of %s: %w", key, err)
@@ -267,10 +292,11 @@ type Completion struct {
 }
 
 // Complete records a finished round in one transaction: the new sync token,
-// lastSyncedAt, lastCompletedSyncStartedAt and the counters. If the calendar
-// became dirty during the round the lease is kept (extended) and again is
-// true: the caller must run another round. Otherwise (or on HandOver) the
-// lease is released.
+// lastSyncedAt, lastCompletedSyncStartedAt, the counters, and the removal of
+// the round's checkpoint. again is true if the calendar became dirty during
+// the round: the lease is then kept (extended) and the caller must run
+// another round, unless HandOver, which releases it all the same (the dirty
+// flag stays for the next holder).
 func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completion) (again bool, err error) {
 	defer s.lockCalendar(key)()
 	ref := s.CalendarRef(key)
@@ -279,8 +305,15 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 		if err != nil {
 			return err
 		}
+		cp, err := s.readCheckpoint(tx, key)
+		if err != nil {
+			return err
+		}
+		if err := s.deleteCheckpoint(tx, key, cp); err != nil {
+			return err
+		}
 		now := l.now()
-		again = c.Dirty && !done.HandOver
+		again = c.Dirty
 		ups := []firestore.Update{
 			{Path: "syncToken", Value: done.Token},
 			{Path: "lastSyncedAt", Value: now},
@@ -294,7 +327,7 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 				firestore.Update{Path: "fullSyncCount", Value: firestore.Increment(1)},
 				firestore.Update{Path: "eventCount", Value: done.EventCount})
 		}
-		if again {
+		if again && !done.HandOver {
 			ups = append(ups, firestore.Update{Path: "leaseUntil", Value: now.Add(l.Duration)})
 		} else {
 			ups = append(ups,
@@ -310,20 +343,29 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 }
 
 // Release gives the lease up after a failed round (the dirty flag stays, so
-// whoever syncs next goes round for it). No-op if l no longer holds it.
-func (s *Store) Release(ctx context.Context, key string, l Lease) error {
+// whoever syncs next goes round for it), or, with markDirty, to hand a round
+// stopped at a checkpoint over to the next invocation (the calendar is marked
+// dirty, so the next message takes over even if it is covered). No-op if l no
+// longer holds it.
+func (s *Store) Release(ctx context.Context, key string, l Lease, markDirty bool) error {
 	defer s.lockCalendar(key)()
 	ref := s.CalendarRef(key)
 	return s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		if _, err := s.leased(tx, ref, l); err != nil {
+		c, err := s.leased(tx, ref, l)
+		if err != nil {
 			if errors.Is(err, ErrLeaseLost) {
 				return nil
 			}
 			return err
 		}
-		return tx.Update(ref, []firestore.Update{
+		now := l.now()
+		ups := []firestore.Update{
 			{Path: "leaseOwner", Value: firestore.Delete},
-			{Path: "leaseUntil", Value: l.now()}, // released: expired now (queries can compare it)
-		})
+			{Path: "leaseUntil", Value: now}, // released: expired now (queries can compare it)
+		}
+		if markDirty && !c.Dirty {
+			ups = append(ups, firestore.Update{Path: "dirty", Value: true}, firestore.Update{Path: "dirtySince", Value: now})
+		}
+		return tx.Update(ref, ups)
 	})
 }

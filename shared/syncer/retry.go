@@ -103,7 +103,7 @@ func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal sto
 		return nil
 	case KindAuthRevoked:
 		rerr := s.o.Revoker.Revoked(ctx, cal, err)
-		if lerr := s.o.Store.Release(ctx, key, lease); lerr != nil {
+		if lerr := s.o.Store.Release(ctx, key, lease, false); lerr != nil {
 			rerr = errors.Join(rerr, lerr)
 		}
 		if rerr != nil {
@@ -121,7 +121,7 @@ func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal sto
 		}
 		return nil
 	}
-	if rerr := s.o.Store.Release(ctx, key, lease); rerr != nil {
+	if rerr := s.o.Store.Release(ctx, key, lease, false); rerr != nil {
 		err = errors.Join(err, fmt.Errorf("release lease: %w", rerr))
 	}
 	log.Error("sync failed; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,

@@ -23,6 +23,7 @@ type result struct {
 	problems                                   int // events stored only in part (store.FieldProblem)
 	changes                                    int // change messages published
 	count                                      int64
+	invocations                                int // invocations the round took (>1: resumed from a checkpoint)
 }
 
 // tally is what one flush did; merged into the round's result only once the
@@ -54,6 +55,11 @@ type roundState struct {
 	key, calendarID string
 	h               *holding
 	log             *slog.Logger
+	startedAt       time.Time // what the round covers (the original start of a resumed round)
+	stopAt          time.Time // the session's end: stop at the next checkpoint after it
+	token           string    // incremental rounds: the sync token the listing started from
+	chunks          int       // full rounds: chunks checkpointed so far
+	invocations     int       // invocations this round has taken, this one included
 	full            bool
 	listed          map[string]struct{} // full rounds: every id the listing returned
 	series          map[string]bool     // masters seen in this round: live (true) or cancelled (false)
@@ -63,22 +69,44 @@ type roundState struct {
 	res             *result
 }
 
-// round runs one sync: incremental with rd.Token, or full (with a sweep).
-// A 410 fullSyncRequired turns an incremental round into a full one.
-func (s *Syncer) round(ctx context.Context, log *slog.Logger, h *holding, rd store.Round) (*result, error) {
+// round runs one sync: incremental with rd.Token, or full (with a sweep),
+// or the rest of a round an earlier invocation stopped (rd.Resume). A 410
+// fullSyncRequired turns an incremental round into a full one. errStopped:
+// the session's time ran out at a checkpoint; the next invocation continues.
+func (s *Syncer) round(ctx context.Context, log *slog.Logger, h *holding, rd store.Round, stopAt time.Time) (*result, error) {
 	svc, err := retry(ctx, s, func() (*calendar.Service, error) { return s.o.Services.Service(ctx, rd.Calendar) })
 	if err != nil {
 		return nil, err
 	}
-	st := &roundState{key: h.key, calendarID: rd.Calendar.CalendarID, h: h, log: log, res: &result{}}
+	st := &roundState{key: h.key, calendarID: rd.Calendar.CalendarID, h: h, log: log, startedAt: rd.StartedAt, stopAt: stopAt,
+		invocations: 1, res: &result{}}
 	// Ids whose "created" a dead sync published without writing them.
 	leftover, err := retry(ctx, s, func() ([]string, error) { return s.o.Store.Announcing(ctx, h.key) })
 	if err != nil {
 		return nil, err
 	}
-	if !rd.Full {
-		err = s.listAll(ctx, svc, st, rd.Token)
+	full, startPage := rd.Full, ""
+	st.token = rd.Token
+	if cp := rd.Resume; cp != nil {
+		if err := s.restore(ctx, st, cp); err != nil {
+			return nil, err
+		}
+		startPage = cp.PageToken
+		log.Info("resuming a sync stopped at a checkpoint", logging.KeyPages, cp.Pages, logging.KeyListed, cp.Listed,
+			logging.KeyInvocations, st.invocations)
+	}
+	if !full {
+		err = s.listAll(ctx, svc, st, rd.Token, startPage)
+		if startPage != "" && resumeRefused(err) {
+			// The stopped listing cannot go on: start this round over.
+			if err := s.discard(ctx, st, rd.Resume); err != nil {
+				return nil, err
+			}
+			st.res, startPage = &result{}, ""
+			err = s.listAll(ctx, svc, st, rd.Token, "")
+		}
 		if err == nil {
+			st.res.invocations = st.invocations
 			return st.res, s.resolveGhosts(ctx, st, leftover)
 		}
 		if Classify(err) != KindSyncTokenGone {
@@ -86,22 +114,35 @@ func (s *Syncer) round(ctx context.Context, log *slog.Logger, h *holding, rd sto
 		}
 		log.Warn("sync token no longer valid (410); full resync with mark and sweep", logging.KeyEvent, logging.EventFullResync,
 			logging.KeyError, err.Error())
+		startPage = ""
 	}
-	// Full: keep what an interrupted incremental listing wrote (it is newer
-	// data, and etags make it idempotent), start a fresh listing.
-	prev := st.res
-	st.res = &result{full: true, pages: prev.pages, listed: prev.listed, written: prev.written, deleted: prev.deleted,
-		unchanged: prev.unchanged, stale: prev.stale, problems: prev.problems, changes: prev.changes}
-	st.full = true
-	st.listed = make(map[string]struct{})
-	st.series = nil
-	st.orphans = nil
-	if err := s.listAll(ctx, svc, st, ""); err != nil {
+	if startPage == "" {
+		// A fresh full listing. Keep what an interrupted incremental listing
+		// wrote (it is newer data, and etags make it idempotent).
+		prev := st.res
+		st.res = &result{pages: prev.pages, listed: prev.listed, written: prev.written, deleted: prev.deleted,
+			unchanged: prev.unchanged, stale: prev.stale, problems: prev.problems, changes: prev.changes}
+		st.listed = make(map[string]struct{})
+		st.series = nil
+		st.orphans = nil
+		st.chunks = 0
+	}
+	st.full, st.res.full = true, true
+	err = s.listAll(ctx, svc, st, "", startPage)
+	if startPage != "" && resumeRefused(err) {
+		if err := s.discard(ctx, st, rd.Resume); err != nil {
+			return nil, err
+		}
+		st.res, st.listed, st.series, st.orphans, st.chunks = &result{full: true}, map[string]struct{}{}, nil, nil, 0
+		err = s.listAll(ctx, svc, st, "", "")
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := s.sweep(ctx, st); err != nil {
 		return nil, err
 	}
+	st.res.invocations = st.invocations
 	return st.res, s.resolveGhosts(ctx, st, leftover)
 }
 
@@ -141,7 +182,7 @@ func (s *Syncer) resolveGhosts(ctx context.Context, st *roundState, leftover []s
 // next is processed (the next page is fetched while the current one is
 // written: at most two pages in memory), then resolves orphans. The token
 // comes from the last page.
-func (s *Syncer) listAll(ctx context.Context, svc *calendar.Service, st *roundState, token string) error {
+func (s *Syncer) listAll(ctx context.Context, svc *calendar.Service, st *roundState, token, startPage string) error {
 	type fetched struct {
 		page *calendar.Events
 		err  error
@@ -161,7 +202,7 @@ func (s *Syncer) listAll(ctx context.Context, svc *calendar.Service, st *roundSt
 			return call.Do()
 		})
 	}
-	page, err := fetch("")
+	page, err := fetch(startPage)
 	for {
 		if err != nil {
 			return err
@@ -193,6 +234,19 @@ func (s *Syncer) listAll(ctx context.Context, svc *calendar.Service, st *roundSt
 			}
 			st.res.token = page.NextSyncToken
 			return nil
+		}
+		// More pages: record where the round stands, so that an
+		// invocation that ends (or dies) from here on is continued, not
+		// restarted.
+		if err := s.checkpoint(ctx, st, page); err != nil {
+			cancelFetch()
+			<-next
+			return err
+		}
+		if !s.o.Now().Before(st.stopAt) {
+			cancelFetch()
+			<-next
+			return errStopped
 		}
 		f := <-next
 		page, err = f.page, f.err

@@ -44,6 +44,12 @@ type Publisher interface {
 	PublishAll(ctx context.Context, orderingKey string, msgs []pubsubx.Message) error
 }
 
+// Requester publishes one message and returns once Pub/Sub stored it
+// (pubsubx.Publisher).
+type Requester interface {
+	Publish(ctx context.Context, data []byte, attrs map[string]string, orderingKey string) error
+}
+
 // Revoker handles a dead grant: it marks the calendars of the grant
 // auth_revoked and logs the single ERROR line (event auth_revoked) an alert
 // matches (credentials.Revoker).
@@ -67,6 +73,10 @@ type Options struct {
 	Services Services
 	// Publisher carries the change feed. Nil disables it (benchmarks only).
 	Publisher Publisher
+	// Requests, if set, publishes calsync's own sync requests to the
+	// notifications topic: the continuation of a session that used up
+	// MaxSession.
+	Requests Requester
 	// Revoker handles a dead grant (default: a credentials.Revoker on Store
 	// that stops no channels).
 	Revoker Revoker
@@ -79,10 +89,11 @@ type Options struct {
 	// previous round started), the burst is over and the final round goes.
 	QuietPeriod time.Duration
 	RetryBudget time.Duration // in-process retries of one operation before giving up
-	// MaxSession bounds how long one message keeps a calendar busy with
-	// reruns (default 5 min, under the function's 540 s timeout): after it, a
-	// completed round lets the lease go with the dirty flag still set, and
-	// the next message (or RenewChannels' reconcile) takes over.
+	// MaxSession bounds how long one message keeps a calendar busy (default
+	// 5 min, under the function's 540 s timeout): past it, a listing stops at
+	// its next checkpoint, or a completed round does not rerun; the lease is
+	// let go with the calendar dirty and a continuation request (Requests)
+	// makes the next invocation continue.
 	MaxSession time.Duration
 	// RetryInitial is the first backoff interval (default 200 ms; doubled, ±50% jitter).
 	RetryInitial time.Duration
@@ -112,6 +123,7 @@ type Report struct {
 	Stale       int // listed versions older than the mirror's: not written, not announced
 	Problems    int // events stored only in part
 	Changes     int
+	Invocations int // invocations the round took (>1: continued from checkpoints)
 	// Lag is completion minus the oldest covered notification's receivedAt (0: unknown).
 	Lag         time.Duration
 	RerunReason string
@@ -273,29 +285,27 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 		if rd.Full && reason == "dirty" && rd.Calendar.FullResyncRequested {
 			reason = messages.StateFullResync
 		}
-		res, err := s.round(ctx, log, hl, rd)
+		res, err := s.round(ctx, log, hl, rd, sessionStart.Add(s.o.MaxSession))
+		if errors.Is(err, errStopped) {
+			// Out of time mid-round: the round stands at a checkpoint.
+			return s.handOver(ctx, log, key, h, lease, true, sessionStart)
+		}
 		if err == nil {
 			var again bool
 			handOver := s.now().Sub(sessionStart) >= s.o.MaxSession
 			if handOver {
-				// No more in-process acks on our behalf: we will not rerun.
-				h.mu.Lock()
-				h.gen++
-				h.dirty = false
-				h.mu.Unlock()
-				s.held.CompareAndDelete(key, h)
+				s.forget(key, h)
 			}
 			again, err = retry(ctx, s, func() (bool, error) {
 				return s.o.Store.Complete(ctx, key, lease, res.completion(rd, handOver))
 			})
 			if err == nil {
 				s.report(log, key, rd, res, oldest, reason)
-				if handOver {
-					log.Info("sync session reached MaxSession; lease let go, a dirty calendar is taken over by the next message",
-						logging.KeyReason, "max_session", logging.KeyDurationMs, s.now().Sub(sessionStart).Milliseconds())
-				}
-				if !again {
+				switch {
+				case !again:
 					return nil
+				case handOver:
+					return s.handOver(ctx, log, key, h, lease, false, sessionStart)
 				}
 				prevStart, oldest, reason, full = rd.StartedAt, time.Time{}, "dirty", false
 				continue
@@ -308,6 +318,51 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 	}
 }
 
+// forget ends this process's in-process acks on the session's behalf: it
+// will not rerun for them.
+func (s *Syncer) forget(key string, h *held) {
+	h.mu.Lock()
+	h.gen++
+	h.dirty = false
+	h.mu.Unlock()
+	s.held.CompareAndDelete(key, h)
+}
+
+// handOver ends a session that used up MaxSession while the calendar still
+// needs work (a round stopped at a checkpoint, or dirty after a completed
+// round): the lease is let go with the calendar dirty, and a continuation
+// request on the notifications topic starts the next invocation, which takes
+// over (a dirty calendar with a free lease is synced even by a covered
+// message). Without a request publisher, or if publishing fails, the
+// calendar waits for its next notification or RenewChannels' reconcile.
+func (s *Syncer) handOver(ctx context.Context, log *slog.Logger, key string, h *held, lease store.Lease, midRound bool, sessionStart time.Time) error {
+	s.forget(key, h)
+	if midRound {
+		if err := s.try(ctx, func() error { return s.o.Store.Release(ctx, key, lease, true) }); err != nil {
+			return s.fail(ctx, log, key, store.Calendar{}, lease, err)
+		}
+	}
+	asked := false
+	if s.o.Requests != nil {
+		data, attrs, err := messages.Request(key, messages.StateReconcile, s.now())
+		if err == nil {
+			err = s.try(ctx, func() error { return s.o.Requests.Publish(ctx, data, attrs, "") })
+		}
+		if err != nil {
+			// Redeliver this message instead: it finds the calendar dirty
+			// and its lease free, and takes over.
+			log.Error("could not ask for the continuation of a sync; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,
+				logging.KeyReason, "continuation", logging.KeyError, err.Error())
+			return fmt.Errorf("ask for the continuation of %s: %w", key, err)
+		}
+		asked = true
+	}
+	log.Info("sync session reached MaxSession; lease let go with the calendar dirty, the next invocation continues",
+		logging.KeyReason, "max_session", logging.KeyDurationMs, s.now().Sub(sessionStart).Milliseconds(),
+		logging.KeyMidRound, midRound, logging.KeyContinuationAsked, asked)
+	return nil
+}
+
 func (s *Syncer) report(log *slog.Logger, key string, rd store.Round, res *result, oldest time.Time, reason string) {
 	done := s.now()
 	s.stats.rounds.Add(1)
@@ -316,12 +371,15 @@ func (s *Syncer) report(log *slog.Logger, key string, rd store.Round, res *resul
 		kind = "full"
 	}
 	r := Report{CalendarKey: key, Full: res.full, StartedAt: rd.StartedAt, CompletedAt: done, Pages: res.pages,
-		Listed: res.listed, Written: res.written, Deleted: res.deleted, Unchanged: res.unchanged, Stale: res.stale, Problems: res.problems, Changes: res.changes,
+		Listed: res.listed, Written: res.written, Deleted: res.deleted, Unchanged: res.unchanged, Stale: res.stale, Problems: res.problems, Changes: res.changes, Invocations: res.invocations,
 		RerunReason: reason}
 	attrs := []any{logging.KeyEvent, logging.EventSync, logging.KeySyncKind, kind, logging.KeyPages, res.pages,
 		logging.KeyListed, res.listed, logging.KeyWritten, res.written, logging.KeyDeleted, res.deleted,
 		logging.KeyUnchanged, res.unchanged, logging.KeyDurationMs, done.Sub(rd.StartedAt).Milliseconds(),
 		logging.KeyRerunReason, reason}
+	if res.invocations > 1 {
+		attrs = append(attrs, logging.KeyResumed, true, logging.KeyInvocations, res.invocations)
+	}
 	if res.stale > 0 {
 		attrs = append(attrs, logging.KeyStale, res.stale)
 	}
