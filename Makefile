@@ -34,6 +34,8 @@ vet:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./shared/channeltoken
 	$(GO) test -run '^$$' -fuzz FuzzParseNotification -fuzztime 30s ./functions/webhook
+	$(GO) test -run '^$$' -fuzz FuzzPushRequest -fuzztime 30s ./functions/syncworker
+	$(GO) test -run '^$$' -fuzz FuzzCalendarKeyPassesMessages -fuzztime 10s ./shared/store
 
 ## bench: the benchmarks, side by side
 bench:

@@ -15,5 +15,5 @@ func init() {
 	// Registration only: every handler builds its clients on first use.
 	functions.HTTP("Webhook", webhook.Handle)
 	functions.HTTP("RenewChannels", renewchannels.Handle)
-	functions.CloudEvent("SyncWorker", syncworker.Handle)
+	functions.HTTP("SyncWorker", syncworker.Handle)
 }

@@ -33,8 +33,13 @@ locals {
       }
     }
     sync_errors = {
-      description = "Sync errors by reason (most send the message back to Pub/Sub; lease_lost and invalid_message are acknowledged)."
+      description = "Sync errors by reason (most send the message back to Pub/Sub; lease_lost is acknowledged)."
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"sync_error\""
+      labels      = { reason = "EXTRACT(jsonPayload.reason)" }
+    }
+    invalid_messages = {
+      description = "Notification messages the SyncWorker can never process (not a push request, bad base64, not JSON, malformed calendar key, unknown resourceState, too large), acknowledged, by reason."
+      filter      = "${local.log_resource.sync} AND jsonPayload.event=\"invalid_message\""
       labels      = { reason = "EXTRACT(jsonPayload.reason)" }
     }
     full_resyncs = {
@@ -269,6 +274,34 @@ resource "google_monitoring_alert_policy" "sync_error_rate" {
   documentation {
     mime_type = "text/markdown"
     content   = "SyncWorker syncs are failing. Read the sync_error lines of ${local.fn.sync} in Logging (field error, calendarKey). Calendar quota (403/429) and Firestore contention show there too."
+  }
+}
+
+resource "google_monitoring_alert_policy" "invalid_messages" {
+  project               = var.project_id
+  display_name          = "calsync: invalid notification messages"
+  combiner              = "OR"
+  notification_channels = var.alert_notification_channels
+  user_labels           = local.labels
+
+  conditions {
+    display_name = "invalid_message logged by the SyncWorker"
+    condition_threshold {
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"${local.metric_type["invalid_messages"]}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "Only calsync publishes to the notifications topic, so a message the SyncWorker cannot process is a bug or a foreign publisher. It was acknowledged (never redelivered) and not synced. Read the invalid_message lines of ${local.fn.sync} in Logging (reason, messageId, subscription, calendarKey); if a calendar's notification was lost, `go run ./scripts/calsync resync --calendar ID` or the next reconcile syncs it."
   }
 }
 

@@ -14,12 +14,15 @@
 # its own identity (sync_pusher, run.invoker on that one service), with
 # exponential-backoff retries and a dead-letter policy, all in Terraform.
 #
-# The SyncWorker stays a CloudEvent function: the Functions Framework turns a
-# Pub/Sub push request ({"message":...,"subscription":...}) into the same
-# google.cloud.pubsub.topic.v1.messagePublished CloudEvent Eventarc would send
-# (data.message.data / attributes / messageId / publishTime), reading the topic
-# from the request path, which is why the push endpoint ends in
-# /projects/P/topics/T. A returned error answers 500, which nacks the message.
+# The SyncWorker is an HTTP function that reads the push request
+# ({"message":{"data","attributes","messageId","publishTime","orderingKey"},
+# "subscription":...,"deliveryAttempt":N}) itself, on any path: 204 acks,
+# 503 (a failed sync) nacks, so Pub/Sub redelivers with the retry policy below;
+# a message that can never be processed is acked (200) with an ERROR
+# invalid_message line, counted and alerted on in monitoring.tf, instead of
+# being redelivered until it is dead-lettered. (As a CloudEvent function the
+# Functions Framework's conversion dropped deliveryAttempt and orderingKey and
+# needed the topic in the endpoint's path; the bare URI is enough now.)
 
 resource "google_pubsub_topic" "notifications" {
   project = var.project_id
@@ -69,7 +72,8 @@ resource "google_pubsub_subscription" "sync_worker" {
   message_retention_duration = "604800s"
 
   push_config {
-    push_endpoint = "${google_cloudfunctions2_function.sync.service_config[0].uri}/projects/${var.project_id}/topics/${google_pubsub_topic.notifications.name}"
+    # The bare URI: the function serves any path (see the top of this file).
+    push_endpoint = google_cloudfunctions2_function.sync.service_config[0].uri
 
     oidc_token {
       service_account_email = google_service_account.sync_pusher.email

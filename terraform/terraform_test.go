@@ -4,7 +4,8 @@
 // hashicorp/hcl and the Go sources with go/parser and checks that:
 //
 //   - every function's entry point is registered in the root package, with the
-//     signature its trigger needs (HTTP, or CloudEvent for Pub/Sub push);
+//     signature its trigger needs (CloudEvent for an Eventarc trigger, HTTP
+//     otherwise: a push subscription's target reads the push request itself);
 //   - every environment variable Terraform sets exists in that function's
 //     config struct (shared/config), every required one is set, and secrets
 //     come from Secret Manager;
@@ -472,10 +473,11 @@ func TestEntryPointsRegistered(t *testing.T) {
 	m := loadModule(t)
 	regs := registrations(t)
 
-	// A function that a push subscription (or an Eventarc trigger) calls
-	// receives Pub/Sub messages: it must be a CloudEvent function (the
-	// Functions Framework turns a push request into a CloudEvent). The others
-	// are plain HTTP.
+	// An Eventarc trigger (event_trigger) delivers CloudEvents: its function
+	// must be a CloudEvent function. A push subscription's target is an HTTP
+	// function that reads Pub/Sub's push JSON itself (the Functions
+	// Framework's CloudEvent conversion drops deliveryAttempt and the
+	// ordering key). So is everything else.
 	pushed := map[string]bool{}
 	for _, s := range m.resources("resource", "google_pubsub_subscription") {
 		for _, pc := range s.children("push_config") {
@@ -489,8 +491,12 @@ func TestEntryPointsRegistered(t *testing.T) {
 
 	for _, f := range m.functions(t) {
 		want := "HTTP"
-		if _, ok := f.block.child("event_trigger"); ok || pushed[f.block.Labels[1]] {
+		_, triggered := f.block.child("event_trigger")
+		if triggered {
 			want = "CloudEvent"
+		}
+		if triggered && pushed[f.block.Labels[1]] {
+			t.Errorf("%s has an event_trigger and a push subscription: it would get each message twice, in two formats", f.block.addr())
 		}
 		got, ok := regs[f.entryPoint]
 		switch {

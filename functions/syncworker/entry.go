@@ -6,7 +6,6 @@ import (
 	"log/slog"
 
 	"cloud.google.com/go/firestore"
-	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/credentials"
@@ -37,7 +36,7 @@ func New(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger) (w *Wo
 	}
 	pub := pubsubx.NewPublisher(ps, cfg.ChangesTopic, true)
 	requests := pubsubx.NewPublisher(ps, cfg.NotificationsTopic, false)
-	w = &Worker{Logger: logger, Syncer: syncer.New(syncer.Options{
+	w = &Worker{Logger: logger, ProjectID: cfg.ProjectID, Syncer: syncer.New(syncer.Options{
 		Store:         st,
 		Services:      access.Calendars,
 		Publisher:     pub,
@@ -53,16 +52,9 @@ func New(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger) (w *Wo
 	return w, func() { pub.Stop(); requests.Stop(); ps.Close(); fs.Close() }, nil
 }
 
-var worker = startup.Function("SyncWorker", New)
-
-// Handle is the SyncWorker entry point (Eventarc Pub/Sub CloudEvent). The
-// worker is built on the first event (no work in init); while it cannot
-// start, every event gets an error (Pub/Sub redelivers, nothing is
-// acknowledged unprocessed) and the start is tried again after a backoff.
-func Handle(ctx context.Context, e event.Event) error {
-	w, err := worker.Get()
-	if err != nil {
-		return err
-	}
-	return w.HandleCloudEvent(ctx, e)
-}
+// Handle is the SyncWorker entry point (an HTTP function behind the push
+// subscription). The worker is built on the first request (no work in init);
+// while it cannot start, every request is answered 503 (Pub/Sub redelivers,
+// nothing is acknowledged unprocessed) and the start is tried again after a
+// backoff.
+var Handle = startup.HTTP(startup.Function("SyncWorker", New))

@@ -12,12 +12,12 @@ import (
 // carries a valid signature for that channel.
 func FuzzParseNotification(f *testing.F) {
 	k := testKeys(f)
-	good, _ := k.Mint(googleChannelID, "cal_1")
+	good, _ := k.Mint(googleChannelID, calKey)
 	f.Add(googleChannelID, good, "1", "sync", "ret08u3rv24htgh289g", "https://x/y", "Tue, 19 Nov 2013 01:13:52 GMT")
 	f.Add(" "+googleChannelID+" ", " "+good, "10", " exists", " r", "u", "")
 	f.Add("c", "v=1&k=k1&c=cal&s=AAAA", "-1", "gone", "", "", "\x00")
 	f.Add("", "", "", "", "", "", "")
-	f.Add(googleChannelID, strings.Replace(good, "cal_1", "cal_2", 1), "99999999999999999999", "not_exists", "r", "u", "e")
+	f.Add(googleChannelID, strings.Replace(good, calKey, otherCalKey, 1), "99999999999999999999", "not_exists", "r", "u", "e")
 	f.Fuzz(func(t *testing.T, channel, token, number, state, resourceID, resourceURI, expiration string) {
 		pub := &recordingPublisher{}
 		h := newTestHandler(t, pub, nil)

@@ -66,10 +66,17 @@ func newTestHandler(t testing.TB, pub Publisher, logs *bytes.Buffer) *Handler {
 
 const googleChannelID = "4ba78bf0-6a47-11e2-bcfd-0800200c9a66"
 
+// Calendar keys of the form store.CalendarKey gives (the SyncWorker refuses
+// any other, and pubsub_test.go reads the published messages as it does).
+const (
+	calKey      = "c0123456789abcdefghijklmnop"
+	otherCalKey = "c0123456789abcdefghijklmnoq"
+)
+
 // googleHeaders is the header set of the example in Google's push guide,
 // stray spaces included, with our token in place of the example's.
 func googleHeaders(t testing.TB, state, number string) http.Header {
-	tok, err := testKeys(t).Mint(googleChannelID, "cal_1")
+	tok, err := testKeys(t).Mint(googleChannelID, calKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,13 +122,13 @@ func TestGoogleExamplesPublished(t *testing.T) {
 	want := messages.Notification{
 		ChannelID: googleChannelID, ResourceID: "ret08u3rv24htgh289g",
 		ResourceURI:   "https://www.googleapis.com/calendar/v3/calendars/my_calendar@gmail.com/events",
-		ResourceState: "exists", MessageNumber: 10, CalendarKey: "cal_1",
+		ResourceState: "exists", MessageNumber: 10, CalendarKey: calKey,
 		ChannelExpiration: "Tue, 19 Nov 2013 01:13:52 GMT", ReceivedAt: n.ReceivedAt,
 	}
 	if n != want || n.ReceivedAt.IsZero() {
 		t.Fatalf("published %+v\nwant %+v", n, want)
 	}
-	if a := pub.msgs[1].attrs; a["calendarKey"] != "cal_1" || a["resourceState"] != "exists" || len(a) != 2 {
+	if a := pub.msgs[1].attrs; a["calendarKey"] != calKey || a["resourceState"] != "exists" || len(a) != 2 {
 		t.Fatalf("attributes %v", a)
 	}
 	var raw map[string]any
@@ -144,7 +151,7 @@ func TestStatuses(t *testing.T) {
 		}
 		return h
 	}
-	other, _ := testKeys(t).Mint("another-channel", "cal_1")
+	other, _ := testKeys(t).Mint("another-channel", calKey)
 	cases := []struct {
 		name    string
 		method  string
@@ -167,7 +174,7 @@ func TestStatuses(t *testing.T) {
 		{"no resource uri", http.MethodPost, with("X-Goog-Resource-URI", ""), 400},
 		{"no token", http.MethodPost, with("X-Goog-Channel-Token", ""), 401},
 		{"token of another channel", http.MethodPost, with("X-Goog-Channel-Token", other), 403},
-		{"forged token", http.MethodPost, with("X-Goog-Channel-Token", "v=1&k=k1&c=cal_1&s=forged"), 403},
+		{"forged token", http.MethodPost, with("X-Goog-Channel-Token", "v=1&k=k1&c="+calKey+"&s=forged"), 403},
 		{"garbage token", http.MethodPost, with("X-Goog-Channel-Token", "%%%"), 403},
 	}
 	for _, tc := range cases {
@@ -249,7 +256,7 @@ func TestLogLines(t *testing.T) {
 	do(h, http.MethodPost, hdr, "")
 	token := hdr.Get("X-Goog-Channel-Token")
 	forged := googleHeaders(t, "exists", "78")
-	forged.Set("X-Goog-Channel-Token", "v=1&k=k1&c=cal_1&s=SECRETFORGERY")
+	forged.Set("X-Goog-Channel-Token", "v=1&k=k1&c="+calKey+"&s=SECRETFORGERY")
 	do(h, http.MethodPost, forged, "")
 
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
@@ -260,7 +267,7 @@ func TestLogLines(t *testing.T) {
 	_ = json.Unmarshal([]byte(lines[0]), &ok)
 	_ = json.Unmarshal([]byte(lines[1]), &warn)
 	for k, v := range map[string]any{"severity": "INFO", "event": "notification", "channelId": googleChannelID,
-		"calendarKey": "cal_1", "resourceState": "exists", "messageNumber": 77.0,
+		"calendarKey": calKey, "resourceState": "exists", "messageNumber": 77.0,
 		logging.FieldTrace: "projects/proj/traces/105445aa7843bc8bf206b12000100000"} {
 		if ok[k] != v {
 			t.Errorf("accepted line: %s = %v, want %v", k, ok[k], v)

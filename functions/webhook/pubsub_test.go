@@ -118,7 +118,7 @@ func TestPublishedToEmulator(t *testing.T) {
 	}
 	waitFor(t, "3 distinct messages", func() bool { return len(received()) == 3 })
 	got := received()
-	if got[1].ResourceState != "sync" || got[5].ResourceState != "exists" || got[3].CalendarKey != "cal_1" {
+	if got[1].ResourceState != "sync" || got[5].ResourceState != "exists" || got[3].CalendarKey != calKey {
 		t.Fatalf("received %+v", got)
 	}
 }

@@ -129,7 +129,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func printEndpoints(w io.Writer, st *stack.Stack, stateFile string) {
 	fmt.Fprintf(w, `devstack: calsync is running (project %s)
   Webhook (channel address)  %s
-  SyncWorker (CloudEvents)   %s
+  SyncWorker (Pub/Sub push)  %s
   RenewChannels              %s
   Calendar API emulator      %s   (control: %s/emulator/v1/)
   Firestore emulator         %s

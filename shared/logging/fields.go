@@ -52,6 +52,10 @@ const (
 	KeyExpiration   = "expiration"
 	KeyStep         = "step"
 	KeyRetryInMs    = "retryInMs" // a failed start: when the next try is
+
+	// SyncWorker: the Pub/Sub push delivery a line is about.
+	KeyDeliveryAttempt = "deliveryAttempt" // Pub/Sub's (approximate) count, this delivery included; 0: not sent (no dead-letter policy)
+	KeySubscription    = "subscription"
 )
 
 // Values of KeyEvent.
@@ -71,4 +75,5 @@ const (
 	EventChannelCreated       = "channel_created" // RenewChannels/CLI: a calendar got a new channel
 	EventChannelStopped       = "channel_stopped" // RenewChannels/CLI: a channel was stopped
 	EventStartFailed          = "start_failed"    // any function: config, secret or client failed at start (CRITICAL)
+	EventInvalidMessage       = "invalid_message" // SyncWorker: a message that can never be processed, acknowledged (ERROR)
 )

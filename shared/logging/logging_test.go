@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func decode(t *testing.T, buf *bytes.Buffer) map[string]any {
@@ -101,5 +102,17 @@ func TestParseLevel(t *testing.T) {
 	}
 	if _, ok := ParseLevel("loud"); ok {
 		t.Fatal("loud accepted")
+	}
+}
+
+func TestClip(t *testing.T) {
+	if Clip("short") != "short" || Clip(strings.Repeat("a", MaxValueBytes)) != strings.Repeat("a", MaxValueBytes) {
+		t.Fatal("a value within the bound was changed")
+	}
+	for _, s := range []string{strings.Repeat("a", 1000), strings.Repeat("é", 200), "a" + strings.Repeat("€", 100)} {
+		got := Clip(s)
+		if len(got) > MaxValueBytes || !strings.HasSuffix(got, "…") || !utf8.ValidString(got) || !strings.HasPrefix(s, strings.TrimSuffix(got, "…")) {
+			t.Errorf("Clip(%d bytes) = %q (%d bytes)", len(s), got, len(got))
+		}
 	}
 }

@@ -56,21 +56,76 @@ func Request(calendarKey, state string, now time.Time) (data []byte, attrs map[s
 }
 
 // ErrInvalid marks a message that can never be processed (acknowledge it).
+// Every error ParseNotification returns is an *InvalidError matching it.
 var ErrInvalid = errors.New("invalid message")
 
-// ParseNotification decodes and checks a notification.
+// Why a notification is invalid: the reason field of the SyncWorker's
+// invalid_message log line (and a label of its metric).
+const (
+	ReasonNotJSON              = "not_json"
+	ReasonNoCalendarKey        = "no_calendar_key"
+	ReasonBadCalendarKey       = "bad_calendar_key"
+	ReasonUnknownResourceState = "unknown_resource_state"
+)
+
+// InvalidError says why a message can never be processed. Detail may quote
+// the message: clip it before logging.
+type InvalidError struct {
+	Reason string // one of the Reason* constants (or a caller's own)
+	Detail string
+}
+
+func (e *InvalidError) Error() string { return "invalid message: " + e.Reason + ": " + e.Detail }
+
+// Is makes errors.Is(err, ErrInvalid) hold.
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+// InvalidReason returns the reason of an invalid-message error, or "".
+func InvalidReason(err error) string {
+	var ie *InvalidError
+	if errors.As(err, &ie) {
+		return ie.Reason
+	}
+	return ""
+}
+
+// CalendarKeyLen is the length of a calendar key: "c" and 26 base32hex digits.
+const CalendarKeyLen = 27
+
+// ValidCalendarKey reports whether s has the form store.CalendarKey gives
+// every key ("c" + 26 lowercase base32hex characters, ^c[0-9a-v]{26}$). The
+// key becomes a Firestore document id, so anything else ("../../x", "") is
+// refused before it reaches the store. (messages cannot import store: the
+// store's tests check that its keys always pass.)
+func ValidCalendarKey(s string) bool {
+	if len(s) != CalendarKeyLen || s[0] != 'c' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'v') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseNotification decodes and checks a notification. Its errors are
+// *InvalidError: redelivering the message cannot help.
 func ParseNotification(data []byte) (Notification, error) {
 	var n Notification
 	if err := json.Unmarshal(data, &n); err != nil {
-		return n, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return n, &InvalidError{Reason: ReasonNotJSON, Detail: err.Error()}
 	}
 	if n.CalendarKey == "" {
-		return n, fmt.Errorf("%w: no calendarKey", ErrInvalid)
+		return n, &InvalidError{Reason: ReasonNoCalendarKey, Detail: "no calendarKey"}
+	}
+	if !ValidCalendarKey(n.CalendarKey) {
+		return n, &InvalidError{Reason: ReasonBadCalendarKey, Detail: fmt.Sprintf("calendarKey %q is not c + 26 base32hex characters", n.CalendarKey)}
 	}
 	switch n.ResourceState {
 	case StateSync, StateExists, StateNotExists, StateReconcile, StateFullResync:
 	default:
-		return n, fmt.Errorf("%w: unknown resourceState %q", ErrInvalid, n.ResourceState)
+		return n, &InvalidError{Reason: ReasonUnknownResourceState, Detail: fmt.Sprintf("unknown resourceState %q", n.ResourceState)}
 	}
 	return n, nil
 }

@@ -26,8 +26,8 @@ type BridgeOptions struct {
 	// Timeout bounds one delivery, like the function's timeout (default 540s).
 	Timeout time.Duration
 	// RetryDelay is how long a failed message waits before it is nacked and so
-	// redelivered: Eventarc's retry policy backs off from 10s; locally shorter
-	// (default 1s).
+	// redelivered: the push subscription's retry policy backs off from 10s;
+	// locally shorter (default 1s).
 	RetryDelay time.Duration
 }
 
@@ -58,18 +58,21 @@ type BridgeStats struct {
 }
 
 // Bridge pulls the notifications subscription and POSTs each message to
-// SyncWorker as the binary-mode CloudEvent Eventarc sends for Pub/Sub
-// (google.cloud.pubsub.topic.v1.messagePublished): acked on 2xx, nacked
-// (after RetryDelay) otherwise, so it is redelivered.
+// SyncWorker in Pub/Sub's push format, as the push subscription of
+// terraform/pubsub.tf does: acked on 2xx, nacked (after RetryDelay)
+// otherwise, so it is redelivered. It stands in for a push subscription
+// because it can inject faults; the Pub/Sub emulator's own push sends
+// neither deliveryAttempt nor orderingKey.
 type Bridge struct {
 	s    *Stack
 	opts BridgeOptions
 	http *http.Client
 
-	mu     sync.Mutex
-	faults BridgeFaults
-	rng    *mrand.Rand
-	flying map[*pubsub.Message]*Flight
+	mu       sync.Mutex
+	faults   BridgeFaults
+	rng      *mrand.Rand
+	flying   map[*pubsub.Message]*Flight
+	attempts map[string]int // message id -> deliveries so far, until acked
 
 	received, delivered, acked, failed, nacked, killed, duplicated, inFlight atomic.Int64
 	lastActivity                                                             atomic.Int64 // unix nanos
@@ -197,12 +200,13 @@ func (b *Bridge) handle(ctx context.Context, m *pubsub.Message) {
 	b.stage(m, "received")
 	defer func() { b.stage(m, ""); b.inFlight.Add(-1); b.touch() }()
 
+	attempt := b.attempt(m) // an injected nack counts, as Pub/Sub counts a failed delivery
 	d, killAfter := b.decide()
 	if d.nack {
 		b.nack(ctx, m, "injected nack")
 		return
 	}
-	body, err := b.event(m)
+	body, err := b.push(m, attempt)
 	if err != nil { // cannot happen with well-formed messages; never loop on it
 		b.s.log.Error("bridge: cannot encode message; acked", "error", err)
 		m.Ack()
@@ -221,6 +225,9 @@ func (b *Bridge) handle(ctx context.Context, m *pubsub.Message) {
 	if err == nil && status >= 200 && status < 300 {
 		b.stage(m, "acking")
 		b.acked.Add(1)
+		b.mu.Lock()
+		delete(b.attempts, m.ID)
+		b.mu.Unlock()
 		m.Ack()
 		return
 	}
@@ -244,7 +251,7 @@ func (b *Bridge) nack(ctx context.Context, m *pubsub.Message, reason string) {
 	m.Nack()
 }
 
-// post delivers one CloudEvent; cut > 0 cancels the request after cut.
+// post delivers one push request; cut > 0 cancels the request after cut.
 func (b *Bridge) post(ctx context.Context, m *pubsub.Message, body []byte, cut time.Duration) (int, error) {
 	b.delivered.Add(1)
 	timeout := b.opts.Timeout
@@ -259,17 +266,8 @@ func (b *Bridge) post(ctx context.Context, m *pubsub.Message, body []byte, cut t
 	if err != nil {
 		return 0, err
 	}
-	publish := m.PublishTime
-	if publish.IsZero() {
-		publish = time.Now()
-	}
 	h := req.Header
 	h.Set("Content-Type", "application/json")
-	h.Set("ce-specversion", "1.0")
-	h.Set("ce-type", "google.cloud.pubsub.topic.v1.messagePublished")
-	h.Set("ce-source", "//pubsub.googleapis.com/"+pubsubx.TopicName(b.s.ProjectID, b.s.NotificationsTopic))
-	h.Set("ce-id", m.ID)
-	h.Set("ce-time", publish.UTC().Format(time.RFC3339Nano))
 	h.Set("User-Agent", "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)")
 	resp, err := b.http.Do(req)
 	if err != nil {
@@ -284,9 +282,25 @@ func (b *Bridge) post(ctx context.Context, m *pubsub.Message, body []byte, cut t
 	return resp.StatusCode, nil
 }
 
-// event is the Pub/Sub message as Eventarc's CloudEvent data (both the
-// camelCase and snake_case spellings, as Eventarc sends them).
-func (b *Bridge) event(m *pubsub.Message) ([]byte, error) {
+// attempt counts a delivery of m: Pub/Sub's own count when the
+// subscription has a dead-letter policy, else the bridge's (as production,
+// whose subscription has one, always sends deliveryAttempt).
+func (b *Bridge) attempt(m *pubsub.Message) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.attempts == nil {
+		b.attempts = map[string]int{}
+	}
+	b.attempts[m.ID]++
+	if m.DeliveryAttempt != nil {
+		return *m.DeliveryAttempt
+	}
+	return b.attempts[m.ID]
+}
+
+// push is the body of Pub/Sub's push request for m (both spellings of the
+// id and time, as Google sends them).
+func (b *Bridge) push(m *pubsub.Message, attempt int) ([]byte, error) {
 	publish := m.PublishTime
 	if publish.IsZero() {
 		publish = time.Now()
@@ -303,8 +317,12 @@ func (b *Bridge) event(m *pubsub.Message) ([]byte, error) {
 		"publishTime":  publish.UTC().Format(time.RFC3339Nano),
 		"publish_time": publish.UTC().Format(time.RFC3339Nano),
 	}
+	if m.OrderingKey != "" {
+		msg["orderingKey"] = m.OrderingKey
+	}
 	return json.Marshal(map[string]any{
-		"message":      msg,
-		"subscription": pubsubx.SubscriptionName(b.s.ProjectID, b.s.Subscription),
+		"message":         msg,
+		"subscription":    pubsubx.SubscriptionName(b.s.ProjectID, b.s.Subscription),
+		"deliveryAttempt": attempt,
 	})
 }

@@ -11,41 +11,51 @@ import (
 	"testing"
 	"time"
 
-	cloudevents "github.com/cloudevents/sdk-go/v2"
-
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// The bridge turns each message into Eventarc's binary-mode CloudEvent, acks on
-// 2xx, and nacks (so Pub/Sub redelivers) otherwise.
-func TestBridgeDeliversCloudEventsAndRedelivers(t *testing.T) {
+// pushBody is Pub/Sub's push request as the bridge sends it.
+type pushBody struct {
+	Message struct {
+		Data           string            `json:"data"`
+		Attributes     map[string]string `json:"attributes"`
+		MessageID      string            `json:"messageId"`
+		MessageIDSnake string            `json:"message_id"`
+		PublishTime    time.Time         `json:"publishTime"`
+	} `json:"message"`
+	Subscription    string `json:"subscription"`
+	DeliveryAttempt int    `json:"deliveryAttempt"`
+}
+
+// The bridge POSTs each message in Pub/Sub's push format (with
+// deliveryAttempt, as a subscription with a dead-letter policy sends it),
+// acks on 2xx, and nacks (so Pub/Sub redelivers) otherwise.
+func TestBridgeDeliversPushRequestsAndRedelivers(t *testing.T) {
 	host := testenv.PubSub(t)
 	project := testenv.ProjectID(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	var mu sync.Mutex
-	var got []cloudevents.Event
-	calls := 0
+	var got []pushBody
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ev, err := cloudevents.NewEventFromHTTPRequest(r)
-		if err != nil {
-			t.Errorf("not a CloudEvent: %v", err)
+		var p pushBody
+		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" || json.NewDecoder(r.Body).Decode(&p) != nil {
+			t.Errorf("not a push request: %s %v", r.Method, r.Header)
 			w.WriteHeader(400)
 			return
 		}
-		if r.Header.Get("ce-specversion") != "1.0" || r.Header.Get("Content-Type") != "application/json" {
-			t.Errorf("not binary mode: %v", r.Header)
+		if r.Header.Get("Ce-Id") != "" || r.Header.Get("Ce-Type") != "" {
+			t.Errorf("CloudEvent headers on a push request: %v", r.Header)
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		calls++
-		got = append(got, *ev)
-		if calls == 1 {
-			w.WriteHeader(http.StatusInternalServerError) // first delivery fails: redelivered
+		got = append(got, p)
+		if len(got) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable) // first delivery fails: redelivered
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -73,7 +83,8 @@ func TestBridgeDeliversCloudEventsAndRedelivers(t *testing.T) {
 
 	pub := pubsubx.NewPublisher(client, "notif", false)
 	defer pub.Stop()
-	if err := pub.Publish(ctx, []byte(`{"calendarKey":"c1","resourceState":"exists"}`), map[string]string{"calendarKey": "c1"}, ""); err != nil {
+	const data = `{"calendarKey":"c1","resourceState":"exists"}`
+	if err := pub.Publish(ctx, []byte(data), map[string]string{"calendarKey": "c1"}, ""); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(90 * time.Second)
@@ -88,26 +99,13 @@ func TestBridgeDeliversCloudEventsAndRedelivers(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("deliveries = %d, want 2 (one failure, one redelivery)", len(got))
 	}
-	ev := got[1]
-	if ev.Type() != "google.cloud.pubsub.topic.v1.messagePublished" || ev.Source() != "//pubsub.googleapis.com/projects/"+project+"/topics/notif" || ev.ID() == "" || ev.Time().IsZero() {
-		t.Fatalf("attributes: %v", ev)
-	}
-	var data struct {
-		Message struct {
-			Data        string            `json:"data"`
-			Attributes  map[string]string `json:"attributes"`
-			MessageID   string            `json:"messageId"`
-			PublishTime time.Time         `json:"publishTime"`
-		} `json:"message"`
-		Subscription string `json:"subscription"`
-	}
-	if err := json.Unmarshal(ev.Data(), &data); err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := base64.StdEncoding.DecodeString(data.Message.Data)
-	if string(raw) != `{"calendarKey":"c1","resourceState":"exists"}` || data.Message.Attributes["calendarKey"] != "c1" ||
-		data.Message.MessageID != ev.ID() || data.Subscription != "projects/"+project+"/subscriptions/notif-sub" || data.Message.PublishTime.IsZero() {
-		t.Fatalf("data: %+v (%s)", data, raw)
+	for i, p := range got {
+		raw, _ := base64.StdEncoding.DecodeString(p.Message.Data)
+		if string(raw) != data || p.Message.Attributes["calendarKey"] != "c1" || p.Message.MessageID == "" || p.Message.MessageIDSnake != p.Message.MessageID ||
+			p.Message.MessageID != got[0].Message.MessageID || p.Subscription != "projects/"+project+"/subscriptions/notif-sub" ||
+			p.Message.PublishTime.IsZero() || p.DeliveryAttempt != i+1 {
+			t.Fatalf("delivery %d: %+v (%s)", i+1, p, raw)
+		}
 	}
 	if st := b.Stats(); st.Failed != 1 || st.Nacked != 1 || st.Acked != 1 {
 		t.Fatalf("stats %+v", st)

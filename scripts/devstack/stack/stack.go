@@ -4,8 +4,9 @@
 // functions-framework-go exactly as deployed (the root package registers them),
 // wired together the way Google wires them in production: the Webhook's URL is
 // the push channels' address, a bridge delivers the notifications topic to
-// SyncWorker as Eventarc's Pub/Sub CloudEvents, and a ticker stands in for Cloud
-// Scheduler calling RenewChannels.
+// SyncWorker as Pub/Sub push requests (the push subscription of
+// terraform/pubsub.tf), and a ticker stands in for Cloud Scheduler calling
+// RenewChannels.
 //
 // The functions read their configuration from the environment once, on their
 // first request, and functions-framework-go's server cannot be stopped, so a
@@ -238,7 +239,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	funcRunning = s.FunctionsURL
 
-	// Eventarc's part: notifications topic → SyncWorker CloudEvents.
+	// The push subscription's part: notifications topic → SyncWorker.
 	s.Bridge = newBridge(s, opts.Bridge)
 	s.wg.Add(1)
 	go func() {
