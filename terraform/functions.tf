@@ -27,8 +27,10 @@ locals {
     "shared/store",
     "shared/syncer",
   ]
+  # fileset, not literal names: a copy of terraform/ alone (validate in a
+  # hook) has no files around it.
   source_files = toset(concat(
-    ["go.mod", "go.sum", "calsync.go"],
+    tolist(fileset("${path.module}/..", "{go.mod,go.sum,calsync.go}")),
     flatten([
       for p in local.source_packages : [
         for f in fileset("${path.module}/..", "${p}/*.go") : f if !endswith(f, "_test.go")
@@ -40,6 +42,13 @@ locals {
 data "archive_file" "source" {
   type        = "zip"
   output_path = "${path.module}/function-source.zip"
+
+  # The zip's own list of files, for whoever unpacks it; also what keeps the
+  # archive valid where terraform/ stands alone (it always has one source).
+  source {
+    content  = join("\n", sort(local.source_files))
+    filename = "SOURCE_FILES.txt"
+  }
 
   dynamic "source" {
     for_each = local.source_files
@@ -192,6 +201,9 @@ resource "google_cloudfunctions2_function" "sync" {
       RERUN_INTERVAL = var.rerun_interval
       QUIET_PERIOD   = var.quiet_period
       RETRY_BUDGET   = var.retry_budget
+      MAX_SESSION    = var.sync_max_session
+      # Where a sync that used up MAX_SESSION asks for its continuation.
+      NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
     })
 
     secret_environment_variables {

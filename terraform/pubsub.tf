@@ -168,6 +168,14 @@ resource "google_pubsub_topic_iam_member" "renew_publishes_notifications" {
   member  = google_service_account.renew.member
 }
 
+# A SyncWorker whose session ran out asks for its own continuation.
+resource "google_pubsub_topic_iam_member" "sync_publishes_notifications" {
+  project = var.project_id
+  topic   = google_pubsub_topic.notifications.name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.sync.member
+}
+
 resource "google_pubsub_topic_iam_member" "sync_publishes_changes" {
   project = var.project_id
   topic   = google_pubsub_topic.changes.name

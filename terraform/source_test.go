@@ -108,7 +108,7 @@ func TestSourceZipIncludeList(t *testing.T) {
 		t.Fatal("functions.tf: no local.source_files")
 	}
 	raw := files.raw()
-	for _, want := range []string{`"go.mod"`, `"go.sum"`, `"calsync.go"`, "local.source_packages", `fileset(`, `"${p}/*.go"`, `!endswith(f, "_test.go")`} {
+	for _, want := range []string{`{go.mod,go.sum,calsync.go}`, "local.source_packages", `fileset(`, `"${p}/*.go"`, `!endswith(f, "_test.go")`} {
 		if !strings.Contains(raw, want) {
 			t.Errorf("%s: local.source_files lacks %s", files.pos(), want)
 		}
@@ -137,5 +137,14 @@ func TestSourceZipIncludeList(t *testing.T) {
 	}
 	if forEach != "local.source_files" {
 		t.Errorf("data.archive_file.%s: want dynamic \"source\" with for_each = local.source_files, got %q", a.Labels[1], forEach)
+	}
+	// Besides those files, only the manifest of them.
+	var static []string
+	for _, src := range a.children("source") {
+		name, _ := src.literal("filename")
+		static = append(static, name)
+	}
+	if !slices.Equal(static, []string{"SOURCE_FILES.txt"}) {
+		t.Errorf("data.archive_file.%s: static sources %v, want only the manifest SOURCE_FILES.txt", a.Labels[1], static)
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -853,6 +854,18 @@ func TestTimeoutsAndRuntime(t *testing.T) {
 				if timeout, deadline := num(fn, "service_config", "timeout_seconds"), num(j, "attempt_deadline"); timeout > deadline {
 					t.Errorf("%s: timeout %ds exceeds %s's attempt deadline %ds", fn.addr(), timeout, j.addr(), deadline)
 				}
+			}
+		}
+	}
+
+	// A SyncWorker session stops well before the function's timeout.
+	for _, v := range m.blocks {
+		if v.Type == "variable" && v.Labels[0] == "sync_max_session" {
+			def, _ := v.literal("default")
+			d, err := time.ParseDuration(def)
+			timeout := time.Duration(num(fns["sync"], "service_config", "timeout_seconds")) * time.Second
+			if err != nil || d > timeout*3/4 {
+				t.Errorf("variable sync_max_session defaults to %q: want a duration under three quarters of the SyncWorker's %s timeout (%v)", def, timeout, err)
 			}
 		}
 	}

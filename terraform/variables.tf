@@ -205,6 +205,17 @@ variable "retry_budget" {
   }
 }
 
+variable "sync_max_session" {
+  description = "MAX_SESSION: how long one SyncWorker invocation works on a calendar. A longer sync (a full sync of a large calendar) stops at a checkpoint and asks for its continuation on the notifications topic (Go duration; keep well under the 540s function timeout)."
+  type        = string
+  default     = "5m"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.sync_max_session))
+    error_message = "sync_max_session must be a Go duration such as 5m."
+  }
+}
+
 variable "calendar_user_rate_limit" {
   description = "CALENDAR_USER_RATE_LIMIT: Calendar API requests a minute per user the functions allow themselves (Google's limit is 600)."
   type        = number
