@@ -143,6 +143,7 @@ func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := d.Notification
+	n.MessageID = d.MessageID
 	if err := w.HandleNotification(logging.WithLogger(r.Context(), log), n); err != nil {
 		log.Warn("notification not handled; answered 503 so Pub/Sub redelivers it", logging.KeyCalendarKey, n.CalendarKey,
 			logging.KeyResourceState, n.ResourceState, logging.KeyError, logging.Clip(err.Error()))

@@ -39,6 +39,9 @@ type Notification struct {
 	CalendarKey       string    `json:"calendarKey"`
 	ChannelExpiration string    `json:"channelExpiration,omitempty"`
 	ReceivedAt        time.Time `json:"receivedAt"`
+	// MessageID is the Pub/Sub message id it was delivered as: transport
+	// metadata the SyncWorker sets, never part of the payload.
+	MessageID string `json:"-"`
 }
 
 // Attributes returns the Pub/Sub attributes of a notification.
@@ -66,6 +69,7 @@ const (
 	ReasonNoCalendarKey        = "no_calendar_key"
 	ReasonBadCalendarKey       = "bad_calendar_key"
 	ReasonUnknownResourceState = "unknown_resource_state"
+	ReasonUnknownCalendar      = "unknown_calendar" // well formed, but no such calendar is registered
 )
 
 // InvalidError says why a message can never be processed. Detail may quote

@@ -68,6 +68,7 @@ func (s *Store) SetStatus(ctx context.Context, key, status, reason, leaseOwner s
 		}
 		if owner, _ := snap.DataAt("leaseOwner"); leaseOwner != "" && owner == leaseOwner {
 			ups = append(ups, firestore.Update{Path: "leaseOwner", Value: firestore.Delete},
+				firestore.Update{Path: "leaseMessageId", Value: firestore.Delete},
 				firestore.Update{Path: "leaseUntil", Value: now})
 		}
 		return tx.Update(ref, ups)

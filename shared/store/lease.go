@@ -45,6 +45,12 @@ const (
 	OutcomeAlreadyDirty Outcome = "already_dirty" // a sync runs and is already marked (no write)
 	OutcomeInactive     Outcome = "inactive"      // status is not active
 	OutcomeUnknown      Outcome = "unknown"       // no such calendar registered
+	// OutcomeRetryLater: this is a redelivery of the message whose session
+	// holds the lease. Its holder died or is still at it; either way
+	// acknowledging it now could leave a change unsynced until the next
+	// notification. The caller has Pub/Sub redeliver it: once the holder is
+	// done it is covered, once the lease has run out it takes over.
+	OutcomeRetryLater Outcome = "retry_later"
 )
 
 // Request is the part of a notification Admit needs.
@@ -52,6 +58,7 @@ type Request struct {
 	ReceivedAt  time.Time // zero: never considered covered
 	FullResync  bool      // drop the token and list everything
 	InitialOnly bool      // Google's "sync" message: only a never-synced calendar needs work
+	MessageID   string    // the Pub/Sub message id, when known
 }
 
 // Admission is Admit's answer.
@@ -76,6 +83,9 @@ func decide(c Calendar, r Request, now time.Time) Outcome {
 		return OutcomeCovered
 	}
 	if leased {
+		if r.MessageID != "" && r.MessageID == c.LeaseMessageID {
+			return OutcomeRetryLater
+		}
 		if c.Dirty && (!r.FullResync || c.FullResyncRequested) {
 			return OutcomeAlreadyDirty
 		}
@@ -128,6 +138,7 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 				{Path: "leaseOwner", Value: l.Owner},
 				{Path: "leaseGen", Value: gen},
 				{Path: "leaseUntil", Value: until},
+				optional("leaseMessageId", r.MessageID),
 				{Path: "updatedAt", Value: now},
 			})
 		case OutcomeMarkedDirty:
@@ -332,6 +343,7 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 		} else {
 			ups = append(ups,
 				firestore.Update{Path: "leaseOwner", Value: firestore.Delete},
+				firestore.Update{Path: "leaseMessageId", Value: firestore.Delete},
 				firestore.Update{Path: "leaseUntil", Value: now}) // released: expired now (queries can compare it)
 		}
 		return tx.Update(ref, ups)
@@ -361,6 +373,7 @@ func (s *Store) Release(ctx context.Context, key string, l Lease, markDirty bool
 		now := l.now()
 		ups := []firestore.Update{
 			{Path: "leaseOwner", Value: firestore.Delete},
+			{Path: "leaseMessageId", Value: firestore.Delete},
 			{Path: "leaseUntil", Value: now}, // released: expired now (queries can compare it)
 		}
 		if markDirty && !c.Dirty {

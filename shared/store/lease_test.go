@@ -13,6 +13,8 @@ func TestDecide(t *testing.T) {
 	leased.LeaseOwner, leased.LeaseUntil = "w1", after
 	dirty := leased
 	dirty.Dirty = true
+	anchored := leased
+	anchored.LeaseMessageID = "m1"
 	expired := dirty
 	expired.LeaseUntil = before
 	noToken := active
@@ -35,6 +37,10 @@ func TestDecide(t *testing.T) {
 		{"leased and dirty: no write", dirty, Request{ReceivedAt: now}, OutcomeAlreadyDirty},
 		{"leased and dirty, full resync asks for its flag", dirty, Request{ReceivedAt: now, FullResync: true}, OutcomeMarkedDirty},
 		{"crashed holder: take over even if covered", expired, Request{ReceivedAt: before}, OutcomeSync},
+		{"the holder's own message again, not yet covered: retry later", anchored, Request{ReceivedAt: now, MessageID: "m1"}, OutcomeRetryLater},
+		{"the holder's own message again, covered by a completed round", anchored, Request{ReceivedAt: before, MessageID: "m1"}, OutcomeCovered},
+		{"another message for the held calendar", anchored, Request{ReceivedAt: now, MessageID: "m2"}, OutcomeMarkedDirty},
+		{"the holder's message once its lease ran out: take over", func() Calendar { c := anchored; c.LeaseUntil = before; c.Dirty = true; return c }(), Request{ReceivedAt: before, MessageID: "m1"}, OutcomeSync},
 		{"inactive", inactive, Request{ReceivedAt: now}, OutcomeInactive},
 	} {
 		if got := decide(tc.c, tc.r, now); got != tc.want {

@@ -59,6 +59,11 @@ type Calendar struct {
 	LeaseOwner string    `firestore:"leaseOwner,omitempty"`
 	LeaseGen   int64     `firestore:"leaseGen,omitempty"`
 	LeaseUntil time.Time `firestore:"leaseUntil,omitempty"`
+	// LeaseMessageID is the Pub/Sub message whose session holds the lease:
+	// its own redelivery (the holder's instance died, or is still at it) is
+	// not covered by the holder's rounds coming to an end, so it is retried
+	// rather than acknowledged.
+	LeaseMessageID string `firestore:"leaseMessageId,omitempty"`
 	// Dirty: a notification arrived while a sync ran; the sync goes round once more.
 	Dirty      bool      `firestore:"dirty"`
 	DirtySince time.Time `firestore:"dirtySince,omitempty"`

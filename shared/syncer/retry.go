@@ -20,6 +20,10 @@ import (
 	"github.com/cenkalti/backoff/v5"
 )
 
+// ErrRetryLater: the notification cannot be settled now (see
+// store.OutcomeRetryLater); have Pub/Sub deliver it again.
+var ErrRetryLater = errors.New("syncer: the calendar's lease is held for this very message; retry later")
+
 // Kind is how the worker reacts to an error.
 type Kind int
 

@@ -205,6 +205,7 @@ func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification
 		ReceivedAt:  n.ReceivedAt,
 		FullResync:  n.ResourceState == messages.StateFullResync,
 		InitialOnly: n.ResourceState == messages.StateSync,
+		MessageID:   n.MessageID,
 	}
 	h := s.heldState(n.CalendarKey)
 	dirty, gen := h.check()
@@ -228,8 +229,15 @@ func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification
 		log.Debug("notification coalesced", logging.KeyResourceState, n.ResourceState, logging.KeyReason, string(adm.Outcome))
 		return nil
 	case store.OutcomeUnknown:
-		log.Warn("notification for a calendar that is not registered; acknowledged", logging.KeyResourceState, n.ResourceState, logging.KeyReason, string(adm.Outcome))
+		// The Webhook verified the channel token, so the key is ours: a
+		// calendar document is missing that should not be.
+		log.Error("notification for a calendar that is not registered; acknowledged", logging.KeyEvent, logging.EventInvalidMessage,
+			logging.KeyResourceState, n.ResourceState, logging.KeyReason, messages.ReasonUnknownCalendar)
 		return nil
+	case store.OutcomeRetryLater:
+		log.Info("redelivery of the message whose sync holds the calendar; Pub/Sub will retry it", logging.KeyResourceState, n.ResourceState,
+			logging.KeyReason, string(adm.Outcome))
+		return ErrRetryLater
 	case store.OutcomeInactive:
 		log.Info("notification for an inactive calendar; acknowledged", logging.KeyResourceState, n.ResourceState,
 			logging.KeyReason, adm.Calendar.Status)
