@@ -42,6 +42,16 @@ locals {
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"invalid_message\""
       labels      = { reason = "EXTRACT(jsonPayload.reason)" }
     }
+    leases_lost = {
+      description = "Syncs stopped because their lease was taken over or could not be renewed in time (a paused or overloaded SyncWorker), by reason. Nothing was written after the takeover (fenced); a steady rate means LEASE_DURATION is too short for the instances."
+      filter      = "${local.log_resource.sync} AND jsonPayload.event=\"lease_lost\""
+      labels      = { reason = "EXTRACT(jsonPayload.reason)" }
+    }
+    events_unstorable = {
+      description = "Events Firestore could not hold as Google sent them: stored in part with calsyncProblem, by reason (time_out_of_range, too_large, rejected)."
+      filter      = "${local.log_resource.sync} AND jsonPayload.event=\"event_unstorable\""
+      labels      = { reason = "EXTRACT(jsonPayload.reason)" }
+    }
     full_resyncs = {
       description = "410 Gone from events.list: the sync token died and the calendar was fully resynced."
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"full_resync\""
@@ -302,6 +312,34 @@ resource "google_monitoring_alert_policy" "invalid_messages" {
   documentation {
     mime_type = "text/markdown"
     content   = "Only calsync publishes to the notifications topic, so a message the SyncWorker cannot process is a bug or a foreign publisher. It was acknowledged (never redelivered) and not synced. Read the invalid_message lines of ${local.fn.sync} in Logging (reason, messageId, subscription, calendarKey); if a calendar's notification was lost, `go run ./scripts/calsync resync --calendar ID` or the next reconcile syncs it."
+  }
+}
+
+resource "google_monitoring_alert_policy" "events_unstorable" {
+  project               = var.project_id
+  display_name          = "calsync: events stored only in part"
+  combiner              = "OR"
+  notification_channels = var.alert_notification_channels
+  user_labels           = local.labels
+
+  conditions {
+    display_name = "event_unstorable logged by the SyncWorker"
+    condition_threshold {
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"${local.metric_type["events_unstorable"]}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "An event could not be stored in Firestore as Google sent it. It is in the mirror in part, flagged with the field calsyncProblem (the change feed carried it whole), and the calendar keeps syncing. Read the event_unstorable lines of ${local.fn.sync} (calendarKey, eventId, reason)."
   }
 }
 
