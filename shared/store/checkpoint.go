@@ -75,6 +75,7 @@ func (s *Store) SaveCheckpoint(ctx context.Context, key string, l Lease, cp Chec
 		b.Set(s.chunkRef(key, cp.Chunks-1), chunk)
 	}
 	b.Set(s.checkpointRef(key), cp)
+	b.Update(s.CalendarRef(key), []firestore.Update{{Path: "checkpointed", Value: true}, {Path: "checkpointChunks", Value: cp.Chunks}})
 	if err := commitFenced(ctx, b); err != nil {
 		return fmt.Errorf("checkpoint of %s: %w", key, err)
 	}
@@ -114,11 +115,18 @@ func (s *Store) DiscardCheckpoint(ctx context.Context, key string, l Lease, cp C
 		b.Delete(s.chunkRef(key, i))
 	}
 	b.Delete(s.checkpointRef(key))
+	b.Update(s.CalendarRef(key), clearCheckpoint)
 	return commitFenced(ctx, b)
 }
 
-// readCheckpoint reads the checkpoint in a transaction (nil: none).
-func (s *Store) readCheckpoint(tx *firestore.Transaction, key string) (*Checkpoint, error) {
+var clearCheckpoint = []firestore.Update{{Path: "checkpointed", Value: firestore.Delete}, {Path: "checkpointChunks", Value: firestore.Delete}}
+
+// readCheckpoint reads the calendar's checkpoint in a transaction (nil:
+// none; only read when the calendar says there is one).
+func (s *Store) readCheckpoint(tx *firestore.Transaction, key string, c Calendar) (*Checkpoint, error) {
+	if !c.Checkpointed {
+		return nil, nil
+	}
 	snap, err := tx.Get(s.checkpointRef(key))
 	if isNotFound(err) {
 		return nil, nil
@@ -133,12 +141,13 @@ func (s *Store) readCheckpoint(tx *firestore.Transaction, key string) (*Checkpoi
 	return &cp, nil
 }
 
-// deleteCheckpoint removes a checkpoint and its chunks in a transaction.
-func (s *Store) deleteCheckpoint(tx *firestore.Transaction, key string, cp *Checkpoint) error {
-	if cp == nil {
+// deleteCheckpoint removes the calendar's checkpoint and its chunks in a
+// transaction; the caller clears the calendar's fields (clearCheckpoint).
+func (s *Store) deleteCheckpoint(tx *firestore.Transaction, key string, c Calendar) error {
+	if !c.Checkpointed {
 		return nil
 	}
-	for i := range cp.Chunks {
+	for i := range c.CheckpointChunks {
 		if err := tx.Delete(s.chunkRef(key, i)); err != nil {
 			return err
 		}

@@ -131,8 +131,10 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 			// A new generation; the fence document moves with it, which
 			// fences out every earlier holder's writes.
 			gen, until = a.Calendar.LeaseGen+1, now.Add(l.Duration)
-			if err := tx.Set(s.fenceRef(key), map[string]any{"gen": gen, "owner": l.Owner, "takenAt": now}); err != nil {
-				return err
+			if !s.Unfenced {
+				if err := tx.Set(s.fenceRef(key), map[string]any{"gen": gen, "owner": l.Owner, "takenAt": now}); err != nil {
+					return err
+				}
 			}
 			return tx.Update(ref, []firestore.Update{
 				{Path: "leaseOwner", Value: l.Owner},
@@ -161,8 +163,9 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 		return Admission{}, fmt.Errorf("admit %s: %w", key, err)
 	}
 	if a.Outcome == OutcomeSync {
-		l.Fence, err = s.readFence(ctx, key, l, gen)
-		if err != nil {
+		if s.Unfenced {
+			l.Fence = Fence{Gen: gen}
+		} else if l.Fence, err = s.readFence(ctx, key, l, gen); err != nil {
 			return Admission{}, err
 		}
 		l.Until = until
@@ -214,7 +217,7 @@ func (s *Store) StartRound(ctx context.Context, key string, l Lease, forceFull b
 		if err != nil {
 			return err
 		}
-		cp, err := s.readCheckpoint(tx, key)
+		cp, err := s.readCheckpoint(tx, key, c)
 		if err != nil {
 			return err
 		}
@@ -245,8 +248,11 @@ func (s *Store) StartRound(ctx context.Context, key string, l Lease, forceFull b
 		default:
 			// A full resync was asked for and the stopped round was not
 			// full: start over.
-			if err := s.deleteCheckpoint(tx, key, cp); err != nil {
+			if err := s.deleteCheckpoint(tx, key, c); err != nil {
 				return err
+			}
+			if cp != nil {
+				ups = append(ups, clearCheckpoint...)
 			}
 			ups = append(ups, firestore.Update{Path: "dirty", Value: false}, firestore.Update{Path: "dirtySince", Value: firestore.Delete})
 		}
@@ -316,11 +322,7 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 		if err != nil {
 			return err
 		}
-		cp, err := s.readCheckpoint(tx, key)
-		if err != nil {
-			return err
-		}
-		if err := s.deleteCheckpoint(tx, key, cp); err != nil {
+		if err := s.deleteCheckpoint(tx, key, c); err != nil {
 			return err
 		}
 		now := l.now()
@@ -331,6 +333,9 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 			{Path: "lastCompletedSyncStartedAt", Value: done.Round.StartedAt},
 			{Path: "syncCount", Value: firestore.Increment(1)},
 			{Path: "updatedAt", Value: now},
+		}
+		if c.Checkpointed {
+			ups = append(ups, clearCheckpoint...)
 		}
 		if done.Round.Full {
 			ups = append(ups,

@@ -69,6 +69,10 @@ type Calendar struct {
 	DirtySince time.Time `firestore:"dirtySince,omitempty"`
 	// FullResyncRequested: a full_resync request arrived while a sync ran.
 	FullResyncRequested bool `firestore:"fullResyncRequested,omitempty"`
+	// Checkpointed: a round stands at a checkpoint (syncstate/checkpoint,
+	// with CheckpointChunks chunks), so a round start reads it only then.
+	Checkpointed     bool `firestore:"checkpointed,omitempty"`
+	CheckpointChunks int  `firestore:"checkpointChunks,omitempty"`
 
 	// Counters, each updated atomically with what it counts: eventCount and
 	// changeCount in the same fenced batch as the event writes they count,

@@ -23,6 +23,10 @@ type Store struct {
 	Client *firestore.Client
 	// Now is the clock of the timestamps the Store writes itself (default time.Now).
 	Now func() time.Time
+	// Unfenced leaves the fence out of the writes made under a lease. For
+	// benchmarks only, to measure what fencing costs: without it a worker
+	// paused past its lease can write over a newer holder's data.
+	Unfenced bool
 	// locks serializes this process's transactions on one calendar document:
 	// concurrent transactions on a document only queue up in Firestore (and
 	// the emulator, which locks pessimistically, deadlocks them until its lock

@@ -27,8 +27,9 @@ import (
 )
 
 // BenchmarkFullSync: a full sync of 10,000 and 100,000 events into the
-// Firestore emulator, calsync against a one-write-per-event loop (the loop
-// only at 10,000: at 100,000 it takes many minutes). The Calendar emulator
+// Firestore emulator, calsync against the same sync without fencing
+// (fenced_vs_unfenced: the target is at least 0.9) and a one-write-per-event
+// loop (the loop only at 10,000: at 100,000 it takes many minutes). The Calendar emulator
 // runs in its own process (scripts/calendar-emulator) so the peak RSS
 // reported is the syncing process's alone (VmHWM after clear_refs). Change
 // feed off on both sides.
@@ -50,8 +51,11 @@ func BenchmarkFullSync(b *testing.B) {
 			}
 			seedEvents(b, svc, tc.n)
 			testenv.Firestore(b)
-			var calsyncRate, loopRate, peakMB float64
+			var calsyncRate, unfencedRate, loopRate, peakMB float64
 			for i := 0; i < b.N; i++ {
+				// The same sync without fencing (store.Unfenced), on a
+				// Firestore of its own, first: what fencing costs.
+				unfencedRate = fullSyncRate(b, ctx, svc, tc.n, true)
 				fs, err := firestore.NewClient(ctx, testenv.ProjectID(b))
 				if err != nil {
 					b.Fatal(err)
@@ -100,6 +104,8 @@ func BenchmarkFullSync(b *testing.B) {
 				fs.Close()
 			}
 			b.ReportMetric(calsyncRate, "calsync_events/s")
+			b.ReportMetric(unfencedRate, "unfenced_events/s")
+			b.ReportMetric(calsyncRate/unfencedRate, "fenced_vs_unfenced")
 			if tc.baseline {
 				b.ReportMetric(loopRate, "loop_events/s")
 				b.ReportMetric(calsyncRate/loopRate, "speedup")
@@ -108,6 +114,30 @@ func BenchmarkFullSync(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// fullSyncRate runs one full sync of the emulator's calendar into a fresh
+// Firestore project and returns its events/s.
+func fullSyncRate(b *testing.B, ctx context.Context, svc *calendar.Service, n int, unfenced bool) float64 {
+	b.Helper()
+	fs, err := firestore.NewClient(ctx, testenv.ProjectID(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fs.Close()
+	st := store.New(fs)
+	st.Unfenced = unfenced
+	key, err := st.RegisterCalendar(ctx, store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := syncer.New(syncer.Options{Store: st, Logger: quietLogger(),
+		Services: syncer.ServicesFunc(func(context.Context, store.Calendar) (*calendar.Service, error) { return svc, nil })})
+	t0 := time.Now()
+	if err := s.HandleNotification(ctx, messages.Notification{CalendarKey: key, ResourceState: messages.StateSync}); err != nil {
+		b.Fatal(err)
+	}
+	return float64(n) / time.Since(t0).Seconds()
 }
 
 // externalEmulator runs scripts/calendar-emulator in its own process.

@@ -73,7 +73,13 @@ func (g *gate) client(t *testing.T, ctx context.Context, project string) *firest
 
 // interceptedClient is a Firestore client (on the emulator) whose every call
 // goes through around: one worker's view of the network.
-func interceptedClient(t *testing.T, ctx context.Context, project string, around func(ctx context.Context, method string, req any, call func() error) error) *firestore.Client {
+func interceptedClient(t testing.TB, ctx context.Context, project string, around func(ctx context.Context, method string, req any, call func() error) error) *firestore.Client {
+	return interceptedStreams(t, ctx, project, around, nil)
+}
+
+// interceptedStreams is interceptedClient whose streams also pass through wrap.
+func interceptedStreams(t testing.TB, ctx context.Context, project string, around func(ctx context.Context, method string, req any, call func() error) error,
+	wrap func(method string, s grpc.ClientStream) grpc.ClientStream) *firestore.Client {
 	t.Helper()
 	conn, err := grpc.NewClient(os.Getenv("FIRESTORE_EMULATOR_HOST"),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -88,6 +94,9 @@ func interceptedClient(t *testing.T, ctx context.Context, project string, around
 				s, err = streamer(ctx, desc, cc, method, opts...)
 				return err
 			})
+			if err == nil && wrap != nil {
+				s = wrap(method, s)
+			}
 			return s, err
 		}))
 	if err != nil {

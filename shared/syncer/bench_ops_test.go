@@ -1,0 +1,121 @@
+package syncer_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore/apiv1/firestorepb"
+	"google.golang.org/api/calendar/v3"
+	"google.golang.org/grpc"
+
+	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/syncer"
+)
+
+// opCounter counts what a Firestore client asks of the server.
+type opCounter struct {
+	rpcs, reads, writes atomic.Int64
+}
+
+func (c *opCounter) around(_ context.Context, _ string, req any, call func() error) error {
+	c.rpcs.Add(1)
+	if r, ok := req.(*firestorepb.CommitRequest); ok {
+		c.writes.Add(int64(len(r.Writes)))
+	}
+	return call()
+}
+
+// stream counts the documents a read stream returns (billed reads).
+func (c *opCounter) stream(_ string, s grpc.ClientStream) grpc.ClientStream {
+	return countingStream{ClientStream: s, c: c}
+}
+
+type countingStream struct {
+	grpc.ClientStream
+	c *opCounter
+}
+
+func (s countingStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err == nil {
+		switch r := m.(type) {
+		case *firestorepb.BatchGetDocumentsResponse:
+			s.c.reads.Add(1) // found or missing: billed either way
+		case *firestorepb.RunQueryResponse:
+			if r.Document != nil {
+				s.c.reads.Add(1)
+			}
+		}
+	}
+	return err
+}
+
+func (c *opCounter) reset() (rpcs, reads, writes int64) {
+	return c.rpcs.Swap(0), c.reads.Swap(0), c.writes.Swap(0)
+}
+
+// BenchmarkFirestoreOps: what fencing costs in Firestore operations. A
+// 1,000-event calendar; 40 notifications each after 10 changed events, then
+// 40 notifications with nothing changed; per notification and per changed
+// event: RPCs and document writes (each fenced batch carries one more: the
+// fence), with fencing and without (store.Unfenced, benchmarks only).
+//
+//	go test -run '^$' -bench FirestoreOps -benchtime 1x ./shared/syncer/
+func BenchmarkFirestoreOps(b *testing.B) {
+	const rounds, perRound = 40, 10
+	for i := 0; i < b.N; i++ {
+		for _, fenced := range []bool{true, false} {
+			e := newEnv(b)
+			e.seed(1000)
+			c := &opCounter{}
+			st := store.New(interceptedStreams(b, e.ctx, e.project, c.around, c.stream))
+			st.Unfenced = !fenced
+			s := e.syncer(func(o *syncer.Options) {
+				o.Store = st
+				o.RerunInterval = time.Millisecond
+				o.QuietPeriod = time.Microsecond
+			})
+			e.mustNotify(s, messages.StateSync)
+			ids := e.eventIDs(rounds * perRound)
+			c.reset()
+			for r := range rounds {
+				for _, id := range ids[r*perRound : (r+1)*perRound] {
+					e.update(id, "changed")
+				}
+				e.mustNotify(s, messages.StateExists)
+			}
+			rpcs, reads, writes := c.reset()
+			for range rounds {
+				e.mustNotify(s, messages.StateReconcile)
+			}
+			idleRPCs, idleReads, idleWrites := c.reset()
+			name := map[bool]string{true: "fenced", false: "unfenced"}[fenced]
+			b.ReportMetric(float64(rpcs)/rounds, name+"_rpcs/notification")
+			b.ReportMetric(float64(reads)/rounds, name+"_docreads/notification")
+			b.ReportMetric(float64(writes)/rounds, name+"_docwrites/notification")
+			b.ReportMetric(float64(reads)/(rounds*perRound), name+"_docreads/change")
+			b.ReportMetric(float64(writes)/(rounds*perRound), name+"_docwrites/change")
+			b.ReportMetric(float64(idleRPCs)/rounds, name+"_idle_rpcs/notification")
+			b.ReportMetric(float64(idleReads)/rounds, name+"_idle_docreads/notification")
+			b.ReportMetric(float64(idleWrites)/rounds, name+"_idle_docwrites/notification")
+		}
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// eventIDs lists n event ids of the calendar.
+func (e *env) eventIDs(n int) []string {
+	var ids []string
+	_ = e.svc.Events.List(e.calID).MaxResults(2500).Pages(e.ctx, func(p *calendar.Events) error {
+		for _, ev := range p.Items {
+			if len(ids) < n {
+				ids = append(ids, ev.Id)
+			}
+		}
+		return nil
+	})
+	return ids
+}
