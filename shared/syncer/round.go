@@ -544,6 +544,9 @@ func (s *Syncer) flush(ctx context.Context, st *roundState, b *pageBatch, synced
 	}
 	for _, r := range rejected {
 		p := b.plan[r.ID]
+		if p == nil || p.ev == nil {
+			return r.Err // only a document set can be refused; this is a bug
+		}
 		doc := store.MinimalEventDoc(p.ev, store.ProblemRejected)
 		w := store.EventWrite{ID: r.ID, Doc: doc}
 		if !p.before.Exists {
