@@ -305,3 +305,24 @@ func TestUnstorableEventsIsolated(t *testing.T) {
 		t.Errorf("eventCount %d, want 5", c.EventCount)
 	}
 }
+
+// A deletion's tombstone carries no `updated` and no `sequence` (Google
+// promises its id and status only): it still deletes an event whose stored
+// version has a sequence (its time was moved). Found by the multi-process
+// chaos test.
+func TestTombstoneDeletesAMovedEvent(t *testing.T) {
+	e := newEnv(t)
+	s := e.syncer(nil)
+	ev := e.insert("moved, then deleted")
+	e.mustNotify(s, messages.StateSync)
+	moved, err := e.svc.Events.Patch(e.calID, ev.Id, &calendar.Event{
+		Start: &calendar.EventDateTime{DateTime: "2026-12-02T10:00:00Z"}, End: &calendar.EventDateTime{DateTime: "2026-12-02T11:00:00Z"}}).Do()
+	if err != nil || moved.Sequence == 0 {
+		t.Fatalf("move: sequence %d, %v", moved.Sequence, err)
+	}
+	e.mustNotify(s, messages.StateExists)
+	e.remove(ev.Id)
+	e.mustNotify(s, messages.StateExists)
+	e.assertMirror()
+	e.wantCounts(1, 1, 1)
+}
