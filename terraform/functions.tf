@@ -135,9 +135,14 @@ resource "google_cloudfunctions2_function" "webhook" {
     service_account_email            = google_service_account.webhook.email
 
     environment_variables = merge(local.common_env, {
-      NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
-      PUBLISH_TIMEOUT     = var.publish_timeout
-    })
+      NOTIFICATIONS_TOPIC      = google_pubsub_topic.notifications.name
+      PUBLISH_TIMEOUT          = var.publish_timeout
+      CHANNEL_EXPIRY_GRACE     = var.channel_expiry_grace
+      UNKNOWN_KEY_RETRY_WINDOW = var.unknown_key_retry_window
+      },
+      # Only during an upgrade's transition (variables.tf); unset, version 1 tokens are refused.
+      { for k, v in { CHANNEL_TOKEN_V1_UNTIL = var.channel_token_v1_until } : k => v if v != "" },
+    )
 
     secret_environment_variables {
       key        = "CHANNEL_TOKEN_KEYS"

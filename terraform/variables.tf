@@ -137,6 +137,39 @@ variable "webhook_min_instances" {
   }
 }
 
+variable "channel_expiry_grace" {
+  description = "CHANNEL_EXPIRY_GRACE of the Webhook: pushes whose signed channel expiration is further in the past than this are answered 200 and not published (replays of ended channels; Google's late retries within it still count). Go duration."
+  type        = string
+  default     = "1h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.channel_expiry_grace))
+    error_message = "channel_expiry_grace must be a Go duration such as 1h."
+  }
+}
+
+variable "channel_token_v1_until" {
+  description = "CHANNEL_TOKEN_V1_UNTIL of the Webhook: version 1 channel tokens (no signed expiration, minted before this release) are accepted until this RFC 3339 instant. Empty (the default, and right for a new deployment): refused. When upgrading a deployment with live channels, set it about a day ahead: RenewChannels renews every such channel in its next hourly run (check with `calsync keys`), then clear it."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.channel_token_v1_until == "" || can(formatdate("YYYY", var.channel_token_v1_until))
+    error_message = "channel_token_v1_until must be empty or an RFC 3339 timestamp such as 2026-12-01T00:00:00Z."
+  }
+}
+
+variable "unknown_key_retry_window" {
+  description = "UNKNOWN_KEY_RETRY_WINDOW of the Webhook: a channel token signed with a key id the Webhook does not have is answered 503 (Google retries) for this long after an instance first sees that id, with an alert, then 403. Gives an operator time to repair a key rotation done out of order. Go duration; 0s refuses at once."
+  type        = string
+  default     = "24h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.unknown_key_retry_window))
+    error_message = "unknown_key_retry_window must be a Go duration such as 24h."
+  }
+}
+
 # --- SyncWorker ------------------------------------------------------------
 
 variable "sync_worker_max_instances" {

@@ -67,13 +67,13 @@ func ParsePush(h http.Header) (Push, error) {
 	num := get(HeaderMessageNumber)
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n <= 0 || strings.HasPrefix(num, "+") {
-		errs = append(errs, fmt.Errorf("message number %q is not a positive integer", clip(num)))
+		errs = append(errs, fmt.Errorf(`message number "%s" is not a positive integer`, clip(num)))
 	}
 	p.MessageNumber = n
 	switch p.ResourceState {
 	case messages.StateSync, messages.StateExists, messages.StateNotExists:
 	default:
-		errs = append(errs, fmt.Errorf("resource state %q is not sync, exists or not_exists", clip(p.ResourceState)))
+		errs = append(errs, fmt.Errorf(`resource state "%s" is not sync, exists or not_exists`, clip(p.ResourceState)))
 	}
 	if p.ResourceID == "" {
 		errs = append(errs, errors.New("resource id missing"))
@@ -102,7 +102,8 @@ func printable(s string) bool {
 	return true
 }
 
-// clip keeps a rejected value short enough to quote in a log line.
+// clip keeps a rejected value short enough to quote in an error; the log
+// line escapes the whole error (logging.Untrusted).
 func clip(s string) string {
 	if len(s) > 40 {
 		return s[:40] + "…"

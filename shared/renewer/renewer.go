@@ -36,6 +36,7 @@ type Publisher interface {
 // Summary is what one run did; the HTTP answer and the renew_run log line.
 type Summary struct {
 	Renewed      int   `json:"renewed"`      // channels replaced before expiry
+	Rekeyed      int   `json:"rekeyed"`      // ... of them because another key than the signing one signed their token (rotation)
 	Created      int   `json:"created"`      // calendars without a live channel that got one
 	Stopped      int   `json:"stopped"`      // orphan and duplicate channels stopped
 	Reconciles   int   `json:"reconciles"`   // reconcile syncs asked for
@@ -143,7 +144,7 @@ func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 	sum.DurationMs = time.Since(start).Milliseconds()
 	r.log(ctx).InfoContext(ctx, "renew run done",
 		logging.KeyEvent, logging.EventRenewRun,
-		logging.KeyRenewed, sum.Renewed, logging.KeyCreated, sum.Created, logging.KeyStopped, sum.Stopped,
+		logging.KeyRenewed, sum.Renewed, logging.KeyRekeyed, sum.Rekeyed, logging.KeyCreated, sum.Created, logging.KeyStopped, sum.Stopped,
 		logging.KeyReconciles, sum.Reconciles, logging.KeyFailed, sum.Failed, logging.KeyExpiringSoon, sum.ExpiringSoon,
 		logging.KeyExpired, sum.Expired, logging.KeyBusy, sum.Busy, logging.KeyCalendars, sum.Calendars,
 		logging.KeyDurationMs, sum.DurationMs)
@@ -152,6 +153,7 @@ func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 
 func (s *Summary) add(o Summary) {
 	s.Renewed += o.Renewed
+	s.Rekeyed += o.Rekeyed
 	s.Created += o.Created
 	s.Stopped += o.Stopped
 	s.Reconciles += o.Reconciles
@@ -198,6 +200,9 @@ func (r *Renewer) handle(ctx context.Context, t task) Summary {
 	s.Stopped, s.Expired = out.Stopped, out.Expired
 	if out.Renewed {
 		s.Renewed = 1
+	}
+	if out.Rekeyed {
+		s.Rekeyed = 1
 	}
 	if out.Created {
 		s.Created = 1
