@@ -11,6 +11,8 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/messages"
@@ -27,9 +29,10 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	if strings.TrimSpace(*calID) == "" {
-		return usagef("--calendar is required")
+	if err := cleanCalendarID(calID); err != nil {
+		return err
 	}
+	*cred, *subject = strings.TrimSpace(*cred), strings.TrimSpace(*subject)
 	if *cred != "" && *subject != "" {
 		return usagef("give --credential or --subject, not both")
 	}
@@ -109,8 +112,8 @@ func cmdUnwatch(ctx context.Context, c *cli, args []string) error {
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	if strings.TrimSpace(*calID) == "" {
-		return usagef("--calendar is required")
+	if err := cleanCalendarID(calID); err != nil {
+		return err
 	}
 	cfg, err := c.renewConfig(ctx)
 	if err != nil {
@@ -207,7 +210,9 @@ func cmdList(ctx context.Context, c *cli, args []string) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CALENDAR\tSTATUS\tAUTH\tCHANNEL EXPIRES\tLAST SYNC\tEVENTS")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", r.CalendarID, r.Status, r.AuthMode, when(r.ChannelExpiry, "none"), when(r.LastSyncedAt, "never"), r.EventCount)
+		// Every text field comes from Firestore: escaped (terminalSafe).
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", terminalSafe(r.CalendarID), terminalSafe(r.Status), terminalSafe(r.AuthMode),
+			when(r.ChannelExpiry, "none"), when(r.LastSyncedAt, "never"), r.EventCount)
 	}
 	return tw.Flush()
 }
@@ -227,8 +232,13 @@ func cmdResync(ctx context.Context, c *cli, args []string) error {
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	if (*calID == "") == !*all {
+	if (strings.TrimSpace(*calID) == "") == !*all {
 		return usagef("give --calendar ID or --all")
+	}
+	if !*all {
+		if err := cleanCalendarID(calID); err != nil {
+			return err
+		}
 	}
 	cfg, err := c.basicConfig(ctx)
 	if err != nil {
@@ -395,6 +405,33 @@ func cmdReseal(ctx context.Context, c *cli, args []string) error {
 	fmt.Fprintf(c.stdout, "resealed %d credential(s) under the first key of CREDENTIAL_KEYS\n", n)
 	if err != nil {
 		return fmt.Errorf("some credentials could not be resealed (keep their key in CREDENTIAL_KEYS): %w", err)
+	}
+	return nil
+}
+
+// maxCalendarIDBytes bounds a calendar id; Google's are emails or
+// ...@group.calendar.google.com ids, far shorter.
+const maxCalendarIDBytes = 512
+
+// cleanCalendarID trims the --calendar value in place and checks it looks
+// like a calendar id: a stray space or newline would otherwise register a
+// different calendar key (the key is a hash of the exact id), and "primary",
+// Google's alias for the caller's own calendar, would give every user the
+// same key.
+func cleanCalendarID(id *string) error {
+	*id = strings.TrimSpace(*id)
+	v := *id
+	switch {
+	case v == "":
+		return usagef("--calendar is required")
+	case strings.EqualFold(v, "primary"):
+		return usagef(`--calendar "primary" is an alias: give the calendar's id (for a user's primary calendar, their email)`)
+	case len(v) > maxCalendarIDBytes:
+		return usagef("--calendar is %d bytes long (at most %d)", len(v), maxCalendarIDBytes)
+	case !utf8.ValidString(v) || terminalSafe(v) != v || strings.ContainsFunc(v, unicode.IsSpace):
+		return usagef("--calendar %s contains spaces, control or invisible characters", terminalSafe(v))
+	case !strings.Contains(v, "@"):
+		return usagef("--calendar %s is not a calendar id (an email address or ...@group.calendar.google.com)", v)
 	}
 	return nil
 }

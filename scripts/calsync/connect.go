@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -70,12 +71,20 @@ func connectFlow(ctx context.Context, o connectOptions) (connectResult, error) {
 			return
 		}
 		q := r.URL.Query()
+		if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1 {
+			// Not this flow's answer: a stale tab, another flow's redirect,
+			// or a link someone sent to the user to plant their own code.
+			// Ignored: it must neither end the flow nor be exchanged.
+			http.Error(w, "calsync: this is not the answer this sign-in is waiting for; ignored", http.StatusBadRequest)
+			if o.Progress != nil {
+				fmt.Fprintln(o.Progress, "ignored a request to the callback with a wrong state (still waiting)")
+			}
+			return
+		}
 		var a answer
 		switch {
-		case q.Get("state") != state:
-			a.err = errors.New("the authorization answer carries a wrong state (not from this flow)")
 		case q.Get("error") != "":
-			a.err = fmt.Errorf("authorization refused: %s", q.Get("error"))
+			a.err = fmt.Errorf("authorization refused: %s", terminalSafe(q.Get("error")))
 		case q.Get("code") == "":
 			a.err = errors.New("authorization answer without a code")
 		default:

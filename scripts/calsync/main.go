@@ -25,6 +25,7 @@ commands:
   list      list calendars: status, channel expiry, last sync, event count
   resync    ask for a sync of one calendar or all (--full: drop the sync token)
   renew     run one channel renewal now (what the scheduler does hourly)
+  keys      live channels per channel-token key id (key rotation: is the old key still used?)
   reseal    re-encrypt stored credentials under the first CREDENTIAL_KEYS key (key rotation)
 
 Run 'calsync <command> -h' for the flags of a command. Every command reads the
@@ -63,6 +64,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		"list":    cmdList,
 		"resync":  cmdResync,
 		"renew":   cmdRenew,
+		"keys":    cmdKeys,
 		"reseal":  cmdReseal,
 	}
 	name := args[0]

@@ -60,6 +60,16 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"list", "extra"}, `unexpected argument "extra"`},
 		{[]string{"connect", "--timeout", "-1s"}, "--timeout must be positive"},
 		{[]string{"list", "--state-file", "/nonexistent/state.json"}, "--state-file"},
+		{[]string{"watch", "--calendar", "   "}, "--calendar is required"},
+		{[]string{"watch", "--calendar", "primary"}, `"primary" is an alias`},
+		{[]string{"watch", "--calendar", "alice@x.test\nbob@x.test"}, `alice@x.test\nbob@x.test contains spaces, control or invisible characters`},
+		{[]string{"watch", "--calendar", "al ice@x.test"}, "contains spaces"},
+		{[]string{"watch", "--calendar", "alice\u202e@x.test"}, `alice\u202e@x.test contains`},
+		{[]string{"watch", "--calendar", "alice"}, "is not a calendar id"},
+		{[]string{"watch", "--calendar", strings.Repeat("a", 600) + "@x"}, "bytes long"},
+		{[]string{"unwatch", "--calendar", "\t"}, "--calendar is required"},
+		{[]string{"resync", "--calendar", "a\x1b[2J@x.test"}, `a\x1b[2J@x.test contains`},
+		{[]string{"keys", "extra"}, `unexpected argument "extra"`},
 	}
 	for _, c := range cases {
 		code, _, stderr := run(c.args...)
@@ -213,18 +223,64 @@ func connectAlice(t *testing.T, s *stack) string {
 	return id
 }
 
-func TestConnectFlowRejectsForeignState(t *testing.T) {
+// A request to the loopback callback with a wrong state (an attacker's
+// link with its own code, a stale tab) is answered 400 and ignored: the
+// flow neither aborts nor exchanges that code, and the user's real answer,
+// arriving after it, completes the flow.
+func TestConnectFlowIgnoresForeignState(t *testing.T) {
 	ctx := context.Background()
-	_, base := calendaremu.Start(t, calendaremu.Options{})
-	_, err := connectFlow(ctx, connectOptions{
-		OAuth:   &oauth2.Config{ClientID: "c", ClientSecret: "s", Endpoint: oauth2.Endpoint{AuthURL: base + "/authorize", TokenURL: base + "/token"}},
-		Timeout: 5 * time.Second,
+	emu, base := calendaremu.Start(t, calendaremu.Options{})
+	if err := emu.CreateUser("bob@x.test", ""); err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	var forgedStatus []int
+	res, err := connectFlow(ctx, connectOptions{
+		OAuth: &oauth2.Config{ClientID: "c", ClientSecret: "s", Scopes: []string{calclient.Scope},
+			Endpoint: oauth2.Endpoint{AuthURL: base + "/authorize", TokenURL: base + "/token"}},
+		LoginHint:        "bob@x.test",
+		CalendarEndpoint: base,
+		Timeout:          10 * time.Second,
+		Progress:         &progress,
 		Open: func(u string) error {
-			// An attacker's redirect with its own state and code.
 			i := strings.Index(u, "redirect_uri=")
 			redirect := u[i+len("redirect_uri="):]
 			redirect = redirect[:strings.Index(redirect, "&")]
 			redirect = strings.NewReplacer("%3A", ":", "%2F", "/").Replace(redirect)
+			// First an attacker's redirects with their own state and code
+			// (and one with no state, and one saying the user refused).
+			for _, q := range []string{"?code=evil&state=forged", "?code=evil", "?error=access_denied&state=forged"} {
+				resp, err := http.Get(redirect + q)
+				if err != nil {
+					return err
+				}
+				resp.Body.Close()
+				forgedStatus = append(forgedStatus, resp.StatusCode)
+			}
+			// Then the user's real consent.
+			resp, err := http.Get(u)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatalf("the real answer after forged ones: %v", err)
+	}
+	if res.Email != "bob@x.test" || !strings.HasPrefix(res.RefreshToken, "1//") {
+		t.Fatalf("result %+v", res)
+	}
+	if fmt.Sprint(forgedStatus) != "[400 400 400]" || strings.Count(progress.String(), "ignored a request") != 3 {
+		t.Fatalf("forged answers: %v; progress %q", forgedStatus, progress.String())
+	}
+	_, err = connectFlow(ctx, connectOptions{
+		OAuth:   &oauth2.Config{ClientID: "c", ClientSecret: "s", Endpoint: oauth2.Endpoint{AuthURL: base + "/authorize", TokenURL: base + "/token"}},
+		Timeout: 500 * time.Millisecond,
+		Open: func(u string) error { // only a forged answer comes: the flow keeps waiting, then times out
+			i := strings.Index(u, "redirect_uri=")
+			redirect := strings.NewReplacer("%3A", ":", "%2F", "/").Replace(u[i+len("redirect_uri="):][:strings.Index(u[i+len("redirect_uri="):], "&")])
 			resp, err := http.Get(redirect + "?code=evil&state=forged")
 			if err == nil {
 				resp.Body.Close()
@@ -232,8 +288,8 @@ func TestConnectFlowRejectsForeignState(t *testing.T) {
 			return nil
 		},
 	})
-	if err == nil || !strings.Contains(err.Error(), "wrong state") {
-		t.Fatalf("forged state: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "no authorization answer") {
+		t.Fatalf("only a forged answer: %v", err)
 	}
 	_, err = connectFlow(ctx, connectOptions{
 		OAuth:   &oauth2.Config{ClientID: "c", Endpoint: oauth2.Endpoint{AuthURL: base + "/authorize", TokenURL: base + "/token"}},
@@ -267,8 +323,9 @@ func TestCommandsEndToEnd(t *testing.T) {
 	if got := s.received(t, 1); len(got) != 1 || got[0].ResourceState != messages.StateFullResync || got[0].CalendarKey != key {
 		t.Fatalf("watch published %+v", got)
 	}
-	// Watching again is idempotent: same channel.
-	if code, _, e := run("watch", "--calendar", "alice@x.test", "--credential", cred, "--no-sync"); code != 0 {
+	// Watching again is idempotent: same channel; the id is trimmed (a
+	// stray space would otherwise be another calendar key).
+	if code, _, e := run("watch", "--calendar", " alice@x.test\n", "--credential", " "+cred+" ", "--no-sync"); code != 0 {
 		t.Fatalf("second watch: %s", e)
 	}
 	if n := len(s.emu.Channels()); n != 1 {
@@ -302,6 +359,33 @@ func TestCommandsEndToEnd(t *testing.T) {
 	if code, out, _ := run("list"); code != 0 || !strings.Contains(out, "CHANNEL EXPIRES") || !strings.Contains(out, "alice@x.test") {
 		t.Errorf("list table: %q", out)
 	}
+	// Whatever is in Firestore, list prints no terminal control sequence:
+	// a calendar id with an OSC title sequence and a bidi override, a
+	// status with a screen clear.
+	evilID := "evil\x1b]0;pwned\x07\u202e@x.test\ttab"
+	if _, err := s.fs.Collection(store.CollCalendars).Doc(store.CalendarKey(evilID)).Set(ctx, store.Calendar{
+		CalendarID: evilID, AuthMode: store.AuthADC, Status: "active\x1b[2J"}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = run("list")
+	if code != 0 || strings.ContainsAny(out, "\x1b\x07\u202e") || !strings.Contains(out, `evil\x1b]0;pwned\a\u202e@x.test\ttab`) ||
+		!strings.Contains(out, `active\x1b[2J`) {
+		t.Errorf("list printed a control sequence or lost the evidence: %q", out)
+	}
+	if _, err := s.fs.Collection(store.CollCalendars).Doc(store.CalendarKey(evilID)).Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// keys: the one live channel is signed with k1, the signing key.
+	code, out, e := run("keys", "--json")
+	var kr keysReport
+	if code != 0 || json.Unmarshal([]byte(out), &kr) != nil || kr.Live != 1 || len(kr.Keys) != 1 || kr.Keys[0].KeyID != "k1" ||
+		kr.Keys[0].Live != 1 || kr.Keys[0].Role != "signs" || kr.Keys[0].LastExpiry.IsZero() {
+		t.Fatalf("keys --json: %d %q %q", code, out, e)
+	}
+	if code, out, _ := run("keys"); code != 0 || !strings.Contains(out, "KEY ID") || !strings.Contains(out, "Every one is signed with the signing key k1") {
+		t.Errorf("keys table: %q", out)
+	}
 
 	if code, out, e := run("resync", "--calendar", "alice@x.test"); code != 0 || !strings.Contains(out, "reconcile of 1") {
 		t.Fatalf("resync: %d %q %q", code, out, e)
@@ -321,7 +405,7 @@ func TestCommandsEndToEnd(t *testing.T) {
 		t.Errorf("resync of not_found: %d %q", code, e)
 	}
 
-	code, out, e := run("renew", "--json")
+	code, out, e = run("renew", "--json")
 	var sum map[string]int
 	if code != 0 || json.Unmarshal([]byte(out), &sum) != nil || sum["failed"] != 0 {
 		t.Fatalf("renew: %d %q %q", code, out, e)

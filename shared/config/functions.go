@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -32,7 +33,7 @@ type Calendar struct {
 func (c Calendar) validate() error {
 	var errs []error
 	if c.CalendarEndpoint != "" {
-		errs = append(errs, validURL("CALENDAR_ENDPOINT", c.CalendarEndpoint))
+		errs = append(errs, secureURL("CALENDAR_ENDPOINT", c.CalendarEndpoint))
 	}
 	if keys, err := ParseKeys(c.CredentialKeys); err != nil {
 		errs = append(errs, fmt.Errorf("CREDENTIAL_KEYS: %w", err))
@@ -43,7 +44,7 @@ func (c Calendar) validate() error {
 			}
 		}
 	}
-	errs = append(errs, validURL("OAUTH_TOKEN_URL", c.OAuthTokenURL), validURL("OAUTH_AUTH_URL", c.OAuthAuthURL))
+	errs = append(errs, secureURL("OAUTH_TOKEN_URL", c.OAuthTokenURL), secureURL("OAUTH_AUTH_URL", c.OAuthAuthURL))
 	if (c.OAuthClientID == "") != (c.OAuthClientSecret == "") {
 		errs = append(errs, errors.New("OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET must be set together"))
 	}
@@ -147,4 +148,28 @@ func validURL(name, v string) error {
 		return fmt.Errorf("%s %q is not an http(s) URL", name, v)
 	}
 	return nil
+}
+
+// secureURL is validURL for an endpoint that is sent secrets (bearer tokens,
+// the OAuth client secret, refresh tokens) or sends users to sign in:
+// https, or http on a loopback address only (the local emulators). Plain
+// http to any other host would hand those secrets to the network.
+func secureURL(name, v string) error {
+	if err := validURL(name, v); err != nil {
+		return err
+	}
+	u, _ := url.Parse(v)
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		return fmt.Errorf("%s %q: http is only allowed on a loopback address (127.0.0.0/8, ::1, localhost); use https", name, v)
+	}
+	return nil
+}
+
+// loopbackHost reports whether host is a loopback IP literal or localhost.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
