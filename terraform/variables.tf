@@ -59,9 +59,9 @@ variable "go_runtime" {
 }
 
 variable "firestore_database" {
-  description = "Firestore database id (FIRESTORE_DATABASE). \"(default)\" or a named database."
+  description = "Firestore database id (FIRESTORE_DATABASE): calsync's own database, to which its service accounts' Firestore grants are limited (IAM condition). A deployment made before calsync had its own database keeps using its data by setting \"(default)\" (the grants are then limited to that one)."
   type        = string
-  default     = "(default)"
+  default     = "calsync"
 
   validation {
     condition     = var.firestore_database == "(default)" || can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.firestore_database))
@@ -366,9 +366,10 @@ variable "renew_concurrency" {
 variable "secret_versions" {
   description = "Secret Manager version each function mounts: \"latest\" (read when an instance starts) or a version number. Pinning a number and changing it rolls out a new revision at once, which is how a rotation is pushed (see README)."
   type = object({
-    channel_token_keys  = optional(string, "latest")
-    credential_keys     = optional(string, "latest")
-    oauth_client_secret = optional(string, "latest")
+    channel_token_keys      = optional(string, "latest")
+    credential_private_keys = optional(string, "latest")
+    credential_keys         = optional(string, "latest")
+    oauth_client_secret     = optional(string, "latest")
   })
   default = {}
 
@@ -376,6 +377,23 @@ variable "secret_versions" {
     condition     = alltrue([for v in values(var.secret_versions) : v == "latest" || can(regex("^[1-9][0-9]*$", v))])
     error_message = "secret_versions values must be \"latest\" or a version number."
   }
+}
+
+variable "credential_public_key" {
+  description = "The public half of the first key in the credential-private-keys secret (pubkey:v1:KEYID:BASE64URL, from `calsync keygen`): what `calsync connect` and product backends seal users' refresh tokens to. Not secret; output as credential_public_key. When set, RenewChannels checks at start that it matches one of its private keys."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.credential_public_key == "" || can(regex("^pubkey:v1:[A-Za-z0-9_-]{1,16}:[A-Za-z0-9_-]{43}$", var.credential_public_key))
+    error_message = "credential_public_key must be empty or pubkey:v1:KEYID:BASE64URL (43 characters) as calsync keygen prints it."
+  }
+}
+
+variable "legacy_credential_keys" {
+  description = "Keep the credential-keys secret (AES keys of refresh tokens stored before sealing) and give it to the SyncWorker and RenewChannels as CREDENTIAL_KEYS. Only for a deployment made before sealed credentials: set true when upgrading, let RenewChannels (or `calsync migrate-credentials`) seal them, then set false, which deletes the secret and its keys. New deployments: false."
+  type        = bool
+  default     = false
 }
 
 # --- Alerts ----------------------------------------------------------------

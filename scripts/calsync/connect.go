@@ -19,6 +19,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/credentials"
 	"google.golang.org/api/calendar/v3"
 )
@@ -175,6 +176,9 @@ func randomString() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// browser opens the consent URL (tests follow it instead).
+var browser = openBrowser
+
 // openBrowser tries the desktop's URL opener; failing is fine (the URL was printed).
 func openBrowser(url string) error {
 	var cmd *exec.Cmd
@@ -204,18 +208,25 @@ func cmdConnect(ctx context.Context, c *cli, args []string) error {
 	if *timeout <= 0 {
 		return usagef("--timeout must be positive")
 	}
-	cfg, err := c.renewConfig(ctx)
+	cfg, err := config.Load[credsConfig](ctx, c.lookup)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (set it in the environment or --state-file)", err)
 	}
-	if cfg.OAuthClientID == "" {
+	if cfg.OAuthClientID == "" || cfg.OAuthClientSecret == "" {
 		return errors.New("OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET are needed to connect a user (the OAuth client of type Desktop app)")
 	}
-	r, err := c.renewer(ctx, cfg)
+	st, err := c.openStore(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
 	if err != nil {
 		return err
 	}
-	open := openBrowser
+	creds, err := credentials.NewStore(cfg.Calendar, st)
+	if err != nil {
+		return err
+	}
+	if creds.Seal == nil {
+		return errors.New("connect seals the refresh token to the deployment's public key: set CREDENTIAL_PUBLIC_KEY (terraform output credential_public_key)")
+	}
+	open := browser
 	if *noBrowser {
 		open = func(string) error { return nil }
 	}
@@ -226,11 +237,11 @@ func cmdConnect(ctx context.Context, c *cli, args []string) error {
 		Timeout:          *timeout,
 		Open:             open,
 		Progress:         c.stderr,
-	}, r.Access.Credentials, c.stdout)
+	}, creds, c.stdout)
 }
 
-// connectAndStore runs the flow and stores the token encrypted; it prints the
-// credential id.
+// connectAndStore runs the flow and stores the token sealed to the public
+// key (this machine cannot open it again); it prints the credential id.
 func connectAndStore(ctx context.Context, o connectOptions, store *credentials.Store, out io.Writer) error {
 	res, err := connectFlow(ctx, o)
 	if err != nil {

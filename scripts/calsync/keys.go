@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,6 +19,9 @@ import (
 type keysReport struct {
 	Keys []keyRow `json:"keys"`
 	Live int      `json:"liveChannels"`
+	// Credentials counts stored credentials by the key that opens them: a
+	// sealing key id, or aes:KEYID for a legacy one not yet migrated.
+	Credentials map[string]int `json:"credentials"`
 }
 
 type keyRow struct {
@@ -27,9 +32,10 @@ type keyRow struct {
 	Role string `json:"role,omitempty"`
 }
 
-// cmdKeys reports how many live channels each channel-token key signed:
-// step 3 of a rotation is done when the old key's count is 0. Channel
-// records keep the signing key's id (the token itself is not stored). Needs
+// cmdKeys reports how many live channels each channel-token key signed
+// (step 3 of a rotation is done when the old key's count is 0; channel
+// records keep the signing key's id, the token itself is not stored) and
+// how many credentials each sealing key (or legacy AES key) opens. Needs
 // Firestore only; CHANNEL_TOKEN_KEYS, when set, adds each key's role.
 func cmdKeys(ctx context.Context, c *cli, args []string) error {
 	fs := c.flagSet("keys")
@@ -59,7 +65,11 @@ func cmdKeys(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	rep := keysReport{Keys: []keyRow{}}
+	creds, err := st.CredentialKeyCounts(ctx)
+	if err != nil {
+		return err
+	}
+	rep := keysReport{Keys: []keyRow{}, Credentials: creds}
 	seen := map[string]bool{}
 	for _, u := range channels.UsageByKey(recs, time.Now()) {
 		rep.Keys = append(rep.Keys, keyRow{KeyUsage: u, Role: role(configured, u.KeyID)})
@@ -101,6 +111,15 @@ func cmdKeys(ctx context.Context, c *cli, args []string) error {
 	} else {
 		fmt.Fprintln(c.stdout, " (Set CHANNEL_TOKEN_KEYS to see each key's role.)")
 	}
+	ids := slices.Sorted(maps.Keys(creds))
+	fmt.Fprintf(c.stdout, "\nCREDENTIALS BY KEY:")
+	if len(ids) == 0 {
+		fmt.Fprint(c.stdout, " none")
+	}
+	for _, id := range ids {
+		fmt.Fprintf(c.stdout, " %s %d", terminalSafe(id), creds[id])
+	}
+	fmt.Fprintln(c.stdout, " (aes:ID = legacy, not yet sealed; RenewChannels seals them while it has CREDENTIAL_KEYS)")
 	return nil
 }
 

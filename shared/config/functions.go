@@ -18,31 +18,66 @@ type Store struct {
 type Calendar struct {
 	// CalendarEndpoint overrides Google's endpoint (the local emulator).
 	CalendarEndpoint string `env:"CALENDAR_ENDPOINT"`
-	// CredentialKeys encrypt stored refresh tokens (AES-256-GCM), KEYID:BASE64 list.
-	CredentialKeys    string `env:"CREDENTIAL_KEYS, required"`
-	OAuthClientID     string `env:"OAUTH_CLIENT_ID"`
-	OAuthClientSecret string `env:"OAUTH_CLIENT_SECRET"`
-	OAuthTokenURL     string `env:"OAUTH_TOKEN_URL, default=https://oauth2.googleapis.com/token"`
-	OAuthAuthURL      string `env:"OAUTH_AUTH_URL, default=https://accounts.google.com/o/oauth2/auth"`
-	CalendarRateLimit int    `env:"CALENDAR_USER_RATE_LIMIT, default=500"`
+	// CredentialPrivateKeys open stored refresh tokens, sealed to the
+	// deployment's public key (shared/sealed): KEYID:BASE64 list of 32-byte
+	// X25519 keys, the first the current one (reseals go to it).
+	CredentialPrivateKeys string `env:"CREDENTIAL_PRIVATE_KEYS"`
+	// CredentialKeys open legacy refresh tokens, stored with AES-256-GCM
+	// before sealing existed, until they are migrated: KEYID:BASE64 list.
+	CredentialKeys string `env:"CREDENTIAL_KEYS"`
+	// CredentialPublicKey (pubkey:v1:...) is what enrollers seal to. The CLI
+	// seals with it; RenewChannels, given it, checks it is one of its
+	// private keys' public halves.
+	CredentialPublicKey string `env:"CREDENTIAL_PUBLIC_KEY"`
+	OAuthClientID       string `env:"OAUTH_CLIENT_ID"`
+	OAuthClientSecret   string `env:"OAUTH_CLIENT_SECRET"`
+	OAuthTokenURL       string `env:"OAUTH_TOKEN_URL, default=https://oauth2.googleapis.com/token"`
+	OAuthAuthURL        string `env:"OAUTH_AUTH_URL, default=https://accounts.google.com/o/oauth2/auth"`
+	CalendarRateLimit   int    `env:"CALENDAR_USER_RATE_LIMIT, default=500"`
 	// DelegationServiceAccount is impersonated (IAM signJwt) with a calendar's
 	// subject for domain-wide delegation; empty: ADC must be a service-account key.
 	DelegationServiceAccount string `env:"DELEGATION_SERVICE_ACCOUNT"`
 }
 
-func (c Calendar) validate() error {
+// Validate reports every problem of a function's Calendar settings: those
+// of ValidateEnrollment, and the keys that open stored credentials.
+func (c Calendar) Validate() error {
+	errs := []error{c.ValidateEnrollment()}
+	if c.CredentialPrivateKeys == "" && c.CredentialKeys == "" {
+		errs = append(errs, errors.New("CREDENTIAL_PRIVATE_KEYS must be set (or, in a deployment whose credentials are not migrated yet, CREDENTIAL_KEYS)"))
+	}
+	errs = append(errs, exactKeys("CREDENTIAL_PRIVATE_KEYS", c.CredentialPrivateKeys, "X25519"),
+		exactKeys("CREDENTIAL_KEYS", c.CredentialKeys, "AES-256"))
+	return errors.Join(errs...)
+}
+
+// exactKeys checks an optional KEYID:BASE64 list of 32-byte keys.
+func exactKeys(name, list, what string) error {
+	if list == "" {
+		return nil
+	}
+	keys, err := ParseKeys(list)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	var errs []error
+	for _, k := range keys {
+		if len(k.Material) != 32 {
+			errs = append(errs, fmt.Errorf("%s: key %s must be exactly 32 bytes (%s)", name, k.ID, what))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateEnrollment reports the problems of what enrolling a user takes
+// (the CLI's connect): endpoints, the OAuth client, the public key's form.
+func (c Calendar) ValidateEnrollment() error {
 	var errs []error
 	if c.CalendarEndpoint != "" {
 		errs = append(errs, secureURL("CALENDAR_ENDPOINT", c.CalendarEndpoint))
 	}
-	if keys, err := ParseKeys(c.CredentialKeys); err != nil {
-		errs = append(errs, fmt.Errorf("CREDENTIAL_KEYS: %w", err))
-	} else {
-		for _, k := range keys {
-			if len(k.Material) != 32 {
-				errs = append(errs, fmt.Errorf("CREDENTIAL_KEYS: key %s must be exactly 32 bytes (AES-256)", k.ID))
-			}
-		}
+	if c.CredentialPublicKey != "" && !strings.HasPrefix(strings.TrimSpace(c.CredentialPublicKey), "pubkey:v1:") {
+		errs = append(errs, errors.New("CREDENTIAL_PUBLIC_KEY must be a pubkey:v1:KEYID:BASE64URL public key"))
 	}
 	errs = append(errs, secureURL("OAUTH_TOKEN_URL", c.OAuthTokenURL), secureURL("OAUTH_AUTH_URL", c.OAuthAuthURL))
 	if (c.OAuthClientID == "") != (c.OAuthClientSecret == "") {
@@ -84,7 +119,7 @@ type SyncWorker struct {
 // Validate reports every problem with the SyncWorker config.
 func (c SyncWorker) Validate() error {
 	errs := []error{
-		c.Common.validate(), c.Calendar.validate(),
+		c.Common.validate(), c.Calendar.Validate(),
 		validTopic("CHANGES_TOPIC", c.ChangesTopic),
 		positive("LEASE_DURATION", c.LeaseDuration),
 		positive("RERUN_INTERVAL", c.RerunInterval),
@@ -125,7 +160,7 @@ type RenewChannels struct {
 // Validate reports every problem with the RenewChannels config.
 func (c RenewChannels) Validate() error {
 	errs := []error{
-		c.Common.validate(), c.Calendar.validate(),
+		c.Common.validate(), c.Calendar.Validate(),
 		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic),
 		validKeys("CHANNEL_TOKEN_KEYS", c.ChannelTokenKeys),
 		validURL("WEBHOOK_URL", c.WebhookURL),

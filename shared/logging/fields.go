@@ -39,7 +39,8 @@ const (
 	KeyContinuationAsked = "continuationAsked"
 
 	KeyRenewed    = "renewed"
-	KeyRekeyed    = "rekeyed" // renewed because another key than the signing one signed their token
+	KeyRekeyed    = "rekeyed"  // renewed because another key than the signing one signed their token
+	KeyResealed   = "resealed" // credentials sealed to the current key by a run
 	KeyCreated    = "created"
 	KeyStopped    = "stopped"
 	KeyReconciles = "reconciles"

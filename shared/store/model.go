@@ -125,11 +125,17 @@ type Channel struct {
 }
 
 // Credential is credentials/{credentialId}: a user's OAuth refresh token,
-// encrypted (AES-256-GCM) under the key KeyID. Never in clear at rest.
+// never in clear at rest. Sealed (shared/sealed: HPKE to the deployment's
+// public key, SealedKeyID naming it), or, for credentials stored before
+// sealing existed, encrypted with AES-256-GCM under the key KeyID
+// (Ciphertext) until they are migrated.
 type Credential struct {
-	Subject    string    `firestore:"subject"` // the user's email, for operators
-	KeyID      string    `firestore:"keyId"`
-	Ciphertext []byte    `firestore:"ciphertext"`
+	Subject     string `firestore:"subject"` // the user's email, for operators
+	Sealed      string `firestore:"sealed,omitempty"`
+	SealedKeyID string `firestore:"sealedKeyId,omitempty"`
+	// Legacy AES-256-GCM fields, removed when the credential is sealed.
+	KeyID      string    `firestore:"keyId,omitempty"`
+	Ciphertext []byte    `firestore:"ciphertext,omitempty"`
 	Status     string    `firestore:"status"` // active or auth_revoked
 	CreatedAt  time.Time `firestore:"createdAt"`
 	UpdatedAt  time.Time `firestore:"updatedAt"`
