@@ -27,6 +27,8 @@ const maxHeaderValue = 2048
 // ErrMalformed is returned for a push whose headers are missing or ill-formed.
 var ErrMalformed = errors.New("malformed push notification")
 
+var errMessageNumber = errors.New("message number too long")
+
 // Push is a parsed Google push notification, token not yet verified.
 type Push struct {
 	ChannelID         string
@@ -65,7 +67,13 @@ func ParsePush(h http.Header) (Push, error) {
 		errs = append(errs, errors.New("channel id longer than 64 or not printable"))
 	}
 	num := get(HeaderMessageNumber)
-	n, err := strconv.ParseInt(num, 10, 64)
+	var n int64
+	err := errMessageNumber
+	// Length first: ParseInt's error copies its whole input, and a forged
+	// header can be 60 KB (an int64 has at most 19 digits).
+	if len(num) <= 19 {
+		n, err = strconv.ParseInt(num, 10, 64)
+	}
 	if err != nil || n <= 0 || strings.HasPrefix(num, "+") {
 		errs = append(errs, fmt.Errorf(`message number "%s" is not a positive integer`, clip(num)))
 	}
