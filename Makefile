@@ -14,10 +14,10 @@ run:
 test: check
 	$(GO) test -race -timeout 25m $(TESTFLAGS) $(PKGS)
 
-## ci: what .ci/run runs: the tests, then terraform fmt -check and tflint
+## ci: what .ci/run runs: the tests, then the Terraform checks
 ci: test terraform-check
 
-## terraform-check: terraform fmt -check and tflint (built from the Go module proxy on first use)
+## terraform-check: terraform fmt -check, tflint (built from the Go module proxy on first use), then init, validate and plan with the real providers from ../shared/terraform-mirror
 terraform-check:
 	bash .ci/terraform-checks.sh
 
@@ -33,6 +33,9 @@ vet:
 ## fuzz: a short run of every fuzz target
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./shared/channeltoken
+	$(GO) test -run '^$$' -fuzz FuzzParseFields -fuzztime 10s ./shared/channeltoken
+	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime 10s ./shared/sealed
+	$(GO) test -run '^$$' -fuzz FuzzUntrusted -fuzztime 10s ./shared/logging
 	$(GO) test -run '^$$' -fuzz FuzzParseNotification -fuzztime 30s ./functions/webhook
 	$(GO) test -run '^$$' -fuzz FuzzPushRequest -fuzztime 30s ./functions/syncworker
 	$(GO) test -run '^$$' -fuzz FuzzCalendarKeyPassesMessages -fuzztime 10s ./shared/store

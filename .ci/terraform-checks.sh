@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Terraform checks that need no provider (none can be downloaded in CI):
+# Terraform checks (no provider can be downloaded in CI):
 #   terraform fmt -check   (Terraform v1.5.7, the last MPL release)
 #   tflint                 (core rules: its bundled "terraform" ruleset, no plugin download)
+#   terraform init/validate/plan with the real providers from the offline
+#                          mirror ../shared/terraform-mirror (.ci/terraform-plan.sh)
 # The HCL-against-code checks are a Go test: go test ./terraform/ (part of make test).
 #
 # Both tools are built from the Go module proxy into $(go env GOBIN) or
@@ -43,16 +45,24 @@ if ! terraform fmt -check -diff -recursive terraform; then
 fi
 
 have_lint="$(tflint --version 2>/dev/null | sed -n 's/^TFLint version \(.*\)$/v\1/p' || true)"
+lint=1
 if [ "$have_lint" != "$TFLINT_VERSION" ]; then
   if ! install "github.com/terraform-linters/tflint@$TFLINT_VERSION"; then
-    echo "terraform-checks: WARNING: tflint could not be installed from the Go module proxy; tflint SKIPPED (fmt and the Go HCL test still ran)"
-    exit "$status"
+    echo "terraform-checks: WARNING: tflint could not be installed from the Go module proxy; tflint SKIPPED (fmt, validate, plan and the Go HCL test still run)"
+    lint=0
   fi
 fi
 
-echo "terraform-checks: tflint ($TFLINT_VERSION, bundled terraform ruleset, terraform/.tflint.hcl)"
-if ! tflint --chdir=terraform --no-color; then
-  echo "terraform-checks: FAIL: tflint found problems (above)"
+if [ "$lint" -eq 1 ]; then
+  echo "terraform-checks: tflint ($TFLINT_VERSION, bundled terraform ruleset, terraform/.tflint.hcl)"
+  if ! tflint --chdir=terraform --no-color; then
+    echo "terraform-checks: FAIL: tflint found problems (above)"
+    status=1
+  fi
+fi
+
+# The real providers: init, validate, plan (fails if the mirror is missing).
+if ! bash .ci/terraform-plan.sh; then
   status=1
 fi
 

@@ -35,11 +35,12 @@ func TestWebhookPublishesPushNotifications(t *testing.T) {
 		t.Fatal(err)
 	}
 	chID := "e2e-webhook-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	tok, err := keys.Mint(chID, key)
+	exp := time.Now().Add(time.Hour)
+	tok, err := keys.Mint(chID, key, exp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := cal.Events.Watch(c.Id, &calendar.Channel{Id: chID, Type: "web_hook", Address: sys.WebhookURL, Token: tok}).Context(ctx).Do()
+	ch, err := cal.Events.Watch(c.Id, &calendar.Channel{Id: chID, Type: "web_hook", Address: sys.WebhookURL, Token: tok, Expiration: exp.UnixMilli()}).Context(ctx).Do()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ locals {
     "cloudfunctions.googleapis.com",   # Cloud Run functions (gen2)
     "cloudscheduler.googleapis.com",   # the hourly RenewChannels job
     "eventarc.googleapis.com",         # required by the Cloud Functions gen2 API itself
+    "firebaserules.googleapis.com",    # the deny-all Firestore security rules (firestore.tf)
     "firestore.googleapis.com",        # the mirror, channels, leases
     "iam.googleapis.com",              # service accounts
     "logging.googleapis.com",          # log-based metrics
@@ -24,10 +25,4 @@ resource "google_project_service" "this" {
   project            = var.project_id
   service            = each.value
   disable_on_destroy = false
-}
-
-# The Pub/Sub service agent (service-NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com)
-# needs the project number.
-data "google_project" "this" {
-  project_id = var.project_id
 }

@@ -1,5 +1,6 @@
-# Firestore: the database, the composite indexes the code's queries need, and
-# the TTL policy that deletes stopped channel rows.
+# Firestore: calsync's own named database (its IAM grants are limited to it,
+# iam.tf), the composite indexes the code's queries need, the TTL policy that
+# deletes stopped channel rows, and deny-all security rules.
 #
 # The list of required indexes lives with the code, in shared/store/indexes.json;
 # terraform_test.go fails if one of them has no google_firestore_index here.
@@ -86,4 +87,42 @@ resource "google_firestore_field" "channels_expire_at_ttl" {
   ttl_config {}
 
   index_config {}
+}
+
+# Security rules: deny everything. calsync's functions use the server client
+# libraries, which IAM governs and rules do not; rules govern the mobile and
+# web SDKs, and no such client may read the mirror or the sealed
+# credentials, or write anything. A release names the database it applies
+# to: cloud.firestore/DATABASE_ID (gcloud firebase security-rules release).
+resource "google_firebaserules_ruleset" "deny_all" {
+  project = var.project_id
+
+  source {
+    files {
+      name    = "firestore.rules"
+      content = <<-EOT
+        rules_version = '2';
+        service cloud.firestore {
+          match /databases/{database}/documents {
+            match /{document=**} {
+              allow read, write: if false;
+            }
+          }
+        }
+      EOT
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_firebaserules_release" "firestore" {
+  project      = var.project_id
+  name         = "cloud.firestore/${google_firestore_database.this.name}"
+  ruleset_name = "projects/${var.project_id}/rulesets/${google_firebaserules_ruleset.deny_all.name}"
+
+  lifecycle {
+    # A release only changes by pointing at a new ruleset.
+    replace_triggered_by = [google_firebaserules_ruleset.deny_all]
+  }
 }

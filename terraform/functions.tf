@@ -23,6 +23,7 @@ locals {
     "shared/messages",
     "shared/pubsubx",
     "shared/renewer",
+    "shared/sealed",
     "shared/startup",
     "shared/store",
     "shared/syncer",
@@ -135,9 +136,14 @@ resource "google_cloudfunctions2_function" "webhook" {
     service_account_email            = google_service_account.webhook.email
 
     environment_variables = merge(local.common_env, {
-      NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
-      PUBLISH_TIMEOUT     = var.publish_timeout
-    })
+      NOTIFICATIONS_TOPIC      = google_pubsub_topic.notifications.name
+      PUBLISH_TIMEOUT          = var.publish_timeout
+      CHANNEL_EXPIRY_GRACE     = var.channel_expiry_grace
+      UNKNOWN_KEY_RETRY_WINDOW = var.unknown_key_retry_window
+      },
+      # Only during an upgrade's transition (variables.tf); unset, version 1 tokens are refused.
+      { for k, v in { CHANNEL_TOKEN_V1_UNTIL = var.channel_token_v1_until } : k => v if v != "" },
+    )
 
     secret_environment_variables {
       key        = "CHANNEL_TOKEN_KEYS"
@@ -189,9 +195,13 @@ resource "google_cloudfunctions2_function" "sync" {
     max_instance_request_concurrency = var.sync_worker_concurrency
     min_instance_count               = 0
     max_instance_count               = var.sync_worker_max_instances
-    # Reached only by Pub/Sub push with an OIDC token: no allUsers binding,
-    # so every other caller gets 403 from Cloud Run's IAM check.
-    ingress_settings               = "ALLOW_ALL"
+    # Internal ingress: Cloud Run admits Pub/Sub push (and Cloud Scheduler,
+    # Eventarc, Cloud Tasks, Workflows) from the same project when it calls
+    # the default run.app URL, as pubsub.tf's push_endpoint does, and refuses
+    # the internet ("Restrict network ingress for Cloud Run", Internal:
+    # https://cloud.google.com/run/docs/securing/ingress#settings). Cloud
+    # Run's IAM check (run.invoker for sync-pusher only) applies on top.
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.sync.email
 
@@ -207,10 +217,21 @@ resource "google_cloudfunctions2_function" "sync" {
     })
 
     secret_environment_variables {
-      key        = "CREDENTIAL_KEYS"
+      key        = "CREDENTIAL_PRIVATE_KEYS"
       project_id = var.project_id
-      secret     = google_secret_manager_secret.this["credential_keys"].secret_id
-      version    = var.secret_versions.credential_keys
+      secret     = google_secret_manager_secret.this["credential_private_keys"].secret_id
+      version    = var.secret_versions.credential_private_keys
+    }
+
+    # Legacy AES keys, only until the credentials are migrated (variables.tf).
+    dynamic "secret_environment_variables" {
+      for_each = var.legacy_credential_keys ? ["legacy"] : []
+      content {
+        key        = "CREDENTIAL_KEYS"
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.this["credential_keys"].secret_id
+        version    = var.secret_versions.credential_keys
+      }
     }
 
     # OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET go together (config validation).
@@ -263,8 +284,12 @@ resource "google_cloudfunctions2_function" "renew" {
     max_instance_request_concurrency = 1
     min_instance_count               = 0
     max_instance_count               = 1
-    # Reached only by Cloud Scheduler with an OIDC token (no allUsers binding).
-    ingress_settings               = "ALLOW_ALL"
+    # Internal ingress: reached only by Cloud Scheduler (same project, the
+    # default run.app URL, which Cloud Run admits with internal ingress:
+    # https://cloud.google.com/run/docs/securing/ingress#settings), with an
+    # OIDC token of the scheduler account, the one run.invoker. An operator
+    # runs it with `gcloud scheduler jobs run`, not by calling it.
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.renew.email
 
@@ -277,7 +302,11 @@ resource "google_cloudfunctions2_function" "renew" {
       RENEW_BEFORE      = var.renew_before
       RECONCILE_AFTER   = var.reconcile_after
       RENEW_CONCURRENCY = tostring(var.renew_concurrency)
-    })
+      },
+      # The public key enrollers seal to: RenewChannels refuses to start if it
+      # is not the public half of one of its private keys.
+      { for k, v in { CREDENTIAL_PUBLIC_KEY = var.credential_public_key } : k => v if v != "" },
+    )
 
     secret_environment_variables {
       key        = "CHANNEL_TOKEN_KEYS"
@@ -287,10 +316,21 @@ resource "google_cloudfunctions2_function" "renew" {
     }
 
     secret_environment_variables {
-      key        = "CREDENTIAL_KEYS"
+      key        = "CREDENTIAL_PRIVATE_KEYS"
       project_id = var.project_id
-      secret     = google_secret_manager_secret.this["credential_keys"].secret_id
-      version    = var.secret_versions.credential_keys
+      secret     = google_secret_manager_secret.this["credential_private_keys"].secret_id
+      version    = var.secret_versions.credential_private_keys
+    }
+
+    # Legacy AES keys, only until the credentials are migrated (variables.tf).
+    dynamic "secret_environment_variables" {
+      for_each = var.legacy_credential_keys ? ["legacy"] : []
+      content {
+        key        = "CREDENTIAL_KEYS"
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.this["credential_keys"].secret_id
+        version    = var.secret_versions.credential_keys
+      }
     }
 
     dynamic "secret_environment_variables" {

@@ -1,8 +1,9 @@
 # Identities. One service account per function plus one per caller, each
 # granted on the one resource it needs (topics, secrets and services carry
-# their own bindings in pubsub.tf, secrets.tf and functions.tf). Firestore has
-# no finer grant than the project: roles/datastore.user is the least there is.
-# The only project-level grants are Firestore's and the build account's.
+# their own bindings in pubsub.tf, secrets.tf and functions.tf). Firestore's
+# roles can only be granted on the project, so roles/datastore.user carries an
+# IAM condition limiting it to calsync's database. The only project-level
+# grants are Firestore's and the build account's.
 
 resource "google_service_account" "webhook" {
   project      = var.project_id
@@ -72,17 +73,40 @@ resource "google_project_iam_member" "build" {
   member  = google_service_account.build.member
 }
 
-# Firestore: the finest grant is the project (no per-database or per-collection IAM).
+# Firestore: roles are granted on the project, but an IAM condition on the
+# database's resource name limits them to calsync's database (Google's
+# per-database access: "Manage databases", Firestore docs, IAM Conditions with
+# resource.name == "projects/PROJECT_ID/databases/DATABASE_ID"). Requests for
+# documents are checked against the database, and the startsWith clause
+# covers a check made against a name below it. Other databases of the
+# project (and the (default) one when calsync has its own) stay out of reach.
+locals {
+  firestore_resource  = "projects/${var.project_id}/databases/${google_firestore_database.this.name}"
+  firestore_condition = "resource.name == \"${local.firestore_resource}\" || resource.name.startsWith(\"${local.firestore_resource}/\")"
+}
+
 resource "google_project_iam_member" "sync_firestore" {
   project = var.project_id
   role    = "roles/datastore.user"
   member  = google_service_account.sync.member
+
+  condition {
+    title       = "${var.name_prefix}-firestore-database-only"
+    description = "Only calsync's Firestore database."
+    expression  = local.firestore_condition
+  }
 }
 
 resource "google_project_iam_member" "renew_firestore" {
   project = var.project_id
   role    = "roles/datastore.user"
   member  = google_service_account.renew.member
+
+  condition {
+    title       = "${var.name_prefix}-firestore-database-only"
+    description = "Only calsync's Firestore database."
+    expression  = local.firestore_condition
+  }
 }
 
 # Pub/Sub mints the push subscription's OIDC tokens as the service agent. Only
@@ -94,8 +118,11 @@ resource "google_service_account_iam_member" "pubsub_agent_mints_pusher_tokens" 
   member             = local.pubsub_agent
 }
 
+# The Pub/Sub service agent is named by the project number. It is read from
+# the source bucket (which reports it) rather than a google_project data
+# source, so `terraform plan` makes no call to Google (CI plans offline).
 locals {
-  pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  pubsub_agent = "serviceAccount:service-${google_storage_bucket.source.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 }
 
 # The Calendar identity for domain-wide delegation (calendars with authMode

@@ -15,9 +15,24 @@ locals {
       labels      = { resource_state = "EXTRACT(jsonPayload.resourceState)" }
     }
     notifications_rejected = {
-      description = "Notifications the Webhook refused (forged or malformed: bad channel token, missing headers), by reason."
+      description = "Notifications the Webhook refused (forged or malformed: bad channel token, missing headers, a retired version 1 token), by reason (a fixed code: malformed_headers, token_missing, token_malformed, token_unknown_key, token_signature, token_v1_retired)."
       filter      = "${local.log_resource.webhook} AND jsonPayload.event=\"notification_rejected\""
       labels      = { reason = "EXTRACT(jsonPayload.reason)" }
+    }
+    notifications_expired = {
+      description = "Verified pushes of channels past their signed expiration plus CHANNEL_EXPIRY_GRACE: answered 200, not published. A steady rate is someone replaying captured pushes of ended channels."
+      filter      = "${local.log_resource.webhook} AND jsonPayload.event=\"notification_expired\""
+      labels      = {}
+    }
+    notifications_duplicate = {
+      description = "Pushes already published (Webhook: its in-memory window) or already admitted for the calendar (SyncWorker: message numbers recorded in Firestore), acknowledged without a sync, by service. Duplicate deliveries are normal; a burst is a replay."
+      filter      = "(${local.log_resource.webhook} OR ${local.log_resource.sync}) AND jsonPayload.event=\"notification_duplicate\""
+      labels      = { service = "EXTRACT(resource.labels.service_name)" }
+    }
+    token_key_unknown = {
+      description = "Pushes whose channel token names a key id the Webhook does not have, answered 503 (Google retries) within UNKNOWN_KEY_RETRY_WINDOW, by key id: a key rotation step rolled out out of order, or a forger."
+      filter      = "${local.log_resource.webhook} AND jsonPayload.event=\"token_key_unknown\""
+      labels      = { key_id = "EXTRACT(jsonPayload.keyId)" }
     }
     publish_failures = {
       description = "Notifications the Webhook could not publish (answered 503, Google retries)."
@@ -340,6 +355,34 @@ resource "google_monitoring_alert_policy" "events_unstorable" {
   documentation {
     mime_type = "text/markdown"
     content   = "An event could not be stored in Firestore as Google sent it. It is in the mirror in part, flagged with the field calsyncProblem (the change feed carried it whole), and the calendar keeps syncing. Read the event_unstorable lines of ${local.fn.sync} (calendarKey, eventId, reason)."
+  }
+}
+
+resource "google_monitoring_alert_policy" "token_key_unknown" {
+  project               = var.project_id
+  display_name          = "calsync: channel tokens signed with a key the Webhook does not have"
+  combiner              = "OR"
+  notification_channels = var.alert_notification_channels
+  user_labels           = local.labels
+
+  conditions {
+    display_name = "token_key_unknown logged by the Webhook"
+    condition_threshold {
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"${local.metric_type["token_key_unknown"]}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "The Webhook received pushes whose channel token names a key id it does not have (label key_id) and answers them 503, so Google retries, for ${var.unknown_key_retry_window} after it first saw that id; after that they are refused (403) and lost until the next reconcile. If the key id is one of yours, a rotation step went out of order: put the key back into the channel-token-keys secret and roll it out (README: Rotating keys); `go run ./scripts/calsync keys` shows which key ids live channels use. If it is not yours, someone is forging tokens: they are refused either way."
   }
 }
 

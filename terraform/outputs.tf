@@ -58,8 +58,13 @@ output "calendar_service_account" {
 }
 
 output "firestore_database" {
-  description = "Firestore database id (FIRESTORE_DATABASE)."
+  description = "Firestore database id (FIRESTORE_DATABASE); the functions' Firestore grants are limited to it."
   value       = google_firestore_database.this.name
+}
+
+output "credential_public_key" {
+  description = "The public key users' refresh tokens are sealed to (CREDENTIAL_PUBLIC_KEY of `calsync connect`, and what a product backend enrolling users needs). Not secret."
+  value       = var.credential_public_key
 }
 
 output "scheduler_job" {

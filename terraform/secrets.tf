@@ -3,25 +3,28 @@
 # versions with gcloud (README: deploying from zero), so no key ever lands in
 # the Terraform state.
 #
-# Format of both key lists: KEYID:BASE64[,KEYID:BASE64...] (ids 1-16 of
-# [A-Za-z0-9_-], at least 32 bytes of key; credential keys exactly 32). The
-# first key signs or encrypts, every key verifies or decrypts. Rotation (README):
-#   channel-token-keys: add a version "new,old"; roll it out; wait one channel
-#     TTL (7 days) so every live channel token was issued under "new"; add a
-#     version "new"; roll it out.
-#   credential-keys: add "new,old"; roll it out; re-encrypt the stored
-#     credentials (each is rewritten under the first key); add "new".
-#   oauth-client-secret: add the new secret in the OAuth client, add a version,
-#     roll it out, then delete the old secret in the OAuth client.
-# "Roll it out" = set secret_versions to the new version number and apply
-# (a new revision starts at once) or, with "latest", wait for new instances.
+# Formats: KEYID:BASE64[,KEYID:BASE64...] (ids 1-16 of [A-Za-z0-9_-]).
+#   channel-token-keys: HMAC keys, at least 32 bytes; the first signs, all
+#     verify.
+#   credential-private-keys: 32-byte X25519 private keys that open users'
+#     sealed refresh tokens (shared/sealed); the first is the current one.
+#     Only the SyncWorker and RenewChannels may read it. Enrollers get the
+#     public half (var.credential_public_key), never this.
+#   credential-keys (legacy_credential_keys only): the AES-256 keys of
+#     credentials stored before sealing existed, until they are migrated.
+#   oauth-client-secret: the OAuth client's secret.
+# Rotation: README.md, "Rotating keys". "Roll it out" = set secret_versions
+# to the new version number and apply (a new revision starts at once) or,
+# with "latest", wait for new instances.
 
 locals {
-  secrets = {
-    channel_token_keys  = "${var.name_prefix}-channel-token-keys"
-    credential_keys     = "${var.name_prefix}-credential-keys"
-    oauth_client_secret = "${var.name_prefix}-oauth-client-secret"
-  }
+  secrets = merge({
+    channel_token_keys      = "${var.name_prefix}-channel-token-keys"
+    credential_private_keys = "${var.name_prefix}-credential-private-keys"
+    oauth_client_secret     = "${var.name_prefix}-oauth-client-secret"
+    },
+    var.legacy_credential_keys ? { credential_keys = "${var.name_prefix}-credential-keys" } : {},
+  )
 }
 
 resource "google_secret_manager_secret" "this" {
@@ -38,20 +41,29 @@ resource "google_secret_manager_secret" "this" {
   depends_on = [google_project_service.this]
 }
 
-# Who reads what, secret by secret:
+# Who reads what, secret by secret (per-secret IAM, nothing project-wide):
 #   Webhook:       channel-token-keys (verifies the token of every notification)
-#   SyncWorker:    credential-keys, oauth-client-secret (refreshes user tokens)
-#   RenewChannels: channel-token-keys (signs new channels), credential-keys,
-#                  oauth-client-secret (calls events.watch as the user)
+#   SyncWorker:    credential-private-keys, oauth-client-secret (refreshes
+#                  user tokens); credential-keys while legacy
+#   RenewChannels: channel-token-keys (signs new channels),
+#                  credential-private-keys, oauth-client-secret (calls
+#                  events.watch as the user; reseals credentials);
+#                  credential-keys while legacy (migrates them)
+# Nobody else, operators included: enrolling users takes the public key only.
 locals {
-  secret_readers = {
-    webhook_channel_token_keys = { secret = "channel_token_keys", member = google_service_account.webhook.member }
-    sync_credential_keys       = { secret = "credential_keys", member = google_service_account.sync.member }
-    sync_oauth_client_secret   = { secret = "oauth_client_secret", member = google_service_account.sync.member }
-    renew_channel_token_keys   = { secret = "channel_token_keys", member = google_service_account.renew.member }
-    renew_credential_keys      = { secret = "credential_keys", member = google_service_account.renew.member }
-    renew_oauth_client_secret  = { secret = "oauth_client_secret", member = google_service_account.renew.member }
-  }
+  secret_readers = merge({
+    webhook_channel_token_keys    = { secret = "channel_token_keys", member = google_service_account.webhook.member }
+    sync_credential_private_keys  = { secret = "credential_private_keys", member = google_service_account.sync.member }
+    sync_oauth_client_secret      = { secret = "oauth_client_secret", member = google_service_account.sync.member }
+    renew_channel_token_keys      = { secret = "channel_token_keys", member = google_service_account.renew.member }
+    renew_credential_private_keys = { secret = "credential_private_keys", member = google_service_account.renew.member }
+    renew_oauth_client_secret     = { secret = "oauth_client_secret", member = google_service_account.renew.member }
+    },
+    var.legacy_credential_keys ? {
+      sync_credential_keys  = { secret = "credential_keys", member = google_service_account.sync.member }
+      renew_credential_keys = { secret = "credential_keys", member = google_service_account.renew.member }
+    } : {},
+  )
 }
 
 resource "google_secret_manager_secret_iam_member" "readers" {

@@ -59,9 +59,9 @@ variable "go_runtime" {
 }
 
 variable "firestore_database" {
-  description = "Firestore database id (FIRESTORE_DATABASE). \"(default)\" or a named database."
+  description = "Firestore database id (FIRESTORE_DATABASE): calsync's own database, to which its service accounts' Firestore grants are limited (IAM condition). A deployment made before calsync had its own database keeps using its data by setting \"(default)\" (the grants are then limited to that one)."
   type        = string
-  default     = "(default)"
+  default     = "calsync"
 
   validation {
     condition     = var.firestore_database == "(default)" || can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.firestore_database))
@@ -134,6 +134,39 @@ variable "webhook_min_instances" {
   validation {
     condition     = var.webhook_min_instances >= 0 && var.webhook_min_instances <= 10 && floor(var.webhook_min_instances) == var.webhook_min_instances
     error_message = "webhook_min_instances must be a whole number from 0 to 10."
+  }
+}
+
+variable "channel_expiry_grace" {
+  description = "CHANNEL_EXPIRY_GRACE of the Webhook: pushes whose signed channel expiration is further in the past than this are answered 200 and not published (replays of ended channels; Google's late retries within it still count). Go duration."
+  type        = string
+  default     = "1h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.channel_expiry_grace))
+    error_message = "channel_expiry_grace must be a Go duration such as 1h."
+  }
+}
+
+variable "channel_token_v1_until" {
+  description = "CHANNEL_TOKEN_V1_UNTIL of the Webhook: version 1 channel tokens (no signed expiration, minted before this release) are accepted until this RFC 3339 instant. Empty (the default, and right for a new deployment): refused. When upgrading a deployment with live channels, set it about a day ahead: RenewChannels renews every such channel in its next hourly run (check with `calsync keys`), then clear it."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.channel_token_v1_until == "" || can(formatdate("YYYY", var.channel_token_v1_until))
+    error_message = "channel_token_v1_until must be empty or an RFC 3339 timestamp such as 2026-12-01T00:00:00Z."
+  }
+}
+
+variable "unknown_key_retry_window" {
+  description = "UNKNOWN_KEY_RETRY_WINDOW of the Webhook: a channel token signed with a key id the Webhook does not have is answered 503 (Google retries) for this long after an instance first sees that id, with an alert, then 403. Gives an operator time to repair a key rotation done out of order. Go duration; 0s refuses at once."
+  type        = string
+  default     = "24h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.unknown_key_retry_window))
+    error_message = "unknown_key_retry_window must be a Go duration such as 24h."
   }
 }
 
@@ -333,9 +366,10 @@ variable "renew_concurrency" {
 variable "secret_versions" {
   description = "Secret Manager version each function mounts: \"latest\" (read when an instance starts) or a version number. Pinning a number and changing it rolls out a new revision at once, which is how a rotation is pushed (see README)."
   type = object({
-    channel_token_keys  = optional(string, "latest")
-    credential_keys     = optional(string, "latest")
-    oauth_client_secret = optional(string, "latest")
+    channel_token_keys      = optional(string, "latest")
+    credential_private_keys = optional(string, "latest")
+    credential_keys         = optional(string, "latest")
+    oauth_client_secret     = optional(string, "latest")
   })
   default = {}
 
@@ -343,6 +377,23 @@ variable "secret_versions" {
     condition     = alltrue([for v in values(var.secret_versions) : v == "latest" || can(regex("^[1-9][0-9]*$", v))])
     error_message = "secret_versions values must be \"latest\" or a version number."
   }
+}
+
+variable "credential_public_key" {
+  description = "The public half of the first key in the credential-private-keys secret (pubkey:v1:KEYID:BASE64URL, from `calsync keygen`): what `calsync connect` and product backends seal users' refresh tokens to. Not secret; output as credential_public_key. When set, RenewChannels checks at start that it matches one of its private keys."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.credential_public_key == "" || can(regex("^pubkey:v1:[A-Za-z0-9_-]{1,16}:[A-Za-z0-9_-]{43}$", var.credential_public_key))
+    error_message = "credential_public_key must be empty or pubkey:v1:KEYID:BASE64URL (43 characters) as calsync keygen prints it."
+  }
+}
+
+variable "legacy_credential_keys" {
+  description = "Keep the credential-keys secret (AES keys of refresh tokens stored before sealing) and give it to the SyncWorker and RenewChannels as CREDENTIAL_KEYS. Only for a deployment made before sealed credentials: set true when upgrading, let RenewChannels (or `calsync migrate-credentials`) seal them, then set false, which deletes the secret and its keys. New deployments: false."
+  type        = bool
+  default     = false
 }
 
 # --- Alerts ----------------------------------------------------------------

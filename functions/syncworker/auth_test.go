@@ -11,9 +11,11 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/sealed"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/syncer"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
@@ -38,12 +40,15 @@ func TestRevokedGrantWithCalclientAndCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fs.Close()
-	cipher, err := credentials.ParseCipher("k1:MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=")
+	priv, _, err := sealed.GenerateKey("h1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := store.New(fs)
-	creds := &credentials.Store{Store: st, Cipher: cipher}
+	creds, err := credentials.NewStore(config.Calendar{CredentialPrivateKeys: priv}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
 	credID, err := creds.Put(ctx, alice, tok.RefreshToken)
 	if err != nil {
 		t.Fatal(err)

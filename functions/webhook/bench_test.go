@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,12 +117,16 @@ func load(b *testing.B, c *http.Client, url string, h http.Header, senders int, 
 	var lat []time.Duration
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(box)
-	for range senders {
+	for i := range senders {
 		wg.Go(func() {
+			hdr := senderHeaders(b, h, i)
 			var mine []time.Duration
 			for time.Now().Before(deadline) {
 				req, _ := http.NewRequest(http.MethodPost, url, nil)
-				req.Header = h.Clone()
+				req.Header = hdr.Clone()
+				// Each push a new message number, as Google numbers them:
+				// a repeated one is a replay the Webhook does not publish.
+				req.Header[HeaderMessageNumber] = []string{strconv.FormatInt(messageNumbers.Add(1), 10)}
 				t0 := time.Now()
 				resp, err := c.Do(req)
 				if err != nil {
@@ -144,6 +150,26 @@ func load(b *testing.B, c *http.Client, url string, h http.Header, senders int, 
 	return lat
 }
 
+// messageNumbers numbers the benchmarks' pushes.
+var messageNumbers atomic.Int64
+
+// senderHeaders gives sender i a channel of its own (id and token), as
+// Google's pushes for many calendars come from many channels: one channel's
+// numbers then grow in the order its pushes are sent. (Concurrent senders
+// on one channel would overtake each other, and the Webhook rightly does
+// not publish a number below one it already published.)
+func senderHeaders(b *testing.B, base http.Header, i int) http.Header {
+	h := base.Clone()
+	id := "bench-sender-" + strconv.Itoa(i)
+	tok, err := testKeys(b).Mint(id, calKey, testExpiration)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h.Set(HeaderChannelID, id)
+	h.Set(HeaderChannelToken, tok)
+	return h
+}
+
 // minimalHandler is baseline (a): publish the given message, wait, 200.
 func minimalHandler(pub Publisher, msg published) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -159,8 +185,8 @@ func minimalHandler(pub Publisher, msg published) http.Handler {
 // returns what it would publish.
 func captureNotification(b *testing.B, h *Handler, headers http.Header) published {
 	rec := &recordingPublisher{}
-	c := *h
-	c.Publisher = rec
+	c := &Handler{ProjectID: h.ProjectID, Verifier: h.Verifier, Publisher: rec, PublishTimeout: h.PublishTimeout,
+		Logger: h.Logger, ExpiryGrace: h.ExpiryGrace}
 	r := httptest.NewRequest(http.MethodPost, "/", nil)
 	r.Header = headers.Clone()
 	c.ServeHTTP(httptest.NewRecorder(), r)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 
 	"github.com/calsync/calsync/shared/logging"
@@ -31,9 +32,16 @@ func BenchmarkHandlerCPU(b *testing.B) {
 		b.Run(v.name, func(b *testing.B) {
 			r := httptest.NewRequest(http.MethodPost, "/", nil)
 			r.RemoteAddr = "203.0.113.9:4567"
-			r.Header = headers
+			r.Header = headers.Clone()
 			b.ReportAllocs()
+			var n int64
+			num := []string{""}
+			r.Header[HeaderMessageNumber] = num
 			for b.Loop() {
+				// A new message number each time, as Google sends them (a
+				// repeated one is a replay the Webhook does not publish).
+				n++
+				num[0] = strconv.FormatInt(n, 10)
 				w := httptest.NewRecorder()
 				v.h.ServeHTTP(w, r)
 				if w.Code != http.StatusOK {

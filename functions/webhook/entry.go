@@ -29,11 +29,15 @@ func New(ctx context.Context, cfg config.Webhook, logger *slog.Logger) (h *Handl
 	}
 	pub := pubsubx.NewPublisher(client, cfg.NotificationsTopic, false).HoldAtMost(PublishHold)
 	h = &Handler{
-		ProjectID:      cfg.ProjectID,
-		Verifier:       keys,
-		Publisher:      pub,
-		PublishTimeout: cfg.PublishTimeout,
-		Logger:         logger,
+		ProjectID:       cfg.ProjectID,
+		Verifier:        keys,
+		Publisher:       pub,
+		PublishTimeout:  cfg.PublishTimeout,
+		Logger:          logger,
+		ExpiryGrace:     cfg.ExpiryGrace,
+		TokenV1Until:    cfg.TokenV1Until,
+		UnknownKeyRetry: cfg.UnknownKeyRetry,
+		seen:            newSeen(),
 	}
 	return h, func() { pub.Stop(); client.Close() }, nil
 }

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzParseNotification drives header parsing and token verification through
@@ -12,7 +13,7 @@ import (
 // carries a valid signature for that channel.
 func FuzzParseNotification(f *testing.F) {
 	k := testKeys(f)
-	good, _ := k.Mint(googleChannelID, calKey)
+	good, _ := k.Mint(googleChannelID, calKey, time.Now().Add(time.Hour))
 	f.Add(googleChannelID, good, "1", "sync", "ret08u3rv24htgh289g", "https://x/y", "Tue, 19 Nov 2013 01:13:52 GMT")
 	f.Add(" "+googleChannelID+" ", " "+good, "10", " exists", " r", "u", "")
 	f.Add("c", "v=1&k=k1&c=cal&s=AAAA", "-1", "gone", "", "", "\x00")

@@ -24,9 +24,10 @@ type Publisher interface {
 	Publish(ctx context.Context, data []byte, attrs map[string]string, orderingKey string) error
 }
 
-// Verifier checks a channel token and returns the calendar key it names.
+// Verifier checks a channel token and returns what it claims
+// (channeltoken.Keys).
 type Verifier interface {
-	Verify(channelID, token string) (calendarKey string, err error)
+	Verify(channelID, token string) (channeltoken.Claims, error)
 }
 
 // Handler serves Google's push POSTs.
@@ -37,7 +38,32 @@ type Handler struct {
 	PublishTimeout time.Duration
 	Logger         *slog.Logger
 	Now            func() time.Time
+	// ExpiryGrace: pushes whose token expired longer ago than this are
+	// answered 200 and not published (zero: no grace).
+	ExpiryGrace time.Duration
+	// TokenV1Until: version 1 tokens (no expiration) are accepted before
+	// this instant only (zero: never).
+	TokenV1Until time.Time
+	// UnknownKeyRetry: how long after first seeing an unknown key id it is
+	// answered 503 (Google retries) rather than 403 (zero: 403 at once).
+	UnknownKeyRetry time.Duration
+
+	seen        *seen // nil: no replay window (New sets one)
+	unknownKeys unknownKeys
 }
+
+// Answers to a push that is not published. Google retries 5xx only; a 200
+// for a push that needs nothing stops its retries.
+const (
+	reasonMalformed     = "malformed_headers"
+	reasonTokenMissing  = "token_missing"
+	reasonTokenInvalid  = "token_malformed"
+	reasonTokenKey      = "token_unknown_key"
+	reasonTokenSig      = "token_signature"
+	reasonTokenV1       = "token_v1_retired"
+	reasonExpired       = "channel_expired"
+	reasonAlreadyPublic = "already_published"
+)
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
@@ -50,18 +76,58 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	push, err := ParsePush(r.Header)
 	if err != nil {
-		h.reject(r, push.ChannelID, err.Error())
+		h.reject(r, push.ChannelID, reasonMalformed, err)
 		http.Error(w, "malformed notification", http.StatusBadRequest)
 		return
 	}
-	calendarKey, err := h.Verifier.Verify(push.ChannelID, push.Token)
-	if err != nil {
-		h.reject(r, push.ChannelID, err.Error())
-		if errors.Is(err, channeltoken.ErrMissing) {
-			http.Error(w, "channel token required", http.StatusUnauthorized)
-		} else {
-			http.Error(w, "channel token invalid", http.StatusForbidden)
+	claims, err := h.Verifier.Verify(push.ChannelID, push.Token)
+	switch {
+	case errors.Is(err, channeltoken.ErrMissing):
+		h.reject(r, push.ChannelID, reasonTokenMissing, err)
+		http.Error(w, "channel token required", http.StatusUnauthorized)
+		return
+	case errors.Is(err, channeltoken.ErrUnknownKey):
+		if first := h.unknownKeys.firstSeen(claims.KeyID, start); start.Sub(first) < h.UnknownKeyRetry {
+			// Perhaps a key RenewChannels signs with and this instance does
+			// not know yet (or no longer): Google retries a 503, a 403 is lost.
+			h.Logger.LogAttrs(r.Context(), slog.LevelError, "channel token signed with a key id this instance does not know; answered 503 so Google retries (add the key to CHANNEL_TOKEN_KEYS if it is yours)",
+				append(logging.TraceAttrList(h.ProjectID, r),
+					slog.String(logging.KeyEvent, logging.EventTokenKeyUnknown), slog.String(logging.KeyKeyID, claims.KeyID),
+					slog.String(logging.KeyChannelID, push.ChannelID), slog.String(logging.KeyRemoteAddr, remoteAddr(r)),
+					slog.Int64(logging.KeyRetryForMs, (h.UnknownKeyRetry-start.Sub(first)).Milliseconds()))...)
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
 		}
+		h.reject(r, push.ChannelID, reasonTokenKey, err)
+		http.Error(w, "channel token invalid", http.StatusForbidden)
+		return
+	case errors.Is(err, channeltoken.ErrSignature):
+		h.reject(r, push.ChannelID, reasonTokenSig, err)
+		http.Error(w, "channel token invalid", http.StatusForbidden)
+		return
+	case err != nil:
+		h.reject(r, push.ChannelID, reasonTokenInvalid, err)
+		http.Error(w, "channel token invalid", http.StatusForbidden)
+		return
+	case claims.Version == 1 && !start.Before(h.TokenV1Until):
+		h.reject(r, push.ChannelID, reasonTokenV1, errors.New("version 1 channel token (no expiration) after CHANNEL_TOKEN_V1_UNTIL"))
+		http.Error(w, "channel token invalid", http.StatusForbidden)
+		return
+	}
+	calendarKey := claims.CalendarKey
+	if !claims.Expiration.IsZero() && start.After(claims.Expiration.Add(h.ExpiryGrace)) {
+		// A replay of a push of an ended channel (or a very late retry):
+		// nothing to sync. 200 so Google, if it was Google, stops.
+		h.refuse(w, r, slog.LevelWarn, "push for a channel past its expiration and grace; answered 200, not published",
+			logging.EventNotificationExpired, reasonExpired, push, calendarKey, start,
+			slog.Time(logging.KeyExpiration, claims.Expiration))
+		return
+	}
+	if h.seen != nil && h.seen.published(push.ChannelID, push.MessageNumber) {
+		// Google's message numbers grow per channel: this one, or a later
+		// one, was published by this instance and its sync covers this push.
+		h.refuse(w, r, slog.LevelInfo, "push already published by this instance (a replay or a duplicate delivery); answered 200",
+			logging.EventNotificationDuplicate, reasonAlreadyPublic, push, calendarKey, start)
 		return
 	}
 	n := messages.Notification{
@@ -81,6 +147,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		http.Error(w, "try again", http.StatusServiceUnavailable)
 	} else {
+		if h.seen != nil {
+			h.seen.record(push.ChannelID, push.MessageNumber)
+		}
 		// A complete, empty answer flushed now: Google has it before we log.
 		w.Header()["Content-Length"] = zeroLength
 		w.WriteHeader(http.StatusOK)
@@ -103,12 +172,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		append(attrs, slog.String(logging.KeyEvent, logging.EventNotification))...)
 }
 
+// refuse answers 200 to a verified push that needs no publish, and logs it
+// once: expired channels and replays are counted by log-based metrics.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, level slog.Level, msg, event, reason string, push Push, calendarKey string, start time.Time, extra ...slog.Attr) {
+	w.Header()["Content-Length"] = zeroLength
+	w.WriteHeader(http.StatusOK)
+	attrs := append(logging.TraceAttrList(h.ProjectID, r),
+		slog.String(logging.KeyEvent, event), slog.String(logging.KeyReason, reason),
+		slog.String(logging.KeyChannelID, push.ChannelID), slog.String(logging.KeyCalendarKey, calendarKey),
+		slog.String(logging.KeyResourceState, push.ResourceState), slog.Int64(logging.KeyMessageNumber, push.MessageNumber),
+		slog.String(logging.KeyRemoteAddr, remoteAddr(r)), slog.Int64(logging.KeyLatencyUs, h.now().Sub(start).Microseconds()))
+	h.Logger.LogAttrs(r.Context(), level, msg, append(attrs, extra...)...)
+}
+
 // reject logs a forged or malformed push at WARNING, with the caller's
-// address and never the token.
-func (h *Handler) reject(r *http.Request, channelID, reason string) {
+// address and never the token. reason is one of a few fixed codes (a metric
+// label); every value in the line a client wrote is escaped and clipped
+// (logging.Untrusted), so a forged push gets one bounded line.
+func (h *Handler) reject(r *http.Request, channelID, reason string, err error) {
 	h.Logger.LogAttrs(r.Context(), slog.LevelWarn, "push notification rejected", append(logging.TraceAttrList(h.ProjectID, r),
 		slog.String(logging.KeyEvent, logging.EventNotificationRejected), slog.String(logging.KeyReason, reason),
-		slog.String(logging.KeyChannelID, channelID), slog.String(logging.KeyRemoteAddr, remoteAddr(r)))...)
+		slog.String(logging.KeyError, logging.Untrusted(err.Error())),
+		slog.String(logging.KeyChannelID, logging.Untrusted(channelID)), slog.String(logging.KeyRemoteAddr, remoteAddr(r)))...)
 }
 
 func (h *Handler) now() time.Time {
@@ -118,17 +203,22 @@ func (h *Handler) now() time.Time {
 	return time.Now()
 }
 
-// remoteAddr is the caller: the first X-Forwarded-For hop (Cloud Run's front
-// end sets it), else the socket peer.
+// remoteAddr is the caller as Google's front end saw it: the LAST
+// X-Forwarded-For hop, the one the front end appends for the peer it
+// accepted the connection from. Every hop before it is whatever the caller
+// chose to send. Without the header (tests, local runs): the socket peer.
 func remoteAddr(r *http.Request) string {
-	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		first, _, _ := strings.Cut(xff, ",")
-		return clip(strings.TrimSpace(first))
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		last := xff[len(xff)-1]
+		if i := strings.LastIndexByte(last, ','); i >= 0 {
+			last = last[i+1:]
+		}
+		return logging.Untrusted(strings.TrimSpace(last))
 	}
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		return host
 	}
-	return r.RemoteAddr
+	return logging.Untrusted(r.RemoteAddr)
 }
 
 // zeroLength is shared by every 200: net/http only reads header values.

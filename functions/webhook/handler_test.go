@@ -3,8 +3,12 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -56,13 +60,20 @@ func newTestHandler(t testing.TB, pub Publisher, logs *bytes.Buffer) *Handler {
 		logs = &bytes.Buffer{}
 	}
 	return &Handler{
-		ProjectID:      "proj",
-		Verifier:       testKeys(t),
-		Publisher:      pub,
-		PublishTimeout: 2 * time.Second,
-		Logger:         logging.New(logs, slog.LevelDebug),
+		ProjectID:       "proj",
+		Verifier:        testKeys(t),
+		Publisher:       pub,
+		PublishTimeout:  2 * time.Second,
+		Logger:          logging.New(logs, slog.LevelDebug),
+		ExpiryGrace:     time.Hour,
+		UnknownKeyRetry: time.Hour,
+		seen:            newSeen(),
 	}
 }
+
+// testExpiration is when the test channels end: the tokens googleHeaders
+// mints are valid (with the grace) until then.
+var testExpiration = time.Now().Add(24 * time.Hour)
 
 const googleChannelID = "4ba78bf0-6a47-11e2-bcfd-0800200c9a66"
 
@@ -76,7 +87,7 @@ const (
 // googleHeaders is the header set of the example in Google's push guide,
 // stray spaces included, with our token in place of the example's.
 func googleHeaders(t testing.TB, state, number string) http.Header {
-	tok, err := testKeys(t).Mint(googleChannelID, calKey)
+	tok, err := testKeys(t).Mint(googleChannelID, calKey, testExpiration)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +162,7 @@ func TestStatuses(t *testing.T) {
 		}
 		return h
 	}
-	other, _ := testKeys(t).Mint("another-channel", calKey)
+	other, _ := testKeys(t).Mint("another-channel", calKey, testExpiration)
 	cases := []struct {
 		name    string
 		method  string
@@ -169,6 +180,9 @@ func TestStatuses(t *testing.T) {
 		{"message number negative", http.MethodPost, with("X-Goog-Message-Number", "-3"), 400},
 		{"message number text", http.MethodPost, with("X-Goog-Message-Number", "ten"), 400},
 		{"message number missing", http.MethodPost, with("X-Goog-Message-Number", ""), 400},
+		{"message number the largest int64", http.MethodPost, with("X-Goog-Message-Number", "9223372036854775807"), 200},
+		{"message number 20 digits", http.MethodPost, with("X-Goog-Message-Number", "10000000000000000000"), 400},
+		{"message number 60 KB", http.MethodPost, with("X-Goog-Message-Number", strings.Repeat("9", 60000)), 400},
 		{"bad state", http.MethodPost, with("X-Goog-Resource-State", "deleted"), 400},
 		{"no resource id", http.MethodPost, with("X-Goog-Resource-ID", ""), 400},
 		{"no resource uri", http.MethodPost, with("X-Goog-Resource-URI", ""), 400},
@@ -192,16 +206,38 @@ func TestStatuses(t *testing.T) {
 	}
 }
 
-func TestDuplicateAndOutOfOrderAllPublished(t *testing.T) {
+// Duplicates and late arrivals are answered 200 (Google must not retry
+// them) and not published again: a message number at or below one this
+// instance published is covered by that publish's sync.
+func TestDuplicateAndOutOfOrder(t *testing.T) {
 	pub := &recordingPublisher{}
-	h := newTestHandler(t, pub, nil)
+	var logs bytes.Buffer
+	h := newTestHandler(t, pub, &logs)
 	for _, n := range []string{"7", "7", "3", "12", "7"} {
 		if w := do(h, http.MethodPost, googleHeaders(t, "exists", n), ""); w.Code != 200 {
 			t.Fatalf("message %s: %d", n, w.Code)
 		}
 	}
-	if len(pub.msgs) != 5 {
-		t.Fatalf("published %d of 5: deduplication is the worker's job", len(pub.msgs))
+	var nums []int64
+	for _, m := range pub.msgs {
+		var n messages.Notification
+		_ = json.Unmarshal(m.data, &n)
+		nums = append(nums, n.MessageNumber)
+	}
+	if fmt.Sprint(nums) != "[7 12]" {
+		t.Fatalf("published %v, want [7 12]", nums)
+	}
+	if c := strings.Count(logs.String(), `"event":"notification_duplicate"`); c != 3 {
+		t.Fatalf("%d notification_duplicate lines, want 3:\n%s", c, logs.String())
+	}
+	// A failed publish is not remembered: Google's retry of it goes out.
+	pub.err = errors.New("down")
+	if w := do(h, http.MethodPost, googleHeaders(t, "exists", "13"), ""); w.Code != 503 {
+		t.Fatalf("publish failure: %d", w.Code)
+	}
+	pub.err = nil
+	if w := do(h, http.MethodPost, googleHeaders(t, "exists", "13"), ""); w.Code != 200 || len(pub.msgs) != 3 {
+		t.Fatalf("the retry of a push answered 503 was not published: %d, %d published", w.Code, len(pub.msgs))
 	}
 }
 
@@ -292,5 +328,240 @@ func TestHeaderNamesCanonical(t *testing.T) {
 		if c := http.CanonicalHeaderKey(name); c != name {
 			t.Errorf("%q is not canonical (%q)", name, c)
 		}
+	}
+}
+
+// TestRejectedPushLogBounded: what a forger writes reaches the log clipped
+// and escaped, and the address logged is the one Google's front end appends
+// (the last X-Forwarded-For hop), not the first, which the caller chose.
+func TestRejectedPushLogBounded(t *testing.T) {
+	var logs bytes.Buffer
+	h := newTestHandler(t, &recordingPublisher{}, &logs)
+	huge := strings.Repeat("A", 60000)
+	cases := []http.Header{}
+	for _, mod := range []func(http.Header){
+		func(h http.Header) { h.Set(HeaderChannelID, huge) },                              // 400: too long
+		func(h http.Header) { h.Set(HeaderChannelID, huge+"\n{\"severity\":\"ERROR\"}") }, // 400, with a forged line
+		func(h http.Header) { h.Set(HeaderChannelToken, "v=1&k=k1&c=x&s="+huge) },         // 403
+		func(h http.Header) { h.Set(HeaderMessageNumber, huge) },                          // 400, quoted in the reason
+		func(h http.Header) { h.Set(HeaderResourceState, "\x1b[2J"+huge) },                // 400, terminal escape
+	} {
+		hdr := googleHeaders(t, "exists", "5")
+		mod(hdr)
+		hdr.Set("X-Forwarded-For", "6.6.6.6, "+huge+"\u202e, 203.0.113.7")
+		cases = append(cases, hdr)
+	}
+	spoofedOnly := googleHeaders(t, "exists", "5")
+	spoofedOnly.Set(HeaderChannelToken, "v=1&k=k1&c=x&s=forged")
+	spoofedOnly["X-Forwarded-For"] = []string{"6.6.6.6", "198.51.100.4"} // two header lines: the last one's last hop
+	cases = append(cases, spoofedOnly)
+	for i := range 20 {
+		hdr := cases[i%len(cases)]
+		if w := do(h, http.MethodPost, hdr, ""); w.Code < 400 || w.Code >= 500 {
+			t.Fatalf("forged push %d answered %d", i, w.Code)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 20 {
+		t.Fatalf("%d log lines for 20 forged pushes", len(lines))
+	}
+	for i, line := range lines {
+		if len(line) > 1024 {
+			t.Errorf("line %d is %d bytes: %.200s...", i, len(line), line)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %d is not one JSON object: %v", i, err)
+		}
+		want := "203.0.113.7"
+		if i%len(cases) == len(cases)-1 {
+			want = "198.51.100.4"
+		}
+		if m["remoteAddr"] != want {
+			t.Errorf("line %d: remoteAddr %q, want %q (the hop Google's front end appends)", i, m["remoteAddr"], want)
+		}
+		for _, k := range []string{"channelId", "reason", "remoteAddr"} {
+			v, _ := m[k].(string)
+			if len(v) > logging.MaxValueBytes {
+				t.Errorf("line %d: %s is %d bytes", i, k, len(v))
+			}
+			for _, c := range []byte(strings.TrimSuffix(v, "…")) {
+				if c < 0x20 || c >= 0x7f {
+					t.Errorf("line %d: %s keeps byte %#x: %q", i, k, c, v)
+					break
+				}
+			}
+		}
+	}
+	if strings.Contains(logs.String(), "6.6.6.6") {
+		t.Error("the caller-written first X-Forwarded-For hop reached the log")
+	}
+}
+
+// logEvents counts the log lines of each event.
+func logEvents(logs *bytes.Buffer) map[string]int {
+	out := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil {
+			out[fmt.Sprint(m["event"])]++
+		}
+	}
+	return out
+}
+
+// A push carries its channel's expiration in the signed token: once that is
+// past by more than the grace, the push is answered 200 (Google would not
+// retry anyway) and not published, with a WARNING line a metric counts.
+func TestExpiredChannelRefused(t *testing.T) {
+	pub := &recordingPublisher{}
+	var logs bytes.Buffer
+	h := newTestHandler(t, pub, &logs)
+	expired := time.Now().Add(-2 * time.Hour) // grace is 1h
+	hdr := googleHeaders(t, "exists", "5")
+	tok, _ := testKeys(t).Mint(googleChannelID, calKey, expired)
+	hdr.Set(HeaderChannelToken, tok)
+	if w := do(h, http.MethodPost, hdr, ""); w.Code != 200 || len(pub.msgs) != 0 {
+		t.Fatalf("expired channel: status %d, %d published; want 200 and none", w.Code, len(pub.msgs))
+	}
+	if !strings.Contains(logs.String(), `"severity":"WARNING"`) || logEvents(&logs)["notification_expired"] != 1 ||
+		!strings.Contains(logs.String(), `"reason":"channel_expired"`) {
+		t.Fatalf("no WARNING notification_expired line: %s", logs.String())
+	}
+	// Within the grace (a retry of a push Google sent just before the end).
+	late, _ := testKeys(t).Mint(googleChannelID, calKey, time.Now().Add(-30*time.Minute))
+	hdr.Set(HeaderChannelToken, late)
+	hdr.Set(HeaderMessageNumber, "6")
+	if w := do(h, http.MethodPost, hdr, ""); w.Code != 200 || len(pub.msgs) != 1 {
+		t.Fatalf("within the grace: status %d, %d published; want 200 and 1", w.Code, len(pub.msgs))
+	}
+	// The X-Goog-Channel-Expiration header is not signed: it changes nothing.
+	hdr.Set(HeaderChannelToken, tok)
+	hdr.Set(HeaderChannelExpiration, time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
+	hdr.Set(HeaderMessageNumber, "7")
+	if w := do(h, http.MethodPost, hdr, ""); w.Code != 200 || len(pub.msgs) != 1 {
+		t.Fatalf("expired token with a fresh expiration header: %d, %d published", w.Code, len(pub.msgs))
+	}
+}
+
+// mintV1 makes a version 1 token (no expiration) as calsync did before
+// version 2: HMAC over "v1\n" + channel + "\n" + calendar key.
+func mintV1(channelID, calendarKey string) string {
+	mac := hmac.New(sha256.New, bytes.Repeat([]byte{7}, 32)) // testKeys' k1
+	mac.Write([]byte("v1\n" + channelID + "\n" + calendarKey))
+	return "v=1&k=k1&c=" + calendarKey + "&s=" + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// Version 1 tokens bind no expiration: they are accepted only until
+// CHANNEL_TOKEN_V1_UNTIL (the transition), then refused with 403.
+func TestVersion1TokensDuringTransitionOnly(t *testing.T) {
+	pub := &recordingPublisher{}
+	var logs bytes.Buffer
+	h := newTestHandler(t, pub, &logs)
+	hdr := googleHeaders(t, "exists", "5")
+	hdr.Set(HeaderChannelToken, mintV1(googleChannelID, calKey))
+	if w := do(h, http.MethodPost, hdr, ""); w.Code != 403 || len(pub.msgs) != 0 {
+		t.Fatalf("v1 token without a transition: %d, %d published; want 403", w.Code, len(pub.msgs))
+	}
+	if !strings.Contains(logs.String(), `"reason":"token_v1_retired"`) {
+		t.Fatalf("no token_v1_retired line: %s", logs.String())
+	}
+	now := time.Now()
+	h.Now = func() time.Time { return now }
+	h.TokenV1Until = now.Add(time.Minute)
+	if w := do(h, http.MethodPost, hdr, ""); w.Code != 200 || len(pub.msgs) != 1 {
+		t.Fatalf("v1 token during the transition: %d, %d published; want 200, 1", w.Code, len(pub.msgs))
+	}
+	h.TokenV1Until = now
+	hdr.Set(HeaderMessageNumber, "6")
+	if w := do(h, http.MethodPost, hdr, ""); w.Code != 403 {
+		t.Fatalf("v1 token at the end of the transition: %d, want 403", w.Code)
+	}
+}
+
+// A token signed with a key id the Webhook does not know is answered 503
+// (Google retries) for UnknownKeyRetry after the key id was first seen, with
+// an ERROR line the alert watches; then 403. Adding the key makes Google's
+// retries verify.
+func TestUnknownKeyAnswered503WithinWindow(t *testing.T) {
+	pub := &recordingPublisher{}
+	var logs bytes.Buffer
+	h := newTestHandler(t, pub, &logs)
+	now := time.Now()
+	h.Now = func() time.Time { return now }
+	k2, _ := channeltoken.New([]config.Key{{ID: "k2", Material: bytes.Repeat([]byte{9}, 32)}, {ID: "k1", Material: bytes.Repeat([]byte{7}, 32)}})
+	tok, _ := k2.Mint(googleChannelID, calKey, testExpiration)
+	hdr := googleHeaders(t, "exists", "5")
+	hdr.Set(HeaderChannelToken, tok)
+	if w := do(h, http.MethodPost, hdr, ""); w.Code != 503 || len(pub.msgs) != 0 {
+		t.Fatalf("unknown key id: %d, want 503", w.Code)
+	}
+	line := strings.TrimSpace(logs.String())
+	if !strings.Contains(line, `"severity":"ERROR"`) || !strings.Contains(line, `"event":"token_key_unknown"`) || !strings.Contains(line, `"keyId":"k2"`) ||
+		strings.Contains(line, "s=") {
+		t.Fatalf("want one ERROR token_key_unknown line naming k2 and no token: %s", line)
+	}
+	now = now.Add(59 * time.Minute)
+	if w := do(h, http.MethodPost, hdr, ""); w.Code != 503 {
+		t.Fatalf("still within the window: %d, want 503", w.Code)
+	}
+	// The operator adds k2 (a new instance with both keys): the retry verifies.
+	fixed := newTestHandler(t, pub, nil)
+	fixed.Verifier = k2
+	if w := do(fixed, http.MethodPost, hdr, ""); w.Code != 200 || len(pub.msgs) != 1 {
+		t.Fatalf("with the key added: %d, %d published", w.Code, len(pub.msgs))
+	}
+	now = now.Add(2 * time.Minute) // past the hour since first seen
+	logs.Reset()
+	if w := do(h, http.MethodPost, hdr, ""); w.Code != 403 {
+		t.Fatalf("past the window: %d, want 403", w.Code)
+	}
+	if !strings.Contains(logs.String(), `"reason":"token_unknown_key"`) {
+		t.Fatalf("past the window, want a rejection line: %s", logs.String())
+	}
+	h.UnknownKeyRetry = 0
+	other, _ := channeltoken.New([]config.Key{{ID: "k3", Material: bytes.Repeat([]byte{3}, 32)}})
+	tok3, _ := other.Mint(googleChannelID, calKey, testExpiration)
+	hdr.Set(HeaderChannelToken, tok3)
+	if w := do(h, http.MethodPost, hdr, ""); w.Code != 403 {
+		t.Fatalf("window 0: %d, want 403 at once", w.Code)
+	}
+}
+
+// One captured push replayed 1,000 times at one instance: published once,
+// the rest answered 200 and counted (notification_duplicate).
+func TestReplaysOfOneCapturedPush(t *testing.T) {
+	pub := &recordingPublisher{}
+	var logs bytes.Buffer
+	h := newTestHandler(t, pub, &logs)
+	captured := googleHeaders(t, "exists", "41")
+	for i := range 1001 {
+		if w := do(h, http.MethodPost, captured, ""); w.Code != 200 {
+			t.Fatalf("replay %d: %d", i, w.Code)
+		}
+	}
+	if len(pub.msgs) != 1 {
+		t.Fatalf("published %d times, want 1", len(pub.msgs))
+	}
+	if ev := logEvents(&logs); ev["notification_duplicate"] != 1000 || ev["notification"] != 1 {
+		t.Fatalf("log events %v, want 1 notification and 1000 notification_duplicate", ev)
+	}
+}
+
+func TestSeenWindowEvictsOldest(t *testing.T) {
+	s := newSeen()
+	s.record("first", 5)
+	for i := range seenCapacity {
+		s.record(fmt.Sprint("c", i), 1)
+	}
+	if !s.published("first", 5) {
+		t.Fatal("the previous generation must still answer")
+	}
+	s.record("first", 6) // carried over to the current generation
+	for i := range seenCapacity {
+		s.record(fmt.Sprint("d", i), 1)
+	}
+	if !s.published("first", 6) || s.published("c0", 1) {
+		t.Fatal("a channel seen again must survive one more generation, an old one must go")
 	}
 }

@@ -27,6 +27,8 @@ const maxHeaderValue = 2048
 // ErrMalformed is returned for a push whose headers are missing or ill-formed.
 var ErrMalformed = errors.New("malformed push notification")
 
+var errMessageNumber = errors.New("message number too long")
+
 // Push is a parsed Google push notification, token not yet verified.
 type Push struct {
 	ChannelID         string
@@ -65,15 +67,21 @@ func ParsePush(h http.Header) (Push, error) {
 		errs = append(errs, errors.New("channel id longer than 64 or not printable"))
 	}
 	num := get(HeaderMessageNumber)
-	n, err := strconv.ParseInt(num, 10, 64)
+	var n int64
+	err := errMessageNumber
+	// Length first: ParseInt's error copies its whole input, and a forged
+	// header can be 60 KB (an int64 has at most 19 digits).
+	if len(num) <= 19 {
+		n, err = strconv.ParseInt(num, 10, 64)
+	}
 	if err != nil || n <= 0 || strings.HasPrefix(num, "+") {
-		errs = append(errs, fmt.Errorf("message number %q is not a positive integer", clip(num)))
+		errs = append(errs, fmt.Errorf(`message number "%s" is not a positive integer`, clip(num)))
 	}
 	p.MessageNumber = n
 	switch p.ResourceState {
 	case messages.StateSync, messages.StateExists, messages.StateNotExists:
 	default:
-		errs = append(errs, fmt.Errorf("resource state %q is not sync, exists or not_exists", clip(p.ResourceState)))
+		errs = append(errs, fmt.Errorf(`resource state "%s" is not sync, exists or not_exists`, clip(p.ResourceState)))
 	}
 	if p.ResourceID == "" {
 		errs = append(errs, errors.New("resource id missing"))
@@ -102,7 +110,8 @@ func printable(s string) bool {
 	return true
 }
 
-// clip keeps a rejected value short enough to quote in a log line.
+// clip keeps a rejected value short enough to quote in an error; the log
+// line escapes the whole error (logging.Untrusted).
 func clip(s string) string {
 	if len(s) > 40 {
 		return s[:40] + "…"

@@ -107,7 +107,7 @@ func TestPublishedToEmulator(t *testing.T) {
 	defer shutdown()
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	for i, n := range []string{"1", "5", "5", "3"} {
+	for i, n := range []string{"1", "3", "5", "5"} { // the second 5 is not published (replay window)
 		state := "exists"
 		if i == 0 {
 			state = "sync"

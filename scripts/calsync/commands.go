@@ -11,6 +11,8 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/messages"
@@ -27,9 +29,10 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	if strings.TrimSpace(*calID) == "" {
-		return usagef("--calendar is required")
+	if err := cleanCalendarID(calID); err != nil {
+		return err
 	}
+	*cred, *subject = strings.TrimSpace(*cred), strings.TrimSpace(*subject)
 	if *cred != "" && *subject != "" {
 		return usagef("give --credential or --subject, not both")
 	}
@@ -44,6 +47,9 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 		cal.AuthMode, cal.CredentialID = store.AuthOAuth, *cred
 	case *subject != "":
 		cal.AuthMode, cal.Subject = store.AuthDelegation, *subject
+	}
+	if c.get("CHANNEL_TOKEN_KEYS") == "" {
+		return watchWithoutKeys(ctx, c, cal, *noSync)
 	}
 	cfg, err := c.renewConfig(ctx)
 	if err != nil {
@@ -103,14 +109,81 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
+// watchWithoutKeys is watch for an operator who holds no secret: the
+// calendar is registered (and its first full sync asked for: the SyncWorker
+// holds the keys to read it), and RenewChannels, which signs channel tokens
+// and can open the user's credential, gives it its channel in its next run.
+func watchWithoutKeys(ctx context.Context, c *cli, cal store.Calendar, noSync bool) error {
+	cfg, err := c.basicConfig(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := c.openStore(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
+	if err != nil {
+		return err
+	}
+	if cal.AuthMode == store.AuthOAuth {
+		cr, err := st.GetCredential(ctx, cal.CredentialID)
+		if err != nil {
+			return fmt.Errorf("--credential %s: %w", cal.CredentialID, err)
+		}
+		if cr.Status == store.StatusAuthRevoked {
+			return fmt.Errorf("--credential %s was revoked; run 'calsync connect' again", cal.CredentialID)
+		}
+	}
+	key, err := st.RegisterCalendar(ctx, cal)
+	if err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	fmt.Fprintf(c.stdout, "registered %s (key %s, auth %s)\n", cal.CalendarID, key, cal.AuthMode)
+	fmt.Fprintln(c.stdout, "no CHANNEL_TOKEN_KEYS here: RenewChannels creates its push channel in its next hourly run "+
+		"('gcloud scheduler jobs run PREFIX-renew-channels --location REGION' runs it now)")
+	if noSync {
+		return nil
+	}
+	pub, err := c.publisher(ctx, cfg.ProjectID, cfg.NotificationsTopic)
+	if err != nil {
+		return err
+	}
+	if err := renewer.Ask(ctx, pub, key, messages.StateFullResync, time.Now()); err != nil {
+		return fmt.Errorf("ask for the first full sync: %w", err)
+	}
+	fmt.Fprintf(c.stdout, "asked for a full sync of %s\n", cal.CalendarID)
+	return nil
+}
+
 func cmdUnwatch(ctx context.Context, c *cli, args []string) error {
 	fs := c.flagSet("unwatch")
 	calID := fs.String("calendar", "", "calendar id to stop watching (required)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	if strings.TrimSpace(*calID) == "" {
-		return usagef("--calendar is required")
+	if err := cleanCalendarID(calID); err != nil {
+		return err
+	}
+	if c.get("CHANNEL_TOKEN_KEYS") == "" {
+		// No secrets here: the status is what matters, RenewChannels stops
+		// the channels of a calendar that is not active in its next run.
+		cfg, err := c.basicConfig(ctx)
+		if err != nil {
+			return err
+		}
+		st, err := c.openStore(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
+		if err != nil {
+			return err
+		}
+		key := store.CalendarKey(*calID)
+		if _, err := st.GetCalendar(ctx, key); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("calendar %s is not registered", *calID)
+			}
+			return fmt.Errorf("calendar %s: %w", *calID, err)
+		}
+		if err := st.SetStatus(ctx, key, store.StatusUnwatched, "unwatched by an operator", ""); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "unwatched %s: no longer synced; RenewChannels stops its channels in its next run\n", *calID)
+		return nil
 	}
 	cfg, err := c.renewConfig(ctx)
 	if err != nil {
@@ -207,7 +280,9 @@ func cmdList(ctx context.Context, c *cli, args []string) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CALENDAR\tSTATUS\tAUTH\tCHANNEL EXPIRES\tLAST SYNC\tEVENTS")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", r.CalendarID, r.Status, r.AuthMode, when(r.ChannelExpiry, "none"), when(r.LastSyncedAt, "never"), r.EventCount)
+		// Every text field comes from Firestore: escaped (terminalSafe).
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", terminalSafe(r.CalendarID), terminalSafe(r.Status), terminalSafe(r.AuthMode),
+			when(r.ChannelExpiry, "none"), when(r.LastSyncedAt, "never"), r.EventCount)
 	}
 	return tw.Flush()
 }
@@ -227,8 +302,13 @@ func cmdResync(ctx context.Context, c *cli, args []string) error {
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	if (*calID == "") == !*all {
+	if (strings.TrimSpace(*calID) == "") == !*all {
 		return usagef("give --calendar ID or --all")
+	}
+	if !*all {
+		if err := cleanCalendarID(calID); err != nil {
+			return err
+		}
 	}
 	cfg, err := c.basicConfig(ctx)
 	if err != nil {
@@ -339,7 +419,7 @@ func cmdRenew(ctx context.Context, c *cli, args []string) error {
 // The first line comes after a second: short runs print nothing.
 type progress struct {
 	c           *cli
-	name        string
+	name, unit  string
 	total, n    int
 	last        time.Time
 	mu          sync.Mutex
@@ -347,7 +427,21 @@ type progress struct {
 }
 
 func newProgress(c *cli, name string, total int) *progress {
-	return &progress{c: c, name: name, total: total, last: time.Now().Add(500 * time.Millisecond)}
+	return &progress{c: c, name: name, unit: "calendars", total: total, last: time.Now().Add(500 * time.Millisecond)}
+}
+
+// newProgressOf is a progress line counting unit whose total is learnt on
+// the way (set2).
+func newProgressOf(c *cli, name, unit string) *progress {
+	return &progress{c: c, name: name, unit: unit, last: time.Now().Add(500 * time.Millisecond)}
+}
+
+// set2 is set with the total, as shared/credentials reports progress.
+func (p *progress) set2(done, total int) {
+	p.mu.Lock()
+	p.total = total
+	p.mu.Unlock()
+	p.set(done)
 }
 
 func (p *progress) step() {
@@ -367,14 +461,14 @@ func (p *progress) set(n int) {
 	}
 	p.last = time.Now()
 	p.printedOnce = true
-	fmt.Fprintf(p.c.stderr, "\r%s: %d/%d calendars", p.name, n, p.total)
+	fmt.Fprintf(p.c.stderr, "\r%s: %d/%d %s", p.name, n, p.total, p.unit)
 }
 
 func (p *progress) done() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.printedOnce {
-		fmt.Fprintf(p.c.stderr, "\r%s: %d/%d calendars\n", p.name, p.n, p.total)
+		fmt.Fprintf(p.c.stderr, "\r%s: %d/%d %s\n", p.name, p.n, p.total, p.unit)
 	}
 }
 
@@ -383,18 +477,46 @@ func cmdReseal(ctx context.Context, c *cli, args []string) error {
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := c.renewConfig(ctx)
+	creds, err := c.credentials(ctx)
 	if err != nil {
 		return err
 	}
-	r, err := c.renewer(ctx, cfg)
-	if err != nil {
-		return err
+	if creds.Seal == nil {
+		return errors.New("reseal needs CREDENTIAL_PRIVATE_KEYS (the first key is the one to seal to); RenewChannels does it every run anyway")
 	}
-	n, err := r.Access.Credentials.Reseal(ctx)
-	fmt.Fprintf(c.stdout, "resealed %d credential(s) under the first key of CREDENTIAL_KEYS\n", n)
+	p := newProgressOf(c, "reseal", "credentials")
+	n, err := creds.Reseal(ctx, p.set2)
+	p.done()
+	fmt.Fprintf(c.stdout, "resealed %d credential(s) to key %s\n", n, creds.Seal.ID())
 	if err != nil {
-		return fmt.Errorf("some credentials could not be resealed (keep their key in CREDENTIAL_KEYS): %w", err)
+		return fmt.Errorf("some credentials could not be resealed (keep the keys that open them): %w", err)
+	}
+	return nil
+}
+
+// maxCalendarIDBytes bounds a calendar id; Google's are emails or
+// ...@group.calendar.google.com ids, far shorter.
+const maxCalendarIDBytes = 512
+
+// cleanCalendarID trims the --calendar value in place and checks it looks
+// like a calendar id: a stray space or newline would otherwise register a
+// different calendar key (the key is a hash of the exact id), and "primary",
+// Google's alias for the caller's own calendar, would give every user the
+// same key.
+func cleanCalendarID(id *string) error {
+	*id = strings.TrimSpace(*id)
+	v := *id
+	switch {
+	case v == "":
+		return usagef("--calendar is required")
+	case strings.EqualFold(v, "primary"):
+		return usagef(`--calendar "primary" is an alias: give the calendar's id (for a user's primary calendar, their email)`)
+	case len(v) > maxCalendarIDBytes:
+		return usagef("--calendar is %d bytes long (at most %d)", len(v), maxCalendarIDBytes)
+	case !utf8.ValidString(v) || terminalSafe(v) != v || strings.ContainsFunc(v, unicode.IsSpace):
+		return usagef("--calendar %s contains spaces, control or invisible characters", terminalSafe(v))
+	case !strings.Contains(v, "@"):
+		return usagef("--calendar %s is not a calendar id (an email address or ...@group.calendar.google.com)", v)
 	}
 	return nil
 }

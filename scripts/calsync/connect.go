@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/credentials"
 	"google.golang.org/api/calendar/v3"
 )
@@ -70,12 +72,20 @@ func connectFlow(ctx context.Context, o connectOptions) (connectResult, error) {
 			return
 		}
 		q := r.URL.Query()
+		if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1 {
+			// Not this flow's answer: a stale tab, another flow's redirect,
+			// or a link someone sent to the user to plant their own code.
+			// Ignored: it must neither end the flow nor be exchanged.
+			http.Error(w, "calsync: this is not the answer this sign-in is waiting for; ignored", http.StatusBadRequest)
+			if o.Progress != nil {
+				fmt.Fprintln(o.Progress, "ignored a request to the callback with a wrong state (still waiting)")
+			}
+			return
+		}
 		var a answer
 		switch {
-		case q.Get("state") != state:
-			a.err = errors.New("the authorization answer carries a wrong state (not from this flow)")
 		case q.Get("error") != "":
-			a.err = fmt.Errorf("authorization refused: %s", q.Get("error"))
+			a.err = fmt.Errorf("authorization refused: %s", terminalSafe(q.Get("error")))
 		case q.Get("code") == "":
 			a.err = errors.New("authorization answer without a code")
 		default:
@@ -166,6 +176,9 @@ func randomString() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// browser opens the consent URL (tests follow it instead).
+var browser = openBrowser
+
 // openBrowser tries the desktop's URL opener; failing is fine (the URL was printed).
 func openBrowser(url string) error {
 	var cmd *exec.Cmd
@@ -195,18 +208,25 @@ func cmdConnect(ctx context.Context, c *cli, args []string) error {
 	if *timeout <= 0 {
 		return usagef("--timeout must be positive")
 	}
-	cfg, err := c.renewConfig(ctx)
+	cfg, err := config.Load[credsConfig](ctx, c.lookup)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (set it in the environment or --state-file)", err)
 	}
-	if cfg.OAuthClientID == "" {
+	if cfg.OAuthClientID == "" || cfg.OAuthClientSecret == "" {
 		return errors.New("OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET are needed to connect a user (the OAuth client of type Desktop app)")
 	}
-	r, err := c.renewer(ctx, cfg)
+	st, err := c.openStore(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
 	if err != nil {
 		return err
 	}
-	open := openBrowser
+	creds, err := credentials.NewStore(cfg.Calendar, st)
+	if err != nil {
+		return err
+	}
+	if creds.Seal == nil {
+		return errors.New("connect seals the refresh token to the deployment's public key: set CREDENTIAL_PUBLIC_KEY (terraform output credential_public_key)")
+	}
+	open := browser
 	if *noBrowser {
 		open = func(string) error { return nil }
 	}
@@ -217,11 +237,11 @@ func cmdConnect(ctx context.Context, c *cli, args []string) error {
 		Timeout:          *timeout,
 		Open:             open,
 		Progress:         c.stderr,
-	}, r.Access.Credentials, c.stdout)
+	}, creds, c.stdout)
 }
 
-// connectAndStore runs the flow and stores the token encrypted; it prints the
-// credential id.
+// connectAndStore runs the flow and stores the token sealed to the public
+// key (this machine cannot open it again); it prints the credential id.
 func connectAndStore(ctx context.Context, o connectOptions, store *credentials.Store, out io.Writer) error {
 	res, err := connectFlow(ctx, o)
 	if err != nil {

@@ -33,6 +33,8 @@ var stateKeys = map[string]string{
 	"changesTopic":          "CHANGES_TOPIC",
 	"channelTokenKeys":      "CHANNEL_TOKEN_KEYS",
 	"credentialKeys":        "CREDENTIAL_KEYS",
+	"credentialPrivateKeys": "CREDENTIAL_PRIVATE_KEYS",
+	"credentialPublicKey":   "CREDENTIAL_PUBLIC_KEY",
 	"oauthClientId":         "OAUTH_CLIENT_ID",
 	"oauthClientSecret":     "OAUTH_CLIENT_SECRET",
 	"oauthAuthUrl":          "OAUTH_AUTH_URL",
@@ -69,9 +71,17 @@ func (c *cli) flagSet(synopsis string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses args; -h prints the flags and stops; positional arguments are
-// usage errors.
+// parse parses args and layers the environment; -h prints the flags and
+// stops; positional arguments are usage errors.
 func (c *cli) parse(fs *flag.FlagSet, args []string) error {
+	if err := c.parseFlags(fs, args); err != nil {
+		return err
+	}
+	return c.setupEnv()
+}
+
+// parseFlags is parse for a command that reads no environment.
+func (c *cli) parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(c.stdout, "flags of calsync %s:\n", c.name)
@@ -84,7 +94,7 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q (flags go before nothing else; see -h)", fs.Arg(0))
 	}
-	return c.setupEnv()
+	return nil
 }
 
 // setupEnv layers flags over the environment over the state file.

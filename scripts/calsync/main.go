@@ -19,18 +19,23 @@ import (
 const usage = `usage: calsync <command> [flags]
 
 commands:
-  connect   authorize a user (OAuth loopback flow) and store the encrypted refresh token
+  connect   authorize a user (OAuth loopback flow) and store the refresh token sealed to the public key
   watch     register a calendar, create its push channel, ask for its first full sync
   unwatch   stop watching a calendar (status unwatched, channels stopped)
   list      list calendars: status, channel expiry, last sync, event count
   resync    ask for a sync of one calendar or all (--full: drop the sync token)
   renew     run one channel renewal now (what the scheduler does hourly)
-  reseal    re-encrypt stored credentials under the first CREDENTIAL_KEYS key (key rotation)
+  keys      live channels per channel-token key id (key rotation: is the old key still used?)
+  reseal    seal every stored credential to the first CREDENTIAL_PRIVATE_KEYS key (rotation; RenewChannels does it hourly)
+  migrate-credentials   seal the legacy AES-GCM credentials to CREDENTIAL_PUBLIC_KEY (needs CREDENTIAL_KEYS)
+  keygen    make a key pair for sealed credentials (private key on stdout, public key on stderr)
 
-Run 'calsync <command> -h' for the flags of a command. Every command reads the
-same environment as RenewChannels (PROJECT_ID, CHANNEL_TOKEN_KEYS, WEBHOOK_URL,
-CREDENTIAL_KEYS, ...); --state-file (or CALSYNC_STATE_FILE) supplies defaults
-from a devstack state file; flags override the environment.
+Run 'calsync <command> -h' for the flags of a command. Commands read the same
+environment as RenewChannels (PROJECT_ID, WEBHOOK_URL, ...); none needs a
+secret to enroll users or register calendars: connect takes the public key
+(CREDENTIAL_PUBLIC_KEY), and without CHANNEL_TOKEN_KEYS watch and unwatch leave
+the channels to RenewChannels. --state-file (or CALSYNC_STATE_FILE) supplies
+defaults from a devstack state file; flags override the environment.
 `
 
 // errUsage marks a usage error (exit code 2); the message says what is wrong.
@@ -57,13 +62,16 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	cmds := map[string]func(context.Context, *cli, []string) error{
-		"connect": cmdConnect,
-		"watch":   cmdWatch,
-		"unwatch": cmdUnwatch,
-		"list":    cmdList,
-		"resync":  cmdResync,
-		"renew":   cmdRenew,
-		"reseal":  cmdReseal,
+		"connect":             cmdConnect,
+		"watch":               cmdWatch,
+		"unwatch":             cmdUnwatch,
+		"list":                cmdList,
+		"resync":              cmdResync,
+		"renew":               cmdRenew,
+		"keys":                cmdKeys,
+		"reseal":              cmdReseal,
+		"keygen":              cmdKeygen,
+		"migrate-credentials": cmdMigrateCredentials,
 	}
 	name := args[0]
 	if name == "-h" || name == "--help" || name == "help" {

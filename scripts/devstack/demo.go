@@ -118,11 +118,12 @@ func watch(ctx context.Context, st *stack.Stack, svc *calendar.Service, calID, k
 		return err
 	}
 	id := "demo-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	tok, err := keys.Mint(id, key)
+	exp := time.Now().Add(7 * 24 * time.Hour) // Google's default TTL, signed into the token
+	tok, err := keys.Mint(id, key, exp)
 	if err != nil {
 		return err
 	}
-	ch, err := svc.Events.Watch(calID, &calendar.Channel{Id: id, Type: "web_hook", Address: st.WebhookURL, Token: tok}).Context(ctx).Do()
+	ch, err := svc.Events.Watch(calID, &calendar.Channel{Id: id, Type: "web_hook", Address: st.WebhookURL, Token: tok, Expiration: exp.UnixMilli()}).Context(ctx).Do()
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -36,7 +35,10 @@ type Services interface {
 
 // Minter mints channel tokens (channeltoken.Keys).
 type Minter interface {
-	Mint(channelID, calendarKey string) (string, error)
+	// Mint signs a token that ends at the channel's expiration.
+	Mint(channelID, calendarKey string, expiration time.Time) (string, error)
+	// SigningKeyID names the key Mint signs with; each record keeps it.
+	SigningKeyID() string
 }
 
 // Manager watches and stops channels.
@@ -120,8 +122,13 @@ func (m *Manager) Watch(ctx context.Context, cal store.Calendar, after string) (
 		id = SuccessorID(after)
 	}
 	now := m.now()
+	// The expiration asked of Google is the one signed into the token:
+	// Google grants it or less, so no push of this channel verifies after
+	// it (plus the Webhook's grace).
+	expiration := now.Add(m.TTL).Truncate(time.Millisecond)
 	rec := store.Channel{CalendarKey: key, CalendarID: cal.CalendarID, State: store.ChannelPending,
-		CreatedAt: now, Expiration: now.Add(m.TTL), ExpireAt: now.Add(m.TTL + m.retention())}
+		CreatedAt: now, Expiration: expiration, ExpireAt: expiration.Add(m.retention()),
+		TokenKeyID: m.Tokens.SigningKeyID()}
 	for hops := 0; ; hops++ {
 		if hops > 1000 {
 			return store.Channel{}, fmt.Errorf("channels: no free id in the chain of %s", key)
@@ -146,7 +153,7 @@ func (m *Manager) Watch(ctx context.Context, cal store.Calendar, after string) (
 		}
 		id = SuccessorID(id)
 	}
-	token, err := m.Tokens.Mint(id, key)
+	token, err := m.Tokens.Mint(id, key, expiration)
 	if err != nil {
 		m.end(ctx, rec, store.ChannelExpired)
 		return store.Channel{}, err
@@ -156,7 +163,7 @@ func (m *Manager) Watch(ctx context.Context, cal store.Calendar, after string) (
 		var err error
 		got, err = svc.Events.Watch(cal.CalendarID, &calendar.Channel{
 			Id: id, Type: "web_hook", Address: m.WebhookURL, Token: token,
-			Params: map[string]string{"ttl": strconv.FormatInt(int64(m.TTL/time.Second), 10)},
+			Expiration: expiration.UnixMilli(),
 		}).Context(ctx).Do()
 		return err
 	})
@@ -176,7 +183,7 @@ func (m *Manager) Watch(ctx context.Context, cal store.Calendar, after string) (
 		return store.Channel{}, fmt.Errorf("channels: activate record %s: %w", id, err)
 	}
 	m.log(ctx).InfoContext(ctx, "channel created", logging.KeyEvent, logging.EventChannelCreated,
-		logging.KeyCalendarKey, key, logging.KeyChannelID, id, logging.KeyExpiration, rec.Expiration)
+		logging.KeyCalendarKey, key, logging.KeyChannelID, id, logging.KeyExpiration, rec.Expiration, logging.KeyKeyID, rec.TokenKeyID)
 	return rec, nil
 }
 

@@ -17,6 +17,7 @@ const ExpiringSoonWindow = 6 * time.Hour
 type Outcome struct {
 	Created      bool // a calendar without a live channel got one (ask for a catch-up sync)
 	Renewed      bool // the kept channel was replaced (new first, then old stopped)
+	Rekeyed      bool // ... because its token was signed with another key than the signing one (key rotation)
 	Stopped      int  // channels stopped: orphans, duplicates (not counting a renewal's old channel)
 	Expired      int  // records found expired (or abandoned pending) and closed
 	ExpiringSoon bool // the kept (pre-existing) channel expires within ExpiringSoonWindow and was not renewed
@@ -127,7 +128,12 @@ func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, c
 		out.Stopped++
 	}
 	left := keep.Expiration.Sub(now)
-	if left >= renewBefore {
+	// A channel whose token another key signed (or one minted before key
+	// ids were recorded, a version 1 token) is renewed now, whatever its
+	// expiry: that is step 3 of a key rotation (README.md), done by the
+	// first run after the new key signs.
+	rekey := keep.TokenKeyID != m.Tokens.SigningKeyID()
+	if left >= renewBefore && !rekey {
 		// Not due; still at risk when the window is shorter than 6 h.
 		out.ExpiringSoon = left < ExpiringSoonWindow
 		return out, errors.Join(errs...)
@@ -147,6 +153,7 @@ func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, c
 			errs = append(errs, err)
 		}
 		out.Renewed = true
+		out.Rekeyed = rekey
 	}
 	return out, errors.Join(errs...)
 }

@@ -1,11 +1,21 @@
 // Package channeltoken mints and verifies the token calsync gives each push
 // channel. Google echoes it in X-Goog-Channel-Token; it proves the channel is
-// ours and says which calendar it serves. Form (Google's suggested URL query):
+// ours, says which calendar it serves and until when it may be used. Form
+// (Google's suggested URL query):
 //
-//	v=1&k=KEYID&c=CALENDARKEY&s=BASE64URL(HMAC-SHA256(key, "v1\n"+channelID+"\n"+calendarKey))
+//	v=2&k=KEYID&c=CALENDARKEY&e=EXPIRATION&s=SIG
+//	SIG = BASE64URL(HMAC-SHA256(key, "v2\n"+channelID+"\n"+calendarKey+"\n"+EXPIRATION))
 //
-// The first key signs; every configured key verifies, so keys rotate by adding
-// the new key first, waiting one channel TTL, then dropping the old one.
+// EXPIRATION is the channel's expiration in Unix seconds, the one asked of
+// Google in events.watch (Google grants that or less), so a captured push
+// cannot be replayed after the channel is over. Version 1 tokens (no
+// expiration, minted before version 2 existed) still verify, and say so in
+// Claims.Version: whether to accept one is the caller's decision (the Webhook
+// does during a transition, see README.md).
+//
+// The first key signs; every configured key verifies, so keys rotate by
+// adding the new key, signing with it, renewing every channel signed with the
+// old one, then dropping it (README.md, "Rotation").
 package channeltoken
 
 import (
@@ -17,8 +27,11 @@ import (
 	"hash"
 	"io"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/calsync/calsync/shared/config"
 )
@@ -33,6 +46,17 @@ var (
 	ErrUnknownKey = errors.New("channel token signed with an unknown key")
 	ErrSignature  = errors.New("channel token signature does not match")
 )
+
+// Claims is what a verified token says. On ErrUnknownKey only KeyID is set
+// (unverified, but of the key id syntax): the caller may want to name it.
+type Claims struct {
+	Version     int    // 2, or 1 for a token minted before expirations were bound
+	KeyID       string // the key that signed it
+	CalendarKey string
+	// Expiration is the latest instant the channel can live (version 2);
+	// zero for version 1.
+	Expiration time.Time
+}
 
 // Keys signs and verifies channel tokens.
 type Keys struct {
@@ -50,15 +74,24 @@ func newMACKey(material []byte) *macKey {
 	return m
 }
 
-// sum returns the HMAC of the token's signed text, appended to dst.
-func (m *macKey) sum(dst []byte, channelID, calendarKey string) []byte {
+// sum returns the HMAC of a token's signed text, appended to dst: version 1
+// signs the channel id and calendar key, version 2 the expiration as well.
+func (m *macKey) sum(dst []byte, version int, channelID, calendarKey, expiration string) []byte {
 	h := m.pool.Get().(hash.Hash)
 	defer m.pool.Put(h)
 	h.Reset()
-	io.WriteString(h, "v1\n")
+	if version == 1 {
+		io.WriteString(h, "v1\n")
+	} else {
+		io.WriteString(h, "v2\n")
+	}
 	io.WriteString(h, channelID)
 	io.WriteString(h, "\n")
 	io.WriteString(h, calendarKey)
+	if version != 1 {
+		io.WriteString(h, "\n")
+		io.WriteString(h, expiration)
+	}
 	return h.Sum(dst)
 }
 
@@ -86,13 +119,28 @@ func Parse(list string) (*Keys, error) {
 	return New(keys)
 }
 
-// Mint returns the token for a channel serving calendarKey.
-func (k *Keys) Mint(channelID, calendarKey string) (string, error) {
+// SigningKeyID is the id of the key new tokens are signed with; channel
+// records keep it, so rotation knows which channels still need the old key.
+func (k *Keys) SigningKeyID() string { return k.signingID }
+
+// Mint returns the token for a channel serving calendarKey that Google will
+// end at expiration at the latest. The expiration is signed in whole seconds,
+// rounded up, so the token never ends before the channel.
+func (k *Keys) Mint(channelID, calendarKey string, expiration time.Time) (string, error) {
+	if expiration.IsZero() {
+		return "", errors.New("channeltoken: a token needs the channel's expiration")
+	}
+	secs := expiration.Unix()
+	if expiration.After(time.Unix(secs, 0)) {
+		secs++
+	}
+	exp := strconv.FormatInt(secs, 10)
 	tok := url.Values{
-		"v": {"1"},
+		"v": {"2"},
 		"k": {k.signingID},
 		"c": {calendarKey},
-		"s": {k.byID[k.signingID].signature(channelID, calendarKey)},
+		"e": {exp},
+		"s": {k.byID[k.signingID].signature(2, channelID, calendarKey, exp)},
 	}.Encode()
 	if len(tok) > MaxLen {
 		return "", fmt.Errorf("channeltoken: token of %d chars exceeds Google's %d (calendar key too long)", len(tok), MaxLen)
@@ -100,44 +148,70 @@ func (k *Keys) Mint(channelID, calendarKey string) (string, error) {
 	return tok, nil
 }
 
-// Verify checks a token for channelID and returns the calendar key it names.
-// Nothing else in the token is trusted.
-func (k *Keys) Verify(channelID, token string) (calendarKey string, err error) {
+// keyIDRE is config's key id syntax: an unknown key id is only reported
+// (Claims.KeyID) when it has it.
+var keyIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,16}$`)
+
+// Verify checks a token for channelID and returns what it claims. Nothing
+// else in the token is trusted. It does not judge the expiration: the
+// caller knows the time and its grace period.
+func (k *Keys) Verify(channelID, token string) (Claims, error) {
 	if token == "" {
-		return "", ErrMissing
+		return Claims{}, ErrMissing
 	}
 	if len(token) > MaxLen {
-		return "", ErrMalformed
+		return Claims{}, ErrMalformed
 	}
 	f, ok := parseFields(token)
-	if !ok || f.v != "1" {
-		return "", ErrMalformed
+	if !ok {
+		return Claims{}, ErrMalformed
+	}
+	var c Claims
+	switch {
+	case f.v == "2" && f.e != "":
+		secs, err := strconv.ParseInt(f.e, 10, 64)
+		if err != nil || secs <= 0 || strconv.FormatInt(secs, 10) != f.e {
+			return Claims{}, ErrMalformed // one spelling only, the one Mint writes
+		}
+		c = Claims{Version: 2, Expiration: time.Unix(secs, 0).UTC()}
+	case f.v == "1" && !f.hasE:
+		c = Claims{Version: 1}
+	default:
+		return Claims{}, ErrMalformed
 	}
 	key, ok := k.byID[f.k]
 	if !ok {
-		return "", ErrUnknownKey
+		if keyIDRE.MatchString(f.k) {
+			return Claims{KeyID: f.k}, ErrUnknownKey
+		}
+		return Claims{}, ErrMalformed
 	}
 	var got, want [sha256.Size]byte
 	// Length first: Decode writes past got for a longer text. Strict: one
 	// signature has exactly one spelling, the one Mint wrote.
 	if len(f.s) != base64.RawURLEncoding.EncodedLen(len(got)) {
-		return "", ErrSignature
+		return Claims{}, ErrSignature
 	}
 	if n, err := base64.RawURLEncoding.Strict().Decode(got[:], []byte(f.s)); err != nil || n != len(got) {
-		return "", ErrSignature
+		return Claims{}, ErrSignature
 	}
-	if !hmac.Equal(key.sum(want[:0], channelID, f.c), got[:]) {
-		return "", ErrSignature
+	if !hmac.Equal(key.sum(want[:0], c.Version, channelID, f.c, f.e), got[:]) {
+		return Claims{}, ErrSignature
 	}
-	return f.c, nil
+	c.KeyID, c.CalendarKey = f.k, f.c
+	return c, nil
 }
 
-// fields are the four parts of a token, unescaped.
-type fields struct{ v, k, c, s string }
+// fields are the parts of a token, unescaped.
+type fields struct {
+	v, k, c, e, s string
+	hasE          bool // e was present (a version 1 token has none)
+}
 
 // parseFields reads the query form as url.ParseQuery would (same escapes,
 // semicolons refused, unknown parts ignored) but requires each of v, k, c, s
-// exactly once and non-empty, and allocates only for escaped values.
+// exactly once and non-empty, e at most once and non-empty, and allocates
+// only for escaped values.
 func parseFields(token string) (fields, bool) {
 	if strings.Contains(token, ";") {
 		return fields{}, false
@@ -165,6 +239,8 @@ func parseFields(token string) (fields, bool) {
 			dst, bit = &f.c, 4
 		case "s":
 			dst, bit = &f.s, 8
+		case "e":
+			dst, bit = &f.e, 16
 		default:
 			continue
 		}
@@ -174,10 +250,11 @@ func parseFields(token string) (fields, bool) {
 		seen |= bit
 		*dst = value
 	}
-	return f, seen == 15
+	f.hasE = seen&16 != 0
+	return f, seen&15 == 15
 }
 
 // signature is the s field Mint writes.
-func (m *macKey) signature(channelID, calendarKey string) string {
-	return base64.RawURLEncoding.EncodeToString(m.sum(nil, channelID, calendarKey))
+func (m *macKey) signature(version int, channelID, calendarKey, expiration string) string {
+	return base64.RawURLEncoding.EncodeToString(m.sum(nil, version, channelID, calendarKey, expiration))
 }

@@ -37,16 +37,36 @@ type Webhook struct {
 	NotificationsTopic string        `env:"NOTIFICATIONS_TOPIC, default=calsync-notifications"`
 	ChannelTokenKeys   string        `env:"CHANNEL_TOKEN_KEYS, required"`
 	PublishTimeout     time.Duration `env:"PUBLISH_TIMEOUT, default=10s"`
+	// ExpiryGrace: a push whose token's expiration is further in the past
+	// than this is answered 200 and not published (a replay, or a retry of a
+	// push Google sent before the channel ended and kept retrying).
+	ExpiryGrace time.Duration `env:"CHANNEL_EXPIRY_GRACE, default=1h"`
+	// TokenV1Until: version 1 tokens (no expiration, minted before version
+	// 2) are accepted until this instant (RFC 3339), none after. Unset: none.
+	// Set it for one channel TTL when upgrading a deployment with live
+	// channels (RenewChannels renews them all with version 2 tokens within
+	// its next run).
+	TokenV1Until time.Time `env:"CHANNEL_TOKEN_V1_UNTIL"`
+	// UnknownKeyRetry: a token signed with a key id this instance does not
+	// know is answered 503 (Google retries) for this long after the instance
+	// first saw that key id, with an ERROR line an alert watches, then 403.
+	// Covers a rotation step rolled out to RenewChannels before the Webhook.
+	UnknownKeyRetry time.Duration `env:"UNKNOWN_KEY_RETRY_WINDOW, default=24h"`
 }
 
 // Validate reports every problem with the Webhook config.
 func (c Webhook) Validate() error {
-	return errors.Join(
+	errs := []error{
 		c.Common.validate(),
 		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic),
 		validKeys("CHANNEL_TOKEN_KEYS", c.ChannelTokenKeys),
 		positive("PUBLISH_TIMEOUT", c.PublishTimeout),
-	)
+		positive("CHANNEL_EXPIRY_GRACE", c.ExpiryGrace),
+	}
+	if c.UnknownKeyRetry < 0 {
+		errs = append(errs, fmt.Errorf("UNKNOWN_KEY_RETRY_WINDOW must not be negative, got %s", c.UnknownKeyRetry))
+	}
+	return errors.Join(errs...)
 }
 
 // Load reads a config struct from the environment (or from lookuper when not

@@ -20,23 +20,34 @@ func TestWebhookDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.NotificationsTopic != "calsync-notifications" || cfg.PublishTimeout != 10*time.Second || cfg.LogLevel != "info" {
+	if cfg.NotificationsTopic != "calsync-notifications" || cfg.PublishTimeout != 10*time.Second || cfg.LogLevel != "info" ||
+		cfg.ExpiryGrace != time.Hour || cfg.UnknownKeyRetry != 24*time.Hour || !cfg.TokenV1Until.IsZero() {
 		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+	cfg, err = Load[Webhook](context.Background(), envconfig.MapLookuper(map[string]string{
+		"PROJECT_ID": "p", "CHANNEL_TOKEN_KEYS": testKey, "CHANNEL_TOKEN_V1_UNTIL": "2026-12-01T00:00:00Z",
+		"UNKNOWN_KEY_RETRY_WINDOW": "0s",
+	}))
+	if err != nil || !cfg.TokenV1Until.Equal(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)) || cfg.UnknownKeyRetry != 0 {
+		t.Fatalf("CHANNEL_TOKEN_V1_UNTIL, UNKNOWN_KEY_RETRY_WINDOW: %+v %v", cfg, err)
 	}
 }
 
 func TestWebhookReportsEveryProblem(t *testing.T) {
 	_, err := Load[Webhook](context.Background(), envconfig.MapLookuper(map[string]string{
-		"PROJECT_ID":          " ",
-		"CHANNEL_TOKEN_KEYS":  "k1:short",
-		"NOTIFICATIONS_TOPIC": "a/b",
-		"PUBLISH_TIMEOUT":     "-1s",
-		"LOG_LEVEL":           "loud",
+		"PROJECT_ID":               " ",
+		"CHANNEL_TOKEN_KEYS":       "k1:short",
+		"NOTIFICATIONS_TOPIC":      "a/b",
+		"PUBLISH_TIMEOUT":          "-1s",
+		"LOG_LEVEL":                "loud",
+		"CHANNEL_EXPIRY_GRACE":     "0s",
+		"UNKNOWN_KEY_RETRY_WINDOW": "-1h",
 	}))
 	if err == nil {
 		t.Fatal("want error")
 	}
-	for _, want := range []string{"PROJECT_ID", "CHANNEL_TOKEN_KEYS", "NOTIFICATIONS_TOPIC", "PUBLISH_TIMEOUT", "LOG_LEVEL"} {
+	for _, want := range []string{"PROJECT_ID", "CHANNEL_TOKEN_KEYS", "NOTIFICATIONS_TOPIC", "PUBLISH_TIMEOUT", "LOG_LEVEL",
+		"CHANNEL_EXPIRY_GRACE", "UNKNOWN_KEY_RETRY_WINDOW"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}

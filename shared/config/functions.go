@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -17,33 +18,68 @@ type Store struct {
 type Calendar struct {
 	// CalendarEndpoint overrides Google's endpoint (the local emulator).
 	CalendarEndpoint string `env:"CALENDAR_ENDPOINT"`
-	// CredentialKeys encrypt stored refresh tokens (AES-256-GCM), KEYID:BASE64 list.
-	CredentialKeys    string `env:"CREDENTIAL_KEYS, required"`
-	OAuthClientID     string `env:"OAUTH_CLIENT_ID"`
-	OAuthClientSecret string `env:"OAUTH_CLIENT_SECRET"`
-	OAuthTokenURL     string `env:"OAUTH_TOKEN_URL, default=https://oauth2.googleapis.com/token"`
-	OAuthAuthURL      string `env:"OAUTH_AUTH_URL, default=https://accounts.google.com/o/oauth2/auth"`
-	CalendarRateLimit int    `env:"CALENDAR_USER_RATE_LIMIT, default=500"`
+	// CredentialPrivateKeys open stored refresh tokens, sealed to the
+	// deployment's public key (shared/sealed): KEYID:BASE64 list of 32-byte
+	// X25519 keys, the first the current one (reseals go to it).
+	CredentialPrivateKeys string `env:"CREDENTIAL_PRIVATE_KEYS"`
+	// CredentialKeys open legacy refresh tokens, stored with AES-256-GCM
+	// before sealing existed, until they are migrated: KEYID:BASE64 list.
+	CredentialKeys string `env:"CREDENTIAL_KEYS"`
+	// CredentialPublicKey (pubkey:v1:...) is what enrollers seal to. The CLI
+	// seals with it; RenewChannels, given it, checks it is one of its
+	// private keys' public halves.
+	CredentialPublicKey string `env:"CREDENTIAL_PUBLIC_KEY"`
+	OAuthClientID       string `env:"OAUTH_CLIENT_ID"`
+	OAuthClientSecret   string `env:"OAUTH_CLIENT_SECRET"`
+	OAuthTokenURL       string `env:"OAUTH_TOKEN_URL, default=https://oauth2.googleapis.com/token"`
+	OAuthAuthURL        string `env:"OAUTH_AUTH_URL, default=https://accounts.google.com/o/oauth2/auth"`
+	CalendarRateLimit   int    `env:"CALENDAR_USER_RATE_LIMIT, default=500"`
 	// DelegationServiceAccount is impersonated (IAM signJwt) with a calendar's
 	// subject for domain-wide delegation; empty: ADC must be a service-account key.
 	DelegationServiceAccount string `env:"DELEGATION_SERVICE_ACCOUNT"`
 }
 
-func (c Calendar) validate() error {
-	var errs []error
-	if c.CalendarEndpoint != "" {
-		errs = append(errs, validURL("CALENDAR_ENDPOINT", c.CalendarEndpoint))
+// Validate reports every problem of a function's Calendar settings: those
+// of ValidateEnrollment, and the keys that open stored credentials.
+func (c Calendar) Validate() error {
+	errs := []error{c.ValidateEnrollment()}
+	if c.CredentialPrivateKeys == "" && c.CredentialKeys == "" {
+		errs = append(errs, errors.New("CREDENTIAL_PRIVATE_KEYS must be set (or, in a deployment whose credentials are not migrated yet, CREDENTIAL_KEYS)"))
 	}
-	if keys, err := ParseKeys(c.CredentialKeys); err != nil {
-		errs = append(errs, fmt.Errorf("CREDENTIAL_KEYS: %w", err))
-	} else {
-		for _, k := range keys {
-			if len(k.Material) != 32 {
-				errs = append(errs, fmt.Errorf("CREDENTIAL_KEYS: key %s must be exactly 32 bytes (AES-256)", k.ID))
-			}
+	errs = append(errs, exactKeys("CREDENTIAL_PRIVATE_KEYS", c.CredentialPrivateKeys, "X25519"),
+		exactKeys("CREDENTIAL_KEYS", c.CredentialKeys, "AES-256"))
+	return errors.Join(errs...)
+}
+
+// exactKeys checks an optional KEYID:BASE64 list of 32-byte keys.
+func exactKeys(name, list, what string) error {
+	if list == "" {
+		return nil
+	}
+	keys, err := ParseKeys(list)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	var errs []error
+	for _, k := range keys {
+		if len(k.Material) != 32 {
+			errs = append(errs, fmt.Errorf("%s: key %s must be exactly 32 bytes (%s)", name, k.ID, what))
 		}
 	}
-	errs = append(errs, validURL("OAUTH_TOKEN_URL", c.OAuthTokenURL), validURL("OAUTH_AUTH_URL", c.OAuthAuthURL))
+	return errors.Join(errs...)
+}
+
+// ValidateEnrollment reports the problems of what enrolling a user takes
+// (the CLI's connect): endpoints, the OAuth client, the public key's form.
+func (c Calendar) ValidateEnrollment() error {
+	var errs []error
+	if c.CalendarEndpoint != "" {
+		errs = append(errs, secureURL("CALENDAR_ENDPOINT", c.CalendarEndpoint))
+	}
+	if c.CredentialPublicKey != "" && !strings.HasPrefix(strings.TrimSpace(c.CredentialPublicKey), "pubkey:v1:") {
+		errs = append(errs, errors.New("CREDENTIAL_PUBLIC_KEY must be a pubkey:v1:KEYID:BASE64URL public key"))
+	}
+	errs = append(errs, secureURL("OAUTH_TOKEN_URL", c.OAuthTokenURL), secureURL("OAUTH_AUTH_URL", c.OAuthAuthURL))
 	if (c.OAuthClientID == "") != (c.OAuthClientSecret == "") {
 		errs = append(errs, errors.New("OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET must be set together"))
 	}
@@ -83,7 +119,7 @@ type SyncWorker struct {
 // Validate reports every problem with the SyncWorker config.
 func (c SyncWorker) Validate() error {
 	errs := []error{
-		c.Common.validate(), c.Calendar.validate(),
+		c.Common.validate(), c.Calendar.Validate(),
 		validTopic("CHANGES_TOPIC", c.ChangesTopic),
 		positive("LEASE_DURATION", c.LeaseDuration),
 		positive("RERUN_INTERVAL", c.RerunInterval),
@@ -124,7 +160,7 @@ type RenewChannels struct {
 // Validate reports every problem with the RenewChannels config.
 func (c RenewChannels) Validate() error {
 	errs := []error{
-		c.Common.validate(), c.Calendar.validate(),
+		c.Common.validate(), c.Calendar.Validate(),
 		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic),
 		validKeys("CHANNEL_TOKEN_KEYS", c.ChannelTokenKeys),
 		validURL("WEBHOOK_URL", c.WebhookURL),
@@ -147,4 +183,28 @@ func validURL(name, v string) error {
 		return fmt.Errorf("%s %q is not an http(s) URL", name, v)
 	}
 	return nil
+}
+
+// secureURL is validURL for an endpoint that is sent secrets (bearer tokens,
+// the OAuth client secret, refresh tokens) or sends users to sign in:
+// https, or http on a loopback address only (the local emulators). Plain
+// http to any other host would hand those secrets to the network.
+func secureURL(name, v string) error {
+	if err := validURL(name, v); err != nil {
+		return err
+	}
+	u, _ := url.Parse(v)
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		return fmt.Errorf("%s %q: http is only allowed on a loopback address (127.0.0.0/8, ::1, localhost); use https", name, v)
+	}
+	return nil
+}
+
+// loopbackHost reports whether host is a loopback IP literal or localhost.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

@@ -72,3 +72,31 @@ func TestRenewChannelsReportsEveryProblem(t *testing.T) {
 		t.Errorf("key material leaked: %v", err)
 	}
 }
+
+// Endpoints that are sent secrets take http only on loopback addresses.
+func TestHTTPOnlyOnLoopback(t *testing.T) {
+	for v, ok := range map[string]bool{
+		"https://calendar.example.com":  true,
+		"http://127.0.0.1:8085":         true,
+		"http://127.8.9.10/calendar/v3": true,
+		"http://[::1]:9000":             true,
+		"http://localhost:1234":         true,
+		"http://LOCALHOST:1234":         true,
+		"http://[::ffff:127.0.0.1]:1":   true,
+		"http://10.0.0.5:8085":          false,
+		"http://calendar.example.com":   false,
+		"http://localhost.evil.com":     false,
+		"http://127.0.0.1.nip.io":       false,
+		"http://0.0.0.0:80":             false,
+	} {
+		for _, name := range []string{"CALENDAR_ENDPOINT", "OAUTH_TOKEN_URL", "OAUTH_AUTH_URL"} {
+			_, err := Load[RenewChannels](context.Background(), renewEnv(map[string]string{name: v}))
+			if (err == nil) != ok {
+				t.Errorf("%s=%s: err %v, want ok=%v", name, v, err, ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), name) {
+				t.Errorf("%s=%s: error does not name the variable: %v", name, v, err)
+			}
+		}
+	}
+}

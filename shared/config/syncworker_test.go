@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -38,5 +39,34 @@ func TestSyncWorkerReportsEveryProblem(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}
+	}
+}
+
+// Stored credentials open with the sealing keys (CREDENTIAL_PRIVATE_KEYS)
+// or, before a deployment is migrated, the legacy AES keys: one of them.
+func TestCredentialKeys(t *testing.T) {
+	priv := "h1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("h", 32)))
+	load := func(env map[string]string) error {
+		env["PROJECT_ID"] = "p"
+		_, err := Load[SyncWorker](context.Background(), envconfig.MapLookuper(env))
+		return err
+	}
+	if err := load(map[string]string{}); err == nil || !strings.Contains(err.Error(), "CREDENTIAL_PRIVATE_KEYS must be set") {
+		t.Errorf("no key: %v", err)
+	}
+	for _, ok := range []map[string]string{
+		{"CREDENTIAL_PRIVATE_KEYS": priv},
+		{"CREDENTIAL_KEYS": testKey},
+		{"CREDENTIAL_PRIVATE_KEYS": priv, "CREDENTIAL_KEYS": testKey, "CREDENTIAL_PUBLIC_KEY": "pubkey:v1:h1:x"},
+	} {
+		if err := load(ok); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+	long := "h1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("h", 40)))
+	err := load(map[string]string{"CREDENTIAL_PRIVATE_KEYS": long, "CREDENTIAL_PUBLIC_KEY": "h1:abc"})
+	if err == nil || !strings.Contains(err.Error(), "CREDENTIAL_PRIVATE_KEYS: key h1 must be exactly 32 bytes") ||
+		!strings.Contains(err.Error(), "CREDENTIAL_PUBLIC_KEY must be a pubkey:v1") || strings.Contains(err.Error(), strings.Repeat("h", 8)) {
+		t.Errorf("bad keys: %v", err)
 	}
 }

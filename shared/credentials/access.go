@@ -1,10 +1,12 @@
 package credentials
 
 import (
+	"fmt"
 	"log/slog"
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/config"
+	"github.com/calsync/calsync/shared/sealed"
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -20,16 +22,51 @@ type Access struct {
 
 // NewAccess builds the Access of cfg on st. The Revoker stops no channels
 // until its Stopper is set (RenewChannels sets its channel manager).
+// Credentials open with CREDENTIAL_PRIVATE_KEYS (sealed) and, while set,
+// CREDENTIAL_KEYS (legacy); reseals go to the first private key's public
+// half, which CREDENTIAL_PUBLIC_KEY, when set, must be one of: otherwise
+// enrollers would seal to a key these functions cannot open.
 func NewAccess(cfg config.Calendar, st *store.Store, logger *slog.Logger) (*Access, error) {
-	cipher, err := ParseCipher(cfg.CredentialKeys)
+	creds, err := NewStore(cfg, st)
 	if err != nil {
 		return nil, err
 	}
-	creds := &Store{Store: st, Cipher: cipher}
 	factory := calclient.New(calclient.FromConfig(cfg, creds))
 	return &Access{
 		Credentials: creds,
 		Calendars:   factory,
 		Revoker:     &Revoker{Store: st, Clients: factory, Logger: logger},
 	}, nil
+}
+
+// NewStore builds the credential Store of cfg on st (see NewAccess).
+func NewStore(cfg config.Calendar, st *store.Store) (*Store, error) {
+	creds := &Store{Store: st}
+	if cfg.CredentialPrivateKeys != "" {
+		keys, err := sealed.ParsePrivateKeys(cfg.CredentialPrivateKeys)
+		if err != nil {
+			return nil, fmt.Errorf("credentials: CREDENTIAL_PRIVATE_KEYS: %w", err)
+		}
+		creds.Keys, creds.Seal = keys, keys.Public()
+	}
+	if cfg.CredentialPublicKey != "" {
+		pub, err := sealed.ParsePublicKey(cfg.CredentialPublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("credentials: CREDENTIAL_PUBLIC_KEY: %w", err)
+		}
+		switch {
+		case creds.Keys == nil:
+			creds.Seal = pub // an enroller: seals, never opens
+		case !creds.Keys.Has(pub):
+			return nil, fmt.Errorf("credentials: CREDENTIAL_PUBLIC_KEY (key id %s) is not the public half of any CREDENTIAL_PRIVATE_KEYS key: credentials sealed to it could not be opened", pub.ID())
+		}
+	}
+	if cfg.CredentialKeys != "" {
+		legacy, err := ParseCipher(cfg.CredentialKeys)
+		if err != nil {
+			return nil, err
+		}
+		creds.Legacy = legacy
+	}
+	return creds, nil
 }

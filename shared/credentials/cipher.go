@@ -1,7 +1,9 @@
-// Package credentials keeps users' OAuth refresh tokens: encrypted with
-// AES-256-GCM (credential id as additional data, key id stored for rotation)
-// in credentials/{id}, decrypted only in memory to refresh access tokens, and
-// marked auth_revoked, with their calendars, when Google answers invalid_grant.
+// Package credentials keeps users' OAuth refresh tokens in credentials/{id}:
+// sealed to the deployment's public key (shared/sealed, HPKE; the credential
+// id bound as context), opened only in memory by the functions that hold the
+// private key to refresh access tokens, and marked auth_revoked, with their
+// calendars, when Google answers invalid_grant. Credentials stored before
+// sealing existed are AES-256-GCM (this file) until migrated.
 package credentials
 
 import (
@@ -20,9 +22,9 @@ var (
 	ErrDecrypt    = errors.New("credentials: ciphertext does not open (wrong key, wrong credential id, or tampered)")
 )
 
-// Cipher seals and opens refresh tokens. The first key encrypts; every key
-// decrypts, so keys rotate by putting a new key first (old records still open;
-// they are re-encrypted under the new key whenever rewritten).
+// Cipher opens the legacy AES-256-GCM credentials (CREDENTIAL_KEYS) until
+// they are migrated to sealed boxes; new credentials are never written with
+// it. (Seal remains for tests that make legacy records.)
 type Cipher struct {
 	sealID string
 	aeads  map[string]cipher.AEAD

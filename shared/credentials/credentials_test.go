@@ -14,6 +14,7 @@ import (
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/config"
+	"github.com/calsync/calsync/shared/sealed"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/testing/testenv"
 )
@@ -99,11 +100,35 @@ func newStore(t *testing.T) *store.Store {
 	return store.New(fs)
 }
 
-func TestStoreEncryptedAtRest(t *testing.T) {
+// sealing returns the functions' credential store with private keys ids
+// (the first is current) and an enroller's store with only the public key.
+func sealing(t *testing.T, st *store.Store, ids ...string) (functions, enroller *Store, privateList string) {
+	t.Helper()
+	var lines []string
+	for _, id := range ids {
+		priv, _, err := sealed.GenerateKey(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, priv)
+	}
+	privateList = strings.Join(lines, ",")
+	functions, err := NewStore(config.Calendar{CredentialPrivateKeys: privateList}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enroller, err = NewStore(config.Calendar{CredentialPublicKey: functions.Seal.String()}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return functions, enroller, privateList
+}
+
+func TestStoreSealedAtRest(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
-	s := &Store{Store: st, Cipher: mustCipher(t, key("k1", "a"))}
-	id, err := s.Put(ctx, "alice@x.test", "1//alice-refresh")
+	fn, enroller, _ := sealing(t, st, "h1")
+	id, err := enroller.Put(ctx, "alice@x.test", "1//alice-refresh")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,24 +144,90 @@ func TestStoreEncryptedAtRest(t *testing.T) {
 			t.Errorf("field %s holds the token in clear", k)
 		}
 	}
-	if tok, err := s.RefreshToken(ctx, id); err != nil || tok != "1//alice-refresh" {
+	if d := snap.Data(); d["sealedKeyId"] != "h1" || !strings.HasPrefix(d["sealed"].(string), "sealed:v1:h1:") || d["keyId"] != nil || d["ciphertext"] != nil {
+		t.Errorf("record %v", d)
+	}
+	if tok, err := fn.RefreshToken(ctx, id); err != nil || tok != "1//alice-refresh" {
 		t.Fatalf("RefreshToken: %q %v", tok, err)
 	}
-	other := &Store{Store: st, Cipher: mustCipher(t, key("k1", "z"))}
-	if _, err := other.RefreshToken(ctx, id); !errors.Is(err, ErrDecrypt) {
+	if _, err := enroller.RefreshToken(ctx, id); !errors.Is(err, ErrNoPrivateKey) {
+		t.Errorf("the enroller opened it: %v", err)
+	}
+	stranger, _, _ := sealing(t, st, "h1") // same key id, another key
+	if _, err := stranger.RefreshToken(ctx, id); !errors.Is(err, sealed.ErrOpen) {
 		t.Errorf("wrong key: %v", err)
 	}
-	if _, err := s.RefreshToken(ctx, "cred-missing"); !errors.Is(err, store.ErrNotFound) {
+	// A box copied onto another credential does not open there (the id is
+	// its context).
+	other, _ := enroller.Put(ctx, "mallory@x.test", "1//mallory")
+	if _, err := st.CredentialRef(other).Update(ctx, []firestore.Update{{Path: "sealed", Value: snap.Data()["sealed"]}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fn.RefreshToken(ctx, other); !errors.Is(err, sealed.ErrOpen) {
+		t.Errorf("moved box: %v", err)
+	}
+	if _, err := fn.RefreshToken(ctx, "cred-missing"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("missing: %v", err)
 	}
-	if _, err := s.Put(ctx, "a", " "); err == nil {
+	if _, err := enroller.Put(ctx, "a", " "); err == nil {
 		t.Error("empty token accepted")
+	}
+	if _, err := (&Store{Store: st}).Put(ctx, "a", "1//x"); !errors.Is(err, ErrNoSealKey) {
+		t.Errorf("no key to seal to: %v", err)
 	}
 	if changed, err := st.RevokeCredential(ctx, id); err != nil || !changed {
 		t.Fatal(changed, err)
 	}
-	if _, err := s.RefreshToken(ctx, id); !errors.Is(err, calclient.ErrAuthRevoked) {
+	if _, err := fn.RefreshToken(ctx, id); !errors.Is(err, calclient.ErrAuthRevoked) {
 		t.Errorf("revoked: %v", err)
+	}
+}
+
+// A product backend enrolls a user with nothing but the public key: it
+// picks the id, seals with AAD(id) (any RFC 9180 library), and stores.
+func TestPutSealedByAnEnroller(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	fn, _, _ := sealing(t, st, "h1")
+	pub, err := sealed.ParsePublicKey(fn.Seal.String()) // all the product has
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := NewID()
+	box, _ := pub.Seal(AAD(id), []byte("1//product-user"))
+	enroller := &Store{Store: st}
+	if err := enroller.PutSealed(ctx, id, "user@product.test", box); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := fn.RefreshToken(ctx, id); err != nil || tok != "1//product-user" {
+		t.Fatalf("RefreshToken: %q %v", tok, err)
+	}
+	for _, bad := range []struct{ id, box string }{
+		{"cred-1", box}, {"../x", box}, {NewID(), "1//clear-token"}, {NewID(), ""},
+	} {
+		if err := enroller.PutSealed(ctx, bad.id, "u", bad.box); err == nil {
+			t.Errorf("PutSealed(%q, %.20q) accepted", bad.id, bad.box)
+		}
+	}
+	if err := enroller.PutSealed(ctx, id, "u", box); err == nil {
+		t.Error("an existing id was overwritten")
+	}
+}
+
+func TestNewStoreKeys(t *testing.T) {
+	st := newStore(t)
+	fn, _, priv := sealing(t, st, "h1")
+	other, _, _ := sealing(t, st, "h1")
+	if _, err := NewStore(config.Calendar{CredentialPrivateKeys: priv, CredentialPublicKey: other.Seal.String()}, st); err == nil ||
+		!strings.Contains(err.Error(), "not the public half") || strings.Contains(err.Error(), strings.SplitN(priv, ":", 2)[1]) {
+		t.Errorf("a public key that is not ours: %v", err)
+	}
+	if s, err := NewStore(config.Calendar{CredentialPrivateKeys: priv, CredentialPublicKey: fn.Seal.String(), CredentialKeys: key("c1", "a")}, st); err != nil ||
+		s.Keys == nil || s.Legacy == nil || s.Seal.ID() != "h1" {
+		t.Errorf("both formats during a migration: %+v %v", s, err)
+	}
+	if _, err := NewStore(config.Calendar{CredentialPublicKey: "pubkey:v1:h1:short"}, st); err == nil {
+		t.Error("a malformed public key accepted")
 	}
 }
 
@@ -150,7 +241,7 @@ func (s *stopRecorder) StopCalendar(_ context.Context, cal store.Calendar, _ str
 func TestRevoked(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
-	s := &Store{Store: st, Cipher: mustCipher(t, key("k1", "a"))}
+	s, _, _ := sealing(t, st, "h1")
 	credX, _ := s.Put(ctx, "x@x.test", "1//x")
 	credY, _ := s.Put(ctx, "y@x.test", "1//y")
 	now := time.Now().UTC()
@@ -215,32 +306,90 @@ func TestRevoked(t *testing.T) {
 	}
 }
 
+// legacyPut stores a credential the way calsync did before sealing.
+func legacyPut(t *testing.T, st *store.Store, c *Cipher, token string) string {
+	t.Helper()
+	id := NewID()
+	keyID, ct, err := c.Seal(id, []byte(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateCredential(context.Background(), id, store.Credential{Subject: "u@x", KeyID: keyID, Ciphertext: ct, Status: store.CredentialActive}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// During a migration both formats open; Migrate needs only the AES keys and
+// the public key, and leaves nothing of the legacy form.
+func TestMigrateLegacy(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	aes := mustCipher(t, key("c1", "a"))
+	fn, _, priv := sealing(t, st, "h1")
+	legacy1, legacy2 := legacyPut(t, st, aes, "1//l1"), legacyPut(t, st, aes, "1//l2")
+	sealedID, _ := fn.Put(ctx, "s@x", "1//s")
+	both, _ := NewStore(config.Calendar{CredentialPrivateKeys: priv, CredentialKeys: key("c1", "a")}, st)
+	for id, want := range map[string]string{legacy1: "1//l1", legacy2: "1//l2", sealedID: "1//s"} {
+		if got, err := both.RefreshToken(ctx, id); err != nil || got != want {
+			t.Errorf("during the migration %s: %q %v", id, got, err)
+		}
+	}
+	if _, err := fn.RefreshToken(ctx, legacy1); !errors.Is(err, ErrNoLegacyKey) {
+		t.Errorf("legacy without CREDENTIAL_KEYS: %v", err)
+	}
+	migrator := &Store{Store: st, Seal: fn.Seal, Legacy: aes} // no private key
+	var progress []int
+	n, err := migrator.Migrate(ctx, func(done, total int) { progress = append(progress, done, total) })
+	if err != nil || n != 2 || len(progress) != 4 || progress[3] != 2 {
+		t.Fatalf("migrated %d, %v, progress %v", n, err, progress)
+	}
+	for id, want := range map[string]string{legacy1: "1//l1", legacy2: "1//l2", sealedID: "1//s"} {
+		if got, err := fn.RefreshToken(ctx, id); err != nil || got != want {
+			t.Errorf("after the migration, private keys only, %s: %q %v", id, got, err)
+		}
+	}
+	if ids, _ := st.LegacyCredentials(ctx); len(ids) != 0 {
+		t.Errorf("legacy records left: %v", ids)
+	}
+	if _, err := fn.Migrate(ctx, nil); !errors.Is(err, ErrNoLegacyKey) {
+		t.Errorf("Migrate without CREDENTIAL_KEYS: %v", err)
+	}
+}
+
+// Rotation of the sealing key: the new private key first, Reseal (what
+// RenewChannels runs hourly) seals everything to it, legacy records too;
+// then the old key can go. A box no key opens is named, the rest goes on.
 func TestResealRotatesKeys(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
-	old := &Store{Store: st, Cipher: mustCipher(t, key("k1", "a"))}
+	old, _, oldPriv := sealing(t, st, "h1")
 	id1, _ := old.Put(ctx, "a@x", "1//a")
 	id2, _ := old.Put(ctx, "b@x", "1//b")
-	rotated := &Store{Store: st, Cipher: mustCipher(t, key("k2", "b")+","+key("k1", "a"))}
-	id3, _ := rotated.Put(ctx, "c@x", "1//c") // already under k2
-	n, err := rotated.Reseal(ctx)
-	if err != nil || n != 2 {
+	legacy := legacyPut(t, st, mustCipher(t, key("c1", "a")), "1//legacy")
+	_, _, newLine := sealing(t, st, "h2")
+	// The h2 private key first, h1's after it: h2 is current.
+	rotated, err := NewStore(config.Calendar{CredentialPrivateKeys: newLine + "," + oldPriv, CredentialKeys: key("c1", "a")}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id3, _ := rotated.Put(ctx, "c@x", "1//c") // already to h2
+	n, err := rotated.Reseal(ctx, nil)
+	if err != nil || n != 3 {
 		t.Fatalf("resealed %d: %v", n, err)
 	}
-	// The old key can go now.
-	only := &Store{Store: st, Cipher: mustCipher(t, key("k2", "b"))}
-	for id, want := range map[string]string{id1: "1//a", id2: "1//b", id3: "1//c"} {
+	only, _ := NewStore(config.Calendar{CredentialPrivateKeys: newLine}, st)
+	for id, want := range map[string]string{id1: "1//a", id2: "1//b", id3: "1//c", legacy: "1//legacy"} {
 		if got, err := only.RefreshToken(ctx, id); err != nil || got != want {
 			t.Errorf("%s: %q %v", id, got, err)
 		}
 	}
-	if n, err := only.Reseal(ctx); err != nil || n != 0 {
+	if n, err := only.Reseal(ctx, nil); err != nil || n != 0 {
 		t.Errorf("second reseal: %d %v", n, err)
 	}
-	// A credential under a key the cipher lacks is named, the rest goes on.
-	lost := &Store{Store: st, Cipher: mustCipher(t, key("k9", "z"))}
-	lostID, _ := lost.Put(ctx, "d@x", "1//d")
-	if _, err := only.Reseal(ctx); err == nil || !strings.Contains(err.Error(), lostID) {
+	stranger, _, _ := sealing(t, st, "h9")
+	lostID, _ := stranger.Put(ctx, "d@x", "1//d")
+	if _, err := only.Reseal(ctx, nil); err == nil || !strings.Contains(err.Error(), lostID) {
 		t.Errorf("unknown key: %v", err)
 	}
 }

@@ -14,6 +14,8 @@ const (
 	KeyMessageNumber = "messageNumber"
 	KeyLatencyUs     = "latencyUs" // integer µs: slog writes floats through encoding/json, slowly
 	KeyRemoteAddr    = "remoteAddr"
+	KeyKeyID         = "keyId"      // a key id (channel-token or credential key), never key material
+	KeyRetryForMs    = "retryForMs" // Webhook: how much longer an unknown key id is answered 503
 	KeyReason        = "reason"
 	KeyError         = "error"
 	KeyCredentialID  = "credentialId"
@@ -37,6 +39,8 @@ const (
 	KeyContinuationAsked = "continuationAsked"
 
 	KeyRenewed    = "renewed"
+	KeyRekeyed    = "rekeyed"  // renewed because another key than the signing one signed their token
+	KeyResealed   = "resealed" // credentials sealed to the current key by a run
 	KeyCreated    = "created"
 	KeyStopped    = "stopped"
 	KeyReconciles = "reconciles"
@@ -63,17 +67,23 @@ const (
 	EventNotification         = "notification"          // Webhook: accepted and published
 	EventNotificationRejected = "notification_rejected" // Webhook: forged or malformed
 	EventPublishFailed        = "publish_failed"        // Webhook: answered 503
-	EventSync                 = "sync"                  // SyncWorker: one sync done
-	EventSyncError            = "sync_error"            // SyncWorker: a sync failed
-	EventFullResync           = "full_resync"           // SyncWorker: 410, token dead
-	EventLeaseLost            = "lease_lost"            // SyncWorker: a sync stopped because its lease was taken or could not be renewed (WARNING)
-	EventUnstorable           = "event_unstorable"      // SyncWorker: an event stored only in part (ERROR)
-	EventAuthRevoked          = "auth_revoked"          // any: invalid_grant
-	EventRenewRun             = "renew_run"             // RenewChannels: run summary
-	EventRenewFailure         = "renew_failure"         // RenewChannels: one item failed
-	EventChannelRenewed       = "channel_renewed"
-	EventChannelCreated       = "channel_created" // RenewChannels/CLI: a calendar got a new channel
-	EventChannelStopped       = "channel_stopped" // RenewChannels/CLI: a channel was stopped
-	EventStartFailed          = "start_failed"    // any function: config, secret or client failed at start (CRITICAL)
-	EventInvalidMessage       = "invalid_message" // SyncWorker: a message that can never be processed, acknowledged (ERROR)
+	EventNotificationExpired  = "notification_expired"  // Webhook: token's channel expiration plus grace is past; 200, not published (WARNING)
+	// EventNotificationDuplicate: a push already published (Webhook: its
+	// replay window; SyncWorker: the calendar's recorded message numbers);
+	// acknowledged, no sync.
+	EventNotificationDuplicate = "notification_duplicate"
+	EventTokenKeyUnknown       = "token_key_unknown" // Webhook: token key id unknown, answered 503 within UNKNOWN_KEY_RETRY_WINDOW (ERROR, alerted)
+	EventSync                  = "sync"              // SyncWorker: one sync done
+	EventSyncError             = "sync_error"        // SyncWorker: a sync failed
+	EventFullResync            = "full_resync"       // SyncWorker: 410, token dead
+	EventLeaseLost             = "lease_lost"        // SyncWorker: a sync stopped because its lease was taken or could not be renewed (WARNING)
+	EventUnstorable            = "event_unstorable"  // SyncWorker: an event stored only in part (ERROR)
+	EventAuthRevoked           = "auth_revoked"      // any: invalid_grant
+	EventRenewRun              = "renew_run"         // RenewChannels: run summary
+	EventRenewFailure          = "renew_failure"     // RenewChannels: one item failed
+	EventChannelRenewed        = "channel_renewed"
+	EventChannelCreated        = "channel_created" // RenewChannels/CLI: a calendar got a new channel
+	EventChannelStopped        = "channel_stopped" // RenewChannels/CLI: a channel was stopped
+	EventStartFailed           = "start_failed"    // any function: config, secret or client failed at start (CRITICAL)
+	EventInvalidMessage        = "invalid_message" // SyncWorker: a message that can never be processed, acknowledged (ERROR)
 )

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -115,4 +117,63 @@ func TestClip(t *testing.T) {
 			t.Errorf("Clip(%d bytes) = %q (%d bytes)", len(s), got, len(got))
 		}
 	}
+}
+
+func TestUntrusted(t *testing.T) {
+	for in, want := range map[string]string{
+		"6.6.6.6":          "6.6.6.6",
+		"a\nb":             `a\nb`,
+		"\x1b[31mred":      `\x1b[31mred`,
+		"evil\u202etxt":    `evil\u202etxt`,
+		"caf\xe9":          `caf\xe9`,
+		"é":                `\u00e9`,
+		"":                 "",
+		`quote"back\slash`: `quote"back\\slash`,
+	} {
+		if got := Untrusted(in); got != want {
+			t.Errorf("Untrusted(%q) = %q, want %q", in, got, want)
+		}
+	}
+	exact := strings.Repeat("a", MaxValueBytes-4) + "\n\n" // escapes to exactly MaxValueBytes
+	if got := Untrusted(exact); got != strings.Repeat("a", MaxValueBytes-4)+`\n\n` {
+		t.Errorf("a value escaping to exactly the bound was cut: %q", got)
+	}
+	for _, s := range []string{strings.Repeat("a", 60000), strings.Repeat("\x00", 1000), strings.Repeat("é", 200),
+		strings.Repeat("a", MaxValueBytes-5) + "\u202e\u202e", strings.Repeat("\xff", 33)} {
+		got := Untrusted(s)
+		if len(got) > MaxValueBytes || !strings.HasSuffix(got, "…") || !utf8.ValidString(got) {
+			t.Errorf("Untrusted(%d bytes) = %q (%d bytes)", len(s), got, len(got))
+		}
+		if body := strings.TrimSuffix(got, "…"); strings.HasSuffix(body, `\`) || regexp.MustCompile(`\\(x[0-9a-f]?|u[0-9a-f]{0,3})$`).MatchString(body) {
+			t.Errorf("Untrusted cut an escape in two: %q", got)
+		}
+		for _, c := range []byte(strings.TrimSuffix(got, "…")) {
+			if c < 0x20 || c >= 0x7f {
+				t.Fatalf("Untrusted(%q...) kept byte %#x", s[:8], c)
+			}
+		}
+	}
+}
+
+func FuzzUntrusted(f *testing.F) {
+	f.Add("6.6.6.6, 10.0.0.1")
+	f.Add("\x1b]0;title\x07\u202e")
+	f.Fuzz(func(t *testing.T, s string) {
+		got := Untrusted(s)
+		if len(got) > MaxValueBytes {
+			t.Fatalf("%d bytes", len(got))
+		}
+		body := strings.TrimSuffix(got, "…")
+		for i := 0; i < len(body); i++ {
+			if body[i] < 0x20 || body[i] >= 0x7f {
+				t.Fatalf("kept byte %#x", body[i])
+			}
+		}
+		if !strings.HasSuffix(got, "…") {
+			// Not cut: the escaping must be reversible to the input.
+			if back, err := strconv.Unquote(`"` + strings.ReplaceAll(got, `"`, `\"`) + `"`); err != nil || back != s {
+				t.Fatalf("Untrusted(%q) = %q does not unquote back (%q, %v)", s, got, back, err)
+			}
+		}
+	})
 }

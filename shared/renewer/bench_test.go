@@ -126,7 +126,7 @@ func benchSetup(b *testing.B, nChan, nUser int) (*env, *Renewer, int) {
 			}
 			key := store.CalendarKey(c.Id)
 			id := channels.RootID(key)
-			tok, _ := keys.Mint(id, key)
+			tok, _ := keys.Mint(id, key, time.Now().Add(time.Hour))
 			got, err := u.svc.Events.Watch(c.Id, &calendar.Channel{Id: id, Type: "web_hook", Address: e.hookURL, Token: tok,
 				Params: map[string]string{"ttl": "3600"}}).Do()
 			if err != nil {
@@ -139,7 +139,7 @@ func benchSetup(b *testing.B, nChan, nUser int) (*env, *Renewer, int) {
 				CredentialID: u.cred, Status: store.StatusActive, LastSyncedAt: now, CreatedAt: now, UpdatedAt: now})
 			_, err2 := bw.Create(e.st.ChannelRef(id), store.Channel{ChannelID: id, CalendarKey: key, CalendarID: c.Id,
 				ResourceID: got.ResourceId, ResourceURI: got.ResourceUri, Expiration: exp, State: store.ChannelActive,
-				CreatedAt: now, ExpireAt: exp.Add(72 * time.Hour)})
+				CreatedAt: now, ExpireAt: exp.Add(72 * time.Hour), TokenKeyID: keys.SigningKeyID()})
 			mu.Unlock()
 			if err1 != nil || err2 != nil {
 				fail(fmt.Errorf("bulk: %v %v", err1, err2))

@@ -28,7 +28,10 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 var (
 	tokenKeys = "k1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("t", 32)))
-	credKeys  = "c1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("c", 32)))
+	// privKeys: the deployment's sealing key (CREDENTIAL_PRIVATE_KEYS).
+	privKeys = "h1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("h", 32)))
+	// credKeys: a legacy AES-GCM key (CREDENTIAL_KEYS), for migrations.
+	credKeys = "c1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("c", 32)))
 )
 
 type env struct {
@@ -77,7 +80,7 @@ func newEnv(t testing.TB, emuOpts calendaremu.Options) *env {
 	e.cfg = config.RenewChannels{
 		Common:             config.Common{ProjectID: project, LogLevel: "info"},
 		Store:              config.Store{FirestoreDatabase: "(default)"},
-		Calendar:           config.Calendar{CalendarEndpoint: base, CredentialKeys: credKeys, OAuthClientID: "cid", OAuthClientSecret: "sec", OAuthTokenURL: base + "/token", OAuthAuthURL: base + "/authorize", CalendarRateLimit: 6000},
+		Calendar:           config.Calendar{CalendarEndpoint: base, CredentialPrivateKeys: privKeys, OAuthClientID: "cid", OAuthClientSecret: "sec", OAuthTokenURL: base + "/token", OAuthAuthURL: base + "/authorize", CalendarRateLimit: 6000},
 		NotificationsTopic: "notifications",
 		ChannelTokenKeys:   tokenKeys,
 		WebhookURL:         hook.URL,

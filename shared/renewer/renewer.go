@@ -36,6 +36,7 @@ type Publisher interface {
 // Summary is what one run did; the HTTP answer and the renew_run log line.
 type Summary struct {
 	Renewed      int   `json:"renewed"`      // channels replaced before expiry
+	Rekeyed      int   `json:"rekeyed"`      // ... of them because another key than the signing one signed their token (rotation)
 	Created      int   `json:"created"`      // calendars without a live channel that got one
 	Stopped      int   `json:"stopped"`      // orphan and duplicate channels stopped
 	Reconciles   int   `json:"reconciles"`   // reconcile syncs asked for
@@ -43,6 +44,7 @@ type Summary struct {
 	ExpiringSoon int   `json:"expiringSoon"` // channels expiring within 6 h not renewed
 	Expired      int   `json:"expired"`      // records of expired channels closed
 	Busy         int   `json:"busy"`         // calendars left to an overlapping run
+	Resealed     int   `json:"resealed"`     // credentials sealed to the current key (legacy AES ones, or of an older key)
 	Calendars    int   `json:"calendars"`    // calendars looked at
 	DurationMs   int64 `json:"durationMs"`
 }
@@ -140,18 +142,20 @@ func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 	if err := ctx.Err(); err != nil {
 		sum.Failed += len(tasks) - done
 	}
+	r.reseal(ctx, &sum)
 	sum.DurationMs = time.Since(start).Milliseconds()
 	r.log(ctx).InfoContext(ctx, "renew run done",
 		logging.KeyEvent, logging.EventRenewRun,
-		logging.KeyRenewed, sum.Renewed, logging.KeyCreated, sum.Created, logging.KeyStopped, sum.Stopped,
+		logging.KeyRenewed, sum.Renewed, logging.KeyRekeyed, sum.Rekeyed, logging.KeyCreated, sum.Created, logging.KeyStopped, sum.Stopped,
 		logging.KeyReconciles, sum.Reconciles, logging.KeyFailed, sum.Failed, logging.KeyExpiringSoon, sum.ExpiringSoon,
-		logging.KeyExpired, sum.Expired, logging.KeyBusy, sum.Busy, logging.KeyCalendars, sum.Calendars,
+		logging.KeyExpired, sum.Expired, logging.KeyBusy, sum.Busy, logging.KeyCalendars, sum.Calendars, logging.KeyResealed, sum.Resealed,
 		logging.KeyDurationMs, sum.DurationMs)
 	return sum, nil
 }
 
 func (s *Summary) add(o Summary) {
 	s.Renewed += o.Renewed
+	s.Rekeyed += o.Rekeyed
 	s.Created += o.Created
 	s.Stopped += o.Stopped
 	s.Reconciles += o.Reconciles
@@ -159,6 +163,22 @@ func (s *Summary) add(o Summary) {
 	s.ExpiringSoon += o.ExpiringSoon
 	s.Expired += o.Expired
 	s.Busy += o.Busy
+}
+
+// reseal seals every stored credential that is not sealed to the current
+// key (legacy AES-GCM ones while CREDENTIAL_KEYS is set, or those of an older
+// private key after a rotation), so neither migration nor rotation needs a
+// private key outside the functions. Normally it finds nothing (two queries).
+func (r *Renewer) reseal(ctx context.Context, sum *Summary) {
+	if r.Access == nil || r.Access.Credentials.Seal == nil || ctx.Err() != nil {
+		return
+	}
+	n, err := r.Access.Credentials.Reseal(ctx, nil)
+	sum.Resealed = n
+	if err != nil {
+		sum.Failed++
+		r.failure(ctx, "", "reseal", err)
+	}
 }
 
 // interleave orders tasks round-robin over user identities, so the calendars
@@ -198,6 +218,9 @@ func (r *Renewer) handle(ctx context.Context, t task) Summary {
 	s.Stopped, s.Expired = out.Stopped, out.Expired
 	if out.Renewed {
 		s.Renewed = 1
+	}
+	if out.Rekeyed {
+		s.Rekeyed = 1
 	}
 	if out.Created {
 		s.Created = 1

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/api/calendar/v3"
 
 	"github.com/calsync/calsync/shared/config"
+	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
@@ -351,5 +352,38 @@ func TestRenewBeforeExpiryWithShortGrants(t *testing.T) {
 	}
 	if last := chans[len(chans)-1]; last.Stopped || last.Expired {
 		t.Errorf("the newest channel is not live: %+v", last)
+	}
+}
+
+// While CREDENTIAL_KEYS is still set, every run seals the legacy AES-GCM
+// credentials to the current key (resealed in the summary): the migration
+// needs no key outside the functions. Calendars using them keep working.
+func TestRunMigratesLegacyCredentials(t *testing.T) {
+	e := newEnv(t, calendaremu.Options{})
+	aes, err := credentials.ParseCipher(credKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.emu.CreateUser("dave@x.test", "1//dave"); err != nil {
+		t.Fatal(err)
+	}
+	id := credentials.NewID()
+	keyID, ct, _ := aes.Seal(id, []byte("1//dave"))
+	if err := e.st.CreateCredential(e.ctx, id, store.Credential{Subject: "dave@x.test", KeyID: keyID, Ciphertext: ct, Status: store.CredentialActive}); err != nil {
+		t.Fatal(err)
+	}
+	e.register(store.Calendar{CalendarID: "dave@x.test", AuthMode: store.AuthOAuth, CredentialID: id}, time.Now())
+	r := e.renewer(func(c *config.RenewChannels) { c.CredentialKeys = credKeys })
+	sum, err := r.Run(e.ctx)
+	if err != nil || sum.Resealed != 1 || sum.Created != 1 || sum.Failed != 0 {
+		t.Fatalf("run: %+v %v", sum, err)
+	}
+	if c, _ := e.st.GetCredential(e.ctx, id); c.KeyID != "" || c.SealedKeyID != "h1" {
+		t.Fatalf("credential after the run: keyId %q sealedKeyId %q", c.KeyID, c.SealedKeyID)
+	}
+	// CREDENTIAL_KEYS can go: the calendar is renewed with the sealed token.
+	r = e.renewer(func(c *config.RenewChannels) { c.RenewBefore = 2 * time.Hour })
+	if sum, err := r.Run(e.ctx); err != nil || sum.Renewed != 1 || sum.Resealed != 0 || sum.Failed != 0 {
+		t.Fatalf("run without CREDENTIAL_KEYS: %+v %v", sum, err)
 	}
 }

@@ -1,7 +1,8 @@
 package store
 
-// Credential records: credentials/{credentialId}. The ciphertext is made and
-// opened by shared/credentials; nothing here sees a token in clear.
+// Credential records: credentials/{credentialId}. The sealed box (or the
+// legacy ciphertext) is made and opened by shared/credentials; nothing here
+// sees a token in clear.
 
 import (
 	"context"
@@ -49,12 +50,30 @@ func (s *Store) RevokeCredential(ctx context.Context, id string) (changed bool, 
 	return changed, err
 }
 
-// CredentialsNotSealedWith lists the ids of credentials sealed under a key
-// other than keyID (the ones a key rotation must reseal).
-func (s *Store) CredentialsNotSealedWith(ctx context.Context, keyID string) ([]string, error) {
-	snaps, err := s.Client.Collection(CollCredentials).Where("keyId", "!=", keyID).Select().Documents(ctx).GetAll()
+// LegacyCredentials lists the ids of credentials still encrypted with
+// AES-256-GCM (a keyId field), the ones the migration seals.
+func (s *Store) LegacyCredentials(ctx context.Context) ([]string, error) {
+	return s.credentialIDs(ctx, s.Client.Collection(CollCredentials).Where("keyId", "!=", ""))
+}
+
+// CredentialsNotSealedTo lists the ids of credentials that are not sealed to
+// keyID: legacy ones and those sealed to another key (rotation).
+func (s *Store) CredentialsNotSealedTo(ctx context.Context, keyID string) ([]string, error) {
+	legacy, err := s.LegacyCredentials(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("credentials sealed with another key than %s: %w", keyID, err)
+		return nil, err
+	}
+	other, err := s.credentialIDs(ctx, s.Client.Collection(CollCredentials).Where("sealedKeyId", "!=", keyID))
+	if err != nil {
+		return nil, err
+	}
+	return append(legacy, other...), nil
+}
+
+func (s *Store) credentialIDs(ctx context.Context, q firestore.Query) ([]string, error) {
+	snaps, err := q.Select().Documents(ctx).GetAll()
+	if err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
 	}
 	ids := make([]string, len(snaps))
 	for i, snap := range snaps {
@@ -63,10 +82,10 @@ func (s *Store) CredentialsNotSealedWith(ctx context.Context, keyID string) ([]s
 	return ids, nil
 }
 
-// Reseal rewrites one credential's ciphertext in a transaction: reseal gets
-// the stored record and returns the new key id and ciphertext, or ok=false to
-// leave it as it is.
-func (s *Store) Reseal(ctx context.Context, id string, reseal func(Credential) (keyID string, ciphertext []byte, ok bool, err error)) error {
+// Reseal rewrites one credential in a transaction: reseal gets the stored
+// record and returns its new sealed box and key id, or ok=false to leave it
+// as it is. The legacy fields go in the same write.
+func (s *Store) Reseal(ctx context.Context, id string, reseal func(Credential) (box, keyID string, ok bool, err error)) error {
 	ref := s.CredentialRef(id)
 	return s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		snap, err := tx.Get(ref)
@@ -77,12 +96,40 @@ func (s *Store) Reseal(ctx context.Context, id string, reseal func(Credential) (
 		if err := snap.DataTo(&c); err != nil {
 			return err
 		}
-		keyID, ct, ok, err := reseal(c)
+		box, keyID, ok, err := reseal(c)
 		if err != nil || !ok {
 			return err
 		}
 		return tx.Update(ref, []firestore.Update{
-			{Path: "keyId", Value: keyID}, {Path: "ciphertext", Value: ct}, {Path: "updatedAt", Value: s.now()},
+			{Path: "sealed", Value: box}, {Path: "sealedKeyId", Value: keyID},
+			{Path: "keyId", Value: firestore.Delete}, {Path: "ciphertext", Value: firestore.Delete},
+			{Path: "updatedAt", Value: s.now()},
 		})
 	})
+}
+
+// CredentialKeyCounts counts stored credentials by the key that opens them:
+// the sealing key id, or "aes:KEYID" for a legacy one (key rotation and the
+// migration are done when an old key's count is 0).
+func (s *Store) CredentialKeyCounts(ctx context.Context) (map[string]int, error) {
+	snaps, err := s.Client.Collection(CollCredentials).Select("sealedKeyId", "keyId").Documents(ctx).GetAll()
+	if err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	out := map[string]int{}
+	for _, snap := range snaps {
+		var c Credential
+		if err := snap.DataTo(&c); err != nil {
+			return nil, err
+		}
+		switch {
+		case c.SealedKeyID != "":
+			out[c.SealedKeyID]++
+		case c.KeyID != "":
+			out["aes:"+c.KeyID]++
+		default:
+			out["(none)"]++
+		}
+	}
+	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -45,6 +46,11 @@ const (
 	OutcomeAlreadyDirty Outcome = "already_dirty" // a sync runs and is already marked (no write)
 	OutcomeInactive     Outcome = "inactive"      // status is not active
 	OutcomeUnknown      Outcome = "unknown"       // no such calendar registered
+	// OutcomeDuplicate: the push's (channel, message number) is at or below
+	// one this calendar already admitted with a write (lease taken or dirty
+	// set), so a round that starts after that admission covers it: a replay
+	// or a duplicate delivery. Google's message numbers only grow per channel.
+	OutcomeDuplicate Outcome = "duplicate"
 	// OutcomeRetryLater: this is a redelivery of the message whose session
 	// holds the lease. Its holder died or is still at it; either way
 	// acknowledging it now could leave a change unsynced until the next
@@ -59,6 +65,11 @@ type Request struct {
 	FullResync  bool      // drop the token and list everything
 	InitialOnly bool      // Google's "sync" message: only a never-synced calendar needs work
 	MessageID   string    // the Pub/Sub message id, when known
+	// ChannelID and MessageNumber identify a Google push (empty and 0 for
+	// sync requests): Admit records the highest number admitted per channel
+	// and answers OutcomeDuplicate for one at or below it.
+	ChannelID     string
+	MessageNumber int64
 }
 
 // Admission is Admit's answer.
@@ -82,16 +93,60 @@ func decide(c Calendar, r Request, now time.Time) Outcome {
 	if !r.FullResync && !r.ReceivedAt.IsZero() && r.ReceivedAt.Before(c.LastCompletedSyncStartedAt) && !(c.Dirty && !leased) {
 		return OutcomeCovered
 	}
+	duplicate := r.ChannelID != "" && r.MessageNumber > 0 && r.MessageNumber <= c.ChannelMessages[r.ChannelID].Number
 	if leased {
 		if r.MessageID != "" && r.MessageID == c.LeaseMessageID {
 			return OutcomeRetryLater
+		}
+		if duplicate {
+			return OutcomeDuplicate
 		}
 		if c.Dirty && (!r.FullResync || c.FullResyncRequested) {
 			return OutcomeAlreadyDirty
 		}
 		return OutcomeMarkedDirty
 	}
+	if duplicate && !c.Dirty { // dirty and unleased: a crashed holder's work, take over
+		return OutcomeDuplicate
+	}
 	return OutcomeSync
+}
+
+// channelMessagesKept bounds the channels calendars/{key}.channelMessages
+// remembers (a calendar has one live channel, two while one is renewed);
+// entries older than channelMessagesTTL go too: by then the channel has
+// ended (the Webhook refuses its pushes), and dropping an entry early only
+// costs one sync for a replay.
+const (
+	channelMessagesKept = 4
+	channelMessagesTTL  = 8 * 24 * time.Hour
+)
+
+// recordMessage returns the updates that note r's message number as
+// admitted, and drop entries that are too old or too many.
+func recordMessage(c Calendar, r Request, now time.Time) []firestore.Update {
+	if r.ChannelID == "" || r.MessageNumber <= 0 {
+		return nil
+	}
+	n := max(r.MessageNumber, c.ChannelMessages[r.ChannelID].Number)
+	ups := []firestore.Update{{FieldPath: firestore.FieldPath{"channelMessages", r.ChannelID}, Value: ChannelMessage{Number: n, At: now}}}
+	var others []string
+	for id, m := range c.ChannelMessages {
+		if id == r.ChannelID {
+			continue
+		}
+		if now.Sub(m.At) > channelMessagesTTL {
+			ups = append(ups, firestore.Update{FieldPath: firestore.FieldPath{"channelMessages", id}, Value: firestore.Delete})
+			continue
+		}
+		others = append(others, id)
+	}
+	// Keep the most recently admitted others.
+	slices.SortFunc(others, func(a, b string) int { return c.ChannelMessages[b].At.Compare(c.ChannelMessages[a].At) })
+	for _, id := range others[min(len(others), channelMessagesKept-1):] {
+		ups = append(ups, firestore.Update{FieldPath: firestore.FieldPath{"channelMessages", id}, Value: firestore.Delete})
+	}
+	return ups
 }
 
 // Admit applies the coalescing rule to one notification. It reads the
@@ -136,13 +191,13 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 					return err
 				}
 			}
-			return tx.Update(ref, []firestore.Update{
+			return tx.Update(ref, append([]firestore.Update{
 				{Path: "leaseOwner", Value: l.Owner},
 				{Path: "leaseGen", Value: gen},
 				{Path: "leaseUntil", Value: until},
 				optional("leaseMessageId", r.MessageID),
 				{Path: "updatedAt", Value: now},
-			})
+			}, recordMessage(a.Calendar, r, now)...))
 		case OutcomeMarkedDirty:
 			ups := []firestore.Update{{Path: "dirty", Value: true}, {Path: "updatedAt", Value: now}}
 			if !a.Calendar.Dirty {
@@ -155,7 +210,7 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 			if r.FullResync {
 				ups = append(ups, firestore.Update{Path: "fullResyncRequested", Value: true})
 			}
-			return tx.Update(ref, ups)
+			return tx.Update(ref, append(ups, recordMessage(a.Calendar, r, now)...))
 		}
 		return nil
 	})

@@ -3,6 +3,8 @@ package store
 import (
 	"testing"
 	"time"
+
+	"cloud.google.com/go/firestore"
 )
 
 func TestDecide(t *testing.T) {
@@ -21,6 +23,13 @@ func TestDecide(t *testing.T) {
 	noToken.SyncToken = ""
 	inactive := active
 	inactive.Status = StatusAuthRevoked
+	seen := func(c Calendar) Calendar { // channel ch-1 admitted up to message 7
+		c.ChannelMessages = map[string]ChannelMessage{"ch-1": {Number: 7, At: before}}
+		return c
+	}
+	push := func(n int64) Request {
+		return Request{ReceivedAt: now, ChannelID: "ch-1", MessageNumber: n, MessageID: "m9"}
+	}
 	for _, tc := range []struct {
 		name string
 		c    Calendar
@@ -42,9 +51,49 @@ func TestDecide(t *testing.T) {
 		{"another message for the held calendar", anchored, Request{ReceivedAt: now, MessageID: "m2"}, OutcomeMarkedDirty},
 		{"the holder's message once its lease ran out: take over", func() Calendar { c := anchored; c.LeaseUntil = before; c.Dirty = true; return c }(), Request{ReceivedAt: before, MessageID: "m1"}, OutcomeSync},
 		{"inactive", inactive, Request{ReceivedAt: now}, OutcomeInactive},
+		{"replay of an admitted push", seen(active), push(7), OutcomeDuplicate},
+		{"an earlier push arriving late", seen(active), push(3), OutcomeDuplicate},
+		{"the next push", seen(active), push(8), OutcomeSync},
+		{"another channel's push", seen(active), Request{ReceivedAt: now, ChannelID: "ch-2", MessageNumber: 1}, OutcomeSync},
+		{"a sync request is never a duplicate", seen(active), Request{ReceivedAt: now}, OutcomeSync},
+		{"replay while a sync runs: no write", seen(leased), push(7), OutcomeDuplicate},
+		{"the holder's own message again, though recorded: retry later", seen(anchored), Request{ReceivedAt: now, ChannelID: "ch-1", MessageNumber: 7, MessageID: "m1"}, OutcomeRetryLater},
+		{"replay when a crashed holder left it dirty: take over", seen(expired), push(7), OutcomeSync},
+		{"replay covered by a completed round", seen(active), Request{ReceivedAt: before, ChannelID: "ch-1", MessageNumber: 7}, OutcomeCovered},
 	} {
 		if got := decide(tc.c, tc.r, now); got != tc.want {
 			t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestRecordMessageKeepsFewRecentChannels(t *testing.T) {
+	now := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
+	c := Calendar{ChannelMessages: map[string]ChannelMessage{
+		"old":  {Number: 9, At: now.Add(-9 * 24 * time.Hour)}, // past the TTL
+		"a":    {Number: 1, At: now.Add(-4 * time.Hour)},
+		"b":    {Number: 1, At: now.Add(-3 * time.Hour)},
+		"c":    {Number: 1, At: now.Add(-2 * time.Hour)},
+		"d":    {Number: 1, At: now.Add(-1 * time.Hour)},
+		"mine": {Number: 12, At: now.Add(-time.Minute)},
+	}}
+	ups := recordMessage(c, Request{ChannelID: "mine", MessageNumber: 10}, now)
+	got := map[string]any{}
+	for _, u := range ups {
+		got[u.FieldPath[1]] = u.Value
+	}
+	if m, ok := got["mine"].(ChannelMessage); !ok || m.Number != 12 || !m.At.Equal(now) {
+		t.Errorf("mine: %v (the highest number stays, the time moves)", got["mine"])
+	}
+	for _, id := range []string{"old", "a"} { // past the TTL; the oldest beyond 4 entries
+		if got[id] != firestore.Delete {
+			t.Errorf("%s: %v, want deleted", id, got[id])
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("updates %v: want mine set, old and a deleted, b, c and d kept", got)
+	}
+	if recordMessage(c, Request{ReceivedAt: now}, now) != nil {
+		t.Error("a sync request records nothing")
 	}
 }

@@ -67,6 +67,10 @@ type Calendar struct {
 	// Dirty: a notification arrived while a sync ran; the sync goes round once more.
 	Dirty      bool      `firestore:"dirty"`
 	DirtySince time.Time `firestore:"dirtySince,omitempty"`
+	// ChannelMessages: per push channel, the highest message number admitted
+	// with a write (lease taken or dirty set); a push at or below it is a
+	// duplicate (Admit). Written only with writes Admit makes anyway.
+	ChannelMessages map[string]ChannelMessage `firestore:"channelMessages,omitempty"`
 	// FullResyncRequested: a full_resync request arrived while a sync ran.
 	FullResyncRequested bool `firestore:"fullResyncRequested,omitempty"`
 	// Checkpointed: a round stands at a checkpoint (syncstate/checkpoint,
@@ -84,6 +88,12 @@ type Calendar struct {
 
 	CreatedAt time.Time `firestore:"createdAt"`
 	UpdatedAt time.Time `firestore:"updatedAt"`
+}
+
+// ChannelMessage is one entry of Calendar.ChannelMessages.
+type ChannelMessage struct {
+	Number int64     `firestore:"n"`
+	At     time.Time `firestore:"at"` // when it was admitted (entries age out)
 }
 
 // Channel states.
@@ -107,14 +117,25 @@ type Channel struct {
 	StoppedAt   time.Time `firestore:"stoppedAt,omitempty"`
 	// ExpireAt is the Firestore TTL field: the record is deleted after it.
 	ExpireAt time.Time `firestore:"expireAt,omitempty"`
+	// TokenKeyID is the id of the key that signed the channel's token (the
+	// token itself is not stored); empty for channels made before it was
+	// recorded, whose tokens are version 1. Key rotation counts and renews
+	// by it.
+	TokenKeyID string `firestore:"tokenKeyId,omitempty"`
 }
 
 // Credential is credentials/{credentialId}: a user's OAuth refresh token,
-// encrypted (AES-256-GCM) under the key KeyID. Never in clear at rest.
+// never in clear at rest. Sealed (shared/sealed: HPKE to the deployment's
+// public key, SealedKeyID naming it), or, for credentials stored before
+// sealing existed, encrypted with AES-256-GCM under the key KeyID
+// (Ciphertext) until they are migrated.
 type Credential struct {
-	Subject    string    `firestore:"subject"` // the user's email, for operators
-	KeyID      string    `firestore:"keyId"`
-	Ciphertext []byte    `firestore:"ciphertext"`
+	Subject     string `firestore:"subject"` // the user's email, for operators
+	Sealed      string `firestore:"sealed,omitempty"`
+	SealedKeyID string `firestore:"sealedKeyId,omitempty"`
+	// Legacy AES-256-GCM fields, removed when the credential is sealed.
+	KeyID      string    `firestore:"keyId,omitempty"`
+	Ciphertext []byte    `firestore:"ciphertext,omitempty"`
 	Status     string    `firestore:"status"` // active or auth_revoked
 	CreatedAt  time.Time `firestore:"createdAt"`
 	UpdatedAt  time.Time `firestore:"updatedAt"`

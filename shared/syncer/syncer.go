@@ -206,6 +206,9 @@ func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification
 		FullResync:  n.ResourceState == messages.StateFullResync,
 		InitialOnly: n.ResourceState == messages.StateSync,
 		MessageID:   n.MessageID,
+		// Replays and duplicate deliveries of a push are recognised by these.
+		ChannelID:     n.ChannelID,
+		MessageNumber: n.MessageNumber,
 	}
 	h := s.heldState(n.CalendarKey)
 	dirty, gen := h.check()
@@ -238,6 +241,11 @@ func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification
 		log.Info("redelivery of the message whose sync holds the calendar; Pub/Sub will retry it", logging.KeyResourceState, n.ResourceState,
 			logging.KeyReason, string(adm.Outcome))
 		return ErrRetryLater
+	case store.OutcomeDuplicate:
+		// Counted by a log-based metric: a steady rate is someone replaying.
+		log.Info("push already admitted for this calendar (a replay or a duplicate delivery); acknowledged", logging.KeyEvent, logging.EventNotificationDuplicate,
+			logging.KeyChannelID, n.ChannelID, logging.KeyMessageNumber, n.MessageNumber, logging.KeyReason, string(adm.Outcome))
+		return nil
 	case store.OutcomeInactive:
 		log.Info("notification for an inactive calendar; acknowledged", logging.KeyResourceState, n.ResourceState,
 			logging.KeyReason, adm.Calendar.Status)
