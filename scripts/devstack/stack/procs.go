@@ -30,9 +30,10 @@ const (
 
 // State of an instance's process.
 const (
-	StateUp     = "up"     // running and served by its front
-	StatePaused = "paused" // SIGSTOP: keeps its requests, gets no new ones
-	StateDown   = "down"   // not running (killed, exited, or not started yet)
+	StateStarting = "starting" // started, not listening yet: gets no requests
+	StateUp       = "up"       // running and served by its front
+	StatePaused   = "paused"   // SIGSTOP: keeps its requests, gets no new ones
+	StateDown     = "down"     // not running (killed, exited, or not started yet)
 )
 
 // Instance is one OS process of a function: the function binary with
@@ -164,7 +165,7 @@ func (in *Instance) start(ctx context.Context) error {
 	}
 	exited := make(chan struct{})
 	in.mu.Lock()
-	in.cmd, in.exited, in.state = cmd, exited, StateUp
+	in.cmd, in.exited, in.state = cmd, exited, StateStarting
 	in.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
@@ -192,6 +193,12 @@ func (in *Instance) start(ctx context.Context) error {
 	for {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
+			in.mu.Lock()
+			defer in.mu.Unlock()
+			if in.cmd != cmd || in.state != StateStarting {
+				return fmt.Errorf("%s was stopped while starting", in.Name())
+			}
+			in.state = StateUp
 			return nil
 		}
 		select {

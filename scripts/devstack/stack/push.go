@@ -28,8 +28,12 @@ import (
 type PushOptions struct {
 	// AckDeadline (Terraform: 600s, longer than the SyncWorker's timeout).
 	AckDeadline time.Duration
-	// MinBackoff and MaxBackoff of the retry policy (Terraform: 10s and 600s;
-	// here 1s and 10s so redeliveries happen within a test).
+	// RetryPolicy sets Terraform's retry policy with MinBackoff and
+	// MaxBackoff (Terraform: 10s and 600s). Off by default: with a retry
+	// policy the emulator stops delivering some messages for good once
+	// several fail close together (see README). Without one it delivers a
+	// failed message again after about a second.
+	RetryPolicy            bool
 	MinBackoff, MaxBackoff time.Duration
 	// MaxDeliveryAttempts before a message goes to the dead-letter topic
 	// (Terraform's default: 10).
@@ -50,10 +54,10 @@ func (o PushOptions) withDefaults() PushOptions {
 		o.AckDeadline = 600 * time.Second
 	}
 	if o.MinBackoff == 0 {
-		o.MinBackoff = time.Second
+		o.MinBackoff = 10 * time.Second
 	}
 	if o.MaxBackoff == 0 {
-		o.MaxBackoff = 10 * time.Second
+		o.MaxBackoff = 600 * time.Second
 	}
 	if o.MaxDeliveryAttempts == 0 {
 		o.MaxDeliveryAttempts = 10
@@ -110,21 +114,21 @@ func (s *Stack) setupPush(ctx context.Context, o PushOptions) error {
 			name = fmt.Sprintf("%s-%d", PushSubscription, i)
 			endpoint += "?" + url.Values{"shard": {strconv.Itoa(i)}, "shards": {strconv.Itoa(o.Shards)}}.Encode()
 		}
-		_, err := s.PubSub.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+		sub := &pubsubpb.Subscription{
 			Name:                     pubsubx.SubscriptionName(s.ProjectID, name),
 			Topic:                    pubsubx.TopicName(s.ProjectID, s.NotificationsTopic),
 			PushConfig:               &pubsubpb.PushConfig{PushEndpoint: endpoint},
 			AckDeadlineSeconds:       int32(o.AckDeadline / time.Second),
 			MessageRetentionDuration: durationpb.New(7 * 24 * time.Hour),
-			RetryPolicy: &pubsubpb.RetryPolicy{
-				MinimumBackoff: durationpb.New(o.MinBackoff),
-				MaximumBackoff: durationpb.New(o.MaxBackoff),
-			},
 			DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{
 				DeadLetterTopic:     pubsubx.TopicName(s.ProjectID, s.DeadLetterTopic),
 				MaxDeliveryAttempts: int32(o.MaxDeliveryAttempts),
 			},
-		})
+		}
+		if o.RetryPolicy {
+			sub.RetryPolicy = &pubsubpb.RetryPolicy{MinimumBackoff: durationpb.New(o.MinBackoff), MaximumBackoff: durationpb.New(o.MaxBackoff)}
+		}
+		_, err := s.PubSub.SubscriptionAdminClient.CreateSubscription(ctx, sub)
 		if err != nil && status.Code(err) != codes.AlreadyExists {
 			return fmt.Errorf("stack: create push subscription %s: %w", name, err)
 		}

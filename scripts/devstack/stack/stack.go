@@ -642,6 +642,7 @@ func (s *Stack) EnvList() []string {
 type CalendarCall struct {
 	Request *http.Request // read-only; its body is consumed
 	Status  int
+	Bytes   int // size of the answer's body
 }
 
 // SetCalendarHook installs fn, called after the Calendar emulator has made
@@ -696,7 +697,7 @@ func (s *Stack) listenCalendar(addr string) error {
 		}
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		s.Calendar.ServeHTTP(sw, r)
-		hook(CalendarCall{Request: r, Status: sw.status})
+		hook(CalendarCall{Request: r, Status: sw.status, Bytes: sw.bytes})
 	})}
 	done := make(chan struct{})
 	go func() {
@@ -716,7 +717,13 @@ func (s *Stack) listenCalendar(addr string) error {
 
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status, bytes int
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += n
+	return n, err
 }
 
 func (w *statusWriter) WriteHeader(code int) {
