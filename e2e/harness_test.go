@@ -289,8 +289,15 @@ func waitQuiet(t *testing.T, quiet, timeout time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("system not quiet after %s: SyncWorker front %+v, %d notifications waiting for redelivery, instances %+v",
-				timeout, st, pending, sys.SyncWorker.Infos())
+			var waiting []string
+			for _, n := range sys.Notifications() {
+				if !n.Acked && !n.DeadLettered {
+					waiting = append(waiting, fmt.Sprintf("%s %+v first seen %s, %d attempts %v, %d copies forwarded",
+						n.MessageID, n.Notification, n.FirstSeen.Format("15:04:05.000"), n.Attempts, n.Statuses, n.Forwarded))
+				}
+			}
+			t.Fatalf("system not quiet after %s: SyncWorker front %+v, %d notifications waiting for redelivery %s, instances %+v",
+				timeout, st, pending, head(waiting), sys.SyncWorker.Infos())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
