@@ -53,10 +53,13 @@ func run(m *testing.M) int {
 	start := time.Now()
 	var err error
 	sys, err = stack.Start(ctx, stack.Options{
-		ProjectID:     fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1e9),
-		Webhooks:      webhooks,
-		SyncWorkers:   syncWorkers,
-		Race:          raceEnabled,
+		ProjectID:   fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1e9),
+		Webhooks:    webhooks,
+		SyncWorkers: syncWorkers,
+		Race:        raceEnabled,
+		// The multi-process chaos test pauses a SyncWorker between its
+		// publish and its writes: it needs to see Pub/Sub's answers.
+		PubSubTaps:    true,
 		RenewInterval: renewEvery,
 		ChannelTTL:    channelTTL,
 		RenewBefore:   renewBefore,
@@ -93,6 +96,10 @@ func run(m *testing.M) int {
 	if len(problems) > 0 {
 		fmt.Fprintf(os.Stderr, "e2e: the function processes reported %d problems:\n%s\n", len(problems), strings.Join(firstN(problems, 40), "\n"))
 		code = 1
+	}
+	if code == 0 && os.Getenv("E2E_KEEP_LOGS") != "" {
+		sys.KeepRunDir()
+		fmt.Fprintf(os.Stderr, "e2e: the function processes' logs are kept in %s\n", sys.RunDir)
 	}
 	if code != 0 {
 		sys.KeepRunDir()

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -63,6 +64,12 @@ type Options struct {
 	SyncWorkerTimeout time.Duration
 	// Push configures the notifications push subscription.
 	Push PushOptions
+	// PubSubTaps puts a TCP relay between each SyncWorker process and the
+	// Pub/Sub emulator (its PUBSUB_EMULATOR_HOST is the relay), so that
+	// SetPubSubHook sees each answer coming back to a process before the
+	// process does: a test can pause a SyncWorker that has just published
+	// its change messages and not yet written them.
+	PubSubTaps bool
 	// Race builds the function binary with the race detector.
 	Race bool
 	// ModuleDir is the calsync checkout to build (default: the module of the
@@ -196,6 +203,8 @@ type Stack struct {
 	calStop   func()
 	calSrv    *http.Server
 	calHook   func(CalendarCall)
+	psHook    func(PubSubAnswer)
+	taps      []*tap
 	calMu     sync.Mutex
 	ownRunDir bool
 	keepRun   bool
@@ -337,14 +346,27 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			if err != nil {
 				return nil, fmt.Errorf("stack: %w", err)
 			}
+			env := s.Env
+			var t *tap
+			if opts.PubSubTaps && fn.Name == SyncWorker {
+				if t, err = newTap(s.PubSubHost, s.pubSubHook); err != nil {
+					return nil, fmt.Errorf("stack: %w", err)
+				}
+				s.taps = append(s.taps, t)
+				env = maps.Clone(s.Env)
+				env["PUBSUB_EMULATOR_HOST"] = t.addr()
+			}
 			in := &Instance{
 				Function: fn.Name, Index: i, Port: port, URL: "http://127.0.0.1:" + strconv.Itoa(port),
 				LogPath: filepath.Join(s.RunDir, fmt.Sprintf("%s-%d.log", fn.Name, i)),
-				bin:     s.Build.Binary, env: processEnv(s.Env, fn.Name, port), echo: opts.EchoLogs,
+				bin:     s.Build.Binary, env: processEnv(env, fn.Name, port), echo: opts.EchoLogs,
 				spawn: processSpawner, state: StateDown,
 				onCrash: func(in *Instance, status string) {
 					s.log.Error("function process ended by itself", "instance", in.Name(), "status", status, "log", in.LogPath)
 				},
+			}
+			if t != nil {
+				t.setInstance(in)
 			}
 			fn.Instances = append(fn.Instances, in)
 		}
@@ -594,6 +616,9 @@ func (s *Stack) Stop() {
 			}
 		}
 		stops.Wait()
+		for _, t := range s.taps {
+			t.close()
+		}
 		for _, fn := range s.Functions() {
 			if fn != nil && fn.Front != nil {
 				fn.Front.close()
@@ -654,6 +679,21 @@ func (s *Stack) SetCalendarHook(fn func(CalendarCall)) {
 	s.calMu.Lock()
 	defer s.calMu.Unlock()
 	s.calHook = fn
+}
+
+// SetPubSubHook installs fn, called with each chunk of the Pub/Sub
+// emulator's answers to a SyncWorker process before the process gets it
+// (Options.PubSubTaps). nil removes it.
+func (s *Stack) SetPubSubHook(fn func(PubSubAnswer)) {
+	s.calMu.Lock()
+	defer s.calMu.Unlock()
+	s.psHook = fn
+}
+
+func (s *Stack) pubSubHook() func(PubSubAnswer) {
+	s.calMu.Lock()
+	defer s.calMu.Unlock()
+	return s.psHook
 }
 
 // CallerOf names the function instance that sent r to the Calendar emulator

@@ -387,3 +387,68 @@ func TestEnvironmentIsValidForEveryFunction(t *testing.T) {
 		t.Fatal("want an error for 100 shards")
 	}
 }
+
+// A Pub/Sub tap relays a client's traffic to the emulator unchanged and
+// shows the hook each answer before the client gets it: a publish's answer
+// is bigger than HTTP/2's own frames, and the client waits while the hook
+// holds it.
+func TestPubSubTapShowsAnswersFirst(t *testing.T) {
+	host := testenv.PubSub(t)
+	project := testenv.ProjectID(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	var sizes []int
+	hold := 300 * time.Millisecond
+	holding := false
+	tp, err := newTap(host, func() func(PubSubAnswer) {
+		return func(a PubSubAnswer) {
+			mu.Lock()
+			sizes = append(sizes, a.Bytes)
+			h := holding
+			mu.Unlock()
+			if h && a.Bytes >= 40 {
+				time.Sleep(hold)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.close()
+	tp.setInstance(&Instance{Function: SyncWorker, Index: 2})
+	client, err := pubsubx.NewClient(ctx, project, tp.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if err := pubsubx.EnsureTopic(ctx, client, "tapped"); err != nil {
+		t.Fatal(err)
+	}
+	pub := pubsubx.NewPublisher(client, "tapped", false)
+	defer pub.Stop()
+	if err := pub.Publish(ctx, []byte("warm"), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	holding, sizes = true, nil
+	mu.Unlock()
+	start := time.Now()
+	if err := pub.Publish(ctx, []byte("held"), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < hold {
+		t.Fatalf("the publish returned after %s, before the hook let its answer go (%s)", took, hold)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	big := 0
+	for _, n := range sizes {
+		if n >= 40 {
+			big++
+		}
+	}
+	if big != 1 {
+		t.Fatalf("answers seen for one publish: %v, want exactly one of 40 bytes or more", sizes)
+	}
+}
