@@ -280,13 +280,20 @@ func clearCalendarFaults(t *testing.T) {
 // pushed yet keep its push loops busy, so they show as activity.
 func waitQuiet(t *testing.T, quiet, timeout time.Duration) {
 	t.Helper()
+	if err := quietWithin(quiet, timeout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// quietWithin is waitQuiet's wait; it says what still moves after timeout.
+func quietWithin(quiet, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		f := sys.SyncWorker.Front
 		st := f.Stats()
 		pending := sys.PendingNotifications()
 		if time.Since(f.LastActivity()) >= quiet && st.InFlight == 0 && pending == 0 {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
 			var waiting []string
@@ -296,8 +303,8 @@ func waitQuiet(t *testing.T, quiet, timeout time.Duration) {
 						n.MessageID, n.Notification, n.FirstSeen.Format("15:04:05.000"), n.Attempts, n.Statuses, n.Forwarded))
 				}
 			}
-			t.Fatalf("system not quiet after %s: SyncWorker front %+v, %d notifications waiting for redelivery %s, instances %+v",
-				timeout, st, pending, head(waiting), sys.SyncWorker.Infos())
+			return fmt.Errorf("system not quiet after %s: SyncWorker front %+v (last request %s ago), requests at the front %+v, %d notifications waiting for redelivery %s, instances %+v",
+				timeout, st, time.Since(f.LastActivity()).Round(time.Millisecond), f.InFlightRequests(), pending, head(waiting), sys.SyncWorker.Infos())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -86,6 +86,8 @@ type Front struct {
 	faults  FrontFaults
 	rng     *mrand.Rand
 	observe func(Delivery)
+	reqSeq  uint64
+	reqs    map[uint64]*FrontRequest
 
 	requests, shardSkipped, forwarded, ok, failed, unavailable, timedOut, rejected, duplicated, delayed, inFlight atomic.Int64
 	lastActivity                                                                                                  atomic.Int64
@@ -150,6 +152,48 @@ func (f *Front) Stats() FrontStats {
 		Rejected: f.rejected.Load(), Duplicated: f.duplicated.Load(), Delayed: f.delayed.Load(), InFlight: f.inFlight.Load()}
 }
 
+// FrontRequest is a request the front is handling: where it is and since when.
+type FrontRequest struct {
+	Path  string    `json:"path"`
+	Stage string    `json:"stage"`
+	Since time.Time `json:"since"` // when it reached the front
+}
+
+// InFlightRequests lists the requests the front is handling now, to say
+// where one hangs.
+func (f *Front) InFlightRequests() []FrontRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]FrontRequest, 0, len(f.reqs))
+	for _, r := range f.reqs {
+		out = append(out, *r)
+	}
+	return out
+}
+
+// track registers a request; stage moves it on; the returned done ends it.
+func (f *Front) track(path string) (stage func(string), done func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.reqs == nil {
+		f.reqs = map[uint64]*FrontRequest{}
+	}
+	f.reqSeq++
+	id := f.reqSeq
+	f.reqs[id] = &FrontRequest{Path: path, Stage: "reading the body", Since: time.Now()}
+	return func(s string) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if r := f.reqs[id]; r != nil {
+				r.Stage = s
+			}
+		}, func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			delete(f.reqs, id)
+		}
+}
+
 // LastActivity is when a request last arrived or finished.
 func (f *Front) LastActivity() time.Time { return time.Unix(0, f.lastActivity.Load()) }
 
@@ -207,7 +251,8 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.requests.Add(1)
 	f.inFlight.Add(1)
 	f.touch()
-	defer func() { f.inFlight.Add(-1); f.touch() }()
+	stage, done := f.track(r.URL.RequestURI())
+	defer func() { done(); f.inFlight.Add(-1); f.touch() }()
 	at := time.Now()
 	body, err := io.ReadAll(io.LimitReader(r.Body, 32<<20))
 	if err != nil {
@@ -238,6 +283,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.delay > 0 {
+		stage("delayed " + p.delay.String())
 		f.delayed.Add(1)
 		d.Delayed = p.delay
 		select {
@@ -249,6 +295,9 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// What the copies need of r, taken now: a copy may outlive this handler.
 	out := outgoing{method: r.Method, uri: r.URL.RequestURI(), header: r.Header.Clone(), client: clientIP(r), body: body}
 	first := f.pick(nil)
+	if first != nil {
+		stage("forwarded to " + first.Name())
+	}
 	results := make(chan result, 2)
 	ctx, copies := r.Context(), 1
 	if p.dup {
@@ -261,6 +310,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	go func() { results <- f.forward(ctx, first, out) }()
 	res := <-results
+	stage(fmt.Sprintf("answering %d", res.status))
 	f.record(d, res, true, false)
 	if copies == 2 {
 		go func() { f.record(d, <-results, false, true) }()
@@ -325,7 +375,7 @@ func (f *Front) forward(ctx context.Context, in *Instance, r outgoing) result {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, r.method, in.URL+r.uri, bytes.NewReader(r.body))
+	req, err := http.NewRequestWithContext(ctx, r.method, in.URL()+r.uri, bytes.NewReader(r.body))
 	if err != nil {
 		return result{status: http.StatusInternalServerError, err: err.Error(), in: in, pid: pid}
 	}

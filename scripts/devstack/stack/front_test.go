@@ -57,7 +57,7 @@ func fakeFunction(t *testing.T, timeout time.Duration, backends ...*backend) *Fu
 	t.Helper()
 	fn := &Function{Name: "Fake"}
 	for i, b := range backends {
-		fn.Instances = append(fn.Instances, &Instance{Function: "Fake", Index: i, URL: b.srv.URL, state: StateUp})
+		fn.Instances = append(fn.Instances, &Instance{Function: "Fake", Index: i, url: b.srv.URL, state: StateUp})
 	}
 	fn.Front = newFront(fn, timeout)
 	if err := fn.Front.listen("127.0.0.1:0"); err != nil {

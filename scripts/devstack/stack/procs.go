@@ -42,18 +42,18 @@ const (
 type Instance struct {
 	Function string
 	Index    int
-	Port     int
-	URL      string
 	LogPath  string
 
 	bin   string
-	env   []string
+	fnEnv map[string]string // the function's environment, without FUNCTION_TARGET and PORT
 	echo  io.Writer
 	spawn *spawner
 	// onCrash is told when a process ends that nobody stopped.
 	onCrash func(in *Instance, status string)
 
 	mu      sync.Mutex
+	port    int
+	url     string
 	cmd     *exec.Cmd
 	state   string
 	exited  chan struct{} // closed when the current process has exited
@@ -85,10 +85,30 @@ type InstanceInfo struct {
 // Name is e.g. "SyncWorker-1".
 func (in *Instance) Name() string { return in.Function + "-" + strconv.Itoa(in.Index) }
 
+// Port is the instance's PORT.
+func (in *Instance) Port() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.port
+}
+
+// URL is http://127.0.0.1:PORT.
+func (in *Instance) URL() string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.url
+}
+
+func (in *Instance) setPort(port int) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.port, in.url = port, "http://127.0.0.1:"+strconv.Itoa(port)
+}
+
 // Info describes the instance now.
 func (in *Instance) Info() InstanceInfo {
 	in.mu.Lock()
-	info := InstanceInfo{Function: in.Function, Index: in.Index, Port: in.Port, State: in.state, Starts: in.starts, LogPath: in.LogPath}
+	info := InstanceInfo{Function: in.Function, Index: in.Index, Port: in.port, State: in.state, Starts: in.starts, LogPath: in.LogPath}
 	if in.cmd != nil && in.cmd.Process != nil && in.state != StateDown {
 		info.PID = in.cmd.Process.Pid
 	}
@@ -136,15 +156,35 @@ func (in *Instance) begin() func() {
 	}
 }
 
-// start launches a new process for this slot and waits until it listens.
+// errPortTaken: the process could not listen on its port (something took
+// the port between our check and its bind).
+var errPortTaken = errors.New("port taken")
+
+// start launches a new process for this slot and waits until it listens;
+// if its port was taken meanwhile, it moves to another.
 func (in *Instance) start(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		err := in.startOnce(ctx)
+		if err == nil || attempt == 5 || !errors.Is(err, errPortTaken) {
+			return err
+		}
+		l, lerr := net.Listen("tcp", "127.0.0.1:0")
+		if lerr != nil {
+			return err
+		}
+		in.setPort(l.Addr().(*net.TCPAddr).Port)
+		l.Close()
+	}
+}
+
+func (in *Instance) startOnce(ctx context.Context) error {
 	in.mu.Lock()
 	if in.state != StateDown {
 		in.mu.Unlock()
 		return fmt.Errorf("%s: already running", in.Name())
 	}
 	in.starts++
-	n := in.starts
+	n, port := in.starts, in.port
 	in.mu.Unlock()
 
 	logf, err := os.OpenFile(in.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -153,7 +193,7 @@ func (in *Instance) start(ctx context.Context) error {
 	}
 	fmt.Fprintf(logf, "=== devstack: %s process #%d starting at %s\n", in.Name(), n, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(in.bin)
-	cmd.Env = in.env
+	cmd.Env = processEnv(in.fnEnv, in.Function, port)
 	var out io.Writer = logf
 	if in.echo != nil {
 		out = io.MultiWriter(logf, &prefixWriter{w: in.echo, prefix: "[" + in.Name() + "] "})
@@ -188,11 +228,12 @@ func (in *Instance) start(ctx context.Context) error {
 		}
 	}()
 	// Listening means ready: the functions build their clients on first use.
-	addr := "127.0.0.1:" + strconv.Itoa(in.Port)
+	// The listening socket must be the process's own: something else may hold
+	// the port (then the process fails to bind and exits).
+	pid := cmd.Process.Pid
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
+		if listensOn(pid, port) {
 			in.mu.Lock()
 			defer in.mu.Unlock()
 			if in.cmd != cmd || in.state != StateStarting {
@@ -203,7 +244,12 @@ func (in *Instance) start(ctx context.Context) error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("%s exited at start (%s); its log %s ends:\n%s", in.Name(), in.lastExit(), in.LogPath, tailFile(in.LogPath, 20))
+			tail := tailFile(in.LogPath, 20)
+			err := fmt.Errorf("%s exited at start (%s); its log %s ends:\n%s", in.Name(), in.lastExit(), in.LogPath, tail)
+			if strings.Contains(tail, "address already in use") {
+				err = fmt.Errorf("%w: %w", errPortTaken, err)
+			}
+			return err
 		case <-ctx.Done():
 			in.kill()
 			return ctx.Err()
@@ -211,9 +257,45 @@ func (in *Instance) start(ctx context.Context) error {
 		}
 		if time.Now().After(deadline) {
 			in.kill()
-			return fmt.Errorf("%s not listening on %s after 60s; its log %s ends:\n%s", in.Name(), addr, in.LogPath, tailFile(in.LogPath, 20))
+			return fmt.Errorf("%s not listening on port %d after 60s; its log %s ends:\n%s", in.Name(), port, in.LogPath, tailFile(in.LogPath, 20))
 		}
 	}
+}
+
+// listensOn says whether process pid holds a listening TCP socket on port.
+func listensOn(pid, port int) bool {
+	inodes := map[string]bool{}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			if _, p, ok := strings.Cut(f[1], ":"); ok {
+				if n, err := strconv.ParseInt(p, 16, 32); err == nil && int(n) == port {
+					inodes["socket:["+f[9]+"]"] = true
+				}
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return false
+	}
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, fd := range fds {
+		if l, err := os.Readlink(dir + "/" + fd.Name()); err == nil && inodes[l] {
+			return true
+		}
+	}
+	return false
 }
 
 func (in *Instance) lastExit() string {

@@ -357,14 +357,15 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 				env["PUBSUB_EMULATOR_HOST"] = t.addr()
 			}
 			in := &Instance{
-				Function: fn.Name, Index: i, Port: port, URL: "http://127.0.0.1:" + strconv.Itoa(port),
+				Function: fn.Name, Index: i,
 				LogPath: filepath.Join(s.RunDir, fmt.Sprintf("%s-%d.log", fn.Name, i)),
-				bin:     s.Build.Binary, env: processEnv(env, fn.Name, port), echo: opts.EchoLogs,
+				bin:     s.Build.Binary, fnEnv: env, echo: opts.EchoLogs,
 				spawn: processSpawner, state: StateDown,
 				onCrash: func(in *Instance, status string) {
 					s.log.Error("function process ended by itself", "instance", in.Name(), "status", status, "log", in.LogPath)
 				},
 			}
+			in.setPort(port)
 			if t != nil {
 				t.setInstance(in)
 			}

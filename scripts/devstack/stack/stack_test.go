@@ -101,7 +101,7 @@ func TestBuildFunctionsLikeTheBuildpack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer in.stop(time.Second)
-	resp, err := http.Post(in.URL+"/anything", "text/plain", nil)
+	resp, err := http.Post(in.URL()+"/anything", "text/plain", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,9 +134,10 @@ func freePort(t *testing.T) int {
 
 func testInstance(t *testing.T, b *Build, target string, port int, env map[string]string) *Instance {
 	t.Helper()
-	return &Instance{Function: target, Index: 0, Port: port, URL: "http://127.0.0.1:" + strconv.Itoa(port),
-		LogPath: filepath.Join(t.TempDir(), target+".log"), bin: b.Binary, env: processEnv(env, target, port),
-		spawn: processSpawner, state: StateDown}
+	in := &Instance{Function: target, Index: 0, LogPath: filepath.Join(t.TempDir(), target+".log"), bin: b.Binary,
+		fnEnv: env, spawn: processSpawner, state: StateDown}
+	in.setPort(port)
+	return in
 }
 
 // Instances are real processes in their own process groups: Pause stops one
@@ -450,5 +451,29 @@ func TestPubSubTapShowsAnswersFirst(t *testing.T) {
 	}
 	if big != 1 {
 		t.Fatalf("answers seen for one publish: %v, want exactly one of 40 bytes or more", sizes)
+	}
+}
+
+// A port taken between the stack's choice and the process's bind (another
+// program's connection got it) does not fail the start: the instance moves
+// to another port.
+func TestInstanceMovesOffATakenPort(t *testing.T) {
+	b := functionBinary(t)
+	taken, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	port := taken.Addr().(*net.TCPAddr).Port
+	in := testInstance(t, b, Webhook, port, map[string]string{"PROJECT_ID": "p", "CHANNEL_TOKEN_KEYS": testTokenKey, "PUBSUB_EMULATOR_HOST": testenv.PubSub(t)})
+	if err := in.start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer in.stop(time.Second)
+	if in.Port() == port || in.Info().Starts != 2 {
+		t.Fatalf("instance %+v: want it moved off port %d after one failed start", in.Info(), port)
+	}
+	if code := statusOf(t, in.URL()); code != http.StatusBadRequest {
+		t.Fatalf("moved instance answers %d", code)
 	}
 }
