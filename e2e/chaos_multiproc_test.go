@@ -44,23 +44,24 @@ const (
 // processes behind their fronts, Pub/Sub push from the emulator, 4 calendars
 // of ~100 events (timed, all-day, recurring) and ~600 random mutations at
 // ~40/s. Meanwhile a SyncWorker is killed (SIGKILL) about every 10 s and
-// restarted, a Webhook once; twice a SyncWorker is paused (SIGSTOP) in the
-// middle of a sync for longer than
-// the lease, then continued: once right after Pub/Sub answered its publish of
-// a page's change messages and before it wrote them (the stack's Pub/Sub
-// tap), once right after the Calendar API answered its incremental listing
-// (the stack's Calendar hook), each while the front counts it serving a
-// request; the SyncWorker front duplicates, delays and rejects deliveries.
-// Checked, per seed:
+// restarted, a Webhook once; twice a SyncWorker that the front counts as
+// serving a request is paused (SIGSTOP) in the middle of a sync for longer
+// than the lease, then continued: once right after Pub/Sub answered its
+// publish of a page's change messages, before it wrote the page (the
+// stack's Pub/Sub tap), once right after the Calendar API answered its
+// incremental listing (the stack's Calendar hook). The SyncWorker front
+// duplicates, delays and rejects deliveries. Checked, per seed:
 //
 //	(a) after quiet, the mirror equals the calendar by (id, etag);
 //	(b) the last change message of every event is its final version
 //	    (live: final etag, not deleted; gone but announced: deleted);
-//	(c) sampled every 300 ms, no mirrored event ever goes back to an older
-//	    version (updated, then sequence, then etag as a number);
+//	(c) polled every 300 ms and followed by Firestore listeners, no mirrored
+//	    event ever goes back to an older version (updated, then sequence,
+//	    then etag as a number) or comes back after its deletion;
 //	(d) every notification a Webhook answered 2xx reached a SyncWorker that
 //	    answered 2xx (none lost, none dead-lettered);
-//	(e) each calendar's eventCount equals its mirrored documents.
+//	(e) each calendar's eventCount equals its mirrored documents;
+//	(q) the system settles once the faults stop.
 //
 // Every violation is reported with its calendar, event and versions.
 func TestChaosMultiProcess(t *testing.T) {
