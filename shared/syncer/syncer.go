@@ -217,9 +217,7 @@ func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification
 		// round covers this notification. No Firestore call.
 		return nil
 	}
-	adm, err := retry(ctx, s, func() (store.Admission, error) {
-		return s.o.Store.Admit(ctx, n.CalendarKey, req, lease)
-	})
+	adm, err := s.admit(ctx, n.CalendarKey, req, lease)
 	if err != nil {
 		log.Error("notification not admitted; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,
 			logging.KeyResourceState, n.ResourceState, logging.KeyError, err.Error())
@@ -238,8 +236,8 @@ func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification
 			logging.KeyResourceState, n.ResourceState, logging.KeyReason, messages.ReasonUnknownCalendar)
 		return nil
 	case store.OutcomeRetryLater:
-		log.Info("redelivery of the message whose sync holds the calendar; Pub/Sub will retry it", logging.KeyResourceState, n.ResourceState,
-			logging.KeyReason, string(adm.Outcome))
+		log.Info("redelivery of the message whose sync holds the calendar, still held after waiting; Pub/Sub will retry it",
+			logging.KeyResourceState, n.ResourceState, logging.KeyReason, string(adm.Outcome))
 		return ErrRetryLater
 	case store.OutcomeDuplicate:
 		// Counted by a log-based metric: a steady rate is someone replaying.
@@ -256,6 +254,30 @@ func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification
 	}
 	log = log.With(logging.KeyCalendarID, adm.Calendar.CalendarID)
 	return s.syncUnderLease(ctx, log, n, adm.Calendar, newHolding(n.CalendarKey, adm.Lease), req.FullResync)
+}
+
+// admit applies the coalescing rule. The redelivery of the very message
+// whose session holds the lease (store.OutcomeRetryLater: its holder died, or
+// is paused, or still at it) waits here, asking again every second, until the
+// holder is done (covered) or its lease ran out (taken over), for at most
+// one and a half leases: bouncing it to Pub/Sub instead would spend its
+// delivery attempts at Pub/Sub's backoff, and a short backoff could
+// dead-letter it before the lease ends.
+func (s *Syncer) admit(ctx context.Context, key string, req store.Request, lease store.Lease) (store.Admission, error) {
+	giveUp := s.o.Now().Add(s.o.LeaseDuration * 3 / 2)
+	for {
+		adm, err := retry(ctx, s, func() (store.Admission, error) { return s.o.Store.Admit(ctx, key, req, lease) })
+		if err != nil || adm.Outcome != store.OutcomeRetryLater || !s.o.Now().Before(giveUp) {
+			return adm, err
+		}
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return adm, nil // answered retry-later
+		case <-t.C:
+		}
+	}
 }
 
 // syncUnderLease runs rounds while the calendar keeps getting dirty, then
