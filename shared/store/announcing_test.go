@@ -4,21 +4,11 @@ import (
 	"context"
 	"slices"
 	"testing"
-
-	"cloud.google.com/go/firestore"
-
-	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
 func TestAnnouncingRecord(t *testing.T) {
-	testenv.Firestore(t)
 	ctx := context.Background()
-	fs, err := firestore.NewClient(ctx, testenv.ProjectID(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	s := New(fs)
+	s := testStore(t)
 	l := holdLease(t, s, "k@x")
 	k := CalendarKey("k@x")
 	if ids, err := s.Announcing(ctx, k); err != nil || ids != nil {

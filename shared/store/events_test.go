@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/firestore"
 	"google.golang.org/api/calendar/v3"
 
 	"github.com/calsync/calsync/shared/testing/testenv"
@@ -33,14 +32,8 @@ func oddEvent() *calendar.Event {
 }
 
 func TestEventDocRoundTrip(t *testing.T) {
-	testenv.Firestore(t)
 	ctx := context.Background()
-	fs, err := firestore.NewClient(ctx, testenv.ProjectID(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	s := New(fs)
+	s := testStore(t)
 	l := holdLease(t, s, "odd@x")
 	ckey := CalendarKey("odd@x")
 	ev := oddEvent()

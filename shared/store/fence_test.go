@@ -8,10 +8,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"cloud.google.com/go/firestore"
-
-	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
 // holdLease registers calendarID and takes its lease.
@@ -29,17 +25,6 @@ func holdLease(t *testing.T, s *Store, calendarID string) Lease {
 	return a.Lease
 }
 
-func fenceStore(t *testing.T) *Store {
-	t.Helper()
-	testenv.Firestore(t)
-	fs, err := firestore.NewClient(context.Background(), testenv.ProjectID(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fs.Close() })
-	return New(fs)
-}
-
 func doc(id, etag string) map[string]any { return map[string]any{"id": id, "etag": etag} }
 
 // A holder paused past its lease resumes after another worker took over:
@@ -48,7 +33,7 @@ func doc(id, etag string) map[string]any { return map[string]any{"id": id, "etag
 // they share nothing but Firestore.
 func TestFenceStopsAPausedHolder(t *testing.T) {
 	ctx := context.Background()
-	a, b := fenceStore(t), &Store{}
+	a, b := testStore(t), &Store{}
 	*b = Store{Client: a.Client}
 	key, _ := a.RegisterCalendar(ctx, Calendar{CalendarID: "cal@x", AuthMode: AuthADC})
 	now := time.Now()
@@ -102,7 +87,7 @@ func TestFenceStopsAPausedHolder(t *testing.T) {
 // counters add up exactly.
 func TestFencedBatchesInParallel(t *testing.T) {
 	ctx := context.Background()
-	s := fenceStore(t)
+	s := testStore(t)
 	l := holdLease(t, s, "many@x")
 	key := CalendarKey("many@x")
 	var ws []EventWrite
@@ -146,7 +131,7 @@ func TestFencedBatchesInParallel(t *testing.T) {
 // written and counted.
 func TestRejectedWriteIsolated(t *testing.T) {
 	ctx := context.Background()
-	s := fenceStore(t)
+	s := testStore(t)
 	l := holdLease(t, s, "bad@x")
 	key := CalendarKey("bad@x")
 	bad := doc("bad", `"1"`)
