@@ -14,6 +14,9 @@ type apiError struct {
 	Message      string
 	LocationType string
 	Location     string
+	// TopMessage, when set, is error.message where Google words it
+	// differently from the item's (e.g. insufficientPermissions).
+	TopMessage string
 }
 
 func (e *apiError) Error() string { return e.Reason + ": " + e.Message }
@@ -71,6 +74,9 @@ func (e *apiError) body() []byte {
 	var b errorBody
 	b.Error.Code = e.Code
 	b.Error.Message = e.Message
+	if e.TopMessage != "" {
+		b.Error.Message = e.TopMessage
+	}
 	b.Error.Status = canonicalStatus(e.Code)
 	b.Error.Errors = []errorItem{{Domain: e.Domain, Reason: e.Reason, Message: e.Message, LocationType: e.LocationType, Location: e.Location}}
 	out, _ := json.Marshal(b)

@@ -99,28 +99,77 @@ func (f *NotificationFaults) hit(count *int, p float64, rng *mrand.Rand) bool {
 // (0 disables). Over it, calls get 403 userRateLimitExceeded.
 func (s *Server) SetQuota(perMinute int) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.opts.QuotaPerMinute = perMinute
-	s.quota = map[string][]time.Time{}
-	s.mu.Unlock()
+	s.resetQuotaLocked()
 }
 
-// quotaLocked counts accepted calls per user in a sliding minute.
-func (s *Server) quotaLocked(user string) *apiError {
-	if s.opts.QuotaPerMinute <= 0 {
-		return nil
-	}
-	now := time.Now()
-	w := s.quota[user]
+// Quotas are Google's per-minute request quotas (sliding windows over
+// accepted calls): per user of the project (Google: 600) and per project
+// (Google: 10,000; the emulator is one project). Over the user's, a call
+// gets 403 userRateLimitExceeded; over the project's, 403 rateLimitExceeded;
+// with TooManyRequests, 429 rateLimitExceeded for either (Google documents
+// all three for "slow down").
+type Quotas struct {
+	PerUser         int  `json:"perUser"`
+	PerProject      int  `json:"perProject"`
+	TooManyRequests bool `json:"tooManyRequests,omitempty"`
+}
+
+// SetQuotas sets both quotas (0 disables one) and clears their windows.
+func (s *Server) SetQuotas(q Quotas) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.QuotaPerMinute, s.opts.ProjectQuotaPerMinute, s.opts.QuotaTooManyRequests = q.PerUser, q.PerProject, q.TooManyRequests
+	s.resetQuotaLocked()
+}
+
+func (s *Server) resetQuotaLocked() {
+	s.quota = map[string]*window{}
+	s.projectQuota = &window{}
+	s.stats.Peaks = PeakStats{User: map[string]int{}}
+}
+
+// window holds the times of the calls in the last minute, oldest first.
+type window struct{ at []time.Time }
+
+func (w *window) prune(now time.Time) int {
 	i := 0
-	for i < len(w) && now.Sub(w[i]) >= time.Minute {
+	for i < len(w.at) && now.Sub(w.at[i]) >= time.Minute {
 		i++
 	}
-	w = w[i:]
-	if len(w) >= s.opts.QuotaPerMinute {
-		s.quota[user] = w
-		s.stats.QuotaRejected++
-		return errUserRate()
+	w.at = w.at[i:]
+	return len(w.at)
+}
+
+// quotaLocked applies the quotas to one call and counts it in the windows
+// (accepted calls only, as Google's quota counts them) and in the peaks.
+func (s *Server) quotaLocked(user string) *apiError {
+	now := time.Now()
+	u := s.quota[user]
+	if u == nil {
+		u = &window{}
+		s.quota[user] = u
 	}
-	s.quota[user] = append(w, now)
+	inUser, inProject := u.prune(now), s.projectQuota.prune(now)
+	var aerr *apiError
+	switch {
+	case s.opts.QuotaPerMinute > 0 && inUser >= s.opts.QuotaPerMinute:
+		aerr = newErr(403, "usageLimits", "userRateLimitExceeded", "User Rate Limit Exceeded")
+	case s.opts.ProjectQuotaPerMinute > 0 && inProject >= s.opts.ProjectQuotaPerMinute:
+		aerr = newErr(403, "usageLimits", "rateLimitExceeded", "Rate Limit Exceeded")
+	}
+	if aerr != nil {
+		if s.opts.QuotaTooManyRequests {
+			aerr = newErr(429, "usageLimits", "rateLimitExceeded", "Rate Limit Exceeded")
+		}
+		s.stats.QuotaRejected++
+		return aerr
+	}
+	u.at = append(u.at, now)
+	s.projectQuota.at = append(s.projectQuota.at, now)
+	p := &s.stats.Peaks
+	p.User[user] = max(p.User[user], inUser+1)
+	p.Project = max(p.Project, inProject+1)
 	return nil
 }
