@@ -20,7 +20,6 @@ import (
 	"golang.org/x/oauth2/google"
 	"golang.org/x/time/rate"
 	"google.golang.org/api/calendar/v3"
-	"google.golang.org/api/impersonate"
 	"google.golang.org/api/option"
 
 	"github.com/calsync/calsync/shared/config"
@@ -63,6 +62,14 @@ type Options struct {
 	// Functions: the function's own account on itself). When empty, delegation
 	// needs ADC to be a service-account JSON key (a JWT config with Subject).
 	DelegationServiceAccount string
+	// IAMEndpoint overrides the IAM Credentials endpoint signJwt goes to
+	// (Google's when empty; with Endpoint set, Endpoint's base, where the
+	// emulator serves it). The assertion is exchanged at OAuth's token URL.
+	IAMEndpoint string
+	// Budget, when set, admits every call (SharedBudget: the deployment's
+	// quotas across processes); RatePerMinute and Burst then do not apply.
+	// Nil: a limiter per identity in this process.
+	Budget Budget
 	// Base is the underlying transport (http.DefaultTransport if nil).
 	Base http.RoundTripper
 	// Timeout bounds one HTTP request (default 60 s).
@@ -82,6 +89,7 @@ func FromConfig(c config.Calendar, tokens RefreshTokens) Options {
 		},
 		Tokens:                   tokens,
 		DelegationServiceAccount: c.DelegationServiceAccount,
+		IAMEndpoint:              c.IAMEndpoint,
 	}
 }
 
@@ -110,7 +118,11 @@ func New(opts Options) *Factory {
 		opts.Timeout = 60 * time.Second
 	}
 	if opts.Endpoint != "" {
-		opts.Endpoint = strings.TrimSuffix(strings.TrimRight(opts.Endpoint, "/"), "/calendar/v3") + "/calendar/v3/"
+		base := strings.TrimSuffix(strings.TrimRight(opts.Endpoint, "/"), "/calendar/v3")
+		opts.Endpoint = base + "/calendar/v3/"
+		if opts.IAMEndpoint == "" {
+			opts.IAMEndpoint = base + "/"
+		}
 	}
 	return &Factory{opts: opts, limiters: map[string]*rate.Limiter{}, services: map[string]*calendar.Service{}}
 }
@@ -165,14 +177,26 @@ func (f *Factory) Service(ctx context.Context, cal store.Calendar) (*calendar.Se
 		f.mu.Unlock()
 		return s, nil
 	}
-	lim := f.limiterLocked(id)
+	var take func(ctx context.Context) error
+	if b := f.opts.Budget; b != nil {
+		take = func(ctx context.Context) error { return b.Take(ctx, id) }
+	} else {
+		lim := f.limiterLocked(id)
+		take = func(ctx context.Context) error {
+			if err := lim.Wait(ctx); err != nil && ctx.Err() == nil {
+				// The wait would outlast the deadline: the same as missing it.
+				return fmt.Errorf("calclient: user rate limit: %w (%v)", context.DeadlineExceeded, err)
+			}
+			return ctx.Err()
+		}
+	}
 	f.mu.Unlock()
 
 	ts, err := f.tokenSource(ctx, cal)
 	if err != nil {
 		return nil, err
 	}
-	var rt http.RoundTripper = &limitedTransport{lim: lim, base: f.opts.Base}
+	var rt http.RoundTripper = &limitedTransport{take: take, base: f.opts.Base}
 	if ts != nil {
 		rt = &authTransport{src: ts, base: rt}
 	}
@@ -221,7 +245,7 @@ func (f *Factory) tokenSource(ctx context.Context, cal store.Calendar) (*caching
 			return cfg.TokenSource(bg, &oauth2.Token{RefreshToken: refresh}).Token()
 		}), nil
 	case store.AuthDelegation:
-		if f.opts.Endpoint != "" {
+		if f.opts.Endpoint != "" && f.opts.DelegationServiceAccount == "" {
 			return nil, nil
 		}
 		ts, err := f.delegationSource(bg, cal.Subject)
@@ -246,15 +270,13 @@ func (f *Factory) tokenSource(ctx context.Context, cal store.Calendar) (*caching
 // else with a JWT config from an ADC service-account key file.
 func (f *Factory) delegationSource(ctx context.Context, subject string) (oauth2.TokenSource, error) {
 	if sa := f.opts.DelegationServiceAccount; sa != "" {
-		ts, err := impersonate.CredentialsTokenSource(ctx, impersonate.CredentialsConfig{
-			TargetPrincipal: sa,
-			Scopes:          []string{Scope},
-			Subject:         subject,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("calclient: delegation via %s: %w", sa, err)
+		tokenURL := ""
+		if f.opts.OAuth != nil {
+			tokenURL = f.opts.OAuth.Endpoint.TokenURL
 		}
-		return ts, nil
+		// Token requests are not Calendar calls: no rate limit on them.
+		client := &http.Client{Transport: f.opts.Base, Timeout: f.opts.Timeout}
+		return newDelegatedSource(ctx, sa, subject, []string{Scope}, f.opts.IAMEndpoint, f.opts.Endpoint != "", tokenURL, client)
 	}
 	creds, err := google.FindDefaultCredentialsWithParams(ctx, google.CredentialsParams{Scopes: []string{Scope}, Subject: subject})
 	if err != nil {
@@ -346,20 +368,20 @@ func closeBody(req *http.Request) {
 	}
 }
 
-// limitedTransport waits for the user's limiter before every request.
+// limitedTransport takes one call from the user's budget (or limiter)
+// before every request.
 type limitedTransport struct {
-	lim  *rate.Limiter
+	take func(ctx context.Context) error
 	base http.RoundTripper
 }
 
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if err := t.lim.Wait(req.Context()); err != nil {
+	if err := t.take(req.Context()); err != nil {
 		closeBody(req)
 		if cerr := req.Context().Err(); cerr != nil {
 			return nil, cerr
 		}
-		// The wait would outlast the deadline: the same as missing it.
-		return nil, fmt.Errorf("calclient: user rate limit: %w (%v)", context.DeadlineExceeded, err)
+		return nil, err
 	}
 	return t.base.RoundTrip(req)
 }

@@ -34,9 +34,19 @@ type Calendar struct {
 	OAuthTokenURL       string `env:"OAUTH_TOKEN_URL, default=https://oauth2.googleapis.com/token"`
 	OAuthAuthURL        string `env:"OAUTH_AUTH_URL, default=https://accounts.google.com/o/oauth2/auth"`
 	CalendarRateLimit   int    `env:"CALENDAR_USER_RATE_LIMIT, default=500"`
+	// CalendarProjectRateLimit is the deployment's calls a minute, all users
+	// together (Google's per-project quota: 10,000 unless raised).
+	CalendarProjectRateLimit int `env:"CALENDAR_PROJECT_RATE_LIMIT, default=9000"`
+	// CalendarBudget: "shared" (both limits held across every process of the
+	// deployment, through Firestore) or "local" (a per-process limiter of
+	// the user limit only: one process, or tests).
+	CalendarBudget string `env:"CALENDAR_BUDGET, default=shared"`
 	// DelegationServiceAccount is impersonated (IAM signJwt) with a calendar's
 	// subject for domain-wide delegation; empty: ADC must be a service-account key.
 	DelegationServiceAccount string `env:"DELEGATION_SERVICE_ACCOUNT"`
+	// IAMEndpoint overrides where signJwt goes (IAM Credentials; Google's
+	// when empty, or CALENDAR_ENDPOINT's when that is set: the emulator).
+	IAMEndpoint string `env:"IAM_CREDENTIALS_ENDPOINT"`
 }
 
 // Validate reports every problem of a function's Calendar settings: those
@@ -76,6 +86,9 @@ func (c Calendar) ValidateEnrollment() error {
 	if c.CalendarEndpoint != "" {
 		errs = append(errs, secureURL("CALENDAR_ENDPOINT", c.CalendarEndpoint))
 	}
+	if c.IAMEndpoint != "" {
+		errs = append(errs, secureURL("IAM_CREDENTIALS_ENDPOINT", c.IAMEndpoint))
+	}
 	if c.CredentialPublicKey != "" && !strings.HasPrefix(strings.TrimSpace(c.CredentialPublicKey), "pubkey:v1:") {
 		errs = append(errs, errors.New("CREDENTIAL_PUBLIC_KEY must be a pubkey:v1:KEYID:BASE64URL public key"))
 	}
@@ -88,6 +101,12 @@ func (c Calendar) ValidateEnrollment() error {
 	}
 	if c.CalendarRateLimit <= 0 || c.CalendarRateLimit > 600 {
 		errs = append(errs, fmt.Errorf("CALENDAR_USER_RATE_LIMIT must be 1-600 requests a minute, got %d", c.CalendarRateLimit))
+	}
+	if c.CalendarProjectRateLimit <= 0 {
+		errs = append(errs, fmt.Errorf("CALENDAR_PROJECT_RATE_LIMIT must be a positive number of requests a minute, got %d", c.CalendarProjectRateLimit))
+	}
+	if c.CalendarBudget != "shared" && c.CalendarBudget != "local" {
+		errs = append(errs, fmt.Errorf("CALENDAR_BUDGET must be shared or local, got %q", c.CalendarBudget))
 	}
 	return errors.Join(errs...)
 }
