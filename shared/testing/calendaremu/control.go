@@ -177,6 +177,30 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ctlOK(w, map[string]bool{"ok": true})
+	case n == 1 && seg[0] == "calendars" && r.Method == "POST":
+		var v CalendarSpec
+		if !decode(&v) {
+			return
+		}
+		if err := s.AddCalendar(v); err != nil {
+			ctlError(w, 400, err.Error())
+			return
+		}
+		ctlOK(w, v)
+	case n == 1 && seg[0] == "visibilityDelay" && (r.Method == "PUT" || r.Method == "POST"):
+		var v struct {
+			Delay string `json:"delay"`
+		}
+		if !decode(&v) {
+			return
+		}
+		d, err := time.ParseDuration(v.Delay)
+		if err != nil || d < 0 {
+			ctlError(w, 400, "bad delay")
+			return
+		}
+		s.SetVisibilityDelay(d)
+		ctlOK(w, v)
 	case n == 1 && seg[0] == "maxTTL" && (r.Method == "PUT" || r.Method == "POST"):
 		var v struct {
 			Seconds int64 `json:"seconds"`

@@ -15,6 +15,10 @@ type Fault struct {
 	Reason   string `json:"reason"`
 	User     string `json:"user,omitempty"`
 	Calendar string `json:"calendar,omitempty"`
+	// Shape of the error body: "" Google's JSON; "html" the HTML page
+	// Google's front end serves (e.g. a 502); "malformed" cut-off JSON;
+	// "noreason" Google's JSON without errors[] (no reason); "empty" none.
+	Shape string `json:"shape,omitempty"`
 }
 
 // AddFault queues a fault rule; rules are consumed in the order added.
@@ -58,7 +62,9 @@ func (s *Server) faultLocked(rq *request) *apiError {
 			s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
 		}
 		s.stats.FaultsInjected++
-		return injectedErr(f.Code, f.Reason)
+		e := injectedErr(f.Code, f.Reason)
+		e.shape = f.Shape
+		return e
 	}
 	return nil
 }
@@ -172,4 +178,14 @@ func (s *Server) quotaLocked(user string) *apiError {
 	p.User[user] = max(p.User[user], inUser+1)
 	p.Project = max(p.Project, inProject+1)
 	return nil
+}
+
+// SetVisibilityDelay makes a change show up in incremental lists (syncToken)
+// only delay after it was made, while its push goes out at once: Google
+// does not promise that a change is listed when its push arrives. Full
+// listings are not delayed. 0 turns it off.
+func (s *Server) SetVisibilityDelay(d time.Duration) {
+	s.mu.Lock()
+	s.visibility = d
+	s.mu.Unlock()
 }

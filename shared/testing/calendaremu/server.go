@@ -79,8 +79,10 @@ type Server struct {
 	stats        statsData
 	oauth        oauthState
 	deleg        delegationState
-	signKey      *rsa.PrivateKey // signJwt's key (delegation.go), made on first use
-	signKeyID    string
+	// visibility delays changes in incremental lists (SetVisibilityDelay).
+	visibility time.Duration
+	signKey    *rsa.PrivateKey // signJwt's key (delegation.go), made on first use
+	signKeyID  string
 
 	done     chan struct{}
 	baseCtx  context.Context // cancelled by Close: aborts deliveries in flight
@@ -148,6 +150,7 @@ func (s *Server) resetLocked() {
 	s.resetQuotaLocked()
 	s.oauth = newOAuthState()
 	s.deleg = newDelegationState()
+	s.visibility = 0
 	s.ensureUserLocked(s.opts.DefaultUser)
 }
 
