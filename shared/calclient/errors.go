@@ -102,6 +102,21 @@ func IsNetworkError(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE)
 }
 
+// IsRateLimited reports Google's "slow down": 429, or 403
+// rateLimitExceeded / userRateLimitExceeded (the per-minute quotas), and
+// calsync's own call budget being spent (*BudgetError).
+func IsRateLimited(err error) bool {
+	if _, ok := IsBudgetExhausted(err); ok {
+		return true
+	}
+	var ge *googleapi.Error
+	if !errors.As(err, &ge) {
+		return false
+	}
+	return ge.Code == http.StatusTooManyRequests ||
+		(ge.Code == http.StatusForbidden && hasReason(ge, "rateLimitExceeded", "userRateLimitExceeded"))
+}
+
 // IsQuotaExceeded reports 403 quotaExceeded / dailyLimitExceeded: usage limits
 // that quick retries do not cure.
 func IsQuotaExceeded(err error) bool {
