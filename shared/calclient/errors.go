@@ -102,6 +102,14 @@ func IsNetworkError(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE)
 }
 
+// IsPushNotSupported reports events.watch's 400
+// pushNotSupportedForRequestedResource: Google will not watch this calendar
+// (holiday calendars, and others); it can only be polled.
+func IsPushNotSupported(err error) bool {
+	var ge *googleapi.Error
+	return errors.As(err, &ge) && ge.Code == http.StatusBadRequest && hasReason(ge, "pushNotSupportedForRequestedResource")
+}
+
 // IsRateLimited reports Google's "slow down": 429, or 403
 // rateLimitExceeded / userRateLimitExceeded (the per-minute quotas), and
 // calsync's own call budget being spent (*BudgetError).

@@ -41,6 +41,10 @@ const (
 	KeyNotFoundCount     = "notFoundCount" // 404s in a calendar's current streak
 	KeyAttempt           = "attempt"       // how often a rate-limited sync was deferred
 	KeyPollMode          = "pollMode"
+	KeyPollOnly          = "pollOnly"    // renew_run: calendars polled, not pushed
+	KeyPolls             = "polls"       // renew_run: poll syncs asked for
+	KeyProbed            = "probed"      // renew_run: not_found calendars tried again
+	KeyReactivated       = "reactivated" // renew_run: ... found again
 
 	KeyRenewed    = "renewed"
 	KeyRekeyed    = "rekeyed"  // renewed because another key than the signing one signed their token
@@ -94,4 +98,6 @@ const (
 	EventNotFoundOnce          = "not_found_once"  // SyncWorker/RenewChannels: a 404 that does not (yet) make the calendar not_found (WARNING)
 	EventFollowUp              = "follow_up"       // SyncWorker: a push's sync found nothing; one delayed sync asked for
 	EventPollOnly              = "poll_only"       // RenewChannels/CLI: a calendar Google will not watch is polled
+	EventCalendarBack          = "calendar_back"   // RenewChannels: a not_found calendar answered again: active
+	EventPollRun               = "poll_run"        // RenewChannels ?mode=poll: summary
 )

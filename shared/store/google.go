@@ -15,15 +15,15 @@ import (
 // NotFoundPolicy says when a streak of 404s means the calendar is gone.
 type NotFoundPolicy struct {
 	Attempts int           // at least this many 404s in a row (default 3)
-	After    time.Duration // spanning at least this long (default 1 h)
+	After    time.Duration // spanning at least this long
 }
+
+// DefaultNotFoundPolicy: three 404s over at least an hour.
+var DefaultNotFoundPolicy = NotFoundPolicy{Attempts: 3, After: time.Hour}
 
 func (p NotFoundPolicy) withDefaults() NotFoundPolicy {
 	if p.Attempts <= 0 {
-		p.Attempts = 3
-	}
-	if p.After <= 0 {
-		p.After = time.Hour
+		p.Attempts = DefaultNotFoundPolicy.Attempts
 	}
 	return p
 }
@@ -129,4 +129,9 @@ func (s *Store) SetPollMode(ctx context.Context, key, mode, reason string) error
 	_, err := s.CalendarRef(key).Update(ctx, []firestore.Update{
 		optional("pollMode", mode), optional("pollReason", reason), {Path: "updatedAt", Value: s.now()}})
 	return wrapNotFound(err, "calendar "+key)
+}
+
+// PolledCalendars returns the calendars synced by polling (any status), by key.
+func (s *Store) PolledCalendars(ctx context.Context) (map[string]Calendar, error) {
+	return readAll[Calendar](s.Client.Collection(CollCalendars).Where("pollMode", "in", []string{PollIncremental, PollFull}).Documents(ctx), "calendar")
 }

@@ -196,6 +196,9 @@ func New(o Options) *Syncer {
 	if o.MaxDefer <= 0 {
 		o.MaxDefer = DefaultMaxDefer
 	}
+	if o.NotFound == (store.NotFoundPolicy{}) {
+		o.NotFound = store.DefaultNotFoundPolicy
+	}
 	if o.NotFoundRetry <= 0 {
 		o.NotFoundRetry = DefaultNotFoundRetry
 	}
