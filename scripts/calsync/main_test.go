@@ -220,10 +220,9 @@ func connectAlice(t *testing.T, s *stack) string {
 	var consent string
 	var out bytes.Buffer
 	err := connectAndStore(ctx, connectOptions{
-		OAuth: &oauth2.Config{ClientID: "calsync-test", ClientSecret: "secret", Scopes: []string{calclient.Scope},
+		OAuth: &oauth2.Config{ClientID: "calsync-test", ClientSecret: "secret", Scopes: calclient.ConnectScopes,
 			Endpoint: oauth2.Endpoint{AuthURL: s.base + "/authorize", TokenURL: s.base + "/token"}},
 		LoginHint:        "alice@x.test",
-		CalendarEndpoint: s.base,
 		Timeout:          10 * time.Second,
 		Open: func(u string) error {
 			consent = u
@@ -271,10 +270,9 @@ func TestConnectFlowIgnoresForeignState(t *testing.T) {
 	var progress bytes.Buffer
 	var forgedStatus []int
 	res, err := connectFlow(ctx, connectOptions{
-		OAuth: &oauth2.Config{ClientID: "c", ClientSecret: "s", Scopes: []string{calclient.Scope},
+		OAuth: &oauth2.Config{ClientID: "c", ClientSecret: "s", Scopes: calclient.ConnectScopes,
 			Endpoint: oauth2.Endpoint{AuthURL: base + "/authorize", TokenURL: base + "/token"}},
 		LoginHint:        "bob@x.test",
-		CalendarEndpoint: base,
 		Timeout:          10 * time.Second,
 		Progress:         &progress,
 		Open: func(u string) error {

@@ -26,9 +26,16 @@ import (
 	"github.com/calsync/calsync/shared/store"
 )
 
-// Scope is the OAuth scope calsync asks for: read events and manage channels.
-// (events.watch needs calendar.readonly at least; channels.stop any calendar scope.)
-const Scope = calendar.CalendarReadonlyScope
+// Scope is the one OAuth scope calsync's calls need: events.list,
+// events.watch and channels.stop all accept calendar.events.readonly (the
+// discovery document of calendar/v3 lists the scopes of each method), the
+// narrowest that does; it cannot read calendar lists, settings or anything
+// else of the user's. Domain-wide delegation must authorise exactly it.
+const Scope = calendar.CalendarEventsReadonlyScope
+
+// ConnectScopes is what `calsync connect` asks a user for: Scope, and openid
+// with email so the token endpoint's ID token says whose grant it is.
+var ConnectScopes = []string{Scope, "openid", "email"}
 
 // DefaultRatePerMinute is the per-user limit when none is configured: under
 // Google's 600/min with room for other callers of the same user.
@@ -85,7 +92,7 @@ func FromConfig(c config.Calendar, tokens RefreshTokens) Options {
 			ClientID:     c.OAuthClientID,
 			ClientSecret: c.OAuthClientSecret,
 			Endpoint:     oauth2.Endpoint{AuthURL: c.OAuthAuthURL, TokenURL: c.OAuthTokenURL, AuthStyle: oauth2.AuthStyleInParams},
-			Scopes:       []string{Scope},
+			Scopes:       ConnectScopes,
 		},
 		Tokens:                   tokens,
 		DelegationServiceAccount: c.DelegationServiceAccount,
