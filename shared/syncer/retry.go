@@ -207,9 +207,10 @@ func (s *Syncer) deferSync(ctx context.Context, log *slog.Logger, key string, le
 	if !budget {
 		at = now.Add(min(s.o.MaxDefer, 10*time.Second<<min(attempt-1, 6)))
 	}
-	// Spread the deferred calendars a little, so they do not all come back
-	// in the same instant.
-	at = at.Add(rand.N(min(time.Second, s.o.MaxDefer/8)))
+	// Spread the deferred calendars, wider at each deferral: many deferred
+	// at once (a burst over the quota) would otherwise all come back in the
+	// instant the budget frees and be deferred again, together.
+	at = at.Add(rand.N(min(s.o.MaxDefer, 5*time.Second<<min(attempt-1, 6))))
 	if limit := now.Add(s.o.MaxDefer); at.After(limit) {
 		at = limit // asked again then, and deferred again if need be
 	}

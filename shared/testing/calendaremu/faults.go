@@ -112,7 +112,10 @@ func (s *Server) SetQuota(perMinute int) {
 
 // Quotas are Google's per-minute request quotas (sliding windows over
 // accepted calls): per user of the project (Google: 600) and per project
-// (Google: 10,000; the emulator is one project). Over the user's, a call
+// (Google: 10,000). A request counts against the project its
+// X-Goog-User-Project header names (Google's quota-project header;
+// option.WithQuotaProject sets it), else the default one, calsync's. Stats'
+// peaks are the default project's. Over the user's, a call
 // gets 403 userRateLimitExceeded; over the project's, 403 rateLimitExceeded;
 // with TooManyRequests, 429 rateLimitExceeded for either (Google documents
 // all three for "slow down").
@@ -132,7 +135,7 @@ func (s *Server) SetQuotas(q Quotas) {
 
 func (s *Server) resetQuotaLocked() {
 	s.quota = map[string]*window{}
-	s.projectQuota = &window{}
+	s.projectQuota = map[string]*window{}
 	s.stats.Peaks = PeakStats{User: map[string]int{}}
 }
 
@@ -150,14 +153,19 @@ func (w *window) prune(now time.Time) int {
 
 // quotaLocked applies the quotas to one call and counts it in the windows
 // (accepted calls only, as Google's quota counts them) and in the peaks.
-func (s *Server) quotaLocked(user string) *apiError {
+func (s *Server) quotaLocked(project, user string) *apiError {
 	now := time.Now()
-	u := s.quota[user]
+	u := s.quota[project+"\x00"+user]
 	if u == nil {
 		u = &window{}
-		s.quota[user] = u
+		s.quota[project+"\x00"+user] = u
 	}
-	inUser, inProject := u.prune(now), s.projectQuota.prune(now)
+	p := s.projectQuota[project]
+	if p == nil {
+		p = &window{}
+		s.projectQuota[project] = p
+	}
+	inUser, inProject := u.prune(now), p.prune(now)
 	var aerr *apiError
 	switch {
 	case s.opts.QuotaPerMinute > 0 && inUser >= s.opts.QuotaPerMinute:
@@ -173,10 +181,12 @@ func (s *Server) quotaLocked(user string) *apiError {
 		return aerr
 	}
 	u.at = append(u.at, now)
-	s.projectQuota.at = append(s.projectQuota.at, now)
-	p := &s.stats.Peaks
-	p.User[user] = max(p.User[user], inUser+1)
-	p.Project = max(p.Project, inProject+1)
+	p.at = append(p.at, now)
+	if project == "" {
+		pk := &s.stats.Peaks
+		pk.User[user] = max(pk.User[user], inUser+1)
+		pk.Project = max(pk.Project, inProject+1)
+	}
 	return nil
 }
 

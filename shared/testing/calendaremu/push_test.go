@@ -399,3 +399,24 @@ func TestProjectAndUserQuotas(t *testing.T) {
 		t.Errorf("peaks: %+v", p)
 	}
 }
+
+// Google's quota-project header puts a request on another project's quotas:
+// the default project's windows and peaks do not see it.
+func TestQuotaProjectHeader(t *testing.T) {
+	srv, base, svc := startTest(t, Options{})
+	srv.SetQuotas(Quotas{PerUser: 2, PerProject: 2})
+	ui, _ := NewService(context.Background(), base, option.WithoutAuthentication(), option.WithQuotaProject("users-own-edits"))
+	for range 5 {
+		if _, err := ui.Events.List("primary").Do(); err != nil && !strings.Contains(err.Error(), "429") && !strings.Contains(err.Error(), "403") {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		if _, err := svc.Events.List("primary").Do(); err != nil {
+			t.Fatalf("default project: %v", err)
+		}
+	}
+	if p := srv.Stats().Peaks; p.Project != 2 || p.User[DefaultUser] != 2 {
+		t.Errorf("peaks %+v", p)
+	}
+}

@@ -75,7 +75,7 @@ type Server struct {
 	faults       []*Fault
 	nfaults      NotificationFaults
 	quota        map[string]*window // per user: accepted calls of the last minute
-	projectQuota *window
+	projectQuota map[string]*window // per quota project ("" = the default)
 	stats        statsData
 	oauth        oauthState
 	deleg        delegationState
@@ -331,7 +331,7 @@ func (s *Server) dispatch(rq *request, fn handlerFunc) (int, any, *apiError) {
 		aerr = s.faultLocked(rq)
 	}
 	if aerr == nil {
-		aerr = s.quotaLocked(user)
+		aerr = s.quotaLocked(rq.r.Header.Get("X-Goog-User-Project"), user)
 	}
 	s.mu.Unlock()
 	if aerr != nil {
