@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -79,7 +80,8 @@ type Options struct {
 	Budget Budget
 	// Base is the underlying transport (http.DefaultTransport if nil).
 	Base http.RoundTripper
-	// Timeout bounds one HTTP request (default 60 s).
+	// Timeout bounds one HTTP request once it has its call from the budget
+	// (default 60 s): the wait for the budget is not the server being slow.
 	Timeout time.Duration
 }
 
@@ -203,11 +205,13 @@ func (f *Factory) Service(ctx context.Context, cal store.Calendar) (*calendar.Se
 	if err != nil {
 		return nil, err
 	}
-	var rt http.RoundTripper = &limitedTransport{take: take, base: f.opts.Base}
+	var rt http.RoundTripper = &limitedTransport{take: take, base: f.opts.Base, timeout: f.opts.Timeout}
 	if ts != nil {
 		rt = &authTransport{src: ts, base: rt}
 	}
-	opts := []option.ClientOption{option.WithHTTPClient(&http.Client{Transport: rt, Timeout: f.opts.Timeout})}
+	// No http.Client timeout: it would count the wait for the call budget
+	// (minutes when a quota is spent); limitedTransport times the request.
+	opts := []option.ClientOption{option.WithHTTPClient(&http.Client{Transport: rt})}
 	if f.opts.Endpoint != "" {
 		opts = append(opts, option.WithEndpoint(f.opts.Endpoint))
 	}
@@ -376,11 +380,22 @@ func closeBody(req *http.Request) {
 }
 
 // limitedTransport takes one call from the user's budget (or limiter)
-// before every request.
+// before every request, then bounds the request itself by timeout.
 type limitedTransport struct {
-	take func(ctx context.Context) error
-	base http.RoundTripper
+	take    func(ctx context.Context) error
+	base    http.RoundTripper
+	timeout time.Duration
 }
+
+// errRequestTimeout: the server took longer than Options.Timeout (a network
+// timeout: retryable), as opposed to the caller's own deadline.
+type errRequestTimeout struct{ after time.Duration }
+
+func (e errRequestTimeout) Error() string {
+	return fmt.Sprintf("calclient: no answer within %s", e.after)
+}
+func (errRequestTimeout) Timeout() bool   { return true }
+func (errRequestTimeout) Temporary() bool { return true }
 
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := t.take(req.Context()); err != nil {
@@ -390,5 +405,31 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 		return nil, err
 	}
-	return t.base.RoundTrip(req)
+	if t.timeout <= 0 {
+		return t.base.RoundTrip(req)
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
+	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		timedOut := ctx.Err() != nil && req.Context().Err() == nil
+		cancel()
+		if timedOut {
+			return nil, errRequestTimeout{t.timeout}
+		}
+		return nil, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelOnClose ends a request's timeout when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }

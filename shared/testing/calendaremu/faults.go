@@ -114,8 +114,10 @@ func (s *Server) SetQuota(perMinute int) {
 // accepted calls): per user of the project (Google: 600) and per project
 // (Google: 10,000). A request counts against the project its
 // X-Goog-User-Project header names (Google's quota-project header;
-// option.WithQuotaProject sets it), else the default one, calsync's. Stats'
-// peaks are the default project's. Over the user's, a call
+// option.WithQuotaProject sets it), else the default one, calsync's. The
+// limits apply to the default project; another one stands for another
+// client with quotas of its own (a test's writer: the user's own edits), and
+// is not limited. Stats' peaks are the default project's. Over the user's, a call
 // gets 403 userRateLimitExceeded; over the project's, 403 rateLimitExceeded;
 // with TooManyRequests, 429 rateLimitExceeded for either (Google documents
 // all three for "slow down").
@@ -168,6 +170,7 @@ func (s *Server) quotaLocked(project, user string) *apiError {
 	inUser, inProject := u.prune(now), p.prune(now)
 	var aerr *apiError
 	switch {
+	case project != "":
 	case s.opts.QuotaPerMinute > 0 && inUser >= s.opts.QuotaPerMinute:
 		aerr = newErr(403, "usageLimits", "userRateLimitExceeded", "User Rate Limit Exceeded")
 	case s.opts.ProjectQuotaPerMinute > 0 && inProject >= s.opts.ProjectQuotaPerMinute:
