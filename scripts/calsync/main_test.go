@@ -222,8 +222,8 @@ func connectAlice(t *testing.T, s *stack) string {
 	err := connectAndStore(ctx, connectOptions{
 		OAuth: &oauth2.Config{ClientID: "calsync-test", ClientSecret: "secret", Scopes: calclient.ConnectScopes,
 			Endpoint: oauth2.Endpoint{AuthURL: s.base + "/authorize", TokenURL: s.base + "/token"}},
-		LoginHint:        "alice@x.test",
-		Timeout:          10 * time.Second,
+		LoginHint: "alice@x.test",
+		Timeout:   10 * time.Second,
 		Open: func(u string) error {
 			consent = u
 			resp, err := http.Get(u) // follows the redirect to the loopback callback
@@ -272,9 +272,9 @@ func TestConnectFlowIgnoresForeignState(t *testing.T) {
 	res, err := connectFlow(ctx, connectOptions{
 		OAuth: &oauth2.Config{ClientID: "c", ClientSecret: "s", Scopes: calclient.ConnectScopes,
 			Endpoint: oauth2.Endpoint{AuthURL: base + "/authorize", TokenURL: base + "/token"}},
-		LoginHint:        "bob@x.test",
-		Timeout:          10 * time.Second,
-		Progress:         &progress,
+		LoginHint: "bob@x.test",
+		Timeout:   10 * time.Second,
+		Progress:  &progress,
 		Open: func(u string) error {
 			i := strings.Index(u, "redirect_uri=")
 			redirect := u[i+len("redirect_uri="):]
