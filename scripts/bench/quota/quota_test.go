@@ -32,12 +32,17 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/calsync/calsync/functions/webhook"
+	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/channels"
+	"github.com/calsync/calsync/shared/channeltoken"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/renewer"
 	"github.com/calsync/calsync/shared/sealed"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/syncer"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
 	"github.com/calsync/calsync/shared/testing/testenv"
 )
@@ -137,15 +142,10 @@ func runQuota(tb testing.TB, variant string, n, nWorkers int) map[string]float64
 		"OAUTH_AUTH_URL="+w.base+"/authorize", "CREDENTIAL_PRIVATE_KEYS="+priv, "CHANNEL_TOKEN_KEYS="+tokenKeys,
 		"NOTIFICATIONS_TOPIC=notifications", "CHANGES_TOPIC=changes", "WEBHOOK_URL="+w.hookURL,
 		"CALENDAR_BUDGET="+budget, "CALENDAR_USER_RATE_LIMIT=500", "CALENDAR_PROJECT_RATE_LIMIT=9000",
-		"CHANNEL_TTL=2h", "RENEW_BEFORE=30m", "RENEW_CONCURRENCY=64", "FOLLOW_UP_DELAY=15s")
-	for range nWorkers {
-		w.workers = append(w.workers, w.startWorker())
-	}
-	w.bridge = newBridge(ctx, w.ps, w.project, w.workers)
-	defer w.bridge.stop()
-
-	// Setup, quotas off: n calendars of the default user, an event each, a
-	// channel each (a RenewChannels run), every first full sync done.
+		"CHANNEL_TTL=3h", "RENEW_BEFORE=150m", "RENEW_CONCURRENCY=64", "FOLLOW_UP_DELAY=15s") // every channel (2 h) is due
+	// Setup, in this process and without quotas or budget (it is not what is
+	// measured): n calendars of the default user, an event each, a channel
+	// each, every first full sync done.
 	setupStart := time.Now()
 	svc, err := calendaremu.NewService(ctx, w.base)
 	must(tb, err)
@@ -155,29 +155,38 @@ func runQuota(tb testing.TB, variant string, n, nWorkers int) map[string]float64
 		must(tb, w.emu.AddCalendar(calendaremu.CalendarSpec{ID: ids[i]}))
 	}
 	st := store.New(w.fs)
-	w.parallel(n, 32, func(i int) error {
+	keys, err := channeltoken.Parse(tokenKeys)
+	must(tb, err)
+	unlimited := calclient.New(calclient.Options{Endpoint: w.base, RatePerMinute: 1_000_000, Burst: 10_000})
+	mgr := &channels.Manager{Store: st, Calendars: unlimited, Tokens: keys, WebhookURL: w.hookURL, TTL: 2 * time.Hour,
+		Namespace: channels.Namespace(w.project, "calsync"), Logger: slog.New(slog.DiscardHandler)}
+	first := syncer.New(syncer.Options{Store: st, Services: unlimited, Logger: slog.New(slog.DiscardHandler), FollowUpDelay: -1})
+	w.parallel(n, 16, func(i int) error {
 		if _, err := svc.Events.Insert(ids[i], event("first")).Do(); err != nil {
 			return err
 		}
-		_, err := st.RegisterCalendar(ctx, store.Calendar{CalendarID: ids[i], AuthMode: store.AuthADC})
-		return err
-	})
-	if sum := w.renew(); sum.Created != n {
-		tb.Fatalf("setup: %d channels created of %d: %+v", sum.Created, n, sum)
-	}
-	w.waitFor("first full syncs", 15*time.Minute, func() (int, int) {
-		cals, err := st.AllCalendars(ctx)
-		must(tb, err)
-		done := 0
-		for _, c := range cals {
-			if c.SyncToken != "" {
-				done++
-			}
+		key, err := st.RegisterCalendar(ctx, store.Calendar{CalendarID: ids[i], AuthMode: store.AuthADC})
+		if err != nil {
+			return err
 		}
-		return done, n
+		cal, err := st.GetCalendar(ctx, key)
+		if err != nil {
+			return err
+		}
+		if out, err := mgr.Ensure(ctx, key, &cal, nil, 30*time.Minute); err != nil || !out.Created {
+			return fmt.Errorf("channel of %s: %+v %v", ids[i], out, err)
+		}
+		return first.HandleNotification(ctx, messages.Notification{CalendarKey: key, ResourceState: messages.StateFullResync, ReceivedAt: time.Now()})
 	})
-	w.waitQuiet()
 	tb.Logf("%s: setup of %d calendars in %s", variant, n, time.Since(setupStart).Round(time.Second))
+
+	// The deployment: SyncWorker processes behind the notifications
+	// subscription (made now: the setup's pushes are not delivered).
+	for range nWorkers {
+		w.workers = append(w.workers, w.startWorker())
+	}
+	w.bridge = newBridge(ctx, w.ps, w.project, w.workers)
+	defer w.bridge.stop()
 
 	// The measured run.
 	w.emu.SetQuotas(calendaremu.Quotas{PerUser: 600, PerProject: 10000})
@@ -185,7 +194,7 @@ func runQuota(tb testing.TB, variant string, n, nWorkers int) map[string]float64
 	bridgeBefore := w.bridge.counts()
 	start := time.Now()
 	renewDone := make(chan renewer.Summary, 1)
-	go func() { renewDone <- w.renewWith("CHANNEL_TTL=3h", "RENEW_BEFORE=150m") }() // every channel is due
+	go func() { renewDone <- w.renew() }()
 	// The user's own edits (another quota project: not calsync's calls).
 	user, err := calendaremu.NewService(ctx, w.base, option.WithoutAuthentication(), option.WithQuotaProject("users-own-edits"))
 	must(tb, err)
@@ -354,12 +363,10 @@ func (w *bench) startWorker() string {
 	return strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
 }
 
-func (w *bench) renew() renewer.Summary { return w.renewWith() }
-
-// renewWith runs one RenewChannels run in a process of its own.
-func (w *bench) renewWith(extra ...string) renewer.Summary {
+// renew runs one RenewChannels run in a process of its own.
+func (w *bench) renew() renewer.Summary {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(append([]string{}, w.env...), extra...), roleEnv+"=renew")
+	cmd.Env = append(append([]string{}, w.env...), roleEnv+"=renew")
 	logf, err := os.Create(filepath.Join(w.tmp, fmt.Sprintf("renew-%d.log", time.Now().UnixNano())))
 	must(w.tb, err)
 	cmd.Stderr = logf
