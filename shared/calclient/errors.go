@@ -163,3 +163,17 @@ func hasReason(ge *googleapi.Error, reasons ...string) bool {
 	}
 	return false
 }
+
+// HTTPStatus is the HTTP status of a Calendar, IAM or token-endpoint error
+// (0 if it has none: a network failure, calsync's own), for log lines.
+func HTTPStatus(err error) int {
+	var ge *googleapi.Error
+	if errors.As(err, &ge) {
+		return ge.Code
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil {
+		return re.Response.StatusCode
+	}
+	return 0
+}

@@ -390,7 +390,7 @@ func Ask(ctx context.Context, p Publisher, calendarKey, state string, now time.T
 func (r *Renewer) failure(ctx context.Context, key, step string, err error) {
 	r.log(ctx).ErrorContext(ctx, "renewal failed for a calendar",
 		logging.KeyEvent, logging.EventRenewFailure, logging.KeyCalendarKey, key,
-		logging.KeyStep, step, logging.KeyReason, calclient.Reason(err), logging.KeyError, err.Error())
+		logging.KeyStep, step, logging.KeyReason, calclient.Reason(err), logging.KeyStatus, calclient.HTTPStatus(err), logging.KeyError, err.Error())
 }
 
 func (r *Renewer) log(ctx context.Context) *slog.Logger {

@@ -105,20 +105,6 @@ func Classify(err error) Kind {
 	return KindOther
 }
 
-// HTTPStatus is the HTTP status of a Calendar or token-endpoint error (0 if
-// none), for log lines.
-func HTTPStatus(err error) int {
-	var ge *googleapi.Error
-	if errors.As(err, &ge) {
-		return ge.Code
-	}
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) && re.Response != nil {
-		return re.Response.StatusCode
-	}
-	return 0
-}
-
 // fail handles a round that could not complete. It returns nil (ack) for
 // permanent conditions and deferred syncs, an error (redeliver) otherwise.
 func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal store.Calendar, lease store.Lease, err error) error {
@@ -127,7 +113,7 @@ func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal sto
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	kind := Classify(err)
-	log = log.With(logging.KeyStatus, HTTPStatus(err))
+	log = log.With(logging.KeyStatus, calclient.HTTPStatus(err))
 	switch kind {
 	case KindLeaseLost:
 		// Another worker took over after our lease expired (or will: we
