@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"golang.org/x/oauth2"
 
+	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
@@ -261,4 +263,50 @@ func hasLine(logs *testlog.Buffer, event, key string) bool {
 		}
 	}
 	return false
+}
+
+// Domain-wide delegation end to end: a suspended subject, or a revoked
+// delegation, is a dead grant: the calendar becomes auth_revoked and the
+// message is acknowledged (it used to look like a network failure: retried
+// until dead-lettered).
+func TestDelegationRefusedIsAuthRevoked(t *testing.T) {
+	for _, refuse := range []string{"suspended", "delegation revoked"} {
+		t.Run(refuse, func(t *testing.T) {
+			e := newEnv(t)
+			const boss = "boss@corp.test"
+			const sa = "calsync-sync@p.iam.gserviceaccount.com"
+			if err := e.srv.CreateUser(boss, ""); err != nil {
+				t.Fatal(err)
+			}
+			factory := calclient.New(calclient.Options{Endpoint: e.base, DelegationServiceAccount: sa,
+				OAuth: &oauth2.Config{Endpoint: oauth2.Endpoint{TokenURL: e.base + "/token"}}})
+			key, err := e.st.RegisterCalendar(e.ctx, store.Calendar{CalendarID: boss, AuthMode: store.AuthDelegation, Subject: boss})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := e.syncer(func(o *syncer.Options) { o.Services = factory })
+			n := messages.Notification{CalendarKey: key, ResourceState: messages.StateSync, ReceivedAt: time.Now().UTC()}
+			if err := s.HandleNotification(e.ctx, n); err != nil {
+				t.Fatalf("first sync as the subject: %v", err)
+			}
+			if refuse == "suspended" {
+				e.srv.SuspendUser(boss) // its issued tokens stop working too
+			} else {
+				// Tokens already issued live on until they expire: a new
+				// instance (no cached token) meets the refusal.
+				e.srv.RevokeDelegation(sa)
+				s = e.syncer(func(o *syncer.Options) {
+					o.Services = calclient.New(calclient.Options{Endpoint: e.base, DelegationServiceAccount: sa,
+						OAuth: &oauth2.Config{Endpoint: oauth2.Endpoint{TokenURL: e.base + "/token"}}})
+				})
+			}
+			n.ResourceState, n.ReceivedAt = messages.StateExists, time.Now().UTC()
+			if err := s.HandleNotification(e.ctx, n); err != nil {
+				t.Fatalf("%s: want the message acknowledged, got %v", refuse, err)
+			}
+			if c, _ := e.st.GetCalendar(e.ctx, key); c.Status != store.StatusAuthRevoked {
+				t.Fatalf("%s: status %s, want auth_revoked", refuse, c.Status)
+			}
+		})
+	}
 }
