@@ -196,7 +196,7 @@ func (s *Syncer) deferSync(ctx context.Context, log *slog.Logger, key string, le
 	// Spread the deferred calendars, wider at each deferral: many deferred
 	// at once (a burst over the quota) would otherwise all come back in the
 	// instant the budget frees and be deferred again, together.
-	at = at.Add(rand.N(min(s.o.MaxDefer, 5*time.Second<<min(attempt-1, 6))))
+	at = at.Add(rand.N(min(s.o.MaxDefer/4, 5*time.Second<<min(attempt-1, 6))))
 	if limit := now.Add(s.o.MaxDefer); at.After(limit) {
 		at = limit // asked again then, and deferred again if need be
 	}

@@ -67,7 +67,7 @@ const (
 	DefaultRetryBudget   = 120 * time.Second
 	DefaultMaxSession    = 5 * time.Minute
 	DefaultFollowUpDelay = 15 * time.Second
-	DefaultMaxBudgetWait = 20 * time.Second
+	DefaultMaxBudgetWait = time.Minute
 	DefaultMaxDefer      = 2 * time.Minute
 	DefaultNotFoundRetry = time.Minute
 )
@@ -105,7 +105,9 @@ type Options struct {
 	// listed when its push arrives). 0: DefaultFollowUpDelay; negative: off.
 	FollowUpDelay time.Duration
 	// MaxBudgetWait bounds how long a call waits for the shared call
-	// budget; past it the sync is deferred (default 20 s).
+	// budget; past it the sync is deferred (default 1 min). Waiting in place
+	// keeps the order and costs nothing but the invocation; a deferral
+	// costs a release, a publish and a new admission.
 	MaxBudgetWait time.Duration
 	// MaxDefer bounds how far ahead a deferred request is due, and so how
 	// long a SyncWorker request waits for a request's NotBefore (default

@@ -259,6 +259,9 @@ func runQuota(tb testing.TB, variant string, n, nWorkers int) map[string]float64
 		"dead_lettered":        float64(bc.deadLettered - bridgeBefore.deadLettered),
 	}
 	tb.Logf("%s: %v; renewal %+v", variant, res, sum)
+	if reasons := w.failureReasons(); len(reasons) > 0 {
+		tb.Logf("%s: SyncWorker answers other than 2xx, by error: %v", variant, reasons)
+	}
 	return res
 }
 
@@ -388,6 +391,27 @@ func (w *bench) countLogs(event string) int {
 		n += bytes.Count(data, []byte(`"event":"`+event+`"`))
 	}
 	return n
+}
+
+// failureReasons counts the SyncWorkers' 503 answers by the start of their error.
+func (w *bench) failureReasons() map[string]int {
+	out := map[string]int{}
+	files, _ := filepath.Glob(filepath.Join(w.tmp, "syncworker-*.log"))
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		for _, line := range bytes.Split(data, []byte("\n")) {
+			var m map[string]any
+			if json.Unmarshal(line, &m) != nil || !strings.Contains(fmt.Sprint(m["message"]), "answered 503") {
+				continue
+			}
+			e := fmt.Sprint(m["error"])
+			if len(e) > 80 {
+				e = e[:80]
+			}
+			out[e]++
+		}
+	}
+	return out
 }
 
 func (w *bench) stopChildren() {
