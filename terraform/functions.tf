@@ -89,6 +89,11 @@ locals {
   calendar_env = merge({
     FIRESTORE_DATABASE       = var.firestore_database
     CALENDAR_USER_RATE_LIMIT = tostring(var.calendar_user_rate_limit)
+    # Google's per-project quota, held across every instance (the budget is
+    # shared through Firestore: CALENDAR_BUDGET stays "shared").
+    CALENDAR_PROJECT_RATE_LIMIT = tostring(var.calendar_project_rate_limit)
+    NOT_FOUND_ATTEMPTS          = tostring(var.not_found_attempts)
+    NOT_FOUND_AFTER             = var.not_found_after
     # CALENDAR_ENDPOINT stays unset in production (Google's endpoint); it
     # points at the local emulator in development. OAUTH_TOKEN_URL and
     # OAUTH_AUTH_URL keep their defaults (Google's).
@@ -212,8 +217,10 @@ resource "google_cloudfunctions2_function" "sync" {
       QUIET_PERIOD   = var.quiet_period
       RETRY_BUDGET   = var.retry_budget
       MAX_SESSION    = var.sync_max_session
-      # Where a sync that used up MAX_SESSION asks for its continuation.
+      # Where a sync that used up MAX_SESSION asks for its continuation, a
+      # rate-limited one for its deferral, an empty push sync for its follow-up.
       NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
+      FOLLOW_UP_DELAY     = var.follow_up_delay
     })
 
     secret_environment_variables {
@@ -302,6 +309,11 @@ resource "google_cloudfunctions2_function" "renew" {
       RENEW_BEFORE      = var.renew_before
       RECONCILE_AFTER   = var.reconcile_after
       RENEW_CONCURRENCY = tostring(var.renew_concurrency)
+      # Channel ids are unique per project and deployment: two deployments
+      # in one project never compute the same id.
+      DEPLOYMENT        = var.name_prefix
+      POLL_INTERVAL     = var.poll_interval
+      NOT_FOUND_REPROBE = var.not_found_reprobe
       },
       # The public key enrollers seal to: RenewChannels refuses to start if it
       # is not the public half of one of its private keys.

@@ -34,6 +34,11 @@ locals {
       filter      = "${local.log_resource.webhook} AND jsonPayload.event=\"token_key_unknown\""
       labels      = { key_id = "EXTRACT(jsonPayload.keyId)" }
     }
+    syncs_deferred = {
+      description = "Syncs deferred because Google said slow down (403 rateLimitExceeded / userRateLimitExceeded, 429) or the shared call budget was spent: the message was acknowledged and a delayed request will sync. A steady rate means the quotas are too small for the load."
+      filter      = "${local.log_resource.sync} AND jsonPayload.event=\"sync_deferred\""
+      labels      = {}
+    }
     publish_failures = {
       description = "Notifications the Webhook could not publish (answered 503, Google retries)."
       filter      = "${local.log_resource.webhook} AND jsonPayload.event=\"publish_failed\""

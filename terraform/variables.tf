@@ -238,6 +238,17 @@ variable "retry_budget" {
   }
 }
 
+variable "follow_up_delay" {
+  description = "FOLLOW_UP_DELAY: a push whose incremental sync listed nothing gets one more sync this much later (Google does not promise a change is listed when its push arrives). \"0s\" turns it off; at most 2m (Go duration)."
+  type        = string
+  default     = "15s"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.follow_up_delay))
+    error_message = "follow_up_delay must be a Go duration such as 15s."
+  }
+}
+
 variable "sync_max_session" {
   description = "MAX_SESSION: how long one SyncWorker invocation works on a calendar. A longer sync (a full sync of a large calendar) stops at a checkpoint and asks for its continuation on the notifications topic (Go duration; keep well under the 540s function timeout)."
   type        = string
@@ -257,6 +268,39 @@ variable "calendar_user_rate_limit" {
   validation {
     condition     = var.calendar_user_rate_limit >= 1 && var.calendar_user_rate_limit <= 600 && floor(var.calendar_user_rate_limit) == var.calendar_user_rate_limit
     error_message = "calendar_user_rate_limit must be a whole number from 1 to 600."
+  }
+}
+
+variable "calendar_project_rate_limit" {
+  description = "CALENDAR_PROJECT_RATE_LIMIT: Calendar API requests a minute the whole deployment allows itself, all users together (Google's per-project quota is 10,000 unless raised). Held across every function instance through Firestore (quota/{bucket})."
+  type        = number
+  default     = 9000
+
+  validation {
+    condition     = var.calendar_project_rate_limit >= 1 && floor(var.calendar_project_rate_limit) == var.calendar_project_rate_limit
+    error_message = "calendar_project_rate_limit must be a positive whole number."
+  }
+}
+
+variable "not_found_attempts" {
+  description = "NOT_FOUND_ATTEMPTS: 404s in a row (events.list or events.watch) before a calendar is not_found; with not_found_after. Google answers some 404s for a while after a calendar is shared."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.not_found_attempts >= 1 && var.not_found_attempts <= 100 && floor(var.not_found_attempts) == var.not_found_attempts
+    error_message = "not_found_attempts must be a whole number from 1 to 100."
+  }
+}
+
+variable "not_found_after" {
+  description = "NOT_FOUND_AFTER: how long a streak of 404s must last before a calendar is not_found (Go duration)."
+  type        = string
+  default     = "1h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.not_found_after))
+    error_message = "not_found_after must be a Go duration such as 1h."
   }
 }
 
@@ -303,6 +347,39 @@ variable "renew_schedule" {
   validation {
     condition     = length(split(" ", trimspace(var.renew_schedule))) == 5
     error_message = "renew_schedule must be a five-field cron expression such as \"0 * * * *\"."
+  }
+}
+
+variable "poll_schedule" {
+  description = "Cron schedule of the poll job: RenewChannels with ?mode=poll asks for a sync of every calendar Google will not push for (holiday calendars, birthday calendars) whose last sync is poll_interval old. Keep it as frequent as poll_interval."
+  type        = string
+  default     = "*/5 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.poll_schedule))) == 5
+    error_message = "poll_schedule must be a five-field cron expression such as \"*/5 * * * *\"."
+  }
+}
+
+variable "poll_interval" {
+  description = "POLL_INTERVAL: calendars Google will not push for are synced when their last sync is this old (Go duration)."
+  type        = string
+  default     = "5m"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.poll_interval))
+    error_message = "poll_interval must be a Go duration such as 5m."
+  }
+}
+
+variable "not_found_reprobe" {
+  description = "NOT_FOUND_REPROBE: a not_found calendar is tried again this long after its last try, and active again when it answers (Go duration)."
+  type        = string
+  default     = "24h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.not_found_reprobe))
+    error_message = "not_found_reprobe must be a Go duration such as 24h."
   }
 }
 

@@ -49,7 +49,8 @@ func New(ctx context.Context, cfg config.RenewChannels, logger *slog.Logger) (h 
 	return &Handler{Renewer: r, Logger: logger}, close, nil
 }
 
-// ServeHTTP runs one renewal and answers its Summary as JSON: 200 when the
+// ServeHTTP runs one renewal (or, with ?mode=poll, one poll run: syncs of the
+// calendars Google will not push for) and answers its Summary as JSON: 200 when the
 // run happened (single failures are in the summary and logged as
 // renew_failure), 500 when it could not run at all (Scheduler retries;
 // overlapping runs are safe).
@@ -61,7 +62,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	run := *h.Renewer // a copy per request: its logger carries the request's trace
 	run.Logger = h.Logger.With(logging.TraceAttrs(run.ProjectID, req)...)
-	sum, err := run.Run(req.Context())
+	var sum renewer.Summary
+	var err error
+	switch mode := req.URL.Query().Get("mode"); mode {
+	case "", "renew":
+		sum, err = run.Run(req.Context())
+	case "poll":
+		// The poll Scheduler job: only the calendars Google will not push for.
+		sum, err = run.Poll(req.Context())
+	default:
+		http.Error(w, "unknown mode", http.StatusBadRequest)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
 		run.Logger.ErrorContext(req.Context(), "renew run failed", logging.KeyEvent, logging.EventRenewFailure,

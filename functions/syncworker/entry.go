@@ -36,6 +36,10 @@ func New(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger) (w *Wo
 	}
 	pub := pubsubx.NewPublisher(ps, cfg.ChangesTopic, true)
 	requests := pubsubx.NewPublisher(ps, cfg.NotificationsTopic, false)
+	followUp := cfg.FollowUpDelay
+	if followUp == 0 {
+		followUp = -1 // FOLLOW_UP_DELAY=0: off
+	}
 	w = &Worker{Logger: logger, ProjectID: cfg.ProjectID, Syncer: syncer.New(syncer.Options{
 		Store:         st,
 		Services:      access.Calendars,
@@ -48,6 +52,8 @@ func New(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger) (w *Wo
 		RerunInterval: cfg.RerunInterval,
 		QuietPeriod:   cfg.QuietPeriod,
 		RetryBudget:   cfg.RetryBudget,
+		FollowUpDelay: followUp,
+		NotFound:      store.NotFoundPolicy{Attempts: cfg.NotFoundAttempts, After: cfg.NotFoundAfter},
 	})}
 	return w, func() { pub.Stop(); requests.Stop(); ps.Close(); fs.Close() }, nil
 }

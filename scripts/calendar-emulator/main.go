@@ -34,8 +34,10 @@ func realMain(ctx context.Context, args []string, stdout io.Writer, log *slog.Lo
 	fs := flag.NewFlagSet("calendar-emulator", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8085", "listen address; port 0 picks a free port")
 	maxTTL := fs.Duration("max-ttl", 604800*time.Second, "maximum channel lifetime")
-	quota := fs.Bool("quota", false, "enforce per-user quota (see --quota-per-minute)")
+	quota := fs.Bool("quota", false, "enforce Google's quotas (see --quota-per-minute, --project-quota-per-minute)")
 	perMinute := fs.Int("quota-per-minute", 600, "requests per user per sliding minute when --quota is set")
+	perProject := fs.Int("project-quota-per-minute", 10000, "requests per project per sliding minute when --quota is set (0: none)")
+	quota429 := fs.Bool("quota-429", false, "answer quota rejections 429 rateLimitExceeded instead of 403")
 	defaultUser := fs.String("default-user", calendaremu.DefaultUser, "identity of requests without Authorization")
 	anyToken := fs.Bool("allow-unknown-tokens", false, "map bearer tokens the emulator did not issue to the default user")
 	retryBase := fs.Duration("push-retry-base", time.Second, "first retry delay of a failed notification")
@@ -46,7 +48,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer, log *slog.Lo
 	opts := calendaremu.Options{Logger: log, DefaultUser: *defaultUser, AllowUnknownTokens: *anyToken,
 		MaxTTL: *maxTTL, PushRetryBaseDelay: *retryBase, TimeZone: *timeZone}
 	if *quota {
-		opts.QuotaPerMinute = *perMinute
+		opts.QuotaPerMinute, opts.ProjectQuotaPerMinute, opts.QuotaTooManyRequests = *perMinute, *perProject, *quota429
 	}
 	srv := calendaremu.New(opts)
 	defer srv.Close()
@@ -57,7 +59,8 @@ func realMain(ctx context.Context, args []string, stdout io.Writer, log *slog.Lo
 	defer stopServe()
 	fmt.Fprintf(stdout, "listening on %s\n", base)
 	log.Info("calendar emulator listening", "url", base, "calendar_endpoint", base+calendaremu.APIPath,
-		"default_user", opts.DefaultUser, "max_ttl", maxTTL.String(), "quota_per_minute", opts.QuotaPerMinute)
+		"default_user", opts.DefaultUser, "max_ttl", maxTTL.String(), "quota_per_minute", opts.QuotaPerMinute,
+		"project_quota_per_minute", opts.ProjectQuotaPerMinute)
 	<-ctx.Done()
 	log.Info("calendar emulator stopping")
 	return nil

@@ -78,12 +78,20 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	if cur, err := r.Store.GetCalendar(ctx, key); err == nil {
+		cal.PollMode, cal.ChannelEpoch = cur.PollMode, cur.ChannelEpoch
+	}
 	out, err := r.Channels.Ensure(ctx, key, &cal, chans, cfg.RenewBefore)
 	if err != nil {
 		switch {
 		case calclient.IsNotFound(err):
-			_ = r.Store.SetStatus(ctx, key, store.StatusNotFound, "watch: calendar not found or not visible", "")
-			return fmt.Errorf("calendar %s is not visible to %s (status set to not_found): %w", cal.CalendarID, calclient.Identity(cal), err)
+			// Google answers 404 for a while after a calendar is shared:
+			// one is not proof. Counted; RenewChannels tries again.
+			streak, _ := r.Store.RecordNotFound(ctx, key, "", "watch", r.NotFound)
+			if streak.Marked {
+				return fmt.Errorf("calendar %s is not visible to %s, persistently (status set to not_found): %w", cal.CalendarID, calclient.Identity(cal), err)
+			}
+			return fmt.Errorf("calendar %s is not visible to %s yet (404; a calendar shared a moment ago can take a while): it stays registered and RenewChannels tries again in its next run: %w", cal.CalendarID, calclient.Identity(cal), err)
 		case calclient.IsAuthRevoked(err):
 			_ = r.Access.Revoker.Revoked(ctx, cal, err)
 			return fmt.Errorf("the grant of %s is revoked (status auth_revoked); run 'calsync connect' again: %w", calclient.Identity(cal), err)
@@ -92,6 +100,13 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 	}
 	if out.Busy {
 		fmt.Fprintln(c.stderr, "another run is creating this calendar's channel right now; it will be live shortly")
+	}
+	if out.PollOnly {
+		why := "Google does not push for it"
+		if out.PollMode == store.PollFull {
+			why = "Google does not report its deletions incrementally"
+		}
+		fmt.Fprintf(c.stdout, "polling %s: %s, so it has no push channel and is synced every %s (POLL_INTERVAL)\n", cal.CalendarID, why, cfg.PollInterval)
 	}
 	live, _ := r.Store.ChannelsOfCalendar(ctx, key)
 	for _, ch := range live {
@@ -221,6 +236,7 @@ type listRow struct {
 	AuthMode      string    `json:"authMode"`
 	ChannelID     string    `json:"channelId,omitempty"`
 	ChannelExpiry time.Time `json:"channelExpiry,omitzero"`
+	PollMode      string    `json:"pollMode,omitempty"` // polled, no channel: incremental or full
 	LastSyncedAt  time.Time `json:"lastSyncedAt,omitzero"`
 	EventCount    int64     `json:"eventCount"`
 }
@@ -265,7 +281,7 @@ func cmdList(ctx context.Context, c *cli, args []string) error {
 			continue
 		}
 		row := listRow{CalendarID: cal.CalendarID, CalendarKey: key, Status: cal.Status, StatusReason: cal.StatusReason,
-			AuthMode: cal.AuthMode, LastSyncedAt: cal.LastSyncedAt, EventCount: cal.EventCount}
+			AuthMode: cal.AuthMode, LastSyncedAt: cal.LastSyncedAt, EventCount: cal.EventCount, PollMode: cal.PollMode}
 		if ch, ok := best[key]; ok && ch.Expiration.After(time.Now()) {
 			row.ChannelID, row.ChannelExpiry = ch.ChannelID, ch.Expiration
 		}
@@ -281,8 +297,12 @@ func cmdList(ctx context.Context, c *cli, args []string) error {
 	fmt.Fprintln(tw, "CALENDAR\tSTATUS\tAUTH\tCHANNEL EXPIRES\tLAST SYNC\tEVENTS")
 	for _, r := range rows {
 		// Every text field comes from Firestore: escaped (terminalSafe).
+		channel := when(r.ChannelExpiry, "none")
+		if r.PollMode != "" && r.ChannelExpiry.IsZero() {
+			channel = "polled (" + terminalSafe(r.PollMode) + ")"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", terminalSafe(r.CalendarID), terminalSafe(r.Status), terminalSafe(r.AuthMode),
-			when(r.ChannelExpiry, "none"), when(r.LastSyncedAt, "never"), r.EventCount)
+			channel, when(r.LastSyncedAt, "never"), r.EventCount)
 	}
 	return tw.Flush()
 }

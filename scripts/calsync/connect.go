@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
@@ -13,25 +14,21 @@ import (
 	"net/http"
 	"os/exec"
 	"runtime"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
-	"google.golang.org/api/option"
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/credentials"
-	"google.golang.org/api/calendar/v3"
 )
 
 // connectOptions drive the OAuth loopback flow.
 type connectOptions struct {
 	OAuth     *oauth2.Config // ClientID, ClientSecret, Endpoint, Scopes; RedirectURL is set here
 	LoginHint string
-	// CalendarEndpoint (the emulator) is where the user's primary calendar is
-	// read to learn the user's email; empty: Google.
-	CalendarEndpoint string
-	Timeout          time.Duration
+	Timeout   time.Duration
 	// Open is given the consent URL (print it, open a browser, or, in tests,
 	// follow it).
 	Open func(url string) error
@@ -48,7 +45,9 @@ type connectResult struct {
 // connectFlow runs the loopback flow: listen on 127.0.0.1:0, send the user to
 // the consent URL (access_type=offline, prompt=consent, PKCE S256, a random
 // state), receive the code on the loopback address, exchange it, and read the
-// user's primary calendar id (their email) with the new token.
+// user's email from the ID token that comes with it (scopes openid and email:
+// calsync's Calendar scope, calendar.events.readonly, cannot read the
+// calendar list).
 func connectFlow(ctx context.Context, o connectOptions) (connectResult, error) {
 	var res connectResult
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -145,29 +144,38 @@ func connectFlow(ctx context.Context, o connectOptions) (connectResult, error) {
 	if tok.RefreshToken == "" {
 		return res, errors.New("no refresh token in the answer (remove the app's access in the Google account and connect again)")
 	}
-	copts := []option.ClientOption{option.WithTokenSource(cfg.TokenSource(ctx, tok))}
-	if o.CalendarEndpoint != "" {
-		copts = append(copts, option.WithEndpoint(calclientEndpoint(o.CalendarEndpoint)))
-	}
-	svc, err := calendar.NewService(ctx, copts...)
+	email, err := idTokenEmail(tok)
 	if err != nil {
 		return res, err
 	}
-	primary, err := svc.CalendarList.Get("primary").Context(ctx).Do()
-	if err != nil {
-		return res, fmt.Errorf("read the user's primary calendar: %w", err)
-	}
-	return connectResult{Email: primary.Id, RefreshToken: tok.RefreshToken}, nil
+	return connectResult{Email: email, RefreshToken: tok.RefreshToken}, nil
 }
 
-func calclientEndpoint(base string) string {
-	for len(base) > 0 && base[len(base)-1] == '/' {
-		base = base[:len(base)-1]
+// idTokenEmail reads the verified email of the ID token the token endpoint
+// returned with the scopes openid and email. It came straight from Google's
+// token endpoint over TLS, so, as Google's OpenID Connect guide says, its
+// signature need not be checked.
+func idTokenEmail(tok *oauth2.Token) (string, error) {
+	raw, _ := tok.Extra("id_token").(string)
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return "", errors.New("no ID token in the answer: the OAuth client must allow the scopes openid and email")
 	}
-	if len(base) >= len("/calendar/v3") && base[len(base)-len("/calendar/v3"):] == "/calendar/v3" {
-		return base + "/"
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return "", fmt.Errorf("ID token: %w", err)
 	}
-	return base + "/calendar/v3/"
+	var claims struct {
+		Email    string `json:"email"`
+		Verified bool   `json:"email_verified"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return "", fmt.Errorf("ID token: %w", err)
+	}
+	if claims.Email == "" || !claims.Verified {
+		return "", errors.New("the ID token has no verified email")
+	}
+	return claims.Email, nil
 }
 
 func randomString() string {
@@ -231,12 +239,11 @@ func cmdConnect(ctx context.Context, c *cli, args []string) error {
 		open = func(string) error { return nil }
 	}
 	return connectAndStore(ctx, connectOptions{
-		OAuth:            calclient.FromConfig(cfg.Calendar, nil).OAuth,
-		LoginHint:        *hint,
-		CalendarEndpoint: cfg.CalendarEndpoint,
-		Timeout:          *timeout,
-		Open:             open,
-		Progress:         c.stderr,
+		OAuth:     calclient.FromConfig(cfg.Calendar, nil).OAuth,
+		LoginHint: *hint,
+		Timeout:   *timeout,
+		Open:      open,
+		Progress:  c.stderr,
 	}, creds, c.stdout)
 }
 

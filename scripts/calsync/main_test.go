@@ -220,11 +220,10 @@ func connectAlice(t *testing.T, s *stack) string {
 	var consent string
 	var out bytes.Buffer
 	err := connectAndStore(ctx, connectOptions{
-		OAuth: &oauth2.Config{ClientID: "calsync-test", ClientSecret: "secret", Scopes: []string{calclient.Scope},
+		OAuth: &oauth2.Config{ClientID: "calsync-test", ClientSecret: "secret", Scopes: calclient.ConnectScopes,
 			Endpoint: oauth2.Endpoint{AuthURL: s.base + "/authorize", TokenURL: s.base + "/token"}},
-		LoginHint:        "alice@x.test",
-		CalendarEndpoint: s.base,
-		Timeout:          10 * time.Second,
+		LoginHint: "alice@x.test",
+		Timeout:   10 * time.Second,
 		Open: func(u string) error {
 			consent = u
 			resp, err := http.Get(u) // follows the redirect to the loopback callback
@@ -271,12 +270,11 @@ func TestConnectFlowIgnoresForeignState(t *testing.T) {
 	var progress bytes.Buffer
 	var forgedStatus []int
 	res, err := connectFlow(ctx, connectOptions{
-		OAuth: &oauth2.Config{ClientID: "c", ClientSecret: "s", Scopes: []string{calclient.Scope},
+		OAuth: &oauth2.Config{ClientID: "c", ClientSecret: "s", Scopes: calclient.ConnectScopes,
 			Endpoint: oauth2.Endpoint{AuthURL: base + "/authorize", TokenURL: base + "/token"}},
-		LoginHint:        "bob@x.test",
-		CalendarEndpoint: base,
-		Timeout:          10 * time.Second,
-		Progress:         &progress,
+		LoginHint: "bob@x.test",
+		Timeout:   10 * time.Second,
+		Progress:  &progress,
 		Open: func(u string) error {
 			i := strings.Index(u, "redirect_uri=")
 			redirect := u[i+len("redirect_uri="):]
@@ -369,9 +367,17 @@ func TestCommandsEndToEnd(t *testing.T) {
 	if n := len(s.emu.Channels()); n != 1 {
 		t.Errorf("second watch made a channel: %d", n)
 	}
-	// Unknown calendar: clear error, status not_found.
+	// Unknown calendar: clear error; one 404 is not proof (a calendar
+	// shared a moment ago), so it stays registered, its 404 counted, and is
+	// unwatched here so the counts below stay alice's.
 	if code, _, e := run("watch", "--calendar", "nobody@x.test", "--no-sync"); code != 1 || !strings.Contains(e, "not visible") {
 		t.Errorf("unknown calendar: %d %q", code, e)
+	}
+	if c, _ := store.New(s.fs).GetCalendar(ctx, store.CalendarKey("nobody@x.test")); c.Status != store.StatusActive || c.NotFoundCount != 1 {
+		t.Errorf("unknown calendar after one 404: %s, streak %d", c.Status, c.NotFoundCount)
+	}
+	if code, _, e := run("unwatch", "--calendar", "nobody@x.test"); code != 0 {
+		t.Errorf("unwatch: %q", e)
 	}
 	if code, _, e := run("watch", "--calendar", "b@x.test", "--credential", "cred-nope"); code != 1 || !strings.Contains(e, "cred-nope") {
 		t.Errorf("unknown credential: %d %q", code, e)
@@ -439,8 +445,8 @@ func TestCommandsEndToEnd(t *testing.T) {
 	if !states[messages.StateReconcile] || !states[messages.StateFullResync] {
 		t.Errorf("resync published %+v", got)
 	}
-	if code, _, e := run("resync", "--calendar", "nobody@x.test"); code != 1 || !strings.Contains(e, "status not_found") {
-		t.Errorf("resync of not_found: %d %q", code, e)
+	if code, _, e := run("resync", "--calendar", "nobody@x.test"); code != 1 || !strings.Contains(e, "status unwatched") {
+		t.Errorf("resync of an inactive calendar: %d %q", code, e)
 	}
 
 	code, out, e = run("renew", "--json")

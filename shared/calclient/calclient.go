@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,16 +21,22 @@ import (
 	"golang.org/x/oauth2/google"
 	"golang.org/x/time/rate"
 	"google.golang.org/api/calendar/v3"
-	"google.golang.org/api/impersonate"
 	"google.golang.org/api/option"
 
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/store"
 )
 
-// Scope is the OAuth scope calsync asks for: read events and manage channels.
-// (events.watch needs calendar.readonly at least; channels.stop any calendar scope.)
-const Scope = calendar.CalendarReadonlyScope
+// Scope is the one OAuth scope calsync's calls need: events.list,
+// events.watch and channels.stop all accept calendar.events.readonly (the
+// discovery document of calendar/v3 lists the scopes of each method), the
+// narrowest that does; it cannot read calendar lists, settings or anything
+// else of the user's. Domain-wide delegation must authorise exactly it.
+const Scope = calendar.CalendarEventsReadonlyScope
+
+// ConnectScopes is what `calsync connect` asks a user for: Scope, and openid
+// with email so the token endpoint's ID token says whose grant it is.
+var ConnectScopes = []string{Scope, "openid", "email"}
 
 // DefaultRatePerMinute is the per-user limit when none is configured: under
 // Google's 600/min with room for other callers of the same user.
@@ -63,9 +70,18 @@ type Options struct {
 	// Functions: the function's own account on itself). When empty, delegation
 	// needs ADC to be a service-account JSON key (a JWT config with Subject).
 	DelegationServiceAccount string
+	// IAMEndpoint overrides the IAM Credentials endpoint signJwt goes to
+	// (Google's when empty; with Endpoint set, Endpoint's base, where the
+	// emulator serves it). The assertion is exchanged at OAuth's token URL.
+	IAMEndpoint string
+	// Budget, when set, admits every call (SharedBudget: the deployment's
+	// quotas across processes); RatePerMinute and Burst then do not apply.
+	// Nil: a limiter per identity in this process.
+	Budget Budget
 	// Base is the underlying transport (http.DefaultTransport if nil).
 	Base http.RoundTripper
-	// Timeout bounds one HTTP request (default 60 s).
+	// Timeout bounds one HTTP request once it has its call from the budget
+	// (default 60 s): the wait for the budget is not the server being slow.
 	Timeout time.Duration
 }
 
@@ -78,10 +94,11 @@ func FromConfig(c config.Calendar, tokens RefreshTokens) Options {
 			ClientID:     c.OAuthClientID,
 			ClientSecret: c.OAuthClientSecret,
 			Endpoint:     oauth2.Endpoint{AuthURL: c.OAuthAuthURL, TokenURL: c.OAuthTokenURL, AuthStyle: oauth2.AuthStyleInParams},
-			Scopes:       []string{Scope},
+			Scopes:       ConnectScopes,
 		},
 		Tokens:                   tokens,
 		DelegationServiceAccount: c.DelegationServiceAccount,
+		IAMEndpoint:              c.IAMEndpoint,
 	}
 }
 
@@ -110,7 +127,11 @@ func New(opts Options) *Factory {
 		opts.Timeout = 60 * time.Second
 	}
 	if opts.Endpoint != "" {
-		opts.Endpoint = strings.TrimSuffix(strings.TrimRight(opts.Endpoint, "/"), "/calendar/v3") + "/calendar/v3/"
+		base := strings.TrimSuffix(strings.TrimRight(opts.Endpoint, "/"), "/calendar/v3")
+		opts.Endpoint = base + "/calendar/v3/"
+		if opts.IAMEndpoint == "" {
+			opts.IAMEndpoint = base + "/"
+		}
 	}
 	return &Factory{opts: opts, limiters: map[string]*rate.Limiter{}, services: map[string]*calendar.Service{}}
 }
@@ -165,18 +186,32 @@ func (f *Factory) Service(ctx context.Context, cal store.Calendar) (*calendar.Se
 		f.mu.Unlock()
 		return s, nil
 	}
-	lim := f.limiterLocked(id)
+	var take func(ctx context.Context) error
+	if b := f.opts.Budget; b != nil {
+		take = func(ctx context.Context) error { return b.Take(ctx, id) }
+	} else {
+		lim := f.limiterLocked(id)
+		take = func(ctx context.Context) error {
+			if err := lim.Wait(ctx); err != nil && ctx.Err() == nil {
+				// The wait would outlast the deadline: the same as missing it.
+				return fmt.Errorf("calclient: user rate limit: %w (%v)", context.DeadlineExceeded, err)
+			}
+			return ctx.Err()
+		}
+	}
 	f.mu.Unlock()
 
 	ts, err := f.tokenSource(ctx, cal)
 	if err != nil {
 		return nil, err
 	}
-	var rt http.RoundTripper = &limitedTransport{lim: lim, base: f.opts.Base}
+	var rt http.RoundTripper = &limitedTransport{take: take, base: f.opts.Base, timeout: f.opts.Timeout}
 	if ts != nil {
 		rt = &authTransport{src: ts, base: rt}
 	}
-	opts := []option.ClientOption{option.WithHTTPClient(&http.Client{Transport: rt, Timeout: f.opts.Timeout})}
+	// No http.Client timeout: it would count the wait for the call budget
+	// (minutes when a quota is spent); limitedTransport times the request.
+	opts := []option.ClientOption{option.WithHTTPClient(&http.Client{Transport: rt})}
 	if f.opts.Endpoint != "" {
 		opts = append(opts, option.WithEndpoint(f.opts.Endpoint))
 	}
@@ -221,7 +256,7 @@ func (f *Factory) tokenSource(ctx context.Context, cal store.Calendar) (*caching
 			return cfg.TokenSource(bg, &oauth2.Token{RefreshToken: refresh}).Token()
 		}), nil
 	case store.AuthDelegation:
-		if f.opts.Endpoint != "" {
+		if f.opts.Endpoint != "" && f.opts.DelegationServiceAccount == "" {
 			return nil, nil
 		}
 		ts, err := f.delegationSource(bg, cal.Subject)
@@ -246,15 +281,13 @@ func (f *Factory) tokenSource(ctx context.Context, cal store.Calendar) (*caching
 // else with a JWT config from an ADC service-account key file.
 func (f *Factory) delegationSource(ctx context.Context, subject string) (oauth2.TokenSource, error) {
 	if sa := f.opts.DelegationServiceAccount; sa != "" {
-		ts, err := impersonate.CredentialsTokenSource(ctx, impersonate.CredentialsConfig{
-			TargetPrincipal: sa,
-			Scopes:          []string{Scope},
-			Subject:         subject,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("calclient: delegation via %s: %w", sa, err)
+		tokenURL := ""
+		if f.opts.OAuth != nil {
+			tokenURL = f.opts.OAuth.Endpoint.TokenURL
 		}
-		return ts, nil
+		// Token requests are not Calendar calls: no rate limit on them.
+		client := &http.Client{Transport: f.opts.Base, Timeout: f.opts.Timeout}
+		return newDelegatedSource(ctx, sa, subject, []string{Scope}, f.opts.IAMEndpoint, f.opts.Endpoint != "", tokenURL, client)
 	}
 	creds, err := google.FindDefaultCredentialsWithParams(ctx, google.CredentialsParams{Scopes: []string{Scope}, Subject: subject})
 	if err != nil {
@@ -346,20 +379,57 @@ func closeBody(req *http.Request) {
 	}
 }
 
-// limitedTransport waits for the user's limiter before every request.
+// limitedTransport takes one call from the user's budget (or limiter)
+// before every request, then bounds the request itself by timeout.
 type limitedTransport struct {
-	lim  *rate.Limiter
-	base http.RoundTripper
+	take    func(ctx context.Context) error
+	base    http.RoundTripper
+	timeout time.Duration
 }
 
+// errRequestTimeout: the server took longer than Options.Timeout (a network
+// timeout: retryable), as opposed to the caller's own deadline.
+type errRequestTimeout struct{ after time.Duration }
+
+func (e errRequestTimeout) Error() string {
+	return fmt.Sprintf("calclient: no answer within %s", e.after)
+}
+func (errRequestTimeout) Timeout() bool   { return true }
+func (errRequestTimeout) Temporary() bool { return true }
+
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if err := t.lim.Wait(req.Context()); err != nil {
+	if err := t.take(req.Context()); err != nil {
 		closeBody(req)
 		if cerr := req.Context().Err(); cerr != nil {
 			return nil, cerr
 		}
-		// The wait would outlast the deadline: the same as missing it.
-		return nil, fmt.Errorf("calclient: user rate limit: %w (%v)", context.DeadlineExceeded, err)
+		return nil, err
 	}
-	return t.base.RoundTrip(req)
+	if t.timeout <= 0 {
+		return t.base.RoundTrip(req)
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
+	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		timedOut := ctx.Err() != nil && req.Context().Err() == nil
+		cancel()
+		if timedOut {
+			return nil, errRequestTimeout{t.timeout}
+		}
+		return nil, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelOnClose ends a request's timeout when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }

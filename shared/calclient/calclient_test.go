@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -261,4 +262,33 @@ func TestStale401RefreshedAndRetried(t *testing.T) {
 	if !IsAuthRevoked(err) {
 		t.Fatalf("watch with a revoked grant: %v", err)
 	}
+}
+
+// The request timeout counts from when the call leaves, not from when it
+// started waiting for the budget (minutes when a quota is spent); a slow
+// server is still a retryable timeout.
+func TestTimeoutExcludesBudgetWait(t *testing.T) {
+	ctx := context.Background()
+	_, base := calendaremu.Start(t, calendaremu.Options{})
+	f := New(Options{Endpoint: base, Timeout: 200 * time.Millisecond, Budget: slowBudget(400 * time.Millisecond)})
+	svc, _ := f.Service(ctx, store.Calendar{AuthMode: store.AuthADC})
+	if _, err := svc.Events.List(calendaremu.DefaultUser).Do(); err != nil {
+		t.Fatalf("a call that waited longer than the timeout for its budget: %v", err)
+	}
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(500 * time.Millisecond)
+	}))
+	defer slow.Close()
+	f = New(Options{Endpoint: slow.URL, Timeout: 100 * time.Millisecond})
+	svc, _ = f.Service(ctx, store.Calendar{AuthMode: store.AuthADC})
+	if _, err := svc.Events.List("x").Do(); err == nil || !IsRetryable(err) {
+		t.Fatalf("slow server: want a retryable timeout, got %v", err)
+	}
+}
+
+type slowBudget time.Duration
+
+func (d slowBudget) Take(ctx context.Context, _ string) error {
+	time.Sleep(time.Duration(d))
+	return nil
 }

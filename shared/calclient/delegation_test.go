@@ -2,6 +2,15 @@ package calclient
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"syscall"
+
+	"golang.org/x/oauth2"
+
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -14,6 +23,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/calsync/calsync/shared/testing/calendaremu"
 
 	"github.com/calsync/calsync/shared/store"
 )
@@ -69,5 +80,125 @@ func TestDelegationJWTFromServiceAccountKey(t *testing.T) {
 	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", userFile)
 	if _, err := f.tokenSource(context.Background(), store.Calendar{AuthMode: store.AuthDelegation, Subject: "boss@corp.test"}); err == nil || !strings.Contains(err.Error(), "DELEGATION_SERVICE_ACCOUNT") {
 		t.Errorf("user ADC for delegation: %v", err)
+	}
+}
+
+const testDelegationSA = "calsync-sync@p.iam.gserviceaccount.com"
+
+// newDelegationFactory is a Factory doing domain-wide delegation the keyless
+// way (signJwt + JWT-bearer grant) against the emulator.
+func newDelegationFactory(base string) *Factory {
+	f := newFactory(base, 6000, 100, nil)
+	f.opts.DelegationServiceAccount = testDelegationSA
+	return f
+}
+
+// The delegation path end to end against the emulator: the token acts as the
+// subject (the default user could not see its calendar), and the two
+// permanent refusals Google gives — a suspended or deleted subject
+// (invalid_grant) and a revoked delegation (unauthorized_client) — are dead
+// grants, never retried; only a real network failure is.
+func TestDelegationThroughEmulator(t *testing.T) {
+	ctx := context.Background()
+	srv, base := calendaremu.Start(t, calendaremu.Options{})
+	const boss = "boss@corp.test"
+	if err := srv.CreateUser(boss, ""); err != nil {
+		t.Fatal(err)
+	}
+	cal := store.Calendar{CalendarID: boss, AuthMode: store.AuthDelegation, Subject: boss}
+	list := func(f *Factory) error {
+		svc, err := f.Service(ctx, cal)
+		if err != nil {
+			return err
+		}
+		_, err = svc.Events.List(boss).Do()
+		return err
+	}
+	f := newDelegationFactory(base)
+	if err := list(f); err != nil {
+		t.Fatalf("delegated list: %v", err)
+	}
+	if n := srv.Stats().Requests["iam.signJwt"]; n != 1 {
+		t.Errorf("signJwt calls %d, want 1", n)
+	}
+	// Without delegation the default user cannot see the subject's calendar.
+	if err := list(newFactory(base, 6000, 100, nil)); !IsNotFound(err) {
+		t.Fatalf("undelegated: want 404, got %v", err)
+	}
+
+	permanent := func(what string, err error) {
+		t.Helper()
+		if !IsAuthRevoked(err) || IsRetryable(err) || IsNetworkError(err) {
+			t.Errorf("%s: want a dead grant, not retryable: revoked=%v retryable=%v %v", what, IsAuthRevoked(err), IsRetryable(err), err)
+		}
+	}
+	srv.SuspendUser(boss)
+	// The cached token now gets 401; the refresh is refused invalid_grant.
+	permanent("suspended, warm client", list(f))
+	permanent("suspended, cold client", list(newDelegationFactory(base)))
+	srv.ResumeUser(boss)
+	if err := list(newDelegationFactory(base)); err != nil {
+		t.Fatalf("resumed: %v", err)
+	}
+	srv.DeleteUser("gone@corp.test")
+	gone := newDelegationFactory(base)
+	svc, _ := gone.Service(ctx, store.Calendar{CalendarID: "gone@corp.test", AuthMode: store.AuthDelegation, Subject: "gone@corp.test"})
+	_, err := svc.Events.List("gone@corp.test").Do()
+	permanent("deleted subject", err)
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) || re.ErrorCode != "invalid_grant" || re.Response.StatusCode != 400 {
+		t.Errorf("deleted subject: want a 400 invalid_grant RetrieveError, got %v", err)
+	}
+
+	srv.RevokeDelegation(testDelegationSA)
+	err = list(newDelegationFactory(base))
+	permanent("delegation revoked", err)
+	if !errors.As(err, &re) || re.ErrorCode != "unauthorized_client" || re.Response.StatusCode != 401 {
+		t.Errorf("revoked delegation: want a 401 unauthorized_client RetrieveError, got %v", err)
+	}
+	// Authorised for another scope only: the same refusal.
+	srv.AuthorizeDelegation(testDelegationSA, "https://www.googleapis.com/auth/gmail.readonly")
+	permanent("scope not authorised", list(newDelegationFactory(base)))
+	srv.AuthorizeDelegation(testDelegationSA, Scope)
+	if err := list(newDelegationFactory(base)); err != nil {
+		t.Fatalf("re-authorised: %v", err)
+	}
+
+	// No Token Creator role on the service account: IAM's 403 is a
+	// deployment problem, neither a dead grant nor worth retrying.
+	srv.DenySignJwt(testDelegationSA, true)
+	err = list(newDelegationFactory(base))
+	if err == nil || IsAuthRevoked(err) || IsRetryable(err) {
+		t.Errorf("signJwt denied: revoked=%v retryable=%v %v", IsAuthRevoked(err), IsRetryable(err), err)
+	}
+	srv.DenySignJwt(testDelegationSA, false)
+
+	// The token endpoint unreachable: a network failure, retried.
+	dead := newDelegationFactory(base)
+	dead.opts.OAuth.Endpoint.TokenURL = "http://127.0.0.1:1/token"
+	if err := list(dead); !IsRetryable(err) || !IsNetworkError(err) || IsAuthRevoked(err) {
+		t.Errorf("token endpoint down: want retryable, got %v", err)
+	}
+}
+
+// What google.golang.org/api/impersonate returned for a refused exchange (a
+// plain string error), inside the *url.Error net/http wraps transport errors
+// in, was classified as a network failure and retried into the dead-letter
+// topic. A *url.Error alone is no network failure.
+func TestURLErrorAloneIsNotNetwork(t *testing.T) {
+	refused := &url.Error{Op: "Get", URL: "https://www.googleapis.com/calendar/v3/calendars/x/events",
+		Err: errors.New(`impersonate: status code 400: {"error":"invalid_grant","error_description":"Invalid email or User ID"}`)}
+	if IsRetryable(refused) || IsNetworkError(refused) {
+		t.Errorf("a refused token exchange is not a network failure: %v", refused)
+	}
+	for _, e := range []error{
+		&url.Error{Op: "Get", URL: "u", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}},
+		&url.Error{Op: "Get", URL: "u", Err: io.ErrUnexpectedEOF},
+		&url.Error{Op: "Get", URL: "u", Err: syscall.ECONNRESET},
+		fmt.Errorf("x: %w", &net.DNSError{Err: "no such host", Name: "h"}),
+	} {
+		if !IsRetryable(e) {
+			t.Errorf("network failure not retryable: %v", e)
+		}
 	}
 }

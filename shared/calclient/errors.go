@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"syscall"
 
 	"golang.org/x/oauth2"
@@ -18,11 +19,15 @@ import (
 var ErrAuthRevoked = errors.New("calclient: grant revoked")
 
 // IsAuthRevoked is THE test for a dead grant, for every caller: the token
-// endpoint answered invalid_grant (a *oauth2.RetrieveError, often inside a
-// *url.Error), the API answered 401 although the transport had just refreshed
-// the token (a Factory client retries a 401 once with a fresh token, so a 401
-// reaching the caller has survived a refresh), or the grant was already known
-// dead (ErrAuthRevoked).
+// endpoint answered invalid_grant (a refresh token revoked or expired, or a
+// delegation subject suspended or deleted) or unauthorized_client (a
+// domain-wide delegation revoked, or not authorised for the scope) — a
+// *oauth2.RetrieveError, often inside a *url.Error —, the API answered 401
+// although the transport had just refreshed the token (a Factory client
+// retries a 401 once with a fresh token, so a 401 reaching the caller has
+// survived a refresh), or the grant was already known dead (ErrAuthRevoked).
+// An invalid_grant about the assertion itself ("Invalid JWT ...": signature,
+// clock, audience) is calsync's problem, not the user's grant: not revoked.
 func IsAuthRevoked(err error) bool {
 	if err == nil {
 		return false
@@ -32,15 +37,22 @@ func IsAuthRevoked(err error) bool {
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
-		return re.ErrorCode == "invalid_grant"
+		switch re.ErrorCode {
+		case "invalid_grant":
+			return !strings.HasPrefix(re.ErrorDescription, "Invalid JWT")
+		case "unauthorized_client":
+			return true
+		}
+		return false
 	}
 	var ge *googleapi.Error
 	return errors.As(err, &ge) && ge.Code == http.StatusUnauthorized
 }
 
 // IsRetryable reports errors worth retrying with exponential backoff: 403
-// rateLimitExceeded / userRateLimitExceeded, 429, 5xx (from the API or the
-// token endpoint), and network failures.
+// rateLimitExceeded / userRateLimitExceeded, 429, 5xx (from the API, the
+// token endpoint or IAM), and real network failures (IsNetworkError). Any
+// other answer a server gave is not cured by asking again.
 func IsRetryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
@@ -59,10 +71,58 @@ func IsRetryable(err error) bool {
 	if errors.As(err, &re) {
 		return re.Response != nil && (re.Response.StatusCode >= 500 || re.Response.StatusCode == http.StatusTooManyRequests)
 	}
-	var ne net.Error
+	return IsNetworkError(err)
+}
+
+// IsNetworkError reports a failure to talk to the server at all: dial,
+// connection refused or reset, DNS, a timeout, a connection cut short (EOF).
+// A *url.Error alone is not one: net/http wraps whatever a transport
+// returns in it, token-endpoint refusals included, so its cause decides.
+func IsNetworkError(err error) bool {
+	if err == nil {
+		return false
+	}
 	var ue *url.Error
-	return errors.As(err, &ne) || errors.As(err, &ue) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED)
+	for errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if err == nil {
+		return false
+	}
+	var op *net.OpError
+	var dns *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.As(err, &op), errors.As(err, &dns):
+		return true
+	case errors.As(err, &ne) && ne.Timeout():
+		return true
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE)
+}
+
+// IsPushNotSupported reports events.watch's 400
+// pushNotSupportedForRequestedResource: Google will not watch this calendar
+// (holiday calendars, and others); it can only be polled.
+func IsPushNotSupported(err error) bool {
+	var ge *googleapi.Error
+	return errors.As(err, &ge) && ge.Code == http.StatusBadRequest && hasReason(ge, "pushNotSupportedForRequestedResource")
+}
+
+// IsRateLimited reports Google's "slow down": 429, or 403
+// rateLimitExceeded / userRateLimitExceeded (the per-minute quotas), and
+// calsync's own call budget being spent (*BudgetError).
+func IsRateLimited(err error) bool {
+	if _, ok := IsBudgetExhausted(err); ok {
+		return true
+	}
+	var ge *googleapi.Error
+	if !errors.As(err, &ge) {
+		return false
+	}
+	return ge.Code == http.StatusTooManyRequests ||
+		(ge.Code == http.StatusForbidden && hasReason(ge, "rateLimitExceeded", "userRateLimitExceeded"))
 }
 
 // IsQuotaExceeded reports 403 quotaExceeded / dailyLimitExceeded: usage limits
@@ -102,4 +162,18 @@ func hasReason(ge *googleapi.Error, reasons ...string) bool {
 		}
 	}
 	return false
+}
+
+// HTTPStatus is the HTTP status of a Calendar, IAM or token-endpoint error
+// (0 if it has none: a network failure, calsync's own), for log lines.
+func HTTPStatus(err error) int {
+	var ge *googleapi.Error
+	if errors.As(err, &ge) {
+		return ge.Code
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil {
+		return re.Response.StatusCode
+	}
+	return 0
 }

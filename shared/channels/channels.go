@@ -1,8 +1,12 @@
 // Package channels makes, renews and stops Google Calendar push channels and
 // keeps their records (channels/{id}) in Firestore.
 //
-// Channel ids form one chain per calendar: the first is RootID(calendarKey),
-// each next one SuccessorID(previous) (name-based UUIDs). The record of a new
+// Channel ids form one chain per calendar: the first is RootID(namespace,
+// calendarKey, epoch), each next one SuccessorID(previous) (name-based
+// UUIDs). Google wants channel ids unique within a Google Cloud project, so
+// the namespace is the project and the deployment, and each chain's epoch
+// (claimed on the calendar document when a chain starts) only grows: no id
+// repeats, even after every record, or the whole database, is gone. The record of a new
 // channel is created (state pending) with Firestore's create-if-absent before
 // the watch call, so the record is the claim: two overlapping runs that both
 // want a calendar's next channel compute the same id and only one of them
@@ -43,6 +47,9 @@ type Minter interface {
 
 // Manager watches and stops channels.
 type Manager struct {
+	// Namespace makes channel ids unique per project and deployment
+	// (Namespace(project, deployment)).
+	Namespace  string
 	Store      *store.Store
 	Calendars  Services
 	Tokens     Minter
@@ -67,9 +74,13 @@ type Manager struct {
 
 var idSpace = uuid.MustParse("8a0f3c64-5d59-4c9e-9a55-3f1d0c6f2b7e")
 
-// RootID is the first channel id of a calendar's chain.
-func RootID(calendarKey string) string {
-	return uuid.NewSHA1(idSpace, []byte("root/"+calendarKey)).String()
+// Namespace is the channel id namespace of a deployment in a project.
+func Namespace(project, deployment string) string { return project + "/" + deployment }
+
+// RootID is the first channel id of a calendar's chain of the given epoch
+// (store.ClaimChannelEpoch) in a namespace.
+func RootID(namespace, calendarKey, epoch string) string {
+	return uuid.NewSHA1(idSpace, []byte("root/"+namespace+"/"+calendarKey+"/"+epoch)).String()
 }
 
 // SuccessorID is the channel id that follows id in its chain.
@@ -117,9 +128,20 @@ func (m *Manager) Watch(ctx context.Context, cal store.Calendar, after string) (
 	if err != nil {
 		return store.Channel{}, err
 	}
-	id := RootID(key)
+	var id string
 	if after != "" {
 		id = SuccessorID(after)
+	} else {
+		// A new chain: claim the calendar's next epoch first, so two runs
+		// starting one at once cannot both (the loser is busy).
+		epoch, err := m.Store.ClaimChannelEpoch(ctx, key, cal.ChannelEpoch)
+		if errors.Is(err, store.ErrChannelEpochMoved) {
+			return store.Channel{}, ErrBusy
+		}
+		if err != nil {
+			return store.Channel{}, fmt.Errorf("channels: %w", err)
+		}
+		id = RootID(m.Namespace, key, epoch)
 	}
 	now := m.now()
 	// The expiration asked of Google is the one signed into the token:

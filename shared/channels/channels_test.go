@@ -107,7 +107,7 @@ func setup(t *testing.T) *fixture {
 	h := newHook(t, st)
 	keys, _ := channeltoken.Parse(tokenKeys)
 	m := &Manager{Store: st, Calendars: calclient.New(calclient.Options{Endpoint: base}), Tokens: keys,
-		WebhookURL: h.srv.URL, TTL: time.Hour, Logger: slog.New(slog.DiscardHandler)}
+		WebhookURL: h.srv.URL, TTL: time.Hour, Logger: slog.New(slog.DiscardHandler), Namespace: Namespace("p", "calsync")}
 	cal := store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC, Status: store.StatusActive}
 	if _, err := st.RegisterCalendar(ctx, cal); err != nil {
 		t.Fatal(err)
@@ -141,8 +141,9 @@ func TestWatchAndStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ch.ChannelID != RootID(key) || ch.State != store.ChannelActive || ch.ResourceID == "" || ch.ResourceURI == "" {
-		t.Fatalf("channel %+v", ch)
+	epoch := calendarOf(t, f.st, key).ChannelEpoch
+	if epoch == "" || ch.ChannelID != RootID(f.m.Namespace, key, epoch) || ch.State != store.ChannelActive || ch.ResourceID == "" || ch.ResourceURI == "" {
+		t.Fatalf("channel %+v (epoch %q)", ch, epoch)
 	}
 	rec, err := f.st.GetChannel(ctx, ch.ChannelID)
 	if err != nil || rec.State != store.ChannelActive || rec.CalendarKey != key || !rec.Expiration.Equal(ch.Expiration) || rec.ExpireAt.Before(rec.Expiration) {
@@ -178,8 +179,12 @@ func TestWatchAndStop(t *testing.T) {
 	if err := f.m.Stop(ctx, f.cal, ch); err != nil {
 		t.Errorf("second stop: %v", err)
 	}
-	// Watching again walks past the stopped root.
-	ch2, err := f.m.Watch(ctx, f.cal, "")
+	// A run that read the calendar before the chain started finds its
+	// epoch moved: busy. Watching after the stopped root continues the chain.
+	if _, err := f.m.Watch(ctx, f.cal, ""); !errors.Is(err, ErrBusy) {
+		t.Fatalf("new chain from a stale read: %v", err)
+	}
+	ch2, err := f.m.Watch(ctx, f.cal, ch.ChannelID)
 	if err != nil || ch2.ChannelID != SuccessorID(ch.ChannelID) {
 		t.Fatalf("re-watch: %v %+v", err, ch2)
 	}
@@ -329,4 +334,13 @@ func TestEnsureRepairsAndStopsOrphans(t *testing.T) {
 	if out, _ := f.m.Ensure(ctx, key, &f.cal, chans, 2*time.Hour); !out.Busy || out.Renewed {
 		t.Errorf("young pending: %+v", out)
 	}
+}
+
+func calendarOf(t *testing.T, st *store.Store, key string) store.Calendar {
+	t.Helper()
+	c, err := st.GetCalendar(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -3,9 +3,13 @@ package channels
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
+	"strings"
 	"time"
 
+	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -22,6 +26,26 @@ type Outcome struct {
 	Expired      int  // records found expired (or abandoned pending) and closed
 	ExpiringSoon bool // the kept (pre-existing) channel expires within ExpiringSoonWindow and was not renewed
 	Busy         bool // another run holds the calendar's next channel
+	// PollOnly: Google will not push for the calendar (or not usefully):
+	// it has no channel and is synced on a schedule (Calendar.PollMode;
+	// PollMode says how, set by this call when PollModeSet).
+	PollOnly    bool
+	PollMode    string
+	PollModeSet bool
+}
+
+// birthdaysSuffix ends the id of every user's birthday calendar
+// (addressbook#contacts@group.v.calendar.google.com), whose deletions Google
+// does not report in incremental lists.
+const birthdaysSuffix = "#contacts@group.v.calendar.google.com"
+
+// KnownPollMode is the poll mode a calendar id calls for before any watch:
+// birthday calendars are polled with full syncs. "" for others.
+func KnownPollMode(calendarID string) (mode, reason string) {
+	if strings.HasSuffix(calendarID, birthdaysSuffix) {
+		return store.PollFull, store.PollReasonNoDeletions
+	}
+	return "", ""
 }
 
 // Ensure brings one calendar's channels to the wanted state: cal == nil or
@@ -78,7 +102,19 @@ func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, c
 		}
 		out.Expired++
 	}
-	if cal == nil || cal.Status != store.StatusActive {
+	if cal != nil && cal.Status == store.StatusActive && cal.PollMode == "" {
+		if mode, reason := KnownPollMode(cal.CalendarID); mode != "" {
+			if err := m.setPollMode(ctx, key, cal, mode, reason); err != nil {
+				return out, errors.Join(append(errs, err)...)
+			}
+			out.PollModeSet = true
+		}
+	}
+	if cal != nil && cal.Status == store.StatusActive && cal.PollMode != "" {
+		// Polled, not pushed: no channel wanted (any left is stopped).
+		out.PollOnly, out.PollMode = true, cal.PollMode
+	}
+	if cal == nil || cal.Status != store.StatusActive || out.PollOnly {
 		for _, ch := range live {
 			c := store.Calendar{CalendarID: ch.CalendarID}
 			if cal != nil {
@@ -105,6 +141,13 @@ func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, c
 		switch {
 		case errors.Is(err, ErrBusy):
 			out.Busy = true
+		case calclient.IsPushNotSupported(err):
+			// Google will not watch it (a holiday calendar, say): poll it.
+			if perr := m.setPollMode(ctx, key, cal, store.PollIncremental, store.PollReasonPushNotSupported); perr != nil {
+				errs = append(errs, perr)
+			} else {
+				out.PollOnly, out.PollMode, out.PollModeSet = true, store.PollIncremental, true
+			}
 		case err != nil:
 			errs = append(errs, err)
 		default:
@@ -156,4 +199,15 @@ func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, c
 		out.Rekeyed = rekey
 	}
 	return out, errors.Join(errs...)
+}
+
+// setPollMode records a calendar's poll mode and logs it once.
+func (m *Manager) setPollMode(ctx context.Context, key string, cal *store.Calendar, mode, reason string) error {
+	if err := m.Store.SetPollMode(ctx, key, mode, reason); err != nil {
+		return fmt.Errorf("channels: poll mode of %s: %w", key, err)
+	}
+	cal.PollMode, cal.PollReason = mode, reason
+	m.log(ctx).InfoContext(ctx, "Google will not push for this calendar usefully; it is polled", logging.KeyEvent, logging.EventPollOnly,
+		logging.KeyCalendarKey, key, logging.KeyPollMode, mode, logging.KeyReason, reason)
+	return nil
 }

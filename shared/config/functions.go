@@ -34,9 +34,19 @@ type Calendar struct {
 	OAuthTokenURL       string `env:"OAUTH_TOKEN_URL, default=https://oauth2.googleapis.com/token"`
 	OAuthAuthURL        string `env:"OAUTH_AUTH_URL, default=https://accounts.google.com/o/oauth2/auth"`
 	CalendarRateLimit   int    `env:"CALENDAR_USER_RATE_LIMIT, default=500"`
+	// CalendarProjectRateLimit is the deployment's calls a minute, all users
+	// together (Google's per-project quota: 10,000 unless raised).
+	CalendarProjectRateLimit int `env:"CALENDAR_PROJECT_RATE_LIMIT, default=9000"`
+	// CalendarBudget: "shared" (both limits held across every process of the
+	// deployment, through Firestore) or "local" (a per-process limiter of
+	// the user limit only: one process, or tests).
+	CalendarBudget string `env:"CALENDAR_BUDGET, default=shared"`
 	// DelegationServiceAccount is impersonated (IAM signJwt) with a calendar's
 	// subject for domain-wide delegation; empty: ADC must be a service-account key.
 	DelegationServiceAccount string `env:"DELEGATION_SERVICE_ACCOUNT"`
+	// IAMEndpoint overrides where signJwt goes (IAM Credentials; Google's
+	// when empty, or CALENDAR_ENDPOINT's when that is set: the emulator).
+	IAMEndpoint string `env:"IAM_CREDENTIALS_ENDPOINT"`
 }
 
 // Validate reports every problem of a function's Calendar settings: those
@@ -76,6 +86,9 @@ func (c Calendar) ValidateEnrollment() error {
 	if c.CalendarEndpoint != "" {
 		errs = append(errs, secureURL("CALENDAR_ENDPOINT", c.CalendarEndpoint))
 	}
+	if c.IAMEndpoint != "" {
+		errs = append(errs, secureURL("IAM_CREDENTIALS_ENDPOINT", c.IAMEndpoint))
+	}
 	if c.CredentialPublicKey != "" && !strings.HasPrefix(strings.TrimSpace(c.CredentialPublicKey), "pubkey:v1:") {
 		errs = append(errs, errors.New("CREDENTIAL_PUBLIC_KEY must be a pubkey:v1:KEYID:BASE64URL public key"))
 	}
@@ -89,6 +102,32 @@ func (c Calendar) ValidateEnrollment() error {
 	if c.CalendarRateLimit <= 0 || c.CalendarRateLimit > 600 {
 		errs = append(errs, fmt.Errorf("CALENDAR_USER_RATE_LIMIT must be 1-600 requests a minute, got %d", c.CalendarRateLimit))
 	}
+	if c.CalendarProjectRateLimit <= 0 {
+		errs = append(errs, fmt.Errorf("CALENDAR_PROJECT_RATE_LIMIT must be a positive number of requests a minute, got %d", c.CalendarProjectRateLimit))
+	}
+	if c.CalendarBudget != "shared" && c.CalendarBudget != "local" {
+		errs = append(errs, fmt.Errorf("CALENDAR_BUDGET must be shared or local, got %q", c.CalendarBudget))
+	}
+	return errors.Join(errs...)
+}
+
+// NotFound says when Google's 404s mean a calendar is gone (SyncWorker
+// and RenewChannels): a streak of NOT_FOUND_ATTEMPTS 404s spanning at least
+// NOT_FOUND_AFTER. One 404 is not enough: Google answers some for a while
+// after a calendar is shared.
+type NotFound struct {
+	NotFoundAttempts int           `env:"NOT_FOUND_ATTEMPTS, default=3"`
+	NotFoundAfter    time.Duration `env:"NOT_FOUND_AFTER, default=1h"`
+}
+
+func (n NotFound) validate() error {
+	var errs []error
+	if n.NotFoundAttempts < 1 || n.NotFoundAttempts > 100 {
+		errs = append(errs, fmt.Errorf("NOT_FOUND_ATTEMPTS must be 1-100, got %d", n.NotFoundAttempts))
+	}
+	if n.NotFoundAfter < 0 {
+		errs = append(errs, fmt.Errorf("NOT_FOUND_AFTER must not be negative, got %s", n.NotFoundAfter))
+	}
 	return errors.Join(errs...)
 }
 
@@ -97,6 +136,7 @@ type SyncWorker struct {
 	Common
 	Store
 	Calendar
+	NotFound
 	ChangesTopic string `env:"CHANGES_TOPIC, default=calsync-changes"`
 	// LeaseDuration is how long a sync holds a calendar before another worker may
 	// take over; the running sync extends it.
@@ -114,6 +154,11 @@ type SyncWorker struct {
 	// its continuation on NOTIFICATIONS_TOPIC.
 	MaxSession         time.Duration `env:"MAX_SESSION, default=5m"`
 	NotificationsTopic string        `env:"NOTIFICATIONS_TOPIC, default=calsync-notifications"`
+	// FollowUpDelay: a push whose incremental sync listed nothing gets one
+	// more sync this much later (Google does not promise a change is listed
+	// when its push arrives); 0 turns it off. At most 2 minutes: the
+	// SyncWorker waits that long for the request, in its invocation.
+	FollowUpDelay time.Duration `env:"FOLLOW_UP_DELAY, default=15s"`
 }
 
 // Validate reports every problem with the SyncWorker config.
@@ -127,6 +172,10 @@ func (c SyncWorker) Validate() error {
 		positive("RETRY_BUDGET", c.RetryBudget),
 		positive("MAX_SESSION", c.MaxSession),
 		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic),
+		c.NotFound.validate(),
+	}
+	if c.FollowUpDelay < 0 || c.FollowUpDelay > 2*time.Minute {
+		errs = append(errs, fmt.Errorf("FOLLOW_UP_DELAY must be 0 (off) to 2m, got %s", c.FollowUpDelay))
 	}
 	if c.QuietPeriod > 0 && c.RerunInterval > 0 && c.QuietPeriod >= c.RerunInterval {
 		errs = append(errs, fmt.Errorf("QUIET_PERIOD (%s) must be shorter than RERUN_INTERVAL (%s)", c.QuietPeriod, c.RerunInterval))
@@ -145,6 +194,7 @@ type RenewChannels struct {
 	Common
 	Store
 	Calendar
+	NotFound
 	NotificationsTopic string `env:"NOTIFICATIONS_TOPIC, default=calsync-notifications"`
 	ChannelTokenKeys   string `env:"CHANNEL_TOKEN_KEYS, required"`
 	WebhookURL         string `env:"WEBHOOK_URL, required"`
@@ -155,6 +205,18 @@ type RenewChannels struct {
 	// ReconcileAfter asks for a sync of calendars quiet for this long.
 	ReconcileAfter time.Duration `env:"RECONCILE_AFTER, default=6h"`
 	Concurrency    int           `env:"RENEW_CONCURRENCY, default=8"`
+	// Deployment names this deployment in its channel ids, with the
+	// project: Google wants channel ids unique per Google Cloud project,
+	// and two deployments may share one (Terraform's name prefix).
+	Deployment string `env:"DEPLOYMENT, default=calsync"`
+	// PollInterval: calendars Google will not push for (holiday calendars,
+	// birthday calendars) are synced when their last sync is older than
+	// this, by the poll runs (RenewChannels with ?mode=poll, a Scheduler job
+	// on the same interval).
+	PollInterval time.Duration `env:"POLL_INTERVAL, default=5m"`
+	// NotFoundReprobe: a not_found calendar is tried again this long after
+	// its last try, and active again if it is back.
+	NotFoundReprobe time.Duration `env:"NOT_FOUND_REPROBE, default=24h"`
 }
 
 // Validate reports every problem with the RenewChannels config.
@@ -163,10 +225,16 @@ func (c RenewChannels) Validate() error {
 		c.Common.validate(), c.Calendar.Validate(),
 		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic),
 		validKeys("CHANNEL_TOKEN_KEYS", c.ChannelTokenKeys),
-		validURL("WEBHOOK_URL", c.WebhookURL),
+		WebhookAddress(c.WebhookURL),
 		positive("CHANNEL_TTL", c.ChannelTTL),
 		positive("RENEW_BEFORE", c.RenewBefore),
 		positive("RECONCILE_AFTER", c.ReconcileAfter),
+		positive("POLL_INTERVAL", c.PollInterval),
+		positive("NOT_FOUND_REPROBE", c.NotFoundReprobe),
+		c.NotFound.validate(),
+	}
+	if d := strings.TrimSpace(c.Deployment); d == "" || len(d) > 64 || strings.ContainsAny(d, "/ \n") {
+		errs = append(errs, fmt.Errorf("DEPLOYMENT %q must be a short name (1-64 characters, no spaces or slashes)", c.Deployment))
 	}
 	if c.ChannelTTL > 0 && c.RenewBefore >= c.ChannelTTL {
 		errs = append(errs, fmt.Errorf("RENEW_BEFORE (%s) must be shorter than CHANNEL_TTL (%s)", c.RenewBefore, c.ChannelTTL))
@@ -181,6 +249,21 @@ func validURL(name, v string) error {
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%s %q is not an http(s) URL", name, v)
+	}
+	return nil
+}
+
+// WebhookAddress checks the address Google pushes to (WEBHOOK_URL): Google
+// accepts only HTTPS (with a certificate a public CA signed) and answers an
+// http address 400 push.webhookUrlNotHttps, channel by channel. http is
+// allowed on loopback addresses only, for local stacks and emulators.
+func WebhookAddress(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("WEBHOOK_URL %q is not an https URL", v)
+	}
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		return fmt.Errorf("WEBHOOK_URL %q: Google pushes only to https addresses (with a certificate a public CA signed); http is allowed on a loopback address only (127.0.0.0/8, ::1, localhost)", v)
 	}
 	return nil
 }

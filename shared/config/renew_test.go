@@ -100,3 +100,54 @@ func TestHTTPOnlyOnLoopback(t *testing.T) {
 		}
 	}
 }
+
+// Google pushes only to https addresses (400 push.webhookUrlNotHttps,
+// channel by channel): WEBHOOK_URL is refused at start unless https, or
+// http on a loopback address (local stacks).
+func TestWebhookURLMustBeHTTPS(t *testing.T) {
+	for v, ok := range map[string]bool{
+		"https://hooks.example.com/Webhook": true,
+		"http://127.0.0.1:8080/Webhook":     true,
+		"http://[::1]:8080/Webhook":         true,
+		"http://localhost:8080/Webhook":     true,
+		"http://hooks.example.com/Webhook":  false,
+		"http://10.0.0.8:8080/Webhook":      false,
+		"ftp://hooks.example.com/Webhook":   false,
+		"hooks.example.com/Webhook":         false,
+	} {
+		_, err := Load[RenewChannels](context.Background(), renewEnv(map[string]string{"WEBHOOK_URL": v}))
+		if (err == nil) != ok {
+			t.Errorf("WEBHOOK_URL %s: accepted %v, want %v (%v)", v, err == nil, ok, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "WEBHOOK_URL") {
+			t.Errorf("%s: error does not name WEBHOOK_URL: %v", v, err)
+		}
+	}
+}
+
+func TestGoogleBehaviourSettings(t *testing.T) {
+	cfg, err := Load[RenewChannels](context.Background(), renewEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NotFoundAttempts != 3 || cfg.NotFoundAfter != time.Hour || cfg.NotFoundReprobe != 24*time.Hour ||
+		cfg.PollInterval != 5*time.Minute || cfg.Deployment != "calsync" || cfg.CalendarBudget != "shared" || cfg.CalendarProjectRateLimit != 9000 {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	_, err = Load[RenewChannels](context.Background(), renewEnv(map[string]string{
+		"NOT_FOUND_ATTEMPTS": "0", "POLL_INTERVAL": "0s", "DEPLOYMENT": "a b", "CALENDAR_BUDGET": "maybe",
+		"CALENDAR_PROJECT_RATE_LIMIT": "0", "IAM_CREDENTIALS_ENDPOINT": "http://iam.example.com",
+	}))
+	for _, want := range []string{"NOT_FOUND_ATTEMPTS", "POLL_INTERVAL", "DEPLOYMENT", "CALENDAR_BUDGET", "CALENDAR_PROJECT_RATE_LIMIT", "IAM_CREDENTIALS_ENDPOINT"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s: %v", want, err)
+		}
+	}
+	sw, err := Load[SyncWorker](context.Background(), envconfig.MapLookuper(map[string]string{"PROJECT_ID": "p", "CREDENTIAL_KEYS": credKey}))
+	if err != nil || sw.FollowUpDelay != 15*time.Second || sw.NotFoundAttempts != 3 {
+		t.Fatalf("syncworker: %+v %v", sw, err)
+	}
+	if _, err := Load[SyncWorker](context.Background(), envconfig.MapLookuper(map[string]string{"PROJECT_ID": "p", "CREDENTIAL_KEYS": credKey, "FOLLOW_UP_DELAY": "10m"})); err == nil {
+		t.Error("FOLLOW_UP_DELAY 10m accepted")
+	}
+}

@@ -31,7 +31,13 @@ func NewAccess(cfg config.Calendar, st *store.Store, logger *slog.Logger) (*Acce
 	if err != nil {
 		return nil, err
 	}
-	factory := calclient.New(calclient.FromConfig(cfg, creds))
+	opts := calclient.FromConfig(cfg, creds)
+	if cfg.CalendarBudget != "local" {
+		// Google's quotas are per user and per project across every process
+		// of the deployment: the budget is shared through Firestore.
+		opts.Budget = &calclient.SharedBudget{Store: st, UserPerMinute: cfg.CalendarRateLimit, ProjectPerMinute: cfg.CalendarProjectRateLimit}
+	}
+	factory := calclient.New(opts)
 	return &Access{
 		Credentials: creds,
 		Calendars:   factory,

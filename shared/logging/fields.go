@@ -37,6 +37,14 @@ const (
 	KeyResumed           = "resumed"     // the round continued one stopped at a checkpoint
 	KeyMidRound          = "midRound"    // a session handed over inside a round (at a checkpoint)
 	KeyContinuationAsked = "continuationAsked"
+	KeyStatus            = "status"        // the HTTP status of a Calendar or token-endpoint error (0: none)
+	KeyNotFoundCount     = "notFoundCount" // 404s in a calendar's current streak
+	KeyAttempt           = "attempt"       // how often a rate-limited sync was deferred
+	KeyPollMode          = "pollMode"
+	KeyPollOnly          = "pollOnly"    // renew_run: calendars polled, not pushed
+	KeyPolls             = "polls"       // renew_run: poll syncs asked for
+	KeyProbed            = "probed"      // renew_run: not_found calendars tried again
+	KeyReactivated       = "reactivated" // renew_run: ... found again
 
 	KeyRenewed    = "renewed"
 	KeyRekeyed    = "rekeyed"  // renewed because another key than the signing one signed their token
@@ -86,4 +94,10 @@ const (
 	EventChannelStopped        = "channel_stopped" // RenewChannels/CLI: a channel was stopped
 	EventStartFailed           = "start_failed"    // any function: config, secret or client failed at start (CRITICAL)
 	EventInvalidMessage        = "invalid_message" // SyncWorker: a message that can never be processed, acknowledged (ERROR)
+	EventSyncDeferred          = "sync_deferred"   // SyncWorker: rate limited (Google's, or the shared budget's); a delayed request will sync (WARNING)
+	EventNotFoundOnce          = "not_found_once"  // SyncWorker/RenewChannels: a 404 that does not (yet) make the calendar not_found (WARNING)
+	EventFollowUp              = "follow_up"       // SyncWorker: a push's sync found nothing; one delayed sync asked for
+	EventPollOnly              = "poll_only"       // RenewChannels/CLI: a calendar Google will not watch is polled
+	EventCalendarBack          = "calendar_back"   // RenewChannels: a not_found calendar answered again: active
+	EventPollRun               = "poll_run"        // RenewChannels ?mode=poll: summary
 )

@@ -39,6 +39,18 @@ type Notification struct {
 	CalendarKey       string    `json:"calendarKey"`
 	ChannelExpiration string    `json:"channelExpiration,omitempty"`
 	ReceivedAt        time.Time `json:"receivedAt"`
+	// NotBefore, on calsync's own requests, is when the request may be acted
+	// on: Pub/Sub cannot delay a message, so the SyncWorker waits for it
+	// (holding no lease) before admitting the request. Set for a sync
+	// deferred by a rate limit and for the follow-up of an empty push sync;
+	// ReceivedAt is then NotBefore, so only a round started after it covers it.
+	NotBefore time.Time `json:"notBefore,omitzero"`
+	// FollowUp marks the one delayed sync after a push whose sync found
+	// nothing (Google may push before the change is listed): it never asks
+	// for another.
+	FollowUp bool `json:"followUp,omitempty"`
+	// Attempt counts how often a rate-limited sync was deferred (backoff).
+	Attempt int `json:"attempt,omitempty"`
 	// MessageID is the Pub/Sub message id it was delivered as: transport
 	// metadata the SyncWorker sets, never part of the payload.
 	MessageID string `json:"-"`
@@ -53,7 +65,18 @@ func (n Notification) Attributes() map[string]string {
 // StateReconcile or StateFullResync), ready to publish on the notifications
 // topic.
 func Request(calendarKey, state string, now time.Time) (data []byte, attrs map[string]string, err error) {
-	n := Notification{ResourceState: state, CalendarKey: calendarKey, ReceivedAt: now.UTC()}
+	return Notification{ResourceState: state, CalendarKey: calendarKey, ReceivedAt: now.UTC()}.Encode()
+}
+
+// Delayed is a reconcile request to act on at notBefore (see NotBefore).
+func Delayed(calendarKey string, notBefore time.Time, followUp bool, attempt int) Notification {
+	at := notBefore.UTC()
+	return Notification{ResourceState: StateReconcile, CalendarKey: calendarKey, ReceivedAt: at, NotBefore: at,
+		FollowUp: followUp, Attempt: attempt}
+}
+
+// Encode is the message's data and attributes.
+func (n Notification) Encode() (data []byte, attrs map[string]string, err error) {
 	data, err = json.Marshal(n)
 	return data, n.Attributes(), err
 }

@@ -125,7 +125,7 @@ func benchSetup(b *testing.B, nChan, nUser int) (*env, *Renewer, int) {
 				return
 			}
 			key := store.CalendarKey(c.Id)
-			id := channels.RootID(key)
+			id := channels.RootID(channels.Namespace(e.project, "calsync"), key, "bench")
 			tok, _ := keys.Mint(id, key, time.Now().Add(time.Hour))
 			got, err := u.svc.Events.Watch(c.Id, &calendar.Channel{Id: id, Type: "web_hook", Address: e.hookURL, Token: tok,
 				Params: map[string]string{"ttl": "3600"}}).Do()

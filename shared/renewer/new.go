@@ -23,8 +23,10 @@ func New(cfg config.RenewChannels, st *store.Store, pub Publisher, logger *slog.
 		return nil, err
 	}
 	mgr := &channels.Manager{Store: st, Calendars: access.Calendars, Tokens: tokens, WebhookURL: cfg.WebhookURL,
-		TTL: cfg.ChannelTTL, Logger: logger}
+		TTL: cfg.ChannelTTL, Logger: logger, Namespace: channels.Namespace(cfg.ProjectID, cfg.Deployment)}
 	access.Revoker.Stopper = mgr
 	return &Renewer{ProjectID: cfg.ProjectID, Store: st, Access: access, Channels: mgr, Publisher: pub,
-		RenewBefore: cfg.RenewBefore, ReconcileAfter: cfg.ReconcileAfter, Concurrency: cfg.Concurrency, Logger: logger}, nil
+		RenewBefore: cfg.RenewBefore, ReconcileAfter: cfg.ReconcileAfter, Concurrency: cfg.Concurrency, Logger: logger,
+		PollInterval: cfg.PollInterval, NotFoundReprobe: cfg.NotFoundReprobe,
+		NotFound: store.NotFoundPolicy{Attempts: cfg.NotFoundAttempts, After: cfg.NotFoundAfter}}, nil
 }

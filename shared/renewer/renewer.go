@@ -45,6 +45,11 @@ type Summary struct {
 	Expired      int   `json:"expired"`      // records of expired channels closed
 	Busy         int   `json:"busy"`         // calendars left to an overlapping run
 	Resealed     int   `json:"resealed"`     // credentials sealed to the current key (legacy AES ones, or of an older key)
+	PollOnly     int   `json:"pollOnly"`     // calendars Google will not push for, polled instead (no channel)
+	Polls        int   `json:"polls"`        // ... of them asked to sync because their last sync is older than POLL_INTERVAL
+	NotFound404  int   `json:"notFound404"`  // events.watch answered 404 (counted in the calendar's streak)
+	Probed       int   `json:"probed"`       // not_found calendars tried again
+	Reactivated  int   `json:"reactivated"`  // ... of them found again: active once more
 	Calendars    int   `json:"calendars"`    // calendars looked at
 	DurationMs   int64 `json:"durationMs"`
 }
@@ -62,8 +67,16 @@ type Renewer struct {
 	ReconcileAfter time.Duration
 	// Concurrency bounds calendars handled at once.
 	Concurrency int
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// PollInterval: a poll-only calendar (Google will not push for it) is
+	// asked to sync when its last sync is older than this.
+	PollInterval time.Duration
+	// NotFound says when 404s of events.watch make a calendar not_found.
+	NotFound store.NotFoundPolicy
+	// NotFoundReprobe: a not_found calendar is tried again this long after
+	// its last try (0: never).
+	NotFoundReprobe time.Duration
+	Logger          *slog.Logger
+	Now             func() time.Time
 	// Progress, if set, is called after each calendar (the CLI's progress line).
 	Progress func(done, total int)
 }
@@ -101,7 +114,7 @@ func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 	}
 	var tasks []task
 	for key, c := range cals {
-		if c.Status == store.StatusActive || len(byKey[key]) > 0 {
+		if c.Status == store.StatusActive || len(byKey[key]) > 0 || r.probeDue(c) {
 			tasks = append(tasks, task{key: key, cal: &c, chans: byKey[key]})
 		}
 	}
@@ -149,6 +162,7 @@ func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 		logging.KeyRenewed, sum.Renewed, logging.KeyRekeyed, sum.Rekeyed, logging.KeyCreated, sum.Created, logging.KeyStopped, sum.Stopped,
 		logging.KeyReconciles, sum.Reconciles, logging.KeyFailed, sum.Failed, logging.KeyExpiringSoon, sum.ExpiringSoon,
 		logging.KeyExpired, sum.Expired, logging.KeyBusy, sum.Busy, logging.KeyCalendars, sum.Calendars, logging.KeyResealed, sum.Resealed,
+		logging.KeyPollOnly, sum.PollOnly, logging.KeyPolls, sum.Polls, logging.KeyProbed, sum.Probed, logging.KeyReactivated, sum.Reactivated,
 		logging.KeyDurationMs, sum.DurationMs)
 	return sum, nil
 }
@@ -163,6 +177,11 @@ func (s *Summary) add(o Summary) {
 	s.ExpiringSoon += o.ExpiringSoon
 	s.Expired += o.Expired
 	s.Busy += o.Busy
+	s.PollOnly += o.PollOnly
+	s.Polls += o.Polls
+	s.NotFound404 += o.NotFound404
+	s.Probed += o.Probed
+	s.Reactivated += o.Reactivated
 }
 
 // reseal seals every stored credential that is not sealed to the current
@@ -214,6 +233,11 @@ func interleave(tasks []task) []task {
 
 func (r *Renewer) handle(ctx context.Context, t task) Summary {
 	var s Summary
+	if t.cal != nil && r.probeDue(*t.cal) {
+		if !r.probe(ctx, t, &s) {
+			return s
+		}
+	}
 	out, err := r.Channels.Ensure(ctx, t.key, t.cal, t.chans, r.RenewBefore)
 	s.Stopped, s.Expired = out.Stopped, out.Expired
 	if out.Renewed {
@@ -231,6 +255,9 @@ func (r *Renewer) handle(ctx context.Context, t task) Summary {
 	if out.ExpiringSoon {
 		s.ExpiringSoon = 1
 	}
+	if out.PollOnly {
+		s.PollOnly = 1
+	}
 	if err != nil {
 		s.Failed++
 		r.failure(ctx, t.key, "channels", err)
@@ -241,36 +268,106 @@ func (r *Renewer) handle(ctx context.Context, t task) Summary {
 			return s
 		}
 		if t.cal != nil && calclient.IsNotFound(err) {
-			// events.watch answered 404: the calendar is gone or no longer
-			// visible to its identity. Stop trying until an operator acts.
-			if serr := r.Store.SetStatus(ctx, t.key, store.StatusNotFound, "events.watch: 404 notFound", ""); serr != nil {
+			// events.watch answered 404: counted in the calendar's streak;
+			// only a persistent one sets not_found (Google answers 404 for
+			// a while after a calendar is shared). The reconcile below
+			// probes it once more.
+			s.NotFound404++
+			streak, serr := r.Store.RecordNotFound(ctx, t.key, "", "events.watch", r.NotFound)
+			switch {
+			case serr != nil:
 				r.failure(ctx, t.key, "status", serr)
+			case streak.Marked:
+				r.log(ctx).ErrorContext(ctx, "calendar not found, persistently; set to not_found (probed again daily)",
+					logging.KeyEvent, logging.EventRenewFailure, logging.KeyCalendarKey, t.key, logging.KeyStep, "not_found",
+					logging.KeyNotFoundCount, streak.Count)
+				return s
+			default:
+				t.cal.NotFoundCount = streak.Count
 			}
-			return s
 		}
 	}
 	if t.cal == nil || t.cal.Status != store.StatusActive {
 		return s
 	}
-	if out.Created || r.needsReconcile(*t.cal) {
+	if out.Created || out.PollModeSet || r.needsReconcile(*t.cal) {
 		if err := r.askReconcile(ctx, t.key); err != nil {
 			s.Failed++
 			r.failure(ctx, t.key, "publish", err)
 		} else {
 			s.Reconciles++
+			if out.PollOnly {
+				s.Polls++
+			}
 		}
 	}
 	return s
 }
 
 // needsReconcile: not synced for ReconcileAfter (Google drops a few
-// notifications), or dirty with an expired lease (a sync crashed).
+// notifications), or for PollInterval when it is polled (no channel); dirty
+// with an expired lease (a sync crashed); or in a 404 streak (probe it
+// again: a success ends the streak, a persistent one ends the calendar).
 func (r *Renewer) needsReconcile(c store.Calendar) bool {
 	now := r.now()
 	if r.ReconcileAfter > 0 && now.Sub(c.LastSyncedAt) >= r.ReconcileAfter {
 		return true
 	}
-	return c.Dirty && !c.LeaseUntil.After(now)
+	if c.PollMode != "" && r.PollInterval > 0 && now.Sub(c.LastSyncedAt) >= r.PollInterval {
+		return true
+	}
+	return (c.Dirty && !c.LeaseUntil.After(now)) || c.NotFoundCount > 0
+}
+
+// probeDue: a not_found calendar whose last try is NotFoundReprobe old.
+func (r *Renewer) probeDue(c store.Calendar) bool {
+	if c.Status != store.StatusNotFound || r.NotFoundReprobe <= 0 {
+		return false
+	}
+	last := c.LastProbeAt
+	if last.IsZero() {
+		last = c.UpdatedAt // marked before probes were recorded
+	}
+	return r.now().Sub(last) >= r.NotFoundReprobe
+}
+
+// probe tries a not_found calendar again (one events.list of one item, with
+// its own identity). Found: it is active again, and the caller goes on to
+// give it a channel and a sync (true). Not found: lastProbeAt moves on.
+func (r *Renewer) probe(ctx context.Context, t task, s *Summary) bool {
+	s.Probed++
+	svc, err := r.Access.Calendars.Service(ctx, *t.cal)
+	if err == nil {
+		_, err = svc.Events.List(t.cal.CalendarID).MaxResults(1).Context(ctx).Do()
+	}
+	switch {
+	case err == nil:
+		back, perr := r.Store.ProbeResult(ctx, t.key, true)
+		if perr != nil || !back {
+			if perr != nil {
+				r.failure(ctx, t.key, "probe", perr)
+			}
+			return false
+		}
+		s.Reactivated++
+		t.cal.Status, t.cal.NotFoundCount = store.StatusActive, 0
+		t.cal.LastSyncedAt = time.Time{} // sync it now
+		r.log(ctx).InfoContext(ctx, "not_found calendar found again; active", logging.KeyEvent, logging.EventCalendarBack,
+			logging.KeyCalendarKey, t.key)
+		return true
+	case calclient.IsNotFound(err) || calclient.IsGone(err):
+		if _, perr := r.Store.ProbeResult(ctx, t.key, false); perr != nil {
+			r.failure(ctx, t.key, "probe", perr)
+		}
+	case calclient.IsAuthRevoked(err):
+		if rerr := r.Access.Revoker.Revoked(ctx, *t.cal, err); rerr != nil {
+			r.failure(ctx, t.key, "revoke", rerr)
+		}
+	default:
+		s.Failed++
+		r.failure(ctx, t.key, "probe", err)
+	}
+	return false
 }
 
 func (r *Renewer) askReconcile(ctx context.Context, key string) error {
@@ -293,7 +390,7 @@ func Ask(ctx context.Context, p Publisher, calendarKey, state string, now time.T
 func (r *Renewer) failure(ctx context.Context, key, step string, err error) {
 	r.log(ctx).ErrorContext(ctx, "renewal failed for a calendar",
 		logging.KeyEvent, logging.EventRenewFailure, logging.KeyCalendarKey, key,
-		logging.KeyStep, step, logging.KeyReason, calclient.Reason(err), logging.KeyError, err.Error())
+		logging.KeyStep, step, logging.KeyReason, calclient.Reason(err), logging.KeyStatus, calclient.HTTPStatus(err), logging.KeyError, err.Error())
 }
 
 func (r *Renewer) log(ctx context.Context) *slog.Logger {
@@ -301,4 +398,41 @@ func (r *Renewer) log(ctx context.Context) *slog.Logger {
 		return r.Logger
 	}
 	return logging.FromContext(ctx)
+}
+
+// Poll asks for a sync of every active poll-only calendar (Google will not
+// push for it) whose last sync is PollInterval old. RenewChannels runs it
+// when called with ?mode=poll, from a Scheduler job on POLL_INTERVAL: the
+// hourly run alone would poll them hourly. One query, one request each.
+func (r *Renewer) Poll(ctx context.Context) (Summary, error) {
+	start := time.Now()
+	var sum Summary
+	cals, err := r.Store.PolledCalendars(ctx)
+	if err != nil {
+		return sum, fmt.Errorf("poll: read calendars: %w", err)
+	}
+	now := r.now()
+	for key, c := range cals {
+		if c.Status != store.StatusActive {
+			continue
+		}
+		sum.Calendars++
+		sum.PollOnly++
+		// A little early rather than a whole interval late: the next poll
+		// run comes PollInterval from now.
+		if now.Sub(c.LastSyncedAt) < r.PollInterval*9/10 {
+			continue
+		}
+		if err := r.askReconcile(ctx, key); err != nil {
+			sum.Failed++
+			r.failure(ctx, key, "publish", err)
+			continue
+		}
+		sum.Polls++
+		sum.Reconciles++
+	}
+	sum.DurationMs = time.Since(start).Milliseconds()
+	r.log(ctx).InfoContext(ctx, "poll run done", logging.KeyEvent, logging.EventPollRun, logging.KeyPollOnly, sum.PollOnly,
+		logging.KeyPolls, sum.Polls, logging.KeyFailed, sum.Failed, logging.KeyDurationMs, sum.DurationMs)
+	return sum, nil
 }

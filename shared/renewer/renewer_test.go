@@ -208,18 +208,27 @@ func TestRevokedGrant(t *testing.T) {
 	}
 }
 
+// A calendar whose events.watch keeps answering 404 becomes not_found once
+// the streak persists (one 404 is not enough: TestOne404OnWatch).
 func TestCalendarGoneMarkedNotFound(t *testing.T) {
 	e := newEnv(t, calendaremu.Options{})
-	r := e.renewer(nil)
+	r := e.renewer(func(c *config.RenewChannels) { c.NotFoundAttempts, c.NotFoundAfter = 2, 100*time.Millisecond })
 	key := e.register(store.Calendar{CalendarID: "deleted@x.test", AuthMode: store.AuthADC}, time.Now())
-	if sum, err := r.Run(e.ctx); err != nil || sum.Failed != 1 || sum.Created != 0 {
+	if sum, err := r.Run(e.ctx); err != nil || sum.Failed != 1 || sum.Created != 0 || sum.NotFound404 != 1 || sum.Reconciles != 1 {
 		t.Fatalf("summary %+v %v", sum, err)
 	}
+	if got, _ := e.st.GetCalendar(e.ctx, key); got.Status != store.StatusActive || got.NotFoundCount != 1 {
+		t.Fatalf("after one 404: %s, streak %d", got.Status, got.NotFoundCount)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if sum, _ := r.Run(e.ctx); sum.NotFound404 != 1 {
+		t.Fatalf("second run %+v", sum)
+	}
 	if got, _ := e.st.GetCalendar(e.ctx, key); got.Status != store.StatusNotFound {
-		t.Errorf("status %s", got.Status)
+		t.Errorf("after a persistent 404: status %s", got.Status)
 	}
 	if sum, _ := r.Run(e.ctx); sum.Failed != 0 || sum.Calendars != 0 {
-		t.Errorf("second run %+v", sum)
+		t.Errorf("third run %+v", sum)
 	}
 }
 

@@ -34,6 +34,8 @@ func (s *Store) RegisterCalendar(ctx context.Context, cal Calendar) (string, err
 			{Path: "status", Value: StatusActive},
 			{Path: "statusReason", Value: firestore.Delete},
 			{Path: "updatedAt", Value: now},
+			{Path: "notFoundCount", Value: firestore.Delete},
+			{Path: "notFoundSince", Value: firestore.Delete},
 			optional("subject", cal.Subject),
 			optional("credentialId", cal.CredentialID),
 		})

@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,4 +102,52 @@ func (s *Store) EndChannel(ctx context.Context, id, state string, at, expireAt t
 		return nil
 	}
 	return err
+}
+
+// ErrChannelEpochMoved: another run started a new chain of channel ids for
+// the calendar since the caller read it.
+var ErrChannelEpochMoved = errors.New("store: the calendar's channel epoch moved")
+
+// ClaimChannelEpoch starts a new chain of channel ids for calendar key: if
+// its channelEpoch is still prev, it becomes a new one (the current time in
+// milliseconds, later than prev's, and random letters), which is returned.
+// Two runs racing both read prev; one claims, the other gets
+// ErrChannelEpochMoved. Epochs only grow, so a chain, and a channel id,
+// never repeats, even after every channel record (or the whole database)
+// was deleted.
+func (s *Store) ClaimChannelEpoch(ctx context.Context, key, prev string) (string, error) {
+	ref := s.CalendarRef(key)
+	var next string
+	defer s.lockCalendar(key)()
+	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		snap, err := tx.Get(ref)
+		if err != nil {
+			return wrapNotFound(err, "calendar "+key)
+		}
+		cur, _ := snap.DataAt("channelEpoch")
+		if c, _ := cur.(string); c != prev {
+			return ErrChannelEpochMoved
+		}
+		ms := s.now().UnixMilli()
+		if p, _, ok := strings.Cut(prev, "-"); ok {
+			if n, err := strconv.ParseInt(p, 10, 64); err == nil && n >= ms {
+				ms = n + 1 // a clock behind the last epoch's
+			}
+		}
+		next = fmt.Sprintf("%d-%s", ms, randomLetters(6))
+		return tx.Update(ref, []firestore.Update{{Path: "channelEpoch", Value: next}})
+	})
+	if err != nil {
+		return "", fmt.Errorf("claim channel epoch of %s: %w", key, err)
+	}
+	return next, nil
+}
+
+func randomLetters(n int) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[mrand.IntN(len(alphabet))]
+	}
+	return string(b)
 }

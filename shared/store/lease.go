@@ -278,7 +278,9 @@ func (s *Store) StartRound(ctx context.Context, key string, l Lease, forceFull b
 		}
 		now := l.now()
 		rd = Round{StartedAt: now, Calendar: c, Token: c.SyncToken}
-		rd.Full = forceFull || c.FullResyncRequested || c.SyncToken == ""
+		// PollFull: Google does not report this calendar's deletions in
+		// incremental lists, so every round lists it whole and sweeps.
+		rd.Full = forceFull || c.FullResyncRequested || c.SyncToken == "" || c.PollMode == PollFull
 		if rd.Full {
 			rd.Token = ""
 		}
@@ -391,6 +393,9 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 		}
 		if c.Checkpointed {
 			ups = append(ups, clearCheckpoint...)
+		}
+		if c.NotFoundCount > 0 {
+			ups = append(ups, clearNotFound...) // listed: the calendar is there
 		}
 		if done.Round.Full {
 			ups = append(ups,

@@ -27,6 +27,15 @@ const (
 	StatusUnwatched   = "unwatched"
 )
 
+// Poll modes (Calendar.PollMode) and their reasons.
+const (
+	PollIncremental = "incremental"
+	PollFull        = "full"
+
+	PollReasonPushNotSupported = "push_not_supported"     // events.watch: 400 pushNotSupportedForRequestedResource
+	PollReasonNoDeletions      = "deletions_not_reported" // birthdays (#contacts): incremental syncs miss deletions
+)
+
 // Auth modes: how a calendar is read.
 const (
 	AuthADC        = "adc"        // the function's own identity (calendar shared with its service account)
@@ -42,6 +51,27 @@ type Calendar struct {
 	CredentialID string `firestore:"credentialId,omitempty"` // oauth: the stored refresh token
 	Status       string `firestore:"status"`
 	StatusReason string `firestore:"statusReason,omitempty"`
+
+	// A streak of 404s (events.list or events.watch): Google answers some
+	// for a while after a calendar is shared. Only a streak of
+	// NotFoundPolicy.Attempts spanning NotFoundPolicy.After sets not_found;
+	// any success ends it. LastProbeAt: when a not_found calendar was last
+	// tried again (RenewChannels, daily).
+	NotFoundSince time.Time `firestore:"notFoundSince,omitempty"`
+	NotFoundCount int       `firestore:"notFoundCount,omitempty"`
+	LastProbeAt   time.Time `firestore:"lastProbeAt,omitempty"`
+
+	// PollMode: "" (push channel), PollIncremental (Google will not watch
+	// it: no channel, incremental syncs on a schedule) or PollFull (Google
+	// does not report its deletions incrementally: every sync is full, with
+	// the sweep). PollReason says why.
+	PollMode   string `firestore:"pollMode,omitempty"`
+	PollReason string `firestore:"pollReason,omitempty"`
+
+	// ChannelEpoch names the calendar's current chain of channel ids
+	// (shared/channels): a new chain gets a new, later one, so a channel id
+	// never repeats, even after its records are deleted.
+	ChannelEpoch string `firestore:"channelEpoch,omitempty"`
 
 	// SyncToken is Google's nextSyncToken, stored only once every page of the
 	// sync that produced it is written.

@@ -369,11 +369,14 @@ func TestAuthRevokedAndNotFound(t *testing.T) {
 		t.Fatalf("want exactly one auth_revoked ERROR line with calendarKey and credentialId, got %v", errorLines)
 	}
 
-	// A calendar that does not exist (404) is set to not_found.
-	s2 := e.syncer(nil)
+	// A calendar that does not exist (404) starts a 404 streak; only a
+	// persistent one sets not_found (TestOne404DoesNotDisable).
+	s2 := e.syncer(func(o *syncer.Options) { o.NotFound = store.NotFoundPolicy{Attempts: 2, After: time.Nanosecond} })
 	key2, _ := e.st.RegisterCalendar(e.ctx, store.Calendar{CalendarID: "gone@calsync.test", AuthMode: store.AuthADC})
-	if err := s2.HandleNotification(e.ctx, messages.Notification{CalendarKey: key2, ResourceState: messages.StateSync}); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if err := s2.HandleNotification(e.ctx, messages.Notification{CalendarKey: key2, ResourceState: messages.StateSync}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if c, _ := e.st.GetCalendar(e.ctx, key2); c.Status != store.StatusNotFound {
 		t.Fatalf("status %q, want not_found", c.Status)

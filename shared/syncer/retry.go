@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/cenkalti/backoff/v5"
 )
@@ -36,23 +38,36 @@ const (
 	KindTransient
 	// KindQuota: 403 quotaExceeded; quick retries do not cure it: redelivered.
 	KindQuota
-	// KindSyncTokenGone: 410 fullSyncRequired: do a full resync.
+	// KindSyncTokenGone: any 410 (fullSyncRequired or not): drop the token,
+	// full resync with the sweep. Only a full listing that still gets one
+	// counts as the calendar being gone.
 	KindSyncTokenGone
-	// KindNotFound: the calendar itself is gone (404, 410 deleted): status not_found, ack.
+	// KindNotFound: 404. One 404 is not proof (Google answers some for a
+	// while after a calendar is shared): a streak is counted and only a
+	// persistent one sets not_found (store.NotFoundPolicy); acknowledged.
 	KindNotFound
-	// KindAuthRevoked: invalid_grant or 401: status auth_revoked, ack.
+	// KindAuthRevoked: invalid_grant, unauthorized_client or 401: status
+	// auth_revoked, ack.
 	KindAuthRevoked
 	// KindLeaseLost: another worker took the calendar over: stop, ack.
 	KindLeaseLost
+	// KindRateLimited: Google said slow down (403 rateLimitExceeded /
+	// userRateLimitExceeded, 429), or calsync's shared call budget is spent:
+	// backed off in process, then the sync is deferred (a delayed request;
+	// the message is acknowledged, so nothing is ever dead-lettered for it).
+	KindRateLimited
 )
 
 func (k Kind) String() string {
-	return [...]string{"other", "transient", "quota", "sync_token_gone", "not_found", "auth_revoked", "lease_lost"}[k]
+	return [...]string{"other", "transient", "quota", "sync_token_gone", "not_found", "auth_revoked", "lease_lost", "rate_limited"}[k]
 }
 
 // Classify sorts an error from the Calendar API, OAuth, Firestore or Pub/Sub.
 // Calendar and OAuth errors are read with shared/calclient's classifiers, so
 // the worker and RenewChannels agree on what is transient or permanent.
+// Bodies Google's front ends send instead of JSON (an HTML 502 page, a body
+// without a reason) are googleapi.Errors with the status and no reason: the
+// status decides.
 func Classify(err error) Kind {
 	var ge *googleapi.Error
 	var re *oauth2.RetrieveError
@@ -63,10 +78,12 @@ func Classify(err error) Kind {
 		return KindLeaseLost
 	case calclient.IsAuthRevoked(err):
 		return KindAuthRevoked
-	case calclient.IsGone(err) && calclient.Reason(err) == "fullSyncRequired":
+	case calclient.IsGone(err):
 		return KindSyncTokenGone
-	case calclient.IsGone(err), calclient.IsNotFound(err):
+	case calclient.IsNotFound(err):
 		return KindNotFound
+	case calclient.IsRateLimited(err):
+		return KindRateLimited
 	case calclient.IsQuotaExceeded(err):
 		return KindQuota
 	case calclient.IsRetryable(err):
@@ -89,13 +106,14 @@ func Classify(err error) Kind {
 }
 
 // fail handles a round that could not complete. It returns nil (ack) for
-// permanent conditions and an error (redeliver) otherwise.
+// permanent conditions and deferred syncs, an error (redeliver) otherwise.
 func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal store.Calendar, lease store.Lease, err error) error {
 	// The request context may be done: clean up on a short one of our own
-	// that keeps its values (the logger).
+	// that keeps its values (the logger, the session).
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	kind := Classify(err)
+	log = log.With(logging.KeyStatus, calclient.HTTPStatus(err))
 	switch kind {
 	case KindLeaseLost:
 		// Another worker took over after our lease expired (or will: we
@@ -116,14 +134,16 @@ func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal sto
 			return fmt.Errorf("record auth_revoked: %w", rerr)
 		}
 		return nil
-	case KindNotFound:
-		serr := s.o.Store.SetStatus(ctx, key, store.StatusNotFound, err.Error(), lease.Owner)
-		log.Error("calendar not found; calendar set to not_found", logging.KeyEvent, logging.EventSyncError,
-			logging.KeyReason, kind.String(), logging.KeyError, err.Error())
-		if serr != nil {
-			return fmt.Errorf("record not_found: %w", serr)
+	case KindNotFound, KindSyncTokenGone:
+		// A 410 reaching here came from a full listing (an incremental one
+		// turns into a full one): the calendar itself is gone, like a 404.
+		return s.notFound(ctx, log, key, lease, err)
+	case KindRateLimited:
+		derr := s.deferSync(ctx, log, key, lease, err)
+		if derr == nil {
+			return nil
 		}
-		return nil
+		err = errors.Join(err, derr)
 	}
 	if rerr := s.o.Store.Release(ctx, key, lease, false); rerr != nil {
 		err = errors.Join(err, fmt.Errorf("release lease: %w", rerr))
@@ -131,6 +151,83 @@ func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal sto
 	log.Error("sync failed; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,
 		logging.KeyReason, kind.String(), logging.KeyError, err.Error())
 	return fmt.Errorf("sync %s: %w", key, err)
+}
+
+// notFound counts a 404 in the calendar's streak. Only a persistent streak
+// sets not_found; the first 404 of a streak asks for a re-probe a little
+// later, and RenewChannels asks for one every run while the streak lasts.
+func (s *Syncer) notFound(ctx context.Context, log *slog.Logger, key string, lease store.Lease, err error) error {
+	streak, serr := s.o.Store.RecordNotFound(ctx, key, lease.Owner, "events.list", s.o.NotFound)
+	if serr != nil {
+		log.Error("could not record a 404; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,
+			logging.KeyReason, KindNotFound.String(), logging.KeyError, errors.Join(err, serr).Error())
+		return fmt.Errorf("record 404 of %s: %w", key, serr)
+	}
+	if streak.Marked {
+		log.Error("calendar not found, persistently; calendar set to not_found (probed again daily)", logging.KeyEvent, logging.EventSyncError,
+			logging.KeyReason, KindNotFound.String(), logging.KeyNotFoundCount, streak.Count, logging.KeyError, err.Error())
+		return nil
+	}
+	log.Warn("calendar answered 404; still active until the 404s persist", logging.KeyEvent, logging.EventNotFoundOnce,
+		logging.KeyNotFoundCount, streak.Count, logging.KeyError, err.Error())
+	if streak.Count == 1 && s.o.Requests != nil {
+		if perr := s.ask(ctx, messages.Delayed(key, s.now().Add(s.o.NotFoundRetry), false, 0)); perr != nil {
+			log.Warn("could not ask for a re-probe; RenewChannels will", logging.KeyError, perr.Error())
+		}
+	}
+	return nil
+}
+
+// deferSync hands a rate-limited calendar over to a delayed request: the
+// lease is let go with the calendar dirty, and a reconcile request that waits
+// until the budget has room (or an exponential backoff, for Google's 403/429)
+// is published; the message is acknowledged. Pub/Sub never sees a failure,
+// so nothing is dead-lettered however long the quota stays spent.
+func (s *Syncer) deferSync(ctx context.Context, log *slog.Logger, key string, lease store.Lease, cause error) error {
+	if s.o.Requests == nil {
+		return errors.New("no request publisher to defer with")
+	}
+	attempt := sessionOf(ctx).Attempt + 1
+	now := s.now()
+	at, budget := calclient.IsBudgetExhausted(cause)
+	if !budget {
+		at = now.Add(min(s.o.MaxDefer, 10*time.Second<<min(attempt-1, 6)))
+	}
+	// Spread the deferred calendars, wider at each deferral: many deferred
+	// at once (a burst over the quota) would otherwise all come back in the
+	// instant the budget frees and be deferred again, together.
+	at = at.Add(rand.N(min(s.o.MaxDefer/4, 5*time.Second<<min(attempt-1, 6))))
+	if limit := now.Add(s.o.MaxDefer); at.After(limit) {
+		at = limit // asked again then, and deferred again if need be
+	}
+	if err := s.try(ctx, func() error { return s.o.Store.Release(ctx, key, lease, true) }); err != nil {
+		return err
+	}
+	if err := s.ask(ctx, messages.Delayed(key, at, false, attempt)); err != nil {
+		return err
+	}
+	log.Warn("rate limited; sync deferred, message acknowledged", logging.KeyEvent, logging.EventSyncDeferred,
+		logging.KeyReason, KindRateLimited.String(), logging.KeyRetryInMs, at.Sub(now).Milliseconds(), logging.KeyAttempt, attempt,
+		logging.KeyError, cause.Error())
+	return nil
+}
+
+// ask publishes one of calsync's own requests (continuation, deferral,
+// follow-up, re-probe) on the notifications topic.
+func (s *Syncer) ask(ctx context.Context, n messages.Notification) error {
+	data, attrs, err := n.Encode()
+	if err != nil {
+		return err
+	}
+	return s.try(ctx, func() error { return s.o.Requests.Publish(ctx, data, attrs, "") })
+}
+
+type sessionKey struct{}
+
+// sessionOf is the notification whose session ctx belongs to.
+func sessionOf(ctx context.Context) messages.Notification {
+	n, _ := ctx.Value(sessionKey{}).(messages.Notification)
+	return n
 }
 
 // retry runs op with jittered exponential backoff while it fails with a
@@ -144,7 +241,17 @@ func retry[T any](ctx context.Context, s *Syncer, op func() (T, error)) (T, erro
 	}
 	return backoff.Retry(ctx, func() (T, error) {
 		v, err := op()
-		if err != nil && Classify(err) != KindTransient {
+		if err == nil {
+			return v, nil
+		}
+		switch Classify(err) {
+		case KindTransient:
+		case KindRateLimited:
+			if _, own := calclient.IsBudgetExhausted(err); own {
+				// calsync's budget says when: no point asking before.
+				return v, backoff.Permanent(err)
+			}
+		default:
 			return v, backoff.Permanent(err)
 		}
 		return v, err

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/api/calendar/v3"
 
+	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
@@ -65,6 +66,10 @@ const (
 	DefaultQuietPeriod   = 300 * time.Millisecond
 	DefaultRetryBudget   = 120 * time.Second
 	DefaultMaxSession    = 5 * time.Minute
+	DefaultFollowUpDelay = 15 * time.Second
+	DefaultMaxBudgetWait = time.Minute
+	DefaultMaxDefer      = 2 * time.Minute
+	DefaultNotFoundRetry = time.Minute
 )
 
 // Options configure a Syncer. Store and Services are required.
@@ -95,6 +100,23 @@ type Options struct {
 	// let go with the calendar dirty and a continuation request (Requests)
 	// makes the next invocation continue.
 	MaxSession time.Duration
+	// FollowUpDelay: a push whose incremental sync listed nothing gets one
+	// more sync this much later (Google does not promise that a change is
+	// listed when its push arrives). 0: DefaultFollowUpDelay; negative: off.
+	FollowUpDelay time.Duration
+	// MaxBudgetWait bounds how long a call waits for the shared call
+	// budget; past it the sync is deferred (default 1 min). Waiting in place
+	// keeps the order and costs nothing but the invocation; a deferral
+	// costs a release, a publish and a new admission.
+	MaxBudgetWait time.Duration
+	// MaxDefer bounds how far ahead a deferred request is due, and so how
+	// long a SyncWorker request waits for a request's NotBefore (default
+	// 2 min, well inside the function's timeout).
+	MaxDefer time.Duration
+	// NotFound says when 404s make a calendar not_found; NotFoundRetry is
+	// when the first 404 of a streak is tried again (default 1 min).
+	NotFound      store.NotFoundPolicy
+	NotFoundRetry time.Duration
 	// RetryInitial is the first backoff interval (default 200 ms; doubled, ±50% jitter).
 	RetryInitial time.Duration
 	PageSize     int64 // events.list maxResults (default 2500)
@@ -167,6 +189,21 @@ func New(o Options) *Syncer {
 	if o.RetryInitial <= 0 {
 		o.RetryInitial = 200 * time.Millisecond
 	}
+	if o.FollowUpDelay == 0 {
+		o.FollowUpDelay = DefaultFollowUpDelay
+	}
+	if o.MaxBudgetWait <= 0 {
+		o.MaxBudgetWait = DefaultMaxBudgetWait
+	}
+	if o.MaxDefer <= 0 {
+		o.MaxDefer = DefaultMaxDefer
+	}
+	if o.NotFound == (store.NotFoundPolicy{}) {
+		o.NotFound = store.DefaultNotFoundPolicy
+	}
+	if o.NotFoundRetry <= 0 {
+		o.NotFoundRetry = DefaultNotFoundRetry
+	}
 	if o.PageSize <= 0 || o.PageSize > DefaultPageSize {
 		o.PageSize = DefaultPageSize
 	}
@@ -199,6 +236,22 @@ func (s *Syncer) now() time.Time { return s.o.Now().UTC() }
 // retry budget, or quota is exhausted.
 func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification) error {
 	log := s.o.Logger.With(logging.KeyCalendarKey, n.CalendarKey)
+	if d := n.NotBefore.Sub(s.now()); d > 0 {
+		// A delayed request (a deferral, a follow-up): Pub/Sub delivered it
+		// at once, so wait here, holding no lease. Bounded: what is due
+		// later than MaxDefer is admitted early (at worst one more deferral).
+		log.Debug("delayed request; waiting for its time", logging.KeyRetryInMs, d.Milliseconds())
+		t := time.NewTimer(min(d, s.o.MaxDefer))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err() // redelivered; it waits again, for less
+		}
+	}
+	// Calls wait for the shared call budget at most this long: past it the
+	// sync is deferred rather than hold a lease and an instance.
+	ctx = calclient.WithMaxWait(context.WithValue(ctx, sessionKey{}, n), s.o.MaxBudgetWait)
 	s.markSeen(n.CalendarKey)
 	lease := store.Lease{Owner: s.o.Instance + "/" + uuid.NewString(), Duration: s.o.LeaseDuration, Now: s.o.Now}
 	req := store.Request{
@@ -341,6 +394,7 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 				s.report(log, key, rd, res, oldest, reason)
 				switch {
 				case !again:
+					s.followUp(ctx, log, key, n, res)
 					return nil
 				case handOver:
 					return s.handOver(ctx, log, key, h, lease, false, sessionStart)
@@ -382,10 +436,7 @@ func (s *Syncer) handOver(ctx context.Context, log *slog.Logger, key string, h *
 	}
 	asked := false
 	if s.o.Requests != nil {
-		data, attrs, err := messages.Request(key, messages.StateReconcile, s.now())
-		if err == nil {
-			err = s.try(ctx, func() error { return s.o.Requests.Publish(ctx, data, attrs, "") })
-		}
+		err := s.ask(ctx, messages.Notification{ResourceState: messages.StateReconcile, CalendarKey: key, ReceivedAt: s.now()})
 		if err != nil {
 			// Redeliver this message instead: it finds the calendar dirty
 			// and its lease free, and takes over.
@@ -399,6 +450,26 @@ func (s *Syncer) handOver(ctx context.Context, log *slog.Logger, key string, h *
 		logging.KeyReason, "max_session", logging.KeyDurationMs, s.now().Sub(sessionStart).Milliseconds(),
 		logging.KeyMidRound, midRound, logging.KeyContinuationAsked, asked)
 	return nil
+}
+
+// followUp asks for one more sync FollowUpDelay from now when a push's
+// incremental sync listed nothing: Google does not promise that a change is
+// listed by the time its push arrives. The session is over and its lease let
+// go; the request waits in the next invocation (see HandleNotification),
+// costing one listing. A follow-up never asks for another.
+func (s *Syncer) followUp(ctx context.Context, log *slog.Logger, key string, n messages.Notification, res *result) {
+	push := n.ResourceState == messages.StateExists || n.ResourceState == messages.StateNotExists
+	if s.o.Requests == nil || s.o.FollowUpDelay < 0 || !push || n.FollowUp || res.full || res.listed > 0 {
+		return
+	}
+	at := s.now().Add(s.o.FollowUpDelay)
+	if err := s.ask(ctx, messages.Delayed(key, at, true, 0)); err != nil {
+		// RenewChannels' reconcile catches it later.
+		log.Warn("could not ask for the follow-up of an empty push sync", logging.KeyEvent, logging.EventFollowUp, logging.KeyError, err.Error())
+		return
+	}
+	log.Info("push sync listed nothing; one follow-up sync asked for", logging.KeyEvent, logging.EventFollowUp,
+		logging.KeyChannelID, n.ChannelID, logging.KeyRetryInMs, s.o.FollowUpDelay.Milliseconds())
 }
 
 func (s *Syncer) report(log *slog.Logger, key string, rd store.Round, res *result, oldest time.Time, reason string) {

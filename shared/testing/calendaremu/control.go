@@ -177,6 +177,30 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ctlOK(w, map[string]bool{"ok": true})
+	case n == 1 && seg[0] == "calendars" && r.Method == "POST":
+		var v CalendarSpec
+		if !decode(&v) {
+			return
+		}
+		if err := s.AddCalendar(v); err != nil {
+			ctlError(w, 400, err.Error())
+			return
+		}
+		ctlOK(w, v)
+	case n == 1 && seg[0] == "visibilityDelay" && (r.Method == "PUT" || r.Method == "POST"):
+		var v struct {
+			Delay string `json:"delay"`
+		}
+		if !decode(&v) {
+			return
+		}
+		d, err := time.ParseDuration(v.Delay)
+		if err != nil || d < 0 {
+			ctlError(w, 400, "bad delay")
+			return
+		}
+		s.SetVisibilityDelay(d)
+		ctlOK(w, v)
 	case n == 1 && seg[0] == "maxTTL" && (r.Method == "PUT" || r.Method == "POST"):
 		var v struct {
 			Seconds int64 `json:"seconds"`
@@ -192,13 +216,17 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		ctlOK(w, v)
 	case n == 1 && seg[0] == "quota" && (r.Method == "PUT" || r.Method == "POST"):
 		var v struct {
-			PerMinute int `json:"perMinute"`
+			PerMinute int `json:"perMinute"` // the per-user quota (older form)
+			Quotas
 		}
 		if !decode(&v) {
 			return
 		}
-		s.SetQuota(v.PerMinute)
-		ctlOK(w, v)
+		if v.PerUser == 0 {
+			v.PerUser = v.PerMinute
+		}
+		s.SetQuotas(v.Quotas)
+		ctlOK(w, v.Quotas)
 	case n == 1 && seg[0] == "users" && r.Method == "POST":
 		var v struct {
 			Email        string `json:"email"`
@@ -220,6 +248,30 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		ctlOK(w, map[string]bool{"ok": true})
 	case n == 3 && seg[0] == "users" && seg[2] == "token" && r.Method == "POST":
 		ctlOK(w, s.IssueToken(seg[1]))
+	case n == 3 && seg[0] == "users" && r.Method == "POST" && (seg[2] == "suspend" || seg[2] == "resume" || seg[2] == "delete"):
+		map[string]func(string){"suspend": s.SuspendUser, "resume": s.ResumeUser, "delete": s.DeleteUser}[seg[2]](seg[1])
+		ctlOK(w, map[string]bool{"ok": true})
+	case n == 3 && seg[0] == "delegations" && seg[2] == "revoke" && r.Method == "POST":
+		s.RevokeDelegation(seg[1])
+		ctlOK(w, map[string]bool{"ok": true})
+	case n == 2 && seg[0] == "delegations" && (r.Method == "PUT" || r.Method == "POST"):
+		var v struct {
+			Scopes []string `json:"scopes"`
+		}
+		if !decode(&v) {
+			return
+		}
+		s.AuthorizeDelegation(seg[1], v.Scopes...)
+		ctlOK(w, v)
+	case n == 3 && seg[0] == "serviceAccounts" && seg[2] == "signJwt" && (r.Method == "PUT" || r.Method == "POST"):
+		var v struct {
+			Deny bool `json:"deny"`
+		}
+		if !decode(&v) {
+			return
+		}
+		s.DenySignJwt(seg[1], v.Deny)
+		ctlOK(w, v)
 	default:
 		ctlError(w, 404, "unknown control endpoint "+r.Method+" "+r.URL.Path)
 	}

@@ -2,6 +2,7 @@ package calendaremu
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 )
 
@@ -14,6 +15,10 @@ type apiError struct {
 	Message      string
 	LocationType string
 	Location     string
+	// TopMessage, when set, is error.message where Google words it
+	// differently from the item's (e.g. insufficientPermissions).
+	TopMessage string
+	shape      string // an injected fault's body shape (Fault.Shape)
 }
 
 func (e *apiError) Error() string { return e.Reason + ": " + e.Message }
@@ -71,6 +76,9 @@ func (e *apiError) body() []byte {
 	var b errorBody
 	b.Error.Code = e.Code
 	b.Error.Message = e.Message
+	if e.TopMessage != "" {
+		b.Error.Message = e.TopMessage
+	}
 	b.Error.Status = canonicalStatus(e.Code)
 	b.Error.Errors = []errorItem{{Domain: e.Domain, Reason: e.Reason, Message: e.Message, LocationType: e.LocationType, Location: e.Location}}
 	out, _ := json.Marshal(b)
@@ -141,6 +149,18 @@ func injectedErr(code int, reason string) *apiError {
 func writeAPIError(w http.ResponseWriter, e *apiError) []byte {
 	b := e.body()
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	switch e.shape {
+	case "html":
+		w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+		b = []byte(fmt.Sprintf("<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>Error %d (Server Error)!!1</title>\n"+
+			"  <p><b>%d.</b> <ins>That’s an error.</ins>\n  <p>The server encountered a temporary error and could not complete your request.<p>Please try again in 30 seconds.  <ins>That’s all we know.</ins>\n", e.Code, e.Code))
+	case "malformed":
+		b = b[:len(b)/2]
+	case "noreason":
+		b = []byte(fmt.Sprintf(`{"error":{"code":%d,"message":%q}}`, e.Code, e.Message))
+	case "empty":
+		b = nil
+	}
 	w.WriteHeader(e.Code)
 	_, _ = w.Write(b)
 	return b

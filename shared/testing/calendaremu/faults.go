@@ -15,6 +15,10 @@ type Fault struct {
 	Reason   string `json:"reason"`
 	User     string `json:"user,omitempty"`
 	Calendar string `json:"calendar,omitempty"`
+	// Shape of the error body: "" Google's JSON; "html" the HTML page
+	// Google's front end serves (e.g. a 502); "malformed" cut-off JSON;
+	// "noreason" Google's JSON without errors[] (no reason); "empty" none.
+	Shape string `json:"shape,omitempty"`
 }
 
 // AddFault queues a fault rule; rules are consumed in the order added.
@@ -58,7 +62,9 @@ func (s *Server) faultLocked(rq *request) *apiError {
 			s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
 		}
 		s.stats.FaultsInjected++
-		return injectedErr(f.Code, f.Reason)
+		e := injectedErr(f.Code, f.Reason)
+		e.shape = f.Shape
+		return e
 	}
 	return nil
 }
@@ -99,28 +105,100 @@ func (f *NotificationFaults) hit(count *int, p float64, rng *mrand.Rand) bool {
 // (0 disables). Over it, calls get 403 userRateLimitExceeded.
 func (s *Server) SetQuota(perMinute int) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.opts.QuotaPerMinute = perMinute
-	s.quota = map[string][]time.Time{}
-	s.mu.Unlock()
+	s.resetQuotaLocked()
 }
 
-// quotaLocked counts accepted calls per user in a sliding minute.
-func (s *Server) quotaLocked(user string) *apiError {
-	if s.opts.QuotaPerMinute <= 0 {
-		return nil
-	}
-	now := time.Now()
-	w := s.quota[user]
+// Quotas are Google's per-minute request quotas (sliding windows over
+// accepted calls): per user of the project (Google: 600) and per project
+// (Google: 10,000). A request counts against the project its
+// X-Goog-User-Project header names (Google's quota-project header;
+// option.WithQuotaProject sets it), else the default one, calsync's. The
+// limits apply to the default project; another one stands for another
+// client with quotas of its own (a test's writer: the user's own edits), and
+// is not limited. Stats' peaks are the default project's. Over the user's, a call
+// gets 403 userRateLimitExceeded; over the project's, 403 rateLimitExceeded;
+// with TooManyRequests, 429 rateLimitExceeded for either (Google documents
+// all three for "slow down").
+type Quotas struct {
+	PerUser         int  `json:"perUser"`
+	PerProject      int  `json:"perProject"`
+	TooManyRequests bool `json:"tooManyRequests,omitempty"`
+}
+
+// SetQuotas sets both quotas (0 disables one) and clears their windows.
+func (s *Server) SetQuotas(q Quotas) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.QuotaPerMinute, s.opts.ProjectQuotaPerMinute, s.opts.QuotaTooManyRequests = q.PerUser, q.PerProject, q.TooManyRequests
+	s.resetQuotaLocked()
+}
+
+func (s *Server) resetQuotaLocked() {
+	s.quota = map[string]*window{}
+	s.projectQuota = map[string]*window{}
+	s.stats.Peaks = PeakStats{User: map[string]int{}}
+}
+
+// window holds the times of the calls in the last minute, oldest first.
+type window struct{ at []time.Time }
+
+func (w *window) prune(now time.Time) int {
 	i := 0
-	for i < len(w) && now.Sub(w[i]) >= time.Minute {
+	for i < len(w.at) && now.Sub(w.at[i]) >= time.Minute {
 		i++
 	}
-	w = w[i:]
-	if len(w) >= s.opts.QuotaPerMinute {
-		s.quota[user] = w
-		s.stats.QuotaRejected++
-		return errUserRate()
+	w.at = w.at[i:]
+	return len(w.at)
+}
+
+// quotaLocked applies the quotas to one call and counts it in the windows
+// (accepted calls only, as Google's quota counts them) and in the peaks.
+func (s *Server) quotaLocked(project, user string) *apiError {
+	now := time.Now()
+	u := s.quota[project+"\x00"+user]
+	if u == nil {
+		u = &window{}
+		s.quota[project+"\x00"+user] = u
 	}
-	s.quota[user] = append(w, now)
+	p := s.projectQuota[project]
+	if p == nil {
+		p = &window{}
+		s.projectQuota[project] = p
+	}
+	inUser, inProject := u.prune(now), p.prune(now)
+	var aerr *apiError
+	switch {
+	case project != "":
+	case s.opts.QuotaPerMinute > 0 && inUser >= s.opts.QuotaPerMinute:
+		aerr = newErr(403, "usageLimits", "userRateLimitExceeded", "User Rate Limit Exceeded")
+	case s.opts.ProjectQuotaPerMinute > 0 && inProject >= s.opts.ProjectQuotaPerMinute:
+		aerr = newErr(403, "usageLimits", "rateLimitExceeded", "Rate Limit Exceeded")
+	}
+	if aerr != nil {
+		if s.opts.QuotaTooManyRequests {
+			aerr = newErr(429, "usageLimits", "rateLimitExceeded", "Rate Limit Exceeded")
+		}
+		s.stats.QuotaRejected++
+		return aerr
+	}
+	u.at = append(u.at, now)
+	p.at = append(p.at, now)
+	if project == "" {
+		pk := &s.stats.Peaks
+		pk.User[user] = max(pk.User[user], inUser+1)
+		pk.Project = max(pk.Project, inProject+1)
+	}
 	return nil
+}
+
+// SetVisibilityDelay makes a change show up in incremental lists (syncToken)
+// only delay after it was made, while its push goes out at once: Google
+// does not promise that a change is listed when its push arrives. Full
+// listings are not delayed. 0 turns it off.
+func (s *Server) SetVisibilityDelay(d time.Duration) {
+	s.mu.Lock()
+	s.visibility = d
+	s.mu.Unlock()
 }

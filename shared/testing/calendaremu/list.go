@@ -212,8 +212,9 @@ func (s *Server) eventsList(rq *request) (int, any, *apiError) {
 	}
 	var items []item
 	var more bool
+	visible := c.visibleSeq(time.Now(), s.visibility)
 	if pt.mode == modeSync {
-		items, more = s.scanChanges(c, lq, pt.key)
+		items, more = s.scanChanges(c, lq, pt.key, visible)
 	} else if lq.orderBy == "" {
 		items, more = s.scanOrder(c, lq, pt.key)
 	} else {
@@ -229,7 +230,7 @@ func (s *Server) eventsList(rq *request) (int, any, *apiError) {
 		pt.key = items[len(items)-1].key
 		out.NextPageToken = pt.encode()
 	} else if pt.mode == modeSync {
-		out.NextSyncToken = syncToken{cal: c.hash, epoch: c.epoch, seq: c.seq}.encode()
+		out.NextSyncToken = syncToken{cal: c.hash, epoch: c.epoch, seq: visible}.encode()
 	} else {
 		out.NextSyncToken = syncToken{cal: c.hash, epoch: pt.epoch, seq: pt.snap}.encode()
 	}
@@ -288,11 +289,18 @@ func (s *Server) scanOrder(c *calData, lq *listQuery, after itemKey) ([]item, bo
 	return pg.items, pg.more
 }
 
-// scanChanges lists versions changed after the cursor, in change order, key (seq, occurrence, 0).
-func (s *Server) scanChanges(c *calData, lq *listQuery, after itemKey) ([]item, bool) {
+// scanChanges lists versions changed after the cursor and up to visible, in
+// change order, key (seq, occurrence, 0).
+func (s *Server) scanChanges(c *calData, lq *listQuery, after itemKey, visible int64) ([]item, bool) {
 	pg := listPage{max: lq.maxResults}
 	for i := c.changedSince(after[0] - 1); i < len(c.log) && !pg.more; i++ {
 		e := c.log[i]
+		if e.seq > visible {
+			break // not listed yet (visibility delay)
+		}
+		if c.kind == KindBirthdays && e.s.cur.cancelled() {
+			continue // Google does not report this calendar's deletions
+		}
 		ev := e.s.cur
 		if ev.seq != e.seq {
 			continue // superseded by a later version further down the log
@@ -350,6 +358,9 @@ func typeMatches(lq *listQuery) bool {
 func (s *Server) matches(c *calData, ev *event, lq *listQuery) bool {
 	if !typeMatches(lq) {
 		return false
+	}
+	if c.kind == KindBirthdays && ev.cancelled() {
+		return false // deleted events of this calendar are gone, tombstone and all
 	}
 	if !lq.updatedMin.IsZero() {
 		if ev.updT.Before(lq.updatedMin) {

@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -20,13 +22,18 @@ import (
 type user struct {
 	email  string
 	grants []*grant
+	// A suspended or deleted Workspace user: delegation to it answers
+	// invalid_grant and its tokens stop working (delegation.go).
+	suspended, deleted bool
 }
 
 type grant struct {
 	user    string
 	refresh string
-	scope   string
+	scope   string // space-separated; "" = every scope (seeded grants)
 	revoked bool
+	// delegatedBy is the service account of a domain-wide delegation grant.
+	delegatedBy string
 }
 
 type accessToken struct {
@@ -62,25 +69,27 @@ func (s *Server) ensureUserLocked(email string) *user {
 	return u
 }
 
-func (s *Server) authenticateLocked(h string) (string, *apiError) {
+// authenticateLocked returns the user a request acts as and the scopes of
+// its token ("" for requests without one: every scope).
+func (s *Server) authenticateLocked(h string) (string, string, *apiError) {
 	if h == "" {
-		return s.opts.DefaultUser, nil
+		return s.opts.DefaultUser, "", nil
 	}
 	scheme, tok, _ := strings.Cut(h, " ")
 	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
-		return "", errAuth()
+		return "", "", errAuth()
 	}
 	at := s.oauth.access[strings.TrimSpace(tok)]
 	if at == nil {
 		if s.opts.AllowUnknownTokens {
-			return s.opts.DefaultUser, nil
+			return s.opts.DefaultUser, "", nil
 		}
-		return "", errAuth()
+		return "", "", errAuth()
 	}
-	if at.g.revoked || time.Now().After(at.expiry) {
-		return at.g.user, errAuth()
+	if u := s.users[at.g.user]; at.g.revoked || time.Now().After(at.expiry) || (u != nil && (u.suspended || u.deleted)) {
+		return at.g.user, "", errAuth()
 	}
-	return at.g.user, nil
+	return at.g.user, at.g.scope, nil
 }
 
 // Token is what IssueToken returns.
@@ -203,6 +212,7 @@ type tokenReply struct {
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
 	TokenType    string `json:"token_type"`
+	IDToken      string `json:"id_token,omitempty"`
 }
 
 func oauthError(w http.ResponseWriter, code int, errCode, desc string) {
@@ -256,16 +266,61 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, 400, "invalid_grant", revokedDesc)
 			return
 		}
+	case jwtBearerGrant, legacyAssertionGrant:
+		if gt == legacyAssertionGrant && f.Get("assertion_type") != legacyAssertionType {
+			oauthError(w, 400, "unsupported_grant_type", "Invalid grant_type: "+gt)
+			return
+		}
+		if g = s.jwtBearerLocked(w, r, f); g == nil {
+			return
+		}
 	default:
 		oauthError(w, 400, "unsupported_grant_type", "Invalid grant_type: "+gt)
 		return
 	}
 	at, _ := s.newAccessLocked(g)
 	s.stats.Tokens++
+	reply := tokenReply{AccessToken: at, ExpiresIn: int(s.opts.AccessTokenTTL/time.Second) - 1,
+		RefreshToken: newRefresh, Scope: g.scope, TokenType: "Bearer"}
+	if hasScope(g.scope, "openid") {
+		reply.IDToken = s.idTokenLocked(g, clientID(r, f))
+	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate")
-	_ = json.NewEncoder(w).Encode(tokenReply{AccessToken: at, ExpiresIn: int(s.opts.AccessTokenTTL/time.Second) - 1,
-		RefreshToken: newRefresh, Scope: g.scope, TokenType: "Bearer"})
+	_ = json.NewEncoder(w).Encode(reply)
+}
+
+func hasScope(scopes, want string) bool {
+	for _, s := range strings.Fields(scopes) {
+		if s == want {
+			return true
+		}
+	}
+	return false
+}
+
+func clientID(r *http.Request, f url.Values) string {
+	if id, _, ok := r.BasicAuth(); ok {
+		return id
+	}
+	return f.Get("client_id")
+}
+
+// idTokenLocked is the OpenID Connect ID token Google returns with the
+// openid scope: signed (RS256) by the emulator's key, with the email claim
+// when the grant has the email scope.
+func (s *Server) idTokenLocked(g *grant, aud string) string {
+	now := time.Now()
+	sum := sha256.Sum256([]byte(g.user))
+	claims := map[string]any{"iss": "https://accounts.google.com", "aud": aud, "azp": aud,
+		"sub": fmt.Sprintf("1%019d", binary.BigEndian.Uint64(sum[:8])%1e19), "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	if hasScope(g.scope, "email") || hasScope(g.scope, "https://www.googleapis.com/auth/userinfo.email") {
+		claims["email"], claims["email_verified"] = g.user, true
+	}
+	payload, _ := json.Marshal(claims)
+	key, kid := s.signingKeyLocked()
+	tok, _ := signJWT(key, kid, payload)
+	return tok
 }
 
 func pkceOK(challenge, method, verifier string) bool {

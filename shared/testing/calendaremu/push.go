@@ -3,8 +3,10 @@ package calendaremu
 import (
 	"context"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -72,8 +74,15 @@ func (s *Server) eventsWatch(rq *request) (int, any, *apiError) {
 	case len(in.Token) > 256 || !utf8.ValidString(in.Token):
 		return 0, nil, errInvalid("Channel token must be at most 256 characters.")
 	}
-	if u, err := url.Parse(in.Address); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	u, err := url.Parse(in.Address)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return 0, nil, errInvalid("Invalid channel address '" + in.Address + "'.")
+	}
+	if u.Scheme == "http" && !loopback(u.Hostname()) {
+		// Google wants HTTPS (with a certificate a public CA signed). The
+		// emulator lets loopback addresses use http: local stacks have no
+		// certificate.
+		return 0, nil, newErr(400, "global", "push.webhookUrlNotHttps", "WebHook callback must be HTTPS: "+in.Address)
 	}
 	now := time.Now()
 	ttl := 604800 * time.Second
@@ -98,6 +107,9 @@ func (s *Server) eventsWatch(rq *request) (int, any, *apiError) {
 	c, aerr := s.calendarLocked(rq.user, rq.calID)
 	if aerr != nil {
 		return 0, nil, aerr
+	}
+	if c.kind == KindHoliday {
+		return 0, nil, errPushNotSupported()
 	}
 	if old := s.channels[in.ID]; old != nil && !old.stopped {
 		return 0, nil, newErr(400, "global", "channelIdNotUnique", "Channel id not unique")
@@ -300,4 +312,13 @@ func (s *Server) post(ch *channel, m pushMsg, expiry time.Time) (int, error) {
 	}
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// loopback reports whether host is a loopback IP literal or localhost.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

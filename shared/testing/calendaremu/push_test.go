@@ -2,6 +2,8 @@ package calendaremu
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 
 	"golang.org/x/oauth2"
 	"google.golang.org/api/calendar/v3"
+	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
 )
 
@@ -341,5 +344,79 @@ func TestSeededDropProbability(t *testing.T) {
 	a, b := run(), run()
 	if a != b || a < 25 || a > 75 {
 		t.Fatalf("seeded drops not reproducible or off: %d %d", a, b)
+	}
+}
+
+// Both of Google's quotas, per user and per project, with Google's bodies;
+// the peaks count accepted calls in the busiest sliding minute.
+func TestProjectAndUserQuotas(t *testing.T) {
+	srv, base, svc := startTest(t, Options{})
+	other := srv.IssueToken("other@calsync.test")
+	osvc, _ := NewService(context.Background(), base, option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: other.AccessToken})))
+	srv.SetQuotas(Quotas{PerUser: 3, PerProject: 5})
+	for range 3 {
+		if _, err := svc.Events.List("primary").Do(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := svc.Events.List("primary").Do()
+	wantErr(t, err, 403, "userRateLimitExceeded")
+	for range 2 {
+		if _, err := osvc.Events.List("primary").Do(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The other user is under its own quota, the project is not.
+	_, err = osvc.Events.List("primary").Do()
+	wantErr(t, err, 403, "rateLimitExceeded")
+	var ge *googleapi.Error
+	if !errors.As(err, &ge) || !strings.Contains(string(ge.Body), `"domain":"usageLimits"`) || ge.Message != "Rate Limit Exceeded" {
+		t.Errorf("project quota body: %+v", ge)
+	}
+	srv.SetQuotas(Quotas{PerUser: 1, TooManyRequests: true})
+	if _, err := osvc.Events.List("primary").Do(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = osvc.Events.List("primary").Do()
+	wantErr(t, err, 429, "rateLimitExceeded")
+	st := srv.Stats()
+	if st.Peaks.Project != 1 || st.Peaks.User["other@calsync.test"] != 1 || st.QuotaRejected != 3 {
+		t.Errorf("peaks after SetQuotas: %+v rejected %d", st.Peaks, st.QuotaRejected)
+	}
+	// The control API takes the same, and the older {"perMinute": n}.
+	code, _ := ctl(t, "PUT", base+controlPath+"quota", map[string]any{"perUser": 0, "perProject": 2})
+	if code != 200 {
+		t.Fatalf("quota control: %d", code)
+	}
+	for range 2 {
+		if _, err := svc.Events.List("primary").Do(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = osvc.Events.List("primary").Do()
+	wantErr(t, err, 403, "rateLimitExceeded")
+	if p := srv.Stats().Peaks; p.Project != 2 || p.User[DefaultUser] != 2 {
+		t.Errorf("peaks: %+v", p)
+	}
+}
+
+// Google's quota-project header puts a request on another project's quotas:
+// the default project's windows and peaks do not see it.
+func TestQuotaProjectHeader(t *testing.T) {
+	srv, base, svc := startTest(t, Options{})
+	srv.SetQuotas(Quotas{PerUser: 2, PerProject: 2})
+	ui, _ := NewService(context.Background(), base, option.WithoutAuthentication(), option.WithQuotaProject("users-own-edits"))
+	for range 5 {
+		if _, err := ui.Events.List("primary").Do(); err != nil {
+			t.Fatalf("another quota project is not limited: %v", err)
+		}
+	}
+	for range 2 {
+		if _, err := svc.Events.List("primary").Do(); err != nil {
+			t.Fatalf("default project: %v", err)
+		}
+	}
+	if p := srv.Stats().Peaks; p.Project != 2 || p.User[DefaultUser] != 2 {
+		t.Errorf("peaks %+v", p)
 	}
 }

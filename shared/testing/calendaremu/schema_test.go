@@ -23,7 +23,8 @@ type discovery struct {
 	Schemas   map[string]*jschema `json:"schemas"`
 	Resources map[string]struct {
 		Methods map[string]struct {
-			ID       string `json:"id"`
+			ID       string   `json:"id"`
+			Scopes   []string `json:"scopes"`
 			Response *struct {
 				Ref string `json:"$ref"`
 			} `json:"response"`
@@ -275,5 +276,25 @@ func TestErrorBodyShape(t *testing.T) {
 	item := inner["errors"].([]any)[0].(map[string]any)
 	if item["domain"] != "global" || item["reason"] != "notFound" {
 		t.Fatalf("error item: %v", item)
+	}
+}
+
+// The scopes each emulated method accepts are those the discovery document lists.
+func TestMethodScopesMatchDiscovery(t *testing.T) {
+	d := loadDiscovery(t)
+	for method, got := range methodScopes {
+		res, name, _ := strings.Cut(method, ".")
+		m, ok := d.Resources[res].Methods[name]
+		if !ok {
+			t.Errorf("%s: not in the discovery document", method)
+			continue
+		}
+		var want []string
+		for _, s := range m.Scopes {
+			want = append(want, strings.TrimPrefix(s, scopePrefix))
+		}
+		if strings.Join(want, " ") != strings.Join(got, " ") {
+			t.Errorf("%s: scopes %v, discovery says %v", method, got, want)
+		}
 	}
 }

@@ -7,6 +7,7 @@ package calendaremu
 import (
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base32"
 	"encoding/json"
 	"log/slog"
@@ -36,6 +37,12 @@ type Options struct {
 	MaxTTL time.Duration
 	// QuotaPerMinute enables per-user quota (sliding minute) when > 0; Google's is 600.
 	QuotaPerMinute int
+	// ProjectQuotaPerMinute enables the per-project quota (sliding minute)
+	// when > 0; Google's is 10,000. The emulator is one project.
+	ProjectQuotaPerMinute int
+	// QuotaTooManyRequests answers quota rejections 429 rateLimitExceeded
+	// instead of 403 (Google sends either).
+	QuotaTooManyRequests bool
 	// PushRetryBaseDelay is the first retry delay after a 5xx (default 1 s, doubled per attempt).
 	PushRetryBaseDelay time.Duration
 	// PushMaxAttempts bounds delivery attempts of one message (default 5).
@@ -59,17 +66,23 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	mu        sync.Mutex
-	users     map[string]*user
-	calendars map[string]*calData
-	channels  map[string]*channel
-	lastTick  time.Time
-	rng       *mrand.Rand
-	faults    []*Fault
-	nfaults   NotificationFaults
-	quota     map[string][]time.Time
-	stats     statsData
-	oauth     oauthState
+	mu           sync.Mutex
+	users        map[string]*user
+	calendars    map[string]*calData
+	channels     map[string]*channel
+	lastTick     time.Time
+	rng          *mrand.Rand
+	faults       []*Fault
+	nfaults      NotificationFaults
+	quota        map[string]*window // per user: accepted calls of the last minute
+	projectQuota map[string]*window // per quota project ("" = the default)
+	stats        statsData
+	oauth        oauthState
+	deleg        delegationState
+	// visibility delays changes in incremental lists (SetVisibilityDelay).
+	visibility time.Duration
+	signKey    *rsa.PrivateKey // signJwt's key (delegation.go), made on first use
+	signKeyID  string
 
 	done     chan struct{}
 	baseCtx  context.Context // cancelled by Close: aborts deliveries in flight
@@ -133,9 +146,11 @@ func (s *Server) resetLocked() {
 	s.channels = map[string]*channel{}
 	s.faults = nil
 	s.nfaults = NotificationFaults{}
-	s.quota = map[string][]time.Time{}
 	s.stats = newStats()
+	s.resetQuotaLocked()
 	s.oauth = newOAuthState()
+	s.deleg = newDelegationState()
+	s.visibility = 0
 	s.ensureUserLocked(s.opts.DefaultUser)
 }
 
@@ -185,6 +200,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveAuthorize(w, r)
 	case p == "/revoke":
 		s.serveRevoke(w, r)
+	case strings.HasPrefix(p, iamPath):
+		s.serveIAM(w, r)
 	case strings.HasPrefix(p, controlPath):
 		s.serveControl(w, r)
 	default:
@@ -304,14 +321,17 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 // dispatch authenticates, counts, applies injected faults and quota, then runs fn.
 func (s *Server) dispatch(rq *request, fn handlerFunc) (int, any, *apiError) {
 	s.mu.Lock()
-	user, aerr := s.authenticateLocked(rq.r.Header.Get("Authorization"))
+	user, scope, aerr := s.authenticateLocked(rq.r.Header.Get("Authorization"))
 	rq.user = user
 	s.stats.count(rq.method, user)
+	if aerr == nil {
+		aerr = scopeLocked(rq.method, scope)
+	}
 	if aerr == nil {
 		aerr = s.faultLocked(rq)
 	}
 	if aerr == nil {
-		aerr = s.quotaLocked(user)
+		aerr = s.quotaLocked(rq.r.Header.Get("X-Goog-User-Project"), user)
 	}
 	s.mu.Unlock()
 	if aerr != nil {

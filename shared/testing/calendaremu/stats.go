@@ -7,7 +7,10 @@ type Stats struct {
 	Notifications  NotificationStats `json:"notifications"`
 	FaultsInjected int               `json:"faultsInjected"`
 	QuotaRejected  int               `json:"quotaRejected"`
-	Tokens         int               `json:"tokensIssued"`
+	// Peaks are the most calls accepted in any sliding minute since the
+	// last reset (or SetQuotas), quotas on or off.
+	Peaks  PeakStats `json:"peaks"`
+	Tokens int       `json:"tokensIssued"`
 }
 
 // NotificationStats counts push deliveries.
@@ -18,6 +21,12 @@ type NotificationStats struct {
 	Dropped    int `json:"dropped"`    // dropped by fault injection
 	Duplicated int `json:"duplicated"` // duplicated by fault injection
 	Delayed    int `json:"delayed"`    // delayed by fault injection
+}
+
+// PeakStats are the busiest sliding minutes.
+type PeakStats struct {
+	User    map[string]int `json:"user"`    // per user email
+	Project int            `json:"project"` // all calls
 }
 
 type statsData = Stats
@@ -45,6 +54,10 @@ func (s *Server) Stats() Stats {
 	out.RequestsByUser = make(map[string]int, len(s.stats.RequestsByUser))
 	for k, v := range s.stats.RequestsByUser {
 		out.RequestsByUser[k] = v
+	}
+	out.Peaks.User = make(map[string]int, len(s.stats.Peaks.User))
+	for k, v := range s.stats.Peaks.User {
+		out.Peaks.User[k] = v
 	}
 	return out
 }

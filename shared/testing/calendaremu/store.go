@@ -23,6 +23,7 @@ type calData struct {
 	created     time.Time
 	etag        string
 	resourceID  string // stable per calendar across channels, like Google's
+	kind        string // KindDefault, KindHoliday, KindBirthdays (kinds.go)
 	hash        uint32 // binds tokens to this calendar
 	epoch       uint32 // tokens of an older epoch are dead (410)
 	seq         int64  // last change sequence
@@ -40,6 +41,7 @@ type slot struct{ cur *event }
 type logEntry struct {
 	seq int64
 	s   *slot
+	at  time.Time // when the change was made (visibility delay)
 }
 
 func newCalendar(id, owner, summary, tz string, primary bool, now time.Time, epoch uint32) *calData {
@@ -75,7 +77,7 @@ func (c *calData) put(ev *event, now time.Time) {
 		ev.cno = s.cur.cno
 	}
 	s.cur = ev
-	c.log = append(c.log, logEntry{seq: ev.seq, s: s})
+	c.log = append(c.log, logEntry{seq: ev.seq, s: s, at: now})
 	// Compact when stale entries dominate, so incremental lists stay proportional
 	// to the number of changes.
 	if len(c.log) > 1024 && len(c.log) > 2*len(c.events) {
@@ -87,6 +89,22 @@ func (c *calData) put(ev *event, now time.Time) {
 		}
 		c.log = live
 	}
+}
+
+// visibleSeq is the last change sequence incremental lists show at now: a
+// change younger than delay is not listed yet (and no sync token passes it),
+// though its push went out at once. Changes are logged in time order, so
+// the hidden ones are the log's tail.
+func (c *calData) visibleSeq(now time.Time, delay time.Duration) int64 {
+	if delay <= 0 {
+		return c.seq
+	}
+	cut := now.Add(-delay)
+	i := sort.Search(len(c.log), func(i int) bool { return c.log[i].at.After(cut) })
+	if i == len(c.log) {
+		return c.seq
+	}
+	return c.log[i].seq - 1
 }
 
 // changedSince returns the index in log of the first entry with seq > after.

@@ -51,3 +51,10 @@ func (l *Buffer) Count(severity, event string) int {
 	}
 	return n
 }
+
+// Reset forgets what was written.
+func (l *Buffer) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
+}

@@ -1,0 +1,126 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"cloud.google.com/go/firestore"
+)
+
+// The shared Calendar API budget: one document per quota bucket (the
+// project, and each user identity) counts the calls granted per second, so
+// every process of a deployment together stays within Google's
+// sliding-window quotas. Processes lease calls in slices (the caller,
+// calclient's SharedBudget, sizes them), not one at a time.
+//
+// A lease takes no transaction: many processes lease from one hot document,
+// and contended transactions queue (Firestore) or stall for seconds (its
+// emulator). Instead: read; if there is room, add the slice with an atomic
+// increment; read again; if the total is now over the limit, give the excess
+// back. Whoever reads last among those who keep calls saw every kept
+// increment, so what is kept never exceeds the limit; racing leasers may
+// both give back (the safe side).
+
+// CollQuota holds quota/{bucket}.
+const CollQuota = "quota"
+
+// LeaseQuota grants up to want calls from bucket, which allows limit calls in
+// any span (span: the rate window plus how long a granted slice may be
+// spent, so calls made late from a slice still count where they land). It
+// returns the calls granted (0 when the bucket is full) and, when 0, the
+// time at which at least one call is free again.
+func (s *Store) LeaseQuota(ctx context.Context, bucket string, want, limit int, span time.Duration) (granted int, retryAt time.Time, err error) {
+	if want < 1 || limit < 1 {
+		return 0, time.Time{}, fmt.Errorf("store: lease quota %s: want %d of %d", bucket, want, limit)
+	}
+	ref := s.Client.Collection(CollQuota).Doc(bucket)
+	now := s.now()
+	q, err := s.readQuota(ctx, ref, now, span)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	room := int64(limit) - q.used
+	if room < 1 {
+		return 0, q.freeAt(int64(limit), span), nil
+	}
+	n := min(room, int64(want))
+	field := strconv.FormatInt(now.Unix(), 10)
+	used := map[string]any{field: firestore.Increment(n)}
+	for _, k := range q.stale {
+		used[k] = firestore.Delete
+	}
+	if _, err := ref.Set(ctx, map[string]any{"used": used, "limit": limit, "updatedAt": now}, firestore.MergeAll); err != nil {
+		return 0, time.Time{}, fmt.Errorf("store: lease quota %s: %w", bucket, err)
+	}
+	after, err := s.readQuota(ctx, ref, now, span)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	if over := after.used - int64(limit); over > 0 {
+		back := min(over, n)
+		if _, err := ref.Set(ctx, map[string]any{"used": map[string]any{field: firestore.Increment(-back)}}, firestore.MergeAll); err != nil {
+			return 0, time.Time{}, fmt.Errorf("store: lease quota %s: give back: %w", bucket, err)
+		}
+		n -= back
+		if n == 0 {
+			return 0, after.freeAt(int64(limit), span), nil
+		}
+	}
+	return int(n), time.Time{}, nil
+}
+
+// quotaState is a bucket as read: the live seconds and their sum, and the
+// keys of seconds out of the window.
+type quotaState struct {
+	live  []quotaSecond
+	used  int64
+	stale []string
+}
+
+type quotaSecond struct{ at, n int64 }
+
+func (s *Store) readQuota(ctx context.Context, ref *firestore.DocumentRef, now time.Time, span time.Duration) (quotaState, error) {
+	var q quotaState
+	var d struct {
+		Used map[string]int64 `firestore:"used"`
+	}
+	snap, err := ref.Get(ctx)
+	switch {
+	case isNotFound(err):
+		return q, nil
+	case err != nil:
+		return q, fmt.Errorf("store: read quota %s: %w", ref.ID, err)
+	}
+	if err := snap.DataTo(&d); err != nil {
+		return q, fmt.Errorf("store: read quota %s: %w", ref.ID, err)
+	}
+	for k, n := range d.Used {
+		at, err := strconv.ParseInt(k, 10, 64)
+		// A grant in second `at` counts until at+1+span: conservative
+		// about where in the second it fell.
+		if err != nil || !now.Before(time.Unix(at+1, 0).Add(span)) {
+			q.stale = append(q.stale, k)
+			continue
+		}
+		q.live = append(q.live, quotaSecond{at, n})
+		q.used += n
+	}
+	return q, nil
+}
+
+// freeAt is when the bucket has room for one call again.
+func (q quotaState) freeAt(limit int64, span time.Duration) time.Time {
+	live := append([]quotaSecond(nil), q.live...)
+	sort.Slice(live, func(i, j int) bool { return live[i].at < live[j].at })
+	used := q.used
+	for _, e := range live {
+		used -= e.n
+		if used < limit {
+			return time.Unix(e.at+1, 0).Add(span).UTC()
+		}
+	}
+	return time.Unix(0, 0).UTC() // cannot happen: a full bucket has live seconds
+}
