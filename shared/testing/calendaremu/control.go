@@ -221,6 +221,9 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	case n == 3 && seg[0] == "users" && seg[2] == "token" && r.Method == "POST":
 		ctlOK(w, s.IssueToken(seg[1]))
 	default:
+		if s.serveWorkspaceControl(w, r, seg, decode) { // workspace_control.go
+			return
+		}
 		ctlError(w, 404, "unknown control endpoint "+r.Method+" "+r.URL.Path)
 	}
 }

@@ -256,6 +256,9 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, 400, "invalid_grant", revokedDesc)
 			return
 		}
+	case jwtBearerGrant: // domain-wide delegation, delegation.go
+		s.serveJWTBearerLocked(w, f)
+		return
 	default:
 		oauthError(w, 400, "unsupported_grant_type", "Invalid grant_type: "+gt)
 		return
