@@ -8,7 +8,11 @@ package calclient
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -18,6 +22,7 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/google"
+	"golang.org/x/oauth2/jwt"
 	"golang.org/x/time/rate"
 	"google.golang.org/api/calendar/v3"
 	"google.golang.org/api/impersonate"
@@ -221,11 +226,8 @@ func (f *Factory) tokenSource(ctx context.Context, cal store.Calendar) (*caching
 			return cfg.TokenSource(bg, &oauth2.Token{RefreshToken: refresh}).Token()
 		}), nil
 	case store.AuthDelegation:
-		if f.opts.Endpoint != "" {
-			return nil, nil
-		}
-		ts, err := f.delegationSource(bg, cal.Subject)
-		if err != nil {
+		ts, err := f.DelegatedTokenSource(bg, cal.Subject, Scope)
+		if err != nil || ts == nil {
 			return nil, err
 		}
 		return newCachingSource(ts.Token), nil
@@ -241,14 +243,31 @@ func (f *Factory) tokenSource(ctx context.Context, cal store.Calendar) (*caching
 	}
 }
 
-// delegationSource impersonates subject: through IAM Credentials when a
-// delegation service account is configured (works on Cloud Functions, no key),
-// else with a JWT config from an ADC service-account key file.
-func (f *Factory) delegationSource(ctx context.Context, subject string) (oauth2.TokenSource, error) {
+// DelegatedTokenSource impersonates subject by domain-wide delegation with
+// scopes (the Calendar's, or the Directory's for shared/directory): through
+// IAM Credentials when a delegation service account is configured (works on
+// Cloud Functions, no key), else with a JWT config from an ADC service-account
+// key file. Against the emulator (Endpoint set) the same JWT bearer grant goes
+// to the OAuth token URL, signed with a key made for this process (the
+// emulator reads the claims only), so each subject acts as itself there; with
+// no token URL it is nil: no credentials, the emulator's default user.
+func (f *Factory) DelegatedTokenSource(ctx context.Context, subject string, scopes ...string) (oauth2.TokenSource, error) {
+	if f.opts.Endpoint != "" {
+		if f.opts.OAuth == nil || f.opts.OAuth.Endpoint.TokenURL == "" {
+			return nil, nil
+		}
+		key, err := emulatorKey()
+		if err != nil {
+			return nil, err
+		}
+		cfg := &jwt.Config{Email: EmulatorDelegationClient, PrivateKey: key, Subject: subject, Scopes: scopes,
+			TokenURL: f.opts.OAuth.Endpoint.TokenURL}
+		return cfg.TokenSource(ctx), nil
+	}
 	if sa := f.opts.DelegationServiceAccount; sa != "" {
 		ts, err := impersonate.CredentialsTokenSource(ctx, impersonate.CredentialsConfig{
 			TargetPrincipal: sa,
-			Scopes:          []string{Scope},
+			Scopes:          scopes,
 			Subject:         subject,
 		})
 		if err != nil {
@@ -256,7 +275,7 @@ func (f *Factory) delegationSource(ctx context.Context, subject string) (oauth2.
 		}
 		return ts, nil
 	}
-	creds, err := google.FindDefaultCredentialsWithParams(ctx, google.CredentialsParams{Scopes: []string{Scope}, Subject: subject})
+	creds, err := google.FindDefaultCredentialsWithParams(ctx, google.CredentialsParams{Scopes: scopes, Subject: subject})
 	if err != nil {
 		return nil, fmt.Errorf("calclient: delegation: %w", err)
 	}
@@ -268,6 +287,30 @@ func (f *Factory) delegationSource(ctx context.Context, subject string) (oauth2.
 		return nil, errors.New("calclient: delegation needs DELEGATION_SERVICE_ACCOUNT or a service-account key as ADC")
 	}
 	return creds.TokenSource, nil
+}
+
+// EmulatorDelegationClient is the client (JWT iss) of delegation against the emulator.
+const EmulatorDelegationClient = "calsync-emulator@calsync.iam.gserviceaccount.com"
+
+var (
+	emulatorKeyOnce sync.Once
+	emulatorKeyPEM  []byte
+	emulatorKeyErr  error
+)
+
+// emulatorKey is the key delegation assertions to the emulator are signed
+// with: made once per process, never used against Google.
+func emulatorKey() ([]byte, error) {
+	emulatorKeyOnce.Do(func() {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			emulatorKeyErr = err
+			return
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		emulatorKeyPEM, emulatorKeyErr = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), err
+	})
+	return emulatorKeyPEM, emulatorKeyErr
 }
 
 // cachingSource caches an access token and can be told to drop it.
