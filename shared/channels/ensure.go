@@ -31,6 +31,21 @@ type Outcome struct {
 // the chain ids make stale views harmless). Dead records are closed.
 // Errors of one step do not stop the others; they are joined.
 func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, chans []store.Channel, renewBefore time.Duration) (Outcome, error) {
+	var t *target
+	if cal != nil {
+		et := eventsTarget(*cal)
+		t = &et
+	}
+	return m.ensure(ctx, t, chans, renewBefore)
+}
+
+// ensure is Ensure for a calendar's events or an identity's list (lists.go):
+// t nil (gone) or not active: no live channel; active: exactly one.
+func (m *Manager) ensure(ctx context.Context, t *target, chans []store.Channel, renewBefore time.Duration) (Outcome, error) {
+	var cal *store.Calendar
+	if t != nil {
+		cal = &t.auth
+	}
 	var out Outcome
 	now := m.now()
 	var live []store.Channel
@@ -101,7 +116,7 @@ func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, c
 		if latest != nil {
 			after = latest.ChannelID
 		}
-		_, err := m.Watch(ctx, *cal, after)
+		_, err := m.watch(ctx, *t, after)
 		switch {
 		case errors.Is(err, ErrBusy):
 			out.Busy = true
@@ -138,7 +153,7 @@ func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, c
 		out.ExpiringSoon = left < ExpiringSoonWindow
 		return out, errors.Join(errs...)
 	}
-	nc, err := m.Watch(ctx, *cal, keep.ChannelID)
+	nc, err := m.watch(ctx, *t, keep.ChannelID)
 	switch {
 	case errors.Is(err, ErrBusy):
 		out.Busy = true

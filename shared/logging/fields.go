@@ -57,6 +57,18 @@ const (
 	KeyStep         = "step"
 	KeyRetryInMs    = "retryInMs" // a failed start: when the next try is
 
+	// Enrollment (shared/enroll): identities, domains, control messages.
+	KeyIdentityKey = "identityKey"
+	KeyDomain      = "domain"
+	KeyAction      = "action"
+	KeyRequestID   = "requestId"
+	KeyEnrolled    = "enrolled"   // calendars (or identities) enrolled
+	KeyUnenrolled  = "unenrolled" // calendars (or identities) unenrolled
+	KeyShared      = "shared"     // listed calendars another identity enrolled
+	KeyListCalls   = "listCalls"  // calendarList.list (or Directory) pages read
+	KeyUsers       = "users"
+	KeyRooms       = "rooms"
+
 	// SyncWorker: the Pub/Sub push delivery a line is about.
 	KeyDeliveryAttempt = "deliveryAttempt" // Pub/Sub's (approximate) count, this delivery included; 0: not sent (no dead-letter policy)
 	KeySubscription    = "subscription"
@@ -86,4 +98,11 @@ const (
 	EventChannelStopped        = "channel_stopped" // RenewChannels/CLI: a channel was stopped
 	EventStartFailed           = "start_failed"    // any function: config, secret or client failed at start (CRITICAL)
 	EventInvalidMessage        = "invalid_message" // SyncWorker: a message that can never be processed, acknowledged (ERROR)
+	EventMirrorPurged          = "mirror_purged"   // SyncWorker: an unenrolled calendar's mirror deleted
+	EventInvalidControl        = "invalid_control" // SyncWorker: a control message refused, acknowledged, nothing changed (ERROR)
+	EventControl               = "control"         // SyncWorker: a control message done
+	EventDiscovery             = "discovery"       // an identity's calendar list applied (enrolled, unenrolled)
+	EventIdentityUnenrolled    = "identity_unenrolled"
+	EventDirectorySync         = "directory_sync" // a Workspace domain's directory diff (users, rooms)
+	EventEnrollFailure         = "enroll_failure" // one enrollment step failed (ERROR)
 )
