@@ -85,7 +85,7 @@ const (
 	ReasonBadOption          = "bad_option"
 	ReasonBadRequestID       = "bad_request_id"
 	// Found only when acting on it (the SyncWorker):
-	ReasonUnknownIdentity  = "unknown_identity"  // unenroll or resync of an identity never enrolled
+	ReasonUnknownIdentity  = "unknown_identity"   // unenroll or resync of an identity never enrolled
 	ReasonSealedNotOpening = "sealed_not_opening" // the box does not open with the deployment's keys and the credential id
 	ReasonCredentialTaken  = "credential_taken"   // the credential id holds another grant
 	ReasonNoCredential     = "no_credential"      // enroll of a credential id that is not stored, without a sealed token
