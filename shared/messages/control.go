@@ -89,6 +89,8 @@ const (
 	ReasonSealedNotOpening = "sealed_not_opening" // the box does not open with the deployment's keys and the credential id
 	ReasonCredentialTaken  = "credential_taken"   // the credential id holds another grant
 	ReasonNoCredential     = "no_credential"      // enroll of a credential id that is not stored, without a sealed token
+	ReasonNotAuthorized    = "not_authorized"     // the identity's grant or delegation does not read its calendar list
+	ReasonRevokedGrant     = "revoked_credential" // enroll of a credential id whose grant was revoked
 )
 
 // credentialIDRE is credentials.NewID's form (messages cannot import it).

@@ -83,10 +83,13 @@ type Domain struct {
 	DeleteMirrorOnRemove bool      `firestore:"deleteMirrorOnRemove,omitempty"`
 	Status               string    `firestore:"status"` // active, unenrolled
 	LastDirectorySyncAt  time.Time `firestore:"lastDirectorySyncAt,omitempty"`
-	Users                int       `firestore:"users"`
-	RoomCount            int       `firestore:"roomCount"`
-	CreatedAt            time.Time `firestore:"createdAt"`
-	UpdatedAt            time.Time `firestore:"updatedAt"`
+	// ListedAt and Calendars are the rooms' listing guard and count (ApplyRooms).
+	ListedAt  time.Time `firestore:"listedAt,omitempty"`
+	Calendars int       `firestore:"calendars"`
+	Users     int       `firestore:"users"`
+	RoomCount int       `firestore:"roomCount"`
+	CreatedAt time.Time `firestore:"createdAt"`
+	UpdatedAt time.Time `firestore:"updatedAt"`
 }
 
 // IdentityKey is the key of an identity: "i" and 26 base32hex characters
@@ -214,6 +217,13 @@ func (s *Store) PutDomain(ctx context.Context, d Domain) error {
 	})
 }
 
+// SetDomainStatus records a domain's status (active, unenrolled).
+func (s *Store) SetDomainStatus(ctx context.Context, domain, status string) error {
+	_, err := s.DomainRef(DomainKey(domain)).Update(ctx, []firestore.Update{
+		{Path: "status", Value: status}, {Path: "updatedAt", Value: s.now()}})
+	return wrapNotFound(err, "domain "+domain)
+}
+
 // AllDomains returns every enrolled domain by key.
 func (s *Store) AllDomains(ctx context.Context) (map[string]Domain, error) {
 	return readAll[Domain](s.Client.Collection(CollDomains).Documents(ctx), "domain")
@@ -266,8 +276,29 @@ const maxListingWrites = 400
 // an operator, enrolledBy unset, and active) is left alone; one this
 // identity enrolled and the listing lost is set unwatched.
 func (s *Store) ApplyListing(ctx context.Context, key string, l Listing) (Applied, error) {
+	out, err := s.applyListing(ctx, key, s.IdentityRef(key), l)
+	if err != nil || out.Stale {
+		return out, err
+	}
+	id, err := s.GetIdentity(ctx, key)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return out, err
+	}
+	out.Calendars = id.Calendars
+	return out, nil
+}
+
+// ApplyRooms is ApplyListing for a domain's rooms (a listing of
+// resources.calendars.list): the calendars carry the domain's key as
+// enrolledBy, and the domain document is the guard.
+func (s *Store) ApplyRooms(ctx context.Context, domain string, l Listing) (Applied, error) {
+	return s.applyListing(ctx, DomainKey(domain), s.DomainRef(DomainKey(domain)), l)
+}
+
+// applyListing applies a listing owned by key, guarded by the document ref
+// (its status, listedAt and calendars fields).
+func (s *Store) applyListing(ctx context.Context, key string, ref *firestore.DocumentRef, l Listing) (Applied, error) {
 	var out Applied
-	ref := s.IdentityRef(key)
 	type op struct {
 		enroll *Calendar
 		key    string
@@ -288,13 +319,11 @@ func (s *Store) ApplyListing(ctx context.Context, key string, l Listing) (Applie
 			enrolled, unenrolled, shared, delta = nil, nil, 0, 0
 			snap, err := tx.Get(ref)
 			if err != nil {
-				return wrapNotFound(err, "identity "+key)
+				return wrapNotFound(err, ref.Parent.ID+" "+key)
 			}
-			var id Identity
-			if err := snap.DataTo(&id); err != nil {
-				return err
-			}
-			if id.Status != StatusActive || start.Before(id.ListedAt) {
+			status, _ := snap.DataAt("status")
+			listedAt, _ := snap.DataAt("listedAt")
+			if la, _ := listedAt.(time.Time); status != StatusActive || start.Before(la) {
 				out.Stale = true
 				return nil
 			}
@@ -382,10 +411,5 @@ func (s *Store) ApplyListing(ctx context.Context, key string, l Listing) (Applie
 		out.Unenrolled = append(out.Unenrolled, unenrolled...)
 		out.Shared += shared
 	}
-	id, err := s.GetIdentity(ctx, key)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return out, err
-	}
-	out.Calendars = id.Calendars
 	return out, nil
 }

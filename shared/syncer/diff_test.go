@@ -33,9 +33,9 @@ func TestChangedFieldsAndPreviousValues(t *testing.T) {
 	e := newEnv(t)
 	s := e.syncer(nil)
 	ev, err := e.svc.Events.Insert(e.calID, &calendar.Event{Summary: "Standup", Location: "Room 1",
-		Start:     &calendar.EventDateTime{DateTime: "2026-12-01T10:00:00Z"},
-		End:       &calendar.EventDateTime{DateTime: "2026-12-01T10:15:00Z"},
-		Attendees: []*calendar.EventAttendee{{Email: "ann@x.test"}, {Email: "bob@x.test", ResponseStatus: "tentative"}},
+		Start:              &calendar.EventDateTime{DateTime: "2026-12-01T10:00:00Z"},
+		End:                &calendar.EventDateTime{DateTime: "2026-12-01T10:15:00Z"},
+		Attendees:          []*calendar.EventAttendee{{Email: "ann@x.test"}, {Email: "bob@x.test", ResponseStatus: "tentative"}},
 		ExtendedProperties: &calendar.EventExtendedProperties{Private: map[string]string{"k": "v"}},
 	}).Context(e.ctx).Do()
 	if err != nil {

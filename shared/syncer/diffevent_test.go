@@ -9,7 +9,7 @@ import (
 
 func TestDiffEventEdges(t *testing.T) {
 	base := map[string]any{"id": "e1", "etag": `"1"`, "summary": "s", "sequence": int64(0),
-		"attendees": []any{map[string]any{"email": "a@x", "responseStatus": "needsAction"}},
+		"attendees":         []any{map[string]any{"email": "a@x", "responseStatus": "needsAction"}},
 		store.FieldSyncedAt: "ignored", store.FieldStartTime: "ignored"}
 	same := map[string]any{"id": "e1", "etag": `"1"`, "summary": "s", "sequence": int64(0),
 		"attendees": []any{map[string]any{"email": "a@x", "responseStatus": "needsAction"}}, store.FieldSyncedAt: "other"}
