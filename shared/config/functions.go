@@ -114,6 +114,18 @@ type SyncWorker struct {
 	// its continuation on NOTIFICATIONS_TOPIC.
 	MaxSession         time.Duration `env:"MAX_SESSION, default=5m"`
 	NotificationsTopic string        `env:"NOTIFICATIONS_TOPIC, default=calsync-notifications"`
+	// Enrollment (shared/enroll): the SyncWorker applies calendarList pushes
+	// and control messages. With CHANNEL_TOKEN_KEYS (and WEBHOOK_URL) it
+	// watches the calendars it enrolls itself, within seconds; without,
+	// RenewChannels gives them channels in its next run.
+	ChannelTokenKeys string        `env:"CHANNEL_TOKEN_KEYS"`
+	WebhookURL       string        `env:"WEBHOOK_URL"`
+	ChannelTTL       time.Duration `env:"CHANNEL_TTL, default=168h"`
+	RenewBefore      time.Duration `env:"RENEW_BEFORE, default=26h"`
+	// ControlSubscription is the id of the control topic's push
+	// subscription: pushes of that subscription are control messages
+	// (messages.Control), all others notifications. Empty: no control path.
+	ControlSubscription string `env:"CONTROL_SUBSCRIPTION"`
 }
 
 // Validate reports every problem with the SyncWorker config.
@@ -127,6 +139,14 @@ func (c SyncWorker) Validate() error {
 		positive("RETRY_BUDGET", c.RetryBudget),
 		positive("MAX_SESSION", c.MaxSession),
 		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic),
+		positive("CHANNEL_TTL", c.ChannelTTL),
+		positive("RENEW_BEFORE", c.RenewBefore),
+	}
+	if c.ChannelTokenKeys != "" {
+		errs = append(errs, validKeys("CHANNEL_TOKEN_KEYS", c.ChannelTokenKeys), validURL("WEBHOOK_URL", c.WebhookURL))
+	}
+	if c.ControlSubscription != "" && strings.ContainsAny(c.ControlSubscription, " ") {
+		errs = append(errs, fmt.Errorf("CONTROL_SUBSCRIPTION %q is not a subscription id", c.ControlSubscription))
 	}
 	if c.QuietPeriod > 0 && c.RerunInterval > 0 && c.QuietPeriod >= c.RerunInterval {
 		errs = append(errs, fmt.Errorf("QUIET_PERIOD (%s) must be shorter than RERUN_INTERVAL (%s)", c.QuietPeriod, c.RerunInterval))
@@ -155,6 +175,10 @@ type RenewChannels struct {
 	// ReconcileAfter asks for a sync of calendars quiet for this long.
 	ReconcileAfter time.Duration `env:"RECONCILE_AFTER, default=6h"`
 	Concurrency    int           `env:"RENEW_CONCURRENCY, default=8"`
+	// DirectorySyncInterval: each enrolled Workspace domain's directory is
+	// diffed again (users added, suspended or deleted; rooms) when its last
+	// diff is older than this.
+	DirectorySyncInterval time.Duration `env:"DIRECTORY_SYNC_INTERVAL, default=24h"`
 }
 
 // Validate reports every problem with the RenewChannels config.
@@ -167,6 +191,7 @@ func (c RenewChannels) Validate() error {
 		positive("CHANNEL_TTL", c.ChannelTTL),
 		positive("RENEW_BEFORE", c.RenewBefore),
 		positive("RECONCILE_AFTER", c.ReconcileAfter),
+		positive("DIRECTORY_SYNC_INTERVAL", c.DirectorySyncInterval),
 	}
 	if c.ChannelTTL > 0 && c.RenewBefore >= c.ChannelTTL {
 		errs = append(errs, fmt.Errorf("RENEW_BEFORE (%s) must be shorter than CHANNEL_TTL (%s)", c.RenewBefore, c.ChannelTTL))
