@@ -197,7 +197,9 @@ func TestListNotificationRouted(t *testing.T) {
 
 type syncerFunc func(context.Context, messages.Notification) error
 
-func (f syncerFunc) HandleNotification(ctx context.Context, n messages.Notification) error { return f(ctx, n) }
+func (f syncerFunc) HandleNotification(ctx context.Context, n messages.Notification) error {
+	return f(ctx, n)
+}
 
 type fakeEnroll struct{ got chan messages.Notification }
 
