@@ -68,6 +68,10 @@ const (
 	KeyListCalls   = "listCalls"  // calendarList.list (or Directory) pages read
 	KeyUsers       = "users"
 	KeyRooms       = "rooms"
+	// RenewChannels' enrollment part.
+	KeyIdentities     = "identities"     // identities whose list channels a run ensured
+	KeyListReconciles = "listReconciles" // quiet calendar lists looked at again
+	KeyDirectories    = "directories"    // domains whose directory a run diffed
 
 	// SyncWorker: the Pub/Sub push delivery a line is about.
 	KeyDeliveryAttempt = "deliveryAttempt" // Pub/Sub's (approximate) count, this delivery included; 0: not sent (no dead-letter policy)

@@ -23,6 +23,7 @@ import (
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/channels"
 	"github.com/calsync/calsync/shared/credentials"
+	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
@@ -46,7 +47,11 @@ type Summary struct {
 	Busy         int   `json:"busy"`         // calendars left to an overlapping run
 	Resealed     int   `json:"resealed"`     // credentials sealed to the current key (legacy AES ones, or of an older key)
 	Calendars    int   `json:"calendars"`    // calendars looked at
-	DurationMs   int64 `json:"durationMs"`
+	// Enrollment (identities.go): calendar-list channels and directory diffs.
+	Identities     int   `json:"identities"`     // identities looked at (their list channels ensured)
+	ListReconciles int   `json:"listReconciles"` // identities whose list is looked at again (quiet too long)
+	Directories    int   `json:"directories"`    // Workspace domains whose directory was diffed
+	DurationMs     int64 `json:"durationMs"`
 }
 
 // Renewer runs the renewal.
@@ -66,6 +71,11 @@ type Renewer struct {
 	Now         func() time.Time
 	// Progress, if set, is called after each calendar (the CLI's progress line).
 	Progress func(done, total int)
+	// Enroll, if set, is the enrollment engine: identities' list channels are
+	// renewed like calendars' (and quiet lists looked at again), and each
+	// Workspace domain's directory is diffed every DirectorySyncInterval.
+	Enroll                *enroll.Enroller
+	DirectorySyncInterval time.Duration
 }
 
 func (r *Renewer) now() time.Time {
@@ -96,7 +106,12 @@ func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 		return sum, fmt.Errorf("renew: read channels: %w", err)
 	}
 	byKey := map[string][]store.Channel{}
+	lists := map[string][]store.Channel{} // calendar-list channels, by identity key
 	for _, ch := range open {
+		if isListChannel(ch) {
+			lists[ch.CalendarKey] = append(lists[ch.CalendarKey], ch)
+			continue
+		}
 		byKey[ch.CalendarKey] = append(byKey[ch.CalendarKey], ch)
 	}
 	var tasks []task
@@ -142,6 +157,8 @@ func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 	if err := ctx.Err(); err != nil {
 		sum.Failed += len(tasks) - done
 	}
+	r.identities(ctx, lists, &sum)
+	r.directories(ctx, &sum)
 	r.reseal(ctx, &sum)
 	sum.DurationMs = time.Since(start).Milliseconds()
 	r.log(ctx).InfoContext(ctx, "renew run done",
@@ -149,6 +166,7 @@ func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 		logging.KeyRenewed, sum.Renewed, logging.KeyRekeyed, sum.Rekeyed, logging.KeyCreated, sum.Created, logging.KeyStopped, sum.Stopped,
 		logging.KeyReconciles, sum.Reconciles, logging.KeyFailed, sum.Failed, logging.KeyExpiringSoon, sum.ExpiringSoon,
 		logging.KeyExpired, sum.Expired, logging.KeyBusy, sum.Busy, logging.KeyCalendars, sum.Calendars, logging.KeyResealed, sum.Resealed,
+		logging.KeyIdentities, sum.Identities, logging.KeyListReconciles, sum.ListReconciles, logging.KeyDirectories, sum.Directories,
 		logging.KeyDurationMs, sum.DurationMs)
 	return sum, nil
 }
