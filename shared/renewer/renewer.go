@@ -36,17 +36,17 @@ type Publisher interface {
 
 // Summary is what one run did; the HTTP answer and the renew_run log line.
 type Summary struct {
-	Renewed      int   `json:"renewed"`      // channels replaced before expiry
-	Rekeyed      int   `json:"rekeyed"`      // ... of them because another key than the signing one signed their token (rotation)
-	Created      int   `json:"created"`      // calendars without a live channel that got one
-	Stopped      int   `json:"stopped"`      // orphan and duplicate channels stopped
-	Reconciles   int   `json:"reconciles"`   // reconcile syncs asked for
-	Failed       int   `json:"failed"`       // calendars or requests that failed
-	ExpiringSoon int   `json:"expiringSoon"` // channels expiring within 6 h not renewed
-	Expired      int   `json:"expired"`      // records of expired channels closed
-	Busy         int   `json:"busy"`         // calendars left to an overlapping run
-	Resealed     int   `json:"resealed"`     // credentials sealed to the current key (legacy AES ones, or of an older key)
-	Calendars    int   `json:"calendars"`    // calendars looked at
+	Renewed      int `json:"renewed"`      // channels replaced before expiry
+	Rekeyed      int `json:"rekeyed"`      // ... of them because another key than the signing one signed their token (rotation)
+	Created      int `json:"created"`      // calendars without a live channel that got one
+	Stopped      int `json:"stopped"`      // orphan and duplicate channels stopped
+	Reconciles   int `json:"reconciles"`   // reconcile syncs asked for
+	Failed       int `json:"failed"`       // calendars or requests that failed
+	ExpiringSoon int `json:"expiringSoon"` // channels expiring within 6 h not renewed
+	Expired      int `json:"expired"`      // records of expired channels closed
+	Busy         int `json:"busy"`         // calendars left to an overlapping run
+	Resealed     int `json:"resealed"`     // credentials sealed to the current key (legacy AES ones, or of an older key)
+	Calendars    int `json:"calendars"`    // calendars looked at
 	// Enrollment (identities.go): calendar-list channels and directory diffs.
 	Identities     int   `json:"identities"`     // identities looked at (their list channels ensured)
 	ListReconciles int   `json:"listReconciles"` // identities whose list is looked at again (quiet too long)
