@@ -303,7 +303,7 @@ func (e *Enroller) syncRooms(ctx context.Context, svc *admin.Service, d store.Do
 	}
 	var unenroll []string
 	for k, c := range mine {
-		if !keep[k] && c.Status == store.StatusActive {
+		if !keep[k] && c.Status != store.StatusUnwatched {
 			unenroll = append(unenroll, k)
 		}
 	}

@@ -223,7 +223,7 @@ func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, sta
 	}
 	var unenroll []string
 	for k, c := range mine {
-		if !keep[k] && c.Status == store.StatusActive {
+		if !keep[k] && c.Status != store.StatusUnwatched {
 			unenroll = append(unenroll, k)
 		}
 	}

@@ -97,6 +97,9 @@ type task struct {
 func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	var sum Summary
+	// Directories first: the calendars they unenroll are then not renewed
+	// below but have their channels stopped.
+	r.directories(ctx, &sum)
 	cals, err := r.Store.AllCalendars(ctx)
 	if err != nil {
 		return sum, fmt.Errorf("renew: read calendars: %w", err)
@@ -158,7 +161,6 @@ func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 		sum.Failed += len(tasks) - done
 	}
 	r.identities(ctx, lists, &sum)
-	r.directories(ctx, &sum)
 	r.reseal(ctx, &sum)
 	sum.DurationMs = time.Since(start).Milliseconds()
 	r.log(ctx).InfoContext(ctx, "renew run done",

@@ -346,7 +346,9 @@ func (s *Store) applyListing(ctx context.Context, key string, ref *firestore.Doc
 					}
 				}
 				if o.enroll == nil { // unenroll
-					if !exists || c.EnrolledBy != key || c.Status != StatusActive {
+					// Ours and not unwatched yet: active, or stopped by a
+					// problem meanwhile (not_found, auth_revoked, error).
+					if !exists || c.EnrolledBy != key || c.Status == StatusUnwatched {
 						continue
 					}
 					r := refs[j]
@@ -354,9 +356,11 @@ func (s *Store) applyListing(ctx context.Context, key string, ref *firestore.Doc
 						return tx.Update(r, []firestore.Update{{Path: "status", Value: StatusUnwatched},
 							optional("statusReason", l.UnenrollReason), {Path: "updatedAt", Value: now}})
 					})
+					if c.Status == StatusActive {
+						delta--
+					}
 					c.Status = StatusUnwatched
 					unenrolled = append(unenrolled, c)
-					delta--
 					continue
 				}
 				want := *o.enroll
