@@ -80,7 +80,15 @@ func main() {
 	flag.Uint64Var(&o.seed, "seed", 1, "random seed")
 	flag.BoolVar(&o.verbose, "v", false, "show the workers' logs (warnings and errors)")
 	flag.Float64Var(&o.costLoad, "cost-load", 20, "changes a calendar a day the cost table is computed for")
+	from := flag.String("from", "", "write the report again from a fleet.json (with --cost-load and --out), without running")
 	flag.Parse()
+	if *from != "" {
+		if err := rewrite(*from, o); err != nil {
+			fmt.Fprintln(os.Stderr, "fleet:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if o.identities < 1 || o.calendars < o.identities || o.calendars%o.identities != 0 || o.workers < 1 || o.rate <= 0 {
 		fmt.Fprintln(os.Stderr, "fleet: --calendars must be a positive multiple of --identities; --workers and --rate positive")
 		os.Exit(2)
@@ -468,6 +476,8 @@ type measured struct {
 	RenewRun       background         `json:"renewRun"`
 	DirectoryDiff  background         `json:"directoryDiff"`
 	EnrollSeconds  float64            `json:"enrollSeconds"` // enrolling the domain until every calendar was mirrored
+	RunAt          string             `json:"runAt"`
+	Machine        string             `json:"machine"`
 }
 
 type background struct {
@@ -723,4 +733,23 @@ func (f *fleet) background(ctx context.Context, en *enroll.Enroller, m *measured
 	m.DirectoryDiff = background{Calendar: delta(f.emu.Stats().Requests, before), Directory: res.DirectoryRequests,
 		Seconds: time.Since(t0).Seconds(), Units: 1, Harness: f.harness.Snapshot(), Description: "one daily directory diff (nothing changed)"}
 	return nil
+}
+
+// rewrite writes the report again from a saved fleet.json: the run's own
+// options, this call's --cost-load and --out.
+func rewrite(file string, o options) error {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var m measured
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return err
+	}
+	num := func(k string) float64 { v, _ := m.Options[k].(float64); return v }
+	o.calendars, o.identities, o.workers, o.events = int(num("calendars")), int(num("identities")), int(num("workers")), int(num("eventsPerCalendar"))
+	o.rate, o.seed = num("ratePerSecond"), uint64(num("seed"))
+	o.duration, _ = time.ParseDuration(fmt.Sprint(m.Options["duration"]))
+	m.Options["costLoad"] = o.costLoad
+	return m.write(o)
 }

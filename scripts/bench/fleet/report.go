@@ -71,8 +71,10 @@ func (m *measured) write(o options) error {
 	perMonth := o.costLoad * 30 * 1000 / max(1, changes)
 	lists := float64(m.Calendar["events.list"])
 	var calls int
-	for _, n := range m.Calendar {
-		calls += n
+	for method, n := range m.Calendar {
+		if method != "events.patch" { // the stream's own changes, not calsync's
+			calls += n
+		}
 	}
 	changeBytes := float64(m.Sync.PublishBytes)
 	// Pub/Sub billed bytes: the Webhook's publishes, the push of each
@@ -134,8 +136,12 @@ func (m *measured) write(o options) error {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("# Fleet benchmark\n\n")
-	p("`go run ./scripts/bench/fleet --calendars %d --identities %d --workers %d --events %d --duration %s --rate %g` on %s (%d CPUs), %s.\n\n",
-		o.calendars, o.identities, o.workers, o.events, o.duration, o.rate, hostName(), runtime.NumCPU(), time.Now().UTC().Format("2 Jan 2006 15:04 UTC"))
+	if m.RunAt == "" {
+		m.RunAt = time.Now().UTC().Format("2 Jan 2006 15:04 UTC")
+		m.Machine = fmt.Sprintf("%s (%d CPUs)", hostName(), runtime.NumCPU())
+	}
+	p("`go run ./scripts/bench/fleet --calendars %d --identities %d --workers %d --events %d --duration %s --rate %g` on %s, %s.\n\n",
+		o.calendars, o.identities, o.workers, o.events, o.duration, o.rate, m.Machine, m.RunAt)
 	p("A Workspace of %d users with %d calendars each (%d calendars, %d events each) enrolled with one call (`EnrollDomain`: every user's calendar list, every calendar watched) and mirrored by %d SyncWorker processes in %.0f s; then a Poisson stream of %.1f changes a second (event updates, uniform over calendars) for %s: %d changes, %d bursts (changes to one calendar less than 2 s apart), %d Google pushes. The Webhook runs in a process of its own; a bridge delivers the notifications topic to the SyncWorkers in Pub/Sub's push format, round-robin, one message per request, as the push subscription does. Every Firestore operation is counted at each process's gRPC client, every Calendar API call at the emulator.\n\n",
 		o.identities, o.calendars/o.identities, o.calendars, o.events, o.workers, m.EnrollSeconds, o.rate, o.duration, m.Changes, m.Bursts, int(notifications))
 	p("## Per notification and per change\n\n")
@@ -144,7 +150,7 @@ func (m *measured) write(o options) error {
 		p("| %s | %.0f | %.2f | %.2f | %s |\n", name, total, total/max(1, notifications), total/max(1, changes), floor)
 	}
 	row("`events.list` calls", lists, fmt.Sprintf("%.2f (one per burst)", float64(m.Bursts)/max(1, changes)))
-	row("Calendar API calls, all", float64(calls), "")
+	row("Calendar API calls by calsync, all", float64(calls), "")
 	row("Firestore document reads", float64(m.Sync.DocReads), "0")
 	row("Firestore document writes (fences included)", float64(m.Sync.DocWrites), "1")
 	row("Firestore deletes", float64(m.Sync.DocDeletes), "0")
@@ -159,7 +165,7 @@ func (m *measured) write(o options) error {
 	row("Webhook busy ms", m.Webhook.BusySeconds*1000, "")
 	p("\nSyncWorker answers: %v. Changes seen on the feed: %d of %d.\n\n", m.Sync.Answers, m.Seen, m.Changes)
 	p("## Lag (change made → its message on the change feed)\n\np50 %.2f s, p90 %.2f s, p99 %.2f s, max %.2f s (%d changes).\n\n",
-		m.LagP["p50"], m.LagP["p90"], m.LagP["p99"], m.LagP["max"], len(m.Lag))
+		m.LagP["p50"], m.LagP["p90"], m.LagP["p99"], m.LagP["max"], m.Seen)
 	p("## Cost, dollars per 1,000 calendars per month\n\n")
 	p("At %g changes a calendar a day (`--cost-load`; the stream ran at %.0f, to measure many changes in a short run; the costs of a change are the same at any rate where a calendar's changes rarely share a burst, which only makes them cheaper), a 30-day month, 1,000 calendars. Prices read %s (USD, no free tier): Firestore $0.03 / $0.09 / $0.01 per 100,000 reads / writes / deletes; Pub/Sub $40 per TiB, at least 1,000 bytes per request; Cloud Run functions $0.40 per million requests, $0.000024 per vCPU-second, $0.0000025 per GiB-second (request-based, Tier 1; sizes as `terraform/functions.tf`: Webhook 1 vCPU / 0.25 GiB, SyncWorker 1 / 1, RenewChannels 1 / 0.5); Calendar and Directory API calls $0 in the Standard tier (counted above: they spend quota).\n\n",
 		o.costLoad, changes/m.StreamSeconds*86400/cal, pricesRead)
