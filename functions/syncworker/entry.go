@@ -81,7 +81,7 @@ func newEnroller(cfg config.SyncWorker, st *store.Store, access *credentials.Acc
 	en := &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: requests, Revoker: access.Revoker,
 		Directory:   enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: cfg.CalendarEndpoint},
 		RenewBefore: cfg.RenewBefore, Logger: logger}
-	if cfg.ChannelTokenKeys != "" {
+	if cfg.ChannelTokenKeys != "" && cfg.WebhookURL != "" {
 		tokens, err := channeltoken.Parse(cfg.ChannelTokenKeys)
 		if err != nil {
 			return enroller{}, err

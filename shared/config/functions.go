@@ -115,8 +115,8 @@ type SyncWorker struct {
 	MaxSession         time.Duration `env:"MAX_SESSION, default=5m"`
 	NotificationsTopic string        `env:"NOTIFICATIONS_TOPIC, default=calsync-notifications"`
 	// Enrollment (shared/enroll): the SyncWorker applies calendarList pushes
-	// and control messages. With CHANNEL_TOKEN_KEYS (and WEBHOOK_URL) it
-	// watches the calendars it enrolls itself, within seconds; without,
+	// and control messages. With CHANNEL_TOKEN_KEYS and WEBHOOK_URL both set
+	// it watches the calendars it enrolls itself, within seconds; otherwise
 	// RenewChannels gives them channels in its next run.
 	ChannelTokenKeys string        `env:"CHANNEL_TOKEN_KEYS"`
 	WebhookURL       string        `env:"WEBHOOK_URL"`
@@ -143,7 +143,10 @@ func (c SyncWorker) Validate() error {
 		positive("RENEW_BEFORE", c.RenewBefore),
 	}
 	if c.ChannelTokenKeys != "" {
-		errs = append(errs, validKeys("CHANNEL_TOKEN_KEYS", c.ChannelTokenKeys), validURL("WEBHOOK_URL", c.WebhookURL))
+		errs = append(errs, validKeys("CHANNEL_TOKEN_KEYS", c.ChannelTokenKeys))
+	}
+	if c.WebhookURL != "" {
+		errs = append(errs, validURL("WEBHOOK_URL", c.WebhookURL))
 	}
 	if c.ControlSubscription != "" && strings.ContainsAny(c.ControlSubscription, " ") {
 		errs = append(errs, fmt.Errorf("CONTROL_SUBSCRIPTION %q is not a subscription id", c.ControlSubscription))

@@ -111,7 +111,7 @@ func syncWorker(ctx context.Context, c *count.Counters) (http.Handler, error) {
 	en := &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: requests, Revoker: access.Revoker,
 		Directory:   enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: cfg.CalendarEndpoint},
 		RenewBefore: cfg.RenewBefore, Logger: log}
-	if cfg.ChannelTokenKeys != "" {
+	if cfg.ChannelTokenKeys != "" && cfg.WebhookURL != "" {
 		tokens, err := channeltoken.Parse(cfg.ChannelTokenKeys)
 		if err != nil {
 			return nil, err
