@@ -41,11 +41,12 @@ func chaosSeeds(t *testing.T) []uint64 {
 
 // Random mutations of a calendar (events, series, occurrences) while every
 // fault we know of is injected: dropped, duplicated and delayed notifications,
-// 410 on sync tokens, 403/429 rate limits, 5xx, SyncWorker requests killed
-// mid-sync, Pub/Sub redelivery, a channel expiring unrenewed. Once the system
-// is quiet and RenewChannels has run (the scheduler's safety net), the mirror
-// must equal the calendar event by event and every change must have been
-// announced on the changes topic.
+// 410 on sync tokens, 403/429 rate limits, 5xx, SyncWorker processes killed
+// mid-sync and restarted, deliveries rejected (Pub/Sub redelivers),
+// duplicated and delayed by the SyncWorker front, a channel expiring
+// unrenewed. Once the system is quiet and RenewChannels has run (the
+// scheduler's safety net), the mirror must equal the calendar event by event
+// and every change must have been announced on the changes topic.
 func TestChaos(t *testing.T) {
 	for _, seed := range chaosSeeds(t) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { chaos(t, seed) })
@@ -66,21 +67,23 @@ func chaos(t *testing.T, seed uint64) {
 	}
 	changes := watchChanges(t, key)
 	faults := map[string]int{}
-	bridge0 := sys.Bridge.Stats()
+	front0 := sys.SyncWorker.Front.Stats()
+	procs := newProcChaos(t)
 	defer func() {
 		clearCalendarFaults(t)
-		sys.Bridge.SetFaults(stack.BridgeFaults{})
+		sys.SyncWorker.Front.SetFaults(stack.FrontFaults{})
+		procs.wait()
 	}()
 
 	watchCalendar(t, ctx, calID)
 
-	// Faults for the whole storm: notifications and the bridge.
+	// Faults for the whole storm: notifications and the SyncWorker front.
 	sys.Calendar.SetNotificationFaults(calendaremu.NotificationFaults{
 		DropProbability: 0.15, DuplicateProbability: 0.15, DelayProbability: 0.15,
 		Delay: time.Duration(50+rng.IntN(400)) * time.Millisecond, Seed: seed,
 	})
-	sys.Bridge.SetFaults(stack.BridgeFaults{NackProbability: 0.1, DuplicateProbability: 0.1,
-		KillProbability: 0.15, KillAfter: 80 * time.Millisecond, Seed: seed})
+	sys.SyncWorker.Front.SetFaults(stack.FrontFaults{RejectProbability: 0.1, DuplicateProbability: 0.1,
+		DelayProbability: 0.1, Delay: 400 * time.Millisecond, Seed: seed})
 
 	steps := 30 + rng.IntN(40)
 	for i := 0; i < steps; i++ {
@@ -88,6 +91,11 @@ func chaos(t *testing.T, seed uint64) {
 			// The channel may expire only in the second half, so the first
 			// half always runs on notifications.
 			faults[inject(t, rng, calID, i > steps/2)]++
+		}
+		if rng.IntN(100) < 8 {
+			// An instance dies mid-sync (its requests fail, Pub/Sub
+			// redelivers) and a new one starts a moment later.
+			procs.killAndRestart(ctx, rng.IntN(len(sys.SyncWorker.Instances)), time.Duration(rng.IntN(500))*time.Millisecond)
 		}
 		if _, err := gen.Step(ctx); err != nil {
 			t.Fatalf("step %d: %v", i, err)
@@ -99,16 +107,17 @@ func chaos(t *testing.T, seed uint64) {
 
 	// Quiet: faults off, nothing in flight, then the scheduler's safety net.
 	clearCalendarFaults(t)
-	sys.Bridge.SetFaults(stack.BridgeFaults{})
+	sys.SyncWorker.Front.SetFaults(stack.FrontFaults{})
+	procs.wait()
 	waitQuiet(t, 3500*time.Millisecond, 90*time.Second)
 	renew(t, ctx)
 	want := waitConverged(t, ctx, svc, calID, 90*time.Second)
 	changes.wait(t, want, 30*time.Second)
 	unwatchCalendar(t, ctx, calID)
-	b := sys.Bridge.Stats()
-	t.Logf("seed %d: %d steps, %d events mirrored, %d change messages, faults %v; bridge: %d delivered, %d acked, %d nacked, %d killed, %d duplicated; %s",
-		seed, steps, len(want), changes.count(), faults, b.Delivered-bridge0.Delivered, b.Acked-bridge0.Acked,
-		b.Nacked-bridge0.Nacked, b.Killed-bridge0.Killed, b.Duplicated-bridge0.Duplicated, time.Since(start).Round(time.Millisecond))
+	f := sys.SyncWorker.Front.Stats()
+	t.Logf("seed %d: %d steps, %d events mirrored, %d change messages, faults %v; SyncWorker front: %d forwarded, %d ok, %d rejected, %d duplicated, %d delayed, %d unavailable; %d processes killed and restarted; %s",
+		seed, steps, len(want), changes.count(), faults, f.Forwarded-front0.Forwarded, f.OK-front0.OK, f.Rejected-front0.Rejected,
+		f.Duplicated-front0.Duplicated, f.Delayed-front0.Delayed, f.Unavailable-front0.Unavailable, procs.kills(), time.Since(start).Round(time.Millisecond))
 }
 
 // inject adds one fault of a random kind and names it.

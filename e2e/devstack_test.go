@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,8 +18,9 @@ import (
 )
 
 // The built devstack binary, stopped with SIGTERM, leaves no process behind
-// (the emulators' Java processes included), frees its ports and removes its
-// state file; a second run starts clean.
+// (the function processes and the emulators' Java processes included), frees
+// its ports and removes its state file and run directory; a second run starts
+// clean.
 func TestDevstackBinaryStopsEverything(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "devstack")
 	args := []string{"build", "-o", bin}
@@ -36,7 +38,11 @@ func TestDevstackBinaryStopsEverything(t *testing.T) {
 
 func runAndTerminate(t *testing.T, bin string) {
 	state := filepath.Join(t.TempDir(), "state.json")
-	cmd := exec.Command(bin, "--state-file", state, "--renew-interval", "0")
+	args := []string{"--state-file", state, "--renew-interval", "0", "--sync-workers", "2"}
+	if raceEnabled {
+		args = append(args, "--race")
+	}
+	cmd := exec.Command(bin, args...)
 	// Its own emulators, not the test binary's.
 	cmd.Env = filteredEnv("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "FUNCTION_TARGET")
 	var out bytes.Buffer
@@ -64,10 +70,17 @@ func runAndTerminate(t *testing.T, bin string) {
 			t.Fatalf("no state file after 2m:\n%s", out.String())
 		}
 	}
-	if st.PID != cmd.Process.Pid || st.WebhookURL == "" || st.ProjectID == "" || st.ChangesTopic == "" || st.NotificationsTopic == "" {
+	if st.PID != cmd.Process.Pid || st.WebhookURL == "" || st.ProjectID == "" || st.ChangesTopic == "" || st.NotificationsTopic == "" ||
+		len(st.Instances) != 4 || st.RunDir == "" || len(st.PushSubscriptions) == 0 {
 		t.Fatalf("state file: %+v", st)
 	}
-	ports := []string{st.FirestoreEmulatorHost, st.PubSubEmulatorHost, strings.TrimPrefix(st.FunctionsURL, "http://"), strings.TrimPrefix(st.CalendarBaseURL, "http://")}
+	ports := []string{st.FirestoreEmulatorHost, st.PubSubEmulatorHost, strings.TrimPrefix(st.CalendarBaseURL, "http://")}
+	for _, u := range []string{st.WebhookURL, st.SyncWorkerURL, st.RenewChannelsURL} {
+		ports = append(ports, strings.TrimPrefix(u, "http://"))
+	}
+	for _, in := range st.Instances {
+		ports = append(ports, "127.0.0.1:"+strconv.Itoa(in.Port))
+	}
 	for _, hp := range ports {
 		if !listening(hp) {
 			t.Fatalf("%s not listening", hp)
@@ -82,6 +95,21 @@ func runAndTerminate(t *testing.T, bin string) {
 	}
 	if javas < 2 {
 		t.Fatalf("want the two emulators' Java processes among the children, got %d of %v", javas, desc)
+	}
+	targets := map[string]int{}
+	for _, in := range st.Instances {
+		if !slices.Contains(desc, in.PID) {
+			t.Fatalf("function process %s-%d (pid %d) is not a child of devstack: %v", in.Function, in.Index, in.PID, desc)
+		}
+		env, _ := os.ReadFile("/proc/" + strconv.Itoa(in.PID) + "/environ")
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if t, ok := strings.CutPrefix(kv, "FUNCTION_TARGET="); ok {
+				targets[t]++
+			}
+		}
+	}
+	if targets["Webhook"] != 1 || targets["SyncWorker"] != 2 || targets["RenewChannels"] != 1 {
+		t.Fatalf("FUNCTION_TARGET of the function processes: %v", targets)
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -118,6 +146,9 @@ func runAndTerminate(t *testing.T, bin string) {
 	}
 	if _, err := os.Stat(state); !os.IsNotExist(err) {
 		t.Fatalf("state file still there: %v", err)
+	}
+	if _, err := os.Stat(st.RunDir); !os.IsNotExist(err) {
+		t.Fatalf("run directory %s still there: %v", st.RunDir, err)
 	}
 }
 

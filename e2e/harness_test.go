@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -115,8 +114,8 @@ func waitConverged(t *testing.T, ctx context.Context, svc *calendar.Service, cal
 			return want
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("mirror of %s did not converge in %s: %s\nbridge %+v (last error %q), calendar %+v",
-				calID, timeout, last, sys.Bridge.Stats(), sys.Bridge.LastError(), sys.Calendar.Stats())
+			t.Fatalf("mirror of %s did not converge in %s: %s\nSyncWorker front %+v, instances %+v, calendar %+v",
+				calID, timeout, last, sys.SyncWorker.Front.Stats(), sys.SyncWorker.Infos(), sys.Calendar.Stats())
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -275,70 +274,40 @@ func clearCalendarFaults(t *testing.T) {
 	sys.Calendar.SetNotificationFaults(calendaremu.NotificationFaults{})
 }
 
-// waitQuiet waits until nothing moved in the bridge for quiet. A delivery
-// parked in functions-framework-go's CloudEvent receiver (no goroutine of
-// calsync works on it) does not count: cloudevents/sdk-go's HTTP receiver pairs
-// requests with consumers through one unbuffered channel, and a request
-// cancelled during the hand-off leaves the pairing offset by one
-// (cloudevents/sdk-go#1224, #1332): from then on a request is answered when
-// the next one arrives. The kill fault triggers it; it is reported, and the
-// bridge's timeout frees the slot.
+// waitQuiet waits until the SyncWorker front has had no request for quiet,
+// none is in flight, and every notification it has seen is acknowledged or
+// dead-lettered (none waits for a redelivery). Messages the emulator has not
+// pushed yet keep its push loops busy, so they show as activity.
 func waitQuiet(t *testing.T, quiet, timeout time.Duration) {
 	t.Helper()
+	if err := quietWithin(quiet, timeout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// quietWithin is waitQuiet's wait; it says what still moves after timeout.
+func quietWithin(quiet, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	reported := false
 	for {
-		st := sys.Bridge.Stats()
-		if time.Since(sys.Bridge.LastActivity()) >= quiet {
-			if st.InFlight == 0 {
-				return
-			}
-			if parked := parkedDeliveries(); parked > 0 && int64(parked) == st.InFlight {
-				if !reported {
-					t.Logf("%d deliveries parked in the CloudEvent receiver (cloudevents/sdk-go#1224): %+v", parked, sys.Bridge.InFlightDetails())
-					reported = true
-				}
-				return
-			}
+		f := sys.SyncWorker.Front
+		st := f.Stats()
+		pending := sys.PendingNotifications()
+		if time.Since(f.LastActivity()) >= quiet && st.InFlight == 0 && pending == 0 {
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("system not quiet after %s: %+v, in flight: %+v\n%s", timeout, st, sys.Bridge.InFlightDetails(), stacks(true))
+			var waiting []string
+			for _, n := range sys.Notifications() {
+				if !n.Acked && !n.DeadLettered {
+					waiting = append(waiting, fmt.Sprintf("%s %+v first seen %s, %d attempts %v, %d copies forwarded",
+						n.MessageID, n.Notification, n.FirstSeen.Format("15:04:05.000"), n.Attempts, n.Statuses, n.Forwarded))
+				}
+			}
+			return fmt.Errorf("system not quiet after %s: SyncWorker front %+v (last request %s ago), requests at the front %+v, %d notifications waiting for redelivery %s, instances %+v",
+				timeout, st, time.Since(f.LastActivity()).Round(time.Millisecond), f.InFlightRequests(), pending, head(waiting), sys.SyncWorker.Infos())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// parkedDeliveries counts in-flight deliveries older than 2s while no
-// goroutine runs calsync's function code: they wait in the framework (the
-// hand-off to the function takes microseconds; the scheduler's requests every
-// 10s replace the parked one, so it never gets old).
-func parkedDeliveries() int {
-	if stacks(false) != "" {
-		return 0
-	}
-	n := 0
-	for _, f := range sys.Bridge.InFlightDetails() {
-		if f.Stage != "posting to SyncWorker" || time.Since(f.Since) < 2*time.Second {
-			return 0
-		}
-		n++
-	}
-	return n
-}
-
-// stacks returns the goroutines inside calsync's functions (and the bridge's),
-// to say where a delivery hangs.
-func stacks(withBridge bool) string {
-	buf := make([]byte, 8<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "calsync/shared/syncer") || strings.Contains(g, "calsync/functions/") ||
-			withBridge && strings.Contains(g, "devstack/stack.(*Bridge)") {
-			out = append(out, g)
-		}
-	}
-	return strings.Join(out, "\n\n")
 }
 
 func short(s string) string {

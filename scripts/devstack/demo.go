@@ -198,9 +198,22 @@ func statusLine(ctx context.Context, st *stack.Stack, f *feedStats, w io.Writer)
 		for _, v := range cs.Requests {
 			total += v
 		}
-		bs := st.Bridge.Stats()
-		fmt.Fprintf(w, "── %s changes %d %s | lag (last 100) p50 %s max %s | Calendar API %d calls (list %d, watch %d, stop %d), push sent %d | bridge acked %d failed %d | RenewChannels runs %d\n",
+		fs := st.SyncWorker.Front.Stats()
+		fmt.Fprintf(w, "── %s changes %d %s | lag (last 100) p50 %s max %s | Calendar API %d calls (list %d, watch %d, stop %d), push sent %d | SyncWorker deliveries ok %d failed %d, in flight %s | RenewChannels runs %d\n",
 			time.Now().Format("15:04:05"), n, kinds, fmtLag(p50), fmtLag(max), total, cs.Requests["events.list"],
-			cs.Requests["events.watch"], cs.Requests["channels.stop"], cs.Notifications.Sent, bs.Acked, bs.Failed, st.RenewRuns())
+			cs.Requests["events.watch"], cs.Requests["channels.stop"], cs.Notifications.Sent, fs.OK, fs.Failed+fs.Unavailable+fs.TimedOut,
+			inFlight(st), st.RenewRuns())
 	}
+}
+
+// inFlight is the SyncWorker requests in flight per instance, e.g. "0/2".
+func inFlight(st *stack.Stack) string {
+	out := ""
+	for i, in := range st.SyncWorker.Infos() {
+		if i > 0 {
+			out += "/"
+		}
+		out += strconv.FormatInt(in.InFlight, 10)
+	}
+	return out
 }

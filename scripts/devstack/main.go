@@ -33,17 +33,24 @@ func main() {
 }
 
 type flags struct {
-	stateFile     string
-	project       string
-	functionsPort int
-	calendarAddr  string
-	renewEvery    time.Duration
-	channelTTL    time.Duration
-	renewBefore   time.Duration
-	logLevel      string
-	demo          bool
-	demoEvents    int
-	demoEvery     time.Duration
+	stateFile    string
+	project      string
+	webhooks     int
+	syncWorkers  int
+	frontsPort   int
+	pushShards   int
+	race         bool
+	runDir       string
+	keepLogs     bool
+	echoLogs     bool
+	calendarAddr string
+	renewEvery   time.Duration
+	channelTTL   time.Duration
+	renewBefore  time.Duration
+	logLevel     string
+	demo         bool
+	demoEvents   int
+	demoEvery    time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (flags, error) {
@@ -52,7 +59,14 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.stateFile, "state-file", "", "write the stack's endpoints and environment as JSON to this file")
 	fs.StringVar(&f.project, "project", stack.DefaultProjectID, "project id of the emulated project")
-	fs.IntVar(&f.functionsPort, "functions-port", 0, "port of the functions server (0: a free one)")
+	fs.IntVar(&f.webhooks, "webhooks", 1, "Webhook processes")
+	fs.IntVar(&f.syncWorkers, "sync-workers", 2, "SyncWorker processes")
+	fs.IntVar(&f.frontsPort, "fronts-port", 0, "fixed ports for the fronts: Webhook on N, SyncWorker on N+1, RenewChannels on N+2 (0: free ones)")
+	fs.IntVar(&f.pushShards, "push-shards", 4, "push subscriptions the notifications are spread over (1: Terraform's single subscription; the emulator pushes two at a time per subscription)")
+	fs.BoolVar(&f.race, "race", false, "build the function binary with the race detector")
+	fs.StringVar(&f.runDir, "run-dir", "", "directory for the function binary and the per-process logs (default: a temporary one, removed on exit unless --keep-logs)")
+	fs.BoolVar(&f.keepLogs, "keep-logs", false, "keep the run directory (build and logs) on exit")
+	fs.BoolVar(&f.echoLogs, "echo-logs", false, "also print every function process's output, line by line behind [Function-i]")
 	fs.StringVar(&f.calendarAddr, "calendar-addr", "127.0.0.1:0", "listen address of the Calendar API emulator")
 	fs.DurationVar(&f.renewEvery, "renew-interval", 20*time.Second, "how often the stand-in for Cloud Scheduler calls RenewChannels (0: never)")
 	fs.DurationVar(&f.channelTTL, "channel-ttl", 2*time.Minute, "CHANNEL_TTL asked for each push channel")
@@ -66,6 +80,9 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if f.webhooks < 1 || f.syncWorkers < 1 {
+		return f, fmt.Errorf("--webhooks and --sync-workers must be at least 1")
 	}
 	if _, ok := logging.ParseLevel(f.logLevel); !ok {
 		return f, fmt.Errorf("--log-level %q is not one of debug, info, warning, error", f.logLevel)
@@ -87,10 +104,22 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if renew <= 0 {
 		renew = -1
 	}
-	fmt.Fprintln(stdout, "devstack: starting the emulators and the functions...")
+	fmt.Fprintln(stdout, "devstack: building the function binary and starting the emulators and the functions...")
+	var echo io.Writer
+	if f.echoLogs {
+		echo = stderr
+	}
 	st, err := stack.Start(ctx, stack.Options{
 		ProjectID:     f.project,
-		FunctionsPort: f.functionsPort,
+		Webhooks:      f.webhooks,
+		SyncWorkers:   f.syncWorkers,
+		FrontsPort:    f.frontsPort,
+		Push:          stack.PushOptions{Shards: f.pushShards},
+		Race:          f.race,
+		RunDir:        f.runDir,
+		KeepRunDir:    f.keepLogs,
+		EchoLogs:      echo,
+		Progress:      stdout,
 		CalendarAddr:  f.calendarAddr,
 		ChannelTTL:    f.channelTTL,
 		RenewBefore:   f.renewBefore,
@@ -128,17 +157,25 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 func printEndpoints(w io.Writer, st *stack.Stack, stateFile string) {
 	fmt.Fprintf(w, `devstack: calsync is running (project %s)
-  Webhook (channel address)  %s
-  SyncWorker (Pub/Sub push)  %s
-  RenewChannels              %s
-  Calendar API emulator      %s   (control: %s/emulator/v1/)
-  Firestore emulator         %s
-  Pub/Sub emulator           %s
-  topics                     %s -> SyncWorker (subscription %s), changes: %s
+  Webhook front (channel address)  %s
+  SyncWorker front (Pub/Sub push)  %s
+  RenewChannels front (scheduler)  %s
+  Calendar API emulator            %s   (control: %s/emulator/v1/)
+  Firestore emulator               %s
+  Pub/Sub emulator                 %s
+  topics                           %s -> push %v -> %s
+                                   dead letters: %s (kept in %s); changes: %s
 `, st.ProjectID, st.WebhookURL, st.SyncWorkerURL, st.RenewChannelsURL, st.CalendarEndpoint, st.CalendarBaseURL,
-		st.FirestoreHost, st.PubSubHost, st.NotificationsTopic, st.Subscription, st.ChangesTopic)
+		st.FirestoreHost, st.PubSubHost, st.NotificationsTopic, st.PushSubscriptions, st.SyncWorkerPushEndpoint,
+		st.DeadLetterTopic, st.DeadLetterSubscription, st.ChangesTopic)
+	fmt.Fprintln(w, "  processes (FUNCTION_TARGET, pid, port, log):")
+	for _, fn := range st.Functions() {
+		for _, in := range fn.Infos() {
+			fmt.Fprintf(w, "    %-15s pid %-7d port %-5d %s\n", fmt.Sprintf("%s-%d", in.Function, in.Index), in.PID, in.Port, in.LogPath)
+		}
+	}
 	if stateFile != "" {
-		fmt.Fprintf(w, "  state file                 %s\n", stateFile)
+		fmt.Fprintf(w, "  state file                       %s\n", stateFile)
 	}
 	fmt.Fprintln(w, "To point the CLI or a client at this stack:")
 	for _, kv := range st.EnvList() {

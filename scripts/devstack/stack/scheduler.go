@@ -74,21 +74,26 @@ func (s *Stack) scheduler(ctx context.Context, every time.Duration) {
 // State is what --state-file holds: every endpoint of the stack and the
 // environment that points a program (the CLI, a test) at it.
 type State struct {
-	PID                   int       `json:"pid"`
-	StartedAt             time.Time `json:"startedAt"`
-	ProjectID             string    `json:"projectId"`
-	FunctionsURL          string    `json:"functionsUrl"`
-	WebhookURL            string    `json:"webhookUrl"`
-	SyncWorkerURL         string    `json:"syncWorkerUrl"`
-	RenewChannelsURL      string    `json:"renewChannelsUrl"`
-	CalendarBaseURL       string    `json:"calendarBaseUrl"`
-	CalendarEndpoint      string    `json:"calendarEndpoint"`
-	CalendarControlURL    string    `json:"calendarControlUrl"`
-	FirestoreEmulatorHost string    `json:"firestoreEmulatorHost"`
-	PubSubEmulatorHost    string    `json:"pubsubEmulatorHost"`
-	NotificationsTopic    string    `json:"notificationsTopic"`
-	ChangesTopic          string    `json:"changesTopic"`
-	SyncWorkerSub         string    `json:"syncWorkerSubscription"`
+	PID                    int       `json:"pid"`
+	StartedAt              time.Time `json:"startedAt"`
+	ProjectID              string    `json:"projectId"`
+	WebhookURL             string    `json:"webhookUrl"`
+	SyncWorkerURL          string    `json:"syncWorkerUrl"`
+	SyncWorkerPushEndpoint string    `json:"syncWorkerPushEndpoint"`
+	RenewChannelsURL       string    `json:"renewChannelsUrl"`
+	CalendarBaseURL        string    `json:"calendarBaseUrl"`
+	CalendarEndpoint       string    `json:"calendarEndpoint"`
+	CalendarControlURL     string    `json:"calendarControlUrl"`
+	FirestoreEmulatorHost  string    `json:"firestoreEmulatorHost"`
+	PubSubEmulatorHost     string    `json:"pubsubEmulatorHost"`
+	NotificationsTopic     string    `json:"notificationsTopic"`
+	ChangesTopic           string    `json:"changesTopic"`
+	DeadLetterTopic        string    `json:"deadLetterTopic"`
+	PushSubscriptions      []string  `json:"pushSubscriptions"`
+	DeadLetterSubscription string    `json:"deadLetterSubscription"`
+	RunDir                 string    `json:"runDir"`
+	// Instances are the function processes (pid, port, log file).
+	Instances []InstanceInfo `json:"instances"`
 	// The functions' secrets and OAuth settings, so the CLI
 	// (scripts/calsync --state-file) can act as RenewChannels does.
 	ChannelTokenKeys  string `json:"channelTokenKeys"`
@@ -99,7 +104,7 @@ type State struct {
 	OAuthTokenURL     string `json:"oauthTokenUrl"`
 	ChannelTTL        string `json:"channelTtl"`
 	RenewBefore       string `json:"renewBefore"`
-	// Env is every variable the functions run with.
+	// Env is every variable the functions run with (besides FUNCTION_TARGET and PORT).
 	Env map[string]string `json:"env"`
 }
 
@@ -109,14 +114,19 @@ func (s *Stack) State() State {
 	for k, v := range s.Env {
 		env[k] = v
 	}
+	var instances []InstanceInfo
+	for _, fn := range s.Functions() {
+		instances = append(instances, fn.Infos()...)
+	}
 	return State{
 		PID: os.Getpid(), StartedAt: time.Now().UTC(), ProjectID: s.ProjectID,
-		FunctionsURL: s.FunctionsURL, WebhookURL: s.WebhookURL, SyncWorkerURL: s.SyncWorkerURL,
+		WebhookURL: s.WebhookURL, SyncWorkerURL: s.SyncWorkerURL, SyncWorkerPushEndpoint: s.SyncWorkerPushEndpoint,
 		RenewChannelsURL: s.RenewChannelsURL, CalendarBaseURL: s.CalendarBaseURL,
 		CalendarEndpoint: s.CalendarEndpoint, CalendarControlURL: s.CalendarBaseURL + "/emulator/v1/",
 		FirestoreEmulatorHost: s.FirestoreHost, PubSubEmulatorHost: s.PubSubHost,
-		NotificationsTopic: s.NotificationsTopic, ChangesTopic: s.ChangesTopic,
-		SyncWorkerSub: s.Subscription, Env: env,
+		NotificationsTopic: s.NotificationsTopic, ChangesTopic: s.ChangesTopic, DeadLetterTopic: s.DeadLetterTopic,
+		PushSubscriptions: s.PushSubscriptions, DeadLetterSubscription: s.DeadLetterSubscription,
+		RunDir: s.RunDir, Instances: instances, Env: env,
 		ChannelTokenKeys: env["CHANNEL_TOKEN_KEYS"], CredentialKeys: env["CREDENTIAL_KEYS"],
 		OAuthClientID: env["OAUTH_CLIENT_ID"], OAuthClientSecret: env["OAUTH_CLIENT_SECRET"],
 		OAuthAuthURL: env["OAUTH_AUTH_URL"], OAuthTokenURL: env["OAUTH_TOKEN_URL"],

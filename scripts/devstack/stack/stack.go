@@ -1,18 +1,18 @@
-// Package stack runs the whole of calsync on one machine: the Firestore and
-// Pub/Sub emulators (shared/emulators), the Calendar API emulator
-// (shared/calendaremu), and the three Cloud Functions served by
-// functions-framework-go exactly as deployed (the root package registers them),
-// wired together the way Google wires them in production: the Webhook's URL is
-// the push channels' address, a bridge delivers the notifications topic to
-// SyncWorker as Pub/Sub push requests (the push subscription of
-// terraform/pubsub.tf), and a ticker stands in for Cloud Scheduler calling
-// RenewChannels.
+// Package stack runs the whole of calsync on one machine in production's
+// shape: the Firestore and Pub/Sub emulators (shared/testing/emulators), the
+// Calendar API emulator (shared/testing/calendaremu), and each Cloud Function
+// as several OS processes of the binary Google's Go buildpack would build
+// from the deployed zip, each function behind a front that stands in for
+// Cloud Run's load balancer. Pub/Sub push (a real push subscription in the
+// emulator, configured like terraform/pubsub.tf) delivers the notifications
+// topic to the SyncWorker front; a ticker stands in for Cloud Scheduler
+// calling the RenewChannels front; push channels point at the Webhook front.
 //
-// The functions read their configuration from the environment once, on their
-// first request, and functions-framework-go's server cannot be stopped, so a
-// process runs at most one Stack; Start sets the environment variables the
-// functions need (and FIRESTORE_EMULATOR_HOST / PUBSUB_EMULATOR_HOST, so the
-// process's own clients reach the same emulators).
+// Tests drive faults through it: the SyncWorker front duplicates, delays and
+// rejects deliveries; instances can be killed, restarted, paused and resumed.
+//
+// Start sets FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST in the calling
+// process too, so its own clients reach the stack's emulators.
 package stack
 
 import (
@@ -21,21 +21,21 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
 	"github.com/sethvargo/go-envconfig"
 
-	// Registers Webhook, SyncWorker and RenewChannels, as the deployed build does.
-	_ "github.com/calsync/calsync"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
@@ -51,11 +51,43 @@ type Options struct {
 	// start one on a free port (stopped by Stop).
 	FirestoreHost string
 	PubSubHost    string
-	// FunctionsPort serves the three functions (0: a free port).
-	FunctionsPort int
+	// Webhooks and SyncWorkers are how many processes run each (defaults 1
+	// and 2); RenewChannels runs one (Terraform: max_instance_count 1).
+	Webhooks    int
+	SyncWorkers int
+	// FrontsPort, if not 0, puts the fronts on fixed ports: Webhook on
+	// FrontsPort, SyncWorker on FrontsPort+1, RenewChannels on FrontsPort+2.
+	FrontsPort int
+	// SyncWorkerTimeout is the SyncWorker's request timeout, enforced by its
+	// front (Terraform: 540s, the default); the Webhook's is 60s and
+	// RenewChannels' 1800s, as deployed.
+	SyncWorkerTimeout time.Duration
+	// Push configures the notifications push subscription.
+	Push PushOptions
+	// PubSubTaps puts a TCP relay between each SyncWorker process and the
+	// Pub/Sub emulator (its PUBSUB_EMULATOR_HOST is the relay), so that
+	// SetPubSubHook sees each answer coming back to a process before the
+	// process does: a test can pause a SyncWorker that has just published
+	// its change messages and not yet written them.
+	PubSubTaps bool
+	// Race builds the function binary with the race detector.
+	Race bool
+	// ModuleDir is the calsync checkout to build (default: the module of the
+	// current directory).
+	ModuleDir string
+	// RunDir holds the build, one log file per instance and nothing else
+	// (default: a new temporary directory). Stop removes a directory it made,
+	// unless KeepRunDir.
+	RunDir     string
+	KeepRunDir bool
+	// EchoLogs, if set, also receives every function process's output, each
+	// line behind [Function-i].
+	EchoLogs io.Writer
+	// Progress, if set, receives a line per start-up step (build, processes).
+	Progress io.Writer
 	// CalendarAddr is the Calendar emulator's listen address (default 127.0.0.1:0).
 	CalendarAddr string
-	// Calendar configures the Calendar emulator (Logger defaults to Logger at warning).
+	// Calendar configures the Calendar emulator (Logger defaults to Logger).
 	Calendar calendaremu.Options
 	// Topics (defaults: the functions' defaults, calsync-notifications and calsync-changes).
 	NotificationsTopic string
@@ -70,8 +102,6 @@ type Options struct {
 	// (e.g. LEASE_DURATION, RERUN_INTERVAL, QUIET_PERIOD, RECONCILE_AFTER,
 	// LOG_LEVEL). Start checks the result against shared/config.
 	Env map[string]string
-	// Bridge tunes the notifications → SyncWorker delivery.
-	Bridge BridgeOptions
 	// Logger receives the stack's own log lines (default: discard).
 	Logger *slog.Logger
 }
@@ -86,6 +116,16 @@ func (opts Options) withDefaults() Options {
 	if opts.ChangesTopic == "" {
 		opts.ChangesTopic = DefaultChanges
 	}
+	if opts.Webhooks == 0 {
+		opts.Webhooks = 1
+	}
+	if opts.SyncWorkers == 0 {
+		opts.SyncWorkers = 2
+	}
+	if opts.SyncWorkerTimeout == 0 {
+		opts.SyncWorkerTimeout = 540 * time.Second
+	}
+	opts.Push = opts.Push.withDefaults()
 	if opts.ChannelTTL == 0 {
 		opts.ChannelTTL = 2 * time.Minute
 	}
@@ -107,28 +147,52 @@ func (opts Options) withDefaults() Options {
 	return opts
 }
 
+func (opts Options) validate() error {
+	var errs []error
+	if opts.Webhooks < 1 || opts.SyncWorkers < 1 {
+		errs = append(errs, fmt.Errorf("want at least one Webhook and one SyncWorker, got %d and %d", opts.Webhooks, opts.SyncWorkers))
+	}
+	if opts.SyncWorkerTimeout < 0 {
+		errs = append(errs, fmt.Errorf("SyncWorkerTimeout %s is negative", opts.SyncWorkerTimeout))
+	}
+	errs = append(errs, opts.Push.validate())
+	return errors.Join(errs...)
+}
+
 // Stack is a running local calsync.
 type Stack struct {
-	ProjectID          string
-	FunctionsURL       string // http://127.0.0.1:PORT; each function at /<Name>
-	WebhookURL         string
-	SyncWorkerURL      string
-	RenewChannelsURL   string
-	CalendarBaseURL    string // the Calendar emulator's root (control API at /emulator/v1/)
-	CalendarEndpoint   string // CalendarBaseURL + "/calendar/v3/"
-	FirestoreHost      string
-	PubSubHost         string
-	NotificationsTopic string
-	ChangesTopic       string
-	// Subscription is the pull subscription the bridge delivers to SyncWorker.
-	Subscription string
-	// Env is every variable set for the functions (secrets included: local only).
+	ProjectID string
+	// The fronts' URLs: the channels' address, Pub/Sub push's and Cloud
+	// Scheduler's targets.
+	WebhookURL       string
+	SyncWorkerURL    string
+	RenewChannelsURL string
+	// SyncWorkerPushEndpoint is the push subscription's endpoint:
+	// SyncWorkerURL + /projects/P/topics/T, as in Terraform.
+	SyncWorkerPushEndpoint string
+	CalendarBaseURL        string // the Calendar emulator's root (control API at /emulator/v1/)
+	CalendarEndpoint       string // CalendarBaseURL + "/calendar/v3/"
+	FirestoreHost          string
+	PubSubHost             string
+	NotificationsTopic     string
+	ChangesTopic           string
+	DeadLetterTopic        string
+	// PushSubscriptions deliver the notifications topic to SyncWorkerPushEndpoint.
+	PushSubscriptions []string
+	// DeadLetterSubscription keeps the dead letters (like Terraform's -hold).
+	DeadLetterSubscription string
+	// RunDir holds the build and the instances' logs.
+	RunDir string
+	// Build is the function binary every instance runs.
+	Build *Build
+	// Env is what every function process gets, besides FUNCTION_TARGET and
+	// PORT (secrets included: local only).
 	Env map[string]string
 
+	// The three functions: instances and fronts.
+	Webhook, SyncWorker, RenewChannels *Function
 	// Calendar is the in-process Calendar emulator (faults, stats, channels).
 	Calendar *calendaremu.Server
-	// Bridge delivers the notifications topic to SyncWorker.
-	Bridge *Bridge
 	// PubSub is a client of the stack's Pub/Sub emulator.
 	PubSub *pubsub.Client
 
@@ -137,10 +201,18 @@ type Stack struct {
 	wg        sync.WaitGroup
 	procs     []*emulators.Process
 	calStop   func()
+	calSrv    *http.Server
+	calHook   func(CalendarCall)
+	psHook    func(PubSubAnswer)
+	taps      []*tap
+	calMu     sync.Mutex
+	ownRunDir bool
+	keepRun   bool
 	stopOnce  sync.Once
 	renewMu   sync.Mutex
 	renewRuns int
 	http      *http.Client
+	ledger    *ledger
 }
 
 // Default names.
@@ -148,34 +220,30 @@ const (
 	DefaultProjectID     = "calsync-local"
 	DefaultNotifications = "calsync-notifications"
 	DefaultChanges       = "calsync-changes"
-	SyncWorkerSub        = "devstack-syncworker"
 )
 
-var (
-	funcMu      sync.Mutex
-	funcRunning string // the functions server's URL once started
-)
-
-// Start brings the stack up and returns once every part answers. On error
-// everything already started is stopped.
+// Start builds the function binary, brings the stack up and returns once
+// every part answers. On error everything already started is stopped.
 func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	opts = opts.withDefaults()
-
-	funcMu.Lock()
-	defer funcMu.Unlock()
-	if funcRunning != "" {
-		return nil, fmt.Errorf("stack: this process already served the functions at %s (their config is read once per process): run one Stack per process", funcRunning)
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
 	}
-
+	progress := opts.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s := &Stack{
 		ProjectID:          opts.ProjectID,
 		NotificationsTopic: opts.NotificationsTopic,
 		ChangesTopic:       opts.ChangesTopic,
-		Subscription:       SyncWorkerSub,
+		DeadLetterTopic:    opts.NotificationsTopic + DeadLetterTopicSuffix,
 		log:                opts.Logger,
 		cancel:             cancel,
-		http:               &http.Client{Timeout: 5 * time.Minute},
+		keepRun:            opts.KeepRunDir,
+		http:               &http.Client{Timeout: 35 * time.Minute},
+		ledger:             newLedger(),
 	}
 	defer func() {
 		if err != nil {
@@ -183,7 +251,36 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 	}()
 
+	s.RunDir = opts.RunDir
+	if s.RunDir == "" {
+		if s.RunDir, err = os.MkdirTemp("", "calsync-devstack-"); err != nil {
+			return nil, fmt.Errorf("stack: %w", err)
+		}
+		s.ownRunDir = true
+	} else if err = os.MkdirAll(s.RunDir, 0o755); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+
+	// The build and the emulators' start are independent: overlap them.
+	type built struct {
+		b   *Build
+		err error
+	}
+	buildDone := make(chan built, 1)
+	go func() {
+		b, err := BuildFunctions(ctx, BuildOptions{ModuleDir: opts.ModuleDir, OutDir: filepath.Join(s.RunDir, "build"), Race: opts.Race, Progress: progress})
+		buildDone <- built{b, err}
+	}()
+	waitBuild := func() error {
+		r := <-buildDone
+		buildDone <- r
+		s.Build = r.b
+		return r.err
+	}
+	defer func() { _ = waitBuild() }() // never leave the build running
+
 	// Emulators: the given host, else the environment's, else our own.
+	fmt.Fprintln(progress, "stack: starting the Firestore and Pub/Sub emulators")
 	if s.FirestoreHost, err = s.emulator(ctx, emulators.Firestore, opts.FirestoreHost); err != nil {
 		return nil, err
 	}
@@ -191,14 +288,21 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 
-	// Calendar API emulator, in process.
+	// Calendar API emulator, in process, behind a hook that lets tests see
+	// which function process made each call.
 	s.Calendar = calendaremu.New(opts.Calendar)
-	if s.CalendarBaseURL, s.calStop, err = s.Calendar.Listen(runCtx, opts.CalendarAddr); err != nil {
-		return nil, fmt.Errorf("stack: calendar emulator: %w", err)
+	if err = s.listenCalendar(opts.CalendarAddr); err != nil {
+		return nil, err
 	}
 	s.CalendarEndpoint = s.CalendarBaseURL + calendaremu.APIPath
 
-	// Topics and the subscription behind SyncWorker's trigger.
+	// This process's own clients (tests, the demo, the CLI code) reach the
+	// same emulators.
+	for k, v := range map[string]string{"FIRESTORE_EMULATOR_HOST": s.FirestoreHost, "PUBSUB_EMULATOR_HOST": s.PubSubHost} {
+		if err = os.Setenv(k, v); err != nil {
+			return nil, fmt.Errorf("stack: %w", err)
+		}
+	}
 	if s.PubSub, err = pubsubx.NewClient(ctx, s.ProjectID, s.PubSubHost); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
@@ -207,44 +311,97 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			return nil, fmt.Errorf("stack: %w", err)
 		}
 	}
-	if err = pubsubx.EnsureSubscription(ctx, s.PubSub, s.NotificationsTopic, s.Subscription, false); err != nil {
-		return nil, fmt.Errorf("stack: %w", err)
-	}
 
-	// The functions, through functions-framework-go.
-	port := opts.FunctionsPort
-	if port == 0 {
-		if port, err = emulators.FreePort(); err != nil {
+	// Fronts first: their URLs go into the functions' environment.
+	s.Webhook = &Function{Name: Webhook}
+	s.SyncWorker = &Function{Name: SyncWorker}
+	s.RenewChannels = &Function{Name: RenewChannels}
+	timeouts := map[string]time.Duration{Webhook: 60 * time.Second, SyncWorker: opts.SyncWorkerTimeout, RenewChannels: 1800 * time.Second}
+	for i, fn := range s.Functions() {
+		fn.Front = newFront(fn, timeouts[fn.Name])
+		addr := "127.0.0.1:0"
+		if opts.FrontsPort != 0 {
+			addr = "127.0.0.1:" + strconv.Itoa(opts.FrontsPort+i)
+		}
+		if err = fn.Front.listen(addr); err != nil {
 			return nil, fmt.Errorf("stack: %w", err)
 		}
 	}
-	s.FunctionsURL = "http://127.0.0.1:" + strconv.Itoa(port)
-	s.WebhookURL = s.FunctionsURL + "/Webhook"
-	s.SyncWorkerURL = s.FunctionsURL + "/SyncWorker"
-	s.RenewChannelsURL = s.FunctionsURL + "/RenewChannels"
+	s.Webhook.Front.setObserver(s.ledger.webhookDelivery)
+	s.SyncWorker.Front.setObserver(s.ledger.syncWorkerDelivery)
+	s.WebhookURL = s.Webhook.Front.URL
+	s.SyncWorkerURL = s.SyncWorker.Front.URL
+	s.RenewChannelsURL = s.RenewChannels.Front.URL
 	if s.Env, err = s.environment(opts); err != nil {
 		return nil, err
 	}
-	for k, v := range s.Env {
-		if err = os.Setenv(k, v); err != nil {
-			return nil, fmt.Errorf("stack: setenv %s: %w", k, err)
+
+	if err = waitBuild(); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	counts := map[string]int{Webhook: opts.Webhooks, SyncWorker: opts.SyncWorkers, RenewChannels: 1}
+	for _, fn := range s.Functions() {
+		for i := 0; i < counts[fn.Name]; i++ {
+			port, err := emulators.FreePort()
+			if err != nil {
+				return nil, fmt.Errorf("stack: %w", err)
+			}
+			env := s.Env
+			var t *tap
+			if opts.PubSubTaps && fn.Name == SyncWorker {
+				if t, err = newTap(s.PubSubHost, s.pubSubHook); err != nil {
+					return nil, fmt.Errorf("stack: %w", err)
+				}
+				s.taps = append(s.taps, t)
+				env = maps.Clone(s.Env)
+				env["PUBSUB_EMULATOR_HOST"] = t.addr()
+			}
+			in := &Instance{
+				Function: fn.Name, Index: i,
+				LogPath: filepath.Join(s.RunDir, fmt.Sprintf("%s-%d.log", fn.Name, i)),
+				bin:     s.Build.Binary, fnEnv: env, echo: opts.EchoLogs,
+				spawn: processSpawner, state: StateDown,
+				onCrash: func(in *Instance, status string) {
+					s.log.Error("function process ended by itself", "instance", in.Name(), "status", status, "log", in.LogPath)
+				},
+			}
+			in.setPort(port)
+			if t != nil {
+				t.setInstance(in)
+			}
+			fn.Instances = append(fn.Instances, in)
 		}
 	}
-	// Without FUNCTION_TARGET the framework serves every function at /<Name>.
-	_ = os.Unsetenv("FUNCTION_TARGET")
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- funcframework.StartHostPort("127.0.0.1", strconv.Itoa(port)) }()
-	if err = waitListening(ctx, "127.0.0.1:"+strconv.Itoa(port), serveErr, 30*time.Second); err != nil {
-		return nil, fmt.Errorf("stack: functions server: %w", err)
+	fmt.Fprintf(progress, "stack: starting %d Webhook, %d SyncWorker and 1 RenewChannels processes (logs in %s)\n", opts.Webhooks, opts.SyncWorkers, s.RunDir)
+	var startErrs []error
+	var startMu sync.Mutex
+	var starts sync.WaitGroup
+	for _, fn := range s.Functions() {
+		for _, in := range fn.Instances {
+			starts.Add(1)
+			go func() {
+				defer starts.Done()
+				if err := in.start(ctx); err != nil {
+					startMu.Lock()
+					startErrs = append(startErrs, err)
+					startMu.Unlock()
+				}
+			}()
+		}
 	}
-	funcRunning = s.FunctionsURL
+	starts.Wait()
+	if err = errors.Join(startErrs...); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
 
-	// The push subscription's part: notifications topic → SyncWorker.
-	s.Bridge = newBridge(s, opts.Bridge)
+	// Pub/Sub push to the SyncWorker front, as Terraform configures it.
+	if err = s.setupPush(ctx, opts.Push); err != nil {
+		return nil, err
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.Bridge.run(runCtx)
+		s.watchDeadLetters(runCtx)
 	}()
 
 	// Cloud Scheduler's part.
@@ -255,9 +412,111 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			s.scheduler(runCtx, opts.RenewInterval)
 		}()
 	}
-	s.log.Info("stack started", "functions", s.FunctionsURL, "calendar", s.CalendarBaseURL,
-		"firestore", s.FirestoreHost, "pubsub", s.PubSubHost, "project", s.ProjectID)
+	fmt.Fprintln(progress, "stack: up")
+	s.log.Info("stack started", "webhook", s.WebhookURL, "syncWorker", s.SyncWorkerURL, "renewChannels", s.RenewChannelsURL,
+		"calendar", s.CalendarBaseURL, "firestore", s.FirestoreHost, "pubsub", s.PubSubHost, "project", s.ProjectID, "runDir", s.RunDir)
 	return s, nil
+}
+
+// Functions returns Webhook, SyncWorker and RenewChannels.
+func (s *Stack) Functions() []*Function {
+	return []*Function{s.Webhook, s.SyncWorker, s.RenewChannels}
+}
+
+// Function returns the function of that name.
+func (s *Stack) Function(name string) (*Function, error) {
+	for _, fn := range s.Functions() {
+		if fn != nil && fn.Name == name {
+			return fn, nil
+		}
+	}
+	return nil, fmt.Errorf("stack: no function %q (Webhook, SyncWorker, RenewChannels)", name)
+}
+
+// Instances describes the instances of a function.
+func (s *Stack) Instances(function string) ([]InstanceInfo, error) {
+	fn, err := s.Function(function)
+	if err != nil {
+		return nil, err
+	}
+	return fn.Infos(), nil
+}
+
+func (s *Stack) instance(function string, i int) (*Instance, error) {
+	fn, err := s.Function(function)
+	if err != nil {
+		return nil, err
+	}
+	return fn.Instance(i)
+}
+
+// Kill SIGKILLs instance i of a function.
+func (s *Stack) Kill(function string, i int) error {
+	in, err := s.instance(function, i)
+	if err != nil {
+		return err
+	}
+	s.log.Info("kill", "instance", in.Name(), "pid", in.PID())
+	return in.Kill()
+}
+
+// Restart starts instance i again (killing it first if it runs).
+func (s *Stack) Restart(ctx context.Context, function string, i int) error {
+	in, err := s.instance(function, i)
+	if err != nil {
+		return err
+	}
+	s.log.Info("restart", "instance", in.Name())
+	return in.Restart(ctx)
+}
+
+// Pause SIGSTOPs instance i.
+func (s *Stack) Pause(function string, i int) error {
+	in, err := s.instance(function, i)
+	if err != nil {
+		return err
+	}
+	s.log.Info("pause", "instance", in.Name(), "pid", in.PID())
+	return in.Pause()
+}
+
+// Resume SIGCONTs instance i.
+func (s *Stack) Resume(function string, i int) error {
+	in, err := s.instance(function, i)
+	if err != nil {
+		return err
+	}
+	s.log.Info("resume", "instance", in.Name(), "pid", in.PID())
+	return in.Resume()
+}
+
+// ProcessProblems lists the lines of the function processes' logs that
+// report a data race, a panic or a fatal error ("" markers of a broken process).
+func (s *Stack) ProcessProblems() ([]string, error) {
+	return scanLogs(s.RunDir, "WARNING: DATA RACE", "panic:", "fatal error:")
+}
+
+// Logs returns each instance's log path.
+func (s *Stack) Logs() []string {
+	var out []string
+	for _, fn := range s.Functions() {
+		if fn == nil {
+			continue
+		}
+		for _, in := range fn.Instances {
+			out = append(out, in.LogPath)
+		}
+	}
+	return out
+}
+
+// LogTail returns the last n lines of every instance's log, for a failing test.
+func (s *Stack) LogTail(n int) string {
+	var out string
+	for _, p := range s.Logs() {
+		out += "--- " + p + "\n" + tailFile(p, n) + "\n"
+	}
+	return out
 }
 
 func (s *Stack) emulator(ctx context.Context, kind emulators.Kind, host string) (string, error) {
@@ -339,35 +598,33 @@ func randomKey(id string) (string, error) {
 	return id + ":" + base64.StdEncoding.EncodeToString(b), nil
 }
 
-func waitListening(ctx context.Context, addr string, serveErr <-chan error, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case err := <-serveErr:
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return errors.New("not listening after " + timeout.String())
-		}
-	}
-}
-
-// Stop stops what Start started: the bridge, the scheduler, the Calendar
-// emulator and the emulator processes (their Java processes included). The
-// functions' HTTP server lives until the process exits (functions-framework-go
-// has no shutdown), so Stop is meant for the end of a process.
+// Stop stops what Start started: the scheduler, the function processes
+// (SIGTERM, then SIGKILL), the fronts, the Calendar emulator and the emulator
+// processes (their Java processes included), and removes the run directory
+// it made unless KeepRunDir.
 func (s *Stack) Stop() {
 	s.stopOnce.Do(func() {
 		s.cancel()
 		s.wg.Wait()
+		var stops sync.WaitGroup
+		for _, fn := range s.Functions() {
+			if fn == nil {
+				continue
+			}
+			for _, in := range fn.Instances {
+				stops.Add(1)
+				go func() { defer stops.Done(); in.stop(3 * time.Second) }()
+			}
+		}
+		stops.Wait()
+		for _, t := range s.taps {
+			t.close()
+		}
+		for _, fn := range s.Functions() {
+			if fn != nil && fn.Front != nil {
+				fn.Front.close()
+			}
+		}
 		if s.PubSub != nil {
 			s.PubSub.Close()
 		}
@@ -380,7 +637,21 @@ func (s *Stack) Stop() {
 		for _, p := range s.procs {
 			p.Stop()
 		}
+		s.calMu.Lock()
+		keep := s.keepRun
+		s.calMu.Unlock()
+		if s.ownRunDir && !keep && s.RunDir != "" {
+			_ = os.RemoveAll(s.RunDir)
+		}
 	})
+}
+
+// KeepRunDir makes Stop leave the run directory (build and logs) in place,
+// e.g. because a test failed.
+func (s *Stack) KeepRunDir() {
+	s.calMu.Lock()
+	defer s.calMu.Unlock()
+	s.keepRun = true
 }
 
 // EnvList returns Env as sorted KEY=VALUE lines.
@@ -392,3 +663,114 @@ func (s *Stack) EnvList() []string {
 	sort.Strings(out)
 	return out
 }
+
+// CalendarCall is one request the Calendar emulator answered.
+type CalendarCall struct {
+	Request *http.Request // read-only; its body is consumed
+	Status  int
+	Bytes   int // size of the answer's body
+}
+
+// SetCalendarHook installs fn, called after the Calendar emulator has made
+// its answer to each request and before the caller can have all of it
+// (net/http sends the rest when the handler returns): a test can act on the
+// caller at that moment, e.g. pause the SyncWorker whose listing was just
+// made, so that it goes on with it later. nil removes it.
+func (s *Stack) SetCalendarHook(fn func(CalendarCall)) {
+	s.calMu.Lock()
+	defer s.calMu.Unlock()
+	s.calHook = fn
+}
+
+// SetPubSubHook installs fn, called with each chunk of the Pub/Sub
+// emulator's answers to a SyncWorker process before the process gets it
+// (Options.PubSubTaps). nil removes it.
+func (s *Stack) SetPubSubHook(fn func(PubSubAnswer)) {
+	s.calMu.Lock()
+	defer s.calMu.Unlock()
+	s.psHook = fn
+}
+
+func (s *Stack) pubSubHook() func(PubSubAnswer) {
+	s.calMu.Lock()
+	defer s.calMu.Unlock()
+	return s.psHook
+}
+
+// CallerOf names the function instance that sent r to the Calendar emulator
+// (from /proc: the process holding the connection's socket).
+func (s *Stack) CallerOf(r *http.Request) (function string, index int, err error) {
+	byPID := map[int]*Instance{}
+	var pids []int
+	for _, fn := range s.Functions() {
+		for _, in := range fn.Instances {
+			if pid := in.PID(); pid != 0 {
+				byPID[pid] = in
+				pids = append(pids, pid)
+			}
+		}
+	}
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return "", 0, errors.New("stack: request without a local address")
+	}
+	pid, err := socketOwner(r.RemoteAddr, local.String(), pids)
+	if err != nil {
+		return "", 0, err
+	}
+	in := byPID[pid]
+	return in.Function, in.Index, nil
+}
+
+func (s *Stack) listenCalendar(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("stack: calendar emulator: %w", err)
+	}
+	s.CalendarBaseURL = "http://" + ln.Addr().String()
+	s.calSrv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.calMu.Lock()
+		hook := s.calHook
+		s.calMu.Unlock()
+		if hook == nil {
+			s.Calendar.ServeHTTP(w, r)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		s.Calendar.ServeHTTP(sw, r)
+		hook(CalendarCall{Request: r, Status: sw.status, Bytes: sw.bytes})
+	})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.calSrv.Serve(ln)
+	}()
+	s.calStop = func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.calSrv.Shutdown(ctx); err != nil {
+			_ = s.calSrv.Close()
+		}
+		<-done
+	}
+	return nil
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status, bytes int
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += n
+	return n, err
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
