@@ -8,6 +8,7 @@ package count
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -136,7 +137,7 @@ func (c *Counters) Firestore(ctx context.Context, host, project string) (*firest
 			if err != nil {
 				return s, err
 			}
-			return stream{ClientStream: s, c: c}, nil
+			return &stream{ClientStream: s, c: c}, nil
 		}))
 	if err != nil {
 		return nil, err
@@ -156,26 +157,32 @@ func (c *Counters) commit(ws []*firestorepb.Write) {
 
 type stream struct {
 	grpc.ClientStream
-	c *Counters
+	c    *Counters
+	docs int // documents a query's answer held so far
 }
 
-func (s stream) SendMsg(m any) error {
+func (s *stream) SendMsg(m any) error {
 	if r, ok := m.(*firestorepb.BatchWriteRequest); ok {
 		s.c.commit(r.Writes)
 	}
 	return s.ClientStream.SendMsg(m)
 }
 
-func (s stream) RecvMsg(m any) error {
+func (s *stream) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
-	if err == nil {
-		switch r := m.(type) {
-		case *firestorepb.BatchGetDocumentsResponse:
+	switch r := m.(type) {
+	case *firestorepb.BatchGetDocumentsResponse:
+		if err == nil {
 			s.c.DocReads.Add(1) // found or missing: billed either way
-		case *firestorepb.RunQueryResponse:
-			if r.Document != nil {
-				s.c.DocReads.Add(1)
-			}
+		}
+	case *firestorepb.RunQueryResponse:
+		if err == nil && r.Document != nil {
+			s.c.DocReads.Add(1)
+			s.docs++
+		}
+		// A query that returned nothing is billed one read.
+		if err == io.EOF && s.docs == 0 {
+			s.c.DocReads.Add(1)
 		}
 	}
 	return err
