@@ -190,7 +190,9 @@ func (e *Enroller) SyncDirectory(ctx context.Context, domain string, progress fu
 	res.Active = len(active)
 	var gone []string
 	for key, id := range enrolled {
-		if id.Status == store.StatusActive && !active[strings.ToLower(id.Subject)] {
+		// auth_revoked too: a suspended user's grant often fails (a list
+		// push, a reconcile) before the diff sees the suspension.
+		if id.Status != store.StatusUnenrolled && !active[strings.ToLower(id.Subject)] {
 			gone = append(gone, key)
 		}
 	}
@@ -344,7 +346,7 @@ func (e *Enroller) UnenrollDomain(ctx context.Context, domain string, deleteMirr
 	}
 	reason := "domain " + d.Domain + " unenrolled"
 	for key, id := range ids {
-		if id.Status != store.StatusActive && !deleteMirror {
+		if id.Status == store.StatusUnenrolled && !deleteMirror {
 			continue
 		}
 		if _, err := e.UnenrollIdentity(ctx, key, deleteMirror, reason); err != nil {
@@ -360,7 +362,7 @@ func (e *Enroller) UnenrollDomain(ctx context.Context, domain string, deleteMirr
 	var r Result
 	var leaving []store.Calendar
 	for ck, c := range rooms {
-		if c.Status == store.StatusActive {
+		if c.Status != store.StatusUnwatched {
 			if err := e.Store.SetStatus(ctx, ck, store.StatusUnwatched, reason, ""); err != nil {
 				res.Failed++
 				continue

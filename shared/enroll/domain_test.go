@@ -1,6 +1,7 @@
 package enroll_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
+	"google.golang.org/api/calendar/v3"
 )
 
 // A domain: every active user's list and every room enrolled in one call;
@@ -128,5 +130,101 @@ func TestEnrollDomainAndDiff(t *testing.T) {
 	}
 	if live := v.liveChannels(); len(live) != 0 {
 		t.Fatalf("live channels after the domain left: %v", live)
+	}
+}
+
+// gated holds the Calendar client of one subject until released: a
+// discovery that read its identity before a directory diff and calls
+// Google after it.
+type gated struct {
+	enroll.Services
+	subject string
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (g *gated) Service(ctx context.Context, cal store.Calendar) (*calendar.Service, error) {
+	if cal.Subject == g.subject {
+		close(g.reached)
+		<-g.release
+	}
+	return g.Services.Service(ctx, cal)
+}
+
+// A suspended user's grant fails (invalid_grant) wherever calsync meets it
+// first: a discovery (a list push, a reconcile) before or after the
+// directory diff unenrolls the user. Either way the user ends unenrolled,
+// its calendar unwatched (not auth_revoked: nobody is asked to reconnect a
+// suspended user) and its mirror purged as the domain says.
+func TestSuspendedUserEitherOrder(t *testing.T) {
+	v := newEnv(t)
+	if err := v.emu.CreateDomain("corp.test", "admin@corp.test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"first@corp.test", "later@corp.test", "stays@corp.test"} {
+		if err := v.emu.AddDomainUser(u, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := v.e.EnrollDomain(v.ctx, enroll.DomainSpec{Domain: "corp.test", Admin: "admin@corp.test", DeleteMirrorOnRemove: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	key := func(u string) string { return store.IdentityKey(store.AuthDelegation, u, "") }
+	check := func(u string) {
+		t.Helper()
+		if id, _ := v.st.GetIdentity(v.ctx, key(u)); id.Status != store.StatusUnenrolled {
+			t.Fatalf("%s: identity %s, want unenrolled", u, id.Status)
+		}
+		if c := v.calendars()[u]; c.Status != store.StatusUnwatched {
+			t.Fatalf("%s: calendar %s (%s), want unwatched", u, c.Status, c.StatusReason)
+		}
+		purged := false
+		for _, s := range v.req.states()[store.CalendarKey(u)] {
+			purged = purged || s == messages.StatePurge
+		}
+		if !purged {
+			t.Fatalf("%s: no purge asked (%v)", u, v.req.states())
+		}
+	}
+
+	// The grant fails first (in another instance: this one's token for the
+	// user is still cached): auth_revoked until the diff, which unenrolls it.
+	_ = v.emu.SuspendUser("first@corp.test", true)
+	if _, err := v.otherInstance().Discover(v.ctx, key("first@corp.test")); err != nil {
+		t.Fatal(err)
+	}
+	if c := v.calendars()["first@corp.test"]; c.Status != store.StatusAuthRevoked {
+		t.Fatalf("a failed grant: calendar %s", c.Status)
+	}
+	v.req.reset()
+	res, err := v.e.SyncDirectory(v.ctx, "corp.test", nil)
+	if err != nil || res.Unenrolled != 1 {
+		t.Fatalf("diff: %+v %v", res, err)
+	}
+	check("first@corp.test")
+
+	// The diff first, while a discovery that read the identity as active
+	// waits to call Google: its failure afterwards changes nothing.
+	_ = v.emu.SuspendUser("later@corp.test", true)
+	racing := v.otherInstance()
+	g := &gated{Services: racing.Calendars, subject: "later@corp.test", reached: make(chan struct{}), release: make(chan struct{})}
+	racing.Calendars = g
+	done := make(chan error, 1)
+	go func() {
+		_, err := racing.Discover(v.ctx, key("later@corp.test"))
+		done <- err
+	}()
+	<-g.reached
+	v.req.reset()
+	if res, err := v.e.SyncDirectory(v.ctx, "corp.test", nil); err != nil || res.Unenrolled != 1 {
+		t.Fatalf("diff: %+v %v", res, err)
+	}
+	close(g.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	check("later@corp.test")
+	if c := v.calendars()["stays@corp.test"]; c.Status != store.StatusActive {
+		t.Fatalf("an active user's calendar moved: %s", c.Status)
 	}
 }

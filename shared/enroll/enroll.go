@@ -324,9 +324,19 @@ func (e *Enroller) ensureList(ctx context.Context, key string, id store.Identity
 // (through the Revoker) its grant's calendars become auth_revoked; its list
 // channel is closed.
 func (e *Enroller) revoked(ctx context.Context, key string, id store.Identity, cause error) error {
-	err := e.Store.SetIdentityStatus(ctx, key, store.StatusAuthRevoked, "calendarList.list: "+calclient.Reason(cause))
+	did, err := e.Store.RevokeIdentity(ctx, key, "calendarList.list: "+calclient.Reason(cause))
+	if err != nil {
+		return err
+	}
+	if !did {
+		// Unenrolled since it was read (a suspended user's directory diff):
+		// its calendars are unwatched, not auth_revoked.
+		e.log(ctx).InfoContext(ctx, "identity's grant failed after it was unenrolled; nothing changed",
+			logging.KeyEvent, logging.EventDiscovery, logging.KeyIdentityKey, key, logging.KeyReason, calclient.Reason(cause))
+		return nil
+	}
 	if e.Revoker != nil {
-		err = errors.Join(err, e.Revoker.Revoked(ctx, id.AsCalendar(), cause))
+		err = e.Revoker.Revoked(ctx, id.AsCalendar(), cause)
 	}
 	id.Status = store.StatusAuthRevoked
 	err = errors.Join(err, e.ensureList(ctx, key, id))
@@ -367,13 +377,18 @@ func (e *Enroller) UnenrollIdentity(ctx context.Context, key string, deleteMirro
 		return res, err
 	}
 	for ck, c := range mine {
-		if c.Status == store.StatusActive {
+		// Whatever problem a calendar has meanwhile (a suspended user's
+		// grant fails before the diff sees the suspension), nobody follows
+		// it any more.
+		if c.Status != store.StatusUnwatched {
 			if err := e.Store.SetStatus(ctx, ck, store.StatusUnwatched, reason, ""); err != nil {
 				res.Failed++
 				e.failure(ctx, key, ck, "status", err)
 				continue
 			}
 			res.Unenrolled++
+		}
+		if c.Status == store.StatusActive {
 			if e.Channels != nil {
 				if _, err := e.Channels.StopCalendar(ctx, c, "unenrolled"); err != nil {
 					res.Failed++

@@ -118,11 +118,7 @@ func newEnv(t *testing.T) *env {
 	st := store.New(fs)
 	logs := &testlog.Buffer{}
 	logger := logging.New(logs, slog.LevelDebug)
-	access, err := credentials.NewAccess(config.Calendar{CalendarEndpoint: base, CredentialPrivateKeys: privKeys,
-		OAuthClientID: "cid", OAuthClientSecret: "secret", OAuthTokenURL: base + "/token", CalendarRateLimit: 600}, st, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
+	access := newAccess(t, base, st, logger)
 	h := &hook{}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
@@ -141,6 +137,28 @@ func newEnv(t *testing.T) *env {
 	e := &enroll.Enroller{Store: st, Calendars: access.Calendars, Channels: mgr, Requests: req, Revoker: access.Revoker,
 		Directory: enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: base}, RenewBefore: 10 * time.Minute, Logger: logger}
 	return &env{t: t, ctx: ctx, emu: emu, base: base, st: st, creds: access.Credentials, req: req, hook: h, logs: logs, e: e}
+}
+
+// newAccess is one process's Calendar clients and Revoker (its own token
+// cache: another instance's).
+func newAccess(t *testing.T, base string, st *store.Store, logger *slog.Logger) *credentials.Access {
+	t.Helper()
+	access, err := credentials.NewAccess(config.Calendar{CalendarEndpoint: base, CredentialPrivateKeys: privKeys,
+		OAuthClientID: "cid", OAuthClientSecret: "secret", OAuthTokenURL: base + "/token", CalendarRateLimit: 600}, st, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return access
+}
+
+// otherInstance is the Enroller as another instance runs it: the same
+// store, channels and topic, its own Calendar clients (no cached token).
+func (v *env) otherInstance() *enroll.Enroller {
+	access := newAccess(v.t, v.base, v.st, v.e.Logger)
+	access.Revoker.Stopper = v.e.Channels
+	other := *v.e
+	other.Calendars, other.Revoker = access.Calendars, access.Revoker
+	return &other
 }
 
 // calendars returns the registered calendars by calendar id.

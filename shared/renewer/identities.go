@@ -46,8 +46,8 @@ func (r *Renewer) identities(ctx context.Context, lists map[string][]store.Chann
 			sum.Failed++
 			r.failure(ctx, key, "list_channel", err)
 			if calclient.IsAuthRevoked(err) {
-				_ = r.Store.SetIdentityStatus(ctx, key, store.StatusAuthRevoked, "calendarList.watch: "+calclient.Reason(err))
-				if r.Access != nil {
+				did, _ := r.Store.RevokeIdentity(ctx, key, "calendarList.watch: "+calclient.Reason(err))
+				if did && r.Access != nil {
 					_ = r.Access.Revoker.Revoked(ctx, id.AsCalendar(), err)
 				}
 			}

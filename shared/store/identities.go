@@ -159,6 +159,32 @@ func (s *Store) PutIdentity(ctx context.Context, id Identity) (string, error) {
 	return key, err
 }
 
+// RevokeIdentity sets an active identity auth_revoked (its grant no longer
+// reads its list) and reports whether it did: an identity unenrolled
+// meanwhile (a suspended user's grant fails while the directory diff
+// unenrolls it) stays unenrolled. ErrNotFound when it is not enrolled.
+func (s *Store) RevokeIdentity(ctx context.Context, key, reason string) (bool, error) {
+	ref := s.IdentityRef(key)
+	revoked := false
+	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		revoked = false
+		snap, err := tx.Get(ref)
+		if err != nil {
+			return wrapNotFound(err, "identity "+key)
+		}
+		if st, _ := snap.DataAt("status"); st != StatusActive {
+			return nil
+		}
+		revoked = true
+		return tx.Update(ref, []firestore.Update{
+			{Path: "status", Value: StatusAuthRevoked},
+			optional("statusReason", reason),
+			{Path: "updatedAt", Value: s.now()},
+		})
+	})
+	return revoked, err
+}
+
 // SetIdentityStatus records an identity's status and reason; ErrNotFound
 // when it is not enrolled.
 func (s *Store) SetIdentityStatus(ctx context.Context, key, status, reason string) error {
