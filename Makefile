@@ -4,7 +4,7 @@ PKGS ?= ./...
 # TESTFLAGS: extra go test flags; CI passes -count=1 so no cached result hides a flaky test.
 TESTFLAGS ?=
 
-.PHONY: test ci check vet fmt-check fuzz bench run terraform-check
+.PHONY: test ci check vet fmt-check fuzz bench fleet run terraform-check
 
 ## run: the whole system on emulators, with a demo calendar and the live change feed (Ctrl-C stops it)
 run:
@@ -39,7 +39,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseNotification -fuzztime 30s ./functions/webhook
 	$(GO) test -run '^$$' -fuzz FuzzPushRequest -fuzztime 30s ./functions/syncworker
 	$(GO) test -run '^$$' -fuzz FuzzCalendarKeyPassesMessages -fuzztime 10s ./shared/store
+	$(GO) test -run '^$$' -fuzz FuzzParseControl -fuzztime 20s ./shared/messages
 
 ## bench: the benchmarks, side by side
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## fleet: the fleet benchmark (1,000 calendars, 100 identities, 3 SyncWorker processes, 5 minutes; sizes are flags of scripts/bench/fleet)
+fleet:
+	$(GO) run ./scripts/bench/fleet --out .devstack/bench

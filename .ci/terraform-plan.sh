@@ -65,6 +65,7 @@ legacy_credential_keys       = true
 credential_public_key        = "pubkey:v1:h1:C2kIGdgJtyiZzag5tZfm456kkp0PvIv2TloZGRuOJSo"
 channel_token_v1_until       = "2030-01-01T00:00:00Z"
 alert_notification_channels  = ["projects/calsync-ci-plan/notificationChannels/1"]
+control_publishers           = ["serviceAccount:product@calsync-ci-plan.iam.gserviceaccount.com"]
 VARS
 
 tf() { terraform -chdir="$work/repo/terraform" "$@"; }

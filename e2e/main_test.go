@@ -74,6 +74,8 @@ func run(m *testing.M) int {
 			"QUIET_PERIOD":    "200ms",
 			"RETRY_BUDGET":    "20s",
 			"RECONCILE_AFTER": "3s",
+			// Every RenewChannels call diffs enrolled directories (enroll_test.go).
+			"DIRECTORY_SYNC_INTERVAL": "1s",
 		},
 		EchoLogs: echo,
 		Progress: progress,

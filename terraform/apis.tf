@@ -2,6 +2,7 @@
 # must never switch off an API something else in the project may use.
 locals {
   services = toset([
+    "admin.googleapis.com",            # Admin SDK Directory: users and rooms of an enrolled Workspace domain
     "artifactregistry.googleapis.com", # the functions' container images
     "calendar-json.googleapis.com",    # Google Calendar API (events.list, events.watch)
     "cloudbuild.googleapis.com",       # builds the function source

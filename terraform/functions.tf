@@ -19,6 +19,7 @@ locals {
     "shared/channeltoken",
     "shared/config",
     "shared/credentials",
+    "shared/enroll",
     "shared/logging",
     "shared/messages",
     "shared/pubsubx",
@@ -221,7 +222,22 @@ resource "google_cloudfunctions2_function" "sync" {
       # rate-limited one for its deferral, an empty push sync for its follow-up.
       NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
       FOLLOW_UP_DELAY     = var.follow_up_delay
+      # Enrollment: calendarList pushes and control messages (pubsub.tf)
+      # enroll calendars, which the SyncWorker watches at once (hence the
+      # channel-token keys, secrets.tf, and the Webhook's URL).
+      CONTROL_SUBSCRIPTION = local.control_subscription
+      WEBHOOK_URL          = google_cloudfunctions2_function.webhook.url
+      CHANNEL_TTL          = var.channel_ttl
+      RENEW_BEFORE         = var.renew_before
+      DEPLOYMENT           = var.name_prefix
     })
+
+    secret_environment_variables {
+      key        = "CHANNEL_TOKEN_KEYS"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["channel_token_keys"].secret_id
+      version    = var.secret_versions.channel_token_keys
+    }
 
     secret_environment_variables {
       key        = "CREDENTIAL_PRIVATE_KEYS"
@@ -314,6 +330,8 @@ resource "google_cloudfunctions2_function" "renew" {
       DEPLOYMENT        = var.name_prefix
       POLL_INTERVAL     = var.poll_interval
       NOT_FOUND_REPROBE = var.not_found_reprobe
+      # Each enrolled Workspace domain's directory is diffed this often.
+      DIRECTORY_SYNC_INTERVAL = var.directory_sync_interval
       },
       # The public key enrollers seal to: RenewChannels refuses to start if it
       # is not the public half of one of its private keys.

@@ -12,7 +12,13 @@ locals {
     notifications = "${var.name_prefix}-notifications"
     dead_letter   = "${var.name_prefix}-notifications-dead-letter"
     changes       = "${var.name_prefix}-changes"
+    control       = "${var.name_prefix}-control"
   }
+
+  # The control topic's push subscription, named here: the SyncWorker is told
+  # its name (CONTROL_SUBSCRIPTION) and the subscription pushes to the
+  # SyncWorker, so a reference either way would be a cycle.
+  control_subscription = "${var.name_prefix}-control-push"
 
   firestore_location = coalesce(var.firestore_location, var.region)
 

@@ -62,6 +62,34 @@ locals {
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"invalid_message\""
       labels      = { reason = "EXTRACT(jsonPayload.reason)" }
     }
+    invalid_controls = {
+      description = "Control messages the SyncWorker refused (not JSON, an unknown version, action or field, a bad identity, filter or sealed token, an identity never enrolled, a grant that does not work), acknowledged, nothing changed, by reason."
+      filter      = "${local.log_resource.sync} AND jsonPayload.event=\"invalid_control\""
+      labels      = { reason = "EXTRACT(jsonPayload.reason)" }
+    }
+    controls = {
+      description = "Control messages done, by action (enroll, unenroll, resync)."
+      filter      = "${local.log_resource.sync} AND jsonPayload.event=\"control\""
+      labels      = { action = "EXTRACT(jsonPayload.action)" }
+    }
+    discoveries = {
+      description = "Calendar lists applied (an identity's calendars enrolled and unenrolled), by service."
+      filter      = "(${local.log_resource.sync} OR ${local.log_resource.renew}) AND jsonPayload.event=\"discovery\""
+      labels      = { service = "EXTRACT(resource.labels.service_name)" }
+    }
+    enroll_failures = {
+      description = "Enrollment steps that failed (a calendar's channel or first sync, a list channel, a user of a directory), by step and reason; RenewChannels repairs channels in its next run."
+      filter      = "(${local.log_resource.sync} OR ${local.log_resource.renew}) AND jsonPayload.event=\"enroll_failure\""
+      labels = {
+        step   = "EXTRACT(jsonPayload.step)"
+        reason = "EXTRACT(jsonPayload.reason)"
+      }
+    }
+    directory_syncs = {
+      description = "Workspace directory diffs done (RenewChannels, daily per domain; or calsync enroll --domain), by domain."
+      filter      = "${local.log_resource.any} AND jsonPayload.event=\"directory_sync\""
+      labels      = { domain = "EXTRACT(jsonPayload.domain)" }
+    }
     leases_lost = {
       description = "Syncs stopped because their lease was taken over or could not be renewed in time (a paused or overloaded SyncWorker), by reason. Nothing was written after the takeover (fenced); a steady rate means LEASE_DURATION is too short for the instances."
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"lease_lost\""
@@ -332,6 +360,34 @@ resource "google_monitoring_alert_policy" "invalid_messages" {
   documentation {
     mime_type = "text/markdown"
     content   = "Only calsync publishes to the notifications topic, so a message the SyncWorker cannot process is a bug or a foreign publisher. It was acknowledged (never redelivered) and not synced. Read the invalid_message lines of ${local.fn.sync} in Logging (reason, messageId, subscription, calendarKey); if a calendar's notification was lost, `go run ./scripts/calsync resync --calendar ID` or the next reconcile syncs it."
+  }
+}
+
+resource "google_monitoring_alert_policy" "invalid_controls" {
+  project               = var.project_id
+  display_name          = "calsync: invalid control messages"
+  combiner              = "OR"
+  notification_channels = var.alert_notification_channels
+  user_labels           = local.labels
+
+  conditions {
+    display_name = "invalid_control logged by the SyncWorker"
+    condition_threshold {
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"${local.metric_type["invalid_controls"]}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A product backend published a control message calsync cannot do; it was acknowledged and changed nothing. Read the invalid_control lines of ${local.fn.sync} in Logging (reason, action, requestId, subject or credentialId) and tell the product's owners: the reasons are listed in shared/messages/README.md."
   }
 }
 

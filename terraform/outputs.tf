@@ -26,6 +26,11 @@ output "topics" {
   }
 }
 
+output "control_topic" {
+  description = "The control topic product backends publish control messages to (enroll, unenroll, resync; grant them with control_publishers)."
+  value       = google_pubsub_topic.control.id
+}
+
 output "dead_letter_subscription" {
   description = "Subscription that keeps dead-lettered notifications for inspection (gcloud pubsub subscriptions pull)."
   value       = google_pubsub_subscription.dead_letter_hold.id

@@ -182,3 +182,77 @@ resource "google_pubsub_topic_iam_member" "sync_publishes_changes" {
   role    = "roles/pubsub.publisher"
   member  = google_service_account.sync.member
 }
+
+# The control topic: product backends publish control messages here
+# (shared/messages.Control: enroll, unenroll, resync for a subject or a
+# sealed credential), with a publisher grant on this topic only
+# (var.control_publishers). Its push subscription delivers them to the same
+# SyncWorker as notifications; the worker tells them apart by the
+# subscription named in the push body (CONTROL_SUBSCRIPTION), which Pub/Sub
+# writes, so a product can neither publish notifications nor have a
+# notification taken for a control message. A bad message is acknowledged
+# with an ERROR invalid_control line (metric and alert in monitoring.tf); one
+# that failed for a reason that may pass is redelivered, then dead-lettered.
+resource "google_pubsub_topic" "control" {
+  project = var.project_id
+  name    = local.topic.control
+  labels  = local.labels
+
+  message_retention_duration = "604800s"
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_pubsub_subscription" "control" {
+  project = var.project_id
+  name    = local.control_subscription
+  topic   = google_pubsub_topic.control.id
+  labels  = local.labels
+
+  ack_deadline_seconds       = 600
+  message_retention_duration = "604800s"
+
+  push_config {
+    push_endpoint = google_cloudfunctions2_function.sync.service_config[0].uri
+
+    oidc_token {
+      service_account_email = google_service_account.sync_pusher.email
+      audience              = google_cloudfunctions2_function.sync.service_config[0].uri
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = "10s"
+    maximum_backoff = "600s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.dead_letter.id
+    max_delivery_attempts = var.dead_letter_max_delivery_attempts
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  depends_on = [
+    google_cloud_run_service_iam_member.sync_pusher_invokes_sync,
+    google_pubsub_topic_iam_member.pubsub_agent_publishes_dead_letters,
+  ]
+}
+
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_control_dead_letters" {
+  project      = var.project_id
+  subscription = google_pubsub_subscription.control.name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_agent
+}
+
+resource "google_pubsub_topic_iam_member" "control_publishers" {
+  for_each = toset(var.control_publishers)
+
+  project = var.project_id
+  topic   = google_pubsub_topic.control.name
+  role    = "roles/pubsub.publisher"
+  member  = each.value
+}

@@ -44,7 +44,12 @@ resource "google_secret_manager_secret" "this" {
 # Who reads what, secret by secret (per-secret IAM, nothing project-wide):
 #   Webhook:       channel-token-keys (verifies the token of every notification)
 #   SyncWorker:    credential-private-keys, oauth-client-secret (refreshes
-#                  user tokens); credential-keys while legacy
+#                  user tokens); channel-token-keys (signs the channels of
+#                  calendars it enrolls from calendarList pushes and control
+#                  messages, within seconds instead of at the next hourly
+#                  RenewChannels run; it already holds the private keys that
+#                  open every user's grant, so this widens nothing that
+#                  matters); credential-keys while legacy
 #   RenewChannels: channel-token-keys (signs new channels),
 #                  credential-private-keys, oauth-client-secret (calls
 #                  events.watch as the user; reseals credentials);
@@ -54,6 +59,7 @@ locals {
   secret_readers = merge({
     webhook_channel_token_keys    = { secret = "channel_token_keys", member = google_service_account.webhook.member }
     sync_credential_private_keys  = { secret = "credential_private_keys", member = google_service_account.sync.member }
+    sync_channel_token_keys       = { secret = "channel_token_keys", member = google_service_account.sync.member }
     sync_oauth_client_secret      = { secret = "oauth_client_secret", member = google_service_account.sync.member }
     renew_channel_token_keys      = { secret = "channel_token_keys", member = google_service_account.renew.member }
     renew_credential_private_keys = { secret = "credential_private_keys", member = google_service_account.renew.member }

@@ -427,6 +427,28 @@ variable "reconcile_after" {
   }
 }
 
+variable "directory_sync_interval" {
+  description = "DIRECTORY_SYNC_INTERVAL: RenewChannels diffs each enrolled Workspace domain's directory (users added, suspended or deleted; rooms) when its last diff is older than this. Go duration."
+  type        = string
+  default     = "24h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.directory_sync_interval))
+    error_message = "directory_sync_interval must be a Go duration such as 24h."
+  }
+}
+
+variable "control_publishers" {
+  description = "Who may publish control messages (enroll, unenroll, resync; shared/messages.Control) to the control topic: IAM members of product backends, e.g. \"serviceAccount:product@PROJECT.iam.gserviceaccount.com\". roles/pubsub.publisher on that topic only."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.control_publishers : can(regex("^(serviceAccount|user|group|principal|principalSet):.+", m))])
+    error_message = "control_publishers must be IAM members such as serviceAccount:product@PROJECT.iam.gserviceaccount.com."
+  }
+}
+
 variable "renew_concurrency" {
   description = "RENEW_CONCURRENCY: calendars RenewChannels works on at once inside its single instance."
   type        = number

@@ -7,8 +7,12 @@ import (
 
 	"cloud.google.com/go/firestore"
 
+	"github.com/calsync/calsync/shared/channels"
+	"github.com/calsync/calsync/shared/channeltoken"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/credentials"
+	"github.com/calsync/calsync/shared/enroll"
+	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/startup"
 	"github.com/calsync/calsync/shared/store"
@@ -40,7 +44,15 @@ func New(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger) (w *Wo
 	if followUp == 0 {
 		followUp = -1 // FOLLOW_UP_DELAY=0: off
 	}
-	w = &Worker{Logger: logger, ProjectID: cfg.ProjectID, Syncer: syncer.New(syncer.Options{
+	en, err := newEnroller(cfg, st, access, requests, logger)
+	if err != nil {
+		pub.Stop()
+		requests.Stop()
+		ps.Close()
+		fs.Close()
+		return nil, nil, err
+	}
+	w = &Worker{Logger: logger, ProjectID: cfg.ProjectID, Enroll: en, ControlSubscription: cfg.ControlSubscription, Syncer: syncer.New(syncer.Options{
 		Store:         st,
 		Services:      access.Calendars,
 		Publisher:     pub,
@@ -56,6 +68,34 @@ func New(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger) (w *Wo
 		NotFound:      store.NotFoundPolicy{Attempts: cfg.NotFoundAttempts, After: cfg.NotFoundAfter},
 	})}
 	return w, func() { pub.Stop(); requests.Stop(); ps.Close(); fs.Close() }, nil
+}
+
+// enroller is the enrollment engine of the SyncWorker: calendarList pushes
+// and control messages. With CHANNEL_TOKEN_KEYS it watches what it enrolls.
+type enroller struct {
+	*enroll.Enroller
+	creds *credentials.Store
+}
+
+// HandleControl does a control message, storing sealed credentials with the
+// function's credential store.
+func (e enroller) HandleControl(ctx context.Context, c messages.Control) error {
+	return e.Enroller.HandleControl(ctx, c, e.creds)
+}
+
+func newEnroller(cfg config.SyncWorker, st *store.Store, access *credentials.Access, requests *pubsubx.Publisher, logger *slog.Logger) (enroller, error) {
+	en := &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: requests, Revoker: access.Revoker,
+		Directory:   enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: cfg.CalendarEndpoint},
+		RenewBefore: cfg.RenewBefore, Logger: logger}
+	if cfg.ChannelTokenKeys != "" && cfg.WebhookURL != "" {
+		tokens, err := channeltoken.Parse(cfg.ChannelTokenKeys)
+		if err != nil {
+			return enroller{}, err
+		}
+		en.Channels = &channels.Manager{Store: st, Calendars: access.Calendars, Tokens: tokens, WebhookURL: cfg.WebhookURL,
+			TTL: cfg.ChannelTTL, Logger: logger, Namespace: channels.Namespace(cfg.ProjectID, cfg.Deployment)}
+	}
+	return enroller{Enroller: en, creds: access.Credentials}, nil
 }
 
 // Handle is the SyncWorker entry point (an HTTP function behind the push

@@ -136,6 +136,10 @@ func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "try again", http.StatusServiceUnavailable)
 		return
 	}
+	if w.ControlSubscription != "" && isControl(body, w.ControlSubscription) {
+		w.serveControl(rw, r, log, body) // control.go
+		return
+	}
 	d, err := DecodePush(body, r.Header.Get("Ce-Id"))
 	log = withDelivery(log, d)
 	if err != nil {
@@ -144,7 +148,10 @@ func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	n := d.Notification
 	n.MessageID = d.MessageID
-	if err := w.HandleNotification(logging.WithLogger(r.Context(), log), n); err != nil {
+	if err := w.HandleNotification(logging.WithLogger(r.Context(), log), n); errors.Is(err, messages.ErrInvalid) {
+		w.invalid(rw, log, d, err)
+		return
+	} else if err != nil {
 		log.Warn("notification not handled; answered 503 so Pub/Sub redelivers it", logging.KeyCalendarKey, n.CalendarKey,
 			logging.KeyResourceState, n.ResourceState, logging.KeyError, logging.Clip(err.Error()))
 		http.Error(rw, "try again", http.StatusServiceUnavailable)

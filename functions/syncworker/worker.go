@@ -19,16 +19,37 @@ type Syncer interface {
 	HandleNotification(ctx context.Context, n messages.Notification) error
 }
 
+// Enroller is what the worker needs of the enrollment engine
+// (shared/enroll): calendarList pushes and control messages. nil
+// acknowledges; a *messages.InvalidError marks a message that can never be
+// done; any other error asks for redelivery.
+type Enroller interface {
+	HandleListNotification(ctx context.Context, n messages.Notification) error
+	HandleControl(ctx context.Context, c messages.Control) error
+}
+
 // Worker serves Pub/Sub push requests (ServeHTTP, push.go) with a Syncer.
 type Worker struct {
 	Syncer    Syncer
 	Logger    *slog.Logger
 	ProjectID string // for the trace field of log lines
+	// Enroll handles calendarList notifications and control messages (nil:
+	// they are acknowledged with an ERROR line).
+	Enroll Enroller
+	// ControlSubscription is the control topic's push subscription id:
+	// pushes of that subscription are control messages (control.go).
+	ControlSubscription string
 }
 
 // HandleNotification syncs for one notification (see
 // syncer.HandleNotification); nil means acknowledge. ServeHTTP passes a
 // context whose logger (logging.FromContext) names the push delivery.
 func (w *Worker) HandleNotification(ctx context.Context, n messages.Notification) error {
+	if n.Resource == messages.ResourceCalendarList {
+		if w.Enroll == nil {
+			return &messages.InvalidError{Reason: messages.ReasonUnknownResource, Detail: "calendarList notification and no enrollment configured"}
+		}
+		return w.Enroll.HandleListNotification(ctx, n)
+	}
 	return w.Syncer.HandleNotification(ctx, n)
 }

@@ -140,6 +140,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ChannelExpiration: push.ChannelExpiration,
 		ReceivedAt:        start.UTC(),
 	}
+	if claims.Resource == channeltoken.ResourceCalendarList {
+		// An identity's calendar list changed: the token's key is the
+		// identity's (the SyncWorker looks at the list again).
+		n.Resource, n.IdentityKey, n.CalendarKey = messages.ResourceCalendarList, calendarKey, ""
+	}
 	data, _ := json.Marshal(n) // cannot fail: plain strings and numbers
 	ctx, cancel := context.WithTimeout(r.Context(), h.PublishTimeout)
 	defer cancel()

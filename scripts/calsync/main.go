@@ -22,6 +22,8 @@ commands:
   connect   authorize a user (OAuth loopback flow) and store the refresh token sealed to the public key
   watch     register a calendar, create its push channel, ask for its first full sync
   unwatch   stop watching a calendar (status unwatched, channels stopped)
+  enroll    follow an identity's calendar list (--subject or --credential), or a Workspace domain's users and rooms (--domain)
+  unenroll  stop following an identity or a domain (--delete-mirror: delete the mirrors too)
   list      list calendars: status, channel expiry, last sync, event count
   resync    ask for a sync of one calendar or all (--full: drop the sync token)
   renew     run one channel renewal now (what the scheduler does hourly)
@@ -65,6 +67,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		"connect":             cmdConnect,
 		"watch":               cmdWatch,
 		"unwatch":             cmdUnwatch,
+		"enroll":              cmdEnroll,
+		"unenroll":            cmdUnenroll,
 		"list":                cmdList,
 		"resync":              cmdResync,
 		"renew":               cmdRenew,

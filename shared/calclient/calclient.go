@@ -256,11 +256,8 @@ func (f *Factory) tokenSource(ctx context.Context, cal store.Calendar) (*caching
 			return cfg.TokenSource(bg, &oauth2.Token{RefreshToken: refresh}).Token()
 		}), nil
 	case store.AuthDelegation:
-		if f.opts.Endpoint != "" && f.opts.DelegationServiceAccount == "" {
-			return nil, nil
-		}
-		ts, err := f.delegationSource(bg, cal.Subject)
-		if err != nil {
+		ts, err := f.DelegatedTokenSource(bg, cal.Subject, Scope)
+		if err != nil || ts == nil {
 			return nil, err
 		}
 		return newCachingSource(ts.Token), nil
@@ -276,20 +273,37 @@ func (f *Factory) tokenSource(ctx context.Context, cal store.Calendar) (*caching
 	}
 }
 
-// delegationSource impersonates subject: through IAM Credentials when a
-// delegation service account is configured (works on Cloud Functions, no key),
-// else with a JWT config from an ADC service-account key file.
-func (f *Factory) delegationSource(ctx context.Context, subject string) (oauth2.TokenSource, error) {
-	if sa := f.opts.DelegationServiceAccount; sa != "" {
-		tokenURL := ""
-		if f.opts.OAuth != nil {
-			tokenURL = f.opts.OAuth.Endpoint.TokenURL
+// DelegatedTokenSource impersonates subject by domain-wide delegation with
+// scopes (the Calendar's, or the Directory's for shared/directory): through
+// IAM Credentials signJwt and the JWT-bearer grant when a delegation service
+// account is configured (works on Cloud Functions, no key), else with a JWT
+// config from an ADC service-account key file. Against the emulator (Endpoint
+// set) with no service account configured, the emulator's own client
+// (EmulatorDelegationClient) signs at the emulator's signJwt, so each subject
+// acts as itself there; with no token URL it is nil: no credentials, the
+// emulator's default user.
+func (f *Factory) DelegatedTokenSource(ctx context.Context, subject string, scopes ...string) (oauth2.TokenSource, error) {
+	sa := f.opts.DelegationServiceAccount
+	tokenURL := ""
+	if f.opts.OAuth != nil {
+		tokenURL = f.opts.OAuth.Endpoint.TokenURL
+	}
+	if f.opts.Endpoint != "" && sa == "" {
+		if tokenURL == "" {
+			return nil, nil
 		}
+		sa = EmulatorDelegationClient
+	}
+	if sa != "" {
 		// Token requests are not Calendar calls: no rate limit on them.
 		client := &http.Client{Transport: f.opts.Base, Timeout: f.opts.Timeout}
-		return newDelegatedSource(ctx, sa, subject, []string{Scope}, f.opts.IAMEndpoint, f.opts.Endpoint != "", tokenURL, client)
+		ts, err := newDelegatedSource(ctx, sa, subject, scopes, f.opts.IAMEndpoint, f.opts.Endpoint != "", tokenURL, client)
+		if err != nil {
+			return nil, err
+		}
+		return ts, nil
 	}
-	creds, err := google.FindDefaultCredentialsWithParams(ctx, google.CredentialsParams{Scopes: []string{Scope}, Subject: subject})
+	creds, err := google.FindDefaultCredentialsWithParams(ctx, google.CredentialsParams{Scopes: scopes, Subject: subject})
 	if err != nil {
 		return nil, fmt.Errorf("calclient: delegation: %w", err)
 	}
@@ -302,6 +316,10 @@ func (f *Factory) delegationSource(ctx context.Context, subject string) (oauth2.
 	}
 	return creds.TokenSource, nil
 }
+
+// EmulatorDelegationClient is the service account (JWT iss) delegation
+// against the emulator signs as when none is configured.
+const EmulatorDelegationClient = "calsync-emulator@calsync.iam.gserviceaccount.com"
 
 // cachingSource caches an access token and can be told to drop it.
 type cachingSource struct {

@@ -53,13 +53,21 @@ func TestADCAgainstEmulator(t *testing.T) {
 	if svc2 != svc {
 		t.Error("two adc calendars should share one client")
 	}
-	// delegation against the emulator sends no credentials either
-	sd, err := f.Service(ctx, store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthDelegation, Subject: "Bob@x"})
+	// delegation against the emulator acts as the subject (a JWT bearer
+	// grant at the emulator's token endpoint): its own calendar, not another's
+	sd, err := f.Service(ctx, store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthDelegation, Subject: calendaremu.DefaultUser})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sd.Events.List(calendaremu.DefaultUser).Do(); err != nil {
 		t.Fatal(err)
+	}
+	sb, err := f.Service(ctx, store.Calendar{CalendarID: "bob@x", AuthMode: store.AuthDelegation, Subject: "Bob@x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.Events.List(calendaremu.DefaultUser).Do(); !IsNotFound(err) {
+		t.Fatalf("bob reading the default user's calendar: %v, want 404", err)
 	}
 	if _, err := f.Service(ctx, store.Calendar{AuthMode: store.AuthDelegation}); err == nil {
 		t.Error("delegation without subject: want error")

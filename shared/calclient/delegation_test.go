@@ -132,15 +132,15 @@ func TestDelegationThroughEmulator(t *testing.T) {
 			t.Errorf("%s: want a dead grant, not retryable: revoked=%v retryable=%v %v", what, IsAuthRevoked(err), IsRetryable(err), err)
 		}
 	}
-	srv.SuspendUser(boss)
+	srv.SuspendAccount(boss)
 	// The cached token now gets 401; the refresh is refused invalid_grant.
 	permanent("suspended, warm client", list(f))
 	permanent("suspended, cold client", list(newDelegationFactory(base)))
-	srv.ResumeUser(boss)
+	srv.ResumeAccount(boss)
 	if err := list(newDelegationFactory(base)); err != nil {
 		t.Fatalf("resumed: %v", err)
 	}
-	srv.DeleteUser("gone@corp.test")
+	srv.DeleteAccount("gone@corp.test")
 	gone := newDelegationFactory(base)
 	svc, _ := gone.Service(ctx, store.Calendar{CalendarID: "gone@corp.test", AuthMode: store.AuthDelegation, Subject: "gone@corp.test"})
 	_, err := svc.Events.List("gone@corp.test").Do()

@@ -2,6 +2,7 @@ package calclient
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -37,16 +38,33 @@ func IsAuthRevoked(err error) bool {
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
-		switch re.ErrorCode {
+		switch tokenErrorCode(re) {
 		case "invalid_grant":
+			// Not one about the assertion itself (our clock, our signing):
+			// that is ours to fix, the grant is alive.
 			return !strings.HasPrefix(re.ErrorDescription, "Invalid JWT")
 		case "unauthorized_client":
+			// Domain-wide delegation withdrawn (also permanent).
 			return true
 		}
 		return false
 	}
 	var ge *googleapi.Error
 	return errors.As(err, &ge) && ge.Code == http.StatusUnauthorized
+}
+
+// tokenErrorCode is the token endpoint's error code: golang.org/x/oauth2/jwt
+// (domain-wide delegation with a key) leaves RetrieveError.ErrorCode empty
+// and only keeps the body, {"error": "...", "error_description": "..."}.
+func tokenErrorCode(re *oauth2.RetrieveError) string {
+	if re.ErrorCode != "" {
+		return re.ErrorCode
+	}
+	var body struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(re.Body, &body)
+	return body.Error
 }
 
 // IsRetryable reports errors worth retrying with exponential backoff: 403

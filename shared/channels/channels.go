@@ -25,6 +25,7 @@ import (
 	"google.golang.org/api/calendar/v3"
 
 	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/channeltoken"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/store"
 )
@@ -39,8 +40,10 @@ type Services interface {
 
 // Minter mints channel tokens (channeltoken.Keys).
 type Minter interface {
-	// Mint signs a token that ends at the channel's expiration.
-	Mint(channelID, calendarKey string, expiration time.Time) (string, error)
+	// MintFor signs a token for a channel on resource (channeltoken's
+	// ResourceEvents or ResourceCalendarList) of key that ends at the
+	// channel's expiration.
+	MintFor(channelID, resource, key string, expiration time.Time) (string, error)
 	// SigningKeyID names the key Mint signs with; each record keeps it.
 	SigningKeyID() string
 }
@@ -123,7 +126,12 @@ func (m *Manager) log(ctx context.Context) *slog.Logger {
 // active). ErrBusy when another run holds the next id (pending or live).
 // On a failed watch the record is marked expired and the error returned.
 func (m *Manager) Watch(ctx context.Context, cal store.Calendar, after string) (store.Channel, error) {
-	key := store.CalendarKey(cal.CalendarID)
+	return m.watch(ctx, eventsTarget(cal), after)
+}
+
+// watch makes the next channel of t's chain (Watch; lists.go for lists).
+func (m *Manager) watch(ctx context.Context, t target, after string) (store.Channel, error) {
+	key, cal := t.key, t.auth
 	svc, err := m.Calendars.Service(ctx, cal)
 	if err != nil {
 		return store.Channel{}, err
@@ -134,7 +142,11 @@ func (m *Manager) Watch(ctx context.Context, cal store.Calendar, after string) (
 	} else {
 		// A new chain: claim the calendar's next epoch first, so two runs
 		// starting one at once cannot both (the loser is busy).
-		epoch, err := m.Store.ClaimChannelEpoch(ctx, key, cal.ChannelEpoch)
+		claim := m.Store.ClaimChannelEpoch
+		if t.resource == channeltoken.ResourceCalendarList {
+			claim = m.Store.ClaimListChannelEpoch
+		}
+		epoch, err := claim(ctx, key, cal.ChannelEpoch)
 		if errors.Is(err, store.ErrChannelEpochMoved) {
 			return store.Channel{}, ErrBusy
 		}
@@ -148,7 +160,7 @@ func (m *Manager) Watch(ctx context.Context, cal store.Calendar, after string) (
 	// Google grants it or less, so no push of this channel verifies after
 	// it (plus the Webhook's grace).
 	expiration := now.Add(m.TTL).Truncate(time.Millisecond)
-	rec := store.Channel{CalendarKey: key, CalendarID: cal.CalendarID, State: store.ChannelPending,
+	rec := store.Channel{CalendarKey: key, CalendarID: t.label, Resource: t.resource, State: store.ChannelPending,
 		CreatedAt: now, Expiration: expiration, ExpireAt: expiration.Add(m.retention()),
 		TokenKeyID: m.Tokens.SigningKeyID()}
 	for hops := 0; ; hops++ {
@@ -175,7 +187,7 @@ func (m *Manager) Watch(ctx context.Context, cal store.Calendar, after string) (
 		}
 		id = SuccessorID(id)
 	}
-	token, err := m.Tokens.Mint(id, key, expiration)
+	token, err := m.Tokens.MintFor(id, t.resource, key, expiration)
 	if err != nil {
 		m.end(ctx, rec, store.ChannelExpired)
 		return store.Channel{}, err
@@ -183,17 +195,17 @@ func (m *Manager) Watch(ctx context.Context, cal store.Calendar, after string) (
 	var got *calendar.Channel
 	err = m.retry(ctx, func() error {
 		var err error
-		got, err = svc.Events.Watch(cal.CalendarID, &calendar.Channel{
+		got, err = t.call(ctx, svc, &calendar.Channel{
 			Id: id, Type: "web_hook", Address: m.WebhookURL, Token: token,
 			Expiration: expiration.UnixMilli(),
-		}).Context(ctx).Do()
+		})
 		return err
 	})
 	if err != nil {
 		if ctx.Err() == nil { // a known failure: the id is spent
 			m.end(ctx, rec, store.ChannelExpired)
 		}
-		return store.Channel{}, fmt.Errorf("channels: watch %s: %w", cal.CalendarID, err)
+		return store.Channel{}, fmt.Errorf("channels: watch %s: %w", t.label, err)
 	}
 	rec.State = store.ChannelActive
 	rec.ResourceID, rec.ResourceURI = got.ResourceId, got.ResourceUri
@@ -205,7 +217,7 @@ func (m *Manager) Watch(ctx context.Context, cal store.Calendar, after string) (
 		return store.Channel{}, fmt.Errorf("channels: activate record %s: %w", id, err)
 	}
 	m.log(ctx).InfoContext(ctx, "channel created", logging.KeyEvent, logging.EventChannelCreated,
-		logging.KeyCalendarKey, key, logging.KeyChannelID, id, logging.KeyExpiration, rec.Expiration, logging.KeyKeyID, rec.TokenKeyID)
+		t.keyAttr(), key, logging.KeyChannelID, id, logging.KeyExpiration, rec.Expiration, logging.KeyKeyID, rec.TokenKeyID)
 	return rec, nil
 }
 

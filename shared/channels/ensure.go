@@ -55,6 +55,23 @@ func KnownPollMode(calendarID string) (mode, reason string) {
 // the chain ids make stale views harmless). Dead records are closed.
 // Errors of one step do not stop the others; they are joined.
 func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, chans []store.Channel, renewBefore time.Duration) (Outcome, error) {
+	var t *target
+	if cal != nil {
+		et := eventsTarget(*cal)
+		t = &et
+	}
+	return m.ensure(ctx, t, chans, renewBefore)
+}
+
+// ensure is Ensure for a calendar's events or an identity's list (lists.go):
+// t nil (gone) or not active: no live channel; active: exactly one.
+func (m *Manager) ensure(ctx context.Context, t *target, chans []store.Channel, renewBefore time.Duration) (Outcome, error) {
+	var cal *store.Calendar
+	key := ""
+	pollable := false // poll-only is for calendars' events, not lists
+	if t != nil {
+		cal, key, pollable = &t.auth, t.key, t.resource == ""
+	}
 	var out Outcome
 	now := m.now()
 	var live []store.Channel
@@ -102,7 +119,7 @@ func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, c
 		}
 		out.Expired++
 	}
-	if cal != nil && cal.Status == store.StatusActive && cal.PollMode == "" {
+	if pollable && cal.Status == store.StatusActive && cal.PollMode == "" {
 		if mode, reason := KnownPollMode(cal.CalendarID); mode != "" {
 			if err := m.setPollMode(ctx, key, cal, mode, reason); err != nil {
 				return out, errors.Join(append(errs, err)...)
@@ -137,11 +154,11 @@ func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, c
 		if latest != nil {
 			after = latest.ChannelID
 		}
-		_, err := m.Watch(ctx, *cal, after)
+		_, err := m.watch(ctx, *t, after)
 		switch {
 		case errors.Is(err, ErrBusy):
 			out.Busy = true
-		case calclient.IsPushNotSupported(err):
+		case pollable && calclient.IsPushNotSupported(err):
 			// Google will not watch it (a holiday calendar, say): poll it.
 			if perr := m.setPollMode(ctx, key, cal, store.PollIncremental, store.PollReasonPushNotSupported); perr != nil {
 				errs = append(errs, perr)
@@ -181,7 +198,7 @@ func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, c
 		out.ExpiringSoon = left < ExpiringSoonWindow
 		return out, errors.Join(errs...)
 	}
-	nc, err := m.Watch(ctx, *cal, keep.ChannelID)
+	nc, err := m.watch(ctx, *t, keep.ChannelID)
 	switch {
 	case errors.Is(err, ErrBusy):
 		out.Busy = true

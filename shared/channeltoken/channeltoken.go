@@ -8,7 +8,20 @@
 //
 // EXPIRATION is the channel's expiration in Unix seconds, the one asked of
 // Google in events.watch (Google grants that or less), so a captured push
-// cannot be replayed after the channel is over. Version 1 tokens (no
+// cannot be replayed after the channel is over.
+//
+// A channel on something other than a calendar's events says so in an
+// optional, signed field r (version 2 only): r=calendarList is the channel of
+// an identity's calendar list (calendarList.watch), whose c is then the
+// identity key (store.IdentityKey), not a calendar key:
+//
+//	v=2&k=KEYID&c=IDENTITYKEY&e=EXPIRATION&r=calendarList&s=SIG
+//	SIG = BASE64URL(HMAC-SHA256(key, "v2\n"+channelID+"\n"+key+"\n"+EXPIRATION+"\nr="+r))
+//
+// Tokens without r sign exactly what they signed before r existed, so every
+// live channel's token still verifies; r cannot be added to or removed from a
+// token (the signed text changes), and an r this code does not know is
+// refused (malformed), so a newer kind never passes for an older one. Version 1 tokens (no
 // expiration, minted before version 2 existed) still verify, and say so in
 // Claims.Version: whether to accept one is the caller's decision (the Webhook
 // does during a transition, see README.md).
@@ -47,11 +60,20 @@ var (
 	ErrSignature  = errors.New("channel token signature does not match")
 )
 
+// Resources a channel can watch (the r field; "" is a calendar's events).
+const (
+	ResourceEvents       = ""
+	ResourceCalendarList = "calendarList"
+)
+
 // Claims is what a verified token says. On ErrUnknownKey only KeyID is set
 // (unverified, but of the key id syntax): the caller may want to name it.
 type Claims struct {
-	Version     int    // 2, or 1 for a token minted before expirations were bound
-	KeyID       string // the key that signed it
+	Version int    // 2, or 1 for a token minted before expirations were bound
+	KeyID   string // the key that signed it
+	// Resource is what the channel watches: ResourceEvents (CalendarKey is a
+	// calendar key) or ResourceCalendarList (CalendarKey is an identity key).
+	Resource    string
 	CalendarKey string
 	// Expiration is the latest instant the channel can live (version 2);
 	// zero for version 1.
@@ -75,8 +97,9 @@ func newMACKey(material []byte) *macKey {
 }
 
 // sum returns the HMAC of a token's signed text, appended to dst: version 1
-// signs the channel id and calendar key, version 2 the expiration as well.
-func (m *macKey) sum(dst []byte, version int, channelID, calendarKey, expiration string) []byte {
+// signs the channel id and calendar key, version 2 the expiration as well,
+// and the resource when it is not a calendar's events.
+func (m *macKey) sum(dst []byte, version int, channelID, calendarKey, expiration, resource string) []byte {
 	h := m.pool.Get().(hash.Hash)
 	defer m.pool.Put(h)
 	h.Reset()
@@ -91,6 +114,10 @@ func (m *macKey) sum(dst []byte, version int, channelID, calendarKey, expiration
 	if version != 1 {
 		io.WriteString(h, "\n")
 		io.WriteString(h, expiration)
+		if resource != "" {
+			io.WriteString(h, "\nr=")
+			io.WriteString(h, resource)
+		}
 	}
 	return h.Sum(dst)
 }
@@ -127,6 +154,17 @@ func (k *Keys) SigningKeyID() string { return k.signingID }
 // end at expiration at the latest. The expiration is signed in whole seconds,
 // rounded up, so the token never ends before the channel.
 func (k *Keys) Mint(channelID, calendarKey string, expiration time.Time) (string, error) {
+	return k.MintFor(channelID, ResourceEvents, calendarKey, expiration)
+}
+
+// MintFor is Mint for a channel on resource (ResourceEvents: a calendar's
+// events, key a calendar key; ResourceCalendarList: an identity's calendar
+// list, key the identity key).
+func (k *Keys) MintFor(channelID, resource, key string, expiration time.Time) (string, error) {
+	if resource != ResourceEvents && resource != ResourceCalendarList {
+		return "", fmt.Errorf("channeltoken: unknown resource %q", resource)
+	}
+	calendarKey := key
 	if expiration.IsZero() {
 		return "", errors.New("channeltoken: a token needs the channel's expiration")
 	}
@@ -135,13 +173,17 @@ func (k *Keys) Mint(channelID, calendarKey string, expiration time.Time) (string
 		secs++
 	}
 	exp := strconv.FormatInt(secs, 10)
-	tok := url.Values{
+	v := url.Values{
 		"v": {"2"},
 		"k": {k.signingID},
 		"c": {calendarKey},
 		"e": {exp},
-		"s": {k.byID[k.signingID].signature(2, channelID, calendarKey, exp)},
-	}.Encode()
+		"s": {k.byID[k.signingID].signature(2, channelID, calendarKey, exp, resource)},
+	}
+	if resource != "" {
+		v["r"] = []string{resource}
+	}
+	tok := v.Encode()
 	if len(tok) > MaxLen {
 		return "", fmt.Errorf("channeltoken: token of %d chars exceeds Google's %d (calendar key too long)", len(tok), MaxLen)
 	}
@@ -174,10 +216,16 @@ func (k *Keys) Verify(channelID, token string) (Claims, error) {
 			return Claims{}, ErrMalformed // one spelling only, the one Mint writes
 		}
 		c = Claims{Version: 2, Expiration: time.Unix(secs, 0).UTC()}
-	case f.v == "1" && !f.hasE:
+	case f.v == "1" && !f.hasE && !f.hasR:
 		c = Claims{Version: 1}
 	default:
 		return Claims{}, ErrMalformed
+	}
+	switch f.r {
+	case ResourceEvents, ResourceCalendarList:
+		c.Resource = f.r
+	default:
+		return Claims{}, ErrMalformed // a kind this code does not know
 	}
 	key, ok := k.byID[f.k]
 	if !ok {
@@ -195,7 +243,7 @@ func (k *Keys) Verify(channelID, token string) (Claims, error) {
 	if n, err := base64.RawURLEncoding.Strict().Decode(got[:], []byte(f.s)); err != nil || n != len(got) {
 		return Claims{}, ErrSignature
 	}
-	if !hmac.Equal(key.sum(want[:0], c.Version, channelID, f.c, f.e), got[:]) {
+	if !hmac.Equal(key.sum(want[:0], c.Version, channelID, f.c, f.e, f.r), got[:]) {
 		return Claims{}, ErrSignature
 	}
 	c.KeyID, c.CalendarKey = f.k, f.c
@@ -204,14 +252,14 @@ func (k *Keys) Verify(channelID, token string) (Claims, error) {
 
 // fields are the parts of a token, unescaped.
 type fields struct {
-	v, k, c, e, s string
-	hasE          bool // e was present (a version 1 token has none)
+	v, k, c, e, s, r string
+	hasE, hasR       bool // e, r were present (a version 1 token has neither)
 }
 
 // parseFields reads the query form as url.ParseQuery would (same escapes,
 // semicolons refused, unknown parts ignored) but requires each of v, k, c, s
-// exactly once and non-empty, e at most once and non-empty, and allocates
-// only for escaped values.
+// exactly once and non-empty, e and r at most once and non-empty, and
+// allocates only for escaped values.
 func parseFields(token string) (fields, bool) {
 	if strings.Contains(token, ";") {
 		return fields{}, false
@@ -241,6 +289,8 @@ func parseFields(token string) (fields, bool) {
 			dst, bit = &f.s, 8
 		case "e":
 			dst, bit = &f.e, 16
+		case "r":
+			dst, bit = &f.r, 32
 		default:
 			continue
 		}
@@ -250,11 +300,11 @@ func parseFields(token string) (fields, bool) {
 		seen |= bit
 		*dst = value
 	}
-	f.hasE = seen&16 != 0
+	f.hasE, f.hasR = seen&16 != 0, seen&32 != 0
 	return f, seen&15 == 15
 }
 
 // signature is the s field Mint writes.
-func (m *macKey) signature(version int, channelID, calendarKey, expiration string) string {
-	return base64.RawURLEncoding.EncodeToString(m.sum(nil, version, channelID, calendarKey, expiration))
+func (m *macKey) signature(version int, channelID, calendarKey, expiration, resource string) string {
+	return base64.RawURLEncoding.EncodeToString(m.sum(nil, version, channelID, calendarKey, expiration, resource))
 }

@@ -31,7 +31,7 @@ var exp = time.Date(2030, 1, 2, 3, 4, 5, 600_000_000, time.UTC)
 // (the code that minted it is gone; tokens of live channels remain).
 func mintV1(k *Keys, channelID, calendarKey string) string {
 	return url.Values{"v": {"1"}, "k": {k.signingID}, "c": {calendarKey},
-		"s": {k.byID[k.signingID].signature(1, channelID, calendarKey, "")}}.Encode()
+		"s": {k.byID[k.signingID].signature(1, channelID, calendarKey, "", "")}}.Encode()
 }
 
 func TestMintVerify(t *testing.T) {
@@ -175,6 +175,8 @@ func FuzzParseFields(f *testing.F) {
 	f.Add("v=1;k=k1")
 	f.Add("%76=1&k=k&c=c&s=s&s=t")
 	f.Add("v=2&k=k&c=c&s=s&e=&e=1")
+	f.Add("v=2&k=k1&c=ikey&e=1893553446&r=calendarList&s=AAAA")
+	f.Add("v=2&k=k&c=c&e=1&r=&s=s")
 	f.Fuzz(func(t *testing.T, token string) {
 		got, ok := parseFields(token)
 		q, err := url.ParseQuery(token)
@@ -184,10 +186,12 @@ func FuzzParseFields(f *testing.F) {
 		}
 		_, hasE := q["e"]
 		want = want && (!hasE || len(q["e"]) == 1 && q["e"][0] != "")
+		_, hasR := q["r"]
+		want = want && (!hasR || len(q["r"]) == 1 && q["r"][0] != "")
 		if ok != want {
 			t.Fatalf("parseFields(%q) ok=%v, url.ParseQuery says %v (%v)", token, ok, want, err)
 		}
-		if ok && (got != fields{q.Get("v"), q.Get("k"), q.Get("c"), q.Get("e"), q.Get("s"), hasE}) {
+		if ok && (got != fields{q.Get("v"), q.Get("k"), q.Get("c"), q.Get("e"), q.Get("s"), q.Get("r"), hasE, hasR}) {
 			t.Fatalf("parseFields(%q) = %+v, url.ParseQuery = %v", token, got, q)
 		}
 	})
@@ -273,4 +277,51 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("re-minted token: %+v, %v (first %+v)", again, err, c)
 		}
 	})
+}
+
+// A calendarList channel's token says so (r=calendarList, signed): it
+// verifies with its resource, and r can be neither added to an events token,
+// removed from a list token, nor changed to a kind this code does not know.
+func TestCalendarListTokens(t *testing.T) {
+	k := testKeys(t, "k1")
+	const idKey = "iabcdefghijklmnopqrstuv0123"
+	tok, err := k.MintFor("chan-1", ResourceCalendarList, idKey, exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tok) > 160 {
+		t.Errorf("list token of %d chars (Google allows 256; real ones about 140)", len(tok))
+	}
+	c, err := k.Verify("chan-1", tok)
+	if err != nil || c.Resource != ResourceCalendarList || c.CalendarKey != idKey || c.Version != 2 || c.Expiration.IsZero() {
+		t.Fatalf("verify list token: %+v %v", c, err)
+	}
+	evTok, _ := k.Mint("chan-1", idKey, exp)
+	if c, err := k.Verify("chan-1", evTok); err != nil || c.Resource != ResourceEvents {
+		t.Fatalf("events token: %+v %v", c, err)
+	}
+	q, _ := url.ParseQuery(tok)
+	q.Del("r")
+	if _, err := k.Verify("chan-1", q.Encode()); !errors.Is(err, ErrSignature) {
+		t.Errorf("list token without r: %v, want ErrSignature", err)
+	}
+	q, _ = url.ParseQuery(evTok)
+	q.Set("r", ResourceCalendarList)
+	if _, err := k.Verify("chan-1", q.Encode()); !errors.Is(err, ErrSignature) {
+		t.Errorf("events token with r added: %v, want ErrSignature", err)
+	}
+	q.Set("r", "acl")
+	if _, err := k.Verify("chan-1", q.Encode()); !errors.Is(err, ErrMalformed) {
+		t.Errorf("unknown resource: %v, want ErrMalformed", err)
+	}
+	if _, err := k.Verify("chan-2", tok); !errors.Is(err, ErrSignature) {
+		t.Errorf("list token on another channel: %v", err)
+	}
+	if _, err := k.MintFor("c", "acl", idKey, exp); err == nil {
+		t.Error("MintFor an unknown resource: want an error")
+	}
+	v1 := "v=1&k=k1&c=" + idKey + "&r=calendarList&s=" + strings.Repeat("A", 43)
+	if _, err := k.Verify("chan-1", v1); !errors.Is(err, ErrMalformed) {
+		t.Errorf("version 1 with r: %v, want ErrMalformed", err)
+	}
 }

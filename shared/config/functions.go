@@ -159,6 +159,21 @@ type SyncWorker struct {
 	// when its push arrives); 0 turns it off. At most 2 minutes: the
 	// SyncWorker waits that long for the request, in its invocation.
 	FollowUpDelay time.Duration `env:"FOLLOW_UP_DELAY, default=15s"`
+	// Enrollment (shared/enroll): the SyncWorker applies calendarList pushes
+	// and control messages. With CHANNEL_TOKEN_KEYS and WEBHOOK_URL both set
+	// it watches the calendars it enrolls itself, within seconds; otherwise
+	// RenewChannels gives them channels in its next run.
+	ChannelTokenKeys string        `env:"CHANNEL_TOKEN_KEYS"`
+	WebhookURL       string        `env:"WEBHOOK_URL"`
+	ChannelTTL       time.Duration `env:"CHANNEL_TTL, default=168h"`
+	RenewBefore      time.Duration `env:"RENEW_BEFORE, default=26h"`
+	// ControlSubscription is the id of the control topic's push
+	// subscription: pushes of that subscription are control messages
+	// (messages.Control), all others notifications. Empty: no control path.
+	ControlSubscription string `env:"CONTROL_SUBSCRIPTION"`
+	// Deployment names this deployment in the ids of the channels the
+	// SyncWorker opens for what it enrolls (as RenewChannels' DEPLOYMENT).
+	Deployment string `env:"DEPLOYMENT, default=calsync"`
 }
 
 // Validate reports every problem with the SyncWorker config.
@@ -173,9 +188,21 @@ func (c SyncWorker) Validate() error {
 		positive("MAX_SESSION", c.MaxSession),
 		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic),
 		c.NotFound.validate(),
+		positive("CHANNEL_TTL", c.ChannelTTL),
+		positive("RENEW_BEFORE", c.RenewBefore),
+		validDeployment(c.Deployment),
 	}
 	if c.FollowUpDelay < 0 || c.FollowUpDelay > 2*time.Minute {
 		errs = append(errs, fmt.Errorf("FOLLOW_UP_DELAY must be 0 (off) to 2m, got %s", c.FollowUpDelay))
+	}
+	if c.ChannelTokenKeys != "" {
+		errs = append(errs, validKeys("CHANNEL_TOKEN_KEYS", c.ChannelTokenKeys))
+	}
+	if c.WebhookURL != "" {
+		errs = append(errs, WebhookAddress(c.WebhookURL))
+	}
+	if c.ControlSubscription != "" && strings.ContainsAny(c.ControlSubscription, " ") {
+		errs = append(errs, fmt.Errorf("CONTROL_SUBSCRIPTION %q is not a subscription id", c.ControlSubscription))
 	}
 	if c.QuietPeriod > 0 && c.RerunInterval > 0 && c.QuietPeriod >= c.RerunInterval {
 		errs = append(errs, fmt.Errorf("QUIET_PERIOD (%s) must be shorter than RERUN_INTERVAL (%s)", c.QuietPeriod, c.RerunInterval))
@@ -217,6 +244,10 @@ type RenewChannels struct {
 	// NotFoundReprobe: a not_found calendar is tried again this long after
 	// its last try, and active again if it is back.
 	NotFoundReprobe time.Duration `env:"NOT_FOUND_REPROBE, default=24h"`
+	// DirectorySyncInterval: each enrolled Workspace domain's directory is
+	// diffed again (users added, suspended or deleted; rooms) when its last
+	// diff is older than this.
+	DirectorySyncInterval time.Duration `env:"DIRECTORY_SYNC_INTERVAL, default=24h"`
 }
 
 // Validate reports every problem with the RenewChannels config.
@@ -231,10 +262,9 @@ func (c RenewChannels) Validate() error {
 		positive("RECONCILE_AFTER", c.ReconcileAfter),
 		positive("POLL_INTERVAL", c.PollInterval),
 		positive("NOT_FOUND_REPROBE", c.NotFoundReprobe),
+		positive("DIRECTORY_SYNC_INTERVAL", c.DirectorySyncInterval),
 		c.NotFound.validate(),
-	}
-	if d := strings.TrimSpace(c.Deployment); d == "" || len(d) > 64 || strings.ContainsAny(d, "/ \n") {
-		errs = append(errs, fmt.Errorf("DEPLOYMENT %q must be a short name (1-64 characters, no spaces or slashes)", c.Deployment))
+		validDeployment(c.Deployment),
 	}
 	if c.ChannelTTL > 0 && c.RenewBefore >= c.ChannelTTL {
 		errs = append(errs, fmt.Errorf("RENEW_BEFORE (%s) must be shorter than CHANNEL_TTL (%s)", c.RenewBefore, c.ChannelTTL))
@@ -243,6 +273,14 @@ func (c RenewChannels) Validate() error {
 		errs = append(errs, fmt.Errorf("RENEW_CONCURRENCY must be 1-64, got %d", c.Concurrency))
 	}
 	return errors.Join(errs...)
+}
+
+// validDeployment checks DEPLOYMENT, a part of channel ids.
+func validDeployment(d string) error {
+	if d = strings.TrimSpace(d); d == "" || len(d) > 64 || strings.ContainsAny(d, "/ \n") {
+		return fmt.Errorf("DEPLOYMENT %q must be a short name (1-64 characters, no spaces or slashes)", d)
+	}
+	return nil
 }
 
 func validURL(name, v string) error {

@@ -70,3 +70,37 @@ func TestCredentialKeys(t *testing.T) {
 		t.Errorf("bad keys: %v", err)
 	}
 }
+
+// The SyncWorker's enrollment settings are optional: without both
+// CHANNEL_TOKEN_KEYS and WEBHOOK_URL it enrolls and leaves channels to
+// RenewChannels; what is set is checked.
+func TestSyncWorkerEnrollmentSettings(t *testing.T) {
+	base := map[string]string{"PROJECT_ID": "p", "CREDENTIAL_KEYS": "k1:" + strings.Repeat("A", 43) + "="}
+	load := func(extra map[string]string) error {
+		env := map[string]string{}
+		for k, v := range base {
+			env[k] = v
+		}
+		for k, v := range extra {
+			env[k] = v
+		}
+		_, err := Load[SyncWorker](context.Background(), envconfig.MapLookuper(env))
+		return err
+	}
+	if err := load(nil); err != nil {
+		t.Fatalf("without enrollment settings: %v", err)
+	}
+	if err := load(map[string]string{"CHANNEL_TOKEN_KEYS": "k1:" + strings.Repeat("A", 43) + "="}); err != nil {
+		t.Fatalf("keys without a webhook URL: %v", err)
+	}
+	for _, bad := range []map[string]string{
+		{"CHANNEL_TOKEN_KEYS": "not keys"},
+		{"WEBHOOK_URL": "ftp://x"},
+		{"CONTROL_SUBSCRIPTION": "a b"},
+		{"CHANNEL_TTL": "0s"},
+	} {
+		if err := load(bad); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}

@@ -87,6 +87,9 @@ func (r *Revoker) Revoked(ctx context.Context, cal store.Calendar, cause error) 
 	var errs []error
 	flipped := 0
 	for k, c := range cals {
+		if c.Status == store.StatusUnwatched {
+			continue // nobody follows it: its channels are stopped already
+		}
 		if c.Status != store.StatusAuthRevoked {
 			if err := r.Store.SetStatus(ctx, k, store.StatusAuthRevoked, reason, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
 				errs = append(errs, err)

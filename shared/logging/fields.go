@@ -65,6 +65,22 @@ const (
 	KeyStep         = "step"
 	KeyRetryInMs    = "retryInMs" // a failed start: when the next try is
 
+	// Enrollment (shared/enroll): identities, domains, control messages.
+	KeyIdentityKey = "identityKey"
+	KeyDomain      = "domain"
+	KeyAction      = "action"
+	KeyRequestID   = "requestId"
+	KeyEnrolled    = "enrolled"   // calendars (or identities) enrolled
+	KeyUnenrolled  = "unenrolled" // calendars (or identities) unenrolled
+	KeyShared      = "shared"     // listed calendars another identity enrolled
+	KeyListCalls   = "listCalls"  // calendarList.list (or Directory) pages read
+	KeyUsers       = "users"
+	KeyRooms       = "rooms"
+	// RenewChannels' enrollment part.
+	KeyIdentities     = "identities"     // identities whose list channels a run ensured
+	KeyListReconciles = "listReconciles" // quiet calendar lists looked at again
+	KeyDirectories    = "directories"    // domains whose directory a run diffed
+
 	// SyncWorker: the Pub/Sub push delivery a line is about.
 	KeyDeliveryAttempt = "deliveryAttempt" // Pub/Sub's (approximate) count, this delivery included; 0: not sent (no dead-letter policy)
 	KeySubscription    = "subscription"
@@ -100,4 +116,11 @@ const (
 	EventPollOnly              = "poll_only"       // RenewChannels/CLI: a calendar Google will not watch is polled
 	EventCalendarBack          = "calendar_back"   // RenewChannels: a not_found calendar answered again: active
 	EventPollRun               = "poll_run"        // RenewChannels ?mode=poll: summary
+	EventMirrorPurged          = "mirror_purged"   // SyncWorker: an unenrolled calendar's mirror deleted
+	EventInvalidControl        = "invalid_control" // SyncWorker: a control message refused, acknowledged, nothing changed (ERROR)
+	EventControl               = "control"         // SyncWorker: a control message done
+	EventDiscovery             = "discovery"       // an identity's calendar list applied (enrolled, unenrolled)
+	EventIdentityUnenrolled    = "identity_unenrolled"
+	EventDirectorySync         = "directory_sync" // a Workspace domain's directory diff (users, rooms)
+	EventEnrollFailure         = "enroll_failure" // one enrollment step failed (ERROR)
 )

@@ -19,6 +19,15 @@ const (
 	StateNotExists  = "not_exists"
 	StateReconcile  = "reconcile"   // sync now, incrementally, whatever happened
 	StateFullResync = "full_resync" // drop the token and list everything again
+	// StatePurge asks to delete an unenrolled calendar's mirror, announcing a
+	// "deleted" change for each event (shared/enroll publishes it).
+	StatePurge = "purge"
+)
+
+// Resources a notification is about (Notification.Resource).
+const (
+	ResourceEvents       = ""             // a calendar's events: CalendarKey
+	ResourceCalendarList = "calendarList" // an identity's calendar list: IdentityKey
 )
 
 // Attribute keys.
@@ -27,16 +36,22 @@ const (
 	AttrResourceState = "resourceState"
 	AttrEventID       = "eventId"
 	AttrChange        = "change"
+	AttrResource      = "resource"
+	AttrIdentityKey   = "identityKey"
 )
 
-// Notification is one message on the notifications topic.
+// Notification is one message on the notifications topic: about a
+// calendar's events (CalendarKey), or, with Resource ResourceCalendarList,
+// about an identity's calendar list (IdentityKey; its channel's token says so).
 type Notification struct {
+	Resource          string    `json:"resource,omitempty"`
+	IdentityKey       string    `json:"identityKey,omitempty"`
 	ChannelID         string    `json:"channelId,omitempty"`
 	ResourceID        string    `json:"resourceId,omitempty"`
 	ResourceURI       string    `json:"resourceUri,omitempty"`
 	ResourceState     string    `json:"resourceState"`
 	MessageNumber     int64     `json:"messageNumber,omitempty"`
-	CalendarKey       string    `json:"calendarKey"`
+	CalendarKey       string    `json:"calendarKey,omitempty"`
 	ChannelExpiration string    `json:"channelExpiration,omitempty"`
 	ReceivedAt        time.Time `json:"receivedAt"`
 	// NotBefore, on calsync's own requests, is when the request may be acted
@@ -58,7 +73,18 @@ type Notification struct {
 
 // Attributes returns the Pub/Sub attributes of a notification.
 func (n Notification) Attributes() map[string]string {
+	if n.Resource != ResourceEvents {
+		return map[string]string{AttrResource: n.Resource, AttrIdentityKey: n.IdentityKey, AttrResourceState: n.ResourceState}
+	}
 	return map[string]string{AttrCalendarKey: n.CalendarKey, AttrResourceState: n.ResourceState}
+}
+
+// ListRequest is calsync's own request to look at an identity's calendar
+// list again (StateReconcile), ready to publish on the notifications topic.
+func ListRequest(identityKey, state string, now time.Time) (data []byte, attrs map[string]string, err error) {
+	n := Notification{Resource: ResourceCalendarList, IdentityKey: identityKey, ResourceState: state, ReceivedAt: now.UTC()}
+	data, err = json.Marshal(n)
+	return data, n.Attributes(), err
 }
 
 // Request is calsync's own sync request for a calendar (state
@@ -93,6 +119,8 @@ const (
 	ReasonBadCalendarKey       = "bad_calendar_key"
 	ReasonUnknownResourceState = "unknown_resource_state"
 	ReasonUnknownCalendar      = "unknown_calendar" // well formed, but no such calendar is registered
+	ReasonUnknownResource      = "unknown_resource"
+	ReasonBadIdentityKey       = "bad_identity_key"
 )
 
 // InvalidError says why a message can never be processed. Detail may quote
@@ -136,12 +164,36 @@ func ValidCalendarKey(s string) bool {
 	return true
 }
 
+// IdentityKeyLen is the length of an identity key: "i" and 26 base32hex digits.
+const IdentityKeyLen = 27
+
+// ValidIdentityKey reports whether s has the form store.IdentityKey gives
+// ("i" + 26 lowercase base32hex characters).
+func ValidIdentityKey(s string) bool {
+	return len(s) == IdentityKeyLen && s[0] == 'i' && ValidCalendarKey("c"+s[1:])
+}
+
 // ParseNotification decodes and checks a notification. Its errors are
 // *InvalidError: redelivering the message cannot help.
 func ParseNotification(data []byte) (Notification, error) {
 	var n Notification
 	if err := json.Unmarshal(data, &n); err != nil {
 		return n, &InvalidError{Reason: ReasonNotJSON, Detail: err.Error()}
+	}
+	switch n.Resource {
+	case ResourceEvents:
+	case ResourceCalendarList:
+		if !ValidIdentityKey(n.IdentityKey) {
+			return n, &InvalidError{Reason: ReasonBadIdentityKey, Detail: fmt.Sprintf("identityKey %q is not i + 26 base32hex characters", n.IdentityKey)}
+		}
+		switch n.ResourceState {
+		case StateSync, StateExists, StateNotExists, StateReconcile:
+		default:
+			return n, &InvalidError{Reason: ReasonUnknownResourceState, Detail: fmt.Sprintf("resourceState %q of a calendarList notification", n.ResourceState)}
+		}
+		return n, nil
+	default:
+		return n, &InvalidError{Reason: ReasonUnknownResource, Detail: fmt.Sprintf("unknown resource %q", n.Resource)}
 	}
 	if n.CalendarKey == "" {
 		return n, &InvalidError{Reason: ReasonNoCalendarKey, Detail: "no calendarKey"}
@@ -150,7 +202,7 @@ func ParseNotification(data []byte) (Notification, error) {
 		return n, &InvalidError{Reason: ReasonBadCalendarKey, Detail: fmt.Sprintf("calendarKey %q is not c + 26 base32hex characters", n.CalendarKey)}
 	}
 	switch n.ResourceState {
-	case StateSync, StateExists, StateNotExists, StateReconcile, StateFullResync:
+	case StateSync, StateExists, StateNotExists, StateReconcile, StateFullResync, StatePurge:
 	default:
 		return n, &InvalidError{Reason: ReasonUnknownResourceState, Detail: fmt.Sprintf("unknown resourceState %q", n.ResourceState)}
 	}
@@ -162,21 +214,51 @@ const (
 	ChangeCreated = "created"
 	ChangeUpdated = "updated"
 	ChangeDeleted = "deleted"
+	// ChangeCancelled: one occurrence of a recurring event was cancelled
+	// (Google's cancelled exception of a live series: recurringEventId and
+	// originalStartTime, no summary). The series itself lives on.
+	ChangeCancelled = "cancelled"
 )
 
 // Change is one message on the changes topic: one event that changed.
 // Delivery is at least once: consumers deduplicate on (EventID, Etag).
 type Change struct {
-	CalendarID   string          `json:"calendarId"`
-	CalendarKey  string          `json:"calendarKey"`
-	EventID      string          `json:"eventId"`
-	Change       string          `json:"change"`
-	Etag         string          `json:"etag"`
-	PreviousEtag string          `json:"previousEtag,omitempty"`
-	Sequence     int64           `json:"sequence"`
-	Updated      string          `json:"updated,omitempty"`
-	SyncedAt     time.Time       `json:"syncedAt"`
-	Event        json.RawMessage `json:"event"`
+	CalendarID   string `json:"calendarId"`
+	CalendarKey  string `json:"calendarKey"`
+	EventID      string `json:"eventId"`
+	Change       string `json:"change"`
+	Etag         string `json:"etag"`
+	PreviousEtag string `json:"previousEtag,omitempty"`
+	// ChangedFields (updated only): the top-level Event fields whose values
+	// differ from the mirror's previous version, sorted; etag and updated
+	// are among them whenever Google changed them, which is every update.
+	ChangedFields []string `json:"changedFields,omitempty"`
+	// Previous (updated only) holds the previous values of the changed
+	// fields among start, end, status, summary, location and recurrence, and
+	// the previous responseStatus of attendees whose response changed. A
+	// changed field listed in ChangedFields without a value here was absent.
+	Previous *Previous       `json:"previous,omitempty"`
+	Sequence int64           `json:"sequence"`
+	Updated  string          `json:"updated,omitempty"`
+	SyncedAt time.Time       `json:"syncedAt"`
+	Event    json.RawMessage `json:"event"`
+}
+
+// Previous is what an updated event's changed fields were before.
+type Previous struct {
+	Start      json.RawMessage `json:"start,omitempty"`
+	End        json.RawMessage `json:"end,omitempty"`
+	Status     string          `json:"status,omitempty"`
+	Summary    string          `json:"summary,omitempty"`
+	Location   string          `json:"location,omitempty"`
+	Recurrence json.RawMessage `json:"recurrence,omitempty"`
+	// AttendeeResponses: per attendee (email, or id without one) whose
+	// responseStatus changed, the previous one; "" for an attendee who was
+	// not on the event before.
+	AttendeeResponses map[string]string `json:"attendeeResponses,omitempty"`
+	// Incomplete: the mirror held the previous version only in part (it was
+	// too large, calsyncTruncated): fields it lacked count as changed.
+	Incomplete bool `json:"incomplete,omitempty"`
 }
 
 // Attributes returns the Pub/Sub attributes of a change.

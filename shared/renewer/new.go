@@ -7,12 +7,14 @@ import (
 	"github.com/calsync/calsync/shared/channeltoken"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/credentials"
+	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/store"
 )
 
 // New builds a Renewer from RenewChannels' config on the given store and
 // publisher (the function's own clients, or the CLI's): Calendar access,
-// the channel manager, and the Revoker that stops a dead grant's channels.
+// the channel manager, the Revoker that stops a dead grant's channels, and
+// the enrollment engine (list channels, directory diffs).
 func New(cfg config.RenewChannels, st *store.Store, pub Publisher, logger *slog.Logger) (*Renewer, error) {
 	tokens, err := channeltoken.Parse(cfg.ChannelTokenKeys)
 	if err != nil {
@@ -25,8 +27,12 @@ func New(cfg config.RenewChannels, st *store.Store, pub Publisher, logger *slog.
 	mgr := &channels.Manager{Store: st, Calendars: access.Calendars, Tokens: tokens, WebhookURL: cfg.WebhookURL,
 		TTL: cfg.ChannelTTL, Logger: logger, Namespace: channels.Namespace(cfg.ProjectID, cfg.Deployment)}
 	access.Revoker.Stopper = mgr
+	en := &enroll.Enroller{Store: st, Calendars: access.Calendars, Channels: mgr, Requests: pub, Revoker: access.Revoker,
+		Directory:   enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: cfg.CalendarEndpoint},
+		RenewBefore: cfg.RenewBefore, Concurrency: cfg.Concurrency, Logger: logger}
 	return &Renewer{ProjectID: cfg.ProjectID, Store: st, Access: access, Channels: mgr, Publisher: pub,
 		RenewBefore: cfg.RenewBefore, ReconcileAfter: cfg.ReconcileAfter, Concurrency: cfg.Concurrency, Logger: logger,
 		PollInterval: cfg.PollInterval, NotFoundReprobe: cfg.NotFoundReprobe,
-		NotFound: store.NotFoundPolicy{Attempts: cfg.NotFoundAttempts, After: cfg.NotFoundAfter}}, nil
+		NotFound: store.NotFoundPolicy{Attempts: cfg.NotFoundAttempts, After: cfg.NotFoundAfter},
+		Enroll:   en, DirectorySyncInterval: cfg.DirectorySyncInterval}, nil
 }

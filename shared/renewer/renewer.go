@@ -23,6 +23,7 @@ import (
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/channels"
 	"github.com/calsync/calsync/shared/credentials"
+	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
@@ -35,23 +36,27 @@ type Publisher interface {
 
 // Summary is what one run did; the HTTP answer and the renew_run log line.
 type Summary struct {
-	Renewed      int   `json:"renewed"`      // channels replaced before expiry
-	Rekeyed      int   `json:"rekeyed"`      // ... of them because another key than the signing one signed their token (rotation)
-	Created      int   `json:"created"`      // calendars without a live channel that got one
-	Stopped      int   `json:"stopped"`      // orphan and duplicate channels stopped
-	Reconciles   int   `json:"reconciles"`   // reconcile syncs asked for
-	Failed       int   `json:"failed"`       // calendars or requests that failed
-	ExpiringSoon int   `json:"expiringSoon"` // channels expiring within 6 h not renewed
-	Expired      int   `json:"expired"`      // records of expired channels closed
-	Busy         int   `json:"busy"`         // calendars left to an overlapping run
-	Resealed     int   `json:"resealed"`     // credentials sealed to the current key (legacy AES ones, or of an older key)
-	PollOnly     int   `json:"pollOnly"`     // calendars Google will not push for, polled instead (no channel)
-	Polls        int   `json:"polls"`        // ... of them asked to sync because their last sync is older than POLL_INTERVAL
-	NotFound404  int   `json:"notFound404"`  // events.watch answered 404 (counted in the calendar's streak)
-	Probed       int   `json:"probed"`       // not_found calendars tried again
-	Reactivated  int   `json:"reactivated"`  // ... of them found again: active once more
-	Calendars    int   `json:"calendars"`    // calendars looked at
-	DurationMs   int64 `json:"durationMs"`
+	Renewed      int `json:"renewed"`      // channels replaced before expiry
+	Rekeyed      int `json:"rekeyed"`      // ... of them because another key than the signing one signed their token (rotation)
+	Created      int `json:"created"`      // calendars without a live channel that got one
+	Stopped      int `json:"stopped"`      // orphan and duplicate channels stopped
+	Reconciles   int `json:"reconciles"`   // reconcile syncs asked for
+	Failed       int `json:"failed"`       // calendars or requests that failed
+	ExpiringSoon int `json:"expiringSoon"` // channels expiring within 6 h not renewed
+	Expired      int `json:"expired"`      // records of expired channels closed
+	Busy         int `json:"busy"`         // calendars left to an overlapping run
+	Resealed     int `json:"resealed"`     // credentials sealed to the current key (legacy AES ones, or of an older key)
+	PollOnly     int `json:"pollOnly"`     // calendars Google will not push for, polled instead (no channel)
+	Polls        int `json:"polls"`        // ... of them asked to sync because their last sync is older than POLL_INTERVAL
+	NotFound404  int `json:"notFound404"`  // events.watch answered 404 (counted in the calendar's streak)
+	Probed       int `json:"probed"`       // not_found calendars tried again
+	Reactivated  int `json:"reactivated"`  // ... of them found again: active once more
+	Calendars    int `json:"calendars"`    // calendars looked at
+	// Enrollment (identities.go): calendar-list channels and directory diffs.
+	Identities     int   `json:"identities"`     // identities looked at (their list channels ensured)
+	ListReconciles int   `json:"listReconciles"` // identities whose list is looked at again (quiet too long)
+	Directories    int   `json:"directories"`    // Workspace domains whose directory was diffed
+	DurationMs     int64 `json:"durationMs"`
 }
 
 // Renewer runs the renewal.
@@ -79,6 +84,11 @@ type Renewer struct {
 	Now             func() time.Time
 	// Progress, if set, is called after each calendar (the CLI's progress line).
 	Progress func(done, total int)
+	// Enroll, if set, is the enrollment engine: identities' list channels are
+	// renewed like calendars' (and quiet lists looked at again), and each
+	// Workspace domain's directory is diffed every DirectorySyncInterval.
+	Enroll                *enroll.Enroller
+	DirectorySyncInterval time.Duration
 }
 
 func (r *Renewer) now() time.Time {
@@ -100,6 +110,9 @@ type task struct {
 func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	var sum Summary
+	// Directories first: the calendars they unenroll are then not renewed
+	// below but have their channels stopped.
+	r.directories(ctx, &sum)
 	cals, err := r.Store.AllCalendars(ctx)
 	if err != nil {
 		return sum, fmt.Errorf("renew: read calendars: %w", err)
@@ -109,7 +122,12 @@ func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 		return sum, fmt.Errorf("renew: read channels: %w", err)
 	}
 	byKey := map[string][]store.Channel{}
+	lists := map[string][]store.Channel{} // calendar-list channels, by identity key
 	for _, ch := range open {
+		if isListChannel(ch) {
+			lists[ch.CalendarKey] = append(lists[ch.CalendarKey], ch)
+			continue
+		}
 		byKey[ch.CalendarKey] = append(byKey[ch.CalendarKey], ch)
 	}
 	var tasks []task
@@ -155,6 +173,7 @@ func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 	if err := ctx.Err(); err != nil {
 		sum.Failed += len(tasks) - done
 	}
+	r.identities(ctx, lists, &sum)
 	r.reseal(ctx, &sum)
 	sum.DurationMs = time.Since(start).Milliseconds()
 	r.log(ctx).InfoContext(ctx, "renew run done",
@@ -163,6 +182,7 @@ func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 		logging.KeyReconciles, sum.Reconciles, logging.KeyFailed, sum.Failed, logging.KeyExpiringSoon, sum.ExpiringSoon,
 		logging.KeyExpired, sum.Expired, logging.KeyBusy, sum.Busy, logging.KeyCalendars, sum.Calendars, logging.KeyResealed, sum.Resealed,
 		logging.KeyPollOnly, sum.PollOnly, logging.KeyPolls, sum.Polls, logging.KeyProbed, sum.Probed, logging.KeyReactivated, sum.Reactivated,
+		logging.KeyIdentities, sum.Identities, logging.KeyListReconciles, sum.ListReconciles, logging.KeyDirectories, sum.Directories,
 		logging.KeyDurationMs, sum.DurationMs)
 	return sum, nil
 }

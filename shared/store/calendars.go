@@ -52,8 +52,11 @@ func optional(path, v string) firestore.Update {
 
 // SetStatus records a calendar's status and reason (an empty reason clears
 // it), e.g. a permanent problem (auth_revoked, not_found) or an operator's
-// unwatch. If leaseOwner is not empty and holds the lease, the lease is
-// released too. It never creates a document: ErrNotFound if missing.
+// unwatch. A problem never replaces unwatched: nobody follows the calendar
+// any more, and a sync or a revocation that raced the unwatch (or the
+// unenrollment of a suspended user) must not put it back before operators.
+// If leaseOwner is not empty and holds the lease, the lease is released too.
+// It never creates a document: ErrNotFound if missing.
 func (s *Store) SetStatus(ctx context.Context, key, status, reason, leaseOwner string) error {
 	ref := s.CalendarRef(key)
 	defer s.lockCalendar(key)()
@@ -63,18 +66,27 @@ func (s *Store) SetStatus(ctx context.Context, key, status, reason, leaseOwner s
 			return wrapNotFound(err, "calendar "+key)
 		}
 		now := s.now()
-		ups := []firestore.Update{
-			{Path: "status", Value: status},
-			optional("statusReason", reason),
-			{Path: "updatedAt", Value: now},
+		var ups []firestore.Update
+		if cur, _ := snap.DataAt("status"); cur != StatusUnwatched || !isProblem(status) {
+			ups = append(ups, firestore.Update{Path: "status", Value: status},
+				optional("statusReason", reason),
+				firestore.Update{Path: "updatedAt", Value: now})
 		}
 		if owner, _ := snap.DataAt("leaseOwner"); leaseOwner != "" && owner == leaseOwner {
 			ups = append(ups, firestore.Update{Path: "leaseOwner", Value: firestore.Delete},
 				firestore.Update{Path: "leaseMessageId", Value: firestore.Delete},
 				firestore.Update{Path: "leaseUntil", Value: now})
 		}
+		if len(ups) == 0 {
+			return nil
+		}
 		return tx.Update(ref, ups)
 	})
+}
+
+// isProblem: the statuses calsync finds rather than is told.
+func isProblem(status string) bool {
+	return status == StatusAuthRevoked || status == StatusNotFound
 }
 
 // AllCalendars returns every registered calendar by key.

@@ -116,13 +116,22 @@ var ErrChannelEpochMoved = errors.New("store: the calendar's channel epoch moved
 // never repeats, even after every channel record (or the whole database)
 // was deleted.
 func (s *Store) ClaimChannelEpoch(ctx context.Context, key, prev string) (string, error) {
-	ref := s.CalendarRef(key)
-	var next string
 	defer s.lockCalendar(key)()
+	return s.claimEpoch(ctx, s.CalendarRef(key), "calendar "+key, prev)
+}
+
+// ClaimListChannelEpoch is ClaimChannelEpoch for the chain of an
+// identity's calendar-list channels, on the identity's document.
+func (s *Store) ClaimListChannelEpoch(ctx context.Context, identityKey, prev string) (string, error) {
+	return s.claimEpoch(ctx, s.IdentityRef(identityKey), "identity "+identityKey, prev)
+}
+
+func (s *Store) claimEpoch(ctx context.Context, ref *firestore.DocumentRef, what, prev string) (string, error) {
+	var next string
 	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		snap, err := tx.Get(ref)
 		if err != nil {
-			return wrapNotFound(err, "calendar "+key)
+			return wrapNotFound(err, what)
 		}
 		cur, _ := snap.DataAt("channelEpoch")
 		if c, _ := cur.(string); c != prev {
@@ -138,7 +147,7 @@ func (s *Store) ClaimChannelEpoch(ctx context.Context, key, prev string) (string
 		return tx.Update(ref, []firestore.Update{{Path: "channelEpoch", Value: next}})
 	})
 	if err != nil {
-		return "", fmt.Errorf("claim channel epoch of %s: %w", key, err)
+		return "", fmt.Errorf("claim channel epoch of %s: %w", what, err)
 	}
 	return next, nil
 }

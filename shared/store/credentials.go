@@ -20,6 +20,13 @@ func (s *Store) CreateCredential(ctx context.Context, id string, c Credential) e
 	return err
 }
 
+// DeleteCredential removes a credential record (one a refused enrollment
+// had just stored). A missing one is not an error.
+func (s *Store) DeleteCredential(ctx context.Context, id string) error {
+	_, err := s.CredentialRef(id).Delete(ctx)
+	return err
+}
+
 // GetCredential reads one credential record; ErrNotFound when there is none.
 func (s *Store) GetCredential(ctx context.Context, id string) (Credential, error) {
 	return getDoc[Credential](ctx, s.CredentialRef(id), "credential "+id)

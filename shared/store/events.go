@@ -251,12 +251,18 @@ type EventMeta struct {
 	Status           string
 	RecurringEventID string
 	Series           bool // a recurring series master (has recurrence)
+	// Doc is the stored document, kept by GetEventsKeeping only for events
+	// about to be replaced (their listed etag differs): the previous version
+	// a change message's diff is computed from. Nil otherwise.
+	Doc map[string]any
 }
 
-func metaOf(snap *firestore.DocumentSnapshot) EventMeta {
+// metaAndData reads a document's meta and returns its data too (converted
+// once from the snapshot).
+func metaAndData(snap *firestore.DocumentSnapshot) (EventMeta, map[string]any) {
 	m := EventMeta{ID: snap.Ref.ID, Exists: snap.Exists()}
 	if !m.Exists {
-		return m
+		return m, nil
 	}
 	d := snap.Data()
 	m.Etag, _ = d["etag"].(string)
@@ -265,11 +271,21 @@ func metaOf(snap *firestore.DocumentSnapshot) EventMeta {
 	m.Status, _ = d["status"].(string)
 	m.RecurringEventID, _ = d["recurringEventId"].(string)
 	_, m.Series = d["recurrence"]
-	return m
+	return m, d
 }
 
 // GetEvents reads the stored state of the given events in one batch (GetAll).
 func (s *Store) GetEvents(ctx context.Context, key string, ids []string) (map[string]EventMeta, error) {
+	return s.GetEventsKeeping(ctx, key, ids, nil)
+}
+
+// GetEventsKeeping is GetEvents that also keeps the whole stored document
+// (EventMeta.Doc) of each event whose stored etag differs from the one given
+// for it in newEtags: the events about to be updated, whose previous version
+// a change message compares against. GetAll reads whole documents anyway, so
+// this costs no Firestore read; the documents of unchanged events are
+// dropped at once, so what stays is at most the page being written.
+func (s *Store) GetEventsKeeping(ctx context.Context, key string, ids []string, newEtags map[string]string) (map[string]EventMeta, error) {
 	out := make(map[string]EventMeta, len(ids))
 	if len(ids) == 0 {
 		return out, nil
@@ -284,9 +300,34 @@ func (s *Store) GetEvents(ctx context.Context, key string, ids []string) (map[st
 		return nil, err
 	}
 	for _, snap := range snaps {
-		out[snap.Ref.ID] = metaOf(snap)
+		m, d := metaAndData(snap)
+		if etag, ok := newEtags[m.ID]; ok && m.Exists && etag != m.Etag {
+			m.Doc = d
+		}
+		out[snap.Ref.ID] = m
 	}
 	return out, nil
+}
+
+// EventFields is an event as EventDoc would store it, without the derived
+// fields and never truncated: what a diff compares when the stored version
+// of the new event had to shed fields.
+func EventFields(ev *calendar.Event) (map[string]any, error) {
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("event %s: %w", ev.Id, err)
+	}
+	return decodeJSONMap(raw)
+}
+
+// IsDerived reports whether a document field is calsync's, not the event's:
+// the derived timestamps and the problem flags.
+func IsDerived(field string) bool {
+	switch field {
+	case FieldStartTime, FieldEndTime, FieldSyncedAt, FieldTruncated, FieldProblem:
+		return true
+	}
+	return false
 }
 
 // Exceptions lists the stored exceptions of a recurring series (documents

@@ -70,6 +70,10 @@ type Request struct {
 	// and answers OutcomeDuplicate for one at or below it.
 	ChannelID     string
 	MessageNumber int64
+	// Purge asks for the lease to delete an unenrolled calendar's mirror:
+	// admitted only while the calendar is not active (re-enrolled meanwhile:
+	// OutcomeInactive, nothing to purge), and retried later while a sync holds it.
+	Purge bool
 }
 
 // Admission is Admit's answer.
@@ -81,6 +85,15 @@ type Admission struct {
 
 // decide is the coalescing rule, a pure function of the calendar document.
 func decide(c Calendar, r Request, now time.Time) Outcome {
+	if r.Purge {
+		switch {
+		case c.Status == StatusActive:
+			return OutcomeInactive
+		case c.LeaseOwner != "" && c.LeaseUntil.After(now):
+			return OutcomeRetryLater
+		}
+		return OutcomeSync
+	}
 	if c.Status != StatusActive {
 		return OutcomeInactive
 	}

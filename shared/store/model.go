@@ -51,6 +51,11 @@ type Calendar struct {
 	CredentialID string `firestore:"credentialId,omitempty"` // oauth: the stored refresh token
 	Status       string `firestore:"status"`
 	StatusReason string `firestore:"statusReason,omitempty"`
+	// EnrolledBy is the identity (store.IdentityKey) whose calendar list
+	// enrolled the calendar, or the domain (store.DomainKey) whose rooms did;
+	// empty for a calendar an operator registered. Discovery unenrolls only
+	// its own.
+	EnrolledBy string `firestore:"enrolledBy,omitempty"`
 
 	// A streak of 404s (events.list or events.watch): Google answers some
 	// for a while after a calendar is shared. Only a streak of
@@ -136,9 +141,13 @@ const (
 
 // Channel is channels/{channelId}: one Google push channel.
 type Channel struct {
-	ChannelID   string    `firestore:"channelId"`
+	ChannelID string `firestore:"channelId"`
+	// CalendarKey is the key of what the channel watches: a calendar's, or,
+	// for a calendar list (Resource "calendarList"), the identity's key
+	// (IdentityKey); CalendarID then names the identity.
 	CalendarKey string    `firestore:"calendarKey"`
 	CalendarID  string    `firestore:"calendarId"`
+	Resource    string    `firestore:"resource,omitempty"` // "" (events) or "calendarList"
 	ResourceID  string    `firestore:"resourceId,omitempty"`
 	ResourceURI string    `firestore:"resourceUri,omitempty"`
 	Expiration  time.Time `firestore:"expiration"` // as granted by Google

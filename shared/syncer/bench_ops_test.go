@@ -57,17 +57,24 @@ func (c *opCounter) reset() (rpcs, reads, writes int64) {
 	return c.rpcs.Swap(0), c.reads.Swap(0), c.writes.Swap(0)
 }
 
-// BenchmarkFirestoreOps: what fencing costs in Firestore operations. A
-// 1,000-event calendar; 40 notifications each after 10 changed events, then
-// 40 notifications with nothing changed; per notification and per changed
-// event: RPCs and document writes (each fenced batch carries one more: the
-// fence), with fencing and without (store.Unfenced, benchmarks only).
+// BenchmarkFirestoreOps: what fencing and change diffs cost in Firestore
+// operations. A 1,000-event calendar; 40 notifications each after 10 changed
+// events, then 40 notifications with nothing changed; per notification and
+// per changed event: RPCs, document reads and writes (each fenced batch
+// carries one more: the fence), with fencing and diffs (calsync), without
+// fencing (store.Unfenced), and without diffs (Options.NoDiffs; benchmarks
+// only): the diffs read the documents GetAll reads anyway, so nodiffs reads
+// exactly as many.
 //
 //	go test -run '^$' -bench FirestoreOps -benchtime 1x ./shared/syncer/
 func BenchmarkFirestoreOps(b *testing.B) {
 	const rounds, perRound = 40, 10
 	for i := 0; i < b.N; i++ {
-		for _, fenced := range []bool{true, false} {
+		for _, v := range []struct {
+			name            string
+			fenced, noDiffs bool
+		}{{"fenced", true, false}, {"unfenced", false, false}, {"nodiffs", true, true}} {
+			fenced := v.fenced
 			e := newEnv(b)
 			e.seed(1000)
 			c := &opCounter{}
@@ -77,6 +84,7 @@ func BenchmarkFirestoreOps(b *testing.B) {
 				o.Store = st
 				o.RerunInterval = time.Millisecond
 				o.QuietPeriod = time.Microsecond
+				o.NoDiffs = v.noDiffs
 			})
 			e.mustNotify(s, messages.StateSync)
 			ids := e.eventIDs(rounds * perRound)
@@ -92,7 +100,7 @@ func BenchmarkFirestoreOps(b *testing.B) {
 				e.mustNotify(s, messages.StateReconcile)
 			}
 			idleRPCs, idleReads, idleWrites := c.reset()
-			name := map[bool]string{true: "fenced", false: "unfenced"}[fenced]
+			name := v.name
 			b.ReportMetric(float64(rpcs)/rounds, name+"_rpcs/notification")
 			b.ReportMetric(float64(reads)/rounds, name+"_docreads/notification")
 			b.ReportMetric(float64(writes)/rounds, name+"_docwrites/notification")

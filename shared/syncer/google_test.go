@@ -290,7 +290,7 @@ func TestDelegationRefusedIsAuthRevoked(t *testing.T) {
 				t.Fatalf("first sync as the subject: %v", err)
 			}
 			if refuse == "suspended" {
-				e.srv.SuspendUser(boss) // its issued tokens stop working too
+				e.srv.SuspendAccount(boss) // its issued tokens stop working too
 			} else {
 				// Tokens already issued live on until they expire: a new
 				// instance (no cached token) meets the refusal.

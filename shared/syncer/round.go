@@ -337,8 +337,24 @@ func (s *Syncer) applyPage(ctx context.Context, st *roundState, items []*calenda
 			st.series[ev.Id] = ev.Status != "cancelled"
 		}
 	}
+	// The stored documents of events about to be updated are kept for the
+	// change messages' diffs (GetAll reads them whole anyway: diff.go).
+	var newEtags map[string]string
+	if !s.o.NoDiffs {
+		newEtags = make(map[string]string, len(items))
+	}
+	for _, ev := range items {
+		if newEtags == nil {
+			break
+		}
+		if ev.Status == "cancelled" {
+			delete(newEtags, ev.Id) // a deletion or a cancelled occurrence: no diff
+		} else {
+			newEtags[ev.Id] = ev.Etag
+		}
+	}
 	return s.try(ctx, func() error {
-		existing, err := s.o.Store.GetEvents(ctx, st.key, ids)
+		existing, err := s.o.Store.GetEventsKeeping(ctx, st.key, ids, newEtags)
 		if err != nil {
 			return err
 		}
@@ -502,6 +518,15 @@ func (s *Syncer) flush(ctx context.Context, st *roundState, b *pageBatch, synced
 		case p.before.Exists && p.before.Etag == p.ev.Etag:
 			t.unchanged++
 			continue
+		case p.ev.Status == "cancelled" && p.ev.RecurringEventId != "":
+			// One occurrence of a live series cancelled: its own kind, not
+			// an "updated" event with no summary.
+			kind = messages.ChangeCancelled
+			t.written++
+			if !p.before.Exists {
+				w.Delta = 1
+				created = append(created, id)
+			}
 		case p.before.Exists:
 			kind = messages.ChangeUpdated
 			t.written++
@@ -596,6 +621,15 @@ func changeMessage(st *roundState, id, kind string, p *pending, syncedAt time.Ti
 	if p.ev != nil {
 		c.Etag, c.Sequence, c.Updated = p.ev.Etag, p.ev.Sequence, p.ev.Updated
 		raw, err = json.Marshal(p.ev)
+		if kind == messages.ChangeUpdated && p.before.Doc != nil && err == nil {
+			cur := p.doc
+			if _, shed := cur[store.FieldTruncated]; shed {
+				cur, err = store.EventFields(p.ev) // the whole event, not what fitted
+			}
+			if err == nil {
+				c.ChangedFields, c.Previous = diffEvent(p.before.Doc, cur)
+			}
+		}
 	} else {
 		// Removed with its series or by the sweep: no tombstone of its own.
 		raw, err = json.Marshal(map[string]string{"kind": "calendar#event", "id": id, "status": "cancelled"})

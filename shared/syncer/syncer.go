@@ -127,6 +127,9 @@ type Options struct {
 	Instance string
 
 	Now func() time.Time
+	// NoDiffs leaves changedFields and previous out of updated change
+	// messages. For benchmarks only, to measure what the diffs cost.
+	NoDiffs bool
 	// OnSync, if set, sees every completed round (tests and benchmarks).
 	OnSync func(Report)
 }
@@ -235,6 +238,9 @@ func (s *Syncer) now() time.Time { return s.o.Now().UTC() }
 // (logged). An error means "redeliver": a transient failure outlasted the
 // retry budget, or quota is exhausted.
 func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification) error {
+	if n.ResourceState == messages.StatePurge {
+		return s.purge(ctx, n) // purge.go
+	}
 	log := s.o.Logger.With(logging.KeyCalendarKey, n.CalendarKey)
 	if d := n.NotBefore.Sub(s.now()); d > 0 {
 		// A delayed request (a deferral, a follow-up): Pub/Sub delivered it

@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"sort"
 )
 
-// calendars.insert/get/delete and calendarList.list/get. Every calendar has a
-// single owner; other users get 404, as Google answers for calendars you cannot see.
+// calendars.insert/get/delete (calendarList: calendarlist.go). Every calendar
+// has a single owner and may be shared (acl.go); other users get 404, as
+// Google answers for calendars you cannot see.
 
 type calendarBody struct {
 	Kind        string `json:"kind,omitempty"`
@@ -25,40 +25,9 @@ type eventReminder struct {
 	Minutes int32  `json:"minutes"`
 }
 
-type calendarListEntry struct {
-	Kind             string          `json:"kind"`
-	Etag             string          `json:"etag"`
-	ID               string          `json:"id"`
-	Summary          string          `json:"summary"`
-	Description      string          `json:"description,omitempty"`
-	Location         string          `json:"location,omitempty"`
-	TimeZone         string          `json:"timeZone"`
-	ColorID          string          `json:"colorId"`
-	BackgroundColor  string          `json:"backgroundColor"`
-	ForegroundColor  string          `json:"foregroundColor"`
-	Selected         bool            `json:"selected,omitempty"`
-	AccessRole       string          `json:"accessRole"`
-	DefaultReminders []eventReminder `json:"defaultReminders"`
-	Primary          bool            `json:"primary,omitempty"`
-}
-
-type calendarList struct {
-	Kind          string              `json:"kind"`
-	Etag          string              `json:"etag"`
-	NextSyncToken string              `json:"nextSyncToken,omitempty"`
-	Items         []calendarListEntry `json:"items"`
-}
-
 func (c *calData) body() *calendarBody {
 	return &calendarBody{Kind: "calendar#calendar", Etag: c.etag, ID: c.id, Summary: c.summary,
 		Description: c.description, Location: c.location, TimeZone: c.timeZone}
-}
-
-func (c *calData) listEntry() calendarListEntry {
-	return calendarListEntry{Kind: "calendar#calendarListEntry", Etag: c.etag, ID: c.id, Summary: c.summary,
-		Description: c.description, Location: c.location, TimeZone: c.timeZone, ColorID: "14",
-		BackgroundColor: "#9fe1e7", ForegroundColor: "#000000", Selected: c.primary, AccessRole: "owner",
-		DefaultReminders: []eventReminder{}, Primary: c.primary}
 }
 
 func (s *Server) calendarsInsert(rq *request) (int, any, *apiError) {
@@ -113,35 +82,6 @@ func (s *Server) calendarsDelete(rq *request) (int, any, *apiError) {
 		}
 	}
 	return 204, nil, nil
-}
-
-func (s *Server) calendarListList(rq *request) (int, any, *apiError) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := calendarList{Kind: "calendar#calendarList", Etag: etagFor(s.lastTick), Items: []calendarListEntry{}}
-	for _, c := range s.calendars {
-		if c.owner == rq.user {
-			out.Items = append(out.Items, c.listEntry())
-		}
-	}
-	sort.Slice(out.Items, func(i, j int) bool {
-		if out.Items[i].Primary != out.Items[j].Primary {
-			return out.Items[i].Primary
-		}
-		return out.Items[i].ID < out.Items[j].ID
-	})
-	return 200, &out, nil
-}
-
-func (s *Server) calendarListGet(rq *request) (int, any, *apiError) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, err := s.calendarLocked(rq.user, rq.calID)
-	if err != nil {
-		return 0, nil, err
-	}
-	e := c.listEntry()
-	return 200, &e, nil
 }
 
 const maxBody = 1 << 20

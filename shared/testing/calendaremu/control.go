@@ -249,7 +249,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	case n == 3 && seg[0] == "users" && seg[2] == "token" && r.Method == "POST":
 		ctlOK(w, s.IssueToken(seg[1]))
 	case n == 3 && seg[0] == "users" && r.Method == "POST" && (seg[2] == "suspend" || seg[2] == "resume" || seg[2] == "delete"):
-		map[string]func(string){"suspend": s.SuspendUser, "resume": s.ResumeUser, "delete": s.DeleteUser}[seg[2]](seg[1])
+		map[string]func(string){"suspend": s.SuspendAccount, "resume": s.ResumeAccount, "delete": s.DeleteAccount}[seg[2]](seg[1])
 		ctlOK(w, map[string]bool{"ok": true})
 	case n == 3 && seg[0] == "delegations" && seg[2] == "revoke" && r.Method == "POST":
 		s.RevokeDelegation(seg[1])
@@ -273,6 +273,9 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		s.DenySignJwt(seg[1], v.Deny)
 		ctlOK(w, v)
 	default:
+		if s.serveWorkspaceControl(w, r, seg, decode) { // workspace_control.go
+			return
+		}
 		ctlError(w, 404, "unknown control endpoint "+r.Method+" "+r.URL.Path)
 	}
 }

@@ -66,20 +66,24 @@ func (s *Server) signingKeyLocked() (*rsa.PrivateKey, string) {
 	return s.signKey, s.signKeyID
 }
 
-// SuspendUser suspends a Workspace user: delegation to it answers
+// SuspendAccount suspends an account: delegation to it answers
 // invalid_grant, and API calls with its existing tokens 401, as Google does
-// for suspended (or, with DeleteUser, deleted) accounts. ResumeUser undoes it.
-func (s *Server) SuspendUser(email string) {
+// for suspended (or, with DeleteAccount, deleted) accounts. ResumeAccount
+// undoes it. (A Workspace directory user is suspended with SuspendUser,
+// directory.go: listed suspended, delegation refused.)
+func (s *Server) SuspendAccount(email string) {
 	s.setUserState(email, func(u *user) { u.suspended = true })
 }
 
-// ResumeUser lifts a suspension.
-func (s *Server) ResumeUser(email string) {
+// ResumeAccount lifts a suspension.
+func (s *Server) ResumeAccount(email string) {
 	s.setUserState(email, func(u *user) { u.suspended = false })
 }
 
-// DeleteUser deletes a Workspace user: like a suspension, for good.
-func (s *Server) DeleteUser(email string) { s.setUserState(email, func(u *user) { u.deleted = true }) }
+// DeleteAccount deletes an account: like a suspension, for good.
+func (s *Server) DeleteAccount(email string) {
+	s.setUserState(email, func(u *user) { u.deleted = true })
+}
 
 func (s *Server) setUserState(email string, f func(*user)) {
 	s.mu.Lock()
@@ -258,12 +262,25 @@ func (s *Server) jwtBearerLocked(w http.ResponseWriter, r *http.Request, f url.V
 			}
 		}
 	}
-	if u := s.users[c.Sub]; u != nil && (u.suspended || u.deleted) {
+	sub := strings.ToLower(c.Sub)
+	if d := s.ws.domains[emailDomain(sub)]; d != nil {
+		// A Workspace domain of directory.go: its delegation allowlist
+		// (SetDelegation) and its directory users.
+		if d.delegation != nil && !d.delegation[c.Iss] {
+			oauthError(w, 401, "unauthorized_client", descUnauthorized)
+			return nil
+		}
+		if u := d.users[sub]; u == nil || u.deleted || u.suspended {
+			oauthError(w, 400, "invalid_grant", descInvalidSubject)
+			return nil
+		}
+	}
+	if u := s.users[sub]; u != nil && (u.suspended || u.deleted) {
 		oauthError(w, 400, "invalid_grant", descInvalidSubject)
 		return nil
 	}
-	s.ensureUserLocked(c.Sub)
-	return &grant{user: c.Sub, scope: c.Scope, delegatedBy: c.Iss}
+	s.ensureUserLocked(sub)
+	return &grant{user: sub, scope: c.Scope, delegatedBy: c.Iss}
 }
 
 // tokenURLOf is this emulator's own token URL as the request reached it.

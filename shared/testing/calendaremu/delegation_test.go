@@ -93,10 +93,10 @@ func TestDelegationSignJwtAndJWTBearer(t *testing.T) {
 		}
 	}
 	grant := func(jwt string) url.Values { return url.Values{"grant_type": {jwtBearerGrant}, "assertion": {jwt}} }
-	srv.SuspendUser(boss)
+	srv.SuspendAccount(boss)
 	refused("suspended subject", grant(jwt), 400, "invalid_grant", descInvalidSubject)
-	srv.ResumeUser(boss)
-	srv.DeleteUser("gone@corp.test")
+	srv.ResumeAccount(boss)
+	srv.DeleteAccount("gone@corp.test")
 	gone, _ := signAssertion(t, base, delegationClaims("gone@corp.test", scope))
 	refused("deleted subject", grant(gone), 400, "invalid_grant", descInvalidSubject)
 	srv.RevokeDelegation(testSA)

@@ -163,6 +163,12 @@ func exerciseAll(t *testing.T, svc *calendar.Service, hook string) {
 	must(err)
 	_, err = svc.CalendarList.Get(c.Id).Do()
 	must(err)
+	must(svc.CalendarList.Delete(c.Id).Do())
+	_, err = svc.CalendarList.Insert(&calendar.CalendarListEntry{Id: c.Id}).Do()
+	must(err)
+	lch, err := svc.CalendarList.Watch(&calendar.Channel{Id: "schema-list-" + hook, Type: "web_hook", Address: "http://127.0.0.1:1/hook"}).Do()
+	must(err)
+	must(svc.Channels.Stop(&calendar.Channel{Id: lch.Id, ResourceId: lch.ResourceId}).Do())
 	full := &calendar.Event{Summary: "all fields", Description: "d", Location: "l", ColorId: "3",
 		Start:        &calendar.EventDateTime{DateTime: "2026-05-01T09:00:00-04:00", TimeZone: "America/New_York"},
 		End:          &calendar.EventDateTime{DateTime: "2026-05-01T10:00:00-04:00", TimeZone: "America/New_York"},
@@ -244,7 +250,7 @@ func TestResponsesMatchDiscovery(t *testing.T) {
 		}
 		checked[c.method]++
 	}
-	want := []string{"calendarList.get", "calendarList.list", "calendars.delete", "calendars.get", "calendars.insert",
+	want := []string{"calendarList.delete", "calendarList.get", "calendarList.insert", "calendarList.list", "calendarList.watch", "calendars.delete", "calendars.get", "calendars.insert",
 		"channels.stop", "events.delete", "events.get", "events.insert", "events.instances", "events.list",
 		"events.patch", "events.update", "events.watch"}
 	var missing []string

@@ -83,6 +83,7 @@ type Server struct {
 	visibility time.Duration
 	signKey    *rsa.PrivateKey // signJwt's key (delegation.go), made on first use
 	signKeyID  string
+	ws         workspace // calendar lists, sharing, Workspace domains (acl.go)
 
 	done     chan struct{}
 	baseCtx  context.Context // cancelled by Close: aborts deliveries in flight
@@ -151,6 +152,7 @@ func (s *Server) resetLocked() {
 	s.oauth = newOAuthState()
 	s.deleg = newDelegationState()
 	s.visibility = 0
+	s.ws = newWorkspace()
 	s.ensureUserLocked(s.opts.DefaultUser)
 }
 
@@ -204,6 +206,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveIAM(w, r)
 	case strings.HasPrefix(p, controlPath):
 		s.serveControl(w, r)
+	case strings.HasPrefix(p, DirectoryPath):
+		s.serveDirectory(w, r)
 	default:
 		writeAPIError(w, errNotFound())
 	}
@@ -231,12 +235,10 @@ type route struct {
 func (s *Server) routeAPI(httpMethod string, seg []string) (route, string, string, bool) {
 	n := len(seg)
 	switch {
-	case n == 3 && seg[0] == "users" && seg[1] == "me" && seg[2] == "calendarList" && httpMethod == "GET":
-		return route{"calendarList.list", s.calendarListList}, "", "", true
-	case n == 4 && seg[0] == "users" && seg[1] == "me" && seg[2] == "calendarList" && httpMethod == "GET":
-		return route{"calendarList.get", s.calendarListGet}, seg[3], "", true
+	case n >= 3 && seg[0] == "users" && seg[1] == "me" && seg[2] == "calendarList":
+		return s.routeCalendarList(httpMethod, seg) // calendarlist.go
 	case n == 1 && seg[0] == "calendars" && httpMethod == "POST":
-		return route{"calendars.insert", s.calendarsInsert}, "", "", true
+		return route{"calendars.insert", s.calendarsInsertListed}, "", "", true
 	case n == 2 && seg[0] == "channels" && seg[1] == "stop" && httpMethod == "POST":
 		return route{"channels.stop", s.channelsStop}, "", "", true
 	case n == 2 && seg[0] == "calendars":
@@ -244,7 +246,7 @@ func (s *Server) routeAPI(httpMethod string, seg []string) (route, string, strin
 		case "GET":
 			return route{"calendars.get", s.calendarsGet}, seg[1], "", true
 		case "DELETE":
-			return route{"calendars.delete", s.calendarsDelete}, seg[1], "", true
+			return route{"calendars.delete", s.calendarsDeleteListed}, seg[1], "", true
 		}
 	case n == 3 && seg[0] == "calendars" && seg[2] == "events":
 		switch httpMethod {
@@ -346,7 +348,7 @@ func (s *Server) calendarLocked(user, id string) (*calData, *apiError) {
 		id = user
 	}
 	c := s.calendars[id]
-	if c == nil || c.owner != user {
+	if c == nil || !s.canSeeLocked(c, user) {
 		return nil, errNotFound()
 	}
 	return c, nil

@@ -1,0 +1,122 @@
+package enroll_test
+
+import (
+	"testing"
+
+	"github.com/calsync/calsync/shared/credentials"
+	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/store"
+)
+
+func (v *env) control(t *testing.T, data string) error {
+	t.Helper()
+	c, err := messages.ParseControl([]byte(data))
+	if err != nil {
+		t.Fatalf("%s: %v", data, err)
+	}
+	return v.e.HandleControl(v.ctx, c, v.creds)
+}
+
+// What a product backend does: enroll a Workspace user by subject and an
+// OAuth user by a refresh token sealed to the deployment's public key;
+// resync; unenroll. Messages that cannot be done are *InvalidError with
+// their reason, and change nothing.
+func TestControlMessages(t *testing.T) {
+	v := newEnv(t)
+	if err := v.emu.CreateDomain("corp.test", "admin@corp.test"); err != nil {
+		t.Fatal(err)
+	}
+	_ = v.emu.AddDomainUser("ann@corp.test", false)
+	_ = v.emu.AddDomainUser("gone@corp.test", false)
+	_ = v.emu.DeleteDomainUser("gone@corp.test")
+
+	if err := v.control(t, `{"version":1,"action":"enroll","subject":"ann@corp.test","requestId":"r1"}`); err != nil {
+		t.Fatal(err)
+	}
+	annKey := store.IdentityKey(store.AuthDelegation, "ann@corp.test", "")
+	if id, err := v.st.GetIdentity(v.ctx, annKey); err != nil || id.Status != store.StatusActive || id.Calendars != 1 {
+		t.Fatalf("ann: %+v %v", id, err)
+	}
+
+	// An OAuth user: the product seals the refresh token with the public key.
+	tok := v.emu.IssueToken("bob@gmail.test")
+	credID := credentials.NewID()
+	box, err := v.creds.Seal.Seal(credentials.AAD(credID), []byte(tok.RefreshToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enrollBob := `{"version":1,"action":"enroll","credentialId":"` + credID + `","sealedRefreshToken":"` + box + `","email":"bob@gmail.test"}`
+	if err := v.control(t, enrollBob); err != nil {
+		t.Fatal(err)
+	}
+	// Delivered twice (at least once): the same box again is fine.
+	if err := v.control(t, enrollBob); err != nil {
+		t.Fatalf("redelivered enroll: %v", err)
+	}
+	bobKey := store.IdentityKey(store.AuthOAuth, "", credID)
+	if c := v.calendars()["bob@gmail.test"]; c.Status != store.StatusActive || c.CredentialID != credID || c.EnrolledBy != bobKey {
+		t.Fatalf("bob's calendar: %+v", c)
+	}
+	v.req.reset()
+	if err := v.control(t, `{"version":1,"action":"resync","credentialId":"`+credID+`","full":true}`); err != nil {
+		t.Fatal(err)
+	}
+	if st := v.req.states(); len(st[store.CalendarKey("bob@gmail.test")]) != 1 || st[store.CalendarKey("bob@gmail.test")][0] != messages.StateFullResync || len(st[bobKey]) != 1 {
+		t.Fatalf("resync asked %v", st)
+	}
+
+	// Refused, with nothing changed.
+	otherID := credentials.NewID()
+	nothing := func(name string) {
+		t.Helper()
+		if len(v.calendars()) != 2 {
+			t.Fatalf("%s changed the calendars: %v", name, v.calendars())
+		}
+		if _, err := v.st.GetCredential(v.ctx, otherID); err == nil {
+			t.Fatalf("%s stored a credential", name)
+		}
+	}
+	for _, tc := range []struct{ name, data, reason string }{
+		{"a box sealed for another credential id", `{"version":1,"action":"enroll","credentialId":"` + otherID + `","sealedRefreshToken":"` + box + `"}`, messages.ReasonSealedNotOpening},
+		{"another box under a taken id", `{"version":1,"action":"enroll","credentialId":"` + credID + `","sealedRefreshToken":"` + mustSeal(t, v, credID, "1//other") + `"}`, messages.ReasonCredentialTaken},
+		{"a credential never stored", `{"version":1,"action":"enroll","credentialId":"` + otherID + `"}`, messages.ReasonNoCredential},
+		{"a deleted user", `{"version":1,"action":"enroll","subject":"gone@corp.test"}`, messages.ReasonNotAuthorized},
+		{"unenroll of someone never enrolled", `{"version":1,"action":"unenroll","subject":"nobody@corp.test"}`, messages.ReasonUnknownIdentity},
+		{"resync of someone never enrolled", `{"version":1,"action":"resync","subject":"nobody@corp.test"}`, messages.ReasonUnknownIdentity},
+	} {
+		err := v.control(t, tc.data)
+		if messages.InvalidReason(err) != tc.reason {
+			t.Errorf("%s: %v, want reason %s", tc.name, err, tc.reason)
+		}
+		nothing(tc.name)
+	}
+	// A sealed token whose grant does not work: refused, and the credential
+	// it would have stored is gone again.
+	dead := credentials.NewID()
+	deadBox := mustSeal(t, v, dead, "1//never-issued")
+	if err := v.control(t, `{"version":1,"action":"enroll","credentialId":"`+dead+`","sealedRefreshToken":"`+deadBox+`"}`); messages.InvalidReason(err) != messages.ReasonNotAuthorized {
+		t.Fatalf("dead grant: %v", err)
+	}
+	if _, err := v.st.GetCredential(v.ctx, dead); err == nil {
+		t.Fatal("a refused enrollment left its credential")
+	}
+
+	if err := v.control(t, `{"version":1,"action":"unenroll","subject":"ann@corp.test","deleteMirror":true}`); err != nil {
+		t.Fatal(err)
+	}
+	if c := v.calendars()["ann@corp.test"]; c.Status != store.StatusUnwatched {
+		t.Fatalf("ann after unenroll: %+v", c)
+	}
+	if n := len(v.logLines("control")); n != 5 {
+		t.Fatalf("%d control lines, want 5", n)
+	}
+}
+
+func mustSeal(t *testing.T, v *env, id, token string) string {
+	t.Helper()
+	box, err := v.creds.Seal.Seal(credentials.AAD(id), []byte(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return box
+}

@@ -1,0 +1,466 @@
+// Package enroll is calsync's enrollment engine: for an identity (a
+// Workspace user read by domain-wide delegation, or a user's OAuth grant) it
+// lists the calendarList, registers and watches every calendar the filters
+// keep, unenrolls the ones that left, and watches the list itself, so a
+// calendar added to or removed from the list is enrolled or unenrolled when
+// the list's push arrives; for a Workspace domain it does the same for every
+// active user of the directory and, on request, every room. The CLI
+// (calsync enroll/unenroll), the SyncWorker (calendarList pushes and control
+// messages) and RenewChannels (the daily directory diff) all use it.
+// See README.md.
+package enroll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/api/calendar/v3"
+
+	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/channels"
+	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/store"
+)
+
+// Services gives the Calendar client of an identity or calendar
+// (calclient.Factory).
+type Services interface {
+	Service(ctx context.Context, cal store.Calendar) (*calendar.Service, error)
+}
+
+// Publisher stores one message on the notifications topic (pubsubx.Publisher).
+type Publisher interface {
+	Publish(ctx context.Context, data []byte, attrs map[string]string, orderingKey string) error
+}
+
+// Revoker handles a dead grant (credentials.Revoker): the grant's calendars
+// become auth_revoked, one ERROR auth_revoked line.
+type Revoker interface {
+	Revoked(ctx context.Context, cal store.Calendar, cause error) error
+}
+
+// Enroller enrolls identities and domains. Store, Calendars and Requests
+// are required; without Channels (no channel-token keys) calendars are
+// registered and synced and RenewChannels gives them their channels.
+type Enroller struct {
+	Store     *store.Store
+	Calendars Services
+	// Directory builds Admin SDK clients for domain enrollment (nil: none).
+	Directory Directory
+	// Channels watches calendars and lists (nil: left to RenewChannels).
+	Channels *channels.Manager
+	// Requests publishes first syncs, purges and list reconciles on the
+	// notifications topic.
+	Requests Publisher
+	Revoker  Revoker
+	// RenewBefore is the channels' renewal window (as RenewChannels').
+	RenewBefore time.Duration
+	// Concurrency bounds the identities a directory diff enrolls at once
+	// (default 8).
+	Concurrency int
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+func (e *Enroller) now() time.Time {
+	if e.Now != nil {
+		return e.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (e *Enroller) log(ctx context.Context) *slog.Logger {
+	if e.Logger != nil {
+		return e.Logger
+	}
+	return logging.FromContext(ctx)
+}
+
+// IdentitySpec is an identity to enroll and how.
+type IdentitySpec struct {
+	AuthMode     string // store.AuthDelegation or store.AuthOAuth
+	Subject      string // delegation: the Workspace user
+	CredentialID string // oauth: the stored grant
+	Email        string // oauth: the grant's user, for operators
+	Filters      store.Filters
+	// DeleteMirrorOnRemove: a calendar leaving the list loses its mirror.
+	DeleteMirrorOnRemove bool
+	Domain               string // set by a domain's directory diff
+}
+
+func (sp IdentitySpec) identity() store.Identity {
+	return store.Identity{AuthMode: sp.AuthMode, Subject: sp.Subject, CredentialID: sp.CredentialID, Email: sp.Email,
+		Filters: sp.Filters, DeleteMirrorOnRemove: sp.DeleteMirrorOnRemove, Domain: sp.Domain, Status: store.StatusActive}
+}
+
+// Key is the spec's identity key.
+func (sp IdentitySpec) Key() string {
+	return store.IdentityKey(sp.AuthMode, sp.Subject, sp.CredentialID)
+}
+
+// Result is what one enrollment or discovery did.
+type Result struct {
+	IdentityKey string `json:"identityKey"`
+	Listed      int    `json:"listed"`     // entries of the calendar list
+	Kept        int    `json:"kept"`       // of them the filters keep
+	Enrolled    int    `json:"enrolled"`   // calendars registered or re-activated
+	Unenrolled  int    `json:"unenrolled"` // calendars that left the list
+	Shared      int    `json:"shared"`     // kept, but enrolled by another identity or an operator
+	Calendars   int    `json:"calendars"`  // calendars enrolled through the identity now
+	Watched     int    `json:"watched"`    // channels made (calendars and the list)
+	Failed      int    `json:"failed"`     // calendars whose channel or first sync failed (logged)
+	Stale       bool   `json:"stale"`      // a newer listing was applied first: nothing changed
+}
+
+// ErrNotAuthorized: the identity's grant does not let calsync read its
+// calendar list (invalid_grant, unauthorized_client, 401, 403).
+var ErrNotAuthorized = errors.New("enroll: the identity's grant does not allow reading its calendar list")
+
+// EnrollIdentity enrolls an identity: its calendar list is read first (an
+// identity whose grant does not work is refused, ErrNotAuthorized, and
+// nothing is written), then the identity is recorded and the listing applied
+// (Discover).
+func (e *Enroller) EnrollIdentity(ctx context.Context, sp IdentitySpec) (Result, error) {
+	id := sp.identity()
+	key := sp.Key()
+	start := e.now()
+	entries, calls, err := e.listCalendars(ctx, id)
+	if err != nil {
+		if denied(err) {
+			return Result{IdentityKey: key}, fmt.Errorf("%w (%s): %v", ErrNotAuthorized, id.Label(), err)
+		}
+		return Result{IdentityKey: key}, err
+	}
+	if _, err := e.Store.PutIdentity(ctx, id); err != nil {
+		return Result{IdentityKey: key}, err
+	}
+	id, err = e.Store.GetIdentity(ctx, key)
+	if err != nil {
+		return Result{IdentityKey: key}, err
+	}
+	return e.apply(ctx, key, id, start, entries, calls)
+}
+
+// Discover reads an identity's calendar list again and applies it:
+// calendars the filters keep are enrolled (registered, watched, a first full
+// sync asked for), the ones this identity enrolled and the list lost are
+// unenrolled (channels stopped, mirror kept or purged), and the list's own
+// channel is made if missing. A listing that began before the last applied
+// one changes nothing (several instances may discover at once). A dead grant
+// marks the identity auth_revoked.
+func (e *Enroller) Discover(ctx context.Context, key string) (Result, error) {
+	id, err := e.Store.GetIdentity(ctx, key)
+	if err != nil {
+		return Result{IdentityKey: key}, err
+	}
+	if id.Status != store.StatusActive {
+		return Result{IdentityKey: key}, e.ensureList(ctx, key, id)
+	}
+	start := e.now()
+	entries, calls, err := e.listCalendars(ctx, id)
+	if err != nil {
+		if denied(err) {
+			return Result{IdentityKey: key}, e.revoked(ctx, key, id, err)
+		}
+		return Result{IdentityKey: key}, err
+	}
+	return e.apply(ctx, key, id, start, entries, calls)
+}
+
+// listCalendars reads every page of the identity's calendar list
+// (minAccessRole from the filters, hidden entries too), returning the
+// entries and the number of calls.
+func (e *Enroller) listCalendars(ctx context.Context, id store.Identity) ([]*calendar.CalendarListEntry, int, error) {
+	svc, err := e.Calendars.Service(ctx, id.AsCalendar())
+	if err != nil {
+		return nil, 0, err
+	}
+	var out []*calendar.CalendarListEntry
+	calls := 0
+	pt := ""
+	for {
+		call := svc.CalendarList.List().ShowHidden(true).MaxResults(250).MinAccessRole(minRole(id.Filters)).Context(ctx)
+		if pt != "" {
+			call.PageToken(pt)
+		}
+		var page *calendar.CalendarList
+		err := retryCalendar(ctx, func() error {
+			calls++
+			var err error
+			page, err = call.Do()
+			return err
+		})
+		if err != nil {
+			return nil, calls, fmt.Errorf("calendarList.list as %s: %w", id.Label(), err)
+		}
+		out = append(out, page.Items...)
+		if pt = page.NextPageToken; pt == "" {
+			return out, calls, nil
+		}
+	}
+}
+
+// apply applies one listing begun at start.
+func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, start time.Time, entries []*calendar.CalendarListEntry, calls int) (Result, error) {
+	res := Result{IdentityKey: key, Listed: len(entries)}
+	keep := map[string]bool{}
+	var enroll []store.Calendar
+	for _, en := range entries {
+		if en.Deleted || !keeps(id.Filters, en) {
+			continue
+		}
+		keep[store.CalendarKey(en.Id)] = true
+		enroll = append(enroll, store.Calendar{CalendarID: en.Id, AuthMode: id.AuthMode, Subject: id.Subject, CredentialID: id.CredentialID})
+	}
+	res.Kept = len(enroll)
+	mine, err := e.Store.CalendarsEnrolledBy(ctx, key)
+	if err != nil {
+		return res, err
+	}
+	var unenroll []string
+	for k, c := range mine {
+		if !keep[k] && c.Status != store.StatusUnwatched {
+			unenroll = append(unenroll, k)
+		}
+	}
+	applied, err := e.Store.ApplyListing(ctx, key, store.Listing{StartedAt: start, Enroll: enroll, Unenroll: unenroll,
+		UnenrollReason: "left the calendar list of " + id.Label()})
+	if err != nil {
+		return res, err
+	}
+	if applied.Stale {
+		res.Stale = true
+		e.log(ctx).InfoContext(ctx, "calendar list read before the last one applied; nothing changed",
+			logging.KeyEvent, logging.EventDiscovery, logging.KeyIdentityKey, key, logging.KeyReason, "stale")
+		return res, nil
+	}
+	res.Enrolled, res.Unenrolled, res.Shared, res.Calendars = len(applied.Enrolled), len(applied.Unenrolled), applied.Shared, applied.Calendars
+	e.follow(ctx, applied.Enrolled, &res)
+	e.leave(ctx, applied.Unenrolled, id.DeleteMirrorOnRemove, &res)
+	if err := e.ensureList(ctx, key, id); err != nil {
+		res.Failed++
+		e.failure(ctx, key, "", "list_channel", err)
+	} else if e.Channels != nil {
+		res.Watched++ // counted as ensured; a live channel is kept
+	}
+	e.log(ctx).InfoContext(ctx, "calendar list applied", logging.KeyEvent, logging.EventDiscovery, logging.KeyIdentityKey, key,
+		logging.KeyAuthMode, id.AuthMode, logging.KeyListed, res.Listed, logging.KeyEnrolled, res.Enrolled,
+		logging.KeyUnenrolled, res.Unenrolled, logging.KeyShared, res.Shared, logging.KeyCalendars, res.Calendars,
+		logging.KeyListCalls, calls, logging.KeyFailed, res.Failed, logging.KeyDurationMs, e.now().Sub(start).Milliseconds())
+	return res, nil
+}
+
+// follow gives newly enrolled calendars a channel and asks for their first
+// (full) sync. A calendar the identity cannot watch (404) is set not_found.
+func (e *Enroller) follow(ctx context.Context, cals []store.Calendar, res *Result) {
+	for _, c := range cals {
+		key := store.CalendarKey(c.CalendarID)
+		if e.Channels != nil {
+			chans, err := e.Store.ChannelsOfCalendar(ctx, key)
+			if err == nil {
+				var out channels.Outcome
+				out, err = e.Channels.Ensure(ctx, key, &c, chans, e.RenewBefore)
+				if out.Created {
+					res.Watched++
+				}
+			}
+			if err != nil && !errors.Is(err, channels.ErrBusy) {
+				res.Failed++
+				e.failure(ctx, "", key, "watch", err)
+				switch {
+				case calclient.IsNotFound(err):
+					_ = e.Store.SetStatus(ctx, key, store.StatusNotFound, "events.watch: 404 notFound", "")
+					continue
+				case calclient.IsAuthRevoked(err) && e.Revoker != nil:
+					_ = e.Revoker.Revoked(ctx, c, err)
+					continue
+				}
+				// Otherwise RenewChannels repairs the channel; sync anyway.
+			}
+		}
+		if err := e.ask(ctx, key, messages.StateFullResync); err != nil {
+			res.Failed++
+			e.failure(ctx, "", key, "first_sync", err)
+		}
+	}
+}
+
+// leave stops the channels of unenrolled calendars and, with deleteMirror,
+// asks for their mirror to be purged (the SyncWorker does it under the
+// calendar's lease, announcing each event as deleted).
+func (e *Enroller) leave(ctx context.Context, cals []store.Calendar, deleteMirror bool, res *Result) {
+	for _, c := range cals {
+		key := store.CalendarKey(c.CalendarID)
+		if e.Channels != nil {
+			if _, err := e.Channels.StopCalendar(ctx, c, "unenrolled"); err != nil {
+				res.Failed++
+				e.failure(ctx, "", key, "stop", err) // RenewChannels stops what is left
+			}
+		}
+		if deleteMirror {
+			if err := e.ask(ctx, key, messages.StatePurge); err != nil {
+				res.Failed++
+				e.failure(ctx, "", key, "purge", err)
+			}
+		}
+	}
+}
+
+// ensureList brings the identity's list channel to its wanted state (one
+// live channel while active, none otherwise).
+func (e *Enroller) ensureList(ctx context.Context, key string, id store.Identity) error {
+	if e.Channels == nil {
+		return nil
+	}
+	_, err := e.Channels.EnsureListNow(ctx, key, &id, e.RenewBefore)
+	return err
+}
+
+// revoked records that an identity's grant no longer works: the identity and
+// (through the Revoker) its grant's calendars become auth_revoked; its list
+// channel is closed.
+func (e *Enroller) revoked(ctx context.Context, key string, id store.Identity, cause error) error {
+	did, err := e.Store.RevokeIdentity(ctx, key, "calendarList.list: "+calclient.Reason(cause))
+	if err != nil {
+		return err
+	}
+	if !did {
+		// Unenrolled since it was read (a suspended user's directory diff):
+		// its calendars are unwatched, not auth_revoked.
+		e.log(ctx).InfoContext(ctx, "identity's grant failed after it was unenrolled; nothing changed",
+			logging.KeyEvent, logging.EventDiscovery, logging.KeyIdentityKey, key, logging.KeyReason, calclient.Reason(cause))
+		return nil
+	}
+	if e.Revoker != nil {
+		err = e.Revoker.Revoked(ctx, id.AsCalendar(), cause)
+	}
+	id.Status = store.StatusAuthRevoked
+	err = errors.Join(err, e.ensureList(ctx, key, id))
+	e.log(ctx).ErrorContext(ctx, "identity's grant no longer reads its calendar list; identity set auth_revoked",
+		logging.KeyEvent, logging.EventAuthRevoked, logging.KeyIdentityKey, key, logging.KeyAuthMode, id.AuthMode,
+		logging.KeyReason, calclient.Reason(cause), logging.KeyError, cause.Error())
+	return err
+}
+
+// UnenrollResult is what UnenrollIdentity did.
+type UnenrollResult struct {
+	IdentityKey string `json:"identityKey"`
+	Unenrolled  int    `json:"unenrolled"` // calendars set unwatched
+	Purged      int    `json:"purged"`     // mirrors asked to be deleted
+	Failed      int    `json:"failed"`
+}
+
+// UnenrollIdentity stops following an identity: status unenrolled, its list
+// channel stopped, every calendar it enrolled unwatched with its channels
+// stopped, and with deleteMirror their mirrors purged (also those unwatched
+// earlier). ErrNotFound (store) for an identity never enrolled.
+func (e *Enroller) UnenrollIdentity(ctx context.Context, key string, deleteMirror bool, reason string) (UnenrollResult, error) {
+	res := UnenrollResult{IdentityKey: key}
+	id, err := e.Store.GetIdentity(ctx, key)
+	if err != nil {
+		return res, err
+	}
+	if err := e.Store.SetIdentityStatus(ctx, key, store.StatusUnenrolled, reason); err != nil {
+		return res, err
+	}
+	id.Status = store.StatusUnenrolled
+	if err := e.ensureList(ctx, key, id); err != nil {
+		res.Failed++
+		e.failure(ctx, key, "", "list_channel", err)
+	}
+	mine, err := e.Store.CalendarsEnrolledBy(ctx, key)
+	if err != nil {
+		return res, err
+	}
+	for ck, c := range mine {
+		// Whatever problem a calendar has meanwhile (a suspended user's
+		// grant fails before the diff sees the suspension), nobody follows
+		// it any more.
+		if c.Status != store.StatusUnwatched {
+			if err := e.Store.SetStatus(ctx, ck, store.StatusUnwatched, reason, ""); err != nil {
+				res.Failed++
+				e.failure(ctx, key, ck, "status", err)
+				continue
+			}
+			res.Unenrolled++
+		}
+		if c.Status == store.StatusActive {
+			if e.Channels != nil {
+				if _, err := e.Channels.StopCalendar(ctx, c, "unenrolled"); err != nil {
+					res.Failed++
+					e.failure(ctx, key, ck, "stop", err)
+				}
+			}
+		}
+		if deleteMirror {
+			if err := e.ask(ctx, ck, messages.StatePurge); err != nil {
+				res.Failed++
+				e.failure(ctx, key, ck, "purge", err)
+				continue
+			}
+			res.Purged++
+		}
+	}
+	e.log(ctx).InfoContext(ctx, "identity unenrolled", logging.KeyEvent, logging.EventIdentityUnenrolled, logging.KeyIdentityKey, key,
+		logging.KeyUnenrolled, res.Unenrolled, "purged", res.Purged, logging.KeyFailed, res.Failed, logging.KeyReason, reason)
+	return res, nil
+}
+
+// Resync asks for a sync of every active calendar an identity enrolled
+// (full: drop tokens and list everything) and a new look at its list.
+func (e *Enroller) Resync(ctx context.Context, key string, full bool) (int, error) {
+	mine, err := e.Store.CalendarsEnrolledBy(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	state := messages.StateReconcile
+	if full {
+		state = messages.StateFullResync
+	}
+	n := 0
+	var errs []error
+	for ck, c := range mine {
+		if c.Status != store.StatusActive {
+			continue
+		}
+		if err := e.ask(ctx, ck, state); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	data, attrs, err := messages.ListRequest(key, messages.StateReconcile, e.now())
+	if err == nil {
+		err = e.Requests.Publish(ctx, data, attrs, "")
+	}
+	return n, errors.Join(append(errs, err)...)
+}
+
+// ask publishes a sync (or purge) request for a calendar.
+func (e *Enroller) ask(ctx context.Context, key, state string) error {
+	data, attrs, err := messages.Request(key, state, e.now())
+	if err != nil {
+		return err
+	}
+	return e.Requests.Publish(ctx, data, attrs, "")
+}
+
+func (e *Enroller) failure(ctx context.Context, identityKey, calendarKey, step string, err error) {
+	e.log(ctx).ErrorContext(ctx, "enrollment step failed", logging.KeyEvent, logging.EventEnrollFailure,
+		logging.KeyIdentityKey, identityKey, logging.KeyCalendarKey, calendarKey, logging.KeyStep, step,
+		logging.KeyReason, calclient.Reason(err), logging.KeyError, err.Error())
+}
+
+// denied reports a grant that does not let the identity read its list:
+// a dead or refused grant, or a 401/403 that is not a rate limit.
+func denied(err error) bool {
+	if calclient.IsAuthRevoked(err) {
+		return true
+	}
+	code := httpCode(err)
+	return (code == 401 || code == 403) && !calclient.IsRetryable(err) && !calclient.IsQuotaExceeded(err)
+}

@@ -1,0 +1,209 @@
+package enroll_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"golang.org/x/oauth2"
+	"google.golang.org/api/calendar/v3"
+	"google.golang.org/api/option"
+
+	"github.com/calsync/calsync/shared/enroll"
+	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
+)
+
+// asUser is the official client acting as a user of the emulator.
+func (v *env) asUser(email string) *calendar.Service {
+	v.t.Helper()
+	tok := v.emu.IssueToken(email)
+	svc, err := calendaremu.NewService(v.ctx, v.base, option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok.AccessToken})))
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return svc
+}
+
+// A delegated identity: its list is read, the calendars the filters keep
+// are registered, watched and given a first full sync, the list is watched;
+// a calendar that leaves the list is unenrolled (its mirror kept), one that
+// joins it is enrolled, both when the list's push comes.
+func TestEnrollIdentityFollowsItsList(t *testing.T) {
+	v := newEnv(t)
+	if err := v.emu.CreateDomain("corp.test", "admin@corp.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.emu.AddDomainUser("ann@corp.test", false); err != nil {
+		t.Fatal(err)
+	}
+	ann := v.asUser("ann@corp.test")
+	team, err := ann.Calendars.Insert(&calendar.Calendar{Summary: "team"}).Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	partner := v.asUser("partner@other.test")
+	shared, _ := partner.Calendars.Insert(&calendar.Calendar{Summary: "shared"}).Do()
+	fb, _ := partner.Calendars.Insert(&calendar.Calendar{Summary: "free/busy only"}).Do()
+	skipped, _ := partner.Calendars.Insert(&calendar.Calendar{Summary: "excluded"}).Do()
+	_ = v.emu.Share(shared.Id, "ann@corp.test", "reader", true)
+	_ = v.emu.Share(fb.Id, "ann@corp.test", "freeBusyReader", true)
+	_ = v.emu.Share(skipped.Id, "ann@corp.test", "writer", true)
+
+	sp := enroll.IdentitySpec{AuthMode: store.AuthDelegation, Subject: "ann@corp.test",
+		Filters: store.Filters{Exclude: []string{skipped.Id}}}
+	res, err := v.e.EnrollIdentity(v.ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := sp.Key()
+	if res.Listed != 4 || res.Kept != 3 || res.Enrolled != 3 || res.Calendars != 3 || res.Failed != 0 {
+		t.Fatalf("enroll: %+v", res)
+	}
+	cals := v.calendars()
+	for _, id := range []string{"ann@corp.test", team.Id, shared.Id} {
+		c, ok := cals[id]
+		if !ok || c.Status != store.StatusActive || c.EnrolledBy != key || c.Subject != "ann@corp.test" || c.AuthMode != store.AuthDelegation {
+			t.Fatalf("%s: %+v", id, c)
+		}
+		if v.liveChannels()[id] != 1 {
+			t.Fatalf("%s: %d live channels", id, v.liveChannels()[id])
+		}
+		if st := v.req.states()[store.CalendarKey(id)]; !slices.Equal(st, []string{messages.StateFullResync}) {
+			t.Fatalf("%s: requests %v, want one full_resync", id, st)
+		}
+	}
+	for _, id := range []string{fb.Id, skipped.Id} {
+		if _, ok := cals[id]; ok {
+			t.Fatalf("%s enrolled against the filters", id)
+		}
+	}
+	listID := v.listChannelID(key)
+	if listID == "" || v.liveChannels()["users/ann@corp.test/calendarList"] != 1 {
+		t.Fatalf("list channel %q, live %v", listID, v.liveChannels())
+	}
+	// The same enrollment again changes nothing (idempotent, no new channel).
+	v.req.reset()
+	if res, err := v.e.EnrollIdentity(v.ctx, sp); err != nil || res.Enrolled != 0 || res.Calendars != 3 {
+		t.Fatalf("again: %+v %v", res, err)
+	}
+	if len(v.req.states()) != 0 || v.listChannelID(key) != listID {
+		t.Fatalf("enrolling again asked %v / made a new list channel", v.req.states())
+	}
+
+	// team leaves ann's list: unenrolled at the list's push, mirror kept.
+	pushes := v.hook.count(listID, "exists")
+	if err := ann.CalendarList.Delete(team.Id).Do(); err != nil {
+		t.Fatal(err)
+	}
+	v.listPush(key, listID, pushes)
+	c := v.calendars()[team.Id]
+	if c.Status != store.StatusUnwatched || v.liveChannels()[team.Id] != 0 {
+		t.Fatalf("team after leaving the list: %+v, live %d", c, v.liveChannels()[team.Id])
+	}
+	if st := v.req.states()[store.CalendarKey(team.Id)]; len(st) != 0 {
+		t.Fatalf("a kept mirror was asked %v", st)
+	}
+	// A calendar shared later joins the list: enrolled at the push.
+	late, _ := partner.Calendars.Insert(&calendar.Calendar{Summary: "later"}).Do()
+	pushes = v.hook.count(listID, "exists")
+	_ = v.emu.Share(late.Id, "ann@corp.test", "reader", true)
+	v.listPush(key, listID, pushes)
+	if c := v.calendars()[late.Id]; c.Status != store.StatusActive || v.liveChannels()[late.Id] != 1 {
+		t.Fatalf("calendar shared later: %+v", c)
+	}
+	// A push received before the last listing began is covered: no call.
+	lists := v.emu.Stats().Requests["calendarList.list"]
+	old := messages.Notification{Resource: messages.ResourceCalendarList, IdentityKey: key, ResourceState: messages.StateExists}
+	id, _ := v.st.GetIdentity(v.ctx, key)
+	old.ReceivedAt = id.ListedAt.Add(-1)
+	if err := v.e.HandleListNotification(v.ctx, old); err != nil || v.emu.Stats().Requests["calendarList.list"] != lists {
+		t.Fatalf("covered push: %v, %d lists", err, v.emu.Stats().Requests["calendarList.list"]-lists)
+	}
+	if n := len(v.logLines("discovery")); n < 4 {
+		t.Fatalf("%d discovery lines", n)
+	}
+}
+
+// Unenrolling stops the list channel and every calendar's, and with
+// deleteMirror asks for each mirror's purge (done by the SyncWorker).
+func TestUnenrollIdentity(t *testing.T) {
+	v := newEnv(t)
+	bob := v.asUser("bob@x.test") // outside any emulated domain: created on first use
+	extra, _ := bob.Calendars.Insert(&calendar.Calendar{Summary: "extra"}).Do()
+	sp := enroll.IdentitySpec{AuthMode: store.AuthDelegation, Subject: "bob@x.test", DeleteMirrorOnRemove: true}
+	if _, err := v.e.EnrollIdentity(v.ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+	key := sp.Key()
+	// With deleteMirrorOnRemove, a calendar leaving the list is purged.
+	v.req.reset()
+	listID := v.listChannelID(key)
+	pushes := v.hook.count(listID, "exists")
+	if err := bob.CalendarList.Delete(extra.Id).Do(); err != nil {
+		t.Fatal(err)
+	}
+	v.listPush(key, listID, pushes)
+	if st := v.req.states()[store.CalendarKey(extra.Id)]; !slices.Equal(st, []string{messages.StatePurge}) {
+		t.Fatalf("left the list with deleteMirrorOnRemove: %v", st)
+	}
+	v.req.reset()
+	res, err := v.e.UnenrollIdentity(v.ctx, key, true, "test")
+	if err != nil || res.Unenrolled != 1 || res.Purged != 2 {
+		t.Fatalf("unenroll: %+v %v", res, err)
+	}
+	for _, c := range v.calendars() {
+		if c.Status == store.StatusActive {
+			t.Fatalf("%s still active", c.CalendarID)
+		}
+	}
+	if live := v.liveChannels(); len(live) != 0 {
+		t.Fatalf("live channels after unenroll: %v", live)
+	}
+	if id, _ := v.st.GetIdentity(v.ctx, key); id.Status != store.StatusUnenrolled {
+		t.Fatalf("identity %+v", id)
+	}
+	// A list push after that (Google may still deliver) only closes channels.
+	if err := v.e.HandleListNotification(v.ctx, messages.Notification{Resource: messages.ResourceCalendarList, IdentityKey: key,
+		ResourceState: messages.StateExists}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.e.UnenrollIdentity(v.ctx, store.IdentityKey(store.AuthDelegation, "nobody@x.test", ""), false, "t"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unenroll of an unknown identity: %v", err)
+	}
+}
+
+// An identity whose grant does not work is refused before anything is
+// written; one whose grant dies later becomes auth_revoked at its next look.
+func TestEnrollRefusedAndRevoked(t *testing.T) {
+	v := newEnv(t)
+	if err := v.emu.CreateDomain("corp.test", "admin@corp.test"); err != nil {
+		t.Fatal(err)
+	}
+	_ = v.emu.AddDomainUser("sus@corp.test", false)
+	_ = v.emu.AddDomainUser("cat@corp.test", false)
+	_ = v.emu.SuspendUser("sus@corp.test", true)
+	sp := enroll.IdentitySpec{AuthMode: store.AuthDelegation, Subject: "sus@corp.test"}
+	if _, err := v.e.EnrollIdentity(v.ctx, sp); !errors.Is(err, enroll.ErrNotAuthorized) {
+		t.Fatalf("suspended subject: %v", err)
+	}
+	if _, err := v.st.GetIdentity(v.ctx, sp.Key()); !errors.Is(err, store.ErrNotFound) || len(v.calendars()) != 0 {
+		t.Fatalf("a refused enrollment wrote something: %v", err)
+	}
+	cat := enroll.IdentitySpec{AuthMode: store.AuthDelegation, Subject: "cat@corp.test"}
+	if _, err := v.e.EnrollIdentity(v.ctx, cat); err != nil {
+		t.Fatal(err)
+	}
+	// Delegation withdrawn: the next look marks the identity and its calendar.
+	_ = v.emu.SetDelegation("corp.test", "someone-else@p.iam.gserviceaccount.com")
+	v.e.Calendars.(interface{ Forget(store.Calendar) }).Forget(store.Calendar{AuthMode: store.AuthDelegation, Subject: "cat@corp.test"})
+	if _, err := v.e.Discover(context.Background(), cat.Key()); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := v.st.GetIdentity(v.ctx, cat.Key())
+	if id.Status != store.StatusAuthRevoked || v.calendars()["cat@corp.test"].Status != store.StatusAuthRevoked {
+		t.Fatalf("after delegation withdrawn: identity %s, calendar %s", id.Status, v.calendars()["cat@corp.test"].Status)
+	}
+}

@@ -1,0 +1,103 @@
+package renewer
+
+import (
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"github.com/calsync/calsync/shared/config"
+	"github.com/calsync/calsync/shared/enroll"
+	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
+)
+
+// A run renews an identity's calendar-list channel like a calendar's (new
+// channel first, old stopped), asks for a look at a quiet list, and diffs
+// a domain's directory when its last diff is old: a user added is
+// enrolled, a user suspended unenrolled, nothing else touched.
+func TestRunRenewsListsAndDiffsDirectories(t *testing.T) {
+	e := newEnv(t, calendaremu.Options{})
+	if err := e.emu.CreateDomain("corp.test", "admin@corp.test"); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.emu.AddDomainUser("ann@corp.test", false)
+	_ = e.emu.AddDomainUser("ben@corp.test", false)
+	r := e.renewer(func(c *config.RenewChannels) {
+		c.ChannelTTL = 20 * time.Minute // within RenewBefore + 10 min: renewed by the next run
+		c.RenewBefore = 15 * time.Minute
+		c.DirectorySyncInterval = time.Hour
+	})
+	res, err := r.Enroll.EnrollDomain(e.ctx, enroll.DomainSpec{Domain: "corp.test", Admin: "admin@corp.test"}, nil)
+	if err != nil || res.Enrolled != 3 {
+		t.Fatalf("enroll domain: %+v %v", res, err)
+	}
+	annList := "users/ann@corp.test/calendarList"
+	first := e.live()[annList]
+	if len(first) != 1 {
+		t.Fatalf("ann's list channels: %v", e.live())
+	}
+	e.received(2*time.Second, 3) // the first syncs the enrollment asked for
+
+	// Not due yet: the directory was diffed a moment ago; ann's channel
+	// lives 20 min but is renewed within 15 min of its end: not yet.
+	sum, err := r.Run(e.ctx)
+	if err != nil || sum.Identities != 3 || sum.Directories != 0 || sum.Renewed != 0 || sum.ListReconciles != 0 {
+		t.Fatalf("first run: %+v %v", sum, err)
+	}
+	// Six minutes later (a fake clock): every list channel is due.
+	later := time.Now().Add(6 * time.Minute)
+	r.Now = func() time.Time { return later }
+	r.Channels.Now = r.Now
+	sum, err = r.Run(e.ctx)
+	if err != nil || sum.Renewed != 6 { // 3 lists + 3 primary calendars
+		t.Fatalf("renewing run: %+v %v", sum, err)
+	}
+	if now := e.live()[annList]; len(now) != 1 || now[0] == first[0] {
+		t.Fatalf("ann's list channel after renewal: %v (was %v)", now, first)
+	}
+	r.Now, r.Channels.Now = nil, nil
+
+	// The directory changes; a run after the interval applies them.
+	_ = e.emu.AddDomainUser("new@corp.test", false)
+	_ = e.emu.SuspendUser("ben@corp.test", true)
+	ref := e.st.DomainRef(store.DomainKey("corp.test"))
+	if _, err := ref.Update(e.ctx, []firestore.Update{{Path: "lastDirectorySyncAt", Value: time.Now().Add(-2 * time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	sum, err = r.Run(e.ctx)
+	if err != nil || sum.Directories != 1 {
+		t.Fatalf("directory run: %+v %v", sum, err)
+	}
+	ids, _ := e.st.AllIdentities(e.ctx)
+	status := map[string]string{}
+	for _, id := range ids {
+		status[id.Subject] = id.Status
+	}
+	if status["new@corp.test"] != store.StatusActive || status["ben@corp.test"] != store.StatusUnenrolled || status["ann@corp.test"] != store.StatusActive {
+		t.Fatalf("identities after the diff: %v", status)
+	}
+	if len(e.live()["users/ben@corp.test/calendarList"]) != 0 || len(e.live()["ben@corp.test"]) != 0 {
+		t.Fatalf("ben's channels live on: %v", e.live())
+	}
+
+	// A list quiet for RECONCILE_AFTER is looked at again.
+	annKey := store.IdentityKey(store.AuthDelegation, "ann@corp.test", "")
+	if _, err := e.st.IdentityRef(annKey).Update(e.ctx, []firestore.Update{{Path: "listedAt", Value: time.Now().Add(-7 * time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	e.received(2*time.Second, 100) // drain
+	sum, err = r.Run(e.ctx)
+	if err != nil || sum.ListReconciles != 1 {
+		t.Fatalf("quiet list: %+v %v", sum, err)
+	}
+	found := false
+	for _, n := range e.received(5*time.Second, 1) {
+		if n.Resource == messages.ResourceCalendarList && n.IdentityKey == annKey && n.ResourceState == messages.StateReconcile {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no calendarList reconcile request for the quiet list")
+	}
+}
