@@ -27,16 +27,24 @@ import (
 	"github.com/calsync/calsync/shared/store"
 )
 
-// Scope is the one OAuth scope calsync's calls need: events.list,
-// events.watch and channels.stop all accept calendar.events.readonly (the
-// discovery document of calendar/v3 lists the scopes of each method), the
-// narrowest that does; it cannot read calendar lists, settings or anything
-// else of the user's. Domain-wide delegation must authorise exactly it.
+// Scope covers calsync's calls on events: events.list, events.watch and
+// channels.stop all accept calendar.events.readonly (the discovery document
+// of calendar/v3 lists the scopes of each method), the narrowest that does.
 const Scope = calendar.CalendarEventsReadonlyScope
 
-// ConnectScopes is what `calsync connect` asks a user for: Scope, and openid
-// with email so the token endpoint's ID token says whose grant it is.
-var ConnectScopes = []string{Scope, "openid", "email"}
+// ListScope covers calendarList.list and calendarList.watch, which
+// enrollment follows an identity's list with (the events scope does not).
+const ListScope = calendar.CalendarCalendarlistReadonlyScope
+
+// Scopes are the two read-only scopes every token calsync asks for carries;
+// neither reads settings, ACLs or anything else of the user's. Domain-wide
+// delegation must authorise exactly these (with the Directory's for
+// domains, shared/enroll).
+var Scopes = []string{Scope, ListScope}
+
+// ConnectScopes is what `calsync connect` asks a user for: Scopes, and
+// openid with email so the token endpoint's ID token says whose grant it is.
+var ConnectScopes = append(append([]string{}, Scopes...), "openid", "email")
 
 // DefaultRatePerMinute is the per-user limit when none is configured: under
 // Google's 600/min with room for other callers of the same user.
@@ -256,7 +264,7 @@ func (f *Factory) tokenSource(ctx context.Context, cal store.Calendar) (*caching
 			return cfg.TokenSource(bg, &oauth2.Token{RefreshToken: refresh}).Token()
 		}), nil
 	case store.AuthDelegation:
-		ts, err := f.DelegatedTokenSource(bg, cal.Subject, Scope)
+		ts, err := f.DelegatedTokenSource(bg, cal.Subject, Scopes...)
 		if err != nil || ts == nil {
 			return nil, err
 		}
@@ -265,7 +273,7 @@ func (f *Factory) tokenSource(ctx context.Context, cal store.Calendar) (*caching
 		if f.opts.Endpoint != "" {
 			return nil, nil
 		}
-		ts, err := google.DefaultTokenSource(bg, Scope)
+		ts, err := google.DefaultTokenSource(bg, Scopes...)
 		if err != nil {
 			return nil, fmt.Errorf("calclient: application default credentials: %w", err)
 		}

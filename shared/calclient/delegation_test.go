@@ -68,7 +68,7 @@ func TestDelegationJWTFromServiceAccountKey(t *testing.T) {
 	if err != nil || tok.AccessToken != "ya29.delegated" {
 		t.Fatalf("token %v %v", tok, err)
 	}
-	if gotSub != "boss@corp.test" || gotScope != Scope {
+	if gotSub != "boss@corp.test" || gotScope != strings.Join(Scopes, " ") {
 		t.Errorf("assertion sub %q scope %q", gotSub, gotScope)
 	}
 
@@ -121,8 +121,9 @@ func TestDelegationThroughEmulator(t *testing.T) {
 	if n := srv.Stats().Requests["iam.signJwt"]; n != 1 {
 		t.Errorf("signJwt calls %d, want 1", n)
 	}
-	// Without delegation the default user cannot see the subject's calendar.
-	if err := list(newFactory(base, 6000, 100, nil)); !IsNotFound(err) {
+	// Without credentials (no token URL: nothing to delegate with) the
+	// default user answers, and cannot see the subject's calendar.
+	if err := list(New(Options{Endpoint: base, RatePerMinute: 6000, Burst: 100})); !IsNotFound(err) {
 		t.Fatalf("undelegated: want 404, got %v", err)
 	}
 
@@ -159,7 +160,7 @@ func TestDelegationThroughEmulator(t *testing.T) {
 	// Authorised for another scope only: the same refusal.
 	srv.AuthorizeDelegation(testDelegationSA, "https://www.googleapis.com/auth/gmail.readonly")
 	permanent("scope not authorised", list(newDelegationFactory(base)))
-	srv.AuthorizeDelegation(testDelegationSA, Scope)
+	srv.AuthorizeDelegation(testDelegationSA, Scopes...)
 	if err := list(newDelegationFactory(base)); err != nil {
 		t.Fatalf("re-authorised: %v", err)
 	}

@@ -3,11 +3,7 @@ package calendaremu
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -22,30 +18,48 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/jws"
-	"golang.org/x/oauth2/jwt"
 	admin "google.golang.org/api/admin/directory/v1"
 	"google.golang.org/api/calendar/v3"
 	"google.golang.org/api/option"
 )
 
-var (
-	testKeyOnce sync.Once
-	testKeyPEM  []byte
-)
-
 // delegated is a token source for domain-wide delegation as subject, the
-// way google.JWTConfigFromJSON makes one from a service-account key.
+// way Google runs it without a key: the emulator's IAM signJwt signs the
+// assertion as client, its token endpoint's JWT-bearer grant exchanges it.
 func delegated(t *testing.T, base, client, subject string, scopes ...string) oauth2.TokenSource {
 	t.Helper()
-	testKeyOnce.Do(func() {
-		k, _ := rsa.GenerateKey(rand.Reader, 2048)
-		der, _ := x509.MarshalPKCS8PrivateKey(k)
-		testKeyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	})
-	cfg := &jwt.Config{Email: client, PrivateKey: testKeyPEM, Subject: subject, Scopes: scopes, TokenURL: base + "/token"}
-	return cfg.TokenSource(context.Background())
+	return oauth2.ReuseTokenSource(nil, tokenFunc(func() (*oauth2.Token, error) {
+		now := time.Now()
+		assertion, err := signJwt(base, client, map[string]any{"iss": client, "sub": subject, "scope": strings.Join(scopes, " "),
+			"aud": GoogleTokenAudience, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()})
+		if err != nil {
+			return nil, err
+		}
+		cfg := &oauth2.Config{Endpoint: oauth2.Endpoint{TokenURL: base + "/token", AuthStyle: oauth2.AuthStyleInParams}}
+		return cfg.Exchange(context.Background(), "", oauth2.SetAuthURLParam("grant_type", jwtBearerGrant),
+			oauth2.SetAuthURLParam("assertion", assertion))
+	}))
 }
+
+// signJwt has the emulator's IAM sign claims as client.
+func signJwt(base, client string, claims map[string]any) (string, error) {
+	payload, _ := json.Marshal(claims)
+	body, _ := json.Marshal(map[string]string{"payload": string(payload)})
+	resp, err := http.Post(base+"/v1/projects/-/serviceAccounts/"+client+":signJwt", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var signed struct{ SignedJwt string }
+	if err := json.NewDecoder(resp.Body).Decode(&signed); err != nil || signed.SignedJwt == "" {
+		return "", fmt.Errorf("signJwt: %d %v", resp.StatusCode, err)
+	}
+	return signed.SignedJwt, nil
+}
+
+type tokenFunc func() (*oauth2.Token, error)
+
+func (f tokenFunc) Token() (*oauth2.Token, error) { return f() }
 
 func directoryService(t *testing.T, base string, ts oauth2.TokenSource) *admin.Service {
 	t.Helper()
@@ -215,11 +229,9 @@ func TestDelegationTokenErrors(t *testing.T) {
 		t.Errorf("revoked delegation: %d %s", code, e)
 	}
 	// An expired assertion, and one that is not a JWT.
-	block, _ := pem.Decode(testKeyPEM)
-	key, _ := x509.ParsePKCS8PrivateKey(block.Bytes)
 	now := time.Now()
-	old, err := jws.Encode(&jws.Header{Algorithm: "RS256", Typ: "JWT"}, &jws.ClaimSet{Iss: robot, Sub: "x@y.test",
-		Aud: base + "/token", Iat: now.Add(-2 * time.Hour).Unix(), Exp: now.Add(-time.Hour).Unix()}, key.(*rsa.PrivateKey))
+	old, err := signJwt(base, robot, map[string]any{"iss": robot, "sub": "x@y.test", "scope": calendar.CalendarReadonlyScope,
+		"aud": base + "/token", "iat": now.Add(-2 * time.Hour).Unix(), "exp": now.Add(-time.Hour).Unix()})
 	if err != nil {
 		t.Fatal(err)
 	}
