@@ -200,6 +200,7 @@ type Stack struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	procs     []*emulators.Process
+	prevEnv   map[string]*string // the emulator variables Start replaced (nil: unset)
 	calStop   func()
 	calSrv    *http.Server
 	calHook   func(CalendarCall)
@@ -235,6 +236,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s := &Stack{
+		prevEnv:            map[string]*string{},
 		ProjectID:          opts.ProjectID,
 		NotificationsTopic: opts.NotificationsTopic,
 		ChangesTopic:       opts.ChangesTopic,
@@ -299,6 +301,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	// This process's own clients (tests, the demo, the CLI code) reach the
 	// same emulators.
 	for k, v := range map[string]string{"FIRESTORE_EMULATOR_HOST": s.FirestoreHost, "PUBSUB_EMULATOR_HOST": s.PubSubHost} {
+		// Stop puts the old values back: a later Start in this process must
+		// not take this stack's stopped emulators for running ones.
+		if old, ok := os.LookupEnv(k); ok {
+			s.prevEnv[k] = &old
+		} else {
+			s.prevEnv[k] = nil
+		}
 		if err = os.Setenv(k, v); err != nil {
 			return nil, fmt.Errorf("stack: %w", err)
 		}
@@ -636,6 +645,13 @@ func (s *Stack) Stop() {
 		}
 		for _, p := range s.procs {
 			p.Stop()
+		}
+		for k, v := range s.prevEnv {
+			if v == nil {
+				os.Unsetenv(k)
+			} else {
+				os.Setenv(k, *v)
+			}
 		}
 		s.calMu.Lock()
 		keep := s.keepRun
