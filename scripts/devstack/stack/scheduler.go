@@ -96,14 +96,15 @@ type State struct {
 	Instances []InstanceInfo `json:"instances"`
 	// The functions' secrets and OAuth settings, so the CLI
 	// (scripts/calsync --state-file) can act as RenewChannels does.
-	ChannelTokenKeys  string `json:"channelTokenKeys"`
-	CredentialKeys    string `json:"credentialKeys"`
-	OAuthClientID     string `json:"oauthClientId"`
-	OAuthClientSecret string `json:"oauthClientSecret"`
-	OAuthAuthURL      string `json:"oauthAuthUrl"`
-	OAuthTokenURL     string `json:"oauthTokenUrl"`
-	ChannelTTL        string `json:"channelTtl"`
-	RenewBefore       string `json:"renewBefore"`
+	ChannelTokenKeys      string `json:"channelTokenKeys"`
+	CredentialPrivateKeys string `json:"credentialPrivateKeys"`
+	CredentialPublicKey   string `json:"credentialPublicKey"`
+	OAuthClientID         string `json:"oauthClientId"`
+	OAuthClientSecret     string `json:"oauthClientSecret"`
+	OAuthAuthURL          string `json:"oauthAuthUrl"`
+	OAuthTokenURL         string `json:"oauthTokenUrl"`
+	ChannelTTL            string `json:"channelTtl"`
+	RenewBefore           string `json:"renewBefore"`
 	// Env is every variable the functions run with (besides FUNCTION_TARGET and PORT).
 	Env map[string]string `json:"env"`
 }
@@ -127,8 +128,9 @@ func (s *Stack) State() State {
 		NotificationsTopic: s.NotificationsTopic, ChangesTopic: s.ChangesTopic, DeadLetterTopic: s.DeadLetterTopic,
 		PushSubscriptions: s.PushSubscriptions, DeadLetterSubscription: s.DeadLetterSubscription,
 		RunDir: s.RunDir, Instances: instances, Env: env,
-		ChannelTokenKeys: env["CHANNEL_TOKEN_KEYS"], CredentialKeys: env["CREDENTIAL_KEYS"],
-		OAuthClientID: env["OAUTH_CLIENT_ID"], OAuthClientSecret: env["OAUTH_CLIENT_SECRET"],
+		ChannelTokenKeys: env["CHANNEL_TOKEN_KEYS"], CredentialPrivateKeys: env["CREDENTIAL_PRIVATE_KEYS"],
+		CredentialPublicKey: env["CREDENTIAL_PUBLIC_KEY"],
+		OAuthClientID:       env["OAUTH_CLIENT_ID"], OAuthClientSecret: env["OAUTH_CLIENT_SECRET"],
 		OAuthAuthURL: env["OAUTH_AUTH_URL"], OAuthTokenURL: env["OAUTH_TOKEN_URL"],
 		ChannelTTL: env["CHANNEL_TTL"], RenewBefore: env["RENEW_BEFORE"],
 	}

@@ -38,6 +38,7 @@ import (
 
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/pubsubx"
+	"github.com/calsync/calsync/shared/sealed"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
 	"github.com/calsync/calsync/shared/testing/emulators"
 )
@@ -551,7 +552,9 @@ func (s *Stack) environment(opts Options) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	credKey, err := randomKey("dev1")
+	// Refresh tokens are sealed to this pair, as in a deployment: the CLI
+	// (calsync connect --state-file) needs only the public key.
+	credPriv, credPub, err := sealed.GenerateKey("dev1")
 	if err != nil {
 		return nil, err
 	}
@@ -564,7 +567,8 @@ func (s *Stack) environment(opts Options) (map[string]string, error) {
 		"NOTIFICATIONS_TOPIC":     s.NotificationsTopic,
 		"CHANGES_TOPIC":           s.ChangesTopic,
 		"CHANNEL_TOKEN_KEYS":      tokenKey,
-		"CREDENTIAL_KEYS":         credKey,
+		"CREDENTIAL_PRIVATE_KEYS": credPriv,
+		"CREDENTIAL_PUBLIC_KEY":   credPub.String(),
 		"CALENDAR_ENDPOINT":       s.CalendarEndpoint,
 		"OAUTH_TOKEN_URL":         s.CalendarBaseURL + "/token",
 		"OAUTH_AUTH_URL":          s.CalendarBaseURL + "/authorize",

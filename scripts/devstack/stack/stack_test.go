@@ -24,6 +24,7 @@ import (
 
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
+	"github.com/calsync/calsync/shared/sealed"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/testing/testenv"
 )
@@ -371,8 +372,18 @@ func TestEnvironmentIsValidForEveryFunction(t *testing.T) {
 		t.Fatalf("env %v", env)
 	}
 	again, _ := s.environment(Options{}.withDefaults())
-	if again["CHANNEL_TOKEN_KEYS"] == env["CHANNEL_TOKEN_KEYS"] || again["CREDENTIAL_KEYS"] == env["CREDENTIAL_KEYS"] {
+	if again["CHANNEL_TOKEN_KEYS"] == env["CHANNEL_TOKEN_KEYS"] || again["CREDENTIAL_PRIVATE_KEYS"] == env["CREDENTIAL_PRIVATE_KEYS"] {
 		t.Fatal("keys are not random per run")
+	}
+	// Refresh tokens are sealed to the stack's public key and open with its
+	// private one, as in a deployment (the CLI's connect needs the public key).
+	priv, err := sealed.ParsePrivateKeys(env["CREDENTIAL_PRIVATE_KEYS"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := sealed.ParsePublicKey(env["CREDENTIAL_PUBLIC_KEY"])
+	if err != nil || !priv.Has(pub) {
+		t.Fatalf("CREDENTIAL_PUBLIC_KEY %q is not the public half of CREDENTIAL_PRIVATE_KEYS: %v", env["CREDENTIAL_PUBLIC_KEY"], err)
 	}
 	if _, err := s.environment(Options{Env: map[string]string{"LEASE_DURATION": "1s"}}.withDefaults()); err == nil {
 		t.Fatal("want an error for LEASE_DURATION=1s")
