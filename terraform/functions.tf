@@ -93,8 +93,12 @@ locals {
     # Google's per-project quota, held across every instance (the budget is
     # shared through Firestore: CALENDAR_BUDGET stays "shared").
     CALENDAR_PROJECT_RATE_LIMIT = tostring(var.calendar_project_rate_limit)
-    NOT_FOUND_ATTEMPTS          = tostring(var.not_found_attempts)
-    NOT_FOUND_AFTER             = var.not_found_after
+    # The most processes calling Calendar at once: every SyncWorker
+    # instance, RenewChannels, and one spare (an operator's CLI). Each may
+    # then make its share of a fifth of each limit without a Firestore lease.
+    CALENDAR_PROCESSES = tostring(var.sync_worker_max_instances + 2)
+    NOT_FOUND_ATTEMPTS = tostring(var.not_found_attempts)
+    NOT_FOUND_AFTER    = var.not_found_after
     # CALENDAR_ENDPOINT stays unset in production (Google's endpoint); it
     # points at the local emulator in development. OAUTH_TOKEN_URL and
     # OAUTH_AUTH_URL keep their defaults (Google's).

@@ -22,6 +22,14 @@ import (
 // so whenever its calls land, no sliding window at Google sees more than the
 // limit (give or take the processes' clock skew, which the margin under
 // Google's limits absorbs).
+//
+// A lease costs two document reads and a write, so a user who calls once a
+// minute would cost one lease per call. With Processes set, a fifth of each
+// limit is split between the processes as a local allowance: a process
+// makes up to that many calls a window per bucket without asking Firestore
+// (most users, most of the time), and the shared documents hold the other
+// four fifths. Together: at most the limit, while no more than Processes
+// processes call at once.
 
 // Budget admits Calendar API calls of one user identity (see Identity).
 type Budget interface {
@@ -79,7 +87,11 @@ type SharedBudget struct {
 	SliceTTL time.Duration
 	// Window is the quota window (default a minute, Google's).
 	Window time.Duration
-	Now    func() time.Time
+	// Processes is the most processes of the deployment that call at once
+	// (CALENDAR_PROCESSES: SyncWorker instances, RenewChannels, a spare).
+	// 0: no local allowance, every call from the shared documents.
+	Processes int
+	Now       func() time.Time
 
 	mu      sync.Mutex
 	project *slicer
@@ -130,11 +142,18 @@ func (b *SharedBudget) newSlicer(bucket string, limit, minSlice int) *slicer {
 	if now == nil {
 		now = time.Now
 	}
+	free := 0
+	if b.Processes > 0 {
+		// A fifth of the limit, split over the processes, is spent here
+		// without a lease; the shared documents hold the rest.
+		free = limit / 5 / b.Processes
+		limit -= free * b.Processes
+	}
 	// Slices of at most a twentieth of the limit: a process never sits on
 	// much of what others could use.
 	maxSlice := max(minSlice, limit/20)
 	return &slicer{store: b.Store, bucket: bucket, limit: limit, span: window + ttl, ttl: ttl, now: now,
-		min: minSlice, max: maxSlice, size: min(max(minSlice, 4), maxSlice)}
+		min: minSlice, max: maxSlice, size: min(max(minSlice, 4), maxSlice), free: free, window: window}
 }
 
 // Take implements Budget: one call from the identity's bucket and one from
@@ -163,6 +182,29 @@ type slicer struct {
 	expires        time.Time
 	retryAt        time.Time
 	leasing        chan struct{} // non-nil while a lease is in flight
+	// free calls a window this process makes without a lease; spent holds
+	// when it made those of the last window.
+	free   int
+	window time.Duration
+	spent  []time.Time
+}
+
+// takeFree spends one call of the local allowance if the last window has
+// room (s.mu held).
+func (s *slicer) takeFree(now time.Time) bool {
+	if s.free == 0 {
+		return false
+	}
+	cut := 0
+	for cut < len(s.spent) && !s.spent[cut].After(now.Add(-s.window)) {
+		cut++
+	}
+	s.spent = s.spent[cut:]
+	if len(s.spent) >= s.free {
+		return false
+	}
+	s.spent = append(s.spent, now)
+	return true
 }
 
 func (s *slicer) take(ctx context.Context) error {
@@ -171,6 +213,10 @@ func (s *slicer) take(ctx context.Context) error {
 	for {
 		s.mu.Lock()
 		now := s.now()
+		if s.takeFree(now) {
+			s.mu.Unlock()
+			return nil
+		}
 		if s.tokens > 0 && now.Before(s.expires) {
 			s.tokens--
 			if s.tokens == 0 {

@@ -41,6 +41,10 @@ type Calendar struct {
 	// deployment, through Firestore) or "local" (a per-process limiter of
 	// the user limit only: one process, or tests).
 	CalendarBudget string `env:"CALENDAR_BUDGET, default=shared"`
+	// CalendarProcesses is the most processes that call Calendar at once
+	// (SyncWorker instances, RenewChannels, a spare): each may then make a
+	// share of a fifth of each limit without a Firestore lease. 0: none.
+	CalendarProcesses int `env:"CALENDAR_PROCESSES, default=0"`
 	// DelegationServiceAccount is impersonated (IAM signJwt) with a calendar's
 	// subject for domain-wide delegation; empty: ADC must be a service-account key.
 	DelegationServiceAccount string `env:"DELEGATION_SERVICE_ACCOUNT"`
@@ -104,6 +108,9 @@ func (c Calendar) ValidateEnrollment() error {
 	}
 	if c.CalendarProjectRateLimit <= 0 {
 		errs = append(errs, fmt.Errorf("CALENDAR_PROJECT_RATE_LIMIT must be a positive number of requests a minute, got %d", c.CalendarProjectRateLimit))
+	}
+	if c.CalendarProcesses < 0 || c.CalendarProcesses > 10000 {
+		errs = append(errs, fmt.Errorf("CALENDAR_PROCESSES must be 0-10000, got %d", c.CalendarProcesses))
 	}
 	if c.CalendarBudget != "shared" && c.CalendarBudget != "local" {
 		errs = append(errs, fmt.Errorf("CALENDAR_BUDGET must be shared or local, got %q", c.CalendarBudget))

@@ -30,6 +30,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -231,6 +232,8 @@ func (f *fleet) startProcesses(ctx context.Context) error {
 		"CHANNEL_TOKEN_KEYS": "k1:" + base64.StdEncoding.EncodeToString(tokenKey), "CREDENTIAL_PRIVATE_KEYS": priv,
 		"CALENDAR_ENDPOINT": f.base + calendaremu.APIPath, "OAUTH_TOKEN_URL": f.base + "/token", "OAUTH_AUTH_URL": f.base + "/authorize",
 		"LOG_LEVEL": "error",
+		// As Terraform sets it: the SyncWorkers, RenewChannels and a spare.
+		"CALENDAR_PROCESSES": strconv.Itoa(f.o.workers + 2),
 	}
 	if f.o.verbose {
 		f.env["LOG_LEVEL"] = "warning"
@@ -411,7 +414,7 @@ func (f *fleet) record(id string, svc *calendar.Service, evs []string) {
 // harness's counting Firestore client.
 func (f *fleet) enroller() (*enroll.Enroller, error) {
 	cfg := config.Calendar{CalendarEndpoint: f.env["CALENDAR_ENDPOINT"], CredentialPrivateKeys: f.env["CREDENTIAL_PRIVATE_KEYS"],
-		OAuthTokenURL: f.env["OAUTH_TOKEN_URL"], CalendarRateLimit: 500}
+		OAuthTokenURL: f.env["OAUTH_TOKEN_URL"], CalendarRateLimit: 500, CalendarProcesses: f.o.workers + 2}
 	access, err := credentials.NewAccess(cfg, f.st, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, err
@@ -709,7 +712,8 @@ func (f *fleet) background(ctx context.Context, en *enroll.Enroller, m *measured
 	// harness's counting client.
 	before, _ = f.resetAll(ctx)
 	cfg := config.RenewChannels{Common: config.Common{ProjectID: f.project}, Calendar: config.Calendar{CalendarEndpoint: f.env["CALENDAR_ENDPOINT"],
-		CredentialPrivateKeys: f.env["CREDENTIAL_PRIVATE_KEYS"], OAuthTokenURL: f.env["OAUTH_TOKEN_URL"], CalendarRateLimit: 500},
+		CredentialPrivateKeys: f.env["CREDENTIAL_PRIVATE_KEYS"], OAuthTokenURL: f.env["OAUTH_TOKEN_URL"], CalendarRateLimit: 500,
+		CalendarProcesses: f.o.workers + 2},
 		ChannelTokenKeys: f.env["CHANNEL_TOKEN_KEYS"], WebhookURL: f.webhook, ChannelTTL: 168 * time.Hour, RenewBefore: 26 * time.Hour,
 		ReconcileAfter: 6 * time.Hour, Concurrency: 8, DirectorySyncInterval: 24 * time.Hour}
 	r, err := renewer.New(cfg, f.st, pub, slog.New(slog.DiscardHandler))

@@ -142,6 +142,7 @@ func runQuota(tb testing.TB, variant string, n, nWorkers int) map[string]float64
 		"OAUTH_AUTH_URL="+w.base+"/authorize", "CREDENTIAL_PRIVATE_KEYS="+priv, "CHANNEL_TOKEN_KEYS="+tokenKeys,
 		"NOTIFICATIONS_TOPIC=notifications", "CHANGES_TOPIC=changes", "WEBHOOK_URL="+w.hookURL,
 		"CALENDAR_BUDGET="+budget, "CALENDAR_USER_RATE_LIMIT=500", "CALENDAR_PROJECT_RATE_LIMIT=9000",
+		"CALENDAR_PROCESSES="+strconv.Itoa(nWorkers+2), // as Terraform sets it
 		"CHANNEL_TTL=3h", "RENEW_BEFORE=150m", "RENEW_CONCURRENCY=64", "FOLLOW_UP_DELAY=15s") // every channel (2 h) is due
 	// Setup, in this process and without quotas or budget (it is not what is
 	// measured): n calendars of the default user, an event each, a channel
