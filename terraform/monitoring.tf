@@ -15,7 +15,7 @@ locals {
       labels      = { resource_state = "EXTRACT(jsonPayload.resourceState)" }
     }
     notifications_rejected = {
-      description = "Notifications the Webhook refused (forged or malformed: bad channel token, missing headers, a retired version 1 token), by reason (a fixed code: malformed_headers, token_missing, token_malformed, token_unknown_key, token_signature, token_v1_retired)."
+      description = "Notifications the Webhook refused (forged or malformed: bad channel token, missing headers, a retired version 1 token), by reason (a fixed code: malformed_headers, token_missing, token_malformed, token_unknown_key, token_signature, token_v1_retired). An instance logs at most 20 a second: under a flood this counts lines, and each line's suppressed field the pushes left out."
       filter      = "${local.log_resource.webhook} AND jsonPayload.event=\"notification_rejected\""
       labels      = { reason = "EXTRACT(jsonPayload.reason)" }
     }

@@ -9,6 +9,7 @@ import (
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/startup"
+	"golang.org/x/time/rate"
 )
 
 // PublishHold is how long a notification may wait to share a publish request
@@ -38,6 +39,7 @@ func New(ctx context.Context, cfg config.Webhook, logger *slog.Logger) (h *Handl
 		TokenV1Until:    cfg.TokenV1Until,
 		UnknownKeyRetry: cfg.UnknownKeyRetry,
 		seen:            newSeen(),
+		rejectLines:     rate.NewLimiter(RejectLinesPerSecond, RejectLinesBurst),
 	}
 	return h, func() { pub.Stop(); client.Close() }, nil
 }

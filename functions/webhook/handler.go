@@ -12,11 +12,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/calsync/calsync/shared/channeltoken"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
+	"golang.org/x/time/rate"
 )
 
 // Publisher stores one message durably before returning nil.
@@ -50,7 +52,18 @@ type Handler struct {
 
 	seen        *seen // nil: no replay window (New sets one)
 	unknownKeys unknownKeys
+	// rejectLines bounds the lines of rejected pushes an instance writes
+	// (nil: one per push): a flood costs bounded log volume; the lines not
+	// written are counted in the next one's suppressed.
+	rejectLines *rate.Limiter
+	suppressed  atomic.Int64
 }
+
+// Rejection lines an instance writes a second at most, and in a burst.
+const (
+	RejectLinesPerSecond = 20
+	RejectLinesBurst     = 100
+)
 
 // Answers to a push that is not published. Google retries 5xx only; a 200
 // for a push that needs nothing stops its retries.
@@ -194,11 +207,22 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, level slog.Leve
 // address and never the token. reason is one of a few fixed codes (a metric
 // label); every value in the line a client wrote is escaped and clipped
 // (logging.Untrusted), so a forged push gets one bounded line.
+//
+// Past RejectLinesPerSecond an instance writes no more of them; the next
+// line it writes says how many it left out (suppressed).
 func (h *Handler) reject(r *http.Request, channelID, reason string, err error) {
-	h.Logger.LogAttrs(r.Context(), slog.LevelWarn, "push notification rejected", append(logging.TraceAttrList(h.ProjectID, r),
+	if h.rejectLines != nil && !h.rejectLines.Allow() {
+		h.suppressed.Add(1)
+		return
+	}
+	attrs := append(logging.TraceAttrList(h.ProjectID, r),
 		slog.String(logging.KeyEvent, logging.EventNotificationRejected), slog.String(logging.KeyReason, reason),
 		slog.String(logging.KeyError, logging.Untrusted(err.Error())),
-		slog.String(logging.KeyChannelID, logging.Untrusted(channelID)), slog.String(logging.KeyRemoteAddr, remoteAddr(r)))...)
+		slog.String(logging.KeyChannelID, logging.Untrusted(channelID)), slog.String(logging.KeyRemoteAddr, remoteAddr(r)))
+	if n := h.suppressed.Swap(0); n > 0 {
+		attrs = append(attrs, slog.Int64(logging.KeySuppressed, n))
+	}
+	h.Logger.LogAttrs(r.Context(), slog.LevelWarn, "push notification rejected", attrs...)
 }
 
 func (h *Handler) now() time.Time {

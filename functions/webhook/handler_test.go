@@ -21,6 +21,7 @@ import (
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
+	"golang.org/x/time/rate"
 )
 
 // recordingPublisher is a small fake for the handler's logic tests; the real
@@ -563,5 +564,37 @@ func TestSeenWindowEvictsOldest(t *testing.T) {
 	}
 	if !s.published("first", 6) || s.published("c0", 1) {
 		t.Fatal("a channel seen again must survive one more generation, an old one must go")
+	}
+}
+
+// A flood of forged pushes writes a bounded number of lines per instance:
+// past the limit nothing is written, and the next line written says how
+// many were left out. Every push is still answered and nothing published.
+func TestRejectionLinesBounded(t *testing.T) {
+	var logs bytes.Buffer
+	pub := &recordingPublisher{}
+	h := newTestHandler(t, pub, &logs)
+	h.rejectLines = rate.NewLimiter(rate.Every(time.Hour), 2)
+	forged := googleHeaders(t, "exists", "5")
+	forged.Set("X-Goog-Channel-Token", "v=1&k=k1&c="+calKey+"&s=SECRETFORGERY")
+	for range 10 {
+		if rec := do(h, http.MethodPost, forged, ""); rec.Code/100 != 4 {
+			t.Fatalf("forged push answered %d", rec.Code)
+		}
+	}
+	if n := strings.Count(logs.String(), "\n"); n != 2 {
+		t.Fatalf("%d lines for 10 forged pushes, want 2 (the burst):\n%s", n, logs.String())
+	}
+	h.rejectLines.SetLimit(rate.Inf)
+	do(h, http.MethodPost, forged, "")
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	var last map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last["suppressed"] != 8.0 {
+		t.Fatalf("the line after the limit: %v %v, want suppressed 8", last, err)
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if len(pub.msgs) != 0 {
+		t.Fatal("a forged push was published")
 	}
 }

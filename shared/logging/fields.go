@@ -14,6 +14,7 @@ const (
 	KeyMessageNumber = "messageNumber"
 	KeyLatencyUs     = "latencyUs" // integer µs: slog writes floats through encoding/json, slowly
 	KeyRemoteAddr    = "remoteAddr"
+	KeySuppressed    = "suppressed" // rejection lines an instance left out since its last one
 	KeyKeyID         = "keyId"      // a key id (channel-token or credential key), never key material
 	KeyRetryForMs    = "retryForMs" // Webhook: how much longer an unknown key id is answered 503
 	KeyReason        = "reason"
