@@ -410,12 +410,17 @@ func (f *fleet) record(id string, svc *calendar.Service, evs []string) {
 	f.calIDs = append(f.calIDs, id)
 }
 
+// calendarConfig is the functions' Calendar settings, for the harness's
+// own clients (acting as RenewChannels).
+func (f *fleet) calendarConfig() config.Calendar {
+	return config.Calendar{CalendarEndpoint: f.env["CALENDAR_ENDPOINT"], CredentialPrivateKeys: f.env["CREDENTIAL_PRIVATE_KEYS"],
+		OAuthTokenURL: f.env["OAUTH_TOKEN_URL"], CalendarRateLimit: 500, CalendarProcesses: f.o.workers + 2}
+}
+
 // enroller is the enrollment engine as RenewChannels has it, on the
 // harness's counting Firestore client.
 func (f *fleet) enroller() (*enroll.Enroller, error) {
-	cfg := config.Calendar{CalendarEndpoint: f.env["CALENDAR_ENDPOINT"], CredentialPrivateKeys: f.env["CREDENTIAL_PRIVATE_KEYS"],
-		OAuthTokenURL: f.env["OAUTH_TOKEN_URL"], CalendarRateLimit: 500, CalendarProcesses: f.o.workers + 2}
-	access, err := credentials.NewAccess(cfg, f.st, slog.New(slog.DiscardHandler))
+	access, err := credentials.NewAccess(f.calendarConfig(), f.st, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, err
 	}
@@ -711,9 +716,7 @@ func (f *fleet) background(ctx context.Context, en *enroll.Enroller, m *measured
 	// One RenewChannels run (nothing due: a week-long channel TTL), on the
 	// harness's counting client.
 	before, _ = f.resetAll(ctx)
-	cfg := config.RenewChannels{Common: config.Common{ProjectID: f.project}, Calendar: config.Calendar{CalendarEndpoint: f.env["CALENDAR_ENDPOINT"],
-		CredentialPrivateKeys: f.env["CREDENTIAL_PRIVATE_KEYS"], OAuthTokenURL: f.env["OAUTH_TOKEN_URL"], CalendarRateLimit: 500,
-		CalendarProcesses: f.o.workers + 2},
+	cfg := config.RenewChannels{Common: config.Common{ProjectID: f.project}, Calendar: f.calendarConfig(),
 		ChannelTokenKeys: f.env["CHANNEL_TOKEN_KEYS"], WebhookURL: f.webhook, ChannelTTL: 168 * time.Hour, RenewBefore: 26 * time.Hour,
 		ReconcileAfter: 6 * time.Hour, Concurrency: 8, DirectorySyncInterval: 24 * time.Hour}
 	r, err := renewer.New(cfg, f.st, pub, slog.New(slog.DiscardHandler))

@@ -306,10 +306,9 @@ func (s *Server) calendarListList(rq *request) (int, any, *apiError) {
 	return 200, &out, nil
 }
 
-func (s *Server) calendarListGet(rq *request) (int, any, *apiError) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.listChangedLocked(rq.user)
+// entryOfLocked is the caller's list entry of the request's calendar
+// ("primary" is the caller's own), 404 when it is not in the list.
+func (s *Server) entryOfLocked(rq *request) (*calList, string, *listEntry, *apiError) {
 	l := s.listLocked(rq.user)
 	id := rq.calID
 	if id == "primary" {
@@ -317,7 +316,18 @@ func (s *Server) calendarListGet(rq *request) (int, any, *apiError) {
 	}
 	e := l.entries[id]
 	if e == nil || e.deleted {
-		return 0, nil, errNotFound()
+		return nil, "", nil, errNotFound()
+	}
+	return l, id, e, nil
+}
+
+func (s *Server) calendarListGet(rq *request) (int, any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listChangedLocked(rq.user)
+	l, _, e, aerr := s.entryOfLocked(rq)
+	if aerr != nil {
+		return 0, nil, aerr
 	}
 	b := s.entryBodyLocked(l, e)
 	return 200, &b, nil
@@ -356,14 +366,9 @@ func (s *Server) calendarListDelete(rq *request) (int, any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.syncListLocked(rq.user)
-	l := s.listLocked(rq.user)
-	id := rq.calID
-	if id == "primary" {
-		id = rq.user
-	}
-	e := l.entries[id]
-	if e == nil || e.deleted {
-		return 0, nil, errNotFound()
+	l, id, e, aerr := s.entryOfLocked(rq)
+	if aerr != nil {
+		return 0, nil, aerr
 	}
 	if id == rq.user {
 		// The primary calendar cannot leave its owner's list.
