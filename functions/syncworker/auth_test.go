@@ -13,6 +13,7 @@ import (
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/credentials"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/sealed"
@@ -25,7 +26,7 @@ import (
 )
 
 // The production wiring of a revoked grant: calclient refreshes the stored
-// token, the emulator answers invalid_grant, credentials.Revoked marks the
+// token, the emulator answers invalid_grant, lifecycle.Owner marks the
 // credential and its calendars auth_revoked and logs exactly one ERROR line;
 // the message is acknowledged, and a later one does not touch the API.
 func TestRevokedGrantWithCalclientAndCredentials(t *testing.T) {
@@ -62,7 +63,7 @@ func TestRevokedGrantWithCalclientAndCredentials(t *testing.T) {
 	var logs testlog.Buffer
 	logger := logging.New(&logs, slog.LevelInfo)
 	w := &Worker{Logger: logger, Syncer: syncer.New(syncer.Options{
-		Store: st, Services: factory, Revoker: &credentials.Revoker{Store: st, Clients: factory, Logger: logger}, Logger: logger,
+		Store: st, Services: factory, Lifecycle: &lifecycle.Owner{Store: st, Clients: factory, Logger: logger}, Logger: logger,
 		Publisher:   &syncertest.Recorder{},
 		RetryBudget: 2 * time.Second,
 	})}

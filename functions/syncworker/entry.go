@@ -33,6 +33,7 @@ func New(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger) (w *Wo
 		fs.Close()
 		return nil, nil, err
 	}
+	access.Lifecycle.NotFound = store.NotFoundPolicy{Attempts: cfg.NotFoundAttempts, After: cfg.NotFoundAfter}
 	ps, err := pubsubx.NewClient(ctx, cfg.ProjectID, "")
 	if err != nil {
 		fs.Close()
@@ -58,14 +59,13 @@ func New(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger) (w *Wo
 		Publisher:     pub,
 		Requests:      requests,
 		MaxSession:    cfg.MaxSession,
-		Revoker:       access.Revoker,
+		Lifecycle:     access.Lifecycle,
 		Logger:        logger,
 		LeaseDuration: cfg.LeaseDuration,
 		RerunInterval: cfg.RerunInterval,
 		QuietPeriod:   cfg.QuietPeriod,
 		RetryBudget:   cfg.RetryBudget,
 		FollowUpDelay: followUp,
-		NotFound:      store.NotFoundPolicy{Attempts: cfg.NotFoundAttempts, After: cfg.NotFoundAfter},
 	})}
 	return w, func() { pub.Stop(); requests.Stop(); ps.Close(); fs.Close() }, nil
 }
@@ -84,7 +84,7 @@ func (e enroller) HandleControl(ctx context.Context, c messages.Control) error {
 }
 
 func newEnroller(cfg config.SyncWorker, st *store.Store, access *credentials.Access, requests *pubsubx.Publisher, logger *slog.Logger) (enroller, error) {
-	en := &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: requests, Revoker: access.Revoker,
+	en := &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: requests, Lifecycle: access.Lifecycle,
 		Directory:   enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: cfg.CalendarEndpoint},
 		RenewBefore: cfg.RenewBefore, Logger: logger}
 	if cfg.ChannelTokenKeys != "" && cfg.WebhookURL != "" {
@@ -92,7 +92,7 @@ func newEnroller(cfg config.SyncWorker, st *store.Store, access *credentials.Acc
 		if err != nil {
 			return enroller{}, err
 		}
-		en.Channels = &channels.Manager{Store: st, Calendars: access.Calendars, Tokens: tokens, WebhookURL: cfg.WebhookURL,
+		en.Channels = &channels.Manager{Store: st, Calendars: access.Calendars, Lifecycle: access.Lifecycle, Tokens: tokens, WebhookURL: cfg.WebhookURL,
 			TTL: cfg.ChannelTTL, Logger: logger, Namespace: channels.Namespace(cfg.ProjectID, cfg.Deployment)}
 	}
 	return enroller{Enroller: en, creds: access.Credentials}, nil

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/renewer"
 	"github.com/calsync/calsync/shared/store"
@@ -83,17 +84,17 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 	}
 	out, err := r.Channels.Ensure(ctx, key, &cal, chans, cfg.RenewBefore)
 	if err != nil {
+		res, lerr := r.Access.Lifecycle.Report(ctx, lifecycle.Calendar(key, cal), lifecycle.OpEventsWatch, err)
 		switch {
-		case calclient.IsNotFound(err):
+		case lerr != nil:
+			return errors.Join(err, lerr)
+		case res.Effect == lifecycle.EffectCountNotFound && res.Streak.Marked:
+			return fmt.Errorf("calendar %s is not visible to %s, persistently (status set to not_found): %w", cal.CalendarID, calclient.Identity(cal), err)
+		case res.Effect == lifecycle.EffectCountNotFound:
 			// Google answers 404 for a while after a calendar is shared:
 			// one is not proof. Counted; RenewChannels tries again.
-			streak, _ := r.Store.RecordNotFound(ctx, key, "", "watch", r.NotFound)
-			if streak.Marked {
-				return fmt.Errorf("calendar %s is not visible to %s, persistently (status set to not_found): %w", cal.CalendarID, calclient.Identity(cal), err)
-			}
 			return fmt.Errorf("calendar %s is not visible to %s yet (404; a calendar shared a moment ago can take a while): it stays registered and RenewChannels tries again in its next run: %w", cal.CalendarID, calclient.Identity(cal), err)
-		case calclient.IsAuthRevoked(err):
-			_ = r.Access.Revoker.Revoked(ctx, cal, err)
+		case res.Effect == lifecycle.EffectRevoke:
 			return fmt.Errorf("the grant of %s is revoked (status auth_revoked); run 'calsync connect' again: %w", calclient.Identity(cal), err)
 		}
 		return err
@@ -167,6 +168,8 @@ func watchWithoutKeys(ctx context.Context, c *cli, cal store.Calendar, noSync bo
 	return nil
 }
 
+const unwatchReason = "unwatched by an operator"
+
 func cmdUnwatch(ctx context.Context, c *cli, args []string) error {
 	fs := c.flagSet("unwatch")
 	calID := fs.String("calendar", "", "calendar id to stop watching (required)")
@@ -188,13 +191,15 @@ func cmdUnwatch(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		key := store.CalendarKey(*calID)
-		if _, err := st.GetCalendar(ctx, key); err != nil {
+		cal, err := st.GetCalendar(ctx, key)
+		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("calendar %s is not registered", *calID)
 			}
 			return fmt.Errorf("calendar %s: %w", *calID, err)
 		}
-		if err := st.SetStatus(ctx, key, store.StatusUnwatched, "unwatched by an operator", ""); err != nil {
+		owner := &lifecycle.Owner{Store: st, Logger: c.logger()}
+		if _, err := owner.Unwatch(ctx, lifecycle.Calendar(key, cal), unwatchReason); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.stdout, "unwatched %s: no longer synced; RenewChannels stops its channels in its next run\n", *calID)
@@ -216,7 +221,7 @@ func cmdUnwatch(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return fmt.Errorf("calendar %s: %w", *calID, err)
 	}
-	if err := r.Store.SetStatus(ctx, key, store.StatusUnwatched, "unwatched by an operator", ""); err != nil {
+	if _, err := r.Access.Lifecycle.Unwatch(ctx, lifecycle.Calendar(key, cal), unwatchReason); err != nil {
 		return err
 	}
 	n, err := r.Channels.StopCalendar(ctx, cal, "unwatch")

@@ -230,7 +230,7 @@ func (c *cli) enroller(ctx context.Context) (*enroll.Enroller, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: pub, Revoker: access.Revoker,
+	return &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: pub, Lifecycle: access.Lifecycle,
 		Directory:   enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: c.get("CALENDAR_ENDPOINT")},
 		RenewBefore: 26 * time.Hour, Logger: c.logger()}, false, nil
 }

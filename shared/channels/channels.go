@@ -26,6 +26,7 @@ import (
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/channeltoken"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/store"
 )
@@ -67,8 +68,11 @@ type Manager struct {
 	PendingTimeout time.Duration
 	// Attempts bounds tries of one retryable Calendar call (default 4).
 	Attempts int
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Lifecycle records a calendar Google will not push for as polled
+	// (default: an owner on Store).
+	Lifecycle *lifecycle.Owner
+	Logger    *slog.Logger
+	Now       func() time.Time
 
 	// afterWatch runs between the new channel's activation and the old
 	// channel's stop during a renewal (tests observe the overlap).
@@ -110,6 +114,13 @@ func (m *Manager) pendingTimeout() time.Duration {
 		return m.PendingTimeout
 	}
 	return 2 * time.Minute
+}
+
+func (m *Manager) lifecycle() *lifecycle.Owner {
+	if m.Lifecycle != nil {
+		return m.Lifecycle
+	}
+	return &lifecycle.Owner{Store: m.Store, Logger: m.Logger}
 }
 
 func (m *Manager) log(ctx context.Context) *slog.Logger {

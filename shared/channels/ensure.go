@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/calsync/calsync/shared/calclient"
-	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -218,13 +218,15 @@ func (m *Manager) ensure(ctx context.Context, t *target, chans []store.Channel, 
 	return out, errors.Join(errs...)
 }
 
-// setPollMode records a calendar's poll mode and logs it once.
+// setPollMode has the lifecycle owner record a calendar's poll mode (it
+// logs it once).
 func (m *Manager) setPollMode(ctx context.Context, key string, cal *store.Calendar, mode, reason string) error {
-	if err := m.Store.SetPollMode(ctx, key, mode, reason); err != nil {
+	res, err := m.lifecycle().Poll(ctx, lifecycle.Calendar(key, *cal), mode, reason)
+	if err != nil {
 		return fmt.Errorf("channels: poll mode of %s: %w", key, err)
 	}
-	cal.PollMode, cal.PollReason = mode, reason
-	m.log(ctx).InfoContext(ctx, "Google will not push for this calendar usefully; it is polled", logging.KeyEvent, logging.EventPollOnly,
-		logging.KeyCalendarKey, key, logging.KeyPollMode, mode, logging.KeyReason, reason)
+	if res.Changed {
+		cal.PollMode, cal.PollReason = mode, reason
+	}
 	return nil
 }

@@ -6,22 +6,26 @@ import (
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/config"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/sealed"
 	"github.com/calsync/calsync/shared/store"
 )
 
 // Access is what reading users' calendars takes, built once from a
 // function's Calendar config: the stored credentials, the Calendar client
-// factory (per-user rate limits, token caches) and the one Revoker for dead
-// grants. SyncWorker, RenewChannels and the CLI all build it here.
+// factory (per-user rate limits, token caches) and the lifecycle owner that
+// records what Google's answers do to calendars and identities (it forgets a
+// dead grant's cached client). SyncWorker, RenewChannels and the CLI all
+// build it here.
 type Access struct {
 	Credentials *Store
 	Calendars   *calclient.Factory
-	Revoker     *Revoker
+	Lifecycle   *lifecycle.Owner
 }
 
-// NewAccess builds the Access of cfg on st. The Revoker stops no channels
-// until its Stopper is set (RenewChannels sets its channel manager).
+// NewAccess builds the Access of cfg on st. The lifecycle owner stops no
+// channels until its Stopper is set (RenewChannels sets its channel
+// manager); callers set its 404 policy from their config.
 // Credentials open with CREDENTIAL_PRIVATE_KEYS (sealed) and, while set,
 // CREDENTIAL_KEYS (legacy); reseals go to the first private key's public
 // half, which CREDENTIAL_PUBLIC_KEY, when set, must be one of: otherwise
@@ -42,7 +46,7 @@ func NewAccess(cfg config.Calendar, st *store.Store, logger *slog.Logger) (*Acce
 	return &Access{
 		Credentials: creds,
 		Calendars:   factory,
-		Revoker:     &Revoker{Store: st, Clients: factory, Logger: logger},
+		Lifecycle:   &lifecycle.Owner{Store: st, Clients: factory, Logger: logger},
 	}, nil
 }
 

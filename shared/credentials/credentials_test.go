@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
 	"cloud.google.com/go/firestore"
 
@@ -91,13 +89,7 @@ func TestCipher(t *testing.T) {
 
 func newStore(t *testing.T) *store.Store {
 	t.Helper()
-	testenv.Firestore(t)
-	fs, err := firestore.NewClient(context.Background(), testenv.ProjectID(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fs.Close() })
-	return store.New(fs)
+	return store.New(testenv.FirestoreClient(t))
 }
 
 // sealing returns the functions' credential store with private keys ids
@@ -228,81 +220,6 @@ func TestNewStoreKeys(t *testing.T) {
 	}
 	if _, err := NewStore(config.Calendar{CredentialPublicKey: "pubkey:v1:h1:short"}, st); err == nil {
 		t.Error("a malformed public key accepted")
-	}
-}
-
-type stopRecorder struct{ keys []string }
-
-func (s *stopRecorder) StopCalendar(_ context.Context, cal store.Calendar, _ string) (int, error) {
-	s.keys = append(s.keys, store.CalendarKey(cal.CalendarID))
-	return 0, errors.New("401: grant revoked")
-}
-
-func TestRevoked(t *testing.T) {
-	ctx := context.Background()
-	st := newStore(t)
-	s, _, _ := sealing(t, st, "h1")
-	credX, _ := s.Put(ctx, "x@x.test", "1//x")
-	credY, _ := s.Put(ctx, "y@x.test", "1//y")
-	now := time.Now().UTC()
-	regs := []store.Calendar{
-		{CalendarID: "x1", AuthMode: store.AuthOAuth, CredentialID: credX},
-		{CalendarID: "x2", AuthMode: store.AuthOAuth, CredentialID: credX},
-		{CalendarID: "y1", AuthMode: store.AuthOAuth, CredentialID: credY},
-	}
-	for _, c := range regs {
-		key, err := st.RegisterCalendar(ctx, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.CreateChannel(ctx, store.Channel{ChannelID: "ch-" + c.CalendarID, CalendarKey: key, CalendarID: c.CalendarID,
-			State: store.ChannelActive, ResourceID: "r", Expiration: now.Add(time.Hour), CreatedAt: now}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var buf bytes.Buffer
-	stopper := &stopRecorder{}
-	r := &Revoker{Store: st, Stopper: stopper, Logger: slog.New(slog.NewJSONHandler(&buf, nil))}
-	for range 2 { // the second call changes nothing and logs nothing
-		if err := r.Revoked(ctx, regs[0], errors.New("oauth2: \"invalid_grant\"")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := strings.Count(buf.String(), `"event":"auth_revoked"`); n != 1 {
-		t.Errorf("auth_revoked logged %d times: %s", n, buf.String())
-	}
-	if !strings.Contains(buf.String(), `"level":"ERROR"`) {
-		t.Errorf("not an ERROR: %s", buf.String())
-	}
-	for _, c := range regs {
-		got, err := st.GetCalendar(ctx, store.CalendarKey(c.CalendarID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ch, _ := st.GetChannel(ctx, "ch-"+c.CalendarID)
-		revoked := c.CredentialID == credX
-		if (got.Status == store.StatusAuthRevoked) != revoked {
-			t.Errorf("%s: status %s", c.CalendarID, got.Status)
-		}
-		if (ch.State == store.ChannelStopped) != revoked || (revoked && ch.ExpireAt.IsZero()) {
-			t.Errorf("%s: channel %+v", c.CalendarID, ch)
-		}
-	}
-	if cr, _ := st.GetCredential(ctx, credX); cr.Status != store.StatusAuthRevoked || cr.RevokedAt.IsZero() {
-		t.Errorf("credential: %+v", cr)
-	}
-	if cr, _ := st.GetCredential(ctx, credY); cr.Status != store.CredentialActive {
-		t.Errorf("other credential touched: %+v", cr)
-	}
-	if len(stopper.keys) == 0 {
-		t.Error("stopper not asked")
-	}
-	// Without a stopper the records are closed all the same.
-	if err := (&Revoker{Store: st}).Revoked(ctx, regs[2], nil); err != nil {
-		t.Fatal(err)
-	}
-	if ch, _ := st.GetChannel(ctx, "ch-y1"); ch.State != store.ChannelStopped {
-		t.Errorf("y1 channel %s", ch.State)
 	}
 }
 

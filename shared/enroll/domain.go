@@ -13,6 +13,7 @@ import (
 	admin "google.golang.org/api/admin/directory/v1"
 	"google.golang.org/api/option"
 
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/store"
 )
@@ -337,7 +338,7 @@ func (e *Enroller) UnenrollDomain(ctx context.Context, domain string, deleteMirr
 	if err != nil {
 		return res, err
 	}
-	if err := e.Store.SetDomainStatus(ctx, d.Domain, store.StatusUnenrolled); err != nil {
+	if _, err := e.lifecycle().Unenroll(ctx, lifecycle.Domain(d), "unenrolled"); err != nil {
 		return res, err
 	}
 	ids, err := e.Store.IdentitiesOfDomain(ctx, d.Domain)
@@ -363,7 +364,7 @@ func (e *Enroller) UnenrollDomain(ctx context.Context, domain string, deleteMirr
 	var leaving []store.Calendar
 	for ck, c := range rooms {
 		if c.Status != store.StatusUnwatched {
-			if err := e.Store.SetStatus(ctx, ck, store.StatusUnwatched, reason, ""); err != nil {
+			if _, err := e.lifecycle().Unenroll(ctx, lifecycle.Calendar(ck, c), reason); err != nil {
 				res.Failed++
 				continue
 			}

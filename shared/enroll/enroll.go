@@ -21,6 +21,7 @@ import (
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/channels"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
@@ -37,12 +38,6 @@ type Publisher interface {
 	Publish(ctx context.Context, data []byte, attrs map[string]string, orderingKey string) error
 }
 
-// Revoker handles a dead grant (credentials.Revoker): the grant's calendars
-// become auth_revoked, one ERROR auth_revoked line.
-type Revoker interface {
-	Revoked(ctx context.Context, cal store.Calendar, cause error) error
-}
-
 // Enroller enrolls identities and domains. Store, Calendars and Requests
 // are required; without Channels (no channel-token keys) calendars are
 // registered and synced and RenewChannels gives them their channels.
@@ -56,7 +51,10 @@ type Enroller struct {
 	// Requests publishes first syncs, purges and list reconciles on the
 	// notifications topic.
 	Requests Publisher
-	Revoker  Revoker
+	// Lifecycle records what Google's answers (and unenrollments) do to
+	// identities, domains and calendars (default: an owner on Store that
+	// stops no channels).
+	Lifecycle *lifecycle.Owner
 	// RenewBefore is the channels' renewal window (as RenewChannels').
 	RenewBefore time.Duration
 	// Concurrency bounds the identities a directory diff enrolls at once
@@ -71,6 +69,13 @@ func (e *Enroller) now() time.Time {
 		return e.Now().UTC()
 	}
 	return time.Now().UTC()
+}
+
+func (e *Enroller) lifecycle() *lifecycle.Owner {
+	if e.Lifecycle != nil {
+		return e.Lifecycle
+	}
+	return &lifecycle.Owner{Store: e.Store, Logger: e.Logger}
 }
 
 func (e *Enroller) log(ctx context.Context) *slog.Logger {
@@ -130,7 +135,7 @@ func (e *Enroller) EnrollIdentity(ctx context.Context, sp IdentitySpec) (Result,
 	start := e.now()
 	entries, calls, err := e.listCalendars(ctx, id)
 	if err != nil {
-		if denied(err) {
+		if lifecycle.Classify(err).IsAuth() {
 			return Result{IdentityKey: key}, fmt.Errorf("%w (%s): %v", ErrNotAuthorized, id.Label(), err)
 		}
 		return Result{IdentityKey: key}, err
@@ -163,7 +168,7 @@ func (e *Enroller) Discover(ctx context.Context, key string) (Result, error) {
 	start := e.now()
 	entries, calls, err := e.listCalendars(ctx, id)
 	if err != nil {
-		if denied(err) {
+		if lifecycle.Classify(err).IsAuth() {
 			return Result{IdentityKey: key}, e.revoked(ctx, key, id, err)
 		}
 		return Result{IdentityKey: key}, err
@@ -270,16 +275,20 @@ func (e *Enroller) follow(ctx context.Context, cals []store.Calendar, res *Resul
 			}
 			if err != nil && !errors.Is(err, channels.ErrBusy) {
 				res.Failed++
-				e.failure(ctx, "", key, "watch", err)
-				switch {
-				case calclient.IsNotFound(err):
-					_ = e.Store.SetStatus(ctx, key, store.StatusNotFound, "events.watch: 404 notFound", "")
-					continue
-				case calclient.IsAuthRevoked(err) && e.Revoker != nil:
-					_ = e.Revoker.Revoked(ctx, c, err)
-					continue
+				lres, lerr := e.lifecycle().Report(ctx, lifecycle.Calendar(key, c), lifecycle.OpEventsWatch, err)
+				if lerr != nil {
+					e.failure(ctx, "", key, "status", lerr)
 				}
-				// Otherwise RenewChannels repairs the channel; sync anyway.
+				switch lres.Next {
+				case lifecycle.RetryLater:
+					// RenewChannels repairs the channel; sync anyway.
+					e.failure(ctx, "", key, "watch", err)
+				case lifecycle.Probe:
+					// A 404 that is not yet proof (the calendar was shared a
+					// moment ago): counted; the first sync tries it again.
+				default:
+					continue // a dead grant, a calendar gone for good
+				}
 			}
 		}
 		if err := e.ask(ctx, key, messages.StateFullResync); err != nil {
@@ -320,30 +329,16 @@ func (e *Enroller) ensureList(ctx context.Context, key string, id store.Identity
 	return err
 }
 
-// revoked records that an identity's grant no longer works: the identity and
-// (through the Revoker) its grant's calendars become auth_revoked; its list
-// channel is closed.
+// revoked reports that an identity's grant no longer reads its list: the
+// lifecycle owner marks the identity and its grant's calendars auth_revoked
+// (one ERROR line); its list channel is closed.
 func (e *Enroller) revoked(ctx context.Context, key string, id store.Identity, cause error) error {
-	did, err := e.Store.RevokeIdentity(ctx, key, "calendarList.list: "+calclient.Reason(cause))
-	if err != nil {
+	res, err := e.lifecycle().Report(ctx, lifecycle.Identity(key, id), lifecycle.OpListList, cause)
+	if err != nil || res.Next != lifecycle.Stop {
 		return err
 	}
-	if !did {
-		// Unenrolled since it was read (a suspended user's directory diff):
-		// its calendars are unwatched, not auth_revoked.
-		e.log(ctx).InfoContext(ctx, "identity's grant failed after it was unenrolled; nothing changed",
-			logging.KeyEvent, logging.EventDiscovery, logging.KeyIdentityKey, key, logging.KeyReason, calclient.Reason(cause))
-		return nil
-	}
-	if e.Revoker != nil {
-		err = e.Revoker.Revoked(ctx, id.AsCalendar(), cause)
-	}
 	id.Status = store.StatusAuthRevoked
-	err = errors.Join(err, e.ensureList(ctx, key, id))
-	e.log(ctx).ErrorContext(ctx, "identity's grant no longer reads its calendar list; identity set auth_revoked",
-		logging.KeyEvent, logging.EventAuthRevoked, logging.KeyIdentityKey, key, logging.KeyAuthMode, id.AuthMode,
-		logging.KeyReason, calclient.Reason(cause), logging.KeyError, cause.Error())
-	return err
+	return e.ensureList(ctx, key, id)
 }
 
 // UnenrollResult is what UnenrollIdentity did.
@@ -364,7 +359,7 @@ func (e *Enroller) UnenrollIdentity(ctx context.Context, key string, deleteMirro
 	if err != nil {
 		return res, err
 	}
-	if err := e.Store.SetIdentityStatus(ctx, key, store.StatusUnenrolled, reason); err != nil {
+	if _, err := e.lifecycle().Unenroll(ctx, lifecycle.Identity(key, id), reason); err != nil {
 		return res, err
 	}
 	id.Status = store.StatusUnenrolled
@@ -381,7 +376,7 @@ func (e *Enroller) UnenrollIdentity(ctx context.Context, key string, deleteMirro
 		// grant fails before the diff sees the suspension), nobody follows
 		// it any more.
 		if c.Status != store.StatusUnwatched {
-			if err := e.Store.SetStatus(ctx, ck, store.StatusUnwatched, reason, ""); err != nil {
+			if _, err := e.lifecycle().Unenroll(ctx, lifecycle.Calendar(ck, c), reason); err != nil {
 				res.Failed++
 				e.failure(ctx, key, ck, "status", err)
 				continue
@@ -453,14 +448,4 @@ func (e *Enroller) failure(ctx context.Context, identityKey, calendarKey, step s
 	e.log(ctx).ErrorContext(ctx, "enrollment step failed", logging.KeyEvent, logging.EventEnrollFailure,
 		logging.KeyIdentityKey, identityKey, logging.KeyCalendarKey, calendarKey, logging.KeyStep, step,
 		logging.KeyReason, calclient.Reason(err), logging.KeyError, err.Error())
-}
-
-// denied reports a grant that does not let the identity read its list:
-// a dead or refused grant, or a 401/403 that is not a rate limit.
-func denied(err error) bool {
-	if calclient.IsAuthRevoked(err) {
-		return true
-	}
-	code := httpCode(err)
-	return (code == 401 || code == 403) && !calclient.IsRetryable(err) && !calclient.IsQuotaExceeded(err)
 }

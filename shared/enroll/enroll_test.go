@@ -11,6 +11,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/calsync/calsync/shared/enroll"
+	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
@@ -205,5 +206,42 @@ func TestEnrollRefusedAndRevoked(t *testing.T) {
 	id, _ := v.st.GetIdentity(v.ctx, cat.Key())
 	if id.Status != store.StatusAuthRevoked || v.calendars()["cat@corp.test"].Status != store.StatusAuthRevoked {
 		t.Fatalf("after delegation withdrawn: identity %s, calendar %s", id.Status, v.calendars()["cat@corp.test"].Status)
+	}
+	// One dead grant, one ERROR line (the identity and its calendar together).
+	if n, errs := v.logs.Count("ERROR", logging.EventAuthRevoked), v.logs.CountSeverity("ERROR"); n != 1 || errs != 1 {
+		t.Fatalf("%d auth_revoked of %d ERROR lines:\n%s", n, errs, v.logs.String())
+	}
+}
+
+// A 404 on the watch of a calendar just enrolled is not proof that it is
+// gone (Google answers some while a share propagates): it is counted in the
+// calendar's 404 streak, the calendar stays active and gets its first sync,
+// as RenewChannels and the SyncWorker treat the same answer.
+func TestEnrollWatch404FollowsTheStreak(t *testing.T) {
+	v := newEnv(t)
+	if err := v.emu.CreateDomain("corp.test", "admin@corp.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.emu.AddDomainUser("dan@corp.test", false); err != nil {
+		t.Fatal(err)
+	}
+	v.emu.AddFault(calendaremu.Fault{Method: "events.watch", Count: 1, Code: 404, Reason: "notFound", Calendar: "dan@corp.test"})
+	sp := enroll.IdentitySpec{AuthMode: store.AuthDelegation, Subject: "dan@corp.test"}
+	res, err := v.e.EnrollIdentity(v.ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Enrolled != 1 || res.Failed != 1 {
+		t.Fatalf("enroll: %+v", res)
+	}
+	c := v.calendars()["dan@corp.test"]
+	if c.Status != store.StatusActive || c.NotFoundCount != 1 {
+		t.Fatalf("after one 404 on its watch: status %s, streak %d", c.Status, c.NotFoundCount)
+	}
+	if st := v.req.states()[store.CalendarKey("dan@corp.test")]; !slices.Equal(st, []string{messages.StateFullResync}) {
+		t.Fatalf("requests %v, want its first full sync", st)
+	}
+	if n := v.logs.Count("WARNING", logging.EventNotFoundOnce); n != 1 {
+		t.Fatalf("%d not_found_once lines:\n%s", n, v.logs.String())
 	}
 }

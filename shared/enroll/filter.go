@@ -2,14 +2,11 @@ package enroll
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"path"
 	"time"
 
-	"golang.org/x/oauth2"
 	"google.golang.org/api/calendar/v3"
-	"google.golang.org/api/googleapi"
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/messages"
@@ -61,19 +58,6 @@ func FiltersOf(f *messages.Filters) store.Filters {
 		return store.Filters{}
 	}
 	return store.Filters{MinAccessRole: f.MinAccessRole, PrimaryOnly: f.PrimaryOnly, Include: f.Include, Exclude: f.Exclude}
-}
-
-// httpCode is the HTTP status of a Calendar, Directory or token endpoint error (0: none).
-func httpCode(err error) int {
-	var ge *googleapi.Error
-	if errors.As(err, &ge) {
-		return ge.Code
-	}
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) && re.Response != nil {
-		return re.Response.StatusCode
-	}
-	return 0
 }
 
 // retryCalendar runs one Calendar (or Directory) call with jittered

@@ -132,14 +132,14 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	mgr := &channels.Manager{Store: st, Calendars: access.Calendars, Tokens: keys, WebhookURL: h.URL, TTL: time.Hour, Logger: logger}
-	access.Revoker.Stopper = mgr
+	access.Lifecycle.Stopper = mgr
 	req := &requests{}
-	e := &enroll.Enroller{Store: st, Calendars: access.Calendars, Channels: mgr, Requests: req, Revoker: access.Revoker,
+	e := &enroll.Enroller{Store: st, Calendars: access.Calendars, Channels: mgr, Requests: req, Lifecycle: access.Lifecycle,
 		Directory: enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: base}, RenewBefore: 10 * time.Minute, Logger: logger}
 	return &env{t: t, ctx: ctx, emu: emu, base: base, st: st, creds: access.Credentials, req: req, hook: h, logs: logs, e: e}
 }
 
-// newAccess is one process's Calendar clients and Revoker (its own token
+// newAccess is one process's Calendar clients and lifecycle owner (its own token
 // cache: another instance's).
 func newAccess(t *testing.T, base string, st *store.Store, logger *slog.Logger) *credentials.Access {
 	t.Helper()
@@ -155,9 +155,9 @@ func newAccess(t *testing.T, base string, st *store.Store, logger *slog.Logger) 
 // store, channels and topic, its own Calendar clients (no cached token).
 func (v *env) otherInstance() *enroll.Enroller {
 	access := newAccess(v.t, v.base, v.st, v.e.Logger)
-	access.Revoker.Stopper = v.e.Channels
+	access.Lifecycle.Stopper = v.e.Channels
 	other := *v.e
-	other.Calendars, other.Revoker = access.Calendars, access.Revoker
+	other.Calendars, other.Lifecycle = access.Calendars, access.Lifecycle
 	return &other
 }
 

@@ -64,6 +64,7 @@ const (
 	KeySubject      = "subject"
 	KeyExpiration   = "expiration"
 	KeyStep         = "step"
+	KeyOperation    = "operation" // the Google call whose answer a lifecycle line reports (shared/lifecycle)
 	KeyRetryInMs    = "retryInMs" // a failed start: when the next try is
 
 	// Enrollment (shared/enroll): identities, domains, control messages.
@@ -122,6 +123,8 @@ const (
 	EventControl               = "control"         // SyncWorker: a control message done
 	EventDiscovery             = "discovery"       // an identity's calendar list applied (enrolled, unenrolled)
 	EventIdentityUnenrolled    = "identity_unenrolled"
-	EventDirectorySync         = "directory_sync" // a Workspace domain's directory diff (users, rooms)
-	EventEnrollFailure         = "enroll_failure" // one enrollment step failed (ERROR)
+	EventDirectorySync         = "directory_sync"     // a Workspace domain's directory diff (users, rooms)
+	EventEnrollFailure         = "enroll_failure"     // one enrollment step failed (ERROR)
+	EventNotFound              = "calendar_not_found" // shared/lifecycle: a persistent 404 streak set a calendar not_found (ERROR)
+	EventUnwatched             = "unwatched"          // shared/lifecycle: a calendar nobody follows any more
 )

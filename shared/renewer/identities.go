@@ -4,9 +4,9 @@ import (
 	"context"
 	"time"
 
-	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/channels"
 	"github.com/calsync/calsync/shared/channeltoken"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 )
@@ -44,12 +44,12 @@ func (r *Renewer) identities(ctx context.Context, lists map[string][]store.Chann
 		r.count(sum, out)
 		if err != nil {
 			sum.Failed++
-			r.failure(ctx, key, "list_channel", err)
-			if calclient.IsAuthRevoked(err) {
-				did, _ := r.Store.RevokeIdentity(ctx, key, "calendarList.watch: "+calclient.Reason(err))
-				if did && r.Access != nil {
-					_ = r.Access.Revoker.Revoked(ctx, id.AsCalendar(), err)
-				}
+			res, lerr := r.lifecycle().Report(ctx, lifecycle.Identity(key, id), lifecycle.OpListWatch, err)
+			if lerr != nil {
+				r.failure(ctx, key, "status", lerr)
+			}
+			if res.Next == lifecycle.RetryLater {
+				r.failure(ctx, key, "list_channel", err)
 			}
 			continue
 		}

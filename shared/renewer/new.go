@@ -13,7 +13,7 @@ import (
 
 // New builds a Renewer from RenewChannels' config on the given store and
 // publisher (the function's own clients, or the CLI's): Calendar access,
-// the channel manager, the Revoker that stops a dead grant's channels, and
+// the channel manager, the lifecycle owner (it stops a dead grant's channels), and
 // the enrollment engine (list channels, directory diffs).
 func New(cfg config.RenewChannels, st *store.Store, pub Publisher, logger *slog.Logger) (*Renewer, error) {
 	tokens, err := channeltoken.Parse(cfg.ChannelTokenKeys)
@@ -24,15 +24,15 @@ func New(cfg config.RenewChannels, st *store.Store, pub Publisher, logger *slog.
 	if err != nil {
 		return nil, err
 	}
-	mgr := &channels.Manager{Store: st, Calendars: access.Calendars, Tokens: tokens, WebhookURL: cfg.WebhookURL,
+	mgr := &channels.Manager{Store: st, Calendars: access.Calendars, Lifecycle: access.Lifecycle, Tokens: tokens, WebhookURL: cfg.WebhookURL,
 		TTL: cfg.ChannelTTL, Logger: logger, Namespace: channels.Namespace(cfg.ProjectID, cfg.Deployment)}
-	access.Revoker.Stopper = mgr
-	en := &enroll.Enroller{Store: st, Calendars: access.Calendars, Channels: mgr, Requests: pub, Revoker: access.Revoker,
+	access.Lifecycle.Stopper = mgr
+	access.Lifecycle.NotFound = store.NotFoundPolicy{Attempts: cfg.NotFoundAttempts, After: cfg.NotFoundAfter}
+	en := &enroll.Enroller{Store: st, Calendars: access.Calendars, Channels: mgr, Requests: pub, Lifecycle: access.Lifecycle,
 		Directory:   enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: cfg.CalendarEndpoint},
 		RenewBefore: cfg.RenewBefore, Concurrency: cfg.Concurrency, Logger: logger}
 	return &Renewer{ProjectID: cfg.ProjectID, Store: st, Access: access, Channels: mgr, Publisher: pub,
 		RenewBefore: cfg.RenewBefore, ReconcileAfter: cfg.ReconcileAfter, Concurrency: cfg.Concurrency, Logger: logger,
 		PollInterval: cfg.PollInterval, NotFoundReprobe: cfg.NotFoundReprobe,
-		NotFound: store.NotFoundPolicy{Attempts: cfg.NotFoundAttempts, After: cfg.NotFoundAfter},
-		Enroll:   en, DirectorySyncInterval: cfg.DirectorySyncInterval}, nil
+		Enroll: en, DirectorySyncInterval: cfg.DirectorySyncInterval}, nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/calsync/calsync/shared/channels"
 	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/enroll"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
@@ -63,7 +64,7 @@ type Summary struct {
 type Renewer struct {
 	ProjectID string // for the trace field of request logs
 	Store     *store.Store
-	Access    *credentials.Access // Calendar clients, credentials, the dead-grant Revoker
+	Access    *credentials.Access // Calendar clients, credentials, the lifecycle owner
 	Channels  *channels.Manager
 	Publisher Publisher
 	// RenewBefore renews channels expiring within it.
@@ -75,8 +76,6 @@ type Renewer struct {
 	// PollInterval: a poll-only calendar (Google will not push for it) is
 	// asked to sync when its last sync is older than this.
 	PollInterval time.Duration
-	// NotFound says when 404s of events.watch make a calendar not_found.
-	NotFound store.NotFoundPolicy
 	// NotFoundReprobe: a not_found calendar is tried again this long after
 	// its last try (0: never).
 	NotFoundReprobe time.Duration
@@ -280,31 +279,25 @@ func (r *Renewer) handle(ctx context.Context, t task) Summary {
 	}
 	if err != nil {
 		s.Failed++
-		r.failure(ctx, t.key, "channels", err)
-		if t.cal != nil && calclient.IsAuthRevoked(err) {
-			if rerr := r.Access.Revoker.Revoked(ctx, *t.cal, err); rerr != nil {
-				r.failure(ctx, t.key, "revoke", rerr)
-			}
+		if t.cal == nil {
+			r.failure(ctx, t.key, "channels", err)
 			return s
 		}
-		if t.cal != nil && calclient.IsNotFound(err) {
-			// events.watch answered 404: counted in the calendar's streak;
-			// only a persistent one sets not_found (Google answers 404 for
-			// a while after a calendar is shared). The reconcile below
-			// probes it once more.
+		res, lerr := r.lifecycle().Report(ctx, lifecycle.Calendar(t.key, *t.cal), lifecycle.OpEventsWatch, err)
+		if lerr != nil {
+			r.failure(ctx, t.key, "status", lerr)
+		}
+		if res.Effect == lifecycle.EffectCountNotFound {
 			s.NotFound404++
-			streak, serr := r.Store.RecordNotFound(ctx, t.key, "", "events.watch", r.NotFound)
-			switch {
-			case serr != nil:
-				r.failure(ctx, t.key, "status", serr)
-			case streak.Marked:
-				r.log(ctx).ErrorContext(ctx, "calendar not found, persistently; set to not_found (probed again daily)",
-					logging.KeyEvent, logging.EventRenewFailure, logging.KeyCalendarKey, t.key, logging.KeyStep, "not_found",
-					logging.KeyNotFoundCount, streak.Count)
-				return s
-			default:
-				t.cal.NotFoundCount = streak.Count
-			}
+		}
+		switch res.Next {
+		case lifecycle.RetryLater:
+			r.failure(ctx, t.key, "channels", err) // the next run tries again
+		case lifecycle.Probe:
+			// A 404 that is not yet proof: the reconcile below tries it again.
+			t.cal.NotFoundCount = res.Streak.Count
+		default:
+			return s
 		}
 	}
 	if t.cal == nil || t.cal.Status != store.StatusActive {
@@ -360,35 +353,25 @@ func (r *Renewer) probe(ctx context.Context, t task, s *Summary) bool {
 	if err == nil {
 		_, err = svc.Events.List(t.cal.CalendarID).MaxResults(1).Context(ctx).Do()
 	}
+	res, lerr := r.lifecycle().Report(ctx, lifecycle.Calendar(t.key, *t.cal), lifecycle.OpProbe, err)
 	switch {
-	case err == nil:
-		back, perr := r.Store.ProbeResult(ctx, t.key, true)
-		if perr != nil || !back {
-			if perr != nil {
-				r.failure(ctx, t.key, "probe", perr)
-			}
-			return false
-		}
+	case lerr != nil:
+		s.Failed++
+		r.failure(ctx, t.key, "probe", lerr)
+	case res.Effect == lifecycle.EffectReactivate && res.Next == lifecycle.Continue:
 		s.Reactivated++
 		t.cal.Status, t.cal.NotFoundCount = store.StatusActive, 0
 		t.cal.LastSyncedAt = time.Time{} // sync it now
-		r.log(ctx).InfoContext(ctx, "not_found calendar found again; active", logging.KeyEvent, logging.EventCalendarBack,
-			logging.KeyCalendarKey, t.key)
 		return true
-	case calclient.IsNotFound(err) || calclient.IsGone(err):
-		if _, perr := r.Store.ProbeResult(ctx, t.key, false); perr != nil {
-			r.failure(ctx, t.key, "probe", perr)
-		}
-	case calclient.IsAuthRevoked(err):
-		if rerr := r.Access.Revoker.Revoked(ctx, *t.cal, err); rerr != nil {
-			r.failure(ctx, t.key, "revoke", rerr)
-		}
-	default:
+	case res.Next == lifecycle.RetryLater:
 		s.Failed++
 		r.failure(ctx, t.key, "probe", err)
 	}
 	return false
 }
+
+// lifecycle records what Google's answers do to calendars and identities.
+func (r *Renewer) lifecycle() *lifecycle.Owner { return r.Access.Lifecycle }
 
 func (r *Renewer) askReconcile(ctx context.Context, key string) error {
 	if r.Publisher == nil {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/api/calendar/v3"
 	"google.golang.org/api/option"
 
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
@@ -371,7 +372,9 @@ func TestAuthRevokedAndNotFound(t *testing.T) {
 
 	// A calendar that does not exist (404) starts a 404 streak; only a
 	// persistent one sets not_found (TestOne404DoesNotDisable).
-	s2 := e.syncer(func(o *syncer.Options) { o.NotFound = store.NotFoundPolicy{Attempts: 2, After: time.Nanosecond} })
+	s2 := e.syncer(func(o *syncer.Options) {
+		o.Lifecycle = &lifecycle.Owner{Store: e.st, Logger: quietLogger(), NotFound: store.NotFoundPolicy{Attempts: 2, After: time.Nanosecond}}
+	})
 	key2, _ := e.st.RegisterCalendar(e.ctx, store.Calendar{CalendarID: "gone@calsync.test", AuthMode: store.AuthADC})
 	for range 2 {
 		if err := s2.HandleNotification(e.ctx, messages.Notification{CalendarKey: key2, ResourceState: messages.StateSync}); err != nil {

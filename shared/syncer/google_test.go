@@ -9,6 +9,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
@@ -56,7 +57,7 @@ func TestOne404DoesNotDisable(t *testing.T) {
 	reqs := &requestLog{}
 	s := e.syncer(func(o *syncer.Options) {
 		o.Requests = reqs
-		o.NotFound = store.NotFoundPolicy{Attempts: 3, After: 300 * time.Millisecond}
+		o.Lifecycle = &lifecycle.Owner{Store: e.st, Logger: quietLogger(), NotFound: store.NotFoundPolicy{Attempts: 3, After: 300 * time.Millisecond}}
 	})
 	e.insert("a")
 	e.mustNotify(s, messages.StateSync)

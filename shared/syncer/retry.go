@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
@@ -44,10 +45,10 @@ const (
 	KindSyncTokenGone
 	// KindNotFound: 404. One 404 is not proof (Google answers some for a
 	// while after a calendar is shared): a streak is counted and only a
-	// persistent one sets not_found (store.NotFoundPolicy); acknowledged.
+	// persistent one sets not_found (shared/lifecycle); acknowledged.
 	KindNotFound
-	// KindAuthRevoked: invalid_grant, unauthorized_client or 401: status
-	// auth_revoked, ack.
+	// KindAuthRevoked: invalid_grant, unauthorized_client or 401: the grant
+	// is dead (shared/lifecycle), ack.
 	KindAuthRevoked
 	// KindLeaseLost: another worker took the calendar over: stop, ack.
 	KindLeaseLost
@@ -124,20 +125,11 @@ func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal sto
 			logging.KeyReason, kind.String(), logging.KeyError, err.Error())
 		return nil
 	case KindAuthRevoked:
-		rerr := s.o.Revoker.Revoked(ctx, cal, err)
-		if lerr := s.o.Store.Release(ctx, key, lease, false); lerr != nil {
-			rerr = errors.Join(rerr, lerr)
-		}
-		if rerr != nil {
-			log.Error("could not record a revoked grant; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,
-				logging.KeyReason, kind.String(), logging.KeyError, rerr.Error())
-			return fmt.Errorf("record auth_revoked: %w", rerr)
-		}
-		return nil
+		return s.settle(ctx, log, key, cal, lease, kind, err)
 	case KindNotFound, KindSyncTokenGone:
 		// A 410 reaching here came from a full listing (an incremental one
 		// turns into a full one): the calendar itself is gone, like a 404.
-		return s.notFound(ctx, log, key, lease, err)
+		return s.settle(ctx, log, key, cal, lease, kind, err)
 	case KindRateLimited:
 		derr := s.deferSync(ctx, log, key, lease, err)
 		if derr == nil {
@@ -153,24 +145,30 @@ func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal sto
 	return fmt.Errorf("sync %s: %w", key, err)
 }
 
-// notFound counts a 404 in the calendar's streak. Only a persistent streak
-// sets not_found; the first 404 of a streak asks for a re-probe a little
-// later, and RenewChannels asks for one every run while the streak lasts.
-func (s *Syncer) notFound(ctx context.Context, log *slog.Logger, key string, lease store.Lease, err error) error {
-	streak, serr := s.o.Store.RecordNotFound(ctx, key, lease.Owner, "events.list", s.o.NotFound)
-	if serr != nil {
-		log.Error("could not record a 404; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,
-			logging.KeyReason, KindNotFound.String(), logging.KeyError, errors.Join(err, serr).Error())
-		return fmt.Errorf("record 404 of %s: %w", key, serr)
+// settle hands an answer that decides the calendar's fate (a dead grant, a
+// 404, a 410 on a full listing) to the lifecycle owner, which records the
+// transition and logs it; the lease is let go. A 404 that starts a streak
+// asks for a re-probe a little later (RenewChannels asks every run while the
+// streak lasts). Acknowledged unless the transition could not be written.
+func (s *Syncer) settle(ctx context.Context, log *slog.Logger, key string, cal store.Calendar, lease store.Lease, kind Kind, err error) error {
+	t := lifecycle.Calendar(key, cal)
+	t.LeaseOwner = lease.Owner
+	res, lerr := s.o.Lifecycle.Report(ctx, t, lifecycle.OpEventsList, err)
+	if res.Effect != lifecycle.EffectCountNotFound || lerr != nil {
+		// Recording a 404 lets the lease go with it; nothing else does.
+		if rerr := s.o.Store.Release(ctx, key, lease, false); rerr != nil {
+			lerr = errors.Join(lerr, rerr)
+		}
 	}
-	if streak.Marked {
-		log.Error("calendar not found, persistently; calendar set to not_found (probed again daily)", logging.KeyEvent, logging.EventSyncError,
-			logging.KeyReason, KindNotFound.String(), logging.KeyNotFoundCount, streak.Count, logging.KeyError, err.Error())
-		return nil
+	if lerr == nil && res.Next == lifecycle.RetryLater {
+		lerr = err
 	}
-	log.Warn("calendar answered 404; still active until the 404s persist", logging.KeyEvent, logging.EventNotFoundOnce,
-		logging.KeyNotFoundCount, streak.Count, logging.KeyError, err.Error())
-	if streak.Count == 1 && s.o.Requests != nil {
+	if lerr != nil {
+		log.Error("could not settle what Google answered; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,
+			logging.KeyReason, kind.String(), logging.KeyError, errors.Join(err, lerr).Error())
+		return fmt.Errorf("settle %s of %s: %w", kind, key, lerr)
+	}
+	if res.Next == lifecycle.Probe && res.Streak.Count == 1 && s.o.Requests != nil {
 		if perr := s.ask(ctx, messages.Delayed(key, s.now().Add(s.o.NotFoundRetry), false, 0)); perr != nil {
 			log.Warn("could not ask for a re-probe; RenewChannels will", logging.KeyError, perr.Error())
 		}

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/api/calendar/v3"
 
 	"github.com/calsync/calsync/shared/calclient"
-	"github.com/calsync/calsync/shared/credentials"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
@@ -51,13 +51,6 @@ type Requester interface {
 	Publish(ctx context.Context, data []byte, attrs map[string]string, orderingKey string) error
 }
 
-// Revoker handles a dead grant: it marks the calendars of the grant
-// auth_revoked and logs the single ERROR line (event auth_revoked) an alert
-// matches (credentials.Revoker).
-type Revoker interface {
-	Revoked(ctx context.Context, cal store.Calendar, cause error) error
-}
-
 // Defaults.
 const (
 	DefaultPageSize      = 2500 // events.list maxResults maximum
@@ -82,10 +75,11 @@ type Options struct {
 	// notifications topic: the continuation of a session that used up
 	// MaxSession.
 	Requests Requester
-	// Revoker handles a dead grant (default: a credentials.Revoker on Store
-	// that stops no channels).
-	Revoker Revoker
-	Logger  *slog.Logger
+	// Lifecycle records what Google's answers do to a calendar (a dead
+	// grant, the 404 streak) and logs it (default: an owner on Store that
+	// stops no channels, with the default 404 policy).
+	Lifecycle *lifecycle.Owner
+	Logger    *slog.Logger
 
 	LeaseDuration time.Duration // lease length; the heartbeat renews it every third of it
 	RerunInterval time.Duration // pacing of reruns during a burst, from the previous sync's start
@@ -113,9 +107,9 @@ type Options struct {
 	// long a SyncWorker request waits for a request's NotBefore (default
 	// 2 min, well inside the function's timeout).
 	MaxDefer time.Duration
-	// NotFound says when 404s make a calendar not_found; NotFoundRetry is
-	// when the first 404 of a streak is tried again (default 1 min).
-	NotFound      store.NotFoundPolicy
+	// NotFoundRetry is when the first 404 of a streak is tried again
+	// (default 1 min); when 404s make a calendar not_found is Lifecycle's
+	// policy.
 	NotFoundRetry time.Duration
 	// RetryInitial is the first backoff interval (default 200 ms; doubled, ±50% jitter).
 	RetryInitial time.Duration
@@ -201,9 +195,6 @@ func New(o Options) *Syncer {
 	if o.MaxDefer <= 0 {
 		o.MaxDefer = DefaultMaxDefer
 	}
-	if o.NotFound == (store.NotFoundPolicy{}) {
-		o.NotFound = store.DefaultNotFoundPolicy
-	}
 	if o.NotFoundRetry <= 0 {
 		o.NotFoundRetry = DefaultNotFoundRetry
 	}
@@ -219,8 +210,8 @@ func New(o Options) *Syncer {
 	if o.Instance == "" {
 		o.Instance = fmt.Sprintf("p%d-%s", os.Getpid(), uuid.NewString()[:6])
 	}
-	if o.Revoker == nil {
-		o.Revoker = &credentials.Revoker{Store: o.Store, Logger: o.Logger}
+	if o.Lifecycle == nil {
+		o.Lifecycle = &lifecycle.Owner{Store: o.Store, Logger: o.Logger}
 	}
 	return &Syncer{o: o}
 }

@@ -430,9 +430,9 @@ func (f *fleet) enroller() (*enroll.Enroller, error) {
 	}
 	mgr := &channels.Manager{Store: f.st, Calendars: access.Calendars, Tokens: keys, WebhookURL: f.webhook, TTL: 168 * time.Hour,
 		Logger: slog.New(slog.DiscardHandler)}
-	access.Revoker.Stopper = mgr
+	access.Lifecycle.Stopper = mgr
 	pub := pubsubx.NewPublisher(f.ps, "notifications", false)
-	return &enroll.Enroller{Store: f.st, Calendars: access.Calendars, Channels: mgr, Requests: pub, Revoker: access.Revoker,
+	return &enroll.Enroller{Store: f.st, Calendars: access.Calendars, Channels: mgr, Requests: pub, Lifecycle: access.Lifecycle,
 		Directory: enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: f.base}, RenewBefore: 26 * time.Hour, Concurrency: 16,
 		Logger: slog.New(slog.DiscardHandler)}, nil
 }

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -8,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"cloud.google.com/go/firestore"
 )
 
 var projectSeq atomic.Int64
@@ -36,4 +39,17 @@ func ResetFirestore(tb testing.TB, host, projectID string) {
 	if resp.StatusCode != http.StatusOK {
 		tb.Fatalf("testenv: reset Firestore: status %d", resp.StatusCode)
 	}
+}
+
+// FirestoreClient starts the Firestore emulator if needed and returns a
+// client of a project of this test's own, closed when the test ends.
+func FirestoreClient(tb testing.TB) *firestore.Client {
+	tb.Helper()
+	Firestore(tb)
+	fs, err := firestore.NewClient(context.Background(), ProjectID(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { fs.Close() })
+	return fs
 }

@@ -52,6 +52,17 @@ func (l *Buffer) Count(severity, event string) int {
 	return n
 }
 
+// CountSeverity counts the lines with the given severity, whatever their event.
+func (l *Buffer) CountSeverity(severity string) int {
+	n := 0
+	for _, m := range l.Lines() {
+		if m["severity"] == severity {
+			n++
+		}
+	}
+	return n
+}
+
 // Reset forgets what was written.
 func (l *Buffer) Reset() {
 	l.mu.Lock()

@@ -108,7 +108,7 @@ func syncWorker(ctx context.Context, c *count.Counters) (http.Handler, error) {
 	}
 	changes := count.Publisher{Publisher: pubsubx.NewPublisher(ps, cfg.ChangesTopic, true), C: c}
 	requests := count.Publisher{Publisher: pubsubx.NewPublisher(ps, cfg.NotificationsTopic, false), C: c}
-	en := &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: requests, Revoker: access.Revoker,
+	en := &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: requests, Lifecycle: access.Lifecycle,
 		Directory:   enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: cfg.CalendarEndpoint},
 		RenewBefore: cfg.RenewBefore, Logger: log}
 	if cfg.ChannelTokenKeys != "" && cfg.WebhookURL != "" {
@@ -120,7 +120,7 @@ func syncWorker(ctx context.Context, c *count.Counters) (http.Handler, error) {
 			Namespace: channels.Namespace(cfg.ProjectID, cfg.Deployment)}
 	}
 	s := syncer.New(syncer.Options{Store: st, Services: access.Calendars, Publisher: changes, Requests: requests,
-		MaxSession: cfg.MaxSession, Revoker: access.Revoker, Logger: log, LeaseDuration: cfg.LeaseDuration,
+		MaxSession: cfg.MaxSession, Lifecycle: access.Lifecycle, Logger: log, LeaseDuration: cfg.LeaseDuration,
 		RerunInterval: cfg.RerunInterval, QuietPeriod: cfg.QuietPeriod, RetryBudget: cfg.RetryBudget})
 	c.Extra("listCalls", func() int64 { return s.Stats().ListCalls })
 	c.Extra("rounds", func() int64 { return s.Stats().Rounds })

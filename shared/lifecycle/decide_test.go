@@ -1,0 +1,101 @@
+package lifecycle
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+
+	"golang.org/x/oauth2"
+	"google.golang.org/api/googleapi"
+
+	"github.com/calsync/calsync/shared/store"
+)
+
+func TestDecide(t *testing.T) {
+	const (
+		active     = store.StatusActive
+		notFound   = store.StatusNotFound
+		revoked    = store.StatusAuthRevoked
+		unwatched  = store.StatusUnwatched
+		unenrolled = store.StatusUnenrolled
+	)
+	cases := []struct {
+		name   string
+		kind   Kind
+		status string
+		op     Op
+		a      Answer
+		want   Decision
+	}{
+		{"calendar synced", KindCalendar, active, OpEventsList, AnswerOK, Decision{EffectNone, Continue}},
+		{"dead grant on a sync", KindCalendar, active, OpEventsList, AnswerRevoked, Decision{EffectRevoke, Skip}},
+		{"dead grant on a watch", KindCalendar, active, OpEventsWatch, AnswerRevoked, Decision{EffectRevoke, Skip}},
+		{"dead grant on a probe", KindCalendar, notFound, OpProbe, AnswerRevoked, Decision{EffectRevoke, Skip}},
+		{"dead grant again", KindCalendar, revoked, OpEventsList, AnswerRevoked, Decision{EffectRevoke, Skip}},
+		{"dead grant of an unwatched calendar", KindCalendar, unwatched, OpEventsList, AnswerRevoked, Decision{EffectNone, Skip}},
+		{"403 on a calendar is not a revocation", KindCalendar, active, OpEventsList, AnswerDenied, Decision{EffectNone, RetryLater}},
+		{"404 on a sync counts", KindCalendar, active, OpEventsList, AnswerNotFound, Decision{EffectCountNotFound, Probe}},
+		{"404 on a watch counts the same", KindCalendar, active, OpEventsWatch, AnswerNotFound, Decision{EffectCountNotFound, Probe}},
+		{"404 of a calendar already not_found", KindCalendar, notFound, OpEventsList, AnswerNotFound, Decision{EffectNone, Skip}},
+		{"404 of an unwatched calendar", KindCalendar, unwatched, OpEventsWatch, AnswerNotFound, Decision{EffectNone, Skip}},
+		{"probe missed", KindCalendar, notFound, OpProbe, AnswerNotFound, Decision{EffectProbeMissed, Skip}},
+		{"probe found", KindCalendar, notFound, OpProbe, AnswerOK, Decision{EffectReactivate, Continue}},
+		{"probe failed otherwise", KindCalendar, notFound, OpProbe, AnswerFailed, Decision{EffectNone, RetryLater}},
+		{"success on a revoked calendar", KindCalendar, revoked, OpEventsList, AnswerOK, Decision{EffectNone, Skip}},
+		{"holiday calendar", KindCalendar, active, OpEventsWatch, AnswerPushNotSupported, Decision{EffectPoll, Continue}},
+		{"pushNotSupported on a list", KindCalendar, active, OpEventsList, AnswerPushNotSupported, Decision{EffectNone, RetryLater}},
+		{"birthdays", KindCalendar, active, OpEventsWatch, AnswerNoDeletions, Decision{EffectPoll, Continue}},
+		{"birthdays, not followed", KindCalendar, revoked, OpEventsWatch, AnswerNoDeletions, Decision{EffectNone, Skip}},
+		{"transient", KindCalendar, active, OpEventsList, AnswerFailed, Decision{EffectNone, RetryLater}},
+		{"operator unwatch", KindCalendar, active, OpOperator, AnswerUnwatch, Decision{EffectUnwatch, Continue}},
+		{"operator unwatch of a revoked calendar", KindCalendar, revoked, OpOperator, AnswerUnwatch, Decision{EffectUnwatch, Continue}},
+		{"unwatch twice", KindCalendar, unwatched, OpOperator, AnswerUnwatch, Decision{EffectNone, Skip}},
+		{"calendar left the list", KindCalendar, notFound, OpOperator, AnswerUnenroll, Decision{EffectUnwatch, Continue}},
+		{"identity's list read", KindIdentity, active, OpListList, AnswerOK, Decision{EffectNone, Continue}},
+		{"identity's grant dead", KindIdentity, active, OpListList, AnswerRevoked, Decision{EffectRevoke, Stop}},
+		{"identity's list refused", KindIdentity, active, OpListList, AnswerDenied, Decision{EffectRevoke, Stop}},
+		{"identity's watch refused", KindIdentity, active, OpListWatch, AnswerRevoked, Decision{EffectRevoke, Stop}},
+		{"unenrolled identity's grant dead", KindIdentity, unenrolled, OpListWatch, AnswerRevoked, Decision{EffectNone, Skip}},
+		{"identity's list 404", KindIdentity, active, OpListList, AnswerNotFound, Decision{EffectNone, RetryLater}},
+		{"identity unenrolled", KindIdentity, active, OpOperator, AnswerUnenroll, Decision{EffectUnenroll, Continue}},
+		{"revoked identity unenrolled", KindIdentity, revoked, OpOperator, AnswerUnenroll, Decision{EffectUnenroll, Continue}},
+		{"identity unenrolled twice", KindIdentity, unenrolled, OpOperator, AnswerUnenroll, Decision{EffectNone, Skip}},
+		{"identity cannot be unwatched", KindIdentity, active, OpOperator, AnswerUnwatch, Decision{EffectNone, Skip}},
+		{"domain's admin refused", KindDomain, active, OpDirectoryList, AnswerRevoked, Decision{EffectNone, Stop}},
+		{"domain's directory failed", KindDomain, active, OpDirectoryList, AnswerFailed, Decision{EffectNone, RetryLater}},
+		{"domain unenrolled", KindDomain, active, OpOperator, AnswerUnenroll, Decision{EffectUnenroll, Continue}},
+	}
+	for _, c := range cases {
+		if got := Decide(c.kind, c.status, c.op, c.a); got != c.want {
+			t.Errorf("%s: Decide(%s, %q, %s, %s) = {%s %s}, want {%s %s}", c.name, c.kind, c.status, c.op, c.a,
+				got.Effect, got.Next, c.want.Effect, c.want.Next)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	api := func(code int, reason string) error {
+		return &googleapi.Error{Code: code, Errors: []googleapi.ErrorItem{{Reason: reason}}}
+	}
+	cases := []struct {
+		err  error
+		want Answer
+	}{
+		{nil, AnswerOK},
+		{&oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}, ErrorCode: "invalid_grant"}, AnswerRevoked},
+		{api(401, "authError"), AnswerRevoked},
+		{api(403, "insufficientPermissions"), AnswerDenied},
+		{api(403, "rateLimitExceeded"), AnswerFailed},
+		{api(403, "quotaExceeded"), AnswerFailed},
+		{api(404, "notFound"), AnswerNotFound},
+		{api(410, "deleted"), AnswerNotFound},
+		{api(400, "pushNotSupportedForRequestedResource"), AnswerPushNotSupported},
+		{api(503, "backendError"), AnswerFailed},
+		{errors.New("boom"), AnswerFailed},
+	}
+	for _, c := range cases {
+		if got := Classify(c.err); got != c.want {
+			t.Errorf("Classify(%v) = %s, want %s", c.err, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,241 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/store"
+)
+
+// ChannelStopper stops a calendar's live channels (channels.Manager). With a
+// revoked grant Google's channels.stop usually fails too; the records are
+// ended anyway.
+type ChannelStopper interface {
+	StopCalendar(ctx context.Context, cal store.Calendar, reason string) (stopped int, err error)
+}
+
+// ClientCache drops the cached Calendar client of a grant
+// (calclient.Factory), so a dead grant's token is not used again.
+type ClientCache interface {
+	Forget(cal store.Calendar)
+}
+
+// Owner decides and records every state transition of calendars,
+// identities and domains: the one place that does, for the SyncWorker,
+// RenewChannels, enrollment and the CLI alike. Safe for concurrent use;
+// every write is idempotent, so reports may repeat and race.
+type Owner struct {
+	Store *store.Store
+	// Clients, if set, forgets a dead grant's cached client.
+	Clients ClientCache
+	// Stopper stops the channels of calendars that stop being followed; nil:
+	// only the records are ended (store.EndChannel), no Calendar API call.
+	Stopper ChannelStopper
+	// NotFound says when a 404 streak means a calendar is gone (zero:
+	// store.DefaultNotFoundPolicy).
+	NotFound store.NotFoundPolicy
+	Logger   *slog.Logger // nil: logging.FromContext(ctx)
+	// Retention is how long stopped channel records are kept (default 3 days).
+	Retention time.Duration
+}
+
+// Target is what a report is about. Build it with Calendar, Identity or
+// Domain.
+type Target struct {
+	Kind Kind
+	Key  string
+	// Calendar (KindCalendar) or Identity (KindIdentity) as the caller read
+	// it: its status is the transition's starting point.
+	Calendar store.Calendar
+	Identity store.Identity
+	Domain   string // KindDomain: the domain name
+	// LeaseOwner, if it holds the calendar's lease, has it released with
+	// the transition (the SyncWorker's).
+	LeaseOwner string
+}
+
+// Calendar is the target of a calendar's events.
+func Calendar(key string, c store.Calendar) Target {
+	return Target{Kind: KindCalendar, Key: key, Calendar: c}
+}
+
+// Identity is the target of an identity's calendar list.
+func Identity(key string, id store.Identity) Target {
+	return Target{Kind: KindIdentity, Key: key, Identity: id}
+}
+
+// Domain is the target of a Workspace domain's directory.
+func Domain(d store.Domain) Target {
+	return Target{Kind: KindDomain, Key: store.DomainKey(d.Domain), Domain: d.Domain}
+}
+
+func (t Target) status() string {
+	switch t.Kind {
+	case KindCalendar:
+		return t.Calendar.Status
+	case KindIdentity:
+		return t.Identity.Status
+	}
+	return store.StatusActive
+}
+
+// Result is what a report did.
+type Result struct {
+	Decision
+	Changed bool                 // a status (or the streak) was written
+	Streak  store.NotFoundStreak // EffectCountNotFound: the streak now
+}
+
+// Report records what Google answered on op for t (err nil: success): it
+// decides the transition, writes it, logs it once and says what to do next.
+// An error means the transition could not be written: retry later.
+func (o *Owner) Report(ctx context.Context, t Target, op Op, err error) (Result, error) {
+	return o.apply(ctx, t, op, Classify(err), err, "")
+}
+
+// Unwatch records that nobody follows a calendar any more (an operator's
+// unwatch), with why.
+func (o *Owner) Unwatch(ctx context.Context, t Target, reason string) (Result, error) {
+	return o.apply(ctx, t, OpOperator, AnswerUnwatch, nil, reason)
+}
+
+// Unenroll records that an identity or a domain (or a calendar one of
+// them enrolled) left enrollment, with why.
+func (o *Owner) Unenroll(ctx context.Context, t Target, reason string) (Result, error) {
+	return o.apply(ctx, t, OpOperator, AnswerUnenroll, nil, reason)
+}
+
+// Poll records that a calendar is polled: pushNotSupported (reported as
+// an events.watch answer) or mode store.PollFull for a calendar whose
+// deletions Google does not report incrementally.
+func (o *Owner) Poll(ctx context.Context, t Target, mode, reason string) (Result, error) {
+	a := AnswerPushNotSupported
+	if mode == store.PollFull {
+		a = AnswerNoDeletions
+	}
+	return o.apply(ctx, t, OpEventsWatch, a, nil, reason)
+}
+
+func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause error, reason string) (Result, error) {
+	res := Result{Decision: Decide(t.Kind, t.status(), op, a)}
+	log := o.log(ctx).With(logging.KeyCalendarKey, t.Key, logging.KeyCalendarID, t.Calendar.CalendarID, logging.KeyOperation, string(op))
+	if t.Kind != KindCalendar {
+		log = o.log(ctx).With(logging.KeyIdentityKey, t.Key, logging.KeyOperation, string(op))
+	}
+	var err error
+	switch res.Effect {
+	case EffectRevoke:
+		res.Changed, err = o.revoke(ctx, t, op, cause)
+	case EffectCountNotFound:
+		res.Streak, err = o.Store.RecordNotFound(ctx, t.Key, t.LeaseOwner, string(op), o.policy())
+		if err == nil {
+			res.Changed = true
+			o.logStreak(ctx, log, res.Streak, cause)
+			if res.Streak.Marked {
+				res.Next = Skip // gone now: probed again daily
+			}
+		}
+	case EffectReactivate:
+		res.Changed, err = o.Store.ProbeResult(ctx, t.Key, true)
+		switch {
+		case err != nil:
+		case res.Changed:
+			log.InfoContext(ctx, "not_found calendar found again; active", logging.KeyEvent, logging.EventCalendarBack)
+		default:
+			res.Next = Skip // no longer not_found: another run got there first
+		}
+	case EffectProbeMissed:
+		// Not a transition (it stays not_found): only lastProbeAt moves on.
+		_, err = o.Store.ProbeResult(ctx, t.Key, false)
+	case EffectPoll:
+		mode, why := store.PollIncremental, store.PollReasonPushNotSupported
+		if a == AnswerNoDeletions {
+			mode, why = store.PollFull, store.PollReasonNoDeletions
+		}
+		if reason != "" {
+			why = reason
+		}
+		if err = o.Store.SetPollMode(ctx, t.Key, mode, why); err == nil {
+			res.Changed = true
+			log.InfoContext(ctx, "Google will not push for this calendar usefully; it is polled", logging.KeyEvent, logging.EventPollOnly,
+				logging.KeyPollMode, mode, logging.KeyReason, why)
+		}
+	case EffectUnwatch:
+		if err = o.Store.SetStatus(ctx, t.Key, store.StatusUnwatched, reason, t.LeaseOwner); err == nil {
+			res.Changed = true
+			log.InfoContext(ctx, "calendar no longer followed; unwatched", logging.KeyEvent, logging.EventUnwatched, logging.KeyReason, reason)
+		}
+	case EffectUnenroll:
+		err = o.unenroll(ctx, t, reason)
+		if err == nil {
+			res.Changed = true
+			log.InfoContext(ctx, t.Kind.String()+" unenrolled", logging.KeyEvent, logging.EventIdentityUnenrolled, logging.KeyReason, reason)
+		}
+	}
+	if err != nil {
+		return res, fmt.Errorf("lifecycle: %s %s after %s %s: %w", res.Effect, t.Key, op, a, err)
+	}
+	return res, nil
+}
+
+func (o *Owner) unenroll(ctx context.Context, t Target, reason string) error {
+	if t.Kind == KindDomain {
+		return o.Store.SetDomainStatus(ctx, t.Domain, store.StatusUnenrolled)
+	}
+	return o.Store.SetIdentityStatus(ctx, t.Key, store.StatusUnenrolled, reason)
+}
+
+// logStreak logs a counted 404: ERROR once the streak set not_found.
+func (o *Owner) logStreak(ctx context.Context, log *slog.Logger, s store.NotFoundStreak, cause error) {
+	if s.Marked {
+		log.ErrorContext(ctx, "calendar not found, persistently; set to not_found (probed again daily)", logging.KeyEvent, logging.EventNotFound,
+			logging.KeyNotFoundCount, s.Count, logging.KeyError, errString(cause))
+		return
+	}
+	log.WarnContext(ctx, "calendar answered 404; still active until the 404s persist", logging.KeyEvent, logging.EventNotFoundOnce,
+		logging.KeyNotFoundCount, s.Count, logging.KeyError, errString(cause))
+}
+
+func calendarKey(t Target) string {
+	if t.Kind == KindCalendar {
+		return t.Key
+	}
+	return ""
+}
+
+func (o *Owner) log(ctx context.Context) *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return logging.FromContext(ctx)
+}
+
+// policy is the 404 policy, DefaultNotFoundPolicy when unset.
+func (o *Owner) policy() store.NotFoundPolicy {
+	if o.NotFound == (store.NotFoundPolicy{}) {
+		return store.DefaultNotFoundPolicy
+	}
+	return o.NotFound
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// reasonOf is the status reason of a dead grant met on op.
+func reasonOf(op Op, cause error) string {
+	switch {
+	case cause == nil:
+		return string(op) + ": invalid_grant"
+	case calclient.Reason(cause) != "":
+		return fmt.Sprintf("%s: %s: %v", op, calclient.Reason(cause), cause)
+	}
+	return fmt.Sprintf("%s: %v", op, cause)
+}
