@@ -156,7 +156,7 @@ func TestWorkspaceEnrollment(t *testing.T) {
 	// Its channels are closed: a suspended subject cannot be impersonated to
 	// stop them (only a channel's creator can), so their records are ended
 	// and whatever Google still delivers on them finds the calendar inactive.
-	for _, key := range []string{store.CalendarKey(suspended), store.IdentityKey(store.AuthDelegation, suspended, "")} {
+	for _, key := range []string{store.CalendarKey(suspended), store.Grant{AuthMode: store.AuthDelegation, Subject: suspended}.IdentityKey()} {
 		chans, err := store.New(firestoreClient(t)).ChannelsOfCalendar(ctx, key)
 		if err != nil {
 			t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/renewer"
@@ -89,13 +88,13 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 		case lerr != nil:
 			return errors.Join(err, lerr)
 		case res.Effect == lifecycle.EffectCountNotFound && res.Streak.Marked:
-			return fmt.Errorf("calendar %s is not visible to %s, persistently (status set to not_found): %w", cal.CalendarID, calclient.Identity(cal), err)
+			return fmt.Errorf("calendar %s is not visible to %s, persistently (status set to not_found): %w", cal.CalendarID, cal.Grant().Key(), err)
 		case res.Effect == lifecycle.EffectCountNotFound:
 			// Google answers 404 for a while after a calendar is shared:
 			// one is not proof. Counted; RenewChannels tries again.
-			return fmt.Errorf("calendar %s is not visible to %s yet (404; a calendar shared a moment ago can take a while): it stays registered and RenewChannels tries again in its next run: %w", cal.CalendarID, calclient.Identity(cal), err)
+			return fmt.Errorf("calendar %s is not visible to %s yet (404; a calendar shared a moment ago can take a while): it stays registered and RenewChannels tries again in its next run: %w", cal.CalendarID, cal.Grant().Key(), err)
 		case res.Effect == lifecycle.EffectRevoke:
-			return fmt.Errorf("the grant of %s is revoked (status auth_revoked); run 'calsync connect' again: %w", calclient.Identity(cal), err)
+			return fmt.Errorf("the grant of %s is revoked (status auth_revoked); run 'calsync connect' again: %w", cal.Grant().Key(), err)
 		}
 		return err
 	}
@@ -276,8 +275,11 @@ func cmdList(ctx context.Context, c *cli, args []string) error {
 	}
 	best := map[string]store.Channel{}
 	for _, ch := range open {
-		if b, ok := best[ch.CalendarKey]; !ok || ch.Expiration.After(b.Expiration) {
-			best[ch.CalendarKey] = ch
+		if ch.Watches() != store.WatchesEvents {
+			continue // an identity's list channel: not a calendar's
+		}
+		if b, ok := best[ch.Key]; !ok || ch.Expiration.After(b.Expiration) {
+			best[ch.Key] = ch
 		}
 	}
 	rows := []listRow{}

@@ -144,19 +144,6 @@ func New(opts Options) *Factory {
 	return &Factory{opts: opts, limiters: map[string]*rate.Limiter{}, services: map[string]*calendar.Service{}}
 }
 
-// Identity is the user a calendar's requests count against at Google:
-// "adc", "subject:EMAIL" or "credential:ID". It keys the rate limiter.
-func Identity(cal store.Calendar) string {
-	switch cal.AuthMode {
-	case store.AuthDelegation:
-		return "subject:" + strings.ToLower(cal.Subject)
-	case store.AuthOAuth:
-		return "credential:" + cal.CredentialID
-	default:
-		return "adc"
-	}
-}
-
 // Limiter returns the shared limiter of a user identity.
 func (f *Factory) Limiter(identity string) *rate.Limiter {
 	f.mu.Lock()
@@ -173,21 +160,22 @@ func (f *Factory) limiterLocked(identity string) *rate.Limiter {
 	return l
 }
 
-// Service returns the Calendar client for cal (cached per identity).
-func (f *Factory) Service(ctx context.Context, cal store.Calendar) (*calendar.Service, error) {
-	id := Identity(cal)
-	switch cal.AuthMode {
+// Service returns the Calendar client of grant g (cached per grant key:
+// the user Google's per-user quota counts against).
+func (f *Factory) Service(ctx context.Context, g store.Grant) (*calendar.Service, error) {
+	id := g.Key()
+	switch g.AuthMode {
 	case store.AuthADC, "":
 	case store.AuthDelegation:
-		if cal.Subject == "" {
-			return nil, errors.New("calclient: delegation calendar without subject")
+		if g.Subject == "" {
+			return nil, errors.New("calclient: delegation grant without subject")
 		}
 	case store.AuthOAuth:
-		if cal.CredentialID == "" {
-			return nil, errors.New("calclient: oauth calendar without credentialId")
+		if g.CredentialID == "" {
+			return nil, errors.New("calclient: oauth grant without credentialId")
 		}
 	default:
-		return nil, fmt.Errorf("calclient: unknown auth mode %q", cal.AuthMode)
+		return nil, fmt.Errorf("calclient: unknown auth mode %q", g.AuthMode)
 	}
 	f.mu.Lock()
 	if s, ok := f.services[id]; ok {
@@ -209,7 +197,7 @@ func (f *Factory) Service(ctx context.Context, cal store.Calendar) (*calendar.Se
 	}
 	f.mu.Unlock()
 
-	ts, err := f.tokenSource(ctx, cal)
+	ts, err := f.tokenSource(ctx, g)
 	if err != nil {
 		return nil, err
 	}
@@ -236,24 +224,24 @@ func (f *Factory) Service(ctx context.Context, cal store.Calendar) (*calendar.Se
 	return svc, nil
 }
 
-// Forget drops the cached client of cal's identity (after its credential
-// changed or was revoked); the limiter stays.
-func (f *Factory) Forget(cal store.Calendar) {
+// Forget drops the cached client of grant g (after its credential changed
+// or was revoked); the limiter stays.
+func (f *Factory) Forget(g store.Grant) {
 	f.mu.Lock()
-	delete(f.services, Identity(cal))
+	delete(f.services, g.Key())
 	f.mu.Unlock()
 }
 
-// tokenSource returns the credentials of cal, or nil to send none (emulator).
-func (f *Factory) tokenSource(ctx context.Context, cal store.Calendar) (*cachingSource, error) {
+// tokenSource returns the credentials of g, or nil to send none (emulator).
+func (f *Factory) tokenSource(ctx context.Context, g store.Grant) (*cachingSource, error) {
 	// Token sources outlive the request that made them.
 	bg := context.WithoutCancel(ctx)
-	switch cal.AuthMode {
+	switch g.AuthMode {
 	case store.AuthOAuth:
 		if f.opts.Tokens == nil || f.opts.OAuth == nil {
 			return nil, errors.New("calclient: oauth calendars need a credential store and an OAuth client")
 		}
-		refresh, err := f.opts.Tokens.RefreshToken(ctx, cal.CredentialID)
+		refresh, err := f.opts.Tokens.RefreshToken(ctx, g.CredentialID)
 		if err != nil {
 			return nil, err
 		}
@@ -264,7 +252,7 @@ func (f *Factory) tokenSource(ctx context.Context, cal store.Calendar) (*caching
 			return cfg.TokenSource(bg, &oauth2.Token{RefreshToken: refresh}).Token()
 		}), nil
 	case store.AuthDelegation:
-		ts, err := f.DelegatedTokenSource(bg, cal.Subject, Scopes...)
+		ts, err := f.DelegatedTokenSource(bg, g.Subject, Scopes...)
 		if err != nil || ts == nil {
 			return nil, err
 		}

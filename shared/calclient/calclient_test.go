@@ -42,37 +42,37 @@ func TestADCAgainstEmulator(t *testing.T) {
 	_, base := calendaremu.Start(t, calendaremu.Options{})
 	f := newFactory(base, 0, 0, nil)
 	cal := store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}
-	svc, err := f.Service(ctx, cal)
+	svc, err := f.Service(ctx, cal.Grant())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.Events.List(calendaremu.DefaultUser).Do(); err != nil {
 		t.Fatal(err)
 	}
-	svc2, _ := f.Service(ctx, store.Calendar{CalendarID: "other", AuthMode: store.AuthADC})
+	svc2, _ := f.Service(ctx, store.Grant{AuthMode: store.AuthADC})
 	if svc2 != svc {
 		t.Error("two adc calendars should share one client")
 	}
 	// delegation against the emulator acts as the subject (a JWT bearer
 	// grant at the emulator's token endpoint): its own calendar, not another's
-	sd, err := f.Service(ctx, store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthDelegation, Subject: calendaremu.DefaultUser})
+	sd, err := f.Service(ctx, store.Grant{AuthMode: store.AuthDelegation, Subject: calendaremu.DefaultUser})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sd.Events.List(calendaremu.DefaultUser).Do(); err != nil {
 		t.Fatal(err)
 	}
-	sb, err := f.Service(ctx, store.Calendar{CalendarID: "bob@x", AuthMode: store.AuthDelegation, Subject: "Bob@x"})
+	sb, err := f.Service(ctx, store.Grant{AuthMode: store.AuthDelegation, Subject: "Bob@x"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sb.Events.List(calendaremu.DefaultUser).Do(); !IsNotFound(err) {
 		t.Fatalf("bob reading the default user's calendar: %v, want 404", err)
 	}
-	if _, err := f.Service(ctx, store.Calendar{AuthMode: store.AuthDelegation}); err == nil {
+	if _, err := f.Service(ctx, store.Grant{AuthMode: store.AuthDelegation}); err == nil {
 		t.Error("delegation without subject: want error")
 	}
-	if _, err := f.Service(ctx, store.Calendar{AuthMode: "magic"}); err == nil {
+	if _, err := f.Service(ctx, store.Grant{AuthMode: "magic"}); err == nil {
 		t.Error("unknown auth mode: want error")
 	}
 }
@@ -85,7 +85,7 @@ func TestOAuthRefreshAndRevoke(t *testing.T) {
 	}
 	f := newFactory(base, 0, 0, mapTokens{"cred-a": "1//alice"})
 	cal := store.Calendar{CalendarID: "alice@x.test", AuthMode: store.AuthOAuth, CredentialID: "cred-a"}
-	svc, err := f.Service(ctx, cal)
+	svc, err := f.Service(ctx, cal.Grant())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestOAuthRefreshAndRevoke(t *testing.T) {
 	if _, err := svc.Events.List("alice@x.test").Do(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Service(ctx, store.Calendar{AuthMode: store.AuthOAuth, CredentialID: "missing"}); err == nil {
+	if _, err := f.Service(ctx, store.Grant{AuthMode: store.AuthOAuth, CredentialID: "missing"}); err == nil {
 		t.Error("unknown credential: want error")
 	}
 
@@ -114,8 +114,8 @@ func TestOAuthRefreshAndRevoke(t *testing.T) {
 		t.Errorf("revoked grant must not be retryable: %v", err)
 	}
 	// A new client (cold token cache) fails the same way.
-	f.Forget(cal)
-	svc, _ = f.Service(ctx, cal)
+	f.Forget(cal.Grant())
+	svc, _ = f.Service(ctx, cal.Grant())
 	if _, err := svc.Events.List("alice@x.test").Do(); !IsAuthRevoked(err) {
 		t.Fatalf("cold: want auth revoked, got %v", err)
 	}
@@ -138,7 +138,7 @@ func TestLimiterSharedPerUser(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			svc, err := f.Service(ctx, cals[i%2])
+			svc, err := f.Service(ctx, cals[i%2].Grant())
 			if err != nil {
 				t.Error(err)
 				return
@@ -150,12 +150,12 @@ func TestLimiterSharedPerUser(t *testing.T) {
 	if el := time.Since(start); el < 650*time.Millisecond {
 		t.Errorf("8 requests of one user at 10/s took %s, want >= 0.7s", el)
 	}
-	if f.Limiter("credential:cred-b") != f.Limiter(Identity(cals[1])) {
+	if f.Limiter("credential:cred-b") != f.Limiter(cals[1].Grant().Key()) {
 		t.Error("limiter not shared")
 	}
 	// Another user is not slowed by bob's budget.
 	start = time.Now()
-	svc, _ := f.Service(ctx, store.Calendar{AuthMode: store.AuthADC})
+	svc, _ := f.Service(ctx, store.Grant{AuthMode: store.AuthADC})
 	svc.Events.List(calendaremu.DefaultUser).Do()
 	if el := time.Since(start); el > 300*time.Millisecond {
 		t.Errorf("adc request waited %s on bob's limiter", el)
@@ -163,7 +163,7 @@ func TestLimiterSharedPerUser(t *testing.T) {
 	// Context cancellation ends the wait.
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 	defer cancel()
-	svc, _ = f.Service(ctx, cals[0])
+	svc, _ = f.Service(ctx, cals[0].Grant())
 	for range 3 {
 		_, err := svc.Events.List("bob@x.test").Context(cctx).Do()
 		if err != nil && IsRetryable(err) {
@@ -176,7 +176,7 @@ func TestClassifiers(t *testing.T) {
 	ctx := context.Background()
 	srv, base := calendaremu.Start(t, calendaremu.Options{})
 	f := newFactory(base, 6000, 100, nil)
-	svc, _ := f.Service(ctx, store.Calendar{AuthMode: store.AuthADC})
+	svc, _ := f.Service(ctx, store.Grant{AuthMode: store.AuthADC})
 	list := func() error { _, err := svc.Events.List(calendaremu.DefaultUser).Do(); return err }
 
 	cases := []struct {
@@ -224,7 +224,7 @@ func TestClassifiers(t *testing.T) {
 	}
 	// Network failure: nothing listens.
 	dead := newFactory("http://127.0.0.1:1", 0, 0, nil)
-	dsvc, _ := dead.Service(ctx, store.Calendar{AuthMode: store.AuthADC})
+	dsvc, _ := dead.Service(ctx, store.Grant{AuthMode: store.AuthADC})
 	if _, err := dsvc.Events.List("x").Do(); !IsRetryable(err) {
 		t.Errorf("connection refused: want retryable, got %v", err)
 	}
@@ -249,7 +249,7 @@ func TestStale401RefreshedAndRetried(t *testing.T) {
 	srv.CreateUser("dave@x.test", "1//dave")
 	f := newFactory(base, 0, 0, mapTokens{"cred-d": "1//dave"})
 	cal := store.Calendar{CalendarID: "dave@x.test", AuthMode: store.AuthOAuth, CredentialID: "cred-d"}
-	svc, _ := f.Service(ctx, cal)
+	svc, _ := f.Service(ctx, cal.Grant())
 	if _, err := svc.Events.List("dave@x.test").Do(); err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestTimeoutExcludesBudgetWait(t *testing.T) {
 	ctx := context.Background()
 	_, base := calendaremu.Start(t, calendaremu.Options{})
 	f := New(Options{Endpoint: base, Timeout: 200 * time.Millisecond, Budget: slowBudget(400 * time.Millisecond)})
-	svc, _ := f.Service(ctx, store.Calendar{AuthMode: store.AuthADC})
+	svc, _ := f.Service(ctx, store.Grant{AuthMode: store.AuthADC})
 	if _, err := svc.Events.List(calendaremu.DefaultUser).Do(); err != nil {
 		t.Fatalf("a call that waited longer than the timeout for its budget: %v", err)
 	}
@@ -288,7 +288,7 @@ func TestTimeoutExcludesBudgetWait(t *testing.T) {
 	}))
 	defer slow.Close()
 	f = New(Options{Endpoint: slow.URL, Timeout: 100 * time.Millisecond})
-	svc, _ = f.Service(ctx, store.Calendar{AuthMode: store.AuthADC})
+	svc, _ = f.Service(ctx, store.Grant{AuthMode: store.AuthADC})
 	if _, err := svc.Events.List("x").Do(); err == nil || !IsRetryable(err) {
 		t.Fatalf("slow server: want a retryable timeout, got %v", err)
 	}

@@ -60,7 +60,7 @@ func TestDelegationJWTFromServiceAccountKey(t *testing.T) {
 	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", saFile)
 
 	f := New(Options{})
-	ts, err := f.tokenSource(context.Background(), store.Calendar{AuthMode: store.AuthDelegation, Subject: "boss@corp.test"})
+	ts, err := f.tokenSource(context.Background(), store.Grant{AuthMode: store.AuthDelegation, Subject: "boss@corp.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestDelegationJWTFromServiceAccountKey(t *testing.T) {
 	userFile := filepath.Join(dir, "user.json")
 	os.WriteFile(userFile, user, 0o600)
 	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", userFile)
-	if _, err := f.tokenSource(context.Background(), store.Calendar{AuthMode: store.AuthDelegation, Subject: "boss@corp.test"}); err == nil || !strings.Contains(err.Error(), "DELEGATION_SERVICE_ACCOUNT") {
+	if _, err := f.tokenSource(context.Background(), store.Grant{AuthMode: store.AuthDelegation, Subject: "boss@corp.test"}); err == nil || !strings.Contains(err.Error(), "DELEGATION_SERVICE_ACCOUNT") {
 		t.Errorf("user ADC for delegation: %v", err)
 	}
 }
@@ -107,7 +107,7 @@ func TestDelegationThroughEmulator(t *testing.T) {
 	}
 	cal := store.Calendar{CalendarID: boss, AuthMode: store.AuthDelegation, Subject: boss}
 	list := func(f *Factory) error {
-		svc, err := f.Service(ctx, cal)
+		svc, err := f.Service(ctx, cal.Grant())
 		if err != nil {
 			return err
 		}
@@ -143,7 +143,7 @@ func TestDelegationThroughEmulator(t *testing.T) {
 	}
 	srv.DeleteAccount("gone@corp.test")
 	gone := newDelegationFactory(base)
-	svc, _ := gone.Service(ctx, store.Calendar{CalendarID: "gone@corp.test", AuthMode: store.AuthDelegation, Subject: "gone@corp.test"})
+	svc, _ := gone.Service(ctx, store.Grant{AuthMode: store.AuthDelegation, Subject: "gone@corp.test"})
 	_, err := svc.Events.List("gone@corp.test").Do()
 	permanent("deleted subject", err)
 	var re *oauth2.RetrieveError

@@ -36,7 +36,7 @@ var ErrBusy = errors.New("channels: calendar busy (another run is making its cha
 
 // Services builds Calendar clients (calclient.Factory).
 type Services interface {
-	Service(ctx context.Context, cal store.Calendar) (*calendar.Service, error)
+	Service(ctx context.Context, g store.Grant) (*calendar.Service, error)
 }
 
 // Minter mints channel tokens (channeltoken.Keys).
@@ -142,8 +142,8 @@ func (m *Manager) Watch(ctx context.Context, cal store.Calendar, after string) (
 
 // watch makes the next channel of t's chain (Watch; lists.go for lists).
 func (m *Manager) watch(ctx context.Context, t target, after string) (store.Channel, error) {
-	key, cal := t.key, t.auth
-	svc, err := m.Calendars.Service(ctx, cal)
+	key := t.key
+	svc, err := m.Calendars.Service(ctx, t.grant)
 	if err != nil {
 		return store.Channel{}, err
 	}
@@ -157,7 +157,7 @@ func (m *Manager) watch(ctx context.Context, t target, after string) (store.Chan
 		if t.resource == channeltoken.ResourceCalendarList {
 			claim = m.Store.ClaimListChannelEpoch
 		}
-		epoch, err := claim(ctx, key, cal.ChannelEpoch)
+		epoch, err := claim(ctx, key, t.epoch)
 		if errors.Is(err, store.ErrChannelEpochMoved) {
 			return store.Channel{}, ErrBusy
 		}
@@ -171,7 +171,7 @@ func (m *Manager) watch(ctx context.Context, t target, after string) (store.Chan
 	// Google grants it or less, so no push of this channel verifies after
 	// it (plus the Webhook's grace).
 	expiration := now.Add(m.TTL).Truncate(time.Millisecond)
-	rec := store.Channel{CalendarKey: key, CalendarID: t.label, Resource: t.resource, State: store.ChannelPending,
+	rec := store.Channel{Kind: t.kind, Key: key, CalendarID: t.label, Resource: t.resource, State: store.ChannelPending,
 		CreatedAt: now, Expiration: expiration, ExpireAt: expiration.Add(m.retention()),
 		TokenKeyID: m.Tokens.SigningKeyID()}
 	for hops := 0; ; hops++ {
@@ -224,11 +224,11 @@ func (m *Manager) watch(ctx context.Context, t target, after string) (store.Chan
 	rec.ExpireAt = rec.Expiration.Add(m.retention())
 	if err := m.Store.ActivateChannel(ctx, id, rec.ResourceID, rec.ResourceURI, rec.Expiration, rec.ExpireAt); err != nil {
 		// A live channel without a usable record: stop it rather than leak it.
-		_ = m.Stop(ctx, cal, rec)
+		_ = m.Stop(ctx, t.grant, rec)
 		return store.Channel{}, fmt.Errorf("channels: activate record %s: %w", id, err)
 	}
 	m.log(ctx).InfoContext(ctx, "channel created", logging.KeyEvent, logging.EventChannelCreated,
-		t.keyAttr(), key, logging.KeyChannelID, id, logging.KeyExpiration, rec.Expiration, logging.KeyKeyID, rec.TokenKeyID)
+		keyAttr(t.kind), key, logging.KeyChannelID, id, logging.KeyExpiration, rec.Expiration, logging.KeyKeyID, rec.TokenKeyID)
 	return rec, nil
 }
 
@@ -244,11 +244,12 @@ func (m *Manager) holds(ch store.Channel, now time.Time) bool {
 	return false
 }
 
-// Stop stops a channel at Google (channels.stop with id and resourceId; 404
-// counts as stopped) and marks its record stopped with stoppedAt and expireAt.
-func (m *Manager) Stop(ctx context.Context, cal store.Calendar, ch store.Channel) error {
+// Stop stops a channel at Google (channels.stop with id and resourceId, as
+// grant g, which made it; 404 counts as stopped) and marks its record
+// stopped with stoppedAt and expireAt.
+func (m *Manager) Stop(ctx context.Context, g store.Grant, ch store.Channel) error {
 	if ch.ResourceID != "" {
-		svc, err := m.Calendars.Service(ctx, cal)
+		svc, err := m.Calendars.Service(ctx, g)
 		if err == nil {
 			err = m.retry(ctx, func() error {
 				return svc.Channels.Stop(&calendar.Channel{Id: ch.ChannelID, ResourceId: ch.ResourceID}).Context(ctx).Do()
@@ -260,7 +261,7 @@ func (m *Manager) Stop(ctx context.Context, cal store.Calendar, ch store.Channel
 			// Only the creator may stop a channel, and its grant is dead:
 			// Google stops delivering with it; the record is closed.
 			m.log(ctx).WarnContext(ctx, "channel cannot be stopped: its grant is revoked; record closed",
-				logging.KeyCalendarKey, ch.CalendarKey, logging.KeyChannelID, ch.ChannelID, logging.KeyError, err.Error())
+				keyAttr(ch.Watches()), ch.Key, logging.KeyChannelID, ch.ChannelID, logging.KeyError, err.Error())
 		default:
 			return fmt.Errorf("channels: stop %s: %w", ch.ChannelID, err)
 		}
@@ -269,7 +270,7 @@ func (m *Manager) Stop(ctx context.Context, cal store.Calendar, ch store.Channel
 		return err
 	}
 	m.log(ctx).InfoContext(ctx, "channel stopped", logging.KeyEvent, logging.EventChannelStopped,
-		logging.KeyCalendarKey, ch.CalendarKey, logging.KeyChannelID, ch.ChannelID)
+		keyAttr(ch.Watches()), ch.Key, logging.KeyChannelID, ch.ChannelID)
 	return nil
 }
 
@@ -285,7 +286,7 @@ func (m *Manager) StopCalendar(ctx context.Context, cal store.Calendar, reason s
 		if ch.State != store.ChannelActive && ch.State != store.ChannelPending {
 			continue
 		}
-		if err := m.Stop(ctx, cal, ch); err != nil {
+		if err := m.Stop(ctx, cal.Grant(), ch); err != nil {
 			errs = append(errs, err)
 			continue
 		}

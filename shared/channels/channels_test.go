@@ -146,7 +146,7 @@ func TestWatchAndStop(t *testing.T) {
 		t.Fatalf("channel %+v (epoch %q)", ch, epoch)
 	}
 	rec, err := f.st.GetChannel(ctx, ch.ChannelID)
-	if err != nil || rec.State != store.ChannelActive || rec.CalendarKey != key || !rec.Expiration.Equal(ch.Expiration) || rec.ExpireAt.Before(rec.Expiration) {
+	if err != nil || rec.State != store.ChannelActive || rec.Key != key || !rec.Expiration.Equal(ch.Expiration) || rec.ExpireAt.Before(rec.Expiration) {
 		t.Fatalf("record %+v %v", rec, err)
 	}
 	if d := time.Until(rec.Expiration); d < 59*time.Minute || d > 61*time.Minute {
@@ -165,7 +165,7 @@ func TestWatchAndStop(t *testing.T) {
 		t.Fatalf("second watch from root: %v", err)
 	}
 
-	if err := f.m.Stop(ctx, f.cal, ch); err != nil {
+	if err := f.m.Stop(ctx, f.cal.Grant(), ch); err != nil {
 		t.Fatal(err)
 	}
 	if c, _ := emuChannel(f.emu, ch.ChannelID); !c.Stopped {
@@ -176,7 +176,7 @@ func TestWatchAndStop(t *testing.T) {
 		t.Errorf("stopped record %+v", rec)
 	}
 	// Stopping again: 404 counts as stopped.
-	if err := f.m.Stop(ctx, f.cal, ch); err != nil {
+	if err := f.m.Stop(ctx, f.cal.Grant(), ch); err != nil {
 		t.Errorf("second stop: %v", err)
 	}
 	// A run that read the calendar before the chain started finds its
@@ -198,7 +198,7 @@ func TestWatchAndStop(t *testing.T) {
 	}
 	// Retryable errors are retried.
 	f.emu.FailNext("channels.stop", 2, 503, "backendError")
-	if err := f.m.Stop(ctx, f.cal, ch2); err != nil {
+	if err := f.m.Stop(ctx, f.cal.Grant(), ch2); err != nil {
 		t.Errorf("stop after 2x503: %v", err)
 	}
 }
@@ -317,7 +317,7 @@ func TestEnsureRepairsAndStopsOrphans(t *testing.T) {
 			latest = c
 		}
 	}
-	dead := store.Channel{ChannelID: SuccessorID(latest.ChannelID), CalendarKey: key, CalendarID: f.cal.CalendarID,
+	dead := store.Channel{ChannelID: SuccessorID(latest.ChannelID), Key: key, CalendarID: f.cal.CalendarID,
 		State: store.ChannelPending, CreatedAt: time.Now().Add(-time.Hour)}
 	if err := f.st.CreateChannel(ctx, dead); err != nil {
 		t.Fatal(err)
@@ -328,7 +328,7 @@ func TestEnsureRepairsAndStopsOrphans(t *testing.T) {
 		t.Fatalf("abandoned pending: %+v %v", out, err)
 	}
 	// A young pending record means another run is at work: busy.
-	young := store.Channel{ChannelID: "young-" + strings.Repeat("x", 4), CalendarKey: key, State: store.ChannelPending, CreatedAt: time.Now()}
+	young := store.Channel{ChannelID: "young-" + strings.Repeat("x", 4), Key: key, State: store.ChannelPending, CreatedAt: time.Now()}
 	f.st.CreateChannel(ctx, young)
 	chans, _ = f.st.ChannelsOfCalendar(ctx, key)
 	if out, _ := f.m.Ensure(ctx, key, &f.cal, chans, 2*time.Hour); !out.Busy || out.Renewed {

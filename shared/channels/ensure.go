@@ -66,11 +66,12 @@ func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, c
 // ensure is Ensure for a calendar's events or an identity's list (lists.go):
 // t nil (gone) or not active: no live channel; active: exactly one.
 func (m *Manager) ensure(ctx context.Context, t *target, chans []store.Channel, renewBefore time.Duration) (Outcome, error) {
+	// Poll mode is for calendars' events (cal), not lists.
 	var cal *store.Calendar
-	key := ""
-	pollable := false // poll-only is for calendars' events, not lists
+	var grant store.Grant
+	key, active := "", false
 	if t != nil {
-		cal, key, pollable = &t.auth, t.key, t.resource == ""
+		cal, grant, key, active = t.cal, t.grant, t.key, t.active
 	}
 	var out Outcome
 	now := m.now()
@@ -111,7 +112,7 @@ func (m *Manager) ensure(ctx context.Context, t *target, chans []store.Channel, 
 			continue
 		}
 		ch.ResourceID = resourceID
-		if cal == nil || m.Stop(ctx, *cal, ch) != nil {
+		if t == nil || m.Stop(ctx, grant, ch) != nil {
 			if err := m.end(ctx, ch, store.ChannelExpired); err != nil {
 				errs = append(errs, err)
 				continue
@@ -119,7 +120,7 @@ func (m *Manager) ensure(ctx context.Context, t *target, chans []store.Channel, 
 		}
 		out.Expired++
 	}
-	if pollable && cal.Status == store.StatusActive && cal.PollMode == "" {
+	if cal != nil && active && cal.PollMode == "" {
 		if mode, reason := KnownPollMode(cal.CalendarID); mode != "" {
 			if err := m.setPollMode(ctx, key, cal, mode, reason); err != nil {
 				return out, errors.Join(append(errs, err)...)
@@ -127,17 +128,13 @@ func (m *Manager) ensure(ctx context.Context, t *target, chans []store.Channel, 
 			out.PollModeSet = true
 		}
 	}
-	if cal != nil && cal.Status == store.StatusActive && cal.PollMode != "" {
+	if cal != nil && active && cal.PollMode != "" {
 		// Polled, not pushed: no channel wanted (any left is stopped).
 		out.PollOnly, out.PollMode = true, cal.PollMode
 	}
-	if cal == nil || cal.Status != store.StatusActive || out.PollOnly {
+	if !active || out.PollOnly {
 		for _, ch := range live {
-			c := store.Calendar{CalendarID: ch.CalendarID}
-			if cal != nil {
-				c = *cal
-			}
-			if err := m.Stop(ctx, c, ch); err != nil {
+			if err := m.Stop(ctx, grant, ch); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -158,7 +155,7 @@ func (m *Manager) ensure(ctx context.Context, t *target, chans []store.Channel, 
 		switch {
 		case errors.Is(err, ErrBusy):
 			out.Busy = true
-		case pollable && calclient.IsPushNotSupported(err):
+		case cal != nil && calclient.IsPushNotSupported(err):
 			// Google will not watch it (a holiday calendar, say): poll it.
 			if perr := m.setPollMode(ctx, key, cal, store.PollIncremental, store.PollReasonPushNotSupported); perr != nil {
 				errs = append(errs, perr)
@@ -181,7 +178,7 @@ func (m *Manager) ensure(ctx context.Context, t *target, chans []store.Channel, 
 	})
 	keep := live[0]
 	for _, ch := range live[1:] {
-		if err := m.Stop(ctx, *cal, ch); err != nil {
+		if err := m.Stop(ctx, grant, ch); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -209,7 +206,7 @@ func (m *Manager) ensure(ctx context.Context, t *target, chans []store.Channel, 
 		if m.afterWatch != nil {
 			m.afterWatch(keep, nc)
 		}
-		if err := m.Stop(ctx, *cal, keep); err != nil {
+		if err := m.Stop(ctx, grant, keep); err != nil {
 			errs = append(errs, err)
 		}
 		out.Renewed = true

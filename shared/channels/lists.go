@@ -14,23 +14,30 @@ import (
 
 // Channels on an identity's calendar list (calendarList.watch): the same
 // chain of ids, records and renewal as a calendar's channels, keyed by the
-// identity's key (store.IdentityKey: "i…", never a calendar key "c…", so
-// the two kinds of chains never share an id), record Resource
-// "calendarList", token resource channeltoken.ResourceCalendarList.
+// identity's key (store.Grant.IdentityKey: "i…", never a calendar key "c…", so
+// the two kinds of chains never share an id), record Kind
+// store.WatchesCalendarList, token resource channeltoken.ResourceCalendarList.
 
-// target is what a channel watches, and as whom.
+// target is what a channel watches, and with which grant.
 type target struct {
-	key, label string         // record's calendarKey and calendarId
-	resource   string         // channeltoken resource ("" events, "calendarList")
-	auth       store.Calendar // credentials (and status: active or not)
+	kind       store.ChannelKind
+	key, label string // record's key and calendarId
+	resource   string // channeltoken resource ("" events, "calendarList")
+	grant      store.Grant
+	active     bool   // the calendar or identity is followed: it wants a channel
+	epoch      string // the current chain's epoch (ClaimChannelEpoch)
+	// cal is the calendar of an events target (poll mode); nil for a list.
+	cal *store.Calendar
 }
 
 func eventsTarget(cal store.Calendar) target {
-	return target{key: store.CalendarKey(cal.CalendarID), label: cal.CalendarID, auth: cal}
+	return target{kind: store.WatchesEvents, key: store.CalendarKey(cal.CalendarID), label: cal.CalendarID, grant: cal.Grant(),
+		active: cal.Status == store.StatusActive, epoch: cal.ChannelEpoch, cal: &cal}
 }
 
 func listTarget(key string, id store.Identity) target {
-	return target{key: key, label: id.Label(), resource: channeltoken.ResourceCalendarList, auth: id.AsCalendar()}
+	return target{kind: store.WatchesCalendarList, key: key, label: id.Grant().Key(), resource: channeltoken.ResourceCalendarList, grant: id.Grant(),
+		active: id.Status == store.StatusActive, epoch: id.ChannelEpoch}
 }
 
 // call is the watch call of the target's resource.
@@ -38,12 +45,12 @@ func (t target) call(ctx context.Context, svc *calendar.Service, ch *calendar.Ch
 	if t.resource == channeltoken.ResourceCalendarList {
 		return svc.CalendarList.Watch(ch).Context(ctx).Do()
 	}
-	return svc.Events.Watch(t.auth.CalendarID, ch).Context(ctx).Do()
+	return svc.Events.Watch(t.label, ch).Context(ctx).Do()
 }
 
-// keyAttr names the key in log lines.
-func (t target) keyAttr() string {
-	if t.resource == channeltoken.ResourceCalendarList {
+// keyAttr names the key of what a channel of kind k watches in log lines.
+func keyAttr(k store.ChannelKind) string {
+	if k == store.WatchesCalendarList {
 		return logging.KeyIdentityKey
 	}
 	return logging.KeyCalendarKey

@@ -13,7 +13,7 @@
 // A channel on something other than a calendar's events says so in an
 // optional, signed field r (version 2 only): r=calendarList is the channel of
 // an identity's calendar list (calendarList.watch), whose c is then the
-// identity key (store.IdentityKey), not a calendar key:
+// identity key (store.Grant.IdentityKey), not a calendar key:
 //
 //	v=2&k=KEYID&c=IDENTITYKEY&e=EXPIRATION&r=calendarList&s=SIG
 //	SIG = BASE64URL(HMAC-SHA256(key, "v2\n"+channelID+"\n"+key+"\n"+EXPIRATION+"\nr="+r))

@@ -67,7 +67,7 @@ func TestBudgetAcrossProcesses(t *testing.T) {
 					defer wg.Done()
 					cctx, cancel := context.WithDeadline(ctx, deadline)
 					defer cancel()
-					svc, err := access.Calendars.Service(cctx, store.Calendar{CalendarID: u, AuthMode: store.AuthDelegation, Subject: u})
+					svc, err := access.Calendars.Service(cctx, store.Grant{AuthMode: store.AuthDelegation, Subject: u})
 					if err != nil {
 						t.Error(err)
 						return

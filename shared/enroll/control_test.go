@@ -33,7 +33,7 @@ func TestControlMessages(t *testing.T) {
 	if err := v.control(t, `{"version":1,"action":"enroll","subject":"ann@corp.test","requestId":"r1"}`); err != nil {
 		t.Fatal(err)
 	}
-	annKey := store.IdentityKey(store.AuthDelegation, "ann@corp.test", "")
+	annKey := store.Grant{AuthMode: store.AuthDelegation, Subject: "ann@corp.test"}.IdentityKey()
 	if id, err := v.st.GetIdentity(v.ctx, annKey); err != nil || id.Status != store.StatusActive || id.Calendars != 1 {
 		t.Fatalf("ann: %+v %v", id, err)
 	}
@@ -53,7 +53,7 @@ func TestControlMessages(t *testing.T) {
 	if err := v.control(t, enrollBob); err != nil {
 		t.Fatalf("redelivered enroll: %v", err)
 	}
-	bobKey := store.IdentityKey(store.AuthOAuth, "", credID)
+	bobKey := store.Grant{AuthMode: store.AuthOAuth, CredentialID: credID}.IdentityKey()
 	if c := v.calendars()["bob@gmail.test"]; c.Status != store.StatusActive || c.CredentialID != credID || c.EnrolledBy != bobKey {
 		t.Fatalf("bob's calendar: %+v", c)
 	}

@@ -96,7 +96,7 @@ func TestEnrollDomainAndDiff(t *testing.T) {
 	if fmt.Sprint(changed) != fmt.Sprint(want) {
 		t.Fatalf("changed %v, want %v (nothing else touched)", changed, want)
 	}
-	if id, _ := v.st.GetIdentity(v.ctx, store.IdentityKey(store.AuthDelegation, "u1@corp.test", "")); id.Status != store.StatusUnenrolled {
+	if id, _ := v.st.GetIdentity(v.ctx, store.Grant{AuthMode: store.AuthDelegation, Subject: "u1@corp.test"}.IdentityKey()); id.Status != store.StatusUnenrolled {
 		t.Fatalf("suspended user's identity: %+v", id)
 	}
 	d, _ := v.st.GetDomain(v.ctx, "corp.test")
@@ -143,12 +143,12 @@ type gated struct {
 	release chan struct{}
 }
 
-func (g *gated) Service(ctx context.Context, cal store.Calendar) (*calendar.Service, error) {
-	if cal.Subject == g.subject {
+func (g *gated) Service(ctx context.Context, gr store.Grant) (*calendar.Service, error) {
+	if gr.Subject == g.subject {
 		close(g.reached)
 		<-g.release
 	}
-	return g.Services.Service(ctx, cal)
+	return g.Services.Service(ctx, gr)
 }
 
 // A suspended user's grant fails (invalid_grant) wherever calsync meets it
@@ -169,7 +169,7 @@ func TestSuspendedUserEitherOrder(t *testing.T) {
 	if _, err := v.e.EnrollDomain(v.ctx, enroll.DomainSpec{Domain: "corp.test", Admin: "admin@corp.test", DeleteMirrorOnRemove: true}, nil); err != nil {
 		t.Fatal(err)
 	}
-	key := func(u string) string { return store.IdentityKey(store.AuthDelegation, u, "") }
+	key := func(u string) string { return store.Grant{AuthMode: store.AuthDelegation, Subject: u}.IdentityKey() }
 	check := func(u string) {
 		t.Helper()
 		if id, _ := v.st.GetIdentity(v.ctx, key(u)); id.Status != store.StatusUnenrolled {

@@ -30,7 +30,7 @@ import (
 // Services gives the Calendar client of an identity or calendar
 // (calclient.Factory).
 type Services interface {
-	Service(ctx context.Context, cal store.Calendar) (*calendar.Service, error)
+	Service(ctx context.Context, g store.Grant) (*calendar.Service, error)
 }
 
 // Publisher stores one message on the notifications topic (pubsubx.Publisher).
@@ -104,7 +104,7 @@ func (sp IdentitySpec) identity() store.Identity {
 
 // Key is the spec's identity key.
 func (sp IdentitySpec) Key() string {
-	return store.IdentityKey(sp.AuthMode, sp.Subject, sp.CredentialID)
+	return sp.identity().Grant().IdentityKey()
 }
 
 // Result is what one enrollment or discovery did.
@@ -136,7 +136,7 @@ func (e *Enroller) EnrollIdentity(ctx context.Context, sp IdentitySpec) (Result,
 	entries, calls, err := e.listCalendars(ctx, id)
 	if err != nil {
 		if lifecycle.Classify(err).IsAuth() {
-			return Result{IdentityKey: key}, fmt.Errorf("%w (%s): %v", ErrNotAuthorized, id.Label(), err)
+			return Result{IdentityKey: key}, fmt.Errorf("%w (%s): %v", ErrNotAuthorized, id.Grant().Key(), err)
 		}
 		return Result{IdentityKey: key}, err
 	}
@@ -180,7 +180,7 @@ func (e *Enroller) Discover(ctx context.Context, key string) (Result, error) {
 // (minAccessRole from the filters, hidden entries too), returning the
 // entries and the number of calls.
 func (e *Enroller) listCalendars(ctx context.Context, id store.Identity) ([]*calendar.CalendarListEntry, int, error) {
-	svc, err := e.Calendars.Service(ctx, id.AsCalendar())
+	svc, err := e.Calendars.Service(ctx, id.Grant())
 	if err != nil {
 		return nil, 0, err
 	}
@@ -200,7 +200,7 @@ func (e *Enroller) listCalendars(ctx context.Context, id store.Identity) ([]*cal
 			return err
 		})
 		if err != nil {
-			return nil, calls, fmt.Errorf("calendarList.list as %s: %w", id.Label(), err)
+			return nil, calls, fmt.Errorf("calendarList.list as %s: %w", id.Grant().Key(), err)
 		}
 		out = append(out, page.Items...)
 		if pt = page.NextPageToken; pt == "" {
@@ -233,7 +233,7 @@ func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, sta
 		}
 	}
 	applied, err := e.Store.ApplyListing(ctx, key, store.Listing{StartedAt: start, Enroll: enroll, Unenroll: unenroll,
-		UnenrollReason: "left the calendar list of " + id.Label()})
+		UnenrollReason: "left the calendar list of " + id.Grant().Key()})
 	if err != nil {
 		return res, err
 	}

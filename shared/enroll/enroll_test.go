@@ -171,7 +171,7 @@ func TestUnenrollIdentity(t *testing.T) {
 		ResourceState: messages.StateExists}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.e.UnenrollIdentity(v.ctx, store.IdentityKey(store.AuthDelegation, "nobody@x.test", ""), false, "t"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := v.e.UnenrollIdentity(v.ctx, store.Grant{AuthMode: store.AuthDelegation, Subject: "nobody@x.test"}.IdentityKey(), false, "t"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unenroll of an unknown identity: %v", err)
 	}
 }
@@ -199,7 +199,7 @@ func TestEnrollRefusedAndRevoked(t *testing.T) {
 	}
 	// Delegation withdrawn: the next look marks the identity and its calendar.
 	_ = v.emu.SetDelegation("corp.test", "someone-else@p.iam.gserviceaccount.com")
-	v.e.Calendars.(interface{ Forget(store.Calendar) }).Forget(store.Calendar{AuthMode: store.AuthDelegation, Subject: "cat@corp.test"})
+	v.e.Calendars.(interface{ Forget(store.Grant) }).Forget(store.Grant{AuthMode: store.AuthDelegation, Subject: "cat@corp.test"})
 	if _, err := v.e.Discover(context.Background(), cat.Key()); err != nil {
 		t.Fatal(err)
 	}

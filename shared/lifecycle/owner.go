@@ -21,7 +21,7 @@ type ChannelStopper interface {
 // ClientCache drops the cached Calendar client of a grant
 // (calclient.Factory), so a dead grant's token is not used again.
 type ClientCache interface {
-	Forget(cal store.Calendar)
+	Forget(g store.Grant)
 }
 
 // Owner decides and records every state transition of calendars,

@@ -58,7 +58,7 @@ func TestRevokedGrant(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := st.CreateChannel(ctx, store.Channel{ChannelID: "ch-" + c.CalendarID, CalendarKey: key, CalendarID: c.CalendarID,
+		if err := st.CreateChannel(ctx, store.Channel{ChannelID: "ch-" + c.CalendarID, Key: key, CalendarID: c.CalendarID,
 			State: store.ChannelActive, ResourceID: "r", Expiration: now.Add(time.Hour), CreatedAt: now}); err != nil {
 			t.Fatal(err)
 		}

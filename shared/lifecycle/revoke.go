@@ -26,7 +26,7 @@ func (o *Owner) revoke(ctx context.Context, t Target, op Op, cause error) (bool,
 	changed := false
 	idKey := ""
 	if g.AuthMode == store.AuthOAuth || g.AuthMode == store.AuthDelegation {
-		idKey = store.IdentityKey(g.AuthMode, g.Subject, g.CredentialID)
+		idKey = g.IdentityKey()
 		did, err := o.Store.RevokeIdentity(ctx, idKey, reason)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -100,15 +100,15 @@ func (o *Owner) revoke(ctx context.Context, t Target, op Op, cause error) (bool,
 }
 
 // grantOf is the grant a target is read with.
-func grantOf(t Target) store.Calendar {
+func grantOf(t Target) store.Grant {
 	if t.Kind == KindIdentity {
-		return store.Calendar{AuthMode: t.Identity.AuthMode, Subject: t.Identity.Subject, CredentialID: t.Identity.CredentialID}
+		return t.Identity.Grant()
 	}
-	return store.Calendar{AuthMode: t.Calendar.AuthMode, Subject: t.Calendar.Subject, CredentialID: t.Calendar.CredentialID}
+	return t.Calendar.Grant()
 }
 
 // grantCalendars are the calendars read with grant g, by key.
-func (o *Owner) grantCalendars(ctx context.Context, g store.Calendar) (map[string]store.Calendar, error) {
+func (o *Owner) grantCalendars(ctx context.Context, g store.Grant) (map[string]store.Calendar, error) {
 	switch g.AuthMode {
 	case store.AuthOAuth:
 		return o.Store.CalendarsWithCredential(ctx, g.CredentialID)

@@ -167,7 +167,7 @@ func ValidCalendarKey(s string) bool {
 // IdentityKeyLen is the length of an identity key: "i" and 26 base32hex digits.
 const IdentityKeyLen = 27
 
-// ValidIdentityKey reports whether s has the form store.IdentityKey gives
+// ValidIdentityKey reports whether s has the form store.Grant.IdentityKey gives
 // ("i" + 26 lowercase base32hex characters).
 func ValidIdentityKey(s string) bool {
 	return len(s) == IdentityKeyLen && s[0] == 'i' && ValidCalendarKey("c"+s[1:])

@@ -137,7 +137,7 @@ func benchSetup(b *testing.B, nChan, nUser int) (*env, *Renewer, int) {
 			mu.Lock()
 			_, err1 := bw.Create(e.st.CalendarRef(key), store.Calendar{CalendarID: c.Id, AuthMode: store.AuthOAuth,
 				CredentialID: u.cred, Status: store.StatusActive, LastSyncedAt: now, CreatedAt: now, UpdatedAt: now})
-			_, err2 := bw.Create(e.st.ChannelRef(id), store.Channel{ChannelID: id, CalendarKey: key, CalendarID: c.Id,
+			_, err2 := bw.Create(e.st.ChannelRef(id), store.Channel{ChannelID: id, Key: key, CalendarID: c.Id,
 				ResourceID: got.ResourceId, ResourceURI: got.ResourceUri, Expiration: exp, State: store.ChannelActive,
 				CreatedAt: now, ExpireAt: exp.Add(72 * time.Hour), TokenKeyID: keys.SigningKeyID()})
 			mu.Unlock()

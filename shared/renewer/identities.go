@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/calsync/calsync/shared/channels"
-	"github.com/calsync/calsync/shared/channeltoken"
 	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
@@ -17,10 +16,6 @@ import (
 // a few notifications, list pushes too), and each Workspace domain's
 // directory is diffed when its last diff is older than
 // DIRECTORY_SYNC_INTERVAL (users added, suspended or deleted; rooms).
-
-func isListChannel(ch store.Channel) bool {
-	return ch.Resource == channeltoken.ResourceCalendarList
-}
 
 // identities ensures every identity's list channel; lists holds the open
 // list channel records by identity key.

@@ -82,7 +82,7 @@ func TestRunRenewsListsAndDiffsDirectories(t *testing.T) {
 	}
 
 	// A list quiet for RECONCILE_AFTER is looked at again.
-	annKey := store.IdentityKey(store.AuthDelegation, "ann@corp.test", "")
+	annKey := store.Grant{AuthMode: store.AuthDelegation, Subject: "ann@corp.test"}.IdentityKey()
 	if _, err := e.st.IdentityRef(annKey).Update(e.ctx, []firestore.Update{{Path: "listedAt", Value: time.Now().Add(-7 * time.Hour)}}); err != nil {
 		t.Fatal(err)
 	}

@@ -123,11 +123,11 @@ func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 	byKey := map[string][]store.Channel{}
 	lists := map[string][]store.Channel{} // calendar-list channels, by identity key
 	for _, ch := range open {
-		if isListChannel(ch) {
-			lists[ch.CalendarKey] = append(lists[ch.CalendarKey], ch)
+		if ch.Watches() == store.WatchesCalendarList {
+			lists[ch.Key] = append(lists[ch.Key], ch)
 			continue
 		}
-		byKey[ch.CalendarKey] = append(byKey[ch.CalendarKey], ch)
+		byKey[ch.Key] = append(byKey[ch.Key], ch)
 	}
 	var tasks []task
 	for key, c := range cals {
@@ -228,7 +228,7 @@ func interleave(tasks []task) []task {
 	for _, t := range tasks {
 		id := "orphan"
 		if t.cal != nil {
-			id = calclient.Identity(*t.cal)
+			id = t.cal.Grant().Key()
 		}
 		if _, ok := byUser[id]; !ok {
 			users = append(users, id)
@@ -349,7 +349,7 @@ func (r *Renewer) probeDue(c store.Calendar) bool {
 // give it a channel and a sync (true). Not found: lastProbeAt moves on.
 func (r *Renewer) probe(ctx context.Context, t task, s *Summary) bool {
 	s.Probed++
-	svc, err := r.Access.Calendars.Service(ctx, *t.cal)
+	svc, err := r.Access.Calendars.Service(ctx, t.cal.Grant())
 	if err == nil {
 		_, err = svc.Events.List(t.cal.CalendarID).MaxResults(1).Context(ctx).Do()
 	}

@@ -13,13 +13,7 @@ import (
 
 func testStore(t *testing.T) *Store {
 	t.Helper()
-	testenv.Firestore(t)
-	fs, err := firestore.NewClient(context.Background(), testenv.ProjectID(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fs.Close() })
-	return New(fs)
+	return New(testenv.FirestoreClient(t))
 }
 
 func TestRegisterKeepsSyncState(t *testing.T) {
@@ -70,7 +64,7 @@ func TestChannelAndCredentialRecords(t *testing.T) {
 	ctx := context.Background()
 	st := testStore(t)
 	now := time.Now().UTC()
-	ch := Channel{ChannelID: "ch1", CalendarKey: "ck", State: ChannelPending, CreatedAt: now}
+	ch := Channel{ChannelID: "ch1", Key: "ck", State: ChannelPending, CreatedAt: now}
 	if err := st.CreateChannel(ctx, ch); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +78,7 @@ func TestChannelAndCredentialRecords(t *testing.T) {
 	if err := st.ActivateChannel(ctx, "nope", "res", "uri", exp, exp); !errors.Is(err, ErrNotFound) {
 		t.Errorf("activate missing: %v", err)
 	}
-	st.CreateChannel(ctx, Channel{ChannelID: "ch2", CalendarKey: "ck", State: ChannelPending, CreatedAt: now})
+	st.CreateChannel(ctx, Channel{ChannelID: "ch2", Key: "ck", State: ChannelPending, CreatedAt: now})
 	if l, _ := st.ChannelsInStates(ctx, ChannelActive); len(l) != 1 || l[0].ResourceID != "res" || !l[0].Expiration.Equal(exp.Truncate(time.Microsecond)) {
 		t.Errorf("active: %+v", l)
 	}

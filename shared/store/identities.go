@@ -60,23 +60,6 @@ type Identity struct {
 	UpdatedAt    time.Time `firestore:"updatedAt"`
 }
 
-// AsCalendar is a calendar read as the identity: what the Calendar client
-// factory needs to reach its list (calclient.Identity(AsCalendar()) is the
-// identity's rate-limit key).
-func (i Identity) AsCalendar() Calendar {
-	return Calendar{CalendarID: i.Label(), AuthMode: i.AuthMode, Subject: i.Subject, CredentialID: i.CredentialID, Status: i.Status,
-		ChannelEpoch: i.ChannelEpoch}
-}
-
-// Label names the identity for operators and channel records: the subject,
-// or the credential id.
-func (i Identity) Label() string {
-	if i.AuthMode == AuthDelegation {
-		return i.Subject
-	}
-	return i.CredentialID
-}
-
 // Domain is domains/{domainKey}: a Workspace domain enrolled with its
 // directory (users, and rooms when Rooms).
 type Domain struct {
@@ -94,17 +77,6 @@ type Domain struct {
 	RoomCount int       `firestore:"roomCount"`
 	CreatedAt time.Time `firestore:"createdAt"`
 	UpdatedAt time.Time `firestore:"updatedAt"`
-}
-
-// IdentityKey is the key of an identity: "i" and 26 base32hex characters
-// of the SHA-256 of calclient.Identity's name for it ("subject:EMAIL" with
-// the email lower-cased, or "credential:ID"), like a calendar key.
-func IdentityKey(authMode, subject, credentialID string) string {
-	name := "credential:" + credentialID
-	if authMode == AuthDelegation {
-		name = "subject:" + strings.ToLower(subject)
-	}
-	return "i" + hashKey(name)
 }
 
 // DomainKey is the key of a Workspace domain ("d" + 26 base32hex); rooms
@@ -135,7 +107,7 @@ func (s *Store) GetIdentity(ctx context.Context, key string) (Identity, error) {
 // settings and status active on an existing one (keeping ListedAt and the
 // count). It returns the key.
 func (s *Store) PutIdentity(ctx context.Context, id Identity) (string, error) {
-	key := IdentityKey(id.AuthMode, id.Subject, id.CredentialID)
+	key := id.Grant().IdentityKey()
 	ref := s.IdentityRef(key)
 	now := s.now()
 	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {

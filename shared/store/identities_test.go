@@ -8,11 +8,11 @@ import (
 )
 
 func TestIdentityAndDomainKeys(t *testing.T) {
-	a := IdentityKey(AuthDelegation, "Ann@Corp.test", "")
-	if a != IdentityKey(AuthDelegation, "ann@corp.test", "") || len(a) != 27 || a[0] != 'i' {
+	a := Grant{AuthMode: AuthDelegation, Subject: "Ann@Corp.test"}.IdentityKey()
+	if a != (Grant{AuthMode: AuthDelegation, Subject: "ann@corp.test"}).IdentityKey() || len(a) != 27 || a[0] != 'i' {
 		t.Fatalf("subject keys: %q", a)
 	}
-	if IdentityKey(AuthOAuth, "", "cred-1") == IdentityKey(AuthOAuth, "", "cred-2") || DomainKey("Corp.test") != DomainKey("corp.test") {
+	if (Grant{AuthMode: AuthOAuth, CredentialID: "cred-1"}).IdentityKey() == (Grant{AuthMode: AuthOAuth, CredentialID: "cred-2"}).IdentityKey() || DomainKey("Corp.test") != DomainKey("corp.test") {
 		t.Fatal("keys do not tell identities or domains apart")
 	}
 	if k := DomainKey("corp.test"); k[0] != 'd' || len(k) != 27 {

@@ -51,7 +51,7 @@ type Calendar struct {
 	CredentialID string `firestore:"credentialId,omitempty"` // oauth: the stored refresh token
 	Status       string `firestore:"status"`
 	StatusReason string `firestore:"statusReason,omitempty"`
-	// EnrolledBy is the identity (store.IdentityKey) whose calendar list
+	// EnrolledBy is the identity (Grant.IdentityKey) whose calendar list
 	// enrolled the calendar, or the domain (store.DomainKey) whose rooms did;
 	// empty for a calendar an operator registered. Discovery unenrolls only
 	// its own.
@@ -125,6 +125,17 @@ type Calendar struct {
 	UpdatedAt time.Time `firestore:"updatedAt"`
 }
 
+// Watches is what the channel watches, for old records (no Kind) too.
+func (c Channel) Watches() ChannelKind {
+	switch {
+	case c.Kind != "":
+		return c.Kind
+	case c.Resource == string(WatchesCalendarList):
+		return WatchesCalendarList
+	}
+	return WatchesEvents
+}
+
 // ChannelMessage is one entry of Calendar.ChannelMessages.
 type ChannelMessage struct {
 	Number int64     `firestore:"n"`
@@ -139,15 +150,31 @@ const (
 	ChannelExpired = "expired"
 )
 
+// ChannelKind is what a channel watches.
+type ChannelKind string
+
+// Channel kinds.
+const (
+	WatchesEvents       ChannelKind = "events"       // a calendar's events (events.watch)
+	WatchesCalendarList ChannelKind = "calendarList" // an identity's calendar list (calendarList.watch)
+)
+
 // Channel is channels/{channelId}: one Google push channel.
 type Channel struct {
 	ChannelID string `firestore:"channelId"`
-	// CalendarKey is the key of what the channel watches: a calendar's, or,
-	// for a calendar list (Resource "calendarList"), the identity's key
-	// (IdentityKey); CalendarID then names the identity.
-	CalendarKey string    `firestore:"calendarKey"`
-	CalendarID  string    `firestore:"calendarId"`
-	Resource    string    `firestore:"resource,omitempty"` // "" (events) or "calendarList"
+	// Kind is what the channel watches, and so what Key is; records written
+	// before it was stored have none (Watches reads Resource then).
+	Kind ChannelKind `firestore:"kind,omitempty"`
+	// Key is the key of what the channel watches: a calendar's
+	// (CalendarKey) or an identity's (Grant.IdentityKey). Stored under the
+	// name older records use.
+	Key string `firestore:"calendarKey"`
+	// CalendarID names what it watches for operators: the calendar id, or
+	// the grant's key for a list.
+	CalendarID string `firestore:"calendarId"`
+	// Resource is the kind as older instances read it ("" events,
+	// "calendarList"): still written, so they keep working during a rollout.
+	Resource    string    `firestore:"resource,omitempty"`
 	ResourceID  string    `firestore:"resourceId,omitempty"`
 	ResourceURI string    `firestore:"resourceUri,omitempty"`
 	Expiration  time.Time `firestore:"expiration"` // as granted by Google

@@ -66,7 +66,7 @@ func BenchmarkFullSync(b *testing.B) {
 					b.Fatal(err)
 				}
 				s := syncer.New(syncer.Options{Store: st, Logger: quietLogger(),
-					Services: syncer.ServicesFunc(func(context.Context, store.Calendar) (*calendar.Service, error) { return svc, nil })})
+					Services: syncer.ServicesFunc(func(context.Context, store.Grant) (*calendar.Service, error) { return svc, nil })})
 				debug.FreeOSMemory()
 				resetPeakRSS(b)
 				t0 := time.Now()
@@ -132,7 +132,7 @@ func fullSyncRate(b *testing.B, ctx context.Context, svc *calendar.Service, n in
 		b.Fatal(err)
 	}
 	s := syncer.New(syncer.Options{Store: st, Logger: quietLogger(),
-		Services: syncer.ServicesFunc(func(context.Context, store.Calendar) (*calendar.Service, error) { return svc, nil })})
+		Services: syncer.ServicesFunc(func(context.Context, store.Grant) (*calendar.Service, error) { return svc, nil })})
 	t0 := time.Now()
 	if err := s.HandleNotification(ctx, messages.Notification{CalendarKey: key, ResourceState: messages.StateSync}); err != nil {
 		b.Fatal(err)

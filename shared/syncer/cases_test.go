@@ -195,7 +195,7 @@ func TestTwoWorkersCoalesce(t *testing.T) {
 	release := make(chan struct{})
 	var calls atomic.Int32
 	entered := make(chan struct{})
-	blocking := syncer.ServicesFunc(func(ctx context.Context, _ store.Calendar) (*calendar.Service, error) {
+	blocking := syncer.ServicesFunc(func(ctx context.Context, _ store.Grant) (*calendar.Service, error) {
 		if calls.Add(1) == 1 {
 			close(entered) // the round has started: StartRound is behind us
 			select {
@@ -336,7 +336,7 @@ func TestAuthRevokedAndNotFound(t *testing.T) {
 	tok := e.srv.IssueToken(alice)
 	logs := &testlog.Buffer{}
 	conf := &oauth2.Config{ClientID: "c", ClientSecret: "s", Endpoint: oauth2.Endpoint{TokenURL: e.base + "/token"}}
-	svcs := syncer.ServicesFunc(func(ctx context.Context, cal store.Calendar) (*calendar.Service, error) {
+	svcs := syncer.ServicesFunc(func(ctx context.Context, cal store.Grant) (*calendar.Service, error) {
 		ts := conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: tok.RefreshToken})
 		return calendaremu.NewService(ctx, e.base, option.WithTokenSource(ts))
 	})
@@ -391,7 +391,7 @@ func TestLeaseLostAborts(t *testing.T) {
 	e := newEnv(t)
 	e.insert("a")
 	stolen := make(chan struct{})
-	svcs := syncer.ServicesFunc(func(ctx context.Context, _ store.Calendar) (*calendar.Service, error) {
+	svcs := syncer.ServicesFunc(func(ctx context.Context, _ store.Grant) (*calendar.Service, error) {
 		<-stolen
 		<-ctx.Done() // the heartbeat notices and cancels
 		return nil, ctx.Err()
@@ -450,7 +450,7 @@ func TestFullResyncDuringSync(t *testing.T) {
 	release := make(chan struct{})
 	var calls atomic.Int32
 	entered := make(chan struct{})
-	blocking := syncer.ServicesFunc(func(ctx context.Context, _ store.Calendar) (*calendar.Service, error) {
+	blocking := syncer.ServicesFunc(func(ctx context.Context, _ store.Grant) (*calendar.Service, error) {
 		if calls.Add(1) == 1 {
 			close(entered) // the round has started: StartRound is behind us
 			<-release
@@ -490,7 +490,7 @@ func TestFullResyncDuringSync(t *testing.T) {
 func TestHeartbeatKeepsLongSync(t *testing.T) {
 	e := newEnv(t)
 	e.insert("a")
-	slow := syncer.ServicesFunc(func(ctx context.Context, _ store.Calendar) (*calendar.Service, error) {
+	slow := syncer.ServicesFunc(func(ctx context.Context, _ store.Grant) (*calendar.Service, error) {
 		time.Sleep(7 * time.Second) // over two lease lengths
 		return e.svc, nil
 	})
@@ -515,7 +515,7 @@ func TestPacing(t *testing.T) {
 			release := make(chan struct{})
 			var calls atomic.Int32
 			entered := make(chan struct{})
-			blocking := syncer.ServicesFunc(func(ctx context.Context, _ store.Calendar) (*calendar.Service, error) {
+			blocking := syncer.ServicesFunc(func(ctx context.Context, _ store.Grant) (*calendar.Service, error) {
 				if calls.Add(1) == 1 {
 					close(entered) // the round has started: StartRound is behind us
 					<-release
@@ -571,7 +571,7 @@ func TestMaxSessionHandsOver(t *testing.T) {
 	release := make(chan struct{})
 	var calls atomic.Int32
 	entered := make(chan struct{})
-	blocking := syncer.ServicesFunc(func(ctx context.Context, _ store.Calendar) (*calendar.Service, error) {
+	blocking := syncer.ServicesFunc(func(ctx context.Context, _ store.Grant) (*calendar.Service, error) {
 		if calls.Add(1) == 1 {
 			close(entered)
 			<-release

@@ -193,7 +193,7 @@ func stubCalendar(t *testing.T, items []*calendar.Event) syncer.Services {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return syncer.ServicesFunc(func(context.Context, store.Calendar) (*calendar.Service, error) { return svc, nil })
+	return syncer.ServicesFunc(func(context.Context, store.Grant) (*calendar.Service, error) { return svc, nil })
 }
 
 // A listing that returns an older version of an event than the mirror holds

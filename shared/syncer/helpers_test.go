@@ -68,7 +68,7 @@ func quietLogger() *slog.Logger { return logging.New(io.Discard, slog.LevelDebug
 func (e *env) syncer(mod func(*syncer.Options)) *syncer.Syncer {
 	o := syncer.Options{
 		Store:         e.st,
-		Services:      syncer.ServicesFunc(func(context.Context, store.Calendar) (*calendar.Service, error) { return e.svc, nil }),
+		Services:      syncer.ServicesFunc(func(context.Context, store.Grant) (*calendar.Service, error) { return e.svc, nil }),
 		Publisher:     e.rec,
 		Logger:        quietLogger(),
 		LeaseDuration: 10 * time.Second,
@@ -173,7 +173,7 @@ func (e *env) serviceWith(hook func(req *http.Request)) syncer.Services {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return syncer.ServicesFunc(func(context.Context, store.Calendar) (*calendar.Service, error) { return svc, nil })
+	return syncer.ServicesFunc(func(context.Context, store.Grant) (*calendar.Service, error) { return svc, nil })
 }
 
 type hookTransport struct{ hook func(*http.Request) }

@@ -74,7 +74,7 @@ type roundState struct {
 // fullSyncRequired turns an incremental round into a full one. errStopped:
 // the session's time ran out at a checkpoint; the next invocation continues.
 func (s *Syncer) round(ctx context.Context, log *slog.Logger, h *holding, rd store.Round, stopAt time.Time) (*result, error) {
-	svc, err := retry(ctx, s, func() (*calendar.Service, error) { return s.o.Services.Service(ctx, rd.Calendar) })
+	svc, err := retry(ctx, s, func() (*calendar.Service, error) { return s.o.Services.Service(ctx, rd.Calendar.Grant()) })
 	if err != nil {
 		return nil, err
 	}

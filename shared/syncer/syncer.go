@@ -27,15 +27,15 @@ import (
 // Services gives the Calendar API client that reads a calendar with its own
 // credential (ADC, delegation or a stored refresh token): calclient.Factory.
 type Services interface {
-	Service(ctx context.Context, cal store.Calendar) (*calendar.Service, error)
+	Service(ctx context.Context, g store.Grant) (*calendar.Service, error)
 }
 
 // ServicesFunc adapts a function to Services.
-type ServicesFunc func(ctx context.Context, cal store.Calendar) (*calendar.Service, error)
+type ServicesFunc func(ctx context.Context, g store.Grant) (*calendar.Service, error)
 
 // Service calls f.
-func (f ServicesFunc) Service(ctx context.Context, cal store.Calendar) (*calendar.Service, error) {
-	return f(ctx, cal)
+func (f ServicesFunc) Service(ctx context.Context, g store.Grant) (*calendar.Service, error) {
+	return f(ctx, g)
 }
 
 // Publisher publishes a page of change messages, in order, under one
