@@ -13,7 +13,12 @@
 //     matches, is one the code writes (shared/logging/fields.go);
 //   - every Firestore index the code needs (shared/store/indexes.json) exists;
 //   - the dashboard and alerts only name log-based metrics that exist, and a
-//     few timeouts and the runtime agree with each other and with go.mod.
+//     few timeouts and the runtime agree with each other and with go.mod;
+//   - every moved block goes from an address no longer declared to an
+//     instance that is (moves_check.py proves the plan in CI).
+//
+// Functions are read through local.functions (each.value.NAME of a for_each
+// instance, or local.functions.KEY.NAME).
 package terraform_test
 
 import (
