@@ -1227,3 +1227,53 @@ func TestMovedBlocks(t *testing.T) {
 	}
 	t.Logf("%d moved blocks", moves)
 }
+
+// The Webhook has a resource of its own (the others take its URL), written
+// like google_cloudfunctions2_function.calendar: the two bodies must stay
+// the same but for where their values come from (local.functions.webhook or
+// each.value), for_each, the environment (the others add WEBHOOK_URL) and
+// depends_on, so a setting added to one is not forgotten in the other.
+func TestFunctionBodiesAgree(t *testing.T) {
+	m := loadModule(t)
+	skip := regexp.MustCompile(`^(#|for_each =|environment_variables =)`)
+	normal := func(b tfBlock) []string {
+		src := string(b.Range().SliceBytes(b.file.src))
+		src = strings.NewReplacer(
+			"local.functions."+b.Labels[1]+".", "each.value.",
+			"local.fn."+b.Labels[1], "local.fn[each.key]",
+			`this["`+b.Labels[1]+`"]`, "this[each.key]",
+			`"`+b.Labels[1]+`"`, "NAME",
+		).Replace(src)
+		if i := strings.Index(src, "depends_on = ["); i >= 0 {
+			src = src[:i]
+		}
+		var out []string
+		for _, l := range strings.Split(src, "\n") {
+			l = strings.Join(strings.Fields(l), " ")
+			if l != "" && !skip.MatchString(l) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	fns := m.resources("resource", "google_cloudfunctions2_function")
+	if len(fns) < 2 || len(normal(fns[0])) < 20 {
+		t.Fatalf("want the Webhook's resource and another with the same body (%d resources)", len(fns))
+	}
+	for _, b := range fns[1:] {
+		a, z := normal(fns[0]), normal(b)
+		for i := 0; i < len(a) || i < len(z); i++ {
+			var x, y string
+			if i < len(a) {
+				x = a[i]
+			}
+			if i < len(z) {
+				y = z[i]
+			}
+			if x != y {
+				t.Errorf("%s and %s differ (line %d of the bodies, comments, for_each, environment_variables and depends_on aside):\n  %q\n  %q", fns[0].addr(), b.addr(), i+1, x, y)
+				break
+			}
+		}
+	}
+}
