@@ -192,7 +192,7 @@ func TestDelegationStepsListTheScopes(t *testing.T) {
 	if !ok1 || !ok2 {
 		t.Fatalf("terraform/README.md: no %s ... %s section", begin, end)
 	}
-	for _, want := range []string{"Security > Access and data control > API controls > Domain-wide delegation", "terraform output -json delegation_scopes", "calendar_service_account"} {
+	for _, want := range []string{"Security > Access and data control > API controls > Domain-wide delegation", "terraform -chdir=terraform output -json delegation_scopes", "calendar_service_account"} {
 		if !strings.Contains(strings.Join(strings.Fields(section), " "), want) {
 			t.Errorf("delegation steps do not say %q", want)
 		}

@@ -43,7 +43,7 @@ func (s smokeConfig) Validate() error {
 // to a watched calendar and waits for calsync's change message about it on a
 // subscription of its own, then deletes the event and waits for that too.
 // calsync itself only reads calendars, so the write goes with the operator's
-// own access (ADC with the calendar.events scope, or --access-token).
+// own access (ADC with a Calendar write scope, or --access-token).
 func cmdSmoke(ctx context.Context, c *cli, args []string) error {
 	fs := c.flagSet("smoke")
 	calID := fs.String("calendar", "", "a calendar calsync watches, that the operator may write to (required)")
