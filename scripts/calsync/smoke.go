@@ -15,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/google"
 	"google.golang.org/api/calendar/v3"
+	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -164,6 +165,12 @@ func (r *smokeRun) run(ctx context.Context, cfg smokeConfig, calID string, timeo
 		Start:       &calendar.EventDateTime{DateTime: start.Format(time.RFC3339)},
 		End:         &calendar.EventDateTime{DateTime: start.Add(15 * time.Minute).Format(time.RFC3339)},
 	}).Context(ctx).Do()
+	var ge *googleapi.Error
+	if errors.As(err, &ge) && (ge.Code == 401 || ge.Code == 403) {
+		// User ADC carries the scopes of its login (cloud-platform), not
+		// the one asked for here.
+		err = fmt.Errorf("%w: the operator's credentials may not write to %s (give --access-token with a Calendar write scope)", err, calID)
+	}
 	if !report("test event created", err, "") {
 		return nil
 	}
