@@ -93,6 +93,7 @@ locals {
     # Google's per-project quota, held across every instance (the budget is
     # shared through Firestore: CALENDAR_BUDGET stays "shared").
     CALENDAR_PROJECT_RATE_LIMIT = tostring(var.calendar_project_rate_limit)
+    CALENDAR_DAILY_LIMIT        = tostring(var.calendar_daily_limit)
     # The most processes calling Calendar at once: every SyncWorker
     # instance, RenewChannels, and one spare (an operator's CLI). Each may
     # then make its share of a fifth of each limit without a Firestore lease.

@@ -121,7 +121,7 @@ locals {
 # "delegation"): SyncWorker and RenewChannels both impersonate this one account
 # (IAM Credentials signJwt, no key file) with the Workspace user as subject, so
 # a Workspace admin authorises a single client id (output
-# calendar_service_account.client_id) for the calendar.readonly scope.
+# calendar_service_account.client_id) for the scopes of output delegation_scopes.
 # Token Creator is granted on this account only, to the two functions.
 # The functions read it from DELEGATION_SERVICE_ACCOUNT (functions.tf).
 resource "google_service_account_iam_member" "calendar_impersonators" {

@@ -55,10 +55,36 @@ output "service_accounts" {
 }
 
 output "calendar_service_account" {
-  description = "The Calendar identity for domain-wide delegation: a Workspace admin authorises client_id for https://www.googleapis.com/auth/calendar.readonly (Admin console, Security, API controls, Domain-wide delegation)."
+  description = "The Calendar identity for domain-wide delegation: a Workspace admin authorises client_id for the delegation_scopes (Admin console: Security > Access and data control > API controls > Domain-wide delegation)."
   value = {
     email     = google_service_account.this["calendar"].email
     client_id = google_service_account.this["calendar"].unique_id
+  }
+}
+
+# The scopes calsync's delegated tokens carry, per API: exactly the code's
+# lists (shared/calclient Scopes, shared/enroll DirectoryScopes; scopes_test.go
+# compares them). Google checks delegated scopes exactly: authorising others,
+# even broader ones, fails every call with unauthorized_client.
+locals {
+  delegation_scopes = {
+    calendar = [
+      "https://www.googleapis.com/auth/calendar.events.readonly",
+      "https://www.googleapis.com/auth/calendar.calendarlist.readonly",
+    ]
+    directory = [
+      "https://www.googleapis.com/auth/admin.directory.user.readonly",
+      "https://www.googleapis.com/auth/admin.directory.resource.calendar.readonly",
+    ]
+  }
+}
+
+output "delegation_scopes" {
+  description = "What a Workspace admin authorises for calendar_service_account.client_id (Admin console: Security > Access and data control > API controls > Domain-wide delegation > Add new), comma-separated as the console's OAuth scopes field takes them: calendar for every delegated calendar, directory too for a domain enrolled with enroll --domain; all = both, for a domain."
+  value = {
+    calendar  = join(",", local.delegation_scopes.calendar)
+    directory = join(",", local.delegation_scopes.directory)
+    all       = join(",", concat(local.delegation_scopes.calendar, local.delegation_scopes.directory))
   }
 }
 
