@@ -53,7 +53,7 @@ locals {
       }
     }
     sync_errors = {
-      description = "Sync errors by reason (most send the message back to Pub/Sub; lease_lost is acknowledged)."
+      description = "Sync errors by reason (most send the message back to Pub/Sub; lease_lost is acknowledged only when a completed round, a live holder or a sync it asked for covers the message)."
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"sync_error\""
       labels      = { reason = "EXTRACT(jsonPayload.reason)" }
     }
