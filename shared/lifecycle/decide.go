@@ -25,7 +25,8 @@ const (
 
 func (k Kind) String() string { return [...]string{"calendar", "identity", "domain"}[k] }
 
-// Op is the operation Google answered.
+// Op is the operation Google answered. A failed token refresh is reported
+// with the call that needed the token.
 type Op string
 
 // Operations.
@@ -35,8 +36,6 @@ const (
 	OpProbe         Op = "events.list probe" // a not_found calendar tried again
 	OpListList      Op = "calendarList.list"
 	OpListWatch     Op = "calendarList.watch"
-	OpChannelsStop  Op = "channels.stop"
-	OpTokenRefresh  Op = "token refresh"
 	OpDirectoryList Op = "directory list"
 	// OpOperator: no Google call; an operator, a listing or the directory
 	// decided (Unwatch, Unenroll).

@@ -122,9 +122,14 @@ func (o *Owner) Poll(ctx context.Context, t Target, mode, reason string) (Result
 
 func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause error, reason string) (Result, error) {
 	res := Result{Decision: Decide(t.Kind, t.status(), op, a)}
-	log := o.log(ctx).With(logging.KeyCalendarKey, t.Key, logging.KeyCalendarID, t.Calendar.CalendarID, logging.KeyOperation, string(op))
-	if t.Kind != KindCalendar {
-		log = o.log(ctx).With(logging.KeyIdentityKey, t.Key, logging.KeyOperation, string(op))
+	log := o.log(ctx).With(logging.KeyOperation, string(op))
+	switch t.Kind {
+	case KindCalendar:
+		log = log.With(logging.KeyCalendarKey, t.Key, logging.KeyCalendarID, t.Calendar.CalendarID)
+	case KindIdentity:
+		log = log.With(logging.KeyIdentityKey, t.Key)
+	case KindDomain:
+		log = log.With(logging.KeyDomain, t.Domain)
 	}
 	var err error
 	switch res.Effect {
@@ -173,7 +178,8 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 		err = o.unenroll(ctx, t, reason)
 		if err == nil {
 			res.Changed = true
-			log.InfoContext(ctx, t.Kind.String()+" unenrolled", logging.KeyEvent, logging.EventIdentityUnenrolled, logging.KeyReason, reason)
+			log.InfoContext(ctx, t.Kind.String()+" unenrolled", logging.KeyEvent, logging.EventUnenrolled, logging.KeyTarget, t.Kind.String(),
+				logging.KeyReason, reason)
 		}
 	}
 	if err != nil {

@@ -66,6 +66,7 @@ const (
 	KeyExpiration   = "expiration"
 	KeyStep         = "step"
 	KeyOperation    = "operation" // the Google call whose answer a lifecycle line reports (shared/lifecycle)
+	KeyTarget       = "target"    // what a lifecycle line is about: calendar, identity, domain
 	KeyRetryInMs    = "retryInMs" // a failed start: when the next try is
 
 	// Enrollment (shared/enroll): identities, domains, control messages.
@@ -128,4 +129,5 @@ const (
 	EventEnrollFailure         = "enroll_failure"     // one enrollment step failed (ERROR)
 	EventNotFound              = "calendar_not_found" // shared/lifecycle: a persistent 404 streak set a calendar not_found (ERROR)
 	EventUnwatched             = "unwatched"          // shared/lifecycle: a calendar nobody follows any more
+	EventUnenrolled            = "unenrolled"         // shared/lifecycle: an identity or a domain left enrollment (field target)
 )
