@@ -110,7 +110,7 @@ func errInvalidParam(name, value string) *apiError {
 	return errInvalid("Invalid value '"+value+"' for parameter "+name+".").at("parameter", name)
 }
 func errFullSync() *apiError {
-	return newErr(410, "calendar", "fullSyncRequired", "Sync token is no longer valid, a full sync is required.")
+	return newErr(410, "calendar", "fullSyncRequired", "Sync token is no longer valid, a full sync is required.").at("parameter", "syncToken")
 }
 func errAuth() *apiError {
 	return newErr(401, "global", "authError", "Invalid Credentials").at("header", "Authorization")
@@ -119,8 +119,17 @@ func errForbidden() *apiError { return newErr(403, "global", "forbidden", "Forbi
 func errTimeRangeEmpty(loc string) *apiError {
 	return newErr(400, "calendar", "timeRangeEmpty", "The specified time range is empty.").at("parameter", loc)
 }
-func errUserRate() *apiError {
-	return newErr(403, "usageLimits", "userRateLimitExceeded", "User Rate Limit Exceeded")
+
+// ProjectNumber is the emulated Google Cloud project's number, as Google's
+// quota and service-disabled messages name it.
+const ProjectNumber = "123456789012"
+
+// errQuota is Google's answer over a per-minute quota: 403 (or 429)
+// rateLimitExceeded, for the per-user limit as for the project's, with the
+// quota system's message naming the limit.
+func errQuota(code int, limit string) *apiError {
+	return newErr(code, "usageLimits", "rateLimitExceeded", "Quota exceeded for quota metric 'Queries' and limit '"+limit+
+		"' of service 'calendar-json.googleapis.com' for consumer 'project_number:"+ProjectNumber+"'.")
 }
 
 // injectedErr builds the body for a fault rule. Rate-limit reasons live in the

@@ -108,7 +108,7 @@ func (s *Server) eventsWatch(rq *request) (int, any, *apiError) {
 	if aerr != nil {
 		return 0, nil, aerr
 	}
-	if c.kind == KindHoliday {
+	if pushRefused(c.kind) {
 		return 0, nil, errPushNotSupported()
 	}
 	if old := s.channels[in.ID]; old != nil && !old.stopped {

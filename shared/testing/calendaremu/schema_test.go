@@ -288,6 +288,13 @@ func TestErrorBodyShape(t *testing.T) {
 // The scopes each emulated method accepts are those the discovery document lists.
 func TestMethodScopesMatchDiscovery(t *testing.T) {
 	d := loadDiscovery(t)
+	for res, r := range d.Resources {
+		for name := range r.Methods {
+			if _, ok := methodScopes[res+"."+name]; !ok {
+				t.Errorf("%s.%s: missing from the scope table", res, name)
+			}
+		}
+	}
 	for method, got := range methodScopes {
 		res, name, _ := strings.Cut(method, ".")
 		m, ok := d.Resources[res].Methods[name]
