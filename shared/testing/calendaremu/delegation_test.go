@@ -62,6 +62,9 @@ func exchange(t *testing.T, base string, form url.Values) (int, map[string]any) 
 func TestDelegationSignJwtAndJWTBearer(t *testing.T) {
 	srv, base, _ := startTest(t, Options{})
 	const boss = "boss@corp.test"
+	if err := srv.CreateDomain("corp.test", boss); err != nil {
+		t.Fatal(err)
+	}
 	scope := "https://www.googleapis.com/auth/calendar.events.readonly"
 	jwt, err := signAssertion(t, base, delegationClaims(boss, scope))
 	if err != nil {
@@ -93,6 +96,10 @@ func TestDelegationSignJwtAndJWTBearer(t *testing.T) {
 		}
 	}
 	grant := func(jwt string) url.Values { return url.Values{"grant_type": {jwtBearerGrant}, "assertion": {jwt}} }
+	// A subject no emulated Workspace domain holds: no administrator there
+	// authorised this client.
+	outsider, _ := signAssertion(t, base, delegationClaims("someone@gmail.com", scope))
+	refused("subject outside every domain", grant(outsider), 401, "unauthorized_client", descUnauthorized)
 	srv.SuspendAccount(boss)
 	refused("suspended subject", grant(jwt), 400, "invalid_grant", descInvalidSubject)
 	srv.ResumeAccount(boss)

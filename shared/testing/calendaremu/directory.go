@@ -407,6 +407,9 @@ func (s *Server) directoryDispatch(rq *request, scopes []string, fn func(*reques
 	}
 	rq.user = at.g.user
 	s.stats.count(rq.method, rq.user)
+	if aerr := s.disabledLocked(ServiceDirectory, rq.r.Header.Get("X-Goog-User-Project")); aerr != nil {
+		return nil, aerr
+	}
 	if aerr := s.faultLocked(rq); aerr != nil {
 		return nil, aerr
 	}

@@ -17,8 +17,11 @@ type apiError struct {
 	Location     string
 	// TopMessage, when set, is error.message where Google words it
 	// differently from the item's (e.g. insufficientPermissions).
-	TopMessage string
-	shape      string // an injected fault's body shape (Fault.Shape)
+	TopMessage   string
+	ExtendedHelp string
+	// Details are error.details (google.rpc types, e.g. ErrorInfo).
+	Details []any
+	shape   string // an injected fault's body shape (Fault.Shape)
 }
 
 func (e *apiError) Error() string { return e.Reason + ": " + e.Message }
@@ -29,6 +32,7 @@ type errorItem struct {
 	Message      string `json:"message"`
 	LocationType string `json:"locationType,omitempty"`
 	Location     string `json:"location,omitempty"`
+	ExtendedHelp string `json:"extendedHelp,omitempty"`
 }
 
 type errorBody struct {
@@ -37,6 +41,7 @@ type errorBody struct {
 		Message string      `json:"message"`
 		Errors  []errorItem `json:"errors"`
 		Status  string      `json:"status,omitempty"`
+		Details []any       `json:"details,omitempty"`
 	} `json:"error"`
 }
 
@@ -80,7 +85,9 @@ func (e *apiError) body() []byte {
 		b.Error.Message = e.TopMessage
 	}
 	b.Error.Status = canonicalStatus(e.Code)
-	b.Error.Errors = []errorItem{{Domain: e.Domain, Reason: e.Reason, Message: e.Message, LocationType: e.LocationType, Location: e.Location}}
+	b.Error.Errors = []errorItem{{Domain: e.Domain, Reason: e.Reason, Message: e.Message, LocationType: e.LocationType,
+		Location: e.Location, ExtendedHelp: e.ExtendedHelp}}
+	b.Error.Details = e.Details
 	out, _ := json.Marshal(b)
 	return out
 }

@@ -77,7 +77,7 @@ var methodScopes = map[string][]string{
 
 // scopeLocked checks a token's scopes against the method's.
 func scopeLocked(method, granted string) *apiError {
-	if granted == "" {
+	if granted == anyScope {
 		return nil
 	}
 	allowed := methodScopes[method]

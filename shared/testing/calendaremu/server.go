@@ -83,7 +83,8 @@ type Server struct {
 	visibility time.Duration
 	signKey    *rsa.PrivateKey // signJwt's key (delegation.go), made on first use
 	signKeyID  string
-	ws         workspace // calendar lists, sharing, Workspace domains (acl.go)
+	ws         workspace    // calendar lists, sharing, Workspace domains (acl.go)
+	project    projectState // enabled APIs, consent (project.go)
 
 	done     chan struct{}
 	baseCtx  context.Context // cancelled by Close: aborts deliveries in flight
@@ -153,6 +154,7 @@ func (s *Server) resetLocked() {
 	s.deleg = newDelegationState()
 	s.visibility = 0
 	s.ws = newWorkspace()
+	s.project = newProjectState()
 	s.ensureUserLocked(s.opts.DefaultUser)
 }
 
@@ -326,6 +328,9 @@ func (s *Server) dispatch(rq *request, fn handlerFunc) (int, any, *apiError) {
 	user, scope, aerr := s.authenticateLocked(rq.r.Header.Get("Authorization"))
 	rq.user = user
 	s.stats.count(rq.method, user)
+	if aerr == nil {
+		aerr = s.disabledLocked(ServiceCalendar, rq.r.Header.Get("X-Goog-User-Project"))
+	}
 	if aerr == nil {
 		aerr = scopeLocked(rq.method, scope)
 	}
