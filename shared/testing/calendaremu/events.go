@@ -192,7 +192,7 @@ func (s *Server) eventsGet(rq *request) (int, any, *apiError) {
 	if inm := rq.r.Header.Get("If-None-Match"); inm != "" && inm == ev.b.Etag {
 		return http.StatusNotModified, nil, nil
 	}
-	return 200, withMaxAttendees(ev.wire(true), maxAttendees(rq)), nil
+	return 200, present(ev, true, s.roleLocked(c, rq.user), maxAttendees(rq)), nil
 }
 
 func (s *Server) eventsUpdate(rq *request) (int, any, *apiError) {
@@ -307,7 +307,7 @@ func (s *Server) write(rq *request, mk func(cur *event) (eventBody, *apiError)) 
 		return s.deleteLocked(c, cur)
 	}
 	s.storeLocked(c, ev, s.tick())
-	return 200, withMaxAttendees(ev.wire(true), maxAttendees(rq)), nil
+	return 200, present(ev, true, s.roleLocked(c, rq.user), maxAttendees(rq)), nil
 }
 
 func (s *Server) eventsDelete(rq *request) (int, any, *apiError) {

@@ -28,6 +28,7 @@ type listQuery struct {
 	pageToken        string
 	maxAttendees     int
 	originalStart    time.Time
+	role             string // the caller's access role (roles.go)
 }
 
 // forbiddenWithSync are the parameters Google rejects together with syncToken.
@@ -187,6 +188,7 @@ func (s *Server) eventsList(rq *request) (int, any, *apiError) {
 	if err != nil {
 		return 0, nil, err
 	}
+	lq.role = s.roleLocked(c, rq.user)
 	qh := queryHash(rq.query)
 	pt := pageToken{cal: c.hash, epoch: c.epoch, qhash: qh, snap: c.seq}
 	if lq.pageToken != "" {
@@ -221,10 +223,10 @@ func (s *Server) eventsList(rq *request) (int, any, *apiError) {
 		items, more = s.scanSorted(c, lq, pt.key)
 	}
 	out := &listResponse{Kind: "calendar#events", Etag: etagFor(c.updated), Summary: c.summary,
-		Description: c.description, Updated: fmtUpdated(c.updated), TimeZone: c.timeZone, AccessRole: "owner",
+		Description: c.description, Updated: fmtUpdated(c.updated), TimeZone: c.timeZone, AccessRole: lq.role,
 		DefaultReminders: []eventReminder{}, Items: make([]any, 0, len(items))}
 	for _, it := range items {
-		out.Items = append(out.Items, withMaxAttendees(it.ev.wire(false), lq.maxAttendees))
+		out.Items = append(out.Items, present(it.ev, false, lq.role, lq.maxAttendees))
 	}
 	if more {
 		pt.key = items[len(items)-1].key
@@ -397,7 +399,10 @@ func (s *Server) matches(c *calData, ev *event, lq *listQuery) bool {
 		}
 	}
 	if len(lq.terms) > 0 {
-		text := searchText(ev)
+		text := ""
+		if !detailsHidden(lq.role, ev) { // hidden details are not searched either
+			text = searchText(ev)
+		}
 		for _, t := range lq.terms {
 			if !strings.Contains(text, t) {
 				return false
@@ -456,6 +461,7 @@ func (s *Server) eventsInstances(rq *request) (int, any, *apiError) {
 	if err != nil {
 		return 0, nil, err
 	}
+	lq.role = s.roleLocked(c, rq.user)
 	m := c.get(rq.evID)
 	if m == nil {
 		return 0, nil, errNotFound()
@@ -473,7 +479,7 @@ func (s *Server) eventsInstances(rq *request) (int, any, *apiError) {
 		after = t.key
 	}
 	out := &listResponse{Kind: "calendar#events", Etag: etagFor(c.updated), Summary: c.summary,
-		Description: c.description, Updated: fmtUpdated(c.updated), TimeZone: c.timeZone, AccessRole: "owner",
+		Description: c.description, Updated: fmtUpdated(c.updated), TimeZone: c.timeZone, AccessRole: lq.role,
 		DefaultReminders: []eventReminder{}, Items: []any{}}
 	var items []item
 	more := false
@@ -512,7 +518,7 @@ func (s *Server) eventsInstances(rq *request) (int, any, *apiError) {
 		}
 	}
 	for _, it := range items {
-		out.Items = append(out.Items, withMaxAttendees(it.ev.wire(false), lq.maxAttendees))
+		out.Items = append(out.Items, present(it.ev, false, lq.role, lq.maxAttendees))
 	}
 	if more {
 		out.NextPageToken = pageToken{mode: modeInstances, cal: c.hash, epoch: c.epoch, qhash: qh, key: items[len(items)-1].key}.encode()
