@@ -6,20 +6,6 @@ package calendaremu
 // way; writers and owners see everything. A calendar seen this way must
 // never be mirrored as if complete, so the emulator hides what Google hides.
 
-// busyBlock is an event without its details.
-type busyBlock struct {
-	Kind              string      `json:"kind"`
-	Etag              string      `json:"etag"`
-	ID                string      `json:"id"`
-	Status            string      `json:"status"`
-	Updated           string      `json:"updated,omitempty"`
-	Start             *evDateTime `json:"start,omitempty"`
-	End               *evDateTime `json:"end,omitempty"`
-	Transparency      string      `json:"transparency,omitempty"`
-	RecurringEventID  string      `json:"recurringEventId,omitempty"`
-	OriginalStartTime *evDateTime `json:"originalStartTime,omitempty"`
-}
-
 // detailsHidden reports whether a user of this role sees ev as a busy block.
 func detailsHidden(role string, ev *event) bool {
 	switch role {
@@ -36,8 +22,10 @@ func detailsHidden(role string, ev *event) bool {
 func present(ev *event, full bool, role string, maxAttendees int) any {
 	if (full || !ev.cancelled()) && detailsHidden(role, ev) {
 		b := &ev.b
-		return &busyBlock{Kind: "calendar#event", Etag: b.Etag, ID: b.ID, Status: b.Status, Updated: b.Updated, Start: b.Start,
-			End: b.End, Transparency: b.Transparency, RecurringEventID: b.RecurringEventID, OriginalStartTime: b.OriginalStartTime}
+		// A busy block: the event without its details.
+		return &eventBody{Kind: "calendar#event", Etag: b.Etag, ID: b.ID, Status: b.Status, Updated: b.Updated, Start: b.Start,
+			End: b.End, Transparency: b.Transparency, RecurringEventID: b.RecurringEventID, OriginalStartTime: b.OriginalStartTime,
+			EventType: b.EventType}
 	}
 	return withMaxAttendees(ev.wire(full), maxAttendees)
 }
