@@ -143,7 +143,9 @@ func parseListQuery(rq *request, instances bool) (*listQuery, *apiError) {
 			lq.shared = m
 		}
 	}
-	lq.eventTypes = q["eventTypes"]
+	if lq.eventTypes, err = parseEventTypes(q["eventTypes"]); err != nil {
+		return nil, err
+	}
 	lq.syncToken = q.Get("syncToken")
 	if lq.syncToken != "" {
 		for _, p := range forbiddenWithSync {
@@ -309,7 +311,7 @@ func (s *Server) scanChanges(c *calData, lq *listQuery, after itemKey, visible i
 		}
 		s.expand(c, ev, lq, func(x *event, k int64) bool {
 			key := itemKey{ev.seq, k, 0}
-			if !after.less(key) || !typeMatches(lq) {
+			if !after.less(key) || !typeMatches(lq, x) {
 				return true
 			}
 			return pg.add(x, key)
@@ -352,13 +354,9 @@ func (s *Server) scanSorted(c *calData, lq *listQuery, after itemKey) ([]item, b
 	return all, false
 }
 
-func typeMatches(lq *listQuery) bool {
-	return len(lq.eventTypes) == 0 || slices.Contains(lq.eventTypes, "default")
-}
-
 // matches applies the filters of a full list to one item.
 func (s *Server) matches(c *calData, ev *event, lq *listQuery) bool {
-	if !typeMatches(lq) {
+	if !typeMatches(lq, ev) {
 		return false
 	}
 	if c.kind == KindBirthdays && ev.cancelled() {
