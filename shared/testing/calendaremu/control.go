@@ -284,6 +284,13 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ctlOK(w, v)
+	case n == 1 && seg[0] == "paging" && (r.Method == "PUT" || r.Method == "POST"):
+		var v Paging
+		if !decode(&v) {
+			return
+		}
+		s.SetPaging(v)
+		ctlOK(w, v)
 	case n == 1 && seg[0] == "consent" && (r.Method == "PUT" || r.Method == "POST"):
 		var v struct {
 			Untick []string `json:"untick"`

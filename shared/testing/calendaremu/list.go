@@ -192,7 +192,7 @@ func (s *Server) eventsList(rq *request) (int, any, *apiError) {
 	}
 	lq.role = s.roleLocked(c, rq.user)
 	qh := queryHash(rq.query)
-	pt := pageToken{cal: c.hash, epoch: c.epoch, qhash: qh, snap: c.seq}
+	pt := pageToken{cal: c.hash, epoch: c.epoch, qhash: qh, snap: c.seq, page: 1}
 	if lq.pageToken != "" {
 		t, ok := decodePageToken(lq.pageToken)
 		if !ok || t.cal != c.hash || t.qhash != qh || t.mode == modeInstances {
@@ -200,6 +200,9 @@ func (s *Server) eventsList(rq *request) (int, any, *apiError) {
 		}
 		if t.mode == modeSync && t.epoch != c.epoch {
 			return 0, nil, errFullSync()
+		}
+		if s.pageTokenExpiredLocked(t) { // paging.go
+			return 0, nil, errFullSync().at("parameter", "pageToken")
 		}
 		pt = t
 	} else if lq.syncToken != "" {
@@ -216,6 +219,7 @@ func (s *Server) eventsList(rq *request) (int, any, *apiError) {
 	}
 	var items []item
 	var more bool
+	lq.maxResults = s.pageLimitLocked(pt, lq.maxResults) // a short page, at times
 	visible := c.visibleSeq(time.Now(), s.visibility)
 	if pt.mode == modeSync {
 		items, more = s.scanChanges(c, lq, pt.key, visible)
@@ -231,7 +235,10 @@ func (s *Server) eventsList(rq *request) (int, any, *apiError) {
 		out.Items = append(out.Items, present(it.ev, false, lq.role, lq.maxAttendees))
 	}
 	if more {
-		pt.key = items[len(items)-1].key
+		if len(items) > 0 { // an empty page resumes where it started
+			pt.key = items[len(items)-1].key
+		}
+		pt.page, pt.issued = pt.page+1, time.Now().UnixMilli()
 		out.NextPageToken = pt.encode()
 	} else if pt.mode == modeSync {
 		out.NextSyncToken = syncToken{cal: c.hash, epoch: c.epoch, seq: visible}.encode()
@@ -474,6 +481,9 @@ func (s *Server) eventsInstances(rq *request) (int, any, *apiError) {
 		if !ok || t.cal != c.hash || t.qhash != qh || t.mode != modeInstances {
 			return 0, nil, errInvalid("Invalid page token value.").at("parameter", "pageToken")
 		}
+		if s.pageTokenExpiredLocked(t) {
+			return 0, nil, errFullSync().at("parameter", "pageToken")
+		}
 		after = t.key
 	}
 	out := &listResponse{Kind: "calendar#events", Etag: etagFor(c.updated), Summary: c.summary,
@@ -519,7 +529,8 @@ func (s *Server) eventsInstances(rq *request) (int, any, *apiError) {
 		out.Items = append(out.Items, present(it.ev, false, lq.role, lq.maxAttendees))
 	}
 	if more {
-		out.NextPageToken = pageToken{mode: modeInstances, cal: c.hash, epoch: c.epoch, qhash: qh, key: items[len(items)-1].key}.encode()
+		out.NextPageToken = pageToken{mode: modeInstances, cal: c.hash, epoch: c.epoch, qhash: qh, key: items[len(items)-1].key,
+			issued: time.Now().UnixMilli()}.encode()
 	}
 	return 200, out, nil
 }

@@ -55,10 +55,14 @@ type Options struct {
 	AccessTokenTTL time.Duration
 	// TimeZone of users' primary calendars (default "UTC").
 	TimeZone string
-	// Seed seeds the randomness of message numbers and notification faults (0: random).
+	// Seed seeds the randomness of message numbers and notification faults
+	// (0: random), and picks the short pages (paging.go; 0 is one seed there).
 	Seed uint64
 	// HTTPClient delivers notifications (default: a plain client).
 	HTTPClient *http.Client
+	// Paging: short and empty pages, page token lifetime (paging.go);
+	// the zero value means DefaultPaging.
+	Paging Paging
 }
 
 // Server is the emulator. It is an http.Handler; all methods are safe for concurrent use.
@@ -126,6 +130,9 @@ func New(opts Options) *Server {
 	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{}
+	}
+	if opts.Paging == (Paging{}) {
+		opts.Paging = DefaultPaging
 	}
 	seed := opts.Seed
 	if seed == 0 {
