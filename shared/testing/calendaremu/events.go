@@ -93,7 +93,7 @@ func (s *Server) storeLocked(c *calData, ev *event, now time.Time) {
 	b.HTMLLink = htmlLink(b.ID, c.id)
 	b.AttendeesOmitted = false
 	c.put(ev, now)
-	s.notifyLocked(c)
+	s.notifyTypeLocked(c, b.EventType)
 }
 
 func checkCommonParams(rq *request) *apiError {

@@ -114,3 +114,35 @@ func TestEventTypes(t *testing.T) {
 	_, err = svc.Events.Insert(BirthdaysCalendarID, typed("focusTime", timed("x", start, time.Hour))).Do()
 	wantErr(t, err, 400, "invalid")
 }
+
+// events.watch with eventTypes pushes the changes of those types only.
+func TestWatchEventTypes(t *testing.T) {
+	_, _, svc := startTest(t, Options{})
+	rc := newReceiver(t)
+	for id, types := range map[string][]string{"focus-only": {"focusTime"}, "all": nil} {
+		if _, err := svc.Events.Watch("primary", &calendar.Channel{Id: id, Type: "web_hook", Address: rc.URL}).EventTypes(types...).Do(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := svc.Events.Watch("primary", &calendar.Channel{Id: "bad", Type: "web_hook", Address: rc.URL}).EventTypes("meeting").Do()
+	wantErr(t, err, 400, "invalid")
+	start := time.Now().Add(time.Hour)
+	ft := timed("focus", start, time.Hour)
+	ft.EventType = "focusTime"
+	for _, ev := range []*calendar.Event{timed("plain", start, time.Hour), ft} {
+		if _, err := svc.Events.Insert("primary", ev).Do(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc.waitFor(t, 5) // 2 sync + 3 exists
+	time.Sleep(100 * time.Millisecond)
+	perChannel := map[string]int{}
+	for _, m := range rc.waitFor(t, 5) {
+		if m.h.Get("X-Goog-Resource-State") == "exists" {
+			perChannel[m.h.Get("X-Goog-Channel-Id")]++
+		}
+	}
+	if perChannel["focus-only"] != 1 || perChannel["all"] != 2 {
+		t.Errorf("exists messages per channel: %v", perChannel)
+	}
+}
