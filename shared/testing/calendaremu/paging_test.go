@@ -101,3 +101,40 @@ func TestPageTokensExpire(t *testing.T) {
 		t.Errorf("error item: %v", it)
 	}
 }
+
+// calendarList.list pages the same way: short and empty pages with a
+// nextPageToken, every entry once.
+func TestShortCalendarListPages(t *testing.T) {
+	srv, _, svc := startTest(t, Options{})
+	srv.SetPaging(Paging{ShortPages: 1})
+	for range 6 {
+		if _, err := svc.Calendars.Insert(&calendar.Calendar{Summary: "c"}).Do(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen, short, pt := map[string]bool{}, 0, ""
+	for range 100 {
+		res, err := svc.CalendarList.List().MaxResults(2).PageToken(pt).Do()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range res.Items {
+			if seen[e.Id] {
+				t.Errorf("%s listed twice", e.Id)
+			}
+			seen[e.Id] = true
+		}
+		if pt = res.NextPageToken; pt == "" {
+			if res.NextSyncToken == "" {
+				t.Error("last page without nextSyncToken")
+			}
+			break
+		}
+		if len(res.Items) < 2 {
+			short++
+		}
+	}
+	if len(seen) != 7 || short == 0 {
+		t.Errorf("%d entries (want 7), %d short pages", len(seen), short)
+	}
+}

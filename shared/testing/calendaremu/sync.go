@@ -48,6 +48,7 @@ const (
 	modeFull byte = iota + 1
 	modeSync
 	modeInstances
+	modeList // calendarList.list (its tokens have their own format)
 )
 
 type pageToken struct {
