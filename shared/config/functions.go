@@ -348,3 +348,23 @@ func loopbackHost(host string) bool {
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
 }
+
+// Enrollment configures enrollment run where no channel keys are: the
+// operator CLI's enroll and unenroll without CHANNEL_TOKEN_KEYS. Calendars
+// it enrolls get their channels from RenewChannels; it reads Calendar with
+// whatever credential keys are set (delegation needs none).
+type Enrollment struct {
+	Common
+	Store
+	Calendar
+	NotificationsTopic string `env:"NOTIFICATIONS_TOPIC, default=calsync-notifications"`
+	// RenewBefore is the channels' renewal window, as RenewChannels has it.
+	RenewBefore time.Duration `env:"RENEW_BEFORE, default=26h"`
+}
+
+// Validate reports every problem with the Enrollment config: the Calendar
+// settings as ValidateEnrollment checks them (no credential key required).
+func (c Enrollment) Validate() error {
+	return errors.Join(c.Common.validate(), c.Calendar.ValidateEnrollment(),
+		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic), positive("RENEW_BEFORE", c.RenewBefore))
+}
