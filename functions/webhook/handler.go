@@ -137,8 +137,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h.seen != nil && h.seen.published(push.ChannelID, push.MessageNumber) {
-		// Google's message numbers grow per channel: this one, or a later
-		// one, was published by this instance and its sync covers this push.
+		// This exact (channel, number) was published by this instance, and
+		// the sync it caused covers this push.
 		h.refuse(w, r, slog.LevelInfo, "push already published by this instance (a replay or a duplicate delivery); answered 200",
 			logging.EventNotificationDuplicate, reasonAlreadyPublic, push, calendarKey, start)
 		return

@@ -207,9 +207,10 @@ func TestStatuses(t *testing.T) {
 	}
 }
 
-// Duplicates and late arrivals are answered 200 (Google must not retry
-// them) and not published again: a message number at or below one this
-// instance published is covered by that publish's sync.
+// Duplicates are answered 200 (Google must not retry them) and not
+// published again: a message number this instance published is covered by
+// that publish's sync. A late arrival of a lower number is published (one
+// extra sync at most): numbers are not signed, so never a maximum.
 func TestDuplicateAndOutOfOrder(t *testing.T) {
 	pub := &recordingPublisher{}
 	var logs bytes.Buffer
@@ -219,17 +220,12 @@ func TestDuplicateAndOutOfOrder(t *testing.T) {
 			t.Fatalf("message %s: %d", n, w.Code)
 		}
 	}
-	var nums []int64
-	for _, m := range pub.msgs {
-		var n messages.Notification
-		_ = json.Unmarshal(m.data, &n)
-		nums = append(nums, n.MessageNumber)
+	nums := publishedNumbers(pub)
+	if fmt.Sprint(nums) != "[7 3 12]" {
+		t.Fatalf("published %v, want [7 3 12]", nums)
 	}
-	if fmt.Sprint(nums) != "[7 12]" {
-		t.Fatalf("published %v, want [7 12]", nums)
-	}
-	if c := strings.Count(logs.String(), `"event":"notification_duplicate"`); c != 3 {
-		t.Fatalf("%d notification_duplicate lines, want 3:\n%s", c, logs.String())
+	if c := strings.Count(logs.String(), `"event":"notification_duplicate"`); c != 2 {
+		t.Fatalf("%d notification_duplicate lines, want 2:\n%s", c, logs.String())
 	}
 	// A failed publish is not remembered: Google's retry of it goes out.
 	pub.err = errors.New("down")
@@ -237,7 +233,7 @@ func TestDuplicateAndOutOfOrder(t *testing.T) {
 		t.Fatalf("publish failure: %d", w.Code)
 	}
 	pub.err = nil
-	if w := do(h, http.MethodPost, googleHeaders(t, "exists", "13"), ""); w.Code != 200 || len(pub.msgs) != 3 {
+	if w := do(h, http.MethodPost, googleHeaders(t, "exists", "13"), ""); w.Code != 200 || len(pub.msgs) != 4 {
 		t.Fatalf("the retry of a push answered 503 was not published: %d, %d published", w.Code, len(pub.msgs))
 	}
 }
@@ -549,6 +545,34 @@ func TestReplaysOfOneCapturedPush(t *testing.T) {
 	}
 }
 
+// publishedNumbers lists the message numbers pub received, in order.
+func publishedNumbers(pub *recordingPublisher) []int64 {
+	var nums []int64
+	for _, m := range pub.msgs {
+		var n messages.Notification
+		_ = json.Unmarshal(m.data, &n)
+		nums = append(nums, n.MessageNumber)
+	}
+	return nums
+}
+
+// One captured valid push replayed with the largest message number is
+// published once; the channel's real pushes that follow, with ordinary
+// numbers, are still published (they were "already published" before).
+func TestForgedMessageNumberDoesNotSilence(t *testing.T) {
+	pub := &recordingPublisher{}
+	h := newTestHandler(t, pub, nil)
+	for _, n := range []string{"5", "9223372036854775807", "9223372036854775807", "6", "7"} {
+		if w := do(h, http.MethodPost, googleHeaders(t, "exists", n), ""); w.Code != 200 {
+			t.Fatalf("message %s: %d", n, w.Code)
+		}
+	}
+	nums := publishedNumbers(pub)
+	if fmt.Sprint(nums) != "[5 9223372036854775807 6 7]" {
+		t.Fatalf("published %v, want 5, the forged number once, 6 and 7", nums)
+	}
+}
+
 func TestSeenWindowEvictsOldest(t *testing.T) {
 	s := newSeen()
 	s.record("first", 5)
@@ -562,8 +586,14 @@ func TestSeenWindowEvictsOldest(t *testing.T) {
 	for i := range seenCapacity {
 		s.record(fmt.Sprint("d", i), 1)
 	}
-	if !s.published("first", 6) || s.published("c0", 1) {
-		t.Fatal("a channel seen again must survive one more generation, an old one must go")
+	if !s.published("first", 6) || !s.published("first", 5) || s.published("c0", 1) {
+		t.Fatal("a channel seen again must survive one more generation with its numbers, an old one must go")
+	}
+	for n := int64(10); n < 10+seenNumbers; n++ {
+		s.record("first", n)
+	}
+	if s.published("first", 6) || !s.published("first", 10) {
+		t.Fatalf("the last %d numbers of a channel are kept, older ones go", seenNumbers)
 	}
 }
 

@@ -1,19 +1,27 @@
 package webhook
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
 
 // seenCapacity bounds the channels one instance remembers per generation
-// (two generations are kept): about 100 bytes each, so at most ~13 MB. Only
+// (two generations are kept): about 150 bytes each, so at most ~20 MB. Only
 // channels whose token verified get an entry, so a forger cannot fill it.
-const seenCapacity = 65536
+// seenNumbers bounds the message numbers remembered per channel.
+const (
+	seenCapacity = 65536
+	seenNumbers  = 8
+)
 
-// seen is this instance's replay window: per channel, the highest message
-// number it published. Google's message numbers only grow per channel, so a
-// push numbered at or below it is a replay or a duplicate delivery of
-// something already published, and the sync that publish caused covers it.
+// seen is this instance's replay window: per channel, the message numbers
+// it most recently published. A push with one of them is a replay or a
+// duplicate delivery of something already published, and the sync that
+// publish caused covers it. The exact numbers, never a maximum: the number
+// is not signed, so a replay carrying a huge one would otherwise make every
+// later real push of its channel look old. A late arrival of an older
+// number is published again (one extra sync at most).
 // It is an in-memory first line only: it costs nothing on the hot path and
 // stops replays that reach the same instance; the SyncWorker's dedup in
 // Firestore (store.Admit) is the one that holds across instances.
@@ -23,20 +31,34 @@ const seenCapacity = 65536
 // seen again is carried over.
 type seen struct {
 	mu        sync.Mutex
-	cur, prev map[string]int64
+	cur, prev map[string]recentNumbers
 }
 
-func newSeen() *seen { return &seen{cur: map[string]int64{}} }
+// recentNumbers is a ring of the last seenNumbers numbers published (0: empty).
+type recentNumbers struct {
+	n    [seenNumbers]int64
+	next uint8
+}
+
+func (r *recentNumbers) add(n int64) {
+	if slices.Contains(r.n[:], n) {
+		return
+	}
+	r.n[r.next] = n
+	r.next = (r.next + 1) % seenNumbers
+}
+
+func newSeen() *seen { return &seen{cur: map[string]recentNumbers{}} }
 
 // published reports whether number n of channel was already published here.
 func (s *seen) published(channel string, n int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	top, ok := s.cur[channel]
+	r, ok := s.cur[channel]
 	if !ok {
-		top, ok = s.prev[channel]
+		r, ok = s.prev[channel]
 	}
-	return ok && n <= top
+	return ok && n > 0 && slices.Contains(r.n[:], n)
 }
 
 // record notes that number n of channel was published (after Pub/Sub
@@ -44,17 +66,15 @@ func (s *seen) published(channel string, n int64) bool {
 func (s *seen) record(channel string, n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if top, ok := s.cur[channel]; ok {
-		s.cur[channel] = max(top, n)
-		return
+	r, ok := s.cur[channel]
+	if !ok {
+		r = s.prev[channel] // carried over, or the zero ring
+		if len(s.cur) >= seenCapacity {
+			s.prev, s.cur = s.cur, make(map[string]recentNumbers, seenCapacity/4)
+		}
 	}
-	if top, ok := s.prev[channel]; ok {
-		n = max(top, n)
-	}
-	if len(s.cur) >= seenCapacity {
-		s.prev, s.cur = s.cur, make(map[string]int64, seenCapacity/4)
-	}
-	s.cur[channel] = n
+	r.add(n)
+	s.cur[channel] = r
 }
 
 // unknownKeyCapacity bounds the unknown key ids remembered: forgers can
