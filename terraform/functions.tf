@@ -151,8 +151,12 @@ resource "google_cloudfunctions2_function" "webhook" {
       CHANNEL_EXPIRY_GRACE     = var.channel_expiry_grace
       UNKNOWN_KEY_RETRY_WINDOW = var.unknown_key_retry_window
       },
-      # Only during an upgrade's transition (variables.tf); unset, version 1 tokens are refused.
-      { for k, v in { CHANNEL_TOKEN_V1_UNTIL = var.channel_token_v1_until } : k => v if v != "" },
+      # Set only when given (variables.tf): the V1 window only during an
+      # upgrade's transition; the key history once keys have rotated.
+      { for k, v in {
+        CHANNEL_TOKEN_V1_UNTIL    = var.channel_token_v1_until
+        CHANNEL_TOKEN_KEY_HISTORY = join(",", var.channel_token_key_history)
+      } : k => v if v != "" },
     )
 
     secret_environment_variables {

@@ -30,7 +30,7 @@ locals {
       labels      = { service = "EXTRACT(resource.labels.service_name)" }
     }
     token_key_unknown = {
-      description = "Pushes whose channel token names a key id the Webhook does not have, answered 503 (Google retries) within UNKNOWN_KEY_RETRY_WINDOW, by key id: a key rotation step rolled out out of order, or a forger."
+      description = "Pushes whose channel token names a key id of the deployment's key history (channel_token_key_history) that the Webhook does not have, answered 503 (Google retries) within UNKNOWN_KEY_RETRY_WINDOW, by key id: a key rotation step rolled out out of order, or a forger naming a known id. Only history ids ever reach this label (other ids are refused 403 and logged as \"unknown\"), and the lines share the Webhook's rejection-line budget (20 a second)."
       filter      = "${local.log_resource.webhook} AND jsonPayload.event=\"token_key_unknown\""
       labels      = { key_id = "EXTRACT(jsonPayload.keyId)" }
     }
@@ -443,7 +443,7 @@ resource "google_monitoring_alert_policy" "token_key_unknown" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "The Webhook received pushes whose channel token names a key id it does not have (label key_id) and answers them 503, so Google retries, for ${var.unknown_key_retry_window} after it first saw that id; after that they are refused (403) and lost until the next reconcile. If the key id is one of yours, a rotation step went out of order: put the key back into the channel-token-keys secret and roll it out (README: Rotating keys); `go run ./scripts/calsync keys` shows which key ids live channels use. If it is not yours, someone is forging tokens: they are refused either way."
+    content   = "The Webhook received pushes whose channel token names a key id of this deployment's key history (channel_token_key_history, label key_id) that it does not have, and answers them 503, so Google retries, for ${var.unknown_key_retry_window} after it first saw that id; after that they are refused (403) and lost until the next reconcile. A rotation step went out of order: put the key back into the channel-token-keys secret and roll it out (README: Rotating keys); `go run ./scripts/calsync keys` shows which key ids live channels use. If no live channel uses that id, someone is forging tokens with a known id: they are refused either way. Key ids outside the history never raise this alert (403, notifications_rejected, key id \"unknown\")."
   }
 }
 

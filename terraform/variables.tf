@@ -160,13 +160,24 @@ variable "channel_token_v1_until" {
 }
 
 variable "unknown_key_retry_window" {
-  description = "UNKNOWN_KEY_RETRY_WINDOW of the Webhook: a channel token signed with a key id the Webhook does not have is answered 503 (Google retries) for this long after an instance first sees that id, with an alert, then 403. Gives an operator time to repair a key rotation done out of order. Go duration; 0s refuses at once."
+  description = "UNKNOWN_KEY_RETRY_WINDOW of the Webhook: a channel token signed with a key id of channel_token_key_history that the Webhook does not have is answered 503 (Google retries) for this long after an instance first sees that id, with an alert, then 403 (ids outside the history: 403 at once). Gives an operator time to repair a key rotation done out of order. Go duration; 0s refuses at once."
   type        = string
   default     = "24h"
 
   validation {
     condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.unknown_key_retry_window))
     error_message = "unknown_key_retry_window must be a Go duration such as 24h."
+  }
+}
+
+variable "channel_token_key_history" {
+  description = "CHANNEL_TOKEN_KEY_HISTORY of the Webhook: ids (never material) of channel-token keys this deployment used or is about to use that the channel-token-keys secret does not hold: add a key's id when it is dropped (rotation step 4), and a new key's id before its rotation starts. Only these ids (and the secret's) are answered 503 within unknown_key_retry_window and named in logs and the token_key_unknown metric's key_id label; any other key id a token names is refused 403 and logged as \"unknown\"."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.channel_token_key_history : can(regex("^[A-Za-z0-9_-]{1,16}$", id))])
+    error_message = "channel_token_key_history ids must each be 1-16 of [A-Za-z0-9_-]."
   }
 }
 

@@ -38,6 +38,7 @@ func New(ctx context.Context, cfg config.Webhook, logger *slog.Logger) (h *Handl
 		ExpiryGrace:     cfg.ExpiryGrace,
 		TokenV1Until:    cfg.TokenV1Until,
 		UnknownKeyRetry: cfg.UnknownKeyRetry,
+		KeyHistory:      cfg.KeyHistory,
 		seen:            newSeen(),
 		rejectLines:     rate.NewLimiter(RejectLinesPerSecond, RejectLinesBurst),
 	}

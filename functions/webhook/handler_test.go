@@ -476,14 +476,16 @@ func TestVersion1TokensDuringTransitionOnly(t *testing.T) {
 	}
 }
 
-// A token signed with a key id the Webhook does not know is answered 503
-// (Google retries) for UnknownKeyRetry after the key id was first seen, with
-// an ERROR line the alert watches; then 403. Adding the key makes Google's
-// retries verify.
+// A token signed with a key id of the deployment's key history that the
+// Webhook does not have is answered 503 (Google retries) for UnknownKeyRetry
+// after the key id was first seen, with an ERROR line the alert watches; then
+// 403. Adding the key makes Google's retries verify. A key id outside the
+// history is a forger's: 403 at once, logged as "unknown".
 func TestUnknownKeyAnswered503WithinWindow(t *testing.T) {
 	pub := &recordingPublisher{}
 	var logs bytes.Buffer
 	h := newTestHandler(t, pub, &logs)
+	h.KeyHistory = []string{"k2"}
 	now := time.Now()
 	h.Now = func() time.Time { return now }
 	k2, _ := channeltoken.New([]config.Key{{ID: "k2", Material: bytes.Repeat([]byte{9}, 32)}, {ID: "k1", Material: bytes.Repeat([]byte{7}, 32)}})
@@ -516,12 +518,72 @@ func TestUnknownKeyAnswered503WithinWindow(t *testing.T) {
 	if !strings.Contains(logs.String(), `"reason":"token_unknown_key"`) {
 		t.Fatalf("past the window, want a rejection line: %s", logs.String())
 	}
-	h.UnknownKeyRetry = 0
+	if !strings.Contains(logs.String(), `"keyId":"k2"`) {
+		t.Fatalf("a key id of the history is named: %s", logs.String())
+	}
+	logs.Reset()
 	other, _ := channeltoken.New([]config.Key{{ID: "k3", Material: bytes.Repeat([]byte{3}, 32)}})
 	tok3, _ := other.Mint(googleChannelID, calKey, testExpiration)
 	hdr.Set(HeaderChannelToken, tok3)
 	if w := do(h, http.MethodPost, hdr, ""); w.Code != 403 {
+		t.Fatalf("a key id outside the history: %d, want 403 at once", w.Code)
+	}
+	if l := logs.String(); !strings.Contains(l, `"keyId":"unknown"`) || strings.Contains(l, "k3") {
+		t.Fatalf("a key id outside the history must be logged as unknown: %s", l)
+	}
+	h.KeyHistory, h.UnknownKeyRetry = []string{"k3"}, 0
+	if w := do(h, http.MethodPost, hdr, ""); w.Code != 403 {
 		t.Fatalf("window 0: %d, want 403 at once", w.Code)
+	}
+}
+
+// 600 forged pushes naming 600 different unknown key ids: every one refused
+// 403 (not 503: the ids are not the deployment's), within the rejection-line
+// budget, and the key id in the lines (a metric label) only ever "unknown".
+// A retired key id of the history still gets 503 within its window.
+func TestUnknownKeyIDsFlood(t *testing.T) {
+	pub := &recordingPublisher{}
+	var logs bytes.Buffer
+	h := newTestHandler(t, pub, &logs)
+	h.rejectLines = rate.NewLimiter(RejectLinesPerSecond, RejectLinesBurst)
+	h.KeyHistory = []string{"k0"}
+	start := time.Now()
+	for i := range 600 {
+		hdr := googleHeaders(t, "exists", "5")
+		hdr.Set(HeaderChannelToken, fmt.Sprintf("v=2&k=forged%d&c=%s&e=%d&s=%s", i, calKey, testExpiration.Unix(), strings.Repeat("A", 43)))
+		if w := do(h, http.MethodPost, hdr, ""); w.Code != 403 {
+			t.Fatalf("forged key id %d: %d, want 403", i, w.Code)
+		}
+	}
+	budget := RejectLinesBurst + int(time.Since(start).Seconds()*RejectLinesPerSecond) + 1
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	keyIDs := map[string]int{}
+	for _, line := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		keyIDs[fmt.Sprint(m["keyId"])]++
+	}
+	if len(lines) > budget || len(keyIDs) != 1 || keyIDs[unknownKeyID] != len(lines) {
+		t.Fatalf("%d lines (budget %d), key ids %v: want the budget and only %q", len(lines), budget, keyIDs, unknownKeyID)
+	}
+	if ev := logEvents(&logs); ev[logging.EventTokenKeyUnknown] != 0 {
+		t.Fatalf("forged ids raised the alert's event: %v", ev)
+	}
+	// The retired key k0 (a channel still signed with it): 503, Google retries.
+	retired, _ := channeltoken.New([]config.Key{{ID: "k0", Material: bytes.Repeat([]byte{5}, 32)}})
+	tok, _ := retired.Mint(googleChannelID, calKey, testExpiration)
+	hdr := googleHeaders(t, "exists", "6")
+	hdr.Set(HeaderChannelToken, tok)
+	h.rejectLines.SetLimit(rate.Inf)
+	logs.Reset()
+	if w := do(h, http.MethodPost, hdr, ""); w.Code != 503 || len(pub.msgs) != 0 {
+		t.Fatalf("retired key id of the history: %d, want 503", w.Code)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(logs.Bytes(), &m); err != nil || m["event"] != logging.EventTokenKeyUnknown || m["keyId"] != "k0" || m["suppressed"] == nil {
+		t.Fatalf("want the token_key_unknown line naming k0 and counting the suppressed lines: %s", logs.String())
 	}
 }
 

@@ -77,21 +77,16 @@ func (s *seen) record(channel string, n int64) {
 	s.cur[channel] = r
 }
 
-// unknownKeyCapacity bounds the unknown key ids remembered: forgers can
-// name any number of them, and the window only needs the few a rotation
-// mistake produces.
-const unknownKeyCapacity = 64
-
-// unknownKeys remembers when this instance first saw each key id it could
-// not verify, to answer 503 for a window after that and 403 later.
+// unknownKeys remembers when this instance first saw each key id of the
+// deployment's key history that it could not verify, to answer 503 for a
+// window after that and 403 later. Only ids of that short configured list
+// get an entry, so forgers cannot grow it.
 type unknownKeys struct {
 	mu    sync.Mutex
 	first map[string]time.Time
 }
 
-// firstSeen returns when keyID was first seen (now, the first time). When
-// full, the oldest entry makes room: the worst a forger can do by naming
-// many ids is restart a real id's window, which keeps Google retrying.
+// firstSeen returns when keyID was first seen (now, the first time).
 func (u *unknownKeys) firstSeen(keyID string, now time.Time) time.Time {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -100,15 +95,6 @@ func (u *unknownKeys) firstSeen(keyID string, now time.Time) time.Time {
 	}
 	if t, ok := u.first[keyID]; ok {
 		return t
-	}
-	if len(u.first) >= unknownKeyCapacity {
-		oldest, at := "", now
-		for id, t := range u.first {
-			if t.Before(at) || oldest == "" {
-				oldest, at = id, t
-			}
-		}
-		delete(u.first, oldest)
 	}
 	u.first[keyID] = now
 	return now

@@ -52,6 +52,13 @@ type Webhook struct {
 	// first saw that key id, with an ERROR line an alert watches, then 403.
 	// Covers a rotation step rolled out to RenewChannels before the Webhook.
 	UnknownKeyRetry time.Duration `env:"UNKNOWN_KEY_RETRY_WINDOW, default=24h"`
+	// KeyHistory: ids (never material) of channel-token keys this
+	// deployment used or is about to use that CHANNEL_TOKEN_KEYS does not
+	// hold: retired ones, and a new one whose rotation steps may roll out
+	// out of order. Only these and the configured ids are answered 503
+	// within UNKNOWN_KEY_RETRY_WINDOW and named in logs and metric labels;
+	// any other key id is a forger's choice: 403, logged as "unknown".
+	KeyHistory []string `env:"CHANNEL_TOKEN_KEY_HISTORY"`
 }
 
 // Validate reports every problem with the Webhook config.
@@ -65,6 +72,11 @@ func (c Webhook) Validate() error {
 	}
 	if c.UnknownKeyRetry < 0 {
 		errs = append(errs, fmt.Errorf("UNKNOWN_KEY_RETRY_WINDOW must not be negative, got %s", c.UnknownKeyRetry))
+	}
+	for i, id := range c.KeyHistory {
+		if !keyIDRE.MatchString(id) {
+			errs = append(errs, fmt.Errorf("CHANNEL_TOKEN_KEY_HISTORY: id %d must be 1-16 of [A-Za-z0-9_-]", i+1))
+		}
 	}
 	return errors.Join(errs...)
 }

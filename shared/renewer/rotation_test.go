@@ -30,6 +30,7 @@ type rotationHook struct {
 	h       *webhook.Handler
 	answers map[int]int // status -> count
 	logs    bytes.Buffer
+	history []string // CHANNEL_TOKEN_KEY_HISTORY
 }
 
 func (r *rotationHook) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -53,7 +54,7 @@ func (r *rotationHook) rollOut(t *testing.T, list string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.h = &webhook.Handler{ProjectID: "p", Verifier: keys, Publisher: discard{}, PublishTimeout: time.Second,
-		Logger: logging.New(&r.logs, slog.LevelInfo), ExpiryGrace: time.Hour, UnknownKeyRetry: time.Hour}
+		Logger: logging.New(&r.logs, slog.LevelInfo), ExpiryGrace: time.Hour, UnknownKeyRetry: time.Hour, KeyHistory: r.history}
 	r.answers = map[int]int{}
 }
 
@@ -190,8 +191,12 @@ func TestKeyRotation(t *testing.T) {
 	}
 
 	// The slip: k3 signs new channels while the Webhook only has k2 (step 2
-	// before step 1). Their pushes are answered 503, so Google retries them
-	// and they verify once the Webhook gets k3, instead of a lost 403.
+	// before step 1). k3 is in the deployment's key history (the operator
+	// listed it, with the retired k1, in CHANNEL_TOKEN_KEY_HISTORY), so their
+	// pushes are answered 503, Google retries them and they verify once the
+	// Webhook gets k3, instead of a lost 403.
+	hook.history = []string{"k1", "k3"}
+	hook.rollOut(t, k2)
 	k3 := key("k3", "3")
 	if sum := renewWith(k3 + "," + k2); sum.Rekeyed != 3 {
 		t.Fatalf("slip run: %+v", sum)
