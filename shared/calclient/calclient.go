@@ -149,7 +149,7 @@ func New(opts Options) *Factory {
 func Identity(cal store.Calendar) string {
 	switch cal.AuthMode {
 	case store.AuthDelegation:
-		return "subject:" + strings.ToLower(cal.Subject)
+		return store.SubjectName(cal.Subject)
 	case store.AuthOAuth:
 		return "credential:" + cal.CredentialID
 	default:
