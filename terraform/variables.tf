@@ -138,7 +138,7 @@ variable "webhook_min_instances" {
 }
 
 variable "channel_expiry_grace" {
-  description = "CHANNEL_EXPIRY_GRACE of the Webhook: pushes whose signed channel expiration is further in the past than this are answered 200 and not published (replays of ended channels; Google's late retries within it still count). Go duration."
+  description = "CHANNEL_EXPIRY_GRACE of the Webhook: pushes whose signed channel expiration is further in the past than this are answered 200 and not published (replays of ended channels; Google's late retries within it still count). Go duration, at most 24h (the Webhook refuses to start otherwise)."
   type        = string
   default     = "1h"
 
@@ -149,7 +149,7 @@ variable "channel_expiry_grace" {
 }
 
 variable "channel_token_v1_until" {
-  description = "CHANNEL_TOKEN_V1_UNTIL of the Webhook: version 1 channel tokens (no signed expiration, minted before this release) are accepted until this RFC 3339 instant. Empty (the default, and right for a new deployment): refused. When upgrading a deployment with live channels, set it about a day ahead: RenewChannels renews every such channel in its next hourly run (check with `calsync keys`), then clear it."
+  description = "CHANNEL_TOKEN_V1_UNTIL of the Webhook: version 1 channel tokens (no signed expiration, minted before this release) are accepted until this RFC 3339 instant. Empty (the default, and right for a new deployment): refused. When upgrading a deployment with live channels, set it about a day ahead (at most 8 days: the Webhook refuses to start otherwise): RenewChannels renews every such channel in its next hourly run (check with `calsync keys`), then clear it."
   type        = string
   default     = ""
 

@@ -61,6 +61,16 @@ type Webhook struct {
 	KeyHistory []string `env:"CHANNEL_TOKEN_KEY_HISTORY"`
 }
 
+// Upper bounds of the Webhook's windows for tokens that would otherwise
+// stay valid: a replayed push of an ended channel is refused once
+// MaxExpiryGrace is past, and version 1 tokens (no signed expiration) are
+// needed for one channel TTL (7 days, Google's default) after an upgrade,
+// not more: until then every captured version 1 push replays.
+const (
+	MaxExpiryGrace  = 24 * time.Hour
+	MaxTokenV1Ahead = 8 * 24 * time.Hour
+)
+
 // Validate reports every problem with the Webhook config.
 func (c Webhook) Validate() error {
 	errs := []error{
@@ -69,6 +79,12 @@ func (c Webhook) Validate() error {
 		validKeys("CHANNEL_TOKEN_KEYS", c.ChannelTokenKeys),
 		positive("PUBLISH_TIMEOUT", c.PublishTimeout),
 		positive("CHANNEL_EXPIRY_GRACE", c.ExpiryGrace),
+	}
+	if c.ExpiryGrace > MaxExpiryGrace {
+		errs = append(errs, fmt.Errorf("CHANNEL_EXPIRY_GRACE must be at most %s, got %s", MaxExpiryGrace, c.ExpiryGrace))
+	}
+	if limit := time.Now().Add(MaxTokenV1Ahead); c.TokenV1Until.After(limit) {
+		errs = append(errs, fmt.Errorf("CHANNEL_TOKEN_V1_UNTIL must be at most %s ahead (one channel TTL and a day), got %s", MaxTokenV1Ahead, c.TokenV1Until.Format(time.RFC3339)))
 	}
 	if c.UnknownKeyRetry < 0 {
 		errs = append(errs, fmt.Errorf("UNKNOWN_KEY_RETRY_WINDOW must not be negative, got %s", c.UnknownKeyRetry))

@@ -49,6 +49,17 @@ func TestWebhookReportsEveryProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("want error")
 	}
+	// The windows in which tokens stay valid are bounded.
+	_, bounds := Load[Webhook](context.Background(), envconfig.MapLookuper(map[string]string{
+		"PROJECT_ID": "p", "CHANNEL_TOKEN_KEYS": testKey,
+		"CHANNEL_EXPIRY_GRACE":   "25h",
+		"CHANNEL_TOKEN_V1_UNTIL": time.Now().Add(9 * 24 * time.Hour).Format(time.RFC3339),
+	}))
+	for _, want := range []string{"CHANNEL_EXPIRY_GRACE must be at most", "CHANNEL_TOKEN_V1_UNTIL must be at most"} {
+		if bounds == nil || !strings.Contains(bounds.Error(), want) {
+			t.Errorf("want %q: %v", want, bounds)
+		}
+	}
 	for _, want := range []string{"PROJECT_ID", "CHANNEL_TOKEN_KEYS", "NOTIFICATIONS_TOPIC", "PUBLISH_TIMEOUT", "LOG_LEVEL",
 		"CHANNEL_EXPIRY_GRACE", "UNKNOWN_KEY_RETRY_WINDOW", "CHANNEL_TOKEN_KEY_HISTORY: id 2"} {
 		if !strings.Contains(err.Error(), want) {
