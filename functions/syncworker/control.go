@@ -69,14 +69,16 @@ func (w *Worker) serveControl(rw http.ResponseWriter, r *http.Request, log *slog
 	case err == nil:
 		rw.WriteHeader(http.StatusNoContent)
 	case errors.Is(err, messages.ErrInvalid):
+		// Every value here is the product's: escaped and clipped (terminal
+		// escapes, bidi overrides and bad UTF-8 shown as escapes, not bytes).
 		attrs := []any{logging.KeyEvent, logging.EventInvalidControl, logging.KeyReason, messages.InvalidReason(err),
-			logging.KeyError, logging.Clip(err.Error()), logging.KeyAction, logging.Clip(c.Action),
-			logging.KeyRequestID, logging.Clip(c.RequestID)}
+			logging.KeyError, logging.Untrusted(err.Error()), logging.KeyAction, logging.Untrusted(c.Action),
+			logging.KeyRequestID, logging.Untrusted(c.RequestID)}
 		if c.Subject != "" {
-			attrs = append(attrs, logging.KeySubject, logging.Clip(c.Subject))
+			attrs = append(attrs, logging.KeySubject, logging.Untrusted(c.Subject))
 		}
 		if c.CredentialID != "" {
-			attrs = append(attrs, logging.KeyCredentialID, logging.Clip(c.CredentialID))
+			attrs = append(attrs, logging.KeyCredentialID, logging.Untrusted(c.CredentialID))
 		}
 		// Never the body: it may hold a sealed token.
 		log.Error("invalid control message; acknowledged, nothing changed", attrs...)
@@ -84,8 +86,8 @@ func (w *Worker) serveControl(rw http.ResponseWriter, r *http.Request, log *slog
 		rw.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(rw, "invalid control message; acknowledged\n")
 	default:
-		log.Warn("control message not done; answered 503 so Pub/Sub redelivers it", logging.KeyAction, c.Action,
-			logging.KeyRequestID, logging.Clip(c.RequestID), logging.KeyError, logging.Clip(err.Error()))
+		log.Warn("control message not done; answered 503 so Pub/Sub redelivers it", logging.KeyAction, logging.Untrusted(c.Action),
+			logging.KeyRequestID, logging.Untrusted(c.RequestID), logging.KeyError, logging.Untrusted(err.Error()))
 		http.Error(rw, "try again", http.StatusServiceUnavailable)
 	}
 }

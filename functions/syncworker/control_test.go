@@ -215,3 +215,27 @@ func pushFrom(data []byte, subscription string) []byte {
 		"messageId": "x1"}, "subscription": subscription})
 	return body
 }
+
+// A refused control message's values are the product's: its line shows
+// terminal escapes and bidi overrides as escapes, never the raw bytes, and
+// at most logging.MaxValueBytes of each.
+func TestControlValuesEscaped(t *testing.T) {
+	logs := &testlog.Buffer{}
+	w := &Worker{Logger: logging.New(logs, slog.LevelInfo), ControlSubscription: "control-push", Enroll: fakeEnroll{}}
+	hostile := "\x1b[31mred\u202eexe.txt" + strings.Repeat("x", 300)
+	ctl, _ := json.Marshal(map[string]any{"version": 1, "action": hostile, "requestId": hostile, "subject": "a@b.c"})
+	if rec := post(w, pushFrom(ctl, "projects/p/subscriptions/control-push"), nil); rec.Code != http.StatusOK {
+		t.Fatalf("status %d", rec.Code)
+	}
+	lines := logs.Lines()
+	if len(lines) != 1 || lines[0]["event"] != logging.EventInvalidControl {
+		t.Fatalf("want one invalid_control line:\n%s", logs.String())
+	}
+	want := logging.Untrusted(hostile)
+	for _, k := range []string{logging.KeyAction, logging.KeyRequestID} {
+		v, _ := lines[0][k].(string)
+		if v != want || strings.ContainsAny(v, "\x1b\u202e") || len(v) > logging.MaxValueBytes {
+			t.Errorf("%s logged as %q, want %q", k, v, want)
+		}
+	}
+}

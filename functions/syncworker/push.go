@@ -161,24 +161,24 @@ func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 }
 
 // withDelivery names the delivery on every line about it: message id,
-// subscription, delivery attempt (0: Pub/Sub sent none), clipped.
+// subscription, delivery attempt (0: Pub/Sub sent none), escaped and clipped.
 func withDelivery(log *slog.Logger, d Delivery) *slog.Logger {
-	return log.With(logging.KeyMessageID, logging.Clip(d.MessageID), logging.KeySubscription, logging.Clip(d.Subscription),
+	return log.With(logging.KeyMessageID, logging.Untrusted(d.MessageID), logging.KeySubscription, logging.Untrusted(d.Subscription),
 		logging.KeyDeliveryAttempt, d.DeliveryAttempt)
 }
 
 // invalid acknowledges a message that can never be processed, with one
 // ERROR line naming why. The body is never logged; client-controlled values
-// are clipped.
+// are escaped and clipped (logging.Untrusted).
 func (w *Worker) invalid(rw http.ResponseWriter, log *slog.Logger, d Delivery, err error) {
 	attrs := []any{logging.KeyEvent, logging.EventInvalidMessage, logging.KeyReason, messages.InvalidReason(err),
-		logging.KeyError, logging.Clip(err.Error())}
+		logging.KeyError, logging.Untrusted(err.Error())}
 	key := d.Notification.CalendarKey
 	if key == "" {
 		key = d.Attributes[messages.AttrCalendarKey] // the Webhook sets it too
 	}
 	if key != "" {
-		attrs = append(attrs, logging.KeyCalendarKey, logging.Clip(key))
+		attrs = append(attrs, logging.KeyCalendarKey, logging.Untrusted(key))
 	}
 	log.Error("invalid notification message; acknowledged, it can never be processed", attrs...)
 	rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
