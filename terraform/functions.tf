@@ -238,6 +238,8 @@ resource "google_cloudfunctions2_function" "sync" {
       CHANNEL_TTL          = var.channel_ttl
       RENEW_BEFORE         = var.renew_before
       DEPLOYMENT           = var.name_prefix
+      # Pushes of any other subscription are refused.
+      NOTIFICATION_SUBSCRIPTIONS = local.notifications_subscription
     })
 
     secret_environment_variables {

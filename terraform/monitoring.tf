@@ -58,7 +58,7 @@ locals {
       labels      = { reason = "EXTRACT(jsonPayload.reason)" }
     }
     invalid_messages = {
-      description = "Notification messages the SyncWorker can never process (not a push request, bad base64, not JSON, malformed calendar key, unknown resourceState, too large), acknowledged, by reason."
+      description = "Notification messages the SyncWorker can never process (not a push request, bad base64, not JSON, malformed calendar key, unknown resourceState, too large, a push of a subscription not in NOTIFICATION_SUBSCRIPTIONS), acknowledged, by reason."
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"invalid_message\""
       labels      = { reason = "EXTRACT(jsonPayload.reason)" }
     }

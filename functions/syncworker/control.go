@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
@@ -26,20 +25,19 @@ import (
 // metric label, alerted), acknowledged, nothing changed; 503 when it failed
 // for a reason that may pass (Pub/Sub redelivers).
 
-// isControl reports whether a push body comes from the control subscription.
-func isControl(body []byte, subscription string) bool {
+// subscriptionOf reads which subscription a push body says it comes from
+// ("" when it is not JSON).
+func subscriptionOf(body []byte) string {
 	var env struct {
 		Subscription string `json:"subscription"`
 	}
-	if json.Unmarshal(body, &env) != nil {
-		return false
-	}
-	return env.Subscription == subscription || strings.HasSuffix(env.Subscription, "/subscriptions/"+subscription)
+	_ = json.Unmarshal(body, &env)
+	return env.Subscription
 }
 
 func (w *Worker) serveControl(rw http.ResponseWriter, r *http.Request, log *slog.Logger, body []byte) {
 	var req PushRequest
-	_ = json.Unmarshal(body, &req) // isControl read it
+	_ = json.Unmarshal(body, &req) // subscriptionOf read it
 	d := Delivery{Subscription: req.Subscription, DeliveryAttempt: req.DeliveryAttempt}
 	var data []byte
 	var err error

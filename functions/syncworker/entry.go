@@ -52,21 +52,22 @@ func New(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger) (w *Wo
 		fs.Close()
 		return nil, nil, err
 	}
-	w = &Worker{Logger: logger, ProjectID: cfg.ProjectID, Enroll: en, ControlSubscription: cfg.ControlSubscription, Syncer: syncer.New(syncer.Options{
-		Store:         st,
-		Services:      access.Calendars,
-		Publisher:     pub,
-		Requests:      requests,
-		MaxSession:    cfg.MaxSession,
-		Revoker:       access.Revoker,
-		Logger:        logger,
-		LeaseDuration: cfg.LeaseDuration,
-		RerunInterval: cfg.RerunInterval,
-		QuietPeriod:   cfg.QuietPeriod,
-		RetryBudget:   cfg.RetryBudget,
-		FollowUpDelay: followUp,
-		NotFound:      store.NotFoundPolicy{Attempts: cfg.NotFoundAttempts, After: cfg.NotFoundAfter},
-	})}
+	w = &Worker{Logger: logger, ProjectID: cfg.ProjectID, Enroll: en, ControlSubscription: cfg.ControlSubscription,
+		Subscriptions: cfg.NotificationSubscriptions, Syncer: syncer.New(syncer.Options{
+			Store:         st,
+			Services:      access.Calendars,
+			Publisher:     pub,
+			Requests:      requests,
+			MaxSession:    cfg.MaxSession,
+			Revoker:       access.Revoker,
+			Logger:        logger,
+			LeaseDuration: cfg.LeaseDuration,
+			RerunInterval: cfg.RerunInterval,
+			QuietPeriod:   cfg.QuietPeriod,
+			RetryBudget:   cfg.RetryBudget,
+			FollowUpDelay: followUp,
+			NotFound:      store.NotFoundPolicy{Attempts: cfg.NotFoundAttempts, After: cfg.NotFoundAfter},
+		})}
 	return w, func() { pub.Stop(); requests.Stop(); ps.Close(); fs.Close() }, nil
 }
 

@@ -26,6 +26,9 @@ const (
 	ReasonNotPushRequest = "not_push_request" // not JSON, or no "message" object
 	ReasonEmptyData      = "empty_data"
 	ReasonBadBase64      = "bad_base64"
+	// ReasonUnknownSubscription: a push of a subscription that is neither
+	// the notifications' nor the control topic's (by full name).
+	ReasonUnknownSubscription = "unknown_subscription"
 )
 
 // PushRequest is the body of a Pub/Sub push request. Eventarc's binary-mode
@@ -136,11 +139,17 @@ func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "try again", http.StatusServiceUnavailable)
 		return
 	}
-	if w.ControlSubscription != "" && isControl(body, w.ControlSubscription) {
+	sub := subscriptionOf(body)
+	if w.isControl(sub) {
 		w.serveControl(rw, r, log, body) // control.go
 		return
 	}
 	d, err := DecodePush(body, r.Header.Get("Ce-Id"))
+	if err == nil && !w.isNotifications(sub) {
+		// Not ours: acknowledged (a retry comes from the same subscription).
+		err = &messages.InvalidError{Reason: ReasonUnknownSubscription,
+			Detail: "the push's subscription is not one of this deployment's (NOTIFICATION_SUBSCRIPTIONS, CONTROL_SUBSCRIPTION)"}
+	}
 	log = withDelivery(log, d)
 	if err != nil {
 		w.invalid(rw, log, d, err)

@@ -126,7 +126,8 @@ func syncWorker(ctx context.Context, c *count.Counters) (http.Handler, error) {
 	c.Extra("rounds", func() int64 { return s.Stats().Rounds })
 	c.Extra("changes", func() int64 { return s.Stats().Changes })
 	return &syncworker.Worker{Syncer: s, Logger: log, ProjectID: cfg.ProjectID, ControlSubscription: cfg.ControlSubscription,
-		Enroll: enroller{en, access.Credentials}}, nil
+		Subscriptions: cfg.NotificationSubscriptions,
+		Enroll:        enroller{en, access.Credentials}}, nil
 }
 
 type enroller struct {
