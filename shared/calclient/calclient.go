@@ -91,6 +91,9 @@ type Options struct {
 	// Timeout bounds one HTTP request once it has its call from the budget
 	// (default 60 s): the wait for the budget is not the server being slow.
 	Timeout time.Duration
+	// MaxClients bounds the Calendar clients kept, the most recently used
+	// (DefaultMaxClients if 0): OAuth clients hold refresh tokens in clear.
+	MaxClients int
 }
 
 // FromConfig returns the Options of a function's Calendar config.
@@ -111,13 +114,14 @@ func FromConfig(c config.Calendar, tokens RefreshTokens) Options {
 }
 
 // Factory makes Calendar clients; safe for concurrent use. Clients are cached
-// per user identity, so token caches and limiters are shared.
+// per user identity (the MaxClients most recently used), so token caches and
+// limiters are shared.
 type Factory struct {
 	opts Options
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
-	services map[string]*calendar.Service
+	services *clientCache
 }
 
 // New returns a Factory.
@@ -141,7 +145,10 @@ func New(opts Options) *Factory {
 			opts.IAMEndpoint = base + "/"
 		}
 	}
-	return &Factory{opts: opts, limiters: map[string]*rate.Limiter{}, services: map[string]*calendar.Service{}}
+	if opts.MaxClients <= 0 {
+		opts.MaxClients = DefaultMaxClients
+	}
+	return &Factory{opts: opts, limiters: map[string]*rate.Limiter{}, services: newClientCache(opts.MaxClients)}
 }
 
 // Identity is the user a calendar's requests count against at Google:
@@ -149,7 +156,7 @@ func New(opts Options) *Factory {
 func Identity(cal store.Calendar) string {
 	switch cal.AuthMode {
 	case store.AuthDelegation:
-		return "subject:" + strings.ToLower(cal.Subject)
+		return store.SubjectName(cal.Subject)
 	case store.AuthOAuth:
 		return "credential:" + cal.CredentialID
 	default:
@@ -190,7 +197,7 @@ func (f *Factory) Service(ctx context.Context, cal store.Calendar) (*calendar.Se
 		return nil, fmt.Errorf("calclient: unknown auth mode %q", cal.AuthMode)
 	}
 	f.mu.Lock()
-	if s, ok := f.services[id]; ok {
+	if s, ok := f.services.get(id); ok {
 		f.mu.Unlock()
 		return s, nil
 	}
@@ -229,10 +236,10 @@ func (f *Factory) Service(ctx context.Context, cal store.Calendar) (*calendar.Se
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if s, ok := f.services[id]; ok { // another goroutine won
+	if s, ok := f.services.get(id); ok { // another goroutine won
 		return s, nil
 	}
-	f.services[id] = svc
+	f.services.put(id, svc)
 	return svc, nil
 }
 
@@ -240,7 +247,7 @@ func (f *Factory) Service(ctx context.Context, cal store.Calendar) (*calendar.Se
 // changed or was revoked); the limiter stays.
 func (f *Factory) Forget(cal store.Calendar) {
 	f.mu.Lock()
-	delete(f.services, Identity(cal))
+	f.services.remove(Identity(cal))
 	f.mu.Unlock()
 }
 

@@ -97,14 +97,29 @@ type Domain struct {
 }
 
 // IdentityKey is the key of an identity: "i" and 26 base32hex characters
-// of the SHA-256 of calclient.Identity's name for it ("subject:EMAIL" with
-// the email lower-cased, or "credential:ID"), like a calendar key.
+// of the SHA-256 of calclient.Identity's name for it (SubjectName, or
+// "credential:ID"), like a calendar key.
 func IdentityKey(authMode, subject, credentialID string) string {
 	name := "credential:" + credentialID
 	if authMode == AuthDelegation {
-		name = "subject:" + strings.ToLower(subject)
+		name = SubjectName(subject)
 	}
 	return "i" + hashKey(name)
+}
+
+// SubjectName names a delegation subject: "subject:" and the email with
+// only A-Z lower-cased. Deliberately not Unicode case folding: that maps a
+// Kelvin sign (U+212A) to "k", so a non-ASCII spelling would share the
+// identity of its ASCII twin. (Control messages refuse non-ASCII subjects;
+// this keeps any that reach here apart all the same.)
+func SubjectName(subject string) string {
+	b := []byte(subject)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return "subject:" + string(b)
 }
 
 // DomainKey is the key of a Workspace domain ("d" + 26 base32hex); rooms

@@ -12,6 +12,12 @@ func TestIdentityAndDomainKeys(t *testing.T) {
 	if a != IdentityKey(AuthDelegation, "ann@corp.test", "") || len(a) != 27 || a[0] != 'i' {
 		t.Fatalf("subject keys: %q", a)
 	}
+	// Only A-Z fold: a Kelvin sign (U+212A), which Unicode lower-cases to
+	// "k", does not name its ASCII twin's identity.
+	if IdentityKey(AuthDelegation, "\u212Aate@corp.test", "") == IdentityKey(AuthDelegation, "kate@corp.test", "") ||
+		SubjectName("\u212Aate@Corp.test") != "subject:\u212Aate@corp.test" {
+		t.Fatal("a non-ASCII subject folds onto its ASCII twin")
+	}
 	if IdentityKey(AuthOAuth, "", "cred-1") == IdentityKey(AuthOAuth, "", "cred-2") || DomainKey("Corp.test") != DomainKey("corp.test") {
 		t.Fatal("keys do not tell identities or domains apart")
 	}
