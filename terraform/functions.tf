@@ -14,6 +14,7 @@ locals {
     "functions/renewchannels",
     "functions/syncworker",
     "functions/webhook",
+    "shared/app",
     "shared/calclient",
     "shared/channels",
     "shared/channeltoken",
@@ -152,8 +153,12 @@ locals {
         CHANNEL_EXPIRY_GRACE     = var.channel_expiry_grace
         UNKNOWN_KEY_RETRY_WINDOW = var.unknown_key_retry_window
         },
-        # Only during an upgrade's transition (variables.tf); unset, version 1 tokens are refused.
-        { for k, v in { CHANNEL_TOKEN_V1_UNTIL = var.channel_token_v1_until } : k => v if v != "" },
+        # Set only when given (variables.tf): the V1 window only during an
+        # upgrade's transition; the key history once keys have rotated.
+        { for k, v in {
+          CHANNEL_TOKEN_V1_UNTIL    = var.channel_token_v1_until
+          CHANNEL_TOKEN_KEY_HISTORY = join(",", var.channel_token_key_history)
+        } : k => v if v != "" },
       )
       secrets = [local.token_keys_secret]
     }
@@ -202,6 +207,8 @@ locals {
         CHANNEL_TTL          = var.channel_ttl
         RENEW_BEFORE         = var.renew_before
         DEPLOYMENT           = var.name_prefix
+        # Pushes of any other subscription are refused.
+        NOTIFICATION_SUBSCRIPTIONS = local.notifications_subscription
       })
       secrets = local.calendar_secrets
     }

@@ -15,10 +15,12 @@ locals {
     control       = "${var.name_prefix}-control"
   }
 
-  # The control topic's push subscription, named here: the SyncWorker is told
-  # its name (CONTROL_SUBSCRIPTION) and the subscription pushes to the
-  # SyncWorker, so a reference either way would be a cycle.
-  control_subscription = "${var.name_prefix}-control-push"
+  # The push subscriptions to the SyncWorker, named here: the SyncWorker is
+  # told their names (CONTROL_SUBSCRIPTION, NOTIFICATION_SUBSCRIPTIONS: it
+  # accepts pushes of these only) and they push to the SyncWorker, so a
+  # reference either way would be a cycle.
+  control_subscription       = "${var.name_prefix}-control-push"
+  notifications_subscription = "${local.fn.sync}-push"
 
   firestore_location = coalesce(var.firestore_location, var.region)
 

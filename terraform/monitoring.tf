@@ -30,7 +30,7 @@ locals {
       labels      = { service = "EXTRACT(resource.labels.service_name)" }
     }
     token_key_unknown = {
-      description = "Pushes whose channel token names a key id the Webhook does not have, answered 503 (Google retries) within UNKNOWN_KEY_RETRY_WINDOW, by key id: a key rotation step rolled out out of order, or a forger."
+      description = "Pushes whose channel token names a key id of the deployment's key history (channel_token_key_history) that the Webhook does not have, answered 503 (Google retries) within UNKNOWN_KEY_RETRY_WINDOW, by key id: a key rotation step rolled out out of order, or a forger naming a known id. Only history ids ever reach this label (other ids are refused 403 and logged as \"unknown\"), and the lines share the Webhook's rejection-line budget (20 a second)."
       filter      = "${local.log_resource.webhook} AND jsonPayload.event=\"token_key_unknown\""
       labels      = { key_id = "EXTRACT(jsonPayload.keyId)" }
     }
@@ -58,7 +58,7 @@ locals {
       labels      = { reason = "EXTRACT(jsonPayload.reason)" }
     }
     invalid_messages = {
-      description = "Notification messages the SyncWorker can never process (not a push request, bad base64, not JSON, malformed calendar key, unknown resourceState, too large), acknowledged, by reason."
+      description = "Notification messages the SyncWorker can never process (not a push request, bad base64, not JSON, malformed calendar key, unknown resourceState, too large, a push of a subscription not in NOTIFICATION_SUBSCRIPTIONS), acknowledged, by reason."
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"invalid_message\""
       labels      = { reason = "EXTRACT(jsonPayload.reason)" }
     }
@@ -367,7 +367,7 @@ locals {
       condition    = "token_key_unknown logged by the Webhook"
       metric       = "token_key_unknown"
       period       = "300s"
-      content      = "The Webhook received pushes whose channel token names a key id it does not have (label key_id) and answers them 503, so Google retries, for ${var.unknown_key_retry_window} after it first saw that id; after that they are refused (403) and lost until the next reconcile. If the key id is one of yours, a rotation step went out of order: put the key back into the channel-token-keys secret and roll it out (README: Rotating keys); `go run ./scripts/calsync keys` shows which key ids live channels use. If it is not yours, someone is forging tokens: they are refused either way."
+      content      = "The Webhook received pushes whose channel token names a key id of this deployment's key history (channel_token_key_history, label key_id) that it does not have, and answers them 503, so Google retries, for ${var.unknown_key_retry_window} after it first saw that id; after that they are refused (403) and lost until the next reconcile. A rotation step went out of order: put the key back into the channel-token-keys secret and roll it out (README: Rotating keys); `go run ./scripts/calsync keys` shows which key ids live channels use. If no live channel uses that id, someone is forging tokens with a known id: they are refused either way. Key ids outside the history never raise this alert (403, notifications_rejected, key id \"unknown\")."
     }
     channels_expiring = {
       display_name = "calsync: push channels within 6 hours of expiry"

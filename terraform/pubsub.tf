@@ -62,7 +62,7 @@ resource "google_pubsub_subscription" "dead_letter_hold" {
 
 resource "google_pubsub_subscription" "sync_worker" {
   project = var.project_id
-  name    = "${local.fn.sync}-push"
+  name    = local.notifications_subscription
   topic   = google_pubsub_topic.notifications.id
   labels  = local.labels
 

@@ -138,7 +138,7 @@ variable "webhook_min_instances" {
 }
 
 variable "channel_expiry_grace" {
-  description = "CHANNEL_EXPIRY_GRACE of the Webhook: pushes whose signed channel expiration is further in the past than this are answered 200 and not published (replays of ended channels; Google's late retries within it still count). Go duration."
+  description = "CHANNEL_EXPIRY_GRACE of the Webhook: pushes whose signed channel expiration is further in the past than this are answered 200 and not published (replays of ended channels; Google's late retries within it still count). Go duration, at most 24h (the Webhook refuses to start otherwise)."
   type        = string
   default     = "1h"
 
@@ -149,7 +149,7 @@ variable "channel_expiry_grace" {
 }
 
 variable "channel_token_v1_until" {
-  description = "CHANNEL_TOKEN_V1_UNTIL of the Webhook: version 1 channel tokens (no signed expiration, minted before this release) are accepted until this RFC 3339 instant. Empty (the default, and right for a new deployment): refused. When upgrading a deployment with live channels, set it about a day ahead: RenewChannels renews every such channel in its next hourly run (check with `calsync keys`), then clear it."
+  description = "CHANNEL_TOKEN_V1_UNTIL of the Webhook: version 1 channel tokens (no signed expiration, minted before this release) are accepted until this RFC 3339 instant. Empty (the default, and right for a new deployment): refused. When upgrading a deployment with live channels, set it about a day ahead (at most 8 days: the Webhook refuses to start otherwise): RenewChannels renews every such channel in its next hourly run (check with `calsync keys`), then clear it."
   type        = string
   default     = ""
 
@@ -160,13 +160,24 @@ variable "channel_token_v1_until" {
 }
 
 variable "unknown_key_retry_window" {
-  description = "UNKNOWN_KEY_RETRY_WINDOW of the Webhook: a channel token signed with a key id the Webhook does not have is answered 503 (Google retries) for this long after an instance first sees that id, with an alert, then 403. Gives an operator time to repair a key rotation done out of order. Go duration; 0s refuses at once."
+  description = "UNKNOWN_KEY_RETRY_WINDOW of the Webhook: a channel token signed with a key id of channel_token_key_history that the Webhook does not have is answered 503 (Google retries) for this long after an instance first sees that id, with an alert, then 403 (ids outside the history: 403 at once). Gives an operator time to repair a key rotation done out of order. Go duration; 0s refuses at once."
   type        = string
   default     = "24h"
 
   validation {
     condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.unknown_key_retry_window))
     error_message = "unknown_key_retry_window must be a Go duration such as 24h."
+  }
+}
+
+variable "channel_token_key_history" {
+  description = "CHANNEL_TOKEN_KEY_HISTORY of the Webhook: ids (never material) of channel-token keys this deployment used or is about to use that the channel-token-keys secret does not hold: add a key's id when it is dropped (rotation step 4), and a new key's id before its rotation starts. Only these ids (and the secret's) are answered 503 within unknown_key_retry_window and named in logs and the token_key_unknown metric's key_id label; any other key id a token names is refused 403 and logged as \"unknown\"."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.channel_token_key_history : can(regex("^[A-Za-z0-9_-]{1,16}$", id))])
+    error_message = "channel_token_key_history ids must each be 1-16 of [A-Za-z0-9_-]."
   }
 }
 

@@ -62,7 +62,7 @@ func TestRevokedGrantWithCalclientAndCredentials(t *testing.T) {
 		OAuth: &oauth2.Config{ClientID: "c", ClientSecret: "s", Endpoint: oauth2.Endpoint{TokenURL: base + "/token", AuthStyle: oauth2.AuthStyleInParams}}})
 	var logs testlog.Buffer
 	logger := logging.New(&logs, slog.LevelInfo)
-	w := &Worker{Logger: logger, Syncer: syncer.New(syncer.Options{
+	w := &Worker{Logger: logger, Subscriptions: []string{testSubscription}, Syncer: syncer.New(syncer.Options{
 		Store: st, Services: factory, Lifecycle: &lifecycle.Owner{Store: st, Clients: factory, Logger: logger}, Logger: logger,
 		Publisher:   &syncertest.Recorder{},
 		RetryBudget: 2 * time.Second,

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
@@ -26,20 +25,19 @@ import (
 // metric label, alerted), acknowledged, nothing changed; 503 when it failed
 // for a reason that may pass (Pub/Sub redelivers).
 
-// isControl reports whether a push body comes from the control subscription.
-func isControl(body []byte, subscription string) bool {
+// subscriptionOf reads which subscription a push body says it comes from
+// ("" when it is not JSON).
+func subscriptionOf(body []byte) string {
 	var env struct {
 		Subscription string `json:"subscription"`
 	}
-	if json.Unmarshal(body, &env) != nil {
-		return false
-	}
-	return env.Subscription == subscription || strings.HasSuffix(env.Subscription, "/subscriptions/"+subscription)
+	_ = json.Unmarshal(body, &env)
+	return env.Subscription
 }
 
 func (w *Worker) serveControl(rw http.ResponseWriter, r *http.Request, log *slog.Logger, body []byte) {
 	var req PushRequest
-	_ = json.Unmarshal(body, &req) // isControl read it
+	_ = json.Unmarshal(body, &req) // subscriptionOf read it
 	d := Delivery{Subscription: req.Subscription, DeliveryAttempt: req.DeliveryAttempt}
 	var data []byte
 	var err error
@@ -69,14 +67,16 @@ func (w *Worker) serveControl(rw http.ResponseWriter, r *http.Request, log *slog
 	case err == nil:
 		rw.WriteHeader(http.StatusNoContent)
 	case errors.Is(err, messages.ErrInvalid):
+		// Every value here is the product's: escaped and clipped (terminal
+		// escapes, bidi overrides and bad UTF-8 shown as escapes, not bytes).
 		attrs := []any{logging.KeyEvent, logging.EventInvalidControl, logging.KeyReason, messages.InvalidReason(err),
-			logging.KeyError, logging.Clip(err.Error()), logging.KeyAction, logging.Clip(c.Action),
-			logging.KeyRequestID, logging.Clip(c.RequestID)}
+			logging.KeyError, logging.Untrusted(err.Error()), logging.KeyAction, logging.Untrusted(c.Action),
+			logging.KeyRequestID, logging.Untrusted(c.RequestID)}
 		if c.Subject != "" {
-			attrs = append(attrs, logging.KeySubject, logging.Clip(c.Subject))
+			attrs = append(attrs, logging.KeySubject, logging.Untrusted(c.Subject))
 		}
 		if c.CredentialID != "" {
-			attrs = append(attrs, logging.KeyCredentialID, logging.Clip(c.CredentialID))
+			attrs = append(attrs, logging.KeyCredentialID, logging.Untrusted(c.CredentialID))
 		}
 		// Never the body: it may hold a sealed token.
 		log.Error("invalid control message; acknowledged, nothing changed", attrs...)
@@ -84,8 +84,8 @@ func (w *Worker) serveControl(rw http.ResponseWriter, r *http.Request, log *slog
 		rw.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(rw, "invalid control message; acknowledged\n")
 	default:
-		log.Warn("control message not done; answered 503 so Pub/Sub redelivers it", logging.KeyAction, c.Action,
-			logging.KeyRequestID, logging.Clip(c.RequestID), logging.KeyError, logging.Clip(err.Error()))
+		log.Warn("control message not done; answered 503 so Pub/Sub redelivers it", logging.KeyAction, logging.Untrusted(c.Action),
+			logging.KeyRequestID, logging.Untrusted(c.RequestID), logging.KeyError, logging.Untrusted(err.Error()))
 		http.Error(rw, "try again", http.StatusServiceUnavailable)
 	}
 }

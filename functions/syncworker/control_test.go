@@ -68,7 +68,8 @@ func TestControlTopicToWorker(t *testing.T) {
 	logger := logging.New(logs, slog.LevelInfo)
 	cfg := config.SyncWorker{Common: config.Common{ProjectID: project}, NotificationsTopic: "notifications", ChangesTopic: "changes",
 		Calendar: config.Calendar{CalendarEndpoint: base, CredentialPrivateKeys: testPrivKeys,
-			OAuthTokenURL: base + "/token", CalendarRateLimit: 600}, RenewBefore: time.Minute, ControlSubscription: "control-push"}
+			OAuthTokenURL: base + "/token", CalendarRateLimit: 600}, RenewBefore: time.Minute, ControlSubscription: "control-push",
+		NotificationSubscriptions: []string{testSubscription}}
 	a, err := app.Build(ctx, cfg, app.WithLogger(logger), app.WithFirestore(fs), app.WithPubSub(ps))
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +175,7 @@ func TestControlTopicToWorker(t *testing.T) {
 // A calendarList notification goes to the enrollment engine, not the syncer.
 func TestListNotificationRouted(t *testing.T) {
 	got := make(chan messages.Notification, 1)
-	w := &Worker{Logger: logging.New(&testlog.Buffer{}, slog.LevelInfo), Enroll: fakeEnroll{got},
+	w := &Worker{Logger: logging.New(&testlog.Buffer{}, slog.LevelInfo), Enroll: fakeEnroll{got}, Subscriptions: []string{testSubscription},
 		Syncer: syncerFunc(func(context.Context, messages.Notification) error { t.Error("syncer called"); return nil })}
 	data, attrs, _ := messages.ListRequest("i0123456789abcdefghijklmnop", messages.StateExists, time.Now())
 	if rec := post(w, googlePush(data, attrs, "m1", 1), nil); rec.Code != http.StatusNoContent {
@@ -185,7 +186,7 @@ func TestListNotificationRouted(t *testing.T) {
 	}
 	// Without an enrollment engine: acknowledged as invalid, one ERROR.
 	logs := &testlog.Buffer{}
-	w = &Worker{Logger: logging.New(logs, slog.LevelInfo)}
+	w = &Worker{Logger: logging.New(logs, slog.LevelInfo), Subscriptions: []string{testSubscription}}
 	if rec := post(w, googlePush(data, attrs, "m2", 1), nil); rec.Code != http.StatusOK || logs.Count("ERROR", logging.EventInvalidMessage) != 1 {
 		t.Fatalf("status %d\n%s", rec.Code, logs.String())
 	}
@@ -210,4 +211,78 @@ func pushFrom(data []byte, subscription string) []byte {
 	body, _ := json.Marshal(map[string]any{"message": map[string]any{"data": base64.StdEncoding.EncodeToString(data),
 		"messageId": "x1"}, "subscription": subscription})
 	return body
+}
+
+// A refused control message's values are the product's: its line shows
+// terminal escapes and bidi overrides as escapes, never the raw bytes, and
+// at most logging.MaxValueBytes of each.
+func TestControlValuesEscaped(t *testing.T) {
+	logs := &testlog.Buffer{}
+	w := &Worker{Logger: logging.New(logs, slog.LevelInfo), ProjectID: "p", ControlSubscription: "control-push", Enroll: fakeEnroll{}}
+	hostile := "\x1b[31mred\u202eexe.txt" + strings.Repeat("x", 300)
+	ctl, _ := json.Marshal(map[string]any{"version": 1, "action": hostile, "requestId": hostile, "subject": "a@b.c"})
+	if rec := post(w, pushFrom(ctl, "projects/p/subscriptions/control-push"), nil); rec.Code != http.StatusOK {
+		t.Fatalf("status %d", rec.Code)
+	}
+	lines := logs.Lines()
+	if len(lines) != 1 || lines[0]["event"] != logging.EventInvalidControl {
+		t.Fatalf("want one invalid_control line:\n%s", logs.String())
+	}
+	want := logging.Untrusted(hostile)
+	for _, k := range []string{logging.KeyAction, logging.KeyRequestID} {
+		v, _ := lines[0][k].(string)
+		if v != want || strings.ContainsAny(v, "\x1b\u202e") || len(v) > logging.MaxValueBytes {
+			t.Errorf("%s logged as %q, want %q", k, v, want)
+		}
+	}
+}
+
+// Only the configured subscriptions, by full name: a notification pushed by
+// any other subscription (another project's of the same id, one someone
+// else pointed here) is refused, and the control path is not reached by a
+// name that merely ends like the control subscription's.
+func TestOnlyConfiguredSubscriptions(t *testing.T) {
+	var synced, controls int
+	logs := &testlog.Buffer{}
+	w := &Worker{Logger: logging.New(logs, slog.LevelInfo), ProjectID: "p", ControlSubscription: "control-push",
+		Subscriptions: []string{"calsync-sync-worker-push"}, Enroll: countingEnroll{&controls},
+		Syncer: syncerFunc(func(context.Context, messages.Notification) error { synced++; return nil })}
+	note, _ := json.Marshal(messages.Notification{CalendarKey: "c0123456789abcdefghijklmnop", ResourceState: messages.StateExists})
+	ctl := []byte(`{"version":1,"action":"resync","subject":"ann@corp.test"}`)
+	if rec := post(w, pushFrom(note, "projects/p/subscriptions/calsync-sync-worker-push"), nil); rec.Code != http.StatusNoContent || synced != 1 {
+		t.Fatalf("the configured subscription: %d, synced %d", rec.Code, synced)
+	}
+	if rec := post(w, pushFrom(ctl, "projects/p/subscriptions/control-push"), nil); rec.Code != http.StatusNoContent || controls != 1 {
+		t.Fatalf("the control subscription: %d, controls %d", rec.Code, controls)
+	}
+	for _, sub := range []string{"projects/other/subscriptions/calsync-sync-worker-push", "projects/p/subscriptions/someone-elses", "", "calsync-sync-worker-push"} {
+		if rec := post(w, pushFrom(note, sub), nil); rec.Code != http.StatusOK {
+			t.Errorf("notification from %q: %d, want 200 (acknowledged, refused)", sub, rec.Code)
+		}
+	}
+	if rec := post(w, pushFrom(ctl, "projects/evil/subscriptions/control-push"), nil); rec.Code != http.StatusOK {
+		t.Errorf("control message from another project's control-push: %d", rec.Code)
+	}
+	if synced != 1 || controls != 1 {
+		t.Fatalf("synced %d, controls %d after pushes of other subscriptions: want 1 and 1", synced, controls)
+	}
+	n := 0
+	for _, l := range logs.Lines() {
+		if l["event"] == logging.EventInvalidMessage && l[logging.KeyReason] == ReasonUnknownSubscription {
+			n++
+		}
+	}
+	if n != 4 {
+		t.Fatalf("%d invalid_message lines with reason %s, want 4:\n%s", n, ReasonUnknownSubscription, logs.String())
+	}
+}
+
+type countingEnroll struct{ n *int }
+
+func (countingEnroll) HandleListNotification(context.Context, messages.Notification) error {
+	return nil
+}
+func (c countingEnroll) HandleControl(context.Context, messages.Control) error {
+	*c.n++
+	return nil
 }

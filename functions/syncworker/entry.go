@@ -23,7 +23,8 @@ func New(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger) (w *Wo
 // NewWorker is the function's handler on the engines a built (the fleet
 // benchmark builds a with counting clients and calls this too).
 func NewWorker(cfg config.SyncWorker, a *app.App, logger *slog.Logger) *Worker {
-	return &Worker{Logger: logger, ProjectID: cfg.ProjectID, ControlSubscription: cfg.ControlSubscription, Syncer: a.Syncer,
+	return &Worker{Logger: logger, ProjectID: cfg.ProjectID, ControlSubscription: cfg.ControlSubscription,
+		Subscriptions: cfg.NotificationSubscriptions, Syncer: a.Syncer,
 		Enroll: enroller{Enroller: a.Enroller, creds: a.Access.Credentials}}
 }
 

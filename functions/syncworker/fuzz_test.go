@@ -45,12 +45,12 @@ func FuzzPushRequest(f *testing.F) {
 	}
 	f.Add([]byte(`{"message":{"data":"`+b64(valid)+`"},"subscription":"s"}`), "ce-1")
 
-	reasons := map[string]bool{ReasonBodyTooLarge: true, ReasonNotPushRequest: true, ReasonEmptyData: true, ReasonBadBase64: true,
+	reasons := map[string]bool{ReasonBodyTooLarge: true, ReasonNotPushRequest: true, ReasonEmptyData: true, ReasonBadBase64: true, ReasonUnknownSubscription: true,
 		messages.ReasonNotJSON: true, messages.ReasonNoCalendarKey: true, messages.ReasonBadCalendarKey: true, messages.ReasonUnknownResourceState: true}
 	f.Fuzz(func(t *testing.T, body []byte, ceID string) {
 		var logs testlog.Buffer
 		rec := &recordingSyncer{}
-		w := &Worker{Syncer: rec, Logger: logging.New(&logs, slog.LevelInfo), ProjectID: "p"}
+		w := &Worker{Syncer: rec, Logger: logging.New(&logs, slog.LevelInfo), ProjectID: "p", Subscriptions: []string{testSubscription}}
 		r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
 		if ceID != "" {
 			r.Header.Set("Ce-Id", ceID)

@@ -26,6 +26,9 @@ const (
 	ReasonNotPushRequest = "not_push_request" // not JSON, or no "message" object
 	ReasonEmptyData      = "empty_data"
 	ReasonBadBase64      = "bad_base64"
+	// ReasonUnknownSubscription: a push of a subscription that is neither
+	// the notifications' nor the control topic's (by full name).
+	ReasonUnknownSubscription = "unknown_subscription"
 )
 
 // PushRequest is the body of a Pub/Sub push request. Eventarc's binary-mode
@@ -136,11 +139,17 @@ func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "try again", http.StatusServiceUnavailable)
 		return
 	}
-	if w.ControlSubscription != "" && isControl(body, w.ControlSubscription) {
+	sub := subscriptionOf(body)
+	if w.isControl(sub) {
 		w.serveControl(rw, r, log, body) // control.go
 		return
 	}
 	d, err := DecodePush(body, r.Header.Get("Ce-Id"))
+	if err == nil && !w.isNotifications(sub) {
+		// Not ours: acknowledged (a retry comes from the same subscription).
+		err = &messages.InvalidError{Reason: ReasonUnknownSubscription,
+			Detail: "the push's subscription is not one of this deployment's (NOTIFICATION_SUBSCRIPTIONS, CONTROL_SUBSCRIPTION)"}
+	}
 	log = withDelivery(log, d)
 	if err != nil {
 		w.invalid(rw, log, d, err)
@@ -161,24 +170,24 @@ func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 }
 
 // withDelivery names the delivery on every line about it: message id,
-// subscription, delivery attempt (0: Pub/Sub sent none), clipped.
+// subscription, delivery attempt (0: Pub/Sub sent none), escaped and clipped.
 func withDelivery(log *slog.Logger, d Delivery) *slog.Logger {
-	return log.With(logging.KeyMessageID, logging.Clip(d.MessageID), logging.KeySubscription, logging.Clip(d.Subscription),
+	return log.With(logging.KeyMessageID, logging.Untrusted(d.MessageID), logging.KeySubscription, logging.Untrusted(d.Subscription),
 		logging.KeyDeliveryAttempt, d.DeliveryAttempt)
 }
 
 // invalid acknowledges a message that can never be processed, with one
 // ERROR line naming why. The body is never logged; client-controlled values
-// are clipped.
+// are escaped and clipped (logging.Untrusted).
 func (w *Worker) invalid(rw http.ResponseWriter, log *slog.Logger, d Delivery, err error) {
 	attrs := []any{logging.KeyEvent, logging.EventInvalidMessage, logging.KeyReason, messages.InvalidReason(err),
-		logging.KeyError, logging.Clip(err.Error())}
+		logging.KeyError, logging.Untrusted(err.Error())}
 	key := d.Notification.CalendarKey
 	if key == "" {
 		key = d.Attributes[messages.AttrCalendarKey] // the Webhook sets it too
 	}
 	if key != "" {
-		attrs = append(attrs, logging.KeyCalendarKey, logging.Clip(key))
+		attrs = append(attrs, logging.KeyCalendarKey, logging.Untrusted(key))
 	}
 	log.Error("invalid notification message; acknowledged, it can never be processed", attrs...)
 	rw.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -57,6 +57,7 @@ func TestReplayedPushCostsAtMostOneList(t *testing.T) {
 	changes := pubsubx.NewPublisher(ps, "changes", true)
 	defer changes.Stop()
 	e := newEnv(t, changes)
+	e.worker.Subscriptions = append(e.worker.Subscriptions, pubsubx.SubscriptionName(project, "sync-worker-push"))
 	e.insertEvents(t, 2)
 
 	// The SyncWorker behind a push subscription, counting its deliveries.

@@ -9,6 +9,7 @@ package syncworker
 import (
 	"context"
 	"log/slog"
+	"strings"
 
 	"github.com/calsync/calsync/shared/messages"
 )
@@ -36,9 +37,39 @@ type Worker struct {
 	// Enroll handles calendarList notifications and control messages (nil:
 	// they are acknowledged with an ERROR line).
 	Enroll Enroller
-	// ControlSubscription is the control topic's push subscription id:
-	// pushes of that subscription are control messages (control.go).
+	// ControlSubscription is the control topic's push subscription (an id
+	// in ProjectID, or a full name): pushes of exactly that subscription are
+	// control messages (control.go).
 	ControlSubscription string
+	// Subscriptions are the notifications topic's push subscriptions (ids in
+	// ProjectID, or full names): pushes of exactly these are notifications.
+	// A push of any other subscription is refused (ReasonUnknownSubscription):
+	// someone else's subscription pointed at this function.
+	Subscriptions []string
+}
+
+// fullSubscription is a subscription's full name: "projects/P/subscriptions/ID".
+func (w *Worker) fullSubscription(s string) string {
+	if strings.HasPrefix(s, "projects/") {
+		return s
+	}
+	return "projects/" + w.ProjectID + "/subscriptions/" + s
+}
+
+// isControl reports whether a push came from the control subscription.
+func (w *Worker) isControl(subscription string) bool {
+	return w.ControlSubscription != "" && subscription == w.fullSubscription(w.ControlSubscription)
+}
+
+// isNotifications reports whether a push came from one of the
+// notifications subscriptions.
+func (w *Worker) isNotifications(subscription string) bool {
+	for _, s := range w.Subscriptions {
+		if subscription == w.fullSubscription(s) {
+			return true
+		}
+	}
+	return false
 }
 
 // HandleNotification syncs for one notification (see

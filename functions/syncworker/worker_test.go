@@ -74,7 +74,7 @@ func newEnv(t *testing.T, pub syncer.Publisher) *env {
 		t.Fatal(err)
 	}
 	logger := logging.New(e.logs, slog.LevelInfo)
-	e.worker = &Worker{Logger: logger, ProjectID: project, Syncer: syncer.New(syncer.Options{
+	e.worker = &Worker{Logger: logger, ProjectID: project, Subscriptions: []string{testSubscription}, Syncer: syncer.New(syncer.Options{
 		Store:       e.st,
 		Services:    calclient.New(calclient.Options{Endpoint: e.base}),
 		Publisher:   pub,
@@ -196,6 +196,7 @@ func TestPushSubscriptionToMirrorAndChangeFeed(t *testing.T) {
 	changes := pubsubx.NewPublisher(ps, "changes", true)
 	defer changes.Stop()
 	e := newEnv(t, changes)
+	e.worker.Subscriptions = append(e.worker.Subscriptions, pubsubx.SubscriptionName(project, "sync-worker-push"))
 	ids := e.insertEvents(t, 3)
 
 	var mu sync.Mutex
@@ -456,7 +457,7 @@ func (s neverSyncer) HandleNotification(context.Context, messages.Notification) 
 // Pub/Sub only POSTs: anything else is 405 with Allow, and is not logged.
 func TestOnlyPost(t *testing.T) {
 	var logs testlog.Buffer
-	w := &Worker{Syncer: neverSyncer{t}, Logger: logging.New(&logs, slog.LevelDebug)}
+	w := &Worker{Syncer: neverSyncer{t}, Logger: logging.New(&logs, slog.LevelDebug), Subscriptions: []string{testSubscription}}
 	for _, method := range []string{http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodHead} {
 		r := httptest.NewRequest(method, "/", strings.NewReader(`{}`))
 		rw := httptest.NewRecorder()

@@ -29,6 +29,7 @@ func NewHandler(cfg config.Webhook, a *app.App, logger *slog.Logger) *Handler {
 		ExpiryGrace:     cfg.ExpiryGrace,
 		TokenV1Until:    cfg.TokenV1Until,
 		UnknownKeyRetry: cfg.UnknownKeyRetry,
+		KeyHistory:      cfg.KeyHistory,
 		seen:            newSeen(),
 		rejectLines:     rate.NewLimiter(RejectLinesPerSecond, RejectLinesBurst),
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -46,9 +47,14 @@ type Handler struct {
 	// TokenV1Until: version 1 tokens (no expiration) are accepted before
 	// this instant only (zero: never).
 	TokenV1Until time.Time
-	// UnknownKeyRetry: how long after first seeing an unknown key id it is
-	// answered 503 (Google retries) rather than 403 (zero: 403 at once).
+	// UnknownKeyRetry: how long after first seeing a key id of KeyHistory
+	// that the Verifier lacks it is answered 503 (Google retries) rather
+	// than 403 (zero: 403 at once).
 	UnknownKeyRetry time.Duration
+	// KeyHistory: the ids of keys this deployment used or is about to use
+	// that the Verifier does not hold (config CHANNEL_TOKEN_KEY_HISTORY).
+	// Any other key id a token names is a forger's choice.
+	KeyHistory []string
 
 	seen        *seen // nil: no replay window (New sets one)
 	unknownKeys unknownKeys
@@ -100,19 +106,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "channel token required", http.StatusUnauthorized)
 		return
 	case errors.Is(err, channeltoken.ErrUnknownKey):
-		if first := h.unknownKeys.firstSeen(claims.KeyID, start); start.Sub(first) < h.UnknownKeyRetry {
-			// Perhaps a key RenewChannels signs with and this instance does
-			// not know yet (or no longer): Google retries a 503, a 403 is lost.
-			h.Logger.LogAttrs(r.Context(), slog.LevelError, "channel token signed with a key id this instance does not know; answered 503 so Google retries (add the key to CHANNEL_TOKEN_KEYS if it is yours)",
-				append(logging.TraceAttrList(h.ProjectID, r),
-					slog.String(logging.KeyEvent, logging.EventTokenKeyUnknown), slog.String(logging.KeyKeyID, claims.KeyID),
-					slog.String(logging.KeyChannelID, push.ChannelID), slog.String(logging.KeyRemoteAddr, remoteAddr(r)),
-					slog.Int64(logging.KeyRetryForMs, (h.UnknownKeyRetry-start.Sub(first)).Milliseconds()))...)
-			http.Error(w, "try again", http.StatusServiceUnavailable)
-			return
-		}
-		h.reject(r, push.ChannelID, reasonTokenKey, err)
-		http.Error(w, "channel token invalid", http.StatusForbidden)
+		h.unknownKey(w, r, push.ChannelID, claims.KeyID, start, err)
 		return
 	case errors.Is(err, channeltoken.ErrSignature):
 		h.reject(r, push.ChannelID, reasonTokenSig, err)
@@ -137,8 +131,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h.seen != nil && h.seen.published(push.ChannelID, push.MessageNumber) {
-		// Google's message numbers grow per channel: this one, or a later
-		// one, was published by this instance and its sync covers this push.
+		// This exact (channel, number) was published by this instance, and
+		// the sync it caused covers this push.
 		h.refuse(w, r, slog.LevelInfo, "push already published by this instance (a replay or a duplicate delivery); answered 200",
 			logging.EventNotificationDuplicate, reasonAlreadyPublic, push, calendarKey, start)
 		return
@@ -203,26 +197,74 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, level slog.Leve
 	h.Logger.LogAttrs(r.Context(), level, msg, append(attrs, extra...)...)
 }
 
+// unknownKeyID is what logs and metric labels say for a key id outside the
+// deployment's key history: the id itself is whatever a forger wrote.
+const unknownKeyID = "unknown"
+
+// unknownKey answers a token that names a key id the Verifier lacks. Only an
+// id of the deployment's key history can be a rotation step rolled out of
+// order: 503 for UnknownKeyRetry after first seeing it, so Google retries
+// and nothing is lost, with an ERROR line an alert watches; 403 after. Any
+// other id is refused like a bad signature and logged as unknownKeyID, so
+// forgers naming 600 ids make neither 600 lines nor 600 label values.
+func (h *Handler) unknownKey(w http.ResponseWriter, r *http.Request, channelID, keyID string, start time.Time, err error) {
+	if !slices.Contains(h.KeyHistory, keyID) {
+		h.reject(r, channelID, reasonTokenKey, err, slog.String(logging.KeyKeyID, unknownKeyID))
+		http.Error(w, "channel token invalid", http.StatusForbidden)
+		return
+	}
+	first := h.unknownKeys.firstSeen(keyID, start)
+	if start.Sub(first) >= h.UnknownKeyRetry {
+		h.reject(r, channelID, reasonTokenKey, err, slog.String(logging.KeyKeyID, keyID))
+		http.Error(w, "channel token invalid", http.StatusForbidden)
+		return
+	}
+	// A forger can name a known id too: these lines share the budget.
+	if suppressed, ok := h.lineAllowed(); ok {
+		h.Logger.LogAttrs(r.Context(), slog.LevelError, "channel token signed with a key id of this deployment that this instance does not have; answered 503 so Google retries (add the key to CHANNEL_TOKEN_KEYS)",
+			append(logging.TraceAttrList(h.ProjectID, r),
+				slog.String(logging.KeyEvent, logging.EventTokenKeyUnknown), slog.String(logging.KeyKeyID, keyID),
+				slog.String(logging.KeyChannelID, logging.Untrusted(channelID)), slog.String(logging.KeyRemoteAddr, remoteAddr(r)),
+				slog.Int64(logging.KeyRetryForMs, (h.UnknownKeyRetry-start.Sub(first)).Milliseconds()),
+				suppressedAttr(suppressed))...)
+	}
+	http.Error(w, "try again", http.StatusServiceUnavailable)
+}
+
 // reject logs a forged or malformed push at WARNING, with the caller's
 // address and never the token. reason is one of a few fixed codes (a metric
 // label); every value in the line a client wrote is escaped and clipped
 // (logging.Untrusted), so a forged push gets one bounded line.
-//
-// Past RejectLinesPerSecond an instance writes no more of them; the next
-// line it writes says how many it left out (suppressed).
-func (h *Handler) reject(r *http.Request, channelID, reason string, err error) {
-	if h.rejectLines != nil && !h.rejectLines.Allow() {
-		h.suppressed.Add(1)
+func (h *Handler) reject(r *http.Request, channelID, reason string, err error, extra ...slog.Attr) {
+	suppressed, ok := h.lineAllowed()
+	if !ok {
 		return
 	}
 	attrs := append(logging.TraceAttrList(h.ProjectID, r),
 		slog.String(logging.KeyEvent, logging.EventNotificationRejected), slog.String(logging.KeyReason, reason),
 		slog.String(logging.KeyError, logging.Untrusted(err.Error())),
-		slog.String(logging.KeyChannelID, logging.Untrusted(channelID)), slog.String(logging.KeyRemoteAddr, remoteAddr(r)))
-	if n := h.suppressed.Swap(0); n > 0 {
-		attrs = append(attrs, slog.Int64(logging.KeySuppressed, n))
+		slog.String(logging.KeyChannelID, logging.Untrusted(channelID)), slog.String(logging.KeyRemoteAddr, remoteAddr(r)),
+		suppressedAttr(suppressed))
+	h.Logger.LogAttrs(r.Context(), slog.LevelWarn, "push notification rejected", append(attrs, extra...)...)
+}
+
+// lineAllowed spends one of the lines an instance may write about refused
+// pushes. Past RejectLinesPerSecond it writes no more of them (ok false);
+// the next line it writes says how many it left out (suppressed).
+func (h *Handler) lineAllowed() (suppressed int64, ok bool) {
+	if h.rejectLines != nil && !h.rejectLines.Allow() {
+		h.suppressed.Add(1)
+		return 0, false
 	}
-	h.Logger.LogAttrs(r.Context(), slog.LevelWarn, "push notification rejected", attrs...)
+	return h.suppressed.Swap(0), true
+}
+
+// suppressedAttr is the suppressed field, empty (not written) when zero.
+func suppressedAttr(n int64) slog.Attr {
+	if n == 0 {
+		return slog.Attr{}
+	}
+	return slog.Int64(logging.KeySuppressed, n)
 }
 
 func (h *Handler) now() time.Time {

@@ -207,9 +207,10 @@ func TestStatuses(t *testing.T) {
 	}
 }
 
-// Duplicates and late arrivals are answered 200 (Google must not retry
-// them) and not published again: a message number at or below one this
-// instance published is covered by that publish's sync.
+// Duplicates are answered 200 (Google must not retry them) and not
+// published again: a message number this instance published is covered by
+// that publish's sync. A late arrival of a lower number is published (one
+// extra sync at most): numbers are not signed, so never a maximum.
 func TestDuplicateAndOutOfOrder(t *testing.T) {
 	pub := &recordingPublisher{}
 	var logs bytes.Buffer
@@ -219,17 +220,12 @@ func TestDuplicateAndOutOfOrder(t *testing.T) {
 			t.Fatalf("message %s: %d", n, w.Code)
 		}
 	}
-	var nums []int64
-	for _, m := range pub.msgs {
-		var n messages.Notification
-		_ = json.Unmarshal(m.data, &n)
-		nums = append(nums, n.MessageNumber)
+	nums := publishedNumbers(pub)
+	if fmt.Sprint(nums) != "[7 3 12]" {
+		t.Fatalf("published %v, want [7 3 12]", nums)
 	}
-	if fmt.Sprint(nums) != "[7 12]" {
-		t.Fatalf("published %v, want [7 12]", nums)
-	}
-	if c := strings.Count(logs.String(), `"event":"notification_duplicate"`); c != 3 {
-		t.Fatalf("%d notification_duplicate lines, want 3:\n%s", c, logs.String())
+	if c := strings.Count(logs.String(), `"event":"notification_duplicate"`); c != 2 {
+		t.Fatalf("%d notification_duplicate lines, want 2:\n%s", c, logs.String())
 	}
 	// A failed publish is not remembered: Google's retry of it goes out.
 	pub.err = errors.New("down")
@@ -237,7 +233,7 @@ func TestDuplicateAndOutOfOrder(t *testing.T) {
 		t.Fatalf("publish failure: %d", w.Code)
 	}
 	pub.err = nil
-	if w := do(h, http.MethodPost, googleHeaders(t, "exists", "13"), ""); w.Code != 200 || len(pub.msgs) != 3 {
+	if w := do(h, http.MethodPost, googleHeaders(t, "exists", "13"), ""); w.Code != 200 || len(pub.msgs) != 4 {
 		t.Fatalf("the retry of a push answered 503 was not published: %d, %d published", w.Code, len(pub.msgs))
 	}
 }
@@ -480,14 +476,16 @@ func TestVersion1TokensDuringTransitionOnly(t *testing.T) {
 	}
 }
 
-// A token signed with a key id the Webhook does not know is answered 503
-// (Google retries) for UnknownKeyRetry after the key id was first seen, with
-// an ERROR line the alert watches; then 403. Adding the key makes Google's
-// retries verify.
+// A token signed with a key id of the deployment's key history that the
+// Webhook does not have is answered 503 (Google retries) for UnknownKeyRetry
+// after the key id was first seen, with an ERROR line the alert watches; then
+// 403. Adding the key makes Google's retries verify. A key id outside the
+// history is a forger's: 403 at once, logged as "unknown".
 func TestUnknownKeyAnswered503WithinWindow(t *testing.T) {
 	pub := &recordingPublisher{}
 	var logs bytes.Buffer
 	h := newTestHandler(t, pub, &logs)
+	h.KeyHistory = []string{"k2"}
 	now := time.Now()
 	h.Now = func() time.Time { return now }
 	k2, _ := channeltoken.New([]config.Key{{ID: "k2", Material: bytes.Repeat([]byte{9}, 32)}, {ID: "k1", Material: bytes.Repeat([]byte{7}, 32)}})
@@ -520,12 +518,72 @@ func TestUnknownKeyAnswered503WithinWindow(t *testing.T) {
 	if !strings.Contains(logs.String(), `"reason":"token_unknown_key"`) {
 		t.Fatalf("past the window, want a rejection line: %s", logs.String())
 	}
-	h.UnknownKeyRetry = 0
+	if !strings.Contains(logs.String(), `"keyId":"k2"`) {
+		t.Fatalf("a key id of the history is named: %s", logs.String())
+	}
+	logs.Reset()
 	other, _ := channeltoken.New([]config.Key{{ID: "k3", Material: bytes.Repeat([]byte{3}, 32)}})
 	tok3, _ := other.Mint(googleChannelID, calKey, testExpiration)
 	hdr.Set(HeaderChannelToken, tok3)
 	if w := do(h, http.MethodPost, hdr, ""); w.Code != 403 {
+		t.Fatalf("a key id outside the history: %d, want 403 at once", w.Code)
+	}
+	if l := logs.String(); !strings.Contains(l, `"keyId":"unknown"`) || strings.Contains(l, "k3") {
+		t.Fatalf("a key id outside the history must be logged as unknown: %s", l)
+	}
+	h.KeyHistory, h.UnknownKeyRetry = []string{"k3"}, 0
+	if w := do(h, http.MethodPost, hdr, ""); w.Code != 403 {
 		t.Fatalf("window 0: %d, want 403 at once", w.Code)
+	}
+}
+
+// 600 forged pushes naming 600 different unknown key ids: every one refused
+// 403 (not 503: the ids are not the deployment's), within the rejection-line
+// budget, and the key id in the lines (a metric label) only ever "unknown".
+// A retired key id of the history still gets 503 within its window.
+func TestUnknownKeyIDsFlood(t *testing.T) {
+	pub := &recordingPublisher{}
+	var logs bytes.Buffer
+	h := newTestHandler(t, pub, &logs)
+	h.rejectLines = rate.NewLimiter(RejectLinesPerSecond, RejectLinesBurst)
+	h.KeyHistory = []string{"k0"}
+	start := time.Now()
+	for i := range 600 {
+		hdr := googleHeaders(t, "exists", "5")
+		hdr.Set(HeaderChannelToken, fmt.Sprintf("v=2&k=forged%d&c=%s&e=%d&s=%s", i, calKey, testExpiration.Unix(), strings.Repeat("A", 43)))
+		if w := do(h, http.MethodPost, hdr, ""); w.Code != 403 {
+			t.Fatalf("forged key id %d: %d, want 403", i, w.Code)
+		}
+	}
+	budget := RejectLinesBurst + int(time.Since(start).Seconds()*RejectLinesPerSecond) + 1
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	keyIDs := map[string]int{}
+	for _, line := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		keyIDs[fmt.Sprint(m["keyId"])]++
+	}
+	if len(lines) > budget || len(keyIDs) != 1 || keyIDs[unknownKeyID] != len(lines) {
+		t.Fatalf("%d lines (budget %d), key ids %v: want the budget and only %q", len(lines), budget, keyIDs, unknownKeyID)
+	}
+	if ev := logEvents(&logs); ev[logging.EventTokenKeyUnknown] != 0 {
+		t.Fatalf("forged ids raised the alert's event: %v", ev)
+	}
+	// The retired key k0 (a channel still signed with it): 503, Google retries.
+	retired, _ := channeltoken.New([]config.Key{{ID: "k0", Material: bytes.Repeat([]byte{5}, 32)}})
+	tok, _ := retired.Mint(googleChannelID, calKey, testExpiration)
+	hdr := googleHeaders(t, "exists", "6")
+	hdr.Set(HeaderChannelToken, tok)
+	h.rejectLines.SetLimit(rate.Inf)
+	logs.Reset()
+	if w := do(h, http.MethodPost, hdr, ""); w.Code != 503 || len(pub.msgs) != 0 {
+		t.Fatalf("retired key id of the history: %d, want 503", w.Code)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(logs.Bytes(), &m); err != nil || m["event"] != logging.EventTokenKeyUnknown || m["keyId"] != "k0" || m["suppressed"] == nil {
+		t.Fatalf("want the token_key_unknown line naming k0 and counting the suppressed lines: %s", logs.String())
 	}
 }
 
@@ -549,6 +607,34 @@ func TestReplaysOfOneCapturedPush(t *testing.T) {
 	}
 }
 
+// publishedNumbers lists the message numbers pub received, in order.
+func publishedNumbers(pub *recordingPublisher) []int64 {
+	var nums []int64
+	for _, m := range pub.msgs {
+		var n messages.Notification
+		_ = json.Unmarshal(m.data, &n)
+		nums = append(nums, n.MessageNumber)
+	}
+	return nums
+}
+
+// One captured valid push replayed with the largest message number is
+// published once; the channel's real pushes that follow, with ordinary
+// numbers, are still published (they were "already published" before).
+func TestForgedMessageNumberDoesNotSilence(t *testing.T) {
+	pub := &recordingPublisher{}
+	h := newTestHandler(t, pub, nil)
+	for _, n := range []string{"5", "9223372036854775807", "9223372036854775807", "6", "7"} {
+		if w := do(h, http.MethodPost, googleHeaders(t, "exists", n), ""); w.Code != 200 {
+			t.Fatalf("message %s: %d", n, w.Code)
+		}
+	}
+	nums := publishedNumbers(pub)
+	if fmt.Sprint(nums) != "[5 9223372036854775807 6 7]" {
+		t.Fatalf("published %v, want 5, the forged number once, 6 and 7", nums)
+	}
+}
+
 func TestSeenWindowEvictsOldest(t *testing.T) {
 	s := newSeen()
 	s.record("first", 5)
@@ -562,8 +648,14 @@ func TestSeenWindowEvictsOldest(t *testing.T) {
 	for i := range seenCapacity {
 		s.record(fmt.Sprint("d", i), 1)
 	}
-	if !s.published("first", 6) || s.published("c0", 1) {
-		t.Fatal("a channel seen again must survive one more generation, an old one must go")
+	if !s.published("first", 6) || !s.published("first", 5) || s.published("c0", 1) {
+		t.Fatal("a channel seen again must survive one more generation with its numbers, an old one must go")
+	}
+	for n := int64(10); n < 10+seenNumbers; n++ {
+		s.record("first", n)
+	}
+	if s.published("first", 6) || !s.published("first", 10) {
+		t.Fatalf("the last %d numbers of a channel are kept, older ones go", seenNumbers)
 	}
 }
 

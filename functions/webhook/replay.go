@@ -1,19 +1,27 @@
 package webhook
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
 
 // seenCapacity bounds the channels one instance remembers per generation
-// (two generations are kept): about 100 bytes each, so at most ~13 MB. Only
+// (two generations are kept): about 150 bytes each, so at most ~20 MB. Only
 // channels whose token verified get an entry, so a forger cannot fill it.
-const seenCapacity = 65536
+// seenNumbers bounds the message numbers remembered per channel.
+const (
+	seenCapacity = 65536
+	seenNumbers  = 8
+)
 
-// seen is this instance's replay window: per channel, the highest message
-// number it published. Google's message numbers only grow per channel, so a
-// push numbered at or below it is a replay or a duplicate delivery of
-// something already published, and the sync that publish caused covers it.
+// seen is this instance's replay window: per channel, the message numbers
+// it most recently published. A push with one of them is a replay or a
+// duplicate delivery of something already published, and the sync that
+// publish caused covers it. The exact numbers, never a maximum: the number
+// is not signed, so a replay carrying a huge one would otherwise make every
+// later real push of its channel look old. A late arrival of an older
+// number is published again (one extra sync at most).
 // It is an in-memory first line only: it costs nothing on the hot path and
 // stops replays that reach the same instance; the SyncWorker's dedup in
 // Firestore (store.Admit) is the one that holds across instances.
@@ -23,20 +31,34 @@ const seenCapacity = 65536
 // seen again is carried over.
 type seen struct {
 	mu        sync.Mutex
-	cur, prev map[string]int64
+	cur, prev map[string]recentNumbers
 }
 
-func newSeen() *seen { return &seen{cur: map[string]int64{}} }
+// recentNumbers is a ring of the last seenNumbers numbers published (0: empty).
+type recentNumbers struct {
+	n    [seenNumbers]int64
+	next uint8
+}
+
+func (r *recentNumbers) add(n int64) {
+	if slices.Contains(r.n[:], n) {
+		return
+	}
+	r.n[r.next] = n
+	r.next = (r.next + 1) % seenNumbers
+}
+
+func newSeen() *seen { return &seen{cur: map[string]recentNumbers{}} }
 
 // published reports whether number n of channel was already published here.
 func (s *seen) published(channel string, n int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	top, ok := s.cur[channel]
+	r, ok := s.cur[channel]
 	if !ok {
-		top, ok = s.prev[channel]
+		r, ok = s.prev[channel]
 	}
-	return ok && n <= top
+	return ok && n > 0 && slices.Contains(r.n[:], n)
 }
 
 // record notes that number n of channel was published (after Pub/Sub
@@ -44,34 +66,27 @@ func (s *seen) published(channel string, n int64) bool {
 func (s *seen) record(channel string, n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if top, ok := s.cur[channel]; ok {
-		s.cur[channel] = max(top, n)
-		return
+	r, ok := s.cur[channel]
+	if !ok {
+		r = s.prev[channel] // carried over, or the zero ring
+		if len(s.cur) >= seenCapacity {
+			s.prev, s.cur = s.cur, make(map[string]recentNumbers, seenCapacity/4)
+		}
 	}
-	if top, ok := s.prev[channel]; ok {
-		n = max(top, n)
-	}
-	if len(s.cur) >= seenCapacity {
-		s.prev, s.cur = s.cur, make(map[string]int64, seenCapacity/4)
-	}
-	s.cur[channel] = n
+	r.add(n)
+	s.cur[channel] = r
 }
 
-// unknownKeyCapacity bounds the unknown key ids remembered: forgers can
-// name any number of them, and the window only needs the few a rotation
-// mistake produces.
-const unknownKeyCapacity = 64
-
-// unknownKeys remembers when this instance first saw each key id it could
-// not verify, to answer 503 for a window after that and 403 later.
+// unknownKeys remembers when this instance first saw each key id of the
+// deployment's key history that it could not verify, to answer 503 for a
+// window after that and 403 later. Only ids of that short configured list
+// get an entry, so forgers cannot grow it.
 type unknownKeys struct {
 	mu    sync.Mutex
 	first map[string]time.Time
 }
 
-// firstSeen returns when keyID was first seen (now, the first time). When
-// full, the oldest entry makes room: the worst a forger can do by naming
-// many ids is restart a real id's window, which keeps Google retrying.
+// firstSeen returns when keyID was first seen (now, the first time).
 func (u *unknownKeys) firstSeen(keyID string, now time.Time) time.Time {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -80,15 +95,6 @@ func (u *unknownKeys) firstSeen(keyID string, now time.Time) time.Time {
 	}
 	if t, ok := u.first[keyID]; ok {
 		return t
-	}
-	if len(u.first) >= unknownKeyCapacity {
-		oldest, at := "", now
-		for id, t := range u.first {
-			if t.Before(at) || oldest == "" {
-				oldest, at = id, t
-			}
-		}
-		delete(u.first, oldest)
 	}
 	u.first[keyID] = now
 	return now

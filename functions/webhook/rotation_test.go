@@ -201,8 +201,12 @@ func TestKeyRotation(t *testing.T) {
 	}
 
 	// The slip: k3 signs new channels while the Webhook only has k2 (step 2
-	// before step 1). Their pushes are answered 503, so Google retries them
-	// and they verify once the Webhook gets k3, instead of a lost 403.
+	// before step 1). k3 is in the deployment's key history (the operator
+	// listed it, with the retired k1, in CHANNEL_TOKEN_KEY_HISTORY), so their
+	// pushes are answered 503, Google retries them and they verify once the
+	// Webhook gets k3, instead of a lost 403.
+	hook.env["CHANNEL_TOKEN_KEY_HISTORY"] = "k1,k3"
+	hook.rollOut(t, k2)
 	k3 := key("k3", "3")
 	if sum := renewWith(k3 + "," + k2); sum.Rekeyed != 3 {
 		t.Fatalf("slip run: %+v", sum)

@@ -91,6 +91,9 @@ type Options struct {
 	// Timeout bounds one HTTP request once it has its call from the budget
 	// (default 60 s): the wait for the budget is not the server being slow.
 	Timeout time.Duration
+	// MaxClients bounds the Calendar clients kept, the most recently used
+	// (DefaultMaxClients if 0): OAuth clients hold refresh tokens in clear.
+	MaxClients int
 }
 
 // FromConfig returns the Options of a function's Calendar config.
@@ -111,13 +114,14 @@ func FromConfig(c config.Calendar, tokens RefreshTokens) Options {
 }
 
 // Factory makes Calendar clients; safe for concurrent use. Clients are cached
-// per user identity, so token caches and limiters are shared.
+// per user identity (the MaxClients most recently used), so token caches and
+// limiters are shared.
 type Factory struct {
 	opts Options
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
-	services map[string]*calendar.Service
+	services *clientCache
 }
 
 // New returns a Factory.
@@ -141,7 +145,10 @@ func New(opts Options) *Factory {
 			opts.IAMEndpoint = base + "/"
 		}
 	}
-	return &Factory{opts: opts, limiters: map[string]*rate.Limiter{}, services: map[string]*calendar.Service{}}
+	if opts.MaxClients <= 0 {
+		opts.MaxClients = DefaultMaxClients
+	}
+	return &Factory{opts: opts, limiters: map[string]*rate.Limiter{}, services: newClientCache(opts.MaxClients)}
 }
 
 // Limiter returns the shared limiter of a user identity.
@@ -178,7 +185,7 @@ func (f *Factory) Service(ctx context.Context, g store.Grant) (*calendar.Service
 		return nil, fmt.Errorf("calclient: unknown auth mode %q", g.AuthMode)
 	}
 	f.mu.Lock()
-	if s, ok := f.services[id]; ok {
+	if s, ok := f.services.get(id); ok {
 		f.mu.Unlock()
 		return s, nil
 	}
@@ -217,10 +224,10 @@ func (f *Factory) Service(ctx context.Context, g store.Grant) (*calendar.Service
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if s, ok := f.services[id]; ok { // another goroutine won
+	if s, ok := f.services.get(id); ok { // another goroutine won
 		return s, nil
 	}
-	f.services[id] = svc
+	f.services.put(id, svc)
 	return svc, nil
 }
 
@@ -228,7 +235,7 @@ func (f *Factory) Service(ctx context.Context, g store.Grant) (*calendar.Service
 // or was revoked); the limiter stays.
 func (f *Factory) Forget(g store.Grant) {
 	f.mu.Lock()
-	delete(f.services, g.Key())
+	f.services.remove(g.Key())
 	f.mu.Unlock()
 }
 

@@ -304,3 +304,51 @@ func (d slowBudget) Take(ctx context.Context, _ string) error {
 	time.Sleep(time.Duration(d))
 	return nil
 }
+
+// The clients kept are bounded (OAuth ones hold refresh tokens in clear):
+// the least recently used goes first, and an evicted identity's client is
+// rebuilt on its next use and works. Against the Calendar emulator.
+func TestClientCacheBounded(t *testing.T) {
+	ctx := context.Background()
+	srv, base := calendaremu.Start(t, calendaremu.Options{})
+	tokens := mapTokens{}
+	cal := func(user string) store.Calendar {
+		return store.Calendar{CalendarID: user, AuthMode: store.AuthOAuth, CredentialID: "cred-" + user}
+	}
+	for _, u := range []string{"a@x.test", "b@x.test", "c@x.test"} {
+		if err := srv.CreateUser(u, "1//"+u); err != nil {
+			t.Fatal(err)
+		}
+		tokens["cred-"+u] = "1//" + u
+	}
+	opts := newFactory(base, 0, 0, tokens).opts
+	opts.MaxClients = 2
+	f := New(opts)
+	svc := map[string]*calendar.Service{}
+	for _, u := range []string{"a@x.test", "b@x.test", "a@x.test", "c@x.test"} {
+		s, err := f.Service(ctx, cal(u).Grant())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Events.List(u).Do(); err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+		svc[u] = s
+	}
+	if n := f.services.len(); n != 2 {
+		t.Fatalf("%d clients kept, want 2", n)
+	}
+	if s, _ := f.Service(ctx, cal("a@x.test").Grant()); s != svc["a@x.test"] {
+		t.Error("the recently used client was evicted")
+	}
+	s, err := f.Service(ctx, cal("b@x.test").Grant())
+	if err != nil || s == svc["b@x.test"] {
+		t.Fatalf("the least recently used client was kept: %v", err)
+	}
+	if _, err := s.Events.List("b@x.test").Do(); err != nil {
+		t.Fatalf("rebuilt client: %v", err)
+	}
+	if n := f.services.len(); n != 2 {
+		t.Fatalf("%d clients kept, want 2", n)
+	}
+}

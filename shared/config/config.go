@@ -52,7 +52,24 @@ type Webhook struct {
 	// first saw that key id, with an ERROR line an alert watches, then 403.
 	// Covers a rotation step rolled out to RenewChannels before the Webhook.
 	UnknownKeyRetry time.Duration `env:"UNKNOWN_KEY_RETRY_WINDOW, default=24h"`
+	// KeyHistory: ids (never material) of channel-token keys this
+	// deployment used or is about to use that CHANNEL_TOKEN_KEYS does not
+	// hold: retired ones, and a new one whose rotation steps may roll out
+	// out of order. Only these and the configured ids are answered 503
+	// within UNKNOWN_KEY_RETRY_WINDOW and named in logs and metric labels;
+	// any other key id is a forger's choice: 403, logged as "unknown".
+	KeyHistory []string `env:"CHANNEL_TOKEN_KEY_HISTORY"`
 }
+
+// Upper bounds of the Webhook's windows for tokens that would otherwise
+// stay valid: a replayed push of an ended channel is refused once
+// MaxExpiryGrace is past, and version 1 tokens (no signed expiration) are
+// needed for one channel TTL (7 days, Google's default) after an upgrade,
+// not more: until then every captured version 1 push replays.
+const (
+	MaxExpiryGrace  = 24 * time.Hour
+	MaxTokenV1Ahead = 8 * 24 * time.Hour
+)
 
 // Validate reports every problem with the Webhook config.
 func (c Webhook) Validate() error {
@@ -63,8 +80,19 @@ func (c Webhook) Validate() error {
 		positive("PUBLISH_TIMEOUT", c.PublishTimeout),
 		positive("CHANNEL_EXPIRY_GRACE", c.ExpiryGrace),
 	}
+	if c.ExpiryGrace > MaxExpiryGrace {
+		errs = append(errs, fmt.Errorf("CHANNEL_EXPIRY_GRACE must be at most %s, got %s", MaxExpiryGrace, c.ExpiryGrace))
+	}
+	if limit := time.Now().Add(MaxTokenV1Ahead); c.TokenV1Until.After(limit) {
+		errs = append(errs, fmt.Errorf("CHANNEL_TOKEN_V1_UNTIL must be at most %s ahead (one channel TTL and a day), got %s", MaxTokenV1Ahead, c.TokenV1Until.Format(time.RFC3339)))
+	}
 	if c.UnknownKeyRetry < 0 {
 		errs = append(errs, fmt.Errorf("UNKNOWN_KEY_RETRY_WINDOW must not be negative, got %s", c.UnknownKeyRetry))
+	}
+	for i, id := range c.KeyHistory {
+		if !keyIDRE.MatchString(id) {
+			errs = append(errs, fmt.Errorf("CHANNEL_TOKEN_KEY_HISTORY: id %d must be 1-16 of [A-Za-z0-9_-]", i+1))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -26,28 +27,41 @@ func TestWebhookDefaults(t *testing.T) {
 	}
 	cfg, err = Load[Webhook](context.Background(), envconfig.MapLookuper(map[string]string{
 		"PROJECT_ID": "p", "CHANNEL_TOKEN_KEYS": testKey, "CHANNEL_TOKEN_V1_UNTIL": "2026-12-01T00:00:00Z",
-		"UNKNOWN_KEY_RETRY_WINDOW": "0s",
+		"UNKNOWN_KEY_RETRY_WINDOW": "0s", "CHANNEL_TOKEN_KEY_HISTORY": "k0, old_1",
 	}))
-	if err != nil || !cfg.TokenV1Until.Equal(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)) || cfg.UnknownKeyRetry != 0 {
-		t.Fatalf("CHANNEL_TOKEN_V1_UNTIL, UNKNOWN_KEY_RETRY_WINDOW: %+v %v", cfg, err)
+	if err != nil || !cfg.TokenV1Until.Equal(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)) || cfg.UnknownKeyRetry != 0 ||
+		fmt.Sprint(cfg.KeyHistory) != "[k0 old_1]" {
+		t.Fatalf("CHANNEL_TOKEN_V1_UNTIL, UNKNOWN_KEY_RETRY_WINDOW, CHANNEL_TOKEN_KEY_HISTORY: %+v %v", cfg, err)
 	}
 }
 
 func TestWebhookReportsEveryProblem(t *testing.T) {
 	_, err := Load[Webhook](context.Background(), envconfig.MapLookuper(map[string]string{
-		"PROJECT_ID":               " ",
-		"CHANNEL_TOKEN_KEYS":       "k1:short",
-		"NOTIFICATIONS_TOPIC":      "a/b",
-		"PUBLISH_TIMEOUT":          "-1s",
-		"LOG_LEVEL":                "loud",
-		"CHANNEL_EXPIRY_GRACE":     "0s",
-		"UNKNOWN_KEY_RETRY_WINDOW": "-1h",
+		"PROJECT_ID":                " ",
+		"CHANNEL_TOKEN_KEYS":        "k1:short",
+		"NOTIFICATIONS_TOPIC":       "a/b",
+		"PUBLISH_TIMEOUT":           "-1s",
+		"LOG_LEVEL":                 "loud",
+		"CHANNEL_EXPIRY_GRACE":      "0s",
+		"UNKNOWN_KEY_RETRY_WINDOW":  "-1h",
+		"CHANNEL_TOKEN_KEY_HISTORY": "k0,not an id!",
 	}))
 	if err == nil {
 		t.Fatal("want error")
 	}
+	// The windows in which tokens stay valid are bounded.
+	_, bounds := Load[Webhook](context.Background(), envconfig.MapLookuper(map[string]string{
+		"PROJECT_ID": "p", "CHANNEL_TOKEN_KEYS": testKey,
+		"CHANNEL_EXPIRY_GRACE":   "25h",
+		"CHANNEL_TOKEN_V1_UNTIL": time.Now().Add(9 * 24 * time.Hour).Format(time.RFC3339),
+	}))
+	for _, want := range []string{"CHANNEL_EXPIRY_GRACE must be at most", "CHANNEL_TOKEN_V1_UNTIL must be at most"} {
+		if bounds == nil || !strings.Contains(bounds.Error(), want) {
+			t.Errorf("want %q: %v", want, bounds)
+		}
+	}
 	for _, want := range []string{"PROJECT_ID", "CHANNEL_TOKEN_KEYS", "NOTIFICATIONS_TOPIC", "PUBLISH_TIMEOUT", "LOG_LEVEL",
-		"CHANNEL_EXPIRY_GRACE", "UNKNOWN_KEY_RETRY_WINDOW"} {
+		"CHANNEL_EXPIRY_GRACE", "UNKNOWN_KEY_RETRY_WINDOW", "CHANNEL_TOKEN_KEY_HISTORY: id 2"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -190,10 +191,19 @@ type SyncWorker struct {
 	// subscription: pushes of that subscription are control messages
 	// (messages.Control), all others notifications. Empty: no control path.
 	ControlSubscription string `env:"CONTROL_SUBSCRIPTION"`
+	// NotificationSubscriptions are the ids of the notifications topic's
+	// push subscriptions: pushes of these (by full name, in PROJECT_ID) are
+	// notifications; a push of any other subscription is refused. The
+	// default is Terraform's name with the default prefix.
+	NotificationSubscriptions []string `env:"NOTIFICATION_SUBSCRIPTIONS, default=calsync-sync-worker-push"`
 	// Deployment names this deployment in the ids of the channels the
 	// SyncWorker opens for what it enrolls (as RenewChannels' DEPLOYMENT).
 	Deployment string `env:"DEPLOYMENT, default=calsync"`
 }
+
+// subscriptionIDRE is Pub/Sub's subscription id syntax (not a full name: the
+// project is PROJECT_ID's).
+var subscriptionIDRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$`)
 
 // Validate reports every problem with the SyncWorker config.
 func (c SyncWorker) Validate() error {
@@ -220,8 +230,16 @@ func (c SyncWorker) Validate() error {
 	if c.WebhookURL != "" {
 		errs = append(errs, WebhookAddress(c.WebhookURL))
 	}
-	if c.ControlSubscription != "" && strings.ContainsAny(c.ControlSubscription, " ") {
+	if c.ControlSubscription != "" && !subscriptionIDRE.MatchString(c.ControlSubscription) {
 		errs = append(errs, fmt.Errorf("CONTROL_SUBSCRIPTION %q is not a subscription id", c.ControlSubscription))
+	}
+	if len(c.NotificationSubscriptions) == 0 {
+		errs = append(errs, errors.New("NOTIFICATION_SUBSCRIPTIONS must name the notifications topic's push subscription(s)"))
+	}
+	for _, s := range c.NotificationSubscriptions {
+		if !subscriptionIDRE.MatchString(s) || s == c.ControlSubscription {
+			errs = append(errs, fmt.Errorf("NOTIFICATION_SUBSCRIPTIONS: %q is not a subscription id other than CONTROL_SUBSCRIPTION", s))
+		}
 	}
 	if c.QuietPeriod > 0 && c.RerunInterval > 0 && c.QuietPeriod >= c.RerunInterval {
 		errs = append(errs, fmt.Errorf("QUIET_PERIOD (%s) must be shorter than RERUN_INTERVAL (%s)", c.QuietPeriod, c.RerunInterval))

@@ -90,6 +90,14 @@ func TestSyncWorkerEnrollmentSettings(t *testing.T) {
 	if err := load(nil); err != nil {
 		t.Fatalf("without enrollment settings: %v", err)
 	}
+	var cfg SyncWorker
+	if err := envconfig.ProcessWith(context.Background(), &envconfig.Config{Target: &cfg, Lookuper: envconfig.MapLookuper(base)}); err != nil ||
+		len(cfg.NotificationSubscriptions) != 1 || cfg.NotificationSubscriptions[0] != "calsync-sync-worker-push" {
+		t.Fatalf("NOTIFICATION_SUBSCRIPTIONS default (Terraform's name): %v %v", cfg.NotificationSubscriptions, err)
+	}
+	if err := load(map[string]string{"NOTIFICATION_SUBSCRIPTIONS": "p-sync-worker-push-0, p-sync-worker-push-1"}); err != nil {
+		t.Fatalf("two notification subscriptions: %v", err)
+	}
 	if err := load(map[string]string{"CHANNEL_TOKEN_KEYS": "k1:" + strings.Repeat("A", 43) + "="}); err != nil {
 		t.Fatalf("keys without a webhook URL: %v", err)
 	}
@@ -97,6 +105,9 @@ func TestSyncWorkerEnrollmentSettings(t *testing.T) {
 		{"CHANNEL_TOKEN_KEYS": "not keys"},
 		{"WEBHOOK_URL": "ftp://x"},
 		{"CONTROL_SUBSCRIPTION": "a b"},
+		{"CONTROL_SUBSCRIPTION": "projects/p/subscriptions/x"}, // an id, not a full name
+		{"NOTIFICATION_SUBSCRIPTIONS": "projects/p/subscriptions/x"},
+		{"NOTIFICATION_SUBSCRIPTIONS": "ctl", "CONTROL_SUBSCRIPTION": "ctl"},
 		{"CHANNEL_TTL": "0s"},
 	} {
 		if err := load(bad); err == nil {

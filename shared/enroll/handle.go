@@ -115,7 +115,7 @@ func (e *Enroller) HandleControl(ctx context.Context, c messages.Control, creds 
 		outcome = map[string]int{"calendars": n}
 	}
 	e.log(ctx).InfoContext(ctx, "control message done", logging.KeyEvent, logging.EventControl, logging.KeyAction, c.Action,
-		logging.KeyIdentityKey, key, logging.KeyRequestID, logging.Clip(c.RequestID), "result", outcome,
+		logging.KeyIdentityKey, key, logging.KeyRequestID, logging.Untrusted(c.RequestID), "result", outcome,
 		logging.KeyDurationMs, time.Since(start).Milliseconds())
 	return nil
 }

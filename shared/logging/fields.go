@@ -100,7 +100,7 @@ const (
 	// replay window; SyncWorker: the calendar's recorded message numbers);
 	// acknowledged, no sync.
 	EventNotificationDuplicate = "notification_duplicate"
-	EventTokenKeyUnknown       = "token_key_unknown" // Webhook: token key id unknown, answered 503 within UNKNOWN_KEY_RETRY_WINDOW (ERROR, alerted)
+	EventTokenKeyUnknown       = "token_key_unknown" // Webhook: a key id of the deployment's key history it lacks, answered 503 within UNKNOWN_KEY_RETRY_WINDOW (ERROR, alerted; other ids: notification_rejected, keyId "unknown")
 	EventSync                  = "sync"              // SyncWorker: one sync done
 	EventSyncError             = "sync_error"        // SyncWorker: a sync failed
 	EventFullResync            = "full_resync"       // SyncWorker: 410, token dead

@@ -9,6 +9,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"unicode"
 )
 
 // Control is one message on the control topic: what a product backend asks
@@ -205,8 +206,12 @@ func (f Filters) Validate() error {
 	return errors.Join(errs...)
 }
 
+// validEmail: one bare address, ASCII only. Not internationalised
+// addresses: Unicode case folding and compatibility forms (a Kelvin sign
+// U+212A lower-cases to "k") would let a second spelling name an identity
+// that is another's ASCII twin. Workspace and Google accounts are ASCII.
 func validEmail(s string) bool {
-	if len(s) > 320 || strings.TrimSpace(s) != s {
+	if len(s) > 320 || strings.TrimSpace(s) != s || strings.ContainsFunc(s, func(r rune) bool { return r > unicode.MaxASCII }) {
 		return false
 	}
 	a, err := mail.ParseAddress(s)

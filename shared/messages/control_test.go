@@ -41,6 +41,11 @@ func TestParseControlRefuses(t *testing.T) {
 		{"two identities", `{"version":1,"action":"enroll","subject":"a@b.c","credentialId":"` + goodCred + `"}`, ReasonTwoIdentities},
 		{"subject not an email", `{"version":1,"action":"enroll","subject":"ann"}`, ReasonBadSubject},
 		{"subject with a name", `{"version":1,"action":"enroll","subject":"Ann <a@b.c>"}`, ReasonBadSubject},
+		// A Kelvin sign lower-cases to "k": the ASCII twin's identity.
+		{"subject with a Kelvin sign", `{"version":1,"action":"enroll","subject":"\u212Aate@corp.test"}`, ReasonBadSubject},
+		{"subject in fullwidth letters", `{"version":1,"action":"enroll","subject":"ａnn@corp.test"}`, ReasonBadSubject},
+		{"subject with a non-ASCII domain", `{"version":1,"action":"enroll","subject":"ann@corp.tést"}`, ReasonBadSubject},
+		{"email with a Kelvin sign", `{"version":1,"action":"enroll","credentialId":"` + goodCred + `","email":"\u212Aate@corp.test"}`, ReasonBadOption},
 		{"credential id", `{"version":1,"action":"enroll","credentialId":"../x"}`, ReasonBadCredentialID},
 		{"sealed box form", `{"version":1,"action":"enroll","credentialId":"` + goodCred + `","sealedRefreshToken":"1//refresh-token-in-clear"}`, ReasonBadSealedToken},
 		{"sealed box on unenroll", `{"version":1,"action":"unenroll","credentialId":"` + goodCred + `","sealedRefreshToken":"sealed:v1:k:A:B"}`, ReasonBadOption},

@@ -1,7 +1,5 @@
 package store
 
-import "strings"
-
 // Grant is what calsync reads a calendar or an identity's calendar list
 // with: the function's own identity (AuthADC), domain-wide delegation as
 // Subject (AuthDelegation), or a user's stored OAuth grant (AuthOAuth,
@@ -13,14 +11,14 @@ type Grant struct {
 	CredentialID string
 }
 
-// Key names the grant: "adc", "subject:EMAIL" (lower-cased) or
+// Key names the grant: "adc", "subject:EMAIL" (SubjectName) or
 // "credential:ID". Google's per-user quota, calsync's rate limiter and
 // client cache count by it; operators read it; hashed, it is the key of the
 // identity the grant reads the list of (IdentityKey).
 func (g Grant) Key() string {
 	switch g.AuthMode {
 	case AuthDelegation:
-		return "subject:" + strings.ToLower(g.Subject)
+		return SubjectName(g.Subject) // A-Z folded only: see SubjectName
 	case AuthOAuth:
 		return "credential:" + g.CredentialID
 	}

@@ -79,6 +79,21 @@ type Domain struct {
 	UpdatedAt time.Time `firestore:"updatedAt"`
 }
 
+// SubjectName names a delegation subject: "subject:" and the email with
+// only A-Z lower-cased. Deliberately not Unicode case folding: that maps a
+// Kelvin sign (U+212A) to "k", so a non-ASCII spelling would share the
+// identity of its ASCII twin. (Control messages refuse non-ASCII subjects;
+// this keeps any that reach here apart all the same.)
+func SubjectName(subject string) string {
+	b := []byte(subject)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return "subject:" + string(b)
+}
+
 // DomainKey is the key of a Workspace domain ("d" + 26 base32hex); rooms
 // enrolled with it carry it as their enrolledBy.
 func DomainKey(domain string) string { return "d" + hashKey("domain:"+strings.ToLower(domain)) }

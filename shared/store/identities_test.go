@@ -12,6 +12,12 @@ func TestIdentityAndDomainKeys(t *testing.T) {
 	if a != (Grant{AuthMode: AuthDelegation, Subject: "ann@corp.test"}).IdentityKey() || len(a) != 27 || a[0] != 'i' {
 		t.Fatalf("subject keys: %q", a)
 	}
+	// Only A-Z fold: a Kelvin sign (U+212A), which Unicode lower-cases to
+	// "k", does not name its ASCII twin's identity.
+	if (Grant{AuthMode: AuthDelegation, Subject: "\u212Aate@corp.test"}).IdentityKey() == (Grant{AuthMode: AuthDelegation, Subject: "kate@corp.test"}).IdentityKey() ||
+		SubjectName("\u212Aate@Corp.test") != "subject:\u212Aate@corp.test" {
+		t.Fatal("a non-ASCII subject folds onto its ASCII twin")
+	}
 	if (Grant{AuthMode: AuthOAuth, CredentialID: "cred-1"}).IdentityKey() == (Grant{AuthMode: AuthOAuth, CredentialID: "cred-2"}).IdentityKey() || DomainKey("Corp.test") != DomainKey("corp.test") {
 		t.Fatal("keys do not tell identities or domains apart")
 	}

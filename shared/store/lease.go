@@ -46,10 +46,12 @@ const (
 	OutcomeAlreadyDirty Outcome = "already_dirty" // a sync runs and is already marked (no write)
 	OutcomeInactive     Outcome = "inactive"      // status is not active
 	OutcomeUnknown      Outcome = "unknown"       // no such calendar registered
-	// OutcomeDuplicate: the push's (channel, message number) is at or below
-	// one this calendar already admitted with a write (lease taken or dirty
+	// OutcomeDuplicate: the push's exact (channel, message number) is one
+	// this calendar recently admitted with a write (lease taken or dirty
 	// set), so a round that starts after that admission covers it: a replay
-	// or a duplicate delivery. Google's message numbers only grow per channel.
+	// or a duplicate delivery. Never a comparison with a maximum: the number
+	// is not signed, and a forged huge one must cost one sync at most, not
+	// silence the channel.
 	OutcomeDuplicate Outcome = "duplicate"
 	// OutcomeRetryLater: this is a redelivery of the message whose session
 	// holds the lease. Its holder died or is still at it; either way
@@ -66,8 +68,8 @@ type Request struct {
 	InitialOnly bool      // Google's "sync" message: only a never-synced calendar needs work
 	MessageID   string    // the Pub/Sub message id, when known
 	// ChannelID and MessageNumber identify a Google push (empty and 0 for
-	// sync requests): Admit records the highest number admitted per channel
-	// and answers OutcomeDuplicate for one at or below it.
+	// sync requests): Admit records the recent numbers admitted per channel
+	// and answers OutcomeDuplicate for one of them.
 	ChannelID     string
 	MessageNumber int64
 	// Purge asks for the lease to delete an unenrolled calendar's mirror:
@@ -106,7 +108,7 @@ func decide(c Calendar, r Request, now time.Time) Outcome {
 	if !r.FullResync && !r.ReceivedAt.IsZero() && r.ReceivedAt.Before(c.LastCompletedSyncStartedAt) && !(c.Dirty && !leased) {
 		return OutcomeCovered
 	}
-	duplicate := r.ChannelID != "" && r.MessageNumber > 0 && r.MessageNumber <= c.ChannelMessages[r.ChannelID].Number
+	duplicate := r.ChannelID != "" && c.ChannelMessages[r.ChannelID].admitted(r.MessageNumber)
 	if leased {
 		if r.MessageID != "" && r.MessageID == c.LeaseMessageID {
 			return OutcomeRetryLater
@@ -129,20 +131,34 @@ func decide(c Calendar, r Request, now time.Time) Outcome {
 // remembers (a calendar has one live channel, two while one is renewed);
 // entries older than channelMessagesTTL go too: by then the channel has
 // ended (the Webhook refuses its pushes), and dropping an entry early only
-// costs one sync for a replay.
+// costs one sync for a replay. channelNumbersKept bounds the numbers kept
+// per channel, the most recently admitted: Google's and Pub/Sub's duplicate
+// deliveries come soon after the original, and a number forgotten costs one
+// sync, while a forger's numbers age out like any other.
 const (
 	channelMessagesKept = 4
 	channelMessagesTTL  = 8 * 24 * time.Hour
+	channelNumbersKept  = 16
 )
 
 // recordMessage returns the updates that note r's message number as
-// admitted, and drop entries that are too old or too many.
+// admitted, and drop entries that are too old or too many. The entry is
+// written whole, in the current shape (an older {n, at} is migrated).
 func recordMessage(c Calendar, r Request, now time.Time) []firestore.Update {
 	if r.ChannelID == "" || r.MessageNumber <= 0 {
 		return nil
 	}
-	n := max(r.MessageNumber, c.ChannelMessages[r.ChannelID].Number)
-	ups := []firestore.Update{{FieldPath: firestore.FieldPath{"channelMessages", r.ChannelID}, Value: ChannelMessage{Number: n, At: now}}}
+	old := c.ChannelMessages[r.ChannelID]
+	var ns []int64
+	if old.Number > 0 {
+		ns = append(ns, old.Number)
+	}
+	ns = append(ns, old.Numbers...)
+	if !slices.Contains(ns, r.MessageNumber) {
+		ns = append(ns, r.MessageNumber)
+	}
+	ns = ns[max(0, len(ns)-channelNumbersKept):]
+	ups := []firestore.Update{{FieldPath: firestore.FieldPath{"channelMessages", r.ChannelID}, Value: ChannelMessage{Numbers: ns, At: now}}}
 	var others []string
 	for id, m := range c.ChannelMessages {
 		if id == r.ChannelID {

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -23,8 +25,16 @@ func TestDecide(t *testing.T) {
 	noToken.SyncToken = ""
 	inactive := active
 	inactive.Status = StatusAuthRevoked
-	seen := func(c Calendar) Calendar { // channel ch-1 admitted up to message 7
+	seen := func(c Calendar) Calendar { // channel ch-1: messages 5 and 7 admitted
+		c.ChannelMessages = map[string]ChannelMessage{"ch-1": {Numbers: []int64{5, 7}, At: before}}
+		return c
+	}
+	legacy := func(c Calendar) Calendar { // the older shape: {n: 7}
 		c.ChannelMessages = map[string]ChannelMessage{"ch-1": {Number: 7, At: before}}
+		return c
+	}
+	forged := func(c Calendar) Calendar { // a replay numbered MaxInt64 was admitted
+		c.ChannelMessages = map[string]ChannelMessage{"ch-1": {Numbers: []int64{7, math.MaxInt64}, At: before}}
 		return c
 	}
 	push := func(n int64) Request {
@@ -52,7 +62,13 @@ func TestDecide(t *testing.T) {
 		{"the holder's message once its lease ran out: take over", func() Calendar { c := anchored; c.LeaseUntil = before; c.Dirty = true; return c }(), Request{ReceivedAt: before, MessageID: "m1"}, OutcomeSync},
 		{"inactive", inactive, Request{ReceivedAt: now}, OutcomeInactive},
 		{"replay of an admitted push", seen(active), push(7), OutcomeDuplicate},
-		{"an earlier push arriving late", seen(active), push(3), OutcomeDuplicate},
+		{"an earlier push arriving late costs a sync", seen(active), push(3), OutcomeSync},
+		{"an earlier admitted push", seen(active), push(5), OutcomeDuplicate},
+		{"after a forged huge number, a real push syncs", forged(active), push(8), OutcomeSync},
+		{"after a forged huge number, a real push marks dirty", forged(leased), push(8), OutcomeMarkedDirty},
+		{"the forged number again", forged(active), push(math.MaxInt64), OutcomeDuplicate},
+		{"older shape: its number is a duplicate", legacy(active), push(7), OutcomeDuplicate},
+		{"older shape: not a maximum", legacy(active), push(6), OutcomeSync},
 		{"the next push", seen(active), push(8), OutcomeSync},
 		{"another channel's push", seen(active), Request{ReceivedAt: now, ChannelID: "ch-2", MessageNumber: 1}, OutcomeSync},
 		{"a sync request is never a duplicate", seen(active), Request{ReceivedAt: now}, OutcomeSync},
@@ -82,8 +98,8 @@ func TestRecordMessageKeepsFewRecentChannels(t *testing.T) {
 	for _, u := range ups {
 		got[u.FieldPath[1]] = u.Value
 	}
-	if m, ok := got["mine"].(ChannelMessage); !ok || m.Number != 12 || !m.At.Equal(now) {
-		t.Errorf("mine: %v (the highest number stays, the time moves)", got["mine"])
+	if m, ok := got["mine"].(ChannelMessage); !ok || !slices.Equal(m.Numbers, []int64{12, 10}) || m.Number != 0 || !m.At.Equal(now) {
+		t.Errorf("mine: %v (the older {n} migrated into the exact numbers, the time moves)", got["mine"])
 	}
 	for _, id := range []string{"old", "a"} { // past the TTL; the oldest beyond 4 entries
 		if got[id] != firestore.Delete {
@@ -95,5 +111,24 @@ func TestRecordMessageKeepsFewRecentChannels(t *testing.T) {
 	}
 	if recordMessage(c, Request{ReceivedAt: now}, now) != nil {
 		t.Error("a sync request records nothing")
+	}
+}
+
+// The numbers kept per channel are the most recently admitted, bounded: a
+// flood of forged numbers ages out like anything else.
+func TestRecordMessageKeepsRecentNumbers(t *testing.T) {
+	now := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
+	var c Calendar
+	for n := int64(1); n <= channelNumbersKept+5; n++ {
+		ups := recordMessage(c, Request{ChannelID: "ch", MessageNumber: n}, now)
+		c.ChannelMessages = map[string]ChannelMessage{"ch": ups[0].Value.(ChannelMessage)}
+	}
+	ns := c.ChannelMessages["ch"].Numbers
+	if len(ns) != channelNumbersKept || ns[0] != 6 || ns[len(ns)-1] != channelNumbersKept+5 {
+		t.Errorf("numbers kept %v, want the last %d admitted", ns, channelNumbersKept)
+	}
+	ups := recordMessage(c, Request{ChannelID: "ch", MessageNumber: 10}, now)
+	if got := ups[0].Value.(ChannelMessage).Numbers; !slices.Equal(got, ns) {
+		t.Errorf("a number already kept is not added twice: %v", got)
 	}
 }

@@ -6,6 +6,7 @@ package store
 import (
 	"crypto/sha256"
 	"encoding/base32"
+	"slices"
 	"strings"
 	"time"
 )
@@ -102,9 +103,9 @@ type Calendar struct {
 	// Dirty: a notification arrived while a sync ran; the sync goes round once more.
 	Dirty      bool      `firestore:"dirty"`
 	DirtySince time.Time `firestore:"dirtySince,omitempty"`
-	// ChannelMessages: per push channel, the highest message number admitted
-	// with a write (lease taken or dirty set); a push at or below it is a
-	// duplicate (Admit). Written only with writes Admit makes anyway.
+	// ChannelMessages: per push channel, the message numbers most recently
+	// admitted with a write (lease taken or dirty set); a push with one of
+	// them is a duplicate (Admit). Written only with writes Admit makes anyway.
 	ChannelMessages map[string]ChannelMessage `firestore:"channelMessages,omitempty"`
 	// FullResyncRequested: a full_resync request arrived while a sync ran.
 	FullResyncRequested bool `firestore:"fullResyncRequested,omitempty"`
@@ -136,10 +137,20 @@ func (c Channel) Watches() ChannelKind {
 	return WatchesEvents
 }
 
-// ChannelMessage is one entry of Calendar.ChannelMessages.
+// ChannelMessage is one entry of Calendar.ChannelMessages. The numbers are
+// kept exactly, never as a maximum: X-Goog-Message-Number is not signed, and
+// a replay carrying a huge number must not make later real ones look old.
 type ChannelMessage struct {
-	Number int64     `firestore:"n"`
+	Numbers []int64 `firestore:"ns,omitempty"` // admitted, oldest first, at most channelNumbersKept
+	// Number is the older shape's highest admitted number: read as one
+	// admitted number (not a maximum), replaced by Numbers on the next write.
+	Number int64     `firestore:"n,omitempty"`
 	At     time.Time `firestore:"at"` // when it was admitted (entries age out)
+}
+
+// admitted reports whether message number n of this channel was admitted.
+func (m ChannelMessage) admitted(n int64) bool {
+	return n > 0 && (n == m.Number || slices.Contains(m.Numbers, n))
 }
 
 // Channel states.

@@ -31,7 +31,6 @@ import (
 type lateWorker struct {
 	*syncer.Syncer
 	armed atomic.Bool
-	late  atomic.Int32 // heartbeats held back
 	logs  testlog.Buffer
 }
 
@@ -40,7 +39,6 @@ func (e *env) lateWorker(t *testing.T, instance string, reqs *requestLog) *lateW
 	w := &lateWorker{}
 	fs := interceptedClient(t, e.ctx, e.project, func(ctx context.Context, _ string, req any, call func() error) error {
 		if w.armed.Load() && isHeartbeat(req) {
-			w.late.Add(1)
 			<-ctx.Done() // its deadline is the lease's safe end
 			return ctx.Err()
 		}
@@ -80,7 +78,9 @@ func (w *lateWorker) stopLate(t *testing.T, ctx context.Context, n messages.Noti
 	w.armed.Store(true)
 	err := w.HandleNotification(ctx, n)
 	w.armed.Store(false) // the late heartbeat was a one-off
-	if w.late.Load() == 0 || !strings.Contains(w.logs.String(), `"reason":"heartbeat_failed"`) {
+	// Under load the heartbeat's transaction can run out of time before its
+	// commit is even sent (the hook never sees it): the stop is what counts.
+	if !strings.Contains(w.logs.String(), `"reason":"heartbeat_failed"`) {
 		t.Errorf("no late heartbeat stopped the session (answer %v):\n%s", err, w.logs.String())
 	}
 	return err

@@ -235,7 +235,8 @@ func (f *fleet) startProcesses(ctx context.Context) error {
 	f.env = map[string]string{
 		"PROJECT_ID": f.project, "FIRESTORE_EMULATOR_HOST": os.Getenv("FIRESTORE_EMULATOR_HOST"),
 		"PUBSUB_EMULATOR_HOST": os.Getenv("PUBSUB_EMULATOR_HOST"), "NOTIFICATIONS_TOPIC": "notifications", "CHANGES_TOPIC": "changes",
-		"CHANNEL_TOKEN_KEYS": "k1:" + base64.StdEncoding.EncodeToString(tokenKey), "CREDENTIAL_PRIVATE_KEYS": priv,
+		"NOTIFICATION_SUBSCRIPTIONS": "bridge",
+		"CHANNEL_TOKEN_KEYS":         "k1:" + base64.StdEncoding.EncodeToString(tokenKey), "CREDENTIAL_PRIVATE_KEYS": priv,
 		"CALENDAR_ENDPOINT": f.base + calendaremu.APIPath, "OAUTH_TOKEN_URL": f.base + "/token", "OAUTH_AUTH_URL": f.base + "/authorize",
 		"LOG_LEVEL": "error",
 		// As Terraform sets it: the SyncWorkers, RenewChannels and a spare.

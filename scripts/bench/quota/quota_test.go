@@ -143,7 +143,8 @@ func runQuota(tb testing.TB, variant string, n, nWorkers int) map[string]float64
 		"NOTIFICATIONS_TOPIC=notifications", "CHANGES_TOPIC=changes", "WEBHOOK_URL="+w.hookURL,
 		"CALENDAR_BUDGET="+budget, "CALENDAR_USER_RATE_LIMIT=500", "CALENDAR_PROJECT_RATE_LIMIT=9000",
 		"CALENDAR_PROCESSES="+strconv.Itoa(nWorkers+2), // as Terraform sets it
-		"CHANNEL_TTL=3h", "RENEW_BEFORE=150m", "RENEW_CONCURRENCY=64", "FOLLOW_UP_DELAY=15s") // every channel (2 h) is due
+		"CHANNEL_TTL=3h", "RENEW_BEFORE=150m", "RENEW_CONCURRENCY=64", "FOLLOW_UP_DELAY=15s", // every channel (2 h) is due
+		"NOTIFICATION_SUBSCRIPTIONS="+bridgeSubscription) // the bridge's, which the SyncWorkers accept
 	// Setup, in this process and without quotas or budget (it is not what is
 	// measured): n calendars of the default user, an event each, a channel
 	// each, every first full sync done.
@@ -463,8 +464,11 @@ func (b *bridge) counts() bridgeCounts {
 	return bridgeCounts{b.delivered.Load(), b.nacked.Load(), b.deadLettered.Load(), b.inFlight.Load(), b.lastActivity.Load()}
 }
 
+// bridgeSubscription is the subscription the bridge pulls and names in its pushes.
+const bridgeSubscription = "bench-syncworker"
+
 func newBridge(ctx context.Context, ps *pubsub.Client, project string, workers []string) *bridge {
-	const subID = "bench-syncworker"
+	const subID = bridgeSubscription
 	if err := pubsubx.EnsureSubscription(ctx, ps, "notifications", subID, false); err != nil {
 		panic(err)
 	}

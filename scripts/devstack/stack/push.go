@@ -93,6 +93,19 @@ const (
 	deadLetterWatchSuffix = "-devstack-watch"
 )
 
+// subscriptions names the notifications topic's push subscriptions: the
+// SyncWorker's NOTIFICATION_SUBSCRIPTIONS.
+func (o PushOptions) subscriptions() []string {
+	if o.Shards <= 1 {
+		return []string{PushSubscription}
+	}
+	names := make([]string, o.Shards)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%d", PushSubscription, i)
+	}
+	return names
+}
+
 // setupPush creates the dead-letter topic, its hold subscription (kept for
 // operators) and a watch subscription (the stack's own count), and the push
 // subscription(s) of the notifications topic.
@@ -108,10 +121,9 @@ func (s *Stack) setupPush(ctx context.Context, o PushOptions) error {
 	}
 	s.DeadLetterSubscription = hold
 	s.SyncWorkerPushEndpoint = s.SyncWorkerURL + "/" + pubsubx.TopicName(s.ProjectID, s.NotificationsTopic)
-	for i := 0; i < o.Shards; i++ {
-		name, endpoint := PushSubscription, s.SyncWorkerPushEndpoint
+	for i, name := range o.subscriptions() {
+		endpoint := s.SyncWorkerPushEndpoint
 		if o.Shards > 1 {
-			name = fmt.Sprintf("%s-%d", PushSubscription, i)
 			endpoint += "?" + url.Values{"shard": {strconv.Itoa(i)}, "shards": {strconv.Itoa(o.Shards)}}.Encode()
 		}
 		sub := &pubsubpb.Subscription{

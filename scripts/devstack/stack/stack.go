@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -580,6 +581,8 @@ func (s *Stack) environment(opts Options) (map[string]string, error) {
 		"RECONCILE_AFTER":         "10m",
 		"LEASE_DURATION":          "20s",
 		"RETRY_BUDGET":            "30s",
+		// The SyncWorker refuses pushes of any other subscription.
+		"NOTIFICATION_SUBSCRIPTIONS": strings.Join(opts.Push.subscriptions(), ","),
 	}
 	for k, v := range opts.Env {
 		env[k] = v
