@@ -23,6 +23,7 @@ import (
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/testing/faultproxy"
 	"github.com/calsync/calsync/shared/testing/syncertest"
 )
 
@@ -50,7 +51,13 @@ const (
 // publish of a page's change messages, before it wrote the page (the
 // stack's Pub/Sub tap), once right after the Calendar API answered its
 // incremental listing (the stack's Calendar hook). The SyncWorker front
-// duplicates, delays and rejects deliveries. Checked, per seed:
+// duplicates, delays and rejects deliveries. And Google Cloud misbehaves: a
+// fault proxy between each function process and the Firestore and Pub/Sub
+// emulators answers a share of the calls UNAVAILABLE before the service,
+// applies a share of the writes (Commit, Publish) and loses their answer
+// (UNAVAILABLE or DEADLINE_EXCEEDED), and delays a share by 0.2-2 s
+// (CHAOS_FAULT_RATE, default 5% each; servicefaults_test.go); every fault is
+// counted in the report. Checked, per seed:
 //
 //	(a) after quiet, the mirror equals the calendar by (id, etag);
 //	(b) the last change message of every event is its final version
@@ -125,12 +132,16 @@ func chaosMultiProcess(t *testing.T, seed uint64) {
 	sys.SetCalendarHook(pauses.hook)
 	sys.SetPubSubHook(pauses.hookPubSub)
 	front0 := sys.SyncWorker.Front.Stats()
+	rates := serviceFaultRates(t)
+	faults0 := sys.ServiceFaultCounts()
+	sys.SetServiceFaults(rates)
 	sys.SyncWorker.Front.SetFaults(stack.FrontFaults{DuplicateProbability: 0.15, DelayProbability: 0.15, Delay: time.Second,
 		RejectProbability: 0.1, Seed: seed})
 	cleanup := func() {
 		sys.SetCalendarHook(nil)
 		sys.SetPubSubHook(nil)
 		sys.SyncWorker.Front.SetFaults(stack.FrontFaults{})
+		sys.SetServiceFaults(faultproxy.Rates{})
 		pauses.wait()
 		procs.wait()
 	}
@@ -226,7 +237,9 @@ func chaosMultiProcess(t *testing.T, seed uint64) {
 	sys.SetCalendarHook(nil)
 	sys.SetPubSubHook(nil)
 	sys.SyncWorker.Front.SetFaults(stack.FrontFaults{})
+	sys.SetServiceFaults(faultproxy.Rates{})
 	front := sys.SyncWorker.Front.Stats()
+	serviceFaults := faultReport(faults0, sys.ServiceFaultCounts())
 	t.Logf("seed %d: storm of %d mutations in %s (%.0f/s), faults over after %s",
 		seed, per*mpCalendars, stormTook.Round(time.Millisecond), float64(per*mpCalendars)/stormTook.Seconds(), time.Since(stormStart).Round(time.Millisecond))
 
@@ -310,6 +323,7 @@ func chaosMultiProcess(t *testing.T, seed uint64) {
 		seed, len(kills), kills, len(pauses.done()), pauses.report(), front.Forwarded-front0.Forwarded, front.Duplicated-front0.Duplicated,
 		front.Delayed-front0.Delayed, front.Rejected-front0.Rejected, front.Unavailable-front0.Unavailable, front.TimedOut-front0.TimedOut,
 		len(notes), redeliveries, deadLettered)
+	t.Logf("seed %d service faults (rates: before %.2f, lost %.2f, latency %.2f): %s", seed, rates.Before, rates.Lost, rates.Latency, serviceFaults)
 	t.Logf("seed %d invariants: (a) %s; (b) %s; (c) %s; (d) %s; (e) %s; %s in all",
 		seed, report["a"], report["b"], report["c"], report["d"], report["e"], time.Since(start).Round(time.Millisecond))
 	if len(pauses.done()) < mpPauses {

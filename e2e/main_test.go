@@ -59,7 +59,10 @@ func run(m *testing.M) int {
 		Race:        raceEnabled,
 		// The multi-process chaos test pauses a SyncWorker between its
 		// publish and its writes: it needs to see Pub/Sub's answers.
-		PubSubTaps:    true,
+		PubSubTaps: true,
+		// And it injects Google Cloud's faults between the functions and
+		// the emulators (servicefaults_test.go).
+		ServiceFaults: true,
 		RenewInterval: renewEvery,
 		ChannelTTL:    channelTTL,
 		RenewBefore:   renewBefore,

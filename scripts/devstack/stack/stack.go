@@ -72,6 +72,12 @@ type Options struct {
 	// process does: a test can pause a SyncWorker that has just published
 	// its change messages and not yet written them.
 	PubSubTaps bool
+	// ServiceFaults puts a fault proxy (shared/testing/faultproxy) between
+	// each SyncWorker process and the Firestore and Pub/Sub emulators, and
+	// between each Webhook process and Pub/Sub (after the tap, if any), with
+	// no faults until SetServiceFaults; FaultSeed seeds their draws.
+	ServiceFaults bool
+	FaultSeed     uint64
 	// Race builds the function binary with the race detector.
 	Race bool
 	// ModuleDir is the calsync checkout to build (default: the module of the
@@ -208,6 +214,7 @@ type Stack struct {
 	calHook   func(CalendarCall)
 	psHook    func(PubSubAnswer)
 	taps      []*tap
+	faults    serviceFaults
 	calMu     sync.Mutex
 	ownRunDir bool
 	keepRun   bool
@@ -366,6 +373,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 				s.taps = append(s.taps, t)
 				env = maps.Clone(s.Env)
 				env["PUBSUB_EMULATOR_HOST"] = t.addr()
+			}
+			if opts.ServiceFaults && fn.Name != RenewChannels {
+				if env, err = s.proxyEnv(fn.Name, i, env, opts.FaultSeed); err != nil {
+					return nil, fmt.Errorf("stack: %w", err)
+				}
 			}
 			in := &Instance{
 				Function: fn.Name, Index: i,
@@ -633,6 +645,7 @@ func (s *Stack) Stop() {
 			}
 		}
 		stops.Wait()
+		s.closeFaultProxies()
 		for _, t := range s.taps {
 			t.close()
 		}
