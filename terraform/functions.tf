@@ -21,6 +21,7 @@ locals {
     "shared/config",
     "shared/credentials",
     "shared/enroll",
+    "shared/lifecycle",
     "shared/logging",
     "shared/messages",
     "shared/pubsubx",
