@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Unknown outcomes. Firestore documents that a commit answered with an
+// error may have been applied, and its client retries a Commit by itself on
+// UNAVAILABLE: the retry of a transaction's commit then finds the
+// transaction closed (INVALID_ARGUMENT), and the retry of a batch applies it
+// a second time. So the writes under a lease never take an error for "not
+// written": on the error path only (no cost when commits succeed), they read
+// back what Firestore holds and decide whether their write landed.
+
+// ambiguous reports whether err leaves a commit's outcome unknown.
+func ambiguous(err error) bool {
+	if err == nil || errors.Is(err, ErrLeaseLost) {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.Internal, codes.Unknown, codes.Canceled,
+		codes.ResourceExhausted,
+		codes.InvalidArgument: // the client's retry of a transaction's commit that landed: "Transaction is invalid or closed"
+		return true
+	}
+	return false
+}
+
+// readBackCtx is the context of a read-back: the caller's may be done (its
+// deadline is what made the outcome unknown), the answer is still needed.
+func readBackCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+}
+
+// errLanded: a transaction's rerun found its own earlier attempt applied.
+var errLanded = errors.New("store: this operation's earlier attempt was applied")
+
+// newOp returns the id a lease holder's transaction records in
+// calendars/{key}.leaseOp, by which it recognises its own commit.
+func newOp() string { return fmt.Sprintf("%016x", rand.Uint64()) }
+
+// leaseTx runs a lease holder's transaction on the calendar document. f
+// writes op to leaseOp along with its updates (leaseOpUpdate) and checks
+// it with leased, which stops a rerun that finds it applied. When the commit's
+// outcome is unknown, the calendar is read back: leaseOp == op means it
+// landed, and what f computed in its last attempt stands. Callers hold the
+// calendar's process lock, so no other transaction of this process writes
+// leaseOp in between; another process writes it only by taking the lease
+// over, and then the write is reported as not landed, which is true of
+// everything after the takeover.
+func (s *Store) leaseTx(ctx context.Context, key string, f func(ctx context.Context, tx *firestore.Transaction, op string) error) error {
+	op := newOp()
+	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error { return f(ctx, tx, op) })
+	if errors.Is(err, errLanded) {
+		return nil
+	}
+	if !ambiguous(err) {
+		return err
+	}
+	rctx, cancel := readBackCtx(ctx)
+	defer cancel()
+	if c, rerr := s.GetCalendar(rctx, key); rerr == nil && c.LeaseOp == op {
+		return nil
+	}
+	return err
+}
+
+func leaseOpUpdate(op string) firestore.Update { return firestore.Update{Path: "leaseOp", Value: op} }

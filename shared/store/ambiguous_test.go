@@ -1,0 +1,198 @@
+package store
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+
+	"github.com/calsync/calsync/shared/testing/faultproxy"
+	"github.com/calsync/calsync/shared/testing/testenv"
+)
+
+// Ambiguous outcomes (issue 21): Firestore applies a write under the lease
+// and its answer is lost. With UNAVAILABLE the client retries the Commit by
+// itself and meets its first attempt; with DEADLINE_EXCEEDED it does not
+// retry. Every write path must come out as if the answer had arrived: the
+// holder keeps what it holds, no false ErrLeaseLost, counters exact.
+
+var lostKinds = []faultproxy.Kind{faultproxy.LostUnavailable, faultproxy.LostDeadline}
+
+// viaProxy is a Store whose client goes through a fault proxy, and one
+// straight to the emulator (what Firestore holds).
+func viaProxy(t *testing.T) (*faultproxy.Proxy, *Store, *Store) {
+	t.Helper()
+	host := testenv.Firestore(t)
+	project := testenv.ProjectID(t)
+	p, err := faultproxy.Start("127.0.0.1:0", host, faultproxy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	fs, err := faultproxy.FirestoreClient(context.Background(), project, p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fs.Close() })
+	return p, New(fs), New(firestoreClient(t, project))
+}
+
+// lostOnce makes the next Commit through p apply and lose its answer, and
+// checks after the test that it did.
+func lostOnce(t *testing.T, p *faultproxy.Proxy, k faultproxy.Kind) {
+	t.Helper()
+	before := p.Counts().Faults[k][faultproxy.FirestoreCommit]
+	p.FailNext(faultproxy.FirestoreCommit, 1, k)
+	t.Cleanup(func() {
+		if p.Counts().Faults[k][faultproxy.FirestoreCommit] != before+1 {
+			t.Errorf("the commit's answer was not lost (%v): the test tested nothing", p.Counts().Faults)
+		}
+	})
+}
+
+func forKinds(t *testing.T, f func(t *testing.T, k faultproxy.Kind)) {
+	for _, k := range lostKinds {
+		t.Run(string(k), func(t *testing.T) { f(t, k) })
+	}
+}
+
+func leaseOn(t *testing.T, s *Store, id string) (string, Lease) {
+	t.Helper()
+	return CalendarKey(id), holdLease(t, s, id)
+}
+
+func calendarOf(t *testing.T, s *Store, key string) Calendar {
+	t.Helper()
+	c, err := s.GetCalendar(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Admit: the lease taken, the answer lost. The caller holds the lease and
+// can write under it.
+func TestAmbiguousAdmit(t *testing.T) {
+	forKinds(t, func(t *testing.T, k faultproxy.Kind) {
+		p, via, direct := viaProxy(t)
+		ctx := context.Background()
+		key, err := direct.RegisterCalendar(ctx, Calendar{CalendarID: "admit@x", AuthMode: AuthADC})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lostOnce(t, p, k)
+		a, err := via.Admit(ctx, key, Request{ReceivedAt: time.Now(), MessageID: "m1"}, Lease{Owner: "A/1", Duration: time.Minute})
+		if err != nil || a.Outcome != OutcomeSync {
+			t.Fatalf("admit: %v %v; want the lease (Firestore holds it for A/1: %+v)", a.Outcome, err, calendarOf(t, direct, key).LeaseOwner)
+		}
+		if _, err := via.WriteEvents(ctx, key, a.Lease, []EventWrite{{ID: "e1", Doc: doc("e1", `"1"`), Delta: 1}}); err != nil {
+			t.Fatalf("write under the lease: %v", err)
+		}
+	})
+}
+
+// Heartbeat: the lease extended, the answer lost.
+func TestAmbiguousHeartbeat(t *testing.T) {
+	forKinds(t, func(t *testing.T, k faultproxy.Kind) {
+		p, via, direct := viaProxy(t)
+		key, l := leaseOn(t, via, "heartbeat@x")
+		lostOnce(t, p, k)
+		until, err := via.Heartbeat(context.Background(), key, l)
+		if err != nil {
+			t.Fatalf("heartbeat: %v", err)
+		}
+		if c := calendarOf(t, direct, key); !c.LeaseUntil.Equal(until.Truncate(time.Microsecond)) { // Firestore keeps microseconds
+			t.Errorf("leaseUntil %v, heartbeat said %v", c.LeaseUntil, until)
+		}
+	})
+}
+
+// StartRound: dirty cleared and the full resync request taken, the answer
+// lost. The round the caller gets is the one Firestore recorded: full, and
+// covering the notification that made the calendar dirty.
+func TestAmbiguousStartRound(t *testing.T) {
+	forKinds(t, func(t *testing.T, k faultproxy.Kind) {
+		p, via, direct := viaProxy(t)
+		ctx := context.Background()
+		key, l := leaseOn(t, via, "start@x")
+		since := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)
+		if _, err := direct.CalendarRef(key).Update(ctx, []firestore.Update{{Path: "syncToken", Value: "tok"},
+			{Path: "fullResyncRequested", Value: true}, {Path: "dirty", Value: true}, {Path: "dirtySince", Value: since}}); err != nil {
+			t.Fatal(err)
+		}
+		lostOnce(t, p, k)
+		rd, err := via.StartRound(ctx, key, l, false)
+		if err != nil { // the syncer retries StartRound
+			rd, err = via.StartRound(ctx, key, l, false)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rd.Full || !rd.DirtySince.Equal(since) {
+			t.Errorf("round full=%v dirtySince=%v; want the full round asked for, covering dirtySince %v", rd.Full, rd.DirtySince, since)
+		}
+		if c := calendarOf(t, direct, key); c.Dirty || c.FullResyncRequested {
+			t.Errorf("after the round start: dirty %v, fullResyncRequested %v", c.Dirty, c.FullResyncRequested)
+		}
+	})
+}
+
+// Complete: the token committed (the lease kept for another round when the
+// calendar is dirty, released otherwise), the answer lost. The caller learns
+// the round completed; syncCount counts it once.
+func TestAmbiguousComplete(t *testing.T) {
+	for _, dirty := range []bool{false, true} {
+		name := "released"
+		if dirty {
+			name = "kept"
+		}
+		t.Run(name, func(t *testing.T) {
+			forKinds(t, func(t *testing.T, k faultproxy.Kind) {
+				p, via, direct := viaProxy(t)
+				ctx := context.Background()
+				key, l := leaseOn(t, via, "complete@x")
+				rd, err := via.StartRound(ctx, key, l, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if dirty {
+					if _, err := direct.CalendarRef(key).Update(ctx, []firestore.Update{{Path: "dirty", Value: true}}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				lostOnce(t, p, k)
+				done := Completion{Round: rd, Token: "t2", EventCount: 0}
+				again, err := via.Complete(ctx, key, l, done)
+				if err != nil { // the syncer retries Complete
+					again, err = via.Complete(ctx, key, l, done)
+				}
+				if err != nil || again != dirty {
+					t.Fatalf("complete: again=%v %v; want again=%v and no error", again, err, dirty)
+				}
+				c := calendarOf(t, direct, key)
+				if c.SyncToken != "t2" || c.SyncCount != 1 || c.FullSyncCount != 1 {
+					t.Errorf("token %q, syncCount %d, fullSyncCount %d; want t2, 1, 1", c.SyncToken, c.SyncCount, c.FullSyncCount)
+				}
+				if (c.LeaseOwner == l.Owner) != dirty {
+					t.Errorf("leaseOwner %q after completing a round (dirty %v)", c.LeaseOwner, dirty)
+				}
+			})
+		})
+	}
+}
+
+// Release: the lease given up, the answer lost.
+func TestAmbiguousRelease(t *testing.T) {
+	forKinds(t, func(t *testing.T, k faultproxy.Kind) {
+		p, via, direct := viaProxy(t)
+		key, l := leaseOn(t, via, "release@x")
+		lostOnce(t, p, k)
+		if err := via.Release(context.Background(), key, l, true); err != nil {
+			t.Fatalf("release: %v", err)
+		}
+		if c := calendarOf(t, direct, key); c.LeaseOwner != "" || !c.Dirty {
+			t.Errorf("after release: owner %q dirty %v", c.LeaseOwner, c.Dirty)
+		}
+	})
+}
