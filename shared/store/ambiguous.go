@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"time"
 
 	"cloud.google.com/go/firestore"
 	"google.golang.org/grpc/codes"
@@ -37,11 +36,10 @@ func ambiguous(err error) bool {
 	return false
 }
 
-// readBackCtx is the context of a read-back: the caller's may be done (its
-// deadline is what made the outcome unknown), the answer is still needed.
-func readBackCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-}
+// canReadBack: the read-back runs on the caller's context, never past its
+// deadline (a heartbeat must give up at the lease's safe end); a caller whose
+// context is done is stopping and keeps the error.
+func canReadBack(ctx context.Context) bool { return ctx.Err() == nil }
 
 // errLanded: a transaction's rerun found its own earlier attempt applied.
 var errLanded = errors.New("store: this operation's earlier attempt was applied")
@@ -68,9 +66,10 @@ func (s *Store) leaseTx(ctx context.Context, key string, f func(ctx context.Cont
 	if !ambiguous(err) {
 		return err
 	}
-	rctx, cancel := readBackCtx(ctx)
-	defer cancel()
-	if c, rerr := s.GetCalendar(rctx, key); rerr == nil && c.LeaseOp == op {
+	if !canReadBack(ctx) {
+		return err
+	}
+	if c, rerr := s.GetCalendar(ctx, key); rerr == nil && c.LeaseOp == op {
 		return nil
 	}
 	return err

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -193,6 +194,81 @@ func TestAmbiguousRelease(t *testing.T) {
 		}
 		if c := calendarOf(t, direct, key); c.LeaseOwner != "" || !c.Dirty {
 			t.Errorf("after release: owner %q dirty %v", c.LeaseOwner, c.Dirty)
+		}
+	})
+}
+
+// Event batches: written with their counters, the answer lost. The call
+// succeeds and the counters count each document once.
+func TestAmbiguousEventBatch(t *testing.T) {
+	forKinds(t, func(t *testing.T, k faultproxy.Kind) {
+		p, via, direct := viaProxy(t)
+		ctx := context.Background()
+		key, l := leaseOn(t, via, "events@x")
+		if _, err := via.WriteEvents(ctx, key, l, []EventWrite{{ID: "old", Doc: doc("old", `"1"`), Delta: 1}, {ID: "gone", Doc: doc("gone", `"1"`), Delta: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		steps := []struct {
+			name   string
+			writes []EventWrite
+		}{
+			{"create", []EventWrite{{ID: "new1", Doc: doc("new1", `"1"`), Delta: 1}, {ID: "new2", Doc: doc("new2", `"1"`), Delta: 1}}},
+			{"update", []EventWrite{{ID: "old", Doc: doc("old", `"2"`)}}},
+			{"delete", []EventWrite{{ID: "gone", Delta: -1}}},
+		}
+		changes := int64(2)
+		for _, st := range steps {
+			p.FailNext(faultproxy.FirestoreCommit, 1, k)
+			if _, err := via.WriteEvents(ctx, key, l, st.writes); err != nil {
+				t.Errorf("%s: %v", st.name, err)
+			}
+			changes += int64(len(st.writes))
+		}
+		if n := p.Counts().Faults[k][faultproxy.FirestoreCommit]; n != len(steps) {
+			t.Fatalf("%d answers lost, want %d", n, len(steps))
+		}
+		m, _ := direct.GetEvents(ctx, key, []string{"old", "gone", "new1", "new2"})
+		if m["old"].Etag != `"2"` || m["gone"].Exists || !m["new1"].Exists || !m["new2"].Exists {
+			t.Errorf("mirror %+v", m)
+		}
+		// changeCount counts a batch of updates only (no document counted in
+		// or out, so no precondition) again when the client's retry re-applies
+		// it: here the update step's one write, with UNAVAILABLE (README).
+		replayed := int64(0)
+		if k == faultproxy.LostUnavailable {
+			replayed = 1
+		}
+		if c := calendarOf(t, direct, key); c.EventCount != 3 || c.ChangeCount < changes || c.ChangeCount > changes+replayed {
+			t.Errorf("eventCount %d changeCount %d; want 3 and %d (+%d)", c.EventCount, c.ChangeCount, changes, replayed)
+		}
+	})
+}
+
+// Checkpoints and announcing markers: written, the answer lost. The call
+// succeeds and Firestore holds what was written.
+func TestAmbiguousCheckpointAndAnnouncing(t *testing.T) {
+	forKinds(t, func(t *testing.T, k faultproxy.Kind) {
+		p, via, direct := viaProxy(t)
+		ctx := context.Background()
+		key, l := leaseOn(t, via, "checkpoint@x")
+		cp := Checkpoint{StartedAt: time.Now().UTC().Truncate(time.Millisecond), Full: true, PageToken: "p2", Chunks: 1, Pages: 1}
+		p.FailNext(faultproxy.FirestoreCommit, 1, k)
+		if err := via.SaveCheckpoint(ctx, key, l, cp, &Chunk{IDs: []string{"a", "b"}}); err != nil {
+			t.Errorf("checkpoint: %v", err)
+		}
+		if ch, err := direct.Chunks(ctx, key, 1); err != nil || !slices.Equal(ch[0].IDs, []string{"a", "b"}) {
+			t.Errorf("chunks %v %v", ch, err)
+		}
+		p.FailNext(faultproxy.FirestoreCommit, 1, k)
+		if err := via.MarkAnnouncing(ctx, key, l, []string{"x", "y"}); err != nil {
+			t.Errorf("mark announcing: %v", err)
+		}
+		p.FailNext(faultproxy.FirestoreCommit, 1, k)
+		if err := via.UnmarkAnnouncing(ctx, key, l, []string{"x"}); err != nil {
+			t.Errorf("unmark announcing: %v", err)
+		}
+		if ids, _ := direct.Announcing(ctx, key); !slices.Equal(ids, []string{"y"}) {
+			t.Errorf("announcing %v, want [y]", ids)
 		}
 	})
 }

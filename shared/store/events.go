@@ -449,9 +449,17 @@ func (s *Store) writeBatch(ctx context.Context, key string, l Lease, writes []Ev
 	col := s.Events(key)
 	var delta int64
 	for _, w := range writes {
-		if w.Doc == nil {
+		// A document counted in or out carries the precondition that makes
+		// it so: the client's retry of a batch that landed then fails as a
+		// whole instead of counting it twice (eventCount stays exact).
+		switch {
+		case w.Doc == nil && w.Delta < 0:
+			b.Delete(col.Doc(w.ID), firestore.Exists)
+		case w.Doc == nil:
 			b.Delete(col.Doc(w.ID))
-		} else {
+		case w.Delta > 0:
+			b.Create(col.Doc(w.ID), w.Doc)
+		default:
 			b.Set(col.Doc(w.ID), w.Doc)
 		}
 		delta += w.Delta
@@ -461,8 +469,57 @@ func (s *Store) writeBatch(ctx context.Context, key string, l Lease, writes []Ev
 		ups = append(ups, firestore.Update{Path: "eventCount", Value: firestore.Increment(delta)})
 	}
 	b.Update(s.CalendarRef(key), ups)
-	if err := commitFenced(ctx, b); err != nil {
+	err = commitFenced(ctx, b)
+	if c := status.Code(err); err != nil && c != codes.InvalidArgument && (ambiguous(err) || c == codes.AlreadyExists || c == codes.NotFound) {
+		err = s.resolveBatch(ctx, key, l, writes, err)
+	}
+	if err != nil {
 		return fmt.Errorf("write %d events from %s: %w", len(writes), writes[0].ID, err)
 	}
 	return nil
+}
+
+// resolveBatch decides a batch of event writes whose outcome is unknown (or
+// whose retry met it: a create that exists, a delete that is gone) from what
+// Firestore holds: nil if every document is as the batch left it under a
+// fence that still holds (a batch is atomic: it landed, counted once),
+// ErrLeaseLost if the fence moved, err otherwise.
+func (s *Store) resolveBatch(ctx context.Context, key string, l Lease, writes []EventWrite, err error) error {
+	if !canReadBack(ctx) {
+		return err
+	}
+	refs := []*firestore.DocumentRef{s.fenceRef(key)}
+	for _, w := range writes {
+		refs = append(refs, s.Events(key).Doc(w.ID))
+	}
+	snaps, rerr := s.Client.GetAll(ctx, refs)
+	if rerr != nil {
+		return err
+	}
+	if !s.Unfenced && !holdsFence(snaps[0], l) {
+		return fmt.Errorf("%w (fence moved while a batch's outcome was unknown): %v", ErrLeaseLost, err)
+	}
+	for i, w := range writes {
+		if !written(snaps[i+1], w) {
+			return err
+		}
+	}
+	return nil
+}
+
+// written reports whether snap is what w leaves: gone for a delete, else a
+// document of the same version (etag) and write (syncedAt).
+func written(snap *firestore.DocumentSnapshot, w EventWrite) bool {
+	if w.Doc == nil || !snap.Exists() {
+		return (w.Doc == nil) != snap.Exists()
+	}
+	d := snap.Data()
+	if d["etag"] != w.Doc["etag"] {
+		return false
+	}
+	if at, ok := w.Doc[FieldSyncedAt].(time.Time); ok {
+		got, _ := d[FieldSyncedAt].(time.Time)
+		return got.Equal(at.Truncate(time.Microsecond)) // Firestore keeps microseconds
+	}
+	return true
 }

@@ -231,13 +231,11 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 		}
 		return nil
 	})
-	if ambiguous(err) {
+	if ambiguous(err) && canReadBack(ctx) {
 		// The commit may have applied: what Firestore holds now settles the
 		// notification (the lease is ours, or a no-write outcome), or the
 		// caller tries again.
-		rctx, cancel := readBackCtx(ctx)
-		defer cancel()
-		if a, done, rerr := s.admitRead(rctx, key, r, l); rerr == nil && done {
+		if a, done, rerr := s.admitRead(ctx, key, r, l); rerr == nil && done {
 			return a, nil
 		}
 	}
