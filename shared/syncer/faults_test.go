@@ -20,12 +20,7 @@ import (
 // counts the documents and syncCount the rounds that completed.
 func TestLostCommitAnswersKeepMirrorAndCounters(t *testing.T) {
 	e := newEnv(t)
-	p, err := faultproxy.Start("127.0.0.1:0", testenv.Firestore(t), faultproxy.Options{Seed: 21,
-		Rates: faultproxy.Rates{Before: 0.1, Lost: 0.35}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := faultProxy(t, faultproxy.Options{Seed: 21, Rates: faultproxy.Rates{Before: 0.1, Lost: 0.35}})
 	fs, err := faultproxy.FirestoreClient(e.ctx, e.project, p.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -37,18 +32,7 @@ func TestLostCommitAnswersKeepMirrorAndCounters(t *testing.T) {
 		o.Store = store.New(fs)
 		o.OnSync = func(syncer.Report) { mu.Lock(); rounds++; mu.Unlock() }
 	})
-	deliver := func(state string) {
-		t.Helper()
-		for attempt := 1; ; attempt++ {
-			err := e.notify(s, state)
-			if err == nil {
-				return
-			}
-			if attempt == 40 {
-				t.Fatalf("not acknowledged after %d deliveries: %v", attempt, err)
-			}
-		}
-	}
+	deliver := func(state string) { t.Helper(); e.deliver(s, state) }
 	var ids []string
 	for i := range 12 {
 		ids = append(ids, e.insert("v1").Id)
@@ -84,4 +68,30 @@ func TestLostCommitAnswersKeepMirrorAndCounters(t *testing.T) {
 	if f.Total(faultproxy.LostUnavailable) == 0 || f.Total(faultproxy.LostDeadline) == 0 {
 		t.Errorf("the seed lost no answer of some kind: %v", f.Faults)
 	}
+}
+
+// deliver hands a notification to s until it is acknowledged, as Pub/Sub
+// redelivers one answered with an error.
+func (e *env) deliver(s *syncer.Syncer, state string) {
+	e.t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := e.notify(s, state)
+		if err == nil {
+			return
+		}
+		if attempt == 40 {
+			e.t.Fatalf("not acknowledged after %d deliveries: %v", attempt, err)
+		}
+	}
+}
+
+// faultProxy starts a fault proxy in front of the Firestore emulator.
+func faultProxy(t testing.TB, o faultproxy.Options) *faultproxy.Proxy {
+	t.Helper()
+	p, err := faultproxy.Start("127.0.0.1:0", testenv.Firestore(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }
