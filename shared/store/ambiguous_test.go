@@ -93,6 +93,23 @@ func TestAmbiguousAdmit(t *testing.T) {
 	})
 }
 
+// Admit during another's sync: dirty set, the answer lost. The notification
+// is settled (the holder goes round once more) and the calendar is dirty.
+func TestAmbiguousAdmitMarksDirty(t *testing.T) {
+	forKinds(t, func(t *testing.T, k faultproxy.Kind) {
+		p, via, direct := viaProxy(t)
+		key, _ := leaseOn(t, direct, "dirty@x")
+		lostOnce(t, p, k)
+		a, err := via.Admit(context.Background(), key, Request{ReceivedAt: time.Now(), ChannelID: "ch", MessageNumber: 7}, Lease{Owner: "B/1", Duration: time.Minute})
+		if err != nil || (a.Outcome != OutcomeMarkedDirty && a.Outcome != OutcomeAlreadyDirty && a.Outcome != OutcomeDuplicate) {
+			t.Fatalf("admit: %v %v; want the notification settled by the dirty flag", a.Outcome, err)
+		}
+		if c := calendarOf(t, direct, key); !c.Dirty || c.ChannelMessages["ch"].Number != 7 {
+			t.Errorf("dirty %v, channel message %d", c.Dirty, c.ChannelMessages["ch"].Number)
+		}
+	})
+}
+
 // Heartbeat: the lease extended, the answer lost.
 func TestAmbiguousHeartbeat(t *testing.T) {
 	forKinds(t, func(t *testing.T, k faultproxy.Kind) {
