@@ -42,7 +42,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer, log *slog.Lo
 	listen := fs.String("listen", "127.0.0.1:0", "listen address; port 0 picks a free port")
 	before := fs.Float64("before", 0, "share of calls answered UNAVAILABLE before the service")
 	lost := fs.Float64("lost", 0, "share of writes (Commit, BatchWrite, Publish) applied whose answer is lost")
-	latency := fs.Float64("latency", 0, "share of calls delayed 0.2-2 s")
+	latency := fs.Float64("latency", 0, "share of calls delayed 0.2-2 s (half of the writes' delays are late answers)")
 	seed := fs.Uint64("seed", 1, "seed of the fault draws")
 	countsFile := fs.String("counts-file", "", "where to write the counts as JSON on exit")
 	if err := fs.Parse(args); err != nil {
@@ -69,7 +69,8 @@ func realMain(ctx context.Context, args []string, stdout io.Writer, log *slog.Lo
 	c := p.Counts()
 	log.Info("fault proxy stopping", "unavailable", c.Total(faultproxy.Unavailable),
 		"lost_unavailable", c.Total(faultproxy.LostUnavailable), "lost_deadline", c.Total(faultproxy.LostDeadline),
-		"latency", c.Total(faultproxy.Latency))
+		"latency", c.Total(faultproxy.Latency), "late_answer", c.Total(faultproxy.LateAnswer),
+		"late_applied", c.Total(faultproxy.LateApplied))
 	if *countsFile == "" {
 		return nil
 	}

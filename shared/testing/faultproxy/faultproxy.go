@@ -41,8 +41,14 @@ const (
 	// LostDeadline: a write applied by the service, its answer replaced by
 	// DEADLINE_EXCEEDED (Firestore's client does not retry it).
 	LostDeadline Kind = "lost_deadline"
-	// Latency: the call waits 0.2-2 s before it is forwarded.
+	// Latency: the request waits 0.2-2 s before it is forwarded (a write
+	// goes on even if its caller gives up meanwhile: see LateApplied).
 	Latency Kind = "latency"
+	// LateAnswer: a write applied at once, its answer 0.2-2 s late.
+	LateAnswer Kind = "late_answer"
+	// LateApplied is not injected but seen: a write that reached the
+	// service after its caller had given up on it.
+	LateApplied Kind = "late_applied"
 )
 
 // Methods whose answer can be lost after the service applied them: the
@@ -63,7 +69,7 @@ func IsWrite(method string) bool { return slices.Contains(writeMethods, method) 
 type Rates struct {
 	Before  float64 // every method: UNAVAILABLE before the service
 	Lost    float64 // write methods: applied, answer lost (half UNAVAILABLE, half DEADLINE_EXCEEDED)
-	Latency float64 // every method: 0.2-2 s late (on top of any other fault)
+	Latency float64 // every method: 0.2-2 s late (on top of any other fault); half of the writes' spikes delay the answer instead
 }
 
 // Options configure a Proxy.
@@ -159,10 +165,13 @@ func (p *Proxy) SetRates(r Rates) {
 }
 
 // FailNext makes the next n calls of method (its full name, such as
-// FirestoreCommit) get fault k, whatever the rates. Lost kinds apply to
-// write methods only.
+// FirestoreCommit) get fault k, whatever the rates (Latency and LateAnswer:
+// MaxLatency). Lost kinds and LateAnswer apply to write methods only.
 func (p *Proxy) FailNext(method string, n int, k Kind) {
-	if (k == LostUnavailable || k == LostDeadline) && !IsWrite(method) {
+	if k == LateApplied {
+		panic("faultproxy: late_applied is seen, not injected: use Latency on a write")
+	}
+	if (k == LostUnavailable || k == LostDeadline || k == LateAnswer) && !IsWrite(method) {
 		panic("faultproxy: " + string(k) + " on " + method + ", which is not a write")
 	}
 	p.mu.Lock()
@@ -189,41 +198,62 @@ func (p *Proxy) Counts() Snapshot {
 	return s
 }
 
+// fault is what happens to one call.
+type fault struct {
+	kind   Kind          // Unavailable, LostUnavailable, LostDeadline or ""
+	before time.Duration // the request is this late (Latency)
+	after  time.Duration // writes: the answer is this late (LateAnswer)
+}
+
 // pick decides a call's fault: a queued FailNext first, else the rates.
-// delay is non-zero for a latency spike.
-func (p *Proxy) pick(method string) (k Kind, delay time.Duration) {
+func (p *Proxy) pick(method string) fault {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.calls[method]++
+	var f fault
 	if q := p.next[method]; len(q) > 0 {
+		var k Kind
 		k, p.next[method] = q[0], q[1:]
-		if k == Latency {
-			k, delay = "", p.maxLat
+		switch k {
+		case Latency:
+			f.before = p.maxLat
+		case LateAnswer:
+			f.after = p.maxLat
+		default:
+			f.kind = k
 		}
 	} else {
 		// Always the same draws per call, so a seed replays its faults
 		// for the same sequence of calls.
-		r, lat, half, span := p.rng.Float64(), p.rng.Float64(), p.rng.Float64(), p.rng.Float64()
+		r, lat, half, span, side := p.rng.Float64(), p.rng.Float64(), p.rng.Float64(), p.rng.Float64(), p.rng.Float64()
 		switch {
 		case r < p.rates.Before:
-			k = Unavailable
+			f.kind = Unavailable
 		case IsWrite(method) && r < p.rates.Before+p.rates.Lost:
-			k = LostUnavailable
+			f.kind = LostUnavailable
 			if half < 0.5 {
-				k = LostDeadline
+				f.kind = LostDeadline
 			}
 		}
 		if lat < p.rates.Latency {
-			delay = p.minLat + time.Duration(span*float64(p.maxLat-p.minLat))
+			d := p.minLat + time.Duration(span*float64(p.maxLat-p.minLat))
+			if IsWrite(method) && side < 0.5 && f.kind == "" {
+				f.after = d
+			} else {
+				f.before = d
+			}
 		}
 	}
-	if delay > 0 {
+	if f.before > 0 {
 		p.countLocked(Latency, method)
 	}
-	if k != "" && k != LostUnavailable && k != LostDeadline {
-		p.countLocked(k, method) // lost answers are counted once the write applied
+	if f.after > 0 {
+		p.countLocked(LateAnswer, method)
 	}
-	return k, delay
+	if f.kind == Unavailable {
+		p.countLocked(f.kind, method) // lost answers are counted once the write applied
+	}
+	return f
 }
 
 func (p *Proxy) count(k Kind, method string) {
@@ -248,18 +278,15 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 	if !ok {
 		return status.Error(codes.Internal, "faultproxy: no method")
 	}
-	k, delay := p.pick(method)
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ss.Context().Done():
-			t.Stop()
-			return status.FromContextError(ss.Context().Err()).Err()
-		}
+	f := p.pick(method)
+	if IsWrite(method) {
+		return p.write(ss, method, f)
 	}
-	if k == Unavailable {
-		return status.Error(codes.Unavailable, "faultproxy: injected: unavailable before the service")
+	if err := sleep(ss.Context(), f.before); err != nil {
+		return err
+	}
+	if f.kind == Unavailable {
+		return errUnavailable
 	}
 	ctx, cancel := context.WithCancel(outgoing(ss.Context()))
 	defer cancel()
@@ -267,10 +294,84 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 	if err != nil {
 		return err
 	}
-	if k == LostUnavailable || k == LostDeadline {
-		return p.loseAnswer(ss, cs, method, k)
-	}
 	return pump(ss, cs, cancel)
+}
+
+var errUnavailable = status.Error(codes.Unavailable, "faultproxy: injected: unavailable before the service")
+
+// sleep waits d unless ctx ends first.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	select {
+	case <-time.After(d): // at most MaxLatency: the timer is not worth stopping
+		return nil
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// writeTimeout bounds a write forwarded after its caller gave up.
+const writeTimeout = 30 * time.Second
+
+// write forwards a unary write. A write is in flight once sent: a late one
+// reaches the service even if its caller gave up meanwhile (its DEADLINE
+// EXCEEDED does not mean "not written"; counted as LateApplied). Then its
+// answer may be lost or late.
+func (p *Proxy) write(ss grpc.ServerStream, method string, f fault) error {
+	var req frame
+	if err := ss.RecvMsg(&req); err != nil {
+		return err
+	}
+	if f.kind == Unavailable {
+		if err := sleep(ss.Context(), f.before); err != nil {
+			return err
+		}
+		return errUnavailable
+	}
+	caller := ss.Context()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(outgoing(caller)), writeTimeout)
+	defer cancel()
+	if f.before > 0 {
+		time.Sleep(f.before)
+	}
+	gone := caller.Err() != nil
+	cs, err := p.conn.NewStream(ctx, streamAll, method, grpc.ForceCodec(rawCodec{}))
+	if err != nil {
+		return err
+	}
+	if err := cs.SendMsg(&req); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	_ = cs.CloseSend()
+	var resp frame
+	if err := cs.RecvMsg(&resp); err != nil {
+		return err // refused: nothing applied, nothing lost
+	}
+	if err := cs.RecvMsg(&frame{}); !errors.Is(err, io.EOF) {
+		return err // not unary after all: report what the upstream said
+	}
+	if gone {
+		p.count(LateApplied, method)
+		return status.FromContextError(caller.Err()).Err()
+	}
+	switch f.kind {
+	case LostDeadline:
+		p.count(f.kind, method)
+		return status.Error(codes.DeadlineExceeded, "faultproxy: injected: the write was applied, its answer lost")
+	case LostUnavailable:
+		p.count(f.kind, method)
+		return status.Error(codes.Unavailable, "faultproxy: injected: the write was applied, its answer lost")
+	}
+	if err := sleep(caller, f.after); err != nil {
+		return err
+	}
+	if md, err := cs.Header(); err == nil && len(md) > 0 {
+		_ = ss.SendHeader(md)
+	}
+	ss.SetTrailer(cs.Trailer())
+	return ss.SendMsg(&resp)
 }
 
 // outgoing carries the caller's metadata (authorization, routing headers) to
@@ -325,32 +426,6 @@ func pump(ss grpc.ServerStream, cs grpc.ClientStream, cancel context.CancelFunc)
 			return err
 		}
 	}
-}
-
-// loseAnswer forwards a unary write, lets the service finish it, and answers
-// the caller with k's error instead of the result. A write the service
-// refused keeps its own answer: nothing was applied, nothing is lost.
-func (p *Proxy) loseAnswer(ss grpc.ServerStream, cs grpc.ClientStream, method string, k Kind) error {
-	var req frame
-	if err := ss.RecvMsg(&req); err != nil {
-		return err
-	}
-	if err := cs.SendMsg(&req); err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	_ = cs.CloseSend()
-	var resp frame
-	if err := cs.RecvMsg(&resp); err != nil {
-		return err
-	}
-	if err := cs.RecvMsg(&frame{}); !errors.Is(err, io.EOF) {
-		return err // not unary after all: report what the upstream said
-	}
-	p.count(k, method)
-	if k == LostDeadline {
-		return status.Error(codes.DeadlineExceeded, "faultproxy: injected: the write was applied, its answer lost")
-	}
-	return status.Error(codes.Unavailable, "faultproxy: injected: the write was applied, its answer lost")
 }
 
 // frame is one message as bytes, never decoded.

@@ -235,12 +235,12 @@ func TestRatesSeededAndCounted(t *testing.T) {
 		return p.Counts()
 	}
 	a, b := run(42), run(42)
-	for _, k := range []Kind{Unavailable, LostUnavailable, LostDeadline, Latency} {
+	for _, k := range []Kind{Unavailable, LostUnavailable, LostDeadline, Latency, LateAnswer} {
 		if a.Total(k) != b.Total(k) {
 			t.Errorf("%s: %d then %d with one seed", k, a.Total(k), b.Total(k))
 		}
 	}
-	if a.Total(Unavailable) == 0 || a.Total(LostUnavailable)+a.Total(LostDeadline) == 0 || a.Total(Latency) == 0 {
+	if a.Total(Unavailable) == 0 || a.Total(LostUnavailable)+a.Total(LostDeadline) == 0 || a.Total(Latency) == 0 || a.Total(LateAnswer) == 0 {
 		t.Errorf("some kind never drawn at 30%%: %v", a.Faults)
 	}
 
@@ -256,5 +256,56 @@ func TestRatesSeededAndCounted(t *testing.T) {
 	}
 	if p.Counts().Total(Latency) != 1 {
 		t.Errorf("latency count: %v", p.Counts().Faults)
+	}
+}
+
+// A write is in flight once sent: delayed before the service, it is applied
+// even though its caller gave up (DEADLINE_EXCEEDED is not "not written").
+// A late answer comes late, and the write was applied at once.
+func TestLateWrites(t *testing.T) {
+	p, via, direct := firestorePair(t, Options{MinLatency: 500 * time.Millisecond, MaxLatency: 800 * time.Millisecond})
+	ctx := testCtx(t)
+	p.FailNext(FirestoreCommit, 1, Latency)
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := via.Doc("late/applied").Set(short, map[string]any{"v": 1}); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a write slower than its deadline: %v, want DeadlineExceeded", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := direct.Doc("late/applied").Get(ctx); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the late write never reached the service")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitCount := time.Now().Add(5 * time.Second)
+	for p.Counts().Total(LateApplied) != 1 && time.Now().Before(waitCount) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if c := p.Counts(); c.Total(LateApplied) != 1 || c.Total(Latency) != 1 {
+		t.Errorf("counts: %v", c.Faults)
+	}
+
+	p.FailNext(FirestoreCommit, 1, LateAnswer)
+	start := time.Now()
+	it := direct.Doc("late/answer").Snapshots(ctx)
+	defer it.Stop()
+	if _, err := it.Next(); err != nil { // not there yet
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := via.Doc("late/answer").Set(ctx, map[string]any{"v": 2}); done <- err }()
+	if snap, err := it.Next(); err != nil || !snap.Exists() {
+		t.Fatalf("listen: %v %v", snap, err)
+	}
+	applied := time.Since(start)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if answered := time.Since(start); applied >= 500*time.Millisecond || answered < 800*time.Millisecond {
+		t.Errorf("applied after %v, answered after %v; want applied at once, answered after 800ms", applied, answered)
 	}
 }
