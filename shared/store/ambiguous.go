@@ -14,12 +14,14 @@ import (
 // Unknown outcomes. Firestore documents that a commit answered with an
 // error may have been applied, and its client retries a Commit by itself on
 // UNAVAILABLE: the retry of a transaction's commit then finds the
-// transaction closed (INVALID_ARGUMENT), and the retry of a batch applies it
-// a second time. So the writes under a lease never take an error for "not
-// written": on the error path only (no cost when commits succeed), they read
-// back what Firestore holds and decide whether their write landed.
+// transaction closed (the emulator: INVALID_ARGUMENT "Transaction is invalid
+// or closed"), and the retry of a batch applies it a second time unless a
+// precondition stops it. So the writes under a lease never take an error for
+// "not written": on the error path only (no cost when commits succeed), they
+// read back what Firestore holds and decide whether their write landed.
 
-// ambiguous reports whether err leaves a commit's outcome unknown.
+// ambiguous reports whether err leaves a commit's outcome unknown: worth
+// committing an idempotent write again (commitIdempotent).
 func ambiguous(err error) bool {
 	if err == nil || errors.Is(err, ErrLeaseLost) {
 		return false
@@ -29,8 +31,7 @@ func ambiguous(err error) bool {
 	}
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.Internal, codes.Unknown, codes.Canceled,
-		codes.ResourceExhausted,
-		codes.InvalidArgument: // the client's retry of a transaction's commit that landed: "Transaction is invalid or closed"
+		codes.ResourceExhausted:
 		return true
 	}
 	return false
@@ -63,10 +64,10 @@ func (s *Store) leaseTx(ctx context.Context, key string, f func(ctx context.Cont
 	if errors.Is(err, errLanded) {
 		return nil
 	}
-	if !ambiguous(err) {
-		return err
-	}
-	if !canReadBack(ctx) {
+	// Any other error is read back, not only the ambiguous ones: what the
+	// service answers a retried commit of a committed transaction is not
+	// documented (the emulator says INVALID_ARGUMENT).
+	if err == nil || errors.Is(err, ErrLeaseLost) || !canReadBack(ctx) {
 		return err
 	}
 	if c, rerr := s.GetCalendar(ctx, key); rerr == nil && c.LeaseOp == op {

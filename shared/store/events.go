@@ -490,9 +490,7 @@ func (s *Store) writeBatch(ctx context.Context, key string, l Lease, writes []Ev
 	}
 	b.Update(s.CalendarRef(key), ups)
 	_, err = b.Commit(ctx)
-	switch c := status.Code(err); {
-	case err == nil, c == codes.InvalidArgument:
-	case ambiguous(err), c == codes.AlreadyExists, c == codes.NotFound, c == codes.FailedPrecondition:
+	if err != nil && status.Code(err) != codes.InvalidArgument { // InvalidArgument: a document refused, nothing applied
 		// A precondition failed (the fence's, or a document's: the
 		// client's retry met the first attempt), or the outcome is unknown.
 		err = s.resolveBatch(ctx, key, l, writes, err)

@@ -99,7 +99,7 @@ func (s *Store) commitIdempotent(ctx context.Context, key string, l Lease, add f
 		}
 		add(b)
 		err = commitFenced(ctx, b)
-		if !ambiguous(err) || status.Code(err) == codes.InvalidArgument || attempt == 2 {
+		if !ambiguous(err) || attempt == 2 {
 			return err
 		}
 		select {

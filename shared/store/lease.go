@@ -231,7 +231,7 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 		}
 		return nil
 	})
-	if ambiguous(err) && canReadBack(ctx) {
+	if err != nil && canReadBack(ctx) {
 		// The commit may have applied: what Firestore holds now settles the
 		// notification (the lease is ours, or a no-write outcome), or the
 		// caller tries again.
