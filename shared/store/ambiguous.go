@@ -51,7 +51,7 @@ func newOp() string { return fmt.Sprintf("%016x", rand.Uint64()) }
 
 // leaseTx runs a lease holder's transaction on the calendar document. f
 // writes op to leaseOp along with its updates (leaseOpUpdate) and checks
-// it with leased, which stops a rerun that finds it applied. When the commit's
+// it with leasedOp, which stops a rerun that finds it applied. When the commit's
 // outcome is unknown, the calendar is read back: leaseOp == op means it
 // landed, and what f computed in its last attempt stands. Callers hold the
 // calendar's process lock, so no other transaction of this process writes

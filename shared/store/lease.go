@@ -318,7 +318,7 @@ func (s *Store) StartRound(ctx context.Context, key string, l Lease, forceFull b
 	var rd Round
 	ref := s.CalendarRef(key)
 	err := s.leaseTx(ctx, key, func(ctx context.Context, tx *firestore.Transaction, op string) error {
-		c, err := s.leased(tx, ref, l, op)
+		c, err := s.leasedOp(tx, ref, l, op)
 		if err != nil {
 			return err
 		}
@@ -372,10 +372,14 @@ func (s *Store) StartRound(ctx context.Context, key string, l Lease, forceFull b
 	return rd, nil
 }
 
-// leased reads the calendar in tx and checks that l still holds its lease;
-// errLanded if this is a rerun of transaction op whose earlier attempt was
-// applied (leaseTx).
-func (s *Store) leased(tx *firestore.Transaction, ref *firestore.DocumentRef, l Lease, op string) (Calendar, error) {
+// leased reads the calendar in tx and checks that l still holds its lease.
+func (s *Store) leased(tx *firestore.Transaction, ref *firestore.DocumentRef, l Lease) (Calendar, error) {
+	return s.leasedOp(tx, ref, l, "")
+}
+
+// leasedOp is leased for transaction op of leaseTx: errLanded if this is a
+// rerun whose earlier attempt was applied.
+func (s *Store) leasedOp(tx *firestore.Transaction, ref *firestore.DocumentRef, l Lease, op string) (Calendar, error) {
 	var c Calendar
 	snap, err := tx.Get(ref)
 	if err != nil {
@@ -400,7 +404,7 @@ func (s *Store) Heartbeat(ctx context.Context, key string, l Lease) (time.Time, 
 	ref := s.CalendarRef(key)
 	var until time.Time
 	err := s.leaseTx(ctx, key, func(ctx context.Context, tx *firestore.Transaction, op string) error {
-		if _, err := s.leased(tx, ref, l, op); err != nil {
+		if _, err := s.leasedOp(tx, ref, l, op); err != nil {
 			return err
 		}
 		until = l.now().Add(l.Duration)
@@ -431,7 +435,7 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 	defer s.lockCalendar(key)()
 	ref := s.CalendarRef(key)
 	err = s.leaseTx(ctx, key, func(ctx context.Context, tx *firestore.Transaction, op string) error {
-		c, err := s.leased(tx, ref, l, op)
+		c, err := s.leasedOp(tx, ref, l, op)
 		if err != nil {
 			return err
 		}
@@ -485,7 +489,7 @@ func (s *Store) Release(ctx context.Context, key string, l Lease, markDirty bool
 	defer s.lockCalendar(key)()
 	ref := s.CalendarRef(key)
 	return s.leaseTx(ctx, key, func(ctx context.Context, tx *firestore.Transaction, op string) error {
-		c, err := s.leased(tx, ref, l, op)
+		c, err := s.leasedOp(tx, ref, l, op)
 		if err != nil {
 			if errors.Is(err, ErrLeaseLost) {
 				return nil
