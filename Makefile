@@ -4,7 +4,7 @@ PKGS ?= ./...
 # TESTFLAGS: extra go test flags; CI passes -count=1 so no cached result hides a flaky test.
 TESTFLAGS ?=
 
-.PHONY: test ci check vet fmt-check fuzz bench fleet run terraform-check
+.PHONY: test ci check vet fmt-check fuzz bench fleet run terraform-check firstdeploy
 
 ## run: the whole system on emulators, with a demo calendar and the live change feed (Ctrl-C stops it)
 run:
@@ -44,6 +44,10 @@ fuzz:
 ## bench: the benchmarks, side by side
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## firstdeploy: the Terraform runbook (terraform/README.md) run in order from a fresh clone against the local emulators, ending with the smoke check
+firstdeploy:
+	$(GO) run ./scripts/firstdeploy
 
 ## fleet: the fleet benchmark (1,000 calendars, 100 identities, 3 SyncWorker processes, 5 minutes; sizes are flags of scripts/bench/fleet)
 fleet:

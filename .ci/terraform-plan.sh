@@ -89,3 +89,12 @@ summary="$(grep -E '^Plan: ' "$work/plan.log" || true)"
 resources="$(tf show -json "$work/plan.out" | python3 -c 'import json,sys; p=json.load(sys.stdin); print(sum(1 for r in p.get("resource_changes",[]) if r["mode"]=="managed"))')"
 versions="$(tf version | sed -n 's/^.*provider registry.terraform.io\/hashicorp\/\([a-z]*\) v\(.*\)$/\1 \2/p' | paste -sd, -)"
 echo "terraform-plan: OK: $summary ($resources managed resources; providers $versions from $mirror) in $((SECONDS - start))s"
+
+# A deployment of the layout before the moves (terraform/moved.tf) upgrades
+# without a resource destroyed or recreated: terraform/moves_check.py plans
+# this layout against a state of that one, built offline from its plan.
+# MOVES_ONLY=1: nothing added or changed either.
+t0=$SECONDS
+python3 terraform/moves_check.py --work "$work" --var-file "$work/ci.tfvars" \
+  --base "${MOVES_BASE:-5599d2c860bb5b8f57cf12f36f2f731c2082a0bd}" ${MOVES_ONLY:+--only-moves}
+echo "terraform-plan: moves checked in $((SECONDS - t0))s"

@@ -93,6 +93,7 @@ locals {
     # Google's per-project quota, held across every instance (the budget is
     # shared through Firestore: CALENDAR_BUDGET stays "shared").
     CALENDAR_PROJECT_RATE_LIMIT = tostring(var.calendar_project_rate_limit)
+    CALENDAR_DAILY_LIMIT        = tostring(var.calendar_daily_limit)
     # The most processes calling Calendar at once: every SyncWorker
     # instance, RenewChannels, and one spare (an operator's CLI). Each may
     # then make its share of a fifth of each limit without a Firestore lease.
@@ -103,29 +104,165 @@ locals {
     # points at the local emulator in development. OAUTH_TOKEN_URL and
     # OAUTH_AUTH_URL keep their defaults (Google's).
     # Domain-wide delegation impersonates this account (iam.tf).
-    DELEGATION_SERVICE_ACCOUNT = google_service_account.calendar.email
+    DELEGATION_SERVICE_ACCOUNT = google_service_account.this["calendar"].email
     },
     # Set together with OAUTH_CLIENT_SECRET (see the functions), or neither.
     { for k, v in { OAUTH_CLIENT_ID = var.oauth_client_id } : k => v if v != "" },
   )
 }
 
-# Webhook: public HTTP, answers Google's push deliveries. Light and I/O bound
-# (verify an HMAC, publish, wait for the ack), so one vCPU serves 80 requests
-# at once in 256Mi; 60s is ample for a publish bounded by PUBLISH_TIMEOUT (10s);
-# 20 instances x 80 = 1,600 deliveries in flight before Google sees 429s and
-# retries.
+# Secrets mounted as environment variables: which variable, from which
+# google_secret_manager_secret.this key (version: var.secret_versions). Lists,
+# not maps, so each function keeps its order of mounts.
+locals {
+  token_keys_secret = { env = "CHANNEL_TOKEN_KEYS", secret = "channel_token_keys" }
+
+  # SyncWorker and RenewChannels both sign channels and open users' grants.
+  calendar_secrets = concat(
+    [local.token_keys_secret, { env = "CREDENTIAL_PRIVATE_KEYS", secret = "credential_private_keys" }],
+    # Legacy AES keys, only until the credentials are migrated (variables.tf).
+    var.legacy_credential_keys ? [{ env = "CREDENTIAL_KEYS", secret = "credential_keys" }] : [],
+    # OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET go together (config validation).
+    var.oauth_client_id == "" ? [] : [{ env = "OAUTH_CLIENT_SECRET", secret = "oauth_client_secret" }],
+  )
+}
+
+# The three functions, by key (also the keys of local.fn, of their service
+# accounts and of their invokers). What differs between them is here; the
+# resources below are the same for all.
+locals {
+  functions = {
+    # Webhook: public HTTP, answers Google's push deliveries. Light and I/O
+    # bound (verify an HMAC, publish, wait for the ack), so one vCPU serves 80
+    # requests at once in 256Mi; 60s is ample for a publish bounded by
+    # PUBLISH_TIMEOUT (10s); 20 instances x 80 = 1,600 deliveries in flight
+    # before Google sees 429s and retries.
+    webhook = {
+      entry_point   = "Webhook"
+      description   = "calsync: verifies Google Calendar push notifications and publishes them."
+      memory        = "256Mi"
+      timeout       = 60
+      concurrency   = 80
+      min_instances = var.webhook_min_instances
+      max_instances = var.webhook_max_instances
+      ingress       = "ALLOW_ALL" # Google's push servers are on the internet
+      env = merge(local.common_env, {
+        NOTIFICATIONS_TOPIC      = google_pubsub_topic.notifications.name
+        PUBLISH_TIMEOUT          = var.publish_timeout
+        CHANNEL_EXPIRY_GRACE     = var.channel_expiry_grace
+        UNKNOWN_KEY_RETRY_WINDOW = var.unknown_key_retry_window
+        },
+        # Only during an upgrade's transition (variables.tf); unset, version 1 tokens are refused.
+        { for k, v in { CHANNEL_TOKEN_V1_UNTIL = var.channel_token_v1_until } : k => v if v != "" },
+      )
+      secrets = [local.token_keys_secret]
+    }
+
+    # SyncWorker: request concurrency 8 on one vCPU. Syncing is I/O-bound,
+    # and a calendar's burst then lands mostly on the instance already
+    # syncing it, where the quiet-period check and the in-process dirty flag
+    # end the burst's last round early: in the burst benchmark this is the
+    # difference between a lag of ~0.5 s and ~1.4 s (shared/syncer/README.md).
+    # The Firestore lease still keeps one sync per calendar. 1Gi holds eight
+    # syncs' pages (a 100,000-event full sync peaks at ~130 MB). 540s timeout:
+    # a full resync of a large calendar with backoff, under the push
+    # subscription's 600s ack deadline. 50 instances bound the load on
+    # Firestore and the Calendar API (10,000 requests a minute per project).
+    # Invoked only by the push subscriptions (pubsub.tf).
+    sync = {
+      entry_point   = "SyncWorker"
+      description   = "calsync: syncs a calendar into Firestore and publishes its changed events."
+      memory        = "1Gi"
+      timeout       = 540
+      concurrency   = var.sync_worker_concurrency
+      min_instances = 0
+      max_instances = var.sync_worker_max_instances
+      # Internal ingress: Cloud Run admits Pub/Sub push (and Cloud Scheduler,
+      # Eventarc, Cloud Tasks, Workflows) from the same project when it calls
+      # the default run.app URL, as pubsub.tf's push_endpoint does, and
+      # refuses the internet ("Restrict network ingress for Cloud Run",
+      # Internal: https://cloud.google.com/run/docs/securing/ingress#settings).
+      # Cloud Run's IAM check (run.invoker for sync-pusher only) applies on top.
+      ingress = "ALLOW_INTERNAL_ONLY"
+      env = merge(local.common_env, local.calendar_env, {
+        CHANGES_TOPIC  = google_pubsub_topic.changes.name
+        LEASE_DURATION = var.lease_duration
+        RERUN_INTERVAL = var.rerun_interval
+        QUIET_PERIOD   = var.quiet_period
+        RETRY_BUDGET   = var.retry_budget
+        MAX_SESSION    = var.sync_max_session
+        # Where a sync that used up MAX_SESSION asks for its continuation, a
+        # rate-limited one for its deferral, an empty push sync for its follow-up.
+        NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
+        FOLLOW_UP_DELAY     = var.follow_up_delay
+        # Enrollment: calendarList pushes and control messages (pubsub.tf)
+        # enroll calendars, which the SyncWorker watches at once (hence the
+        # channel-token keys, secrets.tf, and WEBHOOK_URL, set below).
+        CONTROL_SUBSCRIPTION = local.control_subscription
+        CHANNEL_TTL          = var.channel_ttl
+        RENEW_BEFORE         = var.renew_before
+        DEPLOYMENT           = var.name_prefix
+      })
+      secrets = local.calendar_secrets
+    }
+
+    # RenewChannels: one run an hour. A single instance with concurrency 1
+    # means two runs never overlap (a Scheduler retry while a run is going
+    # gets 429 and retries later); the run's own parallelism is
+    # RENEW_CONCURRENCY. 1800s is Cloud Scheduler's longest attempt deadline
+    # for HTTP targets, so a longer timeout (gen2 HTTP allows 3600s) would
+    # only let a run outlive its caller.
+    renew = {
+      entry_point   = "RenewChannels"
+      description   = "calsync: renews push channels, repairs missing ones, asks for reconcile syncs."
+      memory        = "512Mi"
+      timeout       = 1800
+      concurrency   = 1
+      min_instances = 0
+      max_instances = 1
+      # Internal ingress: reached only by Cloud Scheduler (same project, the
+      # default run.app URL, which Cloud Run admits with internal ingress:
+      # https://cloud.google.com/run/docs/securing/ingress#settings), with an
+      # OIDC token of the scheduler account, the one run.invoker. An operator
+      # runs it with `gcloud scheduler jobs run`, not by calling it.
+      ingress = "ALLOW_INTERNAL_ONLY"
+      env = merge(local.common_env, local.calendar_env, {
+        NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
+        CHANNEL_TTL         = var.channel_ttl
+        RENEW_BEFORE        = var.renew_before
+        RECONCILE_AFTER     = var.reconcile_after
+        RENEW_CONCURRENCY   = tostring(var.renew_concurrency)
+        # Channel ids are unique per project and deployment: two deployments
+        # in one project never compute the same id.
+        DEPLOYMENT        = var.name_prefix
+        POLL_INTERVAL     = var.poll_interval
+        NOT_FOUND_REPROBE = var.not_found_reprobe
+        # Each enrolled Workspace domain's directory is diffed this often.
+        DIRECTORY_SYNC_INTERVAL = var.directory_sync_interval
+        },
+        # The public key enrollers seal to: RenewChannels refuses to start if it
+        # is not the public half of one of its private keys.
+        { for k, v in { CREDENTIAL_PUBLIC_KEY = var.credential_public_key } : k => v if v != "" },
+      )
+      secrets = local.calendar_secrets
+    }
+  }
+}
+
+# The Webhook has a resource of its own: the other two are given its URL
+# (WEBHOOK_URL, the address in every events.watch), and a resource cannot read
+# its own instances. Its body is the same as google_cloudfunctions2_function.calendar's.
 resource "google_cloudfunctions2_function" "webhook" {
   project     = var.project_id
   location    = var.region
   name        = local.fn.webhook
-  description = "calsync: verifies Google Calendar push notifications and publishes them."
+  description = local.functions.webhook.description
   labels      = local.labels
 
   build_config {
     runtime         = var.go_runtime
-    entry_point     = "Webhook"
-    service_account = google_service_account.build.id
+    entry_point     = local.functions.webhook.entry_point
+    service_account = google_service_account.this["build"].id
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -135,31 +272,25 @@ resource "google_cloudfunctions2_function" "webhook" {
   }
 
   service_config {
-    available_memory                 = "256Mi"
+    available_memory                 = local.functions.webhook.memory
     available_cpu                    = "1"
-    timeout_seconds                  = 60
-    max_instance_request_concurrency = 80
-    min_instance_count               = var.webhook_min_instances
-    max_instance_count               = var.webhook_max_instances
-    ingress_settings                 = "ALLOW_ALL" # Google's push servers are on the internet
+    timeout_seconds                  = local.functions.webhook.timeout
+    max_instance_request_concurrency = local.functions.webhook.concurrency
+    min_instance_count               = local.functions.webhook.min_instances
+    max_instance_count               = local.functions.webhook.max_instances
+    ingress_settings                 = local.functions.webhook.ingress
     all_traffic_on_latest_revision   = true
-    service_account_email            = google_service_account.webhook.email
+    service_account_email            = google_service_account.this["webhook"].email
+    environment_variables            = local.functions.webhook.env
 
-    environment_variables = merge(local.common_env, {
-      NOTIFICATIONS_TOPIC      = google_pubsub_topic.notifications.name
-      PUBLISH_TIMEOUT          = var.publish_timeout
-      CHANNEL_EXPIRY_GRACE     = var.channel_expiry_grace
-      UNKNOWN_KEY_RETRY_WINDOW = var.unknown_key_retry_window
-      },
-      # Only during an upgrade's transition (variables.tf); unset, version 1 tokens are refused.
-      { for k, v in { CHANNEL_TOKEN_V1_UNTIL = var.channel_token_v1_until } : k => v if v != "" },
-    )
-
-    secret_environment_variables {
-      key        = "CHANNEL_TOKEN_KEYS"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["channel_token_keys"].secret_id
-      version    = var.secret_versions.channel_token_keys
+    dynamic "secret_environment_variables" {
+      for_each = local.functions.webhook.secrets
+      content {
+        key        = secret_environment_variables.value.env
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.this[secret_environment_variables.value.secret].secret_id
+        version    = var.secret_versions[secret_environment_variables.value.secret]
+      }
     }
   }
 
@@ -169,27 +300,20 @@ resource "google_cloudfunctions2_function" "webhook" {
   ]
 }
 
-# SyncWorker: request concurrency 8 on one vCPU. Syncing is I/O-bound, and a
-# calendar's burst then lands mostly on the instance already syncing it, where
-# the quiet-period check and the in-process dirty flag end the burst's last
-# round early: in the burst benchmark this is the difference between a lag of
-# ~0.5 s and ~1.4 s (shared/syncer/README.md). The Firestore lease still keeps
-# one sync per calendar. 1Gi holds eight syncs' pages (a 100,000-event full
-# sync peaks at ~130 MB). 540s timeout: a full resync of a large calendar with
-# backoff, under the push subscription's 600s ack deadline. 50 instances bound
-# the load on Firestore and the Calendar API (10,000 requests a minute per
-# project). Invoked only by the notifications push subscription (pubsub.tf).
-resource "google_cloudfunctions2_function" "sync" {
+# SyncWorker and RenewChannels: the functions that call Calendar.
+resource "google_cloudfunctions2_function" "calendar" {
+  for_each = { for k, f in local.functions : k => f if k != "webhook" }
+
   project     = var.project_id
   location    = var.region
-  name        = local.fn.sync
-  description = "calsync: syncs a calendar into Firestore and publishes its changed events."
+  name        = local.fn[each.key]
+  description = each.value.description
   labels      = local.labels
 
   build_config {
     runtime         = var.go_runtime
-    entry_point     = "SyncWorker"
-    service_account = google_service_account.build.id
+    entry_point     = each.value.entry_point
+    service_account = google_service_account.this["build"].id
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -199,188 +323,32 @@ resource "google_cloudfunctions2_function" "sync" {
   }
 
   service_config {
-    available_memory                 = "1Gi"
+    available_memory                 = each.value.memory
     available_cpu                    = "1"
-    timeout_seconds                  = 540
-    max_instance_request_concurrency = var.sync_worker_concurrency
-    min_instance_count               = 0
-    max_instance_count               = var.sync_worker_max_instances
-    # Internal ingress: Cloud Run admits Pub/Sub push (and Cloud Scheduler,
-    # Eventarc, Cloud Tasks, Workflows) from the same project when it calls
-    # the default run.app URL, as pubsub.tf's push_endpoint does, and refuses
-    # the internet ("Restrict network ingress for Cloud Run", Internal:
-    # https://cloud.google.com/run/docs/securing/ingress#settings). Cloud
-    # Run's IAM check (run.invoker for sync-pusher only) applies on top.
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    service_account_email          = google_service_account.sync.email
+    timeout_seconds                  = each.value.timeout
+    max_instance_request_concurrency = each.value.concurrency
+    min_instance_count               = each.value.min_instances
+    max_instance_count               = each.value.max_instances
+    ingress_settings                 = each.value.ingress
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.this[each.key].email
+    # The Webhook's URL, given to Google in every events.watch.
+    environment_variables = merge(each.value.env, { WEBHOOK_URL = google_cloudfunctions2_function.webhook.url })
 
-    environment_variables = merge(local.common_env, local.calendar_env, {
-      CHANGES_TOPIC  = google_pubsub_topic.changes.name
-      LEASE_DURATION = var.lease_duration
-      RERUN_INTERVAL = var.rerun_interval
-      QUIET_PERIOD   = var.quiet_period
-      RETRY_BUDGET   = var.retry_budget
-      MAX_SESSION    = var.sync_max_session
-      # Where a sync that used up MAX_SESSION asks for its continuation, a
-      # rate-limited one for its deferral, an empty push sync for its follow-up.
-      NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
-      FOLLOW_UP_DELAY     = var.follow_up_delay
-      # Enrollment: calendarList pushes and control messages (pubsub.tf)
-      # enroll calendars, which the SyncWorker watches at once (hence the
-      # channel-token keys, secrets.tf, and the Webhook's URL).
-      CONTROL_SUBSCRIPTION = local.control_subscription
-      WEBHOOK_URL          = google_cloudfunctions2_function.webhook.url
-      CHANNEL_TTL          = var.channel_ttl
-      RENEW_BEFORE         = var.renew_before
-      DEPLOYMENT           = var.name_prefix
-    })
-
-    secret_environment_variables {
-      key        = "CHANNEL_TOKEN_KEYS"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["channel_token_keys"].secret_id
-      version    = var.secret_versions.channel_token_keys
-    }
-
-    secret_environment_variables {
-      key        = "CREDENTIAL_PRIVATE_KEYS"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["credential_private_keys"].secret_id
-      version    = var.secret_versions.credential_private_keys
-    }
-
-    # Legacy AES keys, only until the credentials are migrated (variables.tf).
     dynamic "secret_environment_variables" {
-      for_each = var.legacy_credential_keys ? ["legacy"] : []
+      for_each = each.value.secrets
       content {
-        key        = "CREDENTIAL_KEYS"
+        key        = secret_environment_variables.value.env
         project_id = var.project_id
-        secret     = google_secret_manager_secret.this["credential_keys"].secret_id
-        version    = var.secret_versions.credential_keys
-      }
-    }
-
-    # OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET go together (config validation).
-    dynamic "secret_environment_variables" {
-      for_each = var.oauth_client_id == "" ? [] : ["oauth"]
-      content {
-        key        = "OAUTH_CLIENT_SECRET"
-        project_id = var.project_id
-        secret     = google_secret_manager_secret.this["oauth_client_secret"].secret_id
-        version    = var.secret_versions.oauth_client_secret
+        secret     = google_secret_manager_secret.this[secret_environment_variables.value.secret].secret_id
+        version    = var.secret_versions[secret_environment_variables.value.secret]
       }
     }
   }
 
   depends_on = [
     google_project_iam_member.build,
-    google_project_iam_member.sync_firestore,
-    google_secret_manager_secret_iam_member.readers,
-  ]
-}
-
-# RenewChannels: one run an hour. A single instance with concurrency 1 means
-# two runs never overlap (a Scheduler retry while a run is going gets 429 and
-# retries later); the run's own parallelism is RENEW_CONCURRENCY. 1800s is
-# Cloud Scheduler's longest attempt deadline for HTTP targets, so a longer
-# timeout (gen2 HTTP allows 3600s) would only let a run outlive its caller.
-resource "google_cloudfunctions2_function" "renew" {
-  project     = var.project_id
-  location    = var.region
-  name        = local.fn.renew
-  description = "calsync: renews push channels, repairs missing ones, asks for reconcile syncs."
-  labels      = local.labels
-
-  build_config {
-    runtime         = var.go_runtime
-    entry_point     = "RenewChannels"
-    service_account = google_service_account.build.id
-    source {
-      storage_source {
-        bucket = google_storage_bucket.source.name
-        object = google_storage_bucket_object.source.name
-      }
-    }
-  }
-
-  service_config {
-    available_memory                 = "512Mi"
-    available_cpu                    = "1"
-    timeout_seconds                  = 1800
-    max_instance_request_concurrency = 1
-    min_instance_count               = 0
-    max_instance_count               = 1
-    # Internal ingress: reached only by Cloud Scheduler (same project, the
-    # default run.app URL, which Cloud Run admits with internal ingress:
-    # https://cloud.google.com/run/docs/securing/ingress#settings), with an
-    # OIDC token of the scheduler account, the one run.invoker. An operator
-    # runs it with `gcloud scheduler jobs run`, not by calling it.
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    service_account_email          = google_service_account.renew.email
-
-    environment_variables = merge(local.common_env, local.calendar_env, {
-      NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
-      # The Webhook's URL, given to Google in every events.watch. A different
-      # resource, so no dependency cycle.
-      WEBHOOK_URL       = google_cloudfunctions2_function.webhook.url
-      CHANNEL_TTL       = var.channel_ttl
-      RENEW_BEFORE      = var.renew_before
-      RECONCILE_AFTER   = var.reconcile_after
-      RENEW_CONCURRENCY = tostring(var.renew_concurrency)
-      # Channel ids are unique per project and deployment: two deployments
-      # in one project never compute the same id.
-      DEPLOYMENT        = var.name_prefix
-      POLL_INTERVAL     = var.poll_interval
-      NOT_FOUND_REPROBE = var.not_found_reprobe
-      # Each enrolled Workspace domain's directory is diffed this often.
-      DIRECTORY_SYNC_INTERVAL = var.directory_sync_interval
-      },
-      # The public key enrollers seal to: RenewChannels refuses to start if it
-      # is not the public half of one of its private keys.
-      { for k, v in { CREDENTIAL_PUBLIC_KEY = var.credential_public_key } : k => v if v != "" },
-    )
-
-    secret_environment_variables {
-      key        = "CHANNEL_TOKEN_KEYS"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["channel_token_keys"].secret_id
-      version    = var.secret_versions.channel_token_keys
-    }
-
-    secret_environment_variables {
-      key        = "CREDENTIAL_PRIVATE_KEYS"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["credential_private_keys"].secret_id
-      version    = var.secret_versions.credential_private_keys
-    }
-
-    # Legacy AES keys, only until the credentials are migrated (variables.tf).
-    dynamic "secret_environment_variables" {
-      for_each = var.legacy_credential_keys ? ["legacy"] : []
-      content {
-        key        = "CREDENTIAL_KEYS"
-        project_id = var.project_id
-        secret     = google_secret_manager_secret.this["credential_keys"].secret_id
-        version    = var.secret_versions.credential_keys
-      }
-    }
-
-    dynamic "secret_environment_variables" {
-      for_each = var.oauth_client_id == "" ? [] : ["oauth"]
-      content {
-        key        = "OAUTH_CLIENT_SECRET"
-        project_id = var.project_id
-        secret     = google_secret_manager_secret.this["oauth_client_secret"].secret_id
-        version    = var.secret_versions.oauth_client_secret
-      }
-    }
-  }
-
-  depends_on = [
-    google_project_iam_member.build,
-    google_project_iam_member.renew_firestore,
+    google_project_iam_member.firestore,
     google_secret_manager_secret_iam_member.readers,
   ]
 }
@@ -388,27 +356,25 @@ resource "google_cloudfunctions2_function" "renew" {
 # Invokers (run.invoker on each function's Cloud Run service, which has the
 # function's name). Only the Webhook is public: Google's push servers carry no
 # Google identity, and the channel token (an HMAC the Webhook verifies) is its
-# authentication.
-resource "google_cloud_run_service_iam_member" "webhook_public" {
-  project  = var.project_id
-  location = google_cloudfunctions2_function.webhook.location
-  service  = google_cloudfunctions2_function.webhook.name
-  role     = "roles/run.invoker"
-  member   = "allUsers"
+# authentication. The push subscriptions invoke the SyncWorker as sync_pusher,
+# the Scheduler jobs RenewChannels as scheduler.
+locals {
+  # Every function resource by key, for what applies to all three.
+  function_resources = merge({ webhook = google_cloudfunctions2_function.webhook }, google_cloudfunctions2_function.calendar)
+
+  invokers = {
+    webhook = "allUsers"
+    sync    = google_service_account.this["sync_pusher"].member
+    renew   = google_service_account.this["scheduler"].member
+  }
 }
 
-resource "google_cloud_run_service_iam_member" "sync_pusher_invokes_sync" {
-  project  = var.project_id
-  location = google_cloudfunctions2_function.sync.location
-  service  = google_cloudfunctions2_function.sync.name
-  role     = "roles/run.invoker"
-  member   = google_service_account.sync_pusher.member
-}
+resource "google_cloud_run_service_iam_member" "invoker" {
+  for_each = local.invokers
 
-resource "google_cloud_run_service_iam_member" "scheduler_invokes_renew" {
   project  = var.project_id
-  location = google_cloudfunctions2_function.renew.location
-  service  = google_cloudfunctions2_function.renew.name
+  location = local.function_resources[each.key].location
+  service  = local.function_resources[each.key].name
   role     = "roles/run.invoker"
-  member   = google_service_account.scheduler.member
+  member   = each.value
 }

@@ -5,56 +5,57 @@
 # IAM condition limiting it to calsync's database. The only project-level
 # grants are Firestore's and the build account's.
 
-resource "google_service_account" "webhook" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-webhook"
-  display_name = "calsync Webhook runtime"
-  description  = "Publishes verified push notifications to the notifications topic."
-  depends_on   = [google_project_service.this]
+# One account per runtime and per caller, by key (google_service_account.this):
+#   webhook, sync, renew  the three functions' runtimes;
+#   sync_pusher           Pub/Sub pushes notifications and control messages to
+#                         the SyncWorker with an OIDC token of it (the trigger
+#                         identity): run.invoker on the SyncWorker, nothing else;
+#   scheduler             Cloud Scheduler calls RenewChannels with an OIDC token
+#                         of it: run.invoker on RenewChannels only;
+#   build                 Cloud Build builds the function images as it instead
+#                         of the project's default compute account;
+#   calendar              the domain-wide delegation identity (below).
+locals {
+  service_accounts = {
+    webhook = {
+      display_name = "calsync Webhook runtime"
+      description  = "Publishes verified push notifications to the notifications topic."
+    }
+    sync = {
+      display_name = "calsync SyncWorker runtime"
+      description  = "Syncs calendars into Firestore and publishes changes."
+    }
+    renew = {
+      display_name = "calsync RenewChannels runtime"
+      description  = "Renews push channels and asks for reconcile syncs."
+    }
+    sync_pusher = {
+      display_name = "calsync SyncWorker trigger"
+      description  = "Identity of the notifications push subscription; run.invoker on the SyncWorker only."
+    }
+    scheduler = {
+      display_name = "calsync RenewChannels scheduler"
+      description  = "Identity of the hourly Cloud Scheduler job; run.invoker on RenewChannels only."
+    }
+    build = {
+      display_name = "calsync function builds"
+      description  = "Builds the calsync functions (Cloud Build)."
+    }
+    calendar = {
+      display_name = "calsync Calendar identity (domain-wide delegation)"
+      description  = "Impersonated by SyncWorker and RenewChannels to read Workspace users' calendars."
+    }
+  }
 }
 
-resource "google_service_account" "sync" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-sync"
-  display_name = "calsync SyncWorker runtime"
-  description  = "Syncs calendars into Firestore and publishes changes."
-  depends_on   = [google_project_service.this]
-}
+resource "google_service_account" "this" {
+  for_each = local.service_accounts
 
-resource "google_service_account" "renew" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-renew"
-  display_name = "calsync RenewChannels runtime"
-  description  = "Renews push channels and asks for reconcile syncs."
-  depends_on   = [google_project_service.this]
-}
-
-# Pub/Sub pushes notifications to the SyncWorker with an OIDC token of this
-# account (the trigger identity); it may invoke the SyncWorker and nothing else.
-resource "google_service_account" "sync_pusher" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-sync-pusher"
-  display_name = "calsync SyncWorker trigger"
-  description  = "Identity of the notifications push subscription; run.invoker on the SyncWorker only."
-  depends_on   = [google_project_service.this]
-}
-
-# Cloud Scheduler calls RenewChannels with an OIDC token of this account.
-resource "google_service_account" "scheduler" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-scheduler"
-  display_name = "calsync RenewChannels scheduler"
-  description  = "Identity of the hourly Cloud Scheduler job; run.invoker on RenewChannels only."
-  depends_on   = [google_project_service.this]
-}
-
-# Cloud Build builds the function images as this account instead of the
-# project's default compute account.
-resource "google_service_account" "build" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-build"
-  display_name = "calsync function builds"
-  description  = "Builds the calsync functions (Cloud Build)."
+  project = var.project_id
+  # The key with dashes: sync_pusher is PREFIX-sync-pusher.
+  account_id   = "${var.name_prefix}-${replace(each.key, "_", "-")}"
+  display_name = each.value.display_name
+  description  = each.value.description
   depends_on   = [google_project_service.this]
 }
 
@@ -70,7 +71,7 @@ resource "google_project_iam_member" "build" {
 
   project = var.project_id
   role    = each.value
-  member  = google_service_account.build.member
+  member  = google_service_account.this["build"].member
 }
 
 # Firestore: roles are granted on the project, but an IAM condition on the
@@ -85,22 +86,13 @@ locals {
   firestore_condition = "resource.name == \"${local.firestore_resource}\" || resource.name.startsWith(\"${local.firestore_resource}/\")"
 }
 
-resource "google_project_iam_member" "sync_firestore" {
+# The two functions that read and write the mirror.
+resource "google_project_iam_member" "firestore" {
+  for_each = toset(["sync", "renew"])
+
   project = var.project_id
   role    = "roles/datastore.user"
-  member  = google_service_account.sync.member
-
-  condition {
-    title       = "${var.name_prefix}-firestore-database-only"
-    description = "Only calsync's Firestore database."
-    expression  = local.firestore_condition
-  }
-}
-
-resource "google_project_iam_member" "renew_firestore" {
-  project = var.project_id
-  role    = "roles/datastore.user"
-  member  = google_service_account.renew.member
+  member  = google_service_account.this[each.key].member
 
   condition {
     title       = "${var.name_prefix}-firestore-database-only"
@@ -113,7 +105,7 @@ resource "google_project_iam_member" "renew_firestore" {
 # needed for projects created before April 2021, harmless after, and granted on
 # the one account rather than the project.
 resource "google_service_account_iam_member" "pubsub_agent_mints_pusher_tokens" {
-  service_account_id = google_service_account.sync_pusher.name
+  service_account_id = google_service_account.this["sync_pusher"].name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_agent
 }
@@ -129,24 +121,16 @@ locals {
 # "delegation"): SyncWorker and RenewChannels both impersonate this one account
 # (IAM Credentials signJwt, no key file) with the Workspace user as subject, so
 # a Workspace admin authorises a single client id (output
-# calendar_service_account.client_id) for the calendar.readonly scope.
+# calendar_service_account.client_id) for the scopes of output delegation_scopes.
 # Token Creator is granted on this account only, to the two functions.
 # The functions read it from DELEGATION_SERVICE_ACCOUNT (functions.tf).
-resource "google_service_account" "calendar" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-calendar"
-  display_name = "calsync Calendar identity (domain-wide delegation)"
-  description  = "Impersonated by SyncWorker and RenewChannels to read Workspace users' calendars."
-  depends_on   = [google_project_service.this]
-}
-
 resource "google_service_account_iam_member" "calendar_impersonators" {
   for_each = {
-    sync  = google_service_account.sync.member
-    renew = google_service_account.renew.member
+    sync  = google_service_account.this["sync"].member
+    renew = google_service_account.this["renew"].member
   }
 
-  service_account_id = google_service_account.calendar.name
+  service_account_id = google_service_account.this["calendar"].name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = each.value
 }

@@ -53,7 +53,7 @@ locals {
       }
     }
     sync_errors = {
-      description = "Sync errors by reason (most send the message back to Pub/Sub; lease_lost is acknowledged)."
+      description = "Sync errors by reason (most send the message back to Pub/Sub; lease_lost is acknowledged only when a completed round, a live holder or a sync it asked for covers the message)."
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"sync_error\""
       labels      = { reason = "EXTRACT(jsonPayload.reason)" }
     }
@@ -335,50 +335,68 @@ resource "google_monitoring_alert_policy" "sync_error_rate" {
   }
 }
 
-resource "google_monitoring_alert_policy" "invalid_messages" {
-  project               = var.project_id
-  display_name          = "calsync: invalid notification messages"
-  combiner              = "OR"
-  notification_channels = var.alert_notification_channels
-  user_labels           = local.labels
-
-  conditions {
-    display_name = "invalid_message logged by the SyncWorker"
-    condition_threshold {
-      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"${local.metric_type["invalid_messages"]}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-      }
+# Alerts that fire when a log-based metric counts anything in a period: one
+# line of these events is already worth a look. By key: the alert's title,
+# its condition's name, the metric (local.metric_type key), the alignment
+# period and what to do (documentation).
+locals {
+  log_metric_alerts = {
+    invalid_messages = {
+      display_name = "calsync: invalid notification messages"
+      condition    = "invalid_message logged by the SyncWorker"
+      metric       = "invalid_messages"
+      period       = "300s"
+      content      = "Only calsync publishes to the notifications topic, so a message the SyncWorker cannot process is a bug or a foreign publisher. It was acknowledged (never redelivered) and not synced. Read the invalid_message lines of ${local.fn.sync} in Logging (reason, messageId, subscription, calendarKey); if a calendar's notification was lost, `go run ./scripts/calsync resync --calendar ID` or the next reconcile syncs it."
     }
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = "Only calsync publishes to the notifications topic, so a message the SyncWorker cannot process is a bug or a foreign publisher. It was acknowledged (never redelivered) and not synced. Read the invalid_message lines of ${local.fn.sync} in Logging (reason, messageId, subscription, calendarKey); if a calendar's notification was lost, `go run ./scripts/calsync resync --calendar ID` or the next reconcile syncs it."
+    invalid_controls = {
+      display_name = "calsync: invalid control messages"
+      condition    = "invalid_control logged by the SyncWorker"
+      metric       = "invalid_controls"
+      period       = "300s"
+      content      = "A product backend published a control message calsync cannot do; it was acknowledged and changed nothing. Read the invalid_control lines of ${local.fn.sync} in Logging (reason, action, requestId, subject or credentialId) and tell the product's owners: the reasons are listed in shared/messages/README.md."
+    }
+    events_unstorable = {
+      display_name = "calsync: events stored only in part"
+      condition    = "event_unstorable logged by the SyncWorker"
+      metric       = "events_unstorable"
+      period       = "300s"
+      content      = "An event could not be stored in Firestore as Google sent it. It is in the mirror in part, flagged with the field calsyncProblem (the change feed carried it whole), and the calendar keeps syncing. Read the event_unstorable lines of ${local.fn.sync} (calendarKey, eventId, reason)."
+    }
+    token_key_unknown = {
+      display_name = "calsync: channel tokens signed with a key the Webhook does not have"
+      condition    = "token_key_unknown logged by the Webhook"
+      metric       = "token_key_unknown"
+      period       = "300s"
+      content      = "The Webhook received pushes whose channel token names a key id it does not have (label key_id) and answers them 503, so Google retries, for ${var.unknown_key_retry_window} after it first saw that id; after that they are refused (403) and lost until the next reconcile. If the key id is one of yours, a rotation step went out of order: put the key back into the channel-token-keys secret and roll it out (README: Rotating keys); `go run ./scripts/calsync keys` shows which key ids live channels use. If it is not yours, someone is forging tokens: they are refused either way."
+    }
+    channels_expiring = {
+      display_name = "calsync: push channels within 6 hours of expiry"
+      condition    = "A renew run reported channels expiring within 6 hours"
+      metric       = "renew_runs_expiring_soon"
+      period       = "3600s"
+      content      = "Channels are normally renewed ${var.renew_before} before they expire; some are now within 6 hours of it, so renewals have been failing for most of a day. Read the renew_failure lines of ${local.fn.renew} (step, reason, calendarKey). When a channel expires its calendar only syncs on reconciles."
+    }
   }
 }
 
-resource "google_monitoring_alert_policy" "invalid_controls" {
+resource "google_monitoring_alert_policy" "log_metric_above_zero" {
+  for_each = local.log_metric_alerts
+
   project               = var.project_id
-  display_name          = "calsync: invalid control messages"
+  display_name          = each.value.display_name
   combiner              = "OR"
   notification_channels = var.alert_notification_channels
   user_labels           = local.labels
 
   conditions {
-    display_name = "invalid_control logged by the SyncWorker"
+    display_name = each.value.condition
     condition_threshold {
-      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"${local.metric_type["invalid_controls"]}\""
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"${local.metric_type[each.value.metric]}\""
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
       aggregations {
-        alignment_period     = "300s"
+        alignment_period     = each.value.period
         per_series_aligner   = "ALIGN_SUM"
         cross_series_reducer = "REDUCE_SUM"
       }
@@ -387,63 +405,7 @@ resource "google_monitoring_alert_policy" "invalid_controls" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "A product backend published a control message calsync cannot do; it was acknowledged and changed nothing. Read the invalid_control lines of ${local.fn.sync} in Logging (reason, action, requestId, subject or credentialId) and tell the product's owners: the reasons are listed in shared/messages/README.md."
-  }
-}
-
-resource "google_monitoring_alert_policy" "events_unstorable" {
-  project               = var.project_id
-  display_name          = "calsync: events stored only in part"
-  combiner              = "OR"
-  notification_channels = var.alert_notification_channels
-  user_labels           = local.labels
-
-  conditions {
-    display_name = "event_unstorable logged by the SyncWorker"
-    condition_threshold {
-      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"${local.metric_type["events_unstorable"]}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-      }
-    }
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = "An event could not be stored in Firestore as Google sent it. It is in the mirror in part, flagged with the field calsyncProblem (the change feed carried it whole), and the calendar keeps syncing. Read the event_unstorable lines of ${local.fn.sync} (calendarKey, eventId, reason)."
-  }
-}
-
-resource "google_monitoring_alert_policy" "token_key_unknown" {
-  project               = var.project_id
-  display_name          = "calsync: channel tokens signed with a key the Webhook does not have"
-  combiner              = "OR"
-  notification_channels = var.alert_notification_channels
-  user_labels           = local.labels
-
-  conditions {
-    display_name = "token_key_unknown logged by the Webhook"
-    condition_threshold {
-      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"${local.metric_type["token_key_unknown"]}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-      }
-    }
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = "The Webhook received pushes whose channel token names a key id it does not have (label key_id) and answers them 503, so Google retries, for ${var.unknown_key_retry_window} after it first saw that id; after that they are refused (403) and lost until the next reconcile. If the key id is one of yours, a rotation step went out of order: put the key back into the channel-token-keys secret and roll it out (README: Rotating keys); `go run ./scripts/calsync keys` shows which key ids live channels use. If it is not yours, someone is forging tokens: they are refused either way."
+    content   = each.value.content
   }
 }
 
@@ -503,34 +465,6 @@ resource "google_monitoring_alert_policy" "auth_revoked" {
   documentation {
     mime_type = "text/markdown"
     content   = "OAuth returned invalid_grant for calendar $${log.extracted_label.calendar_key} (credential $${log.extracted_label.credential_id}): the user revoked access (or an app in Testing mode let a 7-day token lapse). Its calendars stop syncing until the user authorises again."
-  }
-}
-
-resource "google_monitoring_alert_policy" "channels_expiring" {
-  project               = var.project_id
-  display_name          = "calsync: push channels within 6 hours of expiry"
-  combiner              = "OR"
-  notification_channels = var.alert_notification_channels
-  user_labels           = local.labels
-
-  conditions {
-    display_name = "A renew run reported channels expiring within 6 hours"
-    condition_threshold {
-      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"${local.metric_type["renew_runs_expiring_soon"]}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "3600s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-      }
-    }
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = "Channels are normally renewed ${var.renew_before} before they expire; some are now within 6 hours of it, so renewals have been failing for most of a day. Read the renew_failure lines of ${local.fn.renew} (step, reason, calendarKey). When a channel expires its calendar only syncs on reconciles."
   }
 }
 

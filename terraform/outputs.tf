@@ -12,8 +12,8 @@ output "function_uris" {
   description = "Cloud Run (run.app) URIs of the functions. Only the Webhook answers unauthenticated callers."
   value = {
     webhook = google_cloudfunctions2_function.webhook.service_config[0].uri
-    sync    = google_cloudfunctions2_function.sync.service_config[0].uri
-    renew   = google_cloudfunctions2_function.renew.service_config[0].uri
+    sync    = google_cloudfunctions2_function.calendar["sync"].service_config[0].uri
+    renew   = google_cloudfunctions2_function.calendar["renew"].service_config[0].uri
   }
 }
 
@@ -44,21 +44,47 @@ output "secrets" {
 output "service_accounts" {
   description = "Service account emails: one per function, the SyncWorker's push identity, the scheduler's identity and the build account."
   value = {
-    webhook     = google_service_account.webhook.email
-    sync        = google_service_account.sync.email
-    renew       = google_service_account.renew.email
-    sync_pusher = google_service_account.sync_pusher.email
-    scheduler   = google_service_account.scheduler.email
-    build       = google_service_account.build.email
-    calendar    = google_service_account.calendar.email
+    webhook     = google_service_account.this["webhook"].email
+    sync        = google_service_account.this["sync"].email
+    renew       = google_service_account.this["renew"].email
+    sync_pusher = google_service_account.this["sync_pusher"].email
+    scheduler   = google_service_account.this["scheduler"].email
+    build       = google_service_account.this["build"].email
+    calendar    = google_service_account.this["calendar"].email
   }
 }
 
 output "calendar_service_account" {
-  description = "The Calendar identity for domain-wide delegation: a Workspace admin authorises client_id for https://www.googleapis.com/auth/calendar.readonly (Admin console, Security, API controls, Domain-wide delegation)."
+  description = "The Calendar identity for domain-wide delegation: a Workspace admin authorises client_id for the delegation_scopes (Admin console: Security > Access and data control > API controls > Domain-wide delegation)."
   value = {
-    email     = google_service_account.calendar.email
-    client_id = google_service_account.calendar.unique_id
+    email     = google_service_account.this["calendar"].email
+    client_id = google_service_account.this["calendar"].unique_id
+  }
+}
+
+# The scopes calsync's delegated tokens carry, per API: exactly the code's
+# lists (shared/calclient Scopes, shared/enroll DirectoryScopes; scopes_test.go
+# compares them). Google checks delegated scopes exactly: authorising others,
+# even broader ones, fails every call with unauthorized_client.
+locals {
+  delegation_scopes = {
+    calendar = [
+      "https://www.googleapis.com/auth/calendar.events.readonly",
+      "https://www.googleapis.com/auth/calendar.calendarlist.readonly",
+    ]
+    directory = [
+      "https://www.googleapis.com/auth/admin.directory.user.readonly",
+      "https://www.googleapis.com/auth/admin.directory.resource.calendar.readonly",
+    ]
+  }
+}
+
+output "delegation_scopes" {
+  description = "What a Workspace admin authorises for calendar_service_account.client_id (Admin console: Security > Access and data control > API controls > Domain-wide delegation > Add new), comma-separated as the console's OAuth scopes field takes them: calendar for every delegated calendar, directory too for a domain enrolled with enroll --domain; all = both, for a domain."
+  value = {
+    calendar  = join(",", local.delegation_scopes.calendar)
+    directory = join(",", local.delegation_scopes.directory)
+    all       = join(",", concat(local.delegation_scopes.calendar, local.delegation_scopes.directory))
   }
 }
 

@@ -73,11 +73,11 @@ resource "google_pubsub_subscription" "sync_worker" {
 
   push_config {
     # The bare URI: the function serves any path (see the top of this file).
-    push_endpoint = google_cloudfunctions2_function.sync.service_config[0].uri
+    push_endpoint = google_cloudfunctions2_function.calendar["sync"].service_config[0].uri
 
     oidc_token {
-      service_account_email = google_service_account.sync_pusher.email
-      audience              = google_cloudfunctions2_function.sync.service_config[0].uri
+      service_account_email = google_service_account.this["sync_pusher"].email
+      audience              = google_cloudfunctions2_function.calendar["sync"].service_config[0].uri
     }
   }
 
@@ -97,7 +97,7 @@ resource "google_pubsub_subscription" "sync_worker" {
   }
 
   depends_on = [
-    google_cloud_run_service_iam_member.sync_pusher_invokes_sync,
+    google_cloud_run_service_iam_member.invoker,
     google_pubsub_topic_iam_member.pubsub_agent_publishes_dead_letters,
   ]
 }
@@ -153,34 +153,24 @@ resource "google_pubsub_subscription" "changes_example" {
 }
 
 # Who publishes where: the Webhook and RenewChannels to notifications, the
-# SyncWorker to changes. Nothing else.
-resource "google_pubsub_topic_iam_member" "webhook_publishes_notifications" {
-  project = var.project_id
-  topic   = google_pubsub_topic.notifications.name
-  role    = "roles/pubsub.publisher"
-  member  = google_service_account.webhook.member
+# SyncWorker to changes (and to notifications: a SyncWorker whose session ran
+# out asks for its own continuation). Nothing else.
+locals {
+  publishers = {
+    webhook_notifications = { topic = google_pubsub_topic.notifications.name, account = "webhook" }
+    renew_notifications   = { topic = google_pubsub_topic.notifications.name, account = "renew" }
+    sync_notifications    = { topic = google_pubsub_topic.notifications.name, account = "sync" }
+    sync_changes          = { topic = google_pubsub_topic.changes.name, account = "sync" }
+  }
 }
 
-resource "google_pubsub_topic_iam_member" "renew_publishes_notifications" {
-  project = var.project_id
-  topic   = google_pubsub_topic.notifications.name
-  role    = "roles/pubsub.publisher"
-  member  = google_service_account.renew.member
-}
+resource "google_pubsub_topic_iam_member" "publishers" {
+  for_each = local.publishers
 
-# A SyncWorker whose session ran out asks for its own continuation.
-resource "google_pubsub_topic_iam_member" "sync_publishes_notifications" {
   project = var.project_id
-  topic   = google_pubsub_topic.notifications.name
+  topic   = each.value.topic
   role    = "roles/pubsub.publisher"
-  member  = google_service_account.sync.member
-}
-
-resource "google_pubsub_topic_iam_member" "sync_publishes_changes" {
-  project = var.project_id
-  topic   = google_pubsub_topic.changes.name
-  role    = "roles/pubsub.publisher"
-  member  = google_service_account.sync.member
+  member  = google_service_account.this[each.value.account].member
 }
 
 # The control topic: product backends publish control messages here
@@ -213,11 +203,11 @@ resource "google_pubsub_subscription" "control" {
   message_retention_duration = "604800s"
 
   push_config {
-    push_endpoint = google_cloudfunctions2_function.sync.service_config[0].uri
+    push_endpoint = google_cloudfunctions2_function.calendar["sync"].service_config[0].uri
 
     oidc_token {
-      service_account_email = google_service_account.sync_pusher.email
-      audience              = google_cloudfunctions2_function.sync.service_config[0].uri
+      service_account_email = google_service_account.this["sync_pusher"].email
+      audience              = google_cloudfunctions2_function.calendar["sync"].service_config[0].uri
     }
   }
 
@@ -236,7 +226,7 @@ resource "google_pubsub_subscription" "control" {
   }
 
   depends_on = [
-    google_cloud_run_service_iam_member.sync_pusher_invokes_sync,
+    google_cloud_run_service_iam_member.invoker,
     google_pubsub_topic_iam_member.pubsub_agent_publishes_dead_letters,
   ]
 }

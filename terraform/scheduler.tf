@@ -22,15 +22,15 @@ resource "google_cloud_scheduler_job" "renew" {
 
   http_target {
     http_method = "POST"
-    uri         = google_cloudfunctions2_function.renew.service_config[0].uri
+    uri         = google_cloudfunctions2_function.calendar["renew"].service_config[0].uri
 
     oidc_token {
-      service_account_email = google_service_account.scheduler.email
-      audience              = google_cloudfunctions2_function.renew.service_config[0].uri
+      service_account_email = google_service_account.this["scheduler"].email
+      audience              = google_cloudfunctions2_function.calendar["renew"].service_config[0].uri
     }
   }
 
-  depends_on = [google_cloud_run_service_iam_member.scheduler_invokes_renew]
+  depends_on = [google_cloud_run_service_iam_member.invoker]
 }
 
 # The poll job: calendars Google will not push for (holiday calendars answer
@@ -60,13 +60,13 @@ resource "google_cloud_scheduler_job" "poll" {
 
   http_target {
     http_method = "POST"
-    uri         = "${google_cloudfunctions2_function.renew.service_config[0].uri}?mode=poll"
+    uri         = "${google_cloudfunctions2_function.calendar["renew"].service_config[0].uri}?mode=poll"
 
     oidc_token {
-      service_account_email = google_service_account.scheduler.email
-      audience              = google_cloudfunctions2_function.renew.service_config[0].uri
+      service_account_email = google_service_account.this["scheduler"].email
+      audience              = google_cloudfunctions2_function.calendar["renew"].service_config[0].uri
     }
   }
 
-  depends_on = [google_cloud_run_service_iam_member.scheduler_invokes_renew]
+  depends_on = [google_cloud_run_service_iam_member.invoker]
 }

@@ -57,17 +57,17 @@ resource "google_secret_manager_secret" "this" {
 # Nobody else, operators included: enrolling users takes the public key only.
 locals {
   secret_readers = merge({
-    webhook_channel_token_keys    = { secret = "channel_token_keys", member = google_service_account.webhook.member }
-    sync_credential_private_keys  = { secret = "credential_private_keys", member = google_service_account.sync.member }
-    sync_channel_token_keys       = { secret = "channel_token_keys", member = google_service_account.sync.member }
-    sync_oauth_client_secret      = { secret = "oauth_client_secret", member = google_service_account.sync.member }
-    renew_channel_token_keys      = { secret = "channel_token_keys", member = google_service_account.renew.member }
-    renew_credential_private_keys = { secret = "credential_private_keys", member = google_service_account.renew.member }
-    renew_oauth_client_secret     = { secret = "oauth_client_secret", member = google_service_account.renew.member }
+    webhook_channel_token_keys    = { secret = "channel_token_keys", member = google_service_account.this["webhook"].member }
+    sync_credential_private_keys  = { secret = "credential_private_keys", member = google_service_account.this["sync"].member }
+    sync_channel_token_keys       = { secret = "channel_token_keys", member = google_service_account.this["sync"].member }
+    sync_oauth_client_secret      = { secret = "oauth_client_secret", member = google_service_account.this["sync"].member }
+    renew_channel_token_keys      = { secret = "channel_token_keys", member = google_service_account.this["renew"].member }
+    renew_credential_private_keys = { secret = "credential_private_keys", member = google_service_account.this["renew"].member }
+    renew_oauth_client_secret     = { secret = "oauth_client_secret", member = google_service_account.this["renew"].member }
     },
     var.legacy_credential_keys ? {
-      sync_credential_keys  = { secret = "credential_keys", member = google_service_account.sync.member }
-      renew_credential_keys = { secret = "credential_keys", member = google_service_account.renew.member }
+      sync_credential_keys  = { secret = "credential_keys", member = google_service_account.this["sync"].member }
+      renew_credential_keys = { secret = "credential_keys", member = google_service_account.this["renew"].member }
     } : {},
   )
 }

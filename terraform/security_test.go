@@ -19,14 +19,13 @@ import (
 func TestOnlyTheWebhookIsPublic(t *testing.T) {
 	m := loadModule(t)
 	for _, f := range m.functions(t) {
-		sc, _ := f.block.child("service_config")
-		got, _ := sc.literal("ingress_settings")
+		got := f.ingress
 		want := "ALLOW_INTERNAL_ONLY"
 		if f.entryPoint == "Webhook" {
 			want = "ALLOW_ALL" // Google's push servers are on the internet
 		}
 		if got != want {
-			t.Errorf("%s (%s): ingress_settings %q, want %q", f.block.addr(), f.entryPoint, got, want)
+			t.Errorf("%s (%s): ingress_settings %q, want %q", f.addr, f.entryPoint, got, want)
 		}
 	}
 	// Their callers use the run.app URI (service_config[0].uri): internal
@@ -167,7 +166,7 @@ func TestPrivateKeyReaders(t *testing.T) {
 		members[secret] = append(members[secret], member)
 	}
 	got := strings.Join(members["credential_private_keys"], ",")
-	if got != "google_service_account.sync.member,google_service_account.renew.member" {
+	if got != `google_service_account.this["sync"].member,google_service_account.this["renew"].member` {
 		t.Errorf("credential_private_keys readers: %s; want the sync and renew service accounts only", got)
 	}
 	for _, r := range m.resources("resource", "google_project_iam_member") {

@@ -261,13 +261,13 @@ variable "sync_max_session" {
 }
 
 variable "calendar_user_rate_limit" {
-  description = "CALENDAR_USER_RATE_LIMIT: Calendar API requests a minute per user the functions allow themselves (Google's limit is 600)."
+  description = "CALENDAR_USER_RATE_LIMIT: Calendar API requests a minute per user the functions allow themselves (Google's default is 600; set more only if Google raised the project's per-user quota, and never more than calendar_project_rate_limit: the functions refuse to start)."
   type        = number
   default     = 500
 
   validation {
-    condition     = var.calendar_user_rate_limit >= 1 && var.calendar_user_rate_limit <= 600 && floor(var.calendar_user_rate_limit) == var.calendar_user_rate_limit
-    error_message = "calendar_user_rate_limit must be a whole number from 1 to 600."
+    condition     = var.calendar_user_rate_limit >= 1 && floor(var.calendar_user_rate_limit) == var.calendar_user_rate_limit
+    error_message = "calendar_user_rate_limit must be a positive whole number."
   }
 }
 
@@ -279,6 +279,17 @@ variable "calendar_project_rate_limit" {
   validation {
     condition     = var.calendar_project_rate_limit >= 1 && floor(var.calendar_project_rate_limit) == var.calendar_project_rate_limit
     error_message = "calendar_project_rate_limit must be a positive whole number."
+  }
+}
+
+variable "calendar_daily_limit" {
+  description = "CALENDAR_DAILY_LIMIT: Calendar API requests the whole deployment allows itself in any 24 hours (Google bills past 1,000,000 a day per project); 0 turns the daily budget off. Held across every function instance through Firestore (quota/project-day)."
+  type        = number
+  default     = 950000
+
+  validation {
+    condition     = var.calendar_daily_limit >= 0 && floor(var.calendar_daily_limit) == var.calendar_daily_limit
+    error_message = "calendar_daily_limit must be 0 (none) or a positive whole number."
   }
 }
 

@@ -6,18 +6,14 @@ package renewchannels
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http"
 
-	"cloud.google.com/go/firestore"
-
+	"github.com/calsync/calsync/shared/app"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/logging"
-	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/renewer"
 	"github.com/calsync/calsync/shared/startup"
-	"github.com/calsync/calsync/shared/store"
 )
 
 // Handler runs one renewal per request.
@@ -27,26 +23,12 @@ type Handler struct {
 }
 
 // New builds the function from its config with its own Firestore and Pub/Sub
-// clients (ADC, or the emulators named by FIRESTORE_EMULATOR_HOST /
-// PUBSUB_EMULATOR_HOST). close releases them.
+// clients (shared/app; ADC, or the emulators named by
+// FIRESTORE_EMULATOR_HOST / PUBSUB_EMULATOR_HOST). close releases them.
 func New(ctx context.Context, cfg config.RenewChannels, logger *slog.Logger) (h *Handler, close func(), err error) {
-	fs, err := firestore.NewClientWithDatabase(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
-	if err != nil {
-		return nil, nil, fmt.Errorf("firestore: %w", err)
-	}
-	ps, err := pubsubx.NewClient(ctx, cfg.ProjectID, "")
-	if err != nil {
-		fs.Close()
-		return nil, nil, err
-	}
-	pub := pubsubx.NewPublisher(ps, cfg.NotificationsTopic, false)
-	close = func() { pub.Stop(); ps.Close(); fs.Close() }
-	r, err := renewer.New(cfg, store.New(fs), pub, logger)
-	if err != nil {
-		close()
-		return nil, nil, err
-	}
-	return &Handler{Renewer: r, Logger: logger}, close, nil
+	return app.Function(ctx, cfg, logger, func(_ config.RenewChannels, a *app.App, logger *slog.Logger) *Handler {
+		return &Handler{Renewer: a.Renewer, Logger: logger}
+	})
 }
 
 // ServeHTTP runs one renewal (or, with ?mode=poll, one poll run: syncs of the

@@ -15,8 +15,8 @@ import (
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 
+	"github.com/calsync/calsync/shared/app"
 	"github.com/calsync/calsync/shared/config"
-	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
@@ -66,20 +66,16 @@ func TestControlTopicToWorker(t *testing.T) {
 	_ = emu.AddDomainUser("ann@corp.test", false)
 	logs := &testlog.Buffer{}
 	logger := logging.New(logs, slog.LevelInfo)
-	cfg := config.SyncWorker{Calendar: config.Calendar{CalendarEndpoint: base, CredentialPrivateKeys: testPrivKeys,
-		OAuthTokenURL: base + "/token", CalendarRateLimit: 600}, RenewBefore: time.Minute, ControlSubscription: "control-push"}
-	access, err := credentials.NewAccess(cfg.Calendar, st, logger)
+	cfg := config.SyncWorker{Common: config.Common{ProjectID: project}, NotificationsTopic: "notifications", ChangesTopic: "changes",
+		Calendar: config.Calendar{CalendarEndpoint: base, CredentialPrivateKeys: testPrivKeys,
+			OAuthTokenURL: base + "/token", CalendarRateLimit: 600}, RenewBefore: time.Minute, ControlSubscription: "control-push"}
+	a, err := app.Build(ctx, cfg, app.WithLogger(logger), app.WithFirestore(fs), app.WithPubSub(ps))
 	if err != nil {
 		t.Fatal(err)
 	}
-	requests := pubsubx.NewPublisher(ps, "notifications", false)
-	defer requests.Stop()
-	en, err := newEnroller(cfg, st, access, requests, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &Worker{Logger: logger, ProjectID: project, Enroll: en, ControlSubscription: cfg.ControlSubscription,
-		Syncer: syncerFunc(func(context.Context, messages.Notification) error { return nil })}
+	defer a.Close()
+	w := NewWorker(cfg, a, logger)
+	w.Syncer = syncerFunc(func(context.Context, messages.Notification) error { return nil })
 
 	var mu sync.Mutex
 	var answers []int

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calsync/calsync/shared/app"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/testing/testenv"
@@ -46,7 +47,7 @@ func BenchmarkWebhookVsBaselines(b *testing.B) {
 	if err := pubsubx.EnsureTopic(ctx, client, "notifications"); err != nil {
 		b.Fatal(err)
 	}
-	pub := pubsubx.NewPublisher(client, "notifications", false).HoldAtMost(PublishHold) // as deployed
+	pub := pubsubx.NewPublisher(client, "notifications", false).HoldAtMost(app.PublishHold) // as deployed
 	defer pub.Stop()
 
 	webhook := newTestHandler(b, pub, nil)

@@ -3,36 +3,27 @@ package webhook
 import (
 	"context"
 	"log/slog"
-	"time"
 
-	"github.com/calsync/calsync/shared/channeltoken"
+	"github.com/calsync/calsync/shared/app"
 	"github.com/calsync/calsync/shared/config"
-	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/startup"
 	"golang.org/x/time/rate"
 )
 
-// PublishHold is how long a notification may wait to share a publish request
-// with others. Google waits for our answer, so it is short: under load many
-// notifications still share a request, and alone one costs at most this.
-const PublishHold = time.Millisecond
-
 // New builds the function from its config: the token keys and a Pub/Sub
-// publisher of its own. close flushes and closes it.
+// publisher of its own (shared/app). close flushes and closes it.
 func New(ctx context.Context, cfg config.Webhook, logger *slog.Logger) (h *Handler, close func(), err error) {
-	keys, err := channeltoken.Parse(cfg.ChannelTokenKeys)
-	if err != nil {
-		return nil, nil, err
-	}
-	client, err := pubsubx.NewClient(ctx, cfg.ProjectID, "")
-	if err != nil {
-		return nil, nil, err
-	}
-	pub := pubsubx.NewPublisher(client, cfg.NotificationsTopic, false).HoldAtMost(PublishHold)
-	h = &Handler{
+	return app.Function(ctx, cfg, logger, NewHandler)
+}
+
+// NewHandler is the function's handler on the keys and publisher a built
+// (the fleet benchmark builds a with a counting publisher and calls this
+// too).
+func NewHandler(cfg config.Webhook, a *app.App, logger *slog.Logger) *Handler {
+	return &Handler{
 		ProjectID:       cfg.ProjectID,
-		Verifier:        keys,
-		Publisher:       pub,
+		Verifier:        a.Tokens,
+		Publisher:       a.Notifications,
 		PublishTimeout:  cfg.PublishTimeout,
 		Logger:          logger,
 		ExpiryGrace:     cfg.ExpiryGrace,
@@ -41,7 +32,6 @@ func New(ctx context.Context, cfg config.Webhook, logger *slog.Logger) (h *Handl
 		seen:            newSeen(),
 		rejectLines:     rate.NewLimiter(RejectLinesPerSecond, RejectLinesBurst),
 	}
-	return h, func() { pub.Stop(); client.Close() }, nil
 }
 
 // Handle is the Webhook entry point: built on the first request (no work in

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calsync/calsync/shared/app"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/testing/testenv"
@@ -56,7 +57,7 @@ func BenchmarkForgedFlood(b *testing.B) {
 	if err := pubsubx.EnsureTopic(ctx, client, "notifications"); err != nil {
 		b.Fatal(err)
 	}
-	pub := &countingPublisher{Publisher: pubsubx.NewPublisher(client, "notifications", false).HoldAtMost(PublishHold)} // as deployed
+	pub := &countingPublisher{Publisher: pubsubx.NewPublisher(client, "notifications", false).HoldAtMost(app.PublishHold)} // as deployed
 	defer pub.Publisher.(*pubsubx.Publisher).Stop()
 
 	logs := &logCounter{}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/calsync/calsync/shared/config"
-	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
@@ -200,7 +199,8 @@ func cmdUnenroll(ctx context.Context, c *cli, args []string) error {
 // CHANNEL_TOKEN_KEYS the whole RenewChannels configuration (calendars are
 // watched at once); without, Calendar access only (delegation through the
 // operator's ADC, credentials through CREDENTIAL_PRIVATE_KEYS when set) and
-// channels left to RenewChannels.
+// channels left to RenewChannels, renewed within RENEW_BEFORE as
+// RenewChannels renews them.
 func (c *cli) enroller(ctx context.Context) (*enroll.Enroller, bool, error) {
 	if c.get("CHANNEL_TOKEN_KEYS") != "" {
 		cfg, err := c.renewConfig(ctx)
@@ -211,37 +211,15 @@ func (c *cli) enroller(ctx context.Context) (*enroll.Enroller, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		r.Enroll.Logger = c.logger()
 		return r.Enroll, true, nil
 	}
-	cfg, err := c.basicConfig(ctx)
+	cfg, err := config.Load[config.Enrollment](ctx, c.lookup)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w (set it in the environment or --state-file)", err)
+	}
+	a, err := build(ctx, c, cfg)
 	if err != nil {
 		return nil, false, err
 	}
-	st, err := c.openStore(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
-	if err != nil {
-		return nil, false, err
-	}
-	pub, err := c.publisher(ctx, cfg.ProjectID, cfg.NotificationsTopic)
-	if err != nil {
-		return nil, false, err
-	}
-	access, err := c.calendarAccess(ctx, st)
-	if err != nil {
-		return nil, false, err
-	}
-	return &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: pub, Revoker: access.Revoker,
-		Directory:   enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: c.get("CALENDAR_ENDPOINT")},
-		RenewBefore: 26 * time.Hour, Logger: c.logger()}, false, nil
-}
-
-// calendarAccess is the Calendar access of the operator's machine (no
-// channel keys): delegation through its ADC (or the emulator), credentials
-// opened when CREDENTIAL_PRIVATE_KEYS is set.
-func (c *cli) calendarAccess(ctx context.Context, st *store.Store) (*credentials.Access, error) {
-	cfg, err := config.Load[credsConfig](ctx, c.lookup)
-	if err != nil {
-		return nil, fmt.Errorf("%w (set it in the environment or --state-file)", err)
-	}
-	return credentials.NewAccess(cfg.Calendar, st, c.logger())
+	return a.Enroller, false, nil
 }

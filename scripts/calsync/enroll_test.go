@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
 func TestEnrollUsageErrors(t *testing.T) {
@@ -103,5 +106,33 @@ func TestEnrollProgressLine(t *testing.T) {
 	p.done()
 	if got := e.String(); !strings.Contains(got, "enroll corp.test: 3/20 users") || !strings.HasSuffix(got, "\n") {
 		t.Fatalf("progress %q", got)
+	}
+}
+
+// Without channel keys, enroll builds its engine with app.Build from the
+// Enrollment config: the renewal window is RENEW_BEFORE (26 h by default),
+// as RenewChannels has it, and no channel manager.
+func TestEnrollerWithoutChannelKeys(t *testing.T) {
+	testenv.Firestore(t)
+	testenv.PubSub(t)
+	t.Setenv("PROJECT_ID", testenv.ProjectID(t))
+	t.Setenv("CHANNEL_TOKEN_KEYS", "")
+	for renew, want := range map[string]time.Duration{"": 26 * time.Hour, "30h": 30 * time.Hour} {
+		t.Setenv("RENEW_BEFORE", renew) // restored after the test
+		if renew == "" {
+			os.Unsetenv("RENEW_BEFORE")
+		}
+		c := &cli{name: "enroll", stdout: io.Discard, stderr: io.Discard}
+		if err := c.setupEnv(); err != nil {
+			t.Fatal(err)
+		}
+		e, withChannels, err := c.enroller(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if withChannels || e.Channels != nil || e.RenewBefore != want {
+			t.Errorf("RENEW_BEFORE=%q: channels %v/%v, renew before %s, want %s", renew, withChannels, e.Channels, e.RenewBefore, want)
+		}
+		c.close()
 	}
 }

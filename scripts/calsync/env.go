@@ -14,6 +14,7 @@ import (
 	"cloud.google.com/go/firestore"
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/calsync/calsync/shared/app"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/pubsubx"
@@ -216,15 +217,22 @@ func (c *cli) publisher(ctx context.Context, project, topic string) (*pubsubx.Pu
 
 // renewer builds the RenewChannels machinery on the CLI's clients.
 func (c *cli) renewer(ctx context.Context, cfg config.RenewChannels) (*renewer.Renewer, error) {
-	st, err := c.openStore(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
+	a, err := build(ctx, c, cfg)
 	if err != nil {
 		return nil, err
 	}
-	pub, err := c.publisher(ctx, cfg.ProjectID, cfg.NotificationsTopic)
+	return a.Renewer, nil
+}
+
+// build is app.Build with the CLI's logger and Pub/Sub emulator; the App is
+// closed with the command.
+func build[C app.Config](ctx context.Context, c *cli, cfg C) (*app.App, error) {
+	a, err := app.Build(ctx, cfg, app.WithLogger(c.logger()), app.WithPubSubEmulator(c.get("PUBSUB_EMULATOR_HOST")))
 	if err != nil {
 		return nil, err
 	}
-	return renewer.New(cfg, st, pub, c.logger())
+	c.closers = append(c.closers, a.Close)
+	return a, nil
 }
 
 func (c *cli) close() {

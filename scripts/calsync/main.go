@@ -31,6 +31,8 @@ commands:
   reseal    seal every stored credential to the first CREDENTIAL_PRIVATE_KEYS key (rotation; RenewChannels does it hourly)
   migrate-credentials   seal the legacy AES-GCM credentials to CREDENTIAL_PUBLIC_KEY (needs CREDENTIAL_KEYS)
   keygen    make a key pair for sealed credentials (private key on stdout, public key on stderr)
+  smoke     prove push → mirror → feed: write a test event to a watched calendar, wait for its change messages
+  scopes    the scopes a Workspace admin authorises for domain-wide delegation, per API
 
 Run 'calsync <command> -h' for the flags of a command. Commands read the same
 environment as RenewChannels (PROJECT_ID, WEBHOOK_URL, ...); none needs a
@@ -75,6 +77,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		"keys":                cmdKeys,
 		"reseal":              cmdReseal,
 		"keygen":              cmdKeygen,
+		"scopes":              cmdScopes,
+		"smoke":               cmdSmoke,
 		"migrate-credentials": cmdMigrateCredentials,
 	}
 	name := args[0]

@@ -22,6 +22,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 	"golang.org/x/oauth2"
 
+	"github.com/calsync/calsync/shared/app"
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/credentials"
@@ -574,13 +575,13 @@ func deployedRenewer(t *testing.T, s *stack) *renewer.Renewer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := pubsubx.NewPublisher(s.ps, "notifications", false)
-	t.Cleanup(pub.Stop)
-	r, err := renewer.New(cfg, store.New(s.fs), pub, logging.New(io.Discard, slog.LevelInfo))
+	a, err := app.Build(context.Background(), cfg, app.WithFirestore(s.fs), app.WithPubSub(s.ps),
+		app.WithLogger(logging.New(io.Discard, slog.LevelInfo)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	t.Cleanup(a.Close)
+	return a.Renewer
 }
 
 // Credentials stored before sealing (AES-256-GCM) are migrated with the

@@ -30,6 +30,14 @@ import (
 // (most users, most of the time), and the shared documents hold the other
 // four fifths. Together: at most the limit, while no more than Processes
 // processes call at once.
+//
+// Google also counts the project's calls a day (the Calendar API's daily
+// threshold, 1,000,000 per project per 24 hours; past it, charges apply).
+// ProjectPerDay holds the deployment under a daily limit of its own: a
+// sliding 24-hour window, so no calendar day, wherever Google starts it,
+// sees more. Its slices may be spent for minutes rather than seconds (a
+// day's count needs no finer grain) and it has no local allowance: over a
+// day, instances come and go, and each new one would spend its share again.
 
 // Budget admits Calendar API calls of one user identity (see Identity).
 type Budget interface {
@@ -42,7 +50,7 @@ type Budget interface {
 // BudgetError: no call is free before RetryAt (later than the caller wanted
 // to wait). A rate limit of calsync's own: retry then, or hand the work over.
 type BudgetError struct {
-	Bucket  string // "project" or "user"
+	Bucket  string // "project", "daily" or "user"
 	RetryAt time.Time
 }
 
@@ -91,10 +99,14 @@ type SharedBudget struct {
 	// (CALENDAR_PROCESSES: SyncWorker instances, RenewChannels, a spare).
 	// 0: no local allowance, every call from the shared documents.
 	Processes int
-	Now       func() time.Time
+	// ProjectPerDay is the deployment's calls in any 24 hours, all users
+	// together (none if 0), in the shared document DailyBucket.
+	ProjectPerDay int
+	Now           func() time.Time
 
 	mu      sync.Mutex
 	project *slicer
+	daily   *slicer
 	users   map[string]*slicer
 }
 
@@ -108,13 +120,22 @@ func BucketOf(identity string) string {
 // ProjectBucket is the quota document id of the whole deployment.
 const ProjectBucket = "project"
 
-func (b *SharedBudget) slicers(identity string) (*slicer, *slicer) {
+// DailyBucket is the quota document id of the deployment's daily limit.
+const DailyBucket = "project-day"
+
+// dailySliceTTL: how long a slice of the daily budget may be spent.
+const dailySliceTTL = 5 * time.Minute
+
+func (b *SharedBudget) slicers(identity string) (*slicer, *slicer, *slicer) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.users == nil {
 		b.users = map[string]*slicer{}
 		if b.ProjectPerMinute > 0 {
 			b.project = b.newSlicer(ProjectBucket, b.ProjectPerMinute, 10)
+		}
+		if b.ProjectPerDay > 0 {
+			b.daily = b.newDailySlicer()
 		}
 	}
 	u := b.users[identity]
@@ -126,7 +147,20 @@ func (b *SharedBudget) slicers(identity string) (*slicer, *slicer) {
 		u = b.newSlicer(BucketOf(identity), limit, 1)
 		b.users[identity] = u
 	}
-	return u, b.project
+	return u, b.project, b.daily
+}
+
+// newDailySlicer: slices of at most a thousandth of the day (they count
+// for the day plus their TTL wherever their calls land, and what expires
+// unspent is lost for a day), no local allowance.
+func (b *SharedBudget) newDailySlicer() *slicer {
+	s := b.newSlicer(DailyBucket, b.ProjectPerDay, 1)
+	s.free, s.limit = 0, b.ProjectPerDay
+	s.window, s.ttl = 24*time.Hour, dailySliceTTL
+	s.span = s.window + s.ttl
+	s.max = max(1, b.ProjectPerDay/1000)
+	s.size = min(4, s.max)
+	return s
 }
 
 func (b *SharedBudget) newSlicer(bucket string, limit, minSlice int) *slicer {
@@ -156,17 +190,20 @@ func (b *SharedBudget) newSlicer(bucket string, limit, minSlice int) *slicer {
 		min: minSlice, max: maxSlice, size: min(max(minSlice, 4), maxSlice), free: free, window: window}
 }
 
-// Take implements Budget: one call from the identity's bucket and one from
-// the project's.
+// Take implements Budget: one call from the identity's bucket, one from
+// the project's, and one from the day's (last: the scarcest, wasted by no
+// refusal of the others).
 func (b *SharedBudget) Take(ctx context.Context, identity string) error {
-	u, p := b.slicers(identity)
-	if err := u.take(ctx); err != nil {
-		return err
+	u, p, d := b.slicers(identity)
+	for _, s := range []*slicer{u, p, d} {
+		if s == nil {
+			continue
+		}
+		if err := s.take(ctx); err != nil {
+			return err
+		}
 	}
-	if p == nil {
-		return nil
-	}
-	return p.take(ctx)
+	return nil
 }
 
 // slicer is one bucket's allotment in this process.
@@ -273,8 +310,11 @@ func (s *slicer) take(ctx context.Context) error {
 }
 
 func bucketKind(bucket string) string {
-	if bucket == ProjectBucket {
+	switch bucket {
+	case ProjectBucket:
 		return "project"
+	case DailyBucket:
+		return "daily"
 	}
 	return "user"
 }

@@ -39,7 +39,11 @@ func newFactory(base string, rpm, burst int, tokens RefreshTokens) *Factory {
 
 func TestADCAgainstEmulator(t *testing.T) {
 	ctx := context.Background()
-	_, base := calendaremu.Start(t, calendaremu.Options{})
+	srv, base := calendaremu.Start(t, calendaremu.Options{})
+	// Google delegates only to users of a Workspace domain.
+	if srv.CreateDomain("calsync.test", calendaremu.DefaultUser) != nil || srv.CreateDomain("x", "bob@x") != nil {
+		t.Fatal("workspace domains")
+	}
 	f := newFactory(base, 0, 0, nil)
 	cal := store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}
 	svc, err := f.Service(ctx, cal)

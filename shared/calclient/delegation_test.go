@@ -102,7 +102,8 @@ func TestDelegationThroughEmulator(t *testing.T) {
 	ctx := context.Background()
 	srv, base := calendaremu.Start(t, calendaremu.Options{})
 	const boss = "boss@corp.test"
-	if err := srv.CreateUser(boss, ""); err != nil {
+	// Google delegates only to users of a Workspace domain.
+	if err := srv.CreateDomain("corp.test", boss); err != nil {
 		t.Fatal(err)
 	}
 	cal := store.Calendar{CalendarID: boss, AuthMode: store.AuthDelegation, Subject: boss}

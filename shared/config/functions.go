@@ -33,10 +33,17 @@ type Calendar struct {
 	OAuthClientSecret   string `env:"OAUTH_CLIENT_SECRET"`
 	OAuthTokenURL       string `env:"OAUTH_TOKEN_URL, default=https://oauth2.googleapis.com/token"`
 	OAuthAuthURL        string `env:"OAUTH_AUTH_URL, default=https://accounts.google.com/o/oauth2/auth"`
-	CalendarRateLimit   int    `env:"CALENDAR_USER_RATE_LIMIT, default=500"`
+	// CalendarRateLimit is each user's calls a minute (Google's per-user
+	// quota: 600 unless Google raised it for the project; then this may go
+	// as high, up to the project's limit).
+	CalendarRateLimit int `env:"CALENDAR_USER_RATE_LIMIT, default=500"`
 	// CalendarProjectRateLimit is the deployment's calls a minute, all users
 	// together (Google's per-project quota: 10,000 unless raised).
 	CalendarProjectRateLimit int `env:"CALENDAR_PROJECT_RATE_LIMIT, default=9000"`
+	// CalendarDailyLimit is the deployment's calls in any 24 hours, all users
+	// together: Google's daily threshold is 1,000,000 a project, past which
+	// charges apply. 0: no daily limit (pay for what goes past it).
+	CalendarDailyLimit int `env:"CALENDAR_DAILY_LIMIT, default=950000"`
 	// CalendarBudget: "shared" (both limits held across every process of the
 	// deployment, through Firestore) or "local" (a per-process limiter of
 	// the user limit only: one process, or tests).
@@ -103,11 +110,16 @@ func (c Calendar) ValidateEnrollment() error {
 	if sa := c.DelegationServiceAccount; sa != "" && (!strings.Contains(sa, "@") || strings.ContainsAny(sa, " /")) {
 		errs = append(errs, fmt.Errorf("DELEGATION_SERVICE_ACCOUNT %q is not a service account email", sa))
 	}
-	if c.CalendarRateLimit <= 0 || c.CalendarRateLimit > 600 {
-		errs = append(errs, fmt.Errorf("CALENDAR_USER_RATE_LIMIT must be 1-600 requests a minute, got %d", c.CalendarRateLimit))
-	}
 	if c.CalendarProjectRateLimit <= 0 {
 		errs = append(errs, fmt.Errorf("CALENDAR_PROJECT_RATE_LIMIT must be a positive number of requests a minute, got %d", c.CalendarProjectRateLimit))
+	}
+	// Above Google's default 600 is allowed (Google raises the per-user
+	// quota on request); above the project's limit it would mean nothing.
+	if c.CalendarRateLimit <= 0 || c.CalendarProjectRateLimit > 0 && c.CalendarRateLimit > c.CalendarProjectRateLimit {
+		errs = append(errs, fmt.Errorf("CALENDAR_USER_RATE_LIMIT must be 1 to CALENDAR_PROJECT_RATE_LIMIT (%d) requests a minute, got %d", c.CalendarProjectRateLimit, c.CalendarRateLimit))
+	}
+	if c.CalendarDailyLimit < 0 {
+		errs = append(errs, fmt.Errorf("CALENDAR_DAILY_LIMIT must be 0 (none) or a positive number of requests a day, got %d", c.CalendarDailyLimit))
 	}
 	if c.CalendarProcesses < 0 || c.CalendarProcesses > 10000 {
 		errs = append(errs, fmt.Errorf("CALENDAR_PROCESSES must be 0-10000, got %d", c.CalendarProcesses))
@@ -335,4 +347,24 @@ func loopbackHost(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// Enrollment configures enrollment run where no channel keys are: the
+// operator CLI's enroll and unenroll without CHANNEL_TOKEN_KEYS. Calendars
+// it enrolls get their channels from RenewChannels; it reads Calendar with
+// whatever credential keys are set (delegation needs none).
+type Enrollment struct {
+	Common
+	Store
+	Calendar
+	NotificationsTopic string `env:"NOTIFICATIONS_TOPIC, default=calsync-notifications"`
+	// RenewBefore is the channels' renewal window, as RenewChannels has it.
+	RenewBefore time.Duration `env:"RENEW_BEFORE, default=26h"`
+}
+
+// Validate reports every problem with the Enrollment config: the Calendar
+// settings as ValidateEnrollment checks them (no credential key required).
+func (c Enrollment) Validate() error {
+	return errors.Join(c.Common.validate(), c.Calendar.ValidateEnrollment(),
+		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic), positive("RENEW_BEFORE", c.RenewBefore))
 }

@@ -52,7 +52,7 @@ func TestRenewChannelsReportsEveryProblem(t *testing.T) {
 		"RENEW_BEFORE":               "2h",
 		"RECONCILE_AFTER":            "-1s",
 		"RENEW_CONCURRENCY":          "0",
-		"CALENDAR_USER_RATE_LIMIT":   "700",
+		"CALENDAR_USER_RATE_LIMIT":   "20000",
 		"CREDENTIAL_KEYS":            "c1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 40))),
 		"DELEGATION_SERVICE_ACCOUNT": "not an email",
 		"OAUTH_CLIENT_ID":            "only-id",
@@ -149,5 +149,25 @@ func TestGoogleBehaviourSettings(t *testing.T) {
 	}
 	if _, err := Load[SyncWorker](context.Background(), envconfig.MapLookuper(map[string]string{"PROJECT_ID": "p", "CREDENTIAL_KEYS": credKey, "FOLLOW_UP_DELAY": "10m"})); err == nil {
 		t.Error("FOLLOW_UP_DELAY 10m accepted")
+	}
+}
+
+// Google raises the per-user quota on request: calsync follows above 600,
+// up to the project's own limit; the daily limit defaults under Google's
+// 1,000,000 threshold and 0 switches it off.
+func TestCalendarQuotaSettings(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := Load[RenewChannels](ctx, renewEnv(map[string]string{"CALENDAR_USER_RATE_LIMIT": "1200", "CALENDAR_PROJECT_RATE_LIMIT": "20000"}))
+	if err != nil || cfg.CalendarRateLimit != 1200 || cfg.CalendarDailyLimit != 950000 {
+		t.Fatalf("a raised per-user quota: %+v %v", cfg.Calendar, err)
+	}
+	if cfg, err := Load[RenewChannels](ctx, renewEnv(map[string]string{"CALENDAR_DAILY_LIMIT": "0"})); err != nil || cfg.CalendarDailyLimit != 0 {
+		t.Fatalf("no daily limit: %v", err)
+	}
+	_, err = Load[RenewChannels](ctx, renewEnv(map[string]string{"CALENDAR_USER_RATE_LIMIT": "1200", "CALENDAR_PROJECT_RATE_LIMIT": "1000", "CALENDAR_DAILY_LIMIT": "-1"}))
+	for _, want := range []string{"CALENDAR_USER_RATE_LIMIT", "CALENDAR_DAILY_LIMIT"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s: %v", want, err)
+		}
 	}
 }

@@ -36,7 +36,7 @@ func NewAccess(cfg config.Calendar, st *store.Store, logger *slog.Logger) (*Acce
 		// Google's quotas are per user and per project across every process
 		// of the deployment: the budget is shared through Firestore.
 		opts.Budget = &calclient.SharedBudget{Store: st, UserPerMinute: cfg.CalendarRateLimit, ProjectPerMinute: cfg.CalendarProjectRateLimit,
-			Processes: cfg.CalendarProcesses}
+			ProjectPerDay: cfg.CalendarDailyLimit, Processes: cfg.CalendarProcesses}
 	}
 	factory := calclient.New(opts)
 	return &Access{

@@ -44,8 +44,9 @@ func TestBudgetAcrossProcesses(t *testing.T) {
 	}
 	project := testenv.ProjectID(t)
 	users := []string{"ann@corp.test", "ben@corp.test"}
-	for _, u := range users {
-		srv.CreateUser(u, "")
+	// Google delegates within Workspace domains only.
+	if srv.CreateDomain("corp.test", users[0]) != nil || srv.AddDomainUser(users[1], false) != nil {
+		t.Fatal("workspace domain")
 	}
 	var accepted, failed atomic.Int64
 	deadline := time.Now().Add(8 * time.Second)

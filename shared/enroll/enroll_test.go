@@ -131,7 +131,10 @@ func TestEnrollIdentityFollowsItsList(t *testing.T) {
 // deleteMirror asks for each mirror's purge (done by the SyncWorker).
 func TestUnenrollIdentity(t *testing.T) {
 	v := newEnv(t)
-	bob := v.asUser("bob@x.test") // outside any emulated domain: created on first use
+	if err := v.emu.CreateDomain("x.test", "bob@x.test"); err != nil { // Google delegates within Workspace domains only
+		t.Fatal(err)
+	}
+	bob := v.asUser("bob@x.test")
 	extra, _ := bob.Calendars.Insert(&calendar.Calendar{Summary: "extra"}).Do()
 	sp := enroll.IdentitySpec{AuthMode: store.AuthDelegation, Subject: "bob@x.test", DeleteMirrorOnRemove: true}
 	if _, err := v.e.EnrollIdentity(v.ctx, sp); err != nil {

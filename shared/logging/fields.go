@@ -38,6 +38,7 @@ const (
 	KeyResumed           = "resumed"     // the round continued one stopped at a checkpoint
 	KeyMidRound          = "midRound"    // a session handed over inside a round (at a checkpoint)
 	KeyContinuationAsked = "continuationAsked"
+	KeyCoveredBy         = "coveredBy"     // lease_lost: what covers the stopped session's message (completed_round, live_holder, sync_asked) or redelivery
 	KeyStatus            = "status"        // the HTTP status of a Calendar or token-endpoint error (0: none)
 	KeyNotFoundCount     = "notFoundCount" // 404s in a calendar's current streak
 	KeyAttempt           = "attempt"       // how often a rate-limited sync was deferred

@@ -15,7 +15,11 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"google.golang.org/api/calendar/v3"
 
+	"github.com/calsync/calsync/shared/channels"
+	"github.com/calsync/calsync/shared/channeltoken"
 	"github.com/calsync/calsync/shared/config"
+	"github.com/calsync/calsync/shared/credentials"
+	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/store"
@@ -98,11 +102,28 @@ func (e *env) renewer(mod func(*config.RenewChannels)) *Renewer {
 	if mod != nil {
 		mod(&cfg)
 	}
-	r, err := New(cfg, e.st, e.pub, slog.New(slog.NewJSONHandler(e.logs, nil)))
+	// Wired as shared/app wires RenewChannels (that package imports this
+	// one, so these tests cannot call it).
+	logger := slog.New(slog.NewJSONHandler(e.logs, nil))
+	tokens, err := channeltoken.Parse(cfg.ChannelTokenKeys)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return r
+	access, err := credentials.NewAccess(cfg.Calendar, e.st, logger)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	mgr := &channels.Manager{Store: e.st, Calendars: access.Calendars, Tokens: tokens, WebhookURL: cfg.WebhookURL,
+		TTL: cfg.ChannelTTL, Logger: logger, Namespace: channels.Namespace(cfg.ProjectID, cfg.Deployment)}
+	access.Revoker.Stopper = mgr
+	return &Renewer{ProjectID: cfg.ProjectID, Store: e.st, Access: access, Channels: mgr, Publisher: e.pub,
+		RenewBefore: cfg.RenewBefore, ReconcileAfter: cfg.ReconcileAfter, Concurrency: cfg.Concurrency, Logger: logger,
+		PollInterval: cfg.PollInterval, NotFoundReprobe: cfg.NotFoundReprobe,
+		NotFound: store.NotFoundPolicy{Attempts: cfg.NotFoundAttempts, After: cfg.NotFoundAfter},
+		Enroll: &enroll.Enroller{Store: e.st, Calendars: access.Calendars, Channels: mgr, Requests: e.pub, Revoker: access.Revoker,
+			Directory:   enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: cfg.CalendarEndpoint},
+			RenewBefore: cfg.RenewBefore, Concurrency: cfg.Concurrency, Logger: logger},
+		DirectorySyncInterval: cfg.DirectorySyncInterval}
 }
 
 // register adds a calendar (synced just now unless told otherwise).

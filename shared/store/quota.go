@@ -24,6 +24,10 @@ import (
 // increment, so what is kept never exceeds the limit; racing leasers may
 // both give back (the safe side).
 
+// The document counts grants per slot of span/60 (whole seconds, at least
+// one): a minute's budget per second, a day's per 24 minutes, so a
+// document holds about 60 counters whatever its window.
+
 // CollQuota holds quota/{bucket}.
 const CollQuota = "quota"
 
@@ -47,7 +51,7 @@ func (s *Store) LeaseQuota(ctx context.Context, bucket string, want, limit int, 
 		return 0, q.freeAt(int64(limit), span), nil
 	}
 	n := min(room, int64(want))
-	field := strconv.FormatInt(now.Unix(), 10)
+	field := strconv.FormatInt(now.Unix()/q.slot*q.slot, 10)
 	used := map[string]any{field: firestore.Increment(n)}
 	for _, k := range q.stale {
 		used[k] = firestore.Delete
@@ -75,15 +79,19 @@ func (s *Store) LeaseQuota(ctx context.Context, bucket string, want, limit int, 
 // quotaState is a bucket as read: the live seconds and their sum, and the
 // keys of seconds out of the window.
 type quotaState struct {
-	live  []quotaSecond
+	slot  int64 // seconds a counter covers
+	live  []quotaCount
 	used  int64
 	stale []string
 }
 
-type quotaSecond struct{ at, n int64 }
+// quotaSlot is the seconds one counter of a bucket with this span covers.
+func quotaSlot(span time.Duration) int64 { return max(1, int64(span/time.Second)/60) }
+
+type quotaCount struct{ at, n int64 }
 
 func (s *Store) readQuota(ctx context.Context, ref *firestore.DocumentRef, now time.Time, span time.Duration) (quotaState, error) {
-	var q quotaState
+	q := quotaState{slot: quotaSlot(span)}
 	var d struct {
 		Used map[string]int64 `firestore:"used"`
 	}
@@ -99,13 +107,13 @@ func (s *Store) readQuota(ctx context.Context, ref *firestore.DocumentRef, now t
 	}
 	for k, n := range d.Used {
 		at, err := strconv.ParseInt(k, 10, 64)
-		// A grant in second `at` counts until at+1+span: conservative
-		// about where in the second it fell.
-		if err != nil || !now.Before(time.Unix(at+1, 0).Add(span)) {
+		// A grant in the slot starting at `at` counts until
+		// at+slot+span: conservative about where in the slot it fell.
+		if err != nil || !now.Before(time.Unix(at+q.slot, 0).Add(span)) {
 			q.stale = append(q.stale, k)
 			continue
 		}
-		q.live = append(q.live, quotaSecond{at, n})
+		q.live = append(q.live, quotaCount{at, n})
 		q.used += n
 	}
 	return q, nil
@@ -113,13 +121,13 @@ func (s *Store) readQuota(ctx context.Context, ref *firestore.DocumentRef, now t
 
 // freeAt is when the bucket has room for one call again.
 func (q quotaState) freeAt(limit int64, span time.Duration) time.Time {
-	live := append([]quotaSecond(nil), q.live...)
+	live := append([]quotaCount(nil), q.live...)
 	sort.Slice(live, func(i, j int) bool { return live[i].at < live[j].at })
 	used := q.used
 	for _, e := range live {
 		used -= e.n
 		if used < limit {
-			return time.Unix(e.at+1, 0).Add(span).UTC()
+			return time.Unix(e.at+q.slot, 0).Add(span).UTC()
 		}
 	}
 	return time.Unix(0, 0).UTC() // cannot happen: a full bucket has live seconds

@@ -561,8 +561,19 @@ func TestPacing(t *testing.T) {
 }
 
 // After MaxSession the holder lets the lease go with the calendar still
-// dirty; the next message takes over.
+// dirty and asks for the continuation; the next message takes over. With
+// no request publisher to ask with, the message is redelivered instead:
+// acknowledged, the dirty calendar would wait for a notification that may
+// never come.
 func TestMaxSessionHandsOver(t *testing.T) {
+	for _, withRequests := range []bool{true, false} {
+		t.Run(map[bool]string{true: "continuation asked", false: "redelivered"}[withRequests], func(t *testing.T) {
+			testMaxSessionHandsOver(t, withRequests)
+		})
+	}
+}
+
+func testMaxSessionHandsOver(t *testing.T, withRequests bool) {
 	e := newEnv(t)
 	e.insert("a")
 	release := make(chan struct{})
@@ -575,7 +586,13 @@ func TestMaxSessionHandsOver(t *testing.T) {
 		}
 		return e.svc, nil
 	})
-	a := e.syncer(func(o *syncer.Options) { o.Services = blocking; o.MaxSession = time.Nanosecond })
+	reqs := &requestLog{}
+	a := e.syncer(func(o *syncer.Options) {
+		o.Services, o.MaxSession = blocking, time.Nanosecond
+		if withRequests {
+			o.Requests = reqs
+		}
+	})
 	b := e.syncer(nil)
 	errc := make(chan error, 1)
 	go func() { errc <- e.notify(a, messages.StateSync) }()
@@ -583,8 +600,8 @@ func TestMaxSessionHandsOver(t *testing.T) {
 	e.insert("during")
 	e.mustNotify(b, messages.StateExists) // marks dirty
 	close(release)
-	if err := <-errc; err != nil {
-		t.Fatal(err)
+	if err := <-errc; (err == nil) != withRequests || (reqs.count() == 1) != withRequests {
+		t.Fatalf("answer %v with %d continuation requests", err, reqs.count())
 	}
 	if c := e.calendar(); !c.Dirty || c.LeaseOwner != "" || c.SyncCount != 1 {
 		t.Fatalf("after hand-over: %+v", c)

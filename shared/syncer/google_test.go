@@ -275,7 +275,7 @@ func TestDelegationRefusedIsAuthRevoked(t *testing.T) {
 			e := newEnv(t)
 			const boss = "boss@corp.test"
 			const sa = "calsync-sync@p.iam.gserviceaccount.com"
-			if err := e.srv.CreateUser(boss, ""); err != nil {
+			if err := e.srv.CreateDomain("corp.test", boss); err != nil { // Google delegates within Workspace domains only
 				t.Fatal(err)
 			}
 			factory := calclient.New(calclient.Options{Endpoint: e.base, DelegationServiceAccount: sa,

@@ -49,7 +49,8 @@ const (
 	// KindAuthRevoked: invalid_grant, unauthorized_client or 401: status
 	// auth_revoked, ack.
 	KindAuthRevoked
-	// KindLeaseLost: another worker took the calendar over: stop, ack.
+	// KindLeaseLost: the lease was taken, or could not be renewed in time:
+	// stop; ack only if a sync covers the message (see leaseLost).
 	KindLeaseLost
 	// KindRateLimited: Google said slow down (403 rateLimitExceeded /
 	// userRateLimitExceeded, 429), or calsync's shared call budget is spent:
@@ -105,8 +106,12 @@ func Classify(err error) Kind {
 	return KindOther
 }
 
-// fail handles a round that could not complete. It returns nil (ack) for
-// permanent conditions and deferred syncs, an error (redeliver) otherwise.
+// fail handles a session that stops before its work is done. Nothing is
+// acknowledged unless a sync covers it, as Firestore says (store.LetGo): a
+// completed round, or a live holder that took the calendar over and goes
+// round for the dirty flag, or a sync this worker asked for itself.
+// Otherwise the error makes Pub/Sub redeliver the message; LetGo left the
+// calendar dirty, so the redelivery syncs even if its push was recorded.
 func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal store.Calendar, lease store.Lease, err error) error {
 	// The request context may be done: clean up on a short one of our own
 	// that keeps its values (the logger, the session).
@@ -115,14 +120,6 @@ func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal sto
 	kind := Classify(err)
 	log = log.With(logging.KeyStatus, calclient.HTTPStatus(err))
 	switch kind {
-	case KindLeaseLost:
-		// Another worker took over after our lease expired (or will: we
-		// could not renew it in time); its sync starts after this
-		// notification, so it covers it. Nothing of ours was written after
-		// the takeover: every write is fenced.
-		log.Warn("lease lost during sync; the next holder covers this notification", logging.KeyEvent, logging.EventLeaseLost,
-			logging.KeyReason, kind.String(), logging.KeyError, err.Error())
-		return nil
 	case KindAuthRevoked:
 		rerr := s.o.Revoker.Revoked(ctx, cal, err)
 		if lerr := s.o.Store.Release(ctx, key, lease, false); lerr != nil {
@@ -138,19 +135,58 @@ func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal sto
 		// A 410 reaching here came from a full listing (an incremental one
 		// turns into a full one): the calendar itself is gone, like a 404.
 		return s.notFound(ctx, log, key, lease, err)
-	case KindRateLimited:
-		derr := s.deferSync(ctx, log, key, lease, err)
+	}
+	n := sessionOf(ctx)
+	cv, lerr := retry(ctx, s, func() (store.Cover, error) { return s.o.Store.LetGo(ctx, key, lease, requestOf(n)) })
+	switch {
+	case lerr != nil:
+		err = errors.Join(err, lerr)
+	case kind == KindLeaseLost:
+		return s.leaseLost(ctx, log, key, n, cv, err)
+	case kind == KindRateLimited && !cv.Held:
+		derr := s.deferSync(ctx, log, key, err)
 		if derr == nil {
 			return nil
 		}
 		err = errors.Join(err, derr)
 	}
-	if rerr := s.o.Store.Release(ctx, key, lease, false); rerr != nil {
-		err = errors.Join(err, fmt.Errorf("release lease: %w", rerr))
-	}
 	log.Error("sync failed; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,
 		logging.KeyReason, kind.String(), logging.KeyError, err.Error())
 	return fmt.Errorf("sync %s: %w", key, err)
+}
+
+// leaseLost answers for a session stopped because its lease ran out (the
+// heartbeat was late) or was taken. A lease that merely ran out is no new
+// holder: only a completed round, a live holder of another message (the
+// calendar is left dirty for it) or a sync asked for here covers the message.
+func (s *Syncer) leaseLost(ctx context.Context, log *slog.Logger, key string, n messages.Notification, cv store.Cover, cause error) error {
+	attrs := []any{logging.KeyEvent, logging.EventLeaseLost, logging.KeyReason, KindLeaseLost.String(), logging.KeyError, cause.Error()}
+	switch {
+	case !cv.Pending:
+		log.Warn("lease lost during sync; a completed round covers this notification; acknowledged", append(attrs, logging.KeyCoveredBy, "completed_round")...)
+		return nil
+	case cv.Holder != "":
+		log.Warn("lease lost during sync to a live holder; the calendar is left dirty, so it goes round for this notification; acknowledged",
+			append(attrs, logging.KeyCoveredBy, "live_holder")...)
+		return nil
+	case cv.Held:
+		// Acknowledging would acknowledge that session's message too.
+		log.Warn("lease lost during sync to a duplicate delivery of this message; Pub/Sub will redeliver it",
+			append(attrs, logging.KeyCoveredBy, "redelivery")...)
+		return fmt.Errorf("sync %s stopped: %w", key, cause)
+	case n.ResourceState != messages.StatePurge && s.o.Requests != nil:
+		err := s.askSync(ctx, key)
+		if err == nil {
+			log.Warn("lease lost during sync and no other holder; the calendar is left dirty and a sync asked for; acknowledged",
+				append(attrs, logging.KeyCoveredBy, "sync_asked")...)
+			return nil
+		}
+		cause = errors.Join(cause, fmt.Errorf("ask for a sync: %w", err))
+		attrs[len(attrs)-1] = cause.Error()
+	}
+	log.Warn("lease lost during sync and no other holder; the calendar is left dirty; Pub/Sub will redeliver",
+		append(attrs, logging.KeyCoveredBy, "redelivery")...)
+	return fmt.Errorf("sync %s stopped: %w", key, cause)
 }
 
 // notFound counts a 404 in the calendar's streak. Only a persistent streak
@@ -179,11 +215,11 @@ func (s *Syncer) notFound(ctx context.Context, log *slog.Logger, key string, lea
 }
 
 // deferSync hands a rate-limited calendar over to a delayed request: the
-// lease is let go with the calendar dirty, and a reconcile request that waits
+// lease was let go with the calendar dirty (fail), and a reconcile request that waits
 // until the budget has room (or an exponential backoff, for Google's 403/429)
 // is published; the message is acknowledged. Pub/Sub never sees a failure,
 // so nothing is dead-lettered however long the quota stays spent.
-func (s *Syncer) deferSync(ctx context.Context, log *slog.Logger, key string, lease store.Lease, cause error) error {
+func (s *Syncer) deferSync(ctx context.Context, log *slog.Logger, key string, cause error) error {
 	if s.o.Requests == nil {
 		return errors.New("no request publisher to defer with")
 	}
@@ -200,9 +236,6 @@ func (s *Syncer) deferSync(ctx context.Context, log *slog.Logger, key string, le
 	if limit := now.Add(s.o.MaxDefer); at.After(limit) {
 		at = limit // asked again then, and deferred again if need be
 	}
-	if err := s.try(ctx, func() error { return s.o.Store.Release(ctx, key, lease, true) }); err != nil {
-		return err
-	}
 	if err := s.ask(ctx, messages.Delayed(key, at, false, attempt)); err != nil {
 		return err
 	}
@@ -210,6 +243,12 @@ func (s *Syncer) deferSync(ctx context.Context, log *slog.Logger, key string, le
 		logging.KeyReason, KindRateLimited.String(), logging.KeyRetryInMs, at.Sub(now).Milliseconds(), logging.KeyAttempt, attempt,
 		logging.KeyError, cause.Error())
 	return nil
+}
+
+// askSync asks for a sync of the calendar now (a reconcile request): the
+// continuation of a session, or a session's cover when it stopped.
+func (s *Syncer) askSync(ctx context.Context, key string) error {
+	return s.ask(ctx, messages.Notification{ResourceState: messages.StateReconcile, CalendarKey: key, ReceivedAt: s.now()})
 }
 
 // ask publishes one of calsync's own requests (continuation, deferral,

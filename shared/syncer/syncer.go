@@ -260,15 +260,7 @@ func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification
 	ctx = calclient.WithMaxWait(context.WithValue(ctx, sessionKey{}, n), s.o.MaxBudgetWait)
 	s.markSeen(n.CalendarKey)
 	lease := store.Lease{Owner: s.o.Instance + "/" + uuid.NewString(), Duration: s.o.LeaseDuration, Now: s.o.Now}
-	req := store.Request{
-		ReceivedAt:  n.ReceivedAt,
-		FullResync:  n.ResourceState == messages.StateFullResync,
-		InitialOnly: n.ResourceState == messages.StateSync,
-		MessageID:   n.MessageID,
-		// Replays and duplicate deliveries of a push are recognised by these.
-		ChannelID:     n.ChannelID,
-		MessageNumber: n.MessageNumber,
-	}
+	req := requestOf(n)
 	h := s.heldState(n.CalendarKey)
 	dirty, gen := h.check()
 	if dirty && !req.FullResync {
@@ -313,6 +305,20 @@ func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification
 	}
 	log = log.With(logging.KeyCalendarID, adm.Calendar.CalendarID)
 	return s.syncUnderLease(ctx, log, n, adm.Calendar, newHolding(n.CalendarKey, adm.Lease), req.FullResync)
+}
+
+// requestOf is what the store's lease protocol needs of a notification.
+func requestOf(n messages.Notification) store.Request {
+	return store.Request{
+		ReceivedAt:  n.ReceivedAt,
+		FullResync:  n.ResourceState == messages.StateFullResync,
+		InitialOnly: n.ResourceState == messages.StateSync,
+		Purge:       n.ResourceState == messages.StatePurge,
+		MessageID:   n.MessageID,
+		// Replays and duplicate deliveries of a push are recognised by these.
+		ChannelID:     n.ChannelID,
+		MessageNumber: n.MessageNumber,
+	}
 }
 
 // admit applies the coalescing rule. The redelivery of the very message
@@ -431,8 +437,8 @@ func (s *Syncer) forget(key string, h *held) {
 // round): the lease is let go with the calendar dirty, and a continuation
 // request on the notifications topic starts the next invocation, which takes
 // over (a dirty calendar with a free lease is synced even by a covered
-// message). Without a request publisher, or if publishing fails, the
-// calendar waits for its next notification or RenewChannels' reconcile.
+// message). Without a request publisher, or if publishing fails, this
+// message is redelivered instead.
 func (s *Syncer) handOver(ctx context.Context, log *slog.Logger, key string, h *held, lease store.Lease, midRound bool, sessionStart time.Time) error {
 	s.forget(key, h)
 	if midRound {
@@ -440,21 +446,21 @@ func (s *Syncer) handOver(ctx context.Context, log *slog.Logger, key string, h *
 			return s.fail(ctx, log, key, store.Calendar{}, lease, err)
 		}
 	}
-	asked := false
+	err := errors.New("no request publisher")
 	if s.o.Requests != nil {
-		err := s.ask(ctx, messages.Notification{ResourceState: messages.StateReconcile, CalendarKey: key, ReceivedAt: s.now()})
-		if err != nil {
-			// Redeliver this message instead: it finds the calendar dirty
-			// and its lease free, and takes over.
-			log.Error("could not ask for the continuation of a sync; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,
-				logging.KeyReason, "continuation", logging.KeyError, err.Error())
-			return fmt.Errorf("ask for the continuation of %s: %w", key, err)
-		}
-		asked = true
+		err = s.askSync(ctx, key)
+	}
+	if err != nil {
+		// Redeliver this message instead: it finds the calendar dirty and
+		// its lease free, and takes over. Acknowledged, the dirty calendar
+		// would wait for a notification that may never come.
+		log.Error("could not ask for the continuation of a sync; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError,
+			logging.KeyReason, "continuation", logging.KeyError, err.Error())
+		return fmt.Errorf("ask for the continuation of %s: %w", key, err)
 	}
 	log.Info("sync session reached MaxSession; lease let go with the calendar dirty, the next invocation continues",
 		logging.KeyReason, "max_session", logging.KeyDurationMs, s.now().Sub(sessionStart).Milliseconds(),
-		logging.KeyMidRound, midRound, logging.KeyContinuationAsked, asked)
+		logging.KeyMidRound, midRound, logging.KeyContinuationAsked, true)
 	return nil
 }
 

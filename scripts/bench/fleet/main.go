@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -37,16 +38,16 @@ import (
 	"syscall"
 	"time"
 
+	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
+	"github.com/sethvargo/go-envconfig"
 	"golang.org/x/oauth2"
 	"google.golang.org/api/calendar/v3"
 	"google.golang.org/api/option"
 
 	"github.com/calsync/calsync/scripts/bench/fleet/count"
-	"github.com/calsync/calsync/shared/channels"
-	"github.com/calsync/calsync/shared/channeltoken"
+	"github.com/calsync/calsync/shared/app"
 	"github.com/calsync/calsync/shared/config"
-	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
@@ -112,6 +113,7 @@ type fleet struct {
 	emu      *calendaremu.Server
 	base     string
 	ps       *pubsub.Client
+	fs       *firestore.Client // the harness's counting client
 	st       *store.Store
 	harness  *count.Counters // the harness's own Firestore client (enrollment, RenewChannels run, directory diff)
 	workers  []string        // SyncWorker base URLs
@@ -166,7 +168,7 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	defer fs.Close()
-	f.st = store.New(fs)
+	f.fs, f.st = fs, store.New(fs)
 	if err := f.startProcesses(ctx); err != nil {
 		return err
 	}
@@ -178,10 +180,14 @@ func run(ctx context.Context, o options) (err error) {
 	if err := f.buildWorkspace(ctx); err != nil {
 		return err
 	}
-	en, err := f.enroller()
+	// Enrollment as RenewChannels (or the CLI) has it, twice its default
+	// concurrency: the Workspace's setup, not what is measured per change.
+	enrolling, err := f.build(ctx, map[string]string{"RENEW_CONCURRENCY": "16"})
 	if err != nil {
 		return err
 	}
+	defer enrolling.Close()
+	en := enrolling.Enroller
 	t0 := time.Now()
 	res, err := en.EnrollDomain(ctx, enroll.DomainSpec{Domain: "fleet.test", Admin: "user000@fleet.test"}, nil)
 	if err != nil {
@@ -410,31 +416,17 @@ func (f *fleet) record(id string, svc *calendar.Service, evs []string) {
 	f.calIDs = append(f.calIDs, id)
 }
 
-// calendarConfig is the functions' Calendar settings, for the harness's
-// own clients (acting as RenewChannels).
-func (f *fleet) calendarConfig() config.Calendar {
-	return config.Calendar{CalendarEndpoint: f.env["CALENDAR_ENDPOINT"], CredentialPrivateKeys: f.env["CREDENTIAL_PRIVATE_KEYS"],
-		OAuthTokenURL: f.env["OAUTH_TOKEN_URL"], CalendarRateLimit: 500, CalendarProcesses: f.o.workers + 2}
-}
-
-// enroller is the enrollment engine as RenewChannels has it, on the
-// harness's counting Firestore client.
-func (f *fleet) enroller() (*enroll.Enroller, error) {
-	access, err := credentials.NewAccess(f.calendarConfig(), f.st, slog.New(slog.DiscardHandler))
+// build is RenewChannels as deployed (app.Build from the functions'
+// environment, production defaults for the rest) on the harness's counting
+// Firestore client; extra overrides variables of the environment.
+func (f *fleet) build(ctx context.Context, extra map[string]string) (*app.App, error) {
+	env := maps.Clone(f.env)
+	maps.Copy(env, extra)
+	cfg, err := config.Load[config.RenewChannels](ctx, envconfig.MapLookuper(env))
 	if err != nil {
 		return nil, err
 	}
-	keys, err := channeltoken.Parse(f.env["CHANNEL_TOKEN_KEYS"])
-	if err != nil {
-		return nil, err
-	}
-	mgr := &channels.Manager{Store: f.st, Calendars: access.Calendars, Tokens: keys, WebhookURL: f.webhook, TTL: 168 * time.Hour,
-		Logger: slog.New(slog.DiscardHandler)}
-	access.Revoker.Stopper = mgr
-	pub := pubsubx.NewPublisher(f.ps, "notifications", false)
-	return &enroll.Enroller{Store: f.st, Calendars: access.Calendars, Channels: mgr, Requests: pub, Revoker: access.Revoker,
-		Directory: enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: f.base}, RenewBefore: 26 * time.Hour, Concurrency: 16,
-		Logger: slog.New(slog.DiscardHandler)}, nil
+	return app.Build(ctx, cfg, app.WithFirestore(f.fs), app.WithPubSub(f.ps), app.WithLogger(slog.New(slog.DiscardHandler)))
 }
 
 // waitSynced waits until every calendar has its first sync done.
@@ -693,15 +685,20 @@ func pctl(sorted []float64, p float64) float64 {
 // calendar (RenewChannels asks one of a calendar not synced for
 // RECONCILE_AFTER, 6 h), one hourly RenewChannels run, one directory diff.
 func (f *fleet) background(ctx context.Context, en *enroll.Enroller, m *measured) error {
+	// RenewChannels as deployed, on the harness's counting client: it asks
+	// for the reconciles, then runs once.
+	renew, err := f.build(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer renew.Close()
 	before, err := f.resetAll(ctx)
 	if err != nil {
 		return err
 	}
 	t0 := time.Now()
-	pub := pubsubx.NewPublisher(f.ps, "notifications", false)
-	defer pub.Stop()
 	for _, id := range f.calIDs {
-		if err := renewer.Ask(ctx, pub, store.CalendarKey(id), messages.StateReconcile, time.Now()); err != nil {
+		if err := renewer.Ask(ctx, renew.Notifications, store.CalendarKey(id), messages.StateReconcile, time.Now()); err != nil {
 			return err
 		}
 	}
@@ -713,18 +710,10 @@ func (f *fleet) background(ctx context.Context, en *enroll.Enroller, m *measured
 	}
 	m.ReconcileSweep.Deliveries = f.delivers.Load()
 
-	// One RenewChannels run (nothing due: a week-long channel TTL), on the
-	// harness's counting client.
+	// One run, nothing due (a week-long channel TTL).
 	before, _ = f.resetAll(ctx)
-	cfg := config.RenewChannels{Common: config.Common{ProjectID: f.project}, Calendar: f.calendarConfig(),
-		ChannelTokenKeys: f.env["CHANNEL_TOKEN_KEYS"], WebhookURL: f.webhook, ChannelTTL: 168 * time.Hour, RenewBefore: 26 * time.Hour,
-		ReconcileAfter: 6 * time.Hour, Concurrency: 8, DirectorySyncInterval: 24 * time.Hour}
-	r, err := renewer.New(cfg, f.st, pub, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return err
-	}
 	t0 = time.Now()
-	if _, err := r.Run(ctx); err != nil {
+	if _, err := renew.Renewer.Run(ctx); err != nil {
 		return err
 	}
 	m.RenewRun = background{Calendar: delta(f.emu.Stats().Requests, before), Seconds: time.Since(t0).Seconds(), Units: 1,

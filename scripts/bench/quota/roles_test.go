@@ -20,13 +20,10 @@ import (
 	"syscall"
 	"time"
 
-	"cloud.google.com/go/firestore"
 	"github.com/calsync/calsync/functions/syncworker"
+	"github.com/calsync/calsync/shared/app"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/logging"
-	"github.com/calsync/calsync/shared/pubsubx"
-	"github.com/calsync/calsync/shared/renewer"
-	"github.com/calsync/calsync/shared/store"
 )
 
 const roleEnv = "CALSYNC_BENCH_ROLE"
@@ -81,23 +78,12 @@ func renewOnce(ctx context.Context, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	fs, err := firestore.NewClientWithDatabase(ctx, cfg.ProjectID, cfg.FirestoreDatabase)
+	a, err := app.Build(ctx, cfg, app.WithLogger(logger))
 	if err != nil {
 		return err
 	}
-	defer fs.Close()
-	ps, err := pubsubx.NewClient(ctx, cfg.ProjectID, "")
-	if err != nil {
-		return err
-	}
-	defer ps.Close()
-	pub := pubsubx.NewPublisher(ps, cfg.NotificationsTopic, false)
-	defer pub.Stop()
-	r, err := renewer.New(cfg, store.New(fs), pub, logger)
-	if err != nil {
-		return err
-	}
-	sum, err := r.Run(ctx)
+	defer a.Close()
+	sum, err := a.Renewer.Run(ctx)
 	if err != nil {
 		return err
 	}

@@ -261,13 +261,15 @@ func (s *Server) calendarListList(rq *request) (int, any, *apiError) {
 	// A full list snapshot is taken at the first page: the page token keeps
 	// its sequence, so later pages show the list as it was then (entries
 	// changed since come back in the next incremental list).
-	at, offset := l.seq, 0
+	at, offset, page := l.seq, 0, 1
 	if pt := q.Get("pageToken"); pt != "" {
 		var ok bool
-		if at, offset, ok = l.parsePage(pt); !ok {
+		if at, offset, page, ok = l.parsePage(pt); !ok {
 			return 0, nil, errInvalidParam("pageToken", pt)
 		}
 	}
+	// Short and empty pages, as events.list's (paging.go).
+	maxResults = s.pageLimitLocked(pageToken{mode: modeList, page: int64(page)}, maxResults)
 	var ids []string
 	for id, e := range l.entries {
 		switch {
@@ -299,7 +301,7 @@ func (s *Server) calendarListList(rq *request) (int, any, *apiError) {
 		out.Items = append(out.Items, s.entryBodyLocked(l, l.entries[id]))
 	}
 	if end < len(ids) {
-		out.NextPageToken = l.pageToken(at, end)
+		out.NextPageToken = l.pageToken(at, end, page+1)
 	} else {
 		out.NextSyncToken = l.token(at)
 	}
@@ -475,18 +477,21 @@ func (l *calList) parseToken(tok string) (int64, bool) {
 	return seq, seq >= 0 && seq <= l.seq
 }
 
-func (l *calList) pageToken(seq int64, offset int) string {
-	return l.token(seq) + "." + strconv.Itoa(offset)
+// pageToken is the list snapshot's sync token, the offset of the page and
+// its number (short pages are picked by number).
+func (l *calList) pageToken(seq int64, offset, page int) string {
+	return l.token(seq) + "." + strconv.Itoa(offset) + "." + strconv.Itoa(page)
 }
 
-func (l *calList) parsePage(tok string) (int64, int, bool) {
-	t, off, ok := strings.Cut(tok, ".")
-	if !ok {
-		return 0, 0, false
+func (l *calList) parsePage(tok string) (int64, int, int, bool) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return 0, 0, 0, false
 	}
-	seq, ok := l.parseToken(t)
-	n, err := strconv.Atoi(off)
-	return seq, n, ok && err == nil && n >= 0
+	seq, ok := l.parseToken(parts[0])
+	n, err1 := strconv.Atoi(parts[1])
+	page, err2 := strconv.Atoi(parts[2])
+	return seq, n, page, ok && err1 == nil && err2 == nil && n >= 0 && page > 1
 }
 
 // InvalidateListSyncTokens makes every calendarList sync token of user answer

@@ -257,6 +257,9 @@ func TestSyncTokenErrors(t *testing.T) {
 	}
 	_, err = svc.Events.List("primary").SyncToken(tok).Do()
 	wantErr(t, err, 410, "fullSyncRequired")
+	if it := errItem(t, err); it["domain"] != "calendar" || it["locationType"] != "parameter" || it["location"] != "syncToken" {
+		t.Errorf("410 error item: %v", it)
+	}
 	var ge *googleapi.Error
 	if errorsAs(err, &ge) && ge.Message != "Sync token is no longer valid, a full sync is required." {
 		t.Errorf("message %q", ge.Message)

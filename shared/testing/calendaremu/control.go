@@ -272,6 +272,34 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		}
 		s.DenySignJwt(seg[1], v.Deny)
 		ctlOK(w, v)
+	case n == 2 && seg[0] == "services" && (r.Method == "PUT" || r.Method == "POST"):
+		var v struct {
+			Disabled bool `json:"disabled"`
+		}
+		if !decode(&v) {
+			return
+		}
+		if err := s.DisableAPI(seg[1], v.Disabled); err != nil {
+			ctlError(w, 404, err.Error())
+			return
+		}
+		ctlOK(w, v)
+	case n == 1 && seg[0] == "paging" && (r.Method == "PUT" || r.Method == "POST"):
+		var v Paging
+		if !decode(&v) {
+			return
+		}
+		s.SetPaging(v)
+		ctlOK(w, v)
+	case n == 1 && seg[0] == "consent" && (r.Method == "PUT" || r.Method == "POST"):
+		var v struct {
+			Untick []string `json:"untick"`
+		}
+		if !decode(&v) {
+			return
+		}
+		s.UntickScopes(v.Untick...)
+		ctlOK(w, v)
 	default:
 		if s.serveWorkspaceControl(w, r, seg, decode) { // workspace_control.go
 			return

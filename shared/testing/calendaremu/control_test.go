@@ -106,7 +106,7 @@ func TestControlHTTP(t *testing.T) {
 	}
 	_, _ = svc.Events.Get("primary", ev.Id).Do()
 	_, err = svc.Events.Get("primary", ev.Id).Do()
-	wantErr(t, err, 403, "userRateLimitExceeded")
+	wantErr(t, err, 403, "rateLimitExceeded")
 	// Stats and reset.
 	code, body = ctl(t, "GET", cp+"stats", nil)
 	var st Stats

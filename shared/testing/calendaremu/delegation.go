@@ -163,6 +163,12 @@ func (s *Server) serveIAM(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.stats.count("iam.signJwt", sa)
+	if e := s.disabledLocked(ServiceIAMCredentials, r.Header.Get("X-Goog-User-Project")); e != nil {
+		s.mu.Unlock()
+		// IAM's body is a google.rpc.Status: no errors[].
+		iamError(w, 403, "PERMISSION_DENIED", e.Message, e.Details...)
+		return
+	}
 	if s.deleg.denied[sa] {
 		s.mu.Unlock()
 		iamError(w, 403, "PERMISSION_DENIED", "Permission 'iam.serviceAccounts.signJwt' denied on resource (or it may not exist).",
@@ -263,17 +269,22 @@ func (s *Server) jwtBearerLocked(w http.ResponseWriter, r *http.Request, f url.V
 		}
 	}
 	sub := strings.ToLower(c.Sub)
-	if d := s.ws.domains[emailDomain(sub)]; d != nil {
-		// A Workspace domain of directory.go: its delegation allowlist
-		// (SetDelegation) and its directory users.
-		if d.delegation != nil && !d.delegation[c.Iss] {
-			oauthError(w, 401, "unauthorized_client", descUnauthorized)
-			return nil
-		}
-		if u := d.users[sub]; u == nil || u.deleted || u.suspended {
-			oauthError(w, 400, "invalid_grant", descInvalidSubject)
-			return nil
-		}
+	d := s.ws.domains[emailDomain(sub)]
+	if d == nil {
+		// No Workspace administrator there could have authorised this
+		// client (a consumer account, another organisation): Google refuses
+		// delegation as for a client the domain does not allow.
+		oauthError(w, 401, "unauthorized_client", descUnauthorized)
+		return nil
+	}
+	// The domain's delegation allowlist (SetDelegation) and its directory users.
+	if d.delegation != nil && !d.delegation[c.Iss] {
+		oauthError(w, 401, "unauthorized_client", descUnauthorized)
+		return nil
+	}
+	if u := d.users[sub]; u == nil || u.deleted || u.suspended {
+		oauthError(w, 400, "invalid_grant", descInvalidSubject)
+		return nil
 	}
 	if u := s.users[sub]; u != nil && (u.suspended || u.deleted) {
 		oauthError(w, 400, "invalid_grant", descInvalidSubject)

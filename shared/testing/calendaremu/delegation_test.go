@@ -62,6 +62,9 @@ func exchange(t *testing.T, base string, form url.Values) (int, map[string]any) 
 func TestDelegationSignJwtAndJWTBearer(t *testing.T) {
 	srv, base, _ := startTest(t, Options{})
 	const boss = "boss@corp.test"
+	if err := srv.CreateDomain("corp.test", boss); err != nil {
+		t.Fatal(err)
+	}
 	scope := "https://www.googleapis.com/auth/calendar.events.readonly"
 	jwt, err := signAssertion(t, base, delegationClaims(boss, scope))
 	if err != nil {
@@ -93,6 +96,10 @@ func TestDelegationSignJwtAndJWTBearer(t *testing.T) {
 		}
 	}
 	grant := func(jwt string) url.Values { return url.Values{"grant_type": {jwtBearerGrant}, "assertion": {jwt}} }
+	// A subject no emulated Workspace domain holds: no administrator there
+	// authorised this client.
+	outsider, _ := signAssertion(t, base, delegationClaims("someone@gmail.com", scope))
+	refused("subject outside every domain", grant(outsider), 401, "unauthorized_client", descUnauthorized)
 	srv.SuspendAccount(boss)
 	refused("suspended subject", grant(jwt), 400, "invalid_grant", descInvalidSubject)
 	srv.ResumeAccount(boss)
@@ -153,20 +160,7 @@ func TestDelegationSignJwtAndJWTBearer(t *testing.T) {
 func TestScopesAndIDToken(t *testing.T) {
 	srv, base, _ := startTest(t, Options{})
 	ctx := context.Background()
-	cfg := &oauth2.Config{ClientID: "cid", ClientSecret: "secret", RedirectURL: "http://127.0.0.1:1/cb",
-		Scopes:   []string{"https://www.googleapis.com/auth/calendar.events.readonly", "openid", "email"},
-		Endpoint: oauth2.Endpoint{AuthURL: base + "/authorize", TokenURL: base + "/token", AuthStyle: oauth2.AuthStyleInParams}}
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noFollow.Get(cfg.AuthCodeURL("s", oauth2.SetAuthURLParam("login_hint", "erin@calsync.test")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, _ := url.Parse(resp.Header.Get("Location"))
-	tok, err := cfg.Exchange(ctx, loc.Query().Get("code"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok, svc := consent(t, base, "erin@calsync.test", scopePrefix+"calendar.events.readonly", "openid", "email")
 	idt, _ := tok.Extra("id_token").(string)
 	parts := strings.Split(idt, ".")
 	if len(parts) != 3 {
@@ -178,7 +172,6 @@ func TestScopesAndIDToken(t *testing.T) {
 	if claims["email"] != "erin@calsync.test" || claims["aud"] != "cid" || claims["iss"] != "https://accounts.google.com" {
 		t.Errorf("id token claims %v", claims)
 	}
-	svc, _ := NewService(ctx, base, option.WithTokenSource(cfg.TokenSource(ctx, tok)))
 	if _, err := svc.Events.List("primary").Do(); err != nil {
 		t.Fatal(err)
 	}

@@ -41,13 +41,14 @@ import (
 // DirectoryPath is where the Directory API is served.
 const DirectoryPath = "/admin/directory/v1/"
 
-// Directory scopes (admin/directory/v1's constants).
-const (
-	scopeDirectoryUser             = "https://www.googleapis.com/auth/admin.directory.user"
-	scopeDirectoryUserRead         = "https://www.googleapis.com/auth/admin.directory.user.readonly"
-	scopeDirectoryResourceCalendar = "https://www.googleapis.com/auth/admin.directory.resource.calendar"
-	scopeDirectoryResourceRead     = "https://www.googleapis.com/auth/admin.directory.resource.calendar.readonly"
-)
+// directoryScopes lists the scopes each emulated Directory method accepts,
+// as admin-api.json does (schema_test.go checks it).
+var directoryScopes = map[string][]string{
+	"users.list": {"https://www.googleapis.com/auth/admin.directory.user", "https://www.googleapis.com/auth/admin.directory.user.readonly",
+		"https://www.googleapis.com/auth/cloud-platform"},
+	"resources.calendars.list": {"https://www.googleapis.com/auth/admin.directory.resource.calendar",
+		"https://www.googleapis.com/auth/admin.directory.resource.calendar.readonly"},
+}
 
 type wsDomain struct {
 	name       string
@@ -356,10 +357,10 @@ func (s *Server) serveDirectory(w http.ResponseWriter, r *http.Request) {
 	var scopes []string
 	switch {
 	case len(seg) == 1 && seg[0] == "users" && r.Method == "GET":
-		method, fn, scopes = "directory.users.list", s.usersList, []string{scopeDirectoryUser, scopeDirectoryUserRead}
+		method, fn, scopes = "directory.users.list", s.usersList, directoryScopes["users.list"]
 	case len(seg) == 4 && seg[0] == "customer" && seg[2] == "resources" && seg[3] == "calendars" && r.Method == "GET":
 		method, fn, scopes = "directory.resources.calendars.list", s.resourceCalendarsList,
-			[]string{scopeDirectoryResourceCalendar, scopeDirectoryResourceRead}
+			directoryScopes["resources.calendars.list"]
 	default:
 		writeAPIError(w, newErr(501, "global", "notImplemented", "The emulator does not implement "+r.Method+" "+r.URL.Path))
 		return
@@ -407,6 +408,9 @@ func (s *Server) directoryDispatch(rq *request, scopes []string, fn func(*reques
 	}
 	rq.user = at.g.user
 	s.stats.count(rq.method, rq.user)
+	if aerr := s.disabledLocked(ServiceDirectory, rq.r.Header.Get("X-Goog-User-Project")); aerr != nil {
+		return nil, aerr
+	}
 	if aerr := s.faultLocked(rq); aerr != nil {
 		return nil, aerr
 	}

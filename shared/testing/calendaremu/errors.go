@@ -17,8 +17,11 @@ type apiError struct {
 	Location     string
 	// TopMessage, when set, is error.message where Google words it
 	// differently from the item's (e.g. insufficientPermissions).
-	TopMessage string
-	shape      string // an injected fault's body shape (Fault.Shape)
+	TopMessage   string
+	ExtendedHelp string
+	// Details are error.details (google.rpc types, e.g. ErrorInfo).
+	Details []any
+	shape   string // an injected fault's body shape (Fault.Shape)
 }
 
 func (e *apiError) Error() string { return e.Reason + ": " + e.Message }
@@ -29,6 +32,7 @@ type errorItem struct {
 	Message      string `json:"message"`
 	LocationType string `json:"locationType,omitempty"`
 	Location     string `json:"location,omitempty"`
+	ExtendedHelp string `json:"extendedHelp,omitempty"`
 }
 
 type errorBody struct {
@@ -37,6 +41,7 @@ type errorBody struct {
 		Message string      `json:"message"`
 		Errors  []errorItem `json:"errors"`
 		Status  string      `json:"status,omitempty"`
+		Details []any       `json:"details,omitempty"`
 	} `json:"error"`
 }
 
@@ -80,7 +85,9 @@ func (e *apiError) body() []byte {
 		b.Error.Message = e.TopMessage
 	}
 	b.Error.Status = canonicalStatus(e.Code)
-	b.Error.Errors = []errorItem{{Domain: e.Domain, Reason: e.Reason, Message: e.Message, LocationType: e.LocationType, Location: e.Location}}
+	b.Error.Errors = []errorItem{{Domain: e.Domain, Reason: e.Reason, Message: e.Message, LocationType: e.LocationType,
+		Location: e.Location, ExtendedHelp: e.ExtendedHelp}}
+	b.Error.Details = e.Details
 	out, _ := json.Marshal(b)
 	return out
 }
@@ -110,7 +117,7 @@ func errInvalidParam(name, value string) *apiError {
 	return errInvalid("Invalid value '"+value+"' for parameter "+name+".").at("parameter", name)
 }
 func errFullSync() *apiError {
-	return newErr(410, "calendar", "fullSyncRequired", "Sync token is no longer valid, a full sync is required.")
+	return newErr(410, "calendar", "fullSyncRequired", "Sync token is no longer valid, a full sync is required.").at("parameter", "syncToken")
 }
 func errAuth() *apiError {
 	return newErr(401, "global", "authError", "Invalid Credentials").at("header", "Authorization")
@@ -119,8 +126,17 @@ func errForbidden() *apiError { return newErr(403, "global", "forbidden", "Forbi
 func errTimeRangeEmpty(loc string) *apiError {
 	return newErr(400, "calendar", "timeRangeEmpty", "The specified time range is empty.").at("parameter", loc)
 }
-func errUserRate() *apiError {
-	return newErr(403, "usageLimits", "userRateLimitExceeded", "User Rate Limit Exceeded")
+
+// ProjectNumber is the emulated Google Cloud project's number, as Google's
+// quota and service-disabled messages name it.
+const ProjectNumber = "123456789012"
+
+// errQuota is Google's answer over a per-minute quota: 403 (or 429)
+// rateLimitExceeded, for the per-user limit as for the project's, with the
+// quota system's message naming the limit.
+func errQuota(code int, limit string) *apiError {
+	return newErr(code, "usageLimits", "rateLimitExceeded", "Quota exceeded for quota metric 'Queries' and limit '"+limit+
+		"' of service 'calendar-json.googleapis.com' for consumer 'project_number:"+ProjectNumber+"'.")
 }
 
 // injectedErr builds the body for a fault rule. Rate-limit reasons live in the

@@ -1,6 +1,7 @@
 package calendaremu
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -107,12 +108,10 @@ func normalize(ev *event, b eventBody, c *calData, isException bool) *apiError {
 	default:
 		return errInvalid("Invalid value for visibility: " + b.Visibility)
 	}
-	switch b.EventType {
-	case "":
+	if b.EventType == "" {
 		b.EventType = "default"
-	case "default":
-	default:
-		return errInvalid("The emulator supports eventType 'default' only.")
+	} else if !slices.Contains(eventTypes, b.EventType) {
+		return errInvalid("Invalid value for eventType: " + b.EventType)
 	}
 	for i := range b.Attendees {
 		a := &b.Attendees[i]

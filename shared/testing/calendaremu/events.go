@@ -41,6 +41,15 @@ func (s *Server) eventsInsert(rq *request) (int, any, *apiError) {
 	if err := normalize(ev, in, c, false); err != nil {
 		return 0, nil, err
 	}
+	if err := checkNewEventType(ev, c); err != nil { // eventtypes.go
+		return 0, nil, err
+	}
+	s.finishInsertLocked(c, ev, rq.user)
+	return 200, ev.wire(true), nil
+}
+
+// finishInsertLocked fills the fields Google sets on creation and stores ev.
+func (s *Server) finishInsertLocked(c *calData, ev *event, user string) {
 	now := s.tick()
 	b := &ev.b
 	b.Kind = "calendar#event"
@@ -48,12 +57,11 @@ func (s *Server) eventsInsert(rq *request) (int, any, *apiError) {
 	if b.ICalUID == "" {
 		b.ICalUID = b.ID + "@google.com"
 	}
-	b.Creator, b.Organizer = c.people(rq.user)
+	b.Creator, b.Organizer = c.people(user)
 	if b.Sequence == nil {
 		b.Sequence = int32p(0)
 	}
 	s.storeLocked(c, ev, now)
-	return 200, ev.wire(true), nil
 }
 
 // people returns the creator and organizer of events user creates in c,
@@ -85,7 +93,7 @@ func (s *Server) storeLocked(c *calData, ev *event, now time.Time) {
 	b.HTMLLink = htmlLink(b.ID, c.id)
 	b.AttendeesOmitted = false
 	c.put(ev, now)
-	s.notifyLocked(c)
+	s.notifyTypeLocked(c, b.EventType)
 }
 
 func checkCommonParams(rq *request) *apiError {
@@ -192,7 +200,7 @@ func (s *Server) eventsGet(rq *request) (int, any, *apiError) {
 	if inm := rq.r.Header.Get("If-None-Match"); inm != "" && inm == ev.b.Etag {
 		return http.StatusNotModified, nil, nil
 	}
-	return 200, withMaxAttendees(ev.wire(true), maxAttendees(rq)), nil
+	return 200, present(ev, true, s.roleLocked(c, rq.user), maxAttendees(rq)), nil
 }
 
 func (s *Server) eventsUpdate(rq *request) (int, any, *apiError) {
@@ -289,6 +297,9 @@ func (s *Server) write(rq *request, mk func(cur *event) (eventBody, *apiError)) 
 	// Fields the client cannot change.
 	in.ID, in.ICalUID, in.Created, in.Creator, in.Organizer = cur.b.ID, cur.b.ICalUID, cur.b.Created, cur.b.Creator, cur.b.Organizer
 	in.RecurringEventID, in.OriginalStartTime = cur.b.RecurringEventID, cur.b.OriginalStartTime
+	if err := keepEventType(&in, cur); err != nil {
+		return 0, nil, err
+	}
 	ev := &event{orig: cur.orig}
 	if err := normalize(ev, in, c, isException); err != nil {
 		return 0, nil, err
@@ -307,7 +318,7 @@ func (s *Server) write(rq *request, mk func(cur *event) (eventBody, *apiError)) 
 		return s.deleteLocked(c, cur)
 	}
 	s.storeLocked(c, ev, s.tick())
-	return 200, withMaxAttendees(ev.wire(true), maxAttendees(rq)), nil
+	return 200, present(ev, true, s.roleLocked(c, rq.user), maxAttendees(rq)), nil
 }
 
 func (s *Server) eventsDelete(rq *request) (int, any, *apiError) {

@@ -102,7 +102,7 @@ func (f *NotificationFaults) hit(count *int, p float64, rng *mrand.Rand) bool {
 }
 
 // SetQuota enables per-user quota of perMinute requests in any sliding minute
-// (0 disables). Over it, calls get 403 userRateLimitExceeded.
+// (0 disables). Over it, calls get 403 rateLimitExceeded.
 func (s *Server) SetQuota(perMinute int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -117,10 +117,11 @@ func (s *Server) SetQuota(perMinute int) {
 // option.WithQuotaProject sets it), else the default one, calsync's. The
 // limits apply to the default project; another one stands for another
 // client with quotas of its own (a test's writer: the user's own edits), and
-// is not limited. Stats' peaks are the default project's. Over the user's, a call
-// gets 403 userRateLimitExceeded; over the project's, 403 rateLimitExceeded;
-// with TooManyRequests, 429 rateLimitExceeded for either (Google documents
-// all three for "slow down").
+// is not limited. Stats' peaks are the default project's. Over either, a
+// call gets what Google's quota system sends: 403 rateLimitExceeded "Quota
+// exceeded for quota metric 'Queries' and limit 'Queries per minute per user'
+// ..." (or "... 'Queries per minute' ..." for the project's), never
+// userRateLimitExceeded; with TooManyRequests, 429 with the same body.
 type Quotas struct {
 	PerUser         int  `json:"perUser"`
 	PerProject      int  `json:"perProject"`
@@ -169,17 +170,18 @@ func (s *Server) quotaLocked(project, user string) *apiError {
 	}
 	inUser, inProject := u.prune(now), p.prune(now)
 	var aerr *apiError
+	code := 403
+	if s.opts.QuotaTooManyRequests {
+		code = 429
+	}
 	switch {
 	case project != "":
 	case s.opts.QuotaPerMinute > 0 && inUser >= s.opts.QuotaPerMinute:
-		aerr = newErr(403, "usageLimits", "userRateLimitExceeded", "User Rate Limit Exceeded")
+		aerr = errQuota(code, "Queries per minute per user")
 	case s.opts.ProjectQuotaPerMinute > 0 && inProject >= s.opts.ProjectQuotaPerMinute:
-		aerr = newErr(403, "usageLimits", "rateLimitExceeded", "Rate Limit Exceeded")
+		aerr = errQuota(code, "Queries per minute")
 	}
 	if aerr != nil {
-		if s.opts.QuotaTooManyRequests {
-			aerr = newErr(429, "usageLimits", "rateLimitExceeded", "Rate Limit Exceeded")
-		}
 		s.stats.QuotaRejected++
 		return aerr
 	}

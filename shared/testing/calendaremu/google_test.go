@@ -62,6 +62,14 @@ func TestHolidayAndBirthdayCalendars(t *testing.T) {
 	}
 	a, _ := svc.Events.Insert(BirthdaysCalendarID, &calendar.Event{Summary: "Ann", Start: &calendar.EventDateTime{Date: "2030-03-01"}, End: &calendar.EventDateTime{Date: "2030-03-02"}}).Do()
 	b, _ := svc.Events.Insert(BirthdaysCalendarID, &calendar.Event{Summary: "Ben", Start: &calendar.EventDateTime{Date: "2030-04-01"}, End: &calendar.EventDateTime{Date: "2030-04-02"}}).Do()
+	_, err = svc.Events.Watch(BirthdaysCalendarID, &calendar.Channel{Id: "b1", Type: "web_hook", Address: "https://example.com/hook"}).Do()
+	wantErr(t, err, 400, "pushNotSupportedForRequestedResource")
+	const weeks = "e_2_en#weeknum@group.v.calendar.google.com"
+	if err := srv.AddCalendar(CalendarSpec{ID: weeks, Kind: KindWeekNumbers}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.Events.Watch(weeks, &calendar.Channel{Id: "w1", Type: "web_hook", Address: "https://example.com/hook"}).Do()
+	wantErr(t, err, 400, "pushNotSupportedForRequestedResource")
 	tok, err := svc.Events.List(BirthdaysCalendarID).ShowDeleted(true).Do()
 	if err != nil || len(tok.Items) != 2 {
 		t.Fatalf("full: %v", err)

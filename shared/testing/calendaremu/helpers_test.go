@@ -2,13 +2,18 @@ package calendaremu
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
 	"google.golang.org/api/calendar/v3"
 	"google.golang.org/api/googleapi"
+	"google.golang.org/api/option"
 )
 
 // captured is one API response seen by the schema check.
@@ -101,4 +106,46 @@ func listAll(t *testing.T, call func(pageToken string) (*calendar.Events, error)
 	}
 }
 
+// errItem is the first item of errors[] in a Google error body.
+func errItem(t *testing.T, err error) map[string]any {
+	t.Helper()
+	var ge *googleapi.Error
+	if !errors.As(err, &ge) {
+		t.Fatalf("want *googleapi.Error, got %v", err)
+	}
+	var body struct {
+		Error struct{ Errors []map[string]any } `json:"error"`
+	}
+	if json.Unmarshal([]byte(ge.Body), &body) != nil || len(body.Error.Errors) == 0 {
+		t.Fatalf("error body without errors[]: %s", ge.Body)
+	}
+	return body.Error.Errors[0]
+}
+
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// consent runs the OAuth flow for user with the given scopes (no browser:
+// the emulator's /authorize redirects at once) and returns the token reply
+// and a client using it.
+func consent(t *testing.T, base, user string, scopes ...string) (*oauth2.Token, *calendar.Service) {
+	t.Helper()
+	ctx := context.Background()
+	cfg := &oauth2.Config{ClientID: "cid", ClientSecret: "secret", RedirectURL: "http://127.0.0.1:1/cb", Scopes: scopes,
+		Endpoint: oauth2.Endpoint{AuthURL: base + "/authorize", TokenURL: base + "/token", AuthStyle: oauth2.AuthStyleInParams}}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(cfg.AuthCodeURL("s", oauth2.SetAuthURLParam("login_hint", user)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	tok, err := cfg.Exchange(ctx, loc.Query().Get("code"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := NewService(ctx, base, option.WithTokenSource(cfg.TokenSource(ctx, tok)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok, svc
+}

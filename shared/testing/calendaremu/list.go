@@ -28,6 +28,7 @@ type listQuery struct {
 	pageToken        string
 	maxAttendees     int
 	originalStart    time.Time
+	role             string // the caller's access role (roles.go)
 }
 
 // forbiddenWithSync are the parameters Google rejects together with syncToken.
@@ -142,7 +143,9 @@ func parseListQuery(rq *request, instances bool) (*listQuery, *apiError) {
 			lq.shared = m
 		}
 	}
-	lq.eventTypes = q["eventTypes"]
+	if lq.eventTypes, err = parseEventTypes(q["eventTypes"]); err != nil {
+		return nil, err
+	}
 	lq.syncToken = q.Get("syncToken")
 	if lq.syncToken != "" {
 		for _, p := range forbiddenWithSync {
@@ -187,8 +190,9 @@ func (s *Server) eventsList(rq *request) (int, any, *apiError) {
 	if err != nil {
 		return 0, nil, err
 	}
+	lq.role = s.roleLocked(c, rq.user)
 	qh := queryHash(rq.query)
-	pt := pageToken{cal: c.hash, epoch: c.epoch, qhash: qh, snap: c.seq}
+	pt := pageToken{cal: c.hash, epoch: c.epoch, qhash: qh, snap: c.seq, page: 1}
 	if lq.pageToken != "" {
 		t, ok := decodePageToken(lq.pageToken)
 		if !ok || t.cal != c.hash || t.qhash != qh || t.mode == modeInstances {
@@ -196,6 +200,9 @@ func (s *Server) eventsList(rq *request) (int, any, *apiError) {
 		}
 		if t.mode == modeSync && t.epoch != c.epoch {
 			return 0, nil, errFullSync()
+		}
+		if s.pageTokenExpiredLocked(t) { // paging.go
+			return 0, nil, errFullSync().at("parameter", "pageToken")
 		}
 		pt = t
 	} else if lq.syncToken != "" {
@@ -212,6 +219,7 @@ func (s *Server) eventsList(rq *request) (int, any, *apiError) {
 	}
 	var items []item
 	var more bool
+	lq.maxResults = s.pageLimitLocked(pt, lq.maxResults) // a short page, at times
 	visible := c.visibleSeq(time.Now(), s.visibility)
 	if pt.mode == modeSync {
 		items, more = s.scanChanges(c, lq, pt.key, visible)
@@ -221,13 +229,16 @@ func (s *Server) eventsList(rq *request) (int, any, *apiError) {
 		items, more = s.scanSorted(c, lq, pt.key)
 	}
 	out := &listResponse{Kind: "calendar#events", Etag: etagFor(c.updated), Summary: c.summary,
-		Description: c.description, Updated: fmtUpdated(c.updated), TimeZone: c.timeZone, AccessRole: "owner",
+		Description: c.description, Updated: fmtUpdated(c.updated), TimeZone: c.timeZone, AccessRole: lq.role,
 		DefaultReminders: []eventReminder{}, Items: make([]any, 0, len(items))}
 	for _, it := range items {
-		out.Items = append(out.Items, withMaxAttendees(it.ev.wire(false), lq.maxAttendees))
+		out.Items = append(out.Items, present(it.ev, false, lq.role, lq.maxAttendees))
 	}
 	if more {
-		pt.key = items[len(items)-1].key
+		if len(items) > 0 { // an empty page resumes where it started
+			pt.key = items[len(items)-1].key
+		}
+		pt.page, pt.issued = pt.page+1, time.Now().UnixMilli()
 		out.NextPageToken = pt.encode()
 	} else if pt.mode == modeSync {
 		out.NextSyncToken = syncToken{cal: c.hash, epoch: c.epoch, seq: visible}.encode()
@@ -307,7 +318,7 @@ func (s *Server) scanChanges(c *calData, lq *listQuery, after itemKey, visible i
 		}
 		s.expand(c, ev, lq, func(x *event, k int64) bool {
 			key := itemKey{ev.seq, k, 0}
-			if !after.less(key) || !typeMatches(lq) {
+			if !after.less(key) || !typeMatches(lq, x) {
 				return true
 			}
 			return pg.add(x, key)
@@ -350,13 +361,9 @@ func (s *Server) scanSorted(c *calData, lq *listQuery, after itemKey) ([]item, b
 	return all, false
 }
 
-func typeMatches(lq *listQuery) bool {
-	return len(lq.eventTypes) == 0 || slices.Contains(lq.eventTypes, "default")
-}
-
 // matches applies the filters of a full list to one item.
 func (s *Server) matches(c *calData, ev *event, lq *listQuery) bool {
-	if !typeMatches(lq) {
+	if !typeMatches(lq, ev) {
 		return false
 	}
 	if c.kind == KindBirthdays && ev.cancelled() {
@@ -397,7 +404,10 @@ func (s *Server) matches(c *calData, ev *event, lq *listQuery) bool {
 		}
 	}
 	if len(lq.terms) > 0 {
-		text := searchText(ev)
+		text := ""
+		if !detailsHidden(lq.role, ev) { // hidden details are not searched either
+			text = searchText(ev)
+		}
 		for _, t := range lq.terms {
 			if !strings.Contains(text, t) {
 				return false
@@ -456,6 +466,7 @@ func (s *Server) eventsInstances(rq *request) (int, any, *apiError) {
 	if err != nil {
 		return 0, nil, err
 	}
+	lq.role = s.roleLocked(c, rq.user)
 	m := c.get(rq.evID)
 	if m == nil {
 		return 0, nil, errNotFound()
@@ -470,10 +481,13 @@ func (s *Server) eventsInstances(rq *request) (int, any, *apiError) {
 		if !ok || t.cal != c.hash || t.qhash != qh || t.mode != modeInstances {
 			return 0, nil, errInvalid("Invalid page token value.").at("parameter", "pageToken")
 		}
+		if s.pageTokenExpiredLocked(t) {
+			return 0, nil, errFullSync().at("parameter", "pageToken")
+		}
 		after = t.key
 	}
 	out := &listResponse{Kind: "calendar#events", Etag: etagFor(c.updated), Summary: c.summary,
-		Description: c.description, Updated: fmtUpdated(c.updated), TimeZone: c.timeZone, AccessRole: "owner",
+		Description: c.description, Updated: fmtUpdated(c.updated), TimeZone: c.timeZone, AccessRole: lq.role,
 		DefaultReminders: []eventReminder{}, Items: []any{}}
 	var items []item
 	more := false
@@ -512,10 +526,11 @@ func (s *Server) eventsInstances(rq *request) (int, any, *apiError) {
 		}
 	}
 	for _, it := range items {
-		out.Items = append(out.Items, withMaxAttendees(it.ev.wire(false), lq.maxAttendees))
+		out.Items = append(out.Items, present(it.ev, false, lq.role, lq.maxAttendees))
 	}
 	if more {
-		out.NextPageToken = pageToken{mode: modeInstances, cal: c.hash, epoch: c.epoch, qhash: qh, key: items[len(items)-1].key}.encode()
+		out.NextPageToken = pageToken{mode: modeInstances, cal: c.hash, epoch: c.epoch, qhash: qh, key: items[len(items)-1].key,
+			issued: time.Now().UnixMilli()}.encode()
 	}
 	return 200, out, nil
 }

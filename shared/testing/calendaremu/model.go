@@ -2,6 +2,7 @@ package calendaremu
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"strconv"
 	"time"
 )
@@ -94,6 +95,11 @@ type eventBody struct {
 	Reminders               *reminders  `json:"reminders,omitempty"`
 	Source                  *evSource   `json:"source,omitempty"`
 	EventType               string      `json:"eventType,omitempty"`
+	// The typed events' properties, kept as sent (eventtypes.go).
+	BirthdayProperties        json.RawMessage `json:"birthdayProperties,omitempty"`
+	FocusTimeProperties       json.RawMessage `json:"focusTimeProperties,omitempty"`
+	OutOfOfficeProperties     json.RawMessage `json:"outOfOfficeProperties,omitempty"`
+	WorkingLocationProperties json.RawMessage `json:"workingLocationProperties,omitempty"`
 }
 
 // tombstone is what Google guarantees for a cancelled event in a list: the id

@@ -30,7 +30,10 @@ type user struct {
 type grant struct {
 	user    string
 	refresh string
-	scope   string // space-separated; "" = every scope (seeded grants)
+	scope   string // space-separated
+	// any: no scope was asked for (an /authorize without one): every method
+	// is open, as for requests without a token.
+	any     bool
 	revoked bool
 	// delegatedBy is the service account of a domain-wide delegation grant.
 	delegatedBy string
@@ -43,6 +46,7 @@ type accessToken struct {
 
 type authCode struct {
 	user, redirect, challenge, method, scope string
+	any                                      bool // no scope asked for
 	expiry                                   time.Time
 }
 
@@ -69,11 +73,14 @@ func (s *Server) ensureUserLocked(email string) *user {
 	return u
 }
 
+// anyScope stands for "every scope" (requests without a token).
+const anyScope = "*"
+
 // authenticateLocked returns the user a request acts as and the scopes of
-// its token ("" for requests without one: every scope).
+// its token (anyScope for requests without one).
 func (s *Server) authenticateLocked(h string) (string, string, *apiError) {
 	if h == "" {
-		return s.opts.DefaultUser, "", nil
+		return s.opts.DefaultUser, anyScope, nil
 	}
 	scheme, tok, _ := strings.Cut(h, " ")
 	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
@@ -82,12 +89,15 @@ func (s *Server) authenticateLocked(h string) (string, string, *apiError) {
 	at := s.oauth.access[strings.TrimSpace(tok)]
 	if at == nil {
 		if s.opts.AllowUnknownTokens {
-			return s.opts.DefaultUser, "", nil
+			return s.opts.DefaultUser, anyScope, nil
 		}
 		return "", "", errAuth()
 	}
 	if u := s.users[at.g.user]; at.g.revoked || time.Now().After(at.expiry) || (u != nil && (u.suspended || u.deleted)) {
 		return at.g.user, "", errAuth()
+	}
+	if at.g.any {
+		return at.g.user, anyScope, nil
 	}
 	return at.g.user, at.g.scope, nil
 }
@@ -190,16 +200,17 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	code := "4/" + randomBase32(30)
 	s.mu.Lock()
 	s.ensureUserLocked(email)
-	s.oauth.codes[code] = &authCode{user: email, redirect: redirect, challenge: q.Get("code_challenge"),
-		method: method, scope: q.Get("scope"), expiry: time.Now().Add(10 * time.Minute)}
+	granted := s.consentedLocked(q.Get("scope")) // granular consent: what the user left ticked
+	s.oauth.codes[code] = &authCode{user: email, redirect: redirect, challenge: q.Get("code_challenge"), method: method,
+		scope: granted, any: strings.TrimSpace(q.Get("scope")) == "", expiry: time.Now().Add(10 * time.Minute)}
 	s.mu.Unlock()
 	v := ru.Query()
 	v.Set("code", code)
 	if st := q.Get("state"); st != "" {
 		v.Set("state", st)
 	}
-	if sc := q.Get("scope"); sc != "" {
-		v.Set("scope", sc)
+	if granted != "" {
+		v.Set("scope", granted)
 	}
 	ru.RawQuery = v.Encode()
 	s.log.Info("oauth authorize", "user", email)
@@ -255,6 +266,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g = s.newGrantLocked(c.user, "", c.scope)
+		g.any = c.any
 		newRefresh = g.refresh
 	case "refresh_token":
 		g = s.oauth.refresh[f.Get("refresh_token")]

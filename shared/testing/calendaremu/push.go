@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 type channel struct {
 	id, token, address, user, resourceURI string
 	cal                                   *calData
+	types                                 []string // events.watch's eventTypes (none: every type)
 	expiry                                time.Time
 	created                               time.Time
 	msgNum                                int64
@@ -108,14 +110,18 @@ func (s *Server) eventsWatch(rq *request) (int, any, *apiError) {
 	if aerr != nil {
 		return 0, nil, aerr
 	}
-	if c.kind == KindHoliday {
+	if pushRefused(c.kind) {
 		return 0, nil, errPushNotSupported()
 	}
 	if old := s.channels[in.ID]; old != nil && !old.stopped {
 		return 0, nil, newErr(400, "global", "channelIdNotUnique", "Channel id not unique")
 	}
 	ttl = min(ttl, s.opts.MaxTTL)
-	ch := &channel{id: in.ID, token: in.Token, address: in.Address, user: rq.user, cal: c,
+	types, aerr := parseEventTypes(rq.query["eventTypes"]) // eventtypes.go: only these types' changes are pushed
+	if aerr != nil {
+		return 0, nil, aerr
+	}
+	ch := &channel{id: in.ID, token: in.Token, address: in.Address, user: rq.user, cal: c, types: types,
 		resourceURI: "https://www.googleapis.com/calendar/v3/calendars/" + url.PathEscape(rq.calID) + "/events?alt=json",
 		expiry:      now.Add(ttl).Truncate(time.Millisecond), created: now,
 		wake: make(chan struct{}, 1), halt: make(chan struct{})}
@@ -155,9 +161,13 @@ func (s *Server) channelsStop(rq *request) (int, any, *apiError) {
 }
 
 // notifyLocked queues an "exists" message on every live channel of c.
-func (s *Server) notifyLocked(c *calData) {
+func (s *Server) notifyLocked(c *calData) { s.notifyTypeLocked(c, "") }
+
+// notifyTypeLocked notifies the channels of c watching events of type typ
+// ("": every channel).
+func (s *Server) notifyTypeLocked(c *calData, typ string) {
 	for _, ch := range s.channels {
-		if ch.cal == c && !ch.stopped {
+		if ch.cal == c && !ch.stopped && (typ == "" || len(ch.types) == 0 || slices.Contains(ch.types, typ)) {
 			ch.msgNum += 1 + int64(s.rng.IntN(s.opts.MessageNumberJump))
 			s.enqueueLocked(ch, "exists", ch.msgNum)
 		}

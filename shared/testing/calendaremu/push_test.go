@@ -240,10 +240,24 @@ func TestFaultInjectionAndQuota(t *testing.T) {
 		}
 	}
 	_, err = svc.Events.List("primary").Do()
-	wantErr(t, err, 403, "userRateLimitExceeded")
+	wantErr(t, err, 403, "rateLimitExceeded")
 	st := srv.Stats()
 	if st.Requests["events.list"] != 8 || st.QuotaRejected != 1 || st.RequestsByUser[DefaultUser] != 9 {
 		t.Fatalf("stats: %+v", st)
+	}
+}
+
+// wantQuotaBody checks the body Google's quota system sends over a limit.
+func wantQuotaBody(t *testing.T, err error, limit string) {
+	t.Helper()
+	var ge *googleapi.Error
+	want := "Quota exceeded for quota metric 'Queries' and limit '" + limit +
+		"' of service 'calendar-json.googleapis.com' for consumer 'project_number:" + ProjectNumber + "'."
+	if !errors.As(err, &ge) || ge.Message != want {
+		t.Errorf("quota message: %v", err)
+	}
+	if it := errItem(t, err); it["domain"] != "usageLimits" || it["message"] != want {
+		t.Errorf("quota error item: %v", it)
 	}
 }
 
@@ -360,7 +374,8 @@ func TestProjectAndUserQuotas(t *testing.T) {
 		}
 	}
 	_, err := svc.Events.List("primary").Do()
-	wantErr(t, err, 403, "userRateLimitExceeded")
+	wantErr(t, err, 403, "rateLimitExceeded")
+	wantQuotaBody(t, err, "Queries per minute per user")
 	for range 2 {
 		if _, err := osvc.Events.List("primary").Do(); err != nil {
 			t.Fatal(err)
@@ -369,16 +384,14 @@ func TestProjectAndUserQuotas(t *testing.T) {
 	// The other user is under its own quota, the project is not.
 	_, err = osvc.Events.List("primary").Do()
 	wantErr(t, err, 403, "rateLimitExceeded")
-	var ge *googleapi.Error
-	if !errors.As(err, &ge) || !strings.Contains(string(ge.Body), `"domain":"usageLimits"`) || ge.Message != "Rate Limit Exceeded" {
-		t.Errorf("project quota body: %+v", ge)
-	}
+	wantQuotaBody(t, err, "Queries per minute")
 	srv.SetQuotas(Quotas{PerUser: 1, TooManyRequests: true})
 	if _, err := osvc.Events.List("primary").Do(); err != nil {
 		t.Fatal(err)
 	}
 	_, err = osvc.Events.List("primary").Do()
 	wantErr(t, err, 429, "rateLimitExceeded")
+	wantQuotaBody(t, err, "Queries per minute per user")
 	st := srv.Stats()
 	if st.Peaks.Project != 1 || st.Peaks.User["other@calsync.test"] != 1 || st.QuotaRejected != 3 {
 		t.Errorf("peaks after SetQuotas: %+v rejected %d", st.Peaks, st.QuotaRejected)

@@ -41,16 +41,23 @@ type jschema struct {
 	Items                *jschema            `json:"items"`
 }
 
-func loadDiscovery(t *testing.T) *discovery {
+// readDiscovery reads a discovery document of google.golang.org/api.
+func readDiscovery(t *testing.T, rel ...string) []byte {
 	t.Helper()
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "google.golang.org/api").Output()
 	if err != nil {
 		t.Fatalf("go list google.golang.org/api: %v", err)
 	}
-	data, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "calendar", "v3", "calendar-api.json"))
+	data, err := os.ReadFile(filepath.Join(append([]string{strings.TrimSpace(string(out))}, rel...)...))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return data
+}
+
+func loadDiscovery(t *testing.T) *discovery {
+	t.Helper()
+	data := readDiscovery(t, "calendar", "v3", "calendar-api.json")
 	var d discovery
 	if err := json.Unmarshal(data, &d); err != nil {
 		t.Fatal(err)
@@ -288,6 +295,13 @@ func TestErrorBodyShape(t *testing.T) {
 // The scopes each emulated method accepts are those the discovery document lists.
 func TestMethodScopesMatchDiscovery(t *testing.T) {
 	d := loadDiscovery(t)
+	for res, r := range d.Resources {
+		for name := range r.Methods {
+			if _, ok := methodScopes[res+"."+name]; !ok {
+				t.Errorf("%s.%s: missing from the scope table", res, name)
+			}
+		}
+	}
 	for method, got := range methodScopes {
 		res, name, _ := strings.Cut(method, ".")
 		m, ok := d.Resources[res].Methods[name]
@@ -299,6 +313,31 @@ func TestMethodScopesMatchDiscovery(t *testing.T) {
 		for _, s := range m.Scopes {
 			want = append(want, strings.TrimPrefix(s, scopePrefix))
 		}
+		if strings.Join(want, " ") != strings.Join(got, " ") {
+			t.Errorf("%s: scopes %v, discovery says %v", method, got, want)
+		}
+	}
+}
+
+// The Directory methods take the scopes admin-api.json lists.
+func TestDirectoryScopesMatchDiscovery(t *testing.T) {
+	type node struct {
+		Resources map[string]*node
+		Methods   map[string]struct{ Scopes []string }
+	}
+	var root node
+	if err := json.Unmarshal(readDiscovery(t, "admin", "directory", "v1", "admin-api.json"), &root); err != nil {
+		t.Fatal(err)
+	}
+	for method, got := range directoryScopes {
+		parts := strings.Split(method, ".")
+		n := &root
+		for _, r := range parts[:len(parts)-1] {
+			if n = n.Resources[r]; n == nil {
+				t.Fatalf("%s: not in admin-api.json", method)
+			}
+		}
+		want := n.Methods[parts[len(parts)-1]].Scopes
 		if strings.Join(want, " ") != strings.Join(got, " ") {
 			t.Errorf("%s: scopes %v, discovery says %v", method, got, want)
 		}

@@ -55,10 +55,14 @@ type Options struct {
 	AccessTokenTTL time.Duration
 	// TimeZone of users' primary calendars (default "UTC").
 	TimeZone string
-	// Seed seeds the randomness of message numbers and notification faults (0: random).
+	// Seed seeds the randomness of message numbers and notification faults
+	// (0: random), and picks the short pages (paging.go; 0 is one seed there).
 	Seed uint64
 	// HTTPClient delivers notifications (default: a plain client).
 	HTTPClient *http.Client
+	// Paging: short and empty pages, page token lifetime (paging.go);
+	// the zero value means DefaultPaging.
+	Paging Paging
 }
 
 // Server is the emulator. It is an http.Handler; all methods are safe for concurrent use.
@@ -83,7 +87,8 @@ type Server struct {
 	visibility time.Duration
 	signKey    *rsa.PrivateKey // signJwt's key (delegation.go), made on first use
 	signKeyID  string
-	ws         workspace // calendar lists, sharing, Workspace domains (acl.go)
+	ws         workspace    // calendar lists, sharing, Workspace domains (acl.go)
+	project    projectState // enabled APIs, consent (project.go)
 
 	done     chan struct{}
 	baseCtx  context.Context // cancelled by Close: aborts deliveries in flight
@@ -126,6 +131,9 @@ func New(opts Options) *Server {
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{}
 	}
+	if opts.Paging == (Paging{}) {
+		opts.Paging = DefaultPaging
+	}
 	seed := opts.Seed
 	if seed == 0 {
 		seed = mrand.Uint64()
@@ -153,6 +161,7 @@ func (s *Server) resetLocked() {
 	s.deleg = newDelegationState()
 	s.visibility = 0
 	s.ws = newWorkspace()
+	s.project = newProjectState()
 	s.ensureUserLocked(s.opts.DefaultUser)
 }
 
@@ -326,6 +335,9 @@ func (s *Server) dispatch(rq *request, fn handlerFunc) (int, any, *apiError) {
 	user, scope, aerr := s.authenticateLocked(rq.r.Header.Get("Authorization"))
 	rq.user = user
 	s.stats.count(rq.method, user)
+	if aerr == nil {
+		aerr = s.disabledLocked(ServiceCalendar, rq.r.Header.Get("X-Goog-User-Project"))
+	}
 	if aerr == nil {
 		aerr = scopeLocked(rq.method, scope)
 	}

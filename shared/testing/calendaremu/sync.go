@@ -48,6 +48,7 @@ const (
 	modeFull byte = iota + 1
 	modeSync
 	modeInstances
+	modeList // calendarList.list (its tokens have their own format)
 )
 
 type pageToken struct {
@@ -56,6 +57,8 @@ type pageToken struct {
 	qhash      uint32
 	snap       int64
 	key        itemKey
+	page       int64 // number of the page it asks for (the first is 1)
+	issued     int64 // Unix seconds: tokens expire (paging.go)
 }
 
 // itemKey orders list items; pages resume strictly after the last key sent.
@@ -71,26 +74,25 @@ func (a itemKey) less(b itemKey) bool {
 }
 
 func (t pageToken) encode() string {
-	b := []byte{2, t.mode}
+	b := []byte{3, t.mode}
 	b = binary.BigEndian.AppendUint32(b, t.cal)
 	b = binary.BigEndian.AppendUint32(b, t.epoch)
 	b = binary.BigEndian.AppendUint32(b, t.qhash)
-	b = binary.AppendVarint(b, t.snap)
-	for _, k := range t.key {
-		b = binary.AppendVarint(b, k)
+	for _, v := range []int64{t.snap, t.key[0], t.key[1], t.key[2], t.page, t.issued} {
+		b = binary.AppendVarint(b, v)
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 func decodePageToken(s string) (pageToken, bool) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) < 14 || b[0] != 2 {
+	if err != nil || len(b) < 14 || b[0] != 3 {
 		return pageToken{}, false
 	}
 	t := pageToken{mode: b[1], cal: binary.BigEndian.Uint32(b[2:]), epoch: binary.BigEndian.Uint32(b[6:]),
 		qhash: binary.BigEndian.Uint32(b[10:])}
 	rest := b[14:]
-	vals := make([]int64, 4)
+	vals := make([]int64, 6)
 	for i := range vals {
 		v, n := binary.Varint(rest)
 		if n <= 0 {
@@ -101,8 +103,8 @@ func decodePageToken(s string) (pageToken, bool) {
 	if len(rest) != 0 || t.mode < modeFull || t.mode > modeInstances {
 		return pageToken{}, false
 	}
-	t.snap = vals[0]
-	copy(t.key[:], vals[1:])
+	t.snap, t.page, t.issued = vals[0], vals[4], vals[5]
+	copy(t.key[:], vals[1:4])
 	return t, true
 }
 

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/calsync/calsync/shared/app"
 	"github.com/calsync/calsync/shared/pubsubx"
 )
 
@@ -202,6 +203,9 @@ type Publisher struct {
 	*pubsubx.Publisher
 	C *Counters
 }
+
+// Wrap counts what goes through p (app.WithPublishers(c.Wrap)).
+func (c *Counters) Wrap(p *pubsubx.Publisher) app.Publisher { return Publisher{Publisher: p, C: c} }
 
 func size(data []byte, attrs map[string]string) int64 {
 	n := int64(len(data)) + 36

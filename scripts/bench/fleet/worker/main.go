@@ -24,16 +24,9 @@ import (
 	"github.com/calsync/calsync/functions/syncworker"
 	"github.com/calsync/calsync/functions/webhook"
 	"github.com/calsync/calsync/scripts/bench/fleet/count"
-	"github.com/calsync/calsync/shared/channels"
-	"github.com/calsync/calsync/shared/channeltoken"
+	"github.com/calsync/calsync/shared/app"
 	"github.com/calsync/calsync/shared/config"
-	"github.com/calsync/calsync/shared/credentials"
-	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/logging"
-	"github.com/calsync/calsync/shared/messages"
-	"github.com/calsync/calsync/shared/pubsubx"
-	"github.com/calsync/calsync/shared/store"
-	"github.com/calsync/calsync/shared/syncer"
 )
 
 func main() {
@@ -86,72 +79,38 @@ func logger() *slog.Logger {
 	return logging.New(os.Stderr, lvl)
 }
 
-// syncWorker is functions/syncworker.New with counting clients.
-func syncWorker(ctx context.Context, c *count.Counters) (http.Handler, error) {
+// syncWorker is functions/syncworker.New with counting clients: the same
+// app.Build, given the counting Firestore client and publishers as options.
+func syncWorker(ctx context.Context, c *count.Counters) (*syncworker.Worker, error) {
 	cfg, err := config.Load[config.SyncWorker](ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	log := logger()
 	fs, err := c.Firestore(ctx, os.Getenv("FIRESTORE_EMULATOR_HOST"), cfg.ProjectID)
 	if err != nil {
 		return nil, err
 	}
-	st := store.New(fs)
-	access, err := credentials.NewAccess(cfg.Calendar, st, log)
+	log := logger()
+	a, err := app.Build(ctx, cfg, app.WithLogger(log), app.WithFirestore(fs), app.WithPublishers(c.Wrap))
 	if err != nil {
 		return nil, err
 	}
-	ps, err := pubsubx.NewClient(ctx, cfg.ProjectID, "")
-	if err != nil {
-		return nil, err
-	}
-	changes := count.Publisher{Publisher: pubsubx.NewPublisher(ps, cfg.ChangesTopic, true), C: c}
-	requests := count.Publisher{Publisher: pubsubx.NewPublisher(ps, cfg.NotificationsTopic, false), C: c}
-	en := &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: requests, Revoker: access.Revoker,
-		Directory:   enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: cfg.CalendarEndpoint},
-		RenewBefore: cfg.RenewBefore, Logger: log}
-	if cfg.ChannelTokenKeys != "" && cfg.WebhookURL != "" {
-		tokens, err := channeltoken.Parse(cfg.ChannelTokenKeys)
-		if err != nil {
-			return nil, err
-		}
-		en.Channels = &channels.Manager{Store: st, Calendars: access.Calendars, Tokens: tokens, WebhookURL: cfg.WebhookURL, TTL: cfg.ChannelTTL, Logger: log,
-			Namespace: channels.Namespace(cfg.ProjectID, cfg.Deployment)}
-	}
-	s := syncer.New(syncer.Options{Store: st, Services: access.Calendars, Publisher: changes, Requests: requests,
-		MaxSession: cfg.MaxSession, Revoker: access.Revoker, Logger: log, LeaseDuration: cfg.LeaseDuration,
-		RerunInterval: cfg.RerunInterval, QuietPeriod: cfg.QuietPeriod, RetryBudget: cfg.RetryBudget})
-	c.Extra("listCalls", func() int64 { return s.Stats().ListCalls })
-	c.Extra("rounds", func() int64 { return s.Stats().Rounds })
-	c.Extra("changes", func() int64 { return s.Stats().Changes })
-	return &syncworker.Worker{Syncer: s, Logger: log, ProjectID: cfg.ProjectID, ControlSubscription: cfg.ControlSubscription,
-		Enroll: enroller{en, access.Credentials}}, nil
-}
-
-type enroller struct {
-	*enroll.Enroller
-	creds *credentials.Store
-}
-
-func (e enroller) HandleControl(ctx context.Context, c messages.Control) error {
-	return e.Enroller.HandleControl(ctx, c, e.creds)
+	c.Extra("listCalls", func() int64 { return a.Syncer.Stats().ListCalls })
+	c.Extra("rounds", func() int64 { return a.Syncer.Stats().Rounds })
+	c.Extra("changes", func() int64 { return a.Syncer.Stats().Changes })
+	return syncworker.NewWorker(cfg, a, log), nil
 }
 
 // webhookHandler is functions/webhook.New with a counting publisher.
-func webhookHandler(ctx context.Context, c *count.Counters) (http.Handler, error) {
+func webhookHandler(ctx context.Context, c *count.Counters) (*webhook.Handler, error) {
 	cfg, err := config.Load[config.Webhook](ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	h, _, err := webhook.New(ctx, cfg, logger())
+	log := logger()
+	a, err := app.Build(ctx, cfg, app.WithLogger(log), app.WithPublishers(c.Wrap))
 	if err != nil {
 		return nil, err
 	}
-	pub, ok := h.Publisher.(*pubsubx.Publisher)
-	if !ok {
-		return nil, errors.New("webhook: unexpected publisher")
-	}
-	h.Publisher = count.Publisher{Publisher: pub, C: c}
-	return h, nil
+	return webhook.NewHandler(cfg, a, log), nil
 }

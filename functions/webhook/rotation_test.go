@@ -1,7 +1,6 @@
-package renewer
+package webhook
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"log/slog"
@@ -12,24 +11,31 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/firestore"
+	"github.com/sethvargo/go-envconfig"
 	"google.golang.org/api/calendar/v3"
 
-	"github.com/calsync/calsync/functions/webhook"
+	"github.com/calsync/calsync/shared/app"
 	"github.com/calsync/calsync/shared/channels"
-	"github.com/calsync/calsync/shared/channeltoken"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/pubsubx"
+	"github.com/calsync/calsync/shared/renewer"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
+	"github.com/calsync/calsync/shared/testing/testenv"
+	"github.com/calsync/calsync/shared/testing/testlog"
 )
 
-// rotationHook is the real Webhook handler (keys swapped in as a rollout
-// would), behind a server that records every answer.
+// rotationHook is the Webhook as deployed (shared/app; keys swapped in as
+// a rollout would), behind a server that records every answer.
 type rotationHook struct {
 	mu      sync.Mutex
-	h       *webhook.Handler
+	h       *Handler
+	closeH  func()
 	answers map[int]int // status -> count
-	logs    bytes.Buffer
+	logs    testlog.Buffer
+	env     map[string]string
 }
 
 func (r *rotationHook) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -44,16 +50,26 @@ func (r *rotationHook) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(rec.Code)
 }
 
-// rollOut gives the Webhook a new key list.
+// rollOut gives the Webhook a new key list: a new instance, built by
+// app.Build from the environment as the function's New builds it.
 func (r *rotationHook) rollOut(t *testing.T, list string) {
-	keys, err := channeltoken.Parse(list)
+	t.Helper()
+	r.env["CHANNEL_TOKEN_KEYS"] = list
+	cfg, err := config.Load[config.Webhook](context.Background(), envconfig.MapLookuper(r.env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := logging.New(&r.logs, slog.LevelInfo)
+	a, err := app.Build(context.Background(), cfg, app.WithLogger(logger))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.h = &webhook.Handler{ProjectID: "p", Verifier: keys, Publisher: discard{}, PublishTimeout: time.Second,
-		Logger: logging.New(&r.logs, slog.LevelInfo), ExpiryGrace: time.Hour, UnknownKeyRetry: time.Hour}
+	if r.closeH != nil {
+		r.closeH()
+	}
+	r.h, r.closeH = NewHandler(cfg, a, logger), a.Close
 	r.answers = map[int]int{}
 }
 
@@ -67,10 +83,6 @@ func (r *rotationHook) got() map[int]int {
 	return out
 }
 
-type discard struct{}
-
-func (discard) Publish(context.Context, []byte, map[string]string, string) error { return nil }
-
 // TestKeyRotation runs the documented procedure (shared/channeltoken/README.md)
 // against the Calendar emulator and the real Webhook handler: add the new key
 // for verification, sign with it, renew every channel the old key signed
@@ -79,19 +91,19 @@ func (discard) Publish(context.Context, []byte, map[string]string, string) error
 // slip the procedure prevents, dropping the old key while a channel still
 // uses it, is answered 503 (Google retries), not 403.
 func TestKeyRotation(t *testing.T) {
-	e := newEnv(t, calendaremu.Options{})
+	e := newRotationEnv(t)
 	key := func(id, fill string) string {
 		return id + ":" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat(fill, 32)))
 	}
 	k1, k2 := key("k1", "1"), key("k2", "2")
-	hook := &rotationHook{}
+	hook := &rotationHook{env: map[string]string{"PROJECT_ID": e.project, "NOTIFICATIONS_TOPIC": "notifications"}}
 	hook.rollOut(t, k1)
+	defer func() { hook.closeH() }()
 	srv := httptest.NewServer(hook)
 	defer srv.Close()
-	renewWith := func(list string) Summary {
+	renewWith := func(list string) renewer.Summary {
 		t.Helper()
-		r := e.renewer(func(c *config.RenewChannels) { c.ChannelTokenKeys = list; c.WebhookURL = srv.URL })
-		sum, err := r.Run(e.ctx)
+		sum, err := e.renewer(list, srv.URL).Run(e.ctx)
 		if err != nil || sum.Failed != 0 {
 			t.Fatalf("run: %+v %v", sum, err)
 		}
@@ -113,7 +125,6 @@ func TestKeyRotation(t *testing.T) {
 	var cals []string
 	for i := range 3 {
 		id := e.newCalendar("rotation " + string(rune('a'+i)))
-		e.register(store.Calendar{CalendarID: id, AuthMode: store.AuthADC}, time.Now())
 		cals = append(cals, id)
 	}
 	// change makes Google push on every calendar's live channels and waits
@@ -209,4 +220,88 @@ func TestKeyRotation(t *testing.T) {
 	hook.rollOut(t, k3+","+k2) // the fix: Google's retries now verify
 	change("after the fix", 3) // the 3 retried "sync" pushes of the new channels, and 3 new ones
 	allOK("after the fix")
+}
+
+// rotationEnv is what RenewChannels needs: the Firestore and Pub/Sub
+// emulators and the Calendar emulator.
+type rotationEnv struct {
+	t       *testing.T
+	ctx     context.Context
+	project string
+	fs      *firestore.Client
+	st      *store.Store
+	emu     *calendaremu.Server
+	base    string
+}
+
+func newRotationEnv(t *testing.T) *rotationEnv {
+	testenv.Firestore(t)
+	host := testenv.PubSub(t)
+	e := &rotationEnv{t: t, ctx: context.Background(), project: testenv.ProjectID(t)}
+	fs, err := firestore.NewClient(e.ctx, e.project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fs.Close() })
+	ps, err := pubsubx.NewClient(e.ctx, e.project, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ps.Close() })
+	if err := pubsubx.EnsureTopic(e.ctx, ps, "notifications"); err != nil {
+		t.Fatal(err)
+	}
+	e.fs, e.st = fs, store.New(fs)
+	e.emu, e.base = calendaremu.Start(t, calendaremu.Options{})
+	return e
+}
+
+// renewer is RenewChannels as deployed (app.Build from its environment,
+// production defaults), signing with the key list keys; channels of an hour.
+func (e *rotationEnv) renewer(keys, webhookURL string) *renewer.Renewer {
+	e.t.Helper()
+	cfg, err := config.Load[config.RenewChannels](e.ctx, envconfig.MapLookuper(map[string]string{
+		"PROJECT_ID": e.project, "CHANNEL_TOKEN_KEYS": keys, "WEBHOOK_URL": webhookURL, "NOTIFICATIONS_TOPIC": "notifications",
+		"CALENDAR_ENDPOINT": e.base, "CREDENTIAL_PRIVATE_KEYS": "h1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("h", 32))),
+		"CHANNEL_TTL": "1h", "RENEW_BEFORE": "10m",
+	}))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	a, err := app.Build(e.ctx, cfg, app.WithFirestore(e.fs), app.WithLogger(logging.New(&testlog.Buffer{}, slog.LevelInfo)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(a.Close)
+	return a.Renewer
+}
+
+// newCalendar makes a calendar on the emulator and registers it (adc).
+func (e *rotationEnv) newCalendar(name string) string {
+	e.t.Helper()
+	svc, _ := calendaremu.NewService(e.ctx, e.base)
+	c, err := svc.Calendars.Insert(&calendar.Calendar{Summary: name}).Do()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	key, err := e.st.RegisterCalendar(e.ctx, store.Calendar{CalendarID: c.Id, AuthMode: store.AuthADC})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	// Synced just now: the runs have no reconcile to ask for.
+	if _, err := e.st.CalendarRef(key).Update(e.ctx, []firestore.Update{{Path: "lastSyncedAt", Value: time.Now()}}); err != nil {
+		e.t.Fatal(err)
+	}
+	return c.Id
+}
+
+// live is the emulator's live channels per calendar.
+func (e *rotationEnv) live() map[string][]string {
+	out := map[string][]string{}
+	for _, c := range e.emu.Channels() {
+		if !c.Stopped && !c.Expired {
+			out[c.Calendar] = append(out[c.Calendar], c.ID)
+		}
+	}
+	return out
 }

@@ -1,0 +1,94 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"cloud.google.com/go/firestore"
+)
+
+// A holder whose session stops before its work is done (a failed round, a
+// lease that ran out or was taken) may acknowledge its message only if a sync
+// still covers what it was to cover. That is read from Firestore in the
+// transaction that lets the calendar go, never assumed: a lease that merely
+// ran out is no new holder.
+
+// Cover is what LetGo found and left.
+type Cover struct {
+	// Pending: a sync is still owed: the stopping session's notification is
+	// not covered by a completed round, the calendar is dirty (notifications
+	// were acknowledged for a holder to go round once more), or the latest
+	// round started was never completed (it cleared the dirty flag). The
+	// calendar is left dirty (a purge: as it is).
+	Pending bool
+	// Holder is another lease, live when read, held for another message
+	// than the stopping one's: it goes round for the dirty flag, and if it
+	// dies its own message, not yet acknowledged, is redelivered and takes
+	// over. Empty if there is none.
+	Holder string
+	// Held: a live lease of another session holds the stopping session's
+	// very message (a duplicate delivery took over). Acknowledging would
+	// acknowledge that session's message too: redeliver instead.
+	Held bool
+}
+
+// LetGo ends a session of lease l that stops before its work is done, for
+// the notification r: in one transaction it releases the lease if l still
+// holds it, leaves the calendar dirty if a sync is owed, and says who, if
+// anyone, holds the calendar now.
+func (s *Store) LetGo(ctx context.Context, key string, l Lease, r Request) (Cover, error) {
+	defer s.lockCalendar(key)()
+	ref := s.CalendarRef(key)
+	var cv Cover
+	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		cv = Cover{}
+		c, err := s.leased(tx, ref, l)
+		if err != nil && !errors.Is(err, ErrLeaseLost) {
+			return err
+		}
+		now := l.now()
+		var ups []firestore.Update
+		if ours := err == nil; ours {
+			ups = append(ups,
+				firestore.Update{Path: "leaseOwner", Value: firestore.Delete},
+				firestore.Update{Path: "leaseMessageId", Value: firestore.Delete},
+				firestore.Update{Path: "leaseUntil", Value: now}) // released: expired now
+		} else if c.LeaseOwner != "" && c.LeaseUntil.After(now) {
+			if r.MessageID != "" && r.MessageID == c.LeaseMessageID {
+				cv.Held = true
+			} else {
+				cv.Holder = c.LeaseOwner
+			}
+		}
+		covered := !r.FullResync && !r.ReceivedAt.IsZero() && r.ReceivedAt.Before(c.LastCompletedSyncStartedAt)
+		if r.Purge {
+			// Owed while the calendar stays unenrolled; never for a holder to
+			// cover (a live one may be a sync), and the dirty flag is a sync's.
+			cv.Pending = c.Status != StatusActive && !covered
+			cv.Holder = ""
+		} else if c.Status == StatusActive {
+			covered = covered || (r.InitialOnly && c.SyncToken != "")
+			unfinished := c.LastSyncStartedAt.After(c.LastCompletedSyncStartedAt)
+			cv.Pending = c.Dirty || unfinished || !covered
+			if cv.Pending && !c.Dirty {
+				since := r.ReceivedAt
+				if since.IsZero() || since.After(now) {
+					since = now
+				}
+				ups = append(ups, firestore.Update{Path: "dirty", Value: true}, firestore.Update{Path: "dirtySince", Value: since.UTC()})
+			}
+			if r.FullResync && !c.FullResyncRequested {
+				ups = append(ups, firestore.Update{Path: "fullResyncRequested", Value: true})
+			}
+		}
+		if len(ups) == 0 {
+			return nil
+		}
+		return tx.Update(ref, append(ups, firestore.Update{Path: "updatedAt", Value: now}))
+	})
+	if err != nil {
+		return Cover{}, fmt.Errorf("let go of %s: %w", key, err)
+	}
+	return cv, nil
+}
