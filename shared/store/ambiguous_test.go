@@ -319,3 +319,20 @@ func TestReplacementOnlyOverItsVersion(t *testing.T) {
 		t.Errorf("etag %s changeCount %d; want 2 and 2", m["e"].Etag, c.ChangeCount)
 	}
 }
+
+// LetGo: the lease released and the calendar left dirty, the answer lost.
+// The stopping session learns the cover Firestore recorded.
+func TestAmbiguousLetGo(t *testing.T) {
+	forKinds(t, func(t *testing.T, k faultproxy.Kind) {
+		p, via, direct := viaProxy(t)
+		key, l := leaseOn(t, via, "letgo@x")
+		lostOnce(t, p, k)
+		cv, err := via.LetGo(context.Background(), key, l, Request{ReceivedAt: time.Now(), MessageID: "m1"})
+		if err != nil || !cv.Pending || cv.Holder != "" || cv.Held {
+			t.Fatalf("let go: %+v %v; want a sync owed, no holder", cv, err)
+		}
+		if c := calendarOf(t, direct, key); c.LeaseOwner != "" || !c.Dirty {
+			t.Errorf("after letting go: owner %q dirty %v", c.LeaseOwner, c.Dirty)
+		}
+	})
+}
