@@ -28,12 +28,9 @@ func (s *Store) MarkAnnouncing(ctx context.Context, key string, l Lease, ids []s
 	if len(ids) == 0 {
 		return nil
 	}
-	b, err := s.fenced(key, l)
-	if err != nil {
-		return err
-	}
-	b.Set(s.announcingRef(key), map[string]any{fieldAnnounced: firestore.ArrayUnion(anySlice(ids)...)}, firestore.MergeAll)
-	return commitFenced(ctx, b)
+	return s.commitIdempotent(ctx, key, l, func(b *firestore.WriteBatch) {
+		b.Set(s.announcingRef(key), map[string]any{fieldAnnounced: firestore.ArrayUnion(anySlice(ids)...)}, firestore.MergeAll)
+	})
 }
 
 // UnmarkAnnouncing drops ids whose documents are written (or resolved).
@@ -41,13 +38,10 @@ func (s *Store) UnmarkAnnouncing(ctx context.Context, key string, l Lease, ids [
 	if len(ids) == 0 {
 		return nil
 	}
-	b, err := s.fenced(key, l)
-	if err != nil {
-		return err
-	}
-	// Set with merge, not Update: the record may not exist.
-	b.Set(s.announcingRef(key), map[string]any{fieldAnnounced: firestore.ArrayRemove(anySlice(ids)...)}, firestore.MergeAll)
-	return commitFenced(ctx, b)
+	return s.commitIdempotent(ctx, key, l, func(b *firestore.WriteBatch) {
+		// Set with merge, not Update: the record may not exist.
+		b.Set(s.announcingRef(key), map[string]any{fieldAnnounced: firestore.ArrayRemove(anySlice(ids)...)}, firestore.MergeAll)
+	})
 }
 
 // Announcing returns the ids left by syncs that died between publishing and

@@ -67,16 +67,14 @@ func (s *Store) chunkRef(key string, n int) *firestore.DocumentRef {
 // SaveCheckpoint records a round's position after a page, with that page's
 // chunk (nil for incremental rounds) as chunk number cp.Chunks-1.
 func (s *Store) SaveCheckpoint(ctx context.Context, key string, l Lease, cp Checkpoint, chunk *Chunk) error {
-	b, err := s.fenced(key, l)
+	err := s.commitIdempotent(ctx, key, l, func(b *firestore.WriteBatch) {
+		if chunk != nil {
+			b.Set(s.chunkRef(key, cp.Chunks-1), chunk)
+		}
+		b.Set(s.checkpointRef(key), cp)
+		b.Update(s.CalendarRef(key), []firestore.Update{{Path: "checkpointed", Value: true}, {Path: "checkpointChunks", Value: cp.Chunks}})
+	})
 	if err != nil {
-		return err
-	}
-	if chunk != nil {
-		b.Set(s.chunkRef(key, cp.Chunks-1), chunk)
-	}
-	b.Set(s.checkpointRef(key), cp)
-	b.Update(s.CalendarRef(key), []firestore.Update{{Path: "checkpointed", Value: true}, {Path: "checkpointChunks", Value: cp.Chunks}})
-	if err := commitFenced(ctx, b); err != nil {
 		return fmt.Errorf("checkpoint of %s: %w", key, err)
 	}
 	return nil
@@ -107,16 +105,13 @@ func (s *Store) Chunks(ctx context.Context, key string, n int) ([]Chunk, error) 
 // DiscardCheckpoint removes a checkpoint that cannot be resumed (its page
 // token no longer works), so the round starts over.
 func (s *Store) DiscardCheckpoint(ctx context.Context, key string, l Lease, cp Checkpoint) error {
-	b, err := s.fenced(key, l)
-	if err != nil {
-		return err
-	}
-	for i := range cp.Chunks {
-		b.Delete(s.chunkRef(key, i))
-	}
-	b.Delete(s.checkpointRef(key))
-	b.Update(s.CalendarRef(key), clearCheckpoint)
-	return commitFenced(ctx, b)
+	return s.commitIdempotent(ctx, key, l, func(b *firestore.WriteBatch) {
+		for i := range cp.Chunks {
+			b.Delete(s.chunkRef(key, i))
+		}
+		b.Delete(s.checkpointRef(key))
+		b.Update(s.CalendarRef(key), clearCheckpoint)
+	})
 }
 
 var clearCheckpoint = []firestore.Update{{Path: "checkpointed", Value: firestore.Delete}, {Path: "checkpointChunks", Value: firestore.Delete}}

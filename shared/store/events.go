@@ -251,6 +251,11 @@ type EventMeta struct {
 	Status           string
 	RecurringEventID string
 	Series           bool // a recurring series master (has recurrence)
+	// UpdateTime and Fields are the stored document's update time and
+	// top-level fields: a replacement planned from this version is written
+	// only over it (EventWrite.Replaces).
+	UpdateTime time.Time
+	Fields     []string
 	// Doc is the stored document, kept by GetEventsKeeping only for events
 	// about to be replaced (their listed etag differs): the previous version
 	// a change message's diff is computed from. Nil otherwise.
@@ -265,6 +270,11 @@ func metaAndData(snap *firestore.DocumentSnapshot) (EventMeta, map[string]any) {
 		return m, nil
 	}
 	d := snap.Data()
+	m.UpdateTime = snap.UpdateTime
+	m.Fields = make([]string, 0, len(d))
+	for k := range d {
+		m.Fields = append(m.Fields, k)
+	}
 	m.Etag, _ = d["etag"].(string)
 	m.Updated, _ = d["updated"].(string)
 	m.Sequence, _ = d["sequence"].(int64)
@@ -377,6 +387,10 @@ type EventWrite struct {
 	ID    string
 	Doc   map[string]any
 	Delta int64
+	// Replaces, for a replacement, is the stored version it was planned
+	// from (GetEvents): the document is replaced only if it is still that
+	// version (its update time), so no write lands twice or over another.
+	Replaces EventMeta
 }
 
 // Rejected is an event write Firestore refused on its own (InvalidArgument:
@@ -397,10 +411,14 @@ const (
 )
 
 // WriteEvents applies writes under the lease l in parallel batched commits.
-// Documents are replaced whole (Set), never merged. Each batch is atomic and
+// Documents are replaced whole, never merged. Each batch is atomic and
 // fenced (fence.go) and adds its own writes to the calendar's eventCount and
-// changeCount, so the counters are exact whatever fails; a failed call may
-// have applied some batches: callers re-read and re-plan rather than resend.
+// changeCount, so the counters are exact whatever fails; every write carries
+// a precondition a second application fails (a create, a counted delete, a
+// replacement over the version it was planned from), so a batch applied
+// with its answer lost is recognised by reading it back, never counted
+// twice. A failed call may have applied some batches: callers re-read and
+// re-plan rather than resend.
 // A batch Firestore refuses as invalid is retried write by write, and the
 // writes refused on their own come back as rejected, the others applied.
 // ErrLeaseLost once another worker took the lease.
@@ -449,9 +467,19 @@ func (s *Store) writeBatch(ctx context.Context, key string, l Lease, writes []Ev
 	col := s.Events(key)
 	var delta int64
 	for _, w := range writes {
-		if w.Doc == nil {
+		// A document counted in or out carries the precondition that makes
+		// it so: the client's retry of a batch that landed then fails as a
+		// whole instead of counting it twice (eventCount stays exact).
+		switch {
+		case w.Doc == nil && w.Delta < 0:
+			b.Delete(col.Doc(w.ID), firestore.Exists)
+		case w.Doc == nil:
 			b.Delete(col.Doc(w.ID))
-		} else {
+		case w.Delta > 0:
+			b.Create(col.Doc(w.ID), w.Doc)
+		case w.Replaces.Exists && !w.Replaces.UpdateTime.IsZero():
+			b.Update(col.Doc(w.ID), replacement(w.Doc, w.Replaces.Fields), firestore.LastUpdateTime(w.Replaces.UpdateTime))
+		default:
 			b.Set(col.Doc(w.ID), w.Doc)
 		}
 		delta += w.Delta
@@ -461,8 +489,75 @@ func (s *Store) writeBatch(ctx context.Context, key string, l Lease, writes []Ev
 		ups = append(ups, firestore.Update{Path: "eventCount", Value: firestore.Increment(delta)})
 	}
 	b.Update(s.CalendarRef(key), ups)
-	if err := commitFenced(ctx, b); err != nil {
+	_, err = b.Commit(ctx)
+	if err != nil && status.Code(err) != codes.InvalidArgument { // InvalidArgument: a document refused, nothing applied
+		// A precondition failed (the fence's, or a document's: the
+		// client's retry met the first attempt), or the outcome is unknown.
+		err = s.resolveBatch(ctx, key, l, writes, err)
+	}
+	if err != nil {
 		return fmt.Errorf("write %d events from %s: %w", len(writes), writes[0].ID, err)
 	}
 	return nil
+}
+
+// resolveBatch decides a batch of event writes whose outcome is unknown (or
+// whose retry met it: a create that exists, a delete that is gone) from what
+// Firestore holds: nil if every document is as the batch left it under a
+// fence that still holds (a batch is atomic: it landed, counted once),
+// ErrLeaseLost if the fence moved, err otherwise.
+func (s *Store) resolveBatch(ctx context.Context, key string, l Lease, writes []EventWrite, err error) error {
+	if !canReadBack(ctx) {
+		return err
+	}
+	refs := []*firestore.DocumentRef{s.fenceRef(key)}
+	for _, w := range writes {
+		refs = append(refs, s.Events(key).Doc(w.ID))
+	}
+	snaps, rerr := s.Client.GetAll(ctx, refs)
+	if rerr != nil {
+		return err
+	}
+	if !s.Unfenced && !holdsFence(snaps[0], l) {
+		return fmt.Errorf("%w (fence moved: another worker took the lease): %v", ErrLeaseLost, err)
+	}
+	for i, w := range writes {
+		if !written(snaps[i+1], w) {
+			return err
+		}
+	}
+	return nil
+}
+
+// replacement is the update that makes a document with fields old hold
+// exactly doc: every field of doc, and old's others deleted. (A Set cannot
+// carry a precondition.)
+func replacement(doc map[string]any, old []string) []firestore.Update {
+	ups := make([]firestore.Update, 0, len(doc)+len(old))
+	for k, v := range doc {
+		ups = append(ups, firestore.Update{FieldPath: firestore.FieldPath{k}, Value: v})
+	}
+	for _, k := range old {
+		if _, ok := doc[k]; !ok {
+			ups = append(ups, firestore.Update{FieldPath: firestore.FieldPath{k}, Value: firestore.Delete})
+		}
+	}
+	return ups
+}
+
+// written reports whether snap is what w leaves: gone for a delete, else a
+// document of the same version (etag) and write (syncedAt).
+func written(snap *firestore.DocumentSnapshot, w EventWrite) bool {
+	if w.Doc == nil || !snap.Exists() {
+		return (w.Doc == nil) != snap.Exists()
+	}
+	d := snap.Data()
+	if d["etag"] != w.Doc["etag"] {
+		return false
+	}
+	if at, ok := w.Doc[FieldSyncedAt].(time.Time); ok {
+		got, _ := d[FieldSyncedAt].(time.Time)
+		return got.Equal(at.Truncate(time.Microsecond)) // Firestore keeps microseconds
+	}
+	return true
 }

@@ -48,12 +48,24 @@ func TestEventDocRoundTrip(t *testing.T) {
 		{ev, nil, time.Date(2026, 3, 29, 0, 30, 0, 0, time.UTC)},
 		{allDay, ny, time.Date(2026, 7, 4, 4, 0, 0, 0, time.UTC)},
 		{allDay, nil, time.Date(2026, 7, 4, 0, 0, 0, 0, time.UTC)},
+		// Replacements (an update of every field over the stored version):
+		// the odd event by one with few fields (the others must go), then back.
+		{&calendar.Event{Id: ev.Id, Etag: `"9"`, Status: "confirmed", Start: allDay.Start, End: allDay.End}, nil, time.Date(2026, 7, 4, 0, 0, 0, 0, time.UTC)},
+		{ev, nil, time.Date(2026, 3, 29, 0, 30, 0, 0, time.UTC)},
 	} {
 		doc, err := EventDoc(tc.ev, tc.loc, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.WriteEvents(ctx, ckey, l, []EventWrite{{ID: tc.ev.Id, Doc: doc}}); err != nil {
+		stored, err := s.GetEvents(ctx, ckey, []string{tc.ev.Id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := EventWrite{ID: tc.ev.Id, Doc: doc, Replaces: stored[tc.ev.Id]}
+		if !w.Replaces.Exists {
+			w.Delta = 1
+		}
+		if _, err := s.WriteEvents(ctx, ckey, l, []EventWrite{w}); err != nil {
 			t.Fatal(err)
 		}
 		snap, err := s.Events(ckey).Doc(tc.ev.Id).Get(ctx)

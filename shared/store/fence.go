@@ -46,12 +46,24 @@ func (s *Store) readFence(ctx context.Context, key string, l Lease, gen int64) (
 	if err != nil {
 		return Fence{}, fmt.Errorf("read fence of %s: %w", key, wrapNotFound(err, "fence of calendar "+key))
 	}
-	g, _ := snap.DataAt("gen")
-	o, _ := snap.DataAt("owner")
-	if g != gen || o != l.Owner {
+	if !fenceOf(snap, l.Owner, gen) {
 		return Fence{}, ErrLeaseLost
 	}
 	return Fence{Gen: gen, Time: snap.UpdateTime}, nil
+}
+
+func fenceOf(snap *firestore.DocumentSnapshot, owner string, gen int64) bool {
+	if !snap.Exists() {
+		return false
+	}
+	g, _ := snap.DataAt("gen")
+	o, _ := snap.DataAt("owner")
+	return g == gen && o == owner
+}
+
+// holdsFence reports whether the fence document, as read, is still l's.
+func holdsFence(snap *firestore.DocumentSnapshot, l Lease) bool {
+	return fenceOf(snap, l.Owner, l.Fence.Gen) && snap.UpdateTime.Equal(l.Fence.Time)
 }
 
 // fenced starts a batch whose commit succeeds only while l's fence holds.
@@ -73,4 +85,27 @@ func commitFenced(ctx context.Context, b *firestore.WriteBatch) error {
 		return fmt.Errorf("%w (fence moved: another worker took the lease): %v", ErrLeaseLost, err)
 	}
 	return err
+}
+
+// commitIdempotent builds and commits a fenced batch that may be applied
+// twice with the same result (checkpoints, announcing markers): while its
+// outcome is unknown it is committed again, so it ends known, applied or
+// refused (ErrLeaseLost). A few tries: the caller's own retries take over.
+func (s *Store) commitIdempotent(ctx context.Context, key string, l Lease, add func(b *firestore.WriteBatch)) error {
+	for attempt := 0; ; attempt++ {
+		b, err := s.fenced(key, l)
+		if err != nil {
+			return err
+		}
+		add(b)
+		err = commitFenced(ctx, b)
+		if !ambiguous(err) || attempt == 2 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		}
+	}
 }

@@ -209,6 +209,10 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 			return err
 		}
 		now := l.now()
+		if ownLease(a.Calendar, l, now) { // an earlier attempt of this call took it
+			a.Outcome, gen, until = OutcomeSync, a.Calendar.LeaseGen, a.Calendar.LeaseUntil
+			return nil
+		}
 		a.Outcome = decide(a.Calendar, r, now)
 		switch a.Outcome {
 		case OutcomeSync:
@@ -243,19 +247,45 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 		}
 		return nil
 	})
+	if err != nil && canReadBack(ctx) {
+		// The commit may have applied: what Firestore holds now settles the
+		// notification (the lease is ours, or a no-write outcome), or the
+		// caller tries again.
+		if a, done, rerr := s.admitRead(ctx, key, r, l); rerr == nil && done {
+			return a, nil
+		}
+	}
 	if err != nil {
 		return Admission{}, fmt.Errorf("admit %s: %w", key, err)
 	}
 	if a.Outcome == OutcomeSync {
-		if s.Unfenced {
-			l.Fence = Fence{Gen: gen}
-		} else if l.Fence, err = s.readFence(ctx, key, l, gen); err != nil {
+		if a.Lease, err = s.granted(ctx, key, l, gen, until); err != nil {
 			return Admission{}, err
 		}
-		l.Until = until
-		a.Lease = l
 	}
 	return a, nil
+}
+
+// ownLease reports whether l's acquisition holds c's lease: an earlier
+// attempt of the same Admit (its commit applied, its answer lost) took it.
+// Owners are unique per acquisition.
+func ownLease(c Calendar, l Lease, now time.Time) bool {
+	return l.Owner != "" && c.LeaseOwner == l.Owner && c.LeaseUntil.After(now)
+}
+
+// granted completes a lease taken at generation gen with its fence.
+func (s *Store) granted(ctx context.Context, key string, l Lease, gen int64, until time.Time) (Lease, error) {
+	if s.Unfenced {
+		l.Fence = Fence{Gen: gen}
+	} else {
+		f, err := s.readFence(ctx, key, l, gen)
+		if err != nil {
+			return Lease{}, err
+		}
+		l.Fence = f
+	}
+	l.Until = until
+	return l, nil
 }
 
 // admitRead decides from a plain read; done is false when a write is needed.
@@ -266,6 +296,13 @@ func (s *Store) admitRead(ctx context.Context, key string, r Request, l Lease) (
 	}
 	if err != nil {
 		return Admission{}, false, err
+	}
+	if ownLease(c, l, l.now()) {
+		gl, err := s.granted(ctx, key, l, c.LeaseGen, c.LeaseUntil)
+		if err != nil {
+			return Admission{}, false, err
+		}
+		return Admission{Outcome: OutcomeSync, Calendar: c, Lease: gl}, true, nil
 	}
 	switch o := decide(c, r, l.now()); o {
 	case OutcomeSync, OutcomeMarkedDirty:
@@ -296,8 +333,8 @@ func (s *Store) StartRound(ctx context.Context, key string, l Lease, forceFull b
 	defer s.lockCalendar(key)()
 	var rd Round
 	ref := s.CalendarRef(key)
-	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		c, err := s.leased(tx, ref, l)
+	err := s.leaseTx(ctx, key, func(ctx context.Context, tx *firestore.Transaction, op string) error {
+		c, err := s.leasedOp(tx, ref, l, op)
 		if err != nil {
 			return err
 		}
@@ -321,6 +358,7 @@ func (s *Store) StartRound(ctx context.Context, key string, l Lease, forceFull b
 			{Path: "lastSyncStartedAt", Value: now},
 			{Path: "leaseUntil", Value: now.Add(l.Duration)},
 			{Path: "updatedAt", Value: now},
+			leaseOpUpdate(op),
 		}
 		switch {
 		case cp != nil && (cp.Full || !rd.Full):
@@ -352,6 +390,12 @@ func (s *Store) StartRound(ctx context.Context, key string, l Lease, forceFull b
 
 // leased reads the calendar in tx and checks that l still holds its lease.
 func (s *Store) leased(tx *firestore.Transaction, ref *firestore.DocumentRef, l Lease) (Calendar, error) {
+	return s.leasedOp(tx, ref, l, "")
+}
+
+// leasedOp is leased for transaction op of leaseTx: errLanded if this is a
+// rerun whose earlier attempt was applied.
+func (s *Store) leasedOp(tx *firestore.Transaction, ref *firestore.DocumentRef, l Lease, op string) (Calendar, error) {
 	var c Calendar
 	snap, err := tx.Get(ref)
 	if err != nil {
@@ -359,6 +403,9 @@ func (s *Store) leased(tx *firestore.Transaction, ref *firestore.DocumentRef, l 
 	}
 	if err := snap.DataTo(&c); err != nil {
 		return c, err
+	}
+	if op != "" && c.LeaseOp == op {
+		return c, errLanded
 	}
 	if c.LeaseOwner != l.Owner || c.LeaseGen != l.Fence.Gen {
 		return c, ErrLeaseLost
@@ -372,12 +419,12 @@ func (s *Store) Heartbeat(ctx context.Context, key string, l Lease) (time.Time, 
 	defer s.lockCalendar(key)()
 	ref := s.CalendarRef(key)
 	var until time.Time
-	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		if _, err := s.leased(tx, ref, l); err != nil {
+	err := s.leaseTx(ctx, key, func(ctx context.Context, tx *firestore.Transaction, op string) error {
+		if _, err := s.leasedOp(tx, ref, l, op); err != nil {
 			return err
 		}
 		until = l.now().Add(l.Duration)
-		return tx.Update(ref, []firestore.Update{{Path: "leaseUntil", Value: until}})
+		return tx.Update(ref, []firestore.Update{{Path: "leaseUntil", Value: until}, leaseOpUpdate(op)})
 	})
 	return until, err
 }
@@ -403,8 +450,8 @@ type Completion struct {
 func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completion) (again bool, err error) {
 	defer s.lockCalendar(key)()
 	ref := s.CalendarRef(key)
-	err = s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		c, err := s.leased(tx, ref, l)
+	err = s.leaseTx(ctx, key, func(ctx context.Context, tx *firestore.Transaction, op string) error {
+		c, err := s.leasedOp(tx, ref, l, op)
 		if err != nil {
 			return err
 		}
@@ -419,6 +466,7 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 			{Path: "lastCompletedSyncStartedAt", Value: done.Round.StartedAt},
 			{Path: "syncCount", Value: firestore.Increment(1)},
 			{Path: "updatedAt", Value: now},
+			leaseOpUpdate(op),
 		}
 		if c.Checkpointed {
 			ups = append(ups, clearCheckpoint...)
@@ -456,8 +504,8 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 func (s *Store) Release(ctx context.Context, key string, l Lease, markDirty bool) error {
 	defer s.lockCalendar(key)()
 	ref := s.CalendarRef(key)
-	return s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		c, err := s.leased(tx, ref, l)
+	return s.leaseTx(ctx, key, func(ctx context.Context, tx *firestore.Transaction, op string) error {
+		c, err := s.leasedOp(tx, ref, l, op)
 		if err != nil {
 			if errors.Is(err, ErrLeaseLost) {
 				return nil
@@ -469,6 +517,7 @@ func (s *Store) Release(ctx context.Context, key string, l Lease, markDirty bool
 			{Path: "leaseOwner", Value: firestore.Delete},
 			{Path: "leaseMessageId", Value: firestore.Delete},
 			{Path: "leaseUntil", Value: now}, // released: expired now (queries can compare it)
+			leaseOpUpdate(op),
 		}
 		if markDirty && !c.Dirty {
 			ups = append(ups, firestore.Update{Path: "dirty", Value: true}, firestore.Update{Path: "dirtySince", Value: now})

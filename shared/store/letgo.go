@@ -41,19 +41,23 @@ func (s *Store) LetGo(ctx context.Context, key string, l Lease, r Request) (Cove
 	defer s.lockCalendar(key)()
 	ref := s.CalendarRef(key)
 	var cv Cover
-	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		cv = Cover{}
-		c, err := s.leased(tx, ref, l)
+	// leaseTx: a release whose answer was lost is recognised (leaseOp); the
+	// other outcomes write nothing of the holder's and are read again by a
+	// retry, which finds the same cover.
+	err := s.leaseTx(ctx, key, func(ctx context.Context, tx *firestore.Transaction, op string) error {
+		c, err := s.leasedOp(tx, ref, l, op)
 		if err != nil && !errors.Is(err, ErrLeaseLost) {
-			return err
+			return err // errLanded: the cover the applied attempt found stands
 		}
+		cv = Cover{}
 		now := l.now()
 		var ups []firestore.Update
 		if ours := err == nil; ours {
 			ups = append(ups,
 				firestore.Update{Path: "leaseOwner", Value: firestore.Delete},
 				firestore.Update{Path: "leaseMessageId", Value: firestore.Delete},
-				firestore.Update{Path: "leaseUntil", Value: now}) // released: expired now
+				firestore.Update{Path: "leaseUntil", Value: now}, // released: expired now
+				leaseOpUpdate(op))
 		} else if c.LeaseOwner != "" && c.LeaseUntil.After(now) {
 			if r.MessageID != "" && r.MessageID == c.LeaseMessageID {
 				cv.Held = true

@@ -100,6 +100,10 @@ type Calendar struct {
 	// not covered by the holder's rounds coming to an end, so it is retried
 	// rather than acknowledged.
 	LeaseMessageID string `firestore:"leaseMessageId,omitempty"`
+	// LeaseOp is the id of the holder's last transaction (StartRound,
+	// Heartbeat, Complete, Release): how a commit whose answer was lost is
+	// recognised (ambiguous.go).
+	LeaseOp string `firestore:"leaseOp,omitempty"`
 	// Dirty: a notification arrived while a sync ran; the sync goes round once more.
 	Dirty      bool      `firestore:"dirty"`
 	DirtySince time.Time `firestore:"dirtySince,omitempty"`

@@ -61,14 +61,16 @@ func (e *env) lateWorker(t *testing.T, instance string, reqs *requestLog) *lateW
 	return w
 }
 
-// isHeartbeat: the commit of store.Heartbeat (leaseUntil alone).
+// isHeartbeat: the commit of store.Heartbeat (leaseUntil and the
+// transaction's leaseOp).
 func isHeartbeat(req any) bool {
 	c, ok := req.(*firestorepb.CommitRequest)
 	if !ok || len(c.Writes) != 1 {
 		return false
 	}
 	m := c.Writes[0].GetUpdateMask()
-	return m != nil && slices.Equal(m.GetFieldPaths(), []string{"leaseUntil"})
+	paths := slices.Sorted(slices.Values(m.GetFieldPaths()))
+	return m != nil && slices.Equal(paths, []string{"leaseOp", "leaseUntil"})
 }
 
 // stopLate runs one late session for n and says how it was answered. (It

@@ -13,6 +13,8 @@ import (
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/syncer"
+	"github.com/calsync/calsync/shared/testing/faultproxy"
+	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
 // opCounter counts what a Firestore client asks of the server.
@@ -64,7 +66,10 @@ func (c *opCounter) reset() (rpcs, reads, writes int64) {
 // carries one more: the fence), with fencing and diffs (calsync), without
 // fencing (store.Unfenced), and without diffs (Options.NoDiffs; benchmarks
 // only): the diffs read the documents GetAll reads anyway, so nodiffs reads
-// exactly as many.
+// exactly as many. faults1pct is calsync behind the fault proxy, 1% of calls
+// refused before the service and 1% of commits applied with their answer
+// lost (each attempt counted; notifications redelivered until acknowledged):
+// what resolving unknown outcomes costs.
 //
 //	go test -run '^$' -bench FirestoreOps -benchtime 1x ./shared/syncer/
 func BenchmarkFirestoreOps(b *testing.B) {
@@ -73,12 +78,17 @@ func BenchmarkFirestoreOps(b *testing.B) {
 		for _, v := range []struct {
 			name            string
 			fenced, noDiffs bool
-		}{{"fenced", true, false}, {"unfenced", false, false}, {"nodiffs", true, true}} {
+			faults          float64
+		}{{"fenced", true, false, 0}, {"unfenced", false, false, 0}, {"nodiffs", true, true, 0}, {"faults1pct", true, false, 0.01}} {
 			fenced := v.fenced
 			e := newEnv(b)
 			e.seed(1000)
 			c := &opCounter{}
-			st := store.New(interceptedStreams(b, e.ctx, e.project, c.around, c.stream))
+			host := testenv.Firestore(b)
+			if v.faults > 0 {
+				host = faultProxy(b, faultproxy.Options{Seed: 1, Rates: faultproxy.Rates{Before: v.faults, Lost: v.faults}}).Addr()
+			}
+			st := store.New(interceptedAt(b, e.ctx, host, e.project, c.around, c.stream))
 			st.Unfenced = !fenced
 			s := e.syncer(func(o *syncer.Options) {
 				o.Store = st
@@ -93,11 +103,11 @@ func BenchmarkFirestoreOps(b *testing.B) {
 				for _, id := range ids[r*perRound : (r+1)*perRound] {
 					e.update(id, "changed")
 				}
-				e.mustNotify(s, messages.StateExists)
+				e.deliver(s, messages.StateExists)
 			}
 			rpcs, reads, writes := c.reset()
 			for range rounds {
-				e.mustNotify(s, messages.StateReconcile)
+				e.deliver(s, messages.StateReconcile)
 			}
 			idleRPCs, idleReads, idleWrites := c.reset()
 			name := v.name

@@ -81,7 +81,14 @@ func interceptedClient(t testing.TB, ctx context.Context, project string, around
 func interceptedStreams(t testing.TB, ctx context.Context, project string, around func(ctx context.Context, method string, req any, call func() error) error,
 	wrap func(method string, s grpc.ClientStream) grpc.ClientStream) *firestore.Client {
 	t.Helper()
-	conn, err := grpc.NewClient(os.Getenv("FIRESTORE_EMULATOR_HOST"),
+	return interceptedAt(t, ctx, os.Getenv("FIRESTORE_EMULATOR_HOST"), project, around, wrap)
+}
+
+// interceptedAt is interceptedStreams talking to host (a fault proxy).
+func interceptedAt(t testing.TB, ctx context.Context, host, project string, around func(ctx context.Context, method string, req any, call func() error) error,
+	wrap func(method string, s grpc.ClientStream) grpc.ClientStream) *firestore.Client {
+	t.Helper()
+	conn, err := grpc.NewClient(host,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(emulatorOwner{}),
 		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {

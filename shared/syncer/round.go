@@ -508,7 +508,7 @@ func (s *Syncer) flush(ctx context.Context, st *roundState, b *pageBatch, synced
 	for _, id := range b.order {
 		p := b.plan[id]
 		var kind string
-		w := store.EventWrite{ID: id, Doc: p.doc}
+		w := store.EventWrite{ID: id, Doc: p.doc, Replaces: p.before}
 		switch {
 		case p.doc == nil && !p.before.Exists:
 			continue // created and deleted within the page, or never there
@@ -573,7 +573,7 @@ func (s *Syncer) flush(ctx context.Context, st *roundState, b *pageBatch, synced
 			return r.Err // only a document set can be refused; this is a bug
 		}
 		doc := store.MinimalEventDoc(p.ev, store.ProblemRejected)
-		w := store.EventWrite{ID: r.ID, Doc: doc}
+		w := store.EventWrite{ID: r.ID, Doc: doc, Replaces: p.before}
 		if !p.before.Exists {
 			w.Delta = 1
 		}
