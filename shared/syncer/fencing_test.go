@@ -81,7 +81,15 @@ func interceptedClient(t testing.TB, ctx context.Context, project string, around
 func interceptedStreams(t testing.TB, ctx context.Context, project string, around func(ctx context.Context, method string, req any, call func() error) error,
 	wrap func(method string, s grpc.ClientStream) grpc.ClientStream) *firestore.Client {
 	t.Helper()
-	conn, err := grpc.NewClient(os.Getenv("FIRESTORE_EMULATOR_HOST"),
+	return interceptedAt(t, ctx, project, os.Getenv("FIRESTORE_EMULATOR_HOST"), around, wrap)
+}
+
+// interceptedAt is interceptedStreams talking to addr (a fault proxy, say)
+// instead of the emulator.
+func interceptedAt(t testing.TB, ctx context.Context, project, addr string, around func(ctx context.Context, method string, req any, call func() error) error,
+	wrap func(method string, s grpc.ClientStream) grpc.ClientStream) *firestore.Client {
+	t.Helper()
+	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(emulatorOwner{}),
 		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
