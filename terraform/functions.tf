@@ -246,6 +246,8 @@ locals {
         NOT_FOUND_REPROBE = var.not_found_reprobe
         # Each enrolled Workspace domain's directory is diffed this often.
         DIRECTORY_SYNC_INTERVAL = var.directory_sync_interval
+        # A diff never unenrolls more than this share of a domain's identities.
+        DIRECTORY_MAX_UNENROLL_SHARE = tostring(var.directory_max_unenroll_share)
         },
         # The public key enrollers seal to: RenewChannels refuses to start if it
         # is not the public half of one of its private keys.

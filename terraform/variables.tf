@@ -460,6 +460,17 @@ variable "directory_sync_interval" {
   }
 }
 
+variable "directory_max_unenroll_share" {
+  description = "DIRECTORY_MAX_UNENROLL_SHARE: a directory diff that would unenroll more than this share of a domain's enrolled identities (at least one is always allowed) unenrolls none and logs ERROR directory_shrink_refused (alerted): a listing that succeeds but covers only one organisational unit, after an admin's rights narrowed, must not unenroll everyone else. A real shrink is applied by an operator: `go run ./scripts/calsync enroll --domain D --admin A --allow-shrink`."
+  type        = number
+  default     = 0.1
+
+  validation {
+    condition     = var.directory_max_unenroll_share > 0 && var.directory_max_unenroll_share <= 1
+    error_message = "directory_max_unenroll_share must be above 0 and at most 1 (0.1 is 10%)."
+  }
+}
+
 variable "control_publishers" {
   description = "Who may publish control messages (enroll, unenroll, resync; shared/messages.Control) to the control topic: IAM members of product backends, e.g. \"serviceAccount:product@PROJECT.iam.gserviceaccount.com\". roles/pubsub.publisher on that topic only."
   type        = list(string)

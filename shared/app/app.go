@@ -206,6 +206,7 @@ func (a *App) renewChannels(ctx context.Context, cfg config.RenewChannels, s set
 	a.Access.Lifecycle.Stopper = a.Channels
 	a.Access.Lifecycle.NotFound = notFound(cfg.NotFound)
 	a.enroller(cfg.CalendarEndpoint, cfg.RenewBefore, cfg.Concurrency, s)
+	a.Enroller.MaxUnenrollShare = cfg.DirectoryMaxUnenrollShare
 	a.Renewer = &renewer.Renewer{ProjectID: cfg.ProjectID, Store: a.Store, Access: a.Access, Channels: a.Channels,
 		Publisher: a.Notifications, RenewBefore: cfg.RenewBefore, ReconcileAfter: cfg.ReconcileAfter,
 		Concurrency: cfg.Concurrency, Logger: s.logger, PollInterval: cfg.PollInterval, NotFoundReprobe: cfg.NotFoundReprobe,

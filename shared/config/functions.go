@@ -285,6 +285,12 @@ type RenewChannels struct {
 	// diffed again (users added, suspended or deleted; rooms) when its last
 	// diff is older than this.
 	DirectorySyncInterval time.Duration `env:"DIRECTORY_SYNC_INTERVAL, default=24h"`
+	// DirectoryMaxUnenrollShare: a directory diff that would unenroll more
+	// than this share of a domain's enrolled identities (at least one is
+	// always allowed) unenrolls none: a listing that succeeds but covers one
+	// organisational unit must not unenroll everyone else. An operator
+	// applies a real shrink with `calsync enroll --domain ... --allow-shrink`.
+	DirectoryMaxUnenrollShare float64 `env:"DIRECTORY_MAX_UNENROLL_SHARE, default=0.1"`
 }
 
 // Validate reports every problem with the RenewChannels config.
@@ -308,6 +314,9 @@ func (c RenewChannels) Validate() error {
 	}
 	if c.Concurrency < 1 || c.Concurrency > 64 {
 		errs = append(errs, fmt.Errorf("RENEW_CONCURRENCY must be 1-64, got %d", c.Concurrency))
+	}
+	if !(c.DirectoryMaxUnenrollShare > 0 && c.DirectoryMaxUnenrollShare <= 1) {
+		errs = append(errs, fmt.Errorf("DIRECTORY_MAX_UNENROLL_SHARE must be above 0 and at most 1, got %v", c.DirectoryMaxUnenrollShare))
 	}
 	return errors.Join(errs...)
 }

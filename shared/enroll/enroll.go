@@ -60,8 +60,13 @@ type Enroller struct {
 	// Concurrency bounds the identities a directory diff enrolls at once
 	// (default 8).
 	Concurrency int
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// MaxUnenrollShare bounds the share of a domain's enrolled identities
+	// one directory diff may unenroll (default DefaultMaxUnenrollShare): a
+	// listing that succeeds but covers less (an admin's rights narrowed to
+	// one organisational unit) must not unenroll everyone else.
+	MaxUnenrollShare float64
+	Logger           *slog.Logger
+	Now              func() time.Time
 }
 
 func (e *Enroller) now() time.Time {
