@@ -243,6 +243,7 @@ locals {
         # in one project never compute the same id.
         DEPLOYMENT        = var.name_prefix
         POLL_INTERVAL     = var.poll_interval
+        POLL_MIN_INTERVAL = var.poll_min_interval
         NOT_FOUND_REPROBE = var.not_found_reprobe
         # Each enrolled Workspace domain's directory is diffed this often.
         DIRECTORY_SYNC_INTERVAL = var.directory_sync_interval

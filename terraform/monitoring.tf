@@ -185,6 +185,14 @@ locals {
       labels      = {}
       buckets     = { count = 24, growth = 2, scale = 1 }
     }
+    polls_deferred = {
+      description = "Poll-only calendars (holiday, birthday) a poll run held back because their last sync is within POLL_MIN_INTERVAL: the cost guard at work, per run."
+      filter      = "${local.log_resource.renew} AND jsonPayload.event=\"poll_run\""
+      value       = "EXTRACT(jsonPayload.pollsDeferred)"
+      unit        = "1"
+      labels      = {}
+      buckets     = { count = 24, growth = 2, scale = 1 }
+    }
     notification_latency = {
       description = "Webhook time to verify and publish one notification, in µs."
       filter      = "${local.log_resource.webhook} AND jsonPayload.event=\"notification\""

@@ -394,6 +394,17 @@ variable "poll_interval" {
   }
 }
 
+variable "poll_min_interval" {
+  description = "POLL_MIN_INTERVAL: a cost guard: one poll-only calendar (holiday, birthday) is synced at most once per this long, however often the poll runs (poll_interval) come; the poll_run line counts those held back (metric polls_deferred). Go duration."
+  type        = string
+  default     = "1h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.poll_min_interval))
+    error_message = "poll_min_interval must be a Go duration such as 1h."
+  }
+}
+
 variable "not_found_reprobe" {
   description = "NOT_FOUND_REPROBE: a not_found calendar is tried again this long after its last try, and active again when it answers (Go duration)."
   type        = string

@@ -278,6 +278,10 @@ type RenewChannels struct {
 	// this, by the poll runs (RenewChannels with ?mode=poll, a Scheduler job
 	// on the same interval).
 	PollInterval time.Duration `env:"POLL_INTERVAL, default=5m"`
+	// PollMinInterval: one poll-only calendar is synced at most once per
+	// this long, whatever POLL_INTERVAL (the poll runs' cadence) says: a
+	// cost guard, polling has no news to wait for.
+	PollMinInterval time.Duration `env:"POLL_MIN_INTERVAL, default=1h"`
 	// NotFoundReprobe: a not_found calendar is tried again this long after
 	// its last try, and active again if it is back.
 	NotFoundReprobe time.Duration `env:"NOT_FOUND_REPROBE, default=24h"`
@@ -304,6 +308,7 @@ func (c RenewChannels) Validate() error {
 		positive("RENEW_BEFORE", c.RenewBefore),
 		positive("RECONCILE_AFTER", c.ReconcileAfter),
 		positive("POLL_INTERVAL", c.PollInterval),
+		positive("POLL_MIN_INTERVAL", c.PollMinInterval),
 		positive("NOT_FOUND_REPROBE", c.NotFoundReprobe),
 		positive("DIRECTORY_SYNC_INTERVAL", c.DirectorySyncInterval),
 		c.NotFound.validate(),

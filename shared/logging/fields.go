@@ -43,10 +43,11 @@ const (
 	KeyNotFoundCount     = "notFoundCount" // 404s in a calendar's current streak
 	KeyAttempt           = "attempt"       // how often a rate-limited sync was deferred
 	KeyPollMode          = "pollMode"
-	KeyPollOnly          = "pollOnly"    // renew_run: calendars polled, not pushed
-	KeyPolls             = "polls"       // renew_run: poll syncs asked for
-	KeyProbed            = "probed"      // renew_run: not_found calendars tried again
-	KeyReactivated       = "reactivated" // renew_run: ... found again
+	KeyPollOnly          = "pollOnly"      // renew_run: calendars polled, not pushed
+	KeyPolls             = "polls"         // renew_run: poll syncs asked for
+	KeyPollsDeferred     = "pollsDeferred" // poll_run: poll-only calendars held back by POLL_MIN_INTERVAL
+	KeyProbed            = "probed"        // renew_run: not_found calendars tried again
+	KeyReactivated       = "reactivated"   // renew_run: ... found again
 
 	KeyRenewed    = "renewed"
 	KeyRekeyed    = "rekeyed"  // renewed because another key than the signing one signed their token
