@@ -101,6 +101,8 @@ locals {
     CALENDAR_PROCESSES = tostring(var.sync_worker_max_instances + 2)
     NOT_FOUND_ATTEMPTS = tostring(var.not_found_attempts)
     NOT_FOUND_AFTER    = var.not_found_after
+    # A cost guard: calendars one identity's list may enroll.
+    MAX_CALENDARS_PER_IDENTITY = tostring(var.max_calendars_per_identity)
     # CALENDAR_ENDPOINT stays unset in production (Google's endpoint); it
     # points at the local emulator in development. OAUTH_TOKEN_URL and
     # OAUTH_AUTH_URL keep their defaults (Google's).

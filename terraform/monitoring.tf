@@ -39,6 +39,11 @@ locals {
       filter      = "${local.log_resource.renew} AND jsonPayload.event=\"directory_shrink_refused\""
       labels      = { domain = "EXTRACT(jsonPayload.domain)" }
     }
+    calendar_cap_reached = {
+      description = "Listings of an identity's calendar list that kept more calendars than MAX_CALENDARS_PER_IDENTITY: the rest were not enrolled (the line names the identity), by service."
+      filter      = "(${local.log_resource.sync} OR ${local.log_resource.renew}) AND jsonPayload.event=\"calendar_cap_reached\""
+      labels      = { service = "EXTRACT(resource.labels.service_name)" }
+    }
     syncs_deferred = {
       description = "Syncs deferred because Google said slow down (403 rateLimitExceeded / userRateLimitExceeded, 429) or the shared call budget was spent: the message was acknowledged and a delayed request will sync. A steady rate means the quotas are too small for the load."
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"sync_deferred\""

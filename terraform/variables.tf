@@ -304,6 +304,17 @@ variable "calendar_daily_limit" {
   }
 }
 
+variable "max_calendars_per_identity" {
+  description = "MAX_CALENDARS_PER_IDENTITY: a cost guard: the most calendars one identity's calendar list enrolls (an OAuth end user controls that list; each calendar costs a channel and syncs). Past it the calendars already followed are kept and no more enrolled; WARNING calendar_cap_reached (identityKey, cap, listed, leftOut), metric calendar_cap_reached."
+  type        = number
+  default     = 500
+
+  validation {
+    condition     = var.max_calendars_per_identity >= 1 && var.max_calendars_per_identity <= 10000 && floor(var.max_calendars_per_identity) == var.max_calendars_per_identity
+    error_message = "max_calendars_per_identity must be a whole number from 1 to 10000."
+  }
+}
+
 variable "not_found_attempts" {
   description = "NOT_FOUND_ATTEMPTS: 404s in a row (events.list or events.watch) before a calendar is not_found; with not_found_after. Google answers some 404s for a while after a calendar is shared."
   type        = number

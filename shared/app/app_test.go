@@ -108,6 +108,10 @@ func TestBuildRenewChannels(t *testing.T) {
 		a.Access.Lifecycle.NotFound != store.DefaultNotFoundPolicy || r.DirectorySyncInterval != 24*time.Hour {
 		t.Errorf("renewer %+v", r)
 	}
+	// The cost guards reach the engines.
+	if r.PollMinInterval != time.Hour || a.Enroller.MaxUnenrollShare != 0.1 || a.Enroller.MaxCalendarsPerIdentity != 500 {
+		t.Errorf("guards: poll %s, share %v, cap %d", r.PollMinInterval, a.Enroller.MaxUnenrollShare, a.Enroller.MaxCalendarsPerIdentity)
+	}
 	if a.Syncer != nil || a.Changes != nil {
 		t.Error("RenewChannels got the SyncWorker's parts")
 	}

@@ -59,6 +59,10 @@ type Calendar struct {
 	// IAMEndpoint overrides where signJwt goes (IAM Credentials; Google's
 	// when empty, or CALENDAR_ENDPOINT's when that is set: the emulator).
 	IAMEndpoint string `env:"IAM_CREDENTIALS_ENDPOINT"`
+	// MaxCalendarsPerIdentity caps the calendars one identity's list may
+	// enroll (a cost guard: an OAuth end user controls that list); past it
+	// the rest of the list is left out, logged as calendar_cap_reached.
+	MaxCalendarsPerIdentity int `env:"MAX_CALENDARS_PER_IDENTITY, default=500"`
 }
 
 // Validate reports every problem of a function's Calendar settings: those
@@ -110,6 +114,9 @@ func (c Calendar) ValidateEnrollment() error {
 	}
 	if sa := c.DelegationServiceAccount; sa != "" && (!strings.Contains(sa, "@") || strings.ContainsAny(sa, " /")) {
 		errs = append(errs, fmt.Errorf("DELEGATION_SERVICE_ACCOUNT %q is not a service account email", sa))
+	}
+	if c.MaxCalendarsPerIdentity < 1 || c.MaxCalendarsPerIdentity > 10000 {
+		errs = append(errs, fmt.Errorf("MAX_CALENDARS_PER_IDENTITY must be 1-10000, got %d", c.MaxCalendarsPerIdentity))
 	}
 	if c.CalendarProjectRateLimit <= 0 {
 		errs = append(errs, fmt.Errorf("CALENDAR_PROJECT_RATE_LIMIT must be a positive number of requests a minute, got %d", c.CalendarProjectRateLimit))

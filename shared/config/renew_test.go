@@ -33,7 +33,8 @@ func TestRenewChannelsDefaults(t *testing.T) {
 	if cfg.ChannelTTL != 168*time.Hour || cfg.RenewBefore != 26*time.Hour || cfg.ReconcileAfter != 6*time.Hour ||
 		cfg.Concurrency != 8 || cfg.CalendarRateLimit != 500 || cfg.NotificationsTopic != "calsync-notifications" ||
 		cfg.FirestoreDatabase != "(default)" || cfg.DelegationServiceAccount != "" || cfg.CalendarEndpoint != "" ||
-		cfg.DirectoryMaxUnenrollShare != 0.1 || cfg.PollMinInterval != time.Hour {
+		cfg.DirectoryMaxUnenrollShare != 0.1 || cfg.PollMinInterval != time.Hour ||
+		cfg.MaxCalendarsPerIdentity != 500 {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 	cfg, err = Load[RenewChannels](context.Background(), renewEnv(map[string]string{
@@ -61,13 +62,14 @@ func TestRenewChannelsReportsEveryProblem(t *testing.T) {
 		"NOTIFICATIONS_TOPIC":          "a/b",
 		"DIRECTORY_MAX_UNENROLL_SHARE": "1.5",
 		"POLL_MIN_INTERVAL":            "0s",
+		"MAX_CALENDARS_PER_IDENTITY":   "0",
 	}))
 	if err == nil {
 		t.Fatal("want error")
 	}
 	for _, want := range []string{"WEBHOOK_URL", "RENEW_BEFORE", "RECONCILE_AFTER", "RENEW_CONCURRENCY", "CALENDAR_USER_RATE_LIMIT",
 		"CREDENTIAL_KEYS", "DELEGATION_SERVICE_ACCOUNT", "OAUTH_CLIENT_SECRET", "CALENDAR_ENDPOINT", "NOTIFICATIONS_TOPIC",
-		"DIRECTORY_MAX_UNENROLL_SHARE", "POLL_MIN_INTERVAL"} {
+		"DIRECTORY_MAX_UNENROLL_SHARE", "POLL_MIN_INTERVAL", "MAX_CALENDARS_PER_IDENTITY"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}

@@ -128,6 +128,7 @@ const (
 	EventIdentityUnenrolled     = "identity_unenrolled"
 	EventDirectorySync          = "directory_sync"           // a Workspace domain's directory diff (users, rooms)
 	EventEnrollFailure          = "enroll_failure"           // one enrollment step failed (ERROR)
+	EventCalendarCapReached     = "calendar_cap_reached"     // an identity's list keeps more calendars than MAX_CALENDARS_PER_IDENTITY: the rest not enrolled (WARNING)
 	EventDirectoryShrinkRefused = "directory_shrink_refused" // a directory diff would unenroll more than DIRECTORY_MAX_UNENROLL_SHARE of a domain's identities: none unenrolled (ERROR, alerted)
 	EventNotFound               = "calendar_not_found"       // shared/lifecycle: a persistent 404 streak set a calendar not_found (ERROR)
 	EventUnwatched              = "unwatched"                // shared/lifecycle: a calendar nobody follows any more
