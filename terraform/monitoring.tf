@@ -44,6 +44,11 @@ locals {
       filter      = "(${local.log_resource.sync} OR ${local.log_resource.renew}) AND jsonPayload.event=\"calendar_cap_reached\""
       labels      = { service = "EXTRACT(resource.labels.service_name)" }
     }
+    full_resync_cooldown = {
+      description = "Full resyncs held back by FULL_RESYNC_COOLDOWN, by outcome: coalesced (a full_resync request within the cooldown synced incrementally) or deferred (a 410 again within it: resynced when it ends). A steady deferred rate is a calendar whose tokens keep dying."
+      filter      = "${local.log_resource.sync} AND jsonPayload.event=\"full_resync_cooldown\""
+      labels      = { outcome = "EXTRACT(jsonPayload.outcome)" }
+    }
     syncs_deferred = {
       description = "Syncs deferred because Google said slow down (403 rateLimitExceeded / userRateLimitExceeded, 429) or the shared call budget was spent: the message was acknowledged and a delayed request will sync. A steady rate means the quotas are too small for the load."
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"sync_deferred\""

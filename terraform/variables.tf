@@ -249,6 +249,17 @@ variable "retry_budget" {
   }
 }
 
+variable "full_resync_cooldown" {
+  description = "FULL_RESYNC_COOLDOWN: a cost guard: a full resync asked for within this long of a calendar's last full sync is coalesced into an incremental sync (a full_resync request) or deferred until the cooldown ends (a 410 again: the resync still comes). WARNING full_resync_cooldown, metric full_resync_cooldown by outcome. \"0s\" turns it off; at most 24h (Go duration)."
+  type        = string
+  default     = "10m"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.full_resync_cooldown))
+    error_message = "full_resync_cooldown must be a Go duration such as 10m."
+  }
+}
+
 variable "follow_up_delay" {
   description = "FOLLOW_UP_DELAY: a push whose incremental sync listed nothing gets one more sync this much later (Google does not promise a change is listed when its push arrives). \"0s\" turns it off; at most 2m (Go duration)."
   type        = string

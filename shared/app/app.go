@@ -191,6 +191,8 @@ func (a *App) syncWorker(ctx context.Context, cfg config.SyncWorker, s settings)
 		QuietPeriod:   cfg.QuietPeriod,
 		RetryBudget:   cfg.RetryBudget,
 		FollowUpDelay: followUp,
+		// A cost guard: full resyncs of one calendar at most once a cooldown.
+		FullResyncCooldown: cfg.FullResyncCooldown,
 	})
 	return nil
 }

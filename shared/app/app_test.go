@@ -65,7 +65,7 @@ func TestBuildSyncWorker(t *testing.T) {
 		t.Errorf("FOLLOW_UP_DELAY=0 gave FollowUpDelay %s, want off (negative)", o.FollowUpDelay)
 	}
 	if o.Lifecycle.NotFound != (store.NotFoundPolicy{Attempts: 5, After: 2 * time.Hour}) || o.RerunInterval != 2*time.Second ||
-		o.LeaseDuration != 60*time.Second || o.MaxSession != 5*time.Minute {
+		o.LeaseDuration != 60*time.Second || o.MaxSession != 5*time.Minute || o.FullResyncCooldown != 10*time.Minute {
 		t.Errorf("syncer options %+v", o.Settings())
 	}
 	if o.Publisher != a.Changes || o.Requests != a.Notifications || o.Lifecycle != a.Access.Lifecycle || o.Services != a.Access.Calendars {

@@ -186,6 +186,10 @@ type SyncWorker struct {
 	// when its push arrives); 0 turns it off. At most 2 minutes: the
 	// SyncWorker waits that long for the request, in its invocation.
 	FollowUpDelay time.Duration `env:"FOLLOW_UP_DELAY, default=15s"`
+	// FullResyncCooldown: a full resync asked for within this long of a
+	// calendar's last full sync is coalesced (a request) or deferred (a
+	// 410) until it ends; a cost guard against a 410 loop. 0 turns it off.
+	FullResyncCooldown time.Duration `env:"FULL_RESYNC_COOLDOWN, default=10m"`
 	// Enrollment (shared/enroll): the SyncWorker applies calendarList pushes
 	// and control messages. With CHANNEL_TOKEN_KEYS and WEBHOOK_URL both set
 	// it watches the calendars it enrolls itself, within seconds; otherwise
@@ -227,6 +231,9 @@ func (c SyncWorker) Validate() error {
 		positive("CHANNEL_TTL", c.ChannelTTL),
 		positive("RENEW_BEFORE", c.RenewBefore),
 		validDeployment(c.Deployment),
+	}
+	if c.FullResyncCooldown < 0 || c.FullResyncCooldown > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("FULL_RESYNC_COOLDOWN must be 0 (off) to 24h, got %s", c.FullResyncCooldown))
 	}
 	if c.FollowUpDelay < 0 || c.FollowUpDelay > 2*time.Minute {
 		errs = append(errs, fmt.Errorf("FOLLOW_UP_DELAY must be 0 (off) to 2m, got %s", c.FollowUpDelay))

@@ -43,11 +43,14 @@ const (
 	KeyNotFoundCount     = "notFoundCount" // 404s in a calendar's current streak
 	KeyAttempt           = "attempt"       // how often a rate-limited sync was deferred
 	KeyPollMode          = "pollMode"
-	KeyPollOnly          = "pollOnly"      // renew_run: calendars polled, not pushed
-	KeyPolls             = "polls"         // renew_run: poll syncs asked for
-	KeyPollsDeferred     = "pollsDeferred" // poll_run: poll-only calendars held back by POLL_MIN_INTERVAL
-	KeyProbed            = "probed"        // renew_run: not_found calendars tried again
-	KeyReactivated       = "reactivated"   // renew_run: ... found again
+	KeyPollOnly          = "pollOnly"       // renew_run: calendars polled, not pushed
+	KeyPolls             = "polls"          // renew_run: poll syncs asked for
+	KeyOutcome           = "outcome"        // full_resync_cooldown: coalesced (a request) or deferred (a 410)
+	KeyLastFullSyncAt    = "lastFullSyncAt" // full_resync_cooldown: the full sync the cooldown runs from
+	KeyCooldownMs        = "cooldownMs"     // full_resync_cooldown: FULL_RESYNC_COOLDOWN
+	KeyPollsDeferred     = "pollsDeferred"  // poll_run: poll-only calendars held back by POLL_MIN_INTERVAL
+	KeyProbed            = "probed"         // renew_run: not_found calendars tried again
+	KeyReactivated       = "reactivated"    // renew_run: ... found again
 
 	KeyRenewed    = "renewed"
 	KeyRekeyed    = "rekeyed"  // renewed because another key than the signing one signed their token
@@ -101,15 +104,16 @@ const (
 	// replay window; SyncWorker: the calendar's recorded message numbers);
 	// acknowledged, no sync.
 	EventNotificationDuplicate  = "notification_duplicate"
-	EventTokenKeyUnknown        = "token_key_unknown" // Webhook: a key id of the deployment's key history it lacks, answered 503 within UNKNOWN_KEY_RETRY_WINDOW (ERROR, alerted; other ids: notification_rejected, keyId "unknown")
-	EventSync                   = "sync"              // SyncWorker: one sync done
-	EventSyncError              = "sync_error"        // SyncWorker: a sync failed
-	EventFullResync             = "full_resync"       // SyncWorker: 410, token dead
-	EventLeaseLost              = "lease_lost"        // SyncWorker: a sync stopped because its lease was taken or could not be renewed (WARNING)
-	EventUnstorable             = "event_unstorable"  // SyncWorker: an event stored only in part (ERROR)
-	EventAuthRevoked            = "auth_revoked"      // any: invalid_grant
-	EventRenewRun               = "renew_run"         // RenewChannels: run summary
-	EventRenewFailure           = "renew_failure"     // RenewChannels: one item failed
+	EventTokenKeyUnknown        = "token_key_unknown"    // Webhook: a key id of the deployment's key history it lacks, answered 503 within UNKNOWN_KEY_RETRY_WINDOW (ERROR, alerted; other ids: notification_rejected, keyId "unknown")
+	EventSync                   = "sync"                 // SyncWorker: one sync done
+	EventSyncError              = "sync_error"           // SyncWorker: a sync failed
+	EventFullResync             = "full_resync"          // SyncWorker: 410, token dead
+	EventFullResyncCooldown     = "full_resync_cooldown" // SyncWorker: a full resync asked within FULL_RESYNC_COOLDOWN of the last full sync: coalesced into an incremental sync (a request) or deferred (a 410) (WARNING)
+	EventLeaseLost              = "lease_lost"           // SyncWorker: a sync stopped because its lease was taken or could not be renewed (WARNING)
+	EventUnstorable             = "event_unstorable"     // SyncWorker: an event stored only in part (ERROR)
+	EventAuthRevoked            = "auth_revoked"         // any: invalid_grant
+	EventRenewRun               = "renew_run"            // RenewChannels: run summary
+	EventRenewFailure           = "renew_failure"        // RenewChannels: one item failed
 	EventChannelRenewed         = "channel_renewed"
 	EventChannelCreated         = "channel_created" // RenewChannels/CLI: a calendar got a new channel
 	EventChannelStopped         = "channel_stopped" // RenewChannels/CLI: a channel was stopped
