@@ -251,7 +251,8 @@ func (s *Syncer) deferSync(ctx context.Context, log *slog.Logger, key string, ca
 }
 
 // resyncCooldownError: a 410 within the full-resync cooldown; the resync
-// is due at until.
+// is due at until. Deliberately no Unwrap: Classify must not see the 410
+// (on a full listing a 410 means the calendar is gone).
 type resyncCooldownError struct {
 	until time.Time
 	cause error
