@@ -102,6 +102,8 @@ locals {
     CALENDAR_PROCESSES = tostring(var.sync_worker_max_instances + 2)
     NOT_FOUND_ATTEMPTS = tostring(var.not_found_attempts)
     NOT_FOUND_AFTER    = var.not_found_after
+    # A cost guard: calendars one identity's list may enroll.
+    MAX_CALENDARS_PER_IDENTITY = tostring(var.max_calendars_per_identity)
     # CALENDAR_ENDPOINT stays unset in production (Google's endpoint); it
     # points at the local emulator in development. OAUTH_TOKEN_URL and
     # OAUTH_AUTH_URL keep their defaults (Google's).
@@ -201,6 +203,8 @@ locals {
         # rate-limited one for its deferral, an empty push sync for its follow-up.
         NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
         FOLLOW_UP_DELAY     = var.follow_up_delay
+        # A cost guard: one full resync per calendar per cooldown.
+        FULL_RESYNC_COOLDOWN = var.full_resync_cooldown
         # Enrollment: calendarList pushes and control messages (pubsub.tf)
         # enroll calendars, which the SyncWorker watches at once (hence the
         # channel-token keys, secrets.tf, and WEBHOOK_URL, set below).
@@ -244,9 +248,12 @@ locals {
         # in one project never compute the same id.
         DEPLOYMENT        = var.name_prefix
         POLL_INTERVAL     = var.poll_interval
+        POLL_MIN_INTERVAL = var.poll_min_interval
         NOT_FOUND_REPROBE = var.not_found_reprobe
         # Each enrolled Workspace domain's directory is diffed this often.
         DIRECTORY_SYNC_INTERVAL = var.directory_sync_interval
+        # A diff never unenrolls more than this share of a domain's identities.
+        DIRECTORY_MAX_UNENROLL_SHARE = tostring(var.directory_max_unenroll_share)
         },
         # The public key enrollers seal to: RenewChannels refuses to start if it
         # is not the public half of one of its private keys.

@@ -34,6 +34,21 @@ locals {
       filter      = "${local.log_resource.webhook} AND jsonPayload.event=\"token_key_unknown\""
       labels      = { key_id = "EXTRACT(jsonPayload.keyId)" }
     }
+    directory_shrink_refused = {
+      description = "Directory diffs that would have unenrolled more than DIRECTORY_MAX_UNENROLL_SHARE of a domain's identities and unenrolled none of them, by domain."
+      filter      = "${local.log_resource.renew} AND jsonPayload.event=\"directory_shrink_refused\""
+      labels      = { domain = "EXTRACT(jsonPayload.domain)" }
+    }
+    calendar_cap_reached = {
+      description = "Listings of an identity's calendar list that kept more calendars than MAX_CALENDARS_PER_IDENTITY: the rest were not enrolled (the line names the identity), by service."
+      filter      = "(${local.log_resource.sync} OR ${local.log_resource.renew}) AND jsonPayload.event=\"calendar_cap_reached\""
+      labels      = { service = "EXTRACT(resource.labels.service_name)" }
+    }
+    full_resync_cooldown = {
+      description = "Full resyncs held back by FULL_RESYNC_COOLDOWN, by outcome: coalesced (a full_resync request within the cooldown synced incrementally) or deferred (a 410 again within it: resynced when it ends). A steady deferred rate is a calendar whose tokens keep dying."
+      filter      = "${local.log_resource.sync} AND jsonPayload.event=\"full_resync_cooldown\""
+      labels      = { outcome = "EXTRACT(jsonPayload.outcome)" }
+    }
     syncs_deferred = {
       description = "Syncs deferred because Google said slow down (403 rateLimitExceeded / userRateLimitExceeded, 429) or the shared call budget was spent: the message was acknowledged and a delayed request will sync. A steady rate means the quotas are too small for the load."
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"sync_deferred\""
@@ -176,6 +191,14 @@ locals {
       description = "Events deleted from the mirror by one sync, each one a change message."
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"sync\""
       value       = "EXTRACT(jsonPayload.deleted)"
+      unit        = "1"
+      labels      = {}
+      buckets     = { count = 24, growth = 2, scale = 1 }
+    }
+    polls_deferred = {
+      description = "Poll-only calendars (holiday, birthday) a poll run held back because their last sync is within POLL_MIN_INTERVAL: the cost guard at work, per run."
+      filter      = "${local.log_resource.renew} AND jsonPayload.event=\"poll_run\""
+      value       = "EXTRACT(jsonPayload.pollsDeferred)"
       unit        = "1"
       labels      = {}
       buckets     = { count = 24, growth = 2, scale = 1 }
@@ -368,6 +391,13 @@ locals {
       metric       = "token_key_unknown"
       period       = "300s"
       content      = "The Webhook received pushes whose channel token names a key id of this deployment's key history (channel_token_key_history, label key_id) that it does not have, and answers them 503, so Google retries, for ${var.unknown_key_retry_window} after it first saw that id; after that they are refused (403) and lost until the next reconcile. A rotation step went out of order: put the key back into the channel-token-keys secret and roll it out (README: Rotating keys); `go run ./scripts/calsync keys` shows which key ids live channels use. If no live channel uses that id, someone is forging tokens with a known id: they are refused either way. Key ids outside the history never raise this alert (403, notifications_rejected, key id \"unknown\")."
+    }
+    directory_shrink_refused = {
+      display_name = "calsync: a directory diff refused to unenroll a domain's users"
+      condition    = "directory_shrink_refused logged by RenewChannels"
+      metric       = "directory_shrink_refused"
+      period       = "3600s"
+      content      = "A domain's directory listing succeeded but left out more than ${var.directory_max_unenroll_share * 100}% of the users calsync follows there, so RenewChannels unenrolled none of them (it still enrolls new users, and retries every ${var.directory_sync_interval}). Usually the impersonated admin's rights were narrowed (an admin role limited to one organisational unit): restore them. Read the directory_shrink_refused line of ${local.fn.renew} (domain, wouldUnenroll, identities, allowed, users). If the directory really shrank, apply it once: `go run ./scripts/calsync enroll --domain DOMAIN --admin ADMIN --allow-shrink`."
     }
     channels_expiring = {
       display_name = "calsync: push channels within 6 hours of expiry"

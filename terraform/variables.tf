@@ -249,6 +249,17 @@ variable "retry_budget" {
   }
 }
 
+variable "full_resync_cooldown" {
+  description = "FULL_RESYNC_COOLDOWN: a cost guard: a full resync asked for within this long of a calendar's last full sync is coalesced into an incremental sync (a full_resync request) or deferred until the cooldown ends (a 410 again: the resync still comes). WARNING full_resync_cooldown, metric full_resync_cooldown by outcome. \"0s\" turns it off; at most 24h (Go duration)."
+  type        = string
+  default     = "10m"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.full_resync_cooldown))
+    error_message = "full_resync_cooldown must be a Go duration such as 10m."
+  }
+}
+
 variable "follow_up_delay" {
   description = "FOLLOW_UP_DELAY: a push whose incremental sync listed nothing gets one more sync this much later (Google does not promise a change is listed when its push arrives). \"0s\" turns it off; at most 2m (Go duration)."
   type        = string
@@ -301,6 +312,17 @@ variable "calendar_daily_limit" {
   validation {
     condition     = var.calendar_daily_limit >= 0 && floor(var.calendar_daily_limit) == var.calendar_daily_limit
     error_message = "calendar_daily_limit must be 0 (none) or a positive whole number."
+  }
+}
+
+variable "max_calendars_per_identity" {
+  description = "MAX_CALENDARS_PER_IDENTITY: a cost guard: the most calendars one identity's calendar list enrolls (an OAuth end user controls that list; each calendar costs a channel and syncs). Past it the calendars already followed are kept and no more enrolled; WARNING calendar_cap_reached (identityKey, cap, listed, leftOut), metric calendar_cap_reached."
+  type        = number
+  default     = 500
+
+  validation {
+    condition     = var.max_calendars_per_identity >= 1 && var.max_calendars_per_identity <= 10000 && floor(var.max_calendars_per_identity) == var.max_calendars_per_identity
+    error_message = "max_calendars_per_identity must be a whole number from 1 to 10000."
   }
 }
 
@@ -394,6 +416,17 @@ variable "poll_interval" {
   }
 }
 
+variable "poll_min_interval" {
+  description = "POLL_MIN_INTERVAL: a cost guard: one poll-only calendar (holiday, birthday) is synced at most once per this long, however often the poll runs (poll_interval) come; the poll_run line counts those held back (metric polls_deferred). Go duration."
+  type        = string
+  default     = "1h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.poll_min_interval))
+    error_message = "poll_min_interval must be a Go duration such as 1h."
+  }
+}
+
 variable "not_found_reprobe" {
   description = "NOT_FOUND_REPROBE: a not_found calendar is tried again this long after its last try, and active again when it answers (Go duration)."
   type        = string
@@ -457,6 +490,17 @@ variable "directory_sync_interval" {
   validation {
     condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.directory_sync_interval))
     error_message = "directory_sync_interval must be a Go duration such as 24h."
+  }
+}
+
+variable "directory_max_unenroll_share" {
+  description = "DIRECTORY_MAX_UNENROLL_SHARE: a directory diff that would unenroll more than this share of a domain's enrolled identities (at least one is always allowed) unenrolls none and logs ERROR directory_shrink_refused (alerted): a listing that succeeds but covers only one organisational unit, after an admin's rights narrowed, must not unenroll everyone else. A real shrink is applied by an operator: `go run ./scripts/calsync enroll --domain D --admin A --allow-shrink`."
+  type        = number
+  default     = 0.1
+
+  validation {
+    condition     = var.directory_max_unenroll_share > 0 && var.directory_max_unenroll_share <= 1
+    error_message = "directory_max_unenroll_share must be above 0 and at most 1 (0.1 is 10%)."
   }
 }
 

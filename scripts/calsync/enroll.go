@@ -82,6 +82,7 @@ func cmdEnroll(ctx context.Context, c *cli, args []string) error {
 	fs.Var(&exclude, "exclude", "never enroll calendar ids matching this shell pattern (repeatable), e.g. '*#holiday@group.v.calendar.google.com'")
 	deleteOnRemove := fs.Bool("delete-mirror-on-remove", false, "when a calendar leaves a list, delete its mirror too (default: keep it, unwatched)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	allowShrink := fs.Bool("allow-shrink", false, "with --domain: apply a directory that would unenroll more than 10% of the domain's identities (otherwise refused as a likely partial listing)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -93,8 +94,8 @@ func cmdEnroll(ctx context.Context, c *cli, args []string) error {
 	if err := (messages.Filters{MinAccessRole: *minRole, Include: include, Exclude: exclude}).Validate(); err != nil {
 		return usagef("%v", err)
 	}
-	if kind != "domain" && (*admin != "" || *rooms) {
-		return usagef("--admin and --rooms go with --domain")
+	if kind != "domain" && (*admin != "" || *rooms || *allowShrink) {
+		return usagef("--admin, --rooms and --allow-shrink go with --domain")
 	}
 	e, withChannels, err := c.enroller(ctx)
 	if err != nil {
@@ -108,7 +109,7 @@ func cmdEnroll(ctx context.Context, c *cli, args []string) error {
 			return usagef("--domain needs --admin (a domain admin to impersonate)")
 		}
 		p := newProgressOf(c, "enroll "+value, "users")
-		sp := enroll.DomainSpec{Domain: value, Admin: *admin, Rooms: *rooms, Filters: filters, DeleteMirrorOnRemove: *deleteOnRemove}
+		sp := enroll.DomainSpec{Domain: value, Admin: *admin, Rooms: *rooms, Filters: filters, DeleteMirrorOnRemove: *deleteOnRemove, AllowShrink: *allowShrink}
 		res, err := e.EnrollDomain(ctx, sp, func(pr enroll.Progress) { p.set2(pr.Done, pr.Total) })
 		p.done()
 		if err != nil {
@@ -121,6 +122,9 @@ func cmdEnroll(ctx context.Context, c *cli, args []string) error {
 			res.Domain, res.Users, res.Active, res.Enrolled, res.Kept, res.Unenrolled, res.Rooms, res.RoomsEnrolled, res.RoomsUnenrolled,
 			res.Calendars, res.Failed, (time.Duration(res.DurationMs) * time.Millisecond).String())
 		fmt.Fprintln(c.stdout, "RenewChannels diffs the directory again every DIRECTORY_SYNC_INTERVAL (24h): new users enrolled, suspended or deleted ones unenrolled")
+		if res.ShrinkRefused > 0 {
+			return fmt.Errorf("%d identities not unenrolled: more than 10%% of the domain's; if the directory really shrank (not an admin's narrowed rights), run again with --allow-shrink", res.ShrinkRefused)
+		}
 		if res.Failed > 0 {
 			return fmt.Errorf("%d failure(s); run with -v for details", res.Failed)
 		}

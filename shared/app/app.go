@@ -173,7 +173,7 @@ func (a *App) syncWorker(ctx context.Context, cfg config.SyncWorker, s settings)
 		}
 	}
 	a.Access.Lifecycle.NotFound = notFound(cfg.NotFound)
-	a.enroller(cfg.CalendarEndpoint, cfg.RenewBefore, 0, s)
+	a.enroller(cfg.Calendar, cfg.RenewBefore, 0, s)
 	followUp := cfg.FollowUpDelay
 	if followUp == 0 {
 		followUp = -1 // FOLLOW_UP_DELAY=0: off (the syncer's 0 is its default)
@@ -191,6 +191,8 @@ func (a *App) syncWorker(ctx context.Context, cfg config.SyncWorker, s settings)
 		QuietPeriod:   cfg.QuietPeriod,
 		RetryBudget:   cfg.RetryBudget,
 		FollowUpDelay: followUp,
+		// A cost guard: full resyncs of one calendar at most once a cooldown.
+		FullResyncCooldown: cfg.FullResyncCooldown,
 	})
 	return nil
 }
@@ -205,10 +207,11 @@ func (a *App) renewChannels(ctx context.Context, cfg config.RenewChannels, s set
 	// RenewChannels stops a dead grant's channels through the Calendar API.
 	a.Access.Lifecycle.Stopper = a.Channels
 	a.Access.Lifecycle.NotFound = notFound(cfg.NotFound)
-	a.enroller(cfg.CalendarEndpoint, cfg.RenewBefore, cfg.Concurrency, s)
+	a.enroller(cfg.Calendar, cfg.RenewBefore, cfg.Concurrency, s)
+	a.Enroller.MaxUnenrollShare = cfg.DirectoryMaxUnenrollShare
 	a.Renewer = &renewer.Renewer{ProjectID: cfg.ProjectID, Store: a.Store, Access: a.Access, Channels: a.Channels,
 		Publisher: a.Notifications, RenewBefore: cfg.RenewBefore, ReconcileAfter: cfg.ReconcileAfter,
-		Concurrency: cfg.Concurrency, Logger: s.logger, PollInterval: cfg.PollInterval, NotFoundReprobe: cfg.NotFoundReprobe,
+		Concurrency: cfg.Concurrency, Logger: s.logger, PollInterval: cfg.PollInterval, PollMinInterval: cfg.PollMinInterval, NotFoundReprobe: cfg.NotFoundReprobe,
 		Enroll: a.Enroller, DirectorySyncInterval: cfg.DirectorySyncInterval}
 	return nil
 }
@@ -217,7 +220,7 @@ func (a *App) enrollment(ctx context.Context, cfg config.Enrollment, s settings)
 	if _, err := a.clients(ctx, cfg.Common, cfg.Store, cfg.Calendar, cfg.NotificationsTopic, s); err != nil {
 		return err
 	}
-	a.enroller(cfg.CalendarEndpoint, cfg.RenewBefore, 0, s)
+	a.enroller(cfg.Calendar, cfg.RenewBefore, 0, s)
 	return nil
 }
 
@@ -281,10 +284,10 @@ func (a *App) channels(keys, webhookURL string, ttl time.Duration, project, depl
 }
 
 // enroller makes the enrollment engine on the clients made so far.
-func (a *App) enroller(endpoint string, renewBefore time.Duration, concurrency int, s settings) {
+func (a *App) enroller(cal config.Calendar, renewBefore time.Duration, concurrency int, s settings) {
 	a.Enroller = &enroll.Enroller{Store: a.Store, Calendars: a.Access.Calendars, Channels: a.Channels,
-		Requests: a.Notifications, Lifecycle: a.Access.Lifecycle,
-		Directory:   enroll.DirectoryClients{Tokens: a.Access.Calendars, Endpoint: endpoint},
+		Requests: a.Notifications, Lifecycle: a.Access.Lifecycle, MaxCalendarsPerIdentity: cal.MaxCalendarsPerIdentity,
+		Directory:   enroll.DirectoryClients{Tokens: a.Access.Calendars, Endpoint: cal.CalendarEndpoint},
 		RenewBefore: renewBefore, Concurrency: concurrency, Logger: s.logger}
 }
 

@@ -65,7 +65,7 @@ func TestBuildSyncWorker(t *testing.T) {
 		t.Errorf("FOLLOW_UP_DELAY=0 gave FollowUpDelay %s, want off (negative)", o.FollowUpDelay)
 	}
 	if o.Lifecycle.NotFound != (store.NotFoundPolicy{Attempts: 5, After: 2 * time.Hour}) || o.RerunInterval != 2*time.Second ||
-		o.LeaseDuration != 60*time.Second || o.MaxSession != 5*time.Minute {
+		o.LeaseDuration != 60*time.Second || o.MaxSession != 5*time.Minute || o.FullResyncCooldown != 10*time.Minute {
 		t.Errorf("syncer options %+v", o.Settings())
 	}
 	if o.Publisher != a.Changes || o.Requests != a.Notifications || o.Lifecycle != a.Access.Lifecycle || o.Services != a.Access.Calendars {
@@ -107,6 +107,10 @@ func TestBuildRenewChannels(t *testing.T) {
 	if r.Concurrency != 3 || a.Enroller.Concurrency != 3 || r.PollInterval != 7*time.Minute || r.RenewBefore != 26*time.Hour ||
 		a.Access.Lifecycle.NotFound != store.DefaultNotFoundPolicy || r.DirectorySyncInterval != 24*time.Hour {
 		t.Errorf("renewer %+v", r)
+	}
+	// The cost guards reach the engines.
+	if r.PollMinInterval != time.Hour || a.Enroller.MaxUnenrollShare != 0.1 || a.Enroller.MaxCalendarsPerIdentity != 500 {
+		t.Errorf("guards: poll %s, share %v, cap %d", r.PollMinInterval, a.Enroller.MaxUnenrollShare, a.Enroller.MaxCalendarsPerIdentity)
 	}
 	if a.Syncer != nil || a.Changes != nil {
 		t.Error("RenewChannels got the SyncWorker's parts")

@@ -59,6 +59,10 @@ type Calendar struct {
 	// IAMEndpoint overrides where signJwt goes (IAM Credentials; Google's
 	// when empty, or CALENDAR_ENDPOINT's when that is set: the emulator).
 	IAMEndpoint string `env:"IAM_CREDENTIALS_ENDPOINT"`
+	// MaxCalendarsPerIdentity caps the calendars one identity's list may
+	// enroll (a cost guard: an OAuth end user controls that list); past it
+	// the rest of the list is left out, logged as calendar_cap_reached.
+	MaxCalendarsPerIdentity int `env:"MAX_CALENDARS_PER_IDENTITY, default=500"`
 }
 
 // Validate reports every problem of a function's Calendar settings: those
@@ -110,6 +114,9 @@ func (c Calendar) ValidateEnrollment() error {
 	}
 	if sa := c.DelegationServiceAccount; sa != "" && (!strings.Contains(sa, "@") || strings.ContainsAny(sa, " /")) {
 		errs = append(errs, fmt.Errorf("DELEGATION_SERVICE_ACCOUNT %q is not a service account email", sa))
+	}
+	if c.MaxCalendarsPerIdentity < 1 || c.MaxCalendarsPerIdentity > 10000 {
+		errs = append(errs, fmt.Errorf("MAX_CALENDARS_PER_IDENTITY must be 1-10000, got %d", c.MaxCalendarsPerIdentity))
 	}
 	if c.CalendarProjectRateLimit <= 0 {
 		errs = append(errs, fmt.Errorf("CALENDAR_PROJECT_RATE_LIMIT must be a positive number of requests a minute, got %d", c.CalendarProjectRateLimit))
@@ -179,6 +186,10 @@ type SyncWorker struct {
 	// when its push arrives); 0 turns it off. At most 2 minutes: the
 	// SyncWorker waits that long for the request, in its invocation.
 	FollowUpDelay time.Duration `env:"FOLLOW_UP_DELAY, default=15s"`
+	// FullResyncCooldown: a full resync asked for within this long of a
+	// calendar's last full sync is coalesced (a request) or deferred (a
+	// 410) until it ends; a cost guard against a 410 loop. 0 turns it off.
+	FullResyncCooldown time.Duration `env:"FULL_RESYNC_COOLDOWN, default=10m"`
 	// Enrollment (shared/enroll): the SyncWorker applies calendarList pushes
 	// and control messages. With CHANNEL_TOKEN_KEYS and WEBHOOK_URL both set
 	// it watches the calendars it enrolls itself, within seconds; otherwise
@@ -220,6 +231,9 @@ func (c SyncWorker) Validate() error {
 		positive("CHANNEL_TTL", c.ChannelTTL),
 		positive("RENEW_BEFORE", c.RenewBefore),
 		validDeployment(c.Deployment),
+	}
+	if c.FullResyncCooldown < 0 || c.FullResyncCooldown > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("FULL_RESYNC_COOLDOWN must be 0 (off) to 24h, got %s", c.FullResyncCooldown))
 	}
 	if c.FollowUpDelay < 0 || c.FollowUpDelay > 2*time.Minute {
 		errs = append(errs, fmt.Errorf("FOLLOW_UP_DELAY must be 0 (off) to 2m, got %s", c.FollowUpDelay))
@@ -278,6 +292,10 @@ type RenewChannels struct {
 	// this, by the poll runs (RenewChannels with ?mode=poll, a Scheduler job
 	// on the same interval).
 	PollInterval time.Duration `env:"POLL_INTERVAL, default=5m"`
+	// PollMinInterval: one poll-only calendar is synced at most once per
+	// this long, whatever POLL_INTERVAL (the poll runs' cadence) says: a
+	// cost guard, polling has no news to wait for.
+	PollMinInterval time.Duration `env:"POLL_MIN_INTERVAL, default=1h"`
 	// NotFoundReprobe: a not_found calendar is tried again this long after
 	// its last try, and active again if it is back.
 	NotFoundReprobe time.Duration `env:"NOT_FOUND_REPROBE, default=24h"`
@@ -285,6 +303,12 @@ type RenewChannels struct {
 	// diffed again (users added, suspended or deleted; rooms) when its last
 	// diff is older than this.
 	DirectorySyncInterval time.Duration `env:"DIRECTORY_SYNC_INTERVAL, default=24h"`
+	// DirectoryMaxUnenrollShare: a directory diff that would unenroll more
+	// than this share of a domain's enrolled identities (at least one is
+	// always allowed) unenrolls none: a listing that succeeds but covers one
+	// organisational unit must not unenroll everyone else. An operator
+	// applies a real shrink with `calsync enroll --domain ... --allow-shrink`.
+	DirectoryMaxUnenrollShare float64 `env:"DIRECTORY_MAX_UNENROLL_SHARE, default=0.1"`
 }
 
 // Validate reports every problem with the RenewChannels config.
@@ -298,6 +322,7 @@ func (c RenewChannels) Validate() error {
 		positive("RENEW_BEFORE", c.RenewBefore),
 		positive("RECONCILE_AFTER", c.ReconcileAfter),
 		positive("POLL_INTERVAL", c.PollInterval),
+		positive("POLL_MIN_INTERVAL", c.PollMinInterval),
 		positive("NOT_FOUND_REPROBE", c.NotFoundReprobe),
 		positive("DIRECTORY_SYNC_INTERVAL", c.DirectorySyncInterval),
 		c.NotFound.validate(),
@@ -308,6 +333,9 @@ func (c RenewChannels) Validate() error {
 	}
 	if c.Concurrency < 1 || c.Concurrency > 64 {
 		errs = append(errs, fmt.Errorf("RENEW_CONCURRENCY must be 1-64, got %d", c.Concurrency))
+	}
+	if !(c.DirectoryMaxUnenrollShare > 0 && c.DirectoryMaxUnenrollShare <= 1) {
+		errs = append(errs, fmt.Errorf("DIRECTORY_MAX_UNENROLL_SHARE must be above 0 and at most 1, got %v", c.DirectoryMaxUnenrollShare))
 	}
 	return errors.Join(errs...)
 }

@@ -32,7 +32,9 @@ func TestRenewChannelsDefaults(t *testing.T) {
 	}
 	if cfg.ChannelTTL != 168*time.Hour || cfg.RenewBefore != 26*time.Hour || cfg.ReconcileAfter != 6*time.Hour ||
 		cfg.Concurrency != 8 || cfg.CalendarRateLimit != 500 || cfg.NotificationsTopic != "calsync-notifications" ||
-		cfg.FirestoreDatabase != "(default)" || cfg.DelegationServiceAccount != "" || cfg.CalendarEndpoint != "" {
+		cfg.FirestoreDatabase != "(default)" || cfg.DelegationServiceAccount != "" || cfg.CalendarEndpoint != "" ||
+		cfg.DirectoryMaxUnenrollShare != 0.1 || cfg.PollMinInterval != time.Hour ||
+		cfg.MaxCalendarsPerIdentity != 500 {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 	cfg, err = Load[RenewChannels](context.Background(), renewEnv(map[string]string{
@@ -47,23 +49,27 @@ func TestRenewChannelsDefaults(t *testing.T) {
 
 func TestRenewChannelsReportsEveryProblem(t *testing.T) {
 	_, err := Load[RenewChannels](context.Background(), renewEnv(map[string]string{
-		"WEBHOOK_URL":                "ftp://x",
-		"CHANNEL_TTL":                "1h",
-		"RENEW_BEFORE":               "2h",
-		"RECONCILE_AFTER":            "-1s",
-		"RENEW_CONCURRENCY":          "0",
-		"CALENDAR_USER_RATE_LIMIT":   "20000",
-		"CREDENTIAL_KEYS":            "c1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 40))),
-		"DELEGATION_SERVICE_ACCOUNT": "not an email",
-		"OAUTH_CLIENT_ID":            "only-id",
-		"CALENDAR_ENDPOINT":          "localhost:1",
-		"NOTIFICATIONS_TOPIC":        "a/b",
+		"WEBHOOK_URL":                  "ftp://x",
+		"CHANNEL_TTL":                  "1h",
+		"RENEW_BEFORE":                 "2h",
+		"RECONCILE_AFTER":              "-1s",
+		"RENEW_CONCURRENCY":            "0",
+		"CALENDAR_USER_RATE_LIMIT":     "20000",
+		"CREDENTIAL_KEYS":              "c1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 40))),
+		"DELEGATION_SERVICE_ACCOUNT":   "not an email",
+		"OAUTH_CLIENT_ID":              "only-id",
+		"CALENDAR_ENDPOINT":            "localhost:1",
+		"NOTIFICATIONS_TOPIC":          "a/b",
+		"DIRECTORY_MAX_UNENROLL_SHARE": "1.5",
+		"POLL_MIN_INTERVAL":            "0s",
+		"MAX_CALENDARS_PER_IDENTITY":   "0",
 	}))
 	if err == nil {
 		t.Fatal("want error")
 	}
 	for _, want := range []string{"WEBHOOK_URL", "RENEW_BEFORE", "RECONCILE_AFTER", "RENEW_CONCURRENCY", "CALENDAR_USER_RATE_LIMIT",
-		"CREDENTIAL_KEYS", "DELEGATION_SERVICE_ACCOUNT", "OAUTH_CLIENT_SECRET", "CALENDAR_ENDPOINT", "NOTIFICATIONS_TOPIC"} {
+		"CREDENTIAL_KEYS", "DELEGATION_SERVICE_ACCOUNT", "OAUTH_CLIENT_SECRET", "CALENDAR_ENDPOINT", "NOTIFICATIONS_TOPIC",
+		"DIRECTORY_MAX_UNENROLL_SHARE", "POLL_MIN_INTERVAL", "MAX_CALENDARS_PER_IDENTITY"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}

@@ -18,7 +18,8 @@ func TestSyncWorkerDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.ChangesTopic != "calsync-changes" || cfg.LeaseDuration != 60*time.Second || cfg.RerunInterval != 1500*time.Millisecond ||
-		cfg.QuietPeriod != 300*time.Millisecond || cfg.RetryBudget != 120*time.Second {
+		cfg.QuietPeriod != 300*time.Millisecond || cfg.RetryBudget != 120*time.Second || cfg.FullResyncCooldown != 10*time.Minute ||
+		cfg.MaxCalendarsPerIdentity != 500 {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
 }
@@ -26,16 +27,18 @@ func TestSyncWorkerDefaults(t *testing.T) {
 func TestSyncWorkerReportsEveryProblem(t *testing.T) {
 	_, err := Load[SyncWorker](context.Background(), envconfig.MapLookuper(map[string]string{
 		"PROJECT_ID": "p", "CREDENTIAL_KEYS": testKey,
-		"CHANGES_TOPIC":  "a b",
-		"LEASE_DURATION": "2s",
-		"RERUN_INTERVAL": "1s",
-		"QUIET_PERIOD":   "2s",
-		"RETRY_BUDGET":   "0s",
+		"CHANGES_TOPIC":        "a b",
+		"LEASE_DURATION":       "2s",
+		"RERUN_INTERVAL":       "1s",
+		"QUIET_PERIOD":         "2s",
+		"RETRY_BUDGET":         "0s",
+		"FULL_RESYNC_COOLDOWN": "-1m",
 	}))
 	if err == nil {
 		t.Fatal("want error")
 	}
-	for _, want := range []string{"CHANGES_TOPIC", "LEASE_DURATION", "QUIET_PERIOD (2s) must be shorter than RERUN_INTERVAL", "RERUN_INTERVAL (1s) must be shorter than a third", "RETRY_BUDGET"} {
+	for _, want := range []string{"CHANGES_TOPIC", "LEASE_DURATION", "QUIET_PERIOD (2s) must be shorter than RERUN_INTERVAL", "RERUN_INTERVAL (1s) must be shorter than a third", "RETRY_BUDGET",
+		"FULL_RESYNC_COOLDOWN"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}

@@ -66,23 +66,33 @@ type DomainSpec struct {
 	Rooms                bool
 	Filters              store.Filters // for each user's calendar list
 	DeleteMirrorOnRemove bool
+	// AllowShrink is the operator's override of the unenroll guard
+	// (MaxUnenrollShare) for this one diff: the CLI's --allow-shrink.
+	AllowShrink bool
 }
+
+// DefaultMaxUnenrollShare is MaxUnenrollShare's default: 10%.
+const DefaultMaxUnenrollShare = 0.10
 
 // DomainResult is what one directory diff did.
 type DomainResult struct {
-	Domain            string `json:"domain"`
-	Users             int    `json:"users"`             // users listed (suspended included)
-	Active            int    `json:"active"`            // of them active: the ones enrolled
-	Enrolled          int    `json:"enrolled"`          // identities enrolled (new, or back)
-	Kept              int    `json:"kept"`              // identities already enrolled as asked
-	Unenrolled        int    `json:"unenrolled"`        // identities of suspended or deleted users
-	Calendars         int    `json:"calendars"`         // calendars enrolled by this diff (users' and rooms)
-	Rooms             int    `json:"rooms"`             // rooms listed
-	RoomsEnrolled     int    `json:"roomsEnrolled"`     // room calendars enrolled
-	RoomsUnenrolled   int    `json:"roomsUnenrolled"`   // rooms deleted since
-	Failed            int    `json:"failed"`            // identities or calendars that failed (logged)
-	DirectoryRequests int    `json:"directoryRequests"` // users.list and resources.calendars.list pages
-	DurationMs        int64  `json:"durationMs"`
+	Domain     string `json:"domain"`
+	Users      int    `json:"users"`      // users listed (suspended included)
+	Active     int    `json:"active"`     // of them active: the ones enrolled
+	Enrolled   int    `json:"enrolled"`   // identities enrolled (new, or back)
+	Kept       int    `json:"kept"`       // identities already enrolled as asked
+	Unenrolled int    `json:"unenrolled"` // identities of suspended or deleted users
+	// ShrinkRefused counts the identities the diff would have unenrolled
+	// but did not: more than MaxUnenrollShare of the domain's (logged at
+	// ERROR directory_shrink_refused; an operator's --allow-shrink applies it).
+	ShrinkRefused     int   `json:"shrinkRefused,omitempty"`
+	Calendars         int   `json:"calendars"`         // calendars enrolled by this diff (users' and rooms)
+	Rooms             int   `json:"rooms"`             // rooms listed
+	RoomsEnrolled     int   `json:"roomsEnrolled"`     // room calendars enrolled
+	RoomsUnenrolled   int   `json:"roomsUnenrolled"`   // rooms deleted since
+	Failed            int   `json:"failed"`            // identities or calendars that failed (logged)
+	DirectoryRequests int   `json:"directoryRequests"` // users.list and resources.calendars.list pages
+	DurationMs        int64 `json:"durationMs"`
 }
 
 // Progress is reported after each user of a directory diff.
@@ -118,7 +128,7 @@ func (e *Enroller) EnrollDomain(ctx context.Context, sp DomainSpec, progress fun
 		DeleteMirrorOnRemove: sp.DeleteMirrorOnRemove}); err != nil {
 		return DomainResult{Domain: sp.Domain}, err
 	}
-	return e.SyncDirectory(ctx, sp.Domain, progress)
+	return e.syncDirectory(ctx, sp.Domain, progress, sp.AllowShrink)
 }
 
 // SyncDirectory applies an enrolled domain's directory: every active user
@@ -127,8 +137,14 @@ func (e *Enroller) EnrollDomain(ctx context.Context, sp DomainSpec, progress fun
 // enrolled whose user is suspended or gone is unenrolled (its mirror kept or
 // deleted as the domain says), and with rooms every room calendar is
 // enrolled and the rooms deleted since unenrolled. RenewChannels runs it
-// daily (DIRECTORY_SYNC_INTERVAL).
+// daily (DIRECTORY_SYNC_INTERVAL). A diff that would unenroll more than
+// MaxUnenrollShare of the domain's identities unenrolls none of them
+// (DomainResult.ShrinkRefused); only EnrollDomain with AllowShrink applies it.
 func (e *Enroller) SyncDirectory(ctx context.Context, domain string, progress func(Progress)) (DomainResult, error) {
+	return e.syncDirectory(ctx, domain, progress, false)
+}
+
+func (e *Enroller) syncDirectory(ctx context.Context, domain string, progress func(Progress), allowShrink bool) (DomainResult, error) {
 	start := e.now()
 	res := DomainResult{Domain: strings.ToLower(domain)}
 	d, err := e.Store.GetDomain(ctx, domain)
@@ -190,12 +206,26 @@ func (e *Enroller) SyncDirectory(ctx context.Context, domain string, progress fu
 	}
 	res.Active = len(active)
 	var gone []string
+	following := 0
 	for key, id := range enrolled {
+		if id.Status == store.StatusUnenrolled {
+			continue
+		}
+		following++
 		// auth_revoked too: a suspended user's grant often fails (a list
 		// push, a reconcile) before the diff sees the suspension.
-		if id.Status != store.StatusUnenrolled && !active[strings.ToLower(id.Subject)] {
+		if !active[strings.ToLower(id.Subject)] {
 			gone = append(gone, key)
 		}
+	}
+	if allowed := e.unenrollAllowance(following); len(gone) > allowed && !allowShrink {
+		res.ShrinkRefused = len(gone)
+		e.log(ctx).ErrorContext(ctx, "directory diff refused: it would unenroll too many of the domain's identities; none unenrolled "+
+			"(a partial listing? if the directory really shrank: calsync enroll --domain ... --allow-shrink)",
+			logging.KeyEvent, logging.EventDirectoryShrinkRefused, logging.KeyDomain, d.Domain,
+			"wouldUnenroll", len(gone), "identities", following, "allowed", allowed, logging.KeyUsers, len(users),
+			"active", len(active))
+		gone = nil
 	}
 	total := len(todo) + len(gone)
 	var mu sync.Mutex
@@ -258,7 +288,7 @@ func (e *Enroller) SyncDirectory(ctx context.Context, domain string, progress fu
 	res.DurationMs = e.now().Sub(start).Milliseconds()
 	e.log(ctx).InfoContext(ctx, "directory applied", logging.KeyEvent, logging.EventDirectorySync, logging.KeyDomain, d.Domain,
 		logging.KeyUsers, res.Users, "active", res.Active, logging.KeyEnrolled, res.Enrolled, "kept", res.Kept,
-		logging.KeyUnenrolled, res.Unenrolled, logging.KeyRooms, res.Rooms, "roomsEnrolled", res.RoomsEnrolled,
+		logging.KeyUnenrolled, res.Unenrolled, "shrinkRefused", res.ShrinkRefused, logging.KeyRooms, res.Rooms, "roomsEnrolled", res.RoomsEnrolled,
 		"roomsUnenrolled", res.RoomsUnenrolled, logging.KeyCalendars, res.Calendars, logging.KeyFailed, res.Failed,
 		logging.KeyListCalls, res.DirectoryRequests, logging.KeyDurationMs, res.DurationMs)
 	return res, nil
@@ -322,6 +352,17 @@ func (e *Enroller) syncRooms(ctx context.Context, svc *admin.Service, d store.Do
 	res.Calendars += len(applied.Enrolled)
 	res.Failed += r.Failed
 	return nil
+}
+
+// unenrollAllowance is how many of n followed identities one diff may
+// unenroll: MaxUnenrollShare of them, rounded down, and at least one (a
+// small domain's single departure is no sign of a partial listing).
+func (e *Enroller) unenrollAllowance(n int) int {
+	share := e.MaxUnenrollShare
+	if share <= 0 {
+		share = DefaultMaxUnenrollShare
+	}
+	return max(int(share*float64(n)+1e-9), 1)
 }
 
 func sameFilters(a, b store.Filters) bool {

@@ -228,3 +228,76 @@ func TestSuspendedUserEitherOrder(t *testing.T) {
 		t.Fatalf("an active user's calendar moved: %s", c.Status)
 	}
 }
+
+// A partial directory: the admin's rights narrowed to one organisational
+// unit, the listing still succeeds but covers 3 of 12 users. The diff
+// unenrolls no one (ERROR directory_shrink_refused with counts); a genuine
+// single departure still goes through, and the operator's override
+// (AllowShrink, the CLI's --allow-shrink) applies the shrink.
+func TestDirectoryShrinkRefused(t *testing.T) {
+	v := newEnv(t)
+	if err := v.emu.CreateDomain("ou.test", "admin@ou.test"); err != nil {
+		t.Fatal(err)
+	}
+	_ = v.emu.SetOrgUnit("admin@ou.test", "/it")
+	for i := range 11 {
+		email := fmt.Sprintf("u%02d@ou.test", i)
+		if err := v.emu.AddDomainUser(email, false); err != nil {
+			t.Fatal(err)
+		}
+		ou := "/sales"
+		if i < 2 {
+			ou = "/it/desk"
+		}
+		_ = v.emu.SetOrgUnit(email, ou)
+	}
+	sp := enroll.DomainSpec{Domain: "ou.test", Admin: "admin@ou.test"}
+	if res, err := v.e.EnrollDomain(v.ctx, sp, nil); err != nil || res.Enrolled != 12 {
+		t.Fatalf("enroll domain: %+v %v", res, err)
+	}
+	if err := v.emu.NarrowListing("ou.test", "/it"); err != nil {
+		t.Fatal(err)
+	}
+	before := v.calendars()
+	v.req.reset()
+	res, err := v.e.SyncDirectory(v.ctx, "ou.test", nil)
+	if err != nil || res.Unenrolled != 0 || res.ShrinkRefused != 9 || res.Kept != 3 {
+		t.Fatalf("partial directory diff: %+v %v", res, err)
+	}
+	for id, c := range v.calendars() {
+		if c.Status != before[id].Status {
+			t.Fatalf("%s went %s -> %s on a partial listing", id, before[id].Status, c.Status)
+		}
+	}
+	ids, _ := v.st.IdentitiesOfDomain(v.ctx, "ou.test")
+	for k, id := range ids {
+		if id.Status != store.StatusActive {
+			t.Fatalf("identity %s is %s after a partial listing", k, id.Status)
+		}
+	}
+	if n := len(v.req.states()); n != 0 {
+		t.Fatalf("a refused diff asked for %d requests (purges?): %v", n, v.req.states())
+	}
+	lines := v.logLines("directory_shrink_refused")
+	if len(lines) != 1 || lines[0]["severity"] != "ERROR" || lines[0]["wouldUnenroll"] != 9.0 ||
+		lines[0]["identities"] != 12.0 || lines[0]["allowed"] != 1.0 || lines[0]["domain"] != "ou.test" {
+		t.Fatalf("refusal lines %v", lines)
+	}
+	// The full listing back: one user really left; within the share, applied.
+	_ = v.emu.NarrowListing("ou.test", "")
+	_ = v.emu.DeleteDomainUser("u05@ou.test")
+	if res, err := v.e.SyncDirectory(v.ctx, "ou.test", nil); err != nil || res.Unenrolled != 1 || res.ShrinkRefused != 0 {
+		t.Fatalf("one departure: %+v %v", res, err)
+	}
+	// The directory really shrank: refused until the operator says so.
+	for i := 6; i < 11; i++ {
+		_ = v.emu.DeleteDomainUser(fmt.Sprintf("u%02d@ou.test", i))
+	}
+	if res, err := v.e.SyncDirectory(v.ctx, "ou.test", nil); err != nil || res.Unenrolled != 0 || res.ShrinkRefused != 5 {
+		t.Fatalf("shrink without override: %+v %v", res, err)
+	}
+	sp.AllowShrink = true
+	if res, err := v.e.EnrollDomain(v.ctx, sp, nil); err != nil || res.Unenrolled != 5 || res.ShrinkRefused != 0 {
+		t.Fatalf("shrink with override: %+v %v", res, err)
+	}
+}

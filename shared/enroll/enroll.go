@@ -60,8 +60,17 @@ type Enroller struct {
 	// Concurrency bounds the identities a directory diff enrolls at once
 	// (default 8).
 	Concurrency int
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// MaxUnenrollShare bounds the share of a domain's enrolled identities
+	// one directory diff may unenroll (default DefaultMaxUnenrollShare): a
+	// listing that succeeds but covers less (an admin's rights narrowed to
+	// one organisational unit) must not unenroll everyone else.
+	MaxUnenrollShare float64
+	// MaxCalendarsPerIdentity caps the calendars one identity's list
+	// enrolls (default DefaultMaxCalendarsPerIdentity): an OAuth end user
+	// controls that list, and each calendar costs channels and syncs.
+	MaxCalendarsPerIdentity int
+	Logger                  *slog.Logger
+	Now                     func() time.Time
 }
 
 func (e *Enroller) now() time.Time {
@@ -119,6 +128,48 @@ type Result struct {
 	Watched     int    `json:"watched"`    // channels made (calendars and the list)
 	Failed      int    `json:"failed"`     // calendars whose channel or first sync failed (logged)
 	Stale       bool   `json:"stale"`      // a newer listing was applied first: nothing changed
+	// CapLeftOut: calendars the filters keep but MaxCalendarsPerIdentity
+	// left out (logged as calendar_cap_reached).
+	CapLeftOut int `json:"capLeftOut,omitempty"`
+}
+
+// DefaultMaxCalendarsPerIdentity is MaxCalendarsPerIdentity's default.
+const DefaultMaxCalendarsPerIdentity = 500
+
+// capped applies the cap on calendars per identity to a listing's
+// candidates: the calendars the identity follows already come first (a
+// listing never drops what it follows for a newcomer), then the rest in the
+// list's order, up to the cap; those left out are not enrolled. A cap
+// lowered below what an identity follows unenrolls nothing: the listing
+// still counts them as in the list.
+func (e *Enroller) capped(ctx context.Context, key string, cands []store.Calendar, mine map[string]store.Calendar, res *Result) []store.Calendar {
+	limit := e.MaxCalendarsPerIdentity
+	if limit <= 0 {
+		limit = DefaultMaxCalendarsPerIdentity
+	}
+	if len(cands) <= limit {
+		return cands
+	}
+	following := func(c store.Calendar) bool {
+		m, ok := mine[store.CalendarKey(c.CalendarID)]
+		return ok && m.Status != store.StatusUnwatched
+	}
+	out := make([]store.Calendar, 0, limit)
+	for _, c := range cands {
+		if following(c) && len(out) < limit {
+			out = append(out, c)
+		}
+	}
+	for _, c := range cands {
+		if !following(c) && len(out) < limit {
+			out = append(out, c)
+		}
+	}
+	res.CapLeftOut = len(cands) - len(out)
+	e.log(ctx).WarnContext(ctx, "calendar list longer than the cap on calendars per identity; the rest not enrolled",
+		logging.KeyEvent, logging.EventCalendarCapReached, logging.KeyIdentityKey, key, "cap", limit,
+		logging.KeyListed, len(cands), "leftOut", res.CapLeftOut)
+	return out
 }
 
 // ErrNotAuthorized: the identity's grant does not let calsync read its
@@ -226,6 +277,7 @@ func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, sta
 	if err != nil {
 		return res, err
 	}
+	enroll = e.capped(ctx, key, enroll, mine, &res)
 	var unenroll []string
 	for k, c := range mine {
 		if !keep[k] && c.Status != store.StatusUnwatched {

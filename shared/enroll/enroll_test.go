@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"testing"
 
 	"golang.org/x/oauth2"
@@ -246,5 +247,73 @@ func TestEnrollWatch404FollowsTheStreak(t *testing.T) {
 	}
 	if n := v.logs.Count("WARNING", logging.EventNotFoundOnce); n != 1 {
 		t.Fatalf("%d not_found_once lines:\n%s", n, v.logs.String())
+	}
+}
+
+// The cap on calendars per identity: a list of 6 with a cap of 4 enrolls 4
+// (WARNING calendar_cap_reached with the counts); a later listing keeps
+// those 4 and enrolls no fifth, even when a followed one left the list's
+// head; one leaving makes room for one more.
+func TestCalendarsPerIdentityCap(t *testing.T) {
+	v := newEnv(t)
+	v.e.MaxCalendarsPerIdentity = 4
+	if err := v.emu.CreateDomain("cap.test", "admin@cap.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.emu.AddDomainUser("bob@cap.test", false); err != nil {
+		t.Fatal(err)
+	}
+	bob := v.asUser("bob@cap.test")
+	var ids []string
+	for i := range 5 {
+		c, err := bob.Calendars.Insert(&calendar.Calendar{Summary: "c" + strconv.Itoa(i)}).Do()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.Id)
+	}
+	sp := enroll.IdentitySpec{AuthMode: store.AuthDelegation, Subject: "bob@cap.test"}
+	res, err := v.e.EnrollIdentity(v.ctx, sp)
+	if err != nil || res.Listed != 6 || res.Enrolled != 4 || res.CapLeftOut != 2 || res.Calendars != 4 {
+		t.Fatalf("enroll: %+v %v", res, err)
+	}
+	lines := v.logLines("calendar_cap_reached")
+	if len(lines) != 1 || lines[0]["severity"] != "WARNING" || lines[0]["cap"] != 4.0 || lines[0]["leftOut"] != 2.0 ||
+		lines[0]["identityKey"] != sp.Key() {
+		t.Fatalf("cap lines %v", lines)
+	}
+	followed := func() []string {
+		var out []string
+		for id, c := range v.calendars() {
+			if c.Status == store.StatusActive && c.EnrolledBy == sp.Key() {
+				out = append(out, id)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	first := followed()
+	if len(first) != 4 {
+		t.Fatalf("followed %v", first)
+	}
+	// Listed again: the same four, no newcomer.
+	res, err = v.e.Discover(v.ctx, sp.Key())
+	if err != nil || res.Enrolled != 0 || res.Unenrolled != 0 || res.CapLeftOut != 2 || !slices.Equal(followed(), first) {
+		t.Fatalf("second listing: %+v %v, followed %v (was %v)", res, err, followed(), first)
+	}
+	// One followed calendar leaves the list: one of the others takes its place.
+	var gone string
+	for _, id := range first {
+		if id != "bob@cap.test" {
+			gone = id
+			break
+		}
+	}
+	if err := bob.CalendarList.Delete(gone).Do(); err != nil {
+		t.Fatal(err)
+	}
+	res, err = v.e.Discover(v.ctx, sp.Key())
+	if err != nil || res.Unenrolled != 1 || res.Enrolled != 1 || res.CapLeftOut != 1 || len(followed()) != 4 {
+		t.Fatalf("after one left: %+v %v, followed %v", res, err, followed())
 	}
 }

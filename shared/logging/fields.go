@@ -43,10 +43,14 @@ const (
 	KeyNotFoundCount     = "notFoundCount" // 404s in a calendar's current streak
 	KeyAttempt           = "attempt"       // how often a rate-limited sync was deferred
 	KeyPollMode          = "pollMode"
-	KeyPollOnly          = "pollOnly"    // renew_run: calendars polled, not pushed
-	KeyPolls             = "polls"       // renew_run: poll syncs asked for
-	KeyProbed            = "probed"      // renew_run: not_found calendars tried again
-	KeyReactivated       = "reactivated" // renew_run: ... found again
+	KeyPollOnly          = "pollOnly"       // renew_run: calendars polled, not pushed
+	KeyPolls             = "polls"          // renew_run: poll syncs asked for
+	KeyOutcome           = "outcome"        // full_resync_cooldown: coalesced (a request) or deferred (a 410)
+	KeyLastFullSyncAt    = "lastFullSyncAt" // full_resync_cooldown: the full sync the cooldown runs from
+	KeyCooldownMs        = "cooldownMs"     // full_resync_cooldown: FULL_RESYNC_COOLDOWN
+	KeyPollsDeferred     = "pollsDeferred"  // poll_run: poll-only calendars held back by POLL_MIN_INTERVAL
+	KeyProbed            = "probed"         // renew_run: not_found calendars tried again
+	KeyReactivated       = "reactivated"    // renew_run: ... found again
 
 	KeyRenewed    = "renewed"
 	KeyRekeyed    = "rekeyed"  // renewed because another key than the signing one signed their token
@@ -99,35 +103,38 @@ const (
 	// EventNotificationDuplicate: a push already published (Webhook: its
 	// replay window; SyncWorker: the calendar's recorded message numbers);
 	// acknowledged, no sync.
-	EventNotificationDuplicate = "notification_duplicate"
-	EventTokenKeyUnknown       = "token_key_unknown" // Webhook: a key id of the deployment's key history it lacks, answered 503 within UNKNOWN_KEY_RETRY_WINDOW (ERROR, alerted; other ids: notification_rejected, keyId "unknown")
-	EventSync                  = "sync"              // SyncWorker: one sync done
-	EventSyncError             = "sync_error"        // SyncWorker: a sync failed
-	EventFullResync            = "full_resync"       // SyncWorker: 410, token dead
-	EventLeaseLost             = "lease_lost"        // SyncWorker: a sync stopped because its lease was taken or could not be renewed (WARNING)
-	EventUnstorable            = "event_unstorable"  // SyncWorker: an event stored only in part (ERROR)
-	EventAuthRevoked           = "auth_revoked"      // any: invalid_grant
-	EventRenewRun              = "renew_run"         // RenewChannels: run summary
-	EventRenewFailure          = "renew_failure"     // RenewChannels: one item failed
-	EventChannelRenewed        = "channel_renewed"
-	EventChannelCreated        = "channel_created" // RenewChannels/CLI: a calendar got a new channel
-	EventChannelStopped        = "channel_stopped" // RenewChannels/CLI: a channel was stopped
-	EventStartFailed           = "start_failed"    // any function: config, secret or client failed at start (CRITICAL)
-	EventInvalidMessage        = "invalid_message" // SyncWorker: a message that can never be processed, acknowledged (ERROR)
-	EventSyncDeferred          = "sync_deferred"   // SyncWorker: rate limited (Google's, or the shared budget's); a delayed request will sync (WARNING)
-	EventNotFoundOnce          = "not_found_once"  // SyncWorker/RenewChannels: a 404 that does not (yet) make the calendar not_found (WARNING)
-	EventFollowUp              = "follow_up"       // SyncWorker: a push's sync found nothing; one delayed sync asked for
-	EventPollOnly              = "poll_only"       // RenewChannels/CLI: a calendar Google will not watch is polled
-	EventCalendarBack          = "calendar_back"   // RenewChannels: a not_found calendar answered again: active
-	EventPollRun               = "poll_run"        // RenewChannels ?mode=poll: summary
-	EventMirrorPurged          = "mirror_purged"   // SyncWorker: an unenrolled calendar's mirror deleted
-	EventInvalidControl        = "invalid_control" // SyncWorker: a control message refused, acknowledged, nothing changed (ERROR)
-	EventControl               = "control"         // SyncWorker: a control message done
-	EventDiscovery             = "discovery"       // an identity's calendar list applied (enrolled, unenrolled)
-	EventIdentityUnenrolled    = "identity_unenrolled"
-	EventDirectorySync         = "directory_sync"     // a Workspace domain's directory diff (users, rooms)
-	EventEnrollFailure         = "enroll_failure"     // one enrollment step failed (ERROR)
-	EventNotFound              = "calendar_not_found" // shared/lifecycle: a persistent 404 streak set a calendar not_found (ERROR)
-	EventUnwatched             = "unwatched"          // shared/lifecycle: a calendar nobody follows any more
-	EventUnenrolled            = "unenrolled"         // shared/lifecycle: an identity or a domain left enrollment (field target)
+	EventNotificationDuplicate  = "notification_duplicate"
+	EventTokenKeyUnknown        = "token_key_unknown"    // Webhook: a key id of the deployment's key history it lacks, answered 503 within UNKNOWN_KEY_RETRY_WINDOW (ERROR, alerted; other ids: notification_rejected, keyId "unknown")
+	EventSync                   = "sync"                 // SyncWorker: one sync done
+	EventSyncError              = "sync_error"           // SyncWorker: a sync failed
+	EventFullResync             = "full_resync"          // SyncWorker: 410, token dead
+	EventFullResyncCooldown     = "full_resync_cooldown" // SyncWorker: a full resync asked within FULL_RESYNC_COOLDOWN of the last full sync: coalesced into an incremental sync (a request) or deferred (a 410) (WARNING)
+	EventLeaseLost              = "lease_lost"           // SyncWorker: a sync stopped because its lease was taken or could not be renewed (WARNING)
+	EventUnstorable             = "event_unstorable"     // SyncWorker: an event stored only in part (ERROR)
+	EventAuthRevoked            = "auth_revoked"         // any: invalid_grant
+	EventRenewRun               = "renew_run"            // RenewChannels: run summary
+	EventRenewFailure           = "renew_failure"        // RenewChannels: one item failed
+	EventChannelRenewed         = "channel_renewed"
+	EventChannelCreated         = "channel_created" // RenewChannels/CLI: a calendar got a new channel
+	EventChannelStopped         = "channel_stopped" // RenewChannels/CLI: a channel was stopped
+	EventStartFailed            = "start_failed"    // any function: config, secret or client failed at start (CRITICAL)
+	EventInvalidMessage         = "invalid_message" // SyncWorker: a message that can never be processed, acknowledged (ERROR)
+	EventSyncDeferred           = "sync_deferred"   // SyncWorker: rate limited (Google's, or the shared budget's); a delayed request will sync (WARNING)
+	EventNotFoundOnce           = "not_found_once"  // SyncWorker/RenewChannels: a 404 that does not (yet) make the calendar not_found (WARNING)
+	EventFollowUp               = "follow_up"       // SyncWorker: a push's sync found nothing; one delayed sync asked for
+	EventPollOnly               = "poll_only"       // RenewChannels/CLI: a calendar Google will not watch is polled
+	EventCalendarBack           = "calendar_back"   // RenewChannels: a not_found calendar answered again: active
+	EventPollRun                = "poll_run"        // RenewChannels ?mode=poll: summary
+	EventMirrorPurged           = "mirror_purged"   // SyncWorker: an unenrolled calendar's mirror deleted
+	EventInvalidControl         = "invalid_control" // SyncWorker: a control message refused, acknowledged, nothing changed (ERROR)
+	EventControl                = "control"         // SyncWorker: a control message done
+	EventDiscovery              = "discovery"       // an identity's calendar list applied (enrolled, unenrolled)
+	EventIdentityUnenrolled     = "identity_unenrolled"
+	EventDirectorySync          = "directory_sync"           // a Workspace domain's directory diff (users, rooms)
+	EventEnrollFailure          = "enroll_failure"           // one enrollment step failed (ERROR)
+	EventCalendarCapReached     = "calendar_cap_reached"     // an identity's list keeps more calendars than MAX_CALENDARS_PER_IDENTITY: the rest not enrolled (WARNING)
+	EventDirectoryShrinkRefused = "directory_shrink_refused" // a directory diff would unenroll more than DIRECTORY_MAX_UNENROLL_SHARE of a domain's identities: none unenrolled (ERROR, alerted)
+	EventNotFound               = "calendar_not_found"       // shared/lifecycle: a persistent 404 streak set a calendar not_found (ERROR)
+	EventUnwatched              = "unwatched"                // shared/lifecycle: a calendar nobody follows any more
+	EventUnenrolled             = "unenrolled"               // shared/lifecycle: an identity or a domain left enrollment (field target)
 )

@@ -76,7 +76,7 @@ func TestNotFoundReprobedDaily(t *testing.T) {
 // not reported) get no channel, no failure, and syncs on POLL_INTERVAL.
 func TestUnwatchableCalendarsArePolled(t *testing.T) {
 	e := newEnv(t, calendaremu.Options{})
-	r := e.renewer(func(c *config.RenewChannels) { c.PollInterval = time.Minute })
+	r := e.renewer(func(c *config.RenewChannels) { c.PollInterval, c.PollMinInterval = time.Minute, time.Minute })
 	const holiday = "en.usa#holiday@group.v.calendar.google.com"
 	if err := e.emu.AddCalendar(calendaremu.CalendarSpec{ID: holiday, Kind: calendaremu.KindHoliday}); err != nil {
 		t.Fatal(err)
@@ -119,6 +119,47 @@ func TestUnwatchableCalendarsArePolled(t *testing.T) {
 	got := e.received(10*time.Second, 2)
 	if len(got) != 2 || got[0].ResourceState != messages.StateReconcile {
 		t.Errorf("poll requests: %+v", got)
+	}
+}
+
+// The poll cost guard: poll runs every minute, but one poll-only calendar is
+// synced at most once per POLL_MIN_INTERVAL (1h by default), counted from
+// its last sync's start too (a sync that keeps failing is not asked for at
+// every run); the poll_run line counts those held back.
+func TestPollMinInterval(t *testing.T) {
+	e := newEnv(t, calendaremu.Options{})
+	r := e.renewer(func(c *config.RenewChannels) { c.PollInterval = time.Minute })
+	now := time.Now()
+	mk := func(id string, synced, started time.Time) string {
+		k := e.register(store.Calendar{CalendarID: id, AuthMode: store.AuthADC}, synced)
+		if _, err := e.st.CalendarRef(k).Update(e.ctx, []firestore.Update{{Path: "pollMode", Value: store.PollIncremental},
+			{Path: "lastSyncedAt", Value: synced}, {Path: "lastSyncStartedAt", Value: started}}); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	mk("recent@group.v.calendar.google.com", now.Add(-10*time.Minute), now.Add(-10*time.Minute))
+	mk("failing@group.v.calendar.google.com", now.Add(-5*time.Hour), now.Add(-3*time.Minute))
+	due := mk("due@group.v.calendar.google.com", now.Add(-2*time.Hour), now.Add(-2*time.Hour))
+	psum, err := r.Poll(e.ctx)
+	if err != nil || psum.PollOnly != 3 || psum.Polls != 1 || psum.PollsDeferred != 2 {
+		t.Fatalf("poll run: %+v %v", psum, err)
+	}
+	if got := e.received(10*time.Second, 1); len(got) != 1 || got[0].CalendarKey != due {
+		t.Fatalf("poll requests: %+v", got)
+	}
+	var line map[string]any
+	for _, l := range e.logs.Lines() {
+		if l["event"] == "poll_run" {
+			line = l
+		}
+	}
+	if line["pollsDeferred"] != 2.0 {
+		t.Fatalf("poll_run line %v", line)
+	}
+	// The hourly run holds them back too (the due one has not synced yet).
+	if sum, _ := r.Run(e.ctx); sum.Polls != 1 {
+		t.Fatalf("renew run polled: %+v", sum)
 	}
 }
 

@@ -119,7 +119,7 @@ func (e *env) renewer(mod func(*config.RenewChannels)) *Renewer {
 	access.Lifecycle.NotFound = store.NotFoundPolicy{Attempts: cfg.NotFoundAttempts, After: cfg.NotFoundAfter}
 	return &Renewer{ProjectID: cfg.ProjectID, Store: e.st, Access: access, Channels: mgr, Publisher: e.pub,
 		RenewBefore: cfg.RenewBefore, ReconcileAfter: cfg.ReconcileAfter, Concurrency: cfg.Concurrency, Logger: logger,
-		PollInterval: cfg.PollInterval, NotFoundReprobe: cfg.NotFoundReprobe,
+		PollInterval: cfg.PollInterval, PollMinInterval: cfg.PollMinInterval, NotFoundReprobe: cfg.NotFoundReprobe,
 		Enroll: &enroll.Enroller{Store: e.st, Calendars: access.Calendars, Channels: mgr, Requests: e.pub, Lifecycle: access.Lifecycle,
 			Directory:   enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: cfg.CalendarEndpoint},
 			RenewBefore: cfg.RenewBefore, Concurrency: cfg.Concurrency, Logger: logger},

@@ -49,10 +49,13 @@ type Summary struct {
 	Resealed     int `json:"resealed"`     // credentials sealed to the current key (legacy AES ones, or of an older key)
 	PollOnly     int `json:"pollOnly"`     // calendars Google will not push for, polled instead (no channel)
 	Polls        int `json:"polls"`        // ... of them asked to sync because their last sync is older than POLL_INTERVAL
-	NotFound404  int `json:"notFound404"`  // events.watch answered 404 (counted in the calendar's streak)
-	Probed       int `json:"probed"`       // not_found calendars tried again
-	Reactivated  int `json:"reactivated"`  // ... of them found again: active once more
-	Calendars    int `json:"calendars"`    // calendars looked at
+	// PollsDeferred: poll-only calendars a poll run left alone because
+	// their last sync is within POLL_MIN_INTERVAL (the cost guard).
+	PollsDeferred int `json:"pollsDeferred"`
+	NotFound404   int `json:"notFound404"` // events.watch answered 404 (counted in the calendar's streak)
+	Probed        int `json:"probed"`      // not_found calendars tried again
+	Reactivated   int `json:"reactivated"` // ... of them found again: active once more
+	Calendars     int `json:"calendars"`   // calendars looked at
 	// Enrollment (identities.go): calendar-list channels and directory diffs.
 	Identities     int   `json:"identities"`     // identities looked at (their list channels ensured)
 	ListReconciles int   `json:"listReconciles"` // identities whose list is looked at again (quiet too long)
@@ -76,6 +79,11 @@ type Renewer struct {
 	// PollInterval: a poll-only calendar (Google will not push for it) is
 	// asked to sync when its last sync is older than this.
 	PollInterval time.Duration
+	// PollMinInterval: a poll-only calendar is synced at most once per this
+	// long (default 1h; its last sync started or finished), however often
+	// the poll runs come: Google has nothing to push about for them, and a
+	// holiday calendar polled every few minutes is cost for no news.
+	PollMinInterval time.Duration
 	// NotFoundReprobe: a not_found calendar is tried again this long after
 	// its last try (0: never).
 	NotFoundReprobe time.Duration
@@ -326,10 +334,33 @@ func (r *Renewer) needsReconcile(c store.Calendar) bool {
 	if r.ReconcileAfter > 0 && now.Sub(c.LastSyncedAt) >= r.ReconcileAfter {
 		return true
 	}
-	if c.PollMode != "" && r.PollInterval > 0 && now.Sub(c.LastSyncedAt) >= r.PollInterval {
+	if c.PollMode != "" && r.PollInterval > 0 && now.Sub(lastPolled(c)) >= r.pollEvery() {
 		return true
 	}
 	return (c.Dirty && !c.LeaseUntil.After(now)) || c.NotFoundCount > 0
+}
+
+// DefaultPollMinInterval is PollMinInterval's default.
+const DefaultPollMinInterval = time.Hour
+
+// pollEvery is how often one poll-only calendar is synced: POLL_INTERVAL,
+// but never more often than PollMinInterval.
+func (r *Renewer) pollEvery() time.Duration {
+	least := r.PollMinInterval
+	if least <= 0 {
+		least = DefaultPollMinInterval
+	}
+	return max(r.PollInterval, least)
+}
+
+// lastPolled is when a calendar's last sync started or finished, whichever
+// is later: a sync that keeps failing (no lastSyncedAt) is not asked again
+// at every run either.
+func lastPolled(c store.Calendar) time.Time {
+	if c.LastSyncStartedAt.After(c.LastSyncedAt) {
+		return c.LastSyncStartedAt
+	}
+	return c.LastSyncedAt
 }
 
 // probeDue: a not_found calendar whose last try is NotFoundReprobe old.
@@ -423,7 +454,12 @@ func (r *Renewer) Poll(ctx context.Context) (Summary, error) {
 		sum.PollOnly++
 		// A little early rather than a whole interval late: the next poll
 		// run comes PollInterval from now.
-		if now.Sub(c.LastSyncedAt) < r.PollInterval*9/10 {
+		since := now.Sub(lastPolled(c))
+		if since < r.PollInterval*9/10 {
+			continue
+		}
+		if since < r.pollEvery()*9/10 {
+			sum.PollsDeferred++ // due by the schedule, held back by the guard
 			continue
 		}
 		if err := r.askReconcile(ctx, key); err != nil {
@@ -436,6 +472,7 @@ func (r *Renewer) Poll(ctx context.Context) (Summary, error) {
 	}
 	sum.DurationMs = time.Since(start).Milliseconds()
 	r.log(ctx).InfoContext(ctx, "poll run done", logging.KeyEvent, logging.EventPollRun, logging.KeyPollOnly, sum.PollOnly,
-		logging.KeyPolls, sum.Polls, logging.KeyFailed, sum.Failed, logging.KeyDurationMs, sum.DurationMs)
+		logging.KeyPolls, sum.Polls, logging.KeyPollsDeferred, sum.PollsDeferred, logging.KeyFailed, sum.Failed,
+		logging.KeyDurationMs, sum.DurationMs)
 	return sum, nil
 }

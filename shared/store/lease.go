@@ -324,12 +324,25 @@ type Round struct {
 	// original round's start (what the round covers), and the calendar stays
 	// dirty, so a fresh round follows and covers what came since.
 	Resume *Checkpoint
+	// FullCoalesced: a full round was asked for within the full-resync
+	// cooldown (StartRoundCooled): this round is incremental instead.
+	FullCoalesced bool
 }
 
 // StartRound begins a sync round under the lease: it clears the dirty flag
 // (every notification received before now is covered by this round), records
 // lastSyncStartedAt and extends the lease. forceFull asks for a full sync.
 func (s *Store) StartRound(ctx context.Context, key string, l Lease, forceFull bool) (Round, error) {
+	return s.StartRoundCooled(ctx, key, l, forceFull, 0)
+}
+
+// StartRoundCooled is StartRound with a full-resync cooldown (a cost
+// guard): a full round asked for (forceFull, or a full_resync request's
+// flag) while the calendar has a sync token and its last full sync is
+// younger than cooldown runs incremental instead (Round.FullCoalesced): the
+// recent full sync and this incremental one cover what was asked. A
+// calendar without a token, or polled full, is listed whole all the same.
+func (s *Store) StartRoundCooled(ctx context.Context, key string, l Lease, forceFull bool, cooldown time.Duration) (Round, error) {
 	defer s.lockCalendar(key)()
 	var rd Round
 	ref := s.CalendarRef(key)
@@ -346,7 +359,11 @@ func (s *Store) StartRound(ctx context.Context, key string, l Lease, forceFull b
 		rd = Round{StartedAt: now, Calendar: c, Token: c.SyncToken}
 		// PollFull: Google does not report this calendar's deletions in
 		// incremental lists, so every round lists it whole and sweeps.
-		rd.Full = forceFull || c.FullResyncRequested || c.SyncToken == "" || c.PollMode == PollFull
+		asked := forceFull || c.FullResyncRequested
+		if asked && cooldown > 0 && c.SyncToken != "" && c.PollMode != PollFull && now.Sub(c.LastFullSyncAt) < cooldown {
+			asked, rd.FullCoalesced = false, true
+		}
+		rd.Full = asked || c.SyncToken == "" || c.PollMode == PollFull
 		if rd.Full {
 			rd.Token = ""
 		}

@@ -619,3 +619,77 @@ func testMaxSessionHandsOver(t *testing.T, withRequests bool) {
 	}
 	e.assertMirror()
 }
+
+// The full-resync cooldown (a cost guard): a 410 again within the cooldown
+// of the last full sync costs one incremental call and a delayed request,
+// not a full listing, at every push; once the cooldown is over the 410
+// gets its resync. A full_resync request within the cooldown is coalesced
+// into an incremental sync; after it, it is full again.
+func TestFullResyncCooldown(t *testing.T) {
+	e := newEnv(t)
+	logs := &testlog.Buffer{}
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	reqs := &requestLog{}
+	s := e.syncer(func(o *syncer.Options) {
+		o.Logger = logging.New(logs, slog.LevelInfo)
+		o.FullResyncCooldown = 10 * time.Minute
+		o.Requests = reqs
+		o.Now = now
+	})
+	notify := func(state string) {
+		t.Helper()
+		if err := s.HandleNotification(e.ctx, messages.Notification{CalendarKey: e.key, ResourceState: state, ReceivedAt: now().UTC()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.insert("a")
+	notify(messages.StateSync) // the first, full, sync
+	cooldownLines := func(outcome string) int {
+		n := 0
+		for _, l := range logs.Lines() {
+			if l["event"] == logging.EventFullResyncCooldown && l["outcome"] == outcome && l["severity"] == "WARNING" {
+				n++
+			}
+		}
+		return n
+	}
+	// The token dies at once, twice over: each push costs one list call.
+	e.insert("b")
+	if err := e.srv.InvalidateSyncTokens(e.calID); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		lists := e.lists()
+		notify(messages.StateExists)
+		if c := e.calendar(); c.FullSyncCount != 1 || e.lists() != lists+1 {
+			t.Fatalf("410 #%d in the cooldown: %d full syncs, %d list calls", i+1, c.FullSyncCount, e.lists()-lists)
+		}
+		n, ok := reqs.take()
+		if !ok || n.ResourceState != messages.StateReconcile || n.NotBefore.Before(now().Add(time.Minute)) {
+			t.Fatalf("410 #%d: delayed request %+v %v", i+1, n, ok)
+		}
+	}
+	if cooldownLines("deferred") != 2 || logs.Count("WARNING", logging.EventFullResync) != 0 {
+		t.Fatalf("cooldown lines %d, full_resync lines %d", cooldownLines("deferred"), logs.Count("WARNING", logging.EventFullResync))
+	}
+	// The cooldown over, the 410 gets its resync.
+	offset.Store(int64(11 * time.Minute))
+	notify(messages.StateExists)
+	e.assertMirror()
+	if c := e.calendar(); c.FullSyncCount != 2 || logs.Count("WARNING", logging.EventFullResync) != 1 {
+		t.Fatalf("after the cooldown: %d full syncs", c.FullSyncCount)
+	}
+	// A full_resync request right after: an incremental sync instead.
+	e.insert("c")
+	notify(messages.StateFullResync)
+	e.assertMirror()
+	if c := e.calendar(); c.FullSyncCount != 2 || cooldownLines("coalesced") != 1 {
+		t.Fatalf("request in the cooldown: %d full syncs, %d coalesced lines", c.FullSyncCount, cooldownLines("coalesced"))
+	}
+	offset.Store(int64(22 * time.Minute))
+	notify(messages.StateFullResync)
+	if c := e.calendar(); c.FullSyncCount != 3 {
+		t.Fatalf("request after the cooldown: %d full syncs", c.FullSyncCount)
+	}
+}

@@ -112,6 +112,12 @@ func (s *Syncer) round(ctx context.Context, log *slog.Logger, h *holding, rd sto
 		if Classify(err) != KindSyncTokenGone {
 			return nil, err
 		}
+		if cd := s.o.FullResyncCooldown; cd > 0 && s.now().Sub(rd.Calendar.LastFullSyncAt) < cd {
+			// A 410 again so soon (a token-killing loop): the resync waits
+			// for the cooldown's end, rather than list the calendar whole
+			// at every push.
+			return nil, &resyncCooldownError{until: rd.Calendar.LastFullSyncAt.Add(cd), cause: err}
+		}
 		log.Warn("sync token no longer valid (410); full resync with mark and sweep", logging.KeyEvent, logging.EventFullResync,
 			logging.KeyError, err.Error())
 		startPage = ""

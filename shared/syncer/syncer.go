@@ -126,6 +126,12 @@ type Options struct {
 	NoDiffs bool
 	// OnSync, if set, sees every completed round (tests and benchmarks).
 	OnSync func(Report)
+	// FullResyncCooldown is a cost guard: a full resync asked for within
+	// this long of the calendar's last full sync is coalesced into an
+	// incremental round (a full_resync request) or deferred until the
+	// cooldown ends (a 410: the token is dead, it still gets its resync).
+	// 0: none (the SyncWorker's FULL_RESYNC_COOLDOWN is 10 min).
+	FullResyncCooldown time.Duration
 }
 
 // Report describes one completed sync round.
@@ -367,10 +373,17 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 		h.mu.Lock() // held across the transaction that clears the flag
 		h.gen++
 		h.dirty = false
-		rd, err := retry(ctx, s, func() (store.Round, error) { return s.o.Store.StartRound(ctx, key, lease, full) })
+		rd, err := retry(ctx, s, func() (store.Round, error) {
+			return s.o.Store.StartRoundCooled(ctx, key, lease, full, s.o.FullResyncCooldown)
+		})
 		h.mu.Unlock()
 		if err != nil {
 			return s.fail(ctx, log, key, cal, lease, err)
+		}
+		if rd.FullCoalesced {
+			log.Warn("full resync asked for within the cooldown of the last full sync; incremental sync instead",
+				logging.KeyEvent, logging.EventFullResyncCooldown, logging.KeyOutcome, "coalesced",
+				logging.KeyLastFullSyncAt, rd.Calendar.LastFullSyncAt, logging.KeyCooldownMs, s.o.FullResyncCooldown.Milliseconds())
 		}
 		cal = rd.Calendar
 		if !rd.DirtySince.IsZero() && (oldest.IsZero() || rd.DirtySince.Before(oldest)) {

@@ -58,12 +58,16 @@ type wsDomain struct {
 	delegation map[string]bool
 	users      map[string]*wsUser // by primary email
 	rooms      map[string]*wsRoom // by resource id
+	// listedOU, when set, is the one organisational unit (and its children)
+	// users.list shows: an admin whose role was narrowed to it (NarrowListing).
+	listedOU string
 }
 
 type wsUser struct {
 	id, email, given, family string
 	admin, suspended         bool
 	deleted                  bool
+	orgUnit                  string // "" is the root, "/"
 	created, deletedAt       time.Time
 }
 
@@ -160,6 +164,33 @@ func (s *Server) DeleteDomainUser(email string) error {
 	}
 	u.deleted, u.deletedAt = true, s.tick()
 	s.log.Info("directory user deleted", "user", email)
+	return nil
+}
+
+// SetOrgUnit moves a directory user to an organisational unit ("/sales").
+func (s *Server) SetOrgUnit(email, orgUnit string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, u := s.wsUserLocked(email)
+	if u == nil || u.deleted {
+		return errors.New("calendaremu: no directory user " + email)
+	}
+	u.orgUnit = strings.TrimSuffix(orgUnit, "/")
+	return nil
+}
+
+// NarrowListing makes users.list in domain show only the users of one
+// organisational unit and its children, as Google does for an admin whose
+// role an administrator narrowed to that unit: the listing still succeeds,
+// it just covers less. "" lifts the limit.
+func (s *Server) NarrowListing(domain, orgUnit string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.ws.domains[strings.ToLower(domain)]
+	if d == nil {
+		return errors.New("calendaremu: no domain " + domain)
+	}
+	d.listedOU = strings.TrimSuffix(orgUnit, "/")
 	return nil
 }
 
@@ -509,6 +540,9 @@ func (s *Server) usersList(rq *request, dr directoryRequest) (any, *apiError) {
 	var emails []string
 	for e, u := range d.users {
 		if u.deleted != showDeleted {
+			continue
+		}
+		if d.listedOU != "" && u.orgUnit != d.listedOU && !strings.HasPrefix(u.orgUnit, d.listedOU+"/") {
 			continue
 		}
 		if v, ok := filters["isSuspended"]; ok && u.suspended != v {

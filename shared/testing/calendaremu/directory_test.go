@@ -123,6 +123,20 @@ func TestDirectoryUsersAndRooms(t *testing.T) {
 	if err != nil || len(active.Users) != 3 {
 		t.Fatalf("isSuspended=false: %v %v", active, err)
 	}
+	// An admin narrowed to one organisational unit: the listing succeeds, shorter.
+	_ = srv.SetOrgUnit("ann@corp.test", "/sales/east")
+	_ = srv.SetOrgUnit("cat@corp.test", "/salesforce")
+	if err := srv.NarrowListing("corp.test", "/sales"); err != nil {
+		t.Fatal(err)
+	}
+	narrow, err := dir.Users.List().Domain("corp.test").Do()
+	if err != nil || len(narrow.Users) != 1 || narrow.Users[0].PrimaryEmail != "ann@corp.test" {
+		t.Fatalf("narrowed listing: %v %v", narrow, err)
+	}
+	_ = srv.NarrowListing("corp.test", "")
+	if all, err := dir.Users.List().Domain("corp.test").Do(); err != nil || len(all.Users) != 4 {
+		t.Fatalf("listing widened again: %v %v", all, err)
+	}
 	deleted, err := dir.Users.List().Customer("my_customer").ShowDeleted("true").Do()
 	if err != nil || len(deleted.Users) != 1 || deleted.Users[0].PrimaryEmail != "dan@corp.test" || deleted.Users[0].DeletionTime == "" {
 		t.Fatalf("showDeleted: %+v %v", deleted, err)
