@@ -18,6 +18,7 @@ const (
 	KeyKeyID         = "keyId"      // a key id (channel-token or credential key), never key material
 	KeyRetryForMs    = "retryForMs" // Webhook: how much longer an unknown key id is answered 503
 	KeyReason        = "reason"
+	KeyAdvice        = "advice" // what a person must do about a refused grant
 	KeyError         = "error"
 	KeyCredentialID  = "credentialId"
 	KeyMessageID     = "messageId" // a Pub/Sub message id
@@ -107,27 +108,35 @@ const (
 	EventLeaseLost             = "lease_lost"        // SyncWorker: a sync stopped because its lease was taken or could not be renewed (WARNING)
 	EventUnstorable            = "event_unstorable"  // SyncWorker: an event stored only in part (ERROR)
 	EventAuthRevoked           = "auth_revoked"      // any: invalid_grant
-	EventRenewRun              = "renew_run"         // RenewChannels: run summary
-	EventRenewFailure          = "renew_failure"     // RenewChannels: one item failed
-	EventChannelRenewed        = "channel_renewed"
-	EventChannelCreated        = "channel_created" // RenewChannels/CLI: a calendar got a new channel
-	EventChannelStopped        = "channel_stopped" // RenewChannels/CLI: a channel was stopped
-	EventStartFailed           = "start_failed"    // any function: config, secret or client failed at start (CRITICAL)
-	EventInvalidMessage        = "invalid_message" // SyncWorker: a message that can never be processed, acknowledged (ERROR)
-	EventSyncDeferred          = "sync_deferred"   // SyncWorker: rate limited (Google's, or the shared budget's); a delayed request will sync (WARNING)
-	EventNotFoundOnce          = "not_found_once"  // SyncWorker/RenewChannels: a 404 that does not (yet) make the calendar not_found (WARNING)
-	EventFollowUp              = "follow_up"       // SyncWorker: a push's sync found nothing; one delayed sync asked for
-	EventPollOnly              = "poll_only"       // RenewChannels/CLI: a calendar Google will not watch is polled
-	EventCalendarBack          = "calendar_back"   // RenewChannels: a not_found calendar answered again: active
-	EventPollRun               = "poll_run"        // RenewChannels ?mode=poll: summary
-	EventMirrorPurged          = "mirror_purged"   // SyncWorker: an unenrolled calendar's mirror deleted
-	EventInvalidControl        = "invalid_control" // SyncWorker: a control message refused, acknowledged, nothing changed (ERROR)
-	EventControl               = "control"         // SyncWorker: a control message done
-	EventDiscovery             = "discovery"       // an identity's calendar list applied (enrolled, unenrolled)
-	EventIdentityUnenrolled    = "identity_unenrolled"
-	EventDirectorySync         = "directory_sync"     // a Workspace domain's directory diff (users, rooms)
-	EventEnrollFailure         = "enroll_failure"     // one enrollment step failed (ERROR)
-	EventNotFound              = "calendar_not_found" // shared/lifecycle: a persistent 404 streak set a calendar not_found (ERROR)
-	EventUnwatched             = "unwatched"          // shared/lifecycle: a calendar nobody follows any more
-	EventUnenrolled            = "unenrolled"         // shared/lifecycle: an identity or a domain left enrollment (field target)
+	// Google refuses a grant for another documented reason: the event is
+	// the status the grant's calendars get; the line's advice says what to do (ERROR).
+	EventDelegationUnauthorized = "delegation_unauthorized" // unauthorized_client after the grace period
+	EventScopeMissing           = "auth_scope_missing"      // access_denied, invalid_scope, 403 insufficientPermissions
+	EventAPIDisabled            = "api_disabled"            // 403 accessNotConfigured / SERVICE_DISABLED
+	EventAdminPolicy            = "admin_policy"            // admin_policy_enforced, org_internal
+	EventClientDisabled         = "client_disabled"         // disabled_client
+	EventDelegationPending      = "delegation_pending"      // unauthorized_client within a fresh delegation's grace: deferred (WARNING)
+	EventRenewRun               = "renew_run"               // RenewChannels: run summary
+	EventRenewFailure           = "renew_failure"           // RenewChannels: one item failed
+	EventChannelRenewed         = "channel_renewed"
+	EventChannelCreated         = "channel_created" // RenewChannels/CLI: a calendar got a new channel
+	EventChannelStopped         = "channel_stopped" // RenewChannels/CLI: a channel was stopped
+	EventStartFailed            = "start_failed"    // any function: config, secret or client failed at start (CRITICAL)
+	EventInvalidMessage         = "invalid_message" // SyncWorker: a message that can never be processed, acknowledged (ERROR)
+	EventSyncDeferred           = "sync_deferred"   // SyncWorker: rate limited (Google's, or the shared budget's); a delayed request will sync (WARNING)
+	EventNotFoundOnce           = "not_found_once"  // SyncWorker/RenewChannels: a 404 that does not (yet) make the calendar not_found (WARNING)
+	EventFollowUp               = "follow_up"       // SyncWorker: a push's sync found nothing; one delayed sync asked for
+	EventPollOnly               = "poll_only"       // RenewChannels/CLI: a calendar Google will not watch is polled
+	EventCalendarBack           = "calendar_back"   // RenewChannels: a not_found calendar answered again: active
+	EventPollRun                = "poll_run"        // RenewChannels ?mode=poll: summary
+	EventMirrorPurged           = "mirror_purged"   // SyncWorker: an unenrolled calendar's mirror deleted
+	EventInvalidControl         = "invalid_control" // SyncWorker: a control message refused, acknowledged, nothing changed (ERROR)
+	EventControl                = "control"         // SyncWorker: a control message done
+	EventDiscovery              = "discovery"       // an identity's calendar list applied (enrolled, unenrolled)
+	EventIdentityUnenrolled     = "identity_unenrolled"
+	EventDirectorySync          = "directory_sync"     // a Workspace domain's directory diff (users, rooms)
+	EventEnrollFailure          = "enroll_failure"     // one enrollment step failed (ERROR)
+	EventNotFound               = "calendar_not_found" // shared/lifecycle: a persistent 404 streak set a calendar not_found (ERROR)
+	EventUnwatched              = "unwatched"          // shared/lifecycle: a calendar nobody follows any more
+	EventUnenrolled             = "unenrolled"         // shared/lifecycle: an identity or a domain left enrollment (field target)
 )

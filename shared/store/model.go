@@ -26,6 +26,13 @@ const (
 	StatusNotFound    = "not_found"
 	StatusError       = "error"
 	StatusUnwatched   = "unwatched"
+	// Google refuses the grant for a reason no retry cures; each says what
+	// a person must do (lifecycle.Advice).
+	StatusDelegationUnauthorized = "delegation_unauthorized" // unauthorized_client after the grace period
+	StatusScopeMissing           = "auth_scope_missing"      // a scope not granted or not authorised
+	StatusAPIDisabled            = "api_disabled"            // an API not enabled in the project
+	StatusAdminPolicy            = "admin_policy"            // a Workspace admin policy blocks the app
+	StatusClientDisabled         = "client_disabled"         // the OAuth client is disabled
 )
 
 // Poll modes (Calendar.PollMode) and their reasons.
