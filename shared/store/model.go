@@ -218,12 +218,16 @@ type Credential struct {
 	Sealed      string `firestore:"sealed,omitempty"`
 	SealedKeyID string `firestore:"sealedKeyId,omitempty"`
 	// Legacy AES-256-GCM fields, removed when the credential is sealed.
-	KeyID      string    `firestore:"keyId,omitempty"`
-	Ciphertext []byte    `firestore:"ciphertext,omitempty"`
-	Status     string    `firestore:"status"` // active or auth_revoked
-	CreatedAt  time.Time `firestore:"createdAt"`
-	UpdatedAt  time.Time `firestore:"updatedAt"`
-	RevokedAt  time.Time `firestore:"revokedAt,omitempty"`
+	KeyID      string `firestore:"keyId,omitempty"`
+	Ciphertext []byte `firestore:"ciphertext,omitempty"`
+	Status     string `firestore:"status"` // active or auth_revoked
+	// Scopes Google granted (the token reply's scope), checked to hold
+	// every one calsync needs when stored; empty for credentials stored
+	// before they were recorded.
+	Scopes    []string  `firestore:"scopes,omitempty"`
+	CreatedAt time.Time `firestore:"createdAt"`
+	UpdatedAt time.Time `firestore:"updatedAt"`
+	RevokedAt time.Time `firestore:"revokedAt,omitempty"`
 }
 
 var keyEncoding = base32.HexEncoding.WithPadding(base32.NoPadding)
