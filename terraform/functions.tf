@@ -109,6 +109,9 @@ locals {
     # OAUTH_AUTH_URL keep their defaults (Google's).
     # Domain-wide delegation impersonates this account (iam.tf).
     DELEGATION_SERVICE_ACCOUNT = google_service_account.this["calendar"].email
+    # A new delegation can take Google up to 24 h: its unauthorized_client
+    # is deferred this long after enrollment before it is a status.
+    DELEGATION_GRACE = var.delegation_grace
     },
     # Set together with OAUTH_CLIENT_SECRET (see the functions), or neither.
     { for k, v in { OAUTH_CLIENT_ID = var.oauth_client_id } : k => v if v != "" },

@@ -125,6 +125,11 @@ locals {
       filter      = "${local.log_resource.any} AND jsonPayload.event=\"auth_revoked\""
       labels      = {}
     }
+    grants_refused = {
+      description = "Google refuses a grant for a documented reason no retry cures (scope missing, API disabled, admin policy, client disabled, delegation not authorised): its calendars stop syncing until someone acts (the line's advice says what to do)."
+      filter      = "${local.log_resource.any} AND ${local.grant_refused}"
+      labels      = { status = "EXTRACT(jsonPayload.event)" }
+    }
     renew_runs = {
       description = "RenewChannels runs that finished (one renew_run summary each)."
       filter      = "${local.log_resource.renew} AND jsonPayload.event=\"renew_run\""
@@ -462,6 +467,46 @@ resource "google_monitoring_alert_policy" "renew_not_running" {
   documentation {
     mime_type = "text/markdown"
     content   = "RenewChannels has not finished a run for 3 hours: channels will expire silently. Check the Cloud Scheduler job ${google_cloud_scheduler_job.renew.name} (last attempt, status) and the function's logs (${local.fn.renew})."
+  }
+}
+
+locals {
+  # The refusals shared/lifecycle gives their own status (the event is the status).
+  grant_refused = join("", [
+    "(jsonPayload.event=\"delegation_unauthorized\" OR jsonPayload.event=\"auth_scope_missing\" OR ",
+    "jsonPayload.event=\"api_disabled\" OR jsonPayload.event=\"admin_policy\" OR jsonPayload.event=\"client_disabled\")",
+  ])
+}
+
+resource "google_monitoring_alert_policy" "grant_refused" {
+  project               = var.project_id
+  display_name          = "calsync: Google refuses a grant (scope, API, policy, delegation)"
+  combiner              = "OR"
+  notification_channels = var.alert_notification_channels
+  user_labels           = local.labels
+
+  conditions {
+    display_name = "a grant refusal logged"
+    condition_matched_log {
+      filter = "${local.log_resource.any} AND ${local.grant_refused}"
+      label_extractors = {
+        status       = "EXTRACT(jsonPayload.event)"
+        calendar_key = "EXTRACT(jsonPayload.calendarKey)"
+        advice       = "EXTRACT(jsonPayload.advice)"
+      }
+    }
+  }
+
+  alert_strategy {
+    notification_rate_limit {
+      period = "3600s"
+    }
+    auto_close = "86400s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "Google refused the grant of calendar $${log.extracted_label.calendar_key}: status $${log.extracted_label.status}. What to do: $${log.extracted_label.advice} Its calendars stop syncing until then; a delegation_pending WARNING before it means a new delegation Google did not apply within DELEGATION_GRACE."
   }
 }
 

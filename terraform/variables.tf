@@ -337,6 +337,17 @@ variable "not_found_attempts" {
   }
 }
 
+variable "delegation_grace" {
+  description = "DELEGATION_GRACE: how long after an identity or calendar was enrolled a domain-wide delegation answering unauthorized_client is deferred (Google takes up to 24 h to apply a delegation) before its calendars are delegation_unauthorized (Go duration, 0 to 168h)."
+  type        = string
+  default     = "24h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.delegation_grace))
+    error_message = "delegation_grace must be a Go duration, e.g. 24h."
+  }
+}
+
 variable "not_found_after" {
   description = "NOT_FOUND_AFTER: how long a streak of 404s must last before a calendar is not_found (Go duration)."
   type        = string

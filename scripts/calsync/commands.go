@@ -95,6 +95,11 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 			return fmt.Errorf("calendar %s is not visible to %s yet (404; a calendar shared a moment ago can take a while): it stays registered and RenewChannels tries again in its next run: %w", cal.CalendarID, cal.Grant().Key(), err)
 		case res.Effect == lifecycle.EffectRevoke:
 			return fmt.Errorf("the grant of %s is revoked (status auth_revoked); run 'calsync connect' again: %w", cal.Grant().Key(), err)
+		case res.Effect == lifecycle.EffectDeny:
+			st := lifecycle.StatusOf(lifecycle.Classify(err))
+			return fmt.Errorf("Google refuses the grant of %s (status %s): %s: %w", cal.Grant().Key(), st, lifecycle.Advice(st), err)
+		case res.Next == lifecycle.Defer:
+			return fmt.Errorf("the delegation for %s is not authorised yet (Google can take up to 24 h); RenewChannels tries again: %w", cal.Grant().Key(), err)
 		}
 		return err
 	}

@@ -40,6 +40,7 @@ type connectOptions struct {
 type connectResult struct {
 	Email        string
 	RefreshToken string
+	Scopes       []string // what Google granted (every one of calclient.Scopes)
 }
 
 // connectFlow runs the loopback flow: listen on 127.0.0.1:0, send the user to
@@ -144,11 +145,18 @@ func connectFlow(ctx context.Context, o connectOptions) (connectResult, error) {
 	if tok.RefreshToken == "" {
 		return res, errors.New("no refresh token in the answer (remove the app's access in the Google account and connect again)")
 	}
+	// Granular consent: the user may have unticked a scope; such a grant
+	// would only ever answer 403, so it is refused here, not stored.
+	granted, _ := tok.Extra("scope").(string)
+	scopes, err := calclient.CheckScopes(granted)
+	if err != nil {
+		return res, err
+	}
 	email, err := idTokenEmail(tok)
 	if err != nil {
 		return res, err
 	}
-	return connectResult{Email: email, RefreshToken: tok.RefreshToken}, nil
+	return connectResult{Email: email, RefreshToken: tok.RefreshToken, Scopes: scopes}, nil
 }
 
 // idTokenEmail reads the verified email of the ID token the token endpoint
@@ -254,7 +262,7 @@ func connectAndStore(ctx context.Context, o connectOptions, store *credentials.S
 	if err != nil {
 		return err
 	}
-	id, err := store.Put(ctx, res.Email, res.RefreshToken)
+	id, err := store.Put(ctx, res.Email, res.RefreshToken, res.Scopes...)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -220,22 +222,7 @@ func connectAlice(t *testing.T, s *stack) string {
 	cs := &credentials.Store{Store: store.New(s.fs), Seal: pub} // an enroller: seals only
 	var consent string
 	var out bytes.Buffer
-	err := connectAndStore(ctx, connectOptions{
-		OAuth: &oauth2.Config{ClientID: "calsync-test", ClientSecret: "secret", Scopes: calclient.ConnectScopes,
-			Endpoint: oauth2.Endpoint{AuthURL: s.base + "/authorize", TokenURL: s.base + "/token"}},
-		LoginHint: "alice@x.test",
-		Timeout:   10 * time.Second,
-		Open: func(u string) error {
-			consent = u
-			resp, err := http.Get(u) // follows the redirect to the loopback callback
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			return nil
-		},
-	}, cs, &out)
-	if err != nil {
+	if err := connectAndStore(ctx, connectOpts(s, "alice@x.test", &consent), cs, &out); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"access_type=offline", "prompt=consent", "code_challenge_method=S256", "redirect_uri=http%3A%2F%2F127.0.0.1%3A", "login_hint=alice"} {
@@ -255,7 +242,56 @@ func connectAlice(t *testing.T, s *stack) string {
 	if err != nil || !strings.HasPrefix(refresh, "1//") {
 		t.Fatalf("stored token: %v", err)
 	}
+	if c, err := cs.Store.GetCredential(ctx, id); err != nil || !slices.Equal(c.Scopes, calclient.ConnectScopes) {
+		t.Fatalf("stored scopes %q, want what Google granted, %q (%v)", c.Scopes, calclient.ConnectScopes, err)
+	}
 	return id
+}
+
+// connectOpts drive the connect flow against the emulator for user; the
+// consent URL is kept in *consent when not nil.
+func connectOpts(s *stack, user string, consent *string) connectOptions {
+	return connectOptions{
+		OAuth: &oauth2.Config{ClientID: "calsync-test", ClientSecret: "secret", Scopes: calclient.ConnectScopes,
+			Endpoint: oauth2.Endpoint{AuthURL: s.base + "/authorize", TokenURL: s.base + "/token"}},
+		LoginHint: user,
+		Timeout:   10 * time.Second,
+		Open: func(u string) error {
+			if consent != nil {
+				*consent = u
+			}
+			resp, err := http.Get(u) // follows the redirect to the loopback callback
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			return nil
+		},
+	}
+}
+
+// Granular consent: a user who unticks one of calsync's scopes is refused
+// by connect with an error naming it, and nothing is stored.
+func TestConnectRefusesPartialConsent(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	if err := s.emu.CreateUser("bob@x.test", ""); err != nil {
+		t.Fatal(err)
+	}
+	s.emu.UntickScopes(calclient.ListScope)
+	pub, _ := sealed.ParsePublicKey(pubKey)
+	st := store.New(s.fs)
+	var out bytes.Buffer
+	err := connectAndStore(ctx, connectOpts(s, "bob@x.test", nil), &credentials.Store{Store: st, Seal: pub}, &out)
+	if !errors.Is(err, calclient.ErrScopesMissing) || !strings.Contains(err.Error(), calclient.ListScope) || !strings.Contains(err.Error(), "tick every box") {
+		t.Fatalf("connect with %s unticked: %v", calclient.ListScope, err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("refused connect printed %q", out.String())
+	}
+	if docs, err := s.fs.Collection(store.CollCredentials).Where("subject", "==", "bob@x.test").Documents(ctx).GetAll(); err != nil || len(docs) != 0 {
+		t.Errorf("refused connect stored %d credentials (%v)", len(docs), err)
+	}
 }
 
 // A request to the loopback callback with a wrong state (an attacker's

@@ -30,27 +30,8 @@ var ErrAuthRevoked = errors.New("calclient: grant revoked")
 // An invalid_grant about the assertion itself ("Invalid JWT ...": signature,
 // clock, audience) is calsync's problem, not the user's grant: not revoked.
 func IsAuthRevoked(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, ErrAuthRevoked) {
-		return true
-	}
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
-		switch tokenErrorCode(re) {
-		case "invalid_grant":
-			// Not one about the assertion itself (our clock, our signing):
-			// that is ours to fix, the grant is alive.
-			return !strings.HasPrefix(re.ErrorDescription, "Invalid JWT")
-		case "unauthorized_client":
-			// Domain-wide delegation withdrawn (also permanent).
-			return true
-		}
-		return false
-	}
-	var ge *googleapi.Error
-	return errors.As(err, &ge) && ge.Code == http.StatusUnauthorized
+	d := DenialOf(err)
+	return d == DeniedRevoked || d == DeniedUnauthorizedClient
 }
 
 // tokenErrorCode is the token endpoint's error code: golang.org/x/oauth2/jwt
@@ -194,4 +175,93 @@ func HTTPStatus(err error) int {
 		return re.Response.StatusCode
 	}
 	return 0
+}
+
+// Denial is what a token-endpoint or API refusal means for the grant, as
+// Google documents it; each is a configuration or permission state that
+// quick retries do not cure (and that must never reach the dead-letter
+// topic). "" for anything else.
+type Denial string
+
+// Denials.
+const (
+	// DeniedRevoked: invalid_grant (refresh token revoked or expired,
+	// delegation subject suspended or deleted), a 401 that survived a
+	// refresh, or a grant already known dead.
+	DeniedRevoked Denial = "revoked"
+	// DeniedUnauthorizedClient: the token endpoint's unauthorized_client,
+	// the client is not authorised for domain-wide delegation (or for one
+	// of the scopes). A fresh delegation answers it too until Google has
+	// it (up to 24 h).
+	DeniedUnauthorizedClient Denial = "unauthorized_client"
+	// DeniedScope: a scope is missing: access_denied or invalid_scope from
+	// the token endpoint, 403 insufficientPermissions from an API (granular
+	// consent: the user unticked one).
+	DeniedScope Denial = "scope_missing"
+	// DeniedAPIDisabled: 403 accessNotConfigured / SERVICE_DISABLED, an API
+	// not enabled in the project.
+	DeniedAPIDisabled Denial = "api_disabled"
+	// DeniedAdminPolicy: admin_policy_enforced (the Workspace admin blocks
+	// the app or a scope) or org_internal (an Internal app, a user outside
+	// its organisation).
+	DeniedAdminPolicy Denial = "admin_policy"
+	// DeniedClientDisabled: disabled_client, the OAuth client is disabled.
+	DeniedClientDisabled Denial = "client_disabled"
+)
+
+// DenialOf sorts err into a Denial ("" when it is none).
+func DenialOf(err error) Denial {
+	if err == nil {
+		return ""
+	}
+	if errors.Is(err, ErrAuthRevoked) {
+		return DeniedRevoked
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		switch tokenErrorCode(re) {
+		case "invalid_grant":
+			// Not one about the assertion itself (our clock, our signing):
+			// that is ours to fix, the grant is alive.
+			if strings.HasPrefix(re.ErrorDescription, "Invalid JWT") {
+				return ""
+			}
+			return DeniedRevoked
+		case "unauthorized_client":
+			return DeniedUnauthorizedClient
+		case "access_denied", "invalid_scope":
+			return DeniedScope
+		case "admin_policy_enforced", "org_internal":
+			return DeniedAdminPolicy
+		case "disabled_client":
+			return DeniedClientDisabled
+		}
+		return ""
+	}
+	var ge *googleapi.Error
+	if !errors.As(err, &ge) {
+		return ""
+	}
+	switch {
+	case ge.Code == http.StatusUnauthorized:
+		return DeniedRevoked
+	case ge.Code != http.StatusForbidden:
+		return ""
+	case hasReason(ge, "insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT"):
+		return DeniedScope
+	case hasReason(ge, "accessNotConfigured", "SERVICE_DISABLED") || serviceDisabled(ge):
+		return DeniedAPIDisabled
+	}
+	return ""
+}
+
+// serviceDisabled: a 403 whose ErrorInfo detail says SERVICE_DISABLED (the
+// newer error format names it only there).
+func serviceDisabled(ge *googleapi.Error) bool {
+	for _, d := range ge.Details {
+		if m, ok := d.(map[string]any); ok && m["reason"] == "SERVICE_DISABLED" {
+			return true
+		}
+	}
+	return false
 }

@@ -56,6 +56,11 @@ type Calendar struct {
 	// DelegationServiceAccount is impersonated (IAM signJwt) with a calendar's
 	// subject for domain-wide delegation; empty: ADC must be a service-account key.
 	DelegationServiceAccount string `env:"DELEGATION_SERVICE_ACCOUNT"`
+	// DelegationGrace is how long after a delegated identity or calendar was
+	// enrolled an unauthorized_client is taken for a delegation Google does
+	// not have yet (Google: up to 24 h): the sync is deferred, not given
+	// the delegation_unauthorized status. 0: none.
+	DelegationGrace time.Duration `env:"DELEGATION_GRACE, default=24h"`
 	// IAMEndpoint overrides where signJwt goes (IAM Credentials; Google's
 	// when empty, or CALENDAR_ENDPOINT's when that is set: the emulator).
 	IAMEndpoint string `env:"IAM_CREDENTIALS_ENDPOINT"`
@@ -69,6 +74,9 @@ type Calendar struct {
 // of ValidateEnrollment, and the keys that open stored credentials.
 func (c Calendar) Validate() error {
 	errs := []error{c.ValidateEnrollment()}
+	if c.DelegationGrace < 0 || c.DelegationGrace > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("DELEGATION_GRACE must be 0-168h, got %s", c.DelegationGrace))
+	}
 	if c.CredentialPrivateKeys == "" && c.CredentialKeys == "" {
 		errs = append(errs, errors.New("CREDENTIAL_PRIVATE_KEYS must be set (or, in a deployment whose credentials are not migrated yet, CREDENTIAL_KEYS)"))
 	}

@@ -43,10 +43,15 @@ func NewAccess(cfg config.Calendar, st *store.Store, logger *slog.Logger) (*Acce
 			ProjectPerDay: cfg.CalendarDailyLimit, Processes: cfg.CalendarProcesses}
 	}
 	factory := calclient.New(opts)
+	creds.Granted = factory.GrantedScopes
+	grace := cfg.DelegationGrace
+	if grace == 0 {
+		grace = -1 // configured to none (the owner's zero is its default)
+	}
 	return &Access{
 		Credentials: creds,
 		Calendars:   factory,
-		Lifecycle:   &lifecycle.Owner{Store: st, Clients: factory, Logger: logger},
+		Lifecycle:   &lifecycle.Owner{Store: st, Clients: factory, Logger: logger, DelegationGrace: grace},
 	}, nil
 }
 

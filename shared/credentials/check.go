@@ -25,8 +25,9 @@ var (
 // that credential id, so a box that can never be used is refused before
 // anything is written. Storing the same box again is a no-op (Pub/Sub may
 // deliver the message twice); another box under the same id is
-// ErrCredentialTaken. created says whether this call stored it. The refresh
-// token is never kept, logged or returned.
+// ErrCredentialTaken. With Granted set, the grant's scopes are checked first
+// (calclient.ErrScopesMissing) and recorded. created says whether this call
+// stored it. The refresh token is never kept, logged or returned.
 func (s *Store) AddSealed(ctx context.Context, id, subject, box string) (created bool, err error) {
 	if s.Keys == nil {
 		return false, ErrNoPrivateKey
@@ -35,21 +36,42 @@ func (s *Store) AddSealed(ctx context.Context, id, subject, box string) (created
 	if err != nil {
 		return false, fmt.Errorf("credentials: sealed token of %s: %w", id, err)
 	}
-	clear(pt)
-	err = s.PutSealed(ctx, id, subject, box)
+	defer clear(pt)
+	// A redelivery or a taken id is answered before Google is asked.
+	if c, gerr := s.Store.GetCredential(ctx, id); !errors.Is(gerr, store.ErrNotFound) {
+		if gerr != nil {
+			return false, gerr
+		}
+		return false, stored(c, id, box)
+	}
+	var scopes []string
+	if s.Granted != nil {
+		// A grant whose user unticked a scope would only ever answer 403:
+		// refused before it is stored.
+		if scopes, err = s.Granted(ctx, string(pt)); err != nil {
+			return false, fmt.Errorf("credentials: grant of %s: %w", id, err)
+		}
+	}
+	err = s.PutSealed(ctx, id, subject, box, scopes...)
 	if status.Code(err) != codes.AlreadyExists { // wrapped Status errors count
 		return err == nil, err
 	}
-	c, gerr := s.Store.GetCredential(ctx, id)
+	c, gerr := s.Store.GetCredential(ctx, id) // stored meanwhile (a concurrent delivery)
 	if gerr != nil {
 		return false, gerr
 	}
+	return false, stored(c, id, box)
+}
+
+// stored answers for a credential id already stored: the same box is a
+// no-op, another box ErrCredentialTaken, a revoked grant ErrCredentialRevoked.
+func stored(c store.Credential, id, box string) error {
 	if c.Sealed != box {
-		return false, fmt.Errorf("%w: %s", ErrCredentialTaken, id)
+		return fmt.Errorf("%w: %s", ErrCredentialTaken, id)
 	}
 	if c.Status == store.StatusAuthRevoked {
 		// The same grant again after it was revoked: still dead.
-		return false, fmt.Errorf("%w: %s", ErrCredentialRevoked, id)
+		return fmt.Errorf("%w: %s", ErrCredentialRevoked, id)
 	}
-	return false, nil
+	return nil
 }

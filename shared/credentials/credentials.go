@@ -28,6 +28,11 @@ type Store struct {
 	// Legacy opens credentials stored with AES-256-GCM before sealing
 	// existed (CREDENTIAL_KEYS), until they are migrated. Nil afterwards.
 	Legacy *Cipher
+	// Granted, if set, returns the scopes Google granted a refresh token,
+	// or an error when one calsync needs is missing
+	// (calclient.Factory.GrantedScopes): AddSealed checks a product's
+	// grant with it.
+	Granted func(ctx context.Context, refreshToken string) ([]string, error)
 }
 
 // Errors naming what configuration a credential needs.
@@ -48,8 +53,9 @@ func NewID() string { return "cred-" + uuid.NewString() }
 func AAD(credentialID string) []byte { return []byte("calsync/credential/v1\n" + credentialID) }
 
 // Put seals a refresh token for subject (the user's email, for operators)
-// under a new credential id, stores it, and returns the id.
-func (s *Store) Put(ctx context.Context, subject, refreshToken string) (string, error) {
+// under a new credential id, stores it with the scopes Google granted it,
+// and returns the id.
+func (s *Store) Put(ctx context.Context, subject, refreshToken string, scopes ...string) (string, error) {
 	if strings.TrimSpace(refreshToken) == "" {
 		return "", errors.New("credentials: empty refresh token")
 	}
@@ -61,13 +67,14 @@ func (s *Store) Put(ctx context.Context, subject, refreshToken string) (string, 
 	if err != nil {
 		return "", err
 	}
-	return id, s.PutSealed(ctx, id, subject, box)
+	return id, s.PutSealed(ctx, id, subject, box, scopes...)
 }
 
 // PutSealed stores a box an enroller sealed itself (a product backend with
 // only the public key): for credential id (from NewID), with AAD(id) as its
-// context. It cannot check that the box opens, only its form.
-func (s *Store) PutSealed(ctx context.Context, id, subject, box string) error {
+// context. It cannot check that the box opens, only its form. scopes are
+// those Google granted, recorded on the credential.
+func (s *Store) PutSealed(ctx context.Context, id, subject, box string, scopes ...string) error {
 	if !idRE.MatchString(id) {
 		return fmt.Errorf("credentials: id %q is not cred-UUID", id)
 	}
@@ -77,7 +84,7 @@ func (s *Store) PutSealed(ctx context.Context, id, subject, box string) error {
 	}
 	now := time.Now().UTC()
 	err = s.Store.CreateCredential(ctx, id, store.Credential{
-		Subject: subject, Sealed: box, SealedKeyID: keyID, Status: store.CredentialActive, CreatedAt: now, UpdatedAt: now,
+		Subject: subject, Sealed: box, SealedKeyID: keyID, Status: store.CredentialActive, Scopes: scopes, CreatedAt: now, UpdatedAt: now,
 	})
 	if err != nil {
 		return fmt.Errorf("credentials: store: %w", err)

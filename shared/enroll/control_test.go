@@ -1,11 +1,16 @@
 package enroll_test
 
 import (
+	"errors"
+	"slices"
+	"strings"
 	"testing"
 
+	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
 )
 
 func (v *env) control(t *testing.T, data string) error {
@@ -119,4 +124,39 @@ func mustSeal(t *testing.T, v *env, id, token string) string {
 		t.Fatal(err)
 	}
 	return box
+}
+
+// A product's sealed grant is checked for the scopes Google granted (a
+// refresh at the token endpoint): one whose user unticked a scope on the
+// consent screen is refused (scopes_missing) and nothing is stored; a full
+// grant is stored with its scopes.
+func TestControlChecksGrantedScopes(t *testing.T) {
+	v := newEnv(t)
+	const user = "dee@gmail.test"
+	if err := v.emu.CreateUser(user, ""); err != nil {
+		t.Fatal(err)
+	}
+	enrollWith := func(unticked ...string) (string, error) {
+		v.emu.UntickScopes(unticked...)
+		tok, _, err := calendaremu.Consent(v.ctx, v.base, user, calclient.ConnectScopes...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := credentials.NewID()
+		return id, v.control(t, `{"version":1,"action":"enroll","credentialId":"`+id+`","sealedRefreshToken":"`+mustSeal(t, v, id, tok.RefreshToken)+`","email":"`+user+`"}`)
+	}
+	id, err := enrollWith(calclient.ListScope)
+	if messages.InvalidReason(err) != messages.ReasonScopesMissing || !strings.Contains(err.Error(), calclient.ListScope) {
+		t.Fatalf("grant without %s: %v, want reason %s naming it", calclient.ListScope, err, messages.ReasonScopesMissing)
+	}
+	if _, err := v.st.GetCredential(v.ctx, id); !errors.Is(err, store.ErrNotFound) || len(v.calendars()) != 0 {
+		t.Fatalf("a refused grant was stored: %v, calendars %v", err, v.calendars())
+	}
+	id, err = enrollWith()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := v.st.GetCredential(v.ctx, id); err != nil || !slices.Equal(c.Scopes, calclient.ConnectScopes) {
+		t.Fatalf("stored scopes %q, want %q (%v)", c.Scopes, calclient.ConnectScopes, err)
+	}
 }

@@ -335,9 +335,10 @@ func (e *Enroller) follow(ctx context.Context, cals []store.Calendar, res *Resul
 				case lifecycle.RetryLater:
 					// RenewChannels repairs the channel; sync anyway.
 					e.failure(ctx, "", key, "watch", err)
-				case lifecycle.Probe:
+				case lifecycle.Probe, lifecycle.Defer:
 					// A 404 that is not yet proof (the calendar was shared a
-					// moment ago): counted; the first sync tries it again.
+					// moment ago), or a delegation Google does not have yet:
+					// the first sync tries it again (and defers).
 				default:
 					continue // a dead grant, a calendar gone for good
 				}

@@ -201,19 +201,20 @@ func TestEnrollRefusedAndRevoked(t *testing.T) {
 	if _, err := v.e.EnrollIdentity(v.ctx, cat); err != nil {
 		t.Fatal(err)
 	}
-	// Delegation withdrawn: the next look marks the identity and its calendar.
+	// Delegation withdrawn (unauthorized_client; this config has no grace
+	// period): the next look marks the identity and its calendar.
 	_ = v.emu.SetDelegation("corp.test", "someone-else@p.iam.gserviceaccount.com")
 	v.e.Calendars.(interface{ Forget(store.Grant) }).Forget(store.Grant{AuthMode: store.AuthDelegation, Subject: "cat@corp.test"})
 	if _, err := v.e.Discover(context.Background(), cat.Key()); err != nil {
 		t.Fatal(err)
 	}
 	id, _ := v.st.GetIdentity(v.ctx, cat.Key())
-	if id.Status != store.StatusAuthRevoked || v.calendars()["cat@corp.test"].Status != store.StatusAuthRevoked {
+	if id.Status != store.StatusDelegationUnauthorized || v.calendars()["cat@corp.test"].Status != store.StatusDelegationUnauthorized {
 		t.Fatalf("after delegation withdrawn: identity %s, calendar %s", id.Status, v.calendars()["cat@corp.test"].Status)
 	}
-	// One dead grant, one ERROR line (the identity and its calendar together).
-	if n, errs := v.logs.Count("ERROR", logging.EventAuthRevoked), v.logs.CountSeverity("ERROR"); n != 1 || errs != 1 {
-		t.Fatalf("%d auth_revoked of %d ERROR lines:\n%s", n, errs, v.logs.String())
+	// One refused grant, one ERROR line (the identity and its calendar together).
+	if n, errs := v.logs.Count("ERROR", logging.EventDelegationUnauthorized), v.logs.CountSeverity("ERROR"); n != 1 || errs != 1 {
+		t.Fatalf("%d delegation_unauthorized of %d ERROR lines:\n%s", n, errs, v.logs.String())
 	}
 }
 

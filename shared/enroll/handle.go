@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/credentials"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/sealed"
@@ -150,6 +152,11 @@ func (e *Enroller) storeCredential(ctx context.Context, c messages.Control, cred
 		return false, invalid(messages.ReasonCredentialTaken, err)
 	case errors.Is(err, credentials.ErrCredentialRevoked):
 		return false, invalid(messages.ReasonRevokedGrant, err)
+	case errors.Is(err, calclient.ErrScopesMissing):
+		return false, invalid(messages.ReasonScopesMissing, err)
+	case lifecycle.Classify(err).IsAuth():
+		// Google refuses the grant itself (revoked, client disabled, ...).
+		return false, invalid(messages.ReasonNotAuthorized, err)
 	}
 	return created, err
 }

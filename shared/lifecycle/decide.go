@@ -45,31 +45,57 @@ const (
 // Answer is what Google said, sorted by what it means for the target.
 type Answer int
 
-// Answers. A later issue splits AnswerDenied into scope missing, API
-// disabled and admin policy; each then gets its own rows in Decide.
+// Answers. The refusals Google documents (token endpoint and API 403s)
+// each have their own: each becomes its own status, with its own advice.
 const (
 	AnswerOK       Answer = iota
-	AnswerRevoked         // invalid_grant, unauthorized_client, 401: the grant is dead
-	AnswerDenied          // another 401/403 that no retry cures (a scope, a policy, an API off)
+	AnswerRevoked         // invalid_grant, 401: the grant is dead
+	AnswerDenied          // another 401/403 that no retry cures and Google does not name
 	AnswerNotFound        // 404 (or a 410 on a full listing): perhaps gone, perhaps not yet shared
 	AnswerPushNotSupported
 	AnswerNoDeletions // Google does not report its deletions incrementally (birthdays)
 	AnswerUnwatch     // an operator stopped following a calendar
 	AnswerUnenroll    // an identity, a domain or a calendar left enrollment
 	AnswerFailed      // anything else: transient or unknown, the caller's retry path
+	// AnswerUnauthorized: unauthorized_client (the client is not
+	// authorised for delegation or for a scope), once the grace period of
+	// a fresh delegation is over (Owner decides which).
+	AnswerUnauthorized
+	// AnswerUnauthorizedFresh: unauthorized_client within the grace
+	// period: Google may not have the new delegation yet (up to 24 h).
+	AnswerUnauthorizedFresh
+	AnswerScopeMissing   // access_denied, invalid_scope, 403 insufficientPermissions
+	AnswerAPIDisabled    // 403 accessNotConfigured / SERVICE_DISABLED
+	AnswerAdminPolicy    // admin_policy_enforced, org_internal
+	AnswerClientDisabled // disabled_client
 )
 
 func (a Answer) String() string {
-	return [...]string{"ok", "revoked", "denied", "not_found", "push_not_supported", "no_deletions", "unwatch", "unenroll", "failed"}[a]
+	return [...]string{"ok", "revoked", "denied", "not_found", "push_not_supported", "no_deletions", "unwatch", "unenroll", "failed",
+		"unauthorized", "unauthorized_fresh", "scope_missing", "api_disabled", "admin_policy", "client_disabled"}[a]
 }
 
 // Classify sorts a Calendar, Directory or token-endpoint error.
+// unauthorized_client is AnswerUnauthorized: Owner.Report makes it
+// AnswerUnauthorizedFresh within a fresh delegation's grace period.
 func Classify(err error) Answer {
+	switch calclient.DenialOf(err) {
+	case calclient.DeniedRevoked:
+		return AnswerRevoked
+	case calclient.DeniedUnauthorizedClient:
+		return AnswerUnauthorized
+	case calclient.DeniedScope:
+		return AnswerScopeMissing
+	case calclient.DeniedAPIDisabled:
+		return AnswerAPIDisabled
+	case calclient.DeniedAdminPolicy:
+		return AnswerAdminPolicy
+	case calclient.DeniedClientDisabled:
+		return AnswerClientDisabled
+	}
 	switch {
 	case err == nil:
 		return AnswerOK
-	case calclient.IsAuthRevoked(err):
-		return AnswerRevoked
 	case calclient.IsPushNotSupported(err):
 		return AnswerPushNotSupported
 	case calclient.IsNotFound(err), calclient.IsGone(err):
@@ -83,8 +109,55 @@ func Classify(err error) Answer {
 	return AnswerFailed
 }
 
-// IsAuth: the grant does not let calsync read (revoked or denied).
-func (a Answer) IsAuth() bool { return a == AnswerRevoked || a == AnswerDenied }
+// IsAuth: the grant does not let calsync read (revoked, refused, or not
+// yet authorised).
+func (a Answer) IsAuth() bool {
+	return a == AnswerDenied || a == AnswerUnauthorizedFresh || StatusOf(a) != ""
+}
+
+// StatusOf is the status a refusal gives the grant's identity and
+// calendars ("" for an answer that sets none).
+func StatusOf(a Answer) string {
+	switch a {
+	case AnswerRevoked:
+		return store.StatusAuthRevoked
+	case AnswerUnauthorized:
+		return store.StatusDelegationUnauthorized
+	case AnswerScopeMissing:
+		return store.StatusScopeMissing
+	case AnswerAPIDisabled:
+		return store.StatusAPIDisabled
+	case AnswerAdminPolicy:
+		return store.StatusAdminPolicy
+	case AnswerClientDisabled:
+		return store.StatusClientDisabled
+	}
+	return ""
+}
+
+// again: what brings the grant's calendars back once a person has acted
+// (both set them active again).
+const again = "; then enroll or watch them again (calsync enroll / watch)"
+
+// Advice is what a person must do about a refusal's status, for its log
+// line.
+func Advice(status string) string {
+	switch status {
+	case store.StatusAuthRevoked:
+		return "the grant is revoked or expired: reconnect the user (calsync connect), or restore the suspended or deleted delegation subject"
+	case store.StatusDelegationUnauthorized:
+		return "the client is not authorised for domain-wide delegation with these scopes: in the Admin console (Security > Access and data control > API controls > Domain-wide delegation) authorise the client ID with exactly the scopes calsync asks for" + again
+	case store.StatusScopeMissing:
+		return "a scope calsync needs was not granted: reconnect the user and tick every scope on the consent screen, or (delegation) authorise exactly calsync's scopes in the Admin console" + again
+	case store.StatusAPIDisabled:
+		return "a Google API is not enabled in the project: enable it (terraform apply, or gcloud services enable)" + again
+	case store.StatusAdminPolicy:
+		return "a Workspace admin policy blocks the app: have the admin trust it (Admin console > Security > API controls > App access control), or use an account of the app's organisation" + again
+	case store.StatusClientDisabled:
+		return "the OAuth client is disabled: re-enable it (Google Cloud console > APIs & Services > Credentials) or configure another" + again
+	}
+	return ""
+}
 
 // Next is what the caller does after a report.
 type Next int
@@ -105,10 +178,14 @@ const (
 	// Stop the whole operation on the grant (an identity's listing, a
 	// domain's diff): nothing more can be read with it.
 	Stop
+	// Defer: not now, and not a failure: try again later with a growing
+	// backoff, and never dead-letter (a fresh delegation Google does not
+	// have yet).
+	Defer
 )
 
 func (n Next) String() string {
-	return [...]string{"continue", "skip", "probe", "retry_later", "stop"}[n]
+	return [...]string{"continue", "skip", "probe", "retry_later", "stop", "defer"}[n]
 }
 
 // Effect is the write a decision asks for.
@@ -124,10 +201,11 @@ const (
 	EffectPoll                 // Google will not push usefully: poll mode
 	EffectUnwatch              // a calendar nobody follows: unwatched
 	EffectUnenroll             // an identity or a domain: unenrolled
+	EffectDeny                 // Google refuses the grant: its identity and calendars get StatusOf(answer)
 )
 
 func (e Effect) String() string {
-	return [...]string{"none", "revoke", "count_not_found", "reactivate", "probe_missed", "poll", "unwatch", "unenroll"}[e]
+	return [...]string{"none", "revoke", "count_not_found", "reactivate", "probe_missed", "poll", "unwatch", "unenroll", "deny"}[e]
 }
 
 // Decision is a transition: what to write and what the caller does next.
@@ -164,11 +242,19 @@ func Decide(k Kind, status string, op Op, a Answer) Decision {
 	case KindCalendar:
 		return decideCalendar(status, op, a)
 	case KindIdentity:
-		if a.IsAuth() {
+		switch {
+		case a == AnswerUnauthorizedFresh:
+			return Decision{EffectNone, Defer}
+		case a == AnswerRevoked, a == AnswerDenied:
 			// Reading its list is what an identity is for: any refusal ends it.
 			return Decision{EffectRevoke, Stop}
+		case a.IsAuth():
+			return Decision{EffectDeny, Stop}
 		}
 	case KindDomain:
+		if a == AnswerUnauthorizedFresh {
+			return Decision{EffectNone, RetryLater} // the next directory run tries again
+		}
 		if a.IsAuth() {
 			return Decision{EffectNone, Stop} // the admin's grant: nothing to diff with
 		}
@@ -183,6 +269,11 @@ func decideCalendar(status string, op Op, a Answer) Decision {
 	switch a {
 	case AnswerRevoked:
 		return Decision{EffectRevoke, Skip}
+	case AnswerUnauthorized, AnswerScopeMissing, AnswerAPIDisabled, AnswerAdminPolicy, AnswerClientDisabled:
+		// Acknowledged, never retried fast: a person must act first.
+		return Decision{EffectDeny, Skip}
+	case AnswerUnauthorizedFresh:
+		return Decision{EffectNone, Defer}
 	case AnswerOK:
 		if status == store.StatusNotFound && op == OpProbe {
 			return Decision{EffectReactivate, Continue}

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"testing"
 
 	"golang.org/x/oauth2"
@@ -64,6 +65,21 @@ func TestDecide(t *testing.T) {
 		{"domain's admin refused", KindDomain, active, OpDirectoryList, AnswerRevoked, Decision{EffectNone, Stop}},
 		{"domain's directory failed", KindDomain, active, OpDirectoryList, AnswerFailed, Decision{EffectNone, RetryLater}},
 		{"domain unenrolled", KindDomain, active, OpOperator, AnswerUnenroll, Decision{EffectUnenroll, Continue}},
+		{"scope missing on a sync", KindCalendar, active, OpEventsList, AnswerScopeMissing, Decision{EffectDeny, Skip}},
+		{"API disabled on a watch", KindCalendar, active, OpEventsWatch, AnswerAPIDisabled, Decision{EffectDeny, Skip}},
+		{"admin policy on a probe", KindCalendar, notFound, OpProbe, AnswerAdminPolicy, Decision{EffectDeny, Skip}},
+		{"client disabled", KindCalendar, active, OpEventsList, AnswerClientDisabled, Decision{EffectDeny, Skip}},
+		{"delegation unauthorized after the grace", KindCalendar, active, OpEventsList, AnswerUnauthorized, Decision{EffectDeny, Skip}},
+		{"delegation unauthorized within the grace", KindCalendar, active, OpEventsList, AnswerUnauthorizedFresh, Decision{EffectNone, Defer}},
+		{"scope missing again", KindCalendar, store.StatusScopeMissing, OpEventsList, AnswerScopeMissing, Decision{EffectDeny, Skip}},
+		{"API disabled for an unwatched calendar", KindCalendar, unwatched, OpEventsList, AnswerAPIDisabled, Decision{EffectNone, Skip}},
+		{"identity's scope missing", KindIdentity, active, OpListList, AnswerScopeMissing, Decision{EffectDeny, Stop}},
+		{"identity's API disabled", KindIdentity, active, OpListWatch, AnswerAPIDisabled, Decision{EffectDeny, Stop}},
+		{"identity's fresh delegation", KindIdentity, active, OpListList, AnswerUnauthorizedFresh, Decision{EffectNone, Defer}},
+		{"identity's delegation unauthorized", KindIdentity, active, OpListList, AnswerUnauthorized, Decision{EffectDeny, Stop}},
+		{"unenrolled identity's scope missing", KindIdentity, unenrolled, OpListList, AnswerScopeMissing, Decision{EffectNone, Skip}},
+		{"domain's admin policy", KindDomain, active, OpDirectoryList, AnswerAdminPolicy, Decision{EffectNone, Stop}},
+		{"domain's fresh delegation", KindDomain, active, OpDirectoryList, AnswerUnauthorizedFresh, Decision{EffectNone, RetryLater}},
 	}
 	for _, c := range cases {
 		if got := Decide(c.kind, c.status, c.op, c.a); got != c.want {
@@ -74,6 +90,12 @@ func TestDecide(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
+	// golang.org/x/oauth2/jwt leaves ErrorCode empty: the body says it.
+	tok := func(code int, e, desc string) error {
+		body := `{"error":"` + e + `","error_description":"` + desc + `"}`
+		return &url.Error{Op: "Post", URL: "https://oauth2.googleapis.com/token",
+			Err: &oauth2.RetrieveError{Response: &http.Response{StatusCode: code}, Body: []byte(body), ErrorDescription: desc}}
+	}
 	api := func(code int, reason string) error {
 		return &googleapi.Error{Code: code, Errors: []googleapi.ErrorItem{{Reason: reason}}}
 	}
@@ -83,8 +105,19 @@ func TestClassify(t *testing.T) {
 	}{
 		{nil, AnswerOK},
 		{&oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}, ErrorCode: "invalid_grant"}, AnswerRevoked},
+		{tok(400, "invalid_grant", "Invalid JWT Signature."), AnswerFailed}, // ours to fix, not the grant's
+		{tok(401, "unauthorized_client", ""), AnswerUnauthorized},
+		{tok(400, "access_denied", ""), AnswerScopeMissing},
+		{tok(400, "invalid_scope", ""), AnswerScopeMissing},
+		{tok(400, "admin_policy_enforced", ""), AnswerAdminPolicy},
+		{tok(401, "org_internal", ""), AnswerAdminPolicy},
+		{tok(401, "disabled_client", ""), AnswerClientDisabled},
+		{tok(400, "invalid_request", ""), AnswerFailed},
 		{api(401, "authError"), AnswerRevoked},
-		{api(403, "insufficientPermissions"), AnswerDenied},
+		{api(403, "insufficientPermissions"), AnswerScopeMissing},
+		{api(403, "accessNotConfigured"), AnswerAPIDisabled},
+		{&googleapi.Error{Code: 403, Details: []any{map[string]any{"reason": "SERVICE_DISABLED"}}}, AnswerAPIDisabled},
+		{api(403, "forbidden"), AnswerDenied},
 		{api(403, "rateLimitExceeded"), AnswerFailed},
 		{api(403, "quotaExceeded"), AnswerFailed},
 		{api(404, "notFound"), AnswerNotFound},
@@ -97,5 +130,29 @@ func TestClassify(t *testing.T) {
 		if got := Classify(c.err); got != c.want {
 			t.Errorf("Classify(%v) = %s, want %s", c.err, got, c.want)
 		}
+	}
+}
+
+// Every refusal that sets a status says what to do about it.
+func TestStatusOfAndAdvice(t *testing.T) {
+	seen := map[string]bool{}
+	for a := AnswerOK; a <= AnswerClientDisabled; a++ {
+		st := StatusOf(a)
+		if st == "" {
+			continue
+		}
+		if seen[st] {
+			t.Errorf("%s: status %s given twice", a, st)
+		}
+		seen[st] = true
+		if Advice(st) == "" {
+			t.Errorf("%s: status %s has no advice", a, st)
+		}
+		if !a.IsAuth() {
+			t.Errorf("%s sets %s but is not an auth answer", a, st)
+		}
+	}
+	if len(seen) != 6 {
+		t.Errorf("statuses: %v", seen)
 	}
 }

@@ -41,7 +41,17 @@ type Owner struct {
 	Logger   *slog.Logger // nil: logging.FromContext(ctx)
 	// Retention is how long stopped channel records are kept (default 3 days).
 	Retention time.Duration
+	// DelegationGrace is how long after a delegated identity (or its
+	// calendar) was enrolled an unauthorized_client is taken for a
+	// delegation Google does not have yet (it takes up to 24 h) and
+	// deferred, not made a status (zero: DefaultDelegationGrace; negative:
+	// none).
+	DelegationGrace time.Duration
 }
+
+// DefaultDelegationGrace is Google's "up to 24 hours" for a change of
+// domain-wide delegation to take effect.
+const DefaultDelegationGrace = 24 * time.Hour
 
 // Target is what a report is about. Build it with Calendar, Identity or
 // Domain.
@@ -94,7 +104,32 @@ type Result struct {
 // decides the transition, writes it, logs it once and says what to do next.
 // An error means the transition could not be written: retry later.
 func (o *Owner) Report(ctx context.Context, t Target, op Op, err error) (Result, error) {
-	return o.apply(ctx, t, op, Classify(err), err, "")
+	a := Classify(err)
+	if a == AnswerUnauthorized && o.fresh(ctx, t) {
+		a = AnswerUnauthorizedFresh
+	}
+	return o.apply(ctx, t, op, a, err, "")
+}
+
+// fresh: t is read with a delegation enrolled less than DelegationGrace
+// ago (its identity's enrollment; else the calendar's).
+func (o *Owner) fresh(ctx context.Context, t Target) bool {
+	grace := o.DelegationGrace
+	if grace == 0 {
+		grace = DefaultDelegationGrace
+	}
+	g := grantOf(t)
+	if grace < 0 || g.AuthMode != store.AuthDelegation {
+		return false
+	}
+	since := t.Identity.CreatedAt
+	if t.Kind != KindIdentity {
+		since = t.Calendar.CreatedAt
+		if id, err := o.Store.GetIdentity(ctx, g.IdentityKey()); err == nil && !id.CreatedAt.IsZero() {
+			since = id.CreatedAt
+		}
+	}
+	return !since.IsZero() && time.Since(since) < grace
 }
 
 // Unwatch records that nobody follows a calendar any more (an operator's
@@ -135,6 +170,8 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 	switch res.Effect {
 	case EffectRevoke:
 		res.Changed, err = o.revoke(ctx, t, op, cause)
+	case EffectDeny:
+		res.Changed, err = o.markGrant(ctx, t, op, cause, StatusOf(a))
 	case EffectCountNotFound:
 		res.Streak, err = o.Store.RecordNotFound(ctx, t.Key, t.LeaseOwner, string(op), o.policy())
 		if err == nil {
@@ -181,6 +218,10 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 			log.InfoContext(ctx, t.Kind.String()+" unenrolled", logging.KeyEvent, logging.EventUnenrolled, logging.KeyTarget, t.Kind.String(),
 				logging.KeyReason, reason)
 		}
+	}
+	if a == AnswerUnauthorizedFresh && res.Next == Defer {
+		log.WarnContext(ctx, "delegation not authorised (yet): Google may take up to 24 h to apply a new delegation; deferred, a status only after the grace period",
+			logging.KeyEvent, logging.EventDelegationPending, logging.KeySubject, grantOf(t).Subject, logging.KeyError, errString(cause))
 	}
 	if err != nil {
 		return res, fmt.Errorf("lifecycle: %s %s after %s %s: %w", res.Effect, t.Key, op, a, err)

@@ -16,7 +16,7 @@ import (
 // poll mode that lead to one). The names are unique in the module.
 var statusWrites = map[string]bool{
 	"SetStatus": true, "RecordNotFound": true, "ClearNotFound": true, "ProbeResult": true, "SetPollMode": true,
-	"RevokeIdentity": true, "SetIdentityStatus": true, "SetDomainStatus": true, "RevokeCredential": true,
+	"RevokeIdentity": true, "DenyIdentity": true, "SetIdentityStatus": true, "SetDomainStatus": true, "RevokeCredential": true,
 }
 
 // Only shared/lifecycle decides transitions: outside shared/store (which

@@ -18,6 +18,14 @@ import (
 // engine met the grant first; later ones (other calendars of the grant,
 // other instances) change nothing and stay silent.
 func (o *Owner) revoke(ctx context.Context, t Target, op Op, cause error) (bool, error) {
+	return o.markGrant(ctx, t, op, cause, store.StatusAuthRevoked)
+}
+
+// markGrant gives a refused grant's identity and calendars status (see
+// revoke; only a dead grant's credential is marked: another refusal is
+// cured by a person, and the same credential may work again). The ERROR
+// line's event is the status, with the advice of what to do.
+func (o *Owner) markGrant(ctx context.Context, t Target, op Op, cause error, status string) (bool, error) {
 	g := grantOf(t)
 	if o.Clients != nil {
 		o.Clients.Forget(g)
@@ -27,7 +35,7 @@ func (o *Owner) revoke(ctx context.Context, t Target, op Op, cause error) (bool,
 	idKey := ""
 	if g.AuthMode == store.AuthOAuth || g.AuthMode == store.AuthDelegation {
 		idKey = g.IdentityKey()
-		did, err := o.Store.RevokeIdentity(ctx, idKey, reason)
+		did, err := o.Store.DenyIdentity(ctx, idKey, status, reason)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			idKey = "" // not enrolled: a grant of operator-registered calendars
@@ -40,7 +48,7 @@ func (o *Owner) revoke(ctx context.Context, t Target, op Op, cause error) (bool,
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return false, err
 			}
-			if id.Status != store.StatusAuthRevoked {
+			if id.Status != status {
 				// Unenrolled since it was read (a suspended user's
 				// directory diff): its calendars are unwatched, not
 				// auth_revoked.
@@ -51,7 +59,7 @@ func (o *Owner) revoke(ctx context.Context, t Target, op Op, cause error) (bool,
 			}
 		}
 	}
-	if g.AuthMode == store.AuthOAuth {
+	if g.AuthMode == store.AuthOAuth && status == store.StatusAuthRevoked {
 		did, err := o.Store.RevokeCredential(ctx, g.CredentialID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return changed, fmt.Errorf("revoke credential %s: %w", g.CredentialID, err)
@@ -72,20 +80,25 @@ func (o *Owner) revoke(ctx context.Context, t Target, op Op, cause error) (bool,
 		if c.Status == store.StatusUnwatched {
 			continue // nobody follows it: its channels are stopped already
 		}
-		if c.Status != store.StatusAuthRevoked {
-			if err := o.Store.SetStatus(ctx, k, store.StatusAuthRevoked, reason, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if c.Status != status {
+			if err := o.Store.SetStatus(ctx, k, status, reason, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
 				errs = append(errs, err)
 				continue
 			}
 			changed = true
 		}
-		if err := o.stopChannels(ctx, k, c); err != nil {
+		if err := o.stopChannels(ctx, k, c, status); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if changed {
-		o.log(ctx).ErrorContext(ctx, "grant revoked: its identity, credential and calendars marked auth_revoked, channels stopped; reconnect the user",
-			logging.KeyEvent, logging.EventAuthRevoked,
+		msg := "grant revoked: its identity, credential and calendars marked auth_revoked, channels stopped; reconnect the user"
+		if status != store.StatusAuthRevoked {
+			msg = "Google refuses the grant: its identity and calendars marked " + status + ", channels stopped; " + Advice(status)
+		}
+		o.log(ctx).ErrorContext(ctx, msg,
+			logging.KeyEvent, status, // the event is the status (logging.EventAuthRevoked, EventScopeMissing, ...)
+			logging.KeyAdvice, Advice(status),
 			logging.KeyCalendarKey, calendarKey(t),
 			logging.KeyCalendarID, t.Calendar.CalendarID,
 			logging.KeyIdentityKey, idKey,
@@ -121,9 +134,9 @@ func (o *Owner) grantCalendars(ctx context.Context, g store.Grant) (map[string]s
 // stopChannels stops a calendar's live channels through the Stopper, or,
 // without one or when the API stop fails (a dead grant's usually does),
 // ends their records.
-func (o *Owner) stopChannels(ctx context.Context, key string, c store.Calendar) error {
+func (o *Owner) stopChannels(ctx context.Context, key string, c store.Calendar, status string) error {
 	if o.Stopper != nil {
-		if _, err := o.Stopper.StopCalendar(ctx, c, "auth_revoked"); err == nil {
+		if _, err := o.Stopper.StopCalendar(ctx, c, status); err == nil {
 			return nil
 		}
 	}

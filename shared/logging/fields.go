@@ -18,6 +18,7 @@ const (
 	KeyKeyID         = "keyId"      // a key id (channel-token or credential key), never key material
 	KeyRetryForMs    = "retryForMs" // Webhook: how much longer an unknown key id is answered 503
 	KeyReason        = "reason"
+	KeyAdvice        = "advice" // what a person must do about a refused grant
 	KeyError         = "error"
 	KeyCredentialID  = "credentialId"
 	KeyMessageID     = "messageId" // a Pub/Sub message id
@@ -103,17 +104,25 @@ const (
 	// EventNotificationDuplicate: a push already published (Webhook: its
 	// replay window; SyncWorker: the calendar's recorded message numbers);
 	// acknowledged, no sync.
-	EventNotificationDuplicate  = "notification_duplicate"
-	EventTokenKeyUnknown        = "token_key_unknown"    // Webhook: a key id of the deployment's key history it lacks, answered 503 within UNKNOWN_KEY_RETRY_WINDOW (ERROR, alerted; other ids: notification_rejected, keyId "unknown")
-	EventSync                   = "sync"                 // SyncWorker: one sync done
-	EventSyncError              = "sync_error"           // SyncWorker: a sync failed
-	EventFullResync             = "full_resync"          // SyncWorker: 410, token dead
-	EventFullResyncCooldown     = "full_resync_cooldown" // SyncWorker: a full resync asked within FULL_RESYNC_COOLDOWN of the last full sync: coalesced into an incremental sync (a request) or deferred (a 410) (WARNING)
-	EventLeaseLost              = "lease_lost"           // SyncWorker: a sync stopped because its lease was taken or could not be renewed (WARNING)
-	EventUnstorable             = "event_unstorable"     // SyncWorker: an event stored only in part (ERROR)
-	EventAuthRevoked            = "auth_revoked"         // any: invalid_grant
-	EventRenewRun               = "renew_run"            // RenewChannels: run summary
-	EventRenewFailure           = "renew_failure"        // RenewChannels: one item failed
+	EventNotificationDuplicate = "notification_duplicate"
+	EventTokenKeyUnknown       = "token_key_unknown"    // Webhook: a key id of the deployment's key history it lacks, answered 503 within UNKNOWN_KEY_RETRY_WINDOW (ERROR, alerted; other ids: notification_rejected, keyId "unknown")
+	EventSync                  = "sync"                 // SyncWorker: one sync done
+	EventSyncError             = "sync_error"           // SyncWorker: a sync failed
+	EventFullResync            = "full_resync"          // SyncWorker: 410, token dead
+	EventFullResyncCooldown    = "full_resync_cooldown" // SyncWorker: a full resync asked within FULL_RESYNC_COOLDOWN of the last full sync: coalesced into an incremental sync (a request) or deferred (a 410) (WARNING)
+	EventLeaseLost             = "lease_lost"           // SyncWorker: a sync stopped because its lease was taken or could not be renewed (WARNING)
+	EventUnstorable            = "event_unstorable"     // SyncWorker: an event stored only in part (ERROR)
+	EventAuthRevoked           = "auth_revoked"         // any: invalid_grant
+	EventRenewRun              = "renew_run"            // RenewChannels: run summary
+	EventRenewFailure          = "renew_failure"        // RenewChannels: one item failed
+	// Google refuses a grant for another documented reason: the event is
+	// the status the grant's calendars get; the line's advice says what to do (ERROR).
+	EventDelegationUnauthorized = "delegation_unauthorized" // unauthorized_client after the grace period
+	EventScopeMissing           = "auth_scope_missing"      // access_denied, invalid_scope, 403 insufficientPermissions
+	EventAPIDisabled            = "api_disabled"            // 403 accessNotConfigured / SERVICE_DISABLED
+	EventAdminPolicy            = "admin_policy"            // admin_policy_enforced, org_internal
+	EventClientDisabled         = "client_disabled"         // disabled_client
+	EventDelegationPending      = "delegation_pending"      // unauthorized_client within a fresh delegation's grace: deferred (WARNING)
 	EventChannelRenewed         = "channel_renewed"
 	EventChannelCreated         = "channel_created" // RenewChannels/CLI: a calendar got a new channel
 	EventChannelStopped         = "channel_stopped" // RenewChannels/CLI: a channel was stopped

@@ -92,6 +92,7 @@ const (
 	ReasonNoCredential     = "no_credential"      // enroll of a credential id that is not stored, without a sealed token
 	ReasonNotAuthorized    = "not_authorized"     // the identity's grant or delegation does not read its calendar list
 	ReasonRevokedGrant     = "revoked_credential" // enroll of a credential id whose grant was revoked
+	ReasonScopesMissing    = "scopes_missing"     // the sealed grant lacks one of calsync's scopes (granular consent)
 )
 
 // credentialIDRE is credentials.NewID's form (messages cannot import it).

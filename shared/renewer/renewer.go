@@ -301,6 +301,8 @@ func (r *Renewer) handle(ctx context.Context, t task) Summary {
 		switch res.Next {
 		case lifecycle.RetryLater:
 			r.failure(ctx, t.key, "channels", err) // the next run tries again
+		case lifecycle.Defer:
+			return s // a delegation Google does not have yet: the owner logged it; the next run tries again
 		case lifecycle.Probe:
 			// A 404 that is not yet proof: the reconcile below tries it again.
 			t.cal.NotFoundCount = res.Streak.Count

@@ -398,3 +398,28 @@ func TestRunMigratesLegacyCredentials(t *testing.T) {
 		t.Fatalf("run without CREDENTIAL_KEYS: %+v %v", sum, err)
 	}
 }
+
+// An API not enabled in the project (403 accessNotConfigured /
+// SERVICE_DISABLED) on a watch: the calendar becomes api_disabled with one
+// ERROR line that says what to do, not a renew_failure retried every run.
+func TestAPIDisabledOnRenew(t *testing.T) {
+	e := newEnv(t, calendaremu.Options{})
+	key := e.register(store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}, time.Now())
+	if err := e.emu.DisableAPI(calendaremu.ServiceCalendar, true); err != nil {
+		t.Fatal(err)
+	}
+	r := e.renewer(nil)
+	if _, err := r.Run(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := e.st.GetCalendar(e.ctx, key); got.Status != store.StatusAPIDisabled {
+		t.Fatalf("calendar %s %q, want %s", got.Status, got.StatusReason, store.StatusAPIDisabled)
+	}
+	logs := e.logs.String()
+	if n := strings.Count(logs, `"event":"api_disabled"`); n != 1 || !strings.Contains(logs, "enable it") || strings.Contains(logs, `"event":"renew_failure"`) {
+		t.Errorf("%d api_disabled lines: %s", n, logs)
+	}
+	if sum, _ := r.Run(e.ctx); sum.Failed != 0 || sum.Created != 0 {
+		t.Errorf("second run %+v", sum)
+	}
+}

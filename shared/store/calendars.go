@@ -86,7 +86,12 @@ func (s *Store) SetStatus(ctx context.Context, key, status, reason, leaseOwner s
 
 // isProblem: the statuses calsync finds rather than is told.
 func isProblem(status string) bool {
-	return status == StatusAuthRevoked || status == StatusNotFound
+	switch status {
+	case StatusAuthRevoked, StatusNotFound, StatusDelegationUnauthorized, StatusScopeMissing, StatusAPIDisabled,
+		StatusAdminPolicy, StatusClientDisabled:
+		return true
+	}
+	return false
 }
 
 // AllCalendars returns every registered calendar by key.

@@ -155,6 +155,12 @@ func (s *Store) PutIdentity(ctx context.Context, id Identity) (string, error) {
 // meanwhile (a suspended user's grant fails while the directory diff
 // unenrolls it) stays unenrolled. ErrNotFound when it is not enrolled.
 func (s *Store) RevokeIdentity(ctx context.Context, key, reason string) (bool, error) {
+	return s.DenyIdentity(ctx, key, StatusAuthRevoked, reason)
+}
+
+// DenyIdentity is RevokeIdentity with another refusal's status (scope
+// missing, API disabled, ...).
+func (s *Store) DenyIdentity(ctx context.Context, key, status, reason string) (bool, error) {
 	ref := s.IdentityRef(key)
 	revoked := false
 	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
@@ -168,7 +174,7 @@ func (s *Store) RevokeIdentity(ctx context.Context, key, reason string) (bool, e
 		}
 		revoked = true
 		return tx.Update(ref, []firestore.Update{
-			{Path: "status", Value: StatusAuthRevoked},
+			{Path: "status", Value: status},
 			optional("statusReason", reason),
 			{Path: "updatedAt", Value: s.now()},
 		})

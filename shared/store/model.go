@@ -26,6 +26,13 @@ const (
 	StatusNotFound    = "not_found"
 	StatusError       = "error"
 	StatusUnwatched   = "unwatched"
+	// Google refuses the grant for a reason no retry cures; each says what
+	// a person must do (lifecycle.Advice).
+	StatusDelegationUnauthorized = "delegation_unauthorized" // unauthorized_client after the grace period
+	StatusScopeMissing           = "auth_scope_missing"      // a scope not granted or not authorised
+	StatusAPIDisabled            = "api_disabled"            // an API not enabled in the project
+	StatusAdminPolicy            = "admin_policy"            // a Workspace admin policy blocks the app
+	StatusClientDisabled         = "client_disabled"         // the OAuth client is disabled
 )
 
 // Poll modes (Calendar.PollMode) and their reasons.
@@ -215,12 +222,16 @@ type Credential struct {
 	Sealed      string `firestore:"sealed,omitempty"`
 	SealedKeyID string `firestore:"sealedKeyId,omitempty"`
 	// Legacy AES-256-GCM fields, removed when the credential is sealed.
-	KeyID      string    `firestore:"keyId,omitempty"`
-	Ciphertext []byte    `firestore:"ciphertext,omitempty"`
-	Status     string    `firestore:"status"` // active or auth_revoked
-	CreatedAt  time.Time `firestore:"createdAt"`
-	UpdatedAt  time.Time `firestore:"updatedAt"`
-	RevokedAt  time.Time `firestore:"revokedAt,omitempty"`
+	KeyID      string `firestore:"keyId,omitempty"`
+	Ciphertext []byte `firestore:"ciphertext,omitempty"`
+	Status     string `firestore:"status"` // active or auth_revoked
+	// Scopes Google granted (the token reply's scope), checked to hold
+	// every one calsync needs when stored; empty for credentials stored
+	// before they were recorded.
+	Scopes    []string  `firestore:"scopes,omitempty"`
+	CreatedAt time.Time `firestore:"createdAt"`
+	UpdatedAt time.Time `firestore:"updatedAt"`
+	RevokedAt time.Time `firestore:"revokedAt,omitempty"`
 }
 
 var keyEncoding = base32.HexEncoding.WithPadding(base32.NoPadding)

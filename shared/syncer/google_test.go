@@ -266,12 +266,13 @@ func hasLine(logs *testlog.Buffer, event, key string) bool {
 	return false
 }
 
-// Domain-wide delegation end to end: a suspended subject, or a revoked
-// delegation, is a dead grant: the calendar becomes auth_revoked and the
-// message is acknowledged (it used to look like a network failure: retried
-// until dead-lettered).
+// Domain-wide delegation end to end: a suspended subject is a dead grant
+// (auth_revoked); a revoked delegation (unauthorized_client) is
+// delegation_unauthorized once the grace period is over, and within it the
+// sync is deferred (a delayed request). Each message is acknowledged (it
+// used to look like a network failure: retried until dead-lettered).
 func TestDelegationRefusedIsAuthRevoked(t *testing.T) {
-	for _, refuse := range []string{"suspended", "delegation revoked"} {
+	for _, refuse := range []string{"suspended", "delegation revoked", "fresh delegation"} {
 		t.Run(refuse, func(t *testing.T) {
 			e := newEnv(t)
 			const boss = "boss@corp.test"
@@ -285,13 +286,24 @@ func TestDelegationRefusedIsAuthRevoked(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := e.syncer(func(o *syncer.Options) { o.Services = factory })
+			reqs := &requestLog{}
+			grace := time.Duration(-1) // none: the delegation is old
+			if refuse == "fresh delegation" {
+				grace = 0 // the default 24 h: the calendar was enrolled a moment ago
+			}
+			opts := func(o *syncer.Options) {
+				o.Requests = reqs
+				o.Lifecycle = &lifecycle.Owner{Store: e.st, Logger: o.Logger, DelegationGrace: grace}
+			}
+			s := e.syncer(func(o *syncer.Options) { o.Services = factory; opts(o) })
 			n := messages.Notification{CalendarKey: key, ResourceState: messages.StateSync, ReceivedAt: time.Now().UTC()}
 			if err := s.HandleNotification(e.ctx, n); err != nil {
 				t.Fatalf("first sync as the subject: %v", err)
 			}
+			want := store.StatusDelegationUnauthorized
 			if refuse == "suspended" {
 				e.srv.SuspendAccount(boss) // its issued tokens stop working too
+				want = store.StatusAuthRevoked
 			} else {
 				// Tokens already issued live on until they expire: a new
 				// instance (no cached token) meets the refusal.
@@ -299,15 +311,43 @@ func TestDelegationRefusedIsAuthRevoked(t *testing.T) {
 				s = e.syncer(func(o *syncer.Options) {
 					o.Services = calclient.New(calclient.Options{Endpoint: e.base, DelegationServiceAccount: sa,
 						OAuth: &oauth2.Config{Endpoint: oauth2.Endpoint{TokenURL: e.base + "/token"}}})
+					opts(o)
 				})
 			}
+			if refuse == "fresh delegation" {
+				want = store.StatusActive
+			}
+			reqs.msgs = nil // only what the refusal asks for
 			n.ResourceState, n.ReceivedAt = messages.StateExists, time.Now().UTC()
 			if err := s.HandleNotification(e.ctx, n); err != nil {
 				t.Fatalf("%s: want the message acknowledged, got %v", refuse, err)
 			}
-			if c, _ := e.st.GetCalendar(e.ctx, key); c.Status != store.StatusAuthRevoked {
-				t.Fatalf("%s: status %s, want auth_revoked", refuse, c.Status)
+			if c, _ := e.st.GetCalendar(e.ctx, key); c.Status != want {
+				t.Fatalf("%s: status %s, want %s", refuse, c.Status, want)
+			}
+			deferred, ok := reqs.take()
+			if got := ok && deferred.CalendarKey == key && deferred.NotBefore.After(time.Now()); got != (refuse == "fresh delegation") {
+				t.Errorf("%s: deferred sync asked for: %v (%+v)", refuse, got, deferred)
 			}
 		})
+	}
+}
+
+// An API not enabled in the project (403 accessNotConfigured /
+// SERVICE_DISABLED) makes the calendar api_disabled, and the message is
+// acknowledged: no redelivery, no dead letter.
+func TestAPIDisabledIsAStatus(t *testing.T) {
+	e := newEnv(t)
+	s := e.syncer(nil)
+	e.mustNotify(s, messages.StateSync)
+	if err := e.srv.DisableAPI(calendaremu.ServiceCalendar, true); err != nil {
+		t.Fatal(err)
+	}
+	n := messages.Notification{CalendarKey: e.key, ResourceState: messages.StateExists, ReceivedAt: time.Now().UTC()}
+	if err := s.HandleNotification(e.ctx, n); err != nil {
+		t.Fatalf("want the message acknowledged, got %v", err)
+	}
+	if c, _ := e.st.GetCalendar(e.ctx, e.key); c.Status != store.StatusAPIDisabled {
+		t.Fatalf("status %q, want %s", c.Status, store.StatusAPIDisabled)
 	}
 }

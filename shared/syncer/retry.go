@@ -47,9 +47,12 @@ const (
 	// while after a calendar is shared): a streak is counted and only a
 	// persistent one sets not_found (shared/lifecycle); acknowledged.
 	KindNotFound
-	// KindAuthRevoked: invalid_grant, unauthorized_client or 401: the grant
-	// is dead (shared/lifecycle), ack.
-	KindAuthRevoked
+	// KindAuthDenied: a refusal Google documents (invalid_grant, 401,
+	// unauthorized_client, a scope missing, an API disabled, an admin
+	// policy): shared/lifecycle sets its status and the message is
+	// acknowledged, or (a fresh delegation) the sync is deferred; never
+	// dead-lettered.
+	KindAuthDenied
 	// KindLeaseLost: the lease was taken, or could not be renewed in time:
 	// stop; ack only if a sync covers the message (see leaseLost).
 	KindLeaseLost
@@ -61,7 +64,7 @@ const (
 )
 
 func (k Kind) String() string {
-	return [...]string{"other", "transient", "quota", "sync_token_gone", "not_found", "auth_revoked", "lease_lost", "rate_limited"}[k]
+	return [...]string{"other", "transient", "quota", "sync_token_gone", "not_found", "auth_denied", "lease_lost", "rate_limited"}[k]
 }
 
 // Classify sorts an error from the Calendar API, OAuth, Firestore or Pub/Sub.
@@ -78,8 +81,10 @@ func Classify(err error) Kind {
 		return KindOther
 	case errors.Is(err, store.ErrLeaseLost):
 		return KindLeaseLost
-	case calclient.IsAuthRevoked(err):
-		return KindAuthRevoked
+	case calclient.DenialOf(err) != "":
+		// Every refusal Google documents (scope, API, policy, delegation):
+		// the lifecycle owner decides, never a dead letter.
+		return KindAuthDenied
 	case calclient.IsGone(err):
 		return KindSyncTokenGone
 	case calclient.IsNotFound(err):
@@ -121,8 +126,11 @@ func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal sto
 	kind := Classify(err)
 	log = log.With(logging.KeyStatus, calclient.HTTPStatus(err))
 	switch kind {
-	case KindAuthRevoked:
-		return s.settle(ctx, log, key, cal, lease, kind, err)
+	case KindAuthDenied:
+		if serr := s.settle(ctx, log, key, cal, lease, kind, err); !errors.Is(serr, errDeferred) {
+			return serr
+		}
+		// A fresh delegation Google may not have yet: deferred below.
 	case KindNotFound, KindSyncTokenGone:
 		// A 410 reaching here came from a full listing (an incremental one
 		// turns into a full one): the calendar itself is gone, like a 404.
@@ -142,8 +150,8 @@ func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal sto
 		err = errors.Join(err, derr)
 	case kind == KindLeaseLost:
 		return s.leaseLost(ctx, log, key, n, cv, err)
-	case kind == KindRateLimited && !cv.Held:
-		derr := s.deferSync(ctx, log, key, err)
+	case (kind == KindRateLimited || kind == KindAuthDenied) && !cv.Held:
+		derr := s.deferSync(ctx, log, key, kind, err)
 		if derr == nil {
 			return nil
 		}
@@ -197,6 +205,9 @@ func (s *Syncer) settle(ctx context.Context, log *slog.Logger, key string, cal s
 	t := lifecycle.Calendar(key, cal)
 	t.LeaseOwner = lease.Owner
 	res, lerr := s.o.Lifecycle.Report(ctx, t, lifecycle.OpEventsList, err)
+	if lerr == nil && res.Next == lifecycle.Defer {
+		return errDeferred // the caller lets the lease go and defers
+	}
 	if res.Effect != lifecycle.EffectCountNotFound || lerr != nil {
 		// Recording a 404 lets the lease go with it; nothing else does.
 		if rerr := s.o.Store.Release(ctx, key, lease, false); rerr != nil {
@@ -219,12 +230,16 @@ func (s *Syncer) settle(ctx context.Context, log *slog.Logger, key string, cal s
 	return nil
 }
 
-// deferSync hands a rate-limited calendar over to a delayed request: the
+// errDeferred: settle met an answer to defer (lifecycle.Defer).
+var errDeferred = errors.New("deferred")
+
+// deferSync hands a rate-limited calendar (or one whose fresh delegation
+// Google does not have yet) over to a delayed request: the
 // lease was let go with the calendar dirty (fail), and a reconcile request that waits
 // until the budget has room (or an exponential backoff, for Google's 403/429)
 // is published; the message is acknowledged. Pub/Sub never sees a failure,
 // so nothing is dead-lettered however long the quota stays spent.
-func (s *Syncer) deferSync(ctx context.Context, log *slog.Logger, key string, cause error) error {
+func (s *Syncer) deferSync(ctx context.Context, log *slog.Logger, key string, kind Kind, cause error) error {
 	if s.o.Requests == nil {
 		return errors.New("no request publisher to defer with")
 	}
@@ -244,8 +259,8 @@ func (s *Syncer) deferSync(ctx context.Context, log *slog.Logger, key string, ca
 	if err := s.ask(ctx, messages.Delayed(key, at, false, attempt)); err != nil {
 		return err
 	}
-	log.Warn("rate limited; sync deferred, message acknowledged", logging.KeyEvent, logging.EventSyncDeferred,
-		logging.KeyReason, KindRateLimited.String(), logging.KeyRetryInMs, at.Sub(now).Milliseconds(), logging.KeyAttempt, attempt,
+	log.Warn(kind.String()+"; sync deferred, message acknowledged", logging.KeyEvent, logging.EventSyncDeferred,
+		logging.KeyReason, kind.String(), logging.KeyRetryInMs, at.Sub(now).Milliseconds(), logging.KeyAttempt, attempt,
 		logging.KeyError, cause.Error())
 	return nil
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -130,16 +128,7 @@ func errorsAs(err error, target any) bool { return errors.As(err, target) }
 func consent(t *testing.T, base, user string, scopes ...string) (*oauth2.Token, *calendar.Service) {
 	t.Helper()
 	ctx := context.Background()
-	cfg := &oauth2.Config{ClientID: "cid", ClientSecret: "secret", RedirectURL: "http://127.0.0.1:1/cb", Scopes: scopes,
-		Endpoint: oauth2.Endpoint{AuthURL: base + "/authorize", TokenURL: base + "/token", AuthStyle: oauth2.AuthStyleInParams}}
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noFollow.Get(cfg.AuthCodeURL("s", oauth2.SetAuthURLParam("login_hint", user)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, _ := url.Parse(resp.Header.Get("Location"))
-	tok, err := cfg.Exchange(ctx, loc.Query().Get("code"))
+	tok, cfg, err := Consent(ctx, base, user, scopes...)
 	if err != nil {
 		t.Fatal(err)
 	}
