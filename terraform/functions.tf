@@ -206,7 +206,7 @@ locals {
         # rate-limited one for its deferral, an empty push sync for its follow-up.
         NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
         FOLLOW_UP_DELAY     = var.follow_up_delay
-        # A cost guard: one full resync per calendar per cooldown.
+        # A cost guard: one requested full resync per calendar per cooldown.
         FULL_RESYNC_COOLDOWN = var.full_resync_cooldown
         # Enrollment: calendarList pushes and control messages (pubsub.tf)
         # enroll calendars, which the SyncWorker watches at once (hence the

@@ -45,7 +45,7 @@ locals {
       labels      = { service = "EXTRACT(resource.labels.service_name)" }
     }
     full_resync_cooldown = {
-      description = "Full resyncs held back by FULL_RESYNC_COOLDOWN, by outcome: coalesced (a full_resync request within the cooldown synced incrementally) or deferred (a 410 again within it: resynced when it ends). A steady deferred rate is a calendar whose tokens keep dying."
+      description = "Full resyncs held back by FULL_RESYNC_COOLDOWN, by outcome: coalesced (a full_resync request within the cooldown synced incrementally; a 410 always resyncs at once)."
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"full_resync_cooldown\""
       labels      = { outcome = "EXTRACT(jsonPayload.outcome)" }
     }

@@ -250,7 +250,7 @@ variable "retry_budget" {
 }
 
 variable "full_resync_cooldown" {
-  description = "FULL_RESYNC_COOLDOWN: a cost guard: a full resync asked for within this long of a calendar's last full sync is coalesced into an incremental sync (a full_resync request) or deferred until the cooldown ends (a 410 again: the resync still comes). WARNING full_resync_cooldown, metric full_resync_cooldown by outcome. \"0s\" turns it off; at most 24h (Go duration)."
+  description = "FULL_RESYNC_COOLDOWN: a cost guard: a full resync asked for within this long of a calendar's last full sync is coalesced into an incremental sync (full_resync requests; a 410 always resyncs at once: the token is dead). WARNING full_resync_cooldown, metric full_resync_cooldown by outcome. \"0s\" turns it off; at most 24h (Go duration)."
   type        = string
   default     = "10m"
 

@@ -620,21 +620,20 @@ func testMaxSessionHandsOver(t *testing.T, withRequests bool) {
 	e.assertMirror()
 }
 
-// The full-resync cooldown (a cost guard): a 410 again within the cooldown
-// of the last full sync costs one incremental call and a delayed request,
-// not a full listing, at every push; once the cooldown is over the 410
-// gets its resync. A full_resync request within the cooldown is coalesced
-// into an incremental sync; after it, it is full again.
+// The full-resync cooldown (a cost guard) coalesces requested resyncs
+// only: a full_resync request within the cooldown of the last full sync is
+// an incremental sync; after it, it is full again. A 410 within the
+// cooldown still gets its resync at once (the token is dead: deferring
+// left the mirror stale for the whole cooldown).
 func TestFullResyncCooldown(t *testing.T) {
 	e := newEnv(t)
 	logs := &testlog.Buffer{}
 	var offset atomic.Int64
 	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
-	reqs := &requestLog{}
 	s := e.syncer(func(o *syncer.Options) {
 		o.Logger = logging.New(logs, slog.LevelInfo)
 		o.FullResyncCooldown = 10 * time.Minute
-		o.Requests = reqs
+		o.Requests = &requestLog{}
 		o.Now = now
 	})
 	notify := func(state string) {
@@ -654,37 +653,21 @@ func TestFullResyncCooldown(t *testing.T) {
 		}
 		return n
 	}
-	// The token dies at once, twice over: each push costs one list call.
+	// The token dies within the cooldown: resynced at once all the same.
 	e.insert("b")
 	if err := e.srv.InvalidateSyncTokens(e.calID); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 2 {
-		lists := e.lists()
-		notify(messages.StateExists)
-		if c := e.calendar(); c.FullSyncCount != 1 || e.lists() != lists+1 {
-			t.Fatalf("410 #%d in the cooldown: %d full syncs, %d list calls", i+1, c.FullSyncCount, e.lists()-lists)
-		}
-		n, ok := reqs.take()
-		if !ok || n.ResourceState != messages.StateReconcile || n.NotBefore.Before(now().Add(time.Minute)) {
-			t.Fatalf("410 #%d: delayed request %+v %v", i+1, n, ok)
-		}
-	}
-	if cooldownLines("deferred") != 2 || logs.Count("WARNING", logging.EventFullResync) != 0 {
-		t.Fatalf("cooldown lines %d, full_resync lines %d", cooldownLines("deferred"), logs.Count("WARNING", logging.EventFullResync))
-	}
-	// The cooldown over, the 410 gets its resync.
-	offset.Store(int64(11 * time.Minute))
 	notify(messages.StateExists)
 	e.assertMirror()
 	if c := e.calendar(); c.FullSyncCount != 2 || logs.Count("WARNING", logging.EventFullResync) != 1 {
-		t.Fatalf("after the cooldown: %d full syncs", c.FullSyncCount)
+		t.Fatalf("410 in the cooldown: %d full syncs, %d full_resync lines", c.FullSyncCount, logs.Count("WARNING", logging.EventFullResync))
 	}
 	// A full_resync request right after: an incremental sync instead.
 	e.insert("c")
 	notify(messages.StateFullResync)
 	e.assertMirror()
-	if c := e.calendar(); c.FullSyncCount != 2 || cooldownLines("coalesced") != 1 {
+	if c := e.calendar(); c.FullSyncCount != 2 || cooldownLines("coalesced") != 1 || cooldownLines("deferred") != 0 {
 		t.Fatalf("request in the cooldown: %d full syncs, %d coalesced lines", c.FullSyncCount, cooldownLines("coalesced"))
 	}
 	offset.Store(int64(22 * time.Minute))

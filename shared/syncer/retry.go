@@ -138,16 +138,9 @@ func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal sto
 	}
 	n := sessionOf(ctx)
 	cv, lerr := retry(ctx, s, func() (store.Cover, error) { return s.o.Store.LetGo(ctx, key, lease, requestOf(n)) })
-	var cool *resyncCooldownError
 	switch {
 	case lerr != nil:
 		err = errors.Join(err, lerr)
-	case errors.As(err, &cool):
-		derr := s.deferResync(ctx, log, key, cool, cv.Held)
-		if derr == nil {
-			return nil
-		}
-		err = errors.Join(err, derr)
 	case kind == KindLeaseLost:
 		return s.leaseLost(ctx, log, key, n, cv, err)
 	case (kind == KindRateLimited || kind == KindAuthDenied) && !cv.Held:
@@ -262,44 +255,6 @@ func (s *Syncer) deferSync(ctx context.Context, log *slog.Logger, key string, ki
 	log.Warn(kind.String()+"; sync deferred, message acknowledged", logging.KeyEvent, logging.EventSyncDeferred,
 		logging.KeyReason, kind.String(), logging.KeyRetryInMs, at.Sub(now).Milliseconds(), logging.KeyAttempt, attempt,
 		logging.KeyError, cause.Error())
-	return nil
-}
-
-// resyncCooldownError: a 410 within the full-resync cooldown; the resync
-// is due at until. Deliberately no Unwrap: Classify must not see the 410
-// (on a full listing a 410 means the calendar is gone).
-type resyncCooldownError struct {
-	until time.Time
-	cause error
-}
-
-func (e *resyncCooldownError) Error() string {
-	return "full resync deferred until " + e.until.Format(time.RFC3339) + " (cooldown): " + e.cause.Error()
-}
-
-// deferResync hands a 410 met within the full-resync cooldown over to a
-// delayed request (the lease was let go, the calendar kept its dead
-// token): it lists incrementally then, meets the 410 again and, the
-// cooldown over, resyncs. Due no later than MaxDefer ahead, as any
-// deferral; a live holder (held) will meet the 410 itself.
-func (s *Syncer) deferResync(ctx context.Context, log *slog.Logger, key string, cool *resyncCooldownError, held bool) error {
-	now := s.now()
-	at := cool.until
-	if limit := now.Add(s.o.MaxDefer); at.After(limit) {
-		at = limit
-	}
-	if !held {
-		if s.o.Requests == nil {
-			return errors.New("no request publisher to defer with")
-		}
-		if err := s.ask(ctx, messages.Delayed(key, at, false, 0)); err != nil {
-			return err
-		}
-	}
-	log.Warn("sync token gone again within the full-resync cooldown; resync deferred, message acknowledged",
-		logging.KeyEvent, logging.EventFullResyncCooldown, logging.KeyOutcome, "deferred",
-		logging.KeyRetryInMs, at.Sub(now).Milliseconds(), logging.KeyCooldownMs, s.o.FullResyncCooldown.Milliseconds(),
-		logging.KeyError, cool.cause.Error())
 	return nil
 }
 

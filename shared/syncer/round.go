@@ -112,12 +112,9 @@ func (s *Syncer) round(ctx context.Context, log *slog.Logger, h *holding, rd sto
 		if Classify(err) != KindSyncTokenGone {
 			return nil, err
 		}
-		if cd := s.o.FullResyncCooldown; cd > 0 && s.now().Sub(rd.Calendar.LastFullSyncAt) < cd {
-			// A 410 again so soon (a token-killing loop): the resync waits
-			// for the cooldown's end, rather than list the calendar whole
-			// at every push.
-			return nil, &resyncCooldownError{until: rd.Calendar.LastFullSyncAt.Add(cd), cause: err}
-		}
+		// No cooldown here: a dead token leaves no incremental sync to
+		// fall back on, and deferring the resync left the mirror stale for
+		// the whole cooldown (FullResyncCooldown covers requested resyncs).
 		log.Warn("sync token no longer valid (410); full resync with mark and sweep", logging.KeyEvent, logging.EventFullResync,
 			logging.KeyError, err.Error())
 		startPage = ""

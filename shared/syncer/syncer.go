@@ -128,9 +128,9 @@ type Options struct {
 	OnSync func(Report)
 	// FullResyncCooldown is a cost guard: a full resync asked for within
 	// this long of the calendar's last full sync is coalesced into an
-	// incremental round (a full_resync request) or deferred until the
-	// cooldown ends (a 410: the token is dead, it still gets its resync).
-	// 0: none (the SyncWorker's FULL_RESYNC_COOLDOWN is 10 min).
+	// incremental round (a full_resync request: reconcile, operator). A
+	// 410 always gets its resync: the token is dead, and a deferred resync
+	// left the mirror stale for the whole cooldown. 0: none (the SyncWorker's FULL_RESYNC_COOLDOWN is 10 min).
 	FullResyncCooldown time.Duration
 }
 
