@@ -392,7 +392,11 @@ func cmdResync(ctx context.Context, c *cli, args []string) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			err := renewer.Ask(ctx, pub, k, state, time.Now())
+			// An operator's request: no cooldown holds it back.
+			data, attrs, err := messages.OperatorRequest(k, state, time.Now())
+			if err == nil {
+				err = pub.Publish(ctx, data, attrs, "")
+			}
 			mu.Lock()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", k, err))

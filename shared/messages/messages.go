@@ -66,6 +66,10 @@ type Notification struct {
 	FollowUp bool `json:"followUp,omitempty"`
 	// Attempt counts how often a rate-limited sync was deferred (backoff).
 	Attempt int `json:"attempt,omitempty"`
+	// Operator marks a request an operator made (calsync resync): the
+	// full-resync cooldown, a guard against runaway automatic resyncs, does
+	// not hold it back.
+	Operator bool `json:"operator,omitempty"`
 	// MessageID is the Pub/Sub message id it was delivered as: transport
 	// metadata the SyncWorker sets, never part of the payload.
 	MessageID string `json:"-"`
@@ -92,6 +96,11 @@ func ListRequest(identityKey, state string, now time.Time) (data []byte, attrs m
 // topic.
 func Request(calendarKey, state string, now time.Time) (data []byte, attrs map[string]string, err error) {
 	return Notification{ResourceState: state, CalendarKey: calendarKey, ReceivedAt: now.UTC()}.Encode()
+}
+
+// OperatorRequest is Request marked as an operator's (Operator).
+func OperatorRequest(calendarKey, state string, now time.Time) (data []byte, attrs map[string]string, err error) {
+	return Notification{ResourceState: state, CalendarKey: calendarKey, ReceivedAt: now.UTC(), Operator: true}.Encode()
 }
 
 // Delayed is a reconcile request to act on at notBefore (see NotBefore).

@@ -675,4 +675,13 @@ func TestFullResyncCooldown(t *testing.T) {
 	if c := e.calendar(); c.FullSyncCount != 3 {
 		t.Fatalf("request after the cooldown: %d full syncs", c.FullSyncCount)
 	}
+	// An operator's request (calsync resync --full) right after: full all
+	// the same.
+	if err := s.HandleNotification(e.ctx, messages.Notification{CalendarKey: e.key, ResourceState: messages.StateFullResync,
+		ReceivedAt: now().UTC(), Operator: true}); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.calendar(); c.FullSyncCount != 4 {
+		t.Fatalf("operator's request in the cooldown: %d full syncs", c.FullSyncCount)
+	}
 }

@@ -373,8 +373,12 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 		h.mu.Lock() // held across the transaction that clears the flag
 		h.gen++
 		h.dirty = false
+		cooldown := s.o.FullResyncCooldown
+		if n.Operator {
+			cooldown = 0 // an operator asked (calsync resync --full)
+		}
 		rd, err := retry(ctx, s, func() (store.Round, error) {
-			return s.o.Store.StartRoundCooled(ctx, key, lease, full, s.o.FullResyncCooldown)
+			return s.o.Store.StartRoundCooled(ctx, key, lease, full, cooldown)
 		})
 		h.mu.Unlock()
 		if err != nil {
