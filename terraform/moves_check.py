@@ -250,8 +250,11 @@ def main():
         for act in actions:
             counts.setdefault(act, []).append(addr)
     problems = []
-    if counts.get("delete"):
-        problems.append("destroyed or replaced: " + ", ".join(counts["delete"]))
+    # The source zip's object is named by its content (a code change must
+    # redeploy): replacing it is a redeploy, not a lost resource.
+    deleted = [x for x in counts.get("delete", []) if x != "google_storage_bucket_object.source"]
+    if deleted:
+        problems.append("destroyed or replaced: " + ", ".join(deleted))
     if a.only_moves:
         for act in ("create", "update"):
             if counts.get(act):
