@@ -4,7 +4,7 @@ PKGS ?= ./...
 # TESTFLAGS: extra go test flags; CI passes -count=1 so no cached result hides a flaky test.
 TESTFLAGS ?=
 
-.PHONY: test ci check vet fmt-check fuzz bench fleet run terraform-check firstdeploy
+.PHONY: test ci check vet fmt-check merge-check fuzz bench fleet run terraform-check firstdeploy
 
 ## run: the whole system on emulators, with a demo calendar and the live change feed (Ctrl-C stops it)
 run:
@@ -21,7 +21,11 @@ ci: test terraform-check
 terraform-check:
 	bash .ci/terraform-checks.sh
 
-check: fmt-check vet
+check: fmt-check vet merge-check
+
+# merge-check: no merge conflict markers committed (one slipped into a README once)
+merge-check:
+	@if git grep -nE '^(<<<<<<< |>>>>>>> |=======$$)' -- . ':!*.go' 2>/dev/null; then echo 'merge conflict markers committed'; exit 1; fi
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
