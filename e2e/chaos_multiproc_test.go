@@ -6,6 +6,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -265,6 +266,9 @@ func chaosMultiProcess(t *testing.T, seed uint64) {
 		if d != "" {
 			aBad++
 			found = append(found, fmt.Sprintf("(a) mirror of %s (%s) differs from the calendar after quiet: %s", c.id, c.key, d))
+			for _, line := range explainDiff(ctx, t, svc, c, want, feed) {
+				found = append(found, "(a)   "+line)
+			}
 		}
 	}
 	report["a"] = fmt.Sprintf("%d/%d calendars equal", mpCalendars-aBad, mpCalendars)
@@ -968,4 +972,61 @@ func countMissing[K comparable](want, got map[K]bool) int {
 		}
 	}
 	return n
+}
+
+// explainDiff says, for each event the mirror got wrong (at most 5), what
+// the mirror, the calendar and the feed hold of it and of its series master:
+// what a failed seed needs to be understood without rerunning it.
+func explainDiff(ctx context.Context, t *testing.T, svc *calendar.Service, c *mpCal, want map[string]string, feed *orderedFeed) []string {
+	st := store.New(firestoreClient(t))
+	got, err := gotMirror(ctx, st.Client, c.key)
+	if err != nil {
+		return []string{"read mirror: " + err.Error()}
+	}
+	var ids []string
+	for id, etag := range want {
+		if got[id] != etag {
+			ids = append(ids, id)
+		}
+	}
+	for id := range got {
+		if _, ok := want[id]; !ok {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	var out []string
+	describe := func(id string) string {
+		var b strings.Builder
+		if m, err := st.GetEvents(ctx, c.key, []string{id}); err != nil {
+			fmt.Fprintf(&b, "mirror: %v", err)
+		} else if e := m[id]; e.Exists {
+			fmt.Fprintf(&b, "mirror {%s etag %s updated %s seq %d series %v written %s}", e.Status, e.Etag, e.Updated, e.Sequence, e.Series, e.UpdateTime.Format(time.RFC3339Nano))
+		} else {
+			b.WriteString("mirror: none")
+		}
+		if ev, err := svc.Events.Get(c.id, id).Context(ctx).Do(); err != nil {
+			fmt.Fprintf(&b, "; calendar: %v", err)
+		} else {
+			fmt.Fprintf(&b, "; calendar {%s etag %s updated %s seq %d}", ev.Status, ev.Etag, ev.Updated, ev.Sequence)
+		}
+		feed.mu.Lock()
+		var msgs []string
+		for _, m := range feed.byKey[c.key] {
+			if m.EventID == id {
+				msgs = append(msgs, fmt.Sprintf("%s %s@%s", m.Change, m.Etag, m.SyncedAt.Format("15:04:05.000")))
+			}
+		}
+		feed.mu.Unlock()
+		fmt.Fprintf(&b, "; feed %v", msgs)
+		return b.String()
+	}
+	for _, id := range ids[:min(5, len(ids))] {
+		line := id + ": " + describe(id)
+		if master, _, ok := strings.Cut(id, "_"); ok {
+			line += " | master " + master + ": " + describe(master)
+		}
+		out = append(out, line)
+	}
+	return out
 }

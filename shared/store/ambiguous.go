@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"time"
 
 	"cloud.google.com/go/firestore"
 	"google.golang.org/grpc/codes"
@@ -35,6 +36,23 @@ func ambiguous(err error) bool {
 		return true
 	}
 	return false
+}
+
+// retryAmbiguous runs an idempotent write again while its outcome is
+// unknown, so it ends known: applied, or refused. A few tries: the caller's
+// own retries take over.
+func retryAmbiguous(ctx context.Context, write func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := write()
+		if !ambiguous(err) || attempt == 2 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		}
+	}
 }
 
 // canReadBack: the read-back runs on the caller's context, never past its

@@ -336,3 +336,51 @@ func TestAmbiguousLetGo(t *testing.T) {
 		}
 	})
 }
+
+// The quota budget's give-back (a leaser that raced past the limit returns
+// the excess) with its answer lost: applied once, whatever the client's
+// retry does, so the budget never grants more than its limit. An increment
+// of -n retried by the client was applied twice and granted the excess
+// again.
+func TestAmbiguousQuotaGiveBack(t *testing.T) {
+	forKinds(t, func(t *testing.T, k faultproxy.Kind) {
+		p, via, direct := viaProxy(t)
+		ctx := context.Background()
+		bucket := "giveback-" + string(k)
+		const limit = 10
+		// via's increment reaches Firestore late; meanwhile direct takes
+		// the whole budget. via then reads 15 of 10 and gives 5 back, and
+		// that answer is lost.
+		p.FailNext(faultproxy.FirestoreCommit, 1, faultproxy.Latency)
+		lostOnce(t, p, k)
+		type res struct {
+			n   int
+			err error
+		}
+		done := make(chan res, 1)
+		go func() {
+			n, _, err := via.LeaseQuota(ctx, bucket, 5, limit, time.Minute)
+			done <- res{n, err}
+		}()
+		for p.Counts().Calls[faultproxy.FirestoreCommit] == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n, _, err := direct.LeaseQuota(ctx, bucket, limit, limit, time.Minute); err != nil || n != limit {
+			t.Fatalf("direct leased %d of %d: %v", n, limit, err)
+		}
+		r := <-done
+		if r.err != nil || r.n != 0 {
+			t.Errorf("via leased %d from a full budget (%v); want 0 and no error", r.n, r.err)
+		}
+		q, err := direct.readQuota(ctx, direct.Client.Collection(CollQuota).Doc(bucket), time.Now(), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.used != limit {
+			t.Errorf("the budget counts %d calls granted; %d were", q.used, limit)
+		}
+		if n, _, err := direct.LeaseQuota(ctx, bucket, 1, limit, time.Minute); err != nil || n != 0 {
+			t.Errorf("a full budget granted %d more (%v)", n, err)
+		}
+	})
+}

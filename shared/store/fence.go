@@ -92,20 +92,12 @@ func commitFenced(ctx context.Context, b *firestore.WriteBatch) error {
 // outcome is unknown it is committed again, so it ends known, applied or
 // refused (ErrLeaseLost). A few tries: the caller's own retries take over.
 func (s *Store) commitIdempotent(ctx context.Context, key string, l Lease, add func(b *firestore.WriteBatch)) error {
-	for attempt := 0; ; attempt++ {
+	return retryAmbiguous(ctx, func() error {
 		b, err := s.fenced(key, l)
 		if err != nil {
 			return err
 		}
 		add(b)
-		err = commitFenced(ctx, b)
-		if !ambiguous(err) || attempt == 2 {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
-		}
-	}
+		return commitFenced(ctx, b)
+	})
 }

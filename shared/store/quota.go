@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"github.com/google/uuid"
 )
 
 // The shared Calendar API budget: one document per quota bucket (the
@@ -56,7 +58,15 @@ func (s *Store) LeaseQuota(ctx context.Context, bucket string, want, limit int, 
 	for _, k := range q.stale {
 		used[k] = firestore.Delete
 	}
-	if _, err := ref.Set(ctx, map[string]any{"used": used, "limit": limit, "updatedAt": now}, firestore.MergeAll); err != nil {
+	doc := map[string]any{"used": used, "limit": limit, "updatedAt": now}
+	if len(q.staleBack) > 0 {
+		backs := map[string]any{}
+		for _, k := range q.staleBack {
+			backs[k] = firestore.Delete
+		}
+		doc["back"] = backs
+	}
+	if _, err := ref.Set(ctx, doc, firestore.MergeAll); err != nil {
 		return 0, time.Time{}, fmt.Errorf("store: lease quota %s: %w", bucket, err)
 	}
 	after, err := s.readQuota(ctx, ref, now, span)
@@ -65,7 +75,9 @@ func (s *Store) LeaseQuota(ctx context.Context, bucket string, want, limit int, 
 	}
 	if over := after.used - int64(limit); over > 0 {
 		back := min(over, n)
-		if _, err := ref.Set(ctx, map[string]any{"used": map[string]any{field: firestore.Increment(-back)}}, firestore.MergeAll); err != nil {
+		entry := map[string]any{"back": map[string]any{field + "_" + uuid.NewString(): back}}
+		err := retryAmbiguous(ctx, func() error { _, err := ref.Set(ctx, entry, firestore.MergeAll); return err })
+		if err != nil {
 			return 0, time.Time{}, fmt.Errorf("store: lease quota %s: give back: %w", bucket, err)
 		}
 		n -= back
@@ -79,10 +91,11 @@ func (s *Store) LeaseQuota(ctx context.Context, bucket string, want, limit int, 
 // quotaState is a bucket as read: the live seconds and their sum, and the
 // keys of seconds out of the window.
 type quotaState struct {
-	slot  int64 // seconds a counter covers
-	live  []quotaCount
-	used  int64
-	stale []string
+	slot      int64 // seconds a counter covers
+	live      []quotaCount
+	used      int64
+	stale     []string // keys of used out of the window
+	staleBack []string // keys of back out of the window
 }
 
 // quotaSlot is the seconds one counter of a bucket with this span covers.
@@ -94,6 +107,7 @@ func (s *Store) readQuota(ctx context.Context, ref *firestore.DocumentRef, now t
 	q := quotaState{slot: quotaSlot(span)}
 	var d struct {
 		Used map[string]int64 `firestore:"used"`
+		Back map[string]int64 `firestore:"back"`
 	}
 	snap, err := ref.Get(ctx)
 	switch {
@@ -105,14 +119,26 @@ func (s *Store) readQuota(ctx context.Context, ref *firestore.DocumentRef, now t
 	if err := snap.DataTo(&d); err != nil {
 		return q, fmt.Errorf("store: read quota %s: %w", ref.ID, err)
 	}
+	// A grant in the slot starting at `at` counts until at+slot+span:
+	// conservative about where in the slot it fell.
+	live := func(at int64, err error) bool { return err == nil && now.Before(time.Unix(at+q.slot, 0).Add(span)) }
+	back := map[int64]int64{}
+	for k, n := range d.Back {
+		slot, _, _ := strings.Cut(k, "_")
+		at, err := strconv.ParseInt(slot, 10, 64)
+		if !live(at, err) {
+			q.staleBack = append(q.staleBack, k)
+			continue
+		}
+		back[at] += n
+	}
 	for k, n := range d.Used {
 		at, err := strconv.ParseInt(k, 10, 64)
-		// A grant in the slot starting at `at` counts until
-		// at+slot+span: conservative about where in the slot it fell.
-		if err != nil || !now.Before(time.Unix(at+q.slot, 0).Add(span)) {
+		if !live(at, err) {
 			q.stale = append(q.stale, k)
 			continue
 		}
+		n = max(0, n-back[at])
 		q.live = append(q.live, quotaCount{at, n})
 		q.used += n
 	}

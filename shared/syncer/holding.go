@@ -37,6 +37,10 @@ type holding struct {
 	lease      store.Lease // with its fence
 	margin     time.Duration
 	validUntil atomic.Int64 // unix nanos: the lease's end minus the margin
+	// inDoubt (unix nanos, 0 if none): a publish of this session ended with
+	// its context, without Pub/Sub's answer, so it may still land until this
+	// time: its deadline plus the margin (see letRunOut).
+	inDoubt atomic.Int64
 }
 
 func newHolding(key string, l store.Lease) *holding {
@@ -111,8 +115,33 @@ func (s *Syncer) publish(ctx context.Context, st *roundState, msgs []pubsubx.Mes
 	pctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	err := s.o.Publisher.PublishAll(pctx, st.key, msgs)
+	if err != nil && pctx.Err() != nil {
+		// Sent, maybe, and unanswered: Pub/Sub may still store it.
+		st.h.inDoubt.Store(deadline.Add(st.h.margin).UnixNano())
+	}
 	if err != nil && errors.Is(pctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
 		return errLeaseExpired
 	}
 	return err
+}
+
+// letRunOut waits, before a stopping session lets its lease go, until no
+// publish of it can still land. A publish that ended with its context (its
+// deadline, or the session cancelled) may have reached Pub/Sub and be stored
+// a little later; the next holder, taking a released lease at once, could
+// publish a newer version first, and the late message would then be the
+// event's last. The lease's end is that publish's deadline plus the margin,
+// so the wait is what the next holder would have waited had this session
+// died, whether or not the request's context is still live.
+func (s *Syncer) letRunOut(log *slog.Logger, h *holding) {
+	if h == nil || h.inDoubt.Load() == 0 {
+		return
+	}
+	wait := time.Unix(0, h.inDoubt.Load()).Sub(s.o.Now())
+	if wait <= 0 {
+		return
+	}
+	log.Warn("a change publish ended unanswered; the lease is let go once it can no longer land",
+		logging.KeyReason, "publish_in_doubt", logging.KeyDurationMs, wait.Milliseconds())
+	time.Sleep(wait) // at most the margin; the request's context is not ours to end it
 }

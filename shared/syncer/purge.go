@@ -56,7 +56,7 @@ func (s *Syncer) purge(ctx context.Context, n messages.Notification) error {
 		if c := context.Cause(ctx); c != nil && errors.Is(c, store.ErrLeaseLost) {
 			err = c
 		}
-		return s.fail(ctx, log, key, adm.Calendar, lease, err)
+		return s.fail(ctx, log, key, adm.Calendar, hl, err)
 	}
 	return nil
 }

@@ -368,7 +368,7 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 		// previous one started; the first notification of a quiet calendar
 		// goes at once, and the final round as soon as the burst is over.
 		if err := s.pace(ctx, key, prevStart); err != nil {
-			return s.fail(ctx, log, key, cal, lease, err)
+			return s.fail(ctx, log, key, cal, hl, err)
 		}
 		h.mu.Lock() // held across the transaction that clears the flag
 		h.gen++
@@ -382,7 +382,7 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 		})
 		h.mu.Unlock()
 		if err != nil {
-			return s.fail(ctx, log, key, cal, lease, err)
+			return s.fail(ctx, log, key, cal, hl, err)
 		}
 		if rd.FullCoalesced {
 			log.Warn("full resync asked for within the cooldown of the last full sync; incremental sync instead",
@@ -399,7 +399,7 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 		res, err := s.round(ctx, log, hl, rd, sessionStart.Add(s.o.MaxSession))
 		if errors.Is(err, errStopped) {
 			// Out of time mid-round: the round stands at a checkpoint.
-			return s.handOver(ctx, log, key, h, lease, true, sessionStart)
+			return s.handOver(ctx, log, key, h, hl, true, sessionStart)
 		}
 		if err == nil {
 			var again bool
@@ -417,7 +417,7 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 					s.followUp(ctx, log, key, n, res)
 					return nil
 				case handOver:
-					return s.handOver(ctx, log, key, h, lease, false, sessionStart)
+					return s.handOver(ctx, log, key, h, hl, false, sessionStart)
 				}
 				prevStart, oldest, reason, full = rd.StartedAt, time.Time{}, "dirty", false
 				continue
@@ -426,7 +426,7 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 		if c := context.Cause(ctx); c != nil && errors.Is(c, store.ErrLeaseLost) {
 			err = c
 		}
-		return s.fail(ctx, log, key, cal, lease, err)
+		return s.fail(ctx, log, key, cal, hl, err)
 	}
 }
 
@@ -447,11 +447,12 @@ func (s *Syncer) forget(key string, h *held) {
 // over (a dirty calendar with a free lease is synced even by a covered
 // message). Without a request publisher, or if publishing fails, this
 // message is redelivered instead.
-func (s *Syncer) handOver(ctx context.Context, log *slog.Logger, key string, h *held, lease store.Lease, midRound bool, sessionStart time.Time) error {
+func (s *Syncer) handOver(ctx context.Context, log *slog.Logger, key string, h *held, hl *holding, midRound bool, sessionStart time.Time) error {
+	lease := hl.lease
 	s.forget(key, h)
 	if midRound {
 		if err := s.try(ctx, func() error { return s.o.Store.Release(ctx, key, lease, true) }); err != nil {
-			return s.fail(ctx, log, key, store.Calendar{}, lease, err)
+			return s.fail(ctx, log, key, store.Calendar{}, hl, err)
 		}
 	}
 	err := errors.New("no request publisher")

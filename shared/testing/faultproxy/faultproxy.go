@@ -108,7 +108,8 @@ type Proxy struct {
 	mu     sync.Mutex
 	rng    *rand.Rand
 	rates  Rates
-	next   map[string][]Kind // FailNext queues, by full method
+	next   map[string][]Kind          // FailNext queues, by full method
+	late   map[string][]time.Duration // LandAfterDeadline queues, by full method
 	calls  map[string]int
 	faults map[Kind]map[string]int
 }
@@ -130,7 +131,7 @@ func Start(listen, upstream string, o Options) (*Proxy, error) {
 		conn: conn, lis: lis, done: make(chan struct{}),
 		minLat: o.MinLatency, maxLat: o.MaxLatency,
 		rng:   rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)),
-		rates: o.Rates, next: map[string][]Kind{},
+		rates: o.Rates, next: map[string][]Kind{}, late: map[string][]time.Duration{},
 		calls: map[string]int{}, faults: map[Kind]map[string]int{},
 	}
 	if p.minLat <= 0 {
@@ -179,6 +180,32 @@ func (p *Proxy) FailNext(method string, n int, k Kind) {
 	for range n {
 		p.next[method] = append(p.next[method], k)
 	}
+}
+
+// LandAfterDeadline makes the next call of write method reach the service d
+// after its caller's deadline (counted as Latency, then LateApplied): a
+// write the caller gave up on that still lands, a known time later. The
+// caller must set a deadline.
+func (p *Proxy) LandAfterDeadline(method string, d time.Duration) {
+	if !IsWrite(method) {
+		panic("faultproxy: LandAfterDeadline on " + method + ", which is not a write")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.late[method] = append(p.late[method], d)
+}
+
+// landLate pops a LandAfterDeadline of method, if one is queued.
+func (p *Proxy) landLate(method string) (time.Duration, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.late[method]
+	if len(q) == 0 {
+		return 0, false
+	}
+	p.late[method] = q[1:]
+	p.countLocked(Latency, method)
+	return q[0], true
 }
 
 // Counts is a snapshot of the calls seen and the faults injected.
@@ -333,6 +360,13 @@ func (p *Proxy) write(ss grpc.ServerStream, method string, f fault) error {
 	caller := ss.Context()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(outgoing(caller)), writeTimeout)
 	defer cancel()
+	if d, ok := p.landLate(method); ok {
+		dl, has := caller.Deadline()
+		if !has {
+			return status.Error(codes.FailedPrecondition, "faultproxy: LandAfterDeadline on a call without a deadline")
+		}
+		f = fault{before: time.Until(dl) + d}
+	}
 	if f.before > 0 {
 		time.Sleep(f.before)
 	}
