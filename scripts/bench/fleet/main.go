@@ -56,6 +56,7 @@ import (
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
 	"github.com/calsync/calsync/shared/testing/emulators"
+	"github.com/calsync/calsync/shared/testing/faultproxy"
 )
 
 type options struct {
@@ -66,6 +67,7 @@ type options struct {
 	seed                                   uint64
 	verbose                                bool
 	costLoad                               float64
+	faultRate                              float64
 }
 
 func main() {
@@ -82,6 +84,7 @@ func main() {
 	flag.Uint64Var(&o.seed, "seed", 1, "random seed")
 	flag.BoolVar(&o.verbose, "v", false, "show the workers' logs (warnings and errors)")
 	flag.Float64Var(&o.costLoad, "cost-load", 20, "changes a calendar a day the cost table is computed for")
+	flag.Float64Var(&o.faultRate, "fault-rate", 0, "during the stream, this share of the functions' Firestore and Pub/Sub calls each get every kind of Google Cloud fault (refused before the service, a write applied with its answer lost, 0.2-2 s late: shared/testing/faultproxy)")
 	from := flag.String("from", "", "write the report again from a fleet.json (with --cost-load and --out), without running")
 	flag.Parse()
 	if *from != "" {
@@ -91,8 +94,8 @@ func main() {
 		}
 		return
 	}
-	if o.identities < 1 || o.calendars < o.identities || o.calendars%o.identities != 0 || o.workers < 1 || o.rate <= 0 {
-		fmt.Fprintln(os.Stderr, "fleet: --calendars must be a positive multiple of --identities; --workers and --rate positive")
+	if o.identities < 1 || o.calendars < o.identities || o.calendars%o.identities != 0 || o.workers < 1 || o.rate <= 0 || o.faultRate < 0 || o.faultRate > 0.3 {
+		fmt.Fprintln(os.Stderr, "fleet: --calendars must be a positive multiple of --identities; --workers and --rate positive; --fault-rate 0 to 0.3")
 		os.Exit(2)
 	}
 	if err := run(ctx, o); err != nil {
@@ -115,8 +118,9 @@ type fleet struct {
 	ps       *pubsub.Client
 	fs       *firestore.Client // the harness's counting client
 	st       *store.Store
-	harness  *count.Counters // the harness's own Firestore client (enrollment, RenewChannels run, directory diff)
-	workers  []string        // SyncWorker base URLs
+	harness  *count.Counters     // the harness's own Firestore client (enrollment, RenewChannels run, directory diff)
+	workers  []string            // SyncWorker base URLs
+	proxies  []*faultproxy.Proxy // between the functions and Firestore and Pub/Sub (--fault-rate)
 	webhook  string
 	procs    []*exec.Cmd
 	env      map[string]string
@@ -245,6 +249,18 @@ func (f *fleet) startProcesses(ctx context.Context) error {
 	if f.o.verbose {
 		f.env["LOG_LEVEL"] = "warning"
 	}
+	if f.o.faultRate > 0 {
+		// The functions talk to the emulators through fault proxies, quiet
+		// until the stream; the harness talks to them directly.
+		for i, name := range []string{"FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"} {
+			p, err := faultproxy.Start("127.0.0.1:0", f.env[name], faultproxy.Options{Seed: f.o.seed*10 + uint64(i)})
+			if err != nil {
+				return err
+			}
+			f.proxies = append(f.proxies, p)
+			f.env[name] = p.Addr()
+		}
+	}
 	if f.webhook, err = f.start(ctx, bin, "webhook"); err != nil {
 		return err
 	}
@@ -285,7 +301,32 @@ func (f *fleet) start(ctx context.Context, bin, role string) (string, error) {
 	return strings.TrimSpace(strings.TrimPrefix(line, "listening on ")), nil
 }
 
+// setFaults sets the rate of every fault kind on every proxy.
+func (f *fleet) setFaults(rate float64) {
+	for _, p := range f.proxies {
+		p.SetRates(faultproxy.Rates{Before: rate, Lost: rate, Latency: rate})
+	}
+}
+
+// faultCounts sums the proxies' injected faults by kind.
+func (f *fleet) faultCounts() map[string]int {
+	out := map[string]int{}
+	for _, p := range f.proxies {
+		c := p.Counts()
+		for k := range c.Faults {
+			out[string(k)] += c.Total(k)
+		}
+		for _, n := range c.Calls {
+			out["calls"] += n
+		}
+	}
+	return out
+}
+
 func (f *fleet) stop() {
+	for _, p := range f.proxies {
+		defer p.Close()
+	}
 	for _, p := range f.procs {
 		if p.Process != nil {
 			_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
@@ -473,6 +514,7 @@ type measured struct {
 	Sync           count.Snapshot     `json:"syncWorkers"` // summed
 	Deliveries     int64              `json:"deliveries"`  // SyncWorker invocations through the bridge
 	StreamSeconds  float64            `json:"streamSeconds"`
+	Faults         map[string]int     `json:"faults,omitempty"` // injected during the stream, by kind (--fault-rate), and the proxied calls
 	ReconcileSweep background         `json:"reconcileSweep"`
 	RenewRun       background         `json:"renewRun"`
 	DirectoryDiff  background         `json:"directoryDiff"`
@@ -563,7 +605,7 @@ func delta(after, before map[string]int) map[string]int {
 // stream makes Poisson changes for the duration and follows them to the feed.
 func (f *fleet) stream(ctx context.Context) (*measured, error) {
 	m := &measured{Options: map[string]any{"calendars": f.o.calendars, "identities": f.o.identities, "workers": f.o.workers,
-		"eventsPerCalendar": f.o.events, "duration": f.o.duration.String(), "ratePerSecond": f.o.rate, "seed": f.o.seed, "costLoad": f.o.costLoad}}
+		"eventsPerCalendar": f.o.events, "duration": f.o.duration.String(), "ratePerSecond": f.o.rate, "seed": f.o.seed, "costLoad": f.o.costLoad, "faultRate": f.o.faultRate}}
 	before, err := f.resetAll(ctx)
 	if err != nil {
 		return nil, err
@@ -618,6 +660,8 @@ func (f *fleet) stream(ctx context.Context) (*measured, error) {
 		}()
 	}
 	say("stream: %.1f changes/s for %s over %d calendars", f.o.rate, f.o.duration, f.o.calendars)
+	faultsBefore := f.faultCounts()
+	f.setFaults(f.o.faultRate)
 	start := time.Now()
 	next := start
 	bursts := 0
@@ -641,7 +685,11 @@ func (f *fleet) stream(ctx context.Context) (*measured, error) {
 	}
 	close(work)
 	wg.Wait()
+	f.setFaults(0)
 	m.StreamSeconds = time.Since(start).Seconds()
+	if f.o.faultRate > 0 {
+		m.Faults = delta(f.faultCounts(), faultsBefore)
+	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		mu.Lock()

@@ -140,8 +140,12 @@ func (m *measured) write(o options) error {
 		m.RunAt = time.Now().UTC().Format("2 Jan 2006 15:04 UTC")
 		m.Machine = fmt.Sprintf("%s (%d CPUs)", hostName(), runtime.NumCPU())
 	}
-	p("`go run ./scripts/bench/fleet --calendars %d --identities %d --workers %d --events %d --duration %s --rate %g` on %s, %s.\n\n",
-		o.calendars, o.identities, o.workers, o.events, o.duration, o.rate, m.Machine, m.RunAt)
+	faults := ""
+	if o.faultRate > 0 {
+		faults = fmt.Sprintf(" --fault-rate %g", o.faultRate)
+	}
+	p("`go run ./scripts/bench/fleet --calendars %d --identities %d --workers %d --events %d --duration %s --rate %g%s` on %s, %s.\n\n",
+		o.calendars, o.identities, o.workers, o.events, o.duration, o.rate, faults, m.Machine, m.RunAt)
 	p("A Workspace of %d users with %d calendars each (%d calendars, %d events each) enrolled with one call (`EnrollDomain`: every user's calendar list, every calendar watched) and mirrored by %d SyncWorker processes in %.0f s; then a Poisson stream of %.1f changes a second (event updates, uniform over calendars) for %s: %d changes, %d bursts (changes to one calendar less than 2 s apart), %d Google pushes. The Webhook runs in a process of its own; a bridge delivers the notifications topic to the SyncWorkers in Pub/Sub's push format, round-robin, one message per request, as the push subscription does. Every Firestore operation is counted at each process's gRPC client, every Calendar API call at the emulator.\n\n",
 		o.identities, o.calendars/o.identities, o.calendars, o.events, o.workers, m.EnrollSeconds, o.rate, o.duration, m.Changes, m.Bursts, int(notifications))
 	p("## Per notification and per change\n\n")
@@ -164,6 +168,9 @@ func (m *measured) write(o options) error {
 	row("SyncWorker busy ms (billed instance time)", m.Sync.BusySeconds*1000, "")
 	row("Webhook busy ms", m.Webhook.BusySeconds*1000, "")
 	p("\nSyncWorker answers: %v. Changes seen on the feed: %d of %d.\n\n", m.Sync.Answers, m.Seen, m.Changes)
+	if len(m.Faults) > 0 {
+		p("Google Cloud faults injected during the stream (`--fault-rate %g`: each kind on that share of the functions' Firestore and Pub/Sub calls): %v.\n\n", o.faultRate, m.Faults)
+	}
 	p("## Lag (change made → its message on the change feed)\n\np50 %.2f s, p90 %.2f s, p99 %.2f s, max %.2f s (%d changes).\n\n",
 		m.LagP["p50"], m.LagP["p90"], m.LagP["p99"], m.LagP["max"], m.Seen)
 	p("## Cost, dollars per 1,000 calendars per month\n\n")
