@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"cloud.google.com/go/firestore"
 )
@@ -95,4 +96,35 @@ func (s *Store) LetGo(ctx context.Context, key string, l Lease, r Request) (Cove
 		return Cover{}, fmt.Errorf("let go of %s: %w", key, err)
 	}
 	return cv, nil
+}
+
+// MarkDirty leaves an active calendar dirty, owed a sync since since, when a
+// sync it needs could not be asked for otherwise (a follow-up request that
+// could not be published): the redelivery of the message then finds it
+// dirty and syncs, although a completed round covers the message. Applied
+// twice it changes nothing more, so a lost answer needs no read-back.
+func (s *Store) MarkDirty(ctx context.Context, key string, since time.Time) error {
+	ref := s.CalendarRef(key)
+	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		snap, err := tx.Get(ref)
+		if err != nil {
+			return err
+		}
+		var c Calendar
+		if err := snap.DataTo(&c); err != nil {
+			return err
+		}
+		if c.Status != StatusActive || c.Dirty {
+			return nil
+		}
+		if since.IsZero() {
+			since = s.now()
+		}
+		return tx.Update(ref, []firestore.Update{{Path: "dirty", Value: true}, {Path: "dirtySince", Value: since.UTC()},
+			{Path: "updatedAt", Value: s.now()}})
+	})
+	if err != nil {
+		return fmt.Errorf("mark %s dirty: %w", key, err)
+	}
+	return nil
 }

@@ -1,6 +1,8 @@
 package syncer_test
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -350,4 +352,45 @@ func TestAPIDisabledIsAStatus(t *testing.T) {
 	if c, _ := e.st.GetCalendar(e.ctx, e.key); c.Status != store.StatusAPIDisabled {
 		t.Fatalf("status %q, want %s", c.Status, store.StatusAPIDisabled)
 	}
+}
+
+// failingRequests is a request publisher whose publishes all fail.
+type failingRequests struct{}
+
+func (failingRequests) Publish(context.Context, []byte, map[string]string, string) error {
+	return errors.New("pubsub unavailable")
+}
+
+// A push whose sync lists nothing, and whose follow-up cannot be asked for:
+// not acknowledged, and the calendar left dirty, so that the redelivery
+// syncs (a completed round covers the message: a clean calendar would drop
+// it) and lists the late change. Acknowledged, the change waited for the
+// reconcile.
+func TestFollowUpNotAskedIsRedelivered(t *testing.T) {
+	e := newEnv(t)
+	s := e.syncer(func(o *syncer.Options) { o.Requests, o.FollowUpDelay = failingRequests{}, 600*time.Millisecond })
+	e.insert("a")
+	e.mustNotify(s, messages.StateSync)
+	const visible = 3 * time.Second // long enough for a loaded machine's push sync
+	e.srv.SetVisibilityDelay(visible)
+	late := e.insert("late")
+	push := messages.Notification{CalendarKey: e.key, ResourceState: messages.StateExists, ReceivedAt: time.Now().UTC(), MessageID: "m1"}
+	err := s.HandleNotification(e.ctx, push)
+	if got, _ := e.st.GetEvents(e.ctx, e.key, []string{late.Id}); got[late.Id].Exists {
+		t.Fatal("listed before visible: the emulator's delay did not apply")
+	}
+	if err == nil {
+		t.Fatal("acknowledged although the follow-up could not be asked for")
+	}
+	if c := e.calendar(); !c.Dirty {
+		t.Fatal("the calendar was not left dirty: the redelivery would be dropped as covered")
+	}
+	time.Sleep(visible) // Pub/Sub's redelivery backoff
+	if err := s.HandleNotification(e.ctx, push); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := e.st.GetEvents(e.ctx, e.key, []string{late.Id}); !got[late.Id].Exists {
+		t.Fatal("the redelivery did not sync the late change")
+	}
+	e.assertMirror()
 }

@@ -414,8 +414,7 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 				s.report(log, key, rd, res, oldest, reason)
 				switch {
 				case !again:
-					s.followUp(ctx, log, key, n, res)
-					return nil
+					return s.followUp(ctx, log, key, n, res)
 				case handOver:
 					return s.handOver(ctx, log, key, h, hl, false, sessionStart)
 				}
@@ -478,19 +477,27 @@ func (s *Syncer) handOver(ctx context.Context, log *slog.Logger, key string, h *
 // listed by the time its push arrives. The session is over and its lease let
 // go; the request waits in the next invocation (see HandleNotification),
 // costing one listing. A follow-up never asks for another.
-func (s *Syncer) followUp(ctx context.Context, log *slog.Logger, key string, n messages.Notification, res *result) {
+func (s *Syncer) followUp(ctx context.Context, log *slog.Logger, key string, n messages.Notification, res *result) error {
 	push := n.ResourceState == messages.StateExists || n.ResourceState == messages.StateNotExists
 	if s.o.Requests == nil || s.o.FollowUpDelay < 0 || !push || n.FollowUp || res.full || res.listed > 0 {
-		return
+		return nil
 	}
 	at := s.now().Add(s.o.FollowUpDelay)
 	if err := s.ask(ctx, messages.Delayed(key, at, true, 0)); err != nil {
-		// RenewChannels' reconcile catches it later.
-		log.Warn("could not ask for the follow-up of an empty push sync", logging.KeyEvent, logging.EventFollowUp, logging.KeyError, err.Error())
-		return
+		// Acknowledged, the change Google pushed may never be listed until
+		// the reconcile. The completed round covers this message, so its
+		// redelivery would be dropped: the calendar is left dirty, which
+		// makes the redelivery sync.
+		if derr := s.o.Store.MarkDirty(ctx, key, n.ReceivedAt); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		log.Warn("could not ask for the follow-up of an empty push sync; the calendar is left dirty and Pub/Sub will redeliver",
+			logging.KeyEvent, logging.EventFollowUp, logging.KeyError, err.Error())
+		return fmt.Errorf("follow-up of %s: %w", key, err)
 	}
 	log.Info("push sync listed nothing; one follow-up sync asked for", logging.KeyEvent, logging.EventFollowUp,
 		logging.KeyChannelID, n.ChannelID, logging.KeyRetryInMs, s.o.FollowUpDelay.Milliseconds())
+	return nil
 }
 
 func (s *Syncer) report(log *slog.Logger, key string, rd store.Round, res *result, oldest time.Time, reason string) {
