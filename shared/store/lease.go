@@ -76,6 +76,10 @@ type Request struct {
 	// admitted only while the calendar is not active (re-enrolled meanwhile:
 	// OutcomeInactive, nothing to purge), and retried later while a sync holds it.
 	Purge bool
+	// Operator: an operator asked for this full resync (calsync resync
+	// --full): recorded with the flag when another session holds the
+	// calendar, so the cooldown does not turn it into an incremental sync.
+	Operator bool
 }
 
 // Admission is Admit's answer.
@@ -240,9 +244,7 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 				}
 				ups = append(ups, firestore.Update{Path: "dirtySince", Value: since.UTC()})
 			}
-			if r.FullResync {
-				ups = append(ups, firestore.Update{Path: "fullResyncRequested", Value: true})
-			}
+			ups = append(ups, fullResyncAsked(a.Calendar, r)...)
 			return tx.Update(ref, append(ups, recordMessage(a.Calendar, r, now)...))
 		}
 		return nil
@@ -360,7 +362,7 @@ func (s *Store) StartRoundCooled(ctx context.Context, key string, l Lease, force
 		// PollFull: Google does not report this calendar's deletions in
 		// incremental lists, so every round lists it whole and sweeps.
 		asked := forceFull || c.FullResyncRequested
-		if asked && cooldown > 0 && c.SyncToken != "" && c.PollMode != PollFull && now.Sub(c.LastFullSyncAt) < cooldown {
+		if asked && cooldown > 0 && !c.FullResyncByOperator && c.SyncToken != "" && c.PollMode != PollFull && now.Sub(c.LastFullSyncAt) < cooldown {
 			asked, rd.FullCoalesced = false, true
 		}
 		rd.Full = asked || c.SyncToken == "" || c.PollMode == PollFull
@@ -372,6 +374,7 @@ func (s *Store) StartRoundCooled(ctx context.Context, key string, l Lease, force
 		}
 		ups := []firestore.Update{
 			{Path: "fullResyncRequested", Value: firestore.Delete},
+			{Path: "fullResyncByOperator", Value: firestore.Delete},
 			{Path: "lastSyncStartedAt", Value: now},
 			{Path: "leaseUntil", Value: now.Add(l.Duration)},
 			{Path: "updatedAt", Value: now},
@@ -403,6 +406,19 @@ func (s *Store) StartRoundCooled(ctx context.Context, key string, l Lease, force
 		return Round{}, fmt.Errorf("start sync of %s: %w", key, err)
 	}
 	return rd, nil
+}
+
+// fullResyncAsked records a full resync asked for while another session
+// holds the calendar, and whether an operator asked.
+func fullResyncAsked(c Calendar, r Request) []firestore.Update {
+	var ups []firestore.Update
+	if r.FullResync && !c.FullResyncRequested {
+		ups = append(ups, firestore.Update{Path: "fullResyncRequested", Value: true})
+	}
+	if r.FullResync && r.Operator && !c.FullResyncByOperator {
+		ups = append(ups, firestore.Update{Path: "fullResyncByOperator", Value: true})
+	}
+	return ups
 }
 
 // leased reads the calendar in tx and checks that l still holds its lease.

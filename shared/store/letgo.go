@@ -83,9 +83,7 @@ func (s *Store) LetGo(ctx context.Context, key string, l Lease, r Request) (Cove
 				}
 				ups = append(ups, firestore.Update{Path: "dirty", Value: true}, firestore.Update{Path: "dirtySince", Value: since.UTC()})
 			}
-			if r.FullResync && !c.FullResyncRequested {
-				ups = append(ups, firestore.Update{Path: "fullResyncRequested", Value: true})
-			}
+			ups = append(ups, fullResyncAsked(c, r)...)
 		}
 		if len(ups) == 0 {
 			return nil

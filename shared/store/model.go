@@ -120,6 +120,9 @@ type Calendar struct {
 	ChannelMessages map[string]ChannelMessage `firestore:"channelMessages,omitempty"`
 	// FullResyncRequested: a full_resync request arrived while a sync ran.
 	FullResyncRequested bool `firestore:"fullResyncRequested,omitempty"`
+	// FullResyncByOperator: that request was an operator's (calsync resync
+	// --full), which FULL_RESYNC_COOLDOWN does not hold back, whoever runs it.
+	FullResyncByOperator bool `firestore:"fullResyncByOperator,omitempty"`
 	// Checkpointed: a round stands at a checkpoint (syncstate/checkpoint,
 	// with CheckpointChunks chunks), so a round start reads it only then.
 	Checkpointed     bool `firestore:"checkpointed,omitempty"`

@@ -684,4 +684,25 @@ func TestFullResyncCooldown(t *testing.T) {
 	if c := e.calendar(); c.FullSyncCount != 4 {
 		t.Fatalf("operator's request in the cooldown: %d full syncs", c.FullSyncCount)
 	}
+	// An operator's request that only marks the calendar (another session
+	// holds it): the holder's next round is full all the same. The flag
+	// alone was coalesced, and the operator's resync was lost.
+	other, err := e.st.Admit(e.ctx, e.key, store.Request{ReceivedAt: now().UTC()}, store.Lease{Owner: "other/1", Duration: time.Minute, Now: now})
+	if err != nil || other.Outcome != store.OutcomeSync {
+		t.Fatalf("another session takes the calendar: %v %v", other.Outcome, err)
+	}
+	if err := s.HandleNotification(e.ctx, messages.Notification{CalendarKey: e.key, ResourceState: messages.StateFullResync,
+		ReceivedAt: now().UTC(), Operator: true}); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.calendar(); !c.FullResyncRequested || !c.FullResyncByOperator {
+		t.Fatalf("the operator's request under another's lease was not recorded: %+v", c)
+	}
+	if err := e.st.Release(e.ctx, e.key, other.Lease, true); err != nil {
+		t.Fatal(err)
+	}
+	notify(messages.StateExists)
+	if c := e.calendar(); c.FullSyncCount != 5 || c.FullResyncByOperator {
+		t.Fatalf("operator's request recorded under another's lease: %d full syncs (want 5), flag left %v", c.FullSyncCount, c.FullResyncByOperator)
+	}
 }

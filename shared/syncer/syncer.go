@@ -311,6 +311,7 @@ func requestOf(n messages.Notification) store.Request {
 		FullResync:  n.ResourceState == messages.StateFullResync,
 		InitialOnly: n.ResourceState == messages.StateSync,
 		Purge:       n.ResourceState == messages.StatePurge,
+		Operator:    n.Operator,
 		MessageID:   n.MessageID,
 		// Replays and duplicate deliveries of a push are recognised by these.
 		ChannelID:     n.ChannelID,
