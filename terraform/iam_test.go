@@ -48,10 +48,19 @@ func (m *module) bindings(t *testing.T, typ, targetAttr string) []binding {
 	var out []binding
 	for _, b := range m.resources("resource", typ) {
 		insts, err := m.instances(b)
-		if err != nil {
-			// A grant to whoever a variable names (control_publishers):
-			// read as one instance; it must name none of calsync's accounts.
-			if mb, _ := b.attr("member"); strings.Contains(mb.raw(), "google_service_account.") {
+		if fe, ok := b.attr("for_each"); err != nil && ok {
+			// merge() of objects, conditional ones included (secret readers).
+			items := m.objectItems(fe)
+			for _, k := range sortedKeys(items) {
+				insts = append(insts, &each{key: k, value: items[k]})
+			}
+		}
+		if len(insts) == 0 {
+			// A grant to whoever a variable lists (control_publishers):
+			// one instance, its member the variable's element, none of
+			// calsync's accounts.
+			fe, _ := b.attr("for_each")
+			if mb, _ := b.attr("member"); strings.Contains(mb.raw(), "google_service_account.") || !strings.Contains(fe.raw(), "var.") {
 				t.Fatalf("%s: %v", b.addr(), err)
 			}
 			insts = []*each{nil}
@@ -62,7 +71,8 @@ func (m *module) bindings(t *testing.T, typ, targetAttr string) []binding {
 				if !ok {
 					return ""
 				}
-				if d, ok := m.deref(e, ea, nil); ok && d.Expression != e.Expression {
+				// Followed as far as it goes (to another resource's attribute).
+				if d, _ := m.deref(e, ea, nil); d.Expression != nil && d.Expression != e.Expression {
 					e = d
 				}
 				if lit, ok := e.literal(); ok {
@@ -78,6 +88,40 @@ func (m *module) bindings(t *testing.T, typ, targetAttr string) []binding {
 		}
 	}
 	return out
+}
+
+// iamMembers are the IAM member resource types of the module, with the
+// attribute naming what each grants on.
+var iamMembers = []struct{ typ, target string }{
+	{"google_project_iam_member", "project"},
+	{"google_storage_bucket_iam_member", "bucket"},
+	{"google_artifact_registry_repository_iam_member", "repository"},
+	{"google_service_account_iam_member", "service_account_id"},
+	{"google_pubsub_topic_iam_member", "topic"},
+	{"google_pubsub_subscription_iam_member", "subscription"},
+	{"google_secret_manager_secret_iam_member", "secret_id"},
+	{"google_cloud_run_service_iam_member", "service"},
+}
+
+// grantsOf lists a member's grants as "TYPE ROLE on TARGET"; every IAM
+// resource type of the module must be one of iamMembers.
+func (m *module) grantsOf(t *testing.T, member string) map[string]bool {
+	t.Helper()
+	for _, b := range m.blocks {
+		if b.Type == "resource" && len(b.Labels) == 2 && strings.HasSuffix(b.Labels[0], "_iam_member") &&
+			!slices.ContainsFunc(iamMembers, func(k struct{ typ, target string }) bool { return k.typ == b.Labels[0] }) {
+			t.Fatalf("%s: an IAM member type iam_test.go does not read (iamMembers)", b.addr())
+		}
+	}
+	got := map[string]bool{}
+	for _, kind := range iamMembers {
+		for _, b := range m.bindings(t, kind.typ, kind.target) {
+			if b.member == member {
+				got[kind.typ+" "+b.role+" on "+b.target] = true
+			}
+		}
+	}
+	return got
 }
 
 // Token Creator (or anything that can act as every service account) is
@@ -213,6 +257,9 @@ func (m *module) objectItems(e tfExpr) map[string]tfExpr {
 				maps.Copy(out, m.objectItems(tfExpr{a, e.file}))
 			}
 		}
+	case *hclsyntax.ConditionalExpr: // either branch may be chosen: both count
+		maps.Copy(out, m.objectItems(tfExpr{x.TrueResult, e.file}))
+		maps.Copy(out, m.objectItems(tfExpr{x.FalseResult, e.file}))
 	}
 	return out
 }
@@ -270,22 +317,7 @@ func TestBuildAccountBindings(t *testing.T) {
 		`google_storage_bucket_iam_member roles/storage.objectViewer on google_storage_bucket.source.name`:                                   true,
 		`google_artifact_registry_repository_iam_member roles/artifactregistry.writer on google_artifact_registry_repository.functions.name`: true,
 	}
-	got := map[string]bool{}
-	for _, kind := range []struct{ typ, target string }{
-		{"google_project_iam_member", "project"},
-		{"google_storage_bucket_iam_member", "bucket"},
-		{"google_artifact_registry_repository_iam_member", "repository"},
-		{"google_service_account_iam_member", "service_account_id"},
-		{"google_pubsub_topic_iam_member", "topic"},
-		{"google_secret_manager_secret_iam_member", "secret_id"},
-		{"google_cloud_run_service_iam_member", "service"},
-	} {
-		for _, b := range m.bindings(t, kind.typ, kind.target) {
-			if b.member == build {
-				got[kind.typ+" "+b.role+" on "+b.target] = true
-			}
-		}
-	}
+	got := m.grantsOf(t, build)
 	if !maps.Equal(got, want) {
 		t.Errorf("the build account's grants:\n  %s\nwant:\n  %s", strings.Join(sortedKeys(got), "\n  "), strings.Join(sortedKeys(want), "\n  "))
 	}
@@ -308,5 +340,20 @@ func TestBuildAccountBindings(t *testing.T) {
 				t.Errorf("%s: storage_source.%s must be %s", f.addr, attr, want)
 			}
 		}
+	}
+}
+
+// The Webhook's account: publisher on the notifications topic, reader of
+// the channel-token keys, nothing else. Whatever it publishes is a
+// notification, never a control message (another topic) or a change.
+func TestWebhookAccountGrants(t *testing.T) {
+	m := loadModule(t)
+	got := m.grantsOf(t, `google_service_account.this["webhook"].member`)
+	want := map[string]bool{
+		`google_pubsub_topic_iam_member roles/pubsub.publisher on google_pubsub_topic.notifications.name`:                                                 true,
+		`google_secret_manager_secret_iam_member roles/secretmanager.secretAccessor on google_secret_manager_secret.this["channel_token_keys"].secret_id`: true,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("the Webhook account's grants:\n  %s\nwant:\n  %s", strings.Join(sortedKeys(got), "\n  "), strings.Join(sortedKeys(want), "\n  "))
 	}
 }
