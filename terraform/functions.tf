@@ -338,7 +338,7 @@ resource "google_cloudfunctions2_function" "webhook" {
 
   depends_on = [
     google_project_iam_member.build,
-    google_storage_bucket_iam_member.build_reads_source,
+    google_project_iam_member.build_reads_sources,
     google_artifact_registry_repository_iam_member.build_pushes_images,
     google_secret_manager_secret_iam_member.readers,
   ]
@@ -394,7 +394,7 @@ resource "google_cloudfunctions2_function" "calendar" {
 
   depends_on = [
     google_project_iam_member.build,
-    google_storage_bucket_iam_member.build_reads_source,
+    google_project_iam_member.build_reads_sources,
     google_artifact_registry_repository_iam_member.build_pushes_images,
     google_project_iam_member.firestore,
     google_secret_manager_secret_iam_member.readers,

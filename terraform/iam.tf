@@ -3,7 +3,8 @@
 # their own bindings in pubsub.tf, secrets.tf and functions.tf). Firestore's
 # roles can only be granted on the project, so roles/datastore.user carries an
 # IAM condition limiting it to calsync's database. The only project-level
-# grants are Firestore's and the build account's log writer.
+# grants are Firestore's and the build account's (its source read likewise
+# conditioned on the source buckets).
 
 # One account per runtime and per caller, by key (google_service_account.this):
 #   webhook, sync, renew  the three functions' runtimes;
@@ -64,11 +65,11 @@ resource "google_service_account" "this" {
   depends_on   = [google_project_service.this]
 }
 
-# The minimum a Cloud Run functions build needs, each on its one resource:
-# read the source zip (its bucket, functions.tf), push the image to calsync's
-# own repository (build_config.docker_repository, functions.tf) and write
-# build logs (logs can only be granted on the project). Nothing project-wide
-# to read or write in Cloud Storage or Artifact Registry.
+# The minimum a Cloud Run functions build needs, each limited to what it
+# is for: read the function source, push the image to calsync's own
+# repository (build_config.docker_repository, functions.tf) and write build
+# logs (logs can only be granted on the project). Nothing project-wide to
+# read or write in Cloud Storage or Artifact Registry.
 resource "google_project_iam_member" "build" {
   for_each = toset([
     "roles/logging.logWriter",
@@ -79,10 +80,37 @@ resource "google_project_iam_member" "build" {
   member  = google_service_account.this["build"].member
 }
 
-resource "google_storage_bucket_iam_member" "build_reads_source" {
-  bucket = google_storage_bucket.source.name
-  role   = "roles/storage.objectViewer"
-  member = google_service_account.this["build"].member
+# The source: Cloud Functions copies the zip from calsync's source bucket into
+# a staging bucket of its own, gcf-v2-sources-PROJECT_NUMBER-REGION, created
+# on the first deploy, and the build fetches it from there (Google's build
+# error when it cannot: "Access to bucket gcf-v2-sources-... denied. You must
+# grant Storage Object Viewer permission to <the build account>"). A bucket
+# that may not exist yet cannot carry a binding, so this is a project-level
+# grant with an IAM condition naming the two source buckets (as Firestore's,
+# below): their objects, no other bucket's.
+locals {
+  build_source_buckets = [
+    google_storage_bucket.source.name,
+    "gcf-v2-sources-${google_storage_bucket.source.project_number}-${var.region}",
+  ]
+  build_source_condition = join(" || ", flatten([
+    for b in local.build_source_buckets : [
+      "resource.name == \"projects/_/buckets/${b}\"",
+      "resource.name.startsWith(\"projects/_/buckets/${b}/\")",
+    ]
+  ]))
+}
+
+resource "google_project_iam_member" "build_reads_sources" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = google_service_account.this["build"].member
+
+  condition {
+    title       = "${var.name_prefix}-build-sources-only"
+    description = "Only the function source buckets: calsync's and the one Cloud Functions stages builds in."
+    expression  = local.build_source_condition
+  }
 }
 
 resource "google_artifact_registry_repository_iam_member" "build_pushes_images" {

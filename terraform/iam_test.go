@@ -306,7 +306,7 @@ func TestDelegationAccountsInTheFunctions(t *testing.T) {
 }
 
 // The build account: build logs on the project (they cannot be granted
-// lower), the source bucket's objects, calsync's image repository; nothing
+// lower), the source buckets' objects (a condition), calsync's image repository; nothing
 // project-wide in Cloud Storage or Artifact Registry. The functions build
 // from the source object's generation, into that repository.
 func TestBuildAccountBindings(t *testing.T) {
@@ -314,12 +314,33 @@ func TestBuildAccountBindings(t *testing.T) {
 	const build = `google_service_account.this["build"].member`
 	want := map[string]bool{
 		`google_project_iam_member roles/logging.logWriter on var.project_id`:                                                                true,
-		`google_storage_bucket_iam_member roles/storage.objectViewer on google_storage_bucket.source.name`:                                   true,
+		`google_project_iam_member roles/storage.objectViewer on var.project_id`:                                                             true,
 		`google_artifact_registry_repository_iam_member roles/artifactregistry.writer on google_artifact_registry_repository.functions.name`: true,
 	}
 	got := m.grantsOf(t, build)
 	if !maps.Equal(got, want) {
 		t.Errorf("the build account's grants:\n  %s\nwant:\n  %s", strings.Join(sortedKeys(got), "\n  "), strings.Join(sortedKeys(want), "\n  "))
+	}
+	// The source read is conditioned on the two source buckets: calsync's
+	// and the one Cloud Functions stages the zip in for the build.
+	for _, r := range m.resources("resource", "google_project_iam_member") {
+		if mb, _ := r.attr("member"); mb.raw() != build {
+			continue
+		}
+		if role, _ := r.literal("role"); !strings.HasPrefix(role, "roles/storage.") {
+			continue
+		}
+		cond, ok := r.child("condition")
+		e, _ := cond.attr("expression")
+		if !ok || e.raw() != "local.build_source_condition" {
+			t.Errorf("%s: the build account's storage read must carry condition local.build_source_condition", r.addr())
+		}
+		buckets := m.locals["build_source_buckets"].raw()
+		cexpr := m.locals["build_source_condition"].raw()
+		if !strings.Contains(buckets, "google_storage_bucket.source.name") || !strings.Contains(buckets, `"gcf-v2-sources-${google_storage_bucket.source.project_number}-${var.region}"`) ||
+			strings.Count(buckets, ",") != 2 || !strings.Contains(cexpr, `projects/_/buckets/${b}/`) {
+			t.Errorf("local.build_source_buckets must be exactly calsync's source bucket and gcf-v2-sources-NUMBER-REGION, each matched by name (%s; %s)", buckets, cexpr)
+		}
 	}
 	if n := len(m.resources("resource", "google_artifact_registry_repository")); n != 1 {
 		t.Errorf("%d google_artifact_registry_repository, want calsync's one", n)

@@ -46,8 +46,8 @@ RETIRED = {
     'google_service_account_iam_member.calendar_impersonators["sync"]',
     'google_service_account_iam_member.calendar_impersonators["renew"]',
     # The build account's project-wide Artifact Registry write and Cloud
-    # Storage read: replaced by grants on calsync's image repository and on
-    # the source bucket (iam.tf).
+    # Storage read: replaced by a write on calsync's image repository and a
+    # read conditioned on the source buckets (iam.tf).
     'google_project_iam_member.build["roles/artifactregistry.writer"]',
     'google_project_iam_member.build["roles/storage.objectViewer"]',
 }
