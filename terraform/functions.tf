@@ -76,11 +76,29 @@ resource "google_storage_bucket" "source" {
 }
 
 # Named by the zip's MD5: a code change is a new object name, which changes
-# every function's build source, which rebuilds and redeploys them.
+# every function's build source, which rebuilds and redeploys them. The
+# functions name its generation too (storage_source.generation), so a build
+# reads exactly the object Terraform uploaded, not whatever was written under
+# that name later by someone else with write access to the bucket.
 resource "google_storage_bucket_object" "source" {
   bucket = google_storage_bucket.source.name
   name   = "source-${data.archive_file.source.output_md5}.zip"
   source = data.archive_file.source.output_path
+}
+
+# The functions' images, in a repository of calsync's own
+# (build_config.docker_repository), so the build account's Artifact Registry
+# write is on this repository only (iam.tf), not the project's gcf-artifacts
+# or any other.
+resource "google_artifact_registry_repository" "functions" {
+  project       = var.project_id
+  location      = var.region
+  repository_id = "${var.name_prefix}-functions"
+  format        = "DOCKER"
+  description   = "calsync's function images (Cloud Run functions builds)."
+  labels        = local.labels
+
+  depends_on = [google_project_service.this]
 }
 
 locals {
@@ -107,7 +125,8 @@ locals {
     # CALENDAR_ENDPOINT stays unset in production (Google's endpoint); it
     # points at the local emulator in development. OAUTH_TOKEN_URL and
     # OAUTH_AUTH_URL keep their defaults (Google's).
-    # Domain-wide delegation impersonates this account (iam.tf).
+    # Domain-wide delegation with the Calendar's scopes signs as this
+    # account (iam.tf); the Directory's has its own, RenewChannels' only.
     DELEGATION_SERVICE_ACCOUNT = google_service_account.this["calendar"].email
     # A new delegation can take Google up to 24 h: its unauthorized_client
     # is deferred this long after enrollment before it is a status.
@@ -257,6 +276,9 @@ locals {
         DIRECTORY_SYNC_INTERVAL = var.directory_sync_interval
         # A diff never unenrolls more than this share of a domain's identities.
         DIRECTORY_MAX_UNENROLL_SHARE = tostring(var.directory_max_unenroll_share)
+        # The diffs read the directory as this account (iam.tf): the only
+        # function that may sign as it.
+        DIRECTORY_DELEGATION_SERVICE_ACCOUNT = google_service_account.this["directory"].email
         },
         # The public key enrollers seal to: RenewChannels refuses to start if it
         # is not the public half of one of its private keys.
@@ -283,10 +305,12 @@ resource "google_cloudfunctions2_function" "webhook" {
     service_account = google_service_account.this["build"].id
     source {
       storage_source {
-        bucket = google_storage_bucket.source.name
-        object = google_storage_bucket_object.source.name
+        bucket     = google_storage_bucket.source.name
+        object     = google_storage_bucket_object.source.name
+        generation = google_storage_bucket_object.source.generation
       }
     }
+    docker_repository = google_artifact_registry_repository.functions.id
   }
 
   service_config {
@@ -314,6 +338,8 @@ resource "google_cloudfunctions2_function" "webhook" {
 
   depends_on = [
     google_project_iam_member.build,
+    google_project_iam_member.build_reads_sources,
+    google_artifact_registry_repository_iam_member.build_pushes_images,
     google_secret_manager_secret_iam_member.readers,
   ]
 }
@@ -334,10 +360,12 @@ resource "google_cloudfunctions2_function" "calendar" {
     service_account = google_service_account.this["build"].id
     source {
       storage_source {
-        bucket = google_storage_bucket.source.name
-        object = google_storage_bucket_object.source.name
+        bucket     = google_storage_bucket.source.name
+        object     = google_storage_bucket_object.source.name
+        generation = google_storage_bucket_object.source.generation
       }
     }
+    docker_repository = google_artifact_registry_repository.functions.id
   }
 
   service_config {
@@ -366,6 +394,8 @@ resource "google_cloudfunctions2_function" "calendar" {
 
   depends_on = [
     google_project_iam_member.build,
+    google_project_iam_member.build_reads_sources,
+    google_artifact_registry_repository_iam_member.build_pushes_images,
     google_project_iam_member.firestore,
     google_secret_manager_secret_iam_member.readers,
   ]

@@ -3,7 +3,8 @@
 # their own bindings in pubsub.tf, secrets.tf and functions.tf). Firestore's
 # roles can only be granted on the project, so roles/datastore.user carries an
 # IAM condition limiting it to calsync's database. The only project-level
-# grants are Firestore's and the build account's.
+# grants are Firestore's and the build account's (its source read likewise
+# conditioned on the source buckets).
 
 # One account per runtime and per caller, by key (google_service_account.this):
 #   webhook, sync, renew  the three functions' runtimes;
@@ -14,7 +15,8 @@
 #                         of it: run.invoker on RenewChannels only;
 #   build                 Cloud Build builds the function images as it instead
 #                         of the project's default compute account;
-#   calendar              the domain-wide delegation identity (below).
+#   calendar, directory   the domain-wide delegation identities, one per API
+#                         (below).
 locals {
   service_accounts = {
     webhook = {
@@ -45,6 +47,10 @@ locals {
       display_name = "calsync Calendar identity (domain-wide delegation)"
       description  = "Impersonated by SyncWorker and RenewChannels to read Workspace users' calendars."
     }
+    directory = {
+      display_name = "calsync Directory identity (domain-wide delegation)"
+      description  = "Impersonated by RenewChannels to read enrolled Workspace domains' users and rooms."
+    }
   }
 }
 
@@ -59,19 +65,60 @@ resource "google_service_account" "this" {
   depends_on   = [google_project_service.this]
 }
 
-# The minimum a Cloud Run functions build needs: read the staged source (in
-# the gcf-v2-sources bucket Cloud Functions manages, hence project level),
-# push the image to the gcf-artifacts repository it creates, write build logs.
+# The minimum a Cloud Run functions build needs, each limited to what it
+# is for: read the function source, push the image to calsync's own
+# repository (build_config.docker_repository, functions.tf) and write build
+# logs (logs can only be granted on the project). Nothing project-wide to
+# read or write in Cloud Storage or Artifact Registry.
 resource "google_project_iam_member" "build" {
   for_each = toset([
-    "roles/artifactregistry.writer",
     "roles/logging.logWriter",
-    "roles/storage.objectViewer",
   ])
 
   project = var.project_id
   role    = each.value
   member  = google_service_account.this["build"].member
+}
+
+# The source: Cloud Functions copies the zip from calsync's source bucket into
+# a staging bucket of its own, gcf-v2-sources-PROJECT_NUMBER-REGION, created
+# on the first deploy, and the build fetches it from there (Google's build
+# error when it cannot: "Access to bucket gcf-v2-sources-... denied. You must
+# grant Storage Object Viewer permission to <the build account>"). A bucket
+# that may not exist yet cannot carry a binding, so this is a project-level
+# grant with an IAM condition naming the two source buckets (as Firestore's,
+# below): their objects, no other bucket's.
+locals {
+  build_source_buckets = [
+    google_storage_bucket.source.name,
+    "gcf-v2-sources-${google_storage_bucket.source.project_number}-${var.region}",
+  ]
+  build_source_condition = join(" || ", flatten([
+    for b in local.build_source_buckets : [
+      "resource.name == \"projects/_/buckets/${b}\"",
+      "resource.name.startsWith(\"projects/_/buckets/${b}/\")",
+    ]
+  ]))
+}
+
+resource "google_project_iam_member" "build_reads_sources" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = google_service_account.this["build"].member
+
+  condition {
+    title       = "${var.name_prefix}-build-sources-only"
+    description = "Only the function source buckets: calsync's and the one Cloud Functions stages builds in."
+    expression  = local.build_source_condition
+  }
+}
+
+resource "google_artifact_registry_repository_iam_member" "build_pushes_images" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = google_service_account.this["build"].member
 }
 
 # Firestore: roles are granted on the project, but an IAM condition on the
@@ -117,20 +164,47 @@ locals {
   pubsub_agent = "serviceAccount:service-${google_storage_bucket.source.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 }
 
-# The Calendar identity for domain-wide delegation (calendars with authMode
-# "delegation"): SyncWorker and RenewChannels both impersonate this one account
-# (IAM Credentials signJwt, no key file) with the Workspace user as subject, so
-# a Workspace admin authorises a single client id (output
-# calendar_service_account.client_id) for the scopes of output delegation_scopes.
-# Token Creator is granted on this account only, to the two functions.
-# The functions read it from DELEGATION_SERVICE_ACCOUNT (functions.tf).
-resource "google_service_account_iam_member" "calendar_impersonators" {
-  for_each = {
-    sync  = google_service_account.this["sync"].member
-    renew = google_service_account.this["renew"].member
-  }
+# Domain-wide delegation (calendars with authMode "delegation", domains
+# enrolled with enroll --domain), one account per API, each impersonated by
+# the functions that need its API only and authorised by a Workspace admin for
+# its API's scopes only (outputs calendar_service_account and
+# directory_service_account, delegation_scopes; terraform/README.md,
+# "Domain-wide delegation"):
+#   calendar   the Calendar's scopes; SyncWorker and RenewChannels sign as
+#              it (DELEGATION_SERVICE_ACCOUNT);
+#   directory  the Directory's scopes; only RenewChannels signs as it (the
+#              daily directory diffs, DIRECTORY_DELEGATION_SERVICE_ACCOUNT).
+# The SyncWorker, which handles messages from the internet-facing Webhook and
+# product backends, thereby never reads a directory.
+#
+# The grant is the custom role below, on the account itself, never the
+# project: signJwt is all keyless delegation calls (calclient), while Service
+# Account Token Creator also mints the account's own access and ID tokens and
+# signs blobs, which would reach the account's IAM rights, not only its
+# delegation.
+resource "google_project_iam_custom_role" "delegation_signer" {
+  project     = var.project_id
+  role_id     = "${replace(var.name_prefix, "-", "_")}_delegationSigner"
+  title       = "calsync delegation signer"
+  description = "Sign JWTs as a domain-wide delegation account (IAM Credentials signJwt), nothing else."
+  permissions = ["iam.serviceAccounts.signJwt"]
 
-  service_account_id = google_service_account.this["calendar"].name
-  role               = "roles/iam.serviceAccountTokenCreator"
-  member             = each.value
+  depends_on = [google_project_service.this]
+}
+
+# Who signs as which delegation account (the account's key, the function's).
+locals {
+  delegation_signers = {
+    calendar_sync   = { account = "calendar", signer = "sync" }
+    calendar_renew  = { account = "calendar", signer = "renew" }
+    directory_renew = { account = "directory", signer = "renew" }
+  }
+}
+
+resource "google_service_account_iam_member" "delegation_signers" {
+  for_each = local.delegation_signers
+
+  service_account_id = google_service_account.this[each.value.account].name
+  role               = google_project_iam_custom_role.delegation_signer.name
+  member             = google_service_account.this[each.value.signer].member
 }

@@ -36,6 +36,22 @@ import uuid
 
 MODULE_DIR = "."  # where the configuration planned now is (relative paths in values)
 
+# IAM members the layout retired on purpose (issue 26, the delegation and
+# build blast radius), each destroyed once by the upgrade: exactly these
+# addresses, nothing else may go.
+RETIRED = {
+    # Service Account Token Creator on the Calendar delegation account
+    # (access tokens, ID tokens, blobs as the account): replaced by the
+    # signJwt-only custom role, google_service_account_iam_member.delegation_signers.
+    'google_service_account_iam_member.calendar_impersonators["sync"]',
+    'google_service_account_iam_member.calendar_impersonators["renew"]',
+    # The build account's project-wide Artifact Registry write and Cloud
+    # Storage read: replaced by a write on calsync's image repository and a
+    # read conditioned on the source buckets (iam.tf).
+    'google_project_iam_member.build["roles/artifactregistry.writer"]',
+    'google_project_iam_member.build["roles/storage.objectViewer"]',
+}
+
 PROVIDERS = {
     "google": 'provider["registry.terraform.io/hashicorp/google"]',
     "archive": 'provider["registry.terraform.io/hashicorp/archive"]',
@@ -251,8 +267,11 @@ def main():
             counts.setdefault(act, []).append(addr)
     problems = []
     # The source zip's object is named by its content (a code change must
-    # redeploy): replacing it is a redeploy, not a lost resource.
-    deleted = [x for x in counts.get("delete", []) if x != "google_storage_bucket_object.source"]
+    # redeploy): replacing it is a redeploy, not a lost resource. RETIRED are
+    # IAM bindings issue 26 removed on purpose: a broader grant replaced by a
+    # narrower one under another address (a binding holds no data; the
+    # narrower one is created in the same apply).
+    deleted = [x for x in counts.get("delete", []) if x != "google_storage_bucket_object.source" and x not in RETIRED]
     if deleted:
         problems.append("destroyed or replaced: " + ", ".join(deleted))
     if a.only_moves:

@@ -55,10 +55,18 @@ output "service_accounts" {
 }
 
 output "calendar_service_account" {
-  description = "The Calendar identity for domain-wide delegation: a Workspace admin authorises client_id for the delegation_scopes (Admin console: Security > Access and data control > API controls > Domain-wide delegation)."
+  description = "The Calendar identity for domain-wide delegation: a Workspace admin authorises client_id for delegation_scopes.calendar, and nothing else (Admin console: Security > Access and data control > API controls > Domain-wide delegation)."
   value = {
     email     = google_service_account.this["calendar"].email
     client_id = google_service_account.this["calendar"].unique_id
+  }
+}
+
+output "directory_service_account" {
+  description = "The Directory identity for domain-wide delegation (domains enrolled with enroll --domain): a Workspace admin authorises client_id for delegation_scopes.directory, and nothing else. DIRECTORY_DELEGATION_SERVICE_ACCOUNT of the operator CLI's enroll --domain."
+  value = {
+    email     = google_service_account.this["directory"].email
+    client_id = google_service_account.this["directory"].unique_id
   }
 }
 
@@ -80,11 +88,10 @@ locals {
 }
 
 output "delegation_scopes" {
-  description = "What a Workspace admin authorises for calendar_service_account.client_id (Admin console: Security > Access and data control > API controls > Domain-wide delegation > Add new), comma-separated as the console's OAuth scopes field takes them: calendar for every delegated calendar, directory too for a domain enrolled with enroll --domain; all = both, for a domain."
+  description = "What a Workspace admin authorises for each delegation account's client id (Admin console: Security > Access and data control > API controls > Domain-wide delegation > Add new), comma-separated as the console's OAuth scopes field takes them: calendar for calendar_service_account.client_id (every delegated calendar), directory for directory_service_account.client_id (a domain enrolled with enroll --domain). Never both for one client id."
   value = {
     calendar  = join(",", local.delegation_scopes.calendar)
     directory = join(",", local.delegation_scopes.directory)
-    all       = join(",", concat(local.delegation_scopes.calendar, local.delegation_scopes.directory))
   }
 }
 

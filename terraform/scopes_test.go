@@ -175,6 +175,26 @@ func TestDelegationScopesOutput(t *testing.T) {
 	}
 	if v, ok := out.attr("value"); !ok || !strings.Contains(v.raw(), "local.delegation_scopes") {
 		t.Errorf("output delegation_scopes must be made from local.delegation_scopes")
+	} else if keys, err := m.objectKeys(v); err != nil || !slices.Equal(keys, []string{"calendar", "directory"}) {
+		// No list of both APIs' scopes: it would invite authorising one
+		// client id for both.
+		t.Errorf("output delegation_scopes has keys %v (%v), want calendar and directory only", keys, err)
+	}
+	// Each API's delegation account is an output of its own, with the
+	// client id the Admin console takes.
+	for _, api := range []string{"calendar", "directory"} {
+		found := false
+		for _, b := range m.blocks {
+			if b.Type == "output" && len(b.Labels) == 1 && b.Labels[0] == api+"_service_account" {
+				found = true
+				if v, ok := b.attr("value"); !ok || !strings.Contains(v.raw(), `google_service_account.this["`+api+`"].unique_id`) {
+					t.Errorf("output %s_service_account must give the %s account's client_id (unique_id)", api, api)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("outputs.tf: no output %s_service_account", api)
+		}
 	}
 }
 
@@ -197,14 +217,26 @@ func TestDelegationStepsListTheScopes(t *testing.T) {
 			t.Errorf("delegation steps do not say %q", want)
 		}
 	}
+	// Each API's line names its own delegation account's client id and
+	// exactly that API's scopes: one client id is never authorised for both
+	// (Google checks the signing client id's scopes; iam.tf lets only the
+	// functions needing an API sign as its account).
 	for api, label := range map[string]string{"calendar": "Calendar API", "directory": "Directory API"} {
 		want := "`" + strings.Join(codeScopes()[api], ",") + "`"
+		account := api + "_service_account"
 		found := false
 		for line := range strings.Lines(section) {
 			if strings.Contains(line, "**"+label+"**") {
 				found = true
-				if !strings.Contains(line, want) {
-					t.Errorf("delegation steps, %s line %q: want exactly %s", label, strings.TrimSpace(line), want)
+				if !strings.Contains(line, want) || !strings.Contains(line, "client id of `"+account+"`") {
+					t.Errorf("delegation steps, %s line %q: want the client id of `%s` with exactly %s", label, strings.TrimSpace(line), account, want)
+				}
+				for other, scopes := range codeScopes() {
+					for _, sc := range scopes {
+						if other != api && strings.Contains(line, sc) {
+							t.Errorf("delegation steps, %s line lists %s, a scope of the %s API: each client id gets its own API's scopes only", label, sc, other)
+						}
+					}
 				}
 			}
 		}

@@ -58,14 +58,9 @@ func TestSourceZipIncludeList(t *testing.T) {
 	if !ok {
 		t.Fatal("functions.tf: no local.source_packages (the zip's include list)")
 	}
-	v, diags := pkgsExpr.Value(nil)
-	if diags.HasErrors() || !v.CanIterateElements() {
+	listed, ok := literalStrings(pkgsExpr)
+	if !ok {
 		t.Fatalf("%s: local.source_packages must be a literal list of strings", pkgsExpr.pos())
-	}
-	var listed []string
-	for it := v.ElementIterator(); it.Next(); {
-		_, e := it.Element()
-		listed = append(listed, e.AsString())
 	}
 	deployed := deployedPackages(t)
 	var want []string

@@ -160,7 +160,7 @@ variable "channel_token_v1_until" {
 }
 
 variable "unknown_key_retry_window" {
-  description = "UNKNOWN_KEY_RETRY_WINDOW of the Webhook: a channel token signed with a key id of channel_token_key_history that the Webhook does not have is answered 503 (Google retries) for this long after an instance first sees that id, with an alert, then 403 (ids outside the history: 403 at once). Gives an operator time to repair a key rotation done out of order. Go duration; 0s refuses at once."
+  description = "UNKNOWN_KEY_RETRY_WINDOW of the Webhook: a channel token signed with a key id of channel_token_key_history that the Webhook does not have is answered 503 (Google retries) for this long after an instance first sees that id, with an alert, then 403 (ids outside the history: 403 at once). Gives an operator time to repair a key rotation done out of order. Go duration, 0s (refuses at once) to 168h (one channel TTL: the Webhook refuses to start above it)."
   type        = string
   default     = "24h"
 

@@ -263,17 +263,31 @@ func TestOnlyConfiguredSubscriptions(t *testing.T) {
 	if rec := post(w, pushFrom(ctl, "projects/evil/subscriptions/control-push"), nil); rec.Code != http.StatusOK {
 		t.Errorf("control message from another project's control-push: %d", rec.Code)
 	}
+	// A name that merely ends like the control subscription's is not it
+	// (the suffix match this replaced), and a control message published on
+	// the notifications topic (the Webhook's account may publish there) is
+	// read as a notification, which it is not: refused, no action taken.
+	if rec := post(w, pushFrom(ctl, "projects/p/subscriptions/evil-control-push"), nil); rec.Code != http.StatusOK {
+		t.Errorf("control message from a subscription named like control-push: %d", rec.Code)
+	}
+	if rec := post(w, pushFrom(ctl, "projects/p/subscriptions/calsync-sync-worker-push"), nil); rec.Code != http.StatusOK {
+		t.Errorf("control message on the notifications subscription: %d, want 200 (acknowledged, refused)", rec.Code)
+	}
 	if synced != 1 || controls != 1 {
 		t.Fatalf("synced %d, controls %d after pushes of other subscriptions: want 1 and 1", synced, controls)
 	}
-	n := 0
+	n, notNotes := 0, 0
 	for _, l := range logs.Lines() {
 		if l["event"] == logging.EventInvalidMessage && l[logging.KeyReason] == ReasonUnknownSubscription {
 			n++
 		}
+		if l["event"] == logging.EventInvalidMessage && l[logging.KeyReason] == messages.ReasonNoCalendarKey {
+			notNotes++ // the three control bodies of other subscriptions, read as notifications
+		}
 	}
-	if n != 4 {
-		t.Fatalf("%d invalid_message lines with reason %s, want 4:\n%s", n, ReasonUnknownSubscription, logs.String())
+	if n != 4 || notNotes != 3 {
+		t.Fatalf("%d invalid_message lines with reason %s (want 4), %d with %s (want 3):\n%s", n, ReasonUnknownSubscription,
+			notNotes, messages.ReasonNoCalendarKey, logs.String())
 	}
 }
 

@@ -185,6 +185,12 @@ func TestStatuses(t *testing.T) {
 		{"message number 20 digits", http.MethodPost, with("X-Goog-Message-Number", "10000000000000000000"), 400},
 		{"message number 60 KB", http.MethodPost, with("X-Goog-Message-Number", strings.Repeat("9", 60000)), 400},
 		{"bad state", http.MethodPost, with("X-Goog-Resource-State", "deleted"), 400},
+		// The state header is not signed: a captured push edited to carry one
+		// of calsync's own request states is refused, never published (a
+		// purge, a full resync or a reconcile is not Google's to ask).
+		{"purge state", http.MethodPost, with("X-Goog-Resource-State", messages.StatePurge), 400},
+		{"full resync state", http.MethodPost, with("X-Goog-Resource-State", messages.StateFullResync), 400},
+		{"reconcile state", http.MethodPost, with("X-Goog-Resource-State", messages.StateReconcile), 400},
 		{"no resource id", http.MethodPost, with("X-Goog-Resource-ID", ""), 400},
 		{"no resource uri", http.MethodPost, with("X-Goog-Resource-URI", ""), 400},
 		{"no token", http.MethodPost, with("X-Goog-Channel-Token", ""), 401},

@@ -78,6 +78,11 @@ type Options struct {
 	// Functions: the function's own account on itself). When empty, delegation
 	// needs ADC to be a service-account JSON key (a JWT config with Subject).
 	DelegationServiceAccount string
+	// DirectoryDelegationServiceAccount signs instead for the Directory
+	// API's scopes (DelegatedTokenSource): a second account, authorised for
+	// those scopes only, that only the functions reading a directory may
+	// impersonate. Empty: DelegationServiceAccount signs for both.
+	DirectoryDelegationServiceAccount string
 	// IAMEndpoint overrides the IAM Credentials endpoint signJwt goes to
 	// (Google's when empty; with Endpoint set, Endpoint's base, where the
 	// emulator serves it). The assertion is exchanged at OAuth's token URL.
@@ -107,9 +112,10 @@ func FromConfig(c config.Calendar, tokens RefreshTokens) Options {
 			Endpoint:     oauth2.Endpoint{AuthURL: c.OAuthAuthURL, TokenURL: c.OAuthTokenURL, AuthStyle: oauth2.AuthStyleInParams},
 			Scopes:       ConnectScopes,
 		},
-		Tokens:                   tokens,
-		DelegationServiceAccount: c.DelegationServiceAccount,
-		IAMEndpoint:              c.IAMEndpoint,
+		Tokens:                            tokens,
+		DelegationServiceAccount:          c.DelegationServiceAccount,
+		DirectoryDelegationServiceAccount: c.DirectoryDelegationServiceAccount,
+		IAMEndpoint:                       c.IAMEndpoint,
 	}
 }
 
@@ -277,16 +283,21 @@ func (f *Factory) tokenSource(ctx context.Context, g store.Grant) (*cachingSourc
 }
 
 // DelegatedTokenSource impersonates subject by domain-wide delegation with
-// scopes (the Calendar's, or the Directory's for shared/directory): through
-// IAM Credentials signJwt and the JWT-bearer grant when a delegation service
-// account is configured (works on Cloud Functions, no key), else with a JWT
-// config from an ADC service-account key file. Against the emulator (Endpoint
+// scopes (the Calendar's, or the Directory's for shared/enroll's domains):
+// through IAM Credentials signJwt and the JWT-bearer grant when a delegation
+// service account is configured (works on Cloud Functions, no key), else
+// with a JWT config from an ADC service-account key file. The account is the
+// scopes' own (delegationAccount): the Directory's scopes are signed by
+// DirectoryDelegationServiceAccount when set. Against the emulator (Endpoint
 // set) with no service account configured, the emulator's own client
 // (EmulatorDelegationClient) signs at the emulator's signJwt, so each subject
 // acts as itself there; with no token URL it is nil: no credentials, the
 // emulator's default user.
 func (f *Factory) DelegatedTokenSource(ctx context.Context, subject string, scopes ...string) (oauth2.TokenSource, error) {
-	sa := f.opts.DelegationServiceAccount
+	sa, err := f.delegationAccount(scopes)
+	if err != nil {
+		return nil, err
+	}
 	tokenURL := ""
 	if f.opts.OAuth != nil {
 		tokenURL = f.opts.OAuth.Endpoint.TokenURL
@@ -318,6 +329,32 @@ func (f *Factory) DelegatedTokenSource(ctx context.Context, subject string, scop
 		return nil, errors.New("calclient: delegation needs DELEGATION_SERVICE_ACCOUNT or a service-account key as ADC")
 	}
 	return creds.TokenSource, nil
+}
+
+// directoryScopePrefix begins every scope of the Admin SDK Directory API
+// (shared/enroll DirectoryScopes are two of them).
+const directoryScopePrefix = "https://www.googleapis.com/auth/admin.directory."
+
+// delegationAccount is the service account that signs for scopes: each API
+// has its own, which a Workspace admin authorises for that API's scopes only
+// (Google checks the signing client id's authorised scopes), so a token
+// mixing both APIs' scopes is refused here rather than by Google.
+func (f *Factory) delegationAccount(scopes []string) (string, error) {
+	dir := 0
+	for _, s := range scopes {
+		if strings.HasPrefix(s, directoryScopePrefix) {
+			dir++
+		}
+	}
+	switch {
+	case dir == 0:
+		return f.opts.DelegationServiceAccount, nil
+	case dir < len(scopes):
+		return "", fmt.Errorf("calclient: delegation: %q mixes the Directory's scopes with others; each API has its own delegation account", scopes)
+	case f.opts.DirectoryDelegationServiceAccount != "":
+		return f.opts.DirectoryDelegationServiceAccount, nil
+	}
+	return f.opts.DelegationServiceAccount, nil
 }
 
 // EmulatorDelegationClient is the service account (JWT iss) delegation

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"golang.org/x/oauth2"
+	admin "google.golang.org/api/admin/directory/v1"
+	"google.golang.org/api/option"
 
 	"crypto/rand"
 	"crypto/rsa"
@@ -202,5 +204,85 @@ func TestURLErrorAloneIsNotNetwork(t *testing.T) {
 		if !IsRetryable(e) {
 			t.Errorf("network failure not retryable: %v", e)
 		}
+	}
+}
+
+// Each API has its own delegation account, authorised in the Admin console
+// for that API's scopes only: the Directory's scopes are signed by the
+// directory account, the Calendar's by the calendar account. The emulator
+// checks, as Google does, the signing client's authorised scopes, so a
+// directory token signed by the calendar account is refused
+// (unauthorized_client), and so is a token mixing both APIs' scopes.
+func TestDelegationAccountPerAPI(t *testing.T) {
+	ctx := context.Background()
+	srv, base := calendaremu.Start(t, calendaremu.Options{})
+	const boss = "boss@corp.test"
+	const calendarSA, directorySA = "calsync-calendar@p.iam.gserviceaccount.com", "calsync-directory@p.iam.gserviceaccount.com"
+	if err := srv.CreateDomain("corp.test", boss); err != nil {
+		t.Fatal(err)
+	}
+	directoryScopes := []string{admin.AdminDirectoryUserReadonlyScope, admin.AdminDirectoryResourceCalendarReadonlyScope}
+	srv.AuthorizeDelegation(calendarSA, Scopes...)
+	srv.AuthorizeDelegation(directorySA, directoryScopes...)
+
+	factory := func(directory string) *Factory {
+		f := newFactory(base, 6000, 100, nil)
+		f.opts.DelegationServiceAccount, f.opts.DirectoryDelegationServiceAccount = calendarSA, directory
+		return f
+	}
+	users := func(f *Factory) error {
+		ts, err := f.DelegatedTokenSource(ctx, boss, directoryScopes...)
+		if err != nil {
+			return err
+		}
+		svc, err := admin.NewService(ctx, option.WithTokenSource(ts), option.WithEndpoint(base+"/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = svc.Users.List().Domain("corp.test").Do()
+		return err
+	}
+	events := func(f *Factory) error {
+		svc, err := f.Service(ctx, store.Grant{AuthMode: store.AuthDelegation, Subject: boss})
+		if err != nil {
+			return err
+		}
+		_, err = svc.Events.List(boss).Do()
+		return err
+	}
+	before := srv.Stats().RequestsByUser
+	both := factory(directorySA)
+	if err := users(both); err != nil {
+		t.Fatalf("directory through the directory account: %v", err)
+	}
+	if err := events(both); err != nil {
+		t.Fatalf("calendar through the calendar account: %v", err)
+	}
+	after := srv.Stats().RequestsByUser
+	for _, sa := range []string{calendarSA, directorySA} {
+		if after[sa]-before[sa] != 1 {
+			t.Errorf("signJwt as %s: %d calls, want 1", sa, after[sa]-before[sa])
+		}
+	}
+
+	// One account for both (DIRECTORY_DELEGATION_SERVICE_ACCOUNT unset),
+	// authorised for the Calendar's scopes only: Google refuses the
+	// directory token, a permanent refusal.
+	var re *oauth2.RetrieveError
+	err := users(factory(""))
+	if !errors.As(err, &re) || re.ErrorCode != "unauthorized_client" {
+		t.Fatalf("directory scopes signed by the calendar account: want unauthorized_client, got %v", err)
+	}
+	// And the directory account cannot read calendars.
+	swapped := factory("")
+	swapped.opts.DelegationServiceAccount = directorySA
+	if err := events(swapped); !errors.As(err, &re) || re.ErrorCode != "unauthorized_client" {
+		t.Fatalf("calendar scopes signed by the directory account: want unauthorized_client, got %v", err)
+	}
+	// A token for both APIs' scopes would need one account authorised for
+	// both: refused before any call.
+	if _, err := both.DelegatedTokenSource(ctx, boss, append(append([]string{}, Scopes...), directoryScopes...)...); err == nil ||
+		!strings.Contains(err.Error(), "each API has its own delegation account") {
+		t.Fatalf("mixed scopes: %v", err)
 	}
 }

@@ -66,9 +66,15 @@ type Webhook struct {
 // MaxExpiryGrace is past, and version 1 tokens (no signed expiration) are
 // needed for one channel TTL (7 days, Google's default) after an upgrade,
 // not more: until then every captured version 1 push replays.
+//
+// MaxUnknownKeyRetry bounds UNKNOWN_KEY_RETRY_WINDOW: a channel lives at
+// most 7 days (Google's default and longest TTL, calsync's CHANNEL_TTL), so
+// a key of the history missing for longer signs no live channel, and its
+// pushes would be answered 503 (and retried by Google) for nothing.
 const (
-	MaxExpiryGrace  = 24 * time.Hour
-	MaxTokenV1Ahead = 8 * 24 * time.Hour
+	MaxExpiryGrace     = 24 * time.Hour
+	MaxTokenV1Ahead    = 8 * 24 * time.Hour
+	MaxUnknownKeyRetry = 7 * 24 * time.Hour
 )
 
 // Validate reports every problem with the Webhook config.
@@ -86,8 +92,8 @@ func (c Webhook) Validate() error {
 	if limit := time.Now().Add(MaxTokenV1Ahead); c.TokenV1Until.After(limit) {
 		errs = append(errs, fmt.Errorf("CHANNEL_TOKEN_V1_UNTIL must be at most %s ahead (one channel TTL and a day), got %s", MaxTokenV1Ahead, c.TokenV1Until.Format(time.RFC3339)))
 	}
-	if c.UnknownKeyRetry < 0 {
-		errs = append(errs, fmt.Errorf("UNKNOWN_KEY_RETRY_WINDOW must not be negative, got %s", c.UnknownKeyRetry))
+	if c.UnknownKeyRetry < 0 || c.UnknownKeyRetry > MaxUnknownKeyRetry {
+		errs = append(errs, fmt.Errorf("UNKNOWN_KEY_RETRY_WINDOW must be 0 (refuse at once) to %s (one channel TTL), got %s", MaxUnknownKeyRetry, c.UnknownKeyRetry))
 	}
 	for i, id := range c.KeyHistory {
 		if !keyIDRE.MatchString(id) {

@@ -54,8 +54,12 @@ func TestWebhookReportsEveryProblem(t *testing.T) {
 		"PROJECT_ID": "p", "CHANNEL_TOKEN_KEYS": testKey,
 		"CHANNEL_EXPIRY_GRACE":   "25h",
 		"CHANNEL_TOKEN_V1_UNTIL": time.Now().Add(9 * 24 * time.Hour).Format(time.RFC3339),
+		// Unbounded, a forged key id of the history would be answered 503
+		// (and retried by Google) for as long as it is configured.
+		"UNKNOWN_KEY_RETRY_WINDOW": "169h",
 	}))
-	for _, want := range []string{"CHANNEL_EXPIRY_GRACE must be at most", "CHANNEL_TOKEN_V1_UNTIL must be at most"} {
+	for _, want := range []string{"CHANNEL_EXPIRY_GRACE must be at most", "CHANNEL_TOKEN_V1_UNTIL must be at most",
+		"UNKNOWN_KEY_RETRY_WINDOW must be 0 (refuse at once) to 168h0m0s (one channel TTL), got 169h0m0s"} {
 		if bounds == nil || !strings.Contains(bounds.Error(), want) {
 			t.Errorf("want %q: %v", want, bounds)
 		}

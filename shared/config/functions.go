@@ -54,8 +54,16 @@ type Calendar struct {
 	// share of a fifth of each limit without a Firestore lease. 0: none.
 	CalendarProcesses int `env:"CALENDAR_PROCESSES, default=0"`
 	// DelegationServiceAccount is impersonated (IAM signJwt) with a calendar's
-	// subject for domain-wide delegation; empty: ADC must be a service-account key.
+	// subject for domain-wide delegation with the Calendar's scopes; empty:
+	// ADC must be a service-account key.
 	DelegationServiceAccount string `env:"DELEGATION_SERVICE_ACCOUNT"`
+	// DirectoryDelegationServiceAccount is impersonated for the Directory
+	// API's scopes (a domain's admin, for its users and rooms), a separate
+	// account whose client id a Workspace admin authorises for those scopes
+	// only: whoever may sign as the Calendar account cannot read the
+	// directory, and the other way round. Empty: DELEGATION_SERVICE_ACCOUNT
+	// signs for both (one account authorised for both, as before).
+	DirectoryDelegationServiceAccount string `env:"DIRECTORY_DELEGATION_SERVICE_ACCOUNT"`
 	// DelegationGrace is how long after a delegated identity or calendar was
 	// enrolled an unauthorized_client is taken for a delegation Google does
 	// not have yet (Google: up to 24 h): the sync is deferred, not given
@@ -120,8 +128,10 @@ func (c Calendar) ValidateEnrollment() error {
 	if (c.OAuthClientID == "") != (c.OAuthClientSecret == "") {
 		errs = append(errs, errors.New("OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET must be set together"))
 	}
-	if sa := c.DelegationServiceAccount; sa != "" && (!strings.Contains(sa, "@") || strings.ContainsAny(sa, " /")) {
-		errs = append(errs, fmt.Errorf("DELEGATION_SERVICE_ACCOUNT %q is not a service account email", sa))
+	errs = append(errs, serviceAccount("DELEGATION_SERVICE_ACCOUNT", c.DelegationServiceAccount),
+		serviceAccount("DIRECTORY_DELEGATION_SERVICE_ACCOUNT", c.DirectoryDelegationServiceAccount))
+	if sa := c.DirectoryDelegationServiceAccount; sa != "" && strings.EqualFold(sa, c.DelegationServiceAccount) {
+		errs = append(errs, errors.New("DIRECTORY_DELEGATION_SERVICE_ACCOUNT must be another account than DELEGATION_SERVICE_ACCOUNT (leave it unset for one account signing both)"))
 	}
 	if c.MaxCalendarsPerIdentity < 1 || c.MaxCalendarsPerIdentity > 10000 {
 		errs = append(errs, fmt.Errorf("MAX_CALENDARS_PER_IDENTITY must be 1-10000, got %d", c.MaxCalendarsPerIdentity))
@@ -144,6 +154,14 @@ func (c Calendar) ValidateEnrollment() error {
 		errs = append(errs, fmt.Errorf("CALENDAR_BUDGET must be shared or local, got %q", c.CalendarBudget))
 	}
 	return errors.Join(errs...)
+}
+
+// serviceAccount checks an optional service account email (NAME@PROJECT.iam.gserviceaccount.com).
+func serviceAccount(name, sa string) error {
+	if sa != "" && (!strings.Contains(sa, "@") || strings.ContainsAny(sa, " /")) {
+		return fmt.Errorf("%s %q is not a service account email", name, sa)
+	}
+	return nil
 }
 
 // NotFound says when Google's 404s mean a calendar is gone (SyncWorker

@@ -42,8 +42,31 @@ func TestRenewChannelsDefaults(t *testing.T) {
 		"CALENDAR_ENDPOINT":          "http://127.0.0.1:8085",
 		"OAUTH_CLIENT_ID":            "id", "OAUTH_CLIENT_SECRET": "secret",
 	}))
-	if err != nil || cfg.DelegationServiceAccount != "renew@p.iam.gserviceaccount.com" {
+	if err != nil || cfg.DelegationServiceAccount != "renew@p.iam.gserviceaccount.com" || cfg.DirectoryDelegationServiceAccount != "" {
 		t.Fatalf("%+v %v", cfg, err)
+	}
+	cfg, err = Load[RenewChannels](context.Background(), renewEnv(map[string]string{
+		"DELEGATION_SERVICE_ACCOUNT":           "calsync-calendar@p.iam.gserviceaccount.com",
+		"DIRECTORY_DELEGATION_SERVICE_ACCOUNT": "calsync-directory@p.iam.gserviceaccount.com",
+	}))
+	if err != nil || cfg.DirectoryDelegationServiceAccount != "calsync-directory@p.iam.gserviceaccount.com" {
+		t.Fatalf("%+v %v", cfg, err)
+	}
+}
+
+// The Directory's delegation account is checked like the Calendar's, and
+// is another account (the point of having two).
+func TestDirectoryDelegationAccount(t *testing.T) {
+	for env, want := range map[[2]string]string{
+		{"", "not an email"}: `DIRECTORY_DELEGATION_SERVICE_ACCOUNT "not an email" is not a service account email`,
+		{"a@p.iam.gserviceaccount.com", "A@p.iam.gserviceaccount.com"}: "DIRECTORY_DELEGATION_SERVICE_ACCOUNT must be another account than DELEGATION_SERVICE_ACCOUNT",
+		{"a@p.iam.gserviceaccount.com", "a/b@p"}:                       "is not a service account email",
+	} {
+		_, err := Load[RenewChannels](context.Background(), renewEnv(map[string]string{
+			"DELEGATION_SERVICE_ACCOUNT": env[0], "DIRECTORY_DELEGATION_SERVICE_ACCOUNT": env[1]}))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: want %q, got %v", env, want, err)
+		}
 	}
 }
 

@@ -141,10 +141,14 @@ func newEnv(t *testing.T) *env {
 
 // newAccess is one process's Calendar clients and lifecycle owner (its own token
 // cache: another instance's).
-func newAccess(t *testing.T, base string, st *store.Store, logger *slog.Logger) *credentials.Access {
+func newAccess(t *testing.T, base string, st *store.Store, logger *slog.Logger, with ...func(*config.Calendar)) *credentials.Access {
 	t.Helper()
-	access, err := credentials.NewAccess(config.Calendar{CalendarEndpoint: base, CredentialPrivateKeys: privKeys,
-		OAuthClientID: "cid", OAuthClientSecret: "secret", OAuthTokenURL: base + "/token", CalendarRateLimit: 600}, st, logger)
+	cfg := config.Calendar{CalendarEndpoint: base, CredentialPrivateKeys: privKeys,
+		OAuthClientID: "cid", OAuthClientSecret: "secret", OAuthTokenURL: base + "/token", CalendarRateLimit: 600}
+	for _, f := range with {
+		f(&cfg)
+	}
+	access, err := credentials.NewAccess(cfg, st, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/enroll"
 )
 
@@ -57,6 +58,49 @@ func TestDelegationWithExactlyTheDocumentedScopes(t *testing.T) {
 				if live := v.liveChannels(); live["ann@corp.test"] != 1 || len(live) < 3 {
 					t.Errorf("channels after enrollment: %v", live)
 				}
+			}
+			t.Logf("%+v %v", res, err)
+		})
+	}
+}
+
+// Each API's scopes are authorised for its own delegation account (the
+// Admin console steps, terraform/README.md): a domain enrolls end to end
+// with DELEGATION_SERVICE_ACCOUNT signing the Calendar's scopes and
+// DIRECTORY_DELEGATION_SERVICE_ACCOUNT the Directory's, through the
+// functions' own config path. With the directory account left unset, the
+// Calendar's account signs the Directory's scopes, which Google refuses
+// (its client id is authorised for the Calendar's only): nothing enrolled.
+func TestDomainEnrollmentWithAnAccountPerAPI(t *testing.T) {
+	const calendarSA, directorySA = "calsync-calendar@p.iam.gserviceaccount.com", "calsync-directory@p.iam.gserviceaccount.com"
+	for _, directory := range []string{directorySA, ""} {
+		t.Run("directory account "+directory, func(t *testing.T) {
+			v := newEnv(t)
+			if err := v.emu.CreateDomain("corp.test", "admin@corp.test"); err != nil {
+				t.Fatal(err)
+			}
+			if err := v.emu.AddDomainUser("ann@corp.test", false); err != nil {
+				t.Fatal(err)
+			}
+			v.emu.AuthorizeDelegation(calendarSA, calclient.Scopes...)
+			v.emu.AuthorizeDelegation(directorySA, enroll.DirectoryScopes...)
+			access := newAccess(t, v.base, v.st, v.e.Logger, func(c *config.Calendar) {
+				c.DelegationServiceAccount, c.DirectoryDelegationServiceAccount = calendarSA, directory
+			})
+			access.Lifecycle.Stopper = v.e.Channels
+			e := *v.e
+			e.Calendars, e.Lifecycle = access.Calendars, access.Lifecycle
+			e.Directory = enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: v.base}
+			res, err := e.EnrollDomain(v.ctx, enroll.DomainSpec{Domain: "corp.test", Admin: "admin@corp.test"}, nil)
+			complete := err == nil && res.Failed == 0 && res.Enrolled == 2
+			if directory != "" && !complete {
+				t.Fatalf("each API through its own account: %+v %v", res, err)
+			}
+			if directory == "" && (complete || res.Enrolled != 0) {
+				t.Fatalf("the Directory's scopes signed by the Calendar's account were accepted: %+v %v", res, err)
+			}
+			if by := v.emu.Stats().RequestsByUser; directory != "" && (by[directorySA] == 0 || by[calendarSA] == 0) {
+				t.Errorf("signJwt calls by account: %s %d, %s %d; want both", directorySA, by[directorySA], calendarSA, by[calendarSA])
 			}
 			t.Logf("%+v %v", res, err)
 		})

@@ -73,8 +73,13 @@ type Request struct {
 	ChannelID     string
 	MessageNumber int64
 	// Purge asks for the lease to delete an unenrolled calendar's mirror:
-	// admitted only while the calendar is not active (re-enrolled meanwhile:
-	// OutcomeInactive, nothing to purge), and retried later while a sync holds it.
+	// admitted only while the calendar is unwatched (what unenrolling sets),
+	// and retried later while a sync holds it. Any other status answers
+	// OutcomeInactive, nothing purged: an active calendar was enrolled again,
+	// and one with a problem (auth_revoked, not_found, ...) is still
+	// followed, its mirror kept until someone fixes it. The notifications
+	// topic has several publishers (the Webhook among them), so a purge is
+	// only ever taken for what an unenrollment already gave up.
 	Purge bool
 	// Operator: an operator asked for this full resync (calsync resync
 	// --full): recorded with the flag when another session holds the
@@ -93,7 +98,7 @@ type Admission struct {
 func decide(c Calendar, r Request, now time.Time) Outcome {
 	if r.Purge {
 		switch {
-		case c.Status == StatusActive:
+		case c.Status != StatusUnwatched:
 			return OutcomeInactive
 		case c.LeaseOwner != "" && c.LeaseUntil.After(now):
 			return OutcomeRetryLater

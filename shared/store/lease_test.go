@@ -25,6 +25,8 @@ func TestDecide(t *testing.T) {
 	noToken.SyncToken = ""
 	inactive := active
 	inactive.Status = StatusAuthRevoked
+	unwatched := active
+	unwatched.Status = StatusUnwatched
 	seen := func(c Calendar) Calendar { // channel ch-1: messages 5 and 7 admitted
 		c.ChannelMessages = map[string]ChannelMessage{"ch-1": {Numbers: []int64{5, 7}, At: before}}
 		return c
@@ -76,9 +78,23 @@ func TestDecide(t *testing.T) {
 		{"the holder's own message again, though recorded: retry later", seen(anchored), Request{ReceivedAt: now, ChannelID: "ch-1", MessageNumber: 7, MessageID: "m1"}, OutcomeRetryLater},
 		{"replay when a crashed holder left it dirty: take over", seen(expired), push(7), OutcomeSync},
 		{"replay covered by a completed round", seen(active), Request{ReceivedAt: before, ChannelID: "ch-1", MessageNumber: 7}, OutcomeCovered},
+		{"purge of an unwatched calendar", unwatched, Request{Purge: true}, OutcomeSync},
+		{"purge of an unwatched calendar a sync holds: retry later", func() Calendar { c := unwatched; c.LeaseOwner, c.LeaseUntil = "w1", after; return c }(), Request{Purge: true}, OutcomeRetryLater},
+		{"purge of an active calendar", active, Request{Purge: true}, OutcomeInactive},
 	} {
 		if got := decide(tc.c, tc.r, now); got != tc.want {
 			t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	// A purge is taken only for an unenrolled (unwatched) calendar: never for
+	// one still followed, whatever its problem. The Webhook's account may
+	// publish on the notifications topic, so a purge there proves nothing.
+	for _, status := range []string{StatusAuthRevoked, StatusNotFound, StatusError, StatusDelegationUnauthorized,
+		StatusScopeMissing, StatusAPIDisabled, StatusAdminPolicy, StatusClientDisabled, StatusUnenrolled, ""} {
+		c := active
+		c.Status = status
+		if got := decide(c, Request{Purge: true}, now); got != OutcomeInactive {
+			t.Errorf("purge of a %q calendar: got %s, want %s (mirror kept)", status, got, OutcomeInactive)
 		}
 	}
 }

@@ -171,6 +171,17 @@ func TestPurgeUnenrolledMirror(t *testing.T) {
 	if n, _ := countDocs(e); n != 30 || len(e.rec.Changes()) != 0 {
 		t.Fatalf("purge of an active calendar: %d documents left, %d changes", n, len(e.rec.Changes()))
 	}
+	// Still followed, with a problem: refused too (only unenrolling gives a
+	// mirror up, and any publisher of the notifications topic may ask).
+	for _, status := range []string{store.StatusNotFound, store.StatusAuthRevoked} {
+		if err := e.st.SetStatus(e.ctx, e.key, status, "test", ""); err != nil {
+			t.Fatal(err)
+		}
+		e.mustNotify(s, messages.StatePurge)
+		if n, _ := countDocs(e); n != 30 || len(e.rec.Changes()) != 0 {
+			t.Fatalf("purge of a %s calendar: %d documents left, %d changes", status, n, len(e.rec.Changes()))
+		}
+	}
 	if err := e.st.SetStatus(e.ctx, e.key, store.StatusUnwatched, "unenrolled", ""); err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,9 @@ import (
 // deleted and its "deleted" change published first (consumers see the
 // calendar empty out, as the feed's contract says: one message per event
 // written to or deleted from the mirror). The sync token goes too, so a
-// calendar enrolled again starts with a full sync. A calendar that is active
-// again is left as it is; one a sync still holds is retried later.
+// calendar enrolled again starts with a full sync. Only an unwatched calendar
+// is purged: one active again, or still followed with a problem status, is
+// left as it is; one a sync still holds is retried later.
 func (s *Syncer) purge(ctx context.Context, n messages.Notification) error {
 	key := n.CalendarKey
 	log := s.o.Logger.With(logging.KeyCalendarKey, key)
@@ -37,7 +38,13 @@ func (s *Syncer) purge(ctx context.Context, n messages.Notification) error {
 		log.Info("purge waits for the sync holding the calendar; Pub/Sub will retry it", logging.KeyReason, string(adm.Outcome))
 		return ErrRetryLater
 	case store.OutcomeInactive:
-		log.Info("purge of a calendar enrolled again; its mirror is kept", logging.KeyReason, "active")
+		if adm.Calendar.Status == store.StatusActive {
+			log.Info("purge of a calendar enrolled again; its mirror is kept", logging.KeyReason, "active")
+			return nil
+		}
+		// Only an unenrolled (unwatched) calendar is purged: a purge for one
+		// still followed is not what unenrolling asks for.
+		log.Warn("purge refused: only an unwatched calendar's mirror is purged; its mirror is kept", logging.KeyReason, adm.Calendar.Status)
 		return nil
 	default:
 		log.Warn("purge of a calendar that is not registered; acknowledged", logging.KeyReason, string(adm.Outcome))
