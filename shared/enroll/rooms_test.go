@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 
+	"cloud.google.com/go/firestore"
+
 	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
@@ -255,5 +257,80 @@ func TestDomainDirectoryRefused(t *testing.T) {
 	}
 	if res, err := v.e.SyncDirectory(v.ctx, "corp.test", nil); err != nil || len(v.logLines("domain_back")) != 1 {
 		t.Fatalf("a second read logged again: %+v %v", res, err)
+	}
+}
+
+// Rooms a domain enrolled before rooms were its customer's (enrolledBy the
+// domain's key, no customer recorded, equipment enrolled too): the next
+// diff moves the rooms to the customer without a new channel or first
+// sync, and unenrolls the equipment, which the shrink guard does not hold
+// back (the listing shows it is not a room).
+func TestLegacyRoomsAdopted(t *testing.T) {
+	v := newEnv(t)
+	if err := v.emu.CreateDomain("corp.test", "admin@corp.test"); err != nil {
+		t.Fatal(err)
+	}
+	var rooms []calendaremu.Room
+	for i := range 2 {
+		r, err := v.emu.AddRoom("corp.test", fmt.Sprintf("Room %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rooms = append(rooms, r)
+	}
+	beamer, err := v.emu.AddResource("corp.test", "Beamer", calendaremu.CategoryOther)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.e.EnrollDomain(v.ctx, enroll.DomainSpec{Domain: "corp.test", Admin: "admin@corp.test", Rooms: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := v.st.GetDomain(v.ctx, "corp.test")
+	customer := d.CustomerID
+	// The state an earlier version left: rooms and equipment the domain's.
+	if _, err := v.st.RegisterCalendar(v.ctx, store.Calendar{CalendarID: beamer.Email, AuthMode: store.AuthDelegation, Subject: "admin@corp.test"}); err != nil {
+		t.Fatal(err)
+	}
+	legacy := map[string]any{}
+	for _, id := range []string{rooms[0].Email, rooms[1].Email, beamer.Email} {
+		if _, err := v.st.CalendarRef(store.CalendarKey(id)).Update(v.ctx, []firestore.Update{{Path: "enrolledBy", Value: store.DomainKey("corp.test")}}); err != nil {
+			t.Fatal(err)
+		}
+		legacy[id] = true
+	}
+	if _, err := v.st.CustomerRef(customer).Delete(v.ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rooms {
+		if _, err := v.st.Client.Collection(store.CollRooms).Doc(store.RoomKey(customer, r.Email)).Delete(v.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := v.st.DomainRef(store.DomainKey("corp.test")).Update(v.ctx, []firestore.Update{{Path: "customerId", Value: firestore.Delete}}); err != nil {
+		t.Fatal(err)
+	}
+	v.req.reset()
+	res, err := v.e.SyncDirectory(v.ctx, "corp.test", nil)
+	if err != nil || res.RoomsEnrolled != 0 || res.RoomsUnenrolled != 1 || res.RoomsShrinkRefused != 0 || res.Failed != 0 {
+		t.Fatalf("diff after the upgrade: %+v %v", res, err)
+	}
+	cals, live := v.calendars(), v.liveChannels()
+	for _, r := range rooms {
+		c := cals[r.Email]
+		if c.Status != store.StatusActive || c.EnrolledBy != store.CustomerKey(customer) || live[r.Email] != 1 {
+			t.Fatalf("room %s: %s by %s, %d live channels", r.Name, c.Status, c.EnrolledBy, live[r.Email])
+		}
+		if s := v.req.states()[store.CalendarKey(r.Email)]; len(s) != 0 {
+			t.Fatalf("room %s asked %v: adopted rooms keep their sync state", r.Name, s)
+		}
+	}
+	if c := cals[beamer.Email]; c.Status != store.StatusUnwatched {
+		t.Fatalf("equipment %s", c.Status)
+	}
+	if cu, err := v.st.GetCustomer(v.ctx, customer); err != nil || cu.Calendars != 2 {
+		t.Fatalf("customer %+v %v", cu, err)
+	}
+	if d, _ := v.st.GetDomain(v.ctx, "corp.test"); d.CustomerID != customer {
+		t.Fatalf("domain's customer %q, want %q", d.CustomerID, customer)
 	}
 }
