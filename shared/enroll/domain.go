@@ -201,11 +201,9 @@ func (e *Enroller) syncDirectory(ctx context.Context, domain string, progress fu
 			"listed", len(plan.Rooms), "customer", d.CustomerID)
 	}
 	e.applyUsers(ctx, d, plan, st.Identities, progress, &res)
-	if st.ListedRooms {
-		if err := e.applyRooms(ctx, d, plan, start, &res); err != nil {
-			res.Failed++
-			e.failure(ctx, store.DomainKey(d.Domain), "", "rooms", err)
-		}
+	if err := e.syncRooms(ctx, d, st, plan, start, &res); err != nil {
+		res.Failed++
+		e.failure(ctx, store.DomainKey(d.Domain), "", "rooms", err)
 	}
 	if err := e.Store.DirectorySynced(ctx, d.Domain, d.CustomerID, start, res.Active, res.Rooms); err != nil {
 		return res, err
@@ -454,6 +452,23 @@ func (e *Enroller) applyUsers(ctx context.Context, d store.Domain, plan director
 	}
 }
 
+// syncRooms applies the customer's rooms the domain listed; a domain of a
+// known customer that no longer follows rooms (enrolled again without
+// them) leaves them as an unenrolled domain does.
+func (e *Enroller) syncRooms(ctx context.Context, d store.Domain, st directoryState, plan directoryPlan, start time.Time, res *DomainResult) error {
+	switch {
+	case st.ListedRooms:
+		return e.applyRooms(ctx, d, plan, start, res)
+	case d.Rooms || d.CustomerID == "":
+		return nil
+	}
+	leaving, err := e.leaveRooms(ctx, d, d.DeleteMirrorOnRemove, res)
+	var r Result
+	e.leave(ctx, leaving, d.DeleteMirrorOnRemove, &r)
+	res.Failed += r.Failed
+	return err
+}
+
 // applyRooms records which rooms the domain lists now and applies the
 // plan's rooms to the customer's (a listing guarded like a calendar list:
 // of the customer's domains' diffs, the one that began last wins).
@@ -534,8 +549,9 @@ func (e *Enroller) UnenrollDomain(ctx context.Context, domain string, deleteMirr
 	return res, nil
 }
 
-// leaveRooms takes an unenrolled domain off its customer's rooms and
-// unenrolls those no other enrolled domain lists (planRooms with an empty
+// leaveRooms takes a domain that no longer follows rooms (unenrolled, or
+// enrolled again without them) off its customer's rooms and unenrolls
+// those no other domain that follows rooms lists (planRooms with an empty
 // listing decides which); it returns the calendars to leave (with
 // deleteMirror, the rooms unwatched before too).
 func (e *Enroller) leaveRooms(ctx context.Context, d store.Domain, deleteMirror bool, res *DomainResult) ([]store.Calendar, error) {

@@ -99,6 +99,25 @@ func TestRoomsOfTwoDomainsOnce(t *testing.T) {
 	if cu, err := v.st.GetCustomer(v.ctx, d.CustomerID); err != nil || cu.Calendars != 3 {
 		t.Fatalf("customer %+v %v", cu, err)
 	}
+	// two.test enrolled again without rooms: one.test still lists them.
+	if res, err := v.e.EnrollDomain(v.ctx, enroll.DomainSpec{Domain: "two.test", Admin: "admin@two.test"}, nil); err != nil || res.RoomsUnenrolled != 0 {
+		t.Fatalf("two.test without rooms: %+v %v", res, err)
+	}
+	refs, _ = v.st.RoomsOfCustomer(v.ctx, d.CustomerID)
+	for _, r := range rooms {
+		if got := refs[store.CalendarKey(r.Email)].Domains; fmt.Sprint(got) != "[one.test]" || v.calendars()[r.Email].Status != store.StatusActive {
+			t.Fatalf("room %s listed by %v, %s", r.Name, got, v.calendars()[r.Email].Status)
+		}
+	}
+	// one.test too: no domain follows rooms any more.
+	if res, err := v.e.EnrollDomain(v.ctx, enroll.DomainSpec{Domain: "one.test", Admin: "admin@one.test"}, nil); err != nil || res.RoomsUnenrolled != 3 {
+		t.Fatalf("one.test without rooms: %+v %v", res, err)
+	}
+	for _, r := range rooms {
+		if c := v.calendars()[r.Email]; c.Status != store.StatusUnwatched {
+			t.Fatalf("room %s %s with no domain following rooms", r.Name, c.Status)
+		}
+	}
 }
 
 // Unenrolling one domain keeps the rooms the other still lists (no channel
