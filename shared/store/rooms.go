@@ -100,6 +100,9 @@ func (s *Store) ListedRooms(ctx context.Context, customerID, domain string, emai
 	for _, e := range emails {
 		k := RoomKey(customerID, e)
 		listed[k] = true
+		if r, ok := all[k]; ok && slices.Contains(r.Domains, domain) {
+			continue // listed by it already: no write (a daily diff of many rooms)
+		}
 		writes = append(writes, write{s.Client.Collection(CollRooms).Doc(k), map[string]any{"customerId": customerID,
 			"resourceEmail": strings.ToLower(e), "domains": firestore.ArrayUnion(domain), "updatedAt": now}})
 	}
