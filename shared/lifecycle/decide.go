@@ -268,7 +268,7 @@ func Decide(k Kind, status string, op Op, a Answer) Decision {
 		switch {
 		case a == AnswerUnauthorizedFresh:
 			return Decision{EffectNone, RetryLater} // the next directory run tries again
-		case DomainStatusOf(a) == status:
+		case a.IsAuth() && DomainStatusOf(a) == status:
 			return Decision{EffectNone, Stop} // refused as before: nothing new to record
 		case a.IsAuth():
 			// The admin's grant: nothing to diff with; the domain records

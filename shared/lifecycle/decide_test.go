@@ -91,6 +91,7 @@ func TestDecide(t *testing.T) {
 		{"refused domain read again", KindDomain, store.StatusAPIDisabled, OpDirectoryList, AnswerOK, Decision{EffectClear, Continue}},
 		{"refused domain, a transient failure", KindDomain, store.StatusAPIDisabled, OpDirectoryList, AnswerFailed, Decision{EffectNone, RetryLater}},
 		{"active domain read", KindDomain, active, OpDirectoryList, AnswerOK, Decision{EffectNone, Continue}},
+		{"domain read, no status recorded", KindDomain, "", OpDirectoryList, AnswerOK, Decision{EffectClear, Continue}},
 		{"unenrolled domain refused", KindDomain, unenrolled, OpDirectoryList, AnswerAdminPolicy, Decision{EffectNone, Skip}},
 		{"refused domain unenrolled", KindDomain, store.StatusAdminPolicy, OpOperator, AnswerUnenroll, Decision{EffectUnenroll, Continue}},
 	}
