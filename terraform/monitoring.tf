@@ -471,10 +471,12 @@ resource "google_monitoring_alert_policy" "renew_not_running" {
 }
 
 locals {
-  # The refusals shared/lifecycle gives their own status (the event is the status).
+  # The refusals shared/lifecycle gives their own status (the event is the
+  # status; a domain's directory refused too, directory_forbidden its own).
   grant_refused = join("", [
     "(jsonPayload.event=\"delegation_unauthorized\" OR jsonPayload.event=\"auth_scope_missing\" OR ",
-    "jsonPayload.event=\"api_disabled\" OR jsonPayload.event=\"admin_policy\" OR jsonPayload.event=\"client_disabled\")",
+    "jsonPayload.event=\"api_disabled\" OR jsonPayload.event=\"admin_policy\" OR jsonPayload.event=\"client_disabled\" OR ",
+    "jsonPayload.event=\"directory_forbidden\")",
   ])
 }
 

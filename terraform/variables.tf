@@ -505,7 +505,7 @@ variable "directory_sync_interval" {
 }
 
 variable "directory_max_unenroll_share" {
-  description = "DIRECTORY_MAX_UNENROLL_SHARE: a directory diff that would unenroll more than this share of a domain's enrolled identities (at least one is always allowed) unenrolls none and logs ERROR directory_shrink_refused (alerted): a listing that succeeds but covers only one organisational unit, after an admin's rights narrowed, must not unenroll everyone else. A real shrink is applied by an operator: `go run ./scripts/calsync enroll --domain D --admin A --allow-shrink`."
+  description = "DIRECTORY_MAX_UNENROLL_SHARE: a directory diff that would unenroll more than this share of a domain's enrolled identities, or of its customer's rooms (at least one is always allowed), unenrolls none and logs ERROR directory_shrink_refused (alerted): a listing that succeeds but covers only one organisational unit, after an admin's rights narrowed, must not unenroll everyone else. A real shrink is applied by an operator: `go run ./scripts/calsync enroll --domain D --admin A --allow-shrink`."
   type        = number
   default     = 0.1
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/enroll"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 )
@@ -118,12 +119,22 @@ func cmdEnroll(ctx context.Context, c *cli, args []string) error {
 		if *asJSON {
 			return json.NewEncoder(c.stdout).Encode(res)
 		}
-		fmt.Fprintf(c.stdout, "enrolled %s: %d users in the directory, %d active: %d enrolled, %d already enrolled, %d unenrolled (suspended or deleted); %d rooms: %d enrolled, %d unenrolled; %d calendars enrolled; %d failed (%s)\n",
-			res.Domain, res.Users, res.Active, res.Enrolled, res.Kept, res.Unenrolled, res.Rooms, res.RoomsEnrolled, res.RoomsUnenrolled,
+		fmt.Fprintf(c.stdout, "enrolled %s: %d users in the directory, %d active: %d enrolled, %d already enrolled, %d unenrolled (suspended or deleted); %s%d calendars enrolled; %d failed (%s)\n",
+			res.Domain, res.Users, res.Active, res.Enrolled, res.Kept, res.Unenrolled, roomsSummary(*rooms, res),
 			res.Calendars, res.Failed, (time.Duration(res.DurationMs) * time.Millisecond).String())
 		fmt.Fprintln(c.stdout, "RenewChannels diffs the directory again every DIRECTORY_SYNC_INTERVAL (24h): new users enrolled, suspended or deleted ones unenrolled")
+		if res.Status != "" && res.Status != store.StatusActive {
+			return fmt.Errorf("the domain is %s: Google refuses part of its directory; %s", res.Status, lifecycle.Advice(res.Status))
+		}
+		var refused []string
 		if res.ShrinkRefused > 0 {
-			return fmt.Errorf("%d identities not unenrolled: more than 10%% of the domain's; if the directory really shrank (not an admin's narrowed rights), run again with --allow-shrink", res.ShrinkRefused)
+			refused = append(refused, fmt.Sprintf("%d identities", res.ShrinkRefused))
+		}
+		if res.RoomsShrinkRefused > 0 {
+			refused = append(refused, fmt.Sprintf("%d rooms", res.RoomsShrinkRefused))
+		}
+		if len(refused) > 0 {
+			return fmt.Errorf("%s not unenrolled: more than 10%% of what the domain follows; if the directory really shrank (not an admin's narrowed rights), run again with --allow-shrink", strings.Join(refused, " and "))
 		}
 		if res.Failed > 0 {
 			return fmt.Errorf("%d failure(s); run with -v for details", res.Failed)
@@ -180,8 +191,8 @@ func cmdUnenroll(ctx context.Context, c *cli, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout, "unenrolled %s: %d identities, %d rooms; mirrors %s; %d failed\n", value, res.Unenrolled, res.RoomsUnenrolled,
-			map[bool]string{true: "being deleted", false: "kept"}[*deleteMirror], res.Failed)
+		fmt.Fprintf(c.stdout, "unenrolled %s: %d identities, %d rooms (%d rooms kept: another enrolled domain of the customer lists them); mirrors %s; %d failed\n",
+			value, res.Unenrolled, res.RoomsUnenrolled, res.RoomsKept, map[bool]string{true: "being deleted", false: "kept"}[*deleteMirror], res.Failed)
 		return nil
 	}
 	sp := who.spec()
@@ -226,4 +237,13 @@ func (c *cli) enroller(ctx context.Context) (*enroll.Enroller, bool, error) {
 		return nil, false, err
 	}
 	return a.Enroller, false, nil
+}
+
+// roomsSummary is the rooms' part of enroll --domain's summary ("" without --rooms).
+func roomsSummary(rooms bool, res enroll.DomainResult) string {
+	if !rooms {
+		return ""
+	}
+	return fmt.Sprintf("%d rooms: %d enrolled, %d already followed (the customer's rooms are enrolled once for all its domains), %d unenrolled; %d other resources of the customer (equipment...) not followed; ",
+		res.Rooms, res.RoomsEnrolled, res.Rooms-res.RoomsEnrolled, res.RoomsUnenrolled, res.NotRooms)
 }

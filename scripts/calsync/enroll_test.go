@@ -13,6 +13,7 @@ import (
 	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/testing/calendaremu"
 	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
@@ -51,9 +52,11 @@ func TestEnrollDomainCommand(t *testing.T) {
 		_ = s.emu.AddDomainUser(fmt.Sprintf("u%02d@corp.test", i), false)
 	}
 	_, _ = s.emu.AddRoom("corp.test", "Board room")
+	_, _ = s.emu.AddResource("corp.test", "Beamer", calendaremu.CategoryOther)
 	code, out, errOut := run("enroll", "--domain", "corp.test", "--admin", "admin@corp.test", "--rooms", "--exclude", "*#holiday@*")
 	if code != 0 || !strings.Contains(out, "enrolled corp.test: 13 users in the directory, 13 active: 13 enrolled") ||
-		!strings.Contains(out, "1 rooms: 1 enrolled") || !strings.Contains(out, "14 calendars enrolled; 0 failed") {
+		!strings.Contains(out, "1 rooms: 1 enrolled") || !strings.Contains(out, "1 other resources of the customer (equipment...) not followed") ||
+		!strings.Contains(out, "14 calendars enrolled; 0 failed") {
 		t.Fatalf("enroll --domain: %d\n%s\n%s", code, out, errOut)
 	}
 	live := 0
@@ -88,6 +91,18 @@ func TestEnrollDomainCommand(t *testing.T) {
 	}
 	if code, _, e := run("unenroll", "--subject", "never@corp.test"); code != 1 || !strings.Contains(e, "is not enrolled") {
 		t.Fatalf("unenroll of a stranger: %d %q", code, e)
+	}
+	// A second domain of the customer: the same room, followed already;
+	// unenrolled, it leaves the room to corp.test.
+	if err := s.emu.CreateSecondaryDomain("two.test", "admin@two.test", "corp.test"); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = run("enroll", "--domain", "two.test", "--admin", "admin@two.test", "--rooms")
+	if code != 0 || !strings.Contains(out, "1 rooms: 0 enrolled, 1 already followed") {
+		t.Fatalf("enroll --domain two.test: %d\n%s\n%s", code, out, errOut)
+	}
+	if code, out, errOut := run("unenroll", "--domain", "two.test"); code != 0 || !strings.Contains(out, "0 rooms (1 rooms kept") {
+		t.Fatalf("unenroll --domain two.test: %d\n%s\n%s", code, out, errOut)
 	}
 	// A non-admin cannot enroll the domain; nothing is written.
 	if code, _, e := run("enroll", "--domain", "corp.test", "--admin", "u05@corp.test"); code != 1 || !strings.Contains(e, "does not allow") {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/oauth2"
 	admin "google.golang.org/api/admin/directory/v1"
@@ -29,7 +30,8 @@ type TokenSources interface {
 }
 
 // DirectoryClients is the Directory of a deployment: the admin impersonated
-// by domain-wide delegation (the same service account as the calendars')
+// by domain-wide delegation (DIRECTORY_DELEGATION_SERVICE_ACCOUNT when set, an account
+// authorised for the Directory's scopes only; else the calendars' account)
 // with the two read-only scopes calsync needs.
 type DirectoryClients struct {
 	Tokens TokenSources
@@ -85,15 +87,32 @@ type DomainResult struct {
 	// ShrinkRefused counts the identities the diff would have unenrolled
 	// but did not: more than MaxUnenrollShare of the domain's (logged at
 	// ERROR directory_shrink_refused; an operator's --allow-shrink applies it).
-	ShrinkRefused     int   `json:"shrinkRefused,omitempty"`
-	Calendars         int   `json:"calendars"`         // calendars enrolled by this diff (users' and rooms)
-	Rooms             int   `json:"rooms"`             // rooms listed
-	RoomsEnrolled     int   `json:"roomsEnrolled"`     // room calendars enrolled
-	RoomsUnenrolled   int   `json:"roomsUnenrolled"`   // rooms deleted since
-	Failed            int   `json:"failed"`            // identities or calendars that failed (logged)
-	DirectoryRequests int   `json:"directoryRequests"` // users.list and resources.calendars.list pages
-	DurationMs        int64 `json:"durationMs"`
+	ShrinkRefused int `json:"shrinkRefused,omitempty"`
+	Calendars     int `json:"calendars"` // calendars enrolled by this diff (users' and rooms)
+	// Rooms: the rooms (CONFERENCE_ROOM) of the domain's customer listed;
+	// NotRooms: its other resources (equipment...), never enrolled.
+	Rooms           int `json:"rooms"`
+	NotRooms        int `json:"notRooms"`
+	RoomsEnrolled   int `json:"roomsEnrolled"`   // room calendars enrolled (a room is the customer's: once for all its domains)
+	RoomsShared     int `json:"roomsShared"`     // rooms listed but followed otherwise (an identity's list, an operator)
+	RoomsUnenrolled int `json:"roomsUnenrolled"` // rooms no enrolled domain of the customer lists any more
+	RoomsKept       int `json:"roomsKept,omitempty"`
+	// RoomsShrinkRefused: the rooms the diff would have unenrolled but did
+	// not (the shrink guard, as for identities).
+	RoomsShrinkRefused int `json:"roomsShrinkRefused,omitempty"`
+	// Status is the domain's status after the diff: active, or the refusal
+	// that keeps its directory from being read (shared/lifecycle).
+	Status            string `json:"status,omitempty"`
+	Failed            int    `json:"failed"`            // identities or calendars that failed (logged)
+	DirectoryRequests int    `json:"directoryRequests"` // users.list and resources.calendars.list pages
+	DurationMs        int64  `json:"durationMs"`
 }
+
+// ErrDirectoryRefused: Google refuses the domain's directory for a reason
+// no retry cures (admin policy, delegation, API disabled, an admin who is
+// no longer one...). shared/lifecycle recorded it as the domain's status
+// and logged it; the next diff that reads the directory clears it.
+var ErrDirectoryRefused = errors.New("enroll: the domain's directory is refused")
 
 // Progress is reported after each user of a directory diff.
 type Progress struct {
@@ -117,15 +136,18 @@ func (e *Enroller) EnrollDomain(ctx context.Context, sp DomainSpec, progress fun
 	if err != nil {
 		return DomainResult{Domain: sp.Domain}, err
 	}
-	// A first page proves the admin and the delegation before anything is written.
+	// A first page proves the admin and the delegation before anything is
+	// written, and names the customer (the owner of the rooms).
+	var first *admin.Users
 	if err := retryCalendar(ctx, func() error {
-		_, err := svc.Users.List().Domain(sp.Domain).MaxResults(1).Context(ctx).Do()
+		var err error
+		first, err = svc.Users.List().Domain(sp.Domain).MaxResults(1).Context(ctx).Do()
 		return err
 	}); err != nil {
 		return DomainResult{Domain: sp.Domain}, fmt.Errorf("%w: users.list of %s as %s: %v", ErrNotAuthorized, sp.Domain, sp.Admin, err)
 	}
 	if err := e.Store.PutDomain(ctx, store.Domain{Domain: sp.Domain, Admin: sp.Admin, Rooms: sp.Rooms, Filters: sp.Filters,
-		DeleteMirrorOnRemove: sp.DeleteMirrorOnRemove}); err != nil {
+		DeleteMirrorOnRemove: sp.DeleteMirrorOnRemove, CustomerID: customerOf(first.Users, "")}); err != nil {
 		return DomainResult{Domain: sp.Domain}, err
 	}
 	return e.syncDirectory(ctx, sp.Domain, progress, sp.AllowShrink)
@@ -135,15 +157,20 @@ func (e *Enroller) EnrollDomain(ctx context.Context, sp DomainSpec, progress fun
 // (not suspended, not archived) is enrolled as a delegated identity with the
 // domain's filters (unless already enrolled so), every identity the domain
 // enrolled whose user is suspended or gone is unenrolled (its mirror kept or
-// deleted as the domain says), and with rooms every room calendar is
-// enrolled and the rooms deleted since unenrolled. RenewChannels runs it
-// daily (DIRECTORY_SYNC_INTERVAL). A diff that would unenroll more than
-// MaxUnenrollShare of the domain's identities unenrolls none of them
-// (DomainResult.ShrinkRefused); only EnrollDomain with AllowShrink applies it.
+// deleted as the domain says), and with rooms the rooms of its customer are
+// enrolled (once, whatever the number of its domains enrolled) and those no
+// enrolled domain of the customer lists any more unenrolled. RenewChannels
+// runs it daily (DIRECTORY_SYNC_INTERVAL). A diff that would unenroll more
+// than MaxUnenrollShare of the domain's identities, or of the customer's
+// rooms, unenrolls none of them (DomainResult.ShrinkRefused,
+// RoomsShrinkRefused); only EnrollDomain with AllowShrink applies it. A
+// directory Google refuses is the domain's status (ErrDirectoryRefused).
 func (e *Enroller) SyncDirectory(ctx context.Context, domain string, progress func(Progress)) (DomainResult, error) {
 	return e.syncDirectory(ctx, domain, progress, false)
 }
 
+// syncDirectory reads (readDirectory), decides (planDirectory, pure) and
+// does what was decided.
 func (e *Enroller) syncDirectory(ctx context.Context, domain string, progress func(Progress), allowShrink bool) (DomainResult, error) {
 	start := e.now()
 	res := DomainResult{Domain: strings.ToLower(domain)}
@@ -151,83 +178,231 @@ func (e *Enroller) syncDirectory(ctx context.Context, domain string, progress fu
 	if err != nil {
 		return res, err
 	}
-	if d.Status != store.StatusActive {
+	if d.Status == store.StatusUnenrolled {
 		return res, fmt.Errorf("enroll: domain %s is %s", domain, d.Status)
 	}
 	if e.Directory == nil {
 		return res, errors.New("enroll: no Directory client")
 	}
-	svc, err := e.Directory.Directory(ctx, d.Admin)
+	st, err := e.readDirectory(ctx, d, &res)
 	if err != nil {
 		return res, err
 	}
-	var users []*admin.User
-	pt := ""
-	for {
+	st.MaxUnenrollShare, st.AllowShrink = e.MaxUnenrollShare, allowShrink
+	plan := planDirectory(st)
+	d = st.Domain
+	res.Users, res.Active, res.Kept, res.ShrinkRefused = len(st.Users), plan.Active, plan.Kept, plan.ShrinkRefused
+	res.Rooms, res.NotRooms, res.RoomsShrinkRefused = len(plan.Rooms), plan.NotRooms, plan.RoomsShrinkRefused
+	if plan.ShrinkRefused > 0 {
+		e.shrinkRefused(ctx, d, "identities", plan.ShrinkRefused, plan.Following, plan.Allowed,
+			logging.KeyUsers, len(st.Users), "active", plan.Active)
+	}
+	if plan.RoomsShrinkRefused > 0 {
+		e.shrinkRefused(ctx, d, "rooms", plan.RoomsShrinkRefused, plan.RoomsFollowing, plan.RoomsAllowed,
+			"listed", len(plan.Rooms), "customer", d.CustomerID)
+	}
+	e.applyUsers(ctx, d, plan, st.Identities, progress, &res)
+	if err := e.syncRooms(ctx, d, st, plan, start, &res); err != nil {
+		res.Failed++
+		e.failure(ctx, store.DomainKey(d.Domain), "", "rooms", err)
+	}
+	if err := e.Store.DirectorySynced(ctx, d.Domain, d.CustomerID, start, res.Active, res.Rooms); err != nil {
+		return res, err
+	}
+	res.DurationMs = e.now().Sub(start).Milliseconds()
+	e.log(ctx).InfoContext(ctx, "directory applied", logging.KeyEvent, logging.EventDirectorySync, logging.KeyDomain, d.Domain,
+		logging.KeyUsers, res.Users, "active", res.Active, logging.KeyEnrolled, res.Enrolled, "kept", res.Kept,
+		logging.KeyUnenrolled, res.Unenrolled, "shrinkRefused", res.ShrinkRefused, logging.KeyRooms, res.Rooms, "notRooms", res.NotRooms,
+		"roomsEnrolled", res.RoomsEnrolled, "roomsShared", res.RoomsShared, "roomsUnenrolled", res.RoomsUnenrolled,
+		"roomsShrinkRefused", res.RoomsShrinkRefused, "customer", d.CustomerID, logging.KeyCalendars, res.Calendars,
+		logging.KeyFailed, res.Failed, logging.KeyListCalls, res.DirectoryRequests, logging.KeyDurationMs, res.DurationMs)
+	return res, nil
+}
+
+// readDirectory reads what a diff decides on: the domain's users and, with
+// rooms, its customer's resources and the rooms enrolled. Google's answer
+// is reported to shared/lifecycle once per diff: a refusal becomes the
+// domain's status (ErrDirectoryRefused when it stops the diff), a read
+// clears one recorded before.
+func (e *Enroller) readDirectory(ctx context.Context, d store.Domain, res *DomainResult) (directoryState, error) {
+	st := directoryState{Domain: d}
+	res.Status = d.Status
+	svc, err := e.Directory.Directory(ctx, d.Admin)
+	if err != nil {
+		return st, err
+	}
+	st.Users, err = pages(ctx, res, func(pt string) ([]*admin.User, string, error) {
 		call := svc.Users.List().Domain(d.Domain).MaxResults(500).OrderBy("email").Context(ctx)
 		if pt != "" {
 			call.PageToken(pt)
 		}
-		var page *admin.Users
+		p, err := call.Do()
+		if err != nil {
+			return nil, "", err
+		}
+		return p.Users, p.NextPageToken, nil
+	})
+	if err != nil {
+		return st, e.reportDirectory(ctx, d, res, fmt.Errorf("users.list of %s: %w", d.Domain, err))
+	}
+	st.Domain.CustomerID = customerOf(st.Users, d.CustomerID)
+	var roomsErr error
+	if d.Rooms {
+		st.Resources, roomsErr = pages(ctx, res, func(pt string) ([]*admin.CalendarResource, string, error) {
+			call := svc.Resources.Calendars.List("my_customer").MaxResults(500).Context(ctx)
+			if pt != "" {
+				call.PageToken(pt)
+			}
+			p, err := call.Do()
+			if err != nil {
+				return nil, "", err
+			}
+			return p.Items, p.NextPageToken, nil
+		})
+		if roomsErr != nil {
+			roomsErr = fmt.Errorf("resources.calendars.list of %s: %w", d.Domain, roomsErr)
+		}
+	}
+	// The users were read: a refusal of the resources is still the
+	// domain's status, anything else clears one.
+	reported := error(nil)
+	if lifecycle.Classify(roomsErr).IsAuth() {
+		reported = roomsErr
+	}
+	if err := e.reportDirectory(ctx, d, res, reported); err != nil && !errors.Is(err, ErrDirectoryRefused) {
+		return st, err
+	}
+	if err := e.readRooms(ctx, &st, roomsErr); err != nil {
+		res.Failed++
+		e.failure(ctx, store.DomainKey(d.Domain), "", "rooms", err)
+	}
+	st.Identities, err = e.Store.IdentitiesOfDomain(ctx, d.Domain)
+	return st, err
+}
+
+// readRooms reads what the customer's rooms are: the room calendars it
+// enrolled (adopting the domain's own from before rooms were the
+// customer's), the domains that listed each, the domains that follow rooms.
+func (e *Enroller) readRooms(ctx context.Context, st *directoryState, listErr error) error {
+	d := st.Domain
+	switch {
+	case !d.Rooms:
+		return nil
+	case listErr != nil:
+		return listErr
+	case d.CustomerID == "":
+		return fmt.Errorf("rooms of %s: no user listed carries the customer id", d.Domain)
+	}
+	if err := e.Store.PutCustomer(ctx, d.CustomerID); err != nil {
+		return err
+	}
+	if _, err := e.Store.AdoptRooms(ctx, d.Domain, d.CustomerID); err != nil {
+		return err
+	}
+	var err error
+	if st.RoomCalendars, st.RoomDomains, st.EnrollingDomains, err = e.customerRooms(ctx, d.CustomerID); err != nil {
+		return err
+	}
+	st.EnrollingDomains[d.Domain] = true
+	st.ListedRooms = true
+	return nil
+}
+
+// customerRooms reads a customer's room calendars, which domains listed
+// each room, and its domains that follow rooms (not unenrolled).
+func (e *Enroller) customerRooms(ctx context.Context, customer string) (map[string]store.Calendar, map[string][]string, map[string]bool, error) {
+	cals, err := e.Store.CalendarsEnrolledBy(ctx, store.CustomerKey(customer))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rooms, err := e.Store.RoomsOfCustomer(ctx, customer)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	listedBy := map[string][]string{}
+	for k, r := range rooms {
+		listedBy[k] = r.Domains
+	}
+	domains, err := e.Store.DomainsOfCustomer(ctx, customer)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	enrolling := map[string]bool{}
+	for _, o := range domains {
+		if o.Rooms && o.Status != store.StatusUnenrolled {
+			enrolling[o.Domain] = true
+		}
+	}
+	return cals, listedBy, enrolling, nil
+}
+
+// reportDirectory reports Google's answer to the domain's directory (nil:
+// read) and says what it means for the diff: ErrDirectoryRefused (wrapping
+// cause) when the directory is refused, cause when it is another failure,
+// nil to go on.
+func (e *Enroller) reportDirectory(ctx context.Context, d store.Domain, res *DomainResult, cause error) error {
+	r, err := e.lifecycle().Report(ctx, lifecycle.Domain(d), lifecycle.OpDirectoryList, cause)
+	if err != nil {
+		return err
+	}
+	switch r.Next {
+	case lifecycle.Continue:
+		res.Status = store.StatusActive
+	case lifecycle.Stop:
+		if r.Effect == lifecycle.EffectDeny {
+			res.Status = lifecycle.DomainStatusOf(lifecycle.Classify(cause))
+		}
+		return fmt.Errorf("%w (%s): %w", ErrDirectoryRefused, res.Status, cause)
+	}
+	return cause
+}
+
+// pages reads every page of a Directory listing, each call retried.
+func pages[T any](ctx context.Context, res *DomainResult, page func(pt string) ([]T, string, error)) ([]T, error) {
+	var all []T
+	pt := ""
+	for {
+		var items []T
+		next := ""
 		if err := retryCalendar(ctx, func() error {
 			res.DirectoryRequests++
 			var err error
-			page, err = call.Do()
+			items, next, err = page(pt)
 			return err
 		}); err != nil {
-			return res, fmt.Errorf("users.list of %s: %w", d.Domain, err)
+			return all, err
 		}
-		users = append(users, page.Users...)
-		if pt = page.NextPageToken; pt == "" {
-			break
+		all = append(all, items...)
+		if pt = next; pt == "" {
+			return all, nil
 		}
 	}
-	res.Users = len(users)
-	enrolled, err := e.Store.IdentitiesOfDomain(ctx, d.Domain)
-	if err != nil {
-		return res, err
-	}
-	active := map[string]bool{}
-	var todo []IdentitySpec
+}
+
+// customerOf is the customer of the users listed (known, when none says).
+func customerOf(users []*admin.User, known string) string {
 	for _, u := range users {
-		if u.Suspended || u.Archived {
-			continue
-		}
-		email := strings.ToLower(u.PrimaryEmail)
-		active[email] = true
-		sp := IdentitySpec{AuthMode: store.AuthDelegation, Subject: email, Filters: d.Filters,
-			DeleteMirrorOnRemove: d.DeleteMirrorOnRemove, Domain: d.Domain}
-		if id, ok := enrolled[sp.Key()]; ok && id.Status == store.StatusActive && sameFilters(id.Filters, d.Filters) &&
-			id.DeleteMirrorOnRemove == d.DeleteMirrorOnRemove {
-			res.Kept++
-			continue
-		}
-		todo = append(todo, sp)
-	}
-	res.Active = len(active)
-	var gone []string
-	following := 0
-	for key, id := range enrolled {
-		if id.Status == store.StatusUnenrolled {
-			continue
-		}
-		following++
-		// auth_revoked too: a suspended user's grant often fails (a list
-		// push, a reconcile) before the diff sees the suspension.
-		if !active[strings.ToLower(id.Subject)] {
-			gone = append(gone, key)
+		if u.CustomerId != "" {
+			return u.CustomerId
 		}
 	}
-	if allowed := e.unenrollAllowance(following); len(gone) > allowed && !allowShrink {
-		res.ShrinkRefused = len(gone)
-		e.log(ctx).ErrorContext(ctx, "directory diff refused: it would unenroll too many of the domain's identities; none unenrolled "+
-			"(a partial listing? if the directory really shrank: calsync enroll --domain ... --allow-shrink)",
-			logging.KeyEvent, logging.EventDirectoryShrinkRefused, logging.KeyDomain, d.Domain,
-			"wouldUnenroll", len(gone), "identities", following, "allowed", allowed, logging.KeyUsers, len(users),
-			"active", len(active))
-		gone = nil
-	}
-	total := len(todo) + len(gone)
+	return known
+}
+
+// shrinkRefused logs a refusal of the shrink guard (what: identities or
+// rooms; the field named so counts the ones followed).
+func (e *Enroller) shrinkRefused(ctx context.Context, d store.Domain, what string, would, following, allowed int, more ...any) {
+	e.log(ctx).ErrorContext(ctx, "directory diff refused: it would unenroll too many of the domain's "+what+"; none unenrolled "+
+		"(a partial listing? if the directory really shrank: calsync enroll --domain ... --allow-shrink)",
+		append([]any{logging.KeyEvent, logging.EventDirectoryShrinkRefused, logging.KeyDomain, d.Domain, logging.KeyTarget, what,
+			"wouldUnenroll", would, what, following, "allowed", allowed}, more...)...)
+}
+
+// applyUsers enrolls and unenrolls the identities the plan says, with
+// progress after each.
+func (e *Enroller) applyUsers(ctx context.Context, d store.Domain, plan directoryPlan, enrolled map[string]store.Identity,
+	progress func(Progress), res *DomainResult) {
+	total := len(plan.Enroll) + len(plan.Unenroll)
 	var mu sync.Mutex
 	done := 0
 	report := func(who string) {
@@ -241,7 +416,7 @@ func (e *Enroller) syncDirectory(ctx context.Context, domain string, progress fu
 		sem = make(chan struct{}, 8)
 	}
 	var wg sync.WaitGroup
-	for _, sp := range todo {
+	for _, sp := range plan.Enroll {
 		if ctx.Err() != nil {
 			break
 		}
@@ -265,7 +440,7 @@ func (e *Enroller) syncDirectory(ctx context.Context, domain string, progress fu
 	}
 	wg.Wait()
 	reason := "suspended or deleted in the directory of " + d.Domain
-	for _, key := range gone {
+	for _, key := range plan.Unenroll {
 		r, err := e.UnenrollIdentity(ctx, key, d.DeleteMirrorOnRemove, reason)
 		if err != nil {
 			res.Failed++
@@ -276,103 +451,50 @@ func (e *Enroller) syncDirectory(ctx context.Context, domain string, progress fu
 		}
 		report(enrolled[key].Subject)
 	}
-	if d.Rooms {
-		if err := e.syncRooms(ctx, svc, d, &res); err != nil {
-			res.Failed++
-			e.failure(ctx, store.DomainKey(d.Domain), "", "rooms", err)
-		}
-	}
-	if err := e.Store.DirectorySynced(ctx, d.Domain, start, res.Active, res.Rooms); err != nil {
-		return res, err
-	}
-	res.DurationMs = e.now().Sub(start).Milliseconds()
-	e.log(ctx).InfoContext(ctx, "directory applied", logging.KeyEvent, logging.EventDirectorySync, logging.KeyDomain, d.Domain,
-		logging.KeyUsers, res.Users, "active", res.Active, logging.KeyEnrolled, res.Enrolled, "kept", res.Kept,
-		logging.KeyUnenrolled, res.Unenrolled, "shrinkRefused", res.ShrinkRefused, logging.KeyRooms, res.Rooms, "roomsEnrolled", res.RoomsEnrolled,
-		"roomsUnenrolled", res.RoomsUnenrolled, logging.KeyCalendars, res.Calendars, logging.KeyFailed, res.Failed,
-		logging.KeyListCalls, res.DirectoryRequests, logging.KeyDurationMs, res.DurationMs)
-	return res, nil
 }
 
-// syncRooms enrolls the domain's room calendars (read as the admin) and
-// unenrolls those of rooms deleted since, guarded like a calendar list.
-func (e *Enroller) syncRooms(ctx context.Context, svc *admin.Service, d store.Domain, res *DomainResult) error {
-	start := e.now()
-	var rooms []*admin.CalendarResource
-	pt := ""
-	for {
-		call := svc.Resources.Calendars.List("my_customer").MaxResults(500).Context(ctx)
-		if pt != "" {
-			call.PageToken(pt)
-		}
-		var page *admin.CalendarResources
-		if err := retryCalendar(ctx, func() error {
-			res.DirectoryRequests++
-			var err error
-			page, err = call.Do()
-			return err
-		}); err != nil {
-			return fmt.Errorf("resources.calendars.list of %s: %w", d.Domain, err)
-		}
-		rooms = append(rooms, page.Items...)
-		if pt = page.NextPageToken; pt == "" {
-			break
-		}
+// syncRooms applies the customer's rooms the domain listed; a domain of a
+// known customer that no longer follows rooms (enrolled again without
+// them) leaves them as an unenrolled domain does.
+func (e *Enroller) syncRooms(ctx context.Context, d store.Domain, st directoryState, plan directoryPlan, start time.Time, res *DomainResult) error {
+	switch {
+	case st.ListedRooms:
+		return e.applyRooms(ctx, d, plan, start, res)
+	case d.Rooms || d.CustomerID == "":
+		return nil
 	}
-	res.Rooms = len(rooms)
-	key := store.DomainKey(d.Domain)
-	keep := map[string]bool{}
-	var enroll []store.Calendar
-	for _, r := range rooms {
-		if r.ResourceEmail == "" {
-			continue
-		}
-		keep[store.CalendarKey(r.ResourceEmail)] = true
-		enroll = append(enroll, store.Calendar{CalendarID: r.ResourceEmail, AuthMode: store.AuthDelegation, Subject: d.Admin})
-	}
-	mine, err := e.Store.CalendarsEnrolledBy(ctx, key)
-	if err != nil {
+	leaving, err := e.leaveRooms(ctx, d, d.DeleteMirrorOnRemove, res)
+	var r Result
+	e.leave(ctx, leaving, d.DeleteMirrorOnRemove, &r)
+	res.Failed += r.Failed
+	return err
+}
+
+// applyRooms records which rooms the domain lists now and applies the
+// plan's rooms to the customer's (a listing guarded like a calendar list:
+// of the customer's domains' diffs, the one that began last wins).
+func (e *Enroller) applyRooms(ctx context.Context, d store.Domain, plan directoryPlan, start time.Time, res *DomainResult) error {
+	if err := e.Store.ListedRooms(ctx, d.CustomerID, d.Domain, plan.RoomEmails); err != nil {
 		return err
 	}
-	var unenroll []string
-	for k, c := range mine {
-		if !keep[k] && c.Status != store.StatusUnwatched {
-			unenroll = append(unenroll, k)
-		}
-	}
-	applied, err := e.Store.ApplyRooms(ctx, d.Domain, store.Listing{StartedAt: start, Enroll: enroll, Unenroll: unenroll,
-		UnenrollReason: "room deleted from the directory of " + d.Domain})
+	applied, err := e.Store.ApplyCustomerRooms(ctx, d.CustomerID, store.Listing{StartedAt: start, Enroll: plan.Rooms,
+		Unenroll: plan.RoomsUnenroll, UnenrollReason: "room listed by no enrolled domain of its customer"})
 	if err != nil || applied.Stale {
 		return err
 	}
 	var r Result
 	e.follow(ctx, applied.Enrolled, &r)
 	e.leave(ctx, applied.Unenrolled, d.DeleteMirrorOnRemove, &r)
-	res.RoomsEnrolled, res.RoomsUnenrolled = len(applied.Enrolled), len(applied.Unenrolled)
+	res.RoomsEnrolled, res.RoomsUnenrolled, res.RoomsShared = len(applied.Enrolled), len(applied.Unenrolled), applied.Shared
 	res.Calendars += len(applied.Enrolled)
 	res.Failed += r.Failed
 	return nil
 }
 
-// unenrollAllowance is how many of n followed identities one diff may
-// unenroll: MaxUnenrollShare of them, rounded down, and at least one (a
-// small domain's single departure is no sign of a partial listing).
-func (e *Enroller) unenrollAllowance(n int) int {
-	share := e.MaxUnenrollShare
-	if share <= 0 {
-		share = DefaultMaxUnenrollShare
-	}
-	return max(int(share*float64(n)+1e-9), 1)
-}
-
-func sameFilters(a, b store.Filters) bool {
-	return a.MinAccessRole == b.MinAccessRole && a.PrimaryOnly == b.PrimaryOnly &&
-		slices.Equal(a.Include, b.Include) && slices.Equal(a.Exclude, b.Exclude)
-}
-
 // UnenrollDomain stops following a domain: status unenrolled, every identity
-// it enrolled unenrolled, its rooms unwatched (mirrors deleted with
-// deleteMirror).
+// it enrolled unenrolled, and the rooms of its customer that no other
+// enrolled domain lists unwatched (mirrors deleted with deleteMirror); the
+// rooms another domain lists stay (RoomsKept).
 func (e *Enroller) UnenrollDomain(ctx context.Context, domain string, deleteMirror bool) (DomainResult, error) {
 	res := DomainResult{Domain: strings.ToLower(domain)}
 	d, err := e.Store.GetDomain(ctx, domain)
@@ -382,6 +504,7 @@ func (e *Enroller) UnenrollDomain(ctx context.Context, domain string, deleteMirr
 	if _, err := e.lifecycle().Unenroll(ctx, lifecycle.Domain(d), "unenrolled"); err != nil {
 		return res, err
 	}
+	res.Status = store.StatusUnenrolled
 	ids, err := e.Store.IdentitiesOfDomain(ctx, d.Domain)
 	if err != nil {
 		return res, err
@@ -397,13 +520,20 @@ func (e *Enroller) UnenrollDomain(ctx context.Context, domain string, deleteMirr
 		}
 		res.Unenrolled++
 	}
-	rooms, err := e.Store.CalendarsEnrolledBy(ctx, store.DomainKey(d.Domain))
+	var r Result
+	var leaving []store.Calendar
+	if d.CustomerID != "" {
+		leaving, err = e.leaveRooms(ctx, d, deleteMirror, &res)
+		if err != nil {
+			return res, err
+		}
+	}
+	// Rooms the domain enrolled itself, before rooms were the customer's.
+	legacy, err := e.Store.CalendarsEnrolledBy(ctx, store.DomainKey(d.Domain))
 	if err != nil {
 		return res, err
 	}
-	var r Result
-	var leaving []store.Calendar
-	for ck, c := range rooms {
+	for ck, c := range legacy {
 		if c.Status != store.StatusUnwatched {
 			if _, err := e.lifecycle().Unenroll(ctx, lifecycle.Calendar(ck, c), reason); err != nil {
 				res.Failed++
@@ -418,4 +548,51 @@ func (e *Enroller) UnenrollDomain(ctx context.Context, domain string, deleteMirr
 	e.leave(ctx, leaving, deleteMirror, &r)
 	res.Failed += r.Failed
 	return res, nil
+}
+
+// leaveRooms takes a domain that no longer follows rooms (unenrolled, or
+// enrolled again without them) off its customer's rooms and unenrolls
+// those no other domain that follows rooms lists (planRooms with an empty
+// listing decides which); it returns the calendars to leave (with
+// deleteMirror, the rooms unwatched before too).
+func (e *Enroller) leaveRooms(ctx context.Context, d store.Domain, deleteMirror bool, res *DomainResult) ([]store.Calendar, error) {
+	if err := e.Store.ForgetRoomDomain(ctx, d.CustomerID, d.Domain); err != nil {
+		return nil, err
+	}
+	st := directoryState{Domain: d, ListedRooms: true, AllowShrink: true}
+	var err error
+	if st.RoomCalendars, st.RoomDomains, st.EnrollingDomains, err = e.customerRooms(ctx, d.CustomerID); err != nil {
+		return nil, err
+	}
+	delete(st.EnrollingDomains, d.Domain)
+	var plan directoryPlan
+	planRooms(st, &plan)
+	gone := map[string]bool{}
+	for _, k := range plan.RoomsUnenroll {
+		gone[k] = true
+	}
+	var leaving []store.Calendar
+	if deleteMirror {
+		// Unwatched before (deleted rooms): their mirrors go too, unless
+		// another domain lists the room.
+		for k, c := range st.RoomCalendars {
+			if c.Status == store.StatusUnwatched && !slices.ContainsFunc(st.RoomDomains[k], func(o string) bool { return st.EnrollingDomains[o] }) {
+				leaving = append(leaving, c)
+			}
+		}
+	}
+	res.RoomsKept = plan.RoomsFollowing - len(plan.RoomsUnenroll)
+	if len(plan.RoomsUnenroll) == 0 {
+		return leaving, nil
+	}
+	applied, err := e.Store.ApplyCustomerRooms(ctx, d.CustomerID, store.Listing{StartedAt: e.now(), Unenroll: plan.RoomsUnenroll,
+		UnenrollReason: "domain " + d.Domain + " unenrolled; no other enrolled domain lists the room"})
+	if err != nil {
+		return leaving, err
+	}
+	if applied.Stale {
+		return leaving, fmt.Errorf("rooms of %s: a later directory diff of customer %s is being applied; unenroll again", d.Domain, d.CustomerID)
+	}
+	res.RoomsUnenrolled += len(applied.Unenrolled)
+	return append(leaving, applied.Unenrolled...), nil
 }

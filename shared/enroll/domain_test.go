@@ -59,9 +59,13 @@ func TestEnrollDomainAndDiff(t *testing.T) {
 	if len(cals) != 8 {
 		t.Fatalf("%d calendars registered", len(cals))
 	}
+	dom, err := v.st.GetDomain(v.ctx, "corp.test")
+	if err != nil || dom.CustomerID == "" {
+		t.Fatalf("domain record without its customer: %+v %v", dom, err)
+	}
 	for _, r := range rooms {
 		c := cals[r.Email]
-		if c.Status != store.StatusActive || c.Subject != "admin@corp.test" || c.EnrolledBy != store.DomainKey("corp.test") {
+		if c.Status != store.StatusActive || c.Subject != "admin@corp.test" || c.EnrolledBy != store.CustomerKey(dom.CustomerID) {
 			t.Fatalf("room %s: %+v", r.Email, c)
 		}
 	}

@@ -135,6 +135,16 @@ func StatusOf(a Answer) string {
 	return ""
 }
 
+// DomainStatusOf is the status a refusal of its directory gives a domain
+// ("" for an answer that sets none): the grant's (StatusOf), and for any
+// other 401/403 directory_forbidden (the admin may not read the directory).
+func DomainStatusOf(a Answer) string {
+	if a == AnswerDenied {
+		return store.StatusDirectoryForbidden
+	}
+	return StatusOf(a)
+}
+
 // again: what brings the grant's calendars back once a person has acted
 // (both set them active again).
 const again = "; then enroll or watch them again (calsync enroll / watch)"
@@ -155,6 +165,8 @@ func Advice(status string) string {
 		return "a Workspace admin policy blocks the app: have the admin trust it (Admin console > Security > API controls > App access control), or use an account of the app's organisation" + again
 	case store.StatusClientDisabled:
 		return "the OAuth client is disabled: re-enable it (Google Cloud console > APIs & Services > Credentials) or configure another" + again
+	case store.StatusDirectoryForbidden:
+		return "the domain's admin may not read the directory (no longer a super admin, or its role lost the Users or Calendar resources read privilege): restore the role, or enroll the domain with another admin (calsync enroll --domain D --admin A)"
 	}
 	return ""
 }
@@ -201,11 +213,12 @@ const (
 	EffectPoll                 // Google will not push usefully: poll mode
 	EffectUnwatch              // a calendar nobody follows: unwatched
 	EffectUnenroll             // an identity or a domain: unenrolled
-	EffectDeny                 // Google refuses the grant: its identity and calendars get StatusOf(answer)
+	EffectDeny                 // Google refuses the grant: its identity and calendars get StatusOf(answer); a domain DomainStatusOf(answer)
+	EffectClear                // a domain whose directory was refused answered: active again
 )
 
 func (e Effect) String() string {
-	return [...]string{"none", "revoke", "count_not_found", "reactivate", "probe_missed", "poll", "unwatch", "unenroll", "deny"}[e]
+	return [...]string{"none", "revoke", "count_not_found", "reactivate", "probe_missed", "poll", "unwatch", "unenroll", "deny", "clear"}[e]
 }
 
 // Decision is a transition: what to write and what the caller does next.
@@ -252,11 +265,17 @@ func Decide(k Kind, status string, op Op, a Answer) Decision {
 			return Decision{EffectDeny, Stop}
 		}
 	case KindDomain:
-		if a == AnswerUnauthorizedFresh {
+		switch {
+		case a == AnswerUnauthorizedFresh:
 			return Decision{EffectNone, RetryLater} // the next directory run tries again
-		}
-		if a.IsAuth() {
-			return Decision{EffectNone, Stop} // the admin's grant: nothing to diff with
+		case a.IsAuth() && DomainStatusOf(a) == status:
+			return Decision{EffectNone, Stop} // refused as before: nothing new to record
+		case a.IsAuth():
+			// The admin's grant: nothing to diff with; the domain records
+			// why until a diff reads the directory again.
+			return Decision{EffectDeny, Stop}
+		case a == AnswerOK && status != store.StatusActive:
+			return Decision{EffectClear, Continue}
 		}
 	}
 	if a == AnswerOK {

@@ -62,7 +62,7 @@ func TestDecide(t *testing.T) {
 		{"revoked identity unenrolled", KindIdentity, revoked, OpOperator, AnswerUnenroll, Decision{EffectUnenroll, Continue}},
 		{"identity unenrolled twice", KindIdentity, unenrolled, OpOperator, AnswerUnenroll, Decision{EffectNone, Skip}},
 		{"identity cannot be unwatched", KindIdentity, active, OpOperator, AnswerUnwatch, Decision{EffectNone, Skip}},
-		{"domain's admin refused", KindDomain, active, OpDirectoryList, AnswerRevoked, Decision{EffectNone, Stop}},
+		{"domain's admin refused", KindDomain, active, OpDirectoryList, AnswerRevoked, Decision{EffectDeny, Stop}},
 		{"domain's directory failed", KindDomain, active, OpDirectoryList, AnswerFailed, Decision{EffectNone, RetryLater}},
 		{"domain unenrolled", KindDomain, active, OpOperator, AnswerUnenroll, Decision{EffectUnenroll, Continue}},
 		{"scope missing on a sync", KindCalendar, active, OpEventsList, AnswerScopeMissing, Decision{EffectDeny, Skip}},
@@ -78,8 +78,22 @@ func TestDecide(t *testing.T) {
 		{"identity's fresh delegation", KindIdentity, active, OpListList, AnswerUnauthorizedFresh, Decision{EffectNone, Defer}},
 		{"identity's delegation unauthorized", KindIdentity, active, OpListList, AnswerUnauthorized, Decision{EffectDeny, Stop}},
 		{"unenrolled identity's scope missing", KindIdentity, unenrolled, OpListList, AnswerScopeMissing, Decision{EffectNone, Skip}},
-		{"domain's admin policy", KindDomain, active, OpDirectoryList, AnswerAdminPolicy, Decision{EffectNone, Stop}},
+		{"domain's admin policy", KindDomain, active, OpDirectoryList, AnswerAdminPolicy, Decision{EffectDeny, Stop}},
 		{"domain's fresh delegation", KindDomain, active, OpDirectoryList, AnswerUnauthorizedFresh, Decision{EffectNone, RetryLater}},
+		// A domain's status: the refusal recorded once, cleared by the next
+		// directory read, never set on an unenrolled domain.
+		{"domain's delegation unauthorized", KindDomain, active, OpDirectoryList, AnswerUnauthorized, Decision{EffectDeny, Stop}},
+		{"domain's API disabled", KindDomain, active, OpDirectoryList, AnswerAPIDisabled, Decision{EffectDeny, Stop}},
+		{"domain's admin no longer an admin", KindDomain, active, OpDirectoryList, AnswerDenied, Decision{EffectDeny, Stop}},
+		{"domain's admin policy again", KindDomain, store.StatusAdminPolicy, OpDirectoryList, AnswerAdminPolicy, Decision{EffectNone, Stop}},
+		{"domain forbidden again", KindDomain, store.StatusDirectoryForbidden, OpDirectoryList, AnswerDenied, Decision{EffectNone, Stop}},
+		{"domain's refusal changes", KindDomain, store.StatusAdminPolicy, OpDirectoryList, AnswerAPIDisabled, Decision{EffectDeny, Stop}},
+		{"refused domain read again", KindDomain, store.StatusAPIDisabled, OpDirectoryList, AnswerOK, Decision{EffectClear, Continue}},
+		{"refused domain, a transient failure", KindDomain, store.StatusAPIDisabled, OpDirectoryList, AnswerFailed, Decision{EffectNone, RetryLater}},
+		{"active domain read", KindDomain, active, OpDirectoryList, AnswerOK, Decision{EffectNone, Continue}},
+		{"domain read, no status recorded", KindDomain, "", OpDirectoryList, AnswerOK, Decision{EffectClear, Continue}},
+		{"unenrolled domain refused", KindDomain, unenrolled, OpDirectoryList, AnswerAdminPolicy, Decision{EffectNone, Skip}},
+		{"refused domain unenrolled", KindDomain, store.StatusAdminPolicy, OpOperator, AnswerUnenroll, Decision{EffectUnenroll, Continue}},
 	}
 	for _, c := range cases {
 		if got := Decide(c.kind, c.status, c.op, c.a); got != c.want {
@@ -154,5 +168,15 @@ func TestStatusOfAndAdvice(t *testing.T) {
 	}
 	if len(seen) != 6 {
 		t.Errorf("statuses: %v", seen)
+	}
+	// A domain's: every auth answer gives one, with advice.
+	for a := AnswerOK; a <= AnswerClientDisabled; a++ {
+		st := DomainStatusOf(a)
+		if a.IsAuth() && a != AnswerUnauthorizedFresh && (st == "" || Advice(st) == "") {
+			t.Errorf("domain refused with %s: status %q, advice %q", a, st, Advice(st))
+		}
+		if !a.IsAuth() && st != "" {
+			t.Errorf("domain answered %s: status %q", a, st)
+		}
 	}
 }

@@ -63,6 +63,9 @@ type Target struct {
 	Calendar store.Calendar
 	Identity store.Identity
 	Domain   string // KindDomain: the domain name
+	// DomainStatus (KindDomain) is the domain's status as the caller read
+	// it ("": active).
+	DomainStatus string
 	// LeaseOwner, if it holds the calendar's lease, has it released with
 	// the transition (the SyncWorker's).
 	LeaseOwner string
@@ -80,7 +83,7 @@ func Identity(key string, id store.Identity) Target {
 
 // Domain is the target of a Workspace domain's directory.
 func Domain(d store.Domain) Target {
-	return Target{Kind: KindDomain, Key: store.DomainKey(d.Domain), Domain: d.Domain}
+	return Target{Kind: KindDomain, Key: store.DomainKey(d.Domain), Domain: d.Domain, DomainStatus: d.Status}
 }
 
 func (t Target) status() string {
@@ -89,6 +92,9 @@ func (t Target) status() string {
 		return t.Calendar.Status
 	case KindIdentity:
 		return t.Identity.Status
+	}
+	if t.DomainStatus != "" {
+		return t.DomainStatus
 	}
 	return store.StatusActive
 }
@@ -171,7 +177,16 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 	case EffectRevoke:
 		res.Changed, err = o.revoke(ctx, t, op, cause)
 	case EffectDeny:
+		if t.Kind == KindDomain {
+			res.Changed, err = o.denyDomain(ctx, log, t, op, cause, DomainStatusOf(a))
+			break
+		}
 		res.Changed, err = o.markGrant(ctx, t, op, cause, StatusOf(a))
+	case EffectClear:
+		if res.Changed, err = o.Store.ClearDomainStatus(ctx, t.Domain); err == nil && res.Changed {
+			log.InfoContext(ctx, "domain's directory read again; active", logging.KeyEvent, logging.EventDomainBack,
+				logging.KeyTarget, t.Kind.String(), "previousStatus", t.status())
+		}
 	case EffectCountNotFound:
 		res.Streak, err = o.Store.RecordNotFound(ctx, t.Key, t.LeaseOwner, string(op), o.policy())
 		if err == nil {
@@ -227,6 +242,18 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 		return res, fmt.Errorf("lifecycle: %s %s after %s %s: %w", res.Effect, t.Key, op, a, err)
 	}
 	return res, nil
+}
+
+// denyDomain records why a domain's directory cannot be read. Only the run
+// that changed the status logs its ERROR (event: the status, with the
+// advice); the same refusal again, in any instance, is silent.
+func (o *Owner) denyDomain(ctx context.Context, log *slog.Logger, t Target, op Op, cause error, status string) (bool, error) {
+	changed, err := o.Store.DenyDomain(ctx, t.Domain, status, reasonOf(op, cause))
+	if err == nil && changed {
+		log.ErrorContext(ctx, "Google refuses the domain's directory: domain marked "+status+" (its users and rooms stay as they are; the next directory run tries again); "+Advice(status),
+			logging.KeyEvent, status, logging.KeyAdvice, Advice(status), logging.KeyTarget, t.Kind.String(), logging.KeyError, errString(cause))
+	}
+	return changed, err
 }
 
 func (o *Owner) unenroll(ctx context.Context, t Target, reason string) error {

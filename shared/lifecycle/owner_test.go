@@ -153,3 +153,73 @@ func TestRevokedAfterUnenroll(t *testing.T) {
 func revokedErr() error {
 	return &oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}, ErrorCode: "invalid_grant"}
 }
+
+// A domain's directory refused: the domain records the refusal (one ERROR
+// whose event is the status, however often and by however many runs it is
+// met), a different refusal replaces it (its own line), the next read
+// clears it (one INFO domain_back), and an unenrolled domain is left alone.
+func TestDomainStatus(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	if err := st.PutDomain(ctx, store.Domain{Domain: "corp.test", Admin: "admin@corp.test"}); err != nil {
+		t.Fatal(err)
+	}
+	logs := &testlog.Buffer{}
+	o := &lifecycle.Owner{Store: st, Logger: logging.New(logs, slog.LevelDebug)}
+	read := func() store.Domain {
+		t.Helper()
+		d, err := st.GetDomain(ctx, "corp.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	policy := &oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}, ErrorCode: "admin_policy_enforced"}
+	unauthorized := &oauth2.RetrieveError{Response: &http.Response{StatusCode: 401}, ErrorCode: "unauthorized_client"}
+	stale := read() // two runs that read it active
+	for range 2 {
+		res, err := o.Report(ctx, lifecycle.Domain(stale), lifecycle.OpDirectoryList, policy)
+		if err != nil || res.Next != lifecycle.Stop {
+			t.Fatalf("admin policy: %+v %v", res, err)
+		}
+	}
+	if res, err := o.Report(ctx, lifecycle.Domain(read()), lifecycle.OpDirectoryList, policy); err != nil || res.Changed {
+		t.Fatalf("the same refusal again: %+v %v", res, err)
+	}
+	if d := read(); d.Status != store.StatusAdminPolicy || d.StatusReason == "" {
+		t.Fatalf("domain after admin_policy_enforced: %+v", d)
+	}
+	if n := logs.Count("ERROR", logging.EventAdminPolicy); n != 1 || len(logs.Lines()) != 1 {
+		t.Fatalf("want one ERROR admin_policy line; got %d of %d:\n%s", n, len(logs.Lines()), logs.String())
+	}
+	if res, err := o.Report(ctx, lifecycle.Domain(read()), lifecycle.OpDirectoryList, unauthorized); err != nil || !res.Changed {
+		t.Fatalf("another refusal: %+v %v", res, err)
+	}
+	if d := read(); d.Status != store.StatusDelegationUnauthorized {
+		t.Fatalf("domain after unauthorized_client: %+v", d)
+	}
+	// Read again: active, once.
+	stale = read()
+	for range 2 {
+		if _, err := o.Report(ctx, lifecycle.Domain(stale), lifecycle.OpDirectoryList, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := read(); d.Status != store.StatusActive || d.StatusReason != "" {
+		t.Fatalf("domain read again: %+v", d)
+	}
+	if n := logs.Count("INFO", logging.EventDomainBack); n != 1 || logs.Count("ERROR", logging.EventDelegationUnauthorized) != 1 || len(logs.Lines()) != 3 {
+		t.Fatalf("want one line per transition (3):\n%s", logs.String())
+	}
+	// Unenrolled, then refused (a run that read it before): stays unenrolled.
+	before := read()
+	if _, err := o.Unenroll(ctx, lifecycle.Domain(before), "operator"); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := o.Report(ctx, lifecycle.Domain(before), lifecycle.OpDirectoryList, policy); err != nil || res.Changed {
+		t.Fatalf("refusal after the unenrollment: %+v %v", res, err)
+	}
+	if d := read(); d.Status != store.StatusUnenrolled {
+		t.Fatalf("unenrolled domain became %s", d.Status)
+	}
+}

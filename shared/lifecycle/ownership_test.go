@@ -17,6 +17,7 @@ import (
 var statusWrites = map[string]bool{
 	"SetStatus": true, "RecordNotFound": true, "ClearNotFound": true, "ProbeResult": true, "SetPollMode": true,
 	"RevokeIdentity": true, "DenyIdentity": true, "SetIdentityStatus": true, "SetDomainStatus": true, "RevokeCredential": true,
+	"DenyDomain": true, "ClearDomainStatus": true,
 }
 
 // Only shared/lifecycle decides transitions: outside shared/store (which

@@ -146,4 +146,6 @@ const (
 	EventNotFound               = "calendar_not_found"       // shared/lifecycle: a persistent 404 streak set a calendar not_found (ERROR)
 	EventUnwatched              = "unwatched"                // shared/lifecycle: a calendar nobody follows any more
 	EventUnenrolled             = "unenrolled"               // shared/lifecycle: an identity or a domain left enrollment (field target)
+	EventDirectoryForbidden     = "directory_forbidden"      // shared/lifecycle: a domain's admin may not read its directory (403 forbidden): the domain's status (ERROR)
+	EventDomainBack             = "domain_back"              // shared/lifecycle: a refused domain's directory read again: active
 )

@@ -2,9 +2,11 @@ package renewer
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/calsync/calsync/shared/channels"
+	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
@@ -117,13 +119,18 @@ func (r *Renewer) directories(ctx context.Context, sum *Summary) {
 		every = 24 * time.Hour
 	}
 	for _, d := range domains {
-		if d.Status != store.StatusActive || r.now().Sub(d.LastDirectorySyncAt) < every {
+		// A domain whose directory was refused (its status) is tried every
+		// run: the first read clears the status.
+		if d.Status == store.StatusUnenrolled || (d.Status == store.StatusActive && r.now().Sub(d.LastDirectorySyncAt) < every) {
 			continue
 		}
 		res, err := r.Enroll.SyncDirectory(ctx, d.Domain, nil)
 		sum.Directories++
 		sum.Failed += res.Failed
-		if err != nil {
+		switch {
+		case errors.Is(err, enroll.ErrDirectoryRefused):
+			sum.Failed++ // shared/lifecycle logged the refusal once, as the domain's status
+		case err != nil:
 			sum.Failed++
 			r.failure(ctx, store.DomainKey(d.Domain), "directory", err)
 		}

@@ -1,6 +1,7 @@
 package renewer
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -99,5 +100,52 @@ func TestRunRenewsListsAndDiffsDirectories(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("no calendarList reconcile request for the quiet list")
+	}
+}
+
+// A domain whose directory Google refuses: the run records the domain's
+// status (one ERROR line, no renew_failure), tries it again at every run
+// (not every DIRECTORY_SYNC_INTERVAL), and the first run that reads it
+// clears the status.
+func TestRefusedDomainTriedEveryRun(t *testing.T) {
+	e := newEnv(t, calendaremu.Options{})
+	if err := e.emu.CreateDomain("corp.test", "admin@corp.test"); err != nil {
+		t.Fatal(err)
+	}
+	r := e.renewer(func(c *config.RenewChannels) { c.DirectorySyncInterval = time.Hour })
+	if _, err := r.Enroll.EnrollDomain(e.ctx, enroll.DomainSpec{Domain: "corp.test", Admin: "admin@corp.test"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ref := e.st.DomainRef(store.DomainKey("corp.test"))
+	if _, err := ref.Update(e.ctx, []firestore.Update{{Path: "lastDirectorySyncAt", Value: time.Now().Add(-2 * time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.emu.DisableAPI(calendaremu.ServiceDirectory, true)
+	for i := range 2 {
+		sum, err := r.Run(e.ctx)
+		if err != nil || sum.Directories != 1 {
+			t.Fatalf("run %d: %+v %v", i, sum, err)
+		}
+		if d, _ := e.st.GetDomain(e.ctx, "corp.test"); d.Status != store.StatusAPIDisabled {
+			t.Fatalf("run %d: domain %s", i, d.Status)
+		}
+	}
+	logs := e.logs.String()
+	if n := strings.Count(logs, `"event":"api_disabled"`); n != 1 || strings.Contains(logs, `"event":"renew_failure"`) {
+		t.Fatalf("%d api_disabled lines (want 1, and no renew_failure): %s", n, logs)
+	}
+	_ = e.emu.DisableAPI(calendaremu.ServiceDirectory, false)
+	if sum, err := r.Run(e.ctx); err != nil || sum.Directories != 1 {
+		t.Fatalf("run after the fix: %+v %v", sum, err)
+	}
+	if d, _ := e.st.GetDomain(e.ctx, "corp.test"); d.Status != store.StatusActive {
+		t.Fatalf("domain after the fix: %s", d.Status)
+	}
+	// Active and diffed a moment ago: not due.
+	if sum, err := r.Run(e.ctx); err != nil || sum.Directories != 0 {
+		t.Fatalf("run within the interval: %+v %v", sum, err)
+	}
+	if n := strings.Count(e.logs.String(), `"event":"domain_back"`); n != 1 {
+		t.Fatalf("%d domain_back lines", n)
 	}
 }

@@ -63,14 +63,22 @@ type Identity struct {
 // Domain is domains/{domainKey}: a Workspace domain enrolled with its
 // directory (users, and rooms when Rooms).
 type Domain struct {
-	Domain               string    `firestore:"domain"`
-	Admin                string    `firestore:"admin"` // the admin impersonated for the Directory API and rooms
-	Rooms                bool      `firestore:"rooms"`
-	Filters              Filters   `firestore:"filters"`
-	DeleteMirrorOnRemove bool      `firestore:"deleteMirrorOnRemove,omitempty"`
-	Status               string    `firestore:"status"` // active, unenrolled
-	LastDirectorySyncAt  time.Time `firestore:"lastDirectorySyncAt,omitempty"`
-	// ListedAt and Calendars are the rooms' listing guard and count (ApplyRooms).
+	Domain               string  `firestore:"domain"`
+	Admin                string  `firestore:"admin"` // the admin impersonated for the Directory API and rooms
+	Rooms                bool    `firestore:"rooms"`
+	Filters              Filters `firestore:"filters"`
+	DeleteMirrorOnRemove bool    `firestore:"deleteMirrorOnRemove,omitempty"`
+	// CustomerID is the Workspace customer the domain belongs to (its
+	// users' customerId): the owner of its rooms (rooms.go).
+	CustomerID string `firestore:"customerId,omitempty"`
+	// Status: active, unenrolled, or the refusal that stops its directory
+	// from being read (admin_policy, delegation_unauthorized, api_disabled,
+	// ...: shared/lifecycle), cleared by the next diff that reads it.
+	Status              string    `firestore:"status"`
+	StatusReason        string    `firestore:"statusReason,omitempty"`
+	LastDirectorySyncAt time.Time `firestore:"lastDirectorySyncAt,omitempty"`
+	// ListedAt and Calendars: the rooms' listing guard and count before
+	// rooms were the customer's (AdoptRooms moves them).
 	ListedAt  time.Time `firestore:"listedAt,omitempty"`
 	Calendars int       `firestore:"calendars"`
 	Users     int       `firestore:"users"`
@@ -214,14 +222,14 @@ func (s *Store) GetDomain(ctx context.Context, domain string) (Domain, error) {
 	return getDoc[Domain](ctx, s.DomainRef(DomainKey(domain)), "domain "+domain)
 }
 
-// PutDomain enrolls a domain (creates it, or sets its settings and status
-// active keeping its history).
+// PutDomain enrolls a domain (creates it, or sets its settings, and
+// status active if it was unenrolled, keeping its history).
 func (s *Store) PutDomain(ctx context.Context, d Domain) error {
 	d.Domain = strings.ToLower(d.Domain)
 	ref := s.DomainRef(DomainKey(d.Domain))
 	now := s.now()
 	return s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		_, err := tx.Get(ref)
+		snap, err := tx.Get(ref)
 		if isNotFound(err) {
 			d.Status, d.CreatedAt, d.UpdatedAt = StatusActive, now, now
 			return tx.Create(ref, d)
@@ -229,15 +237,29 @@ func (s *Store) PutDomain(ctx context.Context, d Domain) error {
 		if err != nil {
 			return err
 		}
-		return tx.Update(ref, []firestore.Update{
+		updates := append([]firestore.Update{
 			{Path: "admin", Value: d.Admin},
 			{Path: "rooms", Value: d.Rooms},
 			{Path: "filters", Value: d.Filters},
 			{Path: "deleteMirrorOnRemove", Value: d.DeleteMirrorOnRemove},
-			{Path: "status", Value: StatusActive},
 			{Path: "updatedAt", Value: now},
-		})
+		}, ifSet("customerId", d.CustomerID)...)
+		// Unenrolled: enrolled again. A refusal's status stays: the diff
+		// that follows clears it through shared/lifecycle (logged).
+		if st, _ := snap.DataAt("status"); st == StatusUnenrolled {
+			updates = append(updates, firestore.Update{Path: "status", Value: StatusActive},
+				firestore.Update{Path: "statusReason", Value: firestore.Delete})
+		}
+		return tx.Update(ref, updates)
 	})
+}
+
+// ifSet updates path to v only when v is set (an unknown value keeps the stored one).
+func ifSet(path, v string) []firestore.Update {
+	if v == "" {
+		return nil
+	}
+	return []firestore.Update{{Path: path, Value: v}}
 }
 
 // SetDomainStatus records a domain's status (active, unenrolled).
@@ -247,19 +269,55 @@ func (s *Store) SetDomainStatus(ctx context.Context, domain, status string) erro
 	return wrapNotFound(err, "domain "+domain)
 }
 
+// DenyDomain records the refusal (status, reason) that keeps a domain's
+// directory from being read and reports whether it changed anything: an
+// unenrolled domain, or one with that status already, is left as it is.
+func (s *Store) DenyDomain(ctx context.Context, domain, status, reason string) (bool, error) {
+	return s.domainTransition(ctx, domain, func(cur string) bool { return cur != StatusUnenrolled && cur != status },
+		[]firestore.Update{{Path: "status", Value: status}, optional("statusReason", reason)})
+}
+
+// ClearDomainStatus sets a domain whose directory was refused active again
+// and reports whether it changed anything (active or unenrolled: no).
+func (s *Store) ClearDomainStatus(ctx context.Context, domain string) (bool, error) {
+	return s.domainTransition(ctx, domain, func(cur string) bool { return cur != StatusUnenrolled && cur != StatusActive },
+		[]firestore.Update{{Path: "status", Value: StatusActive}, {Path: "statusReason", Value: firestore.Delete}})
+}
+
+// domainTransition applies updates to a domain in a transaction when its
+// current status allows it, so concurrent runs change (and log) it once.
+func (s *Store) domainTransition(ctx context.Context, domain string, allowed func(status string) bool, updates []firestore.Update) (bool, error) {
+	ref := s.DomainRef(DomainKey(domain))
+	changed := false
+	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		changed = false
+		snap, err := tx.Get(ref)
+		if err != nil {
+			return wrapNotFound(err, "domain "+domain)
+		}
+		if st, _ := snap.DataAt("status"); !allowed(fmt.Sprint(st)) {
+			return nil
+		}
+		changed = true
+		return tx.Update(ref, append(updates, firestore.Update{Path: "updatedAt", Value: s.now()}))
+	})
+	return changed, err
+}
+
 // AllDomains returns every enrolled domain by key.
 func (s *Store) AllDomains(ctx context.Context) (map[string]Domain, error) {
 	return readAll[Domain](s.Client.Collection(CollDomains).Documents(ctx), "domain")
 }
 
-// DirectorySynced records a finished directory diff of a domain.
-func (s *Store) DirectorySynced(ctx context.Context, domain string, at time.Time, users, rooms int) error {
-	_, err := s.DomainRef(DomainKey(domain)).Update(ctx, []firestore.Update{
+// DirectorySynced records a finished directory diff of a domain (and its
+// customer, when known).
+func (s *Store) DirectorySynced(ctx context.Context, domain, customerID string, at time.Time, users, rooms int) error {
+	_, err := s.DomainRef(DomainKey(domain)).Update(ctx, append([]firestore.Update{
 		{Path: "lastDirectorySyncAt", Value: at.UTC()},
 		{Path: "users", Value: users},
 		{Path: "roomCount", Value: rooms},
 		{Path: "updatedAt", Value: s.now()},
-	})
+	}, ifSet("customerId", customerID)...))
 	return wrapNotFound(err, "domain "+domain)
 }
 
@@ -309,13 +367,6 @@ func (s *Store) ApplyListing(ctx context.Context, key string, l Listing) (Applie
 	}
 	out.Calendars = id.Calendars
 	return out, nil
-}
-
-// ApplyRooms is ApplyListing for a domain's rooms (a listing of
-// resources.calendars.list): the calendars carry the domain's key as
-// enrolledBy, and the domain document is the guard.
-func (s *Store) ApplyRooms(ctx context.Context, domain string, l Listing) (Applied, error) {
-	return s.applyListing(ctx, DomainKey(domain), s.DomainRef(DomainKey(domain)), l)
 }
 
 // applyListing applies a listing owned by key, guarded by the document ref

@@ -33,6 +33,9 @@ const (
 	StatusAPIDisabled            = "api_disabled"            // an API not enabled in the project
 	StatusAdminPolicy            = "admin_policy"            // a Workspace admin policy blocks the app
 	StatusClientDisabled         = "client_disabled"         // the OAuth client is disabled
+	// A domain's admin may not read its directory (403 forbidden: no longer
+	// an admin, or its role lost the privilege).
+	StatusDirectoryForbidden = "directory_forbidden"
 )
 
 // Poll modes (Calendar.PollMode) and their reasons.

@@ -18,9 +18,12 @@ import (
 // users.list and resources.calendars.list, served under /admin/directory/v1/
 // (the official admin/directory/v1 client works with option.WithEndpoint(base+"/")).
 //
-// A domain has users (each with a primary calendar, created as any emulator
-// user) and rooms (resource calendars, ids c_…@resource.calendar.google.com,
-// which the domain's admins can read). Callers authenticate with a bearer
+// A domain belongs to a customer (CreateDomain makes a new one,
+// CreateSecondaryDomain adds a domain to one) and has users (each with a
+// primary calendar, created as any emulator user). The customer has the
+// calendar resources (rooms and equipment, ids
+// c_…@resource.calendar.google.com, which its admins can read):
+// resources.calendars.list is customer-wide, as Google's is. Callers authenticate with a bearer
 // token of an admin of the domain (domain-wide delegation, delegation.go, or
 // the admin's own OAuth grant) carrying the method's scope. What Google
 // answers otherwise, as Google documents it or as its users report it:
@@ -50,14 +53,20 @@ var directoryScopes = map[string][]string{
 		"https://www.googleapis.com/auth/admin.directory.resource.calendar.readonly"},
 }
 
+// wsCustomer is a Workspace customer (an organisation): its domains share
+// its admins and its resources (resources.calendars.list is customer-wide).
+type wsCustomer struct {
+	id    string
+	rooms map[string]*wsRoom // calendar resources by id, rooms and others
+}
+
 type wsDomain struct {
-	name       string
-	customerID string
+	name     string
+	customer *wsCustomer
 	// delegation: client ids (service-account emails) allowed domain-wide
 	// delegation; nil allows every client.
 	delegation map[string]bool
 	users      map[string]*wsUser // by primary email
-	rooms      map[string]*wsRoom // by resource id
 	// listedOU, when set, is the one organisational unit (and its children)
 	// users.list shows: an admin whose role was narrowed to it (NarrowListing).
 	listedOU string
@@ -73,9 +82,16 @@ type wsUser struct {
 
 type wsRoom struct {
 	id, name, email string
+	category, kind  string // resourceCategory, resourceType
 	capacity        int
 	etag            string
 }
+
+// Resource categories (CalendarResource.resourceCategory).
+const (
+	CategoryRoom  = "CONFERENCE_ROOM"
+	CategoryOther = "OTHER" // equipment and the like
+)
 
 func emailDomain(email string) string {
 	_, d, _ := strings.Cut(strings.ToLower(email), "@")
@@ -91,10 +107,26 @@ func (s *Server) wsUserLocked(email string) (*wsDomain, *wsUser) {
 	return d, d.users[strings.ToLower(email)]
 }
 
-// CreateDomain creates a Workspace domain with one admin user (created with
-// a primary calendar). Every client may use domain-wide delegation in it
-// until SetDelegation says otherwise.
+// CreateDomain creates a Workspace domain, the primary domain of a new
+// customer, with one admin user (created with a primary calendar). Every
+// client may use domain-wide delegation in it until SetDelegation says
+// otherwise.
 func (s *Server) CreateDomain(domain, admin string) error {
+	return s.createDomain(domain, admin, "")
+}
+
+// CreateSecondaryDomain creates a Workspace domain of the customer that
+// owns primary (an existing domain), with one admin user: the customer's
+// admins, of either domain, administer both, and both see the customer's
+// resources.
+func (s *Server) CreateSecondaryDomain(domain, admin, primary string) error {
+	if strings.TrimSpace(primary) == "" {
+		return errors.New("calendaremu: a secondary domain needs its primary domain")
+	}
+	return s.createDomain(domain, admin, primary)
+}
+
+func (s *Server) createDomain(domain, admin, primary string) error {
 	domain = strings.ToLower(strings.TrimSpace(domain))
 	if domain == "" || emailDomain(admin) != domain {
 		return errors.New("calendaremu: the admin must be a user of the domain")
@@ -104,14 +136,39 @@ func (s *Server) CreateDomain(domain, admin string) error {
 		s.mu.Unlock()
 		return errors.New("calendaremu: domain exists: " + domain)
 	}
-	s.ws.domains[domain] = &wsDomain{name: domain, customerID: "C0" + strings.ToUpper(randomBase32(5))[:7],
-		users: map[string]*wsUser{}, rooms: map[string]*wsRoom{}}
+	c := &wsCustomer{id: "C0" + strings.ToUpper(randomBase32(5))[:7], rooms: map[string]*wsRoom{}}
+	if primary != "" {
+		p := s.ws.domains[strings.ToLower(primary)]
+		if p == nil {
+			s.mu.Unlock()
+			return errors.New("calendaremu: unknown domain " + primary)
+		}
+		c = p.customer
+	}
+	s.ws.domains[domain] = &wsDomain{name: domain, customer: c, users: map[string]*wsUser{}}
 	s.mu.Unlock()
 	return s.AddDomainUser(admin, true)
 }
 
+// customerAdminsLocked lists the active admins of every domain of c.
+func (s *Server) customerAdminsLocked(c *wsCustomer) []string {
+	var out []string
+	for _, d := range s.ws.domains {
+		if d.customer != c {
+			continue
+		}
+		for _, u := range d.users {
+			if u.admin && !u.deleted {
+				out = append(out, u.email)
+			}
+		}
+	}
+	return out
+}
+
 // AddDomainUser adds a user to the domain of its email (created with a
-// primary calendar if new to the emulator). Admins can read the domain's rooms.
+// primary calendar if new to the emulator). Admins can read the customer's
+// resources.
 func (s *Server) AddDomainUser(email string, admin bool) error {
 	email = strings.ToLower(strings.TrimSpace(email))
 	s.mu.Lock()
@@ -129,7 +186,7 @@ func (s *Server) AddDomainUser(email string, admin bool) error {
 		given: local, family: "Test", admin: admin, created: s.tick()}
 	s.ensureUserLocked(email)
 	if admin {
-		for _, r := range d.rooms {
+		for _, r := range d.customer.rooms {
 			s.grantLocked(r.email, email, "owner")
 		}
 		s.listChangedLocked(email)
@@ -212,16 +269,28 @@ func (s *Server) SetDelegation(domain string, clients ...string) error {
 	return nil
 }
 
-// Room is a resource calendar as AddRoom made it.
+// Room is a resource calendar as AddRoom or AddResource made it.
 type Room struct {
 	ResourceID string `json:"resourceId"`
 	Email      string `json:"email"` // its calendar id
 	Name       string `json:"name"`
+	Category   string `json:"category"` // resourceCategory
 }
 
-// AddRoom creates a meeting room in domain: a resource with a calendar its
-// admins can read.
+// AddRoom creates a meeting room (CONFERENCE_ROOM) of domain's customer: a
+// resource with a calendar the customer's admins can read.
 func (s *Server) AddRoom(domain, name string) (Room, error) {
+	return s.AddResource(domain, name, CategoryRoom)
+}
+
+// AddResource creates a calendar resource of domain's customer in a
+// category (CategoryRoom, CategoryOther for equipment, or Google's legacy
+// CATEGORY_UNKNOWN), with a calendar the customer's admins can read.
+func (s *Server) AddResource(domain, name, category string) (Room, error) {
+	kind := map[string]string{CategoryRoom: "Conference room", CategoryOther: "Equipment", "CATEGORY_UNKNOWN": "Other"}[category]
+	if kind == "" {
+		return Room{}, errors.New("calendaremu: unknown resource category " + category)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.ws.domains[strings.ToLower(domain)]
@@ -229,33 +298,34 @@ func (s *Server) AddRoom(domain, name string) (Room, error) {
 		return Room{}, errors.New("calendaremu: unknown domain " + domain)
 	}
 	s.ws.nextUserID++
-	r := &wsRoom{id: strconv.FormatInt(s.ws.nextUserID, 10), name: name,
-		email: "c_" + randomBase32(16) + "@resource.calendar.google.com", capacity: 8, etag: etagFor(s.tick())}
-	d.rooms[r.id] = r
+	r := &wsRoom{id: strconv.FormatInt(s.ws.nextUserID, 10), name: name, category: category, kind: kind,
+		email: "c_" + randomBase32(16) + "@resource.calendar.google.com", etag: etagFor(s.tick())}
+	if category == CategoryRoom {
+		r.capacity = 8
+	}
+	d.customer.rooms[r.id] = r
 	c := newCalendar(r.email, r.email, name, s.opts.TimeZone, false, s.tick(), s.rng.Uint32())
 	s.calendars[r.email] = c
-	for _, u := range d.users {
-		if u.admin && !u.deleted {
-			s.grantLocked(r.email, u.email, "owner")
-			s.listChangedLocked(u.email)
-		}
+	for _, a := range s.customerAdminsLocked(d.customer) {
+		s.grantLocked(r.email, a, "owner")
+		s.listChangedLocked(a)
 	}
-	s.log.Info("room added", "domain", d.name, "room", r.email)
-	return Room{ResourceID: r.id, Email: r.email, Name: name}, nil
+	s.log.Info("resource added", "domain", d.name, "room", r.email, "category", category)
+	return Room{ResourceID: r.id, Email: r.email, Name: name, Category: category}, nil
 }
 
-// DeleteRoom deletes a room (resources.calendars.delete): gone from
-// resources.calendars.list, and its calendar is deleted (its channels stop,
-// it leaves every calendar list).
+// DeleteRoom deletes a resource of domain's customer
+// (resources.calendars.delete): gone from resources.calendars.list, and its
+// calendar is deleted (its channels stop, it leaves every calendar list).
 func (s *Server) DeleteRoom(domain, resourceID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.ws.domains[strings.ToLower(domain)]
-	if d == nil || d.rooms[resourceID] == nil {
+	if d == nil || d.customer.rooms[resourceID] == nil {
 		return errors.New("calendaremu: unknown room " + resourceID)
 	}
-	r := d.rooms[resourceID]
-	delete(d.rooms, resourceID)
+	r := d.customer.rooms[resourceID]
+	delete(d.customer.rooms, resourceID)
 	if c := s.calendars[r.email]; c != nil {
 		delete(s.calendars, r.email)
 		for _, ch := range s.channels {
@@ -332,7 +402,7 @@ type dirResource struct {
 	ResourceType          string `json:"resourceType"`
 	ResourceEmail         string `json:"resourceEmail"`
 	ResourceCategory      string `json:"resourceCategory"`
-	Capacity              int    `json:"capacity"`
+	Capacity              int    `json:"capacity,omitempty"`
 }
 
 type dirResources struct {
@@ -347,7 +417,7 @@ func (u *wsUser) body(d *wsDomain) dirUser {
 		Name:    dirUserName{GivenName: u.given, FamilyName: u.family, FullName: u.given + " " + u.family},
 		IsAdmin: u.admin, LastLoginTime: "1970-01-01T00:00:00.000Z", CreationTime: fmtUpdated(u.created),
 		AgreedToTerms: true, Suspended: u.suspended, Emails: []dirEmail{{Address: u.email, Primary: true}},
-		CustomerID: d.customerID, OrgUnitPath: "/", IsMailboxSetup: true, IncludeInGlobalAddressList: true}
+		CustomerID: d.customer.id, OrgUnitPath: "/", IsMailboxSetup: true, IncludeInGlobalAddressList: true}
 	if u.suspended {
 		b.SuspensionReason = "ADMIN"
 	}
@@ -484,12 +554,13 @@ func dirPageCursor(q url.Values) (string, *apiError) {
 	return string(b), nil
 }
 
-// customerDomain resolves the customer parameter ("my_customer" or the
-// admin's customer id) to the admin's domain.
-func customerDomain(customer string, dr directoryRequest) (*wsDomain, *apiError) {
+// customerOf resolves the customer parameter ("my_customer" or the
+// admin's customer id) to the admin's customer: Google answers for all of
+// its domains.
+func customerOf(customer string, dr directoryRequest) (*wsCustomer, *apiError) {
 	switch customer {
-	case "my_customer", dr.domain.customerID:
-		return dr.domain, nil
+	case "my_customer", dr.domain.customer.id:
+		return dr.domain.customer, nil
 	case "":
 		return nil, errBadRequest("Bad Request")
 	}
@@ -501,20 +572,27 @@ func customerDomain(customer string, dr directoryRequest) (*wsDomain, *apiError)
 
 func (s *Server) usersList(rq *request, dr directoryRequest) (any, *apiError) {
 	q := rq.query
-	var d *wsDomain
+	// The domains listed: one, or every domain of the customer.
+	var domains []*wsDomain
 	switch dom := strings.ToLower(q.Get("domain")); {
 	case dom != "":
-		d = s.ws.domains[dom]
+		d := s.ws.domains[dom]
 		if d == nil {
 			return nil, errDomainNotFound()
 		}
-		if d != dr.domain {
+		if d.customer != dr.domain.customer {
 			return nil, errDirForbidden()
 		}
+		domains = []*wsDomain{d}
 	default:
-		var aerr *apiError
-		if d, aerr = customerDomain(q.Get("customer"), dr); aerr != nil {
+		c, aerr := customerOf(q.Get("customer"), dr)
+		if aerr != nil {
 			return nil, aerr
+		}
+		for _, d := range s.ws.domains {
+			if d.customer == c {
+				domains = append(domains, d)
+			}
 		}
 	}
 	maxResults, aerr := maxResultsParam(q)
@@ -538,20 +616,24 @@ func (s *Server) usersList(rq *request, dr directoryRequest) (any, *apiError) {
 	}
 	desc := strings.EqualFold(q.Get("sortOrder"), "DESCENDING")
 	var emails []string
-	for e, u := range d.users {
-		if u.deleted != showDeleted {
-			continue
+	domainOf := map[string]*wsDomain{}
+	for _, d := range domains {
+		for e, u := range d.users {
+			if u.deleted != showDeleted {
+				continue
+			}
+			if d.listedOU != "" && u.orgUnit != d.listedOU && !strings.HasPrefix(u.orgUnit, d.listedOU+"/") {
+				continue
+			}
+			if v, ok := filters["isSuspended"]; ok && u.suspended != v {
+				continue
+			}
+			if v, ok := filters["isAdmin"]; ok && u.admin != v {
+				continue
+			}
+			emails = append(emails, e)
+			domainOf[e] = d
 		}
-		if d.listedOU != "" && u.orgUnit != d.listedOU && !strings.HasPrefix(u.orgUnit, d.listedOU+"/") {
-			continue
-		}
-		if v, ok := filters["isSuspended"]; ok && u.suspended != v {
-			continue
-		}
-		if v, ok := filters["isAdmin"]; ok && u.admin != v {
-			continue
-		}
-		emails = append(emails, e)
 	}
 	slices.Sort(emails)
 	if desc {
@@ -566,13 +648,16 @@ func (s *Server) usersList(rq *request, dr directoryRequest) (any, *apiError) {
 			out.NextPageToken = dirPageToken(out.Users[len(out.Users)-1].PrimaryEmail)
 			break
 		}
+		d := domainOf[e]
 		out.Users = append(out.Users, d.users[e].body(d))
 	}
 	return out, nil
 }
 
+// resourceCalendarsList lists the customer's calendar resources, whatever
+// the domain of the admin asking: rooms (CONFERENCE_ROOM) and the others.
 func (s *Server) resourceCalendarsList(rq *request, dr directoryRequest) (any, *apiError) {
-	d, aerr := customerDomain(rq.calID, dr)
+	c, aerr := customerOf(rq.calID, dr)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -589,7 +674,7 @@ func (s *Server) resourceCalendarsList(rq *request, dr directoryRequest) (any, *
 		return nil, aerr
 	}
 	var ids []string
-	for id := range d.rooms {
+	for id := range c.rooms {
 		ids = append(ids, id)
 	}
 	slices.SortFunc(ids, func(a, b string) int {
@@ -607,10 +692,10 @@ func (s *Server) resourceCalendarsList(rq *request, dr directoryRequest) (any, *
 			out.NextPageToken = dirPageToken(out.Items[len(out.Items)-1].ResourceID)
 			break
 		}
-		r := d.rooms[id]
+		r := c.rooms[id]
 		out.Items = append(out.Items, dirResource{Kind: "admin#directory#resources#calendars#CalendarResource",
 			Etags: r.etag, ResourceID: r.id, ResourceName: r.name, GeneratedResourceName: r.name,
-			ResourceType: "Conference room", ResourceEmail: r.email, ResourceCategory: "CONFERENCE_ROOM", Capacity: r.capacity})
+			ResourceType: r.kind, ResourceEmail: r.email, ResourceCategory: r.category, Capacity: r.capacity})
 	}
 	return out, nil
 }

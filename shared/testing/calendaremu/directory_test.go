@@ -319,3 +319,70 @@ func TestDirectoryResponsesMatchDiscovery(t *testing.T) {
 		t.Fatalf("checked %d responses, want 3", checked)
 	}
 }
+
+// A customer with two domains, as Google runs it: resources.calendars.list
+// is customer-wide (the same rooms and equipment, with their category,
+// whichever domain's admin asks, paged), users.list by customer covers both
+// domains, and another customer's admin sees none of it.
+func TestDirectoryCustomerWideResources(t *testing.T) {
+	srv, base, _ := startTest(t, Options{})
+	srv.respHook = nil
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(srv.CreateDomain("one.test", "admin@one.test"))
+	must(srv.CreateSecondaryDomain("two.test", "admin@two.test", "one.test"))
+	must(srv.CreateDomain("other.test", "admin@other.test"))
+	must(srv.AddDomainUser("ann@two.test", false))
+	var want []string
+	for i := range 3 {
+		r, err := srv.AddRoom("one.test", fmt.Sprintf("Room %d", i))
+		must(err)
+		want = append(want, r.Email+":CONFERENCE_ROOM")
+	}
+	beamer, err := srv.AddResource("two.test", "Beamer", CategoryOther)
+	must(err)
+	want = append(want, beamer.Email+":OTHER")
+	_, err = srv.AddResource("two.test", "Beamer", "PROJECTOR")
+	if err == nil {
+		t.Fatal("an unknown category was accepted")
+	}
+	scopes := []string{admin.AdminDirectoryUserReadonlyScope, admin.AdminDirectoryResourceCalendarReadonlyScope}
+	for _, who := range []string{"admin@one.test", "admin@two.test"} {
+		dir := directoryService(t, base, delegated(t, base, robot, who, scopes...))
+		var got []string
+		err := dir.Resources.Calendars.List("my_customer").MaxResults(3).Pages(context.Background(), func(p *admin.CalendarResources) error {
+			if len(p.Items) > 3 {
+				return fmt.Errorf("page of %d", len(p.Items))
+			}
+			for _, r := range p.Items {
+				got = append(got, r.ResourceEmail+":"+r.ResourceCategory)
+			}
+			return nil
+		})
+		if err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("%s: resources %v %v, want %v", who, got, err, want)
+		}
+		users, err := dir.Users.List().Customer("my_customer").Do()
+		if err != nil || len(users.Users) != 3 {
+			t.Fatalf("%s: users.list of the customer: %+v %v", who, users, err)
+		}
+		if _, err := dir.Users.List().Domain("one.test").Do(); err != nil {
+			t.Fatalf("%s: users.list of the customer's other domain: %v", who, err)
+		}
+		_, err = dir.Users.List().Domain("other.test").Do()
+		wantErr(t, err, 403, "forbidden")
+		// The customer's admins read every resource's calendar.
+		cal := calendarAs(t, base, delegated(t, base, robot, who, calendar.CalendarReadonlyScope))
+		if _, err := cal.Events.List(beamer.Email).Do(); err != nil {
+			t.Fatalf("%s reads the equipment: %v", who, err)
+		}
+	}
+	other := directoryService(t, base, delegated(t, base, robot, "admin@other.test", scopes...))
+	if res, err := other.Resources.Calendars.List("my_customer").Do(); err != nil || len(res.Items) != 0 {
+		t.Fatalf("another customer's resources: %+v %v", res, err)
+	}
+}

@@ -34,13 +34,14 @@ func (s *Server) serveWorkspaceControl(w http.ResponseWriter, r *http.Request, s
 		ok()
 	case n == 2 && seg[0] == "workspace" && seg[1] == "domains" && r.Method == "POST":
 		var v struct {
-			Domain string `json:"domain"`
-			Admin  string `json:"admin"`
+			Domain  string `json:"domain"`
+			Admin   string `json:"admin"`
+			Primary string `json:"primary"` // set: a secondary domain of its customer
 		}
 		if !decode(&v) {
 			return true
 		}
-		if err := s.CreateDomain(v.Domain, v.Admin); err != nil {
+		if err := s.createDomain(v.Domain, v.Admin, v.Primary); err != nil {
 			fail(400, err)
 			return true
 		}
@@ -78,12 +79,16 @@ func (s *Server) serveWorkspaceControl(w http.ResponseWriter, r *http.Request, s
 		ok()
 	case n == 4 && seg[0] == "workspace" && seg[1] == "domains" && seg[3] == "rooms" && r.Method == "POST":
 		var v struct {
-			Name string `json:"name"`
+			Name     string `json:"name"`
+			Category string `json:"category"` // default CONFERENCE_ROOM
 		}
 		if !decode(&v) {
 			return true
 		}
-		room, err := s.AddRoom(seg[2], v.Name)
+		if v.Category == "" {
+			v.Category = CategoryRoom
+		}
+		room, err := s.AddResource(seg[2], v.Name, v.Category)
 		if err != nil {
 			fail(404, err)
 			return true
