@@ -68,7 +68,7 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 			return fmt.Errorf("--credential %s was revoked; run 'calsync connect' again", cal.CredentialID)
 		}
 	}
-	key, err := r.Store.RegisterCalendar(ctx, cal)
+	key, err := lifecycle.Register(ctx, r.Store, cal)
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
@@ -151,7 +151,7 @@ func watchWithoutKeys(ctx context.Context, c *cli, cal store.Calendar, noSync bo
 			return fmt.Errorf("--credential %s was revoked; run 'calsync connect' again", cal.CredentialID)
 		}
 	}
-	key, err := st.RegisterCalendar(ctx, cal)
+	key, err := lifecycle.Register(ctx, st, cal)
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
