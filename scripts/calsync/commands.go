@@ -253,14 +253,14 @@ type listRow struct {
 func cmdList(ctx context.Context, c *cli, args []string) error {
 	fs := c.flagSet("list")
 	asJSON := fs.Bool("json", false, "print JSON")
-	status := fs.String("status", "", "only calendars with this status (active, auth_revoked, not_found, error, unwatched)")
+	status := fs.String("status", "", "only calendars with this status (active, auth_revoked, not_found, free_busy_only, error, unwatched)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	switch *status {
-	case "", store.StatusActive, store.StatusAuthRevoked, store.StatusNotFound, store.StatusError, store.StatusUnwatched:
+	case "", store.StatusActive, store.StatusAuthRevoked, store.StatusNotFound, store.StatusFreeBusyOnly, store.StatusError, store.StatusUnwatched:
 	default:
-		return usagef("--status %q is not one of active, auth_revoked, not_found, error, unwatched", *status)
+		return usagef("--status %q is not one of active, auth_revoked, not_found, free_busy_only, error, unwatched", *status)
 	}
 	cfg, err := c.basicConfig(ctx)
 	if err != nil {

@@ -130,6 +130,12 @@ type Result struct {
 	Watched     int    `json:"watched"`    // channels made (calendars and the list)
 	Failed      int    `json:"failed"`     // calendars whose channel or first sync failed (logged)
 	Stale       bool   `json:"stale"`      // a newer listing was applied first: nothing changed
+	// HandedOver: calendars read with another grant now (a better
+	// reader, or the reader lost them): full resyncs asked for.
+	HandedOver int `json:"handedOver,omitempty"`
+	// FreeBusyOnly: calendars whose best reader sees free/busy only: not
+	// synced (status free_busy_only).
+	FreeBusyOnly int `json:"freeBusyOnly,omitempty"`
 	// CapLeftOut: calendars the filters keep but MaxCalendarsPerIdentity
 	// left out (logged as calendar_cap_reached).
 	CapLeftOut int `json:"capLeftOut,omitempty"`
@@ -308,6 +314,7 @@ func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, sta
 		return res, nil
 	}
 	res.Enrolled, res.Unenrolled, res.Shared, res.Calendars = len(applied.Enrolled), len(applied.Unenrolled), applied.Shared, applied.Calendars
+	res.HandedOver, res.FreeBusyOnly = len(applied.HandedOver), len(applied.FreeBusyOnly)
 	e.follow(ctx, applied.Enrolled, &res)
 	e.leave(ctx, applied.Unenrolled, id.DeleteMirrorOnRemove, &res)
 	e.handOver(ctx, applied.HandedOver, &res)
@@ -321,6 +328,7 @@ func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, sta
 	e.log(ctx).InfoContext(ctx, "calendar list applied", logging.KeyEvent, logging.EventDiscovery, logging.KeyIdentityKey, key,
 		logging.KeyAuthMode, id.AuthMode, logging.KeyListed, res.Listed, logging.KeyEnrolled, res.Enrolled,
 		logging.KeyUnenrolled, res.Unenrolled, logging.KeyShared, res.Shared, logging.KeyCalendars, res.Calendars,
+		"handedOver", res.HandedOver, "freeBusyOnly", res.FreeBusyOnly,
 		logging.KeyListCalls, calls, logging.KeyFailed, res.Failed, logging.KeyDurationMs, e.now().Sub(start).Milliseconds())
 	return res, nil
 }

@@ -50,7 +50,7 @@ type Identity struct {
 	// clock): a listing that began earlier is stale and is not applied, and
 	// a notification received before it is covered.
 	ListedAt  time.Time `firestore:"listedAt,omitempty"`
-	Calendars int       `firestore:"calendars"` // calendars enrolled through it
+	Calendars int       `firestore:"calendars"` // calendars read with it (it is their best reader), unwatched ones not counted
 	// ChannelEpoch roots the chain of its list's channel ids
 	// (ClaimListChannelEpoch), as a calendar's does.
 	ChannelEpoch string    `firestore:"channelEpoch,omitempty"`
