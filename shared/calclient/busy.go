@@ -54,13 +54,7 @@ func (t busyBlocks) RoundTrip(req *http.Request) (*http.Response, error) {
 // hideBusyBlocks is the rewrite of one events.list page: unchanged unless
 // its accessRole hides details.
 func hideBusyBlocks(body []byte) ([]byte, error) {
-	var head struct {
-		AccessRole string `json:"accessRole"`
-	}
-	if err := json.Unmarshal(body, &head); err != nil {
-		return body, nil // not a page: the client reports it
-	}
-	switch head.AccessRole {
+	switch accessRoleOf(body) {
 	case "freeBusyReader":
 		return nil, ErrFreeBusyOnly
 	case "reader":
@@ -102,4 +96,32 @@ func hideBusyBlocks(body []byte) ([]byte, error) {
 	}
 	page["items"] = raw
 	return json.Marshal(page)
+}
+
+// accessRoleOf reads a page's top-level accessRole, stopping there: Google
+// (and the emulator) put it before the items, so an owner's page is not
+// scanned whole. "" when absent or not JSON.
+func accessRoleOf(body []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return ""
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		if key == "accessRole" {
+			var role string
+			if dec.Decode(&role) != nil {
+				return ""
+			}
+			return role
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return ""
+		}
+	}
+	return ""
 }
