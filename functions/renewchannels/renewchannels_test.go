@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/calsync/calsync/shared/config"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/renewer"
@@ -65,7 +66,7 @@ func TestServeHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closeFn()
-	if _, err := h.Renewer.Store.RegisterCalendar(context.Background(), store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}); err != nil {
+	if _, err := lifecycle.Register(context.Background(), h.Renewer.Store, store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}); err != nil {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()

@@ -54,7 +54,7 @@ func TestRevokedGrantWithCalclientAndCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := st.RegisterCalendar(ctx, store.Calendar{CalendarID: alice, AuthMode: store.AuthOAuth, CredentialID: credID})
+	key, err := lifecycle.Register(ctx, st, store.Calendar{CalendarID: alice, AuthMode: store.AuthOAuth, CredentialID: credID})
 	if err != nil {
 		t.Fatal(err)
 	}

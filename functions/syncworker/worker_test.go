@@ -23,6 +23,7 @@ import (
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/config"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
@@ -70,7 +71,7 @@ func newEnv(t *testing.T, pub syncer.Publisher) *env {
 	}
 	t.Cleanup(func() { fs.Close() })
 	e.st = store.New(fs)
-	if e.key, err = e.st.RegisterCalendar(ctx, store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}); err != nil {
+	if e.key, err = lifecycle.Register(ctx, e.st, store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC}); err != nil {
 		t.Fatal(err)
 	}
 	logger := logging.New(e.logs, slog.LevelInfo)

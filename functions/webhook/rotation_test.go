@@ -18,6 +18,7 @@ import (
 	"github.com/calsync/calsync/shared/app"
 	"github.com/calsync/calsync/shared/channels"
 	"github.com/calsync/calsync/shared/config"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/renewer"
@@ -288,7 +289,7 @@ func (e *rotationEnv) newCalendar(name string) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	key, err := e.st.RegisterCalendar(e.ctx, store.Calendar{CalendarID: c.Id, AuthMode: store.AuthADC})
+	key, err := lifecycle.Register(e.ctx, e.st, store.Calendar{CalendarID: c.Id, AuthMode: store.AuthADC})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -68,7 +68,7 @@ func cmdWatch(ctx context.Context, c *cli, args []string) error {
 			return fmt.Errorf("--credential %s was revoked; run 'calsync connect' again", cal.CredentialID)
 		}
 	}
-	key, err := r.Store.RegisterCalendar(ctx, cal)
+	key, err := lifecycle.Register(ctx, r.Store, cal)
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
@@ -151,7 +151,7 @@ func watchWithoutKeys(ctx context.Context, c *cli, cal store.Calendar, noSync bo
 			return fmt.Errorf("--credential %s was revoked; run 'calsync connect' again", cal.CredentialID)
 		}
 	}
-	key, err := st.RegisterCalendar(ctx, cal)
+	key, err := lifecycle.Register(ctx, st, cal)
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
@@ -253,14 +253,14 @@ type listRow struct {
 func cmdList(ctx context.Context, c *cli, args []string) error {
 	fs := c.flagSet("list")
 	asJSON := fs.Bool("json", false, "print JSON")
-	status := fs.String("status", "", "only calendars with this status (active, auth_revoked, not_found, error, unwatched)")
+	status := fs.String("status", "", "only calendars with this status (active, auth_revoked, not_found, free_busy_only, error, unwatched)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	switch *status {
-	case "", store.StatusActive, store.StatusAuthRevoked, store.StatusNotFound, store.StatusError, store.StatusUnwatched:
+	case "", store.StatusActive, store.StatusAuthRevoked, store.StatusNotFound, store.StatusFreeBusyOnly, store.StatusError, store.StatusUnwatched:
 	default:
-		return usagef("--status %q is not one of active, auth_revoked, not_found, error, unwatched", *status)
+		return usagef("--status %q is not one of active, auth_revoked, not_found, free_busy_only, error, unwatched", *status)
 	}
 	cfg, err := c.basicConfig(ctx)
 	if err != nil {

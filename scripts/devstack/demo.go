@@ -17,6 +17,7 @@ import (
 	"github.com/calsync/calsync/scripts/devstack/calgen"
 	"github.com/calsync/calsync/scripts/devstack/stack"
 	"github.com/calsync/calsync/shared/channeltoken"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/store"
@@ -100,7 +101,7 @@ func watch(ctx context.Context, st *stack.Stack, svc *calendar.Service, calID, k
 		return err
 	}
 	defer fs.Close()
-	if _, err := store.New(fs).RegisterCalendar(ctx, store.Calendar{CalendarID: calID, AuthMode: store.AuthADC}); err != nil {
+	if _, err := lifecycle.Register(ctx, store.New(fs), store.Calendar{CalendarID: calID, AuthMode: store.AuthADC}); err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
 	r, err := st.RunRenew(ctx)

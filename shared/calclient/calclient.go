@@ -218,6 +218,7 @@ func (f *Factory) Service(ctx context.Context, g store.Grant) (*calendar.Service
 	if ts != nil {
 		rt = &authTransport{src: ts, base: rt}
 	}
+	rt = busyBlocks{base: rt} // busy.go: busy blocks are not events
 	// No http.Client timeout: it would count the wait for the call budget
 	// (minutes when a quota is spent); limitedTransport times the request.
 	opts := []option.ClientOption{option.WithHTTPClient(&http.Client{Transport: rt})}

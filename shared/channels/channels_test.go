@@ -16,6 +16,7 @@ import (
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/channeltoken"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
 	"github.com/calsync/calsync/shared/testing/testenv"
@@ -109,7 +110,7 @@ func setup(t *testing.T) *fixture {
 	m := &Manager{Store: st, Calendars: calclient.New(calclient.Options{Endpoint: base}), Tokens: keys,
 		WebhookURL: h.srv.URL, TTL: time.Hour, Logger: slog.New(slog.DiscardHandler), Namespace: Namespace("p", "calsync")}
 	cal := store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC, Status: store.StatusActive}
-	if _, err := st.RegisterCalendar(ctx, cal); err != nil {
+	if _, err := lifecycle.Register(ctx, st, cal); err != nil {
 		t.Fatal(err)
 	}
 	return &fixture{fs: fs, st: st, emu: emu, base: base, hook: h, m: m, cal: cal}

@@ -477,7 +477,7 @@ func (e *Enroller) applyRooms(ctx context.Context, d store.Domain, plan director
 	if err := e.Store.ListedRooms(ctx, d.CustomerID, d.Domain, plan.RoomEmails); err != nil {
 		return err
 	}
-	applied, err := e.Store.ApplyCustomerRooms(ctx, d.CustomerID, store.Listing{StartedAt: start, Enroll: plan.Rooms,
+	applied, err := lifecycle.ApplyRooms(ctx, e.Store, d.CustomerID, store.Listing{StartedAt: start, Enroll: plan.Rooms,
 		Unenroll: plan.RoomsUnenroll, UnenrollReason: "room listed by no enrolled domain of its customer"})
 	if err != nil || applied.Stale {
 		return err
@@ -585,7 +585,7 @@ func (e *Enroller) leaveRooms(ctx context.Context, d store.Domain, deleteMirror 
 	if len(plan.RoomsUnenroll) == 0 {
 		return leaving, nil
 	}
-	applied, err := e.Store.ApplyCustomerRooms(ctx, d.CustomerID, store.Listing{StartedAt: e.now(), Unenroll: plan.RoomsUnenroll,
+	applied, err := lifecycle.ApplyRooms(ctx, e.Store, d.CustomerID, store.Listing{StartedAt: e.now(), Unenroll: plan.RoomsUnenroll,
 		UnenrollReason: "domain " + d.Domain + " unenrolled; no other enrolled domain lists the room"})
 	if err != nil {
 		return leaving, err

@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"google.golang.org/api/calendar/v3"
@@ -128,6 +130,12 @@ type Result struct {
 	Watched     int    `json:"watched"`    // channels made (calendars and the list)
 	Failed      int    `json:"failed"`     // calendars whose channel or first sync failed (logged)
 	Stale       bool   `json:"stale"`      // a newer listing was applied first: nothing changed
+	// HandedOver: calendars read with another grant now (a better
+	// reader, or the reader lost them): full resyncs asked for.
+	HandedOver int `json:"handedOver,omitempty"`
+	// FreeBusyOnly: calendars whose best reader sees free/busy only: not
+	// synced (status free_busy_only).
+	FreeBusyOnly int `json:"freeBusyOnly,omitempty"`
 	// CapLeftOut: calendars the filters keep but MaxCalendarsPerIdentity
 	// left out (logged as calendar_cap_reached).
 	CapLeftOut int `json:"capLeftOut,omitempty"`
@@ -191,7 +199,7 @@ func (e *Enroller) EnrollIdentity(ctx context.Context, sp IdentitySpec) (Result,
 		}
 		return Result{IdentityKey: key}, err
 	}
-	if _, err := e.Store.PutIdentity(ctx, id); err != nil {
+	if _, err := lifecycle.EnrollIdentity(ctx, e.Store, id); err != nil {
 		return Result{IdentityKey: key}, err
 	}
 	id, err = e.Store.GetIdentity(ctx, key)
@@ -270,10 +278,15 @@ func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, sta
 			continue
 		}
 		keep[store.CalendarKey(en.Id)] = true
-		enroll = append(enroll, store.Calendar{CalendarID: en.Id, AuthMode: id.AuthMode, Subject: id.Subject, CredentialID: id.CredentialID})
+		enroll = append(enroll, store.Calendar{CalendarID: en.Id, AuthMode: id.AuthMode, Subject: id.Subject, CredentialID: id.CredentialID,
+			AccessRole: en.AccessRole})
 	}
 	res.Kept = len(enroll)
 	mine, err := e.Store.CalendarsEnrolledBy(ctx, key)
+	if err != nil {
+		return res, err
+	}
+	read, err := e.Store.CalendarsReadBy(ctx, key)
 	if err != nil {
 		return res, err
 	}
@@ -284,7 +297,12 @@ func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, sta
 			unenroll = append(unenroll, k)
 		}
 	}
-	applied, err := e.Store.ApplyListing(ctx, key, store.Listing{StartedAt: start, Enroll: enroll, Unenroll: unenroll,
+	for k := range read {
+		if _, counted := mine[k]; !counted && !keep[k] {
+			unenroll = append(unenroll, k) // another reads it: this one no longer can
+		}
+	}
+	applied, err := lifecycle.ApplyList(ctx, e.Store, key, store.Listing{StartedAt: start, Enroll: enroll, Unenroll: unenroll,
 		UnenrollReason: "left the calendar list of " + id.Grant().Key()})
 	if err != nil {
 		return res, err
@@ -296,8 +314,11 @@ func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, sta
 		return res, nil
 	}
 	res.Enrolled, res.Unenrolled, res.Shared, res.Calendars = len(applied.Enrolled), len(applied.Unenrolled), applied.Shared, applied.Calendars
+	res.HandedOver, res.FreeBusyOnly = len(applied.HandedOver), len(applied.FreeBusyOnly)
 	e.follow(ctx, applied.Enrolled, &res)
 	e.leave(ctx, applied.Unenrolled, id.DeleteMirrorOnRemove, &res)
+	e.handOver(ctx, applied.HandedOver, &res)
+	e.freeBusyOnly(ctx, applied.FreeBusyOnly, &res)
 	if err := e.ensureList(ctx, key, id); err != nil {
 		res.Failed++
 		e.failure(ctx, key, "", "list_channel", err)
@@ -307,6 +328,7 @@ func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, sta
 	e.log(ctx).InfoContext(ctx, "calendar list applied", logging.KeyEvent, logging.EventDiscovery, logging.KeyIdentityKey, key,
 		logging.KeyAuthMode, id.AuthMode, logging.KeyListed, res.Listed, logging.KeyEnrolled, res.Enrolled,
 		logging.KeyUnenrolled, res.Unenrolled, logging.KeyShared, res.Shared, logging.KeyCalendars, res.Calendars,
+		"handedOver", res.HandedOver, "freeBusyOnly", res.FreeBusyOnly,
 		logging.KeyListCalls, calls, logging.KeyFailed, res.Failed, logging.KeyDurationMs, e.now().Sub(start).Milliseconds())
 	return res, nil
 }
@@ -349,6 +371,31 @@ func (e *Enroller) follow(ctx context.Context, cals []store.Calendar, res *Resul
 			e.failure(ctx, "", key, "first_sync", err)
 		}
 	}
+}
+
+// handOver moves calendars to the grant that reads them now: the former
+// reader's channels stopped (only their creator may stop them), a channel
+// made with the new one, and a full resync (the new reader may see other
+// details: private events; its mirror is what it sees).
+func (e *Enroller) handOver(ctx context.Context, hs []store.Handover, res *Result) {
+	for _, h := range hs {
+		key := store.CalendarKey(h.To.CalendarID)
+		e.log(ctx).InfoContext(ctx, "calendar read with another grant; full resync", logging.KeyEvent, logging.EventReaderChanged,
+			logging.KeyCalendarKey, key, logging.KeyCalendarID, h.To.CalendarID, "from", h.From.EnrolledBy, "to", h.To.EnrolledBy,
+			"fromRole", h.From.AccessRole, "toRole", h.To.AccessRole)
+		e.leave(ctx, []store.Calendar{h.From}, false, res)
+		e.follow(ctx, []store.Calendar{h.To}, res)
+	}
+}
+
+// freeBusyOnly stops following calendars whose best reader sees free/busy
+// only (their mirror, if any, is not kept up to date; the status says so).
+func (e *Enroller) freeBusyOnly(ctx context.Context, cals []store.Calendar, res *Result) {
+	for _, c := range cals {
+		e.log(ctx).WarnContext(ctx, "calendar readable as free/busy only; not synced", logging.KeyEvent, logging.EventFreeBusyOnly,
+			logging.KeyCalendarKey, store.CalendarKey(c.CalendarID), logging.KeyCalendarID, c.CalendarID, logging.KeyIdentityKey, c.EnrolledBy)
+	}
+	e.leave(ctx, cals, false, res)
 }
 
 // leave stops the channels of unenrolled calendars and, with deleteMirror,
@@ -412,6 +459,11 @@ func (e *Enroller) UnenrollIdentity(ctx context.Context, key string, deleteMirro
 	if err != nil {
 		return res, err
 	}
+	// Its calendars that another identity can read are handed over to it
+	// first (a listing that lists nothing); the rest are unwatched.
+	if err := e.leaveAll(ctx, key, reason, &res); err != nil {
+		return res, err
+	}
 	if _, err := e.lifecycle().Unenroll(ctx, lifecycle.Identity(key, id), reason); err != nil {
 		return res, err
 	}
@@ -456,6 +508,31 @@ func (e *Enroller) UnenrollIdentity(ctx context.Context, key string, deleteMirro
 	e.log(ctx).InfoContext(ctx, "identity unenrolled", logging.KeyEvent, logging.EventIdentityUnenrolled, logging.KeyIdentityKey, key,
 		logging.KeyUnenrolled, res.Unenrolled, "purged", res.Purged, logging.KeyFailed, res.Failed, logging.KeyReason, reason)
 	return res, nil
+}
+
+// leaveAll applies a listing of nothing for an identity that leaves: every
+// calendar it reads goes to its next best reader or is unwatched.
+func (e *Enroller) leaveAll(ctx context.Context, key, reason string, res *UnenrollResult) error {
+	mine, err := e.Store.CalendarsEnrolledBy(ctx, key)
+	if err != nil {
+		return err
+	}
+	read, err := e.Store.CalendarsReadBy(ctx, key)
+	if err != nil {
+		return err
+	}
+	maps.Copy(mine, read)
+	applied, err := lifecycle.ApplyList(ctx, e.Store, key, store.Listing{StartedAt: e.now(), Unenroll: slices.Collect(maps.Keys(mine)),
+		UnenrollReason: reason})
+	if err != nil || applied.Stale {
+		return err // not active: its calendars are unwatched below
+	}
+	var r Result
+	e.handOver(ctx, applied.HandedOver, &r)
+	e.leave(ctx, applied.Unenrolled, false, &r)
+	res.Unenrolled += len(applied.Unenrolled)
+	res.Failed += r.Failed
+	return nil
 }
 
 // Resync asks for a sync of every active calendar an identity enrolled

@@ -10,6 +10,7 @@ import (
 
 	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
 )
@@ -307,7 +308,7 @@ func TestLegacyRoomsAdopted(t *testing.T) {
 	d, _ := v.st.GetDomain(v.ctx, "corp.test")
 	customer := d.CustomerID
 	// The state an earlier version left: rooms and equipment the domain's.
-	if _, err := v.st.RegisterCalendar(v.ctx, store.Calendar{CalendarID: beamer.Email, AuthMode: store.AuthDelegation, Subject: "admin@corp.test"}); err != nil {
+	if _, err := lifecycle.Register(v.ctx, v.st, store.Calendar{CalendarID: beamer.Email, AuthMode: store.AuthDelegation, Subject: "admin@corp.test"}); err != nil {
 		t.Fatal(err)
 	}
 	legacy := map[string]any{}

@@ -68,11 +68,22 @@ const (
 	AnswerAPIDisabled    // 403 accessNotConfigured / SERVICE_DISABLED
 	AnswerAdminPolicy    // admin_policy_enforced, org_internal
 	AnswerClientDisabled // disabled_client
+	// AnswerEnroll: a listing has the calendar (or an operator enrolls an
+	// identity): a grant reads it in full.
+	AnswerEnroll
+	// AnswerFreeBusyOnly: the best grant that lists the calendar sees
+	// free/busy only (accessRole freeBusyReader): busy blocks, no events.
+	AnswerFreeBusyOnly
+	// AnswerReaderLost: the calendar's reader was refused (403) or told
+	// it is not there (404), and another grant lists it: the next best
+	// reader takes over (Owner.Report decides which answers become it).
+	AnswerReaderLost
 )
 
 func (a Answer) String() string {
 	return [...]string{"ok", "revoked", "denied", "not_found", "push_not_supported", "no_deletions", "unwatch", "unenroll", "failed",
-		"unauthorized", "unauthorized_fresh", "scope_missing", "api_disabled", "admin_policy", "client_disabled"}[a]
+		"unauthorized", "unauthorized_fresh", "scope_missing", "api_disabled", "admin_policy", "client_disabled", "enroll",
+		"free_busy_only", "reader_lost"}[a]
 }
 
 // Classify sorts a Calendar, Directory or token-endpoint error.
@@ -96,6 +107,8 @@ func Classify(err error) Answer {
 	switch {
 	case err == nil:
 		return AnswerOK
+	case calclient.IsFreeBusyOnly(err):
+		return AnswerFreeBusyOnly
 	case calclient.IsPushNotSupported(err):
 		return AnswerPushNotSupported
 	case calclient.IsNotFound(err), calclient.IsGone(err):
@@ -215,10 +228,13 @@ const (
 	EffectUnenroll             // an identity or a domain: unenrolled
 	EffectDeny                 // Google refuses the grant: its identity and calendars get StatusOf(answer); a domain DomainStatusOf(answer)
 	EffectClear                // a domain whose directory was refused answered: active again
+	EffectActivate             // listed (or enrolled) and readable in full: active
+	EffectFreeBusy             // readable as free/busy only: free_busy_only, not synced
+	EffectHandOver             // its reader lost it: the next best reader takes over (full resync)
 )
 
 func (e Effect) String() string {
-	return [...]string{"none", "revoke", "count_not_found", "reactivate", "probe_missed", "poll", "unwatch", "unenroll", "deny", "clear"}[e]
+	return [...]string{"none", "revoke", "count_not_found", "reactivate", "probe_missed", "poll", "unwatch", "unenroll", "deny", "clear", "activate", "free_busy", "hand_over"}[e]
 }
 
 // Decision is a transition: what to write and what the caller does next.
@@ -237,6 +253,25 @@ func Decide(k Kind, status string, op Op, a Answer) Decision {
 			return Decision{EffectNone, Skip}
 		}
 		return Decision{EffectUnwatch, Continue}
+	case AnswerEnroll:
+		if status == store.StatusActive {
+			return Decision{EffectNone, Continue}
+		}
+		// Whatever it was (unwatched, left, a problem another grant had):
+		// a grant that lists it reads it now.
+		return Decision{EffectActivate, Continue}
+	case AnswerFreeBusyOnly:
+		if k != KindCalendar || !followed || status == store.StatusFreeBusyOnly {
+			return Decision{EffectNone, Skip}
+		}
+		// Never mirrored as if complete: busy blocks are not events.
+		return Decision{EffectFreeBusy, Skip}
+	case AnswerReaderLost:
+		if k != KindCalendar || !followed {
+			return Decision{EffectNone, Skip}
+		}
+		// Retried at once with the new reader (a redelivery, the next run).
+		return Decision{EffectHandOver, RetryLater}
 	case AnswerUnenroll:
 		switch {
 		case k == KindCalendar && status != store.StatusUnwatched:

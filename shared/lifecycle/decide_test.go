@@ -9,6 +9,7 @@ import (
 	"golang.org/x/oauth2"
 	"google.golang.org/api/googleapi"
 
+	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -52,6 +53,18 @@ func TestDecide(t *testing.T) {
 		{"operator unwatch of a revoked calendar", KindCalendar, revoked, OpOperator, AnswerUnwatch, Decision{EffectUnwatch, Continue}},
 		{"unwatch twice", KindCalendar, unwatched, OpOperator, AnswerUnwatch, Decision{EffectNone, Skip}},
 		{"calendar left the list", KindCalendar, notFound, OpOperator, AnswerUnenroll, Decision{EffectUnwatch, Continue}},
+		{"listed: a new calendar", KindCalendar, "", OpListList, AnswerEnroll, Decision{EffectActivate, Continue}},
+		{"listed again: unwatched before", KindCalendar, unwatched, OpListList, AnswerEnroll, Decision{EffectActivate, Continue}},
+		{"listed: another's grant had failed", KindCalendar, revoked, OpListList, AnswerEnroll, Decision{EffectActivate, Continue}},
+		{"listed, active", KindCalendar, active, OpListList, AnswerEnroll, Decision{EffectNone, Continue}},
+		{"free/busy only", KindCalendar, active, OpListList, AnswerFreeBusyOnly, Decision{EffectFreeBusy, Skip}},
+		{"free/busy only on a sync", KindCalendar, active, OpEventsList, AnswerFreeBusyOnly, Decision{EffectFreeBusy, Skip}},
+		{"free/busy only again", KindCalendar, store.StatusFreeBusyOnly, OpEventsList, AnswerFreeBusyOnly, Decision{EffectNone, Skip}},
+		{"free/busy only, unwatched", KindCalendar, unwatched, OpEventsList, AnswerFreeBusyOnly, Decision{EffectNone, Skip}},
+		{"synced as free/busy only: not active", KindCalendar, store.StatusFreeBusyOnly, OpEventsList, AnswerOK, Decision{EffectNone, Skip}},
+		{"reader lost it, another lists it", KindCalendar, active, OpEventsList, AnswerReaderLost, Decision{EffectHandOver, RetryLater}},
+		{"reader lost an unwatched calendar", KindCalendar, unwatched, OpEventsList, AnswerReaderLost, Decision{EffectNone, Skip}},
+		{"identity enrolled again", KindIdentity, unenrolled, OpOperator, AnswerEnroll, Decision{EffectActivate, Continue}},
 		{"identity's list read", KindIdentity, active, OpListList, AnswerOK, Decision{EffectNone, Continue}},
 		{"identity's grant dead", KindIdentity, active, OpListList, AnswerRevoked, Decision{EffectRevoke, Stop}},
 		{"identity's list refused", KindIdentity, active, OpListList, AnswerDenied, Decision{EffectRevoke, Stop}},
@@ -118,6 +131,7 @@ func TestClassify(t *testing.T) {
 		want Answer
 	}{
 		{nil, AnswerOK},
+		{&url.Error{Op: "Get", URL: "https://www.googleapis.com/calendar/v3/calendars/x/events", Err: calclient.ErrFreeBusyOnly}, AnswerFreeBusyOnly},
 		{&oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}, ErrorCode: "invalid_grant"}, AnswerRevoked},
 		{tok(400, "invalid_grant", "Invalid JWT Signature."), AnswerFailed}, // ours to fix, not the grant's
 		{tok(401, "unauthorized_client", ""), AnswerUnauthorized},

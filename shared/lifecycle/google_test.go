@@ -63,7 +63,7 @@ func TestRefusalsFromGoogle(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			st := newStore(t)
 			cal := store.Calendar{CalendarID: user, AuthMode: store.AuthOAuth, CredentialID: "cred-" + c.status, Status: store.StatusActive}
-			key, err := st.RegisterCalendar(ctx, cal)
+			key, err := lifecycle.Register(ctx, st, cal)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -107,7 +107,7 @@ func TestDelegationUnauthorizedGrace(t *testing.T) {
 		t.Fatalf("want unauthorized_client from the emulator, got %v", gerr)
 	}
 	st := newStore(t)
-	key, err := st.RegisterCalendar(ctx, store.Calendar{CalendarID: boss, AuthMode: store.AuthDelegation, Subject: boss, Status: store.StatusActive})
+	key, err := lifecycle.Register(ctx, st, store.Calendar{CalendarID: boss, AuthMode: store.AuthDelegation, Subject: boss, Status: store.StatusActive})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,6 +114,11 @@ func (o *Owner) Report(ctx context.Context, t Target, op Op, err error) (Result,
 	if a == AnswerUnauthorized && o.fresh(ctx, t) {
 		a = AnswerUnauthorizedFresh
 	}
+	if (a == AnswerDenied || a == AnswerNotFound) && op != OpProbe && t.Kind == KindCalendar && len(otherReaders(t.Calendar)) > 0 {
+		// Another grant lists it: no need to wait out a 404 streak or a
+		// 403 with this one.
+		a = AnswerReaderLost
+	}
 	return o.apply(ctx, t, op, a, err, "")
 }
 
@@ -176,12 +181,14 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 	switch res.Effect {
 	case EffectRevoke:
 		res.Changed, err = o.revoke(ctx, t, op, cause)
+		o.retryHandedOver(ctx, t, &res)
 	case EffectDeny:
 		if t.Kind == KindDomain {
 			res.Changed, err = o.denyDomain(ctx, log, t, op, cause, DomainStatusOf(a))
 			break
 		}
 		res.Changed, err = o.markGrant(ctx, t, op, cause, StatusOf(a))
+		o.retryHandedOver(ctx, t, &res)
 	case EffectClear:
 		if res.Changed, err = o.Store.ClearDomainStatus(ctx, t.Domain); err == nil && res.Changed {
 			log.InfoContext(ctx, "domain's directory read again; active", logging.KeyEvent, logging.EventDomainBack,
@@ -225,6 +232,23 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 		if err = o.Store.SetStatus(ctx, t.Key, store.StatusUnwatched, reason, t.LeaseOwner); err == nil {
 			res.Changed = true
 			log.InfoContext(ctx, "calendar no longer followed; unwatched", logging.KeyEvent, logging.EventUnwatched, logging.KeyReason, reason)
+		}
+	case EffectHandOver:
+		var handed bool
+		if handed, err = o.handOver(ctx, t.Key, t.Calendar, reasonOf(op, cause)); err == nil && !handed {
+			res.Next = RetryLater // nobody else reads it (any more): the answer's usual path next time
+		}
+		res.Changed = handed
+	case EffectFreeBusy:
+		why := reason
+		if why == "" {
+			why = string(op) + ": the grant sees free/busy only"
+		}
+		if err = o.Store.SetStatus(ctx, t.Key, store.StatusFreeBusyOnly, why, t.LeaseOwner); err == nil {
+			res.Changed = true
+			err = o.stopChannels(ctx, t.Key, t.Calendar, store.StatusFreeBusyOnly)
+			log.WarnContext(ctx, "calendar readable as free/busy only; not synced (busy blocks are not events)", logging.KeyEvent,
+				logging.EventFreeBusyOnly, logging.KeyReason, why)
 		}
 	case EffectUnenroll:
 		err = o.unenroll(ctx, t, reason)

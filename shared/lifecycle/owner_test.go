@@ -44,7 +44,7 @@ func TestRevokedGrant(t *testing.T) {
 		}
 	}
 	idX := store.Identity{AuthMode: store.AuthOAuth, CredentialID: "credX"}
-	idKey, err := st.PutIdentity(ctx, idX)
+	idKey, err := lifecycle.EnrollIdentity(ctx, st, idX)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestRevokedGrant(t *testing.T) {
 		{CalendarID: "y1", AuthMode: store.AuthOAuth, CredentialID: "credY", Status: store.StatusActive},
 	}
 	for _, c := range regs {
-		key, err := st.RegisterCalendar(ctx, c)
+		key, err := lifecycle.Register(ctx, st, c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,11 +123,11 @@ func TestRevokedAfterUnenroll(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
 	id := store.Identity{AuthMode: store.AuthDelegation, Subject: "sus@corp.test"}
-	key, err := st.PutIdentity(ctx, id)
+	key, err := lifecycle.EnrollIdentity(ctx, st, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.RegisterCalendar(ctx, store.Calendar{CalendarID: "sus@corp.test", AuthMode: store.AuthDelegation, Subject: "sus@corp.test"}); err != nil {
+	if _, err := lifecycle.Register(ctx, st, store.Calendar{CalendarID: "sus@corp.test", AuthMode: store.AuthDelegation, Subject: "sus@corp.test"}); err != nil {
 		t.Fatal(err)
 	}
 	logs := &testlog.Buffer{}

@@ -18,6 +18,9 @@ var statusWrites = map[string]bool{
 	"SetStatus": true, "RecordNotFound": true, "ClearNotFound": true, "ProbeResult": true, "SetPollMode": true,
 	"RevokeIdentity": true, "DenyIdentity": true, "SetIdentityStatus": true, "SetDomainStatus": true, "RevokeCredential": true,
 	"DenyDomain": true, "ClearDomainStatus": true,
+	// Enrollment: registering, enrolling again, applying a listing, a
+	// reader's hand-over (statuses from this package's table).
+	"RegisterCalendar": true, "PutIdentity": true, "ApplyListing": true, "ApplyCustomerRooms": true, "ReplanCalendar": true,
 }
 
 // Only shared/lifecycle decides transitions: outside shared/store (which

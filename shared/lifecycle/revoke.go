@@ -76,9 +76,40 @@ func (o *Owner) markGrant(ctx context.Context, t Target, op Op, cause error, sta
 		}
 	}
 	var errs []error
+	if idKey != "" {
+		// Calendars it only could read: it is no reader of them any more.
+		read, err := o.Store.CalendarsReadBy(ctx, idKey)
+		if err != nil {
+			return changed, fmt.Errorf("calendars the grant reads: %w", err)
+		}
+		for k, c := range read {
+			if c.EnrolledBy == idKey {
+				continue
+			}
+			if _, err := o.Store.ReplanCalendar(ctx, k, func(cur store.Calendar) store.ListingPlan {
+				return PlanReaderLost(k, cur, idKey, reason)
+			}); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	handed := 0
 	for k, c := range cals {
 		if c.Status == store.StatusUnwatched {
 			continue // nobody follows it: its channels are stopped already
+		}
+		if len(otherReaders(c)) > 0 {
+			// Another grant lists it: it reads the calendar from now on.
+			did, err := o.handOver(ctx, k, c, reason)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if did {
+				handed++
+				changed = true
+				continue
+			}
 		}
 		if c.Status != status {
 			if err := o.Store.SetStatus(ctx, k, status, reason, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -107,6 +138,7 @@ func (o *Owner) markGrant(ctx context.Context, t Target, op Op, cause error, sta
 			logging.KeyCredentialID, g.CredentialID,
 			logging.KeySubject, g.Subject,
 			logging.KeyCalendars, len(cals),
+			"handedOver", handed,
 			logging.KeyError, errString(cause))
 	}
 	return changed, errors.Join(errs...)
@@ -157,4 +189,40 @@ func (o *Owner) stopChannels(ctx context.Context, key string, c store.Calendar, 
 		}
 	}
 	return nil
+}
+
+// handOver hands calendar c (key) from its reader, which lost it, to its
+// next best reader: the former reader's channels are stopped, the token
+// dropped (the next sync is full, with the new reader) and the calendar
+// marked dirty. false: no other reader (nothing changed).
+func (o *Owner) handOver(ctx context.Context, key string, c store.Calendar, reason string) (bool, error) {
+	lost := c.EnrolledBy
+	p, err := o.Store.ReplanCalendar(ctx, key, func(cur store.Calendar) store.ListingPlan {
+		if cur.EnrolledBy != lost {
+			return store.ListingPlan{Stale: true} // handed over meanwhile
+		}
+		return PlanReaderLost(key, cur, lost, reason)
+	})
+	if err != nil || p.Stale || len(p.Writes) == 0 {
+		return false, err
+	}
+	to := p.Writes[0].Cal
+	if err := o.stopChannels(ctx, key, c, "reader_changed"); err != nil {
+		return true, err
+	}
+	o.log(ctx).InfoContext(ctx, "calendar's reader lost it; read with the next best reader, full resync", logging.KeyEvent, logging.EventReaderChanged,
+		logging.KeyCalendarKey, key, logging.KeyCalendarID, c.CalendarID, "from", lost, "to", to.EnrolledBy, "toRole", to.AccessRole,
+		logging.KeyStatus, to.Status, logging.KeyReason, reason)
+	return true, nil
+}
+
+// retryHandedOver: a calendar target whose dead grant handed it to another
+// reader is retried at once (with that reader), not skipped.
+func (o *Owner) retryHandedOver(ctx context.Context, t Target, res *Result) {
+	if t.Kind != KindCalendar || len(otherReaders(t.Calendar)) == 0 {
+		return
+	}
+	if c, err := o.Store.GetCalendar(ctx, t.Key); err == nil && c.Status == store.StatusActive && c.Grant() != t.Calendar.Grant() {
+		res.Next = RetryLater
+	}
 }

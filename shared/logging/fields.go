@@ -132,6 +132,8 @@ const (
 	EventNotFoundOnce           = "not_found_once"  // SyncWorker/RenewChannels: a 404 that does not (yet) make the calendar not_found (WARNING)
 	EventFollowUp               = "follow_up"       // SyncWorker: a push's sync found nothing; one delayed sync asked for
 	EventPollOnly               = "poll_only"       // RenewChannels/CLI: a calendar Google will not watch is polled
+	EventReaderChanged          = "reader_changed"  // enrollment: a calendar is read with another grant (full resync)
+	EventFreeBusyOnly           = "free_busy_only"  // enrollment: a calendar readable as free/busy only: not synced
 	EventCalendarBack           = "calendar_back"   // RenewChannels: a not_found calendar answered again: active
 	EventPollRun                = "poll_run"        // RenewChannels ?mode=poll: summary
 	EventMirrorPurged           = "mirror_purged"   // SyncWorker: an unenrolled calendar's mirror deleted

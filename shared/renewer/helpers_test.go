@@ -20,6 +20,7 @@ import (
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/credentials"
 	"github.com/calsync/calsync/shared/enroll"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/store"
@@ -129,7 +130,7 @@ func (e *env) renewer(mod func(*config.RenewChannels)) *Renewer {
 // register adds a calendar (synced just now unless told otherwise).
 func (e *env) register(c store.Calendar, lastSynced time.Time) string {
 	e.t.Helper()
-	key, err := e.st.RegisterCalendar(e.ctx, c)
+	key, err := lifecycle.Register(e.ctx, e.st, c)
 	if err != nil {
 		e.t.Fatal(err)
 	}

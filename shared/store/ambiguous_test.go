@@ -79,7 +79,7 @@ func TestAmbiguousAdmit(t *testing.T) {
 	forKinds(t, func(t *testing.T, k faultproxy.Kind) {
 		p, via, direct := viaProxy(t)
 		ctx := context.Background()
-		key, err := direct.RegisterCalendar(ctx, Calendar{CalendarID: "admit@x", AuthMode: AuthADC})
+		key, err := direct.RegisterCalendar(ctx, Calendar{CalendarID: "admit@x", AuthMode: AuthADC}, activate)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,27 +11,33 @@ func (s *Store) GetCalendar(ctx context.Context, key string) (Calendar, error) {
 	return getDoc[Calendar](ctx, s.CalendarRef(key), "calendar "+key)
 }
 
-// RegisterCalendar creates calendars/{CalendarKey(cal.CalendarID)} with
-// status active, or, when it exists, sets its auth fields and status active
-// without touching sync state (token, counters, lease). It returns the key.
-func (s *Store) RegisterCalendar(ctx context.Context, cal Calendar) (string, error) {
+// Enrollment is the status an enrollment gives a target whose status is
+// current ("" when new): shared/lifecycle's table decides (EnrollStatus).
+type Enrollment func(current string) string
+
+// RegisterCalendar creates calendars/{CalendarKey(cal.CalendarID)}, or,
+// when it exists, sets its auth fields without touching sync state (token,
+// counters, lease); its status is what next says. It returns the key.
+func (s *Store) RegisterCalendar(ctx context.Context, cal Calendar, next Enrollment) (string, error) {
 	key := CalendarKey(cal.CalendarID)
 	ref := s.CalendarRef(key)
 	now := s.now()
 	defer s.lockCalendar(key)()
 	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		_, err := tx.Get(ref)
+		snap, err := tx.Get(ref)
 		if isNotFound(err) {
 			c := Calendar{CalendarID: cal.CalendarID, AuthMode: cal.AuthMode, Subject: cal.Subject,
-				CredentialID: cal.CredentialID, Status: StatusActive, CreatedAt: now, UpdatedAt: now}
+				CredentialID: cal.CredentialID, Status: next(""), CreatedAt: now, UpdatedAt: now}
 			return tx.Create(ref, c)
 		}
 		if err != nil {
 			return err
 		}
+		cur, _ := snap.DataAt("status")
+		status, _ := cur.(string)
 		return tx.Update(ref, []firestore.Update{
 			{Path: "authMode", Value: cal.AuthMode},
-			{Path: "status", Value: StatusActive},
+			{Path: "status", Value: next(status)},
 			{Path: "statusReason", Value: firestore.Delete},
 			{Path: "updatedAt", Value: now},
 			{Path: "notFoundCount", Value: firestore.Delete},
@@ -41,6 +47,16 @@ func (s *Store) RegisterCalendar(ctx context.Context, cal Calendar) (string, err
 		})
 	})
 	return key, err
+}
+
+// calendarTx reads a calendar in tx; ErrNotFound if it is not registered.
+func calendarTx(tx *firestore.Transaction, ref *firestore.DocumentRef) (Calendar, error) {
+	var c Calendar
+	snap, err := tx.Get(ref)
+	if err != nil {
+		return c, wrapNotFound(err, "calendar "+ref.ID)
+	}
+	return c, snap.DataTo(&c)
 }
 
 func optional(path, v string) firestore.Update {
@@ -87,7 +103,7 @@ func (s *Store) SetStatus(ctx context.Context, key, status, reason, leaseOwner s
 // isProblem: the statuses calsync finds rather than is told.
 func isProblem(status string) bool {
 	switch status {
-	case StatusAuthRevoked, StatusNotFound, StatusDelegationUnauthorized, StatusScopeMissing, StatusAPIDisabled,
+	case StatusAuthRevoked, StatusNotFound, StatusFreeBusyOnly, StatusDelegationUnauthorized, StatusScopeMissing, StatusAPIDisabled,
 		StatusAdminPolicy, StatusClientDisabled:
 		return true
 	}

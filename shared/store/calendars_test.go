@@ -11,6 +11,10 @@ import (
 	"github.com/calsync/calsync/shared/testing/testenv"
 )
 
+// activate is what shared/lifecycle's table gives an enrollment of an
+// active or new target (this package's tests cannot import it).
+func activate(string) string { return StatusActive }
+
 func testStore(t *testing.T) *Store {
 	t.Helper()
 	return New(testenv.FirestoreClient(t))
@@ -19,7 +23,7 @@ func testStore(t *testing.T) *Store {
 func TestRegisterKeepsSyncState(t *testing.T) {
 	ctx := context.Background()
 	st := testStore(t)
-	key, err := st.RegisterCalendar(ctx, Calendar{CalendarID: "a@x", AuthMode: AuthDelegation, Subject: "boss@x"})
+	key, err := st.RegisterCalendar(ctx, Calendar{CalendarID: "a@x", AuthMode: AuthDelegation, Subject: "boss@x"}, activate)
 	if err != nil || key != CalendarKey("a@x") {
 		t.Fatal(key, err)
 	}
@@ -32,7 +36,7 @@ func TestRegisterKeepsSyncState(t *testing.T) {
 	if err := st.SetStatus(ctx, key, StatusUnwatched, "operator", ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.RegisterCalendar(ctx, Calendar{CalendarID: "a@x", AuthMode: AuthOAuth, CredentialID: "cred-1"}); err != nil {
+	if _, err := st.RegisterCalendar(ctx, Calendar{CalendarID: "a@x", AuthMode: AuthOAuth, CredentialID: "cred-1"}, activate); err != nil {
 		t.Fatal(err)
 	}
 	c, _ = st.GetCalendar(ctx, key)
@@ -40,8 +44,8 @@ func TestRegisterKeepsSyncState(t *testing.T) {
 		c.SyncToken != "tok" || c.EventCount != 7 {
 		t.Fatalf("re-registered %+v", c)
 	}
-	st.RegisterCalendar(ctx, Calendar{CalendarID: "b@x", AuthMode: AuthOAuth, CredentialID: "cred-1"})
-	st.RegisterCalendar(ctx, Calendar{CalendarID: "c@x", AuthMode: AuthADC})
+	st.RegisterCalendar(ctx, Calendar{CalendarID: "b@x", AuthMode: AuthOAuth, CredentialID: "cred-1"}, activate)
+	st.RegisterCalendar(ctx, Calendar{CalendarID: "c@x", AuthMode: AuthADC}, activate)
 	st.SetStatus(ctx, CalendarKey("c@x"), StatusError, "x", "")
 	if m, _ := st.CalendarsWithCredential(ctx, "cred-1"); len(m) != 2 {
 		t.Errorf("with credential: %d", len(m))

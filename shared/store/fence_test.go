@@ -14,7 +14,7 @@ import (
 func holdLease(t *testing.T, s *Store, calendarID string) Lease {
 	t.Helper()
 	ctx := context.Background()
-	key, err := s.RegisterCalendar(ctx, Calendar{CalendarID: calendarID, AuthMode: AuthADC})
+	key, err := s.RegisterCalendar(ctx, Calendar{CalendarID: calendarID, AuthMode: AuthADC}, activate)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestFenceStopsAPausedHolder(t *testing.T) {
 	ctx := context.Background()
 	a, b := testStore(t), &Store{}
 	*b = Store{Client: a.Client}
-	key, _ := a.RegisterCalendar(ctx, Calendar{CalendarID: "cal@x", AuthMode: AuthADC})
+	key, _ := a.RegisterCalendar(ctx, Calendar{CalendarID: "cal@x", AuthMode: AuthADC}, activate)
 	now := time.Now()
 	clockA := func() time.Time { return now }
 	admA, err := a.Admit(ctx, key, Request{ReceivedAt: now}, Lease{Owner: "A/1", Duration: time.Second, Now: clockA})

@@ -46,12 +46,8 @@ func (s *Store) RecordNotFound(ctx context.Context, key, leaseOwner, what string
 	defer s.lockCalendar(key)()
 	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		out = NotFoundStreak{}
-		snap, err := tx.Get(ref)
+		c, err := calendarTx(tx, ref)
 		if err != nil {
-			return wrapNotFound(err, "calendar "+key)
-		}
-		var c Calendar
-		if err := snap.DataTo(&c); err != nil {
 			return err
 		}
 		now := s.now()

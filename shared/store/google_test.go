@@ -66,7 +66,7 @@ func TestLeaseQuotaNeverOverLimit(t *testing.T) {
 func TestNotFoundStreakAndProbe(t *testing.T) {
 	st := testStore(t)
 	ctx := context.Background()
-	key, err := st.RegisterCalendar(ctx, Calendar{CalendarID: "streak@x.test", AuthMode: AuthADC})
+	key, err := st.RegisterCalendar(ctx, Calendar{CalendarID: "streak@x.test", AuthMode: AuthADC}, activate)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestNotFoundStreakAndProbe(t *testing.T) {
 func TestClaimChannelEpoch(t *testing.T) {
 	st := testStore(t)
 	ctx := context.Background()
-	key, _ := st.RegisterCalendar(ctx, Calendar{CalendarID: "epoch@x.test", AuthMode: AuthADC})
+	key, _ := st.RegisterCalendar(ctx, Calendar{CalendarID: "epoch@x.test", AuthMode: AuthADC}, activate)
 	e1, err := st.ClaimChannelEpoch(ctx, key, "")
 	if err != nil || e1 == "" {
 		t.Fatal(e1, err)

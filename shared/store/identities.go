@@ -6,7 +6,6 @@ package store
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -52,7 +51,7 @@ type Identity struct {
 	// clock): a listing that began earlier is stale and is not applied, and
 	// a notification received before it is covered.
 	ListedAt  time.Time `firestore:"listedAt,omitempty"`
-	Calendars int       `firestore:"calendars"` // calendars enrolled through it
+	Calendars int       `firestore:"calendars"` // calendars read with it (it is their best reader), unwatched ones not counted
 	// ChannelEpoch roots the chain of its list's channel ids
 	// (ClaimListChannelEpoch), as a calendar's does.
 	ChannelEpoch string    `firestore:"channelEpoch,omitempty"`
@@ -127,27 +126,29 @@ func (s *Store) GetIdentity(ctx context.Context, key string) (Identity, error) {
 }
 
 // PutIdentity enrolls an identity: creates its document, or sets its
-// settings and status active on an existing one (keeping ListedAt and the
-// count). It returns the key.
-func (s *Store) PutIdentity(ctx context.Context, id Identity) (string, error) {
+// settings on an existing one (keeping ListedAt and the count); its status
+// is what next says. It returns the key.
+func (s *Store) PutIdentity(ctx context.Context, id Identity, next Enrollment) (string, error) {
 	key := id.Grant().IdentityKey()
 	ref := s.IdentityRef(key)
 	now := s.now()
 	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		_, err := tx.Get(ref)
+		snap, err := tx.Get(ref)
 		if isNotFound(err) {
-			id.Status, id.CreatedAt, id.UpdatedAt, id.ListedAt, id.Calendars = StatusActive, now, now, time.Time{}, 0
+			id.Status, id.CreatedAt, id.UpdatedAt, id.ListedAt, id.Calendars = next(""), now, now, time.Time{}, 0
 			return tx.Create(ref, id)
 		}
 		if err != nil {
 			return err
 		}
+		cur, _ := snap.DataAt("status")
+		status, _ := cur.(string)
 		return tx.Update(ref, []firestore.Update{
 			{Path: "authMode", Value: id.AuthMode},
 			optional("subject", id.Subject),
 			optional("credentialId", id.CredentialID),
 			optional("email", id.Email),
-			{Path: "status", Value: StatusActive},
+			{Path: "status", Value: next(status)},
 			{Path: "statusReason", Value: firestore.Delete},
 			{Path: "filters", Value: id.Filters},
 			{Path: "deleteMirrorOnRemove", Value: id.DeleteMirrorOnRemove},
@@ -319,175 +320,4 @@ func (s *Store) DirectorySynced(ctx context.Context, domain, customerID string, 
 		{Path: "updatedAt", Value: s.now()},
 	}, ifSet("customerId", customerID)...))
 	return wrapNotFound(err, "domain "+domain)
-}
-
-// Enrollment changes of one listing (ApplyListing).
-type Listing struct {
-	// StartedAt is when the listing began (the lister's clock).
-	StartedAt time.Time
-	// Enroll: calendars the listing wants enrolled, read with the
-	// identity's auth; Keep: keys of calendars it lists and that stay.
-	Enroll []Calendar
-	// Unenroll: keys of calendars the identity enrolled that the listing no
-	// longer has.
-	Unenroll []string
-	// UnenrollReason is the statusReason of the calendars unenrolled.
-	UnenrollReason string
-}
-
-// Applied is what ApplyListing changed.
-type Applied struct {
-	Stale      bool       // a newer listing was applied already, or the identity is not active: nothing changed
-	Enrolled   []Calendar // registered or re-activated (need a channel and a first sync)
-	Unenrolled []Calendar // set unwatched (channels to stop, mirror to keep or purge)
-	Shared     int        // listed, but enrolled by another identity: left to it
-	Calendars  int        // calendars the identity has enrolled now
-}
-
-// maxListingWrites bounds one transaction of ApplyListing (Firestore takes
-// 500 writes; one is the identity document).
-const maxListingWrites = 400
-
-// ApplyListing applies one listing of an identity's calendar list, in
-// transactions of at most maxListingWrites calendars, each re-reading what
-// it changes and applying only if no listing that began later was applied
-// (ListedAt), and the identity is still active. So concurrent or late
-// listings of many instances converge on the newest one: a stale listing
-// changes nothing. A calendar enrolled by another identity (or registered by
-// an operator, enrolledBy unset, and active) is left alone; one this
-// identity enrolled and the listing lost is set unwatched.
-func (s *Store) ApplyListing(ctx context.Context, key string, l Listing) (Applied, error) {
-	out, err := s.applyListing(ctx, key, s.IdentityRef(key), l)
-	if err != nil || out.Stale {
-		return out, err
-	}
-	id, err := s.GetIdentity(ctx, key)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return out, err
-	}
-	out.Calendars = id.Calendars
-	return out, nil
-}
-
-// applyListing applies a listing owned by key, guarded by the document ref
-// (its status, listedAt and calendars fields).
-func (s *Store) applyListing(ctx context.Context, key string, ref *firestore.DocumentRef, l Listing) (Applied, error) {
-	var out Applied
-	type op struct {
-		enroll *Calendar
-		key    string
-	}
-	var ops []op
-	for i := range l.Enroll {
-		ops = append(ops, op{enroll: &l.Enroll[i], key: CalendarKey(l.Enroll[i].CalendarID)})
-	}
-	for _, k := range l.Unenroll {
-		ops = append(ops, op{key: k})
-	}
-	start := l.StartedAt.UTC()
-	for i := 0; i == 0 || i < len(ops); i += maxListingWrites {
-		part := ops[i:min(i+maxListingWrites, len(ops))]
-		var enrolled, unenrolled []Calendar
-		var shared, delta int
-		err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-			enrolled, unenrolled, shared, delta = nil, nil, 0, 0
-			snap, err := tx.Get(ref)
-			if err != nil {
-				return wrapNotFound(err, ref.Parent.ID+" "+key)
-			}
-			status, _ := snap.DataAt("status")
-			listedAt, _ := snap.DataAt("listedAt")
-			if la, _ := listedAt.(time.Time); status != StatusActive || start.Before(la) {
-				out.Stale = true
-				return nil
-			}
-			refs := make([]*firestore.DocumentRef, len(part))
-			for j, o := range part {
-				refs[j] = s.CalendarRef(o.key)
-			}
-			snaps, err := tx.GetAll(refs)
-			if err != nil {
-				return err
-			}
-			now := s.now()
-			var writes []func() error
-			for j, o := range part {
-				var c Calendar
-				exists := snaps[j].Exists()
-				if exists {
-					if err := snaps[j].DataTo(&c); err != nil {
-						return err
-					}
-				}
-				if o.enroll == nil { // unenroll
-					// Ours and not unwatched yet: active, or stopped by a
-					// problem meanwhile (not_found, auth_revoked, error).
-					if !exists || c.EnrolledBy != key || c.Status == StatusUnwatched {
-						continue
-					}
-					r := refs[j]
-					writes = append(writes, func() error {
-						return tx.Update(r, []firestore.Update{{Path: "status", Value: StatusUnwatched},
-							optional("statusReason", l.UnenrollReason), {Path: "updatedAt", Value: now}})
-					})
-					if c.Status == StatusActive {
-						delta--
-					}
-					c.Status = StatusUnwatched
-					unenrolled = append(unenrolled, c)
-					continue
-				}
-				want := *o.enroll
-				want.EnrolledBy = key
-				switch {
-				case !exists:
-					nc := Calendar{CalendarID: want.CalendarID, AuthMode: want.AuthMode, Subject: want.Subject,
-						CredentialID: want.CredentialID, EnrolledBy: key, Status: StatusActive, CreatedAt: now, UpdatedAt: now}
-					r := refs[j]
-					writes = append(writes, func() error { return tx.Create(r, nc) })
-					enrolled = append(enrolled, nc)
-					delta++
-				case c.EnrolledBy == key && c.Status == StatusActive:
-					// Already ours and live: nothing to do.
-				case c.Status == StatusActive && c.EnrolledBy != key:
-					shared++ // another identity's or an operator's
-				default:
-					// Ours but not active (left the list earlier), or
-					// inactive and someone else's: ours from now on, its
-					// sync state kept.
-					r := refs[j]
-					writes = append(writes, func() error {
-						return tx.Update(r, []firestore.Update{
-							{Path: "authMode", Value: want.AuthMode}, optional("subject", want.Subject),
-							optional("credentialId", want.CredentialID), {Path: "enrolledBy", Value: key},
-							{Path: "status", Value: StatusActive}, {Path: "statusReason", Value: firestore.Delete},
-							{Path: "updatedAt", Value: now}})
-					})
-					c.AuthMode, c.Subject, c.CredentialID, c.EnrolledBy, c.Status = want.AuthMode, want.Subject, want.CredentialID, key, StatusActive
-					enrolled = append(enrolled, c)
-					delta++
-				}
-			}
-			for _, w := range writes {
-				if err := w(); err != nil {
-					return err
-				}
-			}
-			return tx.Update(ref, []firestore.Update{
-				{Path: "listedAt", Value: start},
-				{Path: "calendars", Value: firestore.Increment(delta)},
-				{Path: "updatedAt", Value: now},
-			})
-		})
-		if err != nil {
-			return out, fmt.Errorf("apply listing of %s: %w", key, err)
-		}
-		if out.Stale {
-			return out, nil
-		}
-		out.Enrolled = append(out.Enrolled, enrolled...)
-		out.Unenrolled = append(out.Unenrolled, unenrolled...)
-		out.Shared += shared
-	}
-	return out, nil
 }

@@ -498,8 +498,15 @@ func (s *Store) Complete(ctx context.Context, key string, l Lease, done Completi
 		}
 		now := l.now()
 		again = c.Dirty
+		token := any(done.Token)
+		if read := done.Round.Calendar; read.AuthMode != "" && c.Grant() != read.Grant() {
+			// Another grant reads the calendar since the round began (a
+			// listing handed it over): its token is not the new reader's,
+			// whose first round must be a full one.
+			token, again = firestore.Delete, true
+		}
 		ups := []firestore.Update{
-			{Path: "syncToken", Value: done.Token},
+			{Path: "syncToken", Value: token},
 			{Path: "lastSyncedAt", Value: now},
 			{Path: "lastCompletedSyncStartedAt", Value: done.Round.StartedAt},
 			{Path: "syncCount", Value: firestore.Increment(1)},

@@ -25,7 +25,7 @@ func TestLetGo(t *testing.T) {
 	}
 	register := func(id string) string {
 		t.Helper()
-		key, err := st.RegisterCalendar(ctx, Calendar{CalendarID: id, AuthMode: AuthADC})
+		key, err := st.RegisterCalendar(ctx, Calendar{CalendarID: id, AuthMode: AuthADC}, activate)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,7 +17,7 @@ import (
 func TestForgedMessageNumberDoesNotSilence(t *testing.T) {
 	ctx := context.Background()
 	s := testStore(t)
-	key, err := s.RegisterCalendar(ctx, Calendar{CalendarID: "forged@x", AuthMode: AuthADC})
+	key, err := s.RegisterCalendar(ctx, Calendar{CalendarID: "forged@x", AuthMode: AuthADC}, activate)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestForgedMessageNumberDoesNotSilence(t *testing.T) {
 func TestChannelMessagesOlderShape(t *testing.T) {
 	ctx := context.Background()
 	s := testStore(t)
-	key, err := s.RegisterCalendar(ctx, Calendar{CalendarID: "legacy@x", AuthMode: AuthADC})
+	key, err := s.RegisterCalendar(ctx, Calendar{CalendarID: "legacy@x", AuthMode: AuthADC}, activate)
 	if err != nil {
 		t.Fatal(err)
 	}

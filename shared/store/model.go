@@ -26,6 +26,10 @@ const (
 	StatusNotFound    = "not_found"
 	StatusError       = "error"
 	StatusUnwatched   = "unwatched"
+	// StatusFreeBusyOnly: no grant that lists the calendar sees more than
+	// free/busy: it is not synced nor watched, and its mirror (if a better
+	// reader left one) is not kept up to date.
+	StatusFreeBusyOnly = "free_busy_only"
 	// Google refuses the grant for a reason no retry cures; each says what
 	// a person must do (lifecycle.Advice).
 	StatusDelegationUnauthorized = "delegation_unauthorized" // unauthorized_client after the grace period
@@ -62,11 +66,20 @@ type Calendar struct {
 	CredentialID string `firestore:"credentialId,omitempty"` // oauth: the stored refresh token
 	Status       string `firestore:"status"`
 	StatusReason string `firestore:"statusReason,omitempty"`
-	// EnrolledBy is the identity (Grant.IdentityKey) whose calendar list
-	// enrolled the calendar, or the domain (store.DomainKey) whose rooms did;
-	// empty for a calendar an operator registered. Discovery unenrolls only
-	// its own.
+	// EnrolledBy is the reader the calendar is read with: the identity
+	// (Grant.IdentityKey) whose calendar list gave the most access, or the
+	// domain (store.DomainKey) whose rooms listed it; empty for a calendar
+	// an operator registered (left alone by discovery).
 	EnrolledBy string `firestore:"enrolledBy,omitempty"`
+	// Readers: every lister (identity, or a domain's rooms) whose listing
+	// has the calendar, with its grant and access role; the one of most
+	// access reads it (shared/lifecycle, PlanListing). ReaderKeys are their
+	// keys, for queries (CalendarsReadBy).
+	Readers    map[string]Reader `firestore:"readers,omitempty"`
+	ReaderKeys []string          `firestore:"readerKeys,omitempty"`
+	// AccessRole is the role of the grant it is read with ("" unknown: an
+	// operator's registration, a domain's rooms).
+	AccessRole string `firestore:"accessRole,omitempty"`
 
 	// A streak of 404s (events.list or events.watch): Google answers some
 	// for a while after a calendar is shared. Only a streak of

@@ -18,6 +18,7 @@ import (
 	"cloud.google.com/go/firestore"
 	"google.golang.org/api/calendar/v3"
 
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/syncer"
@@ -61,7 +62,7 @@ func BenchmarkFullSync(b *testing.B) {
 					b.Fatal(err)
 				}
 				st := store.New(fs)
-				key, err := st.RegisterCalendar(ctx, store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC})
+				key, err := lifecycle.Register(ctx, st, store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -127,7 +128,7 @@ func fullSyncRate(b *testing.B, ctx context.Context, svc *calendar.Service, n in
 	defer fs.Close()
 	st := store.New(fs)
 	st.Unfenced = unfenced
-	key, err := st.RegisterCalendar(ctx, store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC})
+	key, err := lifecycle.Register(ctx, st, store.Calendar{CalendarID: calendaremu.DefaultUser, AuthMode: store.AuthADC})
 	if err != nil {
 		b.Fatal(err)
 	}

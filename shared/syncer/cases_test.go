@@ -341,7 +341,7 @@ func TestAuthRevokedAndNotFound(t *testing.T) {
 		return calendaremu.NewService(ctx, e.base, option.WithTokenSource(ts))
 	})
 	s := e.syncer(func(o *syncer.Options) { o.Services = svcs; o.Logger = logging.New(logs, slog.LevelInfo) })
-	key, err := e.st.RegisterCalendar(e.ctx, store.Calendar{CalendarID: alice, AuthMode: store.AuthOAuth, CredentialID: "cred1"})
+	key, err := lifecycle.Register(e.ctx, e.st, store.Calendar{CalendarID: alice, AuthMode: store.AuthOAuth, CredentialID: "cred1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +375,7 @@ func TestAuthRevokedAndNotFound(t *testing.T) {
 	s2 := e.syncer(func(o *syncer.Options) {
 		o.Lifecycle = &lifecycle.Owner{Store: e.st, Logger: quietLogger(), NotFound: store.NotFoundPolicy{Attempts: 2, After: time.Nanosecond}}
 	})
-	key2, _ := e.st.RegisterCalendar(e.ctx, store.Calendar{CalendarID: "gone@calsync.test", AuthMode: store.AuthADC})
+	key2, _ := lifecycle.Register(e.ctx, e.st, store.Calendar{CalendarID: "gone@calsync.test", AuthMode: store.AuthADC})
 	for range 2 {
 		if err := s2.HandleNotification(e.ctx, messages.Notification{CalendarKey: key2, ResourceState: messages.StateSync}); err != nil {
 			t.Fatal(err)

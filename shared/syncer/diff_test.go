@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/api/calendar/v3"
 
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/syncer"
@@ -199,7 +200,7 @@ func TestPurgeUnenrolledMirror(t *testing.T) {
 		t.Fatalf("replaying the feed leaves %d events", replay)
 	}
 	// Enrolled again: a full sync brings everything back.
-	if _, err := e.st.RegisterCalendar(e.ctx, store.Calendar{CalendarID: e.calID, AuthMode: store.AuthADC}); err != nil {
+	if _, err := lifecycle.Register(e.ctx, e.st, store.Calendar{CalendarID: e.calID, AuthMode: store.AuthADC}); err != nil {
 		t.Fatal(err)
 	}
 	e.mustNotify(s, messages.StateReconcile)

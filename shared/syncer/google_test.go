@@ -194,7 +194,7 @@ func TestPollFullCalendarSweepsDeletions(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.calID = calendaremu.BirthdaysCalendarID
-	key, err := e.st.RegisterCalendar(e.ctx, store.Calendar{CalendarID: e.calID, AuthMode: store.AuthADC})
+	key, err := lifecycle.Register(e.ctx, e.st, store.Calendar{CalendarID: e.calID, AuthMode: store.AuthADC})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestDelegationRefusedIsAuthRevoked(t *testing.T) {
 			}
 			factory := calclient.New(calclient.Options{Endpoint: e.base, DelegationServiceAccount: sa,
 				OAuth: &oauth2.Config{Endpoint: oauth2.Endpoint{TokenURL: e.base + "/token"}}})
-			key, err := e.st.RegisterCalendar(e.ctx, store.Calendar{CalendarID: boss, AuthMode: store.AuthDelegation, Subject: boss})
+			key, err := lifecycle.Register(e.ctx, e.st, store.Calendar{CalendarID: boss, AuthMode: store.AuthDelegation, Subject: boss})
 			if err != nil {
 				t.Fatal(err)
 			}

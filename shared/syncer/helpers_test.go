@@ -13,6 +13,7 @@ import (
 	"google.golang.org/api/calendar/v3"
 	"google.golang.org/api/option"
 
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
@@ -56,7 +57,7 @@ func newEnv(t testing.TB) *env {
 	t.Cleanup(func() { fs.Close() })
 	e := &env{t: t, ctx: ctx, srv: srv, base: base, svc: svc, fs: fs, st: store.New(fs), rec: &syncertest.Recorder{},
 		calID: calendaremu.DefaultUser, project: project}
-	e.key, err = e.st.RegisterCalendar(ctx, store.Calendar{CalendarID: e.calID, AuthMode: store.AuthADC})
+	e.key, err = lifecycle.Register(ctx, e.st, store.Calendar{CalendarID: e.calID, AuthMode: store.AuthADC})
 	if err != nil {
 		t.Fatal(err)
 	}

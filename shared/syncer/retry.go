@@ -81,7 +81,7 @@ func Classify(err error) Kind {
 		return KindOther
 	case errors.Is(err, store.ErrLeaseLost):
 		return KindLeaseLost
-	case calclient.DenialOf(err) != "":
+	case calclient.DenialOf(err) != "", calclient.IsFreeBusyOnly(err):
 		// Every refusal Google documents (scope, API, policy, delegation):
 		// the lifecycle owner decides, never a dead letter.
 		return KindAuthDenied

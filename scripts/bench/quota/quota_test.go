@@ -36,6 +36,7 @@ import (
 	"github.com/calsync/calsync/shared/channels"
 	"github.com/calsync/calsync/shared/channeltoken"
 	"github.com/calsync/calsync/shared/config"
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
@@ -167,7 +168,7 @@ func runQuota(tb testing.TB, variant string, n, nWorkers int) map[string]float64
 		if _, err := svc.Events.Insert(ids[i], event("first")).Do(); err != nil {
 			return err
 		}
-		key, err := st.RegisterCalendar(ctx, store.Calendar{CalendarID: ids[i], AuthMode: store.AuthADC})
+		key, err := lifecycle.Register(ctx, st, store.Calendar{CalendarID: ids[i], AuthMode: store.AuthADC})
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"cloud.google.com/go/firestore"
 	"google.golang.org/api/calendar/v3"
 
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
 	"github.com/calsync/calsync/shared/testing/syncertest"
@@ -72,7 +73,7 @@ func burstOnStack(b *testing.B, workers int) (lists int, lag time.Duration) {
 	}
 	defer fs.Close()
 	s := store.New(fs)
-	if _, err := s.RegisterCalendar(ctx, store.Calendar{CalendarID: cal.Id, AuthMode: store.AuthADC}); err != nil {
+	if _, err := lifecycle.Register(ctx, s, store.Calendar{CalendarID: cal.Id, AuthMode: store.AuthADC}); err != nil {
 		b.Fatal(err)
 	}
 	if r, err := st.RunRenew(ctx); err != nil || r.Status/100 != 2 {

@@ -22,10 +22,12 @@ func detailsHidden(role string, ev *event) bool {
 func present(ev *event, full bool, role string, maxAttendees int) any {
 	if (full || !ev.cancelled()) && detailsHidden(role, ev) {
 		b := &ev.b
-		// A busy block: the event without its details.
+		// A busy block: the event without its details. Google keeps its
+		// visibility, link and iCalUID (a freeBusyReader's events.list shows
+		// "visibility": "private" on a private event's block).
 		return &eventBody{Kind: "calendar#event", Etag: b.Etag, ID: b.ID, Status: b.Status, Updated: b.Updated, Start: b.Start,
 			End: b.End, Transparency: b.Transparency, RecurringEventID: b.RecurringEventID, OriginalStartTime: b.OriginalStartTime,
-			EventType: b.EventType}
+			EventType: b.EventType, Visibility: b.Visibility, HTMLLink: b.HTMLLink, ICalUID: b.ICalUID}
 	}
 	return withMaxAttendees(ev.wire(full), maxAttendees)
 }

@@ -65,6 +65,11 @@ func TestRoleLimitedReads(t *testing.T) {
 	if got := summaries(as("rita@calsync.test"), "reader"); got[open.Id] != "standup|" || got[private.Id] != "|" {
 		t.Errorf("reader: %v", got)
 	}
+	// A busy block keeps its visibility (how a reader tells it from an
+	// event without a summary), as Google's does.
+	if e, err := as("rita@calsync.test").Events.Get(cal, private.Id).Do(); err != nil || e.Visibility != "private" || e.Summary != "" {
+		t.Errorf("reader's busy block: %v %+v", err, e)
+	}
 	fred := as("fred@calsync.test")
 	if got := summaries(fred, "freeBusyReader"); len(got) != 2 || got[open.Id] != "|" || got[private.Id] != "|" {
 		t.Errorf("freeBusyReader: %v", got)
