@@ -9,8 +9,8 @@ import (
 	"cloud.google.com/go/firestore"
 
 	"github.com/calsync/calsync/shared/enroll"
-	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/lifecycle"
+	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
 )
