@@ -173,7 +173,9 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 	case EffectDeny:
 		res.Changed, err = o.markGrant(ctx, t, op, cause, StatusOf(a))
 	case EffectCountNotFound:
-		res.Streak, err = o.Store.RecordNotFound(ctx, t.Key, t.LeaseOwner, string(op), o.policy())
+		res.Streak, err = o.Store.RecordNotFound(ctx, t.Key, t.LeaseOwner, string(op), func(c store.Calendar, now time.Time) store.NotFoundStreak {
+			return NextStreak(o.policy(), c, now)
+		})
 		if err == nil {
 			res.Changed = true
 			o.logStreak(ctx, log, res.Streak, cause)
