@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -64,7 +63,8 @@ func (m *Manager) Ensure(ctx context.Context, key string, cal *store.Calendar, c
 }
 
 // ensure is Ensure for a calendar's events or an identity's list (lists.go):
-// t nil (gone) or not active: no live channel; active: exactly one.
+// t nil (gone) or not active: no live channel; active: exactly one. The
+// records are sorted and the plan made by decide.go; this does the calls.
 func (m *Manager) ensure(ctx context.Context, t *target, chans []store.Channel, renewBefore time.Duration) (Outcome, error) {
 	// Poll mode is for calendars' events (cal), not lists.
 	var cal *store.Calendar
@@ -75,43 +75,18 @@ func (m *Manager) ensure(ctx context.Context, t *target, chans []store.Channel, 
 	}
 	var out Outcome
 	now := m.now()
-	var live []store.Channel
-	var latest *store.Channel
-	resourceID := ""
-	busy := false
+	r := sortRecords(chans, now, m.pendingTimeout())
 	var errs []error
-	for i := range chans {
-		ch := chans[i]
-		if latest == nil || ch.CreatedAt.After(latest.CreatedAt) || (ch.CreatedAt.Equal(latest.CreatedAt) && ch.ChannelID > latest.ChannelID) {
-			latest = &chans[i]
-		}
-		if ch.ResourceID != "" {
-			resourceID = ch.ResourceID
-		}
-		switch ch.State {
-		case store.ChannelActive:
-			if ch.Expiration.After(now) {
-				live = append(live, ch)
-				continue
-			}
-			if err := m.end(ctx, ch, store.ChannelExpired); err != nil {
-				errs = append(errs, err)
-			} else {
-				out.Expired++
-			}
-		case store.ChannelPending:
-			if now.Sub(ch.CreatedAt) < m.pendingTimeout() {
-				busy = true
-			}
+	for _, ch := range r.expired {
+		if err := m.end(ctx, ch, store.ChannelExpired); err != nil {
+			errs = append(errs, err)
+		} else {
+			out.Expired++
 		}
 	}
 	// Abandoned pending records: their watch may have succeeded before the
-	// run died, so try to stop them (Google's resourceId is per calendar).
-	for _, ch := range chans {
-		if ch.State != store.ChannelPending || now.Sub(ch.CreatedAt) < m.pendingTimeout() {
-			continue
-		}
-		ch.ResourceID = resourceID
+	// run died, so try to stop them.
+	for _, ch := range r.abandoned {
 		if t == nil || m.Stop(ctx, grant, ch) != nil {
 			if err := m.end(ctx, ch, store.ChannelExpired); err != nil {
 				errs = append(errs, err)
@@ -132,87 +107,65 @@ func (m *Manager) ensure(ctx context.Context, t *target, chans []store.Channel, 
 		// Polled, not pushed: no channel wanted (any left is stopped).
 		out.PollOnly, out.PollMode = true, cal.PollMode
 	}
-	if !active || out.PollOnly {
-		for _, ch := range live {
-			if err := m.Stop(ctx, grant, ch); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			out.Stopped++
-		}
-		return out, errors.Join(errs...)
-	}
-	if busy {
-		out.Busy = true
-		return out, errors.Join(errs...)
-	}
-	if len(live) == 0 {
-		after := ""
-		if latest != nil {
-			after = latest.ChannelID
-		}
-		_, err := m.watch(ctx, *t, after)
-		switch {
-		case errors.Is(err, ErrBusy):
-			out.Busy = true
-		case cal != nil && calclient.IsPushNotSupported(err):
-			// Google will not watch it (a holiday calendar, say): poll it.
-			if perr := m.setPollMode(ctx, key, cal, store.PollIncremental, store.PollReasonPushNotSupported); perr != nil {
-				errs = append(errs, perr)
-			} else {
-				out.PollOnly, out.PollMode, out.PollModeSet = true, store.PollIncremental, true
-			}
-		case err != nil:
-			errs = append(errs, err)
-		default:
-			out.Created = true
-		}
-		return out, errors.Join(errs...)
-	}
-	// Keep the newest (latest in its chain); stop the others.
-	sort.Slice(live, func(i, j int) bool {
-		if !live[i].CreatedAt.Equal(live[j].CreatedAt) {
-			return live[i].CreatedAt.After(live[j].CreatedAt)
-		}
-		return live[i].ChannelID > live[j].ChannelID
-	})
-	keep := live[0]
-	for _, ch := range live[1:] {
+	p := planChannels(r, wanted{active: active, pollOnly: out.PollOnly, renewBefore: renewBefore, signingKey: m.Tokens.SigningKeyID()}, now)
+	out.Busy = p.busy
+	for _, ch := range p.stop {
 		if err := m.Stop(ctx, grant, ch); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		out.Stopped++
 	}
-	left := keep.Expiration.Sub(now)
-	// A channel whose token another key signed (or one minted before key
-	// ids were recorded, a version 1 token) is renewed now, whatever its
-	// expiry: that is step 3 of a key rotation (README.md), done by the
-	// first run after the new key signs.
-	rekey := keep.TokenKeyID != m.Tokens.SigningKeyID()
-	if left >= renewBefore && !rekey {
+	switch p.watch {
+	case watchNone:
 		// Not due; still at risk when the window is shorter than 6 h.
-		out.ExpiringSoon = left < ExpiringSoonWindow
-		return out, errors.Join(errs...)
+		out.ExpiringSoon = p.expiringSoon
+	case watchCreate:
+		errs = append(errs, m.create(ctx, *t, p.after, &out))
+	case watchRenew:
+		errs = append(errs, m.renew(ctx, *t, p, &out))
 	}
-	nc, err := m.watch(ctx, *t, keep.ChannelID)
+	return out, errors.Join(errs...)
+}
+
+// create watches a target that has no live channel, the next in its chain
+// after after; a calendar Google will not watch is polled instead.
+func (m *Manager) create(ctx context.Context, t target, after string, out *Outcome) error {
+	_, err := m.watch(ctx, t, after)
+	switch {
+	case errors.Is(err, ErrBusy):
+		out.Busy = true
+	case t.cal != nil && calclient.IsPushNotSupported(err):
+		// Google will not watch it (a holiday calendar, say): poll it.
+		if err := m.setPollMode(ctx, t.key, t.cal, store.PollIncremental, store.PollReasonPushNotSupported); err != nil {
+			return err
+		}
+		out.PollOnly, out.PollMode, out.PollModeSet = true, store.PollIncremental, true
+	case err != nil:
+		return err
+	default:
+		out.Created = true
+	}
+	return nil
+}
+
+// renew replaces the kept channel: its successor first, then it is stopped.
+func (m *Manager) renew(ctx context.Context, t target, p channelPlan, out *Outcome) error {
+	nc, err := m.watch(ctx, t, p.after)
 	switch {
 	case errors.Is(err, ErrBusy):
 		out.Busy = true
 	case err != nil:
-		errs = append(errs, err)
-		out.ExpiringSoon = left < ExpiringSoonWindow
+		out.ExpiringSoon = p.expiringSoon
+		return err
 	default:
 		if m.afterWatch != nil {
-			m.afterWatch(keep, nc)
+			m.afterWatch(p.keep, nc)
 		}
-		if err := m.Stop(ctx, grant, keep); err != nil {
-			errs = append(errs, err)
-		}
-		out.Renewed = true
-		out.Rekeyed = rekey
+		out.Renewed, out.Rekeyed = true, p.rekey
+		return m.Stop(ctx, t.grant, p.keep)
 	}
-	return out, errors.Join(errs...)
+	return nil
 }
 
 // setPollMode has the lifecycle owner record a calendar's poll mode (it

@@ -8,6 +8,7 @@ package lifecycle
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/store"
@@ -357,4 +358,24 @@ func decideCalendar(status string, op Op, a Answer) Decision {
 		return Decision{EffectNone, Skip}
 	}
 	return Decision{EffectNone, RetryLater}
+}
+
+// NextStreak is the 404 streak rule: what one more 404 makes of calendar c's
+// streak under policy p. Only an active calendar counts (zero otherwise: its
+// streak is left alone); the first 404 starts the streak, and a streak of
+// p.Attempts 404s spanning p.After makes the calendar not_found.
+// store.RecordNotFound writes what it says.
+func NextStreak(p store.NotFoundPolicy, c store.Calendar, now time.Time) store.NotFoundStreak {
+	if c.Status != store.StatusActive {
+		return store.NotFoundStreak{}
+	}
+	if p.Attempts <= 0 {
+		p.Attempts = store.DefaultNotFoundPolicy.Attempts
+	}
+	out := store.NotFoundStreak{Count: c.NotFoundCount + 1, Since: c.NotFoundSince}
+	if c.NotFoundCount == 0 || out.Since.IsZero() {
+		out.Since = now
+	}
+	out.Marked = out.Count >= p.Attempts && now.Sub(out.Since) >= p.After
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 	"google.golang.org/api/googleapi"
@@ -191,6 +192,39 @@ func TestStatusOfAndAdvice(t *testing.T) {
 		}
 		if !a.IsAuth() && st != "" {
 			t.Errorf("domain answered %s: status %q", a, st)
+		}
+	}
+}
+
+// The 404 streak rule: only active calendars count; the first 404 starts the
+// streak; not_found takes both enough 404s and enough time.
+func TestNextStreak(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	p := store.NotFoundPolicy{Attempts: 3, After: time.Hour}
+	streak := func(n int, since time.Time) store.Calendar {
+		return store.Calendar{Status: store.StatusActive, NotFoundCount: n, NotFoundSince: since}
+	}
+	for _, tc := range []struct {
+		name string
+		p    store.NotFoundPolicy
+		c    store.Calendar
+		want store.NotFoundStreak
+	}{
+		{"first 404 starts the streak", p, streak(0, time.Time{}), store.NotFoundStreak{Count: 1, Since: now}},
+		{"a stale since of a cleared streak is not kept", p, streak(0, now.Add(-48*time.Hour)), store.NotFoundStreak{Count: 1, Since: now}},
+		{"a streak without its start starts now", p, streak(2, time.Time{}), store.NotFoundStreak{Count: 3, Since: now}},
+		{"enough 404s, too soon", p, streak(5, now.Add(-59*time.Minute)), store.NotFoundStreak{Count: 6, Since: now.Add(-59 * time.Minute)}},
+		{"long enough, too few", p, streak(1, now.Add(-48*time.Hour)), store.NotFoundStreak{Count: 2, Since: now.Add(-48 * time.Hour)}},
+		{"persistent: not_found", p, streak(2, now.Add(-time.Hour)), store.NotFoundStreak{Count: 3, Since: now.Add(-time.Hour), Marked: true}},
+		{"no attempts set: the default's", store.NotFoundPolicy{After: time.Minute}, streak(2, now.Add(-time.Hour)),
+			store.NotFoundStreak{Count: 3, Since: now.Add(-time.Hour), Marked: true}},
+		{"no attempts set, below the default", store.NotFoundPolicy{After: time.Minute}, streak(1, now.Add(-time.Hour)),
+			store.NotFoundStreak{Count: 2, Since: now.Add(-time.Hour)}},
+		{"not active: left alone", p, store.Calendar{Status: store.StatusNotFound, NotFoundCount: 3, NotFoundSince: now.Add(-time.Hour)}, store.NotFoundStreak{}},
+		{"unwatched: left alone", p, store.Calendar{Status: store.StatusUnwatched}, store.NotFoundStreak{}},
+	} {
+		if got := NextStreak(tc.p, tc.c, now); got != tc.want {
+			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
 		}
 	}
 }

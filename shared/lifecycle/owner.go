@@ -195,7 +195,9 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 				logging.KeyTarget, t.Kind.String(), "previousStatus", t.status())
 		}
 	case EffectCountNotFound:
-		res.Streak, err = o.Store.RecordNotFound(ctx, t.Key, t.LeaseOwner, string(op), o.policy())
+		res.Streak, err = o.Store.RecordNotFound(ctx, t.Key, t.LeaseOwner, string(op), func(c store.Calendar, now time.Time) store.NotFoundStreak {
+			return NextStreak(o.policy(), c, now)
+		})
 		if err == nil {
 			res.Changed = true
 			o.logStreak(ctx, log, res.Streak, cause)

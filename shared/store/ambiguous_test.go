@@ -84,7 +84,7 @@ func TestAmbiguousAdmit(t *testing.T) {
 			t.Fatal(err)
 		}
 		lostOnce(t, p, k)
-		a, err := via.Admit(ctx, key, Request{ReceivedAt: time.Now(), MessageID: "m1"}, Lease{Owner: "A/1", Duration: time.Minute})
+		a, err := via.Admit(ctx, key, Request{ReceivedAt: time.Now(), MessageID: "m1"}, Lease{Owner: "A/1", Duration: time.Minute}, Coalesce)
 		if err != nil || a.Outcome != OutcomeSync {
 			t.Fatalf("admit: %v %v; want the lease (Firestore holds it for A/1: %+v)", a.Outcome, err, calendarOf(t, direct, key).LeaseOwner)
 		}
@@ -101,7 +101,7 @@ func TestAmbiguousAdmitMarksDirty(t *testing.T) {
 		p, via, direct := viaProxy(t)
 		key, _ := leaseOn(t, direct, "dirty@x")
 		lostOnce(t, p, k)
-		a, err := via.Admit(context.Background(), key, Request{ReceivedAt: time.Now(), ChannelID: "ch", MessageNumber: 7}, Lease{Owner: "B/1", Duration: time.Minute})
+		a, err := via.Admit(context.Background(), key, Request{ReceivedAt: time.Now(), ChannelID: "ch", MessageNumber: 7}, Lease{Owner: "B/1", Duration: time.Minute}, Coalesce)
 		if err != nil || (a.Outcome != OutcomeMarkedDirty && a.Outcome != OutcomeAlreadyDirty && a.Outcome != OutcomeDuplicate) {
 			t.Fatalf("admit: %v %v; want the notification settled by the dirty flag", a.Outcome, err)
 		}

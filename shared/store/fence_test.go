@@ -18,7 +18,7 @@ func holdLease(t *testing.T, s *Store, calendarID string) Lease {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := s.Admit(ctx, key, Request{ReceivedAt: time.Now()}, Lease{Owner: "test/" + calendarID, Duration: time.Minute})
+	a, err := s.Admit(ctx, key, Request{ReceivedAt: time.Now()}, Lease{Owner: "test/" + calendarID, Duration: time.Minute}, Coalesce)
 	if err != nil || a.Outcome != OutcomeSync {
 		t.Fatalf("admit: %v %v", a.Outcome, err)
 	}
@@ -38,7 +38,7 @@ func TestFenceStopsAPausedHolder(t *testing.T) {
 	key, _ := a.RegisterCalendar(ctx, Calendar{CalendarID: "cal@x", AuthMode: AuthADC}, activate)
 	now := time.Now()
 	clockA := func() time.Time { return now }
-	admA, err := a.Admit(ctx, key, Request{ReceivedAt: now}, Lease{Owner: "A/1", Duration: time.Second, Now: clockA})
+	admA, err := a.Admit(ctx, key, Request{ReceivedAt: now}, Lease{Owner: "A/1", Duration: time.Second, Now: clockA}, Coalesce)
 	if err != nil || admA.Outcome != OutcomeSync {
 		t.Fatalf("A admit: %v %v", admA.Outcome, err)
 	}
@@ -48,7 +48,7 @@ func TestFenceStopsAPausedHolder(t *testing.T) {
 	}
 	// A pauses; its lease expires; B takes over and writes v3.
 	later := func() time.Time { return now.Add(2 * time.Second) }
-	admB, err := b.Admit(ctx, key, Request{ReceivedAt: later()}, Lease{Owner: "B/1", Duration: time.Minute, Now: later})
+	admB, err := b.Admit(ctx, key, Request{ReceivedAt: later()}, Lease{Owner: "B/1", Duration: time.Minute, Now: later}, Coalesce)
 	if err != nil || admB.Outcome != OutcomeSync || admB.Lease.Fence.Gen != la.Fence.Gen+1 {
 		t.Fatalf("B admit: %v %+v %v", admB.Outcome, admB.Lease.Fence, err)
 	}

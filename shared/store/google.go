@@ -21,13 +21,6 @@ type NotFoundPolicy struct {
 // DefaultNotFoundPolicy: three 404s over at least an hour.
 var DefaultNotFoundPolicy = NotFoundPolicy{Attempts: 3, After: time.Hour}
 
-func (p NotFoundPolicy) withDefaults() NotFoundPolicy {
-	if p.Attempts <= 0 {
-		p.Attempts = DefaultNotFoundPolicy.Attempts
-	}
-	return p
-}
-
 // NotFoundStreak is what RecordNotFound did.
 type NotFoundStreak struct {
 	Count  int       // 404s in the streak, this one included
@@ -35,12 +28,16 @@ type NotFoundStreak struct {
 	Marked bool      // the streak is long enough: status set to not_found
 }
 
+// NotFoundRule is the 404 streak rule, a pure function: what one more 404
+// makes of calendar c's streak (zero: c does not count, its streak is left
+// alone). It is shared/lifecycle's (lifecycle.NextStreak).
+type NotFoundRule func(c Calendar, now time.Time) NotFoundStreak
+
 // RecordNotFound counts a 404 for calendar key (events.list or events.watch)
-// and sets status not_found when the streak satisfies p. If leaseOwner holds
-// the calendar's lease, it is released (the calendar's dirty flag stays).
-// A calendar that is not active is left alone.
-func (s *Store) RecordNotFound(ctx context.Context, key, leaseOwner, what string, p NotFoundPolicy) (NotFoundStreak, error) {
-	p = p.withDefaults()
+// as next says, and sets status not_found when next marks it. If leaseOwner
+// holds the calendar's lease, it is released (the calendar's dirty flag
+// stays).
+func (s *Store) RecordNotFound(ctx context.Context, key, leaseOwner, what string, next NotFoundRule) (NotFoundStreak, error) {
 	ref := s.CalendarRef(key)
 	var out NotFoundStreak
 	defer s.lockCalendar(key)()
@@ -57,15 +54,10 @@ func (s *Store) RecordNotFound(ctx context.Context, key, leaseOwner, what string
 				firestore.Update{Path: "leaseMessageId", Value: firestore.Delete},
 				firestore.Update{Path: "leaseUntil", Value: now})
 		}
-		if c.Status == StatusActive {
-			out.Count, out.Since = c.NotFoundCount+1, c.NotFoundSince
-			if c.NotFoundCount == 0 || out.Since.IsZero() {
-				out.Since = now
-			}
+		if out = next(c, now); out.Count > 0 {
 			ups = append(ups, firestore.Update{Path: "notFoundCount", Value: out.Count},
 				firestore.Update{Path: "notFoundSince", Value: out.Since})
-			if out.Count >= p.Attempts && now.Sub(out.Since) >= p.After {
-				out.Marked = true
+			if out.Marked {
 				ups = append(ups, firestore.Update{Path: "status", Value: StatusNotFound},
 					firestore.Update{Path: "statusReason", Value: fmt.Sprintf("%s: 404 %d times since %s", what, out.Count, out.Since.Format(time.RFC3339))},
 					firestore.Update{Path: "lastProbeAt", Value: now})

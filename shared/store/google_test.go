@@ -71,18 +71,18 @@ func TestNotFoundStreakAndProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := NotFoundPolicy{Attempts: 2, After: 50 * time.Millisecond}
-	if s, err := st.RecordNotFound(ctx, key, "", "events.list", p); err != nil || s.Count != 1 || s.Marked {
+	if s, err := st.RecordNotFound(ctx, key, "", "events.list", streak(p)); err != nil || s.Count != 1 || s.Marked {
 		t.Fatalf("first: %+v %v", s, err)
 	}
 	if err := st.ClearNotFound(ctx, key); err != nil {
 		t.Fatal(err)
 	}
-	st.RecordNotFound(ctx, key, "", "events.list", p)
-	if s, _ := st.RecordNotFound(ctx, key, "", "events.list", p); s.Marked {
+	st.RecordNotFound(ctx, key, "", "events.list", streak(p))
+	if s, _ := st.RecordNotFound(ctx, key, "", "events.list", streak(p)); s.Marked {
 		t.Fatalf("two 404s within 50 ms marked it: %+v", s)
 	}
 	time.Sleep(60 * time.Millisecond)
-	s, _ := st.RecordNotFound(ctx, key, "", "events.list", p)
+	s, _ := st.RecordNotFound(ctx, key, "", "events.list", streak(p))
 	c, _ := st.GetCalendar(ctx, key)
 	if !s.Marked || c.Status != StatusNotFound || c.LastProbeAt.IsZero() {
 		t.Fatalf("persistent: %+v, %s", s, c.Status)

@@ -37,7 +37,7 @@ func TestProblemsDoNotReplaceUnwatched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	adm, err := st.Admit(ctx, key, Request{ReceivedAt: time.Now()}, Lease{Owner: "worker/1", Duration: time.Minute})
+	adm, err := st.Admit(ctx, key, Request{ReceivedAt: time.Now()}, Lease{Owner: "worker/1", Duration: time.Minute}, Coalesce)
 	if err != nil || adm.Outcome != OutcomeSync {
 		t.Fatalf("admit: %+v %v", adm, err)
 	}

@@ -94,47 +94,10 @@ type Admission struct {
 	Lease    Lease    // OutcomeSync: the caller's lease with its fence
 }
 
-// decide is the coalescing rule, a pure function of the calendar document.
-func decide(c Calendar, r Request, now time.Time) Outcome {
-	if r.Purge {
-		switch {
-		case c.Status != StatusUnwatched:
-			return OutcomeInactive
-		case c.LeaseOwner != "" && c.LeaseUntil.After(now):
-			return OutcomeRetryLater
-		}
-		return OutcomeSync
-	}
-	if c.Status != StatusActive {
-		return OutcomeInactive
-	}
-	if r.InitialOnly && c.SyncToken != "" {
-		return OutcomeNothingToDo
-	}
-	leased := c.LeaseOwner != "" && c.LeaseUntil.After(now)
-	// Covered: a sync that started after this notification was received has
-	// completed. Unless a crashed holder left the calendar dirty: take over.
-	if !r.FullResync && !r.ReceivedAt.IsZero() && r.ReceivedAt.Before(c.LastCompletedSyncStartedAt) && !(c.Dirty && !leased) {
-		return OutcomeCovered
-	}
-	duplicate := r.ChannelID != "" && c.ChannelMessages[r.ChannelID].admitted(r.MessageNumber)
-	if leased {
-		if r.MessageID != "" && r.MessageID == c.LeaseMessageID {
-			return OutcomeRetryLater
-		}
-		if duplicate {
-			return OutcomeDuplicate
-		}
-		if c.Dirty && (!r.FullResync || c.FullResyncRequested) {
-			return OutcomeAlreadyDirty
-		}
-		return OutcomeMarkedDirty
-	}
-	if duplicate && !c.Dirty { // dirty and unleased: a crashed holder's work, take over
-		return OutcomeDuplicate
-	}
-	return OutcomeSync
-}
+// CoalescingRule is what a notification leads to, given the calendar
+// document as read: a pure function. The rule is the syncer's
+// (syncer.Coalesce); Admit only reads, applies it and writes what it says.
+type CoalescingRule func(c Calendar, r Request, now time.Time) Outcome
 
 // channelMessagesKept bounds the channels calendars/{key}.channelMessages
 // remembers (a calendar has one live channel, two while one is renewed);
@@ -191,13 +154,13 @@ func recordMessage(c Calendar, r Request, now time.Time) []firestore.Update {
 // calendar first without a transaction and only opens one when it has to
 // write (take the lease, or set the dirty flag), so a burst of notifications
 // for a calendar under sync costs one read each and a single write.
-func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admission, error) {
-	if a, done, err := s.admitRead(ctx, key, r, l); done || err != nil {
+func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease, decide CoalescingRule) (Admission, error) {
+	if a, done, err := s.admitRead(ctx, key, r, l, decide); done || err != nil {
 		return a, err
 	}
 	defer s.lockCalendar(key)()
 	// Others of this process may have written while we queued: read again.
-	if a, done, err := s.admitRead(ctx, key, r, l); done || err != nil {
+	if a, done, err := s.admitRead(ctx, key, r, l, decide); done || err != nil {
 		return a, err
 	}
 	var a Admission
@@ -258,7 +221,7 @@ func (s *Store) Admit(ctx context.Context, key string, r Request, l Lease) (Admi
 		// The commit may have applied: what Firestore holds now settles the
 		// notification (the lease is ours, or a no-write outcome), or the
 		// caller tries again.
-		if a, done, rerr := s.admitRead(ctx, key, r, l); rerr == nil && done {
+		if a, done, rerr := s.admitRead(ctx, key, r, l, decide); rerr == nil && done {
 			return a, nil
 		}
 	}
@@ -296,7 +259,7 @@ func (s *Store) granted(ctx context.Context, key string, l Lease, gen int64, unt
 }
 
 // admitRead decides from a plain read; done is false when a write is needed.
-func (s *Store) admitRead(ctx context.Context, key string, r Request, l Lease) (Admission, bool, error) {
+func (s *Store) admitRead(ctx context.Context, key string, r Request, l Lease, decide CoalescingRule) (Admission, bool, error) {
 	c, err := s.GetCalendar(ctx, key)
 	if errors.Is(err, ErrNotFound) {
 		return Admission{Outcome: OutcomeUnknown}, true, nil

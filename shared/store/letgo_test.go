@@ -17,7 +17,7 @@ func TestLetGo(t *testing.T) {
 	// admit takes the lease for message msg, as seen at t0+d.
 	admit := func(key, owner, msg string, d time.Duration) Lease {
 		t.Helper()
-		a, err := st.Admit(ctx, key, Request{ReceivedAt: t0.Add(d), MessageID: msg}, Lease{Owner: owner, Duration: time.Second, Now: at(d)})
+		a, err := st.Admit(ctx, key, Request{ReceivedAt: t0.Add(d), MessageID: msg}, Lease{Owner: owner, Duration: time.Second, Now: at(d)}, Coalesce)
 		if err != nil || a.Outcome != OutcomeSync {
 			t.Fatalf("admit %s: %v %v", owner, a.Outcome, err)
 		}
@@ -58,7 +58,7 @@ func TestLetGo(t *testing.T) {
 			t.Fatalf("calendar %+v, want dirty and released", c)
 		}
 		// So the redelivery of m1 takes over, though its push was recorded.
-		a, err := st.Admit(ctx, key, m1, Lease{Owner: "B/1", Duration: time.Second, Now: at(3 * time.Second)})
+		a, err := st.Admit(ctx, key, m1, Lease{Owner: "B/1", Duration: time.Second, Now: at(3 * time.Second)}, Coalesce)
 		if err != nil || a.Outcome != OutcomeSync {
 			t.Fatalf("redelivery: %v %v", a.Outcome, err)
 		}
@@ -123,7 +123,7 @@ func TestLetGo(t *testing.T) {
 			t.Fatal(err)
 		}
 		// A notification during the round, acknowledged for A's rerun.
-		if a, err := st.Admit(ctx, key, Request{ReceivedAt: t0.Add(200 * time.Millisecond)}, Lease{Owner: "C/1", Duration: time.Second, Now: at(200 * time.Millisecond)}); err != nil || a.Outcome != OutcomeMarkedDirty {
+		if a, err := st.Admit(ctx, key, Request{ReceivedAt: t0.Add(200 * time.Millisecond)}, Lease{Owner: "C/1", Duration: time.Second, Now: at(200 * time.Millisecond)}, Coalesce); err != nil || a.Outcome != OutcomeMarkedDirty {
 			t.Fatalf("admit during the round: %v %v", a.Outcome, err)
 		}
 		la.Now = at(300 * time.Millisecond)

@@ -26,7 +26,7 @@ func TestForgedMessageNumberDoesNotSilence(t *testing.T) {
 	clock := func() time.Time { return now }
 	push := func(n int64) Outcome {
 		t.Helper()
-		a, err := s.Admit(ctx, key, Request{ReceivedAt: step(), ChannelID: "ch-1", MessageNumber: n}, Lease{Owner: "w/1", Duration: time.Minute, Now: clock})
+		a, err := s.Admit(ctx, key, Request{ReceivedAt: step(), ChannelID: "ch-1", MessageNumber: n}, Lease{Owner: "w/1", Duration: time.Minute, Now: clock}, Coalesce)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +77,7 @@ func TestChannelMessagesOlderShape(t *testing.T) {
 	}
 	admit := func(n int64) Outcome {
 		t.Helper()
-		a, err := s.Admit(ctx, key, Request{ReceivedAt: now, ChannelID: "ch-1", MessageNumber: n}, Lease{Owner: "w/1", Duration: time.Minute})
+		a, err := s.Admit(ctx, key, Request{ReceivedAt: now, ChannelID: "ch-1", MessageNumber: n}, Lease{Owner: "w/1", Duration: time.Minute}, Coalesce)
 		if err != nil {
 			t.Fatal(err)
 		}

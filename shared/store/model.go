@@ -178,8 +178,8 @@ type ChannelMessage struct {
 	At     time.Time `firestore:"at"` // when it was admitted (entries age out)
 }
 
-// admitted reports whether message number n of this channel was admitted.
-func (m ChannelMessage) admitted(n int64) bool {
+// Admitted reports whether message number n of this channel was admitted.
+func (m ChannelMessage) Admitted(n int64) bool {
 	return n > 0 && (n == m.Number || slices.Contains(m.Numbers, n))
 }
 

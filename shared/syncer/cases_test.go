@@ -687,7 +687,7 @@ func TestFullResyncCooldown(t *testing.T) {
 	// An operator's request that only marks the calendar (another session
 	// holds it): the holder's next round is full all the same. The flag
 	// alone was coalesced, and the operator's resync was lost.
-	other, err := e.st.Admit(e.ctx, e.key, store.Request{ReceivedAt: now().UTC()}, store.Lease{Owner: "other/1", Duration: time.Minute, Now: now})
+	other, err := e.st.Admit(e.ctx, e.key, store.Request{ReceivedAt: now().UTC()}, store.Lease{Owner: "other/1", Duration: time.Minute, Now: now}, syncer.Coalesce)
 	if err != nil || other.Outcome != store.OutcomeSync {
 		t.Fatalf("another session takes the calendar: %v %v", other.Outcome, err)
 	}

@@ -10,7 +10,58 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/calsync/calsync/shared/store"
 )
+
+// Coalesce is the coalescing rule (shared/store/README.md, "The coalescing
+// rule"): what a notification leads to, a pure function of the calendar
+// document as read. store.Admit applies it, on a plain read and again
+// inside the transaction that writes what it says.
+func Coalesce(c store.Calendar, r store.Request, now time.Time) store.Outcome {
+	if r.Purge {
+		switch {
+		case c.Status != store.StatusUnwatched:
+			// Only an unenrolled calendar's mirror is purged: never one still
+			// followed, whatever its problem (the Webhook's account may
+			// publish on the notifications topic: a purge there proves
+			// nothing).
+			return store.OutcomeInactive
+		case c.LeaseOwner != "" && c.LeaseUntil.After(now):
+			return store.OutcomeRetryLater
+		}
+		return store.OutcomeSync
+	}
+	if c.Status != store.StatusActive {
+		return store.OutcomeInactive
+	}
+	if r.InitialOnly && c.SyncToken != "" {
+		return store.OutcomeNothingToDo
+	}
+	leased := c.LeaseOwner != "" && c.LeaseUntil.After(now)
+	// Covered: a sync that started after this notification was received has
+	// completed. Unless a crashed holder left the calendar dirty: take over.
+	if !r.FullResync && !r.ReceivedAt.IsZero() && r.ReceivedAt.Before(c.LastCompletedSyncStartedAt) && !(c.Dirty && !leased) {
+		return store.OutcomeCovered
+	}
+	duplicate := r.ChannelID != "" && c.ChannelMessages[r.ChannelID].Admitted(r.MessageNumber)
+	if leased {
+		if r.MessageID != "" && r.MessageID == c.LeaseMessageID {
+			return store.OutcomeRetryLater
+		}
+		if duplicate {
+			return store.OutcomeDuplicate
+		}
+		if c.Dirty && (!r.FullResync || c.FullResyncRequested) {
+			return store.OutcomeAlreadyDirty
+		}
+		return store.OutcomeMarkedDirty
+	}
+	if duplicate && !c.Dirty { // dirty and unleased: a crashed holder's work, take over
+		return store.OutcomeDuplicate
+	}
+	return store.OutcomeSync
+}
 
 // held is this process's knowledge of a lease it holds. dirty is true only
 // while the calendar document's dirty flag is known to be set and no round

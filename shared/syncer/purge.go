@@ -27,7 +27,7 @@ func (s *Syncer) purge(ctx context.Context, n messages.Notification) error {
 	log := s.o.Logger.With(logging.KeyCalendarKey, key)
 	lease := store.Lease{Owner: s.o.Instance + "/" + uuid.NewString(), Duration: s.o.LeaseDuration, Now: s.o.Now}
 	ctx = context.WithValue(ctx, sessionKey{}, n) // fail lets go for this request
-	adm, err := retry(ctx, s, func() (store.Admission, error) { return s.o.Store.Admit(ctx, key, requestOf(n), lease) })
+	adm, err := retry(ctx, s, func() (store.Admission, error) { return s.o.Store.Admit(ctx, key, requestOf(n), lease, Coalesce) })
 	if err != nil {
 		log.Error("purge not admitted; Pub/Sub will redeliver", logging.KeyEvent, logging.EventSyncError, logging.KeyError, err.Error())
 		return err

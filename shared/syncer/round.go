@@ -2,15 +2,12 @@ package syncer
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"time"
 
 	"google.golang.org/api/calendar/v3"
 
 	"github.com/calsync/calsync/shared/logging"
-	"github.com/calsync/calsync/shared/messages"
-	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -157,21 +154,13 @@ func (s *Syncer) resolveGhosts(ctx context.Context, st *roundState, leftover []s
 		return nil
 	}
 	return s.try(ctx, func() error {
-		have, err := s.o.Store.GetEvents(ctx, st.key, leftover)
+		stored, err := s.o.Store.GetEvents(ctx, st.key, leftover)
 		if err != nil {
 			return err
 		}
-		var msgs []pubsubx.Message
-		syncedAt := s.now()
-		for _, id := range leftover {
-			if have[id].Exists || s.o.Publisher == nil {
-				continue
-			}
-			m, err := changeMessage(st, id, messages.ChangeDeleted, &pending{}, syncedAt)
-			if err != nil {
-				return err
-			}
-			msgs = append(msgs, m)
+		msgs, err := planGhosts(s.planContext(st), leftover, stored)
+		if err != nil {
+			return err
 		}
 		if err := s.publish(ctx, st, msgs); err != nil {
 			return err
@@ -256,80 +245,11 @@ func (s *Syncer) listAll(ctx context.Context, svc *calendar.Service, st *roundSt
 	}
 }
 
-// pending is the planned final state of one document in a page.
-type pending struct {
-	before store.EventMeta
-	ev     *calendar.Event // the item (nil for a delete without one)
-	doc    map[string]any  // nil: delete
-}
-
-// pageBatch plans the writes of a page, in order; later items win.
-type pageBatch struct {
-	existing map[string]store.EventMeta
-	plan     map[string]*pending
-	order    []string
-	orphans  []*calendar.Event // cancelled exceptions whose series is not known yet
-	stale    int               // items older than the mirror's version: left alone
-}
-
-func newBatch(existing map[string]store.EventMeta) *pageBatch {
-	return &pageBatch{existing: existing, plan: map[string]*pending{}}
-}
-
-func (b *pageBatch) current(id string) store.EventMeta {
-	if p, ok := b.plan[id]; ok {
-		if p.doc == nil {
-			return store.EventMeta{ID: id}
-		}
-		return store.EventMeta{ID: id, Exists: true, Etag: p.ev.Etag, Updated: p.ev.Updated, Sequence: p.ev.Sequence,
-			Status: p.ev.Status, RecurringEventID: p.ev.RecurringEventId, Series: len(p.ev.Recurrence) > 0}
-	}
-	return b.existing[id]
-}
-
-func (b *pageBatch) put(id string, before store.EventMeta, ev *calendar.Event, doc map[string]any) {
-	if p, ok := b.plan[id]; ok {
-		p.ev, p.doc = ev, doc
-		return
-	}
-	if _, ok := b.existing[id]; ok {
-		before = b.existing[id]
-	}
-	b.plan[id] = &pending{before: before, ev: ev, doc: doc}
-	b.order = append(b.order, id)
-}
-
-// older reports whether item is an older version of the event than cur
-// holds: a stored event is never replaced by an older one.
-func (b *pageBatch) older(ev *calendar.Event, cur store.EventMeta) bool {
-	if cur.Exists && compareVersions(ev.Updated, ev.Sequence, ev.Etag, cur.Updated, cur.Sequence, cur.Etag) < 0 {
-		b.stale++
-		return true
-	}
-	return false
-}
-
-// applyPage writes one page: it reads the page's documents in one GetAll,
-// plans the writes (changed, newer versions only), publishes their change
-// messages and then writes them. A failure retries the whole page from a
-// fresh read, so nothing half-applied is applied twice.
-func (s *Syncer) applyPage(ctx context.Context, st *roundState, items []*calendar.Event) error {
-	if len(items) == 0 {
-		return nil
-	}
-	ids := make([]string, 0, len(items)+8)
-	seen := make(map[string]bool, len(items))
-	add := func(id string) {
-		if id != "" && !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
-		}
-	}
+// noteListed records what a page tells the round beyond its writes: the
+// ids a full listing returned (the sweep's input), and the series masters
+// it listed, live or cancelled.
+func (st *roundState) noteListed(items []*calendar.Event) {
 	for _, ev := range items {
-		add(ev.Id)
-		if ev.Status == "cancelled" && ev.RecurringEventId != "" {
-			add(ev.RecurringEventId) // is the series alive?
-		}
 		if st.full {
 			st.listed[ev.Id] = struct{}{}
 		}
@@ -340,159 +260,79 @@ func (s *Syncer) applyPage(ctx context.Context, st *roundState, items []*calenda
 			st.series[ev.Id] = ev.Status != "cancelled"
 		}
 	}
+}
+
+func (s *Syncer) planContext(st *roundState) planContext {
+	return planContext{key: st.key, calendarID: st.calendarID, syncedAt: s.now(), announce: s.o.Publisher != nil}
+}
+
+func (st *roundState) input(items []*calendar.Event, stored map[string]store.EventMeta) pageInput {
+	return pageInput{items: items, stored: stored, series: st.series, full: st.full, loc: st.loc}
+}
+
+// applyPage writes one page: it reads the page's documents in one GetAll,
+// plans (plan.go; a deleted series' exceptions read when the plan asks),
+// and flushes the plan. A failure retries the whole page from a fresh read,
+// so nothing half-applied is applied twice.
+func (s *Syncer) applyPage(ctx context.Context, st *roundState, items []*calendar.Event) error {
+	if len(items) == 0 {
+		return nil
+	}
+	st.noteListed(items)
+	ids := pageReads(items)
 	// The stored documents of events about to be updated are kept for the
 	// change messages' diffs (GetAll reads them whole anyway: diff.go).
 	var newEtags map[string]string
 	if !s.o.NoDiffs {
-		newEtags = make(map[string]string, len(items))
-	}
-	for _, ev := range items {
-		if newEtags == nil {
-			break
-		}
-		if ev.Status == "cancelled" {
-			delete(newEtags, ev.Id) // a deletion or a cancelled occurrence: no diff
-		} else {
-			newEtags[ev.Id] = ev.Etag
-		}
+		newEtags = diffCandidates(items)
 	}
 	return s.try(ctx, func() error {
-		existing, err := s.o.Store.GetEventsKeeping(ctx, st.key, ids, newEtags)
+		stored, err := s.o.Store.GetEventsKeeping(ctx, st.key, ids, newEtags)
 		if err != nil {
 			return err
 		}
-		b := newBatch(existing)
-		syncedAt := s.now()
-		for _, ev := range items {
-			if err := s.plan(ctx, st, b, ev, syncedAt); err != nil {
+		in, pc := st.input(items, stored), s.planContext(st)
+		for {
+			p, err := planPage(pc, in)
+			if err != nil {
 				return err
 			}
+			if len(p.missing) == 0 {
+				if err := s.flush(ctx, st, p); err != nil {
+					return err
+				}
+				st.orphans = append(st.orphans, p.orphans...)
+				return nil
+			}
+			if in.exceptions == nil {
+				in.exceptions = make(map[string][]store.EventMeta, len(p.missing))
+			}
+			for _, master := range p.missing {
+				if in.exceptions[master], err = s.o.Store.Exceptions(ctx, st.key, master); err != nil {
+					return err
+				}
+			}
 		}
-		if err := s.flush(ctx, st, b, syncedAt); err != nil {
-			return err
-		}
-		st.orphans = append(st.orphans, b.orphans...)
-		return nil
 	})
 }
 
-func (st *roundState) seriesLive(b *pageBatch, master string) (live, known bool) {
-	if v, ok := st.series[master]; ok {
-		return v, true
-	}
-	if st.full {
-		return false, false // the mirror may be stale: only the listing counts
-	}
-	m := b.current(master)
-	if m.Exists {
-		return m.Status != "cancelled", true
-	}
-	return false, false
-}
-
-func (s *Syncer) plan(ctx context.Context, st *roundState, b *pageBatch, ev *calendar.Event, syncedAt time.Time) error {
-	switch {
-	case ev.Status == "cancelled" && ev.RecurringEventId == "":
-		// A deletion: the event, and if it was a series, its exceptions.
-		cur := b.current(ev.Id)
-		if b.older(ev, cur) {
-			return nil
-		}
-		if cur.Exists {
-			b.put(ev.Id, store.EventMeta{}, ev, nil)
-		}
-		for _, id := range b.order { // exceptions planned earlier in this page
-			if p := b.plan[id]; p.doc != nil && p.ev.RecurringEventId == ev.Id {
-				p.doc = nil
-				p.ev = nil
-			}
-		}
-		if !cur.Series {
-			// Not a series in the mirror (or not there at all): no stored
-			// exceptions to look for. Tombstones of old single events are
-			// common in full listings; this spares each a query.
-			return nil
-		}
-		exc, err := s.o.Store.Exceptions(ctx, st.key, ev.Id)
-		if err != nil {
-			return err
-		}
-		for _, m := range exc {
-			if _, ok := b.existing[m.ID]; !ok {
-				b.existing[m.ID] = m
-			}
-			if b.current(m.ID).Exists {
-				b.put(m.ID, m, nil, nil)
-			}
-		}
-		return nil
-	case ev.Status == "cancelled":
-		// A cancelled occurrence: kept while its series lives.
-		live, known := st.seriesLive(b, ev.RecurringEventId)
-		if !known {
-			b.orphans = append(b.orphans, ev)
-			return nil
-		}
-		if !live {
-			if b.current(ev.Id).Exists {
-				b.put(ev.Id, store.EventMeta{}, ev, nil)
-			}
-			return nil
-		}
-	}
-	if b.older(ev, b.current(ev.Id)) {
-		return nil
-	}
-	doc, err := store.EventDoc(ev, st.loc, syncedAt)
-	if err != nil {
-		return err
-	}
-	b.put(ev.Id, store.EventMeta{ID: ev.Id}, ev, doc)
-	return nil
-}
-
-// resolveOrphans decides the cancelled exceptions whose series the round had
-// not seen: kept if the series is live (in this listing, or in the mirror for
-// an incremental round), removed otherwise.
+// resolveOrphans writes the cancelled exceptions whose series the round had
+// not seen when it listed them (planOrphans decides).
 func (s *Syncer) resolveOrphans(ctx context.Context, st *roundState) error {
 	if len(st.orphans) == 0 {
 		return nil
 	}
-	orphans := st.orphans
-	ids := make([]string, 0, 2*len(orphans))
-	for _, ev := range orphans {
-		ids = append(ids, ev.Id, ev.RecurringEventId)
-	}
+	ids := orphanReads(st.orphans)
 	err := s.try(ctx, func() error {
-		existing, err := s.o.Store.GetEvents(ctx, st.key, ids)
+		stored, err := s.o.Store.GetEvents(ctx, st.key, ids)
 		if err != nil {
 			return err
 		}
-		b := newBatch(existing)
-		syncedAt := s.now()
-		for _, ev := range orphans {
-			live, known := st.series[ev.RecurringEventId]
-			if !known && !st.full {
-				m := existing[ev.RecurringEventId]
-				live = m.Exists && m.Status != "cancelled"
-			}
-			cur := b.current(ev.Id)
-			if b.older(ev, cur) {
-				continue
-			}
-			if !live {
-				if cur.Exists {
-					b.put(ev.Id, store.EventMeta{}, ev, nil)
-				}
-				continue
-			}
-			doc, err := store.EventDoc(ev, st.loc, syncedAt)
-			if err != nil {
-				return err
-			}
-			b.put(ev.Id, store.EventMeta{ID: ev.Id}, ev, doc)
+		p, err := planOrphans(s.planContext(st), st.input(st.orphans, stored))
+		if err != nil {
+			return err
 		}
-		return s.flush(ctx, st, b, syncedAt)
+		return s.flush(ctx, st, p)
 	})
 	if err == nil {
 		st.orphans = nil
@@ -500,85 +340,33 @@ func (s *Syncer) resolveOrphans(ctx context.Context, st *roundState) error {
 	return err
 }
 
-// flush publishes a batch's change messages (and waits for Pub/Sub), then
-// writes the documents, fenced: a crash in between re-sends, never loses. The
-// round's result is updated only once it all succeeded.
-func (s *Syncer) flush(ctx context.Context, st *roundState, b *pageBatch, syncedAt time.Time) error {
-	t := tally{stale: b.stale}
-	var writes []store.EventWrite
-	var msgs []pubsubx.Message
-	var created []string
-	for _, id := range b.order {
-		p := b.plan[id]
-		var kind string
-		w := store.EventWrite{ID: id, Doc: p.doc, Replaces: p.before}
-		switch {
-		case p.doc == nil && !p.before.Exists:
-			continue // created and deleted within the page, or never there
-		case p.doc == nil:
-			kind, w.Delta = messages.ChangeDeleted, -1
-			t.deleted++
-		case p.before.Exists && p.before.Etag == p.ev.Etag:
-			t.unchanged++
-			continue
-		case p.ev.Status == "cancelled" && p.ev.RecurringEventId != "":
-			// One occurrence of a live series cancelled: its own kind, not
-			// an "updated" event with no summary.
-			kind = messages.ChangeCancelled
-			t.written++
-			if !p.before.Exists {
-				w.Delta = 1
-				created = append(created, id)
-			}
-		case p.before.Exists:
-			kind = messages.ChangeUpdated
-			t.written++
-		default:
-			kind, w.Delta = messages.ChangeCreated, 1
-			t.written++
-			created = append(created, id)
-		}
-		if reason, ok := p.doc[store.FieldProblem].(string); ok {
-			t.problems = append(t.problems, problem{id, reason})
-		}
-		writes = append(writes, w)
-		if s.o.Publisher != nil {
-			m, err := changeMessage(st, id, kind, p, syncedAt)
-			if err != nil {
-				return err
-			}
-			msgs = append(msgs, m)
-		}
-	}
-	if len(writes) == 0 {
+// flush executes a plan: it records the ids announced as created, publishes
+// the change messages (and waits for Pub/Sub), then writes the documents,
+// fenced: a crash in between re-sends, never loses. A document Firestore
+// refuses is stored in part. The round's result is updated only once it
+// all succeeded.
+func (s *Syncer) flush(ctx context.Context, st *roundState, p plan) error {
+	t := p.tally
+	if len(p.writes) == 0 {
 		st.res.add(t)
 		return nil
 	}
-	if len(msgs) == 0 {
-		created = nil // nothing announced, nothing to record
-	}
 	// Record the ids announced as created before announcing them, so a sync
 	// killed before writing them leaves no ghost (resolveGhosts).
-	if err := s.o.Store.MarkAnnouncing(ctx, st.key, st.h.lease, created); err != nil {
+	if err := s.o.Store.MarkAnnouncing(ctx, st.key, st.h.lease, p.created); err != nil {
 		return err
 	}
-	if err := s.publish(ctx, st, msgs); err != nil {
+	if err := s.publish(ctx, st, p.messages); err != nil {
 		return err
 	}
-	t.changes = len(msgs)
-	rejected, err := s.o.Store.WriteEvents(ctx, st.key, st.h.lease, writes)
+	rejected, err := s.o.Store.WriteEvents(ctx, st.key, st.h.lease, p.writes)
 	if err != nil {
 		return err
 	}
 	for _, r := range rejected {
-		p := b.plan[r.ID]
-		if p == nil || p.ev == nil {
+		w, ok := p.fallback(r.ID)
+		if !ok {
 			return r.Err // only a document set can be refused; this is a bug
-		}
-		doc := store.MinimalEventDoc(p.ev, store.ProblemRejected)
-		w := store.EventWrite{ID: r.ID, Doc: doc, Replaces: p.before}
-		if !p.before.Exists {
-			w.Delta = 1
 		}
 		if again, err := s.o.Store.WriteEvents(ctx, st.key, st.h.lease, []store.EventWrite{w}); err != nil || len(again) > 0 {
 			if err == nil {
@@ -588,21 +376,21 @@ func (s *Syncer) flush(ctx context.Context, st *roundState, b *pageBatch, synced
 		}
 		t.problems = append(t.problems, problem{r.ID, store.ProblemRejected + ": " + clipError(r.Err)})
 	}
-	if err := s.o.Store.UnmarkAnnouncing(ctx, st.key, st.h.lease, created); err != nil {
+	if err := s.o.Store.UnmarkAnnouncing(ctx, st.key, st.h.lease, p.created); err != nil {
 		return err
 	}
-	for _, w := range writes {
+	for _, w := range p.writes {
 		if w.Doc == nil {
 			s.stats.dels.Add(1)
 		} else {
 			s.stats.writes.Add(1)
 		}
 	}
-	s.stats.changes.Add(int64(len(msgs)))
-	for _, p := range t.problems {
+	s.stats.changes.Add(int64(len(p.messages)))
+	for _, pr := range t.problems {
 		// Stored as far as it could be, flagged; the sync goes on.
 		st.log.Error("event stored in part: Firestore cannot hold it as Google sent it", logging.KeyEvent, logging.EventUnstorable,
-			logging.KeyEventID, p.id, logging.KeyReason, p.reason)
+			logging.KeyEventID, pr.id, logging.KeyReason, pr.reason)
 	}
 	st.res.add(t)
 	return nil
@@ -614,38 +402,6 @@ func clipError(err error) string {
 		msg = msg[:200]
 	}
 	return msg
-}
-
-func changeMessage(st *roundState, id, kind string, p *pending, syncedAt time.Time) (pubsubx.Message, error) {
-	c := messages.Change{CalendarID: st.calendarID, CalendarKey: st.key, EventID: id, Change: kind,
-		PreviousEtag: p.before.Etag, SyncedAt: syncedAt}
-	var raw []byte
-	var err error
-	if p.ev != nil {
-		c.Etag, c.Sequence, c.Updated = p.ev.Etag, p.ev.Sequence, p.ev.Updated
-		raw, err = json.Marshal(p.ev)
-		if kind == messages.ChangeUpdated && p.before.Doc != nil && err == nil {
-			cur := p.doc
-			if _, shed := cur[store.FieldTruncated]; shed {
-				cur, err = store.EventFields(p.ev) // the whole event, not what fitted
-			}
-			if err == nil {
-				c.ChangedFields, c.Previous = diffEvent(p.before.Doc, cur)
-			}
-		}
-	} else {
-		// Removed with its series or by the sweep: no tombstone of its own.
-		raw, err = json.Marshal(map[string]string{"kind": "calendar#event", "id": id, "status": "cancelled"})
-	}
-	if err != nil {
-		return pubsubx.Message{}, err
-	}
-	c.Event = raw
-	data, err := json.Marshal(c)
-	if err != nil {
-		return pubsubx.Message{}, err
-	}
-	return pubsubx.Message{Data: data, Attributes: c.Attributes()}, nil
 }
 
 // sweep removes, after a full listing, every mirrored event the listing did
@@ -668,21 +424,19 @@ func (s *Syncer) sweep(ctx context.Context, st *roundState) error {
 	if err != nil {
 		return err
 	}
-	syncedAt := s.now()
+	pc := s.planContext(st)
 	for i := 0; i < len(gone); i += chunk {
 		ids := gone[i:min(i+chunk, len(gone))]
 		err := s.try(ctx, func() error {
-			existing, err := s.o.Store.GetEvents(ctx, st.key, ids)
+			stored, err := s.o.Store.GetEvents(ctx, st.key, ids)
 			if err != nil {
 				return err
 			}
-			b := newBatch(existing)
-			for _, id := range ids {
-				if m := existing[id]; m.Exists {
-					b.put(id, m, nil, nil)
-				}
+			p, err := planSweep(pc, ids, stored)
+			if err != nil {
+				return err
 			}
-			return s.flush(ctx, st, b, syncedAt)
+			return s.flush(ctx, st, p)
 		})
 		if err != nil {
 			return err

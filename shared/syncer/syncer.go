@@ -329,7 +329,7 @@ func requestOf(n messages.Notification) store.Request {
 func (s *Syncer) admit(ctx context.Context, key string, req store.Request, lease store.Lease) (store.Admission, error) {
 	giveUp := s.o.Now().Add(s.o.LeaseDuration * 3 / 2)
 	for {
-		adm, err := retry(ctx, s, func() (store.Admission, error) { return s.o.Store.Admit(ctx, key, req, lease) })
+		adm, err := retry(ctx, s, func() (store.Admission, error) { return s.o.Store.Admit(ctx, key, req, lease, Coalesce) })
 		if err != nil || adm.Outcome != store.OutcomeRetryLater || !s.o.Now().Before(giveUp) {
 			return adm, err
 		}
