@@ -173,7 +173,7 @@ func (m *Manager) watch(ctx context.Context, t target, after string) (store.Chan
 	expiration := now.Add(m.TTL).Truncate(time.Millisecond)
 	rec := store.Channel{Kind: t.kind, Key: key, CalendarID: t.label, Resource: t.resource, State: store.ChannelPending,
 		CreatedAt: now, Expiration: expiration, ExpireAt: expiration.Add(m.retention()),
-		TokenKeyID: m.Tokens.SigningKeyID()}
+		TokenKeyID: m.Tokens.SigningKeyID(), Creator: &t.grant}
 	for hops := 0; ; hops++ {
 		if hops > 1000 {
 			return store.Channel{}, fmt.Errorf("channels: no free id in the chain of %s", key)
@@ -248,6 +248,9 @@ func (m *Manager) holds(ch store.Channel, now time.Time) bool {
 // grant g, which made it; 404 counts as stopped) and marks its record
 // stopped with stoppedAt and expireAt.
 func (m *Manager) Stop(ctx context.Context, g store.Grant, ch store.Channel) error {
+	if ch.Creator != nil {
+		g = *ch.Creator // only its creator may stop a channel
+	}
 	if ch.ResourceID != "" {
 		svc, err := m.Calendars.Service(ctx, g)
 		if err == nil {

@@ -159,7 +159,12 @@ func TestUnenrollOneDomainKeepsItsCustomersRooms(t *testing.T) {
 	check(store.StatusActive, 1)
 	// The last domain of the customer leaves: its rooms go.
 	res, err = v.e.UnenrollDomain(v.ctx, "two.test", true)
-	if err != nil || res.RoomsUnenrolled != 2 {
+	if err != nil || res.RoomsUnenrolled != 2 || res.Failed != 0 {
+		for _, l := range v.logs.Lines() {
+			if l["severity"] == "ERROR" {
+				t.Log(l)
+			}
+		}
 		t.Fatalf("unenroll two.test: %+v %v", res, err)
 	}
 	check(store.StatusUnwatched, 0)

@@ -6,9 +6,9 @@ package store
 // CredentialID). Calendars and identities carry its fields; Key is its one
 // name.
 type Grant struct {
-	AuthMode     string
-	Subject      string
-	CredentialID string
+	AuthMode     string `firestore:"authMode"`
+	Subject      string `firestore:"subject,omitempty"`
+	CredentialID string `firestore:"credentialId,omitempty"`
 }
 
 // Key names the grant: "adc", "subject:EMAIL" (SubjectName) or

@@ -229,6 +229,10 @@ type Channel struct {
 	// recorded, whose tokens are version 1. Key rotation counts and renews
 	// by it.
 	TokenKeyID string `firestore:"tokenKeyId,omitempty"`
+	// Creator is the grant that made the channel: Google lets only it stop
+	// the channel, whoever reads the calendar now (a new best reader, a
+	// room's other domain). Empty for records made before it was stored.
+	Creator *Grant `firestore:"creator,omitempty"`
 }
 
 // Credential is credentials/{credentialId}: a user's OAuth refresh token,
