@@ -137,7 +137,7 @@ func (e *Enroller) storeCredential(ctx context.Context, c messages.Control, cred
 		case err != nil:
 			return false, err
 		case cr.Status == store.StatusAuthRevoked:
-			return false, invalid(messages.ReasonRevokedGrant, fmt.Errorf("credential %s was revoked", c.CredentialID))
+			return false, invalid(messages.ReasonRevokedCredential, fmt.Errorf("credential %s was revoked", c.CredentialID))
 		}
 		return false, nil
 	}
@@ -151,7 +151,7 @@ func (e *Enroller) storeCredential(ctx context.Context, c messages.Control, cred
 	case errors.Is(err, credentials.ErrCredentialTaken):
 		return false, invalid(messages.ReasonCredentialTaken, err)
 	case errors.Is(err, credentials.ErrCredentialRevoked):
-		return false, invalid(messages.ReasonRevokedGrant, err)
+		return false, invalid(messages.ReasonRevokedCredential, err)
 	case errors.Is(err, calclient.ErrScopesMissing):
 		return false, invalid(messages.ReasonScopesMissing, err)
 	case lifecycle.Classify(err).IsAuth():

@@ -86,13 +86,13 @@ const (
 	ReasonBadOption          = "bad_option"
 	ReasonBadRequestID       = "bad_request_id"
 	// Found only when acting on it (the SyncWorker):
-	ReasonUnknownIdentity  = "unknown_identity"   // unenroll or resync of an identity never enrolled
-	ReasonSealedNotOpening = "sealed_not_opening" // the box does not open with the deployment's keys and the credential id
-	ReasonCredentialTaken  = "credential_taken"   // the credential id holds another grant
-	ReasonNoCredential     = "no_credential"      // enroll of a credential id that is not stored, without a sealed token
-	ReasonNotAuthorized    = "not_authorized"     // the identity's grant or delegation does not read its calendar list
-	ReasonRevokedGrant     = "revoked_credential" // enroll of a credential id whose grant was revoked
-	ReasonScopesMissing    = "scopes_missing"     // the sealed grant lacks one of calsync's scopes (granular consent)
+	ReasonUnknownIdentity   = "unknown_identity"   // unenroll or resync of an identity never enrolled
+	ReasonSealedNotOpening  = "sealed_not_opening" // the box does not open with the deployment's keys and the credential id
+	ReasonCredentialTaken   = "credential_taken"   // the credential id holds another grant
+	ReasonNoCredential      = "no_credential"      // enroll of a credential id that is not stored, without a sealed token
+	ReasonNotAuthorized     = "not_authorized"     // the identity's grant or delegation does not read its calendar list
+	ReasonRevokedCredential = "revoked_credential" // enroll of a credential id whose grant was revoked
+	ReasonScopesMissing     = "scopes_missing"     // the sealed grant lacks one of calsync's scopes (granular consent)
 )
 
 // credentialIDRE is credentials.NewID's form (messages cannot import it).

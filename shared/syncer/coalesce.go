@@ -63,21 +63,21 @@ func Coalesce(c store.Calendar, r store.Request, now time.Time) store.Outcome {
 	return store.OutcomeSync
 }
 
-// held is this process's knowledge of a lease it holds. dirty is true only
+// localDirty is this process's knowledge of a lease it holds. dirty is true only
 // while the calendar document's dirty flag is known to be set and no round
 // has started since: a notification arriving then is covered by the next
-// round without reading Firestore. mu is held across a round's start (the
+// round without reading Firestore. mu is localDirty across a round's start (the
 // transaction that clears the flag), and gen counts round starts, so a
 // notification can never record a flag that a round start already cleared.
-type held struct {
+type localDirty struct {
 	mu    sync.Mutex
 	gen   uint64
 	dirty bool
 }
 
-func (s *Syncer) heldState(key string) *held {
-	if v, ok := s.held.Load(key); ok {
-		return v.(*held)
+func (s *Syncer) localDirtyOf(key string) *localDirty {
+	if v, ok := s.localDirty.Load(key); ok {
+		return v.(*localDirty)
 	}
 	return nil
 }
@@ -85,7 +85,7 @@ func (s *Syncer) heldState(key string) *held {
 // heldDirty says whether this process knows the calendar's dirty flag is
 // set under its lease, and otherwise returns the round generation to pass to
 // noteDirty.
-func (h *held) check() (dirty bool, gen uint64) {
+func (h *localDirty) check() (dirty bool, gen uint64) {
 	if h == nil {
 		return false, 0
 	}
@@ -96,7 +96,7 @@ func (h *held) check() (dirty bool, gen uint64) {
 
 // noteDirty records that the flag was found set (or was set), unless a round
 // started since gen was read.
-func (h *held) noteDirty(gen uint64) {
+func (h *localDirty) noteDirty(gen uint64) {
 	if h == nil {
 		return
 	}

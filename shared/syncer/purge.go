@@ -68,7 +68,7 @@ func (s *Syncer) purge(ctx context.Context, n messages.Notification) error {
 	return nil
 }
 
-func (s *Syncer) purgeUnderLease(ctx context.Context, log *slog.Logger, key string, cal store.Calendar, hl *holding) error {
+func (s *Syncer) purgeUnderLease(ctx context.Context, log *slog.Logger, key string, cal store.Calendar, hl *sessionLease) error {
 	lease := hl.lease
 	rd, err := retry(ctx, s, func() (store.Round, error) { return s.o.Store.StartRound(ctx, key, lease, true) })
 	if err != nil {

@@ -118,7 +118,7 @@ func Classify(err error) Kind {
 // round for the dirty flag, or a sync this worker asked for itself.
 // Otherwise the error makes Pub/Sub redeliver the message; LetGo left the
 // calendar dirty, so the redelivery syncs even if its push was recorded.
-func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal store.Calendar, hl *holding, err error) error {
+func (s *Syncer) fail(ctx context.Context, log *slog.Logger, key string, cal store.Calendar, hl *sessionLease, err error) error {
 	s.letRunOut(log, hl)
 	lease := hl.lease
 	// The request context may be done: clean up on a short one of our own

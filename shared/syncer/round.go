@@ -50,7 +50,7 @@ func (r *result) completion(rd store.Round, handOver bool) store.Completion {
 // rare cancelled exceptions whose series is not known yet.
 type roundState struct {
 	key, calendarID string
-	h               *holding
+	h               *sessionLease
 	log             *slog.Logger
 	startedAt       time.Time // what the round covers (the original start of a resumed round)
 	stopAt          time.Time // the session's end: stop at the next checkpoint after it
@@ -70,7 +70,7 @@ type roundState struct {
 // or the rest of a round an earlier invocation stopped (rd.Resume). A 410
 // fullSyncRequired turns an incremental round into a full one. errStopped:
 // the session's time ran out at a checkpoint; the next invocation continues.
-func (s *Syncer) round(ctx context.Context, log *slog.Logger, h *holding, rd store.Round, stopAt time.Time) (*result, error) {
+func (s *Syncer) round(ctx context.Context, log *slog.Logger, h *sessionLease, rd store.Round, stopAt time.Time) (*result, error) {
 	svc, err := retry(ctx, s, func() (*calendar.Service, error) { return s.o.Services.Service(ctx, rd.Calendar.Grant()) })
 	if err != nil {
 		return nil, err

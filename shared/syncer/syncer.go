@@ -166,10 +166,10 @@ type Stats struct {
 // Syncer handles notifications. Safe for concurrent use: every call of
 // HandleNotification may run in parallel (Pub/Sub push does that).
 type Syncer struct {
-	o     Options
-	stats struct{ rounds, lists, writes, dels, changes atomic.Int64 }
-	seen  sync.Map // calendar key → *atomic.Int64: unix nanos of the last notification this process handled
-	held  sync.Map // calendar key → *held: leases this process holds
+	o          Options
+	stats      struct{ rounds, lists, writes, dels, changes atomic.Int64 }
+	seen       sync.Map // calendar key → *atomic.Int64: unix nanos of the last notification this process handled
+	localDirty sync.Map // calendar key → *localDirty: the sessions this process runs
 }
 
 // New returns a Syncer, filling defaults.
@@ -258,7 +258,7 @@ func (s *Syncer) HandleNotification(ctx context.Context, n messages.Notification
 	s.markSeen(n.CalendarKey)
 	lease := store.Lease{Owner: s.o.Instance + "/" + uuid.NewString(), Duration: s.o.LeaseDuration, Now: s.o.Now}
 	req := requestOf(n)
-	h := s.heldState(n.CalendarKey)
+	h := s.localDirtyOf(n.CalendarKey)
 	dirty, gen := h.check()
 	if dirty && !req.FullResync {
 		// This process holds the lease and the dirty flag is set: the next
@@ -345,12 +345,12 @@ func (s *Syncer) admit(ctx context.Context, key string, req store.Request, lease
 
 // syncUnderLease runs rounds while the calendar keeps getting dirty, then
 // lets the lease go. A heartbeat extends the lease; losing it cancels the work.
-func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n messages.Notification, cal store.Calendar, hl *holding, full bool) error {
+func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n messages.Notification, cal store.Calendar, hl *sessionLease, full bool) error {
 	key := n.CalendarKey
 	lease := hl.lease
-	h := &held{}
-	s.held.Store(key, h)
-	defer s.held.CompareAndDelete(key, h)
+	h := &localDirty{}
+	s.localDirty.Store(key, h)
+	defer s.localDirty.CompareAndDelete(key, h)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	hbDone := make(chan struct{})
@@ -432,12 +432,12 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 
 // forget ends this process's in-process acks on the session's behalf: it
 // will not rerun for them.
-func (s *Syncer) forget(key string, h *held) {
+func (s *Syncer) forget(key string, h *localDirty) {
 	h.mu.Lock()
 	h.gen++
 	h.dirty = false
 	h.mu.Unlock()
-	s.held.CompareAndDelete(key, h)
+	s.localDirty.CompareAndDelete(key, h)
 }
 
 // handOver ends a session that used up MaxSession while the calendar still
@@ -447,7 +447,7 @@ func (s *Syncer) forget(key string, h *held) {
 // over (a dirty calendar with a free lease is synced even by a covered
 // message). Without a request publisher, or if publishing fails, this
 // message is redelivered instead.
-func (s *Syncer) handOver(ctx context.Context, log *slog.Logger, key string, h *held, hl *holding, midRound bool, sessionStart time.Time) error {
+func (s *Syncer) handOver(ctx context.Context, log *slog.Logger, key string, h *localDirty, hl *sessionLease, midRound bool, sessionStart time.Time) error {
 	lease := hl.lease
 	s.forget(key, h)
 	if midRound {

@@ -31,8 +31,8 @@ import (
 // errLeaseExpired: heartbeats failed until the lease's safe end.
 var errLeaseExpired = fmt.Errorf("%w: could not renew it before it ran out", store.ErrLeaseLost)
 
-// holding is one session's lease.
-type holding struct {
+// sessionLease is one session's lease.
+type sessionLease struct {
 	key        string
 	lease      store.Lease // with its fence
 	margin     time.Duration
@@ -43,24 +43,24 @@ type holding struct {
 	inDoubt atomic.Int64
 }
 
-func newHolding(key string, l store.Lease) *holding {
-	h := &holding{key: key, lease: l, margin: l.Duration / 4}
+func newHolding(key string, l store.Lease) *sessionLease {
+	h := &sessionLease{key: key, lease: l, margin: l.Duration / 4}
 	h.extend(l.Until)
 	return h
 }
 
 // extend records a new end of the lease (written by Admit or Heartbeat).
-func (h *holding) extend(until time.Time) {
+func (h *sessionLease) extend(until time.Time) {
 	h.validUntil.Store(until.Add(-h.margin).UnixNano())
 }
 
 // deadline is when this process must have stopped acting on the lease.
-func (h *holding) deadline() time.Time { return time.Unix(0, h.validUntil.Load()) }
+func (h *sessionLease) deadline() time.Time { return time.Unix(0, h.validUntil.Load()) }
 
 // keepLease renews the lease every third of its duration until ctx ends. A
 // lost lease, or one it could not renew before its deadline, cancels the
 // session at once (WARNING lease_lost, which a log-based metric counts).
-func (s *Syncer) keepLease(ctx context.Context, cancel context.CancelCauseFunc, log *slog.Logger, h *holding, done chan<- struct{}) {
+func (s *Syncer) keepLease(ctx context.Context, cancel context.CancelCauseFunc, log *slog.Logger, h *sessionLease, done chan<- struct{}) {
 	defer close(done)
 	every := h.lease.Duration / 3
 	next := s.o.Now().Add(every)
@@ -133,7 +133,7 @@ func (s *Syncer) publish(ctx context.Context, st *roundState, msgs []pubsubx.Mes
 // event's last. The lease's end is that publish's deadline plus the margin,
 // so the wait is what the next holder would have waited had this session
 // died, whether or not the request's context is still live.
-func (s *Syncer) letRunOut(log *slog.Logger, h *holding) {
+func (s *Syncer) letRunOut(log *slog.Logger, h *sessionLease) {
 	if h == nil || h.inDoubt.Load() == 0 {
 		return
 	}
