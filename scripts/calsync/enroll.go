@@ -162,6 +162,9 @@ func cmdEnroll(ctx context.Context, c *cli, args []string) error {
 	}
 	fmt.Fprintf(c.stdout, "enrolled %s (identity %s): %d calendars in its list, %d kept by the filters: %d enrolled, %d already enrolled by another identity; %d unenrolled; %d calendars enrolled in all; its list is watched: calendars added or removed later follow within seconds\n",
 		value, res.IdentityKey, res.Listed, res.Kept, res.Enrolled, res.Shared, res.Unenrolled, res.Calendars)
+	if res.CapLeftOut > 0 {
+		fmt.Fprintf(c.stdout, "%d calendars left out by the cap on calendars per identity (MAX_CALENDARS_PER_IDENTITY); the identity records it as calendarsLeftOut\n", res.CapLeftOut)
+	}
 	if res.Failed > 0 {
 		return fmt.Errorf("%d failure(s); run with -v for details", res.Failed)
 	}

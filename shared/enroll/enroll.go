@@ -303,7 +303,7 @@ func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, sta
 		}
 	}
 	applied, err := lifecycle.ApplyList(ctx, e.Store, key, store.Listing{StartedAt: start, Enroll: enroll, Unenroll: unenroll,
-		UnenrollReason: "left the calendar list of " + id.Grant().Key()})
+		UnenrollReason: "left the calendar list of " + id.Grant().Key(), LeftOut: res.CapLeftOut})
 	if err != nil {
 		return res, err
 	}

@@ -317,4 +317,20 @@ func TestCalendarsPerIdentityCap(t *testing.T) {
 	if err != nil || res.Unenrolled != 1 || res.Enrolled != 1 || res.CapLeftOut != 1 || len(followed()) != 4 {
 		t.Fatalf("after one left: %+v %v, followed %v", res, err, followed())
 	}
+	// The identity says so, and stays active: calendarsLeftOut.
+	if id, err := v.st.GetIdentity(v.ctx, sp.Key()); err != nil || id.Status != store.StatusActive || id.CalendarsLeftOut != 1 {
+		t.Fatalf("identity after a capped listing: %+v %v", id, err)
+	}
+	// Under the cap again: 0.
+	for _, id := range ids[:2] {
+		if err := bob.CalendarList.Delete(id).Do(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res, err = v.e.Discover(v.ctx, sp.Key()); err != nil || res.CapLeftOut != 0 {
+		t.Fatalf("under the cap: %+v %v", res, err)
+	}
+	if id, err := v.st.GetIdentity(v.ctx, sp.Key()); err != nil || id.CalendarsLeftOut != 0 {
+		t.Fatalf("identity under the cap: %+v %v", id, err)
+	}
 }

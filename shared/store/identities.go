@@ -52,6 +52,9 @@ type Identity struct {
 	// a notification received before it is covered.
 	ListedAt  time.Time `firestore:"listedAt,omitempty"`
 	Calendars int       `firestore:"calendars"` // calendars read with it (it is their best reader), unwatched ones not counted
+	// CalendarsLeftOut: calendars of its list that MAX_CALENDARS_PER_IDENTITY
+	// left out at the last listing (0: none); it stays active.
+	CalendarsLeftOut int `firestore:"calendarsLeftOut,omitempty"`
 	// ChannelEpoch roots the chain of its list's channel ids
 	// (ClaimListChannelEpoch), as a calendar's does.
 	ChannelEpoch string    `firestore:"channelEpoch,omitempty"`

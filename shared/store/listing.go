@@ -57,6 +57,10 @@ type Listing struct {
 	Unenroll []string
 	// UnenrollReason is the statusReason of the calendars unwatched.
 	UnenrollReason string
+	// LeftOut: calendars the listing has and the filters keep that the cap
+	// on calendars per identity left out; recorded on the lister
+	// (calendarsLeftOut), 0 once none is.
+	LeftOut int
 }
 
 // ListingState is what a listing's transaction read: the planner's input.
@@ -186,7 +190,7 @@ func (s *Store) applyListing(ctx context.Context, key string, ref *firestore.Doc
 	}
 	var out Applied
 	for _, pt := range parts {
-		sub := Listing{StartedAt: l.StartedAt.UTC(), Enroll: pt.enroll, Unenroll: pt.unenroll, UnenrollReason: l.UnenrollReason}
+		sub := Listing{StartedAt: l.StartedAt.UTC(), Enroll: pt.enroll, Unenroll: pt.unenroll, UnenrollReason: l.UnenrollReason, LeftOut: l.LeftOut}
 		var p ListingPlan
 		err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 			st, err := s.readListing(tx, key, ref, sub)
@@ -259,6 +263,7 @@ func (s *Store) writeListing(tx *firestore.Transaction, key string, ref *firesto
 	return tx.Update(ref, []firestore.Update{
 		{Path: "listedAt", Value: l.StartedAt},
 		{Path: "calendars", Value: firestore.Increment(p.Counts[key])},
+		{Path: "calendarsLeftOut", Value: l.LeftOut},
 		{Path: "updatedAt", Value: now},
 	})
 }
