@@ -33,11 +33,11 @@ func EnrollIdentity(ctx context.Context, st *store.Store, id store.Identity) (st
 // store's transaction around this package's PlanListing (see
 // store.ApplyListing).
 func ApplyList(ctx context.Context, st *store.Store, key string, l store.Listing) (store.Applied, error) {
-	return st.ApplyListing(ctx, key, l)
+	return st.ApplyListing(ctx, key, l, PlanListing)
 }
 
 // ApplyRooms applies one listing of a Workspace customer's rooms: the
 // store's transaction around this package's PlanListing, as ApplyList.
 func ApplyRooms(ctx context.Context, st *store.Store, customerID string, l store.Listing) (store.Applied, error) {
-	return st.ApplyCustomerRooms(ctx, customerID, l)
+	return st.ApplyCustomerRooms(ctx, customerID, l, PlanListing)
 }

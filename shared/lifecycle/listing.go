@@ -11,8 +11,6 @@ import (
 	"github.com/calsync/calsync/shared/store"
 )
 
-func init() { store.RegisterListingPlanner(PlanListing) }
-
 // roleRank orders the access roles of calendar list entries. A role not
 // known ("": a domain's rooms, read as the admin) ranks as a writer: it
 // was read that way before roles were recorded.

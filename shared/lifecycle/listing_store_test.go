@@ -24,7 +24,7 @@ func TestApplyListing(t *testing.T) {
 		return store.Calendar{CalendarID: id, AuthMode: store.AuthDelegation, Subject: "ann@corp.test"}
 	}
 	t0 := time.Now()
-	got, err := st.ApplyListing(ctx, key, store.Listing{StartedAt: t0, Enroll: []store.Calendar{as("ann@corp.test"), as("team@corp.test"), as("ops@corp.test")}})
+	got, err := st.ApplyListing(ctx, key, store.Listing{StartedAt: t0, Enroll: []store.Calendar{as("ann@corp.test"), as("team@corp.test"), as("ops@corp.test")}}, lifecycle.PlanListing)
 	if err != nil || got.Stale || len(got.Enrolled) != 2 || got.Shared != 1 || got.Calendars != 2 {
 		t.Fatalf("first listing: %+v %v", got, err)
 	}
@@ -36,7 +36,7 @@ func TestApplyListing(t *testing.T) {
 		t.Fatalf("enrolled calendar: %+v %v", c, err)
 	}
 	// A stale listing (began before the applied one) changes nothing.
-	got, err = st.ApplyListing(ctx, key, store.Listing{StartedAt: t0.Add(-time.Second), Unenroll: []string{store.CalendarKey("team@corp.test")}})
+	got, err = st.ApplyListing(ctx, key, store.Listing{StartedAt: t0.Add(-time.Second), Unenroll: []string{store.CalendarKey("team@corp.test")}}, lifecycle.PlanListing)
 	if err != nil || !got.Stale {
 		t.Fatalf("stale listing: %+v %v", got, err)
 	}
@@ -45,7 +45,7 @@ func TestApplyListing(t *testing.T) {
 	}
 	// A newer one unenrolls it (and only ours: ops is not ann's).
 	got, err = st.ApplyListing(ctx, key, store.Listing{StartedAt: t0.Add(time.Second), UnenrollReason: "left the list",
-		Unenroll: []string{store.CalendarKey("team@corp.test"), other}})
+		Unenroll: []string{store.CalendarKey("team@corp.test"), other}}, lifecycle.PlanListing)
 	if err != nil || got.Stale || len(got.Unenrolled) != 1 || got.Unenrolled[0].CalendarID != "team@corp.test" || got.Calendars != 1 {
 		t.Fatalf("newer listing: %+v %v", got, err)
 	}
@@ -57,7 +57,7 @@ func TestApplyListing(t *testing.T) {
 		t.Fatal("another's calendar was unenrolled")
 	}
 	// Back in the list: re-activated (its sync state kept), counted again.
-	got, err = st.ApplyListing(ctx, key, store.Listing{StartedAt: t0.Add(2 * time.Second), Enroll: []store.Calendar{as("team@corp.test")}})
+	got, err = st.ApplyListing(ctx, key, store.Listing{StartedAt: t0.Add(2 * time.Second), Enroll: []store.Calendar{as("team@corp.test")}}, lifecycle.PlanListing)
 	if err != nil || len(got.Enrolled) != 1 || got.Calendars != 2 {
 		t.Fatalf("re-enrolled: %+v %v", got, err)
 	}
@@ -65,7 +65,7 @@ func TestApplyListing(t *testing.T) {
 	if err := st.SetIdentityStatus(ctx, key, store.StatusUnenrolled, "by test"); err != nil {
 		t.Fatal(err)
 	}
-	got, err = st.ApplyListing(ctx, key, store.Listing{StartedAt: t0.Add(3 * time.Second), Unenroll: []string{store.CalendarKey("team@corp.test")}})
+	got, err = st.ApplyListing(ctx, key, store.Listing{StartedAt: t0.Add(3 * time.Second), Unenroll: []string{store.CalendarKey("team@corp.test")}}, lifecycle.PlanListing)
 	if err != nil || !got.Stale {
 		t.Fatalf("listing of an unenrolled identity: %+v %v", got, err)
 	}

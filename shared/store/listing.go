@@ -4,7 +4,7 @@ package store
 // rooms): a thin transaction around a pure plan. The store reads what the
 // listing touches and writes what the plan says; what changes (enrolled,
 // unwatched, read by another grant, free/busy only) is decided by the
-// registered ListingPlanner, shared/lifecycle's transition table.
+// ListingPlanner the caller passes: shared/lifecycle's transition table.
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -114,17 +113,6 @@ type ListingPlan struct {
 // transaction read.
 type ListingPlanner func(ListingState) ListingPlan
 
-var planner atomic.Pointer[ListingPlanner]
-
-// RegisterListingPlanner installs the planner of listings. shared/lifecycle
-// registers its transition table when imported (as a database/sql driver
-// registers itself): the store keeps the transaction, lifecycle decides.
-func RegisterListingPlanner(p ListingPlanner) { planner.Store(&p) }
-
-// ErrNoPlanner: no ListingPlanner is registered (shared/lifecycle is not
-// linked in).
-var ErrNoPlanner = errors.New("store: no listing planner registered (import shared/lifecycle)")
-
 // Applied is what ApplyListing changed.
 type Applied struct {
 	Stale        bool       // a newer listing was applied already, or the lister is not active: nothing changed
@@ -144,9 +132,10 @@ const maxListingWrites = 400
 // transactions of at most maxListingWrites calendars, each re-reading what
 // it changes and applying only if no listing that began later was applied
 // (ListedAt) and the identity is still active: concurrent or late listings
-// of many instances converge on the newest one.
-func (s *Store) ApplyListing(ctx context.Context, key string, l Listing) (Applied, error) {
-	out, err := s.applyListing(ctx, key, s.IdentityRef(key), l)
+// of many instances converge on the newest one. plan decides what changes
+// (lifecycle.PlanListing): the store keeps the transaction.
+func (s *Store) ApplyListing(ctx context.Context, key string, l Listing, plan ListingPlanner) (Applied, error) {
+	out, err := s.applyListing(ctx, key, s.IdentityRef(key), l, plan)
 	if err != nil || out.Stale {
 		return out, err
 	}
@@ -164,18 +153,21 @@ func (s *Store) CalendarsReadBy(ctx context.Context, key string) (map[string]Cal
 	return readAll[Calendar](s.Client.Collection(CollCalendars).Where("readerKeys", "array-contains", key).Documents(ctx), "calendar")
 }
 
-// listerRef is the document of a lister: a domain's ("d…") or an identity's.
+// listerRef is the document of a lister: a domain's ("d…"), a customer's
+// ("w…", its rooms) or an identity's.
 func (s *Store) listerRef(key string) *firestore.DocumentRef {
-	if strings.HasPrefix(key, "d") {
+	switch {
+	case strings.HasPrefix(key, "d"):
 		return s.DomainRef(key)
+	case strings.HasPrefix(key, "w"):
+		return s.Client.Collection(CollCustomers).Doc(key)
 	}
 	return s.IdentityRef(key)
 }
 
-func (s *Store) applyListing(ctx context.Context, key string, ref *firestore.DocumentRef, l Listing) (Applied, error) {
-	plan := planner.Load()
+func (s *Store) applyListing(ctx context.Context, key string, ref *firestore.DocumentRef, l Listing, plan ListingPlanner) (Applied, error) {
 	if plan == nil {
-		return Applied{}, ErrNoPlanner
+		return Applied{}, errors.New("store: apply listing: no planner")
 	}
 	type part struct {
 		enroll   []Calendar
@@ -197,7 +189,7 @@ func (s *Store) applyListing(ctx context.Context, key string, ref *firestore.Doc
 			if err != nil {
 				return err
 			}
-			p = (*plan)(st)
+			p = plan(st)
 			if p.Stale {
 				return nil
 			}

@@ -153,8 +153,8 @@ func (s *Store) DomainsOfCustomer(ctx context.Context, customerID string) (map[s
 // calendars carry the customer's key as enrolledBy, and the customer's
 // document is the guard (a listing that began before the last applied one,
 // of any of its domains, changes nothing).
-func (s *Store) ApplyCustomerRooms(ctx context.Context, customerID string, l Listing) (Applied, error) {
-	return s.applyListing(ctx, CustomerKey(customerID), s.CustomerRef(customerID), l)
+func (s *Store) ApplyCustomerRooms(ctx context.Context, customerID string, l Listing, plan ListingPlanner) (Applied, error) {
+	return s.applyListing(ctx, CustomerKey(customerID), s.CustomerRef(customerID), l, plan)
 }
 
 // AdoptRooms moves the room calendars a domain enrolled before rooms were
