@@ -35,7 +35,8 @@ func serviceFaultRates(t *testing.T) faultproxy.Rates {
 		return f
 	}
 	all := rate("CHAOS_FAULT_RATE", defaultFaultRate)
-	return faultproxy.Rates{Before: rate("CHAOS_FAULT_BEFORE", all), Lost: rate("CHAOS_FAULT_LOST", all), Latency: rate("CHAOS_FAULT_LATENCY", all)}
+	return faultproxy.Rates{Before: rate("CHAOS_FAULT_BEFORE", all), Lost: rate("CHAOS_FAULT_LOST", all),
+		Contention: rate("CHAOS_FAULT_CONTENTION", all), Latency: rate("CHAOS_FAULT_LATENCY", all)}
 }
 
 // faultReport says what the proxies injected between two snapshots: per

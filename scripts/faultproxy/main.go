@@ -42,6 +42,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer, log *slog.Lo
 	listen := fs.String("listen", "127.0.0.1:0", "listen address; port 0 picks a free port")
 	before := fs.Float64("before", 0, "share of calls answered UNAVAILABLE before the service")
 	lost := fs.Float64("lost", 0, "share of writes (Commit, BatchWrite, Publish) applied whose answer is lost")
+	contention := fs.Float64("contention", 0, "share of Firestore commits refused ABORTED (contention) before the service")
 	latency := fs.Float64("latency", 0, "share of calls delayed 0.2-2 s (half of the writes' delays are late answers)")
 	seed := fs.Uint64("seed", 1, "seed of the fault draws")
 	countsFile := fs.String("counts-file", "", "where to write the counts as JSON on exit")
@@ -51,12 +52,12 @@ func realMain(ctx context.Context, args []string, stdout io.Writer, log *slog.Lo
 	if *upstream == "" {
 		return errors.New("--upstream is required")
 	}
-	for name, r := range map[string]float64{"before": *before, "lost": *lost, "latency": *latency} {
+	for name, r := range map[string]float64{"before": *before, "lost": *lost, "contention": *contention, "latency": *latency} {
 		if r < 0 || r > 1 {
 			return fmt.Errorf("--%s must be between 0 and 1, not %v", name, r)
 		}
 	}
-	rates := faultproxy.Rates{Before: *before, Lost: *lost, Latency: *latency}
+	rates := faultproxy.Rates{Before: *before, Lost: *lost, Contention: *contention, Latency: *latency}
 	p, err := faultproxy.Start(*listen, *upstream, faultproxy.Options{Rates: rates, Seed: *seed})
 	if err != nil {
 		return err

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/calsync/calsync/shared/testing/faultproxy"
 	"github.com/calsync/calsync/shared/testing/testenv"
@@ -257,6 +259,31 @@ func TestAmbiguousEventBatch(t *testing.T) {
 			t.Errorf("eventCount %d changeCount %d; want 3 and %d", c.EventCount, c.ChangeCount, changes)
 		}
 	})
+}
+
+// A batch Firestore refuses for contention (ABORTED, nothing applied) is
+// committed again: a few refusals cost a pause, not the round; refused every
+// time, the write fails with ABORTED and nothing of it is stored or counted.
+func TestContendedEventBatch(t *testing.T) {
+	p, via, direct := viaProxy(t)
+	ctx := context.Background()
+	key, l := leaseOn(t, via, "contended@x")
+	p.FailNext(faultproxy.FirestoreCommit, 3, faultproxy.Contention)
+	if _, err := via.WriteEvents(ctx, key, l, []EventWrite{{ID: "a", Doc: doc("a", `"1"`), Delta: 1}}); err != nil {
+		t.Fatalf("three contended commits, then one through: %v", err)
+	}
+	p.FailNext(faultproxy.FirestoreCommit, 5, faultproxy.Contention)
+	_, err := via.WriteEvents(ctx, key, l, []EventWrite{{ID: "b", Doc: doc("b", `"1"`), Delta: 1}})
+	if status.Code(err) != codes.Aborted {
+		t.Fatalf("contended five times: %v, want ABORTED", err)
+	}
+	if n := p.Counts().Faults[faultproxy.Contention][faultproxy.FirestoreCommit]; n != 8 {
+		t.Fatalf("%d commits refused, want 8", n)
+	}
+	m, _ := direct.GetEvents(ctx, key, []string{"a", "b"})
+	if c := calendarOf(t, direct, key); !m["a"].Exists || m["b"].Exists || c.EventCount != 1 || c.ChangeCount != 1 {
+		t.Errorf("mirror %+v, eventCount %d changeCount %d; want a only, 1 and 1", m, c.EventCount, c.ChangeCount)
+	}
 }
 
 // Checkpoints and announcing markers: written, the answer lost. The call

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -459,7 +461,26 @@ func (s *Store) WriteEvents(ctx context.Context, key string, l Lease, writes []E
 }
 
 // writeBatch commits writes, the fence and their counter increments at once.
+// A batch refused for contention (ABORTED: parallel batches all update the
+// fence and the calendar's counters; Firestore's lock wait ran out) is
+// committed again after a jittered pause, once the read-back says it did
+// not land: the whole round would otherwise start over for it.
 func (s *Store) writeBatch(ctx context.Context, key string, l Lease, writes []EventWrite) error {
+	for attempt := 1; ; attempt++ {
+		err := s.writeBatchOnce(ctx, key, l, writes)
+		if status.Code(err) != codes.Aborted || errors.Is(err, ErrLeaseLost) || attempt == 5 {
+			return err
+		}
+		pause := time.Duration(50<<attempt)*time.Millisecond + rand.N(100*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+	}
+}
+
+func (s *Store) writeBatchOnce(ctx context.Context, key string, l Lease, writes []EventWrite) error {
 	b, err := s.fenced(key, l)
 	if err != nil {
 		return err

@@ -304,7 +304,7 @@ func (f *fleet) start(ctx context.Context, bin, role string) (string, error) {
 // setFaults sets the rate of every fault kind on every proxy.
 func (f *fleet) setFaults(rate float64) {
 	for _, p := range f.proxies {
-		p.SetRates(faultproxy.Rates{Before: rate, Lost: rate, Latency: rate})
+		p.SetRates(faultproxy.Rates{Before: rate, Lost: rate, Contention: rate, Latency: rate})
 	}
 }
 

@@ -46,6 +46,10 @@ const (
 	Latency Kind = "latency"
 	// LateAnswer: a write applied at once, its answer 0.2-2 s late.
 	LateAnswer Kind = "late_answer"
+	// Contention: a Firestore Commit refused with ABORTED before the
+	// service, as Firestore answers writes that wait too long for a
+	// contended document's lock ("Too much contention"): nothing applied.
+	Contention Kind = "contention"
 	// LateApplied is not injected but seen: a write that reached the
 	// service after its caller had given up on it.
 	LateApplied Kind = "late_applied"
@@ -67,9 +71,11 @@ func IsWrite(method string) bool { return slices.Contains(writeMethods, method) 
 
 // Rates are the shares (0 to 1) of calls that get each fault.
 type Rates struct {
-	Before  float64 // every method: UNAVAILABLE before the service
-	Lost    float64 // write methods: applied, answer lost (half UNAVAILABLE, half DEADLINE_EXCEEDED)
-	Latency float64 // every method: 0.2-2 s late (on top of any other fault); half of the writes' spikes delay the answer instead
+	Before float64 // every method: UNAVAILABLE before the service
+	Lost   float64 // write methods: applied, answer lost (half UNAVAILABLE, half DEADLINE_EXCEEDED)
+	// Contention: Firestore Commit only: ABORTED before the service.
+	Contention float64
+	Latency    float64 // every method: 0.2-2 s late (on top of any other fault); half of the writes' spikes delay the answer instead
 }
 
 // Options configure a Proxy.
@@ -172,6 +178,9 @@ func (p *Proxy) FailNext(method string, n int, k Kind) {
 	if k == LateApplied {
 		panic("faultproxy: late_applied is seen, not injected: use Latency on a write")
 	}
+	if k == Contention && method != FirestoreCommit {
+		panic("faultproxy: contention on " + method + ", which is not a Firestore Commit")
+	}
 	if (k == LostUnavailable || k == LostDeadline || k == LateAnswer) && !IsWrite(method) {
 		panic("faultproxy: " + string(k) + " on " + method + ", which is not a write")
 	}
@@ -227,7 +236,7 @@ func (p *Proxy) Counts() Snapshot {
 
 // fault is what happens to one call.
 type fault struct {
-	kind   Kind          // Unavailable, LostUnavailable, LostDeadline or ""
+	kind   Kind          // Unavailable, Contention, LostUnavailable, LostDeadline or ""
 	before time.Duration // the request is this late (Latency)
 	after  time.Duration // writes: the answer is this late (LateAnswer)
 }
@@ -261,6 +270,8 @@ func (p *Proxy) pick(method string) fault {
 			if half < 0.5 {
 				f.kind = LostDeadline
 			}
+		case method == FirestoreCommit && r < p.rates.Before+p.rates.Lost+p.rates.Contention:
+			f.kind = Contention
 		}
 		if lat < p.rates.Latency {
 			d := p.minLat + time.Duration(span*float64(p.maxLat-p.minLat))
@@ -277,7 +288,7 @@ func (p *Proxy) pick(method string) fault {
 	if f.after > 0 {
 		p.countLocked(LateAnswer, method)
 	}
-	if f.kind == Unavailable {
+	if f.kind == Unavailable || f.kind == Contention {
 		p.countLocked(f.kind, method) // lost answers are counted once the write applied
 	}
 	return f
@@ -324,7 +335,10 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 	return pump(ss, cs, cancel)
 }
 
-var errUnavailable = status.Error(codes.Unavailable, "faultproxy: injected: unavailable before the service")
+var (
+	errUnavailable = status.Error(codes.Unavailable, "faultproxy: injected: unavailable before the service")
+	errContention  = status.Error(codes.Aborted, "faultproxy: injected: too much contention on these documents, nothing applied")
+)
 
 // sleep waits d unless ctx ends first.
 func sleep(ctx context.Context, d time.Duration) error {
@@ -351,9 +365,12 @@ func (p *Proxy) write(ss grpc.ServerStream, method string, f fault) error {
 	if err := ss.RecvMsg(&req); err != nil {
 		return err
 	}
-	if f.kind == Unavailable {
+	if f.kind == Unavailable || f.kind == Contention {
 		if err := sleep(ss.Context(), f.before); err != nil {
 			return err
+		}
+		if f.kind == Contention {
+			return errContention
 		}
 		return errUnavailable
 	}

@@ -160,6 +160,19 @@ func TestFirestoreLostCommit(t *testing.T) {
 	if p.Counts().Faults[Unavailable][FirestoreCommit] != 1 {
 		t.Errorf("counts: %v", p.Counts().Faults)
 	}
+
+	// Contention: ABORTED, nothing applied; a plain write is not retried
+	// by the client (a transaction would be rerun).
+	p.FailNext(FirestoreCommit, 1, Contention)
+	if _, err := via.Doc("d/contended").Create(ctx, map[string]any{"v": 5}); status.Code(err) != codes.Aborted {
+		t.Fatalf("Create refused for contention: %v, want ABORTED", err)
+	}
+	if s, err := direct.Doc("d/contended").Get(ctx); status.Code(err) != codes.NotFound {
+		t.Fatalf("a contended write was applied: %v %v", s, err)
+	}
+	if p.Counts().Faults[Contention][FirestoreCommit] != 1 {
+		t.Errorf("counts: %v", p.Counts().Faults)
+	}
 }
 
 // A Publish applied whose answer is lost: the client's retry publishes the
@@ -224,7 +237,7 @@ func TestPublishLostAnswerPublishesTwice(t *testing.T) {
 // spikes delay calls within their bounds.
 func TestRatesSeededAndCounted(t *testing.T) {
 	run := func(seed uint64) Snapshot {
-		p, via, _ := firestorePair(t, Options{Seed: seed, Rates: Rates{Before: 0.3, Lost: 0.3, Latency: 0.3},
+		p, via, _ := firestorePair(t, Options{Seed: seed, Rates: Rates{Before: 0.2, Lost: 0.2, Contention: 0.2, Latency: 0.3},
 			MinLatency: 10 * time.Millisecond, MaxLatency: 20 * time.Millisecond})
 		ctx := testCtx(t)
 		for i := range 30 {
@@ -235,13 +248,13 @@ func TestRatesSeededAndCounted(t *testing.T) {
 		return p.Counts()
 	}
 	a, b := run(42), run(42)
-	for _, k := range []Kind{Unavailable, LostUnavailable, LostDeadline, Latency, LateAnswer} {
+	for _, k := range []Kind{Unavailable, LostUnavailable, LostDeadline, Contention, Latency, LateAnswer} {
 		if a.Total(k) != b.Total(k) {
 			t.Errorf("%s: %d then %d with one seed", k, a.Total(k), b.Total(k))
 		}
 	}
-	if a.Total(Unavailable) == 0 || a.Total(LostUnavailable)+a.Total(LostDeadline) == 0 || a.Total(Latency) == 0 || a.Total(LateAnswer) == 0 {
-		t.Errorf("some kind never drawn at 30%%: %v", a.Faults)
+	if a.Total(Unavailable) == 0 || a.Total(LostUnavailable)+a.Total(LostDeadline) == 0 || a.Total(Contention) == 0 || a.Total(Latency) == 0 || a.Total(LateAnswer) == 0 {
+		t.Errorf("some kind never drawn at 20-30%%: %v", a.Faults)
 	}
 
 	p, via, _ := firestorePair(t, Options{MinLatency: 300 * time.Millisecond, MaxLatency: 400 * time.Millisecond})
