@@ -44,7 +44,7 @@ func testConfig(t *testing.T) config.RenewChannels {
 	}
 	return config.RenewChannels{
 		Common:             config.Common{ProjectID: project, LogLevel: "info"},
-		Store:              config.Store{FirestoreDatabase: "(default)"},
+		Firestore:          config.Firestore{FirestoreDatabase: "(default)"},
 		Calendar:           config.Calendar{CalendarEndpoint: base, CredentialPrivateKeys: key("h1", "c"), OAuthTokenURL: base + "/token", OAuthAuthURL: base + "/authorize", CalendarRateLimit: 6000},
 		NotificationsTopic: "notifications",
 		ChannelTokenKeys:   key("k1", "t"),

@@ -32,7 +32,7 @@ func NewWorker(cfg config.SyncWorker, a *app.App, logger *slog.Logger) *Worker {
 // and control messages. With CHANNEL_TOKEN_KEYS it watches what it enrolls.
 type enroller struct {
 	*enroll.Enroller
-	creds *credentials.Store
+	creds *credentials.Vault
 }
 
 // HandleControl does a control message, storing sealed credentials with the

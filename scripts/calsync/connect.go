@@ -257,7 +257,7 @@ func cmdConnect(ctx context.Context, c *cli, args []string) error {
 
 // connectAndStore runs the flow and stores the token sealed to the public
 // key (this machine cannot open it again); it prints the credential id.
-func connectAndStore(ctx context.Context, o connectOptions, store *credentials.Store, out io.Writer) error {
+func connectAndStore(ctx context.Context, o connectOptions, store *credentials.Vault, out io.Writer) error {
 	res, err := connectFlow(ctx, o)
 	if err != nil {
 		return err

@@ -91,8 +91,8 @@ func cmdEnroll(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	filters := store.Filters{MinAccessRole: *minRole, PrimaryOnly: *primaryOnly, Include: include, Exclude: exclude}
-	if err := (messages.Filters{MinAccessRole: *minRole, Include: include, Exclude: exclude}).Validate(); err != nil {
+	filters := messages.Filters{MinAccessRole: *minRole, PrimaryOnly: *primaryOnly, Include: include, Exclude: exclude}
+	if err := filters.Validate(); err != nil {
 		return usagef("%v", err)
 	}
 	if kind != "domain" && (*admin != "" || *rooms || *allowShrink) {
@@ -246,6 +246,10 @@ func (c *cli) enroller(ctx context.Context) (*enroll.Enroller, bool, error) {
 func roomsSummary(rooms bool, res enroll.DomainResult) string {
 	if !rooms {
 		return ""
+	}
+	if res.RoomsSuperseded {
+		return fmt.Sprintf("%d rooms listed, applied by a directory diff of the customer that began after this one (RenewChannels'; the later reading wins); %d other resources of the customer (equipment...) not followed; ",
+			res.Rooms, res.NotRooms)
 	}
 	return fmt.Sprintf("%d rooms: %d enrolled, %d already followed (the customer's rooms are enrolled once for all its domains), %d unenrolled; %d other resources of the customer (equipment...) not followed; ",
 		res.Rooms, res.RoomsEnrolled, res.Rooms-res.RoomsEnrolled, res.RoomsUnenrolled, res.NotRooms)

@@ -157,7 +157,7 @@ func (c *cli) get(name string) string {
 // basic is what commands without Calendar access need.
 type basic struct {
 	config.Common
-	config.Store
+	config.Firestore
 	NotificationsTopic string `env:"NOTIFICATIONS_TOPIC, default=calsync-notifications"`
 }
 

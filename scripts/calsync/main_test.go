@@ -57,7 +57,7 @@ var (
 
 // functionsCreds is the credential store as the functions have it (the
 // private keys): what a test uses to check what the CLI stored.
-func functionsCreds(t *testing.T, fs *firestore.Client) *credentials.Store {
+func functionsCreds(t *testing.T, fs *firestore.Client) *credentials.Vault {
 	t.Helper()
 	cs, err := credentials.NewStore(config.Calendar{CredentialPrivateKeys: privKeys, CredentialKeys: credKeys}, store.New(fs))
 	if err != nil {
@@ -219,7 +219,7 @@ func connectAlice(t *testing.T, s *stack) string {
 		t.Fatal(err)
 	}
 	pub, _ := sealed.ParsePublicKey(pubKey)
-	cs := &credentials.Store{Store: store.New(s.fs), Seal: pub} // an enroller: seals only
+	cs := &credentials.Vault{Store: store.New(s.fs), Seal: pub} // an enroller: seals only
 	var consent string
 	var out bytes.Buffer
 	if err := connectAndStore(ctx, connectOpts(s, "alice@x.test", &consent), cs, &out); err != nil {
@@ -282,7 +282,7 @@ func TestConnectRefusesPartialConsent(t *testing.T) {
 	pub, _ := sealed.ParsePublicKey(pubKey)
 	st := store.New(s.fs)
 	var out bytes.Buffer
-	err := connectAndStore(ctx, connectOpts(s, "bob@x.test", nil), &credentials.Store{Store: st, Seal: pub}, &out)
+	err := connectAndStore(ctx, connectOpts(s, "bob@x.test", nil), &credentials.Vault{Store: st, Seal: pub}, &out)
 	if !errors.Is(err, calclient.ErrScopesMissing) || !strings.Contains(err.Error(), calclient.ListScope) || !strings.Contains(err.Error(), "tick every box") {
 		t.Fatalf("connect with %s unticked: %v", calclient.ListScope, err)
 	}

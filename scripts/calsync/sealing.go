@@ -18,7 +18,7 @@ import (
 // the public key; reseal: the private keys).
 type credsConfig struct {
 	config.Common
-	config.Store
+	config.Firestore
 	config.Calendar
 }
 
@@ -33,7 +33,7 @@ func (c credsConfig) Validate() error {
 }
 
 // credentials opens the credential store with whatever keys are configured.
-func (c *cli) credentials(ctx context.Context) (*credentials.Store, error) {
+func (c *cli) credentials(ctx context.Context) (*credentials.Vault, error) {
 	cfg, err := config.Load[credsConfig](ctx, c.lookup)
 	if err != nil {
 		return nil, fmt.Errorf("%w (set it in the environment or --state-file)", err)

@@ -161,7 +161,7 @@ func (a *App) webhook(ctx context.Context, cfg config.Webhook, s settings) (err 
 }
 
 func (a *App) syncWorker(ctx context.Context, cfg config.SyncWorker, s settings) error {
-	ps, err := a.clients(ctx, cfg.Common, cfg.Store, cfg.Calendar, cfg.NotificationsTopic, s)
+	ps, err := a.clients(ctx, cfg.Common, cfg.Firestore, cfg.Calendar, cfg.NotificationsTopic, s)
 	if err != nil {
 		return err
 	}
@@ -198,7 +198,7 @@ func (a *App) syncWorker(ctx context.Context, cfg config.SyncWorker, s settings)
 }
 
 func (a *App) renewChannels(ctx context.Context, cfg config.RenewChannels, s settings) error {
-	if _, err := a.clients(ctx, cfg.Common, cfg.Store, cfg.Calendar, cfg.NotificationsTopic, s); err != nil {
+	if _, err := a.clients(ctx, cfg.Common, cfg.Firestore, cfg.Calendar, cfg.NotificationsTopic, s); err != nil {
 		return err
 	}
 	if err := a.channels(cfg.ChannelTokenKeys, cfg.WebhookURL, cfg.ChannelTTL, cfg.ProjectID, cfg.Deployment, s); err != nil {
@@ -217,7 +217,7 @@ func (a *App) renewChannels(ctx context.Context, cfg config.RenewChannels, s set
 }
 
 func (a *App) enrollment(ctx context.Context, cfg config.Enrollment, s settings) error {
-	if _, err := a.clients(ctx, cfg.Common, cfg.Store, cfg.Calendar, cfg.NotificationsTopic, s); err != nil {
+	if _, err := a.clients(ctx, cfg.Common, cfg.Firestore, cfg.Calendar, cfg.NotificationsTopic, s); err != nil {
 		return err
 	}
 	a.enroller(cfg.Calendar, cfg.RenewBefore, 0, s)
@@ -227,7 +227,7 @@ func (a *App) enrollment(ctx context.Context, cfg config.Enrollment, s settings)
 // clients opens what every engine needs: the store, the Calendar access on
 // it, and the notifications topic's publisher. It returns the Pub/Sub
 // client, for more publishers.
-func (a *App) clients(ctx context.Context, common config.Common, db config.Store, cal config.Calendar, notifications string, s settings) (*pubsub.Client, error) {
+func (a *App) clients(ctx context.Context, common config.Common, db config.Firestore, cal config.Calendar, notifications string, s settings) (*pubsub.Client, error) {
 	fs := s.fs
 	if fs == nil {
 		var err error

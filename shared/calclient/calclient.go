@@ -51,7 +51,7 @@ var ConnectScopes = append(append([]string{}, Scopes...), "openid", "email")
 const DefaultRatePerMinute = 500
 
 // RefreshTokens gives the decrypted refresh token of a stored credential
-// (implemented by credentials.Store).
+// (implemented by credentials.Vault).
 type RefreshTokens interface {
 	RefreshToken(ctx context.Context, credentialID string) (string, error)
 }

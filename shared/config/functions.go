@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// Store names the Firestore database.
-type Store struct {
+// Firestore names the Firestore database.
+type Firestore struct {
 	FirestoreDatabase string `env:"FIRESTORE_DATABASE, default=(default)"`
 }
 
@@ -187,7 +187,7 @@ func (n NotFound) validate() error {
 // SyncWorker configures the SyncWorker function.
 type SyncWorker struct {
 	Common
-	Store
+	Firestore
 	Calendar
 	NotFound
 	ChangesTopic string `env:"CHANGES_TOPIC, default=calsync-changes"`
@@ -296,7 +296,7 @@ func (c SyncWorker) Validate() error {
 // RenewChannels configures the RenewChannels function.
 type RenewChannels struct {
 	Common
-	Store
+	Firestore
 	Calendar
 	NotFound
 	NotificationsTopic string `env:"NOTIFICATIONS_TOPIC, default=calsync-notifications"`
@@ -427,7 +427,7 @@ func loopbackHost(host string) bool {
 // whatever credential keys are set (delegation needs none).
 type Enrollment struct {
 	Common
-	Store
+	Firestore
 	Calendar
 	NotificationsTopic string `env:"NOTIFICATIONS_TOPIC, default=calsync-notifications"`
 	// RenewBefore is the channels' renewal window, as RenewChannels has it.

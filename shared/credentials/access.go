@@ -18,7 +18,7 @@ import (
 // dead grant's cached client). SyncWorker, RenewChannels and the CLI all
 // build it here.
 type Access struct {
-	Credentials *Store
+	Credentials *Vault
 	Calendars   *calclient.Factory
 	Lifecycle   *lifecycle.Owner
 }
@@ -56,8 +56,8 @@ func NewAccess(cfg config.Calendar, st *store.Store, logger *slog.Logger) (*Acce
 }
 
 // NewStore builds the credential Store of cfg on st (see NewAccess).
-func NewStore(cfg config.Calendar, st *store.Store) (*Store, error) {
-	creds := &Store{Store: st}
+func NewStore(cfg config.Calendar, st *store.Store) (*Vault, error) {
+	creds := &Vault{Store: st}
 	if cfg.CredentialPrivateKeys != "" {
 		keys, err := sealed.ParsePrivateKeys(cfg.CredentialPrivateKeys)
 		if err != nil {

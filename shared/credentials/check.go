@@ -28,7 +28,7 @@ var (
 // ErrCredentialTaken. With Granted set, the grant's scopes are checked first
 // (calclient.ErrScopesMissing) and recorded. created says whether this call
 // stored it. The refresh token is never kept, logged or returned.
-func (s *Store) AddSealed(ctx context.Context, id, subject, box string) (created bool, err error) {
+func (s *Vault) AddSealed(ctx context.Context, id, subject, box string) (created bool, err error) {
 	if s.Keys == nil {
 		return false, ErrNoPrivateKey
 	}

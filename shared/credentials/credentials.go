@@ -15,9 +15,9 @@ import (
 	"github.com/calsync/calsync/shared/store"
 )
 
-// Store reads and writes users' refresh tokens; it implements
+// Vault reads and writes users' refresh tokens; it implements
 // calclient.RefreshTokens.
-type Store struct {
+type Vault struct {
 	Store *store.Store
 	// Seal is the deployment's current public key: Put and Reseal seal to
 	// it. Nil: they fail (the SyncWorker never writes credentials).
@@ -55,7 +55,7 @@ func AAD(credentialID string) []byte { return []byte("calsync/credential/v1\n" +
 // Put seals a refresh token for subject (the user's email, for operators)
 // under a new credential id, stores it with the scopes Google granted it,
 // and returns the id.
-func (s *Store) Put(ctx context.Context, subject, refreshToken string, scopes ...string) (string, error) {
+func (s *Vault) Put(ctx context.Context, subject, refreshToken string, scopes ...string) (string, error) {
 	if strings.TrimSpace(refreshToken) == "" {
 		return "", errors.New("credentials: empty refresh token")
 	}
@@ -74,7 +74,7 @@ func (s *Store) Put(ctx context.Context, subject, refreshToken string, scopes ..
 // only the public key): for credential id (from NewID), with AAD(id) as its
 // context. It cannot check that the box opens, only its form. scopes are
 // those Google granted, recorded on the credential.
-func (s *Store) PutSealed(ctx context.Context, id, subject, box string, scopes ...string) error {
+func (s *Vault) PutSealed(ctx context.Context, id, subject, box string, scopes ...string) error {
 	if !idRE.MatchString(id) {
 		return fmt.Errorf("credentials: id %q is not cred-UUID", id)
 	}
@@ -94,7 +94,7 @@ func (s *Store) PutSealed(ctx context.Context, id, subject, box string, scopes .
 
 // RefreshToken returns the refresh token of a credential, opened in memory;
 // an error matching calclient.IsAuthRevoked when it was marked auth_revoked.
-func (s *Store) RefreshToken(ctx context.Context, credentialID string) (string, error) {
+func (s *Vault) RefreshToken(ctx context.Context, credentialID string) (string, error) {
 	c, err := s.Store.GetCredential(ctx, credentialID)
 	if err != nil {
 		return "", err
@@ -110,7 +110,7 @@ func (s *Store) RefreshToken(ctx context.Context, credentialID string) (string, 
 }
 
 // open opens a stored credential of either format.
-func (s *Store) open(id string, c store.Credential) ([]byte, error) {
+func (s *Vault) open(id string, c store.Credential) ([]byte, error) {
 	switch {
 	case c.Sealed != "":
 		if s.Keys == nil {
@@ -127,7 +127,7 @@ func (s *Store) open(id string, c store.Credential) ([]byte, error) {
 // Migrate seals every legacy (AES-256-GCM) credential to the public key,
 // so CREDENTIAL_KEYS can then be dropped. It needs Legacy and Seal, not the
 // private keys. progress, if set, is called after each credential.
-func (s *Store) Migrate(ctx context.Context, progress func(done, total int)) (int, error) {
+func (s *Vault) Migrate(ctx context.Context, progress func(done, total int)) (int, error) {
 	if s.Legacy == nil {
 		return 0, ErrNoLegacyKey
 	}
@@ -141,7 +141,7 @@ func (s *Store) Migrate(ctx context.Context, progress func(done, total int)) (in
 // Reseal seals every credential not sealed to the current public key:
 // legacy ones (with Legacy) and those sealed to an older key (with Keys),
 // so the old key can then be dropped. RenewChannels runs it every hour.
-func (s *Store) Reseal(ctx context.Context, progress func(done, total int)) (int, error) {
+func (s *Vault) Reseal(ctx context.Context, progress func(done, total int)) (int, error) {
 	if s.Seal == nil {
 		return 0, ErrNoSealKey
 	}
@@ -154,7 +154,7 @@ func (s *Store) Reseal(ctx context.Context, progress func(done, total int)) (int
 
 // reseal rewrites each credential under Seal, one transaction each; one
 // that cannot be opened is an error named by id and the others go on.
-func (s *Store) reseal(ctx context.Context, ids []string, progress func(done, total int)) (int, error) {
+func (s *Vault) reseal(ctx context.Context, ids []string, progress func(done, total int)) (int, error) {
 	if s.Seal == nil {
 		return 0, ErrNoSealKey
 	}

@@ -94,7 +94,7 @@ func newStore(t *testing.T) *store.Store {
 
 // sealing returns the functions' credential store with private keys ids
 // (the first is current) and an enroller's store with only the public key.
-func sealing(t *testing.T, st *store.Store, ids ...string) (functions, enroller *Store, privateList string) {
+func sealing(t *testing.T, st *store.Store, ids ...string) (functions, enroller *Vault, privateList string) {
 	t.Helper()
 	var lines []string
 	for _, id := range ids {
@@ -164,7 +164,7 @@ func TestStoreSealedAtRest(t *testing.T) {
 	if _, err := enroller.Put(ctx, "a", " "); err == nil {
 		t.Error("empty token accepted")
 	}
-	if _, err := (&Store{Store: st}).Put(ctx, "a", "1//x"); !errors.Is(err, ErrNoSealKey) {
+	if _, err := (&Vault{Store: st}).Put(ctx, "a", "1//x"); !errors.Is(err, ErrNoSealKey) {
 		t.Errorf("no key to seal to: %v", err)
 	}
 	if changed, err := st.RevokeCredential(ctx, id); err != nil || !changed {
@@ -187,7 +187,7 @@ func TestPutSealedByAnEnroller(t *testing.T) {
 	}
 	id := NewID()
 	box, _ := pub.Seal(AAD(id), []byte("1//product-user"))
-	enroller := &Store{Store: st}
+	enroller := &Vault{Store: st}
 	if err := enroller.PutSealed(ctx, id, "user@product.test", box); err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestMigrateLegacy(t *testing.T) {
 	if _, err := fn.RefreshToken(ctx, legacy1); !errors.Is(err, ErrNoLegacyKey) {
 		t.Errorf("legacy without CREDENTIAL_KEYS: %v", err)
 	}
-	migrator := &Store{Store: st, Seal: fn.Seal, Legacy: aes} // no private key
+	migrator := &Vault{Store: st, Seal: fn.Seal, Legacy: aes} // no private key
 	var progress []int
 	n, err := migrator.Migrate(ctx, func(done, total int) { progress = append(progress, done, total) })
 	if err != nil || n != 2 || len(progress) != 4 || progress[3] != 2 {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -66,7 +67,7 @@ type DomainSpec struct {
 	// rooms' calendars.
 	Admin                string
 	Rooms                bool
-	Filters              store.Filters // for each user's calendar list
+	Filters              messages.Filters // for each user's calendar list
 	DeleteMirrorOnRemove bool
 	// AllowShrink is the operator's override of the unenroll guard
 	// (MaxUnenrollShare) for this one diff: the CLI's --allow-shrink.
@@ -97,6 +98,10 @@ type DomainResult struct {
 	RoomsShared     int `json:"roomsShared"`     // rooms listed but followed otherwise (an identity's list, an operator)
 	RoomsUnenrolled int `json:"roomsUnenrolled"` // rooms no enrolled domain of the customer lists any more
 	RoomsKept       int `json:"roomsKept,omitempty"`
+	// RoomsSuperseded: this diff's rooms were not applied because a diff of
+	// the customer that began later applied its own (RenewChannels' diff
+	// of a domain enrolled meanwhile; the later reading wins).
+	RoomsSuperseded bool `json:"roomsSuperseded,omitempty"`
 	// RoomsShrinkRefused: the rooms the diff would have unenrolled but did
 	// not (the shrink guard, as for identities).
 	RoomsShrinkRefused int `json:"roomsShrinkRefused,omitempty"`
@@ -479,8 +484,12 @@ func (e *Enroller) applyRooms(ctx context.Context, d store.Domain, plan director
 	}
 	applied, err := lifecycle.ApplyRooms(ctx, e.Store, d.CustomerID, store.Listing{StartedAt: start, Enroll: plan.Rooms,
 		Unenroll: plan.RoomsUnenroll, UnenrollReason: "room listed by no enrolled domain of its customer"})
-	if err != nil || applied.Stale {
+	if err != nil {
 		return err
+	}
+	if applied.Stale {
+		res.RoomsSuperseded = true
+		return nil
 	}
 	var r Result
 	e.follow(ctx, applied.Enrolled, &r)

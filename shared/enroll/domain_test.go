@@ -7,11 +7,12 @@ import (
 	"sync"
 	"testing"
 
+	"google.golang.org/api/calendar/v3"
+
 	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
-	"google.golang.org/api/calendar/v3"
 )
 
 // A domain: every active user's list and every room enrolled in one call;

@@ -102,7 +102,7 @@ type IdentitySpec struct {
 	Subject      string // delegation: the Workspace user
 	CredentialID string // oauth: the stored grant
 	Email        string // oauth: the grant's user, for operators
-	Filters      store.Filters
+	Filters      messages.Filters
 	// DeleteMirrorOnRemove: a calendar leaving the list loses its mirror.
 	DeleteMirrorOnRemove bool
 	Domain               string // set by a domain's directory diff

@@ -55,7 +55,7 @@ func TestEnrollIdentityFollowsItsList(t *testing.T) {
 	_ = v.emu.Share(skipped.Id, "ann@corp.test", "writer", true)
 
 	sp := enroll.IdentitySpec{AuthMode: store.AuthDelegation, Subject: "ann@corp.test",
-		Filters: store.Filters{Exclude: []string{skipped.Id}}}
+		Filters: messages.Filters{Exclude: []string{skipped.Id}}}
 	res, err := v.e.EnrollIdentity(v.ctx, sp)
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/messages"
-	"github.com/calsync/calsync/shared/store"
 )
 
 // roleRank orders Google's access roles.
@@ -18,7 +17,7 @@ var roleRank = map[string]int{"freeBusyReader": 1, "reader": 2, "writerWithoutPr
 
 // minRole is the filters' minimum access role, reader by default: below it
 // Google gives free/busy only, nothing to mirror.
-func minRole(f store.Filters) string {
+func minRole(f messages.Filters) string {
 	if f.MinAccessRole == "" {
 		return "reader"
 	}
@@ -29,7 +28,7 @@ func minRole(f store.Filters) string {
 // the minimum role (Google filters too; checked again here), primary when
 // PrimaryOnly, matching an Include pattern (when there are any) and no
 // Exclude pattern (shell patterns over the calendar id, path.Match).
-func keeps(f store.Filters, en *calendar.CalendarListEntry) bool {
+func keeps(f messages.Filters, en *calendar.CalendarListEntry) bool {
 	if roleRank[en.AccessRole] < roleRank[minRole(f)] {
 		return false
 	}
@@ -49,15 +48,6 @@ func matchAny(patterns []string, id string) bool {
 		}
 	}
 	return false
-}
-
-// FiltersOf converts a control message's filters (validated by
-// messages.ParseControl) to the stored form.
-func FiltersOf(f *messages.Filters) store.Filters {
-	if f == nil {
-		return store.Filters{}
-	}
-	return store.Filters{MinAccessRole: f.MinAccessRole, PrimaryOnly: f.PrimaryOnly, Include: f.Include, Exclude: f.Exclude}
 }
 
 // retryCalendar runs one Calendar (or Directory) call with jittered

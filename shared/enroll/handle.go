@@ -57,7 +57,7 @@ func (e *Enroller) HandleListNotification(ctx context.Context, n messages.Notifi
 // was checked by messages.ParseControl; what only acting can find (an
 // identity never enrolled, a sealed token that does not open, a grant that
 // does not work) is a *messages.InvalidError, found before anything changes.
-func (e *Enroller) HandleControl(ctx context.Context, c messages.Control, creds *credentials.Store) error {
+func (e *Enroller) HandleControl(ctx context.Context, c messages.Control, creds *credentials.Vault) error {
 	start := e.now()
 	sp := IdentitySpec{AuthMode: store.AuthDelegation, Subject: c.Subject}
 	if c.CredentialID != "" {
@@ -77,7 +77,10 @@ func (e *Enroller) HandleControl(ctx context.Context, c messages.Control, creds 
 				return err
 			}
 		}
-		sp.Filters, sp.DeleteMirrorOnRemove = FiltersOf(c.Filters), c.DeleteMirrorOnRemove
+		if c.Filters != nil { // validated by messages.ParseControl
+			sp.Filters = *c.Filters
+		}
+		sp.DeleteMirrorOnRemove = c.DeleteMirrorOnRemove
 		r, err := e.EnrollIdentity(ctx, sp)
 		if errors.Is(err, ErrNotAuthorized) {
 			if created {
@@ -125,7 +128,7 @@ func (e *Enroller) HandleControl(ctx context.Context, c messages.Control, creds 
 // storeCredential stores the sealed refresh token of an enroll (checked to
 // open first), or checks that the credential is stored already; created:
 // this call stored it.
-func (e *Enroller) storeCredential(ctx context.Context, c messages.Control, creds *credentials.Store) (bool, error) {
+func (e *Enroller) storeCredential(ctx context.Context, c messages.Control, creds *credentials.Vault) (bool, error) {
 	invalid := func(reason string, err error) error {
 		return &messages.InvalidError{Reason: reason, Detail: err.Error()}
 	}

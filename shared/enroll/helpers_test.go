@@ -97,7 +97,7 @@ type env struct {
 	emu   *calendaremu.Server
 	base  string
 	st    *store.Store
-	creds *credentials.Store
+	creds *credentials.Vault
 	req   *requests
 	hook  *hook
 	logs  *testlog.Buffer

@@ -6,6 +6,7 @@ import (
 
 	admin "google.golang.org/api/admin/directory/v1"
 
+	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -165,7 +166,7 @@ func unenrollAllowance(share float64, n int) int {
 	return max(int(share*float64(n)+1e-9), 1)
 }
 
-func sameFilters(a, b store.Filters) bool {
+func sameFilters(a, b messages.Filters) bool {
 	return a.MinAccessRole == b.MinAccessRole && a.PrimaryOnly == b.PrimaryOnly &&
 		slices.Equal(a.Include, b.Include) && slices.Equal(a.Exclude, b.Exclude)
 }

@@ -7,6 +7,7 @@ import (
 
 	admin "google.golang.org/api/admin/directory/v1"
 
+	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -49,7 +50,7 @@ func TestPlanUsers(t *testing.T) {
 	}
 	// New filters: everyone enrolled again with them.
 	d2 := d
-	d2.Filters = store.Filters{PrimaryOnly: true}
+	d2.Filters = messages.Filters{PrimaryOnly: true}
 	if p := planDirectory(directoryState{Domain: d2, Users: users, Identities: ids}); p.Kept != 0 || len(p.Enroll) != 22 {
 		t.Fatalf("new filters: kept %d enroll %d", p.Kept, len(p.Enroll))
 	}

@@ -144,12 +144,12 @@ func TestBestReaderOfASharedCalendar(t *testing.T) {
 	f := &feed{}
 	s := v.newSyncer(f)
 	key := store.CalendarKey(teamID)
-	only := store.Filters{Include: []string{teamID}}
-	spec := func(user string, f store.Filters) enroll.IdentitySpec {
+	only := messages.Filters{Include: []string{teamID}}
+	spec := func(user string, f messages.Filters) enroll.IdentitySpec {
 		return enroll.IdentitySpec{AuthMode: store.AuthDelegation, Subject: user, Filters: f}
 	}
 	rita, olga, fred := spec("rita@corp.test", only), spec("olga@corp.test", only),
-		spec("fred@corp.test", store.Filters{Include: only.Include, MinAccessRole: "freeBusyReader"})
+		spec("fred@corp.test", messages.Filters{Include: only.Include, MinAccessRole: "freeBusyReader"})
 
 	// The reader enrolls first: read as the reader, the private event not
 	// mirrored (a busy block is not an event).
@@ -285,7 +285,7 @@ func (v *env) sharedTeam() sharedTeam {
 	v.t.Helper()
 	id, ids := v.partnerTeam(map[string]string{"olga@corp.test": "owner", "rita@corp.test": "reader"}, "", "private")
 	st := sharedTeam{key: store.CalendarKey(id), id: id, private: ids[1], f: &feed{}}
-	only := store.Filters{Include: []string{id}}
+	only := messages.Filters{Include: []string{id}}
 	st.olga = enroll.IdentitySpec{AuthMode: store.AuthDelegation, Subject: "olga@corp.test", Filters: only}
 	st.rita = enroll.IdentitySpec{AuthMode: store.AuthDelegation, Subject: "rita@corp.test", Filters: only}
 	for _, sp := range []enroll.IdentitySpec{st.olga, st.rita} {

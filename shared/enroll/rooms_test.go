@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"cloud.google.com/go/firestore"
 
@@ -357,5 +358,27 @@ func TestLegacyRoomsAdopted(t *testing.T) {
 	}
 	if d, _ := v.st.GetDomain(v.ctx, "corp.test"); d.CustomerID != customer {
 		t.Fatalf("domain's customer %q, want %q", d.CustomerID, customer)
+	}
+}
+
+// A directory diff of the customer that began later (RenewChannels' diff of
+// a domain enrolled meanwhile) applies its rooms first: the earlier diff's
+// rooms change nothing, and its result says so (RoomsSuperseded) instead
+// of counting the rooms as followed before.
+func TestRoomsOfASupersededDiff(t *testing.T) {
+	v := newEnv(t)
+	twoDomains(t, v, 2)
+	if _, err := v.e.EnrollDomain(v.ctx, enroll.DomainSpec{Domain: "one.test", Admin: "admin@one.test", Rooms: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	earlier := v.otherInstance()
+	earlier.Now = func() time.Time { return time.Now().Add(-time.Hour) } // its diff began before the one applied
+	res, err := earlier.SyncDirectory(v.ctx, "one.test", nil)
+	if err != nil || !res.RoomsSuperseded || res.RoomsEnrolled != 0 || res.Rooms != 2 {
+		t.Fatalf("the earlier diff: %+v %v; want its rooms superseded", res, err)
+	}
+	res, err = v.e.SyncDirectory(v.ctx, "one.test", nil)
+	if err != nil || res.RoomsSuperseded {
+		t.Fatalf("a diff that began after: %+v %v", res, err)
 	}
 }

@@ -48,18 +48,20 @@ type Control struct {
 	Full bool `json:"full,omitempty"`
 }
 
-// Filters choose which calendars of an identity's list are enrolled.
+// Filters choose which calendars of an identity's list are enrolled. One
+// type for the control message and the identity document that stores it
+// (store.Identity.Filters), so the two never drift apart.
 type Filters struct {
 	// MinAccessRole: freeBusyReader, reader (default), writer or owner.
 	// Below reader Google gives free/busy only, no events to mirror.
-	MinAccessRole string `json:"minAccessRole,omitempty"`
+	MinAccessRole string `json:"minAccessRole,omitempty" firestore:"minAccessRole,omitempty"`
 	// PrimaryOnly enrolls the identity's primary calendar only.
-	PrimaryOnly bool `json:"primaryOnly,omitempty"`
+	PrimaryOnly bool `json:"primaryOnly,omitempty" firestore:"primaryOnly,omitempty"`
 	// Include (when not empty) and Exclude are shell patterns (path.Match)
 	// over calendar ids: a calendar is enrolled if it matches an Include and
 	// no Exclude.
-	Include []string `json:"include,omitempty"`
-	Exclude []string `json:"exclude,omitempty"`
+	Include []string `json:"include,omitempty" firestore:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty" firestore:"exclude,omitempty"`
 }
 
 // Control versions and actions.

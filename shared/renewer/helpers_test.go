@@ -84,7 +84,7 @@ func newEnv(t testing.TB, emuOpts calendaremu.Options) *env {
 	e := &env{t: t, ctx: ctx, project: project, fs: fs, st: store.New(fs), ps: ps, pub: pub, emu: emu, base: base, hookURL: hook.URL, logs: &testlog.Buffer{}}
 	e.cfg = config.RenewChannels{
 		Common:             config.Common{ProjectID: project, LogLevel: "info"},
-		Store:              config.Store{FirestoreDatabase: "(default)"},
+		Firestore:          config.Firestore{FirestoreDatabase: "(default)"},
 		Calendar:           config.Calendar{CalendarEndpoint: base, CredentialPrivateKeys: privKeys, OAuthClientID: "cid", OAuthClientSecret: "sec", OAuthTokenURL: base + "/token", OAuthAuthURL: base + "/authorize", CalendarRateLimit: 6000},
 		NotificationsTopic: "notifications",
 		ChannelTokenKeys:   tokenKeys,

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+
+	"github.com/calsync/calsync/shared/messages"
 )
 
 // Collections of enrollment.
@@ -22,26 +24,17 @@ const (
 // Identity statuses (besides StatusActive and StatusAuthRevoked).
 const StatusUnenrolled = "unenrolled"
 
-// Filters choose which calendars of an identity's list are enrolled
-// (messages.Filters, stored).
-type Filters struct {
-	MinAccessRole string   `firestore:"minAccessRole,omitempty"`
-	PrimaryOnly   bool     `firestore:"primaryOnly,omitempty"`
-	Include       []string `firestore:"include,omitempty"`
-	Exclude       []string `firestore:"exclude,omitempty"`
-}
-
 // Identity is identities/{identityKey}: a user whose calendar list calsync
 // follows, read by domain-wide delegation (Subject) or with a stored OAuth
 // grant (CredentialID).
 type Identity struct {
-	AuthMode     string  `firestore:"authMode"`
-	Subject      string  `firestore:"subject,omitempty"`
-	CredentialID string  `firestore:"credentialId,omitempty"`
-	Email        string  `firestore:"email,omitempty"` // for operators
-	Status       string  `firestore:"status"`          // active, unenrolled, auth_revoked
-	StatusReason string  `firestore:"statusReason,omitempty"`
-	Filters      Filters `firestore:"filters"`
+	AuthMode     string           `firestore:"authMode"`
+	Subject      string           `firestore:"subject,omitempty"`
+	CredentialID string           `firestore:"credentialId,omitempty"`
+	Email        string           `firestore:"email,omitempty"` // for operators
+	Status       string           `firestore:"status"`          // active, unenrolled, auth_revoked
+	StatusReason string           `firestore:"statusReason,omitempty"`
+	Filters      messages.Filters `firestore:"filters"`
 	// DeleteMirrorOnRemove: a calendar leaving the list loses its mirror too.
 	DeleteMirrorOnRemove bool `firestore:"deleteMirrorOnRemove,omitempty"`
 	// Domain: enrolled by the directory of this Workspace domain (its diff
@@ -65,11 +58,11 @@ type Identity struct {
 // Domain is domains/{domainKey}: a Workspace domain enrolled with its
 // directory (users, and rooms when Rooms).
 type Domain struct {
-	Domain               string  `firestore:"domain"`
-	Admin                string  `firestore:"admin"` // the admin impersonated for the Directory API and rooms
-	Rooms                bool    `firestore:"rooms"`
-	Filters              Filters `firestore:"filters"`
-	DeleteMirrorOnRemove bool    `firestore:"deleteMirrorOnRemove,omitempty"`
+	Domain               string           `firestore:"domain"`
+	Admin                string           `firestore:"admin"` // the admin impersonated for the Directory API and rooms
+	Rooms                bool             `firestore:"rooms"`
+	Filters              messages.Filters `firestore:"filters"`
+	DeleteMirrorOnRemove bool             `firestore:"deleteMirrorOnRemove,omitempty"`
 	// CustomerID is the Workspace customer the domain belongs to (its
 	// users' customerId): the owner of its rooms (rooms.go).
 	CustomerID string `firestore:"customerId,omitempty"`
