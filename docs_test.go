@@ -51,7 +51,6 @@ var notRewrittenYet = map[string]bool{
 	"shared/renewer":             true,
 	"shared/store":               true,
 	"shared/syncer":              true,
-	"shared/testing/calendaremu": true,
 	"shared/testing/syncertest":  true,
 	"shared/testing/testlog":     true,
 }
