@@ -28,31 +28,6 @@ var notPackageREADMEs = map[string]bool{".": true, "terraform": true}
 // 20); it shrinks with each commit and goes when empty.
 var notRewrittenYet = map[string]bool{
 	"e2e":                        true,
-	"functions/renewchannels":    true,
-	"functions/syncworker":       true,
-	"functions/webhook":          true,
-	"scripts/bench":              true,
-	"scripts/bench/fleet":        true,
-	"scripts/bench/fleet/count":  true,
-	"scripts/bench/fleet/worker": true,
-	"scripts/bench/quota":        true,
-	"scripts/calendar-emulator":  true,
-	"scripts/calsync":            true,
-	"scripts/devstack":           true,
-	"scripts/devstack/calgen":    true,
-	"scripts/devstack/stack":     true,
-	"scripts/faultproxy":         true,
-	"scripts/firstdeploy":        true,
-	"shared/calclient":           true,
-	"shared/channeltoken":        true,
-	"shared/enroll":              true,
-	"shared/lifecycle":           true,
-	"shared/messages":            true,
-	"shared/renewer":             true,
-	"shared/store":               true,
-	"shared/syncer":              true,
-	"shared/testing/syncertest":  true,
-	"shared/testing/testlog":     true,
 }
 
 // goFileName is a Go file named in backticks, possibly with a relative path or
