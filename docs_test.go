@@ -24,12 +24,6 @@ const (
 // and terraform's documents the infrastructure its test files check.
 var notPackageREADMEs = map[string]bool{".": true, "terraform": true}
 
-// notRewrittenYet lists the READMEs still being rewritten to this shape (issue
-// 20); it shrinks with each commit and goes when empty.
-var notRewrittenYet = map[string]bool{
-	"e2e":                        true,
-}
-
 // goFileName is a Go file named in backticks, possibly with a relative path or
 // a glob ("`*_test.go`").
 var goFileName = regexp.MustCompile("`([^`\\s]*\\.go)`")
@@ -43,7 +37,7 @@ func TestPackageREADMEs(t *testing.T) {
 		t.Fatalf("found only %d directories with Go files: is the test running at the repository root?", len(dirs))
 	}
 	for _, dir := range dirs {
-		if notPackageREADMEs[dir] || notRewrittenYet[dir] {
+		if notPackageREADMEs[dir] {
 			continue
 		}
 		for _, problem := range readmeProblems(dir) {
