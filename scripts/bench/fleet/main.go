@@ -6,7 +6,7 @@
 // deletes, function invocations, Pub/Sub bytes, busy and CPU time, the lag
 // from a change to its message on the change feed, and prices it all in
 // dollars per 1,000 calendars per month at Google's list prices, next to the
-// floor. See ../README.md ("Fleet benchmark").
+// floor. See README.md.
 //
 //	go run ./scripts/bench/fleet [--calendars 1000] [--identities 100] [--duration 5m] [--rate 5] [--workers 3]
 package main

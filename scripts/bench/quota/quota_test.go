@@ -1,7 +1,7 @@
 // Package quota is the quota benchmark: several SyncWorker processes and a
 // RenewChannels run against the Calendar emulator with Google's per-user
 // (600/min) and per-project (10,000/min) quotas on, one user's calendars all
-// notified at once. See scripts/bench/README.md.
+// notified at once. See scripts/bench/quota/README.md.
 package quota
 
 import (
