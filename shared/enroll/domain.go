@@ -468,9 +468,9 @@ func (e *Enroller) syncRooms(ctx context.Context, d store.Domain, st directorySt
 	case d.Rooms || d.CustomerID == "":
 		return nil
 	}
-	leaving, err := e.leaveRooms(ctx, d, d.DeleteMirrorOnRemove, res)
+	leaving, err := e.unenrollRooms(ctx, d, d.DeleteMirrorOnRemove, res)
 	var r Result
-	e.leave(ctx, leaving, d.DeleteMirrorOnRemove, &r)
+	e.stopUnwatched(ctx, leaving, d.DeleteMirrorOnRemove, &r)
 	res.Failed += r.Failed
 	return err
 }
@@ -493,7 +493,7 @@ func (e *Enroller) applyRooms(ctx context.Context, d store.Domain, plan director
 	}
 	var r Result
 	e.follow(ctx, applied.Enrolled, &r)
-	e.leave(ctx, applied.Unenrolled, d.DeleteMirrorOnRemove, &r)
+	e.stopUnwatched(ctx, applied.Unenrolled, d.DeleteMirrorOnRemove, &r)
 	res.RoomsEnrolled, res.RoomsUnenrolled, res.RoomsShared = len(applied.Enrolled), len(applied.Unenrolled), applied.Shared
 	res.Calendars += len(applied.Enrolled)
 	res.Failed += r.Failed
@@ -532,7 +532,7 @@ func (e *Enroller) UnenrollDomain(ctx context.Context, domain string, deleteMirr
 	var r Result
 	var leaving []store.Calendar
 	if d.CustomerID != "" {
-		leaving, err = e.leaveRooms(ctx, d, deleteMirror, &res)
+		leaving, err = e.unenrollRooms(ctx, d, deleteMirror, &res)
 		if err != nil {
 			return res, err
 		}
@@ -554,17 +554,17 @@ func (e *Enroller) UnenrollDomain(ctx context.Context, domain string, deleteMirr
 			leaving = append(leaving, c)
 		}
 	}
-	e.leave(ctx, leaving, deleteMirror, &r)
+	e.stopUnwatched(ctx, leaving, deleteMirror, &r)
 	res.Failed += r.Failed
 	return res, nil
 }
 
-// leaveRooms takes a domain that no longer follows rooms (unenrolled, or
+// unenrollRooms takes a domain that no longer follows rooms (unenrolled, or
 // enrolled again without them) off its customer's rooms and unenrolls
 // those no other domain that follows rooms lists (planRooms with an empty
-// listing decides which); it returns the calendars to leave (with
+// listing decides which); it returns the calendars now unwatched (with
 // deleteMirror, the rooms unwatched before too).
-func (e *Enroller) leaveRooms(ctx context.Context, d store.Domain, deleteMirror bool, res *DomainResult) ([]store.Calendar, error) {
+func (e *Enroller) unenrollRooms(ctx context.Context, d store.Domain, deleteMirror bool, res *DomainResult) ([]store.Calendar, error) {
 	if err := e.Store.ForgetRoomDomain(ctx, d.CustomerID, d.Domain); err != nil {
 		return nil, err
 	}

@@ -316,7 +316,7 @@ func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, sta
 	res.Enrolled, res.Unenrolled, res.Shared, res.Calendars = len(applied.Enrolled), len(applied.Unenrolled), applied.Shared, applied.Calendars
 	res.HandedOver, res.FreeBusyOnly = len(applied.HandedOver), len(applied.FreeBusyOnly)
 	e.follow(ctx, applied.Enrolled, &res)
-	e.leave(ctx, applied.Unenrolled, id.DeleteMirrorOnRemove, &res)
+	e.stopUnwatched(ctx, applied.Unenrolled, id.DeleteMirrorOnRemove, &res)
 	e.handOver(ctx, applied.HandedOver, &res)
 	e.freeBusyOnly(ctx, applied.FreeBusyOnly, &res)
 	if err := e.ensureList(ctx, key, id); err != nil {
@@ -383,7 +383,7 @@ func (e *Enroller) handOver(ctx context.Context, hs []store.Handover, res *Resul
 		e.log(ctx).InfoContext(ctx, "calendar read with another grant; full resync", logging.KeyEvent, logging.EventReaderChanged,
 			logging.KeyCalendarKey, key, logging.KeyCalendarID, h.To.CalendarID, "from", h.From.EnrolledBy, "to", h.To.EnrolledBy,
 			"fromRole", h.From.AccessRole, "toRole", h.To.AccessRole)
-		e.leave(ctx, []store.Calendar{h.From}, false, res)
+		e.stopUnwatched(ctx, []store.Calendar{h.From}, false, res)
 		e.follow(ctx, []store.Calendar{h.To}, res)
 	}
 }
@@ -395,13 +395,13 @@ func (e *Enroller) freeBusyOnly(ctx context.Context, cals []store.Calendar, res 
 		e.log(ctx).WarnContext(ctx, "calendar readable as free/busy only; not synced", logging.KeyEvent, logging.EventFreeBusyOnly,
 			logging.KeyCalendarKey, store.CalendarKey(c.CalendarID), logging.KeyCalendarID, c.CalendarID, logging.KeyIdentityKey, c.EnrolledBy)
 	}
-	e.leave(ctx, cals, false, res)
+	e.stopUnwatched(ctx, cals, false, res)
 }
 
-// leave stops the channels of unenrolled calendars and, with deleteMirror,
+// stopUnwatched stops the channels of calendars now unwatched and, with deleteMirror,
 // asks for their mirror to be purged (the SyncWorker does it under the
 // calendar's lease, announcing each event as deleted).
-func (e *Enroller) leave(ctx context.Context, cals []store.Calendar, deleteMirror bool, res *Result) {
+func (e *Enroller) stopUnwatched(ctx context.Context, cals []store.Calendar, deleteMirror bool, res *Result) {
 	for _, c := range cals {
 		key := store.CalendarKey(c.CalendarID)
 		if e.Channels != nil {
@@ -461,7 +461,7 @@ func (e *Enroller) UnenrollIdentity(ctx context.Context, key string, deleteMirro
 	}
 	// Its calendars that another identity can read are handed over to it
 	// first (a listing that lists nothing); the rest are unwatched.
-	if err := e.leaveAll(ctx, key, reason, &res); err != nil {
+	if err := e.dropReader(ctx, key, reason, &res); err != nil {
 		return res, err
 	}
 	if _, err := e.lifecycle().Unenroll(ctx, lifecycle.Identity(key, id), reason); err != nil {
@@ -510,9 +510,9 @@ func (e *Enroller) UnenrollIdentity(ctx context.Context, key string, deleteMirro
 	return res, nil
 }
 
-// leaveAll applies a listing of nothing for an identity that leaves: every
+// dropReader applies a listing of nothing for an identity being unenrolled: every
 // calendar it reads goes to its next best reader or is unwatched.
-func (e *Enroller) leaveAll(ctx context.Context, key, reason string, res *UnenrollResult) error {
+func (e *Enroller) dropReader(ctx context.Context, key, reason string, res *UnenrollResult) error {
 	mine, err := e.Store.CalendarsEnrolledBy(ctx, key)
 	if err != nil {
 		return err
@@ -529,7 +529,7 @@ func (e *Enroller) leaveAll(ctx context.Context, key, reason string, res *Unenro
 	}
 	var r Result
 	e.handOver(ctx, applied.HandedOver, &r)
-	e.leave(ctx, applied.Unenrolled, false, &r)
+	e.stopUnwatched(ctx, applied.Unenrolled, false, &r)
 	res.Unenrolled += len(applied.Unenrolled)
 	res.Failed += r.Failed
 	return nil
