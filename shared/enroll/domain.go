@@ -189,6 +189,9 @@ func (e *Enroller) syncDirectory(ctx context.Context, domain string, progress fu
 	if e.Directory == nil {
 		return res, errors.New("enroll: no Directory client")
 	}
+	if err := e.Store.DirectorySyncStarted(ctx, d.Domain, start); err != nil {
+		return res, err
+	}
 	st, err := e.readDirectory(ctx, d, &res)
 	if err != nil {
 		return res, err

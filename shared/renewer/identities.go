@@ -102,6 +102,11 @@ func (r *Renewer) count(sum *Summary, out channels.Outcome) {
 	}
 }
 
+// directoryDiffClaim is how long a diff that began and has not finished
+// keeps RenewChannels from starting another of the same domain; a diff
+// that died is taken up after it.
+const directoryDiffClaim = 15 * time.Minute
+
 // directories diffs the directory of every active domain whose last diff is
 // older than DirectorySyncInterval.
 func (r *Renewer) directories(ctx context.Context, sum *Summary) {
@@ -122,6 +127,10 @@ func (r *Renewer) directories(ctx context.Context, sum *Summary) {
 		// A domain whose directory was refused (its status) is tried every
 		// run: the first read clears the status.
 		if d.Status == store.StatusUnenrolled || (d.Status == store.StatusActive && r.now().Sub(d.LastDirectorySyncAt) < every) {
+			continue
+		}
+		if d.Status == store.StatusActive && d.DiffInProgress(r.now(), directoryDiffClaim) {
+			// An operator's enrollment (or another run) is diffing it now.
 			continue
 		}
 		res, err := r.Enroll.SyncDirectory(ctx, d.Domain, nil)

@@ -72,6 +72,10 @@ type Domain struct {
 	Status              string    `firestore:"status"`
 	StatusReason        string    `firestore:"statusReason,omitempty"`
 	LastDirectorySyncAt time.Time `firestore:"lastDirectorySyncAt,omitempty"`
+	// DirectorySyncStartedAt: when the last diff began (PutDomain, which
+	// a diff follows at once, and DirectorySyncStarted). Later than
+	// LastDirectorySyncAt: a diff is in progress (DiffInProgress).
+	DirectorySyncStartedAt time.Time `firestore:"directorySyncStartedAt,omitempty"`
 	// ListedAt and Calendars: the rooms' listing guard and count before
 	// rooms were the customer's (AdoptRooms moves them).
 	ListedAt  time.Time `firestore:"listedAt,omitempty"`
@@ -228,7 +232,7 @@ func (s *Store) PutDomain(ctx context.Context, d Domain) error {
 	return s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		snap, err := tx.Get(ref)
 		if isNotFound(err) {
-			d.Status, d.CreatedAt, d.UpdatedAt = StatusActive, now, now
+			d.Status, d.CreatedAt, d.UpdatedAt, d.DirectorySyncStartedAt = StatusActive, now, now, now
 			return tx.Create(ref, d)
 		}
 		if err != nil {
@@ -240,6 +244,7 @@ func (s *Store) PutDomain(ctx context.Context, d Domain) error {
 			{Path: "filters", Value: d.Filters},
 			{Path: "deleteMirrorOnRemove", Value: d.DeleteMirrorOnRemove},
 			{Path: "updatedAt", Value: now},
+			{Path: "directorySyncStartedAt", Value: now},
 		}, ifSet("customerId", d.CustomerID)...)
 		// Unenrolled: enrolled again. A refusal's status stays: the diff
 		// that follows clears it through shared/lifecycle (logged).
@@ -304,6 +309,19 @@ func (s *Store) domainTransition(ctx context.Context, domain string, allowed fun
 // AllDomains returns every enrolled domain by key.
 func (s *Store) AllDomains(ctx context.Context) (map[string]Domain, error) {
 	return readAll[Domain](s.Client.Collection(CollDomains).Documents(ctx), "domain")
+}
+
+// DirectorySyncStarted records that a diff of the domain began at at.
+func (s *Store) DirectorySyncStarted(ctx context.Context, domain string, at time.Time) error {
+	_, err := s.DomainRef(DomainKey(domain)).Update(ctx, []firestore.Update{{Path: "directorySyncStartedAt", Value: at.UTC()}})
+	return wrapNotFound(err, "domain "+domain)
+}
+
+// DiffInProgress reports whether a diff of d began less than within ago and
+// has not finished: another diff begun now would only race it (the later
+// reading wins; the earlier one's work is redone or reported superseded).
+func (d Domain) DiffInProgress(now time.Time, within time.Duration) bool {
+	return d.DirectorySyncStartedAt.After(d.LastDirectorySyncAt) && now.Sub(d.DirectorySyncStartedAt) < within
 }
 
 // DirectorySynced records a finished directory diff of a domain (and its
