@@ -112,15 +112,7 @@ func TestRunRenewsListsAndDiffsDirectories(t *testing.T) {
 // (not every DIRECTORY_SYNC_INTERVAL), and the first run that reads it
 // clears the status.
 func TestRefusedDomainTriedEveryRun(t *testing.T) {
-	e := newEnv(t, calendaremu.Options{})
-	if err := e.emu.CreateDomain("corp.test", "admin@corp.test"); err != nil {
-		t.Fatal(err)
-	}
-	r := e.renewer(func(c *config.RenewChannels) { c.DirectorySyncInterval = time.Hour })
-	if _, err := r.Enroll.EnrollDomain(e.ctx, enroll.DomainSpec{Domain: "corp.test", Admin: "admin@corp.test"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	ref := e.st.DomainRef(store.DomainKey("corp.test"))
+	e, r, ref := enrolledDomain(t)
 	if _, err := ref.Update(e.ctx, diffedAt(time.Now().Add(-2*time.Hour))); err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +146,21 @@ func TestRefusedDomainTriedEveryRun(t *testing.T) {
 	}
 }
 
+// enrolledDomain is a renewer with corp.test enrolled (diffed hourly) and
+// the domain's document.
+func enrolledDomain(t *testing.T) (*env, *Renewer, *firestore.DocumentRef) {
+	t.Helper()
+	e := newEnv(t, calendaremu.Options{})
+	if err := e.emu.CreateDomain("corp.test", "admin@corp.test"); err != nil {
+		t.Fatal(err)
+	}
+	r := e.renewer(func(c *config.RenewChannels) { c.DirectorySyncInterval = time.Hour })
+	if _, err := r.Enroll.EnrollDomain(e.ctx, enroll.DomainSpec{Domain: "corp.test", Admin: "admin@corp.test"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return e, r, e.st.DomainRef(store.DomainKey("corp.test"))
+}
+
 // diffedAt backdates a domain's last diff, begun and finished at at.
 func diffedAt(at time.Time) []firestore.Update {
 	return []firestore.Update{{Path: "lastDirectorySyncAt", Value: at}, {Path: "directorySyncStartedAt", Value: at}}
@@ -164,15 +171,7 @@ func diffedAt(at time.Time) []firestore.Update {
 // minutes: two diffs at once only race (the later reading wins). After
 // that the run takes it up.
 func TestDiffInProgressNotRaced(t *testing.T) {
-	e := newEnv(t, calendaremu.Options{})
-	if err := e.emu.CreateDomain("corp.test", "admin@corp.test"); err != nil {
-		t.Fatal(err)
-	}
-	r := e.renewer(func(c *config.RenewChannels) { c.DirectorySyncInterval = time.Hour })
-	if _, err := r.Enroll.EnrollDomain(e.ctx, enroll.DomainSpec{Domain: "corp.test", Admin: "admin@corp.test"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	ref := e.st.DomainRef(store.DomainKey("corp.test"))
+	e, r, ref := enrolledDomain(t)
 	ups := diffedAt(time.Now().Add(-2 * time.Hour))
 	if _, err := ref.Update(e.ctx, append(ups[:1], firestore.Update{Path: "directorySyncStartedAt", Value: time.Now()})); err != nil {
 		t.Fatal(err)
