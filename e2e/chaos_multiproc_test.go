@@ -327,7 +327,7 @@ func chaosMultiProcess(t *testing.T, seed uint64) {
 		seed, len(kills), kills, len(pauses.done()), pauses.report(), front.Forwarded-front0.Forwarded, front.Duplicated-front0.Duplicated,
 		front.Delayed-front0.Delayed, front.Rejected-front0.Rejected, front.Unavailable-front0.Unavailable, front.TimedOut-front0.TimedOut,
 		len(notes), redeliveries, deadLettered)
-	t.Logf("seed %d service faults (rates: before %.2f, lost %.2f, latency %.2f): %s", seed, rates.Before, rates.Lost, rates.Latency, serviceFaults)
+	t.Logf("seed %d service faults (rates: before %.2f, lost %.2f, contention %.2f, latency %.2f): %s", seed, rates.Before, rates.Lost, rates.Contention, rates.Latency, serviceFaults)
 	t.Logf("seed %d invariants: (a) %s; (b) %s; (c) %s; (d) %s; (e) %s; %s in all",
 		seed, report["a"], report["b"], report["c"], report["d"], report["e"], time.Since(start).Round(time.Millisecond))
 	if len(pauses.done()) < mpPauses {
