@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -38,6 +39,8 @@ const (
 	AttrChange        = "change"
 	AttrResource      = "resource"
 	AttrIdentityKey   = "identityKey"
+	AttrOrigin        = "origin"
+	AttrSchemaVersion = "schemaVersion"
 )
 
 // Notification is one message on the notifications topic: about a
@@ -229,9 +232,35 @@ const (
 	ChangeCancelled = "cancelled"
 )
 
+// ChangeSchemaVersion is the version of the change message's contract
+// (README, "Change feed"): fields are only added within a version; a
+// field removed or whose meaning changes makes the next version.
+const ChangeSchemaVersion = 1
+
+// Origins of a change: which kind of sync found it (Change.Origin).
+const (
+	// OriginInitial: the calendar's first full sync (its whole history,
+	// announced created): a product skips its "new event" automations.
+	OriginInitial = "initial"
+	// OriginIncremental: an ordinary sync with the sync token.
+	OriginIncremental = "incremental"
+	// OriginResync: a full sync of a calendar synced before (Google's 410,
+	// an operator's full resync, a change of reader, a purge).
+	OriginResync = "resync"
+	// OriginPurge: an unwatched calendar's mirror deleted on request
+	// (unenroll with deleteMirror): the events were not deleted in Google.
+	OriginPurge = "purge"
+)
+
 // Change is one message on the changes topic: one event that changed.
-// Delivery is at least once: consumers deduplicate on (EventID, Etag).
+// Delivery is at least once: consumers deduplicate on (CalendarKey,
+// EventID, Etag): one meeting is on every attendee's calendar under one id.
 type Change struct {
+	SchemaVersion int    `json:"schemaVersion"`
+	Origin        string `json:"origin"`
+	// IdentityKey: the identity (or, for rooms, the customer) whose grant
+	// the calendar is read with; empty for a calendar an operator watches.
+	IdentityKey  string `json:"identityKey,omitempty"`
 	CalendarID   string `json:"calendarId"`
 	CalendarKey  string `json:"calendarKey"`
 	EventID      string `json:"eventId"`
@@ -272,5 +301,10 @@ type Previous struct {
 
 // Attributes returns the Pub/Sub attributes of a change.
 func (c Change) Attributes() map[string]string {
-	return map[string]string{AttrCalendarKey: c.CalendarKey, AttrEventID: c.EventID, AttrChange: c.Change}
+	a := map[string]string{AttrCalendarKey: c.CalendarKey, AttrEventID: c.EventID, AttrChange: c.Change,
+		AttrOrigin: c.Origin, AttrSchemaVersion: strconv.Itoa(c.SchemaVersion)}
+	if c.IdentityKey != "" {
+		a[AttrIdentityKey] = c.IdentityKey
+	}
+	return a
 }

@@ -78,8 +78,8 @@ func (s *Syncer) purgeUnderLease(ctx context.Context, log *slog.Logger, key stri
 	if err != nil {
 		return err
 	}
-	st := &roundState{key: key, calendarID: cal.CalendarID, h: hl, startedAt: rd.StartedAt, full: true,
-		listed: map[string]struct{}{}, invocations: 1, res: &result{full: true}}
+	st := &roundState{key: key, calendarID: cal.CalendarID, h: hl, startedAt: rd.StartedAt, full: true, purge: true,
+		identityKey: cal.EnrolledBy, listed: map[string]struct{}{}, invocations: 1, res: &result{full: true}}
 	st.log = log
 	if err := s.sweep(ctx, st); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/api/calendar/v3"
 
 	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -58,12 +59,17 @@ type roundState struct {
 	chunks          int       // full rounds: chunks checkpointed so far
 	invocations     int       // invocations this round has taken, this one included
 	full            bool
-	listed          map[string]struct{} // full rounds: every id the listing returned
-	series          map[string]bool     // masters seen in this round: live (true) or cancelled (false)
-	orphans         []*calendar.Event   // cancelled exceptions of a series not seen yet
-	loc             *time.Location
-	locName         string
-	res             *result
+	// neverFull: the calendar has not completed a full round yet, so a
+	// full round is its initial sync (origin "initial").
+	neverFull   bool
+	identityKey string              // the calendar's reader (enrolledBy)
+	purge       bool                // the sweep of an unwatched calendar's mirror (purge.go)
+	listed      map[string]struct{} // full rounds: every id the listing returned
+	series      map[string]bool     // masters seen in this round: live (true) or cancelled (false)
+	orphans     []*calendar.Event   // cancelled exceptions of a series not seen yet
+	loc         *time.Location
+	locName     string
+	res         *result
 }
 
 // round runs one sync: incremental with rd.Token, or full (with a sweep),
@@ -76,7 +82,7 @@ func (s *Syncer) round(ctx context.Context, log *slog.Logger, h *sessionLease, r
 		return nil, err
 	}
 	st := &roundState{key: h.key, calendarID: rd.Calendar.CalendarID, h: h, log: log, startedAt: rd.StartedAt, stopAt: stopAt,
-		invocations: 1, res: &result{}}
+		invocations: 1, res: &result{}, neverFull: rd.Calendar.LastFullSyncAt.IsZero(), identityKey: rd.Calendar.EnrolledBy}
 	// Ids whose "created" a dead sync published without writing them.
 	leftover, err := retry(ctx, s, func() ([]string, error) { return s.o.Store.Announcing(ctx, h.key) })
 	if err != nil {
@@ -262,8 +268,23 @@ func (st *roundState) noteListed(items []*calendar.Event) {
 	}
 }
 
+// origin is which kind of sync the round is, for its change messages: a
+// 410 turns an incremental round into a full one (a resync) on the way.
+func (st *roundState) origin() string {
+	switch {
+	case st.purge:
+		return messages.OriginPurge
+	case !st.full:
+		return messages.OriginIncremental
+	case st.neverFull:
+		return messages.OriginInitial
+	}
+	return messages.OriginResync
+}
+
 func (s *Syncer) planContext(st *roundState) planContext {
-	return planContext{key: st.key, calendarID: st.calendarID, syncedAt: s.now(), announce: s.o.Publisher != nil}
+	return planContext{key: st.key, calendarID: st.calendarID, identityKey: st.identityKey, origin: st.origin(),
+		syncedAt: s.now(), announce: s.o.Publisher != nil}
 }
 
 func (st *roundState) input(items []*calendar.Event, stored map[string]store.EventMeta) pageInput {

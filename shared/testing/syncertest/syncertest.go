@@ -4,15 +4,19 @@
 package syncertest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"google.golang.org/api/calendar/v3"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
@@ -129,11 +133,16 @@ func (r *Recorder) PublishAll(_ context.Context, key string, msgs []pubsubx.Mess
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, m := range msgs {
+		if err := ValidateChange(m.Data); err != nil {
+			return err
+		}
 		var c messages.Change
 		if err := json.Unmarshal(m.Data, &c); err != nil {
 			return err
 		}
-		if c.CalendarKey != key || m.Attributes[messages.AttrEventID] != c.EventID || m.Attributes[messages.AttrChange] != c.Change {
+		if c.CalendarKey != key || m.Attributes[messages.AttrEventID] != c.EventID || m.Attributes[messages.AttrChange] != c.Change ||
+			m.Attributes[messages.AttrOrigin] != c.Origin || c.Origin == "" || m.Attributes[messages.AttrIdentityKey] != c.IdentityKey ||
+			c.SchemaVersion != messages.ChangeSchemaVersion || m.Attributes[messages.AttrSchemaVersion] != strconv.Itoa(c.SchemaVersion) {
 			return fmt.Errorf("syncertest: inconsistent change message %s %v (key %s)", m.Data, m.Attributes, key)
 		}
 		r.changes = append(r.changes, c)
@@ -185,4 +194,34 @@ func Counts(cs []messages.Change) map[string]int {
 		out[c.Change]++
 	}
 	return out
+}
+
+var changeSchema = sync.OnceValues(func() (*jsonschema.Schema, error) {
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(messages.ChangeSchema))
+	if err != nil {
+		return nil, err
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource("change.json", doc); err != nil {
+		return nil, err
+	}
+	return c.Compile("change.json")
+})
+
+// ValidateChange checks a change message's body against the published
+// schema (messages.ChangeSchema).
+func ValidateChange(data []byte) error {
+	sch, err := changeSchema()
+	if err != nil {
+		return fmt.Errorf("syncertest: the change schema: %w", err)
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	if err := sch.Validate(v); err != nil {
+		return fmt.Errorf("syncertest: change message %s does not match its schema: %w", data, err)
+	}
+	return nil
 }
