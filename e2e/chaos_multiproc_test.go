@@ -620,6 +620,10 @@ func newOrderedFeed(t *testing.T, cals []*mpCal) *orderedFeed {
 				f.bad = append(f.bad, fmt.Sprintf("bad change message (ordering key %q): %s", m.OrderingKey, m.Data))
 				return
 			}
+			if err := syncertest.ValidateChange(m.Data); err != nil {
+				f.bad = append(f.bad, err.Error())
+				return
+			}
 			f.byKey[c.CalendarKey] = append(f.byKey[c.CalendarKey], c)
 		})
 	}()

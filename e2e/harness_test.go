@@ -154,6 +154,10 @@ func (l *changeLog) add(m *pubsub.Message) {
 		l.bad = append(l.bad, err.Error())
 		return
 	}
+	if err := syncertest.ValidateChange(m.Data); err != nil {
+		l.bad = append(l.bad, err.Error())
+		return
+	}
 	if c.CalendarKey != l.key || c.EventID == "" || m.Attributes[messages.AttrEventID] != c.EventID || m.Attributes[messages.AttrChange] != c.Change {
 		l.bad = append(l.bad, fmt.Sprintf("inconsistent message %v %s", m.Attributes, m.Data))
 		return
