@@ -8,6 +8,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -196,21 +198,22 @@ func Counts(cs []messages.Change) map[string]int {
 	return out
 }
 
+// ChangeSchemaPath is the published JSON Schema of a change message
+// (schemas/ at the repository root: a contract for consumers, not part of
+// the deployed build).
+var ChangeSchemaPath = func() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "schemas", "change.v1.json")
+}()
+
 var changeSchema = sync.OnceValues(func() (*jsonschema.Schema, error) {
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(messages.ChangeSchema))
-	if err != nil {
-		return nil, err
-	}
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
-	if err := c.AddResource("change.json", doc); err != nil {
-		return nil, err
-	}
-	return c.Compile("change.json")
+	return c.Compile(ChangeSchemaPath)
 })
 
 // ValidateChange checks a change message's body against the published
-// schema (messages.ChangeSchema).
+// schema (ChangeSchemaPath).
 func ValidateChange(data []byte) error {
 	sch, err := changeSchema()
 	if err != nil {
