@@ -280,6 +280,12 @@ type Change struct {
 	Updated  string          `json:"updated,omitempty"`
 	SyncedAt time.Time       `json:"syncedAt"`
 	Event    json.RawMessage `json:"event"`
+	// LastKnown (deleted and cancelled): the event as the mirror last held
+	// it (API JSON, calsync's own fields removed), so a consumer that never
+	// stored it still knows what went away. Absent when the mirror did not
+	// hold it (a ghost of a crashed sync) and for the exceptions deleted
+	// with their series.
+	LastKnown json.RawMessage `json:"lastKnown,omitempty"`
 }
 
 // Previous is what an updated event's changed fields were before.

@@ -1,6 +1,7 @@
 package syncer_test
 
 import (
+	"strings"
 	"testing"
 
 	"cloud.google.com/go/firestore"
@@ -54,9 +55,31 @@ func TestChangeOrigin(t *testing.T) {
 	e.mustNotify(s, messages.StateExists)
 	want("full sync after a 410", messages.OriginResync, identity, 1)
 
+	// A deleted event's message carries what the mirror held of it.
+	e.remove(ids[2])
+	e.mustNotify(s, messages.StateExists)
+	cs := e.rec.Changes()
+	want("a deletion", messages.OriginIncremental, identity, 1)
+	lastKnown(t, cs[0], ids[2], `"summary":"e"`)
+
 	if err := e.st.SetStatus(e.ctx, e.key, store.StatusUnwatched, "unenrolled", ""); err != nil {
 		t.Fatal(err)
 	}
 	e.mustNotify(s, messages.StatePurge)
-	want("purge", messages.OriginPurge, identity, 5)
+	cs = e.rec.Changes()
+	want("purge", messages.OriginPurge, identity, 4)
+	for _, c := range cs {
+		lastKnown(t, c, c.EventID, `"etag"`)
+	}
+}
+
+// lastKnown checks that a deleted message carries the event as the mirror
+// held it: its id, want in its JSON, none of calsync's own fields.
+func lastKnown(t *testing.T, c messages.Change, id, want string) {
+	t.Helper()
+	lk := string(c.LastKnown)
+	if c.Change != messages.ChangeDeleted || !strings.Contains(lk, `"id":"`+id+`"`) || !strings.Contains(lk, want) ||
+		strings.Contains(lk, store.FieldSyncedAt) || strings.Contains(lk, store.FieldStartTime) {
+		t.Fatalf("%s %s: lastKnown %s; want the event %s with %s", c.Change, c.EventID, lk, id, want)
+	}
 }

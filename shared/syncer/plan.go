@@ -98,13 +98,14 @@ func pageReads(items []*calendar.Event) []string {
 }
 
 // diffCandidates: the listed etag of each event that may be an update, so
-// the read keeps the stored documents the diffs compare with. Deletions and
-// cancelled occurrences get no diff.
+// the read keeps the stored documents the diffs compare with; "" (no stored
+// etag is empty) for a deletion or a cancelled occurrence, whose stored
+// document its message carries as lastKnown.
 func diffCandidates(items []*calendar.Event) map[string]string {
 	etags := make(map[string]string, len(items))
 	for _, ev := range items {
 		if ev.Status == "cancelled" {
-			delete(etags, ev.Id)
+			etags[ev.Id] = ""
 		} else {
 			etags[ev.Id] = ev.Etag
 		}
@@ -434,6 +435,11 @@ func changeMessage(pc planContext, id, kind string, p *pending) (pubsubx.Message
 		return pubsubx.Message{}, err
 	}
 	c.Event = raw
+	if (kind == messages.ChangeDeleted || kind == messages.ChangeCancelled) && p.before.Doc != nil {
+		if c.LastKnown, err = store.EventJSON(p.before.Doc); err != nil {
+			return pubsubx.Message{}, err
+		}
+	}
 	data, err := json.Marshal(c)
 	if err != nil {
 		return pubsubx.Message{}, err

@@ -395,9 +395,11 @@ func TestPageReads(t *testing.T) {
 	if ids := pageReads(items); !slices.Equal(ids, []string{"a", "x1", "m", "x2", "d"}) {
 		t.Errorf("reads %v", ids)
 	}
-	// Diffs only for what may be an update; a later cancellation drops one.
+	// Diffs only for what may be an update (its listed etag); a
+	// cancellation, later ones included, keeps the stored document ("")
+	// for its message's lastKnown.
 	items = append(items, event("x2", 2, exceptionOf("m"), cancelled))
-	if got := diffCandidates(items); !maps.Equal(got, map[string]string{"a": `"1002"`}) {
+	if got := diffCandidates(items); !maps.Equal(got, map[string]string{"a": `"1002"`, "x1": "", "x2": "", "d": ""}) {
 		t.Errorf("diff candidates %v", got)
 	}
 }

@@ -449,7 +449,14 @@ func (s *Syncer) sweep(ctx context.Context, st *roundState) error {
 	for i := 0; i < len(gone); i += chunk {
 		ids := gone[i:min(i+chunk, len(gone))]
 		err := s.try(ctx, func() error {
-			stored, err := s.o.Store.GetEvents(ctx, st.key, ids)
+			// Each document kept (no listed etag matches ""): its deleted
+			// message carries it as lastKnown. GetAll reads whole documents
+			// anyway; a chunk is held at a time.
+			gone := make(map[string]string, len(ids))
+			for _, id := range ids {
+				gone[id] = ""
+			}
+			stored, err := s.o.Store.GetEventsKeeping(ctx, st.key, ids, gone)
 			if err != nil {
 				return err
 			}
