@@ -46,7 +46,7 @@ func TestRevokedGrantWithCalclientAndCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := store.New(fs)
-	creds, err := credentials.NewStore(config.Calendar{CredentialPrivateKeys: priv}, st)
+	creds, err := credentials.NewVault(config.Calendar{CredentialPrivateKeys: priv}, st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -235,7 +235,7 @@ func cmdConnect(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	creds, err := credentials.NewStore(cfg.Calendar, st)
+	creds, err := credentials.NewVault(cfg.Calendar, st)
 	if err != nil {
 		return err
 	}

@@ -59,7 +59,7 @@ var (
 // private keys): what a test uses to check what the CLI stored.
 func functionsCreds(t *testing.T, fs *firestore.Client) *credentials.Vault {
 	t.Helper()
-	cs, err := credentials.NewStore(config.Calendar{CredentialPrivateKeys: privKeys, CredentialKeys: credKeys}, store.New(fs))
+	cs, err := credentials.NewVault(config.Calendar{CredentialPrivateKeys: privKeys, CredentialKeys: credKeys}, store.New(fs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -514,7 +514,7 @@ func TestCommandsEndToEnd(t *testing.T) {
 	if code, out, e := run("reseal"); code != 0 || !strings.Contains(out, "resealed 1 credential(s) to key h2") {
 		t.Fatalf("reseal: %d %q %q", code, out, e)
 	}
-	h2, _ := credentials.NewStore(config.Calendar{CredentialPrivateKeys: newPriv}, store.New(s.fs))
+	h2, _ := credentials.NewVault(config.Calendar{CredentialPrivateKeys: newPriv}, store.New(s.fs))
 	if tok, err := h2.RefreshToken(ctx, cred); err != nil || tok == "" {
 		t.Errorf("after reseal, the new key alone: %v", err)
 	}
@@ -651,7 +651,7 @@ func TestMigrateLegacyCredentials(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "sealed 3 legacy credential(s) to key h1; none is left") {
 		t.Fatalf("migrate-credentials: %d %q %q", code, out, e)
 	}
-	sealedOnly, _ := credentials.NewStore(config.Calendar{CredentialPrivateKeys: privKeys}, st)
+	sealedOnly, _ := credentials.NewVault(config.Calendar{CredentialPrivateKeys: privKeys}, st)
 	for i, id := range ids {
 		tok, err := sealedOnly.RefreshToken(ctx, id)
 		if err != nil || tok != fmt.Sprintf("1//legacy-%d", i) {

@@ -42,7 +42,7 @@ func (c *cli) credentials(ctx context.Context) (*credentials.Vault, error) {
 	if err != nil {
 		return nil, err
 	}
-	return credentials.NewStore(cfg.Calendar, st)
+	return credentials.NewVault(cfg.Calendar, st)
 }
 
 // cmdMigrateCredentials seals every legacy AES-GCM credential to the

@@ -31,7 +31,7 @@ type Access struct {
 // half, which CREDENTIAL_PUBLIC_KEY, when set, must be one of: otherwise
 // enrollers would seal to a key these functions cannot open.
 func NewAccess(cfg config.Calendar, st *store.Store, logger *slog.Logger) (*Access, error) {
-	creds, err := NewStore(cfg, st)
+	creds, err := NewVault(cfg, st)
 	if err != nil {
 		return nil, err
 	}
@@ -55,8 +55,8 @@ func NewAccess(cfg config.Calendar, st *store.Store, logger *slog.Logger) (*Acce
 	}, nil
 }
 
-// NewStore builds the credential Store of cfg on st (see NewAccess).
-func NewStore(cfg config.Calendar, st *store.Store) (*Vault, error) {
+// NewVault builds the credential Vault of cfg on st (see NewAccess).
+func NewVault(cfg config.Calendar, st *store.Store) (*Vault, error) {
 	creds := &Vault{Store: st}
 	if cfg.CredentialPrivateKeys != "" {
 		keys, err := sealed.ParsePrivateKeys(cfg.CredentialPrivateKeys)

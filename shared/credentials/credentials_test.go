@@ -105,11 +105,11 @@ func sealing(t *testing.T, st *store.Store, ids ...string) (functions, enroller 
 		lines = append(lines, priv)
 	}
 	privateList = strings.Join(lines, ",")
-	functions, err := NewStore(config.Calendar{CredentialPrivateKeys: privateList}, st)
+	functions, err := NewVault(config.Calendar{CredentialPrivateKeys: privateList}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	enroller, err = NewStore(config.Calendar{CredentialPublicKey: functions.Seal.String()}, st)
+	enroller, err = NewVault(config.Calendar{CredentialPublicKey: functions.Seal.String()}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,15 +210,15 @@ func TestNewStoreKeys(t *testing.T) {
 	st := newStore(t)
 	fn, _, priv := sealing(t, st, "h1")
 	other, _, _ := sealing(t, st, "h1")
-	if _, err := NewStore(config.Calendar{CredentialPrivateKeys: priv, CredentialPublicKey: other.Seal.String()}, st); err == nil ||
+	if _, err := NewVault(config.Calendar{CredentialPrivateKeys: priv, CredentialPublicKey: other.Seal.String()}, st); err == nil ||
 		!strings.Contains(err.Error(), "not the public half") || strings.Contains(err.Error(), strings.SplitN(priv, ":", 2)[1]) {
 		t.Errorf("a public key that is not ours: %v", err)
 	}
-	if s, err := NewStore(config.Calendar{CredentialPrivateKeys: priv, CredentialPublicKey: fn.Seal.String(), CredentialKeys: key("c1", "a")}, st); err != nil ||
+	if s, err := NewVault(config.Calendar{CredentialPrivateKeys: priv, CredentialPublicKey: fn.Seal.String(), CredentialKeys: key("c1", "a")}, st); err != nil ||
 		s.Keys == nil || s.Legacy == nil || s.Seal.ID() != "h1" {
 		t.Errorf("both formats during a migration: %+v %v", s, err)
 	}
-	if _, err := NewStore(config.Calendar{CredentialPublicKey: "pubkey:v1:h1:short"}, st); err == nil {
+	if _, err := NewVault(config.Calendar{CredentialPublicKey: "pubkey:v1:h1:short"}, st); err == nil {
 		t.Error("a malformed public key accepted")
 	}
 }
@@ -246,7 +246,7 @@ func TestMigrateLegacy(t *testing.T) {
 	fn, _, priv := sealing(t, st, "h1")
 	legacy1, legacy2 := legacyPut(t, st, aes, "1//l1"), legacyPut(t, st, aes, "1//l2")
 	sealedID, _ := fn.Put(ctx, "s@x", "1//s")
-	both, _ := NewStore(config.Calendar{CredentialPrivateKeys: priv, CredentialKeys: key("c1", "a")}, st)
+	both, _ := NewVault(config.Calendar{CredentialPrivateKeys: priv, CredentialKeys: key("c1", "a")}, st)
 	for id, want := range map[string]string{legacy1: "1//l1", legacy2: "1//l2", sealedID: "1//s"} {
 		if got, err := both.RefreshToken(ctx, id); err != nil || got != want {
 			t.Errorf("during the migration %s: %q %v", id, got, err)
@@ -286,7 +286,7 @@ func TestResealRotatesKeys(t *testing.T) {
 	legacy := legacyPut(t, st, mustCipher(t, key("c1", "a")), "1//legacy")
 	_, _, newLine := sealing(t, st, "h2")
 	// The h2 private key first, h1's after it: h2 is current.
-	rotated, err := NewStore(config.Calendar{CredentialPrivateKeys: newLine + "," + oldPriv, CredentialKeys: key("c1", "a")}, st)
+	rotated, err := NewVault(config.Calendar{CredentialPrivateKeys: newLine + "," + oldPriv, CredentialKeys: key("c1", "a")}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestResealRotatesKeys(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Fatalf("resealed %d: %v", n, err)
 	}
-	only, _ := NewStore(config.Calendar{CredentialPrivateKeys: newLine}, st)
+	only, _ := NewVault(config.Calendar{CredentialPrivateKeys: newLine}, st)
 	for id, want := range map[string]string{id1: "1//a", id2: "1//b", id3: "1//c", legacy: "1//legacy"} {
 		if got, err := only.RefreshToken(ctx, id); err != nil || got != want {
 			t.Errorf("%s: %q %v", id, got, err)
