@@ -8,6 +8,7 @@ import (
 	"github.com/calsync/calsync/shared/channels"
 	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/lifecycle"
+	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 )
@@ -131,6 +132,9 @@ func (r *Renewer) directories(ctx context.Context, sum *Summary) {
 		}
 		if d.Status == store.StatusActive && d.DiffInProgress(r.now(), directoryDiffClaim) {
 			// An operator's enrollment (or another run) is diffing it now.
+			r.log(ctx).InfoContext(ctx, "directory diff skipped: another diff of the domain is running",
+				logging.KeyEvent, logging.EventDirectorySync, logging.KeyDomain, d.Domain,
+				"startedAt", d.DirectorySyncStartedAt, logging.KeyReason, "diff_in_progress")
 			continue
 		}
 		res, err := r.Enroll.SyncDirectory(ctx, d.Domain, nil)

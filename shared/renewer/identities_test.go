@@ -179,6 +179,9 @@ func TestDiffInProgressNotRaced(t *testing.T) {
 	if sum, err := r.Run(e.ctx); err != nil || sum.Directories != 0 {
 		t.Fatalf("a run during another diff: %+v %v; want no diff", sum, err)
 	}
+	if !strings.Contains(e.logs.String(), `"reason":"diff_in_progress"`) {
+		t.Fatalf("the skipped diff is not logged: %s", e.logs.String())
+	}
 	later := time.Now().Add(16 * time.Minute)
 	r.Now = func() time.Time { return later }
 	r.Channels.Now = r.Now
