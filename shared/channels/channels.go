@@ -279,7 +279,7 @@ func (m *Manager) Stop(ctx context.Context, g store.Grant, ch store.Channel) err
 
 // StopCalendar stops every live or pending channel of cal.
 func (m *Manager) StopCalendar(ctx context.Context, cal store.Calendar, reason string) (int, error) {
-	chans, err := m.Store.ChannelsOfCalendar(ctx, store.CalendarKey(cal.CalendarID))
+	chans, err := m.Store.ChannelsOfCalendar(ctx, cal.Key())
 	if err != nil {
 		return 0, err
 	}

@@ -31,7 +31,7 @@ type target struct {
 }
 
 func eventsTarget(cal store.Calendar) target {
-	return target{kind: store.WatchesEvents, key: store.CalendarKey(cal.CalendarID), label: cal.CalendarID, grant: cal.Grant(),
+	return target{kind: store.WatchesEvents, key: cal.Key(), label: cal.CalendarID, grant: cal.Grant(),
 		active: cal.Status == store.StatusActive, epoch: cal.ChannelEpoch, cal: &cal}
 }
 

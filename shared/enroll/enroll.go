@@ -159,7 +159,7 @@ func (e *Enroller) capped(ctx context.Context, key string, cands []store.Calenda
 		return cands
 	}
 	following := func(c store.Calendar) bool {
-		m, ok := mine[store.CalendarKey(c.CalendarID)]
+		m, ok := mine[c.Key()]
 		return ok && m.Status != store.StatusUnwatched
 	}
 	out := make([]store.Calendar, 0, limit)
@@ -277,9 +277,10 @@ func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, sta
 		if en.Deleted || !keeps(id.Filters, en) {
 			continue
 		}
-		keep[store.CalendarKey(en.Id)] = true
-		enroll = append(enroll, store.Calendar{CalendarID: en.Id, AuthMode: id.AuthMode, Subject: id.Subject, CredentialID: id.CredentialID,
-			AccessRole: en.AccessRole})
+		c := store.Calendar{CalendarID: en.Id, Tenant: id.Tenant, AuthMode: id.AuthMode, Subject: id.Subject, CredentialID: id.CredentialID,
+			AccessRole: en.AccessRole, ExternalID: id.ExternalID}
+		keep[c.Key()] = true
+		enroll = append(enroll, c)
 	}
 	res.Kept = len(enroll)
 	mine, err := e.Store.CalendarsEnrolledBy(ctx, key)
@@ -337,7 +338,7 @@ func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, sta
 // (full) sync. A calendar the identity cannot watch (404) is set not_found.
 func (e *Enroller) follow(ctx context.Context, cals []store.Calendar, res *Result) {
 	for _, c := range cals {
-		key := store.CalendarKey(c.CalendarID)
+		key := c.Key()
 		if e.Channels != nil {
 			chans, err := e.Store.ChannelsOfCalendar(ctx, key)
 			if err == nil {
@@ -379,7 +380,7 @@ func (e *Enroller) follow(ctx context.Context, cals []store.Calendar, res *Resul
 // details: private events; its mirror is what it sees).
 func (e *Enroller) handOver(ctx context.Context, hs []store.Handover, res *Result) {
 	for _, h := range hs {
-		key := store.CalendarKey(h.To.CalendarID)
+		key := h.To.Key()
 		e.log(ctx).InfoContext(ctx, "calendar read with another grant; full resync", logging.KeyEvent, logging.EventReaderChanged,
 			logging.KeyCalendarKey, key, logging.KeyCalendarID, h.To.CalendarID, "from", h.From.EnrolledBy, "to", h.To.EnrolledBy,
 			"fromRole", h.From.AccessRole, "toRole", h.To.AccessRole)
@@ -393,7 +394,7 @@ func (e *Enroller) handOver(ctx context.Context, hs []store.Handover, res *Resul
 func (e *Enroller) freeBusyOnly(ctx context.Context, cals []store.Calendar, res *Result) {
 	for _, c := range cals {
 		e.log(ctx).WarnContext(ctx, "calendar readable as free/busy only; not synced", logging.KeyEvent, logging.EventFreeBusyOnly,
-			logging.KeyCalendarKey, store.CalendarKey(c.CalendarID), logging.KeyCalendarID, c.CalendarID, logging.KeyIdentityKey, c.EnrolledBy)
+			logging.KeyCalendarKey, c.Key(), logging.KeyCalendarID, c.CalendarID, logging.KeyIdentityKey, c.EnrolledBy)
 	}
 	e.stopUnwatched(ctx, cals, false, res)
 }
@@ -403,7 +404,7 @@ func (e *Enroller) freeBusyOnly(ctx context.Context, cals []store.Calendar, res 
 // calendar's lease, announcing each event as deleted).
 func (e *Enroller) stopUnwatched(ctx context.Context, cals []store.Calendar, deleteMirror bool, res *Result) {
 	for _, c := range cals {
-		key := store.CalendarKey(c.CalendarID)
+		key := c.Key()
 		if e.Channels != nil {
 			if _, err := e.Channels.StopCalendar(ctx, c, "unenrolled"); err != nil {
 				res.Failed++

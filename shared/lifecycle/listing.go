@@ -44,11 +44,11 @@ func PlanListing(s store.ListingState) store.ListingPlan {
 	}
 	me := s.Owner
 	for _, want := range s.Listing.Enroll {
-		key := store.CalendarKey(want.CalendarID)
+		key := want.Key()
 		r := store.ReaderOf(want, want.AccessRole)
 		c, exists := s.Stored[key]
 		if !exists {
-			c = store.Calendar{CalendarID: want.CalendarID}
+			c = store.Calendar{CalendarID: want.CalendarID, Tenant: want.Tenant}
 			settle(&p, key, me, c, map[string]store.Reader{me: r}, "", true)
 			continue
 		}

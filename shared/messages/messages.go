@@ -258,9 +258,7 @@ const (
 type Change struct {
 	SchemaVersion int    `json:"schemaVersion"`
 	Origin        string `json:"origin"`
-	// IdentityKey: the identity (or, for rooms, the customer) whose grant
-	// the calendar is read with; empty for a calendar an operator watches.
-	IdentityKey  string `json:"identityKey,omitempty"`
+	Attribution
 	CalendarID   string `json:"calendarId"`
 	CalendarKey  string `json:"calendarKey"`
 	EventID      string `json:"eventId"`
@@ -309,8 +307,6 @@ type Previous struct {
 func (c Change) Attributes() map[string]string {
 	a := map[string]string{AttrCalendarKey: c.CalendarKey, AttrEventID: c.EventID, AttrChange: c.Change,
 		AttrOrigin: c.Origin, AttrSchemaVersion: strconv.Itoa(c.SchemaVersion)}
-	if c.IdentityKey != "" {
-		a[AttrIdentityKey] = c.IdentityKey
-	}
+	c.Attribution.addTo(a)
 	return a
 }

@@ -19,7 +19,7 @@ type Enrollment func(current string) string
 // when it exists, sets its auth fields without touching sync state (token,
 // counters, lease); its status is what next says. It returns the key.
 func (s *Store) RegisterCalendar(ctx context.Context, cal Calendar, next Enrollment) (string, error) {
-	key := CalendarKey(cal.CalendarID)
+	key := cal.Key()
 	ref := s.CalendarRef(key)
 	now := s.now()
 	defer s.lockCalendar(key)()

@@ -9,6 +9,10 @@ type Grant struct {
 	AuthMode     string `firestore:"authMode"`
 	Subject      string `firestore:"subject,omitempty"`
 	CredentialID string `firestore:"credentialId,omitempty"`
+	// Tenant is whose grant it is ("": the default tenant): the Calendar
+	// client factory signs a delegation only for a subject the tenant may
+	// read. Not part of Key.
+	Tenant string `firestore:"-"`
 }
 
 // Key names the grant: "adc", "subject:EMAIL" (SubjectName) or
@@ -32,10 +36,10 @@ func (g Grant) IdentityKey() string { return "i" + hashKey(g.Key()) }
 
 // Grant is what the calendar is read with.
 func (c Calendar) Grant() Grant {
-	return Grant{AuthMode: c.AuthMode, Subject: c.Subject, CredentialID: c.CredentialID}
+	return Grant{AuthMode: c.AuthMode, Subject: c.Subject, CredentialID: c.CredentialID, Tenant: c.Tenant}
 }
 
 // Grant is what the identity's list is read with.
 func (i Identity) Grant() Grant {
-	return Grant{AuthMode: i.AuthMode, Subject: i.Subject, CredentialID: i.CredentialID}
+	return Grant{AuthMode: i.AuthMode, Subject: i.Subject, CredentialID: i.CredentialID, Tenant: i.Tenant}
 }

@@ -28,11 +28,16 @@ const StatusUnenrolled = "unenrolled"
 // follows, read by domain-wide delegation (Subject) or with a stored OAuth
 // grant (CredentialID).
 type Identity struct {
-	AuthMode     string           `firestore:"authMode"`
-	Subject      string           `firestore:"subject,omitempty"`
-	CredentialID string           `firestore:"credentialId,omitempty"`
-	Email        string           `firestore:"email,omitempty"` // for operators
-	Status       string           `firestore:"status"`          // active, unenrolled, auth_revoked
+	AuthMode     string `firestore:"authMode"`
+	Subject      string `firestore:"subject,omitempty"`
+	CredentialID string `firestore:"credentialId,omitempty"`
+	Email        string `firestore:"email,omitempty"` // for operators
+	// Tenant owns the identity ("": the default tenant); only it may act on
+	// it, and its calendars are that tenant's.
+	Tenant string `firestore:"tenant,omitempty"`
+	// ExternalID is the product's own id for the user (its enroll's).
+	ExternalID   string           `firestore:"externalId,omitempty"`
+	Status       string           `firestore:"status"` // active, unenrolled, auth_revoked
 	StatusReason string           `firestore:"statusReason,omitempty"`
 	Filters      messages.Filters `firestore:"filters"`
 	// DeleteMirrorOnRemove: a calendar leaving the list loses its mirror too.

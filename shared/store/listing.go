@@ -26,21 +26,25 @@ type Reader struct {
 	// AccessRole: owner, writer, reader or freeBusyReader; "" when unknown
 	// (a domain's rooms, read as the admin).
 	AccessRole string `firestore:"accessRole,omitempty"`
+	// ExternalID is the product's id of the reader identity.
+	ExternalID string `firestore:"externalId,omitempty"`
 }
 
-// Grant is what the reader reads with.
+// Grant is what the reader reads with (a calendar's readers are of its
+// tenant: the caller sets Tenant when it matters).
 func (r Reader) Grant() Grant {
 	return Grant{AuthMode: r.AuthMode, Subject: r.Subject, CredentialID: r.CredentialID}
 }
 
 // ReaderOf is calendar c's grant as a reader of role.
 func ReaderOf(c Calendar, role string) Reader {
-	return Reader{AuthMode: c.AuthMode, Subject: c.Subject, CredentialID: c.CredentialID, AccessRole: role}
+	return Reader{AuthMode: c.AuthMode, Subject: c.Subject, CredentialID: c.CredentialID, AccessRole: role, ExternalID: c.ExternalID}
 }
 
 // ReadWith makes r the grant c is read with, as the reader key.
 func (c *Calendar) ReadWith(key string, r Reader) {
 	c.AuthMode, c.Subject, c.CredentialID, c.AccessRole, c.EnrolledBy = r.AuthMode, r.Subject, r.CredentialID, r.AccessRole, key
+	c.ExternalID = r.ExternalID
 }
 
 // Listing is one listing of an identity's calendar list (or a domain's
@@ -224,7 +228,7 @@ func (s *Store) readListing(tx *firestore.Transaction, key string, ref *firestor
 	st.ListedAt, _ = listedAt.(time.Time)
 	var refs []*firestore.DocumentRef
 	for _, c := range l.Enroll {
-		refs = append(refs, s.CalendarRef(CalendarKey(c.CalendarID)))
+		refs = append(refs, s.CalendarRef(c.Key()))
 	}
 	for _, k := range l.Unenroll {
 		refs = append(refs, s.CalendarRef(k))

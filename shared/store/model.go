@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/calsync/calsync/shared/tenant"
 )
 
 // Collections.
@@ -60,7 +62,13 @@ const (
 
 // Calendar is calendars/{calendarKey}.
 type Calendar struct {
-	CalendarID   string `firestore:"calendarId"`
+	CalendarID string `firestore:"calendarId"`
+	// Tenant owns the calendar ("": the default tenant): a calendar two
+	// tenants enroll has a mirror for each (Key), never shared.
+	Tenant string `firestore:"tenant,omitempty"`
+	// ExternalID is the product's id of the identity it is read with (its
+	// reader's, set with EnrolledBy), for change messages.
+	ExternalID   string `firestore:"externalId,omitempty"`
 	AuthMode     string `firestore:"authMode"`
 	Subject      string `firestore:"subject,omitempty"`      // delegation: the Workspace user
 	CredentialID string `firestore:"credentialId,omitempty"` // oauth: the stored refresh token
@@ -258,6 +266,20 @@ type Credential struct {
 }
 
 var keyEncoding = base32.HexEncoding.WithPadding(base32.NoPadding)
+
+// Key is the calendar's key: its tenant's CalendarKeyIn.
+func (c Calendar) Key() string { return CalendarKeyIn(c.Tenant, c.CalendarID) }
+
+// CalendarKeyIn is the key of a calendar id in a tenant's mirror: the
+// default tenant's is CalendarKey (as before tenants existed); another
+// tenant's hashes the tenant's name in, so the same Google calendar
+// enrolled by two tenants has two mirrors.
+func CalendarKeyIn(tenantName, calendarID string) string {
+	if tenant.Stored(tenantName) == "" {
+		return CalendarKey(calendarID)
+	}
+	return CalendarKey("tenant:" + tenantName + "\n" + calendarID)
+}
 
 // CalendarKey is the stable, document-id-safe key of a calendar id: "c" and
 // 26 base32hex characters of its SHA-256 (calendar ids contain '@', '#', '/'

@@ -8,10 +8,11 @@ import (
 
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/tenant"
 )
 
 // Every change message says which kind of sync found it (origin) and whose
-// grant the calendar is read with (identityKey), in its body and its
+// grant the calendar is read with (tenant, identityKey, externalId), in its body and its
 // attributes (syncertest.Recorder checks they agree): the first full sync's
 // history is "initial", an ordinary sync "incremental", a full sync after a
 // 410 "resync", a purge of an unwatched calendar's mirror "purge".
@@ -22,6 +23,7 @@ func TestChangeOrigin(t *testing.T) {
 	for range 5 {
 		ids = append(ids, e.insert("e").Id)
 	}
+	external := ""
 	want := func(step, origin, identity string, n int) {
 		t.Helper()
 		cs := e.rec.Changes()
@@ -29,9 +31,10 @@ func TestChangeOrigin(t *testing.T) {
 			t.Fatalf("%s: %d change messages, want %d", step, len(cs), n)
 		}
 		for _, c := range cs {
-			if c.Origin != origin || c.IdentityKey != identity || c.SchemaVersion != messages.ChangeSchemaVersion {
-				t.Fatalf("%s: %s %s: origin %q identity %q schema %d; want %q %q %d", step, c.Change, c.EventID,
-					c.Origin, c.IdentityKey, c.SchemaVersion, origin, identity, messages.ChangeSchemaVersion)
+			if c.Origin != origin || c.IdentityKey != identity || c.SchemaVersion != messages.ChangeSchemaVersion ||
+				c.Tenant != tenant.Default || c.ExternalID != external {
+				t.Fatalf("%s: %s %s: origin %q identity %q schema %d tenant %q externalId %q; want %q %q %d %q %q", step, c.Change, c.EventID,
+					c.Origin, c.IdentityKey, c.SchemaVersion, c.Tenant, c.ExternalID, origin, identity, messages.ChangeSchemaVersion, tenant.Default, external)
 			}
 		}
 		e.rec.Reset()
@@ -40,8 +43,9 @@ func TestChangeOrigin(t *testing.T) {
 	want("first sync", messages.OriginInitial, "", 5)
 
 	// Read with an identity's grant from now on (as a listing records it).
-	const identity = "id_ann"
-	if _, err := e.st.CalendarRef(e.key).Update(e.ctx, []firestore.Update{{Path: "enrolledBy", Value: identity}}); err != nil {
+	identity := store.Grant{AuthMode: store.AuthDelegation, Subject: "ann@calsync.test"}.IdentityKey()
+	external = "product-user-17"
+	if _, err := e.st.CalendarRef(e.key).Update(e.ctx, []firestore.Update{{Path: "enrolledBy", Value: identity}, {Path: "externalId", Value: external}}); err != nil {
 		t.Fatal(err)
 	}
 	e.update(ids[0], "changed")

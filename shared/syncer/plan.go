@@ -22,8 +22,8 @@ import (
 // planContext is what every plan of a round shares.
 type planContext struct {
 	key, calendarID string
-	identityKey     string // the calendar's reader (enrolledBy): its change messages' attribution
-	origin          string // messages.Origin*: which kind of sync the round is
+	by              messages.Attribution // the calendar's tenant and reader: its change messages' attribution
+	origin          string               // messages.Origin*: which kind of sync the round is
 	syncedAt        time.Time
 	announce        bool // a change publisher is configured: build the messages
 }
@@ -411,7 +411,7 @@ func planChanges(pc planContext, b *pageBatch) (plan, error) {
 
 // changeMessage is the change message of one planned document.
 func changeMessage(pc planContext, id, kind string, p *pending) (pubsubx.Message, error) {
-	c := messages.Change{SchemaVersion: messages.ChangeSchemaVersion, Origin: pc.origin, IdentityKey: pc.identityKey,
+	c := messages.Change{SchemaVersion: messages.ChangeSchemaVersion, Origin: pc.origin, Attribution: pc.by,
 		CalendarID: pc.calendarID, CalendarKey: pc.key, EventID: id, Change: kind, PreviousEtag: p.before.Etag, SyncedAt: pc.syncedAt}
 	var raw []byte
 	var err error

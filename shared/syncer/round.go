@@ -10,6 +10,7 @@ import (
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/tenant"
 )
 
 // result is what one round did.
@@ -61,15 +62,15 @@ type roundState struct {
 	full            bool
 	// neverFull: the calendar has not completed a full round yet, so a
 	// full round is its initial sync (origin "initial").
-	neverFull   bool
-	identityKey string              // the calendar's reader (enrolledBy)
-	purge       bool                // the sweep of an unwatched calendar's mirror (purge.go)
-	listed      map[string]struct{} // full rounds: every id the listing returned
-	series      map[string]bool     // masters seen in this round: live (true) or cancelled (false)
-	orphans     []*calendar.Event   // cancelled exceptions of a series not seen yet
-	loc         *time.Location
-	locName     string
-	res         *result
+	neverFull bool
+	by        messages.Attribution // the calendar's tenant and reader (attributionOf)
+	purge     bool                 // the sweep of an unwatched calendar's mirror (purge.go)
+	listed    map[string]struct{}  // full rounds: every id the listing returned
+	series    map[string]bool      // masters seen in this round: live (true) or cancelled (false)
+	orphans   []*calendar.Event    // cancelled exceptions of a series not seen yet
+	loc       *time.Location
+	locName   string
+	res       *result
 }
 
 // round runs one sync: incremental with rd.Token, or full (with a sweep),
@@ -82,7 +83,7 @@ func (s *Syncer) round(ctx context.Context, log *slog.Logger, h *sessionLease, r
 		return nil, err
 	}
 	st := &roundState{key: h.key, calendarID: rd.Calendar.CalendarID, h: h, log: log, startedAt: rd.StartedAt, stopAt: stopAt,
-		invocations: 1, res: &result{}, neverFull: rd.Calendar.LastFullSyncAt.IsZero(), identityKey: rd.Calendar.EnrolledBy}
+		invocations: 1, res: &result{}, neverFull: rd.Calendar.LastFullSyncAt.IsZero(), by: attributionOf(rd.Calendar)}
 	// Ids whose "created" a dead sync published without writing them.
 	leftover, err := retry(ctx, s, func() ([]string, error) { return s.o.Store.Announcing(ctx, h.key) })
 	if err != nil {
@@ -282,8 +283,13 @@ func (st *roundState) origin() string {
 	return messages.OriginResync
 }
 
+// attributionOf says whose cal's change messages are.
+func attributionOf(cal store.Calendar) messages.Attribution {
+	return messages.Attribution{Tenant: tenant.Of(cal.Tenant), IdentityKey: cal.EnrolledBy, ExternalID: cal.ExternalID}
+}
+
 func (s *Syncer) planContext(st *roundState) planContext {
-	return planContext{key: st.key, calendarID: st.calendarID, identityKey: st.identityKey, origin: st.origin(),
+	return planContext{key: st.key, calendarID: st.calendarID, by: st.by, origin: st.origin(),
 		syncedAt: s.now(), announce: s.o.Publisher != nil}
 }
 

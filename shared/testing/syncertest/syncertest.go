@@ -144,6 +144,7 @@ func (r *Recorder) PublishAll(_ context.Context, key string, msgs []pubsubx.Mess
 		}
 		if c.CalendarKey != key || m.Attributes[messages.AttrEventID] != c.EventID || m.Attributes[messages.AttrChange] != c.Change ||
 			m.Attributes[messages.AttrOrigin] != c.Origin || c.Origin == "" || m.Attributes[messages.AttrIdentityKey] != c.IdentityKey ||
+			m.Attributes[messages.AttrTenant] != c.Tenant || m.Attributes[messages.AttrExternalID] != c.ExternalID ||
 			c.SchemaVersion != messages.ChangeSchemaVersion || m.Attributes[messages.AttrSchemaVersion] != strconv.Itoa(c.SchemaVersion) {
 			return fmt.Errorf("syncertest: inconsistent change message %s %v (key %s)", m.Data, m.Attributes, key)
 		}
