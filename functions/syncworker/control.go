@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/tenant"
 )
 
 // Control messages: a product backend publishes messages.Control JSON on
@@ -35,7 +37,7 @@ func subscriptionOf(body []byte) string {
 	return env.Subscription
 }
 
-func (w *Worker) serveControl(rw http.ResponseWriter, r *http.Request, log *slog.Logger, body []byte) {
+func (w *Worker) serveControl(rw http.ResponseWriter, r *http.Request, log *slog.Logger, t tenant.Tenant, body []byte) {
 	var req PushRequest
 	_ = json.Unmarshal(body, &req) // subscriptionOf read it
 	d := Delivery{Subscription: req.Subscription, DeliveryAttempt: req.DeliveryAttempt}
@@ -60,10 +62,19 @@ func (w *Worker) serveControl(rw http.ResponseWriter, r *http.Request, log *slog
 	if err == nil && w.Enroll == nil {
 		err = errors.New("no enrollment configured")
 	}
+	ctx := logging.WithLogger(r.Context(), log)
 	if err == nil {
-		err = w.Enroll.HandleControl(logging.WithLogger(r.Context(), log), c)
+		err = w.Enroll.HandleControl(ctx, t, c)
 	}
+	if w.Enroll != nil {
+		w.Enroll.AnswerControl(ctx, t, c, err)
+	}
+	var dup *enroll.DuplicateError
 	switch {
+	case errors.As(err, &dup):
+		log.Info("control message done before (its requestId); acknowledged, nothing done again", logging.KeyEvent, logging.EventControl,
+			logging.KeyAction, logging.Untrusted(c.Action), logging.KeyRequestID, logging.Untrusted(c.RequestID), logging.KeyOutcome, dup.Outcome)
+		rw.WriteHeader(http.StatusNoContent)
 	case err == nil:
 		rw.WriteHeader(http.StatusNoContent)
 	case errors.Is(err, messages.ErrInvalid):

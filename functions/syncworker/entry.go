@@ -10,6 +10,7 @@ import (
 	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/startup"
+	"github.com/calsync/calsync/shared/tenant"
 )
 
 // New builds the function from its config with its own clients
@@ -23,7 +24,8 @@ func New(ctx context.Context, cfg config.SyncWorker, logger *slog.Logger) (w *Wo
 // NewWorker is the function's handler on the engines a built (the fleet
 // benchmark builds a with counting clients and calls this too).
 func NewWorker(cfg config.SyncWorker, a *app.App, logger *slog.Logger) *Worker {
-	return &Worker{Logger: logger, ProjectID: cfg.ProjectID, ControlSubscription: cfg.ControlSubscription,
+	tenants, _ := cfg.TenantSet(cfg.ControlSubscription) // config.Load validated it
+	return &Worker{Logger: logger, ProjectID: cfg.ProjectID, ControlSubscription: cfg.ControlSubscription, Tenants: tenants,
 		Subscriptions: cfg.NotificationSubscriptions, Syncer: a.Syncer,
 		Enroll: enroller{Enroller: a.Enroller, creds: a.Access.Credentials}}
 }
@@ -37,8 +39,8 @@ type enroller struct {
 
 // HandleControl does a control message, storing sealed credentials with the
 // function's credential store.
-func (e enroller) HandleControl(ctx context.Context, c messages.Control) error {
-	return e.Enroller.HandleControl(ctx, c, e.creds)
+func (e enroller) HandleControl(ctx context.Context, t tenant.Tenant, c messages.Control) error {
+	return e.Enroller.HandleControl(ctx, t, c, e.creds)
 }
 
 // Handle is the SyncWorker entry point (an HTTP function behind the push

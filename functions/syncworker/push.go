@@ -140,8 +140,8 @@ func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sub := subscriptionOf(body)
-	if w.isControl(sub) {
-		w.serveControl(rw, r, log, body) // control.go
+	if t, ok := w.controlTenant(sub); ok {
+		w.serveControl(rw, r, log.With(logging.KeyTenant, t.Name), t, body) // control.go
 		return
 	}
 	d, err := DecodePush(body, r.Header.Get("Ce-Id"))

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/tenant"
 )
 
 // Syncer is what the worker needs of the sync engine (*syncer.Syncer):
@@ -26,7 +27,10 @@ type Syncer interface {
 // done; any other error asks for redelivery.
 type Enroller interface {
 	HandleListNotification(ctx context.Context, n messages.Notification) error
-	HandleControl(ctx context.Context, c messages.Control) error
+	HandleControl(ctx context.Context, t tenant.Tenant, c messages.Control) error
+	// AnswerControl answers a control message on the lifecycle topic
+	// (err: what HandleControl or parsing returned).
+	AnswerControl(ctx context.Context, t tenant.Tenant, c messages.Control, err error)
 }
 
 // Worker serves Pub/Sub push requests (ServeHTTP, push.go) with a Syncer.
@@ -39,8 +43,11 @@ type Worker struct {
 	Enroll Enroller
 	// ControlSubscription is the control topic's push subscription (an id
 	// in ProjectID, or a full name): pushes of exactly that subscription are
-	// control messages (control.go).
+	// the default tenant's control messages (control.go).
 	ControlSubscription string
+	// Tenants: the other tenants' control subscriptions (ids in ProjectID)
+	// deliver their control messages.
+	Tenants tenant.Set
 	// Subscriptions are the notifications topic's push subscriptions (ids in
 	// ProjectID, or full names): pushes of exactly these are notifications.
 	// A push of any other subscription is refused (ReasonUnknownSubscription):
@@ -56,9 +63,17 @@ func (w *Worker) fullSubscription(s string) string {
 	return "projects/" + w.ProjectID + "/subscriptions/" + s
 }
 
-// isControl reports whether a push came from the control subscription.
-func (w *Worker) isControl(subscription string) bool {
-	return w.ControlSubscription != "" && subscription == w.fullSubscription(w.ControlSubscription)
+// controlTenant is the tenant whose control subscription a push came from
+// (ok false: not a control subscription).
+func (w *Worker) controlTenant(subscription string) (t tenant.Tenant, ok bool) {
+	if w.ControlSubscription != "" && subscription == w.fullSubscription(w.ControlSubscription) {
+		return w.Tenants.Get(tenant.Default)
+	}
+	id, found := strings.CutPrefix(subscription, w.fullSubscription(""))
+	if !found || id == "" {
+		return t, false
+	}
+	return w.Tenants.BySubscription(id)
 }
 
 // isNotifications reports whether a push came from one of the

@@ -174,6 +174,7 @@ func (a *App) syncWorker(ctx context.Context, cfg config.SyncWorker, s settings)
 	}
 	a.Access.Lifecycle.NotFound = notFound(cfg.NotFound)
 	a.enroller(cfg.Calendar, cfg.RenewBefore, 0, s)
+	a.Enroller.ControlMaxAge = cfg.ControlMaxAge
 	followUp := cfg.FollowUpDelay
 	if followUp == 0 {
 		followUp = -1 // FOLLOW_UP_DELAY=0: off (the syncer's 0 is its default)
@@ -247,6 +248,8 @@ func (a *App) clients(ctx context.Context, common config.Common, db config.Fires
 		return nil, err
 	}
 	a.Notifications = a.publisher(pubsubx.NewPublisher(ps, notifications, false), s)
+	// Every engine's transitions are announced on the lifecycle topic.
+	a.Access.Lifecycle.Announcer = a.publisher(pubsubx.NewPublisher(ps, cal.LifecycleTopic, false), s)
 	return ps, nil
 }
 

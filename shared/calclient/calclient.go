@@ -25,6 +25,7 @@ import (
 
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/tenant"
 )
 
 // Scope covers calsync's calls on events: events.list, events.watch and
@@ -58,6 +59,10 @@ type RefreshTokens interface {
 
 // Options configure a Factory.
 type Options struct {
+	// Tenants say which subjects each tenant may have read by delegation:
+	// a delegation token is signed only for those (the zero Set allows the
+	// default tenant alone).
+	Tenants tenant.Set
 	// Endpoint overrides Google's base URL (e.g. the emulator's
 	// "http://127.0.0.1:PORT"; "/calendar/v3/" is appended when missing).
 	// With it, adc and delegation calendars send no credentials (the emulator's
@@ -116,7 +121,15 @@ func FromConfig(c config.Calendar, tokens RefreshTokens) Options {
 		DelegationServiceAccount:          c.DelegationServiceAccount,
 		DirectoryDelegationServiceAccount: c.DirectoryDelegationServiceAccount,
 		IAMEndpoint:                       c.IAMEndpoint,
+		Tenants:                           tenants(c),
 	}
+}
+
+// tenants is c's TENANTS (config.Load validated it; a broken one here
+// leaves the default tenant alone, refusing every other's delegation).
+func tenants(c config.Calendar) tenant.Set {
+	s, _ := c.TenantSet("")
+	return s
 }
 
 // Factory makes Calendar clients; safe for concurrent use. Clients are cached
@@ -182,6 +195,9 @@ func (f *Factory) Service(ctx context.Context, g store.Grant) (*calendar.Service
 	case store.AuthDelegation:
 		if g.Subject == "" {
 			return nil, errors.New("calclient: delegation grant without subject")
+		}
+		if t, ok := f.opts.Tenants.Get(g.Tenant); !ok || !t.MayDelegate(g.Subject) {
+			return nil, fmt.Errorf("%w: tenant %q may not read %s (TENANTS: its domains and subjects)", ErrTenantForbidden, tenant.Of(g.Tenant), g.Subject)
 		}
 	case store.AuthOAuth:
 		if g.CredentialID == "" {

@@ -209,6 +209,10 @@ const (
 	DeniedClientDisabled Denial = "client_disabled"
 )
 
+// ErrTenantForbidden: the calendar's tenant may not have the subject read
+// by delegation (TENANTS changed since it was enrolled); no token is signed.
+var ErrTenantForbidden = errors.New("calclient: delegation outside the tenant's domains")
+
 // DenialOf sorts err into a Denial ("" when it is none).
 func DenialOf(err error) Denial {
 	if err == nil {
@@ -216,6 +220,10 @@ func DenialOf(err error) Denial {
 	}
 	if errors.Is(err, ErrAuthRevoked) {
 		return DeniedRevoked
+	}
+	if errors.Is(err, ErrTenantForbidden) {
+		// The deployment's own policy, as a Workspace admin's would be.
+		return DeniedAdminPolicy
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {

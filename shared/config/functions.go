@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/calsync/calsync/shared/tenant"
 )
 
 // Firestore names the Firestore database.
@@ -19,6 +21,13 @@ type Firestore struct {
 type Calendar struct {
 	// CalendarEndpoint overrides Google's endpoint (the local emulator).
 	CalendarEndpoint string `env:"CALENDAR_ENDPOINT"`
+	// Tenants (TENANTS, a JSON array of shared/tenant.Tenant): the products
+	// sharing the deployment, the subjects each may have read by
+	// delegation (the client factory refuses to sign others) and their
+	// control subscriptions. Empty: the default tenant alone.
+	Tenants string `env:"TENANTS"`
+	// LifecycleTopic is where lifecycle messages are published.
+	LifecycleTopic string `env:"LIFECYCLE_TOPIC, default=calsync-lifecycle"`
 	// CredentialPrivateKeys open stored refresh tokens, sealed to the
 	// deployment's public key (shared/sealed): KEYID:BASE64 list of 32-byte
 	// X25519 keys, the first the current one (reseals go to it).
@@ -93,6 +102,11 @@ func (c Calendar) Validate() error {
 	return errors.Join(errs...)
 }
 
+// TenantSet is TENANTS, with the default tenant on controlSubscription.
+func (c Calendar) TenantSet(controlSubscription string) (tenant.Set, error) {
+	return tenant.Parse(c.Tenants, controlSubscription)
+}
+
 // exactKeys checks an optional KEYID:BASE64 list of 32-byte keys.
 func exactKeys(name, list, what string) error {
 	if list == "" {
@@ -114,7 +128,8 @@ func exactKeys(name, list, what string) error {
 // ValidateEnrollment reports the problems of what enrolling a user takes
 // (the CLI's connect): endpoints, the OAuth client, the public key's form.
 func (c Calendar) ValidateEnrollment() error {
-	var errs []error
+	_, terr := c.TenantSet("")
+	errs := []error{terr, validTopic("LIFECYCLE_TOPIC", c.LifecycleTopic)}
 	if c.CalendarEndpoint != "" {
 		errs = append(errs, secureURL("CALENDAR_ENDPOINT", c.CalendarEndpoint))
 	}
@@ -228,6 +243,10 @@ type SyncWorker struct {
 	// subscription: pushes of that subscription are control messages
 	// (messages.Control), all others notifications. Empty: no control path.
 	ControlSubscription string `env:"CONTROL_SUBSCRIPTION"`
+	// ControlMaxAge: a control message issued longer ago than this (its
+	// issuedAt), or more than a minute ahead, is refused (a replay); its
+	// requestId is remembered this long twice over (controlRequests).
+	ControlMaxAge time.Duration `env:"CONTROL_MAX_AGE, default=10m"`
 	// NotificationSubscriptions are the ids of the notifications topic's
 	// push subscriptions: pushes of these (by full name, in PROJECT_ID) are
 	// notifications; a push of any other subscription is refused. The
@@ -257,6 +276,10 @@ func (c SyncWorker) Validate() error {
 		positive("CHANNEL_TTL", c.ChannelTTL),
 		positive("RENEW_BEFORE", c.RenewBefore),
 		validDeployment(c.Deployment),
+		positive("CONTROL_MAX_AGE", c.ControlMaxAge),
+	}
+	if _, err := c.TenantSet(c.ControlSubscription); err != nil {
+		errs = append(errs, err)
 	}
 	if c.FullResyncCooldown < 0 || c.FullResyncCooldown > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("FULL_RESYNC_COOLDOWN must be 0 (off) to 24h, got %s", c.FullResyncCooldown))

@@ -27,6 +27,7 @@ import (
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/tenant"
 )
 
 // Services gives the Calendar client of an identity or calendar
@@ -71,7 +72,10 @@ type Enroller struct {
 	// enrolls (default DefaultMaxCalendarsPerIdentity): an OAuth end user
 	// controls that list, and each calendar costs channels and syncs.
 	MaxCalendarsPerIdentity int
-	Logger                  *slog.Logger
+	// ControlMaxAge: control messages issued longer ago are refused
+	// (default DefaultControlMaxAge).
+	ControlMaxAge time.Duration
+	Logger        *slog.Logger
 	Now                     func() time.Time
 }
 
@@ -106,11 +110,16 @@ type IdentitySpec struct {
 	// DeleteMirrorOnRemove: a calendar leaving the list loses its mirror.
 	DeleteMirrorOnRemove bool
 	Domain               string // set by a domain's directory diff
+	// Tenant enrolling it ("": the default tenant); its calendars are the
+	// tenant's. ExternalID is the product's own id for the user.
+	Tenant     string
+	ExternalID string
 }
 
 func (sp IdentitySpec) identity() store.Identity {
 	return store.Identity{AuthMode: sp.AuthMode, Subject: sp.Subject, CredentialID: sp.CredentialID, Email: sp.Email,
-		Filters: sp.Filters, DeleteMirrorOnRemove: sp.DeleteMirrorOnRemove, Domain: sp.Domain, Status: store.StatusActive}
+		Filters: sp.Filters, DeleteMirrorOnRemove: sp.DeleteMirrorOnRemove, Domain: sp.Domain, Status: store.StatusActive,
+		Tenant: tenant.Stored(sp.Tenant), ExternalID: sp.ExternalID}
 }
 
 // Key is the spec's identity key.
@@ -199,12 +208,16 @@ func (e *Enroller) EnrollIdentity(ctx context.Context, sp IdentitySpec) (Result,
 		}
 		return Result{IdentityKey: key}, err
 	}
-	if _, err := lifecycle.EnrollIdentity(ctx, e.Store, id); err != nil {
+	_, previous, err := lifecycle.EnrollIdentity(ctx, e.Store, id)
+	if err != nil {
 		return Result{IdentityKey: key}, err
 	}
 	id, err = e.Store.GetIdentity(ctx, key)
 	if err != nil {
 		return Result{IdentityKey: key}, err
+	}
+	if previous != store.StatusActive && id.Status == store.StatusActive {
+		e.lifecycle().Announce(ctx, messages.Lifecycle{Type: messages.LifecycleIdentityEnrolled, Attribution: id.Attribution(key), Status: id.Status})
 	}
 	return e.apply(ctx, key, id, start, entries, calls)
 }
@@ -316,6 +329,7 @@ func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, sta
 	}
 	res.Enrolled, res.Unenrolled, res.Shared, res.Calendars = len(applied.Enrolled), len(applied.Unenrolled), applied.Shared, applied.Calendars
 	res.HandedOver, res.FreeBusyOnly = len(applied.HandedOver), len(applied.FreeBusyOnly)
+	e.announceListing(ctx, applied)
 	e.follow(ctx, applied.Enrolled, &res)
 	e.stopUnwatched(ctx, applied.Unenrolled, id.DeleteMirrorOnRemove, &res)
 	e.handOver(ctx, applied.HandedOver, &res)
@@ -332,6 +346,23 @@ func (e *Enroller) apply(ctx context.Context, key string, id store.Identity, sta
 		"handedOver", res.HandedOver, "freeBusyOnly", res.FreeBusyOnly,
 		logging.KeyListCalls, calls, logging.KeyFailed, res.Failed, logging.KeyDurationMs, e.now().Sub(start).Milliseconds())
 	return res, nil
+}
+
+// announceListing publishes the calendars a listing added, removed or
+// found readable as free/busy only (its transaction decided them).
+func (e *Enroller) announceListing(ctx context.Context, a store.Applied) {
+	for _, c := range a.FreeBusyOnly {
+		e.lifecycle().Announce(ctx, messages.Lifecycle{Type: messages.LifecycleCalendarFreeBusy, Attribution: c.Attribution(),
+			CalendarKey: c.Key(), CalendarID: c.CalendarID, Status: store.StatusFreeBusyOnly})
+	}
+	for _, c := range a.Enrolled {
+		e.lifecycle().Announce(ctx, messages.Lifecycle{Type: messages.LifecycleCalendarAdded, Attribution: c.Attribution(),
+			CalendarKey: c.Key(), CalendarID: c.CalendarID, Status: c.Status})
+	}
+	for _, c := range a.Unenrolled {
+		e.lifecycle().Announce(ctx, messages.Lifecycle{Type: messages.LifecycleCalendarRemoved, Attribution: c.Attribution(),
+			CalendarKey: c.Key(), CalendarID: c.CalendarID, Status: store.StatusUnwatched, Detail: "left the identity's calendar list"})
+	}
 }
 
 // follow gives newly enrolled calendars a channel and asks for their first

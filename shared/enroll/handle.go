@@ -13,6 +13,7 @@ import (
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/sealed"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/tenant"
 )
 
 // What the SyncWorker hands over: calendarList pushes (and calsync's own
@@ -53,28 +54,109 @@ func (e *Enroller) HandleListNotification(ctx context.Context, n messages.Notifi
 	return err
 }
 
-// HandleControl does what a product's control message asks. The message
-// was checked by messages.ParseControl; what only acting can find (an
+// HandleControl does what tenant t's control message asks. The message was
+// checked by messages.ParseControl; what only acting can find is a
+// *messages.InvalidError, found before anything changes: a message issued
+// outside the freshness window, an identity outside the tenant's domains or
+// of another tenant, one superseded by a later message of the identity, an
 // identity never enrolled, a sealed token that does not open, a grant that
-// does not work) is a *messages.InvalidError, found before anything changes.
-func (e *Enroller) HandleControl(ctx context.Context, c messages.Control, creds *credentials.Vault) error {
+// does not work. A requestId done before is a *DuplicateError (nothing is
+// done again); while another message of the identity is being applied it
+// is ErrControlBusy (redeliver later), so the identity's messages apply in
+// the order they were issued.
+func (e *Enroller) HandleControl(ctx context.Context, t tenant.Tenant, c messages.Control, creds *credentials.Vault) error {
 	start := e.now()
+	invalid := func(reason, format string, a ...any) error {
+		return &messages.InvalidError{Reason: reason, Detail: fmt.Sprintf(format, a...)}
+	}
+	maxAge := e.controlMaxAge()
+	if age := start.Sub(c.IssuedAt); age > maxAge || age < -time.Minute {
+		return invalid(messages.ReasonStaleRequest, "issuedAt %s is not within %s before now (%s)", c.IssuedAt.UTC().Format(time.RFC3339), maxAge, start.Format(time.RFC3339))
+	}
+	sp := controlSpec(t, c)
+	switch {
+	case c.Subject != "" && !t.MayDelegate(c.Subject):
+		return invalid(messages.ReasonOutsideTenant, "tenant %s may not enroll %s: not in its domains or subjects (TENANTS)", t.Name, c.Subject)
+	case c.CredentialID != "" && !t.OAuth:
+		return invalid(messages.ReasonOutsideTenant, "tenant %s may not enroll OAuth grants (TENANTS oauth false)", t.Name)
+	}
+	key := sp.Key()
+	if id, err := e.Store.GetIdentity(ctx, key); err == nil && tenant.Of(id.Tenant) != t.Name {
+		return invalid(messages.ReasonOtherTenant, "identity %s belongs to another tenant", key)
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	req := store.ControlRequest{Tenant: t.Name, RequestID: c.RequestID, IdentityKey: key, Action: c.Action, IssuedAt: c.IssuedAt.UTC()}
+	claim, outcome, err := e.Store.ClaimControl(ctx, req, controlHold, 2*maxAge)
+	switch {
+	case err != nil:
+		return err
+	case claim == store.ClaimDuplicate:
+		return &DuplicateError{Outcome: outcome}
+	case claim == store.ClaimBusy:
+		return ErrControlBusy
+	case claim == store.ClaimSuperseded:
+		return invalid(messages.ReasonSuperseded, "a control message for identity %s issued later was applied; this one is older", key)
+	}
+	result, err := e.act(ctx, sp, c, creds)
+	if err != nil && !errors.Is(err, messages.ErrInvalid) {
+		return err // redelivered: the claim is this request's, it goes again
+	}
+	outcome = OutcomeAccepted
+	if err != nil {
+		outcome = messages.InvalidReason(err)
+	}
+	if eerr := e.Store.EndControl(ctx, req, outcome); eerr != nil {
+		return eerr
+	}
+	if err == nil {
+		e.log(ctx).InfoContext(ctx, "control message done", logging.KeyEvent, logging.EventControl, logging.KeyAction, c.Action,
+			logging.KeyTenant, t.Name, logging.KeyIdentityKey, key, logging.KeyRequestID, logging.Untrusted(c.RequestID), "result", result,
+			logging.KeyDurationMs, time.Since(start).Milliseconds())
+	}
+	return err
+}
+
+// OutcomeAccepted is a done control message's outcome (a refused one's is
+// its reason).
+const OutcomeAccepted = "accepted"
+
+// controlHold bounds a control message's claim on its identity: a worker
+// that died applying it holds the identity's later messages this long.
+const controlHold = 5 * time.Minute
+
+// ErrControlBusy: another control message of the identity is being applied.
+var ErrControlBusy = errors.New("enroll: another control message of this identity is being applied; try again")
+
+// DuplicateError: the control message's requestId was done before, with
+// Outcome; nothing was done again.
+type DuplicateError struct{ Outcome string }
+
+func (e *DuplicateError) Error() string { return "control request done before: " + e.Outcome }
+
+// controlSpec is the identity a control message of tenant t names.
+func controlSpec(t tenant.Tenant, c messages.Control) IdentitySpec {
 	sp := IdentitySpec{AuthMode: store.AuthDelegation, Subject: c.Subject}
 	if c.CredentialID != "" {
 		sp = IdentitySpec{AuthMode: store.AuthOAuth, CredentialID: c.CredentialID, Email: c.Email}
 	}
+	sp.Tenant, sp.ExternalID = t.Name, c.ExternalID
+	return sp
+}
+
+// act does what the control message asks, once claimed.
+func (e *Enroller) act(ctx context.Context, sp IdentitySpec, c messages.Control, creds *credentials.Vault) (any, error) {
 	key := sp.Key()
 	invalid := func(reason, format string, a ...any) error {
 		return &messages.InvalidError{Reason: reason, Detail: fmt.Sprintf(format, a...)}
 	}
-	var outcome any
 	switch c.Action {
 	case messages.ActionEnroll:
 		created := false
 		if c.CredentialID != "" {
 			var err error
 			if created, err = e.storeCredential(ctx, c, creds); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if c.Filters != nil { // validated by messages.ParseControl
@@ -82,48 +164,79 @@ func (e *Enroller) HandleControl(ctx context.Context, c messages.Control, creds 
 		}
 		sp.DeleteMirrorOnRemove = c.DeleteMirrorOnRemove
 		r, err := e.EnrollIdentity(ctx, sp)
-		if errors.Is(err, ErrNotAuthorized) {
+		if errors.Is(err, ErrNotAuthorized) || errors.Is(err, store.ErrOtherTenant) {
 			if created {
-				// Refused: leave nothing behind (the grant does not work).
+				// Refused: leave nothing behind.
 				if derr := e.Store.DeleteCredential(ctx, c.CredentialID); derr != nil {
-					return derr
+					return nil, derr
 				}
 			}
-			return invalid(messages.ReasonNotAuthorized, "%v", err)
+			if errors.Is(err, store.ErrOtherTenant) {
+				return nil, invalid(messages.ReasonOtherTenant, "%v", err)
+			}
+			return nil, invalid(messages.ReasonNotAuthorized, "%v", err)
 		}
-		if err != nil {
-			return err
-		}
-		outcome = r
+		return r, err
 	case messages.ActionUnenroll:
 		if _, err := e.Store.GetIdentity(ctx, key); errors.Is(err, store.ErrNotFound) {
-			return invalid(messages.ReasonUnknownIdentity, "identity %s is not enrolled", key)
+			return nil, invalid(messages.ReasonUnknownIdentity, "identity %s is not enrolled", key)
 		} else if err != nil {
-			return err
+			return nil, err
 		}
-		r, err := e.UnenrollIdentity(ctx, key, c.DeleteMirror, "unenrolled by a control message")
-		if err != nil {
-			return err
-		}
-		outcome = r
+		return e.UnenrollIdentity(ctx, key, c.DeleteMirror, "unenrolled by a control message")
 	case messages.ActionResync:
 		id, err := e.Store.GetIdentity(ctx, key)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && id.Status != store.StatusActive) {
-			return invalid(messages.ReasonUnknownIdentity, "identity %s is not enrolled", key)
+			return nil, invalid(messages.ReasonUnknownIdentity, "identity %s is not enrolled", key)
 		} else if err != nil {
-			return err
+			return nil, err
 		}
 		n, err := e.Resync(ctx, key, c.Full)
-		if err != nil {
-			return err
-		}
-		outcome = map[string]int{"calendars": n}
+		return map[string]int{"calendars": n}, err
 	}
-	e.log(ctx).InfoContext(ctx, "control message done", logging.KeyEvent, logging.EventControl, logging.KeyAction, c.Action,
-		logging.KeyIdentityKey, key, logging.KeyRequestID, logging.Untrusted(c.RequestID), "result", outcome,
-		logging.KeyDurationMs, time.Since(start).Milliseconds())
-	return nil
+	return nil, invalid(messages.ReasonUnknownAction, "action %q", c.Action)
 }
+
+// AnswerControl publishes the answer to tenant t's control message on the
+// lifecycle topic: accepted, or rejected with the reason of err (an
+// *messages.InvalidError), or the earlier outcome of a duplicate. An error
+// that asks for redelivery gets no answer yet.
+func (e *Enroller) AnswerControl(ctx context.Context, t tenant.Tenant, c messages.Control, err error) {
+	m := messages.Lifecycle{Type: messages.LifecycleControlAccepted, Attribution: messages.Attribution{Tenant: t.Name, ExternalID: c.ExternalID},
+		Control: &messages.ControlAnswer{RequestID: c.RequestID, Action: c.Action}}
+	var dup *DuplicateError
+	switch {
+	case err == nil:
+	case errors.As(err, &dup):
+		m.Control.Duplicate = true
+		if dup.Outcome != OutcomeAccepted {
+			m.Type, m.Reason = messages.LifecycleControlRejected, dup.Outcome
+		}
+	case errors.Is(err, messages.ErrInvalid):
+		m.Type, m.Reason, m.Detail = messages.LifecycleControlRejected, messages.InvalidReason(err), logging.Clip(err.Error())
+	default:
+		return
+	}
+	if c.Subject != "" || c.CredentialID != "" {
+		m.IdentityKey = controlSpec(t, c).Key()
+		if m.ExternalID == "" && m.Reason != messages.ReasonOtherTenant {
+			if id, gerr := e.Store.GetIdentity(ctx, m.IdentityKey); gerr == nil && tenant.Of(id.Tenant) == t.Name {
+				m.ExternalID = id.ExternalID
+			}
+		}
+	}
+	e.lifecycle().Announce(ctx, m)
+}
+
+func (e *Enroller) controlMaxAge() time.Duration {
+	if e.ControlMaxAge > 0 {
+		return e.ControlMaxAge
+	}
+	return DefaultControlMaxAge
+}
+
+// DefaultControlMaxAge is CONTROL_MAX_AGE's default.
+const DefaultControlMaxAge = 10 * time.Minute
 
 // storeCredential stores the sealed refresh token of an enroll (checked to
 // open first), or checks that the credential is stored already; created:

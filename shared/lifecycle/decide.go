@@ -176,7 +176,7 @@ func Advice(status string) string {
 	case store.StatusAPIDisabled:
 		return "a Google API is not enabled in the project: enable it (terraform apply, or gcloud services enable)" + again
 	case store.StatusAdminPolicy:
-		return "a Workspace admin policy blocks the app: have the admin trust it (Admin console > Security > API controls > App access control), or use an account of the app's organisation" + again
+		return "a Workspace admin policy blocks the app: have the admin trust it (Admin console > Security > API controls > App access control), or use an account of the app's organisation; or the deployment's TENANTS no longer lets the identity's tenant read this subject" + again
 	case store.StatusClientDisabled:
 		return "the OAuth client is disabled: re-enable it (Google Cloud console > APIs & Services > Credentials) or configure another" + again
 	case store.StatusDirectoryForbidden:

@@ -24,8 +24,9 @@ func Register(ctx context.Context, st *store.Store, cal store.Calendar) (string,
 }
 
 // EnrollIdentity records an identity enrolled (or enrolled again, keeping
-// its listing history); its status is the table's. It returns the key.
-func EnrollIdentity(ctx context.Context, st *store.Store, id store.Identity) (string, error) {
+// its listing history); its status is the table's. It returns the key and
+// the status it had ("": none). store.ErrOtherTenant: another tenant's.
+func EnrollIdentity(ctx context.Context, st *store.Store, id store.Identity) (key, previous string, err error) {
 	return st.PutIdentity(ctx, id, EnrollStatus(KindIdentity))
 }
 

@@ -15,7 +15,7 @@ import (
 func TestApplyListing(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
-	key, err := lifecycle.EnrollIdentity(ctx, st, store.Identity{AuthMode: store.AuthDelegation, Subject: "ann@corp.test"})
+	key, _, err := lifecycle.EnrollIdentity(ctx, st, store.Identity{AuthMode: store.AuthDelegation, Subject: "ann@corp.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestApplyListing(t *testing.T) {
 		t.Fatalf("listing of an unenrolled identity: %+v %v", got, err)
 	}
 	// Re-enrolling keeps the listing history.
-	if _, err := lifecycle.EnrollIdentity(ctx, st, store.Identity{AuthMode: store.AuthDelegation, Subject: "ann@corp.test", Domain: "corp.test"}); err != nil {
+	if _, _, err := lifecycle.EnrollIdentity(ctx, st, store.Identity{AuthMode: store.AuthDelegation, Subject: "ann@corp.test", Domain: "corp.test"}); err != nil {
 		t.Fatal(err)
 	}
 	id, _ := st.GetIdentity(ctx, key)

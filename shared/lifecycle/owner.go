@@ -8,6 +8,7 @@ import (
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -39,6 +40,8 @@ type Owner struct {
 	// store.DefaultNotFoundPolicy).
 	NotFound store.NotFoundPolicy
 	Logger   *slog.Logger // nil: logging.FromContext(ctx)
+	// Announcer publishes each transition on the lifecycle topic (nil: none).
+	Announcer Announcer
 	// Retention is how long stopped channel records are kept (default 3 days).
 	Retention time.Duration
 	// DelegationGrace is how long after a delegated identity (or its
@@ -184,7 +187,9 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 		o.retryHandedOver(ctx, t, &res)
 	case EffectDeny:
 		if t.Kind == KindDomain {
-			res.Changed, err = o.denyDomain(ctx, log, t, op, cause, DomainStatusOf(a))
+			if res.Changed, err = o.denyDomain(ctx, log, t, op, cause, DomainStatusOf(a)); err == nil && res.Changed {
+				o.announceAuthProblem(ctx, t, "", DomainStatusOf(a), reasonOf(op, cause))
+			}
 			break
 		}
 		res.Changed, err = o.markGrant(ctx, t, op, cause, StatusOf(a))
@@ -193,6 +198,7 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 		if res.Changed, err = o.Store.ClearDomainStatus(ctx, t.Domain); err == nil && res.Changed {
 			log.InfoContext(ctx, "domain's directory read again; active", logging.KeyEvent, logging.EventDomainBack,
 				logging.KeyTarget, t.Kind.String(), "previousStatus", t.status())
+			o.announceTarget(ctx, t, messages.LifecycleDomainRestored, messages.Lifecycle{Status: store.StatusActive})
 		}
 	case EffectCountNotFound:
 		res.Streak, err = o.Store.RecordNotFound(ctx, t.Key, t.LeaseOwner, string(op), func(c store.Calendar, now time.Time) store.NotFoundStreak {
@@ -203,6 +209,8 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 			o.logStreak(ctx, log, res.Streak, cause)
 			if res.Streak.Marked {
 				res.Next = Skip // gone now: probed again daily
+				o.announceTarget(ctx, t, messages.LifecycleCalendarNotFound, messages.Lifecycle{Status: store.StatusNotFound,
+					Detail: "Google answers 404 for this calendar (deleted, or no longer shared with the grant); tried again daily"})
 			}
 		}
 	case EffectReactivate:
@@ -211,6 +219,7 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 		case err != nil:
 		case res.Changed:
 			log.InfoContext(ctx, "not_found calendar found again; active", logging.KeyEvent, logging.EventCalendarBack)
+			o.announceTarget(ctx, t, messages.LifecycleCalendarRestored, messages.Lifecycle{Status: store.StatusActive})
 		default:
 			res.Next = Skip // no longer not_found: another run got there first
 		}
@@ -229,11 +238,13 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 			res.Changed = true
 			log.InfoContext(ctx, "Google will not push for this calendar usefully; it is polled", logging.KeyEvent, logging.EventPollOnly,
 				logging.KeyPollMode, mode, logging.KeyReason, why)
+			o.announceTarget(ctx, t, messages.LifecycleCalendarPolled, messages.Lifecycle{Status: t.status(), Reason: why})
 		}
 	case EffectUnwatch:
 		if err = o.Store.SetStatus(ctx, t.Key, store.StatusUnwatched, reason, t.LeaseOwner); err == nil {
 			res.Changed = true
 			log.InfoContext(ctx, "calendar no longer followed; unwatched", logging.KeyEvent, logging.EventUnwatched, logging.KeyReason, reason)
+			o.announceTarget(ctx, t, messages.LifecycleCalendarRemoved, messages.Lifecycle{Status: store.StatusUnwatched, Detail: reason})
 		}
 	case EffectHandOver:
 		var handed bool
@@ -251,6 +262,7 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 			err = o.stopChannels(ctx, t.Key, t.Calendar, store.StatusFreeBusyOnly)
 			log.WarnContext(ctx, "calendar readable as free/busy only; not synced (busy blocks are not events)", logging.KeyEvent,
 				logging.EventFreeBusyOnly, logging.KeyReason, why)
+			o.announceTarget(ctx, t, messages.LifecycleCalendarFreeBusy, messages.Lifecycle{Status: store.StatusFreeBusyOnly, Detail: why})
 		}
 	case EffectUnenroll:
 		err = o.unenroll(ctx, t, reason)
@@ -258,6 +270,7 @@ func (o *Owner) apply(ctx context.Context, t Target, op Op, a Answer, cause erro
 			res.Changed = true
 			log.InfoContext(ctx, t.Kind.String()+" unenrolled", logging.KeyEvent, logging.EventUnenrolled, logging.KeyTarget, t.Kind.String(),
 				logging.KeyReason, reason)
+			o.announceUnenrolled(ctx, t, reason)
 		}
 	}
 	if a == AnswerUnauthorizedFresh && res.Next == Defer {

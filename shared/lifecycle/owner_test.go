@@ -44,7 +44,7 @@ func TestRevokedGrant(t *testing.T) {
 		}
 	}
 	idX := store.Identity{AuthMode: store.AuthOAuth, CredentialID: "credX"}
-	idKey, err := lifecycle.EnrollIdentity(ctx, st, idX)
+	idKey, _, err := lifecycle.EnrollIdentity(ctx, st, idX)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestRevokedAfterUnenroll(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
 	id := store.Identity{AuthMode: store.AuthDelegation, Subject: "sus@corp.test"}
-	key, err := lifecycle.EnrollIdentity(ctx, st, id)
+	key, _, err := lifecycle.EnrollIdentity(ctx, st, id)
 	if err != nil {
 		t.Fatal(err)
 	}

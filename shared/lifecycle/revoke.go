@@ -140,6 +140,7 @@ func (o *Owner) markGrant(ctx context.Context, t Target, op Op, cause error, sta
 			logging.KeyCalendars, len(cals),
 			"handedOver", handed,
 			logging.KeyError, errString(cause))
+		o.announceAuthProblem(ctx, t, idKey, status, reason)
 	}
 	return changed, errors.Join(errs...)
 }

@@ -22,6 +22,8 @@ const (
 	KeyError         = "error"
 	KeyCredentialID  = "credentialId"
 	KeyMessageID     = "messageId" // a Pub/Sub message id
+	KeyTenant        = "tenant"    // the tenant an identity, a calendar or a control message is of
+	KeyType          = "type"      // a lifecycle message's type
 
 	KeySyncKind          = "syncKind" // full or incremental
 	KeyPages             = "pages"
@@ -150,4 +152,5 @@ const (
 	EventUnenrolled             = "unenrolled"               // shared/lifecycle: an identity or a domain left enrollment (field target)
 	EventDirectoryForbidden     = "directory_forbidden"      // shared/lifecycle: a domain's admin may not read its directory (403 forbidden): the domain's status (ERROR)
 	EventDomainBack             = "domain_back"              // shared/lifecycle: a refused domain's directory read again: active
+	EventLifecyclePublishFailed = "lifecycle_publish_failed" // a lifecycle message could not be published; its transition is recorded (ERROR, alerted)
 )

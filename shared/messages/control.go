@@ -9,6 +9,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -30,7 +31,9 @@ type Control struct {
 	Version int    `json:"version"`
 	Action  string `json:"action"`
 	// RequestID is the product's own id for the request (logged, at most 128 chars).
-	RequestID string `json:"requestId,omitempty"`
+	RequestID  string    `json:"requestId,omitempty"`
+	IssuedAt   time.Time `json:"issuedAt"`
+	ExternalID string    `json:"externalId,omitempty"`
 
 	Subject            string `json:"subject,omitempty"`
 	CredentialID       string `json:"credentialId,omitempty"`

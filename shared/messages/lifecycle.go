@@ -87,6 +87,15 @@ const (
 	LifecycleControlRejected     = "control.rejected"
 )
 
+// Why a control message is refused when acted on (besides ParseControl's
+// reasons and the Reason* of control.go).
+const (
+	ReasonStaleRequest  = "stale_request"  // issuedAt outside CONTROL_MAX_AGE before now (or over a minute ahead): a replay
+	ReasonSuperseded    = "superseded"     // the identity's control message issued later was applied first
+	ReasonOutsideTenant = "outside_tenant" // the tenant may not enroll that subject (TENANTS domains, subjects) or OAuth grants
+	ReasonOtherTenant   = "other_tenant"   // the identity belongs to another tenant
+)
+
 // What the end user must do about an auth problem (Lifecycle.UserAction).
 const (
 	UserReconnect   = "reconnect"    // the grant was revoked or expired: consent again

@@ -6,6 +6,7 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"cloud.google.com/go/firestore"
 
 	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/tenant"
 )
 
 // Collections of enrollment.
@@ -58,6 +60,11 @@ type Identity struct {
 	ChannelEpoch string    `firestore:"channelEpoch,omitempty"`
 	CreatedAt    time.Time `firestore:"createdAt"`
 	UpdatedAt    time.Time `firestore:"updatedAt"`
+}
+
+// Attribution says whose the identity (of key) is in messages.
+func (i Identity) Attribution(key string) messages.Attribution {
+	return messages.Attribution{Tenant: tenant.Of(i.Tenant), IdentityKey: key, ExternalID: i.ExternalID}
 }
 
 // Domain is domains/{domainKey}: a Workspace domain enrolled with its
@@ -133,11 +140,12 @@ func (s *Store) GetIdentity(ctx context.Context, key string) (Identity, error) {
 // PutIdentity enrolls an identity: creates its document, or sets its
 // settings on an existing one (keeping ListedAt and the count); its status
 // is what next says. It returns the key.
-func (s *Store) PutIdentity(ctx context.Context, id Identity, next Enrollment) (string, error) {
-	key := id.Grant().IdentityKey()
+func (s *Store) PutIdentity(ctx context.Context, id Identity, next Enrollment) (key, previous string, err error) {
+	key = id.Grant().IdentityKey()
 	ref := s.IdentityRef(key)
 	now := s.now()
-	err := s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err = s.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		previous = ""
 		snap, err := tx.Get(ref)
 		if isNotFound(err) {
 			id.Status, id.CreatedAt, id.UpdatedAt, id.ListedAt, id.Calendars = next(""), now, now, time.Time{}, 0
@@ -146,23 +154,34 @@ func (s *Store) PutIdentity(ctx context.Context, id Identity, next Enrollment) (
 		if err != nil {
 			return err
 		}
-		cur, _ := snap.DataAt("status")
-		status, _ := cur.(string)
+		var cur Identity
+		if err := snap.DataTo(&cur); err != nil {
+			return err
+		}
+		if cur.Tenant != id.Tenant {
+			return fmt.Errorf("%w: identity %s is of tenant %s", ErrOtherTenant, key, tenant.Of(cur.Tenant))
+		}
+		previous = cur.Status
 		return tx.Update(ref, []firestore.Update{
 			{Path: "authMode", Value: id.AuthMode},
 			optional("subject", id.Subject),
 			optional("credentialId", id.CredentialID),
 			optional("email", id.Email),
-			{Path: "status", Value: next(status)},
+			{Path: "status", Value: next(cur.Status)},
 			{Path: "statusReason", Value: firestore.Delete},
 			{Path: "filters", Value: id.Filters},
 			{Path: "deleteMirrorOnRemove", Value: id.DeleteMirrorOnRemove},
 			optional("domain", id.Domain),
+			optional("externalId", id.ExternalID),
 			{Path: "updatedAt", Value: now},
 		})
 	})
-	return key, err
+	return key, previous, err
 }
+
+// ErrOtherTenant: the identity is another tenant's (an identity belongs to
+// exactly one tenant; only it may act on it).
+var ErrOtherTenant = errors.New("store: the identity belongs to another tenant")
 
 // RevokeIdentity sets an active identity auth_revoked (its grant no longer
 // reads its list) and reports whether it did: an identity unenrolled

@@ -64,7 +64,7 @@ func TestProblemsDoNotReplaceUnwatched(t *testing.T) {
 		t.Fatalf("an active calendar's problem not recorded: %+v", c)
 	}
 
-	id, err := st.PutIdentity(ctx, Identity{AuthMode: AuthDelegation, Subject: "gone@corp.test"}, activate)
+	id, _, err := st.PutIdentity(ctx, Identity{AuthMode: AuthDelegation, Subject: "gone@corp.test"}, activate)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/tenant"
 )
 
@@ -266,6 +267,12 @@ type Credential struct {
 }
 
 var keyEncoding = base32.HexEncoding.WithPadding(base32.NoPadding)
+
+// Attribution says whose the calendar's messages are: its tenant, the
+// identity it is read with and that identity's externalId.
+func (c Calendar) Attribution() messages.Attribution {
+	return messages.Attribution{Tenant: tenant.Of(c.Tenant), IdentityKey: c.EnrolledBy, ExternalID: c.ExternalID}
+}
 
 // Key is the calendar's key: its tenant's CalendarKeyIn.
 func (c Calendar) Key() string { return CalendarKeyIn(c.Tenant, c.CalendarID) }

@@ -79,7 +79,7 @@ func (s *Syncer) purgeUnderLease(ctx context.Context, log *slog.Logger, key stri
 		return err
 	}
 	st := &roundState{key: key, calendarID: cal.CalendarID, h: hl, startedAt: rd.StartedAt, full: true, purge: true,
-		by: attributionOf(cal), listed: map[string]struct{}{}, invocations: 1, res: &result{full: true}}
+		by: cal.Attribution(), listed: map[string]struct{}{}, invocations: 1, res: &result{full: true}}
 	st.log = log
 	if err := s.sweep(ctx, st); err != nil {
 		return err

@@ -10,7 +10,6 @@ import (
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
-	"github.com/calsync/calsync/shared/tenant"
 )
 
 // result is what one round did.
@@ -83,7 +82,7 @@ func (s *Syncer) round(ctx context.Context, log *slog.Logger, h *sessionLease, r
 		return nil, err
 	}
 	st := &roundState{key: h.key, calendarID: rd.Calendar.CalendarID, h: h, log: log, startedAt: rd.StartedAt, stopAt: stopAt,
-		invocations: 1, res: &result{}, neverFull: rd.Calendar.LastFullSyncAt.IsZero(), by: attributionOf(rd.Calendar)}
+		invocations: 1, res: &result{}, neverFull: rd.Calendar.LastFullSyncAt.IsZero(), by: rd.Calendar.Attribution()}
 	// Ids whose "created" a dead sync published without writing them.
 	leftover, err := retry(ctx, s, func() ([]string, error) { return s.o.Store.Announcing(ctx, h.key) })
 	if err != nil {
@@ -281,11 +280,6 @@ func (st *roundState) origin() string {
 		return messages.OriginInitial
 	}
 	return messages.OriginResync
-}
-
-// attributionOf says whose cal's change messages are.
-func attributionOf(cal store.Calendar) messages.Attribution {
-	return messages.Attribution{Tenant: tenant.Of(cal.Tenant), IdentityKey: cal.EnrolledBy, ExternalID: cal.ExternalID}
 }
 
 func (s *Syncer) planContext(st *roundState) planContext {

@@ -413,6 +413,7 @@ func (s *Syncer) syncUnderLease(ctx context.Context, log *slog.Logger, n message
 			})
 			if err == nil {
 				s.report(log, key, rd, res, oldest, reason)
+				s.announceInitial(ctx, key, rd, res)
 				switch {
 				case !again:
 					return s.followUp(ctx, log, key, n, res)
@@ -499,6 +500,18 @@ func (s *Syncer) followUp(ctx context.Context, log *slog.Logger, key string, n m
 	log.Info("push sync listed nothing; one follow-up sync asked for", logging.KeyEvent, logging.EventFollowUp,
 		logging.KeyChannelID, n.ChannelID, logging.KeyRetryInMs, s.o.FollowUpDelay.Milliseconds())
 	return nil
+}
+
+// announceInitial publishes a calendar's first completed full sync (its
+// change messages were all origin "initial"): a product may start its
+// "new event" automations for the calendar from here.
+func (s *Syncer) announceInitial(ctx context.Context, key string, rd store.Round, res *result) {
+	if !res.full || !rd.Calendar.LastFullSyncAt.IsZero() {
+		return
+	}
+	events := int(res.count)
+	s.o.Lifecycle.Announce(ctx, messages.Lifecycle{Type: messages.LifecycleInitialSyncComplete, Attribution: rd.Calendar.Attribution(),
+		CalendarKey: key, CalendarID: rd.Calendar.CalendarID, Status: rd.Calendar.Status, Events: &events})
 }
 
 func (s *Syncer) report(log *slog.Logger, key string, rd store.Round, res *result, oldest time.Time, reason string) {
