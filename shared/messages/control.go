@@ -244,7 +244,8 @@ func printableID(s string) bool {
 type keyTree map[string]keyTree
 
 // controlKeys is derived from Control's tags, so a new field is known here
-// the moment it is declared.
+// the moment it is declared. (Embedded structs, whose fields encoding/json
+// promotes, are not followed: Control and Filters have none.)
 var controlKeys = keysOf(reflect.TypeFor[Control]())
 
 func keysOf(t reflect.Type) keyTree {

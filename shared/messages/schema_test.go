@@ -91,3 +91,33 @@ func controlExamples(t *testing.T, file string) [][]byte {
 	}
 	return out
 }
+
+// FuzzControlSchema: a message the schema accepts, ParseControl accepts too,
+// but for what a schema cannot see (a key twice, over 64 KiB, a pattern
+// path.Match refuses or over 256 bytes of non-ASCII characters, issuedAt
+// zero).
+func FuzzControlSchema(f *testing.F) {
+	for _, data := range ControlAccepted {
+		f.Add(data)
+	}
+	for _, tc := range ControlRefused {
+		f.Add(tc.Data)
+	}
+	blind := func(err error) bool {
+		switch InvalidReason(err) {
+		case ReasonDuplicateKey, ReasonTooLarge, ReasonBadFilter:
+			return true
+		case ReasonBadIssuedAt: // the zero time only: its form is in the schema
+			return strings.Contains(err.Error(), "required")
+		}
+		return false
+	}
+	f.Fuzz(func(t *testing.T, data string) {
+		if schemas.Validate(schemas.Control, []byte(data)) != nil {
+			return
+		}
+		if _, err := ParseControl([]byte(data)); err != nil && !blind(err) {
+			t.Fatalf("the schema accepts %q, ParseControl refuses it: %v", data, err)
+		}
+	})
+}
