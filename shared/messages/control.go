@@ -177,6 +177,9 @@ func ParseControl(data []byte) (Control, error) {
 	if c.IssuedAt.IsZero() {
 		return invalid(ReasonBadIssuedAt, "issuedAt: required, an RFC 3339 time")
 	}
+	if _, err := c.IssuedAt.MarshalText(); err != nil { // an offset of 24 hours parses, but cannot be written back
+		return invalid(ReasonBadIssuedAt, "issuedAt: %v", err)
+	}
 	if c.ExternalID != "" {
 		if c.Action != ActionEnroll {
 			return invalid(ReasonBadOption, "externalId is for enroll only")

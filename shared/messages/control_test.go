@@ -76,6 +76,7 @@ var ControlRefused = []struct {
 	{"issuedAt without an offset", `{"version":1,"requestId":"r","issuedAt":"2026-12-03T10:00:00","action":"enroll","subject":"a@b.c"}`, ReasonBadIssuedAt, false},
 	{"issuedAt with a lower-case t", `{"version":1,"requestId":"r","issuedAt":"2026-12-03t10:00:00z","action":"enroll","subject":"a@b.c"}`, ReasonBadIssuedAt, false},
 	{"issuedAt a leap second", `{"version":1,"requestId":"r","issuedAt":"2026-12-31T23:59:60Z","action":"enroll","subject":"a@b.c"}`, ReasonBadIssuedAt, false},
+	{"issuedAt with an offset of 24 hours", `{"version":1,"requestId":"r","issuedAt":"2026-12-03T10:00:00+24:00","action":"enroll","subject":"a@b.c"}`, ReasonBadIssuedAt, false},
 	{"issuedAt zero", `{"version":1,"requestId":"r","issuedAt":"0001-01-01T00:00:00Z","action":"enroll","subject":"a@b.c"}`, ReasonBadIssuedAt, true},
 	{"externalId on unenroll", ctl(`"action":"unenroll","subject":"a@b.c","externalId":"u1"`), ReasonBadOption, false},
 	{"externalId with a control character", ctl(`"action":"enroll","subject":"a@b.c","externalId":"u\u001b[31m"`), ReasonBadExternalID, false},
