@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzPushRequest -fuzztime 30s ./functions/syncworker
 	$(GO) test -run '^$$' -fuzz FuzzCalendarKeyPassesMessages -fuzztime 10s ./shared/store
 	$(GO) test -run '^$$' -fuzz FuzzParseControl -fuzztime 20s ./shared/messages
+	$(GO) test -run '^$$' -fuzz FuzzControlSchema -fuzztime 20s ./shared/messages
 
 ## bench: the benchmarks, side by side
 bench:

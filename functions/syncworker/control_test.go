@@ -14,6 +14,7 @@ import (
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"github.com/google/uuid"
 
 	"github.com/calsync/calsync/shared/app"
 	"github.com/calsync/calsync/shared/config"
@@ -25,6 +26,12 @@ import (
 	"github.com/calsync/calsync/shared/testing/testenv"
 	"github.com/calsync/calsync/shared/testing/testlog"
 )
+
+// fresh is what every control message must carry: a request id (a new one
+// each call) and its issue time (now), to splice after the opening brace.
+func fresh() string {
+	return `"requestId":"` + uuid.NewString() + `","issuedAt":"` + time.Now().UTC().Format(time.RFC3339Nano) + `",`
+}
 
 const testPrivKeys = "h1:aGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGg="
 
@@ -99,12 +106,12 @@ func TestControlTopicToWorker(t *testing.T) {
 	defer product.Stop()
 	bad := []string{
 		`not json`,
-		`{"version":2,"action":"enroll","subject":"ann@corp.test"}`,
-		`{"version":1,"action":"enroll","subject":"ann@corp.test","deleteMirrors":true}`,
-		`{"version":1,"action":"unenroll","subject":"nobody@corp.test"}`,
-		`{"version":1,"action":"enroll","subject":"ghost@corp.test"}`,
+		`{"version":2,` + fresh() + `"action":"enroll","subject":"ann@corp.test"}`,
+		`{"version":1,` + fresh() + `"action":"enroll","subject":"ann@corp.test","deleteMirrors":true}`,
+		`{"version":1,` + fresh() + `"action":"unenroll","subject":"nobody@corp.test"}`,
+		`{"version":1,` + fresh() + `"action":"enroll","subject":"ghost@corp.test"}`,
 	}
-	for _, data := range append([]string{`{"version":1,"action":"enroll","subject":"ann@corp.test"}`}, bad...) {
+	for _, data := range append([]string{`{"version":1,` + fresh() + `"action":"enroll","subject":"ann@corp.test"}`}, bad...) {
 		if err := product.Publish(ctx, []byte(data), nil, ""); err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +167,7 @@ func TestControlTopicToWorker(t *testing.T) {
 	if rec := post(w, pushFrom(note, "projects/"+project+"/subscriptions/control-push"), nil); rec.Code != http.StatusOK {
 		t.Fatalf("notification on the control subscription: %d", rec.Code)
 	}
-	ctl := []byte(`{"version":1,"action":"unenroll","subject":"ann@corp.test","deleteMirror":true}`)
+	ctl := []byte(`{"version":1,` + fresh() + `"action":"unenroll","subject":"ann@corp.test","deleteMirror":true}`)
 	if rec := post(w, pushFrom(ctl, testSubscription), nil); rec.Code != http.StatusOK {
 		t.Fatalf("control message on the notifications subscription: %d", rec.Code)
 	}
@@ -220,7 +227,8 @@ func TestControlValuesEscaped(t *testing.T) {
 	logs := &testlog.Buffer{}
 	w := &Worker{Logger: logging.New(logs, slog.LevelInfo), ProjectID: "p", ControlSubscription: "control-push", Enroll: fakeEnroll{}}
 	hostile := "\x1b[31mred\u202eexe.txt" + strings.Repeat("x", 300)
-	ctl, _ := json.Marshal(map[string]any{"version": 1, "action": hostile, "requestId": hostile, "subject": "a@b.c"})
+	ctl, _ := json.Marshal(map[string]any{"version": 1, "action": hostile, "requestId": hostile, "subject": "a@b.c",
+		"issuedAt": time.Now().UTC().Format(time.RFC3339Nano)})
 	if rec := post(w, pushFrom(ctl, "projects/p/subscriptions/control-push"), nil); rec.Code != http.StatusOK {
 		t.Fatalf("status %d", rec.Code)
 	}
@@ -248,7 +256,7 @@ func TestOnlyConfiguredSubscriptions(t *testing.T) {
 		Subscriptions: []string{"calsync-sync-worker-push"}, Enroll: countingEnroll{&controls},
 		Syncer: syncerFunc(func(context.Context, messages.Notification) error { synced++; return nil })}
 	note, _ := json.Marshal(messages.Notification{CalendarKey: "c0123456789abcdefghijklmnop", ResourceState: messages.StateExists})
-	ctl := []byte(`{"version":1,"action":"resync","subject":"ann@corp.test"}`)
+	ctl := []byte(`{"version":1,` + fresh() + `"action":"resync","subject":"ann@corp.test"}`)
 	if rec := post(w, pushFrom(note, "projects/p/subscriptions/calsync-sync-worker-push"), nil); rec.Code != http.StatusNoContent || synced != 1 {
 		t.Fatalf("the configured subscription: %d, synced %d", rec.Code, synced)
 	}

@@ -5,6 +5,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/credentials"
@@ -12,6 +15,12 @@ import (
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
 )
+
+// fresh is what every control message must carry: a request id (a new one
+// each call) and its issue time (now), to splice after the opening brace.
+func fresh() string {
+	return `"requestId":"` + uuid.NewString() + `","issuedAt":"` + time.Now().UTC().Format(time.RFC3339Nano) + `",`
+}
 
 func (v *env) control(t *testing.T, data string) error {
 	t.Helper()
@@ -35,7 +44,7 @@ func TestControlMessages(t *testing.T) {
 	_ = v.emu.AddDomainUser("gone@corp.test", false)
 	_ = v.emu.DeleteDomainUser("gone@corp.test")
 
-	if err := v.control(t, `{"version":1,"action":"enroll","subject":"ann@corp.test","requestId":"r1"}`); err != nil {
+	if err := v.control(t, `{"version":1,`+fresh()+`"action":"enroll","subject":"ann@corp.test"}`); err != nil {
 		t.Fatal(err)
 	}
 	annKey := store.Grant{AuthMode: store.AuthDelegation, Subject: "ann@corp.test"}.IdentityKey()
@@ -50,7 +59,7 @@ func TestControlMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enrollBob := `{"version":1,"action":"enroll","credentialId":"` + credID + `","sealedRefreshToken":"` + box + `","email":"bob@gmail.test"}`
+	enrollBob := `{"version":1,` + fresh() + `"action":"enroll","credentialId":"` + credID + `","sealedRefreshToken":"` + box + `","email":"bob@gmail.test"}`
 	if err := v.control(t, enrollBob); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +72,7 @@ func TestControlMessages(t *testing.T) {
 		t.Fatalf("bob's calendar: %+v", c)
 	}
 	v.req.reset()
-	if err := v.control(t, `{"version":1,"action":"resync","credentialId":"`+credID+`","full":true}`); err != nil {
+	if err := v.control(t, `{"version":1,`+fresh()+`"action":"resync","credentialId":"`+credID+`","full":true}`); err != nil {
 		t.Fatal(err)
 	}
 	if st := v.req.states(); len(st[store.CalendarKey("bob@gmail.test")]) != 1 || st[store.CalendarKey("bob@gmail.test")][0] != messages.StateFullResync || len(st[bobKey]) != 1 {
@@ -82,12 +91,12 @@ func TestControlMessages(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ name, data, reason string }{
-		{"a box sealed for another credential id", `{"version":1,"action":"enroll","credentialId":"` + otherID + `","sealedRefreshToken":"` + box + `"}`, messages.ReasonSealedNotOpening},
-		{"another box under a taken id", `{"version":1,"action":"enroll","credentialId":"` + credID + `","sealedRefreshToken":"` + mustSeal(t, v, credID, "1//other") + `"}`, messages.ReasonCredentialTaken},
-		{"a credential never stored", `{"version":1,"action":"enroll","credentialId":"` + otherID + `"}`, messages.ReasonNoCredential},
-		{"a deleted user", `{"version":1,"action":"enroll","subject":"gone@corp.test"}`, messages.ReasonNotAuthorized},
-		{"unenroll of someone never enrolled", `{"version":1,"action":"unenroll","subject":"nobody@corp.test"}`, messages.ReasonUnknownIdentity},
-		{"resync of someone never enrolled", `{"version":1,"action":"resync","subject":"nobody@corp.test"}`, messages.ReasonUnknownIdentity},
+		{"a box sealed for another credential id", `{"version":1,` + fresh() + `"action":"enroll","credentialId":"` + otherID + `","sealedRefreshToken":"` + box + `"}`, messages.ReasonSealedNotOpening},
+		{"another box under a taken id", `{"version":1,` + fresh() + `"action":"enroll","credentialId":"` + credID + `","sealedRefreshToken":"` + mustSeal(t, v, credID, "1//other") + `"}`, messages.ReasonCredentialTaken},
+		{"a credential never stored", `{"version":1,` + fresh() + `"action":"enroll","credentialId":"` + otherID + `"}`, messages.ReasonNoCredential},
+		{"a deleted user", `{"version":1,` + fresh() + `"action":"enroll","subject":"gone@corp.test"}`, messages.ReasonNotAuthorized},
+		{"unenroll of someone never enrolled", `{"version":1,` + fresh() + `"action":"unenroll","subject":"nobody@corp.test"}`, messages.ReasonUnknownIdentity},
+		{"resync of someone never enrolled", `{"version":1,` + fresh() + `"action":"resync","subject":"nobody@corp.test"}`, messages.ReasonUnknownIdentity},
 	} {
 		err := v.control(t, tc.data)
 		if messages.InvalidReason(err) != tc.reason {
@@ -99,14 +108,14 @@ func TestControlMessages(t *testing.T) {
 	// it would have stored is gone again.
 	dead := credentials.NewID()
 	deadBox := mustSeal(t, v, dead, "1//never-issued")
-	if err := v.control(t, `{"version":1,"action":"enroll","credentialId":"`+dead+`","sealedRefreshToken":"`+deadBox+`"}`); messages.InvalidReason(err) != messages.ReasonNotAuthorized {
+	if err := v.control(t, `{"version":1,`+fresh()+`"action":"enroll","credentialId":"`+dead+`","sealedRefreshToken":"`+deadBox+`"}`); messages.InvalidReason(err) != messages.ReasonNotAuthorized {
 		t.Fatalf("dead grant: %v", err)
 	}
 	if _, err := v.st.GetCredential(v.ctx, dead); err == nil {
 		t.Fatal("a refused enrollment left its credential")
 	}
 
-	if err := v.control(t, `{"version":1,"action":"unenroll","subject":"ann@corp.test","deleteMirror":true}`); err != nil {
+	if err := v.control(t, `{"version":1,`+fresh()+`"action":"unenroll","subject":"ann@corp.test","deleteMirror":true}`); err != nil {
 		t.Fatal(err)
 	}
 	if c := v.calendars()["ann@corp.test"]; c.Status != store.StatusUnwatched {
@@ -143,7 +152,7 @@ func TestControlChecksGrantedScopes(t *testing.T) {
 			t.Fatal(err)
 		}
 		id := credentials.NewID()
-		return id, v.control(t, `{"version":1,"action":"enroll","credentialId":"`+id+`","sealedRefreshToken":"`+mustSeal(t, v, id, tok.RefreshToken)+`","email":"`+user+`"}`)
+		return id, v.control(t, `{"version":1,`+fresh()+`"action":"enroll","credentialId":"`+id+`","sealedRefreshToken":"`+mustSeal(t, v, id, tok.RefreshToken)+`","email":"`+user+`"}`)
 	}
 	id, err := enrollWith(calclient.ListScope)
 	if messages.InvalidReason(err) != messages.ReasonScopesMissing || !strings.Contains(err.Error(), calclient.ListScope) {

@@ -7,33 +7,45 @@ import (
 	"fmt"
 	"net/mail"
 	"path"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Control is one message on the control topic: what a product backend asks
 // of calsync for one of its users. Version 1:
 //
-//	{"version": 1, "action": "enroll", "subject": "ann@corp.example",
+//	{"version": 1, "action": "enroll", "requestId": "r-1", "issuedAt": "2026-12-03T10:00:00Z",
+//	 "subject": "ann@corp.example", "externalId": "user-42",
 //	 "filters": {"minAccessRole": "reader", "exclude": ["*#holiday@group.v.calendar.google.com"]}}
-//	{"version": 1, "action": "enroll", "credentialId": "cred-…", "sealedRefreshToken": "sealed:v1:…", "email": "bob@gmail.com"}
-//	{"version": 1, "action": "unenroll", "subject": "ann@corp.example", "deleteMirror": true}
-//	{"version": 1, "action": "resync", "credentialId": "cred-…", "full": true}
+//	{"version": 1, "action": "enroll", "requestId": "r-2", "issuedAt": "2026-12-03T10:00:00Z",
+//	 "credentialId": "cred-…", "sealedRefreshToken": "sealed:v1:…", "email": "bob@gmail.com"}
+//	{"version": 1, "action": "unenroll", "requestId": "r-3", "issuedAt": "2026-12-03T10:00:00Z",
+//	 "subject": "ann@corp.example", "deleteMirror": true}
+//	{"version": 1, "action": "resync", "requestId": "r-4", "issuedAt": "2026-12-03T10:00:00Z",
+//	 "credentialId": "cred-…", "full": true}
 //
 // The identity is either a Workspace user read by domain-wide delegation
 // (subject) or a user's OAuth grant (credentialId: an id from
 // credentials.NewID; to enroll a new one, its refresh token sealed to the
 // deployment's public key with credentials.AAD(credentialId) as context).
-// Unknown fields are refused, so a misspelt option never goes unnoticed.
+// Unknown fields are refused, so a misspelt option never goes unnoticed;
+// so are a key given twice and a key that names a field only when case is
+// folded (encoding/json would take the last, or the folded one, silently).
+// Its JSON Schema is schemas/control.v1.json at the repository root.
 type Control struct {
 	Version int    `json:"version"`
 	Action  string `json:"action"`
-	// RequestID is the product's own id for the request (logged, at most 128 chars).
-	RequestID  string    `json:"requestId,omitempty"`
-	IssuedAt   time.Time `json:"issuedAt"`
-	ExternalID string    `json:"externalId,omitempty"`
+	// RequestID is the product's own id for the request (required, 1 to 128
+	// printable characters): logged, and what a redelivery is known by.
+	RequestID string `json:"requestId"`
+	// IssuedAt is when the product issued the request (required, RFC 3339).
+	// The parser checks its form only; how old it may be is the acting
+	// side's rule (shared/enroll).
+	IssuedAt time.Time `json:"issuedAt"`
 
 	Subject            string `json:"subject,omitempty"`
 	CredentialID       string `json:"credentialId,omitempty"`
@@ -41,7 +53,10 @@ type Control struct {
 	Email              string `json:"email,omitempty"` // the grant's user, for operators
 
 	// enroll
-	Filters *Filters `json:"filters,omitempty"`
+	// ExternalID is the product's own id for the user (1 to 128 printable
+	// characters), kept with the identity.
+	ExternalID string   `json:"externalId,omitempty"`
+	Filters    *Filters `json:"filters,omitempty"`
 	// DeleteMirrorOnRemove: when a calendar leaves the identity's list, its
 	// mirror is deleted (default: kept, status unwatched).
 	DeleteMirrorOnRemove bool `json:"deleteMirrorOnRemove,omitempty"`
@@ -90,6 +105,11 @@ const (
 	ReasonBadFilter          = "bad_filter"
 	ReasonBadOption          = "bad_option"
 	ReasonBadRequestID       = "bad_request_id"
+	ReasonBadIssuedAt        = "bad_issued_at"
+	ReasonBadExternalID      = "bad_external_id"
+	ReasonTooLarge           = "too_large"
+	ReasonDuplicateKey       = "duplicate_key"
+	ReasonKeyCase            = "key_case"
 	// Found only when acting on it (the SyncWorker):
 	ReasonUnknownIdentity   = "unknown_identity"   // unenroll or resync of an identity never enrolled
 	ReasonSealedNotOpening  = "sealed_not_opening" // the box does not open with the deployment's keys and the credential id
@@ -108,23 +128,37 @@ const (
 	maxPatterns   = 50
 	maxPatternLen = 256
 	maxSealedLen  = 8192
+	maxIDLen      = 128 // requestId, externalId: characters
+	// MaxControlBytes: the largest control message read. The largest
+	// legitimate one (a sealed token and 2×50 patterns at their limits) is
+	// about 35 KB.
+	MaxControlBytes = 64 << 10
 )
 
 // ParseControl decodes and checks a control message. Its errors are
 // *InvalidError: redelivering the message cannot help.
 func ParseControl(data []byte) (Control, error) {
 	var c Control
+	if len(data) > MaxControlBytes {
+		return c, &InvalidError{Reason: ReasonTooLarge, Detail: fmt.Sprintf("%d bytes (at most %d)", len(data), MaxControlBytes)}
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
 		reason := ReasonNotJSON
-		if strings.Contains(err.Error(), "unknown field") {
+		switch {
+		case strings.Contains(err.Error(), "unknown field"):
 			reason = ReasonUnknownField
+		case errors.As(err, new(*time.ParseError)) || strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"):
+			reason = ReasonBadIssuedAt // time.Time, the one Unmarshaler in Control
 		}
 		return c, &InvalidError{Reason: reason, Detail: err.Error()}
 	}
 	if dec.More() {
 		return c, &InvalidError{Reason: ReasonNotJSON, Detail: "more than one JSON value"}
+	}
+	if err := checkKeys(json.NewDecoder(bytes.NewReader(data)), controlKeys); err != nil {
+		return c, err
 	}
 	invalid := func(reason, format string, a ...any) (Control, error) {
 		return c, &InvalidError{Reason: reason, Detail: fmt.Sprintf(format, a...)}
@@ -137,8 +171,22 @@ func ParseControl(data []byte) (Control, error) {
 	default:
 		return invalid(ReasonUnknownAction, "action %q is not enroll, unenroll or resync", c.Action)
 	}
-	if len(c.RequestID) > 128 || strings.ContainsFunc(c.RequestID, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return invalid(ReasonBadRequestID, "requestId: at most 128 printable characters")
+	if !printableID(c.RequestID) {
+		return invalid(ReasonBadRequestID, "requestId: required, 1 to %d printable characters", maxIDLen)
+	}
+	if c.IssuedAt.IsZero() {
+		return invalid(ReasonBadIssuedAt, "issuedAt: required, an RFC 3339 time")
+	}
+	if _, err := c.IssuedAt.MarshalText(); err != nil { // an offset of 24 hours parses, but cannot be written back
+		return invalid(ReasonBadIssuedAt, "issuedAt: %v", err)
+	}
+	if c.ExternalID != "" {
+		if c.Action != ActionEnroll {
+			return invalid(ReasonBadOption, "externalId is for enroll only")
+		}
+		if !printableID(c.ExternalID) {
+			return invalid(ReasonBadExternalID, "externalId: 1 to %d printable characters", maxIDLen)
+		}
 	}
 	switch {
 	case c.Subject == "" && c.CredentialID == "":
@@ -184,6 +232,90 @@ func ParseControl(data []byte) (Control, error) {
 		}
 	}
 	return c, nil
+}
+
+// printableID: 1 to maxIDLen characters, each a letter, mark, number,
+// punctuation, symbol or ASCII space (unicode.IsPrint: no control,
+// format or bidi characters that would garble a log line).
+func printableID(s string) bool {
+	n := utf8.RuneCountInString(s)
+	return n >= 1 && n <= maxIDLen && !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) })
+}
+
+// keyTree is the exact JSON names of a struct's fields, each with the tree
+// of its value (nil unless a struct, a pointer to one or a slice of them).
+type keyTree map[string]keyTree
+
+// controlKeys is derived from Control's tags, so a new field is known here
+// the moment it is declared. (Embedded structs, whose fields encoding/json
+// promotes, are not followed: Control and Filters have none.)
+var controlKeys = keysOf(reflect.TypeFor[Control]())
+
+func keysOf(t reflect.Type) keyTree {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || t == reflect.TypeFor[time.Time]() {
+		return nil
+	}
+	tree := keyTree{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		tree[name] = keysOf(f.Type)
+	}
+	return tree
+}
+
+// checkKeys reads one JSON value from dec and refuses what encoding/json
+// lets through silently: a key given twice in an object (it keeps the
+// last) and a key that is a field's name only when case is folded ("Action",
+// "deleteMIRROR", a Kelvin sign for a k: it takes them for the field).
+// Unknown keys are DisallowUnknownFields' to refuse.
+func checkKeys(dec *json.Decoder, tree keyTree) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return &InvalidError{Reason: ReasonNotJSON, Detail: err.Error()}
+	}
+	if tok != json.Delim('{') && tok != json.Delim('[') {
+		return nil
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		sub := tree
+		if tok == json.Delim('{') {
+			k, err := dec.Token()
+			if err != nil {
+				return &InvalidError{Reason: ReasonNotJSON, Detail: err.Error()}
+			}
+			key, _ := k.(string)
+			if seen[key] {
+				return &InvalidError{Reason: ReasonDuplicateKey, Detail: fmt.Sprintf("key %q given twice", key)}
+			}
+			seen[key] = true
+			var exact bool
+			if sub, exact = tree[key]; !exact {
+				for name := range tree {
+					if strings.EqualFold(name, key) {
+						return &InvalidError{Reason: ReasonKeyCase, Detail: fmt.Sprintf("key %q: the field is %q", key, name)}
+					}
+				}
+			}
+		}
+		if err := checkKeys(dec, sub); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing delimiter
+		return &InvalidError{Reason: ReasonNotJSON, Detail: err.Error()}
+	}
+	return nil
 }
 
 // Validate checks a filter: a known role, at most 50 well-formed patterns

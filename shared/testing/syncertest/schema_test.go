@@ -26,3 +26,21 @@ func TestValidateChange(t *testing.T) {
 		}
 	}
 }
+
+// ValidateControl refuses a control message the published schema refuses.
+func TestValidateControl(t *testing.T) {
+	valid := `{"version":1,"action":"enroll","requestId":"r-1","issuedAt":"2026-12-03T10:00:00Z","subject":"ann@corp.test"}`
+	if err := ValidateControl([]byte(valid)); err != nil {
+		t.Fatalf("a valid message refused: %v", err)
+	}
+	for name, bad := range map[string]string{
+		"no issuedAt":    strings.Replace(valid, `"issuedAt":"2026-12-03T10:00:00Z",`, "", 1),
+		"no requestId":   strings.Replace(valid, `"requestId":"r-1",`, "", 1),
+		"Action":         strings.Replace(valid, `"action"`, `"Action"`, 1),
+		"full on enroll": strings.Replace(valid, `}`, `,"full":true}`, 1),
+	} {
+		if err := ValidateControl([]byte(bad)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

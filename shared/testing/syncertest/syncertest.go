@@ -4,12 +4,9 @@
 package syncertest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,8 +15,7 @@ import (
 
 	"google.golang.org/api/calendar/v3"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-
+	"github.com/calsync/calsync/schemas"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/store"
@@ -199,33 +195,20 @@ func Counts(cs []messages.Change) map[string]int {
 	return out
 }
 
-// ChangeSchemaPath is the published JSON Schema of a change message
-// (schemas/ at the repository root: a contract for consumers, not part of
-// the deployed build).
-var ChangeSchemaPath = func() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "schemas", "change.v1.json")
-}()
-
-var changeSchema = sync.OnceValues(func() (*jsonschema.Schema, error) {
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	return c.Compile(ChangeSchemaPath)
-})
-
 // ValidateChange checks a change message's body against the published
-// schema (ChangeSchemaPath).
+// schema (schemas/change.v1.json).
 func ValidateChange(data []byte) error {
-	sch, err := changeSchema()
-	if err != nil {
-		return fmt.Errorf("syncertest: the change schema: %w", err)
+	if err := schemas.Validate(schemas.Change, data); err != nil {
+		return fmt.Errorf("syncertest: change message %s: %w", data, err)
 	}
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-	if err != nil {
-		return err
-	}
-	if err := sch.Validate(v); err != nil {
-		return fmt.Errorf("syncertest: change message %s does not match its schema: %w", data, err)
+	return nil
+}
+
+// ValidateControl checks a control message against the published schema
+// (schemas/control.v1.json).
+func ValidateControl(data []byte) error {
+	if err := schemas.Validate(schemas.Control, data); err != nil {
+		return fmt.Errorf("syncertest: control message %s: %w", data, err)
 	}
 	return nil
 }
