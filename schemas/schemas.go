@@ -20,8 +20,9 @@ var FS embed.FS
 
 // The schemas, by file name.
 const (
-	Change  = "change.v1.json"
-	Control = "control.v1.json"
+	Change    = "change.v1.json"
+	Control   = "control.v1.json"
+	Lifecycle = "lifecycle.v1.json"
 )
 
 // baseURL is where the documents' $id puts them.

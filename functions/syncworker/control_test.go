@@ -22,6 +22,7 @@ import (
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/tenant"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
 	"github.com/calsync/calsync/shared/testing/testenv"
 	"github.com/calsync/calsync/shared/testing/testlog"
@@ -212,7 +213,9 @@ func (f fakeEnroll) HandleListNotification(_ context.Context, n messages.Notific
 	return nil
 }
 
-func (f fakeEnroll) HandleControl(context.Context, messages.Control) error { return nil }
+func (f fakeEnroll) HandleControl(context.Context, tenant.Tenant, messages.Control) error { return nil }
+
+func (f fakeEnroll) AnswerControl(context.Context, tenant.Tenant, messages.Control, error) {}
 
 func pushFrom(data []byte, subscription string) []byte {
 	body, _ := json.Marshal(map[string]any{"message": map[string]any{"data": base64.StdEncoding.EncodeToString(data),
@@ -304,7 +307,9 @@ type countingEnroll struct{ n *int }
 func (countingEnroll) HandleListNotification(context.Context, messages.Notification) error {
 	return nil
 }
-func (c countingEnroll) HandleControl(context.Context, messages.Control) error {
+func (c countingEnroll) HandleControl(context.Context, tenant.Tenant, messages.Control) error {
 	*c.n++
 	return nil
 }
+
+func (countingEnroll) AnswerControl(context.Context, tenant.Tenant, messages.Control, error) {}

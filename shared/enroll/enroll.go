@@ -560,6 +560,7 @@ func (e *Enroller) dropReader(ctx context.Context, key, reason string, res *Unen
 		return err // not active: its calendars are unwatched below
 	}
 	var r Result
+	e.announceListing(ctx, applied)
 	e.handOver(ctx, applied.HandedOver, &r)
 	e.stopUnwatched(ctx, applied.Unenrolled, false, &r)
 	res.Unenrolled += len(applied.Unenrolled)

@@ -23,6 +23,7 @@ import (
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
+	"github.com/calsync/calsync/shared/testing/syncertest"
 	"github.com/calsync/calsync/shared/testing/testenv"
 	"github.com/calsync/calsync/shared/testing/testlog"
 )
@@ -102,9 +103,11 @@ type env struct {
 	hook  *hook
 	logs  *testlog.Buffer
 	e     *enroll.Enroller
+	// ann records the lifecycle messages (each checked against its schema).
+	ann *syncertest.Announcements
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, with ...func(*config.Calendar)) *env {
 	t.Helper()
 	testenv.Firestore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -118,7 +121,9 @@ func newEnv(t *testing.T) *env {
 	st := store.New(fs)
 	logs := &testlog.Buffer{}
 	logger := logging.New(logs, slog.LevelDebug)
-	access := newAccess(t, base, st, logger)
+	access := newAccess(t, base, st, logger, with...)
+	ann := &syncertest.Announcements{}
+	access.Lifecycle.Announcer = ann
 	h := &hook{}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
@@ -136,7 +141,7 @@ func newEnv(t *testing.T) *env {
 	req := &requests{}
 	e := &enroll.Enroller{Store: st, Calendars: access.Calendars, Channels: mgr, Requests: req, Lifecycle: access.Lifecycle,
 		Directory: enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: base}, RenewBefore: 10 * time.Minute, Logger: logger}
-	return &env{t: t, ctx: ctx, emu: emu, base: base, st: st, creds: access.Credentials, req: req, hook: h, logs: logs, e: e}
+	return &env{t: t, ctx: ctx, emu: emu, base: base, st: st, creds: access.Credentials, req: req, hook: h, logs: logs, e: e, ann: ann}
 }
 
 // newAccess is one process's Calendar clients and lifecycle owner (its own token

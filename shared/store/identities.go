@@ -162,6 +162,9 @@ func (s *Store) PutIdentity(ctx context.Context, id Identity, next Enrollment) (
 			return fmt.Errorf("%w: identity %s is of tenant %s", ErrOtherTenant, key, tenant.Of(cur.Tenant))
 		}
 		previous = cur.Status
+		if id.ExternalID == "" {
+			id.ExternalID = cur.ExternalID // an enroll without one keeps the product's id
+		}
 		return tx.Update(ref, []firestore.Update{
 			{Path: "authMode", Value: id.AuthMode},
 			optional("subject", id.Subject),

@@ -204,6 +204,58 @@ func ValidateChange(data []byte) error {
 	return nil
 }
 
+// ValidateLifecycle checks a lifecycle message against the published
+// schema (schemas/lifecycle.v1.json).
+func ValidateLifecycle(data []byte) error {
+	if err := schemas.Validate(schemas.Lifecycle, data); err != nil {
+		return fmt.Errorf("syncertest: lifecycle message %s: %w", data, err)
+	}
+	return nil
+}
+
+// Announcements records lifecycle messages (a lifecycle.Announcer), each
+// checked against its schema and its attributes against its body.
+type Announcements struct {
+	mu  sync.Mutex
+	all []messages.Lifecycle
+	// Err is the first message that did not check.
+	Err error
+}
+
+// Publish records one lifecycle message.
+func (a *Announcements) Publish(_ context.Context, data []byte, attrs map[string]string, _ string) error {
+	var m messages.Lifecycle
+	err := ValidateLifecycle(data)
+	if err == nil {
+		err = json.Unmarshal(data, &m)
+	}
+	if err == nil && (attrs[messages.AttrType] != m.Type || attrs[messages.AttrTenant] != m.Tenant ||
+		attrs[messages.AttrIdentityKey] != m.IdentityKey || attrs[messages.AttrExternalID] != m.ExternalID ||
+		attrs[messages.AttrCalendarKey] != m.CalendarKey) {
+		err = fmt.Errorf("syncertest: lifecycle attributes %v disagree with %s", attrs, data)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil && a.Err == nil {
+		a.Err = err
+	}
+	a.all = append(a.all, m)
+	return err
+}
+
+// Of are the messages of one type so far.
+func (a *Announcements) Of(typ string) []messages.Lifecycle {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []messages.Lifecycle
+	for _, m := range a.all {
+		if m.Type == typ {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // ValidateControl checks a control message against the published schema
 // (schemas/control.v1.json).
 func ValidateControl(data []byte) error {
