@@ -76,7 +76,7 @@ type Enroller struct {
 	// (default DefaultControlMaxAge).
 	ControlMaxAge time.Duration
 	Logger        *slog.Logger
-	Now                     func() time.Time
+	Now           func() time.Time
 }
 
 func (e *Enroller) now() time.Time {
