@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/tryfunc"
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
@@ -548,5 +549,120 @@ func TestControlRequestsTTL(t *testing.T) {
 	}
 	if !found {
 		t.Error("no google_firestore_field for collection controlRequests: its records would pile up")
+	}
+}
+
+// validationFunctions are the functions the variables' validations call:
+// HCL's own can(), cty's standard library, and Terraform's alltrue and
+// strcontains (not in cty's library; a few lines each).
+func validationFunctions() map[string]function.Function {
+	fns := map[string]function.Function{
+		"can":       tryfunc.CanFunc,
+		"regex":     stdlib.RegexFunc,
+		"keys":      stdlib.KeysFunc,
+		"values":    stdlib.ValuesFunc,
+		"flatten":   stdlib.FlattenFunc,
+		"contains":  stdlib.ContainsFunc,
+		"coalesce":  stdlib.CoalesceFunc,
+		"trimspace": stdlib.TrimSpaceFunc,
+		"floor":     stdlib.FloorFunc,
+		"alltrue": function.New(&function.Spec{
+			Params: []function.Parameter{{Name: "list", Type: cty.List(cty.Bool)}},
+			Type:   function.StaticReturnType(cty.Bool),
+			Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+				for it := args[0].ElementIterator(); it.Next(); {
+					if _, v := it.Element(); v.IsNull() || v.False() {
+						return cty.False, nil
+					}
+				}
+				return cty.True, nil
+			},
+		}),
+		"strcontains": function.New(&function.Spec{
+			Params: []function.Parameter{{Name: "str", Type: cty.String}, {Name: "substr", Type: cty.String}},
+			Type:   function.StaticReturnType(cty.Bool),
+			Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+				return cty.BoolVal(strings.Contains(args[0].AsString(), args[1].AsString())), nil
+			},
+		}),
+	}
+	return fns
+}
+
+// failedValidations lists the error messages of the validations of
+// variable name that value (JSON) fails.
+func (m *module) failedValidations(t *testing.T, name, value string) []string {
+	t.Helper()
+	v := m.variableValue(t, name, value)
+	ctx := &hcl.EvalContext{
+		Variables: map[string]cty.Value{"var": cty.ObjectVal(map[string]cty.Value{name: v})},
+		Functions: validationFunctions(),
+	}
+	var failed []string
+	for _, b := range m.blocks {
+		if b.Type != "variable" || b.Labels[0] != name {
+			continue
+		}
+		for _, val := range b.children("validation") {
+			cond, _ := val.attr("condition")
+			ok, diags := cond.Value(ctx)
+			if diags.HasErrors() {
+				t.Fatalf("%s: %s", cond.pos(), diags.Error())
+			}
+			if ok.False() {
+				msg, _ := val.literal("error_message")
+				failed = append(failed, msg)
+			}
+		}
+	}
+	return failed
+}
+
+// Bad tenants and consumers are refused at plan with a message saying what
+// is wrong; good ones, optional attributes left out, pass.
+func TestTenantAndConsumerValidations(t *testing.T) {
+	m := loadModule(t)
+	cases := []struct {
+		variable, value string
+		want            string // a part of the one failing message; "" when valid
+	}{
+		{"tenants", `{}`, ""},
+		{"tenants", exampleTenants, ""},
+		{"tenants", `{"default": {"publishers": []}}`, `not "default"`},
+		{"tenants", `{"Acme": {"publishers": []}}`, "tenants keys"},
+		{"tenants", `{"a-very-long-tenant-name-over-thirty": {"publishers": []}}`, "tenants keys"},
+		{"tenants", `{"acme": {"publishers": ["acme@p.iam.gserviceaccount.com"]}}`, "publishers must be IAM members"},
+		{"tenants", `{"acme": {"publishers": [], "domains": ["Acme.example"]}}`, "domains must be lower-case DNS names"},
+		{"tenants", `{"acme": {"publishers": [], "domains": ["acme"]}}`, "domains must be lower-case DNS names"},
+		{"tenants", `{"acme": {"publishers": [], "subjects": ["ann"]}}`, "subjects must be lower-case email addresses"},
+		{"tenants", `{"acme": {"publishers": [], "subjects": ["Ann@acme.example"]}}`, "subjects must be lower-case email addresses"},
+		{"control_max_age", `"10m"`, ""},
+		{"control_max_age", `"1h30m"`, ""},
+		{"control_max_age", `"10 minutes"`, "Go duration"},
+		{"consumers", `{}`, ""},
+		{"consumers", `{"c": {"topic": "changes", "tenant": "acme", "filter": "attributes.origin != \"initial\"", "ordering": true, "subscribers": ["group:g@example.com"]}}`, ""},
+		{"consumers", `{"c": {"topic": "lifecycle", "push_endpoint": "https://x.example/hook", "push_service_account": "pusher@p.iam.gserviceaccount.com", "push_audience": "x"}}`, ""},
+		{"consumers", `{"C": {"topic": "changes"}}`, "consumers keys"},
+		{"consumers", `{"c-dead-letter": {"topic": "changes"}}`, `without "dead-letter"`},
+		{"consumers", `{"c": {"topic": "control"}}`, `topic must be "changes" or "lifecycle"`},
+		{"consumers", `{"c": {"topic": "changes", "tenant": "Acme"}}`, "consumers tenant"},
+		{"consumers", `{"c": {"topic": "changes", "filter": " "}}`, "consumers filter"},
+		{"consumers", `{"c": {"topic": "changes", "push_endpoint": "http://x.example/", "push_service_account": "pusher@p.iam.gserviceaccount.com"}}`, "https:// URL"},
+		{"consumers", `{"c": {"topic": "changes", "push_endpoint": "https://x.example/"}}`, "go together"},
+		{"consumers", `{"c": {"topic": "changes", "push_service_account": "pusher@p.iam.gserviceaccount.com"}}`, "go together"},
+		{"consumers", `{"c": {"topic": "changes", "push_endpoint": "https://x.example/", "push_service_account": "serviceAccount:pusher@p.iam.gserviceaccount.com"}}`, "service account email"},
+		{"consumers", `{"c": {"topic": "changes", "push_audience": "x"}}`, "push_audience needs push_service_account"},
+		{"consumers", `{"c": {"topic": "changes", "subscribers": ["g@example.com"]}}`, "subscribers must be IAM members"},
+		{"consumers", `{"c": {"topic": "changes", "ack_deadline_seconds": 5}}`, "ack_deadline_seconds"},
+		{"consumers", `{"c": {"topic": "changes", "max_delivery_attempts": 101}}`, "max_delivery_attempts"},
+	}
+	for _, c := range cases {
+		failed := m.failedValidations(t, c.variable, c.value)
+		switch {
+		case c.want == "" && len(failed) > 0:
+			t.Errorf("%s = %s refused: %q", c.variable, c.value, failed)
+		case c.want != "" && (len(failed) != 1 || !strings.Contains(failed[0], c.want)):
+			t.Errorf("%s = %s: failed %q, want exactly the one saying %q", c.variable, c.value, failed, c.want)
+		}
 	}
 }
