@@ -66,6 +66,30 @@ credential_public_key        = "pubkey:v1:h1:C2kIGdgJtyiZzag5tZfm456kkp0PvIv2Tlo
 channel_token_v1_until       = "2030-01-01T00:00:00Z"
 alert_notification_channels  = ["projects/calsync-ci-plan/notificationChannels/1"]
 control_publishers           = ["serviceAccount:product@calsync-ci-plan.iam.gserviceaccount.com"]
+tenants = {
+  acme = {
+    publishers = ["serviceAccount:acme@calsync-ci-plan.iam.gserviceaccount.com"]
+    domains    = ["acme.example"]
+    subjects   = ["rooms@acme.example"]
+    oauth      = false
+  }
+  globex = { publishers = ["serviceAccount:globex@calsync-ci-plan.iam.gserviceaccount.com"] }
+}
+consumers = {
+  acme-changes = {
+    topic       = "changes"
+    tenant      = "acme"
+    filter      = "attributes.origin != \"initial\""
+    ordering    = true
+    subscribers = ["serviceAccount:acme@calsync-ci-plan.iam.gserviceaccount.com"]
+  }
+  globex-lifecycle = {
+    topic                = "lifecycle"
+    tenant               = "globex"
+    push_endpoint        = "https://globex.example/calsync/lifecycle"
+    push_service_account = "globex-push@calsync-ci-plan.iam.gserviceaccount.com"
+  }
+}
 VARS
 
 tf() { terraform -chdir="$work/repo/terraform" "$@"; }

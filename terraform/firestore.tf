@@ -1,6 +1,7 @@
 # Firestore: calsync's own named database (its IAM grants are limited to it,
-# iam.tf), the composite indexes the code's queries need, the TTL policy that
-# deletes stopped channel rows, and deny-all security rules.
+# iam.tf), the composite indexes the code's queries need, the TTL policies that
+# delete stopped channel rows and old control-request records, and deny-all
+# security rules.
 #
 # The list of required indexes lives with the code, in shared/store/indexes.json;
 # terraform_test.go fails if one of them has no google_firestore_index here.
@@ -82,6 +83,22 @@ resource "google_firestore_field" "channels_expire_at_ttl" {
   project    = var.project_id
   database   = google_firestore_database.this.name
   collection = "channels"
+  field      = "expireAt"
+
+  ttl_config {}
+
+  index_config {}
+}
+
+# TTL: the control-request records (collection controlRequests) by
+# which the SyncWorker answers a control message delivered twice only once
+# expire at their expireAt, set past the window in which an old message is
+# still accepted (CONTROL_MAX_AGE), so they do not pile up. Not queried:
+# no single-field indexes, as for channels.
+resource "google_firestore_field" "control_requests_expire_at_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.this.name
+  collection = "controlRequests"
   field      = "expireAt"
 
   ttl_config {}

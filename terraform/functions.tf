@@ -137,6 +137,27 @@ locals {
   )
 }
 
+# Tenants (issue 23), for the SyncWorker and RenewChannels alike: which
+# control subscription speaks for which tenant and what each may enroll
+# (TENANTS; the operator's "default" tenant keeps CONTROL_SUBSCRIPTION,
+# unrestricted), where transitions and control replies go (LIFECYCLE_TOPIC),
+# and how old a control message may be (CONTROL_MAX_AGE).
+locals {
+  tenancy_env = {
+    TENANTS = jsonencode([
+      for name, t in var.tenants : {
+        name                = name
+        controlSubscription = local.tenant_control[name].subscription
+        domains             = t.domains
+        subjects            = t.subjects
+        oauth               = t.oauth
+      }
+    ])
+    LIFECYCLE_TOPIC = google_pubsub_topic.lifecycle.name
+    CONTROL_MAX_AGE = var.control_max_age
+  }
+}
+
 # Secrets mounted as environment variables: which variable, from which
 # google_secret_manager_secret.this key (version: var.secret_versions). Lists,
 # not maps, so each function keeps its order of mounts.
@@ -214,7 +235,7 @@ locals {
       # Internal: https://cloud.google.com/run/docs/securing/ingress#settings).
       # Cloud Run's IAM check (run.invoker for sync-pusher only) applies on top.
       ingress = "ALLOW_INTERNAL_ONLY"
-      env = merge(local.common_env, local.calendar_env, {
+      env = merge(local.common_env, local.calendar_env, local.tenancy_env, {
         CHANGES_TOPIC  = google_pubsub_topic.changes.name
         LEASE_DURATION = var.lease_duration
         RERUN_INTERVAL = var.rerun_interval
@@ -260,7 +281,7 @@ locals {
       # OIDC token of the scheduler account, the one run.invoker. An operator
       # runs it with `gcloud scheduler jobs run`, not by calling it.
       ingress = "ALLOW_INTERNAL_ONLY"
-      env = merge(local.common_env, local.calendar_env, {
+      env = merge(local.common_env, local.calendar_env, local.tenancy_env, {
         NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
         CHANNEL_TTL         = var.channel_ttl
         RENEW_BEFORE        = var.renew_before

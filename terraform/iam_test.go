@@ -56,11 +56,17 @@ func (m *module) bindings(t *testing.T, typ, targetAttr string) []binding {
 			}
 		}
 		if len(insts) == 0 {
-			// A grant to whoever a variable lists (control_publishers):
-			// one instance, its member the variable's element, none of
-			// calsync's accounts.
+			// A grant per element of a variable (control_publishers; the
+			// tenants' publishers, the consumers' subscribers and dead
+			// letters through a local made of one): one instance, its
+			// member the element or the Pub/Sub agent, none of calsync's
+			// accounts.
 			fe, _ := b.attr("for_each")
-			if mb, _ := b.attr("member"); strings.Contains(mb.raw(), "google_service_account.") || !strings.Contains(fe.raw(), "var.") {
+			from := fe.raw()
+			if l, ok := m.locals[strings.TrimPrefix(from, "local.")]; ok {
+				from = l.raw()
+			}
+			if mb, _ := b.attr("member"); strings.Contains(mb.raw(), "google_service_account.") || !strings.Contains(from, "var.") {
 				t.Fatalf("%s: %v", b.addr(), err)
 			}
 			insts = []*each{nil}

@@ -13,6 +13,7 @@ locals {
     dead_letter   = "${var.name_prefix}-notifications-dead-letter"
     changes       = "${var.name_prefix}-changes"
     control       = "${var.name_prefix}-control"
+    lifecycle     = "${var.name_prefix}-lifecycle"
   }
 
   # The push subscriptions to the SyncWorker, named here: the SyncWorker is
@@ -21,6 +22,15 @@ locals {
   # reference either way would be a cycle.
   control_subscription       = "${var.name_prefix}-control-push"
   notifications_subscription = "${local.fn.sync}-push"
+
+  # Each tenant's control topic and its push subscription to the SyncWorker
+  # (named in TENANTS for the same reason).
+  tenant_control = {
+    for name in keys(var.tenants) : name => {
+      topic        = "${var.name_prefix}-control-${name}"
+      subscription = "${var.name_prefix}-control-${name}-push"
+    }
+  }
 
   firestore_location = coalesce(var.firestore_location, var.region)
 

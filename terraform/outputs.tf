@@ -31,6 +31,26 @@ output "control_topic" {
   value       = google_pubsub_topic.control.id
 }
 
+output "tenant_control_topics" {
+  description = "Each tenant's control topic, by tenant: where that tenant's publishers (tenants[NAME].publishers) publish its control messages."
+  value       = { for name, t in google_pubsub_topic.tenant_control : name => t.id }
+}
+
+output "lifecycle_topic" {
+  description = "The lifecycle topic: one message per transition of an identity or calendar and a reply to every control message, with tenant and identityKey attributes (subscribe through consumers)."
+  value       = google_pubsub_topic.lifecycle.id
+}
+
+output "consumer_subscriptions" {
+  description = "Each consumer's subscription id, by consumer name: what its subscribers pull from (or what pushes to its endpoint)."
+  value       = { for name, s in google_pubsub_subscription.consumer : name => s.id }
+}
+
+output "consumer_dead_letter_subscriptions" {
+  description = "Each consumer's dead-letter subscription id, by consumer name: messages its subscription failed to deliver max_delivery_attempts times, kept 7 days (gcloud pubsub subscriptions pull ID --auto-ack=false)."
+  value       = { for name, s in google_pubsub_subscription.consumer_dead_letter_hold : name => s.id }
+}
+
 output "dead_letter_subscription" {
   description = "Subscription that keeps dead-lettered notifications for inspection (gcloud pubsub subscriptions pull)."
   value       = google_pubsub_subscription.dead_letter_hold.id

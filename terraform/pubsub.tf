@@ -154,13 +154,16 @@ resource "google_pubsub_subscription" "changes_example" {
 
 # Who publishes where: the Webhook and RenewChannels to notifications, the
 # SyncWorker to changes (and to notifications: a SyncWorker whose session ran
-# out asks for its own continuation). Nothing else.
+# out asks for its own continuation), the SyncWorker and RenewChannels to
+# lifecycle (both decide transitions). Nothing else.
 locals {
   publishers = {
     webhook_notifications = { topic = google_pubsub_topic.notifications.name, account = "webhook" }
     renew_notifications   = { topic = google_pubsub_topic.notifications.name, account = "renew" }
     sync_notifications    = { topic = google_pubsub_topic.notifications.name, account = "sync" }
     sync_changes          = { topic = google_pubsub_topic.changes.name, account = "sync" }
+    sync_lifecycle        = { topic = google_pubsub_topic.lifecycle.name, account = "sync" }
+    renew_lifecycle       = { topic = google_pubsub_topic.lifecycle.name, account = "renew" }
   }
 }
 
@@ -245,4 +248,110 @@ resource "google_pubsub_topic_iam_member" "control_publishers" {
   topic   = google_pubsub_topic.control.name
   role    = "roles/pubsub.publisher"
   member  = each.value
+}
+
+# Tenants (var.tenants): each has a control topic of its own, which only its
+# publishers may publish to, pushed to the SyncWorker exactly as the control
+# topic above (same push identity, retries and dead letters). The SyncWorker
+# knows a tenant by the subscription named in the push body (TENANTS, set in
+# functions.tf, pairs each tenant with its subscription and what it may
+# enroll), which Pub/Sub writes: a tenant cannot speak for another, nor for
+# the operator's default tenant (the control topic above). The subscription
+# repeats google_pubsub_subscription.control's body rather than taking it
+# over with a move, so a deployment keeps that subscription (and its
+# backlog) untouched; tenants_test.go holds every push subscription to the
+# SyncWorker to the same settings.
+resource "google_pubsub_topic" "tenant_control" {
+  for_each = local.tenant_control
+
+  project = var.project_id
+  name    = each.value.topic
+  labels  = local.labels
+
+  message_retention_duration = "604800s"
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_pubsub_subscription" "tenant_control" {
+  for_each = local.tenant_control
+
+  project = var.project_id
+  name    = each.value.subscription
+  topic   = google_pubsub_topic.tenant_control[each.key].id
+  labels  = local.labels
+
+  ack_deadline_seconds       = 600
+  message_retention_duration = "604800s"
+
+  push_config {
+    push_endpoint = google_cloudfunctions2_function.calendar["sync"].service_config[0].uri
+
+    oidc_token {
+      service_account_email = google_service_account.this["sync_pusher"].email
+      audience              = google_cloudfunctions2_function.calendar["sync"].service_config[0].uri
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = "10s"
+    maximum_backoff = "600s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.dead_letter.id
+    max_delivery_attempts = var.dead_letter_max_delivery_attempts
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  depends_on = [
+    google_cloud_run_service_iam_member.invoker,
+    google_pubsub_topic_iam_member.pubsub_agent_publishes_dead_letters,
+  ]
+}
+
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_tenant_control_dead_letters" {
+  for_each = local.tenant_control
+
+  project      = var.project_id
+  subscription = google_pubsub_subscription.tenant_control[each.key].name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_agent
+}
+
+# Each tenant's publishers, on that tenant's topic only (key TENANT/MEMBER).
+locals {
+  tenant_publishers = merge([
+    for name, t in var.tenants : {
+      for member in t.publishers : "${name}/${member}" => { tenant = name, member = member }
+    }
+  ]...)
+}
+
+resource "google_pubsub_topic_iam_member" "tenant_control_publishers" {
+  for_each = local.tenant_publishers
+
+  project = var.project_id
+  topic   = google_pubsub_topic.tenant_control[each.value.tenant].name
+  role    = "roles/pubsub.publisher"
+  member  = each.value.member
+}
+
+# The lifecycle topic: one message per transition of an identity or calendar
+# (enrolled, calendar added or removed, initial sync complete, auth problem,
+# not found, unenrolled) and a reply to every control message (accepted or
+# rejected, with its requestId), attributed with tenant and identityKey like
+# change messages. The SyncWorker and RenewChannels publish (local.publishers
+# above); products subscribe through var.consumers.
+resource "google_pubsub_topic" "lifecycle" {
+  project = var.project_id
+  name    = local.topic.lifecycle
+  labels  = local.labels
+
+  message_retention_duration = "604800s"
+
+  depends_on = [google_project_service.this]
 }

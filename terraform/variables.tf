@@ -584,3 +584,125 @@ variable "sync_error_ratio_threshold" {
     error_message = "sync_error_ratio_threshold must be in (0, 1]."
   }
 }
+
+# --- Tenants and consumers -------------------------------------------------
+
+variable "tenants" {
+  description = <<-EOT
+    Tenants (TENANTS of the SyncWorker and RenewChannels): each a product, or one customer of a product, that enrolls identities through a control topic of its own. The key is the tenant's name (it is also the `tenant` attribute of every message about its identities); "default" is the operator's tenant (control_publishers on the control topic, unrestricted) and cannot be listed here. Per tenant: a topic PREFIX-control-NAME that only its publishers (IAM members, roles/pubsub.publisher on that topic alone) may publish to, pushed to the SyncWorker like the operator's; the identities it may enroll are Workspace users of its domains (lower-case DNS names), the listed subjects (email addresses), and OAuth grants when oauth is true.
+  EOT
+  type = map(object({
+    publishers = list(string)
+    domains    = optional(list(string), [])
+    subjects   = optional(list(string), [])
+    oauth      = optional(bool, true)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for name in keys(var.tenants) : can(regex("^[a-z][a-z0-9-]{0,29}$", name)) && name != "default"])
+    error_message = "tenants keys must be 1-30 lowercase letters, digits or hyphens starting with a letter, and not \"default\" (the operator's tenant)."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for t in values(var.tenants) : [for m in t.publishers : can(regex("^(serviceAccount|user|group|principal|principalSet):.+", m))]]))
+    error_message = "tenants publishers must be IAM members such as serviceAccount:product@PROJECT.iam.gserviceaccount.com."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for t in values(var.tenants) : [for d in t.domains : can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", d))]]))
+    error_message = "tenants domains must be lower-case DNS names such as example.com."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for t in values(var.tenants) : [for s in t.subjects : can(regex("^[a-z0-9._%+'-]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", s))]]))
+    error_message = "tenants subjects must be lower-case email addresses such as room-admin@example.com."
+  }
+}
+
+variable "control_max_age" {
+  description = "CONTROL_MAX_AGE of the SyncWorker and RenewChannels: a control message whose issuedAt is older than this (or this far in the future) is refused and answered on the lifecycle topic, so a replayed old message changes nothing (Go duration)."
+  type        = string
+  default     = "10m"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.control_max_age))
+    error_message = "control_max_age must be a Go duration such as 10m."
+  }
+}
+
+variable "consumers" {
+  description = <<-EOT
+    Subscriptions of consuming products, by name (subscription PREFIX-consumer-NAME). topic: "changes" (one message per changed event) or "lifecycle" (enrollments, initial syncs, auth problems, control replies). tenant: only that tenant's messages ("default" for the operator's; a key of tenants otherwise), by a subscription filter on the tenant attribute; filter: a Pub/Sub filter ANDed with it (attributes tenant, identityKey, externalId, origin). push_endpoint: an HTTPS URL Pub/Sub pushes to with an OIDC token of push_service_account (an email; audience push_audience, default the endpoint); without it, a pull subscription. ordering: enable_message_ordering (messages of one calendar in order). subscribers: IAM members given roles/pubsub.subscriber on this subscription only. Each consumer gets a dead-letter topic PREFIX-consumer-NAME-dead-letter (after max_delivery_attempts, 5-100) and a pull subscription PREFIX-consumer-NAME-dead-letter-hold that keeps its dead letters 7 days.
+  EOT
+  type = map(object({
+    topic                 = string
+    tenant                = optional(string)
+    filter                = optional(string)
+    push_endpoint         = optional(string)
+    push_service_account  = optional(string)
+    push_audience         = optional(string)
+    ordering              = optional(bool, false)
+    subscribers           = optional(list(string), [])
+    ack_deadline_seconds  = optional(number, 60)
+    max_delivery_attempts = optional(number, 10)
+  }))
+  default = {}
+
+  validation {
+    # "dead-letter" would let one consumer's name be another's dead-letter subscription.
+    condition     = alltrue([for name in keys(var.consumers) : can(regex("^[a-z][a-z0-9-]{0,39}$", name)) && !strcontains(name, "dead-letter")])
+    error_message = "consumers keys must be 1-40 lowercase letters, digits or hyphens starting with a letter, without \"dead-letter\"."
+  }
+
+  validation {
+    condition     = alltrue([for c in values(var.consumers) : contains(["changes", "lifecycle"], c.topic)])
+    error_message = "consumers topic must be \"changes\" or \"lifecycle\"."
+  }
+
+  validation {
+    condition     = alltrue([for c in values(var.consumers) : c.tenant == null || can(regex("^[a-z][a-z0-9-]{0,29}$", c.tenant))])
+    error_message = "consumers tenant must be \"default\" or a key of tenants (checked again when the subscription is planned)."
+  }
+
+  validation {
+    condition     = alltrue([for c in values(var.consumers) : c.filter == null || trimspace(coalesce(c.filter, " ")) != ""])
+    error_message = "consumers filter must be left out or a Pub/Sub filter such as attributes.origin != \"initial\"."
+  }
+
+  validation {
+    condition     = alltrue([for c in values(var.consumers) : c.push_endpoint == null || can(regex("^https://[^/?#\\s]+[^\\s]*$", c.push_endpoint))])
+    error_message = "consumers push_endpoint must be an https:// URL."
+  }
+
+  validation {
+    # Pushing without a token would let anyone who learns the URL post forged messages.
+    condition     = alltrue([for c in values(var.consumers) : (c.push_endpoint == null) == (c.push_service_account == null)])
+    error_message = "consumers push_endpoint and push_service_account go together: a push consumer gets an OIDC token of that account, a pull consumer has neither."
+  }
+
+  validation {
+    condition     = alltrue([for c in values(var.consumers) : c.push_service_account == null || can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9.-]+\\.gserviceaccount\\.com$", c.push_service_account))])
+    error_message = "consumers push_service_account must be a service account email (NAME@PROJECT.iam.gserviceaccount.com), without the serviceAccount: prefix."
+  }
+
+  validation {
+    condition     = alltrue([for c in values(var.consumers) : c.push_audience == null || c.push_service_account != null])
+    error_message = "consumers push_audience needs push_service_account (it is the audience of that account's OIDC token)."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for c in values(var.consumers) : [for m in c.subscribers : can(regex("^(serviceAccount|user|group|principal|principalSet):.+", m))]]))
+    error_message = "consumers subscribers must be IAM members such as serviceAccount:consumer@PROJECT.iam.gserviceaccount.com."
+  }
+
+  validation {
+    condition     = alltrue([for c in values(var.consumers) : c.ack_deadline_seconds >= 10 && c.ack_deadline_seconds <= 600 && floor(c.ack_deadline_seconds) == c.ack_deadline_seconds])
+    error_message = "consumers ack_deadline_seconds must be a whole number from 10 to 600."
+  }
+
+  validation {
+    condition     = alltrue([for c in values(var.consumers) : c.max_delivery_attempts >= 5 && c.max_delivery_attempts <= 100 && floor(c.max_delivery_attempts) == c.max_delivery_attempts])
+    error_message = "consumers max_delivery_attempts must be a whole number from 5 to 100 (Pub/Sub's range)."
+  }
+}
