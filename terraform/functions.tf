@@ -30,6 +30,7 @@ locals {
     "shared/startup",
     "shared/store",
     "shared/syncer",
+    "shared/tenant",
   ]
   # fileset, not literal names: a copy of terraform/ alone (validate in a
   # hook) has no files around it.
@@ -140,8 +141,9 @@ locals {
 # Tenants (issue 23), for the SyncWorker and RenewChannels alike: which
 # control subscription speaks for which tenant and what each may enroll
 # (TENANTS; the operator's "default" tenant keeps CONTROL_SUBSCRIPTION,
-# unrestricted), where transitions and control replies go (LIFECYCLE_TOPIC),
-# and how old a control message may be (CONTROL_MAX_AGE).
+# unrestricted) and where transitions and control replies go
+# (LIFECYCLE_TOPIC). How old a control message may be (CONTROL_MAX_AGE) is
+# the SyncWorker's alone: it acts on them.
 locals {
   tenancy_env = {
     TENANTS = jsonencode([
@@ -154,7 +156,6 @@ locals {
       }
     ])
     LIFECYCLE_TOPIC = google_pubsub_topic.lifecycle.name
-    CONTROL_MAX_AGE = var.control_max_age
   }
 }
 
@@ -236,12 +237,13 @@ locals {
       # Cloud Run's IAM check (run.invoker for sync-pusher only) applies on top.
       ingress = "ALLOW_INTERNAL_ONLY"
       env = merge(local.common_env, local.calendar_env, local.tenancy_env, {
-        CHANGES_TOPIC  = google_pubsub_topic.changes.name
-        LEASE_DURATION = var.lease_duration
-        RERUN_INTERVAL = var.rerun_interval
-        QUIET_PERIOD   = var.quiet_period
-        RETRY_BUDGET   = var.retry_budget
-        MAX_SESSION    = var.sync_max_session
+        CHANGES_TOPIC   = google_pubsub_topic.changes.name
+        CONTROL_MAX_AGE = var.control_max_age
+        LEASE_DURATION  = var.lease_duration
+        RERUN_INTERVAL  = var.rerun_interval
+        QUIET_PERIOD    = var.quiet_period
+        RETRY_BUDGET    = var.retry_budget
+        MAX_SESSION     = var.sync_max_session
         # Where a sync that used up MAX_SESSION asks for its continuation, a
         # rate-limited one for its deferral, an empty push sync for its follow-up.
         NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name

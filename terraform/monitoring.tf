@@ -82,6 +82,11 @@ locals {
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"invalid_control\""
       labels      = { reason = "EXTRACT(jsonPayload.reason)" }
     }
+    lifecycle_publish_failures = {
+      description = "Lifecycle messages (transitions, control answers) that could not be published on the lifecycle topic; their transitions are recorded, the products were not told, by type."
+      filter      = "(${local.log_resource.sync} OR ${local.log_resource.renew}) AND jsonPayload.event=\"lifecycle_publish_failed\""
+      labels      = { type = "EXTRACT(jsonPayload.type)" }
+    }
     controls = {
       description = "Control messages done, by action (enroll, unenroll, resync)."
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"control\""
@@ -382,6 +387,13 @@ locals {
       metric       = "invalid_controls"
       period       = "300s"
       content      = "A product backend published a control message calsync cannot do; it was acknowledged and changed nothing. Read the invalid_control lines of ${local.fn.sync} in Logging (reason, action, requestId, subject or credentialId) and tell the product's owners: the reasons are listed in shared/messages/README.md."
+    }
+    lifecycle_publish_failures = {
+      display_name = "calsync: lifecycle messages not published"
+      condition    = "lifecycle_publish_failed logged by the SyncWorker or RenewChannels"
+      metric       = "lifecycle_publish_failures"
+      period       = "300s"
+      content      = "A transition (an identity enrolled or in an auth problem, a calendar added, removed or synced for the first time, a control message answered) was recorded but its lifecycle message could not be published, so the products subscribed to the lifecycle topic were not told. Read the lifecycle_publish_failed lines (type, tenant, identityKey, calendarKey, error): check the lifecycle topic exists and the function's service account may publish to it, then tell the product's owners which identities to look at."
     }
     events_unstorable = {
       display_name = "calsync: events stored only in part"

@@ -186,14 +186,14 @@ func TestTenantsEnvironment(t *testing.T) {
 	}
 }
 
-// The SyncWorker and RenewChannels get the whole contract, the Webhook none
-// of it; the topic by name, as CHANGES_TOPIC.
+// The SyncWorker and RenewChannels get TENANTS and LIFECYCLE_TOPIC, the
+// Webhook neither; the topic by name, as CHANGES_TOPIC. CONTROL_MAX_AGE is
+// the SyncWorker's alone (it acts on control messages).
 func TestTenancyEnvOfTheCalendarFunctions(t *testing.T) {
 	m := loadModule(t)
 	want := map[string]string{
 		"TENANTS":         "",
 		"LIFECYCLE_TOPIC": "google_pubsub_topic.lifecycle.name",
-		"CONTROL_MAX_AGE": "var.control_max_age",
 	}
 	items := m.objectItems(m.local(t, "tenancy_env"))
 	for k, raw := range want {
@@ -208,6 +208,9 @@ func TestTenancyEnvOfTheCalendarFunctions(t *testing.T) {
 		env, _ := changes.item("env")
 		if ct := m.objectItems(env)["CHANGES_TOPIC"]; ct.raw() != "google_pubsub_topic.changes.name" {
 			t.Errorf("CHANGES_TOPIC = %s: LIFECYCLE_TOPIC is given the same way (the topic's name)", ct.raw())
+		}
+		if ma := m.objectItems(env)["CONTROL_MAX_AGE"]; ma.raw() != "var.control_max_age" {
+			t.Errorf("the SyncWorker's CONTROL_MAX_AGE = %s, want var.control_max_age", ma.raw())
 		}
 	}
 	for _, f := range m.functions(t) {

@@ -770,11 +770,7 @@ func TestEntryPointsRegistered(t *testing.T) {
 // does not read yet (the env contract of issue 23, built in parallel), with
 // what they carry. The test logs them instead of failing; once config reads
 // one, the test fails until it is dropped from here.
-var pendingEnv = map[string]string{
-	"TENANTS":         "JSON array, one {name, controlSubscription, domains, subjects, oauth} per tenant of var.tenants",
-	"LIFECYCLE_TOPIC": "the lifecycle topic's id (its name)",
-	"CONTROL_MAX_AGE": "Go duration: the oldest issuedAt of a control message accepted",
-}
+var pendingEnv = map[string]string{}
 
 // leftToDefault are config variables Terraform deliberately does not set.
 var leftToDefault = map[string]string{

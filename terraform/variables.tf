@@ -621,7 +621,7 @@ variable "tenants" {
 }
 
 variable "control_max_age" {
-  description = "CONTROL_MAX_AGE of the SyncWorker and RenewChannels: a control message whose issuedAt is older than this (or this far in the future) is refused and answered on the lifecycle topic, so a replayed old message changes nothing (Go duration)."
+  description = "CONTROL_MAX_AGE of the SyncWorker: a control message whose issuedAt is older than this (or this far in the future) is refused and answered on the lifecycle topic, so a replayed old message changes nothing (Go duration)."
   type        = string
   default     = "10m"
 
