@@ -227,7 +227,7 @@ func decideLifecycle(l *messages.Lifecycle) string {
 	case messages.LifecycleCalendarRestored, messages.LifecycleDomainRestored:
 		return "back: clear the warning"
 	case messages.LifecycleCalendarPolled:
-		return "calendar polled: changes arrive in minutes"
+		return "calendar polled: its changes arrive late"
 	case messages.LifecycleCalendarFreeBusy:
 		return "free/busy only: not mirrored"
 	case messages.LifecycleControlAccepted:
