@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"slices"
@@ -229,5 +230,36 @@ func checkLines(t *testing.T, lines []string, counts map[string]int, exact []str
 		if !slices.Contains(lines, want) {
 			t.Errorf("no line %q in:\n%s", want, strings.Join(lines, "\n"))
 		}
+	}
+}
+
+// Bad flags are usage errors (exit 2), before anything is pulled.
+func TestUsageErrors(t *testing.T) {
+	t.Setenv("PROJECT_ID", "")
+	for _, args := range [][]string{
+		{"--project", "p"},
+		{"--subscription", "s"},
+		{"--subscription", "s", "--project", "p", "--dedup-size", "0"},
+	} {
+		var out, errOut strings.Builder
+		if err := realMain(context.Background(), args, &out, &errOut); !errors.Is(err, errUsage) {
+			t.Errorf("%q: %v, want a usage error", args, err)
+		}
+	}
+}
+
+// A subscription that does not exist ends the program with an error (after
+// the summary), not a silent wait.
+func TestUnknownSubscriptionFails(t *testing.T) {
+	testenv.PubSub(t) // sets PUBSUB_EMULATOR_HOST
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out, errOut strings.Builder
+	err := realMain(ctx, []string{"--subscription", "nope", "--project", testenv.ProjectID(t)}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "pull nope") || ctx.Err() != nil {
+		t.Errorf("realMain: %v (context: %v), want the pull's error at once", err, ctx.Err())
+	}
+	if !strings.HasPrefix(out.String(), "summary: 0 messages") {
+		t.Errorf("output %q, want the summary", out.String())
 	}
 }
