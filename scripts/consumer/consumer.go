@@ -46,8 +46,8 @@ type Outcome struct {
 // Consumer decodes, validates, deduplicates and decides. Safe for the
 // concurrent callbacks of a Pub/Sub receiver.
 //
-// The dedup set is in memory and bounded (an LRU of DedupSize keys): a
-// duplicate that arrives after DedupSize other messages, or after a restart,
+// The dedup set is in memory and bounded (an LRU of dedupSize keys): a
+// duplicate that arrives after dedupSize other messages, or after a restart,
 // is acted on again. Pub/Sub redelivers within the ack deadline and its
 // retries, so a recent window catches nearly all of them, but only nearly: a
 // real product records the key in its own database, in the same transaction
@@ -55,8 +55,9 @@ type Outcome struct {
 type Consumer struct {
 	seen *lru.Cache[string, struct{}]
 
-	mu     sync.Mutex
-	counts map[string]int // by verdict, and by action for applied messages
+	mu       sync.Mutex
+	verdicts map[string]int
+	actions  map[string]int // of applied messages
 }
 
 // NewConsumer returns a consumer that remembers the last dedupSize keys.
@@ -65,7 +66,7 @@ func NewConsumer(dedupSize int) (*Consumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dedup set of %d keys: %w", dedupSize, err)
 	}
-	return &Consumer{seen: seen, counts: map[string]int{}}, nil
+	return &Consumer{seen: seen, verdicts: map[string]int{}, actions: map[string]int{}}, nil
 }
 
 // Handle decides about one message. The caller acknowledges every message,
@@ -95,9 +96,9 @@ func (c *Consumer) Handle(attrs map[string]string, data []byte) Outcome {
 func (c *Consumer) count(verdict, action string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.counts[verdict]++
+	c.verdicts[verdict]++
 	if action != "" {
-		c.counts[action]++
+		c.actions[action]++
 	}
 }
 
@@ -105,15 +106,13 @@ func (c *Consumer) count(verdict, action string) {
 func (c *Consumer) Summary() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	total := c.counts[VerdictApplied] + c.counts[VerdictDuplicate] + c.counts[VerdictPoison]
+	v := c.verdicts
 	var actions []string
-	for _, a := range slices.Sorted(maps.Keys(c.counts)) {
-		if a != VerdictApplied && a != VerdictDuplicate && a != VerdictPoison {
-			actions = append(actions, fmt.Sprintf("%d %s", c.counts[a], a))
-		}
+	for _, a := range slices.Sorted(maps.Keys(c.actions)) {
+		actions = append(actions, fmt.Sprintf("%d %s", c.actions[a], a))
 	}
 	return fmt.Sprintf("summary: %d messages, %d applied (%s), %d duplicates, %d poison",
-		total, c.counts[VerdictApplied], strings.Join(actions, ", "), c.counts[VerdictDuplicate], c.counts[VerdictPoison])
+		v[VerdictApplied]+v[VerdictDuplicate]+v[VerdictPoison], v[VerdictApplied], strings.Join(actions, ", "), v[VerdictDuplicate], v[VerdictPoison])
 }
 
 // Decode validates a message against its schema, chosen by the type
