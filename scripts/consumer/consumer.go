@@ -169,7 +169,7 @@ func lifecycleAttrs(l *messages.Lifecycle) func() map[string]string {
 // DedupKey is the key calsync documents for the message: (calendarKey,
 // eventId, etag) for a change (one meeting is on every attendee's calendar
 // under one event id), the tenant's requestId for a control answer, and
-// (type, identityKey, calendarKey, occurredAt) for other lifecycle messages.
+// (type, identityKey, calendarKey, domain, occurredAt) for other lifecycle messages.
 func DedupKey(m Message) string {
 	if c := m.Change; c != nil {
 		return strings.Join([]string{"change", c.CalendarKey, c.EventID, c.Etag}, "\x00")
@@ -178,7 +178,7 @@ func DedupKey(m Message) string {
 	if l.Control != nil {
 		return strings.Join([]string{"control", l.Tenant, l.Control.RequestID}, "\x00")
 	}
-	return strings.Join([]string{"lifecycle", l.Type, l.IdentityKey, l.CalendarKey, l.OccurredAt.UTC().Format(time.RFC3339Nano)}, "\x00")
+	return strings.Join([]string{"lifecycle", l.Type, l.IdentityKey, l.CalendarKey, l.Domain, l.OccurredAt.UTC().Format(time.RFC3339Nano)}, "\x00")
 }
 
 // Decide says what a product does with a message it has not seen.

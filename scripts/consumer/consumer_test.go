@@ -125,14 +125,14 @@ func TestEveryLifecycleTypeHasAnAction(t *testing.T) {
 	var doc struct {
 		Properties struct {
 			Type struct {
-				Enum []string `json:"enum"`
+				Examples []string `json:"examples"`
 			} `json:"type"`
 		} `json:"properties"`
 	}
-	if err := json.Unmarshal(data, &doc); err != nil || len(doc.Properties.Type.Enum) < 15 {
-		t.Fatalf("lifecycle types from the schema: %v, %v", doc.Properties.Type.Enum, err)
+	if err := json.Unmarshal(data, &doc); err != nil || len(doc.Properties.Type.Examples) < 15 {
+		t.Fatalf("lifecycle types from the schema: %v, %v", doc.Properties.Type.Examples, err)
 	}
-	for _, typ := range doc.Properties.Type.Enum {
+	for _, typ := range doc.Properties.Type.Examples {
 		attrs, data := lifecycle(typ, t0, nil)
 		o := handle(t, newConsumer(t, 10), attrs, data)
 		if o.Verdict != VerdictApplied || o.Action == "" || o.Action == "no action" || !strings.Contains(o.Line, typ) {

@@ -36,9 +36,13 @@ func TestValidateLifecycle(t *testing.T) {
 	if err := ValidateLifecycle([]byte(valid)); err != nil {
 		t.Fatalf("a valid message refused: %v", err)
 	}
+	// A type added within version 1 is valid: consumers ignore it.
+	if err := ValidateLifecycle([]byte(strings.Replace(valid, `"type":"identity.auth_problem"`, `"type":"identity.renamed"`, 1))); err != nil {
+		t.Fatalf("a new type refused: %v", err)
+	}
 	for name, bad := range map[string]string{
 		"no tenant":        strings.Replace(valid, `"tenant":"acme",`, "", 1),
-		"unknown type":     strings.Replace(valid, `identity.auth_problem`, `identity.renamed`, 1),
+		"malformed type":   strings.Replace(valid, `identity.auth_problem`, `Renamed`, 1),
 		"no userAction":    strings.Replace(valid, `,"userAction":"reconnect"`, "", 1),
 		"no identityKey":   strings.Replace(valid, `"identityKey":"i0123456789abcdefghijklmnop",`, "", 1),
 		"bad identityKey":  strings.Replace(valid, `i0123456789abcdefghijklmnop`, `../x`, 1),
