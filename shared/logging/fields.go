@@ -153,4 +153,5 @@ const (
 	EventDirectoryForbidden     = "directory_forbidden"      // shared/lifecycle: a domain's admin may not read its directory (403 forbidden): the domain's status (ERROR)
 	EventDomainBack             = "domain_back"              // shared/lifecycle: a refused domain's directory read again: active
 	EventLifecyclePublishFailed = "lifecycle_publish_failed" // a lifecycle message could not be published; its transition is recorded (ERROR, alerted)
+	EventConnect                = "connect"                  // Connect: a step of an end user's connect link (outcome: connected, denied, error, bad_link, link_used, unavailable)
 )

@@ -64,3 +64,31 @@ func TestParseRefuses(t *testing.T) {
 		t.Errorf("no TENANTS: %v %v", s.Names(), err)
 	}
 }
+
+// A connect link may send its user back only to the tenant's listed
+// places: same scheme and host, under the listed path (no open redirect).
+func TestReturnAllowed(t *testing.T) {
+	s, err := tenant.Parse(`[{"name":"acme","controlSubscription":"a-push","returnUrls":["https://app.acme.test/calendar/"]}]`, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme, _ := s.Get("acme")
+	for u, want := range map[string]bool{
+		"https://app.acme.test/calendar/done?x=1": true,
+		"https://app.acme.test/calendar/":         true,
+		"https://app.acme.test/other":             false,
+		"http://app.acme.test/calendar/":          false,
+		"https://app.acme.test.evil/calendar/":    false,
+		"https://user@app.acme.test/calendar/":    false,
+		"https://app.acme.test/calendar/#frag":    false,
+		"//app.acme.test/calendar/":               false,
+		"javascript:alert(1)":                     false,
+	} {
+		if got := acme.ReturnAllowed(u); got != want {
+			t.Errorf("%s: %v, want %v", u, got, want)
+		}
+	}
+	if _, err := tenant.Parse(`[{"name":"a","controlSubscription":"a-push","returnUrls":["http://evil.test/"]}]`, ""); err == nil {
+		t.Error("an http return URL accepted")
+	}
+}

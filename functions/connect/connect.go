@@ -1,0 +1,244 @@
+// Package connect is the Connect function: the public pages through which
+// a product's end user connects their Google account. The product's
+// backend gives the user a connect link (shared/connectlink); the user sees
+// which product asks for what (read-only access to their calendars), goes
+// through Google's consent (a web OAuth client, offline access, exactly
+// calsync's scopes, PKCE, a one-time state), and comes back to the
+// product's return URL with the outcome. In between calsync checks the
+// scopes Google granted, seals and stores the refresh token and enrolls the
+// identity through the control path (shared/enroll), which answers on the
+// lifecycle topic as for a control message.
+package connect
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/connectlink"
+	"github.com/calsync/calsync/shared/credentials"
+	"github.com/calsync/calsync/shared/enroll"
+	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/oauthgrant"
+	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/tenant"
+)
+
+// Handler serves the Connect pages: GET / (a link's page), POST /start
+// (to Google's consent), GET /callback (Google's answer).
+type Handler struct {
+	Store   *store.Store
+	Vault   *credentials.Vault
+	Enroll  *enroll.Enroller
+	Tenants tenant.Set
+	Links   connectlink.Keys
+	// OAuth is the web OAuth client; its RedirectURL is this function's
+	// /callback.
+	OAuth  *oauth2.Config
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// SessionLifetime bounds a consent in flight: the time a user may take on
+// Google's pages.
+const SessionLifetime = 15 * time.Minute
+
+// Outcomes sent to the return URL (calsync_status) and shown.
+const (
+	StatusConnected = "connected"
+	StatusDenied    = "denied" // the user cancelled at Google
+	StatusError     = "error"  // with calsync_reason
+)
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https:; frame-ancestors 'none'")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	switch {
+	case r.URL.Path == "/" && r.Method == http.MethodGet:
+		h.landing(w, r)
+	case r.URL.Path == "/start" && r.Method == http.MethodPost:
+		h.start(w, r)
+	case r.URL.Path == "/callback" && r.Method == http.MethodGet:
+		h.callback(w, r)
+	default:
+		h.page(w, http.StatusNotFound, pageError{Title: "Not found", Message: "There is no such page."})
+	}
+}
+
+// link verifies a link and that its tenant may send users to its return
+// URL; the error is what the user is told.
+func (h *Handler) link(token string) (connectlink.Link, tenant.Tenant, string) {
+	l, err := connectlink.Verify(token, h.Links, h.now())
+	switch {
+	case errors.Is(err, connectlink.ErrExpired):
+		return l, tenant.Tenant{}, "This link has expired. Ask the service that sent you here for a new one."
+	case err != nil:
+		return l, tenant.Tenant{}, "This link is not valid. Ask the service that sent you here for a new one."
+	}
+	t, ok := h.Tenants.Get(l.Tenant)
+	if !ok || !t.ReturnAllowed(l.ReturnURL) {
+		return l, t, "This link is not valid for this service. Ask the service that sent you here for a new one."
+	}
+	return l, t, ""
+}
+
+func (h *Handler) landing(w http.ResponseWriter, r *http.Request) {
+	token := r.URL.Query().Get("link")
+	_, t, problem := h.link(token)
+	if problem != "" {
+		h.log(r).Warn("connect link refused", logging.KeyEvent, logging.EventConnect, logging.KeyOutcome, "bad_link")
+		h.page(w, http.StatusBadRequest, pageError{Title: "Link not valid", Message: problem})
+		return
+	}
+	h.page(w, http.StatusOK, pageConnect{Product: t.Display(), Link: token})
+}
+
+func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		h.page(w, http.StatusBadRequest, pageError{Title: "Link not valid", Message: "The request could not be read."})
+		return
+	}
+	l, t, problem := h.link(r.PostForm.Get("link"))
+	if problem != "" {
+		h.page(w, http.StatusBadRequest, pageError{Title: "Link not valid", Message: problem})
+		return
+	}
+	ctx := r.Context()
+	if err := h.Store.SpendConnectLink(ctx, l.Nonce, t.Name, l.Expires.Add(24*time.Hour)); errors.Is(err, store.ErrLinkUsed) {
+		h.log(r).Warn("connect link used again", logging.KeyEvent, logging.EventConnect, logging.KeyTenant, t.Name, logging.KeyOutcome, "link_used")
+		h.page(w, http.StatusBadRequest, pageError{Title: "Link already used", Message: "This link was used already. Ask " + t.Display() + " for a new one."})
+		return
+	} else if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	state, verifier := random(), oauth2.GenerateVerifier()
+	if err := h.Store.PutConnectSession(ctx, state, store.ConnectSession{Tenant: t.Name, ExternalID: l.ExternalID, ReturnURL: l.ReturnURL,
+		Nonce: l.Nonce, Verifier: verifier, ExpireAt: h.now().Add(SessionLifetime)}); err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	http.Redirect(w, r, h.OAuth.AuthCodeURL(state, oauthgrant.AuthOptions(verifier)...), http.StatusSeeOther)
+}
+
+func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ctx := r.Context()
+	s, err := h.Store.TakeConnectSession(ctx, q.Get("state"))
+	if errors.Is(err, store.ErrNotFound) {
+		// A stale tab, a replayed answer, or someone else's: nothing to do.
+		h.page(w, http.StatusBadRequest, pageError{Title: "Sign-in not recognised", Message: "This sign-in has expired or was completed already. Go back to the service that sent you and start again."})
+		return
+	} else if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	t, _ := h.Tenants.Get(s.Tenant)
+	log := h.log(r).With(logging.KeyEvent, logging.EventConnect, logging.KeyTenant, t.Name)
+	back := func(status, reason string, extra url.Values) string {
+		u, _ := url.Parse(s.ReturnURL)
+		v := u.Query()
+		v.Set("calsync_status", status)
+		if reason != "" {
+			v.Set("calsync_reason", reason)
+		}
+		for k := range extra {
+			v.Set(k, extra.Get(k))
+		}
+		u.RawQuery = v.Encode()
+		return u.String()
+	}
+	if e := q.Get("error"); e != "" {
+		log.Info("the user did not consent", logging.KeyOutcome, StatusDenied, logging.KeyReason, logging.Untrusted(e))
+		http.Redirect(w, r, back(StatusDenied, "access_denied", nil), http.StatusSeeOther)
+		return
+	}
+	g, err := oauthgrant.Exchange(ctx, h.OAuth, q.Get("code"), s.Verifier)
+	if errors.Is(err, calclient.ErrScopesMissing) {
+		log.Warn("consent without every scope; nothing stored", logging.KeyOutcome, StatusError, logging.KeyReason, messages.ReasonScopesMissing)
+		h.page(w, http.StatusBadRequest, pageError{Title: "Permission needed",
+			Message: t.Display() + " needs to see your calendars, and that permission was not given. Nothing was stored.",
+			Back:    back(StatusError, messages.ReasonScopesMissing, nil), BackName: t.Display()})
+		return
+	}
+	if err != nil {
+		log.Warn("Google's answer could not be used; nothing stored", logging.KeyOutcome, StatusError, logging.KeyError, err.Error())
+		h.page(w, http.StatusBadGateway, pageError{Title: "Could not connect", Message: "Google's answer could not be used. Nothing was stored.",
+			Back: back(StatusError, "exchange_failed", nil), BackName: t.Display()})
+		return
+	}
+	identity, reason, err := h.enroll(ctx, t, s, g)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	if reason != "" {
+		log.Warn("connected account refused; nothing kept", logging.KeyOutcome, StatusError, logging.KeyReason, reason)
+		h.page(w, http.StatusBadRequest, pageError{Title: "Could not connect", Message: "This account cannot be connected (" + reason + "). Nothing was kept.",
+			Back: back(StatusError, reason, nil), BackName: t.Display()})
+		return
+	}
+	log.Info("account connected", logging.KeyOutcome, StatusConnected, logging.KeyIdentityKey, identity)
+	http.Redirect(w, r, back(StatusConnected, "", url.Values{"calsync_identity": {identity}}), http.StatusSeeOther)
+}
+
+// enroll stores the grant sealed and enrolls its identity for the tenant
+// through the control path (its checks, ordering and lifecycle answer,
+// requestId "connect:" + the link's nonce). reason: why it was refused (the
+// credential is deleted again); err: try again later.
+func (h *Handler) enroll(ctx context.Context, t tenant.Tenant, s store.ConnectSession, g oauthgrant.Grant) (identity, reason string, err error) {
+	id, err := h.Vault.Put(ctx, g.Email, g.RefreshToken, g.Scopes...)
+	if err != nil {
+		return "", "", err
+	}
+	c := messages.Control{Version: messages.ControlVersion, Action: messages.ActionEnroll, RequestID: "connect:" + s.Nonce,
+		IssuedAt: h.now(), CredentialID: id, Email: g.Email, ExternalID: s.ExternalID}
+	err = h.Enroll.HandleControl(ctx, t, c, h.Vault)
+	h.Enroll.AnswerControl(ctx, t, c, err)
+	if errors.Is(err, messages.ErrInvalid) {
+		if derr := h.Store.DeleteCredential(ctx, id); derr != nil {
+			return "", "", derr
+		}
+		return "", messages.InvalidReason(err), nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	return store.Grant{AuthMode: store.AuthOAuth, CredentialID: id}.IdentityKey(), "", nil
+}
+
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	h.log(r).Error("connect step failed; the user may try again", logging.KeyEvent, logging.EventConnect, logging.KeyOutcome, "unavailable", logging.KeyError, err.Error())
+	h.page(w, http.StatusServiceUnavailable, pageError{Title: "Please try again", Message: "Something went wrong on our side. Please try again in a minute."})
+}
+
+func (h *Handler) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+func (h *Handler) log(r *http.Request) *slog.Logger {
+	if h.Logger != nil {
+		return h.Logger
+	}
+	return logging.FromContext(r.Context())
+}
+
+func random() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
