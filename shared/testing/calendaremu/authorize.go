@@ -82,7 +82,9 @@ func (s *Server) parseAuthRequestLocked(q url.Values) (authRequest, *authError) 
 	case req.challenge == "" && req.method != "":
 		return req, badAuth("invalid_request", "Missing required parameter: code_challenge")
 	case req.challenge != "" && req.method == "":
-		req.method = "plain" // RFC 7636's default, as Google's
+		// Google's guide for installed apps: S256 or plain, plain when
+		// omitted (RFC 7636's default).
+		req.method = "plain"
 	case req.method != "" && req.method != "plain" && req.method != "S256":
 		return req, badAuth("invalid_request", "Invalid code_challenge_method: "+req.method)
 	}

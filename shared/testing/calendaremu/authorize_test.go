@@ -139,7 +139,7 @@ func TestOfflineAccessAndIncrementalScopes(t *testing.T) {
 	list := "https://www.googleapis.com/auth/calendar.calendarlist.readonly"
 	cfg := testConfig(base, "app", "http://127.0.0.1:1/cb", events)
 	if tok := exchange(cfg); tok.RefreshToken != "" || tok.AccessToken == "" {
-		t.Fatalf("online access: %+v", tok)
+		t.Fatalf("online access: refresh token given %v, access token given %v", tok.RefreshToken != "", tok.AccessToken != "")
 	}
 	first := exchange(cfg, oauth2.AccessTypeOffline)
 	if first.RefreshToken == "" {

@@ -359,7 +359,8 @@ func pkceOK(challenge, method, verifier string) bool {
 	return subtle.ConstantTimeCompare([]byte(want), []byte(challenge)) == 1
 }
 
-// serveRevoke is Google's https://oauth2.googleapis.com/revoke: POST
+// serveRevoke is Google's https://oauth2.googleapis.com/revoke ("Revoking
+// a token" in Google's web-server guide): POST
 // token=<access or refresh token> (form body; the query works too, as in
 // Google's own curl example). It answers 200 with an empty body, or 400
 // {"error":"invalid_token"} for a token that is unknown, expired or
