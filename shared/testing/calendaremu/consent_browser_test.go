@@ -175,10 +175,19 @@ func TestConsentPageInBrowser(t *testing.T) {
 	if granted, _ := tok.Extra("scope").(string); !sameScopes(granted, want) || tok.RefreshToken == "" {
 		t.Fatalf("unticked: scope %q (want %q), refresh %q", granted, want, tok.RefreshToken)
 	}
-	if _, err := NewService(ctx, base, option.WithTokenSource(cfg.TokenSource(ctx, tok))); err != nil {
+	carolSvc, err := NewService(ctx, base, option.WithTokenSource(cfg.TokenSource(ctx, tok)))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if srv.users["carol@calsync.test"] == nil {
+	if _, err := carolSvc.Events.List("carol@calsync.test").Do(); err != nil {
+		t.Fatalf("events with the granted scope: %v", err)
+	}
+	_, err = carolSvc.CalendarList.List().Do()
+	wantErr(t, err, 403, "insufficientPermissions")
+	srv.mu.Lock()
+	carol := srv.users["carol@calsync.test"]
+	srv.mu.Unlock()
+	if carol == nil {
 		t.Fatal("the typed account was not created")
 	}
 
