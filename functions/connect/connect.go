@@ -60,7 +60,9 @@ const (
 )
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https:; frame-ancestors 'none'")
+	// The link page's form may go to this function and, by its redirect,
+	// to Google's consent page, nowhere else.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' "+origin(h.OAuth.Endpoint.AuthURL)+"; frame-ancestors 'none'")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
@@ -95,10 +97,17 @@ func (h *Handler) link(token string) (connectlink.Link, tenant.Tenant, string) {
 
 func (h *Handler) landing(w http.ResponseWriter, r *http.Request) {
 	token := r.URL.Query().Get("link")
-	_, t, problem := h.link(token)
+	l, t, problem := h.link(token)
 	if problem != "" {
 		h.log(r).Warn("connect link refused", logging.KeyEvent, logging.EventConnect, logging.KeyOutcome, "bad_link")
 		h.page(w, http.StatusBadRequest, pageError{Title: "Link not valid", Message: problem})
+		return
+	}
+	if used, err := h.Store.LinkUsed(r.Context(), l.Nonce); err != nil {
+		h.unavailable(w, r, err)
+		return
+	} else if used {
+		h.page(w, http.StatusBadRequest, pageError{Title: "Link already used", Message: "This link was used already. Ask " + t.Display() + " for a new one."})
 		return
 	}
 	h.page(w, http.StatusOK, pageConnect{Product: t.Display(), Link: token})
@@ -235,6 +244,15 @@ func (h *Handler) log(r *http.Request) *slog.Logger {
 		return h.Logger
 	}
 	return logging.FromContext(r.Context())
+}
+
+// origin is a URL's scheme and host.
+func origin(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return p.Scheme + "://" + p.Host
 }
 
 func random() string {

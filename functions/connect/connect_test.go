@@ -50,16 +50,22 @@ type env struct {
 	logs *testlog.Buffer
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, true, tenants) }
+
+// newEnvWith: auto (the emulator approves as login_hint says, no page) and
+// the tenants' JSON.
+func newEnvWith(t *testing.T, auto bool, tenantsJSON string) *env {
 	t.Helper()
 	testenv.Firestore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	emu, base := calendaremu.Start(t, calendaremu.Options{})
+	// The user's choices at Google's consent are made by login_hint here
+	// (the emulator's auto-approval); the browser test clicks its page.
+	emu, base := calendaremu.Start(t, calendaremu.Options{AutoApprove: auto})
 	st := store.New(testenv.FirestoreClient(t))
 	logs := &testlog.Buffer{}
 	logger := logging.New(logs, slog.LevelDebug)
-	cal := config.Calendar{CalendarEndpoint: base, CredentialPrivateKeys: privKeys, Tenants: tenants,
+	cal := config.Calendar{CalendarEndpoint: base, CredentialPrivateKeys: privKeys, Tenants: tenantsJSON,
 		OAuthClientID: "cid", OAuthClientSecret: "secret", OAuthTokenURL: base + "/token", OAuthAuthURL: base + "/authorize", CalendarRateLimit: 600}
 	access, err := credentials.NewAccess(cal, st, logger)
 	if err != nil {
@@ -198,6 +204,9 @@ func TestConnectLink(t *testing.T) {
 		return len(ids)
 	}
 	// The link again: used.
+	if code, body, _ := e.get(e.srv.URL + "/?link=" + url.QueryEscape(link)); code != http.StatusBadRequest || !strings.Contains(body, "used already") {
+		t.Fatalf("reused link's page: %d %s", code, body)
+	}
 	if code, body, _ := e.post(e.srv.URL+"/start", url.Values{"link": {link}}); code != http.StatusBadRequest || !strings.Contains(body, "used already") {
 		t.Fatalf("reused link: %d %s", code, body)
 	}
@@ -251,8 +260,10 @@ func TestConnectLink(t *testing.T) {
 	}
 }
 
-func (e *env) expired() string {
-	l, err := connectlink.New(linkKey, "acme", "u", returnURL, time.Minute, time.Now().Add(-time.Hour))
+func (e *env) expired() string { return e.expiredFor(returnURL) }
+
+func (e *env) expiredFor(ret string) string {
+	l, err := connectlink.New(linkKey, "acme", "u", ret, time.Minute, time.Now().Add(-time.Hour))
 	if err != nil {
 		e.t.Fatal(err)
 	}

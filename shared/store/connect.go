@@ -36,6 +36,15 @@ func (s *Store) SpendConnectLink(ctx context.Context, nonce, tenantName string, 
 	return err
 }
 
+// LinkUsed reports whether a link's nonce was spent.
+func (s *Store) LinkUsed(ctx context.Context, nonce string) (bool, error) {
+	_, err := s.Client.Collection(CollConnectLinks).Doc(nonce).Get(ctx)
+	if isNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // ConnectSession is connectSessions/{key}: one consent in flight.
 type ConnectSession struct {
 	Tenant     string    `firestore:"tenant"`
