@@ -5,15 +5,18 @@
 // through Google's consent (a web OAuth client, offline access, exactly
 // calsync's scopes, PKCE, a one-time state), and comes back to the
 // product's return URL with the outcome. In between calsync checks the
-// scopes Google granted, seals and stores the refresh token and enrolls the
-// identity through the control path (shared/enroll), which answers on the
-// lifecycle topic as for a control message.
+// scopes Google granted, seals the refresh token to the deployment's public
+// key and publishes an enroll control message on the tenant's control
+// topic: the SyncWorker opens the box, stores and enrolls the grant, and
+// answers on the lifecycle topic as for any control message. This public
+// function never holds the key that opens users' tokens.
 package connect
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -25,10 +28,10 @@ import (
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/connectlink"
 	"github.com/calsync/calsync/shared/credentials"
-	"github.com/calsync/calsync/shared/enroll"
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/oauthgrant"
+	"github.com/calsync/calsync/shared/sealed"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/tenant"
 )
@@ -36,9 +39,11 @@ import (
 // Handler serves the Connect pages: GET / (a link's page), POST /start
 // (to Google's consent), GET /callback (Google's answer).
 type Handler struct {
-	Store   *store.Store
-	Vault   *credentials.Vault
-	Enroll  *enroll.Enroller
+	Store *store.Store
+	// Seal is the deployment's public key (CREDENTIAL_PUBLIC_KEY).
+	Seal *sealed.PublicKey
+	// Control publishes a control message on a tenant's control topic.
+	Control func(ctx context.Context, tenantName string, data []byte, attrs map[string]string) error
 	Tenants tenant.Set
 	Links   connectlink.Keys
 	// OAuth is the web OAuth client; its RedirectURL is this function's
@@ -187,44 +192,37 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 			Back: back(StatusError, "exchange_failed", nil), BackName: t.Display()})
 		return
 	}
-	identity, reason, err := h.enroll(ctx, t, s, g)
+	identity, requestID, err := h.enroll(ctx, t, s, g)
 	if err != nil {
 		h.unavailable(w, r, err)
 		return
 	}
-	if reason != "" {
-		log.Warn("connected account refused; nothing kept", logging.KeyOutcome, StatusError, logging.KeyReason, reason)
-		h.page(w, http.StatusBadRequest, pageError{Title: "Could not connect", Message: "This account cannot be connected (" + reason + "). Nothing was kept.",
-			Back: back(StatusError, reason, nil), BackName: t.Display()})
-		return
-	}
-	log.Info("account connected", logging.KeyOutcome, StatusConnected, logging.KeyIdentityKey, identity)
-	http.Redirect(w, r, back(StatusConnected, "", url.Values{"calsync_identity": {identity}}), http.StatusSeeOther)
+	log.Info("account connected; its enroll published", logging.KeyOutcome, StatusConnected, logging.KeyIdentityKey, identity,
+		logging.KeyRequestID, requestID)
+	http.Redirect(w, r, back(StatusConnected, "", url.Values{"calsync_identity": {identity}, "calsync_request": {requestID}}), http.StatusSeeOther)
 }
 
-// enroll stores the grant sealed and enrolls its identity for the tenant
-// through the control path (its checks, ordering and lifecycle answer,
-// requestId "connect:" + the link's nonce). reason: why it was refused (the
-// credential is deleted again); err: try again later.
-func (h *Handler) enroll(ctx context.Context, t tenant.Tenant, s store.ConnectSession, g oauthgrant.Grant) (identity, reason string, err error) {
-	id, err := h.Vault.Put(ctx, g.Email, g.RefreshToken, g.Scopes...)
+// enroll hands the grant to calsync: its refresh token sealed under a new
+// credential id, in an enroll control message (request id "connect:" + the
+// link's nonce) on the tenant's control topic. It returns the identity key
+// the grant will have; the SyncWorker's answer (control.accepted or
+// rejected, identity.enrolled) comes on the lifecycle topic.
+func (h *Handler) enroll(ctx context.Context, t tenant.Tenant, s store.ConnectSession, g oauthgrant.Grant) (identity, requestID string, err error) {
+	id := credentials.NewID()
+	box, err := h.Seal.Seal(credentials.AAD(id), []byte(g.RefreshToken))
 	if err != nil {
 		return "", "", err
 	}
 	c := messages.Control{Version: messages.ControlVersion, Action: messages.ActionEnroll, RequestID: "connect:" + s.Nonce,
-		IssuedAt: h.now(), CredentialID: id, Email: g.Email, ExternalID: s.ExternalID}
-	err = h.Enroll.HandleControl(ctx, t, c, h.Vault)
-	h.Enroll.AnswerControl(ctx, t, c, err)
-	if errors.Is(err, messages.ErrInvalid) {
-		if derr := h.Store.DeleteCredential(ctx, id); derr != nil {
-			return "", "", derr
-		}
-		return "", messages.InvalidReason(err), nil
-	}
+		IssuedAt: h.now().UTC(), CredentialID: id, SealedRefreshToken: box, Email: g.Email, ExternalID: s.ExternalID}
+	data, err := json.Marshal(c)
 	if err != nil {
 		return "", "", err
 	}
-	return store.Grant{AuthMode: store.AuthOAuth, CredentialID: id}.IdentityKey(), "", nil
+	if err := h.Control(ctx, t.Name, data, c.Attributes()); err != nil {
+		return "", "", err
+	}
+	return store.Grant{AuthMode: store.AuthOAuth, CredentialID: id}.IdentityKey(), c.RequestID, nil
 }
 
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {

@@ -77,8 +77,24 @@ func newEnvWith(t *testing.T, auto bool, tenantsJSON string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &connect.Handler{Store: st, Vault: access.Credentials, Tenants: set, Logger: logger,
-		Enroll: &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: nopPublisher{}, Lifecycle: access.Lifecycle, Logger: logger},
+	enroller := &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: nopPublisher{}, Lifecycle: access.Lifecycle, Logger: logger}
+	h := &connect.Handler{Store: st, Seal: access.Credentials.Seal, Tenants: set, Logger: logger,
+		// What the SyncWorker does with the message on the tenant's control
+		// topic (functions/syncworker), in process.
+		Control: func(ctx context.Context, tn string, data []byte, attrs map[string]string) error {
+			if err := syncertest.ValidateControl(data); err != nil {
+				t.Error(err)
+			}
+			c, err := messages.ParseControl(data)
+			if err != nil {
+				t.Errorf("the Connect function's control message: %v", err)
+				return nil
+			}
+			tt, _ := set.Get(tn)
+			err = enroller.HandleControl(ctx, tt, c, access.Credentials)
+			enroller.AnswerControl(ctx, tt, c, err)
+			return nil
+		},
 		Links: func(tn string) map[string][]byte {
 			if tn == "acme" {
 				return map[string][]byte{linkKey.ID: linkKey.Secret}

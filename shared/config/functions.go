@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -459,6 +460,65 @@ type Enrollment struct {
 
 // Validate reports every problem with the Enrollment config: the Calendar
 // settings as ValidateEnrollment checks them (no credential key required).
+// Connect configures the Connect function (functions/connect): public
+// pages, so it holds no private key: it seals users' refresh tokens to
+// CREDENTIAL_PUBLIC_KEY and hands them to the SyncWorker on the tenant's
+// control topic.
+type Connect struct {
+	Common
+	Firestore
+	Calendar
+	// ConnectURL is the function's public base URL: Google sends users
+	// back to ConnectURL + "/callback" (an authorised redirect URI of the
+	// web OAuth client).
+	ConnectURL string `env:"CONNECT_URL, required"`
+	// ConnectLinkKeys are the tenants' connect-link keys: a JSON object
+	// {"tenant": "KEYID:BASE64[,KEYID:BASE64]"} (32 bytes or more each; the
+	// tenant's backend signs with one, every one listed verifies).
+	ConnectLinkKeys string `env:"CONNECT_LINK_KEYS, required"`
+}
+
+// LinkKeys parses CONNECT_LINK_KEYS: per tenant, key id to secret.
+func (c Connect) LinkKeys() (map[string]map[string][]byte, error) {
+	var raw map[string]string
+	if err := json.Unmarshal([]byte(c.ConnectLinkKeys), &raw); err != nil {
+		return nil, errors.New("CONNECT_LINK_KEYS is not a JSON object of tenant to key list")
+	}
+	out := map[string]map[string][]byte{}
+	for tenantName, list := range raw {
+		keys, err := ParseKeys(list)
+		if err != nil {
+			return nil, fmt.Errorf("CONNECT_LINK_KEYS[%s]: %w", tenantName, err)
+		}
+		out[tenantName] = map[string][]byte{}
+		for _, k := range keys {
+			if len(k.Material) < 32 {
+				return nil, fmt.Errorf("CONNECT_LINK_KEYS[%s]: key %s is shorter than 32 bytes", tenantName, k.ID)
+			}
+			out[tenantName][k.ID] = k.Material
+		}
+	}
+	return out, nil
+}
+
+// Validate reports every problem with the Connect config.
+func (c Connect) Validate() error {
+	errs := []error{c.Common.validate(), c.Calendar.ValidateEnrollment(), secureURL("CONNECT_URL", c.ConnectURL)}
+	if _, err := c.LinkKeys(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.CredentialPublicKey == "" {
+		errs = append(errs, errors.New("CREDENTIAL_PUBLIC_KEY must be set: Connect seals users' refresh tokens to it"))
+	}
+	if c.CredentialPrivateKeys != "" || c.CredentialKeys != "" {
+		errs = append(errs, errors.New("CREDENTIAL_PRIVATE_KEYS and CREDENTIAL_KEYS must not be given to Connect: a public function never holds the keys that open users' tokens"))
+	}
+	if c.OAuthClientID == "" || c.OAuthClientSecret == "" {
+		errs = append(errs, errors.New("OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET (a web OAuth client) must be set"))
+	}
+	return errors.Join(errs...)
+}
+
 func (c Enrollment) Validate() error {
 	return errors.Join(c.Common.validate(), c.Calendar.ValidateEnrollment(),
 		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic), positive("RENEW_BEFORE", c.RenewBefore))

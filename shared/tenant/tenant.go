@@ -27,6 +27,9 @@ type Tenant struct {
 	// ControlSubscription is the id of its control topic's push
 	// subscription: a control message delivered by it is this tenant's.
 	ControlSubscription string `json:"controlSubscription"`
+	// ControlTopic is the id of its control topic: where the Connect
+	// function publishes its users' enrolls.
+	ControlTopic string `json:"controlTopic,omitempty"`
 	// Domains: Workspace domains whose users it may enroll by delegation.
 	Domains []string `json:"domains,omitempty"`
 	// Subjects: single Workspace users it may enroll besides its domains'.
