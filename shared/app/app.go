@@ -335,7 +335,7 @@ func (a *App) channels(keys, webhookURL string, ttl time.Duration, project, depl
 // enroller makes the enrollment engine on the clients made so far.
 func (a *App) enroller(cal config.Calendar, renewBefore time.Duration, concurrency int, s settings) {
 	a.Enroller = &enroll.Enroller{Store: a.Store, Calendars: a.Access.Calendars, Channels: a.Channels,
-		Requests: a.Notifications, Lifecycle: a.Access.Lifecycle, MaxCalendarsPerIdentity: cal.MaxCalendarsPerIdentity,
+		Requests: a.Notifications, Lifecycle: a.Access.Lifecycle, MaxCalendarsPerIdentity: cal.MaxCalendarsPerIdentity, Revoker: a.Access.Calendars,
 		Directory:   enroll.DirectoryClients{Tokens: a.Access.Calendars, Endpoint: cal.CalendarEndpoint},
 		RenewBefore: renewBefore, Concurrency: concurrency, Logger: s.logger}
 }

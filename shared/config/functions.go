@@ -44,6 +44,8 @@ type Calendar struct {
 	OAuthClientSecret   string `env:"OAUTH_CLIENT_SECRET"`
 	OAuthTokenURL       string `env:"OAUTH_TOKEN_URL, default=https://oauth2.googleapis.com/token"`
 	OAuthAuthURL        string `env:"OAUTH_AUTH_URL, default=https://accounts.google.com/o/oauth2/auth"`
+	// OAuthRevokeURL is where a disconnected user's grant is revoked.
+	OAuthRevokeURL string `env:"OAUTH_REVOKE_URL, default=https://oauth2.googleapis.com/revoke"`
 	// CalendarRateLimit is each user's calls a minute (Google's per-user
 	// quota: 600 unless Google raised it for the project; then this may go
 	// as high, up to the project's limit).

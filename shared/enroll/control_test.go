@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/oauth2"
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/credentials"
@@ -171,5 +172,43 @@ func TestControlChecksGrantedScopes(t *testing.T) {
 	}
 	if c, err := v.st.GetCredential(v.ctx, id); err != nil || !slices.Equal(c.Scopes, calclient.ConnectScopes) {
 		t.Fatalf("stored scopes %q, want %q (%v)", c.Scopes, calclient.ConnectScopes, err)
+	}
+}
+
+// Disconnect: an OAuth user is unenrolled, their grant revoked at Google
+// (its refresh token stops working there) and its credential deleted; a
+// redelivery of the request is done once, and a second disconnect of the
+// gone identity changes nothing.
+func TestDisconnect(t *testing.T) {
+	v := newEnv(t)
+	tok := v.emu.IssueToken("erin@gmail.test")
+	credID := credentials.NewID()
+	if err := v.control(t, `{"version":1,`+fresh()+`"action":"enroll","credentialId":"`+credID+`","sealedRefreshToken":"`+
+		mustSeal(t, v, credID, tok.RefreshToken)+`","email":"erin@gmail.test"}`); err != nil {
+		t.Fatal(err)
+	}
+	key := store.Grant{AuthMode: store.AuthOAuth, CredentialID: credID}.IdentityKey()
+	if err := v.control(t, `{"version":1,`+fresh()+`"action":"disconnect","credentialId":"`+credID+`"}`); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := v.st.GetIdentity(v.ctx, key); err != nil || id.Status != store.StatusUnenrolled {
+		t.Fatalf("identity after disconnect: %+v %v", id, err)
+	}
+	if _, err := v.st.GetCredential(v.ctx, credID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("credential after disconnect: %v", err)
+	}
+	if c := v.calendars()["erin@gmail.test"]; c.Status != store.StatusUnwatched {
+		t.Fatalf("calendar after disconnect: %+v", c)
+	}
+	// Google no longer honours the refresh token.
+	cfg := oauth2.Config{ClientID: "cid", ClientSecret: "secret", Endpoint: oauth2.Endpoint{TokenURL: v.base + "/token", AuthStyle: oauth2.AuthStyleInParams}}
+	if _, err := cfg.TokenSource(v.ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
+		t.Fatal("the refresh token still works at Google after disconnect")
+	}
+	if u := v.ann.Of(messages.LifecycleIdentityUnenrolled); len(u) != 1 || u[0].IdentityKey != key {
+		t.Fatalf("identity.unenrolled: %+v", u)
+	}
+	if err := v.control(t, `{"version":1,`+fresh()+`"action":"disconnect","credentialId":"`+credID+`"}`); err != nil {
+		t.Fatalf("a second disconnect: %v", err)
 	}
 }

@@ -72,6 +72,11 @@ type Enroller struct {
 	// enrolls (default DefaultMaxCalendarsPerIdentity): an OAuth end user
 	// controls that list, and each calendar costs channels and syncs.
 	MaxCalendarsPerIdentity int
+	// Revoker revokes a disconnected user's grant at Google
+	// (calclient.Factory; nil: disconnect fails and is retried).
+	Revoker interface {
+		RevokeGrant(ctx context.Context, refreshToken string) error
+	}
 	// ControlMaxAge: control messages issued longer ago are refused
 	// (default DefaultControlMaxAge).
 	ControlMaxAge time.Duration
