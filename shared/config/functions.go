@@ -507,6 +507,20 @@ func (c Connect) LinkKeys() (map[string]map[string][]byte, error) {
 	return out, nil
 }
 
+// SigningLinkKey is the key a tenant's links are signed with: the first of
+// its CONNECT_LINK_KEYS.
+func (c Connect) SigningLinkKey(tenantName string) (Key, error) {
+	var raw map[string]string
+	if err := json.Unmarshal([]byte(c.ConnectLinkKeys), &raw); err != nil {
+		return Key{}, errors.New("CONNECT_LINK_KEYS is not a JSON object of tenant to key list")
+	}
+	keys, err := ParseKeys(raw[tenantName])
+	if err != nil || len(keys) == 0 || len(keys[0].Material) < 32 {
+		return Key{}, fmt.Errorf("CONNECT_LINK_KEYS has no key of 32 bytes or more for tenant %s", tenantName)
+	}
+	return keys[0], nil
+}
+
 // Validate reports every problem with the Connect config.
 func (c Connect) Validate() error {
 	errs := []error{c.Common.validate(), c.Calendar.ValidateEnrollment(), secureURL("CONNECT_URL", c.ConnectURL)}
