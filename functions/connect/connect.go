@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -208,7 +209,10 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 // the grant will have; the SyncWorker's answer (control.accepted or
 // rejected, identity.enrolled) comes on the lifecycle topic.
 func (h *Handler) enroll(ctx context.Context, t tenant.Tenant, s store.ConnectSession, g oauthgrant.Grant) (identity, requestID string, err error) {
-	id := credentials.NewID()
+	id, err := h.credentialFor(ctx, t, s.ExternalID, g.Email)
+	if err != nil {
+		return "", "", err
+	}
 	box, err := h.Seal.Seal(credentials.AAD(id), []byte(g.RefreshToken))
 	if err != nil {
 		return "", "", err
@@ -223,6 +227,23 @@ func (h *Handler) enroll(ctx context.Context, t tenant.Tenant, s store.ConnectSe
 		return "", "", err
 	}
 	return store.Grant{AuthMode: store.AuthOAuth, CredentialID: id}.IdentityKey(), c.RequestID, nil
+}
+
+// credentialFor is the credential id the grant is sealed under: the one of
+// the tenant's OAuth identity for the same product user and the same Google
+// account, if there is one (a reconnect: the new grant replaces the old,
+// its calendars catch up incrementally), else a new one.
+func (h *Handler) credentialFor(ctx context.Context, t tenant.Tenant, externalID, email string) (string, error) {
+	ids, err := h.Store.IdentitiesOfExternalID(ctx, t.Name, externalID)
+	if err != nil {
+		return "", err
+	}
+	for _, id := range ids {
+		if id.AuthMode == store.AuthOAuth && strings.EqualFold(id.Email, email) {
+			return id.CredentialID, nil
+		}
+	}
+	return credentials.NewID(), nil
 }
 
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {

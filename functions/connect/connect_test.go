@@ -212,6 +212,16 @@ func TestConnectLink(t *testing.T) {
 		t.Fatalf("identity.enrolled: %+v", en)
 	}
 
+	// The same user connects again (a reconnect): the same identity and
+	// credential, no new ones.
+	_, _, loc = e.consent(e.link("crm-user-1", returnURL, time.Hour), "carol@gmail.test")
+	if again := mustParse(t, loc).Query(); again.Get("calsync_status") != connect.StatusConnected || again.Get("calsync_identity") != key {
+		t.Fatalf("reconnect: %q, want identity %s again", loc, key)
+	}
+	if cr2, err := e.st.GetCredential(e.ctx, id.CredentialID); err != nil || cr2.Sealed == cr.Sealed {
+		t.Fatalf("reconnect: the credential's grant was not replaced (%v)", err)
+	}
+
 	identities := func() int {
 		ids, err := e.st.AllIdentities(e.ctx)
 		if err != nil {

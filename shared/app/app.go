@@ -221,7 +221,7 @@ func (a *App) renewChannels(ctx context.Context, cfg config.RenewChannels, s set
 	a.Renewer = &renewer.Renewer{ProjectID: cfg.ProjectID, Store: a.Store, Access: a.Access, Channels: a.Channels,
 		Publisher: a.Notifications, RenewBefore: cfg.RenewBefore, ReconcileAfter: cfg.ReconcileAfter,
 		Concurrency: cfg.Concurrency, Logger: s.logger, PollInterval: cfg.PollInterval, PollMinInterval: cfg.PollMinInterval, NotFoundReprobe: cfg.NotFoundReprobe,
-		Enroll: a.Enroller, DirectorySyncInterval: cfg.DirectorySyncInterval}
+		Enroll: a.Enroller, DirectorySyncInterval: cfg.DirectorySyncInterval, RetainUnwatched: cfg.RetainUnwatched}
 	return nil
 }
 

@@ -334,7 +334,10 @@ type RenewChannels struct {
 	RenewBefore time.Duration `env:"RENEW_BEFORE, default=26h"`
 	// ReconcileAfter asks for a sync of calendars quiet for this long.
 	ReconcileAfter time.Duration `env:"RECONCILE_AFTER, default=6h"`
-	Concurrency    int           `env:"RENEW_CONCURRENCY, default=8"`
+	// RetainUnwatched: an unwatched calendar's mirror is purged this long
+	// after its last sync (0: kept for ever).
+	RetainUnwatched time.Duration `env:"RETAIN_UNWATCHED_MIRRORS, default=720h"`
+	Concurrency     int           `env:"RENEW_CONCURRENCY, default=8"`
 	// Deployment names this deployment in its channel ids, with the
 	// project: Google wants channel ids unique per Google Cloud project,
 	// and two deployments may share one (Terraform's name prefix).
@@ -366,6 +369,7 @@ type RenewChannels struct {
 // Validate reports every problem with the RenewChannels config.
 func (c RenewChannels) Validate() error {
 	errs := []error{
+		nonNegative("RETAIN_UNWATCHED_MIRRORS", c.RetainUnwatched),
 		c.Common.validate(), c.Calendar.Validate(),
 		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic),
 		validKeys("CHANNEL_TOKEN_KEYS", c.ChannelTokenKeys),
@@ -501,6 +505,20 @@ func (c Connect) LinkKeys() (map[string]map[string][]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// SigningLinkKey is the key a tenant's links are signed with: the first of
+// its CONNECT_LINK_KEYS.
+func (c Connect) SigningLinkKey(tenantName string) (Key, error) {
+	var raw map[string]string
+	if err := json.Unmarshal([]byte(c.ConnectLinkKeys), &raw); err != nil {
+		return Key{}, errors.New("CONNECT_LINK_KEYS is not a JSON object of tenant to key list")
+	}
+	keys, err := ParseKeys(raw[tenantName])
+	if err != nil || len(keys) == 0 || len(keys[0].Material) < 32 {
+		return Key{}, fmt.Errorf("CONNECT_LINK_KEYS has no key of 32 bytes or more for tenant %s", tenantName)
+	}
+	return keys[0], nil
 }
 
 // Validate reports every problem with the Connect config.

@@ -139,6 +139,7 @@ const (
 	EventCalendarBack           = "calendar_back"   // RenewChannels: a not_found calendar answered again: active
 	EventPollRun                = "poll_run"        // RenewChannels ?mode=poll: summary
 	EventMirrorPurged           = "mirror_purged"   // SyncWorker: an unenrolled calendar's mirror deleted
+	EventMirrorExpired          = "mirror_expired"  // RenewChannels: an unwatched calendar's mirror past RETAIN_UNWATCHED_MIRRORS: purge asked
 	EventInvalidControl         = "invalid_control" // SyncWorker: a control message refused, acknowledged, nothing changed (ERROR)
 	EventControl                = "control"         // SyncWorker: a control message done
 	EventDiscovery              = "discovery"       // an identity's calendar list applied (enrolled, unenrolled)
