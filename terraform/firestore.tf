@@ -118,6 +118,24 @@ resource "google_firestore_field" "control_order_expire_at_ttl" {
   index_config {}
 }
 
+# TTL: the Connect function's records (shared/store connect.go) expire at
+# their expireAt: connectLinks (a spent link's nonce, kept until the link
+# itself has expired, so it cannot be used twice) and connectSessions (a
+# consent in flight; the callback deletes it, the TTL the abandoned ones).
+# Looked up by id only: no single-field indexes.
+resource "google_firestore_field" "connect_expire_at_ttl" {
+  for_each = toset(["connectLinks", "connectSessions"])
+
+  project    = var.project_id
+  database   = google_firestore_database.this.name
+  collection = each.key
+  field      = "expireAt"
+
+  ttl_config {}
+
+  index_config {}
+}
+
 # Security rules: deny everything. calsync's functions use the server client
 # libraries, which IAM governs and rules do not; rules govern the mobile and
 # web SDKs, and no such client may read the mirror or the sealed

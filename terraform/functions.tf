@@ -1,6 +1,6 @@
-# The three functions (Cloud Run functions, gen2), built from one zip of the
+# The four functions (Cloud Run functions, gen2), built from one zip of the
 # repository root. Google's Go buildpack builds the package at the root of the
-# upload (calsync.go registers Webhook, SyncWorker and RenewChannels), and
+# upload (calsync.go registers Webhook, SyncWorker, RenewChannels and Connect), and
 # FUNCTION_TARGET (entry_point) picks the one each function serves.
 
 # The source zip is made from an include list, so nothing new leaks in by
@@ -136,26 +136,38 @@ locals {
     # is deferred this long after enrollment before it is a status.
     DELEGATION_GRACE = var.delegation_grace
     },
-    # Set together with OAUTH_CLIENT_SECRET (see the functions), or neither.
-    { for k, v in { OAUTH_CLIENT_ID = var.oauth_client_id } : k => v if v != "" },
+    local.oauth_env,
   )
+
+  # Set together with OAUTH_CLIENT_SECRET (local.oauth_secrets), or neither.
+  oauth_env = { for k, v in { OAUTH_CLIENT_ID = var.oauth_client_id } : k => v if v != "" }
+
+  # The public key users' refresh tokens are sealed to, when given:
+  # RenewChannels checks it is the public half of one of its private keys;
+  # Connect seals to it.
+  public_key_env = { for k, v in { CREDENTIAL_PUBLIC_KEY = var.credential_public_key } : k => v if v != "" }
 }
 
-# Tenants (issue 23), for the SyncWorker and RenewChannels alike: which
-# control subscription speaks for which tenant and what each may enroll
+# Tenants (issue 23), for the SyncWorker, RenewChannels and Connect alike:
+# which control subscription speaks for which tenant and what each may enroll
 # (TENANTS; the operator's "default" tenant keeps CONTROL_SUBSCRIPTION,
 # unrestricted) and where transitions and control replies go
-# (LIFECYCLE_TOPIC). How old a control message may be (CONTROL_MAX_AGE) is
-# the SyncWorker's alone: it acts on them.
+# (LIFECYCLE_TOPIC). Connect links (issue 24) read the rest: the name the
+# pages show, where a link may send its user back, and the control topic
+# Connect publishes the tenant's users' enrolls to. How old a control message
+# may be (CONTROL_MAX_AGE) is the SyncWorker's alone: it acts on them.
 locals {
   tenancy_env = {
     TENANTS = jsonencode([
       for name, t in var.tenants : {
         name                = name
         controlSubscription = local.tenant_control[name].subscription
+        controlTopic        = local.tenant_control[name].topic
         domains             = t.domains
         subjects            = t.subjects
         oauth               = t.oauth
+        displayName         = t.display_name
+        returnUrls          = t.return_urls
       }
     ])
     LIFECYCLE_TOPIC = google_pubsub_topic.lifecycle.name
@@ -168,17 +180,19 @@ locals {
 locals {
   token_keys_secret = { env = "CHANNEL_TOKEN_KEYS", secret = "channel_token_keys" }
 
+  # OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET go together (config validation).
+  oauth_secrets = var.oauth_client_id == "" ? [] : [{ env = "OAUTH_CLIENT_SECRET", secret = "oauth_client_secret" }]
+
   # SyncWorker and RenewChannels both sign channels and open users' grants.
   calendar_secrets = concat(
     [local.token_keys_secret, { env = "CREDENTIAL_PRIVATE_KEYS", secret = "credential_private_keys" }],
     # Legacy AES keys, only until the credentials are migrated (variables.tf).
     var.legacy_credential_keys ? [{ env = "CREDENTIAL_KEYS", secret = "credential_keys" }] : [],
-    # OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET go together (config validation).
-    var.oauth_client_id == "" ? [] : [{ env = "OAUTH_CLIENT_SECRET", secret = "oauth_client_secret" }],
+    local.oauth_secrets,
   )
 }
 
-# The three functions, by key (also the keys of local.fn, of their service
+# The four functions, by key (also the keys of local.fn, of their service
 # accounts and of their invokers). What differs between them is here; the
 # resources below are the same for all.
 locals {
@@ -306,28 +320,60 @@ locals {
         # function that may sign as it.
         DIRECTORY_DELEGATION_SERVICE_ACCOUNT = google_service_account.this["directory"].email
         },
-        # The public key enrollers seal to: RenewChannels refuses to start if it
-        # is not the public half of one of its private keys.
-        { for k, v in { CREDENTIAL_PUBLIC_KEY = var.credential_public_key } : k => v if v != "" },
+        local.public_key_env,
       )
       secrets = local.calendar_secrets
+    }
+
+    # Connect (issue 24): the public pages through which a tenant's end users
+    # connect their Google account (a connect link, Google's consent, back to
+    # the tenant's return URL). Public HTTP like the Webhook: browsers carry
+    # no Google identity; a connect link is signed by the tenant's link key
+    # (CONNECT_LINK_KEYS), single-use and expiring, and the OAuth state and
+    # PKCE tie Google's answer to the browser that started. Light and I/O
+    # bound (a page, a Firestore write, the code exchange with Google, one
+    # publish), at a person's pace: 80 requests at once in 256Mi, 60s, and
+    # 10 instances (800 consents in flight) bound what a flood of requests
+    # costs. It never holds a private key: it seals a grant's refresh token
+    # to CREDENTIAL_PUBLIC_KEY and publishes the enroll on the tenant's
+    # control topic (TENANTS' controlTopic, pubsub.tf), where the SyncWorker,
+    # which holds the private keys, opens and stores it.
+    connect = {
+      entry_point   = "Connect"
+      description   = "calsync: the pages where end users connect their Google account through a tenant's connect link."
+      memory        = "256Mi"
+      timeout       = 60
+      concurrency   = 80
+      min_instances = 0
+      max_instances = 10
+      ingress       = "ALLOW_ALL" # end users' browsers are on the internet
+      env = merge(local.common_env, local.tenancy_env, local.oauth_env, local.public_key_env, {
+        FIRESTORE_DATABASE = var.firestore_database
+        # Links point here; Google sends users back to CONNECT_URL/callback.
+        CONNECT_URL = local.connect_url
+      })
+      secrets = concat([{ env = "CONNECT_LINK_KEYS", secret = "connect_link_keys" }], local.oauth_secrets)
     }
   }
 }
 
-# The Webhook has a resource of its own: the other two are given its URL
-# (WEBHOOK_URL, the address in every events.watch), and a resource cannot read
-# its own instances. Its body is the same as google_cloudfunctions2_function.calendar's.
-resource "google_cloudfunctions2_function" "webhook" {
+# The public functions, Webhook and Connect, apart from the other two: those
+# are given the Webhook's URL (WEBHOOK_URL, the address in every
+# events.watch), and a resource cannot read its own instances. The body is
+# the same as google_cloudfunctions2_function.calendar's. (The Webhook was
+# google_cloudfunctions2_function.webhook before Connect came: moved.tf.)
+resource "google_cloudfunctions2_function" "public" {
+  for_each = { for k, f in local.functions : k => f if k == "webhook" || k == "connect" }
+
   project     = var.project_id
   location    = var.region
-  name        = local.fn.webhook
-  description = local.functions.webhook.description
+  name        = local.fn[each.key]
+  description = each.value.description
   labels      = local.labels
 
   build_config {
     runtime         = var.go_runtime
-    entry_point     = local.functions.webhook.entry_point
+    entry_point     = each.value.entry_point
     service_account = google_service_account.this["build"].id
     source {
       storage_source {
@@ -340,19 +386,19 @@ resource "google_cloudfunctions2_function" "webhook" {
   }
 
   service_config {
-    available_memory                 = local.functions.webhook.memory
+    available_memory                 = each.value.memory
     available_cpu                    = "1"
-    timeout_seconds                  = local.functions.webhook.timeout
-    max_instance_request_concurrency = local.functions.webhook.concurrency
-    min_instance_count               = local.functions.webhook.min_instances
-    max_instance_count               = local.functions.webhook.max_instances
-    ingress_settings                 = local.functions.webhook.ingress
+    timeout_seconds                  = each.value.timeout
+    max_instance_request_concurrency = each.value.concurrency
+    min_instance_count               = each.value.min_instances
+    max_instance_count               = each.value.max_instances
+    ingress_settings                 = each.value.ingress
     all_traffic_on_latest_revision   = true
-    service_account_email            = google_service_account.this["webhook"].email
-    environment_variables            = local.functions.webhook.env
+    service_account_email            = google_service_account.this[each.key].email
+    environment_variables            = each.value.env
 
     dynamic "secret_environment_variables" {
-      for_each = local.functions.webhook.secrets
+      for_each = each.value.secrets
       content {
         key        = secret_environment_variables.value.env
         project_id = var.project_id
@@ -366,13 +412,15 @@ resource "google_cloudfunctions2_function" "webhook" {
     google_project_iam_member.build,
     google_project_iam_member.build_reads_sources,
     google_artifact_registry_repository_iam_member.build_pushes_images,
+    # Connect reads and writes Firestore from its first request.
+    google_project_iam_member.firestore,
     google_secret_manager_secret_iam_member.readers,
   ]
 }
 
 # SyncWorker and RenewChannels: the functions that call Calendar.
 resource "google_cloudfunctions2_function" "calendar" {
-  for_each = { for k, f in local.functions : k => f if k != "webhook" }
+  for_each = { for k, f in local.functions : k => f if k == "sync" || k == "renew" }
 
   project     = var.project_id
   location    = var.region
@@ -405,7 +453,7 @@ resource "google_cloudfunctions2_function" "calendar" {
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.this[each.key].email
     # The Webhook's URL, given to Google in every events.watch.
-    environment_variables = merge(each.value.env, { WEBHOOK_URL = google_cloudfunctions2_function.webhook.url })
+    environment_variables = merge(each.value.env, { WEBHOOK_URL = google_cloudfunctions2_function.public["webhook"].url })
 
     dynamic "secret_environment_variables" {
       for_each = each.value.secrets
@@ -428,16 +476,18 @@ resource "google_cloudfunctions2_function" "calendar" {
 }
 
 # Invokers (run.invoker on each function's Cloud Run service, which has the
-# function's name). Only the Webhook is public: Google's push servers carry no
-# Google identity, and the channel token (an HMAC the Webhook verifies) is its
-# authentication. The push subscriptions invoke the SyncWorker as sync_pusher,
-# the Scheduler jobs RenewChannels as scheduler.
+# function's name). Only the Webhook and Connect are public: Google's push
+# servers and end users' browsers carry no Google identity; the channel token
+# (an HMAC the Webhook verifies) and the signed, single-use connect link are
+# their authentication. The push subscriptions invoke the SyncWorker as
+# sync_pusher, the Scheduler jobs RenewChannels as scheduler.
 locals {
-  # Every function resource by key, for what applies to all three.
-  function_resources = merge({ webhook = google_cloudfunctions2_function.webhook }, google_cloudfunctions2_function.calendar)
+  # Every function resource by key, for what applies to all four.
+  function_resources = merge(google_cloudfunctions2_function.public, google_cloudfunctions2_function.calendar)
 
   invokers = {
     webhook = "allUsers"
+    connect = "allUsers"
     sync    = google_service_account.this["sync_pusher"].member
     renew   = google_service_account.this["scheduler"].member
   }

@@ -7,7 +7,8 @@
 # conditioned on the source buckets).
 
 # One account per runtime and per caller, by key (google_service_account.this):
-#   webhook, sync, renew  the three functions' runtimes;
+#   webhook, sync, renew, connect
+#                         the four functions' runtimes;
 #   sync_pusher           Pub/Sub pushes notifications and control messages to
 #                         the SyncWorker with an OIDC token of it (the trigger
 #                         identity): run.invoker on the SyncWorker, nothing else;
@@ -30,6 +31,10 @@ locals {
     renew = {
       display_name = "calsync RenewChannels runtime"
       description  = "Renews push channels and asks for reconcile syncs."
+    }
+    connect = {
+      display_name = "calsync Connect runtime"
+      description  = "Serves the connect pages; publishes end users' sealed grants to their tenant's control topic."
     }
     sync_pusher = {
       display_name = "calsync SyncWorker trigger"
@@ -133,9 +138,10 @@ locals {
   firestore_condition = "resource.name == \"${local.firestore_resource}\" || resource.name.startsWith(\"${local.firestore_resource}/\")"
 }
 
-# The two functions that read and write the mirror.
+# The functions that read and write the mirror, and Connect (its links'
+# nonces and its consent sessions: connectLinks, connectSessions).
 resource "google_project_iam_member" "firestore" {
-  for_each = toset(["sync", "renew"])
+  for_each = toset(["sync", "renew", "connect"])
 
   project = var.project_id
   role    = "roles/datastore.user"

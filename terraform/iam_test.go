@@ -58,15 +58,17 @@ func (m *module) bindings(t *testing.T, typ, targetAttr string) []binding {
 		if len(insts) == 0 {
 			// A grant per element of a variable (control_publishers; the
 			// tenants' publishers, the consumers' subscribers and dead
-			// letters through a local made of one): one instance, its
-			// member the element or the Pub/Sub agent, none of calsync's
-			// accounts.
+			// letters through a local made of one; Connect on every
+			// tenant's control topic): one instance standing for all, its
+			// member the element, the Pub/Sub agent, or one of calsync's
+			// accounts named outright (never picked by each).
 			fe, _ := b.attr("for_each")
 			from := fe.raw()
 			if l, ok := m.locals[strings.TrimPrefix(from, "local.")]; ok {
 				from = l.raw()
 			}
-			if mb, _ := b.attr("member"); strings.Contains(mb.raw(), "google_service_account.") || !strings.Contains(from, "var.") {
+			mb, _ := b.attr("member")
+			if (strings.Contains(mb.raw(), "google_service_account.") && strings.Contains(mb.raw(), "each.")) || !strings.Contains(from, "var.") {
 				t.Fatalf("%s: %v", b.addr(), err)
 			}
 			insts = []*each{nil}
@@ -285,8 +287,8 @@ func TestDelegationAccountsInTheFunctions(t *testing.T) {
 	m := loadModule(t)
 	env := map[string]string{"calendar": "DELEGATION_SERVICE_ACCOUNT", "directory": "DIRECTORY_DELEGATION_SERVICE_ACCOUNT"}
 	functions := m.objectItems(m.locals["functions"])
-	if len(functions) != 3 {
-		t.Fatalf("local.functions has %d functions, want 3", len(functions))
+	if len(functions) != 4 {
+		t.Fatalf("local.functions has %d functions, want 4", len(functions))
 	}
 	for acct, signers := range delegationAccounts {
 		var got []string
@@ -382,5 +384,61 @@ func TestWebhookAccountGrants(t *testing.T) {
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("the Webhook account's grants:\n  %s\nwant:\n  %s", strings.Join(sortedKeys(got), "\n  "), strings.Join(sortedKeys(want), "\n  "))
+	}
+}
+
+// The Connect account (issue 24): Firestore (its links' nonces and consent
+// sessions), publisher on every tenant's control topic (where it hands the
+// sealed grants to the SyncWorker), reader of the connect-link keys and the
+// OAuth client's secret; nothing else. Above all no private key: Connect is
+// public, and seals to the public key only. Not the operator's control
+// topic (the default tenant, unrestricted), notifications or lifecycle.
+func TestConnectAccountGrants(t *testing.T) {
+	m := loadModule(t)
+	got := m.grantsOf(t, `google_service_account.this["connect"].member`)
+	want := map[string]bool{
+		`google_project_iam_member roles/datastore.user on var.project_id`:                                                                                 true,
+		`google_pubsub_topic_iam_member roles/pubsub.publisher on google_pubsub_topic.tenant_control[each.key].name`:                                       true,
+		`google_secret_manager_secret_iam_member roles/secretmanager.secretAccessor on google_secret_manager_secret.this["connect_link_keys"].secret_id`:   true,
+		`google_secret_manager_secret_iam_member roles/secretmanager.secretAccessor on google_secret_manager_secret.this["oauth_client_secret"].secret_id`: true,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("the Connect account's grants:\n  %s\nwant:\n  %s", strings.Join(sortedKeys(got), "\n  "), strings.Join(sortedKeys(want), "\n  "))
+	}
+	// The publisher grant is one per tenant control topic: its for_each is
+	// the tenants' control topics themselves.
+	for _, r := range m.resources("resource", "google_pubsub_topic_iam_member") {
+		if mb, _ := r.attr("member"); mb.raw() != `google_service_account.this["connect"].member` {
+			continue
+		}
+		if fe, _ := r.attr("for_each"); fe.raw() != "local.tenant_control" {
+			t.Errorf("%s: for_each = %s, want local.tenant_control (each tenant's control topic)", r.addr(), fe.raw())
+		}
+	}
+
+	// What the function is given agrees: no private key, the public one
+	// (when set) as plain text, and its own account.
+	var connect *tfFunction
+	for _, f := range m.functions(t) {
+		if f.entryPoint == "Connect" {
+			connect = &f
+		}
+	}
+	if connect == nil {
+		t.Fatal("no function with entry point Connect")
+	}
+	for _, k := range []string{"CREDENTIAL_PRIVATE_KEYS", "CREDENTIAL_KEYS", "CHANNEL_TOKEN_KEYS"} {
+		if connect.env[k] != "" {
+			t.Errorf("%s is given %s: a public function never holds the keys that open users' tokens or sign channels", connect.addr, k)
+		}
+	}
+	for k, kind := range map[string]string{"CREDENTIAL_PUBLIC_KEY": "plain", "CONNECT_LINK_KEYS": "secret", "OAUTH_CLIENT_SECRET": "secret", "OAUTH_CLIENT_ID": "plain"} {
+		if connect.env[k] != kind {
+			t.Errorf("%s: %s is %q, want %s", connect.addr, k, connect.env[k], kind)
+		}
+	}
+	sa, _ := connect.block.child("service_config")
+	if e, _ := sa.attr("service_account_email"); instanceRaw(e, &each{key: "connect"}) != `google_service_account.this["connect"].email` {
+		t.Errorf("%s runs as %s, want its own account", connect.addr, e.raw())
 	}
 }

@@ -6,7 +6,15 @@ locals {
     webhook = "${var.name_prefix}-webhook"
     sync    = "${var.name_prefix}-sync-worker"
     renew   = "${var.name_prefix}-renew-channels"
+    connect = "${var.name_prefix}-connect"
   }
+
+  # The Connect function's public base URL (CONNECT_URL): a custom domain
+  # (var.connect_url) or the function's own cloudfunctions.net address, which
+  # Cloud Functions (2nd gen) derives from region, project and name. Computed
+  # here, not read from the function's url, which it is given: a function
+  # cannot take its own attribute.
+  connect_url = var.connect_url != "" ? var.connect_url : "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.fn.connect}"
 
   topic = {
     notifications = "${var.name_prefix}-notifications"

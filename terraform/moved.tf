@@ -119,3 +119,10 @@ moved {
   from = google_monitoring_alert_policy.channels_expiring
   to   = google_monitoring_alert_policy.log_metric_above_zero["channels_expiring"]
 }
+
+# Issue 24: the Webhook shares a resource with the other public function,
+# Connect.
+moved {
+  from = google_cloudfunctions2_function.webhook
+  to   = google_cloudfunctions2_function.public["webhook"]
+}

@@ -1,17 +1,28 @@
 output "webhook_url" {
   description = "The Webhook's URL (WEBHOOK_URL of RenewChannels): the address Google Calendar pushes notifications to."
-  value       = google_cloudfunctions2_function.webhook.url
+  value       = google_cloudfunctions2_function.public["webhook"].url
+}
+
+output "connect_url" {
+  description = "The Connect function's public base URL (CONNECT_URL; connect_url, or its cloudfunctions.net address): where connect links point."
+  value       = local.connect_url
+}
+
+output "oauth_redirect_uri" {
+  description = "The Connect function's redirect URI (CONNECT_URL/callback): add it to the OAuth client oauth_client_id as an authorized redirect URI. That client must be of type \"Web application\" (Google Auth Platform > Clients): only a web client takes redirect URIs (a Desktop client redirects to loopback addresses only), and the same client refreshes every user's token in the SyncWorker and RenewChannels."
+  value       = "${local.connect_url}/callback"
 }
 
 output "function_names" {
-  description = "Names of the three functions (and of their Cloud Run services, the service_name label of their logs)."
+  description = "Names of the four functions (and of their Cloud Run services, the service_name label of their logs)."
   value       = local.fn
 }
 
 output "function_uris" {
-  description = "Cloud Run (run.app) URIs of the functions. Only the Webhook answers unauthenticated callers."
+  description = "Cloud Run (run.app) URIs of the functions. Only the Webhook and Connect answer unauthenticated callers."
   value = {
-    webhook = google_cloudfunctions2_function.webhook.service_config[0].uri
+    webhook = google_cloudfunctions2_function.public["webhook"].service_config[0].uri
+    connect = google_cloudfunctions2_function.public["connect"].service_config[0].uri
     sync    = google_cloudfunctions2_function.calendar["sync"].service_config[0].uri
     renew   = google_cloudfunctions2_function.calendar["renew"].service_config[0].uri
   }
@@ -67,6 +78,7 @@ output "service_accounts" {
     webhook     = google_service_account.this["webhook"].email
     sync        = google_service_account.this["sync"].email
     renew       = google_service_account.this["renew"].email
+    connect     = google_service_account.this["connect"].email
     sync_pusher = google_service_account.this["sync_pusher"].email
     scheduler   = google_service_account.this["scheduler"].email
     build       = google_service_account.this["build"].email

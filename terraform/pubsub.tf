@@ -340,6 +340,19 @@ resource "google_pubsub_topic_iam_member" "tenant_control_publishers" {
   member  = each.value.member
 }
 
+# The Connect function publishes the enroll of each user who connects through
+# a tenant's link on that tenant's control topic (TENANTS' controlTopic), so
+# the SyncWorker applies the tenant's own rules to it. Every tenant's topic,
+# and no other: not the operator's control topic, nor any other topic.
+resource "google_pubsub_topic_iam_member" "connect_publishes_tenant_control" {
+  for_each = local.tenant_control
+
+  project = var.project_id
+  topic   = google_pubsub_topic.tenant_control[each.key].name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.this["connect"].member
+}
+
 # The lifecycle topic: one message per transition of an identity or calendar
 # (enrolled, calendar added or removed, initial sync complete, auth problem,
 # not found, unenrolled) and a reply to every control message (accepted or

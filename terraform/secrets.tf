@@ -13,6 +13,11 @@
 #   credential-keys (legacy_credential_keys only): the AES-256 keys of
 #     credentials stored before sealing existed, until they are migrated.
 #   oauth-client-secret: the OAuth client's secret.
+#   connect-link-keys: each tenant's connect-link HMAC keys, a JSON object
+#     {"TENANT": "KEYID:BASE64[,KEYID:BASE64...]"} (keys of at least 32
+#     bytes; the tenant's backend signs its links with one, all verify). The
+#     operator gives each tenant's backend its own keys; {} while no tenant
+#     has connect links.
 # Rotation: README.md, "Rotating keys". "Roll it out" = set secret_versions
 # to the new version number and apply (a new revision starts at once) or,
 # with "latest", wait for new instances.
@@ -22,6 +27,7 @@ locals {
     channel_token_keys      = "${var.name_prefix}-channel-token-keys"
     credential_private_keys = "${var.name_prefix}-credential-private-keys"
     oauth_client_secret     = "${var.name_prefix}-oauth-client-secret"
+    connect_link_keys       = "${var.name_prefix}-connect-link-keys"
     },
     var.legacy_credential_keys ? { credential_keys = "${var.name_prefix}-credential-keys" } : {},
   )
@@ -54,6 +60,9 @@ resource "google_secret_manager_secret" "this" {
 #                  credential-private-keys, oauth-client-secret (calls
 #                  events.watch as the user; reseals credentials);
 #                  credential-keys while legacy (migrates them)
+#   Connect:       connect-link-keys (verifies connect links),
+#                  oauth-client-secret (exchanges the consent's code); no
+#                  private key: it seals to the public one
 # Nobody else, operators included: enrolling users takes the public key only.
 locals {
   secret_readers = merge({
@@ -64,6 +73,8 @@ locals {
     renew_channel_token_keys      = { secret = "channel_token_keys", member = google_service_account.this["renew"].member }
     renew_credential_private_keys = { secret = "credential_private_keys", member = google_service_account.this["renew"].member }
     renew_oauth_client_secret     = { secret = "oauth_client_secret", member = google_service_account.this["renew"].member }
+    connect_connect_link_keys     = { secret = "connect_link_keys", member = google_service_account.this["connect"].member }
+    connect_oauth_client_secret   = { secret = "oauth_client_secret", member = google_service_account.this["connect"].member }
     },
     var.legacy_credential_keys ? {
       sync_credential_keys  = { secret = "credential_keys", member = google_service_account.this["sync"].member }

@@ -9,24 +9,58 @@ import (
 )
 
 // The least-privilege shape the deployment must keep (issue "Harden the
-// edges"): only the Webhook is reachable from the internet; the Firestore
+// edges"): only the Webhook and Connect are reachable from the internet; the Firestore
 // grants reach calsync's own database only; client SDKs are denied by
 // security rules; the private key of the sealed credentials is readable by
 // the SyncWorker and RenewChannels alone; nothing needs Google at plan time.
 
+// publicFunctions are the entry points the internet reaches: Google's push
+// servers (Webhook) and end users' browsers (Connect) carry no Google
+// identity, so both admit everyone and authenticate requests themselves
+// (the channel token; the signed, single-use connect link).
+var publicFunctions = map[string]bool{"Webhook": true, "Connect": true}
+
 // Pub/Sub push and Cloud Scheduler reach internal-ingress services of their
 // project through the run.app URL (functions.tf cites Google's page).
-func TestOnlyTheWebhookIsPublic(t *testing.T) {
+func TestOnlyWebhookAndConnectArePublic(t *testing.T) {
 	m := loadModule(t)
+	public := map[string]bool{}
 	for _, f := range m.functions(t) {
 		got := f.ingress
 		want := "ALLOW_INTERNAL_ONLY"
-		if f.entryPoint == "Webhook" {
-			want = "ALLOW_ALL" // Google's push servers are on the internet
+		if publicFunctions[f.entryPoint] {
+			want = "ALLOW_ALL"
+			public[f.entryPoint] = true
 		}
 		if got != want {
 			t.Errorf("%s (%s): ingress_settings %q, want %q", f.addr, f.entryPoint, got, want)
 		}
+	}
+	if len(public) != len(publicFunctions) {
+		t.Errorf("public functions deployed: %v, want %v", sortedKeys(public), sortedKeys(publicFunctions))
+	}
+	// allUsers may invoke exactly the public functions (local.invokers, by
+	// the key of local.functions); every other invoker is one of calsync's
+	// accounts.
+	functions := m.objectItems(m.locals["functions"])
+	for key, member := range m.objectItems(m.locals["invokers"]) {
+		body, ok := functions[key]
+		if !ok {
+			t.Errorf("local.invokers.%s: no such function in local.functions", key)
+			continue
+		}
+		ep, _ := body.item("entry_point")
+		name, _ := ep.literal()
+		isPublic := member.raw() == `"allUsers"`
+		if isPublic != publicFunctions[name] {
+			t.Errorf("local.invokers.%s (%s) = %s: allUsers must invoke exactly %v", key, name, member.raw(), sortedKeys(publicFunctions))
+		}
+		if !isPublic && !strings.HasPrefix(member.raw(), "google_service_account.this[") {
+			t.Errorf("local.invokers.%s = %s: want allUsers or one of calsync's accounts", key, member.raw())
+		}
+	}
+	if n := len(m.objectItems(m.locals["invokers"])); n != len(functions) {
+		t.Errorf("local.invokers has %d entries for %d functions", n, len(functions))
 	}
 	// Their callers use the run.app URI (service_config[0].uri): internal
 	// ingress admits Google's products there, not at a custom domain.

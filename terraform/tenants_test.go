@@ -17,6 +17,7 @@ import (
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/tenant"
 )
 
 // Tenants, the lifecycle topic and consumers (issue 23): what the SyncWorker
@@ -115,19 +116,23 @@ func (m *module) local(t *testing.T, name string) tfExpr {
 }
 
 // exampleTenants is a tenants value as an operator writes it: optional
-// attributes left out for one tenant.
+// attributes left out for one tenant (acme), the connect-link ones set for
+// the other (globex).
 const exampleTenants = `{
 	"acme": {"publishers": ["serviceAccount:acme@p.iam.gserviceaccount.com", "group:acme-ops@example.com"], "domains": ["acme.example"], "subjects": ["room@acme.example"], "oauth": false},
-	"globex": {"publishers": ["serviceAccount:globex@p.iam.gserviceaccount.com"]}
+	"globex": {"publishers": ["serviceAccount:globex@p.iam.gserviceaccount.com"], "display_name": "Globex Scheduling", "return_urls": ["https://app.globex.example/calsync/", "https://globex.example:8443/done"]}
 }`
 
-// tenantEnv is one element of TENANTS, exactly as the Go side reads it.
+// tenantEnv is one element of TENANTS, exactly as the env contract says.
 type tenantEnv struct {
 	Name                string   `json:"name"`
 	ControlSubscription string   `json:"controlSubscription"`
+	ControlTopic        string   `json:"controlTopic"`
 	Domains             []string `json:"domains"`
 	Subjects            []string `json:"subjects"`
 	OAuth               bool     `json:"oauth"`
+	DisplayName         string   `json:"displayName"`
+	ReturnURLs          []string `json:"returnUrls"`
 }
 
 // TENANTS is one object per tenant naming the subscription that pushes that
@@ -158,11 +163,14 @@ func TestTenantsEnvironment(t *testing.T) {
 		t.Fatalf("TENANTS = %s: %v", got, err)
 	}
 	want := []tenantEnv{
-		{Name: "acme", ControlSubscription: "cs-control-acme-push", Domains: []string{"acme.example"}, Subjects: []string{"room@acme.example"}, OAuth: false},
-		{Name: "globex", ControlSubscription: "cs-control-globex-push", Domains: []string{}, Subjects: []string{}, OAuth: true},
+		{Name: "acme", ControlSubscription: "cs-control-acme-push", ControlTopic: "cs-control-acme", Domains: []string{"acme.example"}, Subjects: []string{"room@acme.example"}, OAuth: false,
+			ReturnURLs: []string{}},
+		{Name: "globex", ControlSubscription: "cs-control-globex-push", ControlTopic: "cs-control-globex", Domains: []string{}, Subjects: []string{}, OAuth: true,
+			DisplayName: "Globex Scheduling", ReturnURLs: []string{"https://app.globex.example/calsync/", "https://globex.example:8443/done"}},
 	}
 	if !slices.EqualFunc(tenants, want, func(a, b tenantEnv) bool {
-		return a.Name == b.Name && a.ControlSubscription == b.ControlSubscription && slices.Equal(a.Domains, b.Domains) && slices.Equal(a.Subjects, b.Subjects) && a.OAuth == b.OAuth
+		return a.Name == b.Name && a.ControlSubscription == b.ControlSubscription && a.ControlTopic == b.ControlTopic && slices.Equal(a.Domains, b.Domains) &&
+			slices.Equal(a.Subjects, b.Subjects) && a.OAuth == b.OAuth && a.DisplayName == b.DisplayName && slices.Equal(a.ReturnURLs, b.ReturnURLs)
 	}) {
 		t.Errorf("TENANTS = %s\nwant %+v", got, want)
 	}
@@ -171,11 +179,28 @@ func TestTenantsEnvironment(t *testing.T) {
 	var raw []map[string]any
 	_ = json.Unmarshal([]byte(got), &raw)
 	for _, obj := range raw {
-		for _, k := range []string{"name", "controlSubscription", "domains", "subjects", "oauth"} {
+		for _, k := range []string{"name", "controlSubscription", "controlTopic", "domains", "subjects", "oauth", "displayName", "returnUrls"} {
 			if v, ok := obj[k]; !ok || v == nil {
 				t.Errorf("TENANTS element %v: %s missing or null", obj, k)
 			}
 		}
+	}
+	// The code's own parser (unknown fields refused) takes it, and reads
+	// what the Connect function needs: the name its pages show, the return
+	// URLs it allows, the topic it publishes enrolls to.
+	set, err := tenant.Parse(got, "cs-control-push")
+	if err != nil {
+		t.Fatalf("shared/tenant refuses TENANTS = %s: %v", got, err)
+	}
+	globex, _ := set.Get("globex")
+	if globex.Display() != "Globex Scheduling" || !globex.ReturnAllowed("https://app.globex.example/calsync/done?x=1") || globex.ReturnAllowed("https://evil.example/calsync/") {
+		t.Errorf("shared/tenant reads globex as %+v: want its display name and return URLs", globex)
+	}
+	if acme, _ := set.Get("acme"); acme.Display() != "acme" || acme.ReturnAllowed("https://acme.example/") {
+		t.Errorf("shared/tenant reads acme as %+v: want its name shown and no return URL allowed", acme)
+	}
+	if raw := tenantField(t, got, "globex", "controlTopic"); raw != "cs-control-globex" {
+		t.Errorf("globex's controlTopic = %q", raw)
 	}
 
 	// The subscription TENANTS names is the one created for the tenant.
@@ -186,11 +211,33 @@ func TestTenantsEnvironment(t *testing.T) {
 	if name, _ := sub.attr("name"); name.raw() != "each.value.subscription" || !strings.Contains(tenantsExpr.raw(), "local.tenant_control[name].subscription") {
 		t.Errorf("the tenant control subscription's name (%s) and TENANTS' controlSubscription must both be local.tenant_control's subscription", name.raw())
 	}
+	// And the topic TENANTS names (Connect publishes there) is the tenant's topic.
+	topic := m.resource(t, "google_pubsub_topic", "tenant_control")
+	if name, _ := topic.attr("name"); name.raw() != "each.value.topic" || !strings.Contains(tenantsExpr.raw(), "local.tenant_control[name].topic") {
+		t.Errorf("the tenant control topic's name (%s) and TENANTS' controlTopic must both be local.tenant_control's topic", name.raw())
+	}
 }
 
-// The SyncWorker and RenewChannels get TENANTS and LIFECYCLE_TOPIC, the
-// Webhook neither; the topic by name, as CHANGES_TOPIC. CONTROL_MAX_AGE is
-// the SyncWorker's alone (it acts on control messages).
+// tenantField is one field of the tenant named name in TENANTS, as JSON.
+func tenantField(t *testing.T, tenantsJSON, name, field string) string {
+	t.Helper()
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(tenantsJSON), &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range list {
+		if obj["name"] == name {
+			s, _ := obj[field].(string)
+			return s
+		}
+	}
+	t.Fatalf("no tenant %s in %s", name, tenantsJSON)
+	return ""
+}
+
+// The SyncWorker, RenewChannels and Connect get TENANTS and
+// LIFECYCLE_TOPIC, the Webhook neither; the topic by name, as CHANGES_TOPIC.
+// CONTROL_MAX_AGE is the SyncWorker's alone (it acts on control messages).
 func TestTenancyEnvOfTheCalendarFunctions(t *testing.T) {
 	m := loadModule(t)
 	want := map[string]string{
@@ -327,6 +374,7 @@ func pairs(v cty.Value, owner string) map[string]string {
 
 // Each tenant's publishers publish to that tenant's control topic, and only
 // there: local.tenant_publishers pairs every publisher with its own tenant.
+// Besides them only Connect publishes there.
 func TestTenantPublishers(t *testing.T) {
 	m := loadModule(t)
 	vars := map[string]cty.Value{"tenants": m.variableValue(t, "tenants", exampleTenants)}
@@ -350,9 +398,12 @@ func TestTenantPublishers(t *testing.T) {
 			t.Errorf("%s: %s = %s, want %s", r.addr(), attr, got, want)
 		}
 	}
-	// Nobody else publishes to a tenant's topic.
+	// Nobody else publishes to a tenant's topic but the Connect function,
+	// which hands it the enrolls of the tenant's users who connected
+	// through its links (TestConnectAccountGrants).
 	for _, b := range m.bindings(t, "google_pubsub_topic_iam_member", "topic") {
-		if strings.Contains(b.target, "tenant_control") && b.addr != "google_pubsub_topic_iam_member.tenant_control_publishers" {
+		if strings.Contains(b.target, "tenant_control") && b.addr != "google_pubsub_topic_iam_member.tenant_control_publishers" &&
+			b.member != `google_service_account.this["connect"].member` {
 			t.Errorf("%s: %s for %s on a tenant's control topic", b.addr, b.role, b.member)
 		}
 	}
@@ -536,24 +587,33 @@ func TestConsumerSubscriptions(t *testing.T) {
 	}
 }
 
-// The control path's records expire (TTL on expireAt of controlRequests
-// and controlOrder), like stopped channels, without single-field indexes.
-func TestControlRequestsTTL(t *testing.T) {
+// Records kept only for a while expire by a TTL on expireAt, the field the
+// store writes, like stopped channels, without single-field indexes: the
+// control path's (controlRequests, controlOrder) and the Connect function's
+// (connectLinks: spent links' nonces; connectSessions: consents in flight).
+func TestExpiringRecordsTTL(t *testing.T) {
 	m := loadModule(t)
+	want := []string{store.CollControlRequests, store.CollControlOrder, store.CollConnectLinks, store.CollConnectSessions}
 	found := map[string]bool{}
 	for _, f := range m.resources("resource", "google_firestore_field") {
-		coll := strings.Trim(f.raw("collection"), `"`)
-		if coll != store.CollControlRequests && coll != store.CollControlOrder {
-			continue
+		insts, err := m.instances(f)
+		if err != nil {
+			t.Fatalf("%s: %v", f.addr(), err)
 		}
-		found[coll] = true
-		_, ttl := f.child("ttl_config")
-		ic, idx := f.child("index_config")
-		if f.raw("field") != `"expireAt"` || !ttl || !idx || len(ic.Body.Attributes)+len(ic.Body.Blocks) != 0 {
-			t.Errorf("%s: want field expireAt with ttl_config {} and an empty index_config", f.addr())
+		for _, ea := range insts {
+			coll := strings.Trim(instanceRaw(tfExpr{f.Body.Attributes["collection"].Expr, f.file}, ea), `"`)
+			if !slices.Contains(want, coll) {
+				continue
+			}
+			found[coll] = true
+			_, ttl := f.child("ttl_config")
+			ic, idx := f.child("index_config")
+			if f.raw("field") != `"expireAt"` || !ttl || !idx || len(ic.Body.Attributes)+len(ic.Body.Blocks) != 0 {
+				t.Errorf("%s (%s): want field expireAt with ttl_config {} and an empty index_config", f.addr(), coll)
+			}
 		}
 	}
-	for _, coll := range []string{store.CollControlRequests, store.CollControlOrder} {
+	for _, coll := range want {
 		if !found[coll] {
 			t.Errorf("no google_firestore_field for collection %s: its records would pile up", coll)
 		}
@@ -574,6 +634,7 @@ func validationFunctions() map[string]function.Function {
 		"coalesce":  stdlib.CoalesceFunc,
 		"trimspace": stdlib.TrimSpaceFunc,
 		"floor":     stdlib.FloorFunc,
+		"length":    lengthFunc,
 		"alltrue": function.New(&function.Spec{
 			Params: []function.Parameter{{Name: "list", Type: cty.List(cty.Bool)}},
 			Type:   function.StaticReturnType(cty.Bool),
@@ -644,6 +705,20 @@ func TestTenantAndConsumerValidations(t *testing.T) {
 		{"tenants", `{"acme": {"publishers": [], "domains": ["acme"]}}`, "domains must be lower-case DNS names"},
 		{"tenants", `{"acme": {"publishers": [], "subjects": ["ann"]}}`, "subjects must be lower-case email addresses"},
 		{"tenants", `{"acme": {"publishers": [], "subjects": ["Ann@acme.example"]}}`, "subjects must be lower-case email addresses"},
+		{"tenants", `{"acme": {"publishers": [], "return_urls": ["https://app.acme.example"]}}`, ""},
+		{"tenants", `{"acme": {"publishers": [], "return_urls": ["http://app.acme.example/back"]}}`, "return_urls must be https URLs"},
+		{"tenants", `{"acme": {"publishers": [], "return_urls": ["https://App.acme.example/back"]}}`, "return_urls must be https URLs"},
+		{"tenants", `{"acme": {"publishers": [], "return_urls": ["https://app.acme.example/back?to=x"]}}`, "return_urls must be https URLs"},
+		{"tenants", `{"acme": {"publishers": [], "return_urls": ["https://app.acme.example/back#x"]}}`, "return_urls must be https URLs"},
+		{"tenants", `{"acme": {"publishers": [], "return_urls": ["https://user@app.acme.example/"]}}`, "return_urls must be https URLs"},
+		{"tenants", `{"acme": {"publishers": [], "return_urls": ["app.acme.example/back"]}}`, "return_urls must be https URLs"},
+		{"tenants", `{"acme": {"publishers": [], "oauth": false, "return_urls": ["https://app.acme.example/"]}}`, "must have oauth = true"},
+		{"connect_url", `""`, ""},
+		{"connect_url", `"https://connect.example.com"`, ""},
+		{"connect_url", `"https://example.com/calsync/connect"`, ""},
+		{"connect_url", `"https://connect.example.com/"`, "connect_url must be empty or an https URL"},
+		{"connect_url", `"http://connect.example.com"`, "connect_url must be empty or an https URL"},
+		{"connect_url", `"https://connect.example.com/?a=b"`, "connect_url must be empty or an https URL"},
 		{"control_max_age", `"10m"`, ""},
 		{"control_max_age", `"1h30m"`, ""},
 		{"control_max_age", `"10 minutes"`, "Go duration"},

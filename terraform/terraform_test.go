@@ -413,9 +413,24 @@ func (m *module) instances(b tfBlock) ([]*each, error) {
 	return out, nil
 }
 
-// keyCondition evaluates a for_each filter of the form K == "x" or K != "x".
+// keyCondition evaluates a for_each filter of the form K == "x" or K != "x",
+// or such filters joined with || and &&.
 func keyCondition(cond hclsyntax.Expression, keyVar, key string) (bool, error) {
 	op, ok := cond.(*hclsyntax.BinaryOpExpr)
+	if ok && (op.Op == hclsyntax.OpLogicalOr || op.Op == hclsyntax.OpLogicalAnd) {
+		l, err := keyCondition(op.LHS, keyVar, key)
+		if err != nil {
+			return false, err
+		}
+		r, err := keyCondition(op.RHS, keyVar, key)
+		if err != nil {
+			return false, err
+		}
+		if op.Op == hclsyntax.OpLogicalOr {
+			return l || r, nil
+		}
+		return l && r, nil
+	}
 	if ok && (op.Op == hclsyntax.OpEqual || op.Op == hclsyntax.OpNotEqual) {
 		lhs, isRef := op.LHS.(*hclsyntax.ScopeTraversalExpr)
 		rhs, isLit := op.RHS.(*hclsyntax.TemplateExpr)
@@ -424,7 +439,7 @@ func keyCondition(cond hclsyntax.Expression, keyVar, key string) (bool, error) {
 			return (v.AsString() == key) == (op.Op == hclsyntax.OpEqual), nil
 		}
 	}
-	return false, fmt.Errorf("the for_each condition must be %s == \"...\" or %s != \"...\"", keyVar, keyVar)
+	return false, fmt.Errorf("the for_each condition must be %s == \"...\" or %s != \"...\" (joined with || or &&)", keyVar, keyVar)
 }
 
 // tfFunction is one deployed function: an instance of a
@@ -777,6 +792,7 @@ var leftToDefault = map[string]string{
 	"CALENDAR_ENDPOINT": "Google's endpoint in production; the emulator only in development",
 	"OAUTH_TOKEN_URL":   "Google's token endpoint",
 	"OAUTH_AUTH_URL":    "Google's consent page",
+	"OAUTH_REVOKE_URL":  "Google's revocation endpoint",
 }
 
 func TestEnvironmentMatchesConfig(t *testing.T) {
@@ -1239,11 +1255,12 @@ func TestMovedBlocks(t *testing.T) {
 	t.Logf("%d moved blocks", moves)
 }
 
-// The Webhook has a resource of its own (the others take its URL), written
-// like google_cloudfunctions2_function.calendar: the two bodies must stay
-// the same but for where their values come from (local.functions.webhook or
-// each.value), for_each, the environment (the others add WEBHOOK_URL) and
-// depends_on, so a setting added to one is not forgotten in the other.
+// The public functions (Webhook and Connect) have a resource of their own
+// (the others take the Webhook's URL), written like
+// google_cloudfunctions2_function.calendar: the bodies must stay the same but
+// for where their values come from (local.functions.KEY or each.value),
+// for_each, the environment (the others add WEBHOOK_URL) and depends_on, so
+// a setting added to one is not forgotten in the other.
 func TestFunctionBodiesAgree(t *testing.T) {
 	m := loadModule(t)
 	skip := regexp.MustCompile(`^(#|for_each =|environment_variables =)`)

@@ -370,6 +370,17 @@ variable "oauth_client_id" {
   }
 }
 
+variable "connect_url" {
+  description = "CONNECT_URL of the Connect function: its public base URL, where connect links point and Google sends users back (CONNECT_URL/callback, the oauth_redirect_uri output). Empty: the function's own address, https://REGION-PROJECT_ID.cloudfunctions.net/PREFIX-connect. Set it when a custom domain (a load balancer or Firebase Hosting in front of the function) serves it: https, no query, no trailing slash."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.connect_url == "" || can(regex("^https://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[^\\s?#]*[^\\s?#/])?$", var.connect_url))
+    error_message = "connect_url must be empty or an https URL without query, fragment or trailing slash, such as https://connect.example.com."
+  }
+}
+
 variable "dead_letter_max_delivery_attempts" {
   description = "Deliveries of one notification to the SyncWorker before Pub/Sub moves it to the dead-letter topic (Pub/Sub allows 5-100)."
   type        = number
@@ -546,6 +557,7 @@ variable "secret_versions" {
     credential_private_keys = optional(string, "latest")
     credential_keys         = optional(string, "latest")
     oauth_client_secret     = optional(string, "latest")
+    connect_link_keys       = optional(string, "latest")
   })
   default = {}
 
@@ -589,13 +601,15 @@ variable "sync_error_ratio_threshold" {
 
 variable "tenants" {
   description = <<-EOT
-    Tenants (TENANTS of the SyncWorker and RenewChannels): each a product, or one customer of a product, that enrolls identities through a control topic of its own. The key is the tenant's name (it is also the `tenant` attribute of every message about its identities); "default" is the operator's tenant (control_publishers on the control topic, unrestricted) and cannot be listed here. Per tenant: a topic PREFIX-control-NAME that only its publishers (IAM members, roles/pubsub.publisher on that topic alone) may publish to, pushed to the SyncWorker like the operator's; the identities it may enroll are Workspace users of its domains (lower-case DNS names), the listed subjects (email addresses), and OAuth grants when oauth is true.
+    Tenants (TENANTS of the SyncWorker, RenewChannels and Connect): each a product, or one customer of a product, that enrolls identities through a control topic of its own. The key is the tenant's name (it is also the `tenant` attribute of every message about its identities); "default" is the operator's tenant (control_publishers on the control topic, unrestricted) and cannot be listed here. Per tenant: a topic PREFIX-control-NAME that only its publishers (IAM members, roles/pubsub.publisher on that topic alone) and the Connect function may publish to, pushed to the SyncWorker like the operator's; the identities it may enroll are Workspace users of its domains (lower-case DNS names), the listed subjects (email addresses), and OAuth grants when oauth is true. Connect links (the tenant's users connecting their Google account themselves): display_name is the product's name on the Connect pages (default: the key); return_urls are where a link may send its user back (https URLs; a link's return URL must have one's scheme and host and start with its path); none: the tenant has no connect links. Its link keys are in the connect-link-keys secret.
   EOT
   type = map(object({
-    publishers = list(string)
-    domains    = optional(list(string), [])
-    subjects   = optional(list(string), [])
-    oauth      = optional(bool, true)
+    publishers   = list(string)
+    domains      = optional(list(string), [])
+    subjects     = optional(list(string), [])
+    oauth        = optional(bool, true)
+    display_name = optional(string, "")
+    return_urls  = optional(list(string), [])
   }))
   default = {}
 
@@ -617,6 +631,19 @@ variable "tenants" {
   validation {
     condition     = alltrue(flatten([for t in values(var.tenants) : [for s in t.subjects : can(regex("^[a-z0-9._%+'-]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", s))]]))
     error_message = "tenants subjects must be lower-case email addresses such as room-admin@example.com."
+  }
+  validation {
+    # No user info, query or fragment: the Connect function compares scheme,
+    # host and path only, and refuses return URLs with a fragment.
+    condition     = alltrue(flatten([for t in values(var.tenants) : [for u in t.return_urls : can(regex("^https://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[^\\s?#]*)?$", u))]]))
+    error_message = "tenants return_urls must be https URLs with a lower-case host and no query or fragment, such as https://app.example.com/calsync/done."
+  }
+
+  validation {
+    # A connect link enrolls an OAuth grant, which the SyncWorker refuses
+    # for a tenant without oauth.
+    condition     = alltrue([for t in values(var.tenants) : t.oauth || length(t.return_urls) == 0])
+    error_message = "tenants with return_urls (connect links) must have oauth = true: connect links enroll OAuth grants."
   }
 }
 
