@@ -73,8 +73,14 @@ tenants = {
     subjects   = ["rooms@acme.example"]
     oauth      = false
   }
-  globex = { publishers = ["serviceAccount:globex@calsync-ci-plan.iam.gserviceaccount.com"] }
+  globex = {
+    publishers                  = ["serviceAccount:globex@calsync-ci-plan.iam.gserviceaccount.com"]
+    display_name                = "Globex CRM"
+    return_urls                 = ["https://app.globex.example/calendar/"]
+    delete_mirror_on_disconnect = true
+  }
 }
+connect_url = "https://connect.calsync-ci-plan.example"
 consumers = {
   acme-changes = {
     topic       = "changes"

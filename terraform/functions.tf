@@ -160,14 +160,15 @@ locals {
   tenancy_env = {
     TENANTS = jsonencode([
       for name, t in var.tenants : {
-        name                = name
-        controlSubscription = local.tenant_control[name].subscription
-        controlTopic        = local.tenant_control[name].topic
-        domains             = t.domains
-        subjects            = t.subjects
-        oauth               = t.oauth
-        displayName         = t.display_name
-        returnUrls          = t.return_urls
+        name                     = name
+        controlSubscription      = local.tenant_control[name].subscription
+        controlTopic             = local.tenant_control[name].topic
+        domains                  = t.domains
+        subjects                 = t.subjects
+        oauth                    = t.oauth
+        displayName              = t.display_name
+        returnUrls               = t.return_urls
+        deleteMirrorOnDisconnect = t.delete_mirror_on_disconnect
       }
     ])
     LIFECYCLE_TOPIC = google_pubsub_topic.lifecycle.name
@@ -301,11 +302,12 @@ locals {
       # runs it with `gcloud scheduler jobs run`, not by calling it.
       ingress = "ALLOW_INTERNAL_ONLY"
       env = merge(local.common_env, local.calendar_env, local.tenancy_env, {
-        NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
-        CHANNEL_TTL         = var.channel_ttl
-        RENEW_BEFORE        = var.renew_before
-        RECONCILE_AFTER     = var.reconcile_after
-        RENEW_CONCURRENCY   = tostring(var.renew_concurrency)
+        NOTIFICATIONS_TOPIC      = google_pubsub_topic.notifications.name
+        CHANNEL_TTL              = var.channel_ttl
+        RENEW_BEFORE             = var.renew_before
+        RECONCILE_AFTER          = var.reconcile_after
+        RETAIN_UNWATCHED_MIRRORS = var.retain_unwatched_mirrors
+        RENEW_CONCURRENCY        = tostring(var.renew_concurrency)
         # Channel ids are unique per project and deployment: two deployments
         # in one project never compute the same id.
         DEPLOYMENT        = var.name_prefix

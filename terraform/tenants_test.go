@@ -120,7 +120,7 @@ func (m *module) local(t *testing.T, name string) tfExpr {
 // the other (globex).
 const exampleTenants = `{
 	"acme": {"publishers": ["serviceAccount:acme@p.iam.gserviceaccount.com", "group:acme-ops@example.com"], "domains": ["acme.example"], "subjects": ["room@acme.example"], "oauth": false},
-	"globex": {"publishers": ["serviceAccount:globex@p.iam.gserviceaccount.com"], "display_name": "Globex Scheduling", "return_urls": ["https://app.globex.example/calsync/", "https://globex.example:8443/done"]}
+	"globex": {"publishers": ["serviceAccount:globex@p.iam.gserviceaccount.com"], "display_name": "Globex Scheduling", "return_urls": ["https://app.globex.example/calsync/", "https://globex.example:8443/done"], "delete_mirror_on_disconnect": true}
 }`
 
 // tenantEnv is one element of TENANTS, exactly as the env contract says.
@@ -133,6 +133,7 @@ type tenantEnv struct {
 	OAuth               bool     `json:"oauth"`
 	DisplayName         string   `json:"displayName"`
 	ReturnURLs          []string `json:"returnUrls"`
+	DeleteMirror        bool     `json:"deleteMirrorOnDisconnect"`
 }
 
 // TENANTS is one object per tenant naming the subscription that pushes that
@@ -166,11 +167,12 @@ func TestTenantsEnvironment(t *testing.T) {
 		{Name: "acme", ControlSubscription: "cs-control-acme-push", ControlTopic: "cs-control-acme", Domains: []string{"acme.example"}, Subjects: []string{"room@acme.example"}, OAuth: false,
 			ReturnURLs: []string{}},
 		{Name: "globex", ControlSubscription: "cs-control-globex-push", ControlTopic: "cs-control-globex", Domains: []string{}, Subjects: []string{}, OAuth: true,
-			DisplayName: "Globex Scheduling", ReturnURLs: []string{"https://app.globex.example/calsync/", "https://globex.example:8443/done"}},
+			DisplayName: "Globex Scheduling", ReturnURLs: []string{"https://app.globex.example/calsync/", "https://globex.example:8443/done"}, DeleteMirror: true},
 	}
 	if !slices.EqualFunc(tenants, want, func(a, b tenantEnv) bool {
 		return a.Name == b.Name && a.ControlSubscription == b.ControlSubscription && a.ControlTopic == b.ControlTopic && slices.Equal(a.Domains, b.Domains) &&
-			slices.Equal(a.Subjects, b.Subjects) && a.OAuth == b.OAuth && a.DisplayName == b.DisplayName && slices.Equal(a.ReturnURLs, b.ReturnURLs)
+			slices.Equal(a.Subjects, b.Subjects) && a.OAuth == b.OAuth && a.DisplayName == b.DisplayName && slices.Equal(a.ReturnURLs, b.ReturnURLs) &&
+			a.DeleteMirror == b.DeleteMirror
 	}) {
 		t.Errorf("TENANTS = %s\nwant %+v", got, want)
 	}
@@ -179,7 +181,7 @@ func TestTenantsEnvironment(t *testing.T) {
 	var raw []map[string]any
 	_ = json.Unmarshal([]byte(got), &raw)
 	for _, obj := range raw {
-		for _, k := range []string{"name", "controlSubscription", "controlTopic", "domains", "subjects", "oauth", "displayName", "returnUrls"} {
+		for _, k := range []string{"name", "controlSubscription", "controlTopic", "domains", "subjects", "oauth", "displayName", "returnUrls", "deleteMirrorOnDisconnect"} {
 			if v, ok := obj[k]; !ok || v == nil {
 				t.Errorf("TENANTS element %v: %s missing or null", obj, k)
 			}
@@ -193,7 +195,7 @@ func TestTenantsEnvironment(t *testing.T) {
 		t.Fatalf("shared/tenant refuses TENANTS = %s: %v", got, err)
 	}
 	globex, _ := set.Get("globex")
-	if globex.Display() != "Globex Scheduling" || !globex.ReturnAllowed("https://app.globex.example/calsync/done?x=1") || globex.ReturnAllowed("https://evil.example/calsync/") {
+	if globex.Display() != "Globex Scheduling" || !globex.DeleteMirrorOnDisconnect || !globex.ReturnAllowed("https://app.globex.example/calsync/done?x=1") || globex.ReturnAllowed("https://evil.example/calsync/") {
 		t.Errorf("shared/tenant reads globex as %+v: want its display name and return URLs", globex)
 	}
 	if acme, _ := set.Get("acme"); acme.Display() != "acme" || acme.ReturnAllowed("https://acme.example/") {

@@ -493,6 +493,17 @@ variable "renew_before" {
   }
 }
 
+variable "retain_unwatched_mirrors" {
+  description = "RETAIN_UNWATCHED_MIRRORS of RenewChannels: a calendar nobody follows any more (its identity unenrolled or disconnected, it left a calendar list, an operator unwatched it) keeps its mirror this long after its last sync, then the mirror is purged (each event announced deleted, origin purge). \"0s\" keeps mirrors for ever. Go duration."
+  type        = string
+  default     = "720h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.retain_unwatched_mirrors))
+    error_message = "retain_unwatched_mirrors must be a Go duration such as 720h (0s: keep for ever)."
+  }
+}
+
 variable "reconcile_after" {
   description = "RECONCILE_AFTER: calendars not synced for this long get a reconcile sync (Google drops a small share of notifications). Go duration."
   type        = string
@@ -601,15 +612,16 @@ variable "sync_error_ratio_threshold" {
 
 variable "tenants" {
   description = <<-EOT
-    Tenants (TENANTS of the SyncWorker, RenewChannels and Connect): each a product, or one customer of a product, that enrolls identities through a control topic of its own. The key is the tenant's name (it is also the `tenant` attribute of every message about its identities); "default" is the operator's tenant (control_publishers on the control topic, unrestricted) and cannot be listed here. Per tenant: a topic PREFIX-control-NAME that only its publishers (IAM members, roles/pubsub.publisher on that topic alone) and the Connect function may publish to, pushed to the SyncWorker like the operator's; the identities it may enroll are Workspace users of its domains (lower-case DNS names), the listed subjects (email addresses), and OAuth grants when oauth is true. Connect links (the tenant's users connecting their Google account themselves): display_name is the product's name on the Connect pages (default: the key); return_urls are where a link may send its user back (https URLs; a link's return URL must have one's scheme and host and start with its path); none: the tenant has no connect links. Its link keys are in the connect-link-keys secret.
+    Tenants (TENANTS of the SyncWorker, RenewChannels and Connect): each a product, or one customer of a product, that enrolls identities through a control topic of its own. The key is the tenant's name (it is also the `tenant` attribute of every message about its identities); "default" is the operator's tenant (control_publishers on the control topic, unrestricted) and cannot be listed here. Per tenant: a topic PREFIX-control-NAME that only its publishers (IAM members, roles/pubsub.publisher on that topic alone) and the Connect function may publish to, pushed to the SyncWorker like the operator's; the identities it may enroll are Workspace users of its domains (lower-case DNS names), the listed subjects (email addresses), and OAuth grants when oauth is true. Connect links (the tenant's users connecting their Google account themselves): display_name is the product's name on the Connect pages (default: the key); return_urls are where a link may send its user back (https URLs; a link's return URL must have one's scheme and host and start with its path); none: the tenant has no connect links. delete_mirror_on_disconnect: every disconnect of its users deletes their mirrors (each event announced deleted, origin purge), whatever the message says. Its link keys are in the connect-link-keys secret.
   EOT
   type = map(object({
-    publishers   = list(string)
-    domains      = optional(list(string), [])
-    subjects     = optional(list(string), [])
-    oauth        = optional(bool, true)
-    display_name = optional(string, "")
-    return_urls  = optional(list(string), [])
+    publishers                  = list(string)
+    domains                     = optional(list(string), [])
+    subjects                    = optional(list(string), [])
+    oauth                       = optional(bool, true)
+    display_name                = optional(string, "")
+    return_urls                 = optional(list(string), [])
+    delete_mirror_on_disconnect = optional(bool, false)
   }))
   default = {}
 
