@@ -70,7 +70,14 @@ func (e *Enroller) HandleControl(ctx context.Context, t tenant.Tenant, c message
 		return &messages.InvalidError{Reason: reason, Detail: fmt.Sprintf(format, a...)}
 	}
 	maxAge := e.controlMaxAge()
-	if age := start.Sub(c.IssuedAt); age > maxAge || age < -time.Minute {
+	// A request claimed before (a redelivery after a failure, a duplicate)
+	// is judged by its record, not by its age: Pub/Sub's backoff may bring
+	// it back after the window, half applied.
+	seen, _, err := e.Store.ControlSeen(ctx, t.Name, c.RequestID)
+	if err != nil {
+		return err
+	}
+	if age := start.Sub(c.IssuedAt); !seen && (age > maxAge || age < -time.Minute) {
 		return invalid(messages.ReasonStaleRequest, "issuedAt %s is not within %s before now (%s)", c.IssuedAt.UTC().Format(time.RFC3339), maxAge, start.Format(time.RFC3339))
 	}
 	sp := controlSpec(t, c)
@@ -87,7 +94,7 @@ func (e *Enroller) HandleControl(ctx context.Context, t tenant.Tenant, c message
 		return err
 	}
 	req := store.ControlRequest{Tenant: t.Name, RequestID: c.RequestID, IdentityKey: key, Action: c.Action, IssuedAt: c.IssuedAt.UTC()}
-	claim, outcome, err := e.Store.ClaimControl(ctx, req, controlHold, 2*maxAge)
+	claim, outcome, err := e.Store.ClaimControl(ctx, req, controlHold, 2*maxAge+controlHold)
 	switch {
 	case err != nil:
 		return err

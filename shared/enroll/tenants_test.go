@@ -121,6 +121,19 @@ func TestTenantsControlPath(t *testing.T) {
 		t.Fatalf("globex's mirror of ann's calendar followed acme's unenroll: %+v", c)
 	}
 
+	// A request claimed 20 minutes ago whose first attempt failed half way
+	// (Pub/Sub's backoff brings it back late): judged by its record (here:
+	// an identity never enrolled), not refused for its age.
+	issued := time.Now().Add(-20 * time.Minute).UTC()
+	cyKey := store.Grant{AuthMode: store.AuthDelegation, Subject: "cy@globex.test"}.IdentityKey()
+	if claim, _, err := v.st.ClaimControl(v.ctx, store.ControlRequest{Tenant: "globex", RequestID: "r-retried", IdentityKey: cyKey,
+		Action: messages.ActionResync, IssuedAt: issued}, time.Millisecond, time.Hour); err != nil || claim != store.ClaimGo {
+		t.Fatal(claim, err)
+	}
+	time.Sleep(5 * time.Millisecond) // its hold over: the worker that claimed it died
+	_, err = send(globex, issued, "r-retried", `"action":"resync","subject":"cy@globex.test"`)
+	refused("a late redelivery of a claimed request", err, messages.ReasonUnknownIdentity)
+
 	// Another message of the identity being applied: this one waits.
 	if _, _, err := v.st.ClaimControl(v.ctx, store.ControlRequest{Tenant: "globex", RequestID: "held", IdentityKey: bobKey,
 		Action: messages.ActionResync, IssuedAt: time.Now().UTC()}, time.Minute, time.Hour); err != nil {
@@ -156,7 +169,7 @@ func TestTenantsControlPath(t *testing.T) {
 		rejected[m.Control.RequestID] = m.Tenant + "/" + m.Reason
 	}
 	for id, want := range map[string]string{"r-bob": "acme/outside_tenant", "r-ann": "globex/other_tenant", "r-oauth": "acme/outside_tenant",
-		"r-old": "acme/stale_request", "r-late-enroll": "acme/superseded"} {
+		"r-old": "acme/stale_request", "r-late-enroll": "acme/superseded", "r-retried": "globex/unknown_identity"} {
 		if rejected[id] != want {
 			t.Errorf("control.rejected %s: %q, want %q", id, rejected[id], want)
 		}

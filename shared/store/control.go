@@ -62,6 +62,21 @@ const (
 	ClaimBusy                    // another control message of the identity is being applied: try again later
 )
 
+// ControlSeen reports whether a tenant's request id was claimed before
+// (and its outcome: "" while it is applied).
+func (s *Store) ControlSeen(ctx context.Context, tenantName, requestID string) (seen bool, outcome string, err error) {
+	snap, err := s.Client.Collection(CollControlRequests).Doc(ControlRequestKey(tenantName, requestID)).Get(ctx)
+	if isNotFound(err) {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	o, _ := snap.DataAt("outcome")
+	outcome, _ = o.(string)
+	return true, outcome, nil
+}
+
 // ClaimControl records r as the identity's control message being applied,
 // unless it was done before, a later one was claimed, or another is in
 // flight. hold bounds the claim (a dead worker's), keep how long the
