@@ -144,7 +144,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer os.Remove(f.stateFile)
 	}
-	if err := seedWorkspace(ctx, st); err != nil {
+	if err := seedWorkspace(ctx, st); err != nil && ctx.Err() == nil { // else: stopped meanwhile
 		return fmt.Errorf("demo tenants' Workspace: %w", err)
 	}
 	printEndpoints(stdout, st, f.stateFile)

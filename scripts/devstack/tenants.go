@@ -57,7 +57,7 @@ func seedWorkspace(ctx context.Context, st *stack.Stack) error {
 func printControl(w io.Writer, st *stack.Stack, stateFile string) {
 	fmt.Fprintf(w, "Tenants (control topic -> push subscription to the SyncWorker; may enroll); answers and transitions on %s:\n", st.LifecycleTopic)
 	for _, tc := range st.Tenants {
-		may := "anyone (the operator's)"
+		may := "anyone: the operator's"
 		if tc.Name != tenant.Default {
 			may = strings.Join(append(tc.Domains, tc.Subjects...), ", ")
 			if tc.OAuth {

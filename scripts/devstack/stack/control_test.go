@@ -103,7 +103,7 @@ func TestControlTopicsPushToTheSyncWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	acmeSub := pubsubx.SubscriptionName(project, "ctl-acme-push")
-	waitFor(t, 30*time.Second, "the control message at the SyncWorker, and the notification acked", func() bool {
+	waitFor(t, 30*time.Second, "control message at the SyncWorker and acked notification", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(bySub[acmeSub]) == 1 && len(s.Notifications()) == 1 && s.PendingNotifications() == 0
