@@ -1,4 +1,4 @@
-// Package calsync registers the three Cloud Functions entry points. Google's Go
+// Package calsync registers the four Cloud Functions entry points. Google's Go
 // buildpack builds the package at the root of the upload, so this is the one
 // file there; the work lives in functions/*.
 package calsync
@@ -6,6 +6,7 @@ package calsync
 import (
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
+	"github.com/calsync/calsync/functions/connect"
 	"github.com/calsync/calsync/functions/renewchannels"
 	"github.com/calsync/calsync/functions/syncworker"
 	"github.com/calsync/calsync/functions/webhook"
@@ -16,4 +17,5 @@ func init() {
 	functions.HTTP("Webhook", webhook.Handle)
 	functions.HTTP("RenewChannels", renewchannels.Handle)
 	functions.HTTP("SyncWorker", syncworker.Handle)
+	functions.HTTP("Connect", connect.Handle)
 }

@@ -90,15 +90,27 @@ resource "google_firestore_field" "channels_expire_at_ttl" {
   index_config {}
 }
 
-# TTL: the control-request records (collection controlRequests) by
-# which the SyncWorker answers a control message delivered twice only once
-# expire at their expireAt, set past the window in which an old message is
-# still accepted (CONTROL_MAX_AGE), so they do not pile up. Not queried:
-# no single-field indexes, as for channels.
+# TTL: the control path's records (shared/store control.go) expire at
+# their expireAt, set past the window in which an old message is still
+# accepted (CONTROL_MAX_AGE), so they do not pile up: controlRequests (a
+# control message delivered twice is done once) and controlOrder (per
+# identity, the last message applied and the one being applied). Not
+# queried: no single-field indexes, as for channels.
 resource "google_firestore_field" "control_requests_expire_at_ttl" {
   project    = var.project_id
   database   = google_firestore_database.this.name
   collection = "controlRequests"
+  field      = "expireAt"
+
+  ttl_config {}
+
+  index_config {}
+}
+
+resource "google_firestore_field" "control_order_expire_at_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.this.name
+  collection = "controlOrder"
   field      = "expireAt"
 
   ttl_config {}

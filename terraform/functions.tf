@@ -11,6 +11,7 @@
 # package imports shared/testing; add a package here when the build needs it.
 locals {
   source_packages = [
+    "functions/connect",
     "functions/renewchannels",
     "functions/syncworker",
     "functions/webhook",
@@ -19,11 +20,13 @@ locals {
     "shared/channels",
     "shared/channeltoken",
     "shared/config",
+    "shared/connectlink",
     "shared/credentials",
     "shared/enroll",
     "shared/lifecycle",
     "shared/logging",
     "shared/messages",
+    "shared/oauthgrant",
     "shared/pubsubx",
     "shared/renewer",
     "shared/sealed",

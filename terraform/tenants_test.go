@@ -15,6 +15,8 @@ import (
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
+
+	"github.com/calsync/calsync/shared/store"
 )
 
 // Tenants, the lifecycle topic and consumers (issue 23): what the SyncWorker
@@ -534,24 +536,27 @@ func TestConsumerSubscriptions(t *testing.T) {
 	}
 }
 
-// The control-request records expire (TTL on controlRequests.expireAt),
-// like stopped channels, without single-field indexes.
+// The control path's records expire (TTL on expireAt of controlRequests
+// and controlOrder), like stopped channels, without single-field indexes.
 func TestControlRequestsTTL(t *testing.T) {
 	m := loadModule(t)
-	found := false
+	found := map[string]bool{}
 	for _, f := range m.resources("resource", "google_firestore_field") {
-		if f.raw("collection") != `"controlRequests"` {
+		coll := strings.Trim(f.raw("collection"), `"`)
+		if coll != store.CollControlRequests && coll != store.CollControlOrder {
 			continue
 		}
-		found = true
+		found[coll] = true
 		_, ttl := f.child("ttl_config")
 		ic, idx := f.child("index_config")
 		if f.raw("field") != `"expireAt"` || !ttl || !idx || len(ic.Body.Attributes)+len(ic.Body.Blocks) != 0 {
 			t.Errorf("%s: want field expireAt with ttl_config {} and an empty index_config", f.addr())
 		}
 	}
-	if !found {
-		t.Error("no google_firestore_field for collection controlRequests: its records would pile up")
+	for _, coll := range []string{store.CollControlRequests, store.CollControlOrder} {
+		if !found[coll] {
+			t.Errorf("no google_firestore_field for collection %s: its records would pile up", coll)
+		}
 	}
 }
 

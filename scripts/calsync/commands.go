@@ -18,6 +18,7 @@ import (
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/renewer"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/tenant"
 )
 
 func cmdWatch(ctx context.Context, c *cli, args []string) error {
@@ -177,6 +178,7 @@ const unwatchReason = "unwatched by an operator"
 func cmdUnwatch(ctx context.Context, c *cli, args []string) error {
 	fs := c.flagSet("unwatch")
 	calID := fs.String("calendar", "", "calendar id to stop watching (required)")
+	tenantName := fs.String("tenant", tenant.Default, "the tenant whose mirror of the calendar it is")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -194,7 +196,7 @@ func cmdUnwatch(ctx context.Context, c *cli, args []string) error {
 		if err != nil {
 			return err
 		}
-		key := store.CalendarKey(*calID)
+		key := store.CalendarKeyIn(*tenantName, *calID)
 		cal, err := st.GetCalendar(ctx, key)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
@@ -217,7 +219,7 @@ func cmdUnwatch(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	key := store.CalendarKey(*calID)
+	key := store.CalendarKeyIn(*tenantName, *calID)
 	cal, err := r.Store.GetCalendar(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("calendar %s is not registered", *calID)
@@ -329,6 +331,7 @@ func when(t time.Time, zero string) string {
 func cmdResync(ctx context.Context, c *cli, args []string) error {
 	fs := c.flagSet("resync")
 	calID := fs.String("calendar", "", "calendar id to sync")
+	tenantName := fs.String("tenant", tenant.Default, "the tenant whose mirror of the calendar it is")
 	all := fs.Bool("all", false, "every active calendar")
 	full := fs.Bool("full", false, "full resync: drop the sync token and list everything again")
 	if err := c.parse(fs, args); err != nil {
@@ -369,7 +372,7 @@ func cmdResync(ctx context.Context, c *cli, args []string) error {
 		}
 		sort.Strings(keys)
 	} else {
-		key := store.CalendarKey(*calID)
+		key := store.CalendarKeyIn(*tenantName, *calID)
 		cal, err := st.GetCalendar(ctx, key)
 		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("calendar %s is not registered (watch it first)", *calID)

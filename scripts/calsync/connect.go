@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
@@ -14,7 +13,6 @@ import (
 	"net/http"
 	"os/exec"
 	"runtime"
-	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -22,6 +20,7 @@ import (
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/credentials"
+	"github.com/calsync/calsync/shared/oauthgrant"
 )
 
 // connectOptions drive the OAuth loopback flow.
@@ -104,7 +103,7 @@ func connectFlow(ctx context.Context, o connectOptions) (connectResult, error) {
 	go srv.Serve(ln)
 	defer srv.Close()
 
-	opts := []oauth2.AuthCodeOption{oauth2.AccessTypeOffline, oauth2.ApprovalForce, oauth2.S256ChallengeOption(verifier)}
+	opts := oauthgrant.AuthOptions(verifier)
 	if o.LoginHint != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", o.LoginHint))
 	}
@@ -138,52 +137,14 @@ func connectFlow(ctx context.Context, o connectOptions) (connectResult, error) {
 	if a.err != nil {
 		return res, a.err
 	}
-	tok, err := cfg.Exchange(ctx, a.code, oauth2.VerifierOption(verifier))
-	if err != nil {
-		return res, fmt.Errorf("exchange the code: %w", err)
-	}
-	if tok.RefreshToken == "" {
+	g, err := oauthgrant.Exchange(ctx, &cfg, a.code, verifier)
+	if errors.Is(err, oauthgrant.ErrNoRefreshToken) {
 		return res, errors.New("no refresh token in the answer (remove the app's access in the Google account and connect again)")
 	}
-	// Granular consent: the user may have unticked a scope; such a grant
-	// would only ever answer 403, so it is refused here, not stored.
-	granted, _ := tok.Extra("scope").(string)
-	scopes, err := calclient.CheckScopes(granted)
 	if err != nil {
 		return res, err
 	}
-	email, err := idTokenEmail(tok)
-	if err != nil {
-		return res, err
-	}
-	return connectResult{Email: email, RefreshToken: tok.RefreshToken, Scopes: scopes}, nil
-}
-
-// idTokenEmail reads the verified email of the ID token the token endpoint
-// returned with the scopes openid and email. It came straight from Google's
-// token endpoint over TLS, so, as Google's OpenID Connect guide says, its
-// signature need not be checked.
-func idTokenEmail(tok *oauth2.Token) (string, error) {
-	raw, _ := tok.Extra("id_token").(string)
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return "", errors.New("no ID token in the answer: the OAuth client must allow the scopes openid and email")
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return "", fmt.Errorf("ID token: %w", err)
-	}
-	var claims struct {
-		Email    string `json:"email"`
-		Verified bool   `json:"email_verified"`
-	}
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		return "", fmt.Errorf("ID token: %w", err)
-	}
-	if claims.Email == "" || !claims.Verified {
-		return "", errors.New("the ID token has no verified email")
-	}
-	return claims.Email, nil
+	return connectResult{Email: g.Email, RefreshToken: g.RefreshToken, Scopes: g.Scopes}, nil
 }
 
 func randomString() string {

@@ -20,6 +20,7 @@ const usage = `usage: calsync <command> [flags]
 
 commands:
   connect   authorize a user (OAuth loopback flow) and store the refresh token sealed to the public key
+  connect-link  print a connect link for a tenant's user (what a product's backend makes with shared/connectlink)
   watch     register a calendar, create its push channel, ask for its first full sync
   unwatch   stop watching a calendar (status unwatched, channels stopped)
   enroll    follow an identity's calendar list (--subject or --credential), or a Workspace domain's users and rooms (--domain)
@@ -68,6 +69,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	cmds := map[string]func(context.Context, *cli, []string) error{
 		"connect":             cmdConnect,
+		"connect-link":        cmdConnectLink,
 		"watch":               cmdWatch,
 		"unwatch":             cmdUnwatch,
 		"enroll":              cmdEnroll,

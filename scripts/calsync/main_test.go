@@ -147,7 +147,7 @@ func newStack(t *testing.T) *stack {
 	fsHost := testenv.Firestore(t)
 	psHost := testenv.PubSub(t)
 	project := testenv.ProjectID(t)
-	emu, base := calendaremu.Start(t, calendaremu.Options{})
+	emu, base := calendaremu.Start(t, calendaremu.Options{AutoApprove: true}) // connect runs without a browser
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
 	t.Cleanup(hook.Close)
 	ps, err := pubsubx.NewClient(ctx, project, psHost)
@@ -300,7 +300,7 @@ func TestConnectRefusesPartialConsent(t *testing.T) {
 // arriving after it, completes the flow.
 func TestConnectFlowIgnoresForeignState(t *testing.T) {
 	ctx := context.Background()
-	emu, base := calendaremu.Start(t, calendaremu.Options{})
+	emu, base := calendaremu.Start(t, calendaremu.Options{AutoApprove: true}) // connect runs without a browser
 	if err := emu.CreateUser("bob@x.test", ""); err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/calsync/calsync/shared/logging"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/renewer"
+	"github.com/calsync/calsync/shared/sealed"
 	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/syncer"
 )
@@ -30,7 +31,7 @@ import (
 // Config is what Build builds from: a function's config, or the CLI's
 // enrollment without channel keys.
 type Config interface {
-	config.Webhook | config.SyncWorker | config.RenewChannels | config.Enrollment
+	config.Webhook | config.SyncWorker | config.RenewChannels | config.Enrollment | config.Connect
 }
 
 // PublishHold is how long a Webhook notification may wait to share a
@@ -58,6 +59,11 @@ type App struct {
 	// Changes on CHANGES_TOPIC with ordering (the SyncWorker's change feed).
 	Notifications Publisher
 	Changes       Publisher
+
+	// Controls publish on each tenant's control topic, by tenant name, and
+	// Seal is the deployment's public key (the Connect function).
+	Controls map[string]Publisher
+	Seal     *sealed.PublicKey
 
 	Syncer   *syncer.Syncer   // SyncWorker
 	Enroller *enroll.Enroller // SyncWorker, RenewChannels (Renewer.Enroll), Enrollment
@@ -122,6 +128,8 @@ func Build[C Config](ctx context.Context, cfg C, opts ...Option) (a *App, err er
 		err = a.renewChannels(ctx, c, s)
 	case config.Enrollment:
 		err = a.enrollment(ctx, c, s)
+	case config.Connect:
+		err = a.connect(ctx, c, s)
 	}
 	return a, err
 }
@@ -213,7 +221,7 @@ func (a *App) renewChannels(ctx context.Context, cfg config.RenewChannels, s set
 	a.Renewer = &renewer.Renewer{ProjectID: cfg.ProjectID, Store: a.Store, Access: a.Access, Channels: a.Channels,
 		Publisher: a.Notifications, RenewBefore: cfg.RenewBefore, ReconcileAfter: cfg.ReconcileAfter,
 		Concurrency: cfg.Concurrency, Logger: s.logger, PollInterval: cfg.PollInterval, PollMinInterval: cfg.PollMinInterval, NotFoundReprobe: cfg.NotFoundReprobe,
-		Enroll: a.Enroller, DirectorySyncInterval: cfg.DirectorySyncInterval}
+		Enroll: a.Enroller, DirectorySyncInterval: cfg.DirectorySyncInterval, RetainUnwatched: cfg.RetainUnwatched}
 	return nil
 }
 
@@ -225,19 +233,57 @@ func (a *App) enrollment(ctx context.Context, cfg config.Enrollment, s settings)
 	return nil
 }
 
-// clients opens what every engine needs: the store, the Calendar access on
-// it, and the notifications topic's publisher. It returns the Pub/Sub
-// client, for more publishers.
-func (a *App) clients(ctx context.Context, common config.Common, db config.Firestore, cal config.Calendar, notifications string, s settings) (*pubsub.Client, error) {
+// connect opens what the Connect function needs: the store (links and
+// consent sessions), the public key it seals users' tokens to, and a
+// publisher on each tenant's control topic. No Calendar access and no
+// private key: it is public.
+func (a *App) connect(ctx context.Context, cfg config.Connect, s settings) error {
+	if err := a.firestore(ctx, cfg.Common, cfg.Firestore, s); err != nil {
+		return err
+	}
+	vault, err := credentials.NewVault(cfg.Calendar, a.Store)
+	if err != nil {
+		return err
+	}
+	a.Seal = vault.Seal
+	tenants, err := cfg.TenantSet("")
+	if err != nil {
+		return err
+	}
+	ps, err := a.pubsub(ctx, cfg.ProjectID, s)
+	if err != nil {
+		return err
+	}
+	a.Controls = map[string]Publisher{}
+	for _, name := range tenants.Names() {
+		if t, _ := tenants.Get(name); t.ControlTopic != "" {
+			a.Controls[name] = a.publisher(pubsubx.NewPublisher(ps, t.ControlTopic, false), s)
+		}
+	}
+	return nil
+}
+
+// firestore opens the store (or uses the caller's client).
+func (a *App) firestore(ctx context.Context, common config.Common, db config.Firestore, s settings) error {
 	fs := s.fs
 	if fs == nil {
 		var err error
 		if fs, err = firestore.NewClientWithDatabase(ctx, common.ProjectID, db.FirestoreDatabase); err != nil {
-			return nil, fmt.Errorf("firestore: %w", err)
+			return fmt.Errorf("firestore: %w", err)
 		}
 		a.onClose(func() { fs.Close() })
 	}
 	a.Store = store.New(fs)
+	return nil
+}
+
+// clients opens what every engine needs: the store, the Calendar access on
+// it, and the notifications topic's publisher. It returns the Pub/Sub
+// client, for more publishers.
+func (a *App) clients(ctx context.Context, common config.Common, db config.Firestore, cal config.Calendar, notifications string, s settings) (*pubsub.Client, error) {
+	if err := a.firestore(ctx, common, db, s); err != nil {
+		return nil, err
+	}
 	access, err := credentials.NewAccess(cal, a.Store, s.logger)
 	if err != nil {
 		return nil, err
@@ -289,7 +335,7 @@ func (a *App) channels(keys, webhookURL string, ttl time.Duration, project, depl
 // enroller makes the enrollment engine on the clients made so far.
 func (a *App) enroller(cal config.Calendar, renewBefore time.Duration, concurrency int, s settings) {
 	a.Enroller = &enroll.Enroller{Store: a.Store, Calendars: a.Access.Calendars, Channels: a.Channels,
-		Requests: a.Notifications, Lifecycle: a.Access.Lifecycle, MaxCalendarsPerIdentity: cal.MaxCalendarsPerIdentity,
+		Requests: a.Notifications, Lifecycle: a.Access.Lifecycle, MaxCalendarsPerIdentity: cal.MaxCalendarsPerIdentity, Revoker: a.Access.Calendars,
 		Directory:   enroll.DirectoryClients{Tokens: a.Access.Calendars, Endpoint: cal.CalendarEndpoint},
 		RenewBefore: renewBefore, Concurrency: concurrency, Logger: s.logger}
 }

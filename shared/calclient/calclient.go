@@ -75,6 +75,8 @@ type Options struct {
 	Burst int
 	// OAuth is the client (id, secret, token URL) refreshing users' tokens.
 	OAuth *oauth2.Config
+	// RevokeURL is Google's token revocation endpoint (RevokeGrant).
+	RevokeURL string
 	// Tokens reads refresh tokens for oauth calendars.
 	Tokens RefreshTokens
 	// DelegationServiceAccount, when set, is the service account impersonated
@@ -122,6 +124,7 @@ func FromConfig(c config.Calendar, tokens RefreshTokens) Options {
 		DirectoryDelegationServiceAccount: c.DirectoryDelegationServiceAccount,
 		IAMEndpoint:                       c.IAMEndpoint,
 		Tenants:                           tenants(c),
+		RevokeURL:                         c.OAuthRevokeURL,
 	}
 }
 

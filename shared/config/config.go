@@ -126,6 +126,14 @@ func validTopic(name, v string) error {
 	return nil
 }
 
+// nonNegative: d is 0 (off) or more.
+func nonNegative(name string, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("%s must not be negative, got %s", name, d)
+	}
+	return nil
+}
+
 func positive(name string, d time.Duration) error {
 	if d <= 0 {
 		return fmt.Errorf("%s must be a positive duration, got %s", name, d)

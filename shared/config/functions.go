@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -43,6 +44,8 @@ type Calendar struct {
 	OAuthClientSecret   string `env:"OAUTH_CLIENT_SECRET"`
 	OAuthTokenURL       string `env:"OAUTH_TOKEN_URL, default=https://oauth2.googleapis.com/token"`
 	OAuthAuthURL        string `env:"OAUTH_AUTH_URL, default=https://accounts.google.com/o/oauth2/auth"`
+	// OAuthRevokeURL is where a disconnected user's grant is revoked.
+	OAuthRevokeURL string `env:"OAUTH_REVOKE_URL, default=https://oauth2.googleapis.com/revoke"`
 	// CalendarRateLimit is each user's calls a minute (Google's per-user
 	// quota: 600 unless Google raised it for the project; then this may go
 	// as high, up to the project's limit).
@@ -331,7 +334,10 @@ type RenewChannels struct {
 	RenewBefore time.Duration `env:"RENEW_BEFORE, default=26h"`
 	// ReconcileAfter asks for a sync of calendars quiet for this long.
 	ReconcileAfter time.Duration `env:"RECONCILE_AFTER, default=6h"`
-	Concurrency    int           `env:"RENEW_CONCURRENCY, default=8"`
+	// RetainUnwatched: an unwatched calendar's mirror is purged this long
+	// after its last sync (0: kept for ever).
+	RetainUnwatched time.Duration `env:"RETAIN_UNWATCHED_MIRRORS, default=720h"`
+	Concurrency     int           `env:"RENEW_CONCURRENCY, default=8"`
 	// Deployment names this deployment in its channel ids, with the
 	// project: Google wants channel ids unique per Google Cloud project,
 	// and two deployments may share one (Terraform's name prefix).
@@ -363,6 +369,7 @@ type RenewChannels struct {
 // Validate reports every problem with the RenewChannels config.
 func (c RenewChannels) Validate() error {
 	errs := []error{
+		nonNegative("RETAIN_UNWATCHED_MIRRORS", c.RetainUnwatched),
 		c.Common.validate(), c.Calendar.Validate(),
 		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic),
 		validKeys("CHANNEL_TOKEN_KEYS", c.ChannelTokenKeys),
@@ -459,6 +466,79 @@ type Enrollment struct {
 
 // Validate reports every problem with the Enrollment config: the Calendar
 // settings as ValidateEnrollment checks them (no credential key required).
+// Connect configures the Connect function (functions/connect): public
+// pages, so it holds no private key: it seals users' refresh tokens to
+// CREDENTIAL_PUBLIC_KEY and hands them to the SyncWorker on the tenant's
+// control topic.
+type Connect struct {
+	Common
+	Firestore
+	Calendar
+	// ConnectURL is the function's public base URL: Google sends users
+	// back to ConnectURL + "/callback" (an authorised redirect URI of the
+	// web OAuth client).
+	ConnectURL string `env:"CONNECT_URL, required"`
+	// ConnectLinkKeys are the tenants' connect-link keys: a JSON object
+	// {"tenant": "KEYID:BASE64[,KEYID:BASE64]"} (32 bytes or more each; the
+	// tenant's backend signs with one, every one listed verifies).
+	ConnectLinkKeys string `env:"CONNECT_LINK_KEYS, required"`
+}
+
+// LinkKeys parses CONNECT_LINK_KEYS: per tenant, key id to secret.
+func (c Connect) LinkKeys() (map[string]map[string][]byte, error) {
+	var raw map[string]string
+	if err := json.Unmarshal([]byte(c.ConnectLinkKeys), &raw); err != nil {
+		return nil, errors.New("CONNECT_LINK_KEYS is not a JSON object of tenant to key list")
+	}
+	out := map[string]map[string][]byte{}
+	for tenantName, list := range raw {
+		keys, err := ParseKeys(list)
+		if err != nil {
+			return nil, fmt.Errorf("CONNECT_LINK_KEYS[%s]: %w", tenantName, err)
+		}
+		out[tenantName] = map[string][]byte{}
+		for _, k := range keys {
+			if len(k.Material) < 32 {
+				return nil, fmt.Errorf("CONNECT_LINK_KEYS[%s]: key %s is shorter than 32 bytes", tenantName, k.ID)
+			}
+			out[tenantName][k.ID] = k.Material
+		}
+	}
+	return out, nil
+}
+
+// SigningLinkKey is the key a tenant's links are signed with: the first of
+// its CONNECT_LINK_KEYS.
+func (c Connect) SigningLinkKey(tenantName string) (Key, error) {
+	var raw map[string]string
+	if err := json.Unmarshal([]byte(c.ConnectLinkKeys), &raw); err != nil {
+		return Key{}, errors.New("CONNECT_LINK_KEYS is not a JSON object of tenant to key list")
+	}
+	keys, err := ParseKeys(raw[tenantName])
+	if err != nil || len(keys) == 0 || len(keys[0].Material) < 32 {
+		return Key{}, fmt.Errorf("CONNECT_LINK_KEYS has no key of 32 bytes or more for tenant %s", tenantName)
+	}
+	return keys[0], nil
+}
+
+// Validate reports every problem with the Connect config.
+func (c Connect) Validate() error {
+	errs := []error{c.Common.validate(), c.Calendar.ValidateEnrollment(), secureURL("CONNECT_URL", c.ConnectURL)}
+	if _, err := c.LinkKeys(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.CredentialPublicKey == "" {
+		errs = append(errs, errors.New("CREDENTIAL_PUBLIC_KEY must be set: Connect seals users' refresh tokens to it"))
+	}
+	if c.CredentialPrivateKeys != "" || c.CredentialKeys != "" {
+		errs = append(errs, errors.New("CREDENTIAL_PRIVATE_KEYS and CREDENTIAL_KEYS must not be given to Connect: a public function never holds the keys that open users' tokens"))
+	}
+	if c.OAuthClientID == "" || c.OAuthClientSecret == "" {
+		errs = append(errs, errors.New("OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET (a web OAuth client) must be set"))
+	}
+	return errors.Join(errs...)
+}
+
 func (c Enrollment) Validate() error {
 	return errors.Join(c.Common.validate(), c.Calendar.ValidateEnrollment(),
 		validTopic("NOTIFICATIONS_TOPIC", c.NotificationsTopic), positive("RENEW_BEFORE", c.RenewBefore))

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/calsync/calsync/shared/sealed"
 	"github.com/calsync/calsync/shared/store"
 )
 
@@ -15,17 +17,19 @@ import (
 var (
 	// ErrCredentialTaken: the credential id already holds another grant.
 	ErrCredentialTaken = errors.New("credentials: the credential id holds another sealed token")
-	// ErrCredentialRevoked: the credential id's grant was revoked; a new
-	// grant needs a new id.
-	ErrCredentialRevoked = errors.New("credentials: the credential was revoked; a new grant needs a new credential id")
+	// ErrCredentialRevoked: the credential id's grant was revoked and the
+	// same box came again; a new grant of the same user (a reconnect)
+	// replaces it.
+	ErrCredentialRevoked = errors.New("credentials: the credential was revoked; send the user's new grant (a reconnect)")
 )
 
 // AddSealed stores a box a product backend sealed (a control message's
 // enroll), after checking that it opens with this deployment's keys for
 // that credential id, so a box that can never be used is refused before
 // anything is written. Storing the same box again is a no-op (Pub/Sub may
-// deliver the message twice); another box under the same id is
-// ErrCredentialTaken. With Granted set, the grant's scopes are checked first
+// deliver the message twice); another box under the same id is the same
+// user's new grant (a reconnect: subject equal to the stored one, case
+// folded) which replaces the old one, or ErrCredentialTaken. With Granted set, the grant's scopes are checked first
 // (calclient.ErrScopesMissing) and recorded. created says whether this call
 // stored it. The refresh token is never kept, logged or returned.
 func (s *Vault) AddSealed(ctx context.Context, id, subject, box string) (created bool, err error) {
@@ -41,6 +45,11 @@ func (s *Vault) AddSealed(ctx context.Context, id, subject, box string) (created
 	if c, gerr := s.Store.GetCredential(ctx, id); !errors.Is(gerr, store.ErrNotFound) {
 		if gerr != nil {
 			return false, gerr
+		}
+		if c.Sealed != box && subject != "" && strings.EqualFold(c.Subject, subject) {
+			// The same user's new grant (a reconnect): it replaces the old
+			// one, dead or alive, once Google confirms its scopes.
+			return false, s.replace(ctx, id, box, string(pt))
 		}
 		return false, stored(c, id, box)
 	}
@@ -61,6 +70,22 @@ func (s *Vault) AddSealed(ctx context.Context, id, subject, box string) (created
 		return false, gerr
 	}
 	return false, stored(c, id, box)
+}
+
+// replace stores a new grant of a stored credential's user under its id.
+func (s *Vault) replace(ctx context.Context, id, box, refreshToken string) error {
+	var scopes []string
+	if s.Granted != nil {
+		var err error
+		if scopes, err = s.Granted(ctx, refreshToken); err != nil {
+			return fmt.Errorf("credentials: grant of %s: %w", id, err)
+		}
+	}
+	keyID, err := sealed.KeyID(box)
+	if err != nil {
+		return fmt.Errorf("credentials: %w", err)
+	}
+	return s.Store.ReplaceCredential(ctx, id, box, keyID, scopes)
 }
 
 // stored answers for a credential id already stored: the same box is a

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/firestore"
 	"github.com/google/uuid"
+	"golang.org/x/oauth2"
 
 	"github.com/calsync/calsync/shared/calclient"
 	"github.com/calsync/calsync/shared/credentials"
@@ -171,5 +173,107 @@ func TestControlChecksGrantedScopes(t *testing.T) {
 	}
 	if c, err := v.st.GetCredential(v.ctx, id); err != nil || !slices.Equal(c.Scopes, calclient.ConnectScopes) {
 		t.Fatalf("stored scopes %q, want %q (%v)", c.Scopes, calclient.ConnectScopes, err)
+	}
+}
+
+// Disconnect: an OAuth user is unenrolled, their grant revoked at Google
+// (its refresh token stops working there) and its credential deleted; a
+// redelivery of the request is done once, and a second disconnect of the
+// gone identity changes nothing.
+func TestDisconnect(t *testing.T) {
+	v := newEnv(t)
+	tok := v.emu.IssueToken("erin@gmail.test")
+	credID := credentials.NewID()
+	if err := v.control(t, `{"version":1,`+fresh()+`"action":"enroll","credentialId":"`+credID+`","sealedRefreshToken":"`+
+		mustSeal(t, v, credID, tok.RefreshToken)+`","email":"erin@gmail.test"}`); err != nil {
+		t.Fatal(err)
+	}
+	key := store.Grant{AuthMode: store.AuthOAuth, CredentialID: credID}.IdentityKey()
+	if err := v.control(t, `{"version":1,`+fresh()+`"action":"disconnect","credentialId":"`+credID+`"}`); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := v.st.GetIdentity(v.ctx, key); err != nil || id.Status != store.StatusUnenrolled {
+		t.Fatalf("identity after disconnect: %+v %v", id, err)
+	}
+	if _, err := v.st.GetCredential(v.ctx, credID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("credential after disconnect: %v", err)
+	}
+	if c := v.calendars()["erin@gmail.test"]; c.Status != store.StatusUnwatched {
+		t.Fatalf("calendar after disconnect: %+v", c)
+	}
+	// Google no longer honours the refresh token.
+	cfg := oauth2.Config{ClientID: "cid", ClientSecret: "secret", Endpoint: oauth2.Endpoint{TokenURL: v.base + "/token", AuthStyle: oauth2.AuthStyleInParams}}
+	if _, err := cfg.TokenSource(v.ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
+		t.Fatal("the refresh token still works at Google after disconnect")
+	}
+	if u := v.ann.Of(messages.LifecycleIdentityUnenrolled); len(u) != 1 || u[0].IdentityKey != key {
+		t.Fatalf("identity.unenrolled: %+v", u)
+	}
+	if err := v.control(t, `{"version":1,`+fresh()+`"action":"disconnect","credentialId":"`+credID+`"}`); err != nil {
+		t.Fatalf("a second disconnect: %v", err)
+	}
+}
+
+// Reconnect: a user whose grant was revoked connects again. The new grant,
+// sealed under the same credential id for the same user, replaces the dead
+// one: the identity and its calendar are active again, and the calendar,
+// which kept its sync token, catches up incrementally (no full resync).
+func TestReconnect(t *testing.T) {
+	v := newEnv(t)
+	const user = "fay@gmail.test"
+	tok := v.emu.IssueToken(user)
+	credID := credentials.NewID()
+	enrollWith := func(refresh string) error {
+		return v.control(t, `{"version":1,`+fresh()+`"action":"enroll","credentialId":"`+credID+`","sealedRefreshToken":"`+
+			mustSeal(t, v, credID, refresh)+`","email":"`+user+`"}`)
+	}
+	if err := enrollWith(tok.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	key := store.Grant{AuthMode: store.AuthOAuth, CredentialID: credID}.IdentityKey()
+	calKey := store.CalendarKey(user)
+	// The calendar was synced once: it has a token.
+	if _, err := v.st.CalendarRef(calKey).Update(v.ctx, []firestore.Update{{Path: "syncToken", Value: "tok-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The user revokes calsync's access at Google; the next listing meets it.
+	if err := v.emu.RevokeGrant(user); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.e.Discover(v.ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := v.st.GetIdentity(v.ctx, key); id.Status != store.StatusAuthRevoked {
+		t.Fatalf("identity after the revocation: %s", id.Status)
+	}
+	if p := v.ann.Of(messages.LifecycleIdentityAuthProblem); len(p) != 1 || p[0].UserAction != messages.UserReconnect {
+		t.Fatalf("identity.auth_problem: %+v", p)
+	}
+
+	// The same box again is still dead; the user's new grant reconnects.
+	v.req.reset()
+	if err := v.control(t, `{"version":1,`+fresh()+`"action":"enroll","credentialId":"`+credID+`"}`); messages.InvalidReason(err) != messages.ReasonRevokedCredential {
+		t.Fatalf("enroll of the dead credential: %v", err)
+	}
+	if err := enrollWith(v.emu.IssueToken(user).RefreshToken); err != nil {
+		t.Fatalf("reconnect: %v", err)
+	}
+	if id, _ := v.st.GetIdentity(v.ctx, key); id.Status != store.StatusActive {
+		t.Fatalf("identity after the reconnect: %s", id.Status)
+	}
+	if cr, _ := v.st.GetCredential(v.ctx, credID); cr.Status != store.CredentialActive || !cr.RevokedAt.IsZero() {
+		t.Fatalf("credential after the reconnect: %+v", cr)
+	}
+	c := v.calendars()[user]
+	if c.Status != store.StatusActive || c.SyncToken != "tok-1" {
+		t.Fatalf("calendar after the reconnect: %+v", c)
+	}
+	if st := v.req.states()[calKey]; len(st) != 1 || st[0] != messages.StateReconcile {
+		t.Fatalf("sync asked after the reconnect: %v, want one incremental (reconcile)", st)
+	}
+	// Another user's grant under that id is still refused.
+	if err := v.control(t, `{"version":1,`+fresh()+`"action":"enroll","credentialId":"`+credID+`","sealedRefreshToken":"`+
+		mustSeal(t, v, credID, v.emu.IssueToken("mallory@gmail.test").RefreshToken)+`","email":"mallory@gmail.test"}`); messages.InvalidReason(err) != messages.ReasonCredentialTaken {
+		t.Fatalf("another user's grant under the id: %v", err)
 	}
 }

@@ -72,6 +72,11 @@ type Enroller struct {
 	// enrolls (default DefaultMaxCalendarsPerIdentity): an OAuth end user
 	// controls that list, and each calendar costs channels and syncs.
 	MaxCalendarsPerIdentity int
+	// Revoker revokes a disconnected user's grant at Google
+	// (calclient.Factory; nil: disconnect fails and is retried).
+	Revoker interface {
+		RevokeGrant(ctx context.Context, refreshToken string) error
+	}
 	// ControlMaxAge: control messages issued longer ago are refused
 	// (default DefaultControlMaxAge).
 	ControlMaxAge time.Duration
@@ -398,7 +403,14 @@ func (e *Enroller) follow(ctx context.Context, cals []store.Calendar, res *Resul
 				}
 			}
 		}
-		if err := e.ask(ctx, key, messages.StateFullResync); err != nil {
+		// A calendar followed again with its sync token (its grant was
+		// reconnected, its user came back) catches up incrementally; Google
+		// answers 410 if the token is too old, and the sync goes full then.
+		state := messages.StateFullResync
+		if c.SyncToken != "" {
+			state = messages.StateReconcile
+		}
+		if err := e.ask(ctx, key, state); err != nil {
 			res.Failed++
 			e.failure(ctx, "", key, "first_sync", err)
 		}

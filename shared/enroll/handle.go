@@ -184,6 +184,18 @@ func (e *Enroller) act(ctx context.Context, sp IdentitySpec, c messages.Control,
 			return nil, err
 		}
 		return e.UnenrollIdentity(ctx, key, c.DeleteMirror, "unenrolled by a control message")
+	case messages.ActionDisconnect:
+		id, err := e.Store.GetIdentity(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, invalid(messages.ReasonUnknownIdentity, "identity %s is not enrolled", key)
+		} else if err != nil {
+			return nil, err
+		}
+		r, err := e.UnenrollIdentity(ctx, key, c.DeleteMirror, "disconnected by a control message")
+		if err != nil || id.AuthMode != store.AuthOAuth {
+			return r, err // a Workspace user's delegation is the admin's to revoke
+		}
+		return r, e.revokeCredential(ctx, id.CredentialID, creds)
 	case messages.ActionResync:
 		id, err := e.Store.GetIdentity(ctx, key)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && id.Status != store.StatusActive) {
@@ -195,6 +207,33 @@ func (e *Enroller) act(ctx context.Context, sp IdentitySpec, c messages.Control,
 		return map[string]int{"calendars": n}, err
 	}
 	return nil, invalid(messages.ReasonUnknownAction, "action %q", c.Action)
+}
+
+// revokeCredential revokes a disconnected user's grant at Google and
+// deletes its credential. A grant Google revoked already is only deleted;
+// one deleted already (a redelivery) is done.
+func (e *Enroller) revokeCredential(ctx context.Context, credentialID string, creds *credentials.Vault) error {
+	if creds == nil || e.Revoker == nil {
+		return errors.New("enroll: no credential vault or revocation endpoint to disconnect with")
+	}
+	tok, err := creds.RefreshToken(ctx, credentialID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case calclient.IsAuthRevoked(err):
+	case err != nil:
+		return err
+	default:
+		if err := e.Revoker.RevokeGrant(ctx, tok); err != nil {
+			return err
+		}
+	}
+	if err := e.Store.DeleteCredential(ctx, credentialID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	e.log(ctx).InfoContext(ctx, "grant revoked at Google and credential deleted", logging.KeyEvent, logging.EventControl,
+		logging.KeyAction, messages.ActionDisconnect, logging.KeyCredentialID, credentialID)
+	return nil
 }
 
 // AnswerControl publishes the answer to tenant t's control message on the

@@ -139,7 +139,7 @@ func newEnv(t *testing.T, with ...func(*config.Calendar)) *env {
 	mgr := &channels.Manager{Store: st, Calendars: access.Calendars, Tokens: keys, WebhookURL: h.URL, TTL: time.Hour, Logger: logger}
 	access.Lifecycle.Stopper = mgr
 	req := &requests{}
-	e := &enroll.Enroller{Store: st, Calendars: access.Calendars, Channels: mgr, Requests: req, Lifecycle: access.Lifecycle,
+	e := &enroll.Enroller{Store: st, Calendars: access.Calendars, Channels: mgr, Requests: req, Lifecycle: access.Lifecycle, Revoker: access.Calendars,
 		Directory: enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: base}, RenewBefore: 10 * time.Minute, Logger: logger}
 	return &env{t: t, ctx: ctx, emu: emu, base: base, st: st, creds: access.Credentials, req: req, hook: h, logs: logs, e: e, ann: ann}
 }
@@ -149,7 +149,7 @@ func newEnv(t *testing.T, with ...func(*config.Calendar)) *env {
 func newAccess(t *testing.T, base string, st *store.Store, logger *slog.Logger, with ...func(*config.Calendar)) *credentials.Access {
 	t.Helper()
 	cfg := config.Calendar{CalendarEndpoint: base, CredentialPrivateKeys: privKeys,
-		OAuthClientID: "cid", OAuthClientSecret: "secret", OAuthTokenURL: base + "/token", CalendarRateLimit: 600}
+		OAuthClientID: "cid", OAuthClientSecret: "secret", OAuthTokenURL: base + "/token", OAuthRevokeURL: base + "/revoke", CalendarRateLimit: 600}
 	for _, f := range with {
 		f(&cfg)
 	}

@@ -66,15 +66,16 @@ func (o *Owner) announceAuthProblem(ctx context.Context, t Target, idKey, status
 		return
 	}
 	m.Type = messages.LifecycleIdentityAuthProblem
-	if t.Kind == KindIdentity {
-		m.Attribution = t.Identity.Attribution(t.Key)
-	} else {
-		m.Attribution = t.Calendar.Attribution()
-		if t.Calendar.EnrolledBy != idKey {
-			m.ExternalID = ""
+	id := t.Identity
+	if t.Kind != KindIdentity {
+		// Met on a calendar: the identity says whose it is (a read only
+		// on a transition, which is rare).
+		var err error
+		if id, err = o.Store.GetIdentity(ctx, idKey); err != nil {
+			id = store.Identity{Tenant: t.Calendar.Tenant}
 		}
-		m.IdentityKey = idKey
 	}
+	m.Attribution = id.Attribution(idKey)
 	o.Announce(ctx, m)
 }
 

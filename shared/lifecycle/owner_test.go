@@ -12,7 +12,9 @@ import (
 
 	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/logging"
+	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/testing/syncertest"
 	"github.com/calsync/calsync/shared/testing/testenv"
 	"github.com/calsync/calsync/shared/testing/testlog"
 )
@@ -43,7 +45,7 @@ func TestRevokedGrant(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	idX := store.Identity{AuthMode: store.AuthOAuth, CredentialID: "credX"}
+	idX := store.Identity{AuthMode: store.AuthOAuth, CredentialID: "credX", Tenant: "acme", ExternalID: "user-x"}
 	idKey, _, err := lifecycle.EnrollIdentity(ctx, st, idX)
 	if err != nil {
 		t.Fatal(err)
@@ -65,9 +67,11 @@ func TestRevokedGrant(t *testing.T) {
 	}
 	logs := &testlog.Buffer{}
 	stopper := &stopRecorder{}
-	o := &lifecycle.Owner{Store: st, Stopper: stopper, Logger: logging.New(logs, slog.LevelDebug)}
+	ann := &syncertest.Announcements{}
+	o := &lifecycle.Owner{Store: st, Stopper: stopper, Logger: logging.New(logs, slog.LevelDebug), Announcer: ann}
 	// The SyncWorker meets it on a calendar, then an enrollment on the
-	// identity's list: still one line.
+	// identity's list: still one line, and one lifecycle message that tells
+	// the identity's tenant its user must reconnect.
 	res, err := o.Report(ctx, lifecycle.Calendar(store.CalendarKey("x1"), regs[0]), lifecycle.OpEventsList, revokedErr())
 	if err != nil || res.Effect != lifecycle.EffectRevoke || res.Next != lifecycle.Skip || !res.Changed {
 		t.Fatalf("first report: %+v %v", res, err)
@@ -80,6 +84,13 @@ func TestRevokedGrant(t *testing.T) {
 	}
 	if n := logs.Count("ERROR", logging.EventAuthRevoked); n != 1 || len(logs.Lines()) != 1 {
 		t.Errorf("want exactly one line, an ERROR auth_revoked; got %d of %d:\n%s", n, len(logs.Lines()), logs.String())
+	}
+	if ann.Err != nil {
+		t.Fatal(ann.Err)
+	}
+	if p := ann.Of(messages.LifecycleIdentityAuthProblem); len(p) != 1 || p[0].IdentityKey != idKey || p[0].Tenant != "acme" ||
+		p[0].ExternalID != "user-x" || p[0].Reason != store.StatusAuthRevoked || p[0].UserAction != messages.UserReconnect {
+		t.Errorf("identity.auth_problem: %+v, want one for %s (acme, user-x) to reconnect", p, idKey)
 	}
 	for _, c := range regs {
 		got, err := st.GetCalendar(ctx, store.CalendarKey(c.CalendarID))

@@ -139,6 +139,7 @@ const (
 	EventCalendarBack           = "calendar_back"   // RenewChannels: a not_found calendar answered again: active
 	EventPollRun                = "poll_run"        // RenewChannels ?mode=poll: summary
 	EventMirrorPurged           = "mirror_purged"   // SyncWorker: an unenrolled calendar's mirror deleted
+	EventMirrorExpired          = "mirror_expired"  // RenewChannels: an unwatched calendar's mirror past RETAIN_UNWATCHED_MIRRORS: purge asked
 	EventInvalidControl         = "invalid_control" // SyncWorker: a control message refused, acknowledged, nothing changed (ERROR)
 	EventControl                = "control"         // SyncWorker: a control message done
 	EventDiscovery              = "discovery"       // an identity's calendar list applied (enrolled, unenrolled)
@@ -153,4 +154,5 @@ const (
 	EventDirectoryForbidden     = "directory_forbidden"      // shared/lifecycle: a domain's admin may not read its directory (403 forbidden): the domain's status (ERROR)
 	EventDomainBack             = "domain_back"              // shared/lifecycle: a refused domain's directory read again: active
 	EventLifecyclePublishFailed = "lifecycle_publish_failed" // a lifecycle message could not be published; its transition is recorded (ERROR, alerted)
+	EventConnect                = "connect"                  // Connect: a step of an end user's connect link (outcome: connected, denied, error, bad_link, link_used, unavailable)
 )

@@ -89,6 +89,10 @@ const (
 	ActionEnroll   = "enroll"
 	ActionUnenroll = "unenroll"
 	ActionResync   = "resync"
+	// ActionDisconnect is unenroll, and the user's OAuth grant revoked at
+	// Google and its credential deleted (a Workspace user's delegation is
+	// the admin's: only unenrolled).
+	ActionDisconnect = "disconnect"
 )
 
 // Why a control message is invalid (the reason field of invalid_control
@@ -167,9 +171,9 @@ func ParseControl(data []byte) (Control, error) {
 		return invalid(ReasonUnsupportedVersion, "version %d (this deployment reads version %d)", c.Version, ControlVersion)
 	}
 	switch c.Action {
-	case ActionEnroll, ActionUnenroll, ActionResync:
+	case ActionEnroll, ActionUnenroll, ActionResync, ActionDisconnect:
 	default:
-		return invalid(ReasonUnknownAction, "action %q is not enroll, unenroll or resync", c.Action)
+		return invalid(ReasonUnknownAction, "action %q is not enroll, unenroll, resync or disconnect", c.Action)
 	}
 	if !printableID(c.RequestID) {
 		return invalid(ReasonBadRequestID, "requestId: required, 1 to %d printable characters", maxIDLen)
@@ -220,8 +224,8 @@ func ParseControl(data []byte) (Control, error) {
 	if (c.Filters != nil || c.DeleteMirrorOnRemove) && c.Action != ActionEnroll {
 		return invalid(ReasonBadOption, "filters and deleteMirrorOnRemove are for enroll only")
 	}
-	if c.DeleteMirror && c.Action != ActionUnenroll {
-		return invalid(ReasonBadOption, "deleteMirror is for unenroll only")
+	if c.DeleteMirror && c.Action != ActionUnenroll && c.Action != ActionDisconnect {
+		return invalid(ReasonBadOption, "deleteMirror is for unenroll and disconnect only")
 	}
 	if c.Full && c.Action != ActionResync {
 		return invalid(ReasonBadOption, "full is for resync only")

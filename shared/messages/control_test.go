@@ -23,6 +23,8 @@ var ControlAccepted = []string{
 	ctl(`"action":"enroll","subject":"ann@corp.example","filters":{"minAccessRole":"writer","primaryOnly":true,"include":["*@corp.example"],"exclude":["*#holiday@group.v.calendar.google.com"]},"deleteMirrorOnRemove":true`),
 	ctl(`"action":"enroll","credentialId":"` + goodCred + `","sealedRefreshToken":"sealed:v1:k1:AAAA:BBBB","email":"bob@gmail.com","externalId":"user-42"`),
 	ctl(`"action":"unenroll","subject":"ann@corp.example","deleteMirror":true`),
+	ctl(`"action":"disconnect","credentialId":"` + goodCred + `","deleteMirror":true`),
+	ctl(`"action":"disconnect","subject":"ann@corp.example"`),
 	ctl(`"action":"resync","credentialId":"` + goodCred + `","full":true`),
 	// Printable Unicode and spaces in the ids, 128 characters, an offset and
 	// nanoseconds in the time.
@@ -79,6 +81,8 @@ var ControlRefused = []struct {
 	{"issuedAt with an offset of 24 hours", `{"version":1,"requestId":"r","issuedAt":"2026-12-03T10:00:00+24:00","action":"enroll","subject":"a@b.c"}`, ReasonBadIssuedAt, false},
 	{"issuedAt zero", `{"version":1,"requestId":"r","issuedAt":"0001-01-01T00:00:00Z","action":"enroll","subject":"a@b.c"}`, ReasonBadIssuedAt, true},
 	{"externalId on unenroll", ctl(`"action":"unenroll","subject":"a@b.c","externalId":"u1"`), ReasonBadOption, false},
+	{"full on disconnect", ctl(`"action":"disconnect","subject":"a@b.c","full":true`), ReasonBadOption, false},
+	{"a sealed box on disconnect", ctl(`"action":"disconnect","credentialId":"` + goodCred + `","sealedRefreshToken":"sealed:v1:k:A:B"`), ReasonBadOption, false},
 	{"externalId with a control character", ctl(`"action":"enroll","subject":"a@b.c","externalId":"u\u001b[31m"`), ReasonBadExternalID, false},
 	{"externalId of 129 characters", ctl(`"action":"enroll","subject":"a@b.c","externalId":"` + strings.Repeat("u", 129) + `"`), ReasonBadExternalID, false},
 	{"over 64 KiB", ctl(`"action":"enroll","subject":"a@b.c"`) + strings.Repeat(" ", MaxControlBytes), ReasonTooLarge, true},
@@ -172,7 +176,7 @@ func FuzzParseControl(f *testing.F) {
 		if (c.Subject == "") == (c.CredentialID == "") {
 			t.Fatalf("accepted %q with identity %q / %q", data, c.Subject, c.CredentialID)
 		}
-		if (c.DeleteMirror && c.Action != ActionUnenroll) || (c.Full && c.Action != ActionResync) || (c.Filters != nil && c.Action != ActionEnroll) {
+		if (c.DeleteMirror && c.Action != ActionUnenroll && c.Action != ActionDisconnect) || (c.Full && c.Action != ActionResync) || (c.Filters != nil && c.Action != ActionEnroll) {
 			t.Fatalf("accepted %q with options of another action", data)
 		}
 		// What was accepted survives a round trip.

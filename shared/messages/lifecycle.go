@@ -11,7 +11,7 @@ import (
 // message. A product reacts to it (a "reconnect" banner, "initial sync
 // complete", a refused request) without reading calsync's Firestore.
 // Published at least once, after the transition is recorded; deduplicate
-// on (type, identityKey, calendarKey, occurredAt), or requestId for
+// on (type, identityKey, calendarKey, domain, occurredAt), or requestId for
 // control answers. Version 1, schemas/lifecycle.v1.json.
 type Lifecycle struct {
 	SchemaVersion int    `json:"schemaVersion"`

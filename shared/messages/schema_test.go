@@ -41,7 +41,7 @@ func TestControlSchemaAgreesWithParser(t *testing.T) {
 // a ```json block) are accepted by ParseControl and validate.
 func TestReadmeControlExamples(t *testing.T) {
 	for _, file := range []string{"README.md", "../../README.md"} {
-		examples := controlExamples(t, file)
+		examples := jsonExamples(t, file, `"action"`)
 		if len(examples) < 4 {
 			t.Errorf("%s: %d control examples, want the 4 actions' (is the json block still there?)", file, len(examples))
 		}
@@ -56,9 +56,33 @@ func TestReadmeControlExamples(t *testing.T) {
 	}
 }
 
-// controlExamples returns the JSON objects with an "action" key in file's
-// ```json blocks (indented ones too).
-func controlExamples(t *testing.T, file string) [][]byte {
+// The change and lifecycle examples of the root README (every JSON object
+// with a "schemaVersion" in a ```json block) validate against their schemas:
+// a lifecycle message is the one with a "type".
+func TestReadmeMessageExamples(t *testing.T) {
+	counts := map[string]int{}
+	for _, data := range jsonExamples(t, "../../README.md", `"schemaVersion"`) {
+		var probe struct{ Type *string }
+		if err := json.Unmarshal(data, &probe); err != nil {
+			t.Fatal(err)
+		}
+		schema := schemas.Change
+		if probe.Type != nil {
+			schema = schemas.Lifecycle
+		}
+		counts[schema]++
+		if err := schemas.Validate(schema, data); err != nil {
+			t.Errorf("README example %s: %v", data, err)
+		}
+	}
+	if counts[schemas.Change] < 1 || counts[schemas.Lifecycle] < 1 {
+		t.Errorf("README examples by schema: %v, want a change and a lifecycle message at least (are the json blocks still there?)", counts)
+	}
+}
+
+// jsonExamples returns the JSON objects holding marker (a key, quoted) in
+// file's ```json blocks (indented ones too).
+func jsonExamples(t *testing.T, file, marker string) [][]byte {
 	t.Helper()
 	text, err := os.ReadFile(file)
 	if err != nil {
@@ -81,7 +105,7 @@ func controlExamples(t *testing.T, file string) [][]byte {
 				} else if err != nil {
 					t.Fatalf("%s: a json block does not decode: %v", file, err)
 				}
-				if bytes.Contains(raw, []byte(`"action"`)) {
+				if bytes.Contains(raw, []byte(marker)) {
 					out = append(out, raw)
 				}
 			}

@@ -124,7 +124,7 @@ func (e *env) renewer(mod func(*config.RenewChannels)) *Renewer {
 		Enroll: &enroll.Enroller{Store: e.st, Calendars: access.Calendars, Channels: mgr, Requests: e.pub, Lifecycle: access.Lifecycle,
 			Directory:   enroll.DirectoryClients{Tokens: access.Calendars, Endpoint: cfg.CalendarEndpoint},
 			RenewBefore: cfg.RenewBefore, Concurrency: cfg.Concurrency, Logger: logger},
-		DirectorySyncInterval: cfg.DirectorySyncInterval}
+		DirectorySyncInterval: cfg.DirectorySyncInterval, RetainUnwatched: cfg.RetainUnwatched}
 }
 
 // register adds a calendar (synced just now unless told otherwise).

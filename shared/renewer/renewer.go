@@ -60,6 +60,7 @@ type Summary struct {
 	Identities     int   `json:"identities"`     // identities looked at (their list channels ensured)
 	ListReconciles int   `json:"listReconciles"` // identities whose list is looked at again (quiet too long)
 	Directories    int   `json:"directories"`    // Workspace domains whose directory was diffed
+	MirrorsExpired int   `json:"mirrorsExpired"` // unwatched calendars whose mirror was asked to be purged (RetainUnwatched)
 	DurationMs     int64 `json:"durationMs"`
 }
 
@@ -96,6 +97,12 @@ type Renewer struct {
 	// Workspace domain's directory is diffed every DirectorySyncInterval.
 	Enroll                *enroll.Enroller
 	DirectorySyncInterval time.Duration
+	// RetainUnwatched: a calendar nobody follows any more (unwatched: its
+	// identity unenrolled or disconnected, it left a list, an operator
+	// unwatched it) keeps its mirror this long after its last sync, then
+	// the mirror is purged (each event announced deleted, origin purge).
+	// 0 keeps mirrors for ever.
+	RetainUnwatched time.Duration
 }
 
 func (r *Renewer) now() time.Time {
@@ -181,6 +188,7 @@ func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 		sum.Failed += len(tasks) - done
 	}
 	r.identities(ctx, lists, &sum)
+	r.expireMirrors(ctx, cals, &sum)
 	r.reseal(ctx, &sum)
 	sum.DurationMs = time.Since(start).Milliseconds()
 	r.log(ctx).InfoContext(ctx, "renew run done",
@@ -190,6 +198,7 @@ func (r *Renewer) Run(ctx context.Context) (Summary, error) {
 		logging.KeyExpired, sum.Expired, logging.KeyBusy, sum.Busy, logging.KeyCalendars, sum.Calendars, logging.KeyResealed, sum.Resealed,
 		logging.KeyPollOnly, sum.PollOnly, logging.KeyPolls, sum.Polls, logging.KeyProbed, sum.Probed, logging.KeyReactivated, sum.Reactivated,
 		logging.KeyIdentities, sum.Identities, logging.KeyListReconciles, sum.ListReconciles, logging.KeyDirectories, sum.Directories,
+		"mirrorsExpired", sum.MirrorsExpired,
 		logging.KeyDurationMs, sum.DurationMs)
 	return sum, nil
 }
@@ -209,6 +218,29 @@ func (s *Summary) add(o Summary) {
 	s.NotFound404 += o.NotFound404
 	s.Probed += o.Probed
 	s.Reactivated += o.Reactivated
+}
+
+// expireMirrors asks for the purge of the mirrors of calendars unwatched
+// for longer than RetainUnwatched (their last sync is older; a purged
+// mirror counts no events, so it is asked once).
+func (r *Renewer) expireMirrors(ctx context.Context, cals map[string]store.Calendar, sum *Summary) {
+	if r.RetainUnwatched <= 0 || ctx.Err() != nil {
+		return
+	}
+	before := r.now().Add(-r.RetainUnwatched)
+	for key, c := range cals {
+		if c.Status != store.StatusUnwatched || c.EventCount == 0 || c.LastSyncedAt.After(before) {
+			continue
+		}
+		if err := Ask(ctx, r.Publisher, key, messages.StatePurge, r.now()); err != nil {
+			sum.Failed++
+			r.failure(ctx, key, "expire_mirror", err)
+			continue
+		}
+		sum.MirrorsExpired++
+		r.log(ctx).InfoContext(ctx, "unwatched calendar's mirror past its retention; purge asked", logging.KeyEvent, logging.EventMirrorExpired,
+			logging.KeyCalendarKey, key, logging.KeyCalendarID, c.CalendarID, "lastSyncedAt", c.LastSyncedAt)
+	}
 }
 
 // reseal seals every stored credential that is not sealed to the current

@@ -57,6 +57,22 @@ func (s *Store) RevokeCredential(ctx context.Context, id string) (changed bool, 
 	return changed, err
 }
 
+// ReplaceCredential gives a stored credential a new sealed grant (its user
+// connected again: a reconnect), active again, with the scopes Google
+// granted it.
+func (s *Store) ReplaceCredential(ctx context.Context, id, box, keyID string, scopes []string) error {
+	now := s.now()
+	_, err := s.CredentialRef(id).Update(ctx, []firestore.Update{
+		{Path: "sealed", Value: box},
+		{Path: "sealedKeyId", Value: keyID},
+		{Path: "status", Value: CredentialActive},
+		{Path: "revokedAt", Value: firestore.Delete},
+		{Path: "scopes", Value: scopes},
+		{Path: "updatedAt", Value: now},
+	})
+	return wrapNotFound(err, "credential "+id)
+}
+
 // LegacyCredentials lists the ids of credentials still encrypted with
 // AES-256-GCM (a keyId field), the ones the migration seals.
 func (s *Store) LegacyCredentials(ctx context.Context) ([]string, error) {

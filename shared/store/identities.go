@@ -62,6 +62,30 @@ type Identity struct {
 	UpdatedAt    time.Time `firestore:"updatedAt"`
 }
 
+// IdentitiesOfExternalID are a tenant's identities the product gave
+// externalID, by key.
+func (s *Store) IdentitiesOfExternalID(ctx context.Context, tenantName, externalID string) (map[string]Identity, error) {
+	q := s.Client.Collection(CollIdentities).Where("tenant", "==", tenant.Stored(tenantName)).Where("externalId", "==", externalID)
+	if tenant.Stored(tenantName) == "" {
+		q = s.Client.Collection(CollIdentities).Where("externalId", "==", externalID)
+	}
+	docs, err := q.Documents(ctx).GetAll()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Identity{}
+	for _, d := range docs {
+		var id Identity
+		if err := d.DataTo(&id); err != nil {
+			return nil, err
+		}
+		if tenant.Of(id.Tenant) == tenant.Of(tenantName) {
+			out[d.Ref.ID] = id
+		}
+	}
+	return out, nil
+}
+
 // Attribution says whose the identity (of key) is in messages.
 func (i Identity) Attribution(key string) messages.Attribution {
 	return messages.Attribution{Tenant: tenant.Of(i.Tenant), IdentityKey: key, ExternalID: i.ExternalID}

@@ -6,9 +6,12 @@ import (
 
 	"cloud.google.com/go/firestore"
 
+	"github.com/calsync/calsync/shared/lifecycle"
 	"github.com/calsync/calsync/shared/messages"
 	"github.com/calsync/calsync/shared/store"
+	"github.com/calsync/calsync/shared/syncer"
 	"github.com/calsync/calsync/shared/tenant"
+	"github.com/calsync/calsync/shared/testing/syncertest"
 )
 
 // Every change message says which kind of sync found it (origin) and whose
@@ -16,9 +19,14 @@ import (
 // attributes (syncertest.Recorder checks they agree): the first full sync's
 // history is "initial", an ordinary sync "incremental", a full sync after a
 // 410 "resync", a purge of an unwatched calendar's mirror "purge".
+//
+// The first full sync's end is announced once on the lifecycle topic
+// (calendar.initial_sync_complete, with its event count); later full syncs
+// are not initial.
 func TestChangeOrigin(t *testing.T) {
 	e := newEnv(t)
-	s := e.syncer(nil)
+	ann := &syncertest.Announcements{}
+	s := e.syncer(func(o *syncer.Options) { o.Lifecycle = &lifecycle.Owner{Store: e.st, Announcer: ann} })
 	var ids []string
 	for range 5 {
 		ids = append(ids, e.insert("e").Id)
@@ -74,6 +82,13 @@ func TestChangeOrigin(t *testing.T) {
 	want("purge", messages.OriginPurge, identity, 4)
 	for _, c := range cs {
 		lastKnown(t, c, c.EventID, `"etag"`)
+	}
+	if ann.Err != nil {
+		t.Fatal(ann.Err)
+	}
+	done := ann.Of(messages.LifecycleInitialSyncComplete)
+	if len(done) != 1 || done[0].Events == nil || *done[0].Events != 5 || done[0].CalendarKey != e.key || done[0].Tenant != tenant.Default {
+		t.Fatalf("initial_sync_complete: %+v, want one for %s with 5 events", done, e.key)
 	}
 }
 

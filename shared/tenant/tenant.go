@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 )
@@ -26,12 +27,46 @@ type Tenant struct {
 	// ControlSubscription is the id of its control topic's push
 	// subscription: a control message delivered by it is this tenant's.
 	ControlSubscription string `json:"controlSubscription"`
+	// ControlTopic is the id of its control topic: where the Connect
+	// function publishes its users' enrolls.
+	ControlTopic string `json:"controlTopic,omitempty"`
 	// Domains: Workspace domains whose users it may enroll by delegation.
 	Domains []string `json:"domains,omitempty"`
 	// Subjects: single Workspace users it may enroll besides its domains'.
 	Subjects []string `json:"subjects,omitempty"`
 	// OAuth: it may enroll users' OAuth grants (sealed refresh tokens).
 	OAuth bool `json:"oauth"`
+	// DisplayName is the product's name on the Connect pages ("": Name).
+	DisplayName string `json:"displayName,omitempty"`
+	// ReturnURLs: where the Connect function may send its users back
+	// (https URLs; a return URL must have one's scheme and host and start
+	// with its path). None: no connect links.
+	ReturnURLs []string `json:"returnUrls,omitempty"`
+}
+
+// Display is the name the Connect pages show.
+func (t Tenant) Display() string {
+	if t.DisplayName != "" {
+		return t.DisplayName
+	}
+	return t.Name
+}
+
+// ReturnAllowed: u is on t's return-URL allowlist (same scheme and host as
+// an entry, its path under the entry's), so a connect link never sends a
+// user to a site the tenant did not list (no open redirect).
+func (t Tenant) ReturnAllowed(u string) bool {
+	got, err := url.Parse(u)
+	if err != nil || got.User != nil || got.Fragment != "" {
+		return false
+	}
+	for _, allowed := range t.ReturnURLs {
+		a, err := url.Parse(allowed)
+		if err == nil && got.Scheme == a.Scheme && got.Host == a.Host && strings.HasPrefix(got.Path, a.Path) {
+			return true
+		}
+	}
+	return false
 }
 
 // Of is the tenant a stored document names ("" is Default).
@@ -95,6 +130,11 @@ func Parse(tenantsJSON, defaultSubscription string) (Set, error) {
 			t.Domains[i] = strings.ToLower(d)
 			if d == "" || strings.ContainsAny(d, "@ *") {
 				errs = append(errs, fmt.Errorf("TENANTS: %q: domain %q is not a domain name", t.Name, d))
+			}
+		}
+		for _, r := range t.ReturnURLs {
+			if u, err := url.Parse(r); err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && (u.Hostname() == "localhost" || u.Hostname() == "127.0.0.1"))) || u.Host == "" {
+				errs = append(errs, fmt.Errorf("TENANTS: %q: return URL %q is not an https URL", t.Name, r))
 			}
 		}
 		for i, sub := range t.Subjects {

@@ -300,6 +300,17 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		}
 		s.UntickScopes(v.Untick...)
 		ctlOK(w, v)
+	case n == 2 && seg[0] == "clients" && (r.Method == "PUT" || r.Method == "POST"):
+		var v OAuthClient
+		if !decode(&v) {
+			return
+		}
+		v.ID = seg[1]
+		if err := s.RegisterClient(v); err != nil {
+			ctlError(w, 400, err.Error())
+			return
+		}
+		ctlOK(w, v)
 	default:
 		if s.serveWorkspaceControl(w, r, seg, decode) { // workspace_control.go
 			return

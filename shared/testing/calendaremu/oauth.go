@@ -14,10 +14,10 @@ import (
 	"time"
 )
 
-// OAuth2: an authorization endpoint that needs no browser (login_hint or user
-// names the account and it redirects at once with a code), Google's token
-// endpoint (authorization_code and refresh_token grants) and /revoke.
-// A revoked grant answers invalid_grant at /token and 401 authError on API calls.
+// OAuth2 grants and tokens: Google's token endpoint (authorization_code and
+// refresh_token grants) and its revoke endpoint. The authorization endpoint
+// and its consent page are in authorize.go. A revoked grant answers
+// invalid_grant at /token and 401 authError on API calls.
 
 type user struct {
 	email  string
@@ -29,7 +29,8 @@ type user struct {
 
 type grant struct {
 	user    string
-	refresh string
+	client  string // the OAuth client it was granted to ("" for seeded grants)
+	refresh string // "" without offline access
 	scope   string // space-separated
 	// any: no scope was asked for (an /authorize without one): every method
 	// is open, as for requests without a token.
@@ -45,19 +46,23 @@ type accessToken struct {
 }
 
 type authCode struct {
-	user, redirect, challenge, method, scope string
-	any                                      bool // no scope asked for
-	expiry                                   time.Time
+	user, client, redirect, challenge, method, scope string
+	any                                              bool // no scope asked for
+	offline, forceConsent                            bool // access_type=offline, prompt=consent
+	expiry                                           time.Time
 }
 
 type oauthState struct {
 	codes   map[string]*authCode
 	refresh map[string]*grant
 	access  map[string]*accessToken
+	clients map[string]*OAuthClient    // RegisterClient (clients.go)
+	pending map[string]*pendingConsent // consent pages awaiting an answer (authorize.go)
 }
 
 func newOAuthState() oauthState {
-	return oauthState{codes: map[string]*authCode{}, refresh: map[string]*grant{}, access: map[string]*accessToken{}}
+	return oauthState{codes: map[string]*authCode{}, refresh: map[string]*grant{}, access: map[string]*accessToken{},
+		clients: map[string]*OAuthClient{}, pending: map[string]*pendingConsent{}}
 }
 
 // ensureUserLocked creates a user and its primary calendar (id = email).
@@ -174,49 +179,6 @@ func (s *Server) RevokeGrant(email string) error {
 	return nil
 }
 
-func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	redirect := q.Get("redirect_uri")
-	ru, err := url.Parse(redirect)
-	if redirect == "" || err != nil || ru.Scheme == "" {
-		http.Error(w, "Error 400: invalid_request\nMissing or invalid redirect_uri", http.StatusBadRequest)
-		return
-	}
-	if rt := q.Get("response_type"); rt != "" && rt != "code" {
-		http.Error(w, "Error 400: unsupported_response_type", http.StatusBadRequest)
-		return
-	}
-	email := q.Get("login_hint")
-	if email == "" {
-		email = q.Get("user")
-	}
-	if email == "" {
-		email = s.opts.DefaultUser
-	}
-	method := q.Get("code_challenge_method")
-	if method == "" && q.Get("code_challenge") != "" {
-		method = "plain"
-	}
-	code := "4/" + randomBase32(30)
-	s.mu.Lock()
-	s.ensureUserLocked(email)
-	granted := s.consentedLocked(q.Get("scope")) // granular consent: what the user left ticked
-	s.oauth.codes[code] = &authCode{user: email, redirect: redirect, challenge: q.Get("code_challenge"), method: method,
-		scope: granted, any: strings.TrimSpace(q.Get("scope")) == "", expiry: time.Now().Add(10 * time.Minute)}
-	s.mu.Unlock()
-	v := ru.Query()
-	v.Set("code", code)
-	if st := q.Get("state"); st != "" {
-		v.Set("state", st)
-	}
-	if granted != "" {
-		v.Set("scope", granted)
-	}
-	ru.RawQuery = v.Encode()
-	s.log.Info("oauth authorize", "user", email)
-	http.Redirect(w, r, ru.String(), http.StatusFound)
-}
-
 type tokenReply struct {
 	AccessToken  string `json:"access_token"`
 	ExpiresIn    int    `json:"expires_in"`
@@ -245,8 +207,13 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := r.PostForm
+	cid, secret := clientCredentials(r, f)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.clientSecretOKLocked(cid, secret) {
+		oauthError(w, 401, "invalid_client", "Unauthorized")
+		return
+	}
 	var g *grant
 	var newRefresh string
 	switch gt := f.Get("grant_type"); gt {
@@ -261,17 +228,28 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, 400, "redirect_uri_mismatch", "Bad Request")
 			return
 		}
+		if s.oauth.clients[c.client] != nil && cid != c.client { // a code works only for the client it was issued to
+			oauthError(w, 400, "invalid_grant", "Bad Request")
+			return
+		}
+		if c.challenge != "" && f.Get("code_verifier") == "" {
+			oauthError(w, 400, "invalid_grant", "Missing code verifier.")
+			return
+		}
 		if c.challenge != "" && !pkceOK(c.challenge, c.method, f.Get("code_verifier")) {
 			oauthError(w, 400, "invalid_grant", "Invalid code verifier.")
 			return
 		}
-		g = s.newGrantLocked(c.user, "", c.scope)
-		g.any = c.any
+		g = s.grantForCodeLocked(c)
 		newRefresh = g.refresh
 	case "refresh_token":
 		g = s.oauth.refresh[f.Get("refresh_token")]
 		if g == nil {
 			oauthError(w, 400, "invalid_grant", "Bad Request")
+			return
+		}
+		if s.oauth.clients[g.client] != nil && cid != g.client {
+			oauthError(w, 400, "unauthorized_client", "Unauthorized")
 			return
 		}
 		if g.revoked {
@@ -312,10 +290,47 @@ func hasScope(scopes, want string) bool {
 }
 
 func clientID(r *http.Request, f url.Values) string {
-	if id, _, ok := r.BasicAuth(); ok {
-		return id
+	id, _ := clientCredentials(r, f)
+	return id
+}
+
+// clientCredentials are the client id and secret of a token request:
+// HTTP Basic or the form's client_id and client_secret.
+func clientCredentials(r *http.Request, f url.Values) (id, secret string) {
+	if id, secret, ok := r.BasicAuth(); ok {
+		return id, secret
 	}
-	return f.Get("client_id")
+	return f.Get("client_id"), f.Get("client_secret")
+}
+
+// grantForCodeLocked makes the grant an authorization code stands for.
+// A refresh token comes only with access_type=offline, and, as Google's
+// web-server guide says, only the first time the user authorizes the
+// client unless the request said prompt=consent (then a new one each time).
+func (s *Server) grantForCodeLocked(c *authCode) *grant {
+	var g *grant
+	if c.offline && (c.forceConsent || !s.hasRefreshLocked(c.user, c.client)) {
+		g = s.newGrantLocked(c.user, "", c.scope)
+	} else {
+		u := s.ensureUserLocked(c.user)
+		g = &grant{user: c.user, scope: c.scope}
+		u.grants = append(u.grants, g)
+	}
+	g.client, g.any = c.client, c.any
+	return g
+}
+
+// hasRefreshLocked says whether the user already gave client a live
+// refresh token.
+func (s *Server) hasRefreshLocked(email, client string) bool {
+	if u := s.users[email]; u != nil {
+		for _, g := range u.grants {
+			if g.client == client && g.refresh != "" && !g.revoked {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // idTokenLocked is the OpenID Connect ID token Google returns with the
@@ -344,18 +359,35 @@ func pkceOK(challenge, method, verifier string) bool {
 	return subtle.ConstantTimeCompare([]byte(want), []byte(challenge)) == 1
 }
 
-// serveRevoke is Google's https://oauth2.googleapis.com/revoke: a refresh or
-// access token revokes its whole grant.
+// serveRevoke is Google's https://oauth2.googleapis.com/revoke ("Revoking
+// a token" in Google's web-server guide): POST
+// token=<access or refresh token> (form body; the query works too, as in
+// Google's own curl example). It answers 200 with an empty body, or 400
+// {"error":"invalid_token"} for a token that is unknown, expired or
+// already revoked. Revoking removes the app's access: the token's grant
+// and the user's other grants to the same client stop working (refresh
+// invalid_grant, API calls 401), as RevokeGrant does for every client.
 func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost && r.Method != http.MethodGet {
+		oauthError(w, 405, "invalid_request", "Method not allowed")
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	_ = r.ParseForm()
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, 400, "invalid_request", "Bad Request")
+		return
+	}
 	tok := r.Form.Get("token")
+	if tok == "" {
+		oauthError(w, 400, "invalid_request", "Missing required parameter: token")
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var g *grant
-	if at := s.oauth.access[tok]; at != nil {
+	if at := s.oauth.access[tok]; at != nil && time.Now().Before(at.expiry) {
 		g = at.g
-	} else {
+	} else if at == nil {
 		g = s.oauth.refresh[tok]
 	}
 	if g == nil || g.revoked {
@@ -363,5 +395,13 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.revoked = true
+	if u := s.users[g.user]; u != nil && g.client != "" {
+		for _, other := range u.grants {
+			if other.client == g.client {
+				other.revoked = true
+			}
+		}
+	}
+	s.log.Info("grant revoked", "user", g.user, "client", g.client)
 	w.WriteHeader(http.StatusOK)
 }

@@ -20,7 +20,7 @@ func TestOAuthFlow(t *testing.T) {
 		Endpoint: oauth2.Endpoint{AuthURL: base + "/authorize", TokenURL: base + "/token", AuthStyle: oauth2.AuthStyleInParams}}
 	verifier := oauth2.GenerateVerifier()
 	authURL := cfg.AuthCodeURL("st4te", oauth2.AccessTypeOffline, oauth2.S256ChallengeOption(verifier),
-		oauth2.SetAuthURLParam("login_hint", "alice@calsync.test"))
+		oauth2.SetAuthURLParam("login_hint", "alice@calsync.test"), oauth2.SetAuthURLParam(AutoApproveParam, "true"))
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := noFollow.Get(authURL)
 	if err != nil {

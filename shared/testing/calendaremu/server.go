@@ -30,6 +30,9 @@ type Options struct {
 	Logger *slog.Logger // nil: discard
 	// DefaultUser is the identity of requests without Authorization (DefaultUser if empty).
 	DefaultUser string
+	// AutoApprove makes /authorize with login_hint approve at once, without
+	// the consent page (tests without a browser; see authorize.go).
+	AutoApprove bool
 	// AllowUnknownTokens maps bearer tokens the emulator did not issue (e.g. a
 	// service account's) to DefaultUser instead of answering 401.
 	AllowUnknownTokens bool
@@ -209,7 +212,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveToken(w, r)
 	case p == "/authorize" || p == "/o/oauth2/auth" || p == "/o/oauth2/v2/auth":
 		s.serveAuthorize(w, r)
-	case p == "/revoke":
+	case p == "/revoke" || p == "/o/oauth2/revoke":
 		s.serveRevoke(w, r)
 	case strings.HasPrefix(p, iamPath):
 		s.serveIAM(w, r)

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"encoding/base64"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/calsync/calsync/shared/connectlink"
+)
+
+// connect-link prints a link the Connect function verifies: the tenant's
+// first key signs it.
+func TestConnectLinkCommand(t *testing.T) {
+	k1, k0 := []byte(strings.Repeat("1", 32)), []byte(strings.Repeat("0", 32))
+	t.Setenv("CALSYNC_STATE_FILE", "")
+	t.Setenv("CONNECT_URL", "https://connect.example.test/")
+	t.Setenv("CONNECT_LINK_KEYS", `{"acme":"k1:`+base64.StdEncoding.EncodeToString(k1)+`,k0:`+base64.StdEncoding.EncodeToString(k0)+`"}`)
+	code, out, errOut := run("connect-link", "--tenant", "acme", "--external-id", "u-9", "--return", "https://app.acme.test/back", "--ttl", "2h")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	u, err := url.Parse(strings.TrimSpace(out))
+	if err != nil || !strings.HasPrefix(out, "https://connect.example.test/?link=") {
+		t.Fatalf("printed %q", out)
+	}
+	l, err := connectlink.Verify(u.Query().Get("link"), func(string) map[string][]byte { return map[string][]byte{"k1": k1} }, time.Now())
+	if err != nil || l.Tenant != "acme" || l.ExternalID != "u-9" || l.KeyID != "k1" || time.Until(l.Expires) > 2*time.Hour {
+		t.Fatalf("link: %+v %v", l, err)
+	}
+	if code, _, errOut := run("connect-link", "--tenant", "globex", "--external-id", "u", "--return", "https://a.test/"); code == 0 || !strings.Contains(errOut, "no key") {
+		t.Fatalf("a tenant without a key: %d %s", code, errOut)
+	}
+}
