@@ -24,14 +24,6 @@ const (
 	DefaultLifecycle = "calsync-lifecycle"
 )
 
-// TenantControl is one tenant of the stack and where its control messages go.
-type TenantControl struct {
-	// Tenant is its TENANTS entry (ControlSubscription filled in).
-	tenant.Tenant
-	// ControlTopic is the topic its publishers publish control messages to.
-	ControlTopic string `json:"controlTopic"`
-}
-
 // DemoTenants are the tenants devstack and the e2e tests run with: two
 // products, each allowed one Workspace domain; globex may also enroll OAuth
 // grants. A new slice each call: tenant.Parse lower-cases in place.
@@ -47,15 +39,16 @@ func DemoTenants() []tenant.Tenant {
 func controlSubscription(topic string) string { return topic + "-push" }
 
 // tenantControls lays out the control topics: the default tenant's first,
-// then each tenant's (controlTopic-NAME), and checks the list as the
-// functions will (shared/tenant).
-func tenantControls(controlTopic string, tenants []tenant.Tenant) ([]TenantControl, error) {
-	out := []TenantControl{{Tenant: tenant.Tenant{Name: tenant.Default, ControlSubscription: controlSubscription(controlTopic), OAuth: true}, ControlTopic: controlTopic}}
+// then each tenant's (controlTopic-NAME, in its ControlTopic and
+// ControlSubscription), and checks the list as the functions will
+// (shared/tenant).
+func tenantControls(controlTopic string, tenants []tenant.Tenant) ([]tenant.Tenant, error) {
+	out := []tenant.Tenant{{Name: tenant.Default, ControlTopic: controlTopic, ControlSubscription: controlSubscription(controlTopic), OAuth: true}}
 	for _, t := range tenants {
-		t.Domains, t.Subjects = slices.Clone(t.Domains), slices.Clone(t.Subjects)
-		topic := controlTopic + "-" + t.Name
-		t.ControlSubscription = controlSubscription(topic)
-		out = append(out, TenantControl{Tenant: t, ControlTopic: topic})
+		t.Domains, t.Subjects, t.ReturnURLs = slices.Clone(t.Domains), slices.Clone(t.Subjects), slices.Clone(t.ReturnURLs)
+		t.ControlTopic = controlTopic + "-" + t.Name
+		t.ControlSubscription = controlSubscription(t.ControlTopic)
+		out = append(out, t)
 	}
 	if _, err := tenant.Parse(tenantsJSON(out), out[0].ControlSubscription); err != nil {
 		return nil, fmt.Errorf("stack: tenants: %w", err)
@@ -65,11 +58,11 @@ func tenantControls(controlTopic string, tenants []tenant.Tenant) ([]TenantContr
 
 // tenantsJSON is TENANTS: every tenant but the default one (which is
 // CONTROL_SUBSCRIPTION's).
-func tenantsJSON(tcs []TenantControl) string {
+func tenantsJSON(tenants []tenant.Tenant) string {
 	list := []tenant.Tenant{}
-	for _, tc := range tcs {
-		if tc.Name != tenant.Default {
-			list = append(list, tc.Tenant)
+	for _, t := range tenants {
+		if t.Name != tenant.Default {
+			list = append(list, t)
 		}
 	}
 	b, _ := json.Marshal(list) // strings, slices and a bool: cannot fail

@@ -156,7 +156,8 @@ func TestEnvironmentHasTheControlPath(t *testing.T) {
 	}
 	acme, _ := set.Get("acme")
 	globex, _ := set.Get("globex")
-	if !acme.MayDelegate("ann@acme.test") || acme.MayDelegate("bob@globex.test") || acme.OAuth || !globex.OAuth {
+	if !acme.MayDelegate("ann@acme.test") || acme.MayDelegate("bob@globex.test") || acme.OAuth || !globex.OAuth ||
+		acme.ControlTopic != "calsync-control-acme" || globex.ControlTopic != "calsync-control-globex" {
 		t.Fatalf("tenants %+v %+v", acme, globex)
 	}
 	var list []map[string]any

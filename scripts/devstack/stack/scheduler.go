@@ -95,7 +95,7 @@ type State struct {
 	// topic and push subscription ("default" first: CONTROL_SUBSCRIPTION).
 	LifecycleTopic         string          `json:"lifecycleTopic"`
 	ControlTopic           string          `json:"controlTopic"`
-	Tenants                []TenantControl `json:"tenants"`
+	Tenants                []tenant.Tenant `json:"tenants"`
 	PushSubscriptions      []string        `json:"pushSubscriptions"`
 	DeadLetterSubscription string          `json:"deadLetterSubscription"`
 	RunDir                 string          `json:"runDir"`

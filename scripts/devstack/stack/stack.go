@@ -206,7 +206,7 @@ type Stack struct {
 	LifecycleTopic string
 	// Tenants: the default tenant first (CONTROL_SUBSCRIPTION), then
 	// Options.Tenants (TENANTS), each with its control topic.
-	Tenants []TenantControl
+	Tenants []tenant.Tenant
 	// PushSubscriptions deliver the notifications topic to SyncWorkerPushEndpoint.
 	PushSubscriptions []string
 	// DeadLetterSubscription keeps the dead letters (like Terraform's -hold).
