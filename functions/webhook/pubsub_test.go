@@ -66,11 +66,26 @@ func emulatorSetup(t *testing.T, host string, timeout time.Duration) (*Handler, 
 		})
 	}
 	t.Cleanup(shutdown)
+	// A receive whose stream met the stopped emulator may back off for
+	// longer than the test waits: a restart begins a fresh one (restart).
+	var rmu sync.Mutex
+	var current context.CancelFunc
+	restart := func() {
+		rmu.Lock()
+		defer rmu.Unlock()
+		if current != nil {
+			current()
+		}
+	}
 	done.Add(1)
 	go func() {
 		defer done.Done()
 		for rctx.Err() == nil {
-			_ = client.Subscriber("worker").Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+			ictx, icancel := context.WithCancel(rctx)
+			rmu.Lock()
+			current = icancel
+			rmu.Unlock()
+			_ = client.Subscriber("worker").Receive(ictx, func(_ context.Context, m *pubsub.Message) {
 				n, err := messages.ParseNotification(m.Data)
 				if err != nil || m.Attributes["calendarKey"] != n.CalendarKey || m.Attributes["resourceState"] != n.ResourceState {
 					t.Errorf("bad message %s %v: %v", m.Data, m.Attributes, err)
@@ -80,11 +95,12 @@ func emulatorSetup(t *testing.T, host string, timeout time.Duration) (*Handler, 
 				mu.Unlock()
 				m.Ack()
 			})
+			icancel()
 			time.Sleep(100 * time.Millisecond) // the emulator was stopped: try again
 		}
 	}()
 	t.Cleanup(func() { ensureAgain = nil })
-	ensureAgain = ensure
+	ensureAgain = func() { ensure(); restart() }
 	return h, received, shutdown
 }
 

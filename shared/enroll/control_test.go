@@ -212,6 +212,26 @@ func TestDisconnect(t *testing.T) {
 	if err := v.control(t, `{"version":1,`+fresh()+`"action":"disconnect","credentialId":"`+credID+`"}`); err != nil {
 		t.Fatalf("a second disconnect: %v", err)
 	}
+	// A tenant whose policy deletes mirrors on disconnect: the purge is
+	// asked although the message did not ask for it.
+	acme := tenant.Tenant{Name: "acme", OAuth: true, DeleteMirrorOnDisconnect: true}
+	tok2 := v.emu.IssueToken("gus@gmail.test")
+	cred2 := credentials.NewID()
+	for _, body := range []string{
+		`"action":"enroll","credentialId":"` + cred2 + `","sealedRefreshToken":"` + mustSeal(t, v, cred2, tok2.RefreshToken) + `","email":"gus@gmail.test"`,
+		`"action":"disconnect","credentialId":"` + cred2 + `"`,
+	} {
+		c, err := messages.ParseControl([]byte(`{"version":1,` + fresh() + body + `}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.e.HandleControl(v.ctx, acme, c, v.creds); err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+	}
+	if st := v.req.states()[store.CalendarKeyIn("acme", "gus@gmail.test")]; !slices.Contains(st, messages.StatePurge) {
+		t.Fatalf("requests for gus's calendar %v: no purge under the tenant's policy", st)
+	}
 }
 
 // Reconnect: a user whose grant was revoked connects again. The new grant,

@@ -98,6 +98,9 @@ func (e *Enroller) HandleControl(ctx context.Context, t tenant.Tenant, c message
 	case claim == store.ClaimSuperseded:
 		return invalid(messages.ReasonSuperseded, "a control message for identity %s issued later was applied; this one is older", key)
 	}
+	if c.Action == messages.ActionDisconnect && t.DeleteMirrorOnDisconnect {
+		c.DeleteMirror = true // the tenant's policy
+	}
 	result, err := e.act(ctx, sp, c, creds)
 	if err != nil && !errors.Is(err, messages.ErrInvalid) {
 		return err // redelivered: the claim is this request's, it goes again

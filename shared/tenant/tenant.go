@@ -36,6 +36,9 @@ type Tenant struct {
 	Subjects []string `json:"subjects,omitempty"`
 	// OAuth: it may enroll users' OAuth grants (sealed refresh tokens).
 	OAuth bool `json:"oauth"`
+	// DeleteMirrorOnDisconnect: a disconnect deletes the user's mirrors
+	// even when its message does not ask to (the tenant's policy).
+	DeleteMirrorOnDisconnect bool `json:"deleteMirrorOnDisconnect,omitempty"`
 	// DisplayName is the product's name on the Connect pages ("": Name).
 	DisplayName string `json:"displayName,omitempty"`
 	// ReturnURLs: where the Connect function may send its users back
