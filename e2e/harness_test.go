@@ -97,8 +97,14 @@ func head(s []string) string {
 // waitConverged polls until the mirror equals the calendar event by event.
 func waitConverged(t *testing.T, ctx context.Context, svc *calendar.Service, calID string, timeout time.Duration) map[string]string {
 	t.Helper()
+	return waitConvergedKey(t, ctx, svc, calID, store.CalendarKey(calID), timeout)
+}
+
+// waitConvergedKey is waitConverged for the mirror under key (a tenant's:
+// store.CalendarKeyIn).
+func waitConvergedKey(t *testing.T, ctx context.Context, svc *calendar.Service, calID, key string, timeout time.Duration) map[string]string {
+	t.Helper()
 	fs := firestoreClient(t)
-	key := store.CalendarKey(calID)
 	deadline := time.Now().Add(timeout)
 	last := ""
 	for {

@@ -64,9 +64,11 @@ func run(m *testing.M) int {
 		// the emulators (servicefaults_test.go).
 		ServiceFaults: true,
 		RenewInterval: renewEvery,
-		ChannelTTL:    channelTTL,
-		RenewBefore:   renewBefore,
-		Calendar:      calendaremu.Options{PushRetryBaseDelay: 200 * time.Millisecond},
+		// Two products beside the operator (tenants_test.go).
+		Tenants:     stack.DemoTenants(),
+		ChannelTTL:  channelTTL,
+		RenewBefore: renewBefore,
+		Calendar:    calendaremu.Options{PushRetryBaseDelay: 200 * time.Millisecond},
 		// A 60s function timeout (production: 540s): a stuck delivery frees
 		// its push loop within a test's patience.
 		SyncWorkerTimeout: 60 * time.Second,

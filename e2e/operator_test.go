@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,14 +51,30 @@ func calsyncCLI(t *testing.T) (bin, state string) {
 // and returns its stdout; a non-zero exit fails the test.
 func cli(t *testing.T, ctx context.Context, cmd string, args ...string) string {
 	t.Helper()
+	code, stdout, stderr := runCLI(t, ctx, cmd, args...)
+	if code != 0 {
+		t.Fatalf("calsync %s %s: exit %d\nstdout: %s\nstderr: %s", cmd, strings.Join(args, " "), code, stdout, stderr)
+	}
+	return stdout
+}
+
+// runCLI is cli for a command that may fail: its exit code and output.
+func runCLI(t *testing.T, ctx context.Context, cmd string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	bin, state := calsyncCLI(t)
 	c := exec.CommandContext(ctx, bin, append([]string{cmd, "--state-file", state}, args...)...)
-	var stdout, stderr bytes.Buffer
-	c.Stdout, c.Stderr = &stdout, &stderr
-	if err := c.Run(); err != nil {
-		t.Fatalf("calsync %s %s: %v\nstdout: %s\nstderr: %s", cmd, strings.Join(args, " "), err, stdout.String(), stderr.String())
+	var o, e bytes.Buffer
+	c.Stdout, c.Stderr = &o, &e
+	err := c.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	default:
+		t.Fatalf("calsync %s: %v", cmd, err)
 	}
-	return stdout.String()
+	return code, o.String(), e.String()
 }
 
 // watchCalendar is `calsync watch`: register the calendar (auth mode adc:

@@ -89,17 +89,23 @@ func subscribe(t *testing.T, ctx context.Context, topic string) *collector {
 		t.Fatal(err)
 	}
 	c := &collector{ch: make(chan *pubsub.Message, 100000)}
+	receive(t, id, func(m *pubsub.Message) { c.ch <- m })
+	return c
+}
+
+// receive hands each message of subscription id to fn, acknowledged,
+// until the test ends.
+func receive(t *testing.T, id string, fn func(*pubsub.Message)) {
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_ = sys.PubSub.Subscriber(id).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
 			m.Ack()
-			c.ch <- m
+			fn(m)
 		})
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	return c
 }
 
 // until collects messages until done says so or ctx ends (then it fails).

@@ -32,6 +32,8 @@ var stateKeys = map[string]string{
 	"pubsubEmulatorHost":    "PUBSUB_EMULATOR_HOST",
 	"notificationsTopic":    "NOTIFICATIONS_TOPIC",
 	"changesTopic":          "CHANGES_TOPIC",
+	"controlTopic":          "CONTROL_TOPIC",
+	"lifecycleTopic":        "LIFECYCLE_TOPIC",
 	"channelTokenKeys":      "CHANNEL_TOKEN_KEYS",
 	"credentialKeys":        "CREDENTIAL_KEYS",
 	"credentialPrivateKeys": "CREDENTIAL_PRIVATE_KEYS",

@@ -32,6 +32,7 @@ commands:
   reseal    seal every stored credential to the first CREDENTIAL_PRIVATE_KEYS key (rotation; RenewChannels does it hourly)
   migrate-credentials   seal the legacy AES-GCM credentials to CREDENTIAL_PUBLIC_KEY (needs CREDENTIAL_KEYS)
   keygen    make a key pair for sealed credentials (private key on stdout, public key on stderr)
+  control   publish a control message for a tenant (enroll, unenroll, resync), as a product does; --wait for its answer
   smoke     prove push → mirror → feed: write a test event to a watched calendar, wait for its change messages
   scopes    the scopes a Workspace admin authorises for domain-wide delegation, per API
 
@@ -81,6 +82,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		"keygen":              cmdKeygen,
 		"scopes":              cmdScopes,
 		"smoke":               cmdSmoke,
+		"control":             cmdControl,
 		"migrate-credentials": cmdMigrateCredentials,
 	}
 	name := args[0]

@@ -11,13 +11,11 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/google"
 	"google.golang.org/api/calendar/v3"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/pubsubx"
@@ -127,20 +125,11 @@ func (r *smokeRun) run(ctx context.Context, cfg smokeConfig, calID string, timeo
 		return err
 	}
 	defer ps.Close()
-	subID := "calsync-smoke-" + randomID()
-	sub := pubsubx.SubscriptionName(cfg.Basic.ProjectID, subID)
-	_, err = ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
-		Name: sub, Topic: pubsubx.TopicName(cfg.Basic.ProjectID, cfg.ChangesTopic), AckDeadlineSeconds: 60,
-		// Left behind only if this run dies: Pub/Sub deletes it after a day idle.
-		ExpirationPolicy: &pubsubpb.ExpirationPolicy{Ttl: durationpb.New(24 * time.Hour)},
-	})
+	subID, drop, err := tempSubscription(ctx, ps, cfg.Basic.ProjectID, cfg.ChangesTopic, "calsync-smoke-", "")
 	if !report("temporary subscription on "+cfg.ChangesTopic, err, subID) {
 		return nil
 	}
-	defer func() {
-		err := ps.SubscriptionAdminClient.DeleteSubscription(context.WithoutCancel(ctx), &pubsubpb.DeleteSubscriptionRequest{Subscription: sub})
-		report("temporary subscription deleted", err, "")
-	}()
+	defer func() { report("temporary subscription deleted", drop(), "") }()
 	feed := make(chan change, 64)
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,6 +58,19 @@ func runDemo(ctx context.Context, st *stack.Stack, o demoOptions, w io.Writer) e
 		_ = st.PubSub.Subscriber(subID).Receive(ctx, func(_ context.Context, m *pubsub.Message) {
 			m.Ack()
 			feed.print(w, m)
+		})
+	}()
+
+	// A consumer of the lifecycle topic: what a product reacts to (control
+	// answers, enrollments, initial syncs complete), one line each.
+	lifeID := "devstack-demo-lifecycle-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	if err := pubsubx.EnsureSubscription(ctx, st.PubSub, st.LifecycleTopic, lifeID, false); err != nil {
+		return err
+	}
+	go func() {
+		_ = st.PubSub.Subscriber(lifeID).Receive(ctx, func(_ context.Context, m *pubsub.Message) {
+			m.Ack()
+			printLifecycle(w, m)
 		})
 	}()
 
@@ -166,7 +180,31 @@ func (f *feedStats) print(w io.Writer, m *pubsub.Message) {
 		}
 	}
 	f.mu.Unlock()
-	fmt.Fprintf(w, "%s change %-7s %-40s %-30q lag %s\n", time.Now().Format("15:04:05.000"), c.Change, c.EventID, ev.Summary, fmtLag(lag))
+	fmt.Fprintf(w, "%s change %-7s %-8s %-11s %-40s %-30q lag %s\n", time.Now().Format("15:04:05.000"), c.Change, c.Tenant, c.Origin, c.EventID, ev.Summary, fmtLag(lag))
+}
+
+// printLifecycle prints one lifecycle message: its type, tenant and what
+// it is about.
+func printLifecycle(w io.Writer, m *pubsub.Message) {
+	var l messages.Lifecycle
+	if err := json.Unmarshal(m.Data, &l); err != nil {
+		fmt.Fprintf(w, "lifecycle: undecodable message %s: %v\n", m.ID, err)
+		return
+	}
+	about := []string{}
+	for k, v := range map[string]string{"identity": l.IdentityKey, "externalId": l.ExternalID, "calendar": l.CalendarID, "reason": l.Reason, "status": l.Status} {
+		if v != "" {
+			about = append(about, k+"="+v)
+		}
+	}
+	if l.Control != nil {
+		about = append(about, "requestId="+l.Control.RequestID, "action="+l.Control.Action)
+	}
+	if l.Events != nil {
+		about = append(about, "events="+strconv.Itoa(*l.Events))
+	}
+	sort.Strings(about)
+	fmt.Fprintf(w, "%s lifecycle %-32s %-8s %s\n", time.Now().Format("15:04:05.000"), l.Type, l.Tenant, strings.Join(about, " "))
 }
 
 func fmtLag(d time.Duration) string {

@@ -125,6 +125,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		RenewBefore:   f.renewBefore,
 		RenewInterval: renew,
 		Env:           map[string]string{"LOG_LEVEL": f.logLevel},
+		Tenants:       stack.DemoTenants(),
 		Logger:        logger.With("component", "devstack"),
 	})
 	if err != nil {
@@ -142,6 +143,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("state file: %w", err)
 		}
 		defer os.Remove(f.stateFile)
+	}
+	if err := seedWorkspace(ctx, st); err != nil && ctx.Err() == nil { // else: stopped meanwhile
+		return fmt.Errorf("demo tenants' Workspace: %w", err)
 	}
 	printEndpoints(stdout, st, f.stateFile)
 
@@ -181,5 +185,6 @@ func printEndpoints(w io.Writer, st *stack.Stack, stateFile string) {
 	for _, kv := range st.EnvList() {
 		fmt.Fprintf(w, "  export %s\n", kv)
 	}
+	printControl(w, st, stateFile)
 	fmt.Fprintln(w, "Ctrl-C stops everything.")
 }

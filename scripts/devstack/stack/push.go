@@ -121,30 +121,40 @@ func (s *Stack) setupPush(ctx context.Context, o PushOptions) error {
 	}
 	s.DeadLetterSubscription = hold
 	s.SyncWorkerPushEndpoint = s.SyncWorkerURL + "/" + pubsubx.TopicName(s.ProjectID, s.NotificationsTopic)
+	s.ledger.setNotificationSubscriptions(s.ProjectID, o.subscriptions())
 	for i, name := range o.subscriptions() {
 		endpoint := s.SyncWorkerPushEndpoint
 		if o.Shards > 1 {
 			endpoint += "?" + url.Values{"shard": {strconv.Itoa(i)}, "shards": {strconv.Itoa(o.Shards)}}.Encode()
 		}
-		sub := &pubsubpb.Subscription{
-			Name:                     pubsubx.SubscriptionName(s.ProjectID, name),
-			Topic:                    pubsubx.TopicName(s.ProjectID, s.NotificationsTopic),
-			PushConfig:               &pubsubpb.PushConfig{PushEndpoint: endpoint},
-			AckDeadlineSeconds:       int32(o.AckDeadline / time.Second),
-			MessageRetentionDuration: durationpb.New(7 * 24 * time.Hour),
-			DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{
-				DeadLetterTopic:     pubsubx.TopicName(s.ProjectID, s.DeadLetterTopic),
-				MaxDeliveryAttempts: int32(o.MaxDeliveryAttempts),
-			},
-		}
-		if o.RetryPolicy {
-			sub.RetryPolicy = &pubsubpb.RetryPolicy{MinimumBackoff: durationpb.New(o.MinBackoff), MaximumBackoff: durationpb.New(o.MaxBackoff)}
-		}
-		_, err := s.PubSub.SubscriptionAdminClient.CreateSubscription(ctx, sub)
-		if err != nil && status.Code(err) != codes.AlreadyExists {
-			return fmt.Errorf("stack: create push subscription %s: %w", name, err)
+		if err := s.createPush(ctx, name, s.NotificationsTopic, endpoint, o); err != nil {
+			return err
 		}
 		s.PushSubscriptions = append(s.PushSubscriptions, name)
+	}
+	return nil
+}
+
+// createPush creates a push subscription of topic to endpoint with
+// Terraform's settings (o: ack deadline, dead letters, retention).
+func (s *Stack) createPush(ctx context.Context, name, topic, endpoint string, o PushOptions) error {
+	sub := &pubsubpb.Subscription{
+		Name:                     pubsubx.SubscriptionName(s.ProjectID, name),
+		Topic:                    pubsubx.TopicName(s.ProjectID, topic),
+		PushConfig:               &pubsubpb.PushConfig{PushEndpoint: endpoint},
+		AckDeadlineSeconds:       int32(o.AckDeadline / time.Second),
+		MessageRetentionDuration: durationpb.New(7 * 24 * time.Hour),
+		DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{
+			DeadLetterTopic:     pubsubx.TopicName(s.ProjectID, s.DeadLetterTopic),
+			MaxDeliveryAttempts: int32(o.MaxDeliveryAttempts),
+		},
+	}
+	if o.RetryPolicy {
+		sub.RetryPolicy = &pubsubpb.RetryPolicy{MinimumBackoff: durationpb.New(o.MinBackoff), MaximumBackoff: durationpb.New(o.MaxBackoff)}
+	}
+	_, err := s.PubSub.SubscriptionAdminClient.CreateSubscription(ctx, sub)
+	if err != nil && status.Code(err) != codes.AlreadyExists {
+		return fmt.Errorf("stack: create push subscription %s: %w", name, err)
 	}
 	return nil
 }
@@ -251,6 +261,18 @@ type ledger struct {
 	webhookAcks  []WebhookAck
 	deadLetters  []DeadLetter
 	instanceHits map[string]int // "SyncWorker-1" → copies forwarded to it
+	// notificationSubs are the notifications push subscriptions' full
+	// names: the pushes recorded (control pushes are not notifications).
+	notificationSubs map[string]bool
+}
+
+func (l *ledger) setNotificationSubscriptions(project string, ids []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.notificationSubs = map[string]bool{}
+	for _, id := range ids {
+		l.notificationSubs[pubsubx.SubscriptionName(project, id)] = true
+	}
 }
 
 func newLedger() *ledger {
@@ -264,6 +286,9 @@ func (l *ledger) syncWorkerDelivery(d Delivery) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.notificationSubs != nil && !l.notificationSubs[p.Subscription] {
+		return
+	}
 	r := l.notes[p.id()]
 	if r == nil {
 		r = &NotificationRecord{MessageID: p.id(), FirstSeen: d.At, data: string(p.Message.Data)}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/calsync/calsync/shared/tenant"
 )
 
 // RenewResult is one call of RenewChannels.
@@ -89,9 +91,14 @@ type State struct {
 	NotificationsTopic     string    `json:"notificationsTopic"`
 	ChangesTopic           string    `json:"changesTopic"`
 	DeadLetterTopic        string    `json:"deadLetterTopic"`
-	PushSubscriptions      []string  `json:"pushSubscriptions"`
-	DeadLetterSubscription string    `json:"deadLetterSubscription"`
-	RunDir                 string    `json:"runDir"`
+	// The control path: the lifecycle topic, and each tenant's control
+	// topic and push subscription ("default" first: CONTROL_SUBSCRIPTION).
+	LifecycleTopic         string          `json:"lifecycleTopic"`
+	ControlTopic           string          `json:"controlTopic"`
+	Tenants                []tenant.Tenant `json:"tenants"`
+	PushSubscriptions      []string        `json:"pushSubscriptions"`
+	DeadLetterSubscription string          `json:"deadLetterSubscription"`
+	RunDir                 string          `json:"runDir"`
 	// Instances are the function processes (pid, port, log file).
 	Instances []InstanceInfo `json:"instances"`
 	// The functions' secrets and OAuth settings, so the CLI
@@ -115,6 +122,7 @@ func (s *Stack) State() State {
 	for k, v := range s.Env {
 		env[k] = v
 	}
+	controlTopic, _ := s.ControlTopicOf(tenant.Default)
 	var instances []InstanceInfo
 	for _, fn := range s.Functions() {
 		instances = append(instances, fn.Infos()...)
@@ -126,6 +134,7 @@ func (s *Stack) State() State {
 		CalendarEndpoint: s.CalendarEndpoint, CalendarControlURL: s.CalendarBaseURL + "/emulator/v1/",
 		FirestoreEmulatorHost: s.FirestoreHost, PubSubEmulatorHost: s.PubSubHost,
 		NotificationsTopic: s.NotificationsTopic, ChangesTopic: s.ChangesTopic, DeadLetterTopic: s.DeadLetterTopic,
+		LifecycleTopic: s.LifecycleTopic, ControlTopic: controlTopic, Tenants: s.Tenants,
 		PushSubscriptions: s.PushSubscriptions, DeadLetterSubscription: s.DeadLetterSubscription,
 		RunDir: s.RunDir, Instances: instances, Env: env,
 		ChannelTokenKeys: env["CHANNEL_TOKEN_KEYS"], CredentialPrivateKeys: env["CREDENTIAL_PRIVATE_KEYS"],

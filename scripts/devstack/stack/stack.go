@@ -40,6 +40,7 @@ import (
 	"github.com/calsync/calsync/shared/config"
 	"github.com/calsync/calsync/shared/pubsubx"
 	"github.com/calsync/calsync/shared/sealed"
+	"github.com/calsync/calsync/shared/tenant"
 	"github.com/calsync/calsync/shared/testing/calendaremu"
 	"github.com/calsync/calsync/shared/testing/emulators"
 )
@@ -100,6 +101,16 @@ type Options struct {
 	// Topics (defaults: the functions' defaults, calsync-notifications and calsync-changes).
 	NotificationsTopic string
 	ChangesTopic       string
+	// ControlTopic is the operator's control topic (default
+	// calsync-control); each tenant's is ControlTopic-NAME, as Terraform
+	// names them. LifecycleTopic defaults to calsync-lifecycle.
+	ControlTopic   string
+	LifecycleTopic string
+	// Tenants share the stack besides the operator's default tenant
+	// (TENANTS; DemoTenants for devstack and the e2e tests): each gets a
+	// control topic and a push subscription to the SyncWorker of its own
+	// (ControlSubscription is set from ControlTopic). None by default.
+	Tenants []tenant.Tenant
 	// ChannelTTL and RenewBefore: short so renewal is visible (defaults 2m and 1m).
 	ChannelTTL  time.Duration
 	RenewBefore time.Duration
@@ -123,6 +134,12 @@ func (opts Options) withDefaults() Options {
 	}
 	if opts.ChangesTopic == "" {
 		opts.ChangesTopic = DefaultChanges
+	}
+	if opts.ControlTopic == "" {
+		opts.ControlTopic = DefaultControl
+	}
+	if opts.LifecycleTopic == "" {
+		opts.LifecycleTopic = DefaultLifecycle
 	}
 	if opts.Webhooks == 0 {
 		opts.Webhooks = 1
@@ -185,6 +202,11 @@ type Stack struct {
 	NotificationsTopic     string
 	ChangesTopic           string
 	DeadLetterTopic        string
+	// LifecycleTopic carries lifecycle messages and control answers.
+	LifecycleTopic string
+	// Tenants: the default tenant first (CONTROL_SUBSCRIPTION), then
+	// Options.Tenants (TENANTS), each with its control topic.
+	Tenants []tenant.Tenant
 	// PushSubscriptions deliver the notifications topic to SyncWorkerPushEndpoint.
 	PushSubscriptions []string
 	// DeadLetterSubscription keeps the dead letters (like Terraform's -hold).
@@ -250,6 +272,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		NotificationsTopic: opts.NotificationsTopic,
 		ChangesTopic:       opts.ChangesTopic,
 		DeadLetterTopic:    opts.NotificationsTopic + DeadLetterTopicSuffix,
+		LifecycleTopic:     opts.LifecycleTopic,
 		log:                opts.Logger,
 		cancel:             cancel,
 		keepRun:            opts.KeepRunDir,
@@ -261,6 +284,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			s.Stop()
 		}
 	}()
+	if s.Tenants, err = tenantControls(opts.ControlTopic, opts.Tenants); err != nil {
+		return nil, err
+	}
 
 	s.RunDir = opts.RunDir
 	if s.RunDir == "" {
@@ -328,6 +354,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		if err = pubsubx.EnsureTopic(ctx, s.PubSub, t); err != nil {
 			return nil, fmt.Errorf("stack: %w", err)
 		}
+	}
+	if err = s.ensureControlTopics(ctx); err != nil {
+		return nil, err
 	}
 
 	// Fronts first: their URLs go into the functions' environment.
@@ -419,6 +448,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 
 	// Pub/Sub push to the SyncWorker front, as Terraform configures it.
 	if err = s.setupPush(ctx, opts.Push); err != nil {
+		return nil, err
+	}
+	// And each control topic, the default tenant's and every tenant's.
+	if err = s.setupControl(ctx, opts.Push); err != nil {
 		return nil, err
 	}
 	s.wg.Add(1)
@@ -595,6 +628,15 @@ func (s *Stack) environment(opts Options) (map[string]string, error) {
 		"RETRY_BUDGET":            "30s",
 		// The SyncWorker refuses pushes of any other subscription.
 		"NOTIFICATION_SUBSCRIPTIONS": strings.Join(opts.Push.subscriptions(), ","),
+	}
+	// The control path (terraform/functions.tf's tenancy_env and the
+	// SyncWorker's CONTROL_SUBSCRIPTION); Start always sets both.
+	if s.LifecycleTopic != "" {
+		env["LIFECYCLE_TOPIC"] = s.LifecycleTopic
+	}
+	if len(s.Tenants) > 0 {
+		env["CONTROL_SUBSCRIPTION"] = s.Tenants[0].ControlSubscription
+		env["TENANTS"] = tenantsJSON(s.Tenants)
 	}
 	for k, v := range opts.Env {
 		env[k] = v
