@@ -63,6 +63,10 @@ const (
 	StatusConnected = "connected"
 	StatusDenied    = "denied" // the user cancelled at Google
 	StatusError     = "error"  // with calsync_reason
+	// StatusDisconnected: a disconnect link was followed; the grants are
+	// revoked and the credentials deleted by the SyncWorker (lifecycle
+	// topic: control.accepted, identity.unenrolled).
+	StatusDisconnected = "disconnected"
 )
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -77,6 +81,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.landing(w, r)
 	case r.URL.Path == "/start" && r.Method == http.MethodPost:
 		h.start(w, r)
+	case r.URL.Path == "/disconnect" && r.Method == http.MethodPost:
+		h.disconnect(w, r)
 	case r.URL.Path == "/callback" && r.Method == http.MethodGet:
 		h.callback(w, r)
 	default:
@@ -116,6 +122,10 @@ func (h *Handler) landing(w http.ResponseWriter, r *http.Request) {
 		h.page(w, http.StatusBadRequest, pageError{Title: "Link already used", Message: "This link was used already. Ask " + t.Display() + " for a new one."})
 		return
 	}
+	if l.Action == connectlink.ActionDisconnect {
+		h.page(w, http.StatusOK, pageDisconnect{Product: t.Display(), Link: token})
+		return
+	}
 	h.page(w, http.StatusOK, pageConnect{Product: t.Display(), Link: token})
 }
 
@@ -125,6 +135,9 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	l, t, problem := h.link(r.PostForm.Get("link"))
+	if problem == "" && l.Action != connectlink.ActionConnect {
+		problem = "This link is not valid for this step. Ask the service that sent you here for a new one."
+	}
 	if problem != "" {
 		h.page(w, http.StatusBadRequest, pageError{Title: "Link not valid", Message: problem})
 		return
@@ -201,6 +214,65 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	log.Info("account connected; its enroll published", logging.KeyOutcome, StatusConnected, logging.KeyIdentityKey, identity,
 		logging.KeyRequestID, requestID)
 	http.Redirect(w, r, back(StatusConnected, "", url.Values{"calsync_identity": {identity}, "calsync_request": {requestID}}), http.StatusSeeOther)
+}
+
+// disconnect follows a disconnect link: every identity of the tenant with
+// the link's externalId gets a disconnect control message on the tenant's
+// control topic (the SyncWorker unenrolls it, revokes an OAuth grant at
+// Google and deletes its credential), and the user goes back to the product.
+func (h *Handler) disconnect(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		h.page(w, http.StatusBadRequest, pageError{Title: "Link not valid", Message: "The request could not be read."})
+		return
+	}
+	l, t, problem := h.link(r.PostForm.Get("link"))
+	if problem == "" && l.Action != connectlink.ActionDisconnect {
+		problem = "This link is not valid for this step. Ask the service that sent you here for a new one."
+	}
+	if problem != "" {
+		h.page(w, http.StatusBadRequest, pageError{Title: "Link not valid", Message: problem})
+		return
+	}
+	ctx := r.Context()
+	log := h.log(r).With(logging.KeyEvent, logging.EventConnect, logging.KeyTenant, t.Name)
+	if err := h.Store.SpendConnectLink(ctx, l.Nonce, t.Name, l.Expires.Add(24*time.Hour)); errors.Is(err, store.ErrLinkUsed) {
+		h.page(w, http.StatusBadRequest, pageError{Title: "Link already used", Message: "This link was used already. Ask " + t.Display() + " for a new one."})
+		return
+	} else if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	ids, err := h.Store.IdentitiesOfExternalID(ctx, t.Name, l.ExternalID)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	n := 0
+	for key, id := range ids {
+		if id.Status == store.StatusUnenrolled {
+			continue
+		}
+		c := messages.Control{Version: messages.ControlVersion, Action: messages.ActionDisconnect, IssuedAt: h.now().UTC(),
+			RequestID: "disconnect:" + l.Nonce + ":" + key, Subject: id.Subject}
+		if id.AuthMode == store.AuthOAuth {
+			c.Subject, c.CredentialID = "", id.CredentialID
+		}
+		data, err := json.Marshal(c)
+		if err == nil {
+			err = h.Control(ctx, t.Name, data, c.Attributes())
+		}
+		if err != nil {
+			h.unavailable(w, r, err)
+			return
+		}
+		n++
+	}
+	log.Info("disconnect link followed; disconnects published", logging.KeyOutcome, StatusDisconnected, "identities", n)
+	u, _ := url.Parse(l.ReturnURL)
+	v := u.Query()
+	v.Set("calsync_status", StatusDisconnected)
+	u.RawQuery = v.Encode()
+	http.Redirect(w, r, u.String(), http.StatusSeeOther)
 }
 
 // enroll hands the grant to calsync: its refresh token sealed under a new

@@ -2,6 +2,7 @@ package connect_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -66,7 +67,7 @@ func newEnvWith(t *testing.T, auto bool, tenantsJSON string) *env {
 	logs := &testlog.Buffer{}
 	logger := logging.New(logs, slog.LevelDebug)
 	cal := config.Calendar{CalendarEndpoint: base, CredentialPrivateKeys: privKeys, Tenants: tenantsJSON,
-		OAuthClientID: "cid", OAuthClientSecret: "secret", OAuthTokenURL: base + "/token", OAuthAuthURL: base + "/authorize", CalendarRateLimit: 600}
+		OAuthClientID: "cid", OAuthClientSecret: "secret", OAuthTokenURL: base + "/token", OAuthAuthURL: base + "/authorize", OAuthRevokeURL: base + "/revoke", CalendarRateLimit: 600}
 	access, err := credentials.NewAccess(cal, st, logger)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +78,8 @@ func newEnvWith(t *testing.T, auto bool, tenantsJSON string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enroller := &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: nopPublisher{}, Lifecycle: access.Lifecycle, Logger: logger}
+	enroller := &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: nopPublisher{}, Lifecycle: access.Lifecycle, Logger: logger,
+		Revoker: access.Calendars}
 	h := &connect.Handler{Store: st, Seal: access.Credentials.Seal, Tenants: set, Logger: logger,
 		// What the SyncWorker does with the message on the tenant's control
 		// topic (functions/syncworker), in process.
@@ -280,6 +282,36 @@ func TestConnectLink(t *testing.T) {
 	}
 	if n := identities(); n != 1 {
 		t.Fatalf("%d identities after a refusal at Google", n)
+	}
+	// A disconnect link: its page, then the identity disconnected (the
+	// grant revoked, the credential deleted) and the user back at the
+	// product. A disconnect link cannot start a consent, nor a connect
+	// link disconnect.
+	dl, err := connectlink.NewFor(connectlink.ActionDisconnect, linkKey, "acme", "crm-user-1", returnURL, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body, _ := e.get(e.srv.URL + "/?link=" + url.QueryEscape(dl)); code != http.StatusOK || !strings.Contains(body, "Disconnect your Google Calendar from Acme CRM") {
+		t.Fatalf("disconnect page: %d %s", code, body)
+	}
+	if code, _, loc := e.post(e.srv.URL+"/start", url.Values{"link": {dl}}); code != http.StatusBadRequest || loc != "" {
+		t.Fatalf("a disconnect link started a consent: %d %q", code, loc)
+	}
+	if code, _, loc := e.post(e.srv.URL+"/disconnect", url.Values{"link": {e.link("crm-user-1", returnURL, time.Hour)}}); code != http.StatusBadRequest || loc != "" {
+		t.Fatalf("a connect link disconnected: %d %q", code, loc)
+	}
+	code, _, loc = e.post(e.srv.URL+"/disconnect", url.Values{"link": {dl}})
+	if back := mustParse(t, loc); code != http.StatusSeeOther || back.Query().Get("calsync_status") != connect.StatusDisconnected {
+		t.Fatalf("disconnect: %d %q", code, loc)
+	}
+	if gone, err := e.st.GetIdentity(e.ctx, key); err != nil || gone.Status != store.StatusUnenrolled {
+		t.Fatalf("identity after the disconnect link: %+v %v", gone, err)
+	}
+	if _, err := e.st.GetCredential(e.ctx, id.CredentialID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("credential after the disconnect link: %v", err)
+	}
+	if code, body, _ := e.post(e.srv.URL+"/disconnect", url.Values{"link": {dl}}); code != http.StatusBadRequest || !strings.Contains(body, "used already") {
+		t.Fatalf("disconnect link reused: %d %s", code, body)
 	}
 	if strings.Contains(e.logs.String(), "1//") || strings.Contains(e.logs.String(), "ya29") {
 		t.Fatal("a token was logged")

@@ -14,6 +14,11 @@ type pageConnect struct {
 	Link    string
 }
 
+type pageDisconnect struct {
+	Product string
+	Link    string
+}
+
 type pageError struct {
 	Title, Message string
 	Back, BackName string // a link back to the product, when there is one
@@ -39,6 +44,12 @@ var pages = map[string]*template.Template{
 <p>You can disconnect at any time.</p>
 <form method="post" action="start"><input type="hidden" name="link" value="{{.Link}}">
 <button type="submit">Continue with Google</button></form>{{end}}`)),
+	"disconnect": template.Must(template.Must(template.New("disconnect").Parse(layout)).Parse(`
+{{define "title"}}Disconnect your calendar from {{.Product}}{{end}}
+{{define "body"}}<h1>Disconnect your Google Calendar from {{.Product}}</h1>
+<p>{{.Product}} will no longer see your calendars. Its access is removed from your Google Account, and what it stored of your calendars is deleted or kept as {{.Product}} decides.</p>
+<form method="post" action="disconnect"><input type="hidden" name="link" value="{{.Link}}">
+<button type="submit">Disconnect</button></form>{{end}}`)),
 	"error": template.Must(template.Must(template.New("error").Parse(layout)).Parse(`
 {{define "title"}}{{.Title}}{{end}}
 {{define "body"}}<h1>{{.Title}}</h1><p role="alert">{{.Message}}</p>
@@ -47,8 +58,11 @@ var pages = map[string]*template.Template{
 
 func (h *Handler) page(w http.ResponseWriter, code int, data any) {
 	name := "error"
-	if _, ok := data.(pageConnect); ok {
+	switch data.(type) {
+	case pageConnect:
 		name = "connect"
+	case pageDisconnect:
+		name = "disconnect"
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)

@@ -20,6 +20,7 @@ func cmdConnectLink(_ context.Context, c *cli, args []string) error {
 	externalID := fs.String("external-id", "", "the product's id for the user (required)")
 	returnURL := fs.String("return", "", "where the user is sent back, on the tenant's returnUrls (required)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the link works (at most 168h)")
+	disconnect := fs.Bool("disconnect", false, "a disconnect link: the user disconnects their Google account (grant revoked, credential deleted)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -34,7 +35,11 @@ func cmdConnectLink(_ context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	token, err := connectlink.New(connectlink.Key{ID: key.ID, Secret: key.Material}, *tenantName, *externalID, *returnURL, *ttl, time.Now())
+	action := connectlink.ActionConnect
+	if *disconnect {
+		action = connectlink.ActionDisconnect
+	}
+	token, err := connectlink.NewFor(action, connectlink.Key{ID: key.ID, Secret: key.Material}, *tenantName, *externalID, *returnURL, *ttl, time.Now())
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,11 @@ func TestConnectLinkCommand(t *testing.T) {
 	if err != nil || l.Tenant != "acme" || l.ExternalID != "u-9" || l.KeyID != "k1" || time.Until(l.Expires) > 2*time.Hour {
 		t.Fatalf("link: %+v %v", l, err)
 	}
+	code, out, _ = run("connect-link", "--disconnect", "--tenant", "acme", "--external-id", "u-9", "--return", "https://app.acme.test/back")
+	u, _ = url.Parse(strings.TrimSpace(out))
+	if l, err := connectlink.Verify(u.Query().Get("link"), func(string) map[string][]byte { return map[string][]byte{"k1": k1} }, time.Now()); code != 0 || err != nil || l.Action != connectlink.ActionDisconnect {
+		t.Fatalf("disconnect link: %d %+v %v", code, l, err)
+	}
 	if code, _, errOut := run("connect-link", "--tenant", "globex", "--external-id", "u", "--return", "https://a.test/"); code == 0 || !strings.Contains(errOut, "no key") {
 		t.Fatalf("a tenant without a key: %d %s", code, errOut)
 	}

@@ -33,7 +33,16 @@ type Link struct {
 	// KeyID is the key that signed it (a tenant's key is rotated by adding
 	// a new one first).
 	KeyID string `json:"k"`
+	// Action is what the link does: ActionConnect ("" in links made before
+	// there were others) or ActionDisconnect.
+	Action string `json:"a,omitempty"`
 }
+
+// Link actions.
+const (
+	ActionConnect    = ""
+	ActionDisconnect = "disconnect"
+)
 
 // Key is one of a tenant's link keys.
 type Key struct {
@@ -59,6 +68,16 @@ const prefix = "cl1."
 // valid for ttl (at most MaxLifetime), with key. It returns the token to
 // put in the Connect function's URL: CONNECT_URL + "/?link=" + token.
 func New(key Key, tenant, externalID, returnURL string, ttl time.Duration, now time.Time) (string, error) {
+	return NewFor(ActionConnect, key, tenant, externalID, returnURL, ttl, now)
+}
+
+// NewFor is New for a link of another action: ActionDisconnect sends the
+// user to a page where they disconnect their Google account from the
+// product (the grant revoked at Google, the credential deleted).
+func NewFor(action string, key Key, tenant, externalID, returnURL string, ttl time.Duration, now time.Time) (string, error) {
+	if action != ActionConnect && action != ActionDisconnect {
+		return "", fmt.Errorf("connectlink: unknown action %q", action)
+	}
 	if ttl <= 0 || ttl > MaxLifetime {
 		return "", fmt.Errorf("connectlink: lifetime %s is not within (0, %s]", ttl, MaxLifetime)
 	}
@@ -72,7 +91,7 @@ func New(key Key, tenant, externalID, returnURL string, ttl time.Duration, now t
 		return "", fmt.Errorf("connectlink: return URL %q is not an https URL", returnURL)
 	}
 	l := Link{Tenant: tenant, ExternalID: externalID, ReturnURL: returnURL, Expires: now.Add(ttl).UTC().Truncate(time.Second),
-		Nonce: uuid.NewString(), KeyID: key.ID}
+		Nonce: uuid.NewString(), KeyID: key.ID, Action: action}
 	payload, err := json.Marshal(l)
 	if err != nil {
 		return "", err
@@ -103,7 +122,7 @@ func Verify(token string, keys Keys, now time.Time) (Link, error) {
 	}
 	dec := json.NewDecoder(strings.NewReader(string(payload)))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&l); err != nil || l.Nonce == "" {
+	if err := dec.Decode(&l); err != nil || l.Nonce == "" || (l.Action != ActionConnect && l.Action != ActionDisconnect) {
 		return Link{}, ErrMalformed
 	}
 	secret := keys(l.Tenant)[l.KeyID]

@@ -53,6 +53,13 @@ func TestRoundTripAndRefusals(t *testing.T) {
 			t.Errorf("%q verified", bad)
 		}
 	}
+	dl, err := connectlink.NewFor(connectlink.ActionDisconnect, k1, "acme", "user-1", "https://app.acme.test/", time.Hour, now)
+	if l, verr := connectlink.Verify(dl, keys, now); err != nil || verr != nil || l.Action != connectlink.ActionDisconnect {
+		t.Errorf("disconnect link: %+v %v %v", l, err, verr)
+	}
+	if _, err := connectlink.NewFor("delete-everything", k1, "acme", "u", "https://app.acme.test/", time.Hour, now); err == nil {
+		t.Error("a link of an unknown action made")
+	}
 	if _, err := connectlink.Verify(mustNew(t, k2, "acme"), keys, now); err != nil {
 		t.Errorf("the tenant's second key: %v", err)
 	}
