@@ -15,7 +15,9 @@ import (
 
 	"github.com/calsync/calsync/functions/connect"
 	"github.com/calsync/calsync/shared/calclient"
+	"github.com/calsync/calsync/shared/connectlink"
 	"github.com/calsync/calsync/shared/messages"
+	"github.com/calsync/calsync/shared/store"
 	"github.com/calsync/calsync/shared/testing/browser"
 )
 
@@ -105,6 +107,22 @@ func TestConnectInBrowser(t *testing.T) {
 		t.Fatalf("identity: %+v %v", id, err)
 	}
 
+	// Carol disconnects through a disconnect link.
+	dl, err := connectlink.NewFor(connectlink.ActionDisconnect, linkKey, "acme", "crm-carol", app.URL+"/back", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := b.Open(e.srv.URL + "/?link=" + url.QueryEscape(dl)); code != http.StatusOK || !strings.Contains(b.Text("h1"), "Disconnect") {
+		t.Fatalf("disconnect page: %d %q", code, b.Text("h1"))
+	}
+	b.Screenshot(filepath.Join(dir, "6-disconnect.png"))
+	if code := b.Submit("button[type=submit]"); code != http.StatusOK || b.Text("#status") != connect.StatusDisconnected {
+		t.Fatalf("after Disconnect: %d %q", code, b.Text("body"))
+	}
+	if gone, _ := e.st.GetIdentity(e.ctx, got.Get("calsync_identity")); gone.Status != store.StatusUnenrolled {
+		t.Fatalf("identity after the disconnect: %s", gone.Status)
+	}
+
 	// The same link again.
 	b.Open(e.srv.URL + "/?link=" + url.QueryEscape(link))
 	if !strings.Contains(b.Text("body"), "used already") {
@@ -142,12 +160,12 @@ func TestConnectInBrowser(t *testing.T) {
 
 	ids, err := e.st.AllIdentities(e.ctx)
 	if err != nil || len(ids) != 1 {
-		t.Fatalf("identities: %d %v, want carol's alone", len(ids), err)
+		t.Fatalf("identities: %d %v, want carol's alone (unenrolled)", len(ids), err)
 	}
 	if e.ann.Err != nil {
 		t.Fatal(e.ann.Err)
 	}
-	if r := e.ann.Of(messages.LifecycleControlAccepted); len(r) != 1 {
+	if r := e.ann.Of(messages.LifecycleControlAccepted); len(r) != 2 { // connect, disconnect
 		t.Fatalf("control answers: %+v", r)
 	}
 }

@@ -71,8 +71,9 @@ const (
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The link page's form may go to this function and, by its redirect,
-	// to Google's consent page, nowhere else.
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' "+origin(h.OAuth.Endpoint.AuthURL)+"; frame-ancestors 'none'")
+	// to Google's consent page, nowhere else (a disconnect page's, back to
+	// the product: csp).
+	w.Header().Set("Content-Security-Policy", csp(origin(h.OAuth.Endpoint.AuthURL)))
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
@@ -123,6 +124,7 @@ func (h *Handler) landing(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if l.Action == connectlink.ActionDisconnect {
+		w.Header().Set("Content-Security-Policy", csp(origin(l.ReturnURL)))
 		h.page(w, http.StatusOK, pageDisconnect{Product: t.Display(), Link: token})
 		return
 	}
@@ -335,6 +337,13 @@ func (h *Handler) log(r *http.Request) *slog.Logger {
 		return h.Logger
 	}
 	return logging.FromContext(r.Context())
+}
+
+// csp is the pages' Content-Security-Policy: nothing loaded but inline
+// style, no framing, and forms that go to this function and, by its
+// redirect, to next (an origin) only.
+func csp(next string) string {
+	return "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' " + next + "; frame-ancestors 'none'"
 }
 
 // origin is a URL's scheme and host.
