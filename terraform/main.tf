@@ -50,6 +50,7 @@ locals {
     webhook = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.fn.webhook}\""
     sync    = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.fn.sync}\""
     renew   = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.fn.renew}\""
-    any     = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(\"${local.fn.webhook}\" OR \"${local.fn.sync}\" OR \"${local.fn.renew}\")"
+    connect = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.fn.connect}\""
+    any     = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(\"${local.fn.webhook}\" OR \"${local.fn.sync}\" OR \"${local.fn.renew}\" OR \"${local.fn.connect}\")"
   }
 }

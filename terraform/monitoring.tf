@@ -67,6 +67,16 @@ locals {
         sync_kind = "EXTRACT(jsonPayload.syncKind)"
       }
     }
+    connects = {
+      description = "Steps of end users' connect and disconnect links (Connect), by outcome: connected, denied (cancelled at Google), error (a scope not granted, an answer Google's token endpoint refused), bad_link, link_used, disconnected, unavailable (Firestore or Pub/Sub failed: the user saw \"try again\")."
+      filter      = "${local.log_resource.connect} AND jsonPayload.event=\"connect\""
+      labels      = { outcome = "EXTRACT(jsonPayload.outcome)" }
+    }
+    connect_unavailable = {
+      description = "Steps of end users' links that Connect could not complete (Firestore or Pub/Sub failed; the user saw \"try again\")."
+      filter      = "${local.log_resource.connect} AND jsonPayload.event=\"connect\" AND jsonPayload.outcome=\"unavailable\""
+      labels      = {}
+    }
     sync_errors = {
       description = "Sync errors by reason (most send the message back to Pub/Sub; lease_lost is acknowledged only when a completed round, a live holder or a sync it asked for covers the message)."
       filter      = "${local.log_resource.sync} AND jsonPayload.event=\"sync_error\""
@@ -394,6 +404,13 @@ locals {
       metric       = "lifecycle_publish_failures"
       period       = "300s"
       content      = "A transition (an identity enrolled or in an auth problem, a calendar added, removed or synced for the first time, a control message answered) was recorded but its lifecycle message could not be published, so the products subscribed to the lifecycle topic were not told. Read the lifecycle_publish_failed lines (type, tenant, identityKey, calendarKey, error): check the lifecycle topic exists and the function's service account may publish to it, then tell the product's owners which identities to look at."
+    }
+    connect_unavailable = {
+      display_name = "calsync: end users could not connect"
+      condition    = "Connect answered an end user \"try again\" (outcome unavailable)"
+      metric       = "connect_unavailable"
+      period       = "300s"
+      content      = "The Connect function could not complete a step of an end user's connect or disconnect link because Firestore or Pub/Sub failed; the user saw \"Please try again\" and their link may be spent (the product must give them a new one). Read the connect lines of ${local.fn.connect} with outcome unavailable (error) in Logging."
     }
     events_unstorable = {
       display_name = "calsync: events stored only in part"
