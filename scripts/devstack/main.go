@@ -151,6 +151,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := printConnect(stdout, st, f.stateFile); err != nil {
 		return fmt.Errorf("connect link: %w", err)
 	}
+	fmt.Fprintln(stdout, "Ctrl-C stops everything.")
 
 	if f.demo {
 		if err := runDemo(ctx, st, demoOptions{events: f.demoEvents, every: f.demoEvery}, stdout); err != nil && ctx.Err() == nil {
@@ -190,5 +191,4 @@ func printEndpoints(w io.Writer, st *stack.Stack, stateFile string) {
 		fmt.Fprintf(w, "  export %s\n", kv)
 	}
 	printControl(w, st, stateFile)
-	fmt.Fprintln(w, "Ctrl-C stops everything.")
 }
