@@ -71,11 +71,11 @@ func runAndTerminate(t *testing.T, bin string) {
 		}
 	}
 	if st.PID != cmd.Process.Pid || st.WebhookURL == "" || st.ProjectID == "" || st.ChangesTopic == "" || st.NotificationsTopic == "" ||
-		len(st.Instances) != 4 || st.RunDir == "" || len(st.PushSubscriptions) == 0 {
+		len(st.Instances) != 5 || st.RunDir == "" || len(st.PushSubscriptions) == 0 {
 		t.Fatalf("state file: %+v", st)
 	}
 	ports := []string{st.FirestoreEmulatorHost, st.PubSubEmulatorHost, strings.TrimPrefix(st.CalendarBaseURL, "http://")}
-	for _, u := range []string{st.WebhookURL, st.SyncWorkerURL, st.RenewChannelsURL} {
+	for _, u := range []string{st.WebhookURL, st.SyncWorkerURL, st.RenewChannelsURL, st.ConnectURL, strings.TrimSuffix(st.ProductURL, "/product/")} {
 		ports = append(ports, strings.TrimPrefix(u, "http://"))
 	}
 	for _, in := range st.Instances {
@@ -108,7 +108,7 @@ func runAndTerminate(t *testing.T, bin string) {
 			}
 		}
 	}
-	if targets["Webhook"] != 1 || targets["SyncWorker"] != 2 || targets["RenewChannels"] != 1 {
+	if targets["Webhook"] != 1 || targets["SyncWorker"] != 2 || targets["RenewChannels"] != 1 || targets["Connect"] != 1 {
 		t.Fatalf("FUNCTION_TARGET of the function processes: %v", targets)
 	}
 

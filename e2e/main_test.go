@@ -91,7 +91,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer sys.Stop()
-	fmt.Fprintf(os.Stderr, "e2e: stack up in %s (function binary built in %s, race %v; %d Webhook, %d SyncWorker, 1 RenewChannels processes; logs in %s)\n",
+	fmt.Fprintf(os.Stderr, "e2e: stack up in %s (function binary built in %s, race %v; %d Webhook, %d SyncWorker, 1 RenewChannels, 1 Connect processes; logs in %s)\n",
 		time.Since(start).Round(time.Millisecond), sys.Build.Duration.Round(time.Millisecond), sys.Build.Race, webhooks, syncWorkers, sys.RunDir)
 	code := m.Run()
 	// A function process that raced, panicked or crashed fails the run.

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/base64"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,5 +38,27 @@ func TestConnectLinkCommand(t *testing.T) {
 	}
 	if code, _, errOut := run("connect-link", "--tenant", "globex", "--external-id", "u", "--return", "https://a.test/"); code == 0 || !strings.Contains(errOut, "no key") {
 		t.Fatalf("a tenant without a key: %d %s", code, errOut)
+	}
+}
+
+// A devstack state file's connectUrl and connectLinkKeys are enough for
+// connect-link (devstack prints this command to make more links).
+func TestConnectLinkFromStateFile(t *testing.T) {
+	k := []byte(strings.Repeat("s", 32))
+	t.Setenv("CONNECT_URL", "")
+	t.Setenv("CONNECT_LINK_KEYS", "")
+	os.Unsetenv("CONNECT_URL")
+	os.Unsetenv("CONNECT_LINK_KEYS")
+	state := filepath.Join(t.TempDir(), "state.json")
+	if err := os.WriteFile(state, []byte(`{"connectUrl":"http://127.0.0.1:9/","connectLinkKeys":"{\"globex\":\"link1:`+base64.StdEncoding.EncodeToString(k)+`\"}"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := run("connect-link", "--state-file", state, "--tenant", "globex", "--external-id", "demo-user", "--return", "http://127.0.0.1:10/product/")
+	if code != 0 || !strings.HasPrefix(out, "http://127.0.0.1:9/?link=") {
+		t.Fatalf("exit %d, printed %q: %s", code, out, errOut)
+	}
+	u, _ := url.Parse(strings.TrimSpace(out))
+	if l, err := connectlink.Verify(u.Query().Get("link"), func(string) map[string][]byte { return map[string][]byte{"link1": k} }, time.Now()); err != nil || l.Tenant != "globex" {
+		t.Fatalf("link: %+v %v", l, err)
 	}
 }

@@ -27,6 +27,8 @@ import (
 var stateKeys = map[string]string{
 	"projectId":             "PROJECT_ID",
 	"webhookUrl":            "WEBHOOK_URL",
+	"connectUrl":            "CONNECT_URL",
+	"connectLinkKeys":       "CONNECT_LINK_KEYS",
 	"calendarEndpoint":      "CALENDAR_ENDPOINT",
 	"firestoreEmulatorHost": "FIRESTORE_EMULATOR_HOST",
 	"pubsubEmulatorHost":    "PUBSUB_EMULATOR_HOST",

@@ -61,7 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.project, "project", stack.DefaultProjectID, "project id of the emulated project")
 	fs.IntVar(&f.webhooks, "webhooks", 1, "Webhook processes")
 	fs.IntVar(&f.syncWorkers, "sync-workers", 2, "SyncWorker processes")
-	fs.IntVar(&f.frontsPort, "fronts-port", 0, "fixed ports for the fronts: Webhook on N, SyncWorker on N+1, RenewChannels on N+2 (0: free ones)")
+	fs.IntVar(&f.frontsPort, "fronts-port", 0, "fixed ports for the fronts: Webhook on N, SyncWorker on N+1, RenewChannels on N+2, Connect on N+3 (0: free ones)")
 	fs.IntVar(&f.pushShards, "push-shards", 4, "push subscriptions the notifications are spread over (1: Terraform's single subscription; the emulator pushes two at a time per subscription)")
 	fs.BoolVar(&f.race, "race", false, "build the function binary with the race detector")
 	fs.StringVar(&f.runDir, "run-dir", "", "directory for the function binary and the per-process logs (default: a temporary one, removed on exit unless --keep-logs)")
@@ -148,6 +148,10 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("demo tenants' Workspace: %w", err)
 	}
 	printEndpoints(stdout, st, f.stateFile)
+	if err := printConnect(stdout, st, f.stateFile); err != nil {
+		return fmt.Errorf("connect link: %w", err)
+	}
+	fmt.Fprintln(stdout, "Ctrl-C stops everything.")
 
 	if f.demo {
 		if err := runDemo(ctx, st, demoOptions{events: f.demoEvents, every: f.demoEvery}, stdout); err != nil && ctx.Err() == nil {
@@ -164,12 +168,13 @@ func printEndpoints(w io.Writer, st *stack.Stack, stateFile string) {
   Webhook front (channel address)  %s
   SyncWorker front (Pub/Sub push)  %s
   RenewChannels front (scheduler)  %s
+  Connect front (CONNECT_URL)      %s   (users come back to %s)
   Calendar API emulator            %s   (control: %s/emulator/v1/)
   Firestore emulator               %s
   Pub/Sub emulator                 %s
   topics                           %s -> push %v -> %s
                                    dead letters: %s (kept in %s); changes: %s
-`, st.ProjectID, st.WebhookURL, st.SyncWorkerURL, st.RenewChannelsURL, st.CalendarEndpoint, st.CalendarBaseURL,
+`, st.ProjectID, st.WebhookURL, st.SyncWorkerURL, st.RenewChannelsURL, st.ConnectURL, st.ProductURL, st.CalendarEndpoint, st.CalendarBaseURL,
 		st.FirestoreHost, st.PubSubHost, st.NotificationsTopic, st.PushSubscriptions, st.SyncWorkerPushEndpoint,
 		st.DeadLetterTopic, st.DeadLetterSubscription, st.ChangesTopic)
 	fmt.Fprintln(w, "  processes (FUNCTION_TARGET, pid, port, log):")
@@ -186,5 +191,4 @@ func printEndpoints(w io.Writer, st *stack.Stack, stateFile string) {
 		fmt.Fprintf(w, "  export %s\n", kv)
 	}
 	printControl(w, st, stateFile)
-	fmt.Fprintln(w, "Ctrl-C stops everything.")
 }

@@ -24,8 +24,17 @@ var demoUsers = []struct{ domain, user string }{
 	{"globex.test", "bob@globex.test"},
 }
 
-// seedWorkspace creates the demo tenants' domains and users; a tenant
-// without one is left alone.
+// demoConnectUser is the Google account (no Workspace: an OAuth grant) the
+// printed connect link lets a person connect as globex's user "demo-user":
+// the emulator's consent page lists it.
+const (
+	demoConnectUser       = "carol@gmail.test"
+	demoConnectTenant     = "globex"
+	demoConnectExternalID = "demo-user"
+)
+
+// seedWorkspace creates the demo tenants' domains and users, and the demo
+// OAuth user, each with a few events; a tenant without one is left alone.
 func seedWorkspace(ctx context.Context, st *stack.Stack) error {
 	for _, d := range demoUsers {
 		if err := st.Calendar.CreateDomain(d.domain, "admin@"+d.domain); err != nil {
@@ -34,21 +43,54 @@ func seedWorkspace(ctx context.Context, st *stack.Stack) error {
 		if err := st.Calendar.AddDomainUser(d.user, false); err != nil {
 			return err
 		}
-		tok := st.Calendar.IssueToken(d.user)
-		svc, err := calendaremu.NewService(ctx, st.CalendarBaseURL, option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok.AccessToken})))
-		if err != nil {
+		if err := seedEvents(ctx, st, d.user); err != nil {
 			return err
 		}
-		for i := range 3 {
-			start := time.Now().UTC().Truncate(time.Hour).Add(time.Duration(24*(i+1)) * time.Hour)
-			if _, err := svc.Events.Insert(d.user, &calendar.Event{Summary: fmt.Sprintf("%s meeting %d", strings.Split(d.user, "@")[0], i+1),
-				Start: &calendar.EventDateTime{DateTime: start.Format(time.RFC3339)},
-				End:   &calendar.EventDateTime{DateTime: start.Add(time.Hour).Format(time.RFC3339)}}).Context(ctx).Do(); err != nil {
-				return err
-			}
-		}
+	}
+	if err := st.Calendar.CreateUser(demoConnectUser, ""); err != nil {
+		return err
+	}
+	if err := seedEvents(ctx, st, demoConnectUser); err != nil {
+		return err
 	}
 	return st.Calendar.Share(demoUsers[0].user, demoUsers[1].user, "reader", true)
+}
+
+// seedEvents puts three one-hour meetings on the user's primary calendar,
+// one a day from tomorrow.
+func seedEvents(ctx context.Context, st *stack.Stack, user string) error {
+	tok := st.Calendar.IssueToken(user)
+	svc, err := calendaremu.NewService(ctx, st.CalendarBaseURL, option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok.AccessToken})))
+	if err != nil {
+		return err
+	}
+	for i := range 3 {
+		start := time.Now().UTC().Truncate(time.Hour).Add(time.Duration(24*(i+1)) * time.Hour)
+		if _, err := svc.Events.Insert(user, &calendar.Event{Summary: fmt.Sprintf("%s meeting %d", strings.Split(user, "@")[0], i+1),
+			Start: &calendar.EventDateTime{DateTime: start.Format(time.RFC3339)},
+			End:   &calendar.EventDateTime{DateTime: start.Add(time.Hour).Format(time.RFC3339)}}).Context(ctx).Do(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// printConnect prints a connect link for globex's user "demo-user", as
+// globex's backend would make one, valid for a day.
+func printConnect(w io.Writer, st *stack.Stack, stateFile string) error {
+	link, err := st.ConnectLink(demoConnectTenant, demoConnectExternalID, 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "To connect a Google account yourself, as an end user of %s (user %q): open this link in a browser on this machine,\n"+
+		"choose %s on the emulator's consent page and Allow; you land on the product page, and the feed below shows the enrollment:\n  %s\n",
+		demoConnectTenant, demoConnectExternalID, demoConnectUser, link)
+	cli := "go run ./scripts/calsync connect-link"
+	if stateFile != "" {
+		cli += " --state-file " + stateFile
+	}
+	fmt.Fprintf(w, "  (a new link: %s --tenant %s --external-id USER --return %s)\n", cli, demoConnectTenant, st.ProductURL)
+	return nil
 }
 
 // printControl says where control messages go, per tenant, and gives a

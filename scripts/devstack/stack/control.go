@@ -25,12 +25,13 @@ const (
 )
 
 // DemoTenants are the tenants devstack and the e2e tests run with: two
-// products, each allowed one Workspace domain; globex may also enroll OAuth
-// grants. A new slice each call: tenant.Parse lower-cases in place.
+// products, each allowed one Workspace domain; globex ("Globex CRM" on the
+// Connect pages) may also enroll OAuth grants, so its users may connect
+// themselves (the stack adds its product page to globex's return URLs). A new slice each call: tenant.Parse lower-cases in place.
 func DemoTenants() []tenant.Tenant {
 	return []tenant.Tenant{
 		{Name: "acme", Domains: []string{"acme.test"}},
-		{Name: "globex", Domains: []string{"globex.test"}, OAuth: true},
+		{Name: "globex", Domains: []string{"globex.test"}, OAuth: true, DisplayName: "Globex CRM"},
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -129,12 +130,12 @@ func TestControlTopicsPushToTheSyncWorker(t *testing.T) {
 func TestEnvironmentHasTheControlPath(t *testing.T) {
 	s := &Stack{ProjectID: "p", NotificationsTopic: "n-topic", ChangesTopic: "c-topic", LifecycleTopic: "l-topic", FirestoreHost: "127.0.0.1:1",
 		PubSubHost: "127.0.0.1:2", CalendarBaseURL: "http://127.0.0.1:3", CalendarEndpoint: "http://127.0.0.1:3/calendar/v3/",
-		WebhookURL: "http://127.0.0.1:4"}
+		WebhookURL: "http://127.0.0.1:4", ConnectURL: "http://127.0.0.1:5"}
 	var err error
 	if s.Tenants, err = tenantControls(DefaultControl, DemoTenants()); err != nil {
 		t.Fatal(err)
 	}
-	env, err := s.environment(Options{}.withDefaults())
+	env, _, err := s.environment(Options{}.withDefaults())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,5 +167,59 @@ func TestEnvironmentHasTheControlPath(t *testing.T) {
 	}
 	if _, err := tenantControls(DefaultControl, append(DemoTenants(), DemoTenants()[0])); err == nil {
 		t.Fatal("want an error for a tenant listed twice")
+	}
+}
+
+// The Connect process gets what Terraform gives the Connect function: the
+// public key and not the private ones, CONNECT_URL (its front), a link key
+// for each tenant with OAuth grants and none for the others, TENANTS with
+// globex's display name and the product page among its return URLs; the
+// other functions get OAUTH_REVOKE_URL (the emulator's /revoke), so that a
+// disconnect revokes there.
+func TestConnectEnvironment(t *testing.T) {
+	s := &Stack{ProjectID: "p", NotificationsTopic: "n-topic", ChangesTopic: "c-topic", LifecycleTopic: "l-topic", FirestoreHost: "127.0.0.1:1",
+		PubSubHost: "127.0.0.1:2", CalendarBaseURL: "http://127.0.0.1:3", CalendarEndpoint: "http://127.0.0.1:3/calendar/v3/",
+		WebhookURL: "http://127.0.0.1:4", ConnectURL: "http://127.0.0.1:5", ProductURL: "http://127.0.0.1:6/product/"}
+	var err error
+	if s.Tenants, err = tenantControls(DefaultControl, withProductReturn(DemoTenants(), s.ProductURL)); err != nil {
+		t.Fatal(err)
+	}
+	env, connectEnv, err := s.environment(Options{}.withDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env["OAUTH_REVOKE_URL"] != "http://127.0.0.1:3/revoke" || env["CREDENTIAL_PRIVATE_KEYS"] == "" {
+		t.Fatalf("env: OAUTH_REVOKE_URL %q, private keys set %v", env["OAUTH_REVOKE_URL"], env["CREDENTIAL_PRIVATE_KEYS"] != "")
+	}
+	if _, ok := connectEnv["CREDENTIAL_PRIVATE_KEYS"]; ok {
+		t.Fatal("the Connect process gets the private keys")
+	}
+	if connectEnv["CREDENTIAL_PUBLIC_KEY"] != env["CREDENTIAL_PUBLIC_KEY"] || connectEnv["CONNECT_URL"] != s.ConnectURL {
+		t.Fatalf("Connect env: public key %q, CONNECT_URL %q", connectEnv["CREDENTIAL_PUBLIC_KEY"], connectEnv["CONNECT_URL"])
+	}
+	cfg, err := config.Load[config.Connect](context.Background(), envconfig.MapLookuper(connectEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := cfg.LinkKeys()
+	if err != nil || len(keys) != 1 || len(keys["globex"]) != 1 {
+		t.Fatalf("CONNECT_LINK_KEYS %v %v, want one key, globex's", keys, err)
+	}
+	set, err := cfg.TenantSet("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	globex, _ := set.Get("globex")
+	acme, _ := set.Get("acme")
+	if globex.Display() != "Globex CRM" || !globex.ReturnAllowed(s.ProductURL+"?from=demo") || acme.ReturnAllowed(s.ProductURL) {
+		t.Fatalf("globex %+v, acme %+v", globex, acme)
+	}
+	s.Env = env
+	link, err := s.ConnectLink("globex", "demo-user", time.Hour)
+	if err != nil || !strings.HasPrefix(link, s.ConnectURL+"/?link=") {
+		t.Fatalf("ConnectLink: %q %v", link, err)
+	}
+	if _, err := s.ConnectLink("acme", "demo-user", time.Hour); err == nil {
+		t.Fatal("ConnectLink for acme, a tenant without OAuth: want an error")
 	}
 }

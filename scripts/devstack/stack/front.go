@@ -102,7 +102,11 @@ func newFront(fn *Function, timeout time.Duration) *Front {
 			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 			MaxIdleConnsPerHost: 64,
 			DisableCompression:  true,
-		}},
+		},
+			// A balancer passes a redirect on to the caller (the Connect
+			// function's redirects are the browser's to follow).
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
 	}
 	f.lastActivity.Store(time.Now().UnixNano())
 	return f

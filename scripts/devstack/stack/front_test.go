@@ -302,3 +302,29 @@ func TestSocketOwner(t *testing.T) {
 		t.Fatal("want an error for a connection that does not exist")
 	}
 }
+
+// A redirect an instance answers reaches the caller as it is, not followed
+// by the front (the Connect function sends the browser to Google's consent
+// page and back to the product with 303s).
+func TestFrontPassesRedirectsOn(t *testing.T) {
+	target := newBackend(t, http.StatusOK)
+	redirecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.srv.URL+"/consent?state=s", http.StatusSeeOther)
+	}))
+	t.Cleanup(redirecting.Close)
+	fn := &Function{Name: "Fake", Instances: []*Instance{{Function: "Fake", url: redirecting.URL, state: StateUp}}}
+	fn.Front = newFront(fn, 5*time.Second)
+	if err := fn.Front.listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fn.Front.close)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Post(fn.Front.URL+"/start", "application/x-www-form-urlencoded", strings.NewReader("link=x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != target.srv.URL+"/consent?state=s" || target.hits.Load() != 0 {
+		t.Fatalf("through the front: %d Location %q, the target hit %d times; want the 303 itself, not followed", resp.StatusCode, resp.Header.Get("Location"), target.hits.Load())
+	}
+}

@@ -26,6 +26,7 @@ const (
 	Webhook       = "Webhook"
 	SyncWorker    = "SyncWorker"
 	RenewChannels = "RenewChannels"
+	Connect       = "Connect"
 )
 
 // State of an instance's process.

@@ -83,14 +83,20 @@ type State struct {
 	SyncWorkerURL          string    `json:"syncWorkerUrl"`
 	SyncWorkerPushEndpoint string    `json:"syncWorkerPushEndpoint"`
 	RenewChannelsURL       string    `json:"renewChannelsUrl"`
-	CalendarBaseURL        string    `json:"calendarBaseUrl"`
-	CalendarEndpoint       string    `json:"calendarEndpoint"`
-	CalendarControlURL     string    `json:"calendarControlUrl"`
-	FirestoreEmulatorHost  string    `json:"firestoreEmulatorHost"`
-	PubSubEmulatorHost     string    `json:"pubsubEmulatorHost"`
-	NotificationsTopic     string    `json:"notificationsTopic"`
-	ChangesTopic           string    `json:"changesTopic"`
-	DeadLetterTopic        string    `json:"deadLetterTopic"`
+	// The Connect function's front (CONNECT_URL), the tenants' link keys
+	// (CONNECT_LINK_KEYS: `calsync connect-link` signs with them) and the
+	// product page connect links return to.
+	ConnectURL            string `json:"connectUrl"`
+	ConnectLinkKeys       string `json:"connectLinkKeys"`
+	ProductURL            string `json:"productUrl"`
+	CalendarBaseURL       string `json:"calendarBaseUrl"`
+	CalendarEndpoint      string `json:"calendarEndpoint"`
+	CalendarControlURL    string `json:"calendarControlUrl"`
+	FirestoreEmulatorHost string `json:"firestoreEmulatorHost"`
+	PubSubEmulatorHost    string `json:"pubsubEmulatorHost"`
+	NotificationsTopic    string `json:"notificationsTopic"`
+	ChangesTopic          string `json:"changesTopic"`
+	DeadLetterTopic       string `json:"deadLetterTopic"`
 	// The control path: the lifecycle topic, and each tenant's control
 	// topic and push subscription ("default" first: CONTROL_SUBSCRIPTION).
 	LifecycleTopic         string          `json:"lifecycleTopic"`
@@ -131,6 +137,7 @@ func (s *Stack) State() State {
 		PID: os.Getpid(), StartedAt: time.Now().UTC(), ProjectID: s.ProjectID,
 		WebhookURL: s.WebhookURL, SyncWorkerURL: s.SyncWorkerURL, SyncWorkerPushEndpoint: s.SyncWorkerPushEndpoint,
 		RenewChannelsURL: s.RenewChannelsURL, CalendarBaseURL: s.CalendarBaseURL,
+		ConnectURL: s.ConnectURL, ConnectLinkKeys: env["CONNECT_LINK_KEYS"], ProductURL: s.ProductURL,
 		CalendarEndpoint: s.CalendarEndpoint, CalendarControlURL: s.CalendarBaseURL + "/emulator/v1/",
 		FirestoreEmulatorHost: s.FirestoreHost, PubSubEmulatorHost: s.PubSubHost,
 		NotificationsTopic: s.NotificationsTopic, ChangesTopic: s.ChangesTopic, DeadLetterTopic: s.DeadLetterTopic,

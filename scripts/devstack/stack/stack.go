@@ -59,7 +59,8 @@ type Options struct {
 	Webhooks    int
 	SyncWorkers int
 	// FrontsPort, if not 0, puts the fronts on fixed ports: Webhook on
-	// FrontsPort, SyncWorker on FrontsPort+1, RenewChannels on FrontsPort+2.
+	// FrontsPort, SyncWorker on FrontsPort+1, RenewChannels on FrontsPort+2,
+	// Connect on FrontsPort+3.
 	FrontsPort int
 	// SyncWorkerTimeout is the SyncWorker's request timeout, enforced by its
 	// front (Terraform: 540s, the default); the Webhook's is 60s and
@@ -219,8 +220,17 @@ type Stack struct {
 	// PORT (secrets included: local only).
 	Env map[string]string
 
-	// The three functions: instances and fronts.
-	Webhook, SyncWorker, RenewChannels *Function
+	// ConnectURL is the Connect function's public base URL (its front,
+	// CONNECT_URL); ProductURL is the stand-in product's page every tenant
+	// with OAuth may send its users back to (product.go).
+	ConnectURL string
+	ProductURL string
+	// ConnectEnv is the Connect process's environment: Env without the
+	// private keys (a public function never holds them).
+	ConnectEnv map[string]string
+
+	// The four functions: instances and fronts.
+	Webhook, SyncWorker, RenewChannels, Connect *Function
 	// Calendar is the in-process Calendar emulator (faults, stats, channels).
 	Calendar *calendaremu.Server
 	// PubSub is a client of the stack's Pub/Sub emulator.
@@ -232,6 +242,7 @@ type Stack struct {
 	procs     []*emulators.Process
 	prevEnv   map[string]*string // the emulator variables Start replaced (nil: unset)
 	calStop   func()
+	product   *product
 	calSrv    *http.Server
 	calHook   func(CalendarCall)
 	psHook    func(PubSubAnswer)
@@ -284,7 +295,12 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			s.Stop()
 		}
 	}()
-	if s.Tenants, err = tenantControls(opts.ControlTopic, opts.Tenants); err != nil {
+	// The product page first: the tenants' return URLs name it.
+	if s.product, err = startProduct(); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	s.ProductURL = s.product.url
+	if s.Tenants, err = tenantControls(opts.ControlTopic, withProductReturn(opts.Tenants, s.ProductURL)); err != nil {
 		return nil, err
 	}
 
@@ -363,7 +379,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.Webhook = &Function{Name: Webhook}
 	s.SyncWorker = &Function{Name: SyncWorker}
 	s.RenewChannels = &Function{Name: RenewChannels}
-	timeouts := map[string]time.Duration{Webhook: 60 * time.Second, SyncWorker: opts.SyncWorkerTimeout, RenewChannels: 1800 * time.Second}
+	s.Connect = &Function{Name: Connect}
+	timeouts := map[string]time.Duration{Webhook: 60 * time.Second, SyncWorker: opts.SyncWorkerTimeout, RenewChannels: 1800 * time.Second, Connect: 60 * time.Second}
 	for i, fn := range s.Functions() {
 		fn.Front = newFront(fn, timeouts[fn.Name])
 		addr := "127.0.0.1:0"
@@ -379,14 +396,19 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.WebhookURL = s.Webhook.Front.URL
 	s.SyncWorkerURL = s.SyncWorker.Front.URL
 	s.RenewChannelsURL = s.RenewChannels.Front.URL
-	if s.Env, err = s.environment(opts); err != nil {
+	s.ConnectURL = s.Connect.Front.URL
+	if s.Env, s.ConnectEnv, err = s.environment(opts); err != nil {
 		return nil, err
 	}
+	// Google's console: the web client's authorised redirect URI is
+	// CONNECT_URL/callback. The client is not registered with the emulator,
+	// which then accepts any redirect URI for it: `calsync connect` uses the
+	// same client with a loopback one.
 
 	if err = waitBuild(); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
-	counts := map[string]int{Webhook: opts.Webhooks, SyncWorker: opts.SyncWorkers, RenewChannels: 1}
+	counts := map[string]int{Webhook: opts.Webhooks, SyncWorker: opts.SyncWorkers, RenewChannels: 1, Connect: 1}
 	for _, fn := range s.Functions() {
 		for i := 0; i < counts[fn.Name]; i++ {
 			port, err := emulators.FreePort()
@@ -394,6 +416,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 				return nil, fmt.Errorf("stack: %w", err)
 			}
 			env := s.Env
+			if fn.Name == Connect {
+				env = s.ConnectEnv
+			}
 			var t *tap
 			if opts.PubSubTaps && fn.Name == SyncWorker {
 				if t, err = newTap(s.PubSubHost, s.pubSubHook); err != nil {
@@ -403,7 +428,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 				env = maps.Clone(s.Env)
 				env["PUBSUB_EMULATOR_HOST"] = t.addr()
 			}
-			if opts.ServiceFaults && fn.Name != RenewChannels {
+			if opts.ServiceFaults && (fn.Name == Webhook || fn.Name == SyncWorker) {
 				if env, err = s.proxyEnv(fn.Name, i, env, opts.FaultSeed); err != nil {
 					return nil, fmt.Errorf("stack: %w", err)
 				}
@@ -424,7 +449,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			fn.Instances = append(fn.Instances, in)
 		}
 	}
-	fmt.Fprintf(progress, "stack: starting %d Webhook, %d SyncWorker and 1 RenewChannels processes (logs in %s)\n", opts.Webhooks, opts.SyncWorkers, s.RunDir)
+	fmt.Fprintf(progress, "stack: starting %d Webhook, %d SyncWorker, 1 RenewChannels and 1 Connect processes (logs in %s)\n", opts.Webhooks, opts.SyncWorkers, s.RunDir)
 	var startErrs []error
 	var startMu sync.Mutex
 	var starts sync.WaitGroup
@@ -469,14 +494,14 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}()
 	}
 	fmt.Fprintln(progress, "stack: up")
-	s.log.Info("stack started", "webhook", s.WebhookURL, "syncWorker", s.SyncWorkerURL, "renewChannels", s.RenewChannelsURL,
+	s.log.Info("stack started", "webhook", s.WebhookURL, "syncWorker", s.SyncWorkerURL, "renewChannels", s.RenewChannelsURL, "connect", s.ConnectURL,
 		"calendar", s.CalendarBaseURL, "firestore", s.FirestoreHost, "pubsub", s.PubSubHost, "project", s.ProjectID, "runDir", s.RunDir)
 	return s, nil
 }
 
-// Functions returns Webhook, SyncWorker and RenewChannels.
+// Functions returns Webhook, SyncWorker, RenewChannels and Connect.
 func (s *Stack) Functions() []*Function {
-	return []*Function{s.Webhook, s.SyncWorker, s.RenewChannels}
+	return []*Function{s.Webhook, s.SyncWorker, s.RenewChannels, s.Connect}
 }
 
 // Function returns the function of that name.
@@ -486,7 +511,7 @@ func (s *Stack) Function(name string) (*Function, error) {
 			return fn, nil
 		}
 	}
-	return nil, fmt.Errorf("stack: no function %q (Webhook, SyncWorker, RenewChannels)", name)
+	return nil, fmt.Errorf("stack: no function %q (Webhook, SyncWorker, RenewChannels, Connect)", name)
 }
 
 // Instances describes the instances of a function.
@@ -592,19 +617,26 @@ func (s *Stack) emulator(ctx context.Context, kind emulators.Kind, host string) 
 }
 
 // environment is what the deployed functions get from Terraform, pointed at
-// the local emulators, with keys generated for this run.
-func (s *Stack) environment(opts Options) (map[string]string, error) {
+// the local emulators, with keys generated for this run: env for every
+// function but Connect, connectEnv for Connect (env without the private
+// keys, as terraform/functions.tf gives it).
+func (s *Stack) environment(opts Options) (env, connectEnv map[string]string, err error) {
 	tokenKey, err := randomKey("dev1")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Refresh tokens are sealed to this pair, as in a deployment: the CLI
-	// (calsync connect --state-file) needs only the public key.
+	// (calsync connect --state-file) and the Connect function need only the
+	// public key.
 	credPriv, credPub, err := sealed.GenerateKey("dev1")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	env := map[string]string{
+	linkKeys, err := s.connectLinkKeys()
+	if err != nil {
+		return nil, nil, err
+	}
+	env = map[string]string{
 		"PROJECT_ID":              s.ProjectID,
 		"GOOGLE_CLOUD_PROJECT":    s.ProjectID,
 		"LOG_LEVEL":               "warning",
@@ -618,9 +650,12 @@ func (s *Stack) environment(opts Options) (map[string]string, error) {
 		"CALENDAR_ENDPOINT":       s.CalendarEndpoint,
 		"OAUTH_TOKEN_URL":         s.CalendarBaseURL + "/token",
 		"OAUTH_AUTH_URL":          s.CalendarBaseURL + "/authorize",
+		"OAUTH_REVOKE_URL":        s.CalendarBaseURL + "/revoke",
 		"OAUTH_CLIENT_ID":         "devstack",
 		"OAUTH_CLIENT_SECRET":     "devstack-secret",
 		"WEBHOOK_URL":             s.WebhookURL,
+		"CONNECT_URL":             s.ConnectURL,
+		"CONNECT_LINK_KEYS":       linkKeys,
 		"CHANNEL_TTL":             opts.ChannelTTL.String(),
 		"RENEW_BEFORE":            opts.RenewBefore.String(),
 		"RECONCILE_AFTER":         "10m",
@@ -641,6 +676,9 @@ func (s *Stack) environment(opts Options) (map[string]string, error) {
 	for k, v := range opts.Env {
 		env[k] = v
 	}
+	connectEnv = maps.Clone(env)
+	delete(connectEnv, "CREDENTIAL_PRIVATE_KEYS")
+	delete(connectEnv, "CREDENTIAL_KEYS")
 	// The functions would only say so on their first request: check now.
 	lookup := envconfig.MapLookuper(env)
 	ctx := context.Background()
@@ -654,10 +692,13 @@ func (s *Stack) environment(opts Options) (map[string]string, error) {
 	if _, err := config.Load[config.RenewChannels](ctx, lookup); err != nil {
 		errs = append(errs, fmt.Errorf("RenewChannels %w", err))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("stack: the functions' environment is invalid: %w", err)
+	if _, err := config.Load[config.Connect](ctx, envconfig.MapLookuper(connectEnv)); err != nil {
+		errs = append(errs, fmt.Errorf("Connect %w", err))
 	}
-	return env, nil
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, fmt.Errorf("stack: the functions' environment is invalid: %w", err)
+	}
+	return env, connectEnv, nil
 }
 
 func randomKey(id string) (string, error) {
@@ -688,6 +729,9 @@ func (s *Stack) Stop() {
 		}
 		stops.Wait()
 		s.closeFaultProxies()
+		if s.product != nil {
+			s.product.close()
+		}
 		for _, t := range s.taps {
 			t.close()
 		}

@@ -362,8 +362,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 func TestEnvironmentIsValidForEveryFunction(t *testing.T) {
 	s := &Stack{ProjectID: "p", NotificationsTopic: "n-topic", ChangesTopic: "c-topic", FirestoreHost: "127.0.0.1:1",
 		PubSubHost: "127.0.0.1:2", CalendarBaseURL: "http://127.0.0.1:3", CalendarEndpoint: "http://127.0.0.1:3/calendar/v3/",
-		WebhookURL: "http://127.0.0.1:4"}
-	env, err := s.environment(Options{}.withDefaults())
+		WebhookURL: "http://127.0.0.1:4", ConnectURL: "http://127.0.0.1:5"}
+	env, _, err := s.environment(Options{}.withDefaults())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +371,7 @@ func TestEnvironmentIsValidForEveryFunction(t *testing.T) {
 		env["OAUTH_TOKEN_URL"] != "http://127.0.0.1:3/token" || env["NOTIFICATIONS_TOPIC"] != "n-topic" || env["WEBHOOK_URL"] != s.WebhookURL {
 		t.Fatalf("env %v", env)
 	}
-	again, _ := s.environment(Options{}.withDefaults())
+	again, _, _ := s.environment(Options{}.withDefaults())
 	if again["CHANNEL_TOKEN_KEYS"] == env["CHANNEL_TOKEN_KEYS"] || again["CREDENTIAL_PRIVATE_KEYS"] == env["CREDENTIAL_PRIVATE_KEYS"] {
 		t.Fatal("keys are not random per run")
 	}
@@ -385,7 +385,7 @@ func TestEnvironmentIsValidForEveryFunction(t *testing.T) {
 	if err != nil || !priv.Has(pub) {
 		t.Fatalf("CREDENTIAL_PUBLIC_KEY %q is not the public half of CREDENTIAL_PRIVATE_KEYS: %v", env["CREDENTIAL_PUBLIC_KEY"], err)
 	}
-	if _, err := s.environment(Options{Env: map[string]string{"LEASE_DURATION": "1s"}}.withDefaults()); err == nil {
+	if _, _, err := s.environment(Options{Env: map[string]string{"LEASE_DURATION": "1s"}}.withDefaults()); err == nil {
 		t.Fatal("want an error for LEASE_DURATION=1s")
 	}
 	procEnv := processEnv(env, SyncWorker, 8123)
