@@ -53,6 +53,7 @@ func emulatorSetup(t *testing.T, host string, timeout time.Duration) (*Handler, 
 		return out
 	}
 	rctx, cancel := context.WithCancel(ctx)
+	var extra []*pubsub.Client // receivers made after restarts
 	var once sync.Once
 	var done sync.WaitGroup
 	// shutdown must run while the emulator is still up, or the client's
@@ -63,16 +64,28 @@ func emulatorSetup(t *testing.T, host string, timeout time.Duration) (*Handler, 
 			done.Wait()
 			pub.Stop()
 			client.Close()
+			for _, c := range extra {
+				c.Close()
+			}
 		})
 	}
 	t.Cleanup(shutdown)
-	// A receive whose stream met the stopped emulator may back off for
-	// longer than the test waits: a restart begins a fresh one (restart).
+	// A receive whose stream (and connection) met the stopped emulator may
+	// back off for longer than the test waits: a restart begins a fresh
+	// receive on a client of its own (restart).
 	var rmu sync.Mutex
 	var current context.CancelFunc
+	receiver := client
 	restart := func() {
+		fresh, err := pubsubx.NewClient(ctx, project, host)
+		if err != nil {
+			t.Error(err)
+			return
+		}
 		rmu.Lock()
 		defer rmu.Unlock()
+		receiver = fresh
+		extra = append(extra, fresh)
 		if current != nil {
 			current()
 		}
@@ -84,8 +97,9 @@ func emulatorSetup(t *testing.T, host string, timeout time.Duration) (*Handler, 
 			ictx, icancel := context.WithCancel(rctx)
 			rmu.Lock()
 			current = icancel
+			rc := receiver
 			rmu.Unlock()
-			_ = client.Subscriber("worker").Receive(ictx, func(_ context.Context, m *pubsub.Message) {
+			_ = rc.Subscriber("worker").Receive(ictx, func(_ context.Context, m *pubsub.Message) {
 				n, err := messages.ParseNotification(m.Data)
 				if err != nil || m.Attributes["calendarKey"] != n.CalendarKey || m.Attributes["resourceState"] != n.ResourceState {
 					t.Errorf("bad message %s %v: %v", m.Data, m.Attributes, err)
@@ -107,9 +121,11 @@ func emulatorSetup(t *testing.T, host string, timeout time.Duration) (*Handler, 
 // ensureAgain recreates the topic and subscription after an emulator restart.
 var ensureAgain func()
 
+// waitFor waits for cond, long enough for a receiver that reconnects after
+// the emulator restarted.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -172,7 +188,9 @@ func TestEmulatorStoppedMidTest(t *testing.T) {
 	_ = emu2
 	ensureAgain()
 	for _, n := range failed {
-		deadline := time.Now().Add(30 * time.Second)
+		// The publisher's gRPC connection met the stopped emulator and
+		// reconnects with backoff (up to 2 minutes): 503 until it does.
+		deadline := time.Now().Add(150 * time.Second)
 		for {
 			code := post(t, srv.URL, googleHeaders(t, "exists", strconv.Itoa(n)))
 			if code == 200 {
