@@ -130,8 +130,15 @@ func settle(p *store.ListingPlan, key, me string, c store.Calendar, readers map[
 		return // nothing to read it with
 	}
 	handover := !create && c.Status != store.StatusUnwatched && next.Status != store.StatusUnwatched && c.Grant() != next.Grant()
+	// A token is never used with another grant than the one that made it
+	// (an unwatched calendar enrolled again by another lister too): the
+	// next sync is a full one.
+	dropToken := !create && c.Grant() != next.Grant()
+	if dropToken {
+		next.SyncToken = ""
+	}
 	if create || !same(c, next) {
-		p.Writes = append(p.Writes, store.CalendarWrite{Key: key, Create: create, Cal: next, DropToken: handover,
+		p.Writes = append(p.Writes, store.CalendarWrite{Key: key, Create: create, Cal: next, DropToken: dropToken,
 			MarkDirty: handover && !c.Dirty && next.Status == store.StatusActive})
 	}
 	if counted {

@@ -127,6 +127,34 @@ func TestPlanListing(t *testing.T) {
 	}
 }
 
+// A token is never used with another grant than the one that made it: an
+// unwatched calendar enrolled again by another lister has its token dropped
+// (the engine asks for a full sync), one enrolled again by its own reader
+// keeps it (and catches up incrementally).
+func TestTokenOfAnotherGrantDropped(t *testing.T) {
+	key := store.CalendarKey(team)
+	unwatched := func() map[string]store.Calendar {
+		c := stored(store.StatusUnwatched, rita, map[string]store.Reader{rita: reader(ritaGrant, "reader")})
+		cal := c[key]
+		cal.SyncToken, cal.Readers = "rita-token", nil
+		c[key] = cal
+		return c
+	}
+	for name, tc := range map[string]struct {
+		lister string
+		g      store.Grant
+		drop   bool
+	}{"another lister": {olga, olgaGrant, true}, "its own reader": {rita, ritaGrant, false}} {
+		p := plan(tc.lister, unwatched(), []store.Calendar{listed(tc.g, "reader")})
+		if len(p.Writes) != 1 || len(p.Enrolled) != 1 {
+			t.Fatalf("%s: writes %+v enrolled %+v", name, p.Writes, p.Enrolled)
+		}
+		if p.Writes[0].DropToken != tc.drop || (p.Enrolled[0].SyncToken == "") != tc.drop {
+			t.Errorf("%s: drop %v, enrolled with token %q; want drop %v", name, p.Writes[0].DropToken, p.Enrolled[0].SyncToken, tc.drop)
+		}
+	}
+}
+
 // Stale listings and those of identities no longer active change nothing;
 // an operator's active calendar is left to the operator.
 func TestPlanListingGuards(t *testing.T) {
