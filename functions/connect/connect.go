@@ -131,32 +131,56 @@ func (h *Handler) landing(w http.ResponseWriter, r *http.Request) {
 	h.page(w, http.StatusOK, pageConnect{Product: t.Display(), Link: token})
 }
 
-func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
+// posted reads a link page's form: the link, verified, for action. ok
+// false: the user was shown why not.
+func (h *Handler) posted(w http.ResponseWriter, r *http.Request, action string) (connectlink.Link, tenant.Tenant, bool) {
 	if err := r.ParseForm(); err != nil {
 		h.page(w, http.StatusBadRequest, pageError{Title: "Link not valid", Message: "The request could not be read."})
-		return
+		return connectlink.Link{}, tenant.Tenant{}, false
 	}
 	l, t, problem := h.link(r.PostForm.Get("link"))
-	if problem == "" && l.Action != connectlink.ActionConnect {
+	if problem == "" && l.Action != action {
 		problem = "This link is not valid for this step. Ask the service that sent you here for a new one."
 	}
 	if problem != "" {
 		h.page(w, http.StatusBadRequest, pageError{Title: "Link not valid", Message: problem})
+		return l, t, false
+	}
+	return l, t, true
+}
+
+// spend records the link used, once its step's work is done, so a step
+// that failed leaves it usable; ok false: it was used already (the user was
+// told).
+func (h *Handler) spend(w http.ResponseWriter, r *http.Request, l connectlink.Link, t tenant.Tenant) bool {
+	err := h.Store.SpendConnectLink(r.Context(), l.Nonce, t.Name, l.Expires.Add(24*time.Hour))
+	if errors.Is(err, store.ErrLinkUsed) {
+		h.log(r).Warn("connect link used again", logging.KeyEvent, logging.EventConnect, logging.KeyTenant, t.Name, logging.KeyOutcome, "link_used")
+		h.page(w, http.StatusBadRequest, pageError{Title: "Link already used", Message: "This link was used already. Ask " + t.Display() + " for a new one."})
+		return false
+	}
+	if err != nil {
+		h.unavailable(w, r, err)
+		return false
+	}
+	return true
+}
+
+func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
+	l, t, ok := h.posted(w, r, connectlink.ActionConnect)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	if err := h.Store.SpendConnectLink(ctx, l.Nonce, t.Name, l.Expires.Add(24*time.Hour)); errors.Is(err, store.ErrLinkUsed) {
-		h.log(r).Warn("connect link used again", logging.KeyEvent, logging.EventConnect, logging.KeyTenant, t.Name, logging.KeyOutcome, "link_used")
-		h.page(w, http.StatusBadRequest, pageError{Title: "Link already used", Message: "This link was used already. Ask " + t.Display() + " for a new one."})
-		return
-	} else if err != nil {
-		h.unavailable(w, r, err)
-		return
-	}
 	state, verifier := random(), oauth2.GenerateVerifier()
 	if err := h.Store.PutConnectSession(ctx, state, store.ConnectSession{Tenant: t.Name, ExternalID: l.ExternalID, ReturnURL: l.ReturnURL,
 		Nonce: l.Nonce, Verifier: verifier, ExpireAt: h.now().Add(SessionLifetime)}); err != nil {
 		h.unavailable(w, r, err)
+		return
+	}
+	// Spent once the session is stored: a failure before leaves the link
+	// usable (a session of a link used meanwhile expires unused).
+	if !h.spend(w, r, l, t) {
 		return
 	}
 	http.Redirect(w, r, h.OAuth.AuthCodeURL(state, oauthgrant.AuthOptions(verifier)...), http.StatusSeeOther)
@@ -210,7 +234,11 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	identity, requestID, err := h.enroll(ctx, t, s, g)
 	if err != nil {
-		h.unavailable(w, r, err)
+		// The link and the consent are spent and nothing was handed over:
+		// the product must give the user a new link.
+		log.Error("the grant could not be handed to calsync; nothing stored", logging.KeyOutcome, "unavailable", logging.KeyError, err.Error())
+		h.page(w, http.StatusServiceUnavailable, pageError{Title: "Could not connect", Message: "Something went wrong on our side; nothing was stored. Go back and start again.",
+			Back: back(StatusError, "unavailable", nil), BackName: t.Display()})
 		return
 	}
 	log.Info("account connected; its enroll published", logging.KeyOutcome, StatusConnected, logging.KeyIdentityKey, identity,
@@ -223,25 +251,17 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 // control topic (the SyncWorker unenrolls it, revokes an OAuth grant at
 // Google and deletes its credential), and the user goes back to the product.
 func (h *Handler) disconnect(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		h.page(w, http.StatusBadRequest, pageError{Title: "Link not valid", Message: "The request could not be read."})
-		return
-	}
-	l, t, problem := h.link(r.PostForm.Get("link"))
-	if problem == "" && l.Action != connectlink.ActionDisconnect {
-		problem = "This link is not valid for this step. Ask the service that sent you here for a new one."
-	}
-	if problem != "" {
-		h.page(w, http.StatusBadRequest, pageError{Title: "Link not valid", Message: problem})
+	l, t, ok := h.posted(w, r, connectlink.ActionDisconnect)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
 	log := h.log(r).With(logging.KeyEvent, logging.EventConnect, logging.KeyTenant, t.Name)
-	if err := h.Store.SpendConnectLink(ctx, l.Nonce, t.Name, l.Expires.Add(24*time.Hour)); errors.Is(err, store.ErrLinkUsed) {
-		h.page(w, http.StatusBadRequest, pageError{Title: "Link already used", Message: "This link was used already. Ask " + t.Display() + " for a new one."})
-		return
-	} else if err != nil {
+	if used, err := h.Store.LinkUsed(ctx, l.Nonce); err != nil {
 		h.unavailable(w, r, err)
+		return
+	} else if used {
+		h.page(w, http.StatusBadRequest, pageError{Title: "Link already used", Message: "This link was used already. Ask " + t.Display() + " for a new one."})
 		return
 	}
 	ids, err := h.Store.IdentitiesOfExternalID(ctx, t.Name, l.ExternalID)
@@ -268,6 +288,11 @@ func (h *Handler) disconnect(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		n++
+	}
+	// Spent once every disconnect is published (their request ids are the
+	// link's: a retry after a failure publishes duplicates, done once).
+	if !h.spend(w, r, l, t) {
+		return
 	}
 	log.Info("disconnect link followed; disconnects published", logging.KeyOutcome, StatusDisconnected, "identities", n)
 	u, _ := url.Parse(l.ReturnURL)

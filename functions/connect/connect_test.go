@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,6 +50,8 @@ type env struct {
 	srv  *httptest.Server
 	ann  *syncertest.Announcements
 	logs *testlog.Buffer
+	// controlDown makes the control topic refuse publishes (Pub/Sub down).
+	controlDown *atomic.Bool
 }
 
 func newEnv(t *testing.T) *env { return newEnvWith(t, true, tenants) }
@@ -78,12 +81,16 @@ func newEnvWith(t *testing.T, auto bool, tenantsJSON string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	down := &atomic.Bool{}
 	enroller := &enroll.Enroller{Store: st, Calendars: access.Calendars, Requests: nopPublisher{}, Lifecycle: access.Lifecycle, Logger: logger,
 		Revoker: access.Calendars}
 	h := &connect.Handler{Store: st, Seal: access.Credentials.Seal, Tenants: set, Logger: logger,
 		// What the SyncWorker does with the message on the tenant's control
 		// topic (functions/syncworker), in process.
 		Control: func(ctx context.Context, tn string, data []byte, attrs map[string]string) error {
+			if down.Load() {
+				return errors.New("pubsub: unavailable")
+			}
 			if err := syncertest.ValidateControl(data); err != nil {
 				t.Error(err)
 			}
@@ -109,7 +116,7 @@ func newEnvWith(t *testing.T, auto bool, tenantsJSON string) *env {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	h.OAuth.RedirectURL = srv.URL + "/callback"
-	return &env{t: t, ctx: ctx, emu: emu, base: base, st: st, srv: srv, ann: ann, logs: logs}
+	return &env{t: t, ctx: ctx, emu: emu, base: base, st: st, srv: srv, ann: ann, logs: logs, controlDown: down}
 }
 
 type nopPublisher struct{}
@@ -300,6 +307,12 @@ func TestConnectLink(t *testing.T) {
 	if code, _, loc := e.post(e.srv.URL+"/disconnect", url.Values{"link": {e.link("crm-user-1", returnURL, time.Hour)}}); code != http.StatusBadRequest || loc != "" {
 		t.Fatalf("a connect link disconnected: %d %q", code, loc)
 	}
+	// Pub/Sub down: "try again", and the link still works afterwards.
+	e.controlDown.Store(true)
+	if code, body, _ := e.post(e.srv.URL+"/disconnect", url.Values{"link": {dl}}); code != http.StatusServiceUnavailable || !strings.Contains(body, "try again") {
+		t.Fatalf("disconnect with Pub/Sub down: %d %s", code, body)
+	}
+	e.controlDown.Store(false)
 	code, _, loc = e.post(e.srv.URL+"/disconnect", url.Values{"link": {dl}})
 	if back := mustParse(t, loc); code != http.StatusSeeOther || back.Query().Get("calsync_status") != connect.StatusDisconnected {
 		t.Fatalf("disconnect: %d %q", code, loc)

@@ -486,21 +486,14 @@ type Connect struct {
 
 // LinkKeys parses CONNECT_LINK_KEYS: per tenant, key id to secret.
 func (c Connect) LinkKeys() (map[string]map[string][]byte, error) {
-	var raw map[string]string
-	if err := json.Unmarshal([]byte(c.ConnectLinkKeys), &raw); err != nil {
-		return nil, errors.New("CONNECT_LINK_KEYS is not a JSON object of tenant to key list")
+	lists, err := c.linkKeyLists()
+	if err != nil {
+		return nil, err
 	}
 	out := map[string]map[string][]byte{}
-	for tenantName, list := range raw {
-		keys, err := ParseKeys(list)
-		if err != nil {
-			return nil, fmt.Errorf("CONNECT_LINK_KEYS[%s]: %w", tenantName, err)
-		}
+	for tenantName, keys := range lists {
 		out[tenantName] = map[string][]byte{}
 		for _, k := range keys {
-			if len(k.Material) < 32 {
-				return nil, fmt.Errorf("CONNECT_LINK_KEYS[%s]: key %s is shorter than 32 bytes", tenantName, k.ID)
-			}
 			out[tenantName][k.ID] = k.Material
 		}
 	}
@@ -510,15 +503,37 @@ func (c Connect) LinkKeys() (map[string]map[string][]byte, error) {
 // SigningLinkKey is the key a tenant's links are signed with: the first of
 // its CONNECT_LINK_KEYS.
 func (c Connect) SigningLinkKey(tenantName string) (Key, error) {
+	lists, err := c.linkKeyLists()
+	if err != nil {
+		return Key{}, err
+	}
+	if len(lists[tenantName]) == 0 {
+		return Key{}, fmt.Errorf("CONNECT_LINK_KEYS has no key for tenant %s", tenantName)
+	}
+	return lists[tenantName][0], nil
+}
+
+// linkKeyLists parses CONNECT_LINK_KEYS, each tenant's keys in order, each
+// of 32 bytes or more.
+func (c Connect) linkKeyLists() (map[string][]Key, error) {
 	var raw map[string]string
 	if err := json.Unmarshal([]byte(c.ConnectLinkKeys), &raw); err != nil {
-		return Key{}, errors.New("CONNECT_LINK_KEYS is not a JSON object of tenant to key list")
+		return nil, errors.New("CONNECT_LINK_KEYS is not a JSON object of tenant to key list")
 	}
-	keys, err := ParseKeys(raw[tenantName])
-	if err != nil || len(keys) == 0 || len(keys[0].Material) < 32 {
-		return Key{}, fmt.Errorf("CONNECT_LINK_KEYS has no key of 32 bytes or more for tenant %s", tenantName)
+	out := map[string][]Key{}
+	for tenantName, list := range raw {
+		keys, err := ParseKeys(list)
+		if err != nil {
+			return nil, fmt.Errorf("CONNECT_LINK_KEYS[%s]: %w", tenantName, err)
+		}
+		for _, k := range keys {
+			if len(k.Material) < 32 {
+				return nil, fmt.Errorf("CONNECT_LINK_KEYS[%s]: key %s is shorter than 32 bytes", tenantName, k.ID)
+			}
+		}
+		out[tenantName] = keys
 	}
-	return keys[0], nil
+	return out, nil
 }
 
 // Validate reports every problem with the Connect config.

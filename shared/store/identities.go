@@ -65,11 +65,9 @@ type Identity struct {
 // IdentitiesOfExternalID are a tenant's identities the product gave
 // externalID, by key.
 func (s *Store) IdentitiesOfExternalID(ctx context.Context, tenantName, externalID string) (map[string]Identity, error) {
-	q := s.Client.Collection(CollIdentities).Where("tenant", "==", tenant.Stored(tenantName)).Where("externalId", "==", externalID)
-	if tenant.Stored(tenantName) == "" {
-		q = s.Client.Collection(CollIdentities).Where("externalId", "==", externalID)
-	}
-	docs, err := q.Documents(ctx).GetAll()
+	// By externalId alone (a single-field index; the default tenant's
+	// documents have no tenant field), the tenant checked here.
+	docs, err := s.Client.Collection(CollIdentities).Where("externalId", "==", externalID).Documents(ctx).GetAll()
 	if err != nil {
 		return nil, err
 	}
